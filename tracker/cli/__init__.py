@@ -1,0 +1,118 @@
+"""The `tracker` command line: parse, call one service, render.
+
+Errors are mapped to exit codes in one place (TrackerGroup.main). Command modules import only click at
+module level; services, the database and rich are imported inside commands so `tracker --help` is quick.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from functools import cached_property
+
+import click
+
+from tracker import __version__
+from tracker.errors import ProtocolError, TrackerError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class AppContext:
+    """What every command needs, built lazily: config, database engine, protocol library, today."""
+
+    def __init__(self, db: str | None, user: str | None, config_path: str | None):
+        self.db = db
+        self.user = user or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        self.config_path = config_path
+
+    @cached_property
+    def config(self):
+        from tracker.config import load_config
+
+        return load_config(self.config_path)
+
+    @cached_property
+    def engine(self):
+        from tracker.db.engine import open_engine
+
+        return open_engine(self.db)
+
+    @cached_property
+    def library(self):
+        from tracker.protocols import library
+
+        return library(self.config.schedules_dir)
+
+    def today(self):
+        from tracker.dates import today
+
+        return today(self.config.timezone)
+
+    @contextmanager
+    def session(self):
+        """One transaction per command: committed on success, rolled back on any error."""
+        from sqlmodel import Session
+
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+class TrackerGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ProtocolError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(exc.exit_code)
+        except TrackerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=TrackerGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="tracker")
+@click.option("--db", metavar="PATH|URL", help="Database file or URL (default: $TRACKER_DB, else XDG data dir).")
+@click.option("--user", help="Who is making changes, for the audit log (default: $USER).")
+@click.option("--config", "config_path", metavar="FILE",
+              help="Site config file (default: $TRACKER_CONFIG, else XDG config dir).")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, user: str | None, config_path: str | None) -> None:
+    """tracker: monitoring calendars, worklists and alerts for systemic atopic-dermatitis therapy."""
+    ctx.obj = AppContext(db, user, config_path)
+
+
+def _register() -> None:
+    from tracker.cli import db, demo, patient, results, schedules, therapy, worklists
+
+    for module in (patient, therapy, results, worklists, schedules, db, demo):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="tracker")

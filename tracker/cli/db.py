@@ -1,0 +1,47 @@
+"""tracker db upgrade|status"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import json_option
+
+
+@click.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def upgrade(app):
+    """Bring the database to the current schema (a SQLite file is backed up first)."""
+    from tracker.db.engine import make_engine, resolve_url, upgrade_schema
+
+    engine = make_engine(resolve_url(app.db))
+    before, after = upgrade_schema(engine)
+    if before == after:
+        click.echo(f"already at {after}")
+    else:
+        click.echo(f"upgraded {before or 'empty database'} -> {after}")
+
+
+@db.command("status")
+@json_option
+@pass_app
+def status(app, as_json):
+    """Where the database is and whether its schema is current."""
+    from tracker.cli.render import emit_json
+    from tracker.db.engine import make_engine, resolve_url, schema_status
+
+    info = schema_status(make_engine(resolve_url(app.db)))
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"database: {info['url']}")
+    click.echo(f"schema:   {info['current'] or 'empty'} (head {info['head']})"
+               f" {'up to date' if info['up_to_date'] else 'needs upgrade: run `tracker db upgrade`'}")
+
+
+COMMANDS = [db]

@@ -1,0 +1,119 @@
+"""tracker patient add|list|show|update"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE, json_option
+
+
+@click.group()
+def patient() -> None:
+    """Register, list, show and update patients."""
+
+
+def _patient_row(p) -> dict:
+    return {
+        "mrn": p.mrn,
+        "name": p.name,
+        "dob": p.dob.isoformat(),
+        "sex": p.sex,
+        "weight_kg": p.weight_kg,
+        "childbearing_potential": p.childbearing_potential,
+    }
+
+
+@patient.command("add")
+@click.argument("mrn")
+@click.option("--name", required=True, help="Full name.")
+@click.option("--dob", type=DATE, required=True, help="Date of birth (YYYY-MM-DD).")
+@click.option("--sex", type=click.Choice(["f", "m", "x"]), help="Sex: f, m or x.")
+@click.option("--weight-kg", type=float, help="Body weight in kg.")
+@click.option("--childbearing-potential", is_flag=True, help="Patient could become pregnant.")
+@pass_app
+def add(app, mrn, name, dob, sex, weight_kg, childbearing_potential):
+    """Register a patient under MRN."""
+    from tracker.services.patients import add_patient
+
+    with app.session() as session:
+        p = add_patient(session, mrn=mrn, name=name, dob=dob, sex=sex, weight_kg=weight_kg,
+                        childbearing_potential=childbearing_potential, user=app.user, today=app.today())
+    click.echo(f"added {p.mrn} ({p.name}, born {p.dob})")
+
+
+@patient.command("update")
+@click.argument("mrn")
+@click.option("--new-mrn", help="Change the MRN.")
+@click.option("--name")
+@click.option("--dob", type=DATE)
+@click.option("--sex", type=click.Choice(["f", "m", "x"]))
+@click.option("--weight-kg", type=float)
+@click.option("--childbearing-potential/--no-childbearing-potential", default=None)
+@pass_app
+def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing_potential):
+    """Change a patient's details (audited)."""
+    from tracker.services.patients import update_patient
+
+    changes = {k: v for k, v in {"mrn": new_mrn, "name": name, "dob": dob, "sex": sex, "weight_kg": weight_kg,
+                                 "childbearing_potential": childbearing_potential}.items() if v is not None}
+    with app.session() as session:
+        p = update_patient(session, mrn, changes, user=app.user, today=app.today())
+    click.echo(f"updated {p.mrn}: {', '.join(sorted(changes))}")
+
+
+@patient.command("list")
+@json_option
+@pass_app
+def list_(app, as_json):
+    """List every patient with their live courses."""
+    from sqlmodel import select
+
+    from tracker.cli.render import emit_json, table
+    from tracker.db.tables import Course, Patient
+
+    with app.session() as session:
+        patients = session.exec(select(Patient).order_by(Patient.mrn)).all()
+        live = {}
+        for patient_id, drug, status in session.exec(
+            select(Course.patient_id, Course.drug, Course.status).where(Course.status != "stopped")
+        ).all():
+            live.setdefault(patient_id, []).append(drug if status == "active" else f"{drug} (paused)")
+    rows = [{**_patient_row(p), "courses": sorted(live.get(p.id, []))} for p in patients]
+    if as_json:
+        emit_json(rows)
+        return
+    table(["MRN", "Name", "DOB", "Sex", "On"], [[r["mrn"], r["name"], r["dob"], r["sex"], ", ".join(r["courses"])]
+                                               for r in rows], title=f"{len(rows)} patients")
+
+
+@patient.command("show")
+@click.argument("mrn")
+@json_option
+@pass_app
+def show(app, mrn, as_json):
+    """A patient's details, courses, recent results and next items."""
+    from tracker.cli.render import emit_json, say, table
+    from tracker.services.patient_view import patient_summary
+
+    with app.session() as session:
+        summary = patient_summary(session, mrn, app.today())
+    if as_json:
+        emit_json(summary)
+        return
+    p = summary["patient"]
+    say(f"[bold]{p['mrn']}[/bold]  {p['name']}  born {p['dob']}  sex {p['sex'] or '-'}"
+        f"{'  childbearing potential' if p['childbearing_potential'] else ''}")
+    table(["Drug", "Status", "Start", "Stop", "Dose", "Protocol"],
+          [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
+           for c in summary["courses"]], title="Courses")
+    if summary["results"]:
+        table(["Taken", "Test", "Value", "Unit"],
+              [[r["taken_on"], r["test"], r["value"], r["unit"]] for r in summary["results"]],
+              title="Recent results")
+    table(["Due", "Drug", "Kind", "Title", "Status"],
+          [[i["due"], i["drug"], i["kind"], i["title"], "OVERDUE" if i["overdue"] else i["status"]]
+           for i in summary["next_items"]], title="Open and upcoming items")
+
+
+COMMANDS = [patient]

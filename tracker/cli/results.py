@@ -1,0 +1,39 @@
+"""tracker result add"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE
+
+
+@click.group()
+def result() -> None:
+    """Record lab and screening results."""
+
+
+@result.command("add")
+@click.argument("mrn")
+@click.argument("test")
+@click.argument("value")
+@click.option("--on", type=DATE, required=True, help="Date the sample was taken.")
+@click.option("--unit", help="Unit (default: the vocabulary's unit for TEST).")
+@click.option("--ref-low", type=float, help="The laboratory's lower reference limit.")
+@click.option("--ref-high", type=float, help="The laboratory's upper reference limit (ULN).")
+@pass_app
+def add(app, mrn, test, value, on, unit, ref_low, ref_high):
+    """Record VALUE for TEST (numeric, or categorical like `tpmt normal`)."""
+    from tracker.services.results import record_result
+
+    with app.session() as session:
+        recorded = record_result(session, app.library, mrn=mrn, test=test, value=value, taken_on=on, unit=unit,
+                                 ref_low=ref_low, ref_high=ref_high, user=app.user, today=app.today())
+        shown = recorded.result.value_num if recorded.result.value_num is not None else recorded.result.value_text
+        click.echo(f"recorded {recorded.result.test} {shown:g} {recorded.result.unit or ''}".rstrip()
+                   if isinstance(shown, float) else f"recorded {recorded.result.test} {shown}")
+        for item in recorded.completed:
+            click.echo(f"completed: {item.due} {item.title}")
+
+
+COMMANDS = [result]

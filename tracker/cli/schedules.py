@@ -1,0 +1,67 @@
+"""tracker schedules list|show"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import json_option
+
+
+@click.group()
+def schedules() -> None:
+    """The per-drug protocols: list, show."""
+
+
+@schedules.command("list")
+@json_option
+@pass_app
+def list_(app, as_json):
+    """Every protocol in effect: id, name, class, version, source count, origin."""
+    from tracker.cli.render import emit_json, table
+    from tracker.services.schedule_view import protocol_summaries
+
+    rows = protocol_summaries(app.library)
+    if as_json:
+        emit_json(rows)
+        return
+    table(["ID", "Name", "Class", "Version", "Sources", "From"],
+          [[r["id"], r["name"], r["class"], r["version"], r["sources"], r["origin"]] for r in rows],
+          title=f"{len(rows)} protocols")
+
+
+@schedules.command("show")
+@click.argument("drug")
+@click.option("--weeks", type=click.IntRange(1, 520), default=52, show_default=True)
+@json_option
+@pass_app
+def show(app, drug, weeks, as_json):
+    """A protocol as a timeline from a nominal start (week, day offset, tests, checkpoints, limits)."""
+    from tracker.cli.render import emit_json, say, table
+    from tracker.services.schedule_view import protocol_timeline
+
+    protocol = app.library.get(drug)
+    rows = protocol_timeline(protocol, weeks)
+    if as_json:
+        emit_json({"id": protocol.id, "version": protocol.version, "hash": protocol.content_hash,
+                   "timeline": rows,
+                   "sources": {k: s.model_dump() for k, s in protocol.sources.items()}})
+        return
+    say(f"[bold]{protocol.name}[/bold] ({protocol.id}, {protocol.drug_class}, protocol v{protocol.version})"
+        + (f"  also: {', '.join([*protocol.aliases, *protocol.brands])}" if protocol.aliases or protocol.brands else ""))
+    table(["Week", "Day", "Kind", "Tests / target", "Rule", "Sources"],
+          [[r["week"], f"+{r['day']}", r["kind"] + (f" ({r['gate']})" if r["gate"] else ""),
+            ", ".join(r["tests"]) or r["target"] or "", r["detail"] or "", ", ".join(r["sources"])]
+           for r in rows], title=f"First {weeks} weeks")
+    if protocol.thresholds:
+        table(["Threshold", "Action", "Severity", "Sources"],
+              [[t.describe(), t.action + (f" in {t.repeat_in.words()}" if t.repeat_in else ""), t.severity,
+                ", ".join(t.sources)] for t in protocol.thresholds], title="Lab action thresholds")
+    table(["Key", "Citation", "URL"],
+          [[k, s.citation + (f" (tier: {s.tier})" if s.tier else ""), s.url or ""] for k, s in protocol.sources.items()],
+          title="Sources")
+    if protocol.notes:
+        say(f"Notes: {protocol.notes.strip()}")
+
+
+COMMANDS = [schedules]

@@ -1,0 +1,138 @@
+"""tracker therapy start|dose|pause|resume|stop|switch"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE
+
+STOP_CATEGORY = click.Choice(["failure", "adverse_event", "other"])
+
+
+@click.group()
+def therapy() -> None:
+    """Start, change, pause, resume, stop and switch therapy courses."""
+
+
+def _report(change, verb: str) -> None:
+    sync = change.sync
+    parts = [f"{len(sync.added)} items added"]
+    if sync.cancelled:
+        parts.append(f"{len(sync.cancelled)} cancelled")
+    if sync.changed:
+        parts.append(f"{len(sync.changed)} updated")
+    click.echo(f"{verb} {change.protocol.id} for {change.patient.mrn} "
+               f"(protocol v{change.protocol.version}): {', '.join(parts)}")
+    if change.missing_gates:
+        click.echo(f"warning: started without {', '.join(change.missing_gates)} "
+                   f"(gate overridden: {change.course.gate_override})", err=True)
+    if change.consider:
+        click.echo(f"consider if at risk: {', '.join(change.consider)}")
+
+
+@therapy.command("start")
+@click.argument("mrn")
+@click.argument("drug")
+@click.option("--on", type=DATE, required=True, help="Start date.")
+@click.option("--dose", help="Dose as prescribed, free text.")
+@click.option("--override-gate", metavar="REASON", help="Start although a required baseline test is missing.")
+@pass_app
+def start(app, mrn, drug, on, dose, override_gate):
+    """Start DRUG for MRN; refused while a required baseline test has no result."""
+    from tracker.services.courses import start_course
+
+    with app.session() as session:
+        change = start_course(session, app.library, mrn=mrn, drug=drug, on=on, dose=dose,
+                              override_gate=override_gate, user=app.user, today=app.today())
+        _report(change, "started")
+
+
+@therapy.command("dose")
+@click.argument("mrn")
+@click.argument("drug")
+@click.option("--on", type=DATE, required=True, help="Date of the dose change.")
+@click.option("--dose", required=True, help="The new dose.")
+@pass_app
+def dose(app, mrn, drug, on, dose):
+    """Record a dose change; protocols that restart monitoring on a dose change re-plan from that date."""
+    from tracker.services.courses import change_dose
+
+    with app.session() as session:
+        change = change_dose(session, app.library, mrn=mrn, drug=drug, on=on, dose=dose, user=app.user,
+                             today=app.today())
+        _report(change, "dose changed:")
+
+
+@therapy.command("pause")
+@click.argument("mrn")
+@click.argument("drug")
+@click.option("--on", type=DATE, required=True)
+@click.option("--reason")
+@pass_app
+def pause(app, mrn, drug, on, reason):
+    """Pause a course: no monitoring is due while it is paused."""
+    from tracker.services.courses import pause_course
+
+    with app.session() as session:
+        change = pause_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, user=app.user,
+                              today=app.today())
+        _report(change, "paused")
+
+
+@therapy.command("resume")
+@click.argument("mrn")
+@click.argument("drug")
+@click.option("--on", type=DATE, required=True)
+@click.option("--reason")
+@pass_app
+def resume(app, mrn, drug, on, reason):
+    """Resume a paused course."""
+    from tracker.services.courses import resume_course
+
+    with app.session() as session:
+        change = resume_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, user=app.user,
+                               today=app.today())
+        _report(change, "resumed")
+
+
+@therapy.command("stop")
+@click.argument("mrn")
+@click.argument("drug")
+@click.option("--on", type=DATE, required=True)
+@click.option("--reason", required=True)
+@click.option("--category", type=STOP_CATEGORY, help="Why: failure, adverse_event or other.")
+@pass_app
+def stop(app, mrn, drug, on, reason, category):
+    """Stop a course; its items after the stop date are cancelled."""
+    from tracker.services.courses import stop_course
+
+    with app.session() as session:
+        change = stop_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, category=category,
+                             user=app.user, today=app.today())
+        _report(change, "stopped")
+
+
+@therapy.command("switch")
+@click.argument("mrn")
+@click.argument("from_drug", metavar="FROM")
+@click.argument("to_drug", metavar="TO")
+@click.option("--on", type=DATE, required=True)
+@click.option("--reason", required=True)
+@click.option("--category", type=STOP_CATEGORY, help="Why FROM stopped: failure, adverse_event or other.")
+@click.option("--dose", help="Dose of TO.")
+@click.option("--override-gate", metavar="REASON")
+@pass_app
+def switch(app, mrn, from_drug, to_drug, on, reason, category, dose, override_gate):
+    """Stop FROM and start TO on the same date (both or neither)."""
+    from tracker.services.courses import switch_course
+
+    with app.session() as session:
+        stopped, started = switch_course(session, app.library, mrn=mrn, from_drug=from_drug, to_drug=to_drug,
+                                         on=on, reason=reason, category=category, dose=dose,
+                                         override_gate=override_gate, user=app.user, today=app.today())
+        _report(stopped, "stopped")
+        _report(started, "started")
+
+
+COMMANDS = [therapy]

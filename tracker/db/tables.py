@@ -1,0 +1,296 @@
+"""SQLModel tables. Portable: nothing here is SQLite-only (PostgreSQL runs the same schema).
+
+Conventions: dates are `datetime.date`; timestamps are timezone-aware UTC (`tracker.dates.utcnow`);
+lists of codes (tests, sources, drugs, suggestions) are stored as space-separated text so that worklist
+queries stay plain SQL on both databases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Column, Index, MetaData, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Named constraints, so Alembic batch mode on SQLite can alter them later.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+def codes(text: str | None) -> list[str]:
+    """Split a stored code list."""
+    return text.split() if text else []
+
+
+def join_codes(items) -> str:
+    return " ".join(items)
+
+
+class Patient(SQLModel, table=True):
+    __tablename__ = "patient"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mrn: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=200)
+    dob: dt.date
+    sex: str | None = Field(default=None, max_length=1)  # f | m | x
+    weight_kg: float | None = None
+    childbearing_potential: bool = False
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Course(SQLModel, table=True):
+    """One patient on one drug, from start to stop."""
+
+    __tablename__ = "course"
+    __table_args__ = (Index("ix_course_status_drug", "status", "drug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    drug: str = Field(max_length=64)  # protocol id
+    dose: str | None = Field(default=None, max_length=200)
+    start_on: dt.date
+    stop_on: dt.date | None = None
+    stop_reason: str | None = Field(default=None, sa_column=Column(Text))
+    # Why a stop happened, for treatment-algorithm suggestions: failure | adverse_event | other
+    stop_category: str | None = Field(default=None, max_length=20)
+    status: str = Field(default="active", max_length=10)  # active | paused | stopped
+    gate_override: str | None = Field(default=None, sa_column=Column(Text))
+    protocol_version: int
+    protocol_hash: str = Field(max_length=32)
+    protocol_origin: str | None = Field(default=None, sa_column=Column(Text))
+    planned_through: dt.date | None = None  # horizon of the last plan
+    adjust_every: str | None = Field(default=None, max_length=10)  # per-course interval, e.g. "8w"
+    adjust_from: dt.date | None = None
+    adjust_reason: str | None = Field(default=None, sa_column=Column(Text))
+    switched_from_id: int | None = Field(default=None, foreign_key="course.id")
+    created_at: dt.datetime
+
+
+class DoseChange(SQLModel, table=True):
+    __tablename__ = "dose_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(foreign_key="course.id", index=True)
+    changed_on: dt.date
+    dose: str = Field(max_length=200)
+    previous_dose: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime
+
+
+class CoursePause(SQLModel, table=True):
+    __tablename__ = "course_pause"
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(foreign_key="course.id", index=True)
+    paused_on: dt.date
+    resumed_on: dt.date | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    resume_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Item(SQLModel, table=True):
+    """A scheduled item: baseline test, lab draw, response checkpoint or course limit."""
+
+    __tablename__ = "item"
+    __table_args__ = (
+        Index("ix_item_status_due", "status", "due"),
+        Index("ix_item_patient_due", "patient_id", "due"),
+        Index("ix_item_course_status", "course_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(unique=True, max_length=64)  # random, for ICS; never derived from patient data
+    course_id: int = Field(foreign_key="course.id")
+    patient_id: int = Field(foreign_key="patient.id")
+    drug: str = Field(max_length=64)
+    # Other drugs whose draws were merged into this one (space-separated protocol ids).
+    merged_drugs: str | None = Field(default=None, max_length=200)
+    kind: str = Field(max_length=12)  # baseline | lab | checkpoint | limit
+    due: dt.date
+    tests: str = Field(default="", max_length=400)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    sources: str = Field(default="", sa_column=Column(Text, nullable=False))
+    gate: str | None = Field(default=None, max_length=10)  # hard | advisory
+    week: int | None = None
+    measure: str | None = Field(default=None, max_length=40)
+    target: str | None = Field(default=None, max_length=200)
+    status: str = Field(default="planned", max_length=10)  # planned | done | cancelled
+    done_on: dt.date | None = None
+    done_note: str | None = Field(default=None, sa_column=Column(Text))
+    adjusted: bool = False  # produced by a per-course interval adjustment
+    origin: str = Field(default="plan", max_length=12)  # plan | threshold | partial
+    sequence: int = 0
+    created_at: dt.datetime
+    last_modified: dt.datetime
+
+
+class LabResult(SQLModel, table=True):
+    __tablename__ = "lab_result"
+    __table_args__ = (Index("ix_lab_result_patient_test_taken", "patient_id", "test", "taken_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    test: str = Field(max_length=40)
+    value_num: float | None = None
+    value_text: str | None = Field(default=None, max_length=100)
+    unit: str | None = Field(default=None, max_length=40)
+    taken_on: dt.date
+    ref_low: float | None = None
+    ref_high: float | None = None
+    created_at: dt.datetime
+
+
+class Assessment(SQLModel, table=True):
+    __tablename__ = "assessment"
+    __table_args__ = (Index("ix_assessment_patient_on", "patient_id", "assessed_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    assessed_on: dt.date
+    easi: float | None = None
+    iga: int | None = None
+    itch_nrs: float | None = None
+    dlqi: int | None = None
+    poem: int | None = None
+    created_at: dt.datetime
+
+
+class Alert(SQLModel, table=True):
+    """A condition that needs a decision. One condition (condition_key) = at most one live alert."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        Index("ix_alert_status", "status"),
+        Index("ix_alert_condition_key", "condition_key"),
+        Index("ix_alert_patient", "patient_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    condition_key: str = Field(max_length=200)
+    patient_id: int = Field(foreign_key="patient.id")
+    course_id: int | None = Field(default=None, foreign_key="course.id")
+    item_id: int | None = Field(default=None, foreign_key="item.id")
+    result_id: int | None = Field(default=None, foreign_key="lab_result.id")
+    drug: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=24)  # checkpoint_failed | checkpoint_missed | threshold | gate | limit | overdue
+    severity: str = Field(max_length=10)  # info | warning | critical
+    status: str = Field(default="open", max_length=12)  # open | acknowledged | snoozed | resolved
+    raised_on: dt.date
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    suggestions: str = Field(default="", max_length=400)
+    sources: str = Field(default="", sa_column=Column(Text, nullable=False))
+    value: str | None = Field(default=None, max_length=100)
+    limit_text: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    snoozed_until: dt.date | None = None
+    reopened_on: dt.date | None = None
+    resolved_on: dt.date | None = None
+    resolution: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime
+    user: str = Field(max_length=100)
+    action: str = Field(max_length=60)
+    entity: str = Field(max_length=40)
+    entity_id: int | None = None
+    mrn: str | None = Field(default=None, max_length=64, index=True)
+    before: str | None = Field(default=None, sa_column=Column(Text))  # JSON
+    after: str | None = Field(default=None, sa_column=Column(Text))  # JSON
+
+
+class NightlyRun(SQLModel, table=True):
+    __tablename__ = "nightly_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    from_day: dt.date
+    as_of: dt.date
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    status: str = Field(default="running", max_length=12)  # running | ok | failed
+    counts: str | None = Field(default=None, sa_column=Column(Text))  # JSON
+    failures: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Reminder(SQLModel, table=True):
+    """One reminder, emitted once per condition and day; `dedupe_key` makes re-runs emit nothing new."""
+
+    __tablename__ = "reminder"
+    __table_args__ = (UniqueConstraint("dedupe_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200)
+    run_id: int | None = Field(default=None, foreign_key="nightly_run.id")
+    as_of: dt.date
+    kind: str = Field(max_length=24)  # due | overdue | alert
+    severity: str = Field(default="info", max_length=10)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id")
+    item_id: int | None = Field(default=None, foreign_key="item.id")
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    created_at: dt.datetime
+
+
+class ReminderDelivery(SQLModel, table=True):
+    __tablename__ = "reminder_delivery"
+    __table_args__ = (
+        UniqueConstraint("reminder_id", "channel"),
+        Index("ix_reminder_delivery_state", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reminder_id: int = Field(foreign_key="reminder.id")
+    channel: str = Field(max_length=20)
+    state: str = Field(default="pending", max_length=10)  # pending | sent | failed
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    delivered_at: dt.datetime | None = None
+
+
+class Feed(SQLModel, table=True):
+    __tablename__ = "feed"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    scope: str = Field(max_length=10)  # patient | clinic
+    patient_id: int | None = Field(default=None, foreign_key="patient.id")
+    audience: str = Field(default="staff", max_length=10)  # staff | patient
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+class ProtocolSnapshot(SQLModel, table=True):
+    """The exact protocol a course was planned with, stored once per content hash, so that editing a
+    protocol file never silently rewrites an existing course's calendar."""
+
+    __tablename__ = "protocol_snapshot"
+
+    content_hash: str = Field(primary_key=True, max_length=32)
+    protocol_id: str = Field(max_length=64, index=True)
+    version: int
+    origin: str | None = Field(default=None, sa_column=Column(Text))
+    content: str = Field(sa_column=Column(Text, nullable=False))  # JSON of the validated protocol
+    created_at: dt.datetime
+
+
+class Setting(SQLModel, table=True):
+    """Small key/value state (e.g. the last day the nightly job completed)."""
+
+    __tablename__ = "setting"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,286 @@
+"""The planner: course + protocol + dose changes + pauses -> dated items. Pure: no database, no clock.
+
+Rules (see schedules/README.md for the protocol side):
+- Monitoring runs in anchored segments. The first anchor is the start date; a dose change (when the track
+  restarts on dose changes) and a resume after a pause (likewise) open a new segment whose phases start
+  again from that date. A segment's draws stop the day before the next anchor.
+- Inside a segment every draw is computed from the phase start, `every.after(phase_start, k)`, never from
+  the previous draw, so month steps stay on the anchor's day (clamped at month ends).
+- A phase with `for`/`until_dose_stable` ends that long after its start; the next phase starts there.
+- No lab is due while a course is paused or after it stops.
+- Checkpoints and limits count treatment time from the start: they move later by the days spent paused.
+- Baseline items are due on the start date, one per test, for the patients the test applies to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from tracker.dates import Duration
+from tracker.protocols import Phase, Protocol, Track
+
+KINDS = ("baseline", "lab", "checkpoint", "limit")
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    sex: str | None = None  # f | m | x
+    childbearing_potential: bool = False
+
+
+@dataclass(frozen=True)
+class Pause:
+    paused_on: dt.date
+    resumed_on: dt.date | None = None  # None: still paused
+
+
+@dataclass(frozen=True)
+class IntervalAdjustment:
+    """A per-course interval for the open-ended phase of every track, from a date on."""
+
+    every: Duration
+    from_date: dt.date
+
+
+@dataclass(frozen=True)
+class CourseFacts:
+    start: dt.date
+    stop: dt.date | None = None
+    dose_changes: tuple[dt.date, ...] = ()
+    pauses: tuple[Pause, ...] = ()
+    patient: PatientFacts = field(default_factory=PatientFacts)
+    adjustment: IntervalAdjustment | None = None
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    kind: str  # baseline | lab | checkpoint | limit
+    due: dt.date
+    tests: tuple[str, ...]
+    title: str
+    sources: tuple[str, ...]
+    gate: str | None = None  # hard | advisory, baseline items only
+    week: int | None = None  # checkpoint week
+    measure: str | None = None  # checkpoint measures, "easi+dlqi"
+    target: str | None = None  # checkpoint target, "EASI-50 and DLQI reduced >= 4 points"
+    detail: str | None = None  # which phase produced a draw, or a note
+
+    @property
+    def key(self) -> tuple:
+        """Identity of an item across re-plans: same key = same item (keeps its uid)."""
+        return (self.kind, self.due, tuple(sorted(self.tests)), self.week)
+
+
+def plan_course(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[PlannedItem]:
+    """Every item of `course` due on or before `horizon`, sorted by date then kind."""
+    items = [*_baseline(protocol, course), *_labs(protocol, course, horizon)]
+    items += _checkpoints(protocol, course, horizon)
+    items += _limit(protocol, course, horizon)
+    return sorted(items, key=lambda i: (i.due, KINDS.index(i.kind), i.tests))
+
+
+def applicable_baseline(protocol: Protocol, patient: PatientFacts) -> tuple[list, list]:
+    """Baseline rules that apply to this patient, and the `at_risk` ones to consider."""
+    applies, consider = [], []
+    for rule in protocol.baseline:
+        if rule.when == "at_risk":
+            consider.append(rule)
+        elif rule.when == "childbearing_potential" and not patient.childbearing_potential:
+            continue
+        elif rule.when == "female" and patient.sex != "f":
+            continue
+        else:
+            applies.append(rule)
+    return applies, consider
+
+
+def display_code(code: str) -> str:
+    """CBC, TPMT, HBV for short codes; `vaccination review` for long ones."""
+    return code.upper() if len(code) <= 5 else code.replace("_", " ")
+
+
+def _baseline(protocol: Protocol, course: CourseFacts) -> list[PlannedItem]:
+    items = []
+    applies, _ = applicable_baseline(protocol, course.patient)
+    for rule in applies:
+        for test in rule.tests:
+            gate = "required" if rule.gate == "hard" else "advisory"
+            items.append(
+                PlannedItem(
+                    kind="baseline",
+                    due=course.start,
+                    tests=(test,),
+                    title=f"Baseline {display_code(test)} before {protocol.name} ({gate})",
+                    sources=tuple(rule.sources),
+                    gate=rule.gate,
+                    detail=rule.note,
+                )
+            )
+    return items
+
+
+def _anchors(protocol: Protocol, track: Track, course: CourseFacts) -> list[dt.date]:
+    anchors = [course.start]
+    if protocol.restarts_on_dose_change(track):
+        anchors += [d for d in course.dose_changes if d > course.start]
+        anchors += [p.resumed_on for p in course.pauses if p.resumed_on and p.resumed_on > course.start]
+    return sorted(set(anchors))
+
+
+def _paused(course: CourseFacts, day: dt.date) -> bool:
+    return any(p.paused_on <= day and (p.resumed_on is None or day < p.resumed_on) for p in course.pauses)
+
+
+def _phase_label(phase: Phase) -> str:
+    if phase.at is not None:
+        return "once at " + ", ".join(d.words() for d in phase.at)
+    text = f"every {phase.every.words()}"
+    if phase.until_dose_stable:
+        text += f" until the dose has been stable for {phase.until_dose_stable.words()}"
+    elif phase.for_:
+        text += f" for {phase.for_.words()}"
+    else:
+        text += " thereafter"
+    return text
+
+
+def track_draws(
+    track: Track, anchor: dt.date, until: dt.date, adjustment: IntervalAdjustment | None = None
+) -> list[tuple[dt.date, tuple[str, ...], Phase]]:
+    """Draw dates of one track for a segment starting at `anchor`, up to `until` inclusive."""
+    draws = []
+    phase_start = anchor
+    for index, phase in enumerate(track.phases):
+        tests = tuple(phase.tests or track.tests)
+        length = phase.length
+        end = length.after(phase_start) if length else None
+        if phase.at is not None:
+            for offset in phase.at:
+                day = offset.after(phase_start)
+                if day <= until:
+                    draws.append((day, tests, phase))
+        else:
+            every = phase.every
+            origin = phase_start
+            last = index == len(track.phases) - 1
+            if last and adjustment is not None and end is None:
+                # A clinician's interval replaces the open-ended phase's interval from the adjustment date,
+                # counted from that date (or from the phase start if the phase starts later).
+                draws += _stepped(phase_start, every, min(until, adjustment.from_date - dt.timedelta(days=1)),
+                                  tests, phase)
+                origin = max(phase_start, adjustment.from_date)
+                draws += _stepped(origin, adjustment.every, until, tests, phase)
+            else:
+                draws += _stepped(origin, every, min(until, end) if end else until, tests, phase)
+        if end is None or end > until:
+            break
+        phase_start = end
+    return draws
+
+
+def _stepped(origin: dt.date, every: Duration, until: dt.date, tests, phase) -> list:
+    out = []
+    k = 1
+    while True:
+        day = every.after(origin, k)
+        if day > until:
+            return out
+        out.append((day, tests, phase))
+        k += 1
+
+
+def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[PlannedItem]:
+    if not protocol.monitoring:
+        return []
+    last_day = min(horizon, course.stop) if course.stop else horizon
+    by_day: dict[dt.date, dict] = {}
+    for track in protocol.monitoring.tracks:
+        anchors = _anchors(protocol, track, course)
+        for i, anchor in enumerate(anchors):
+            seg_end = anchors[i + 1] - dt.timedelta(days=1) if i + 1 < len(anchors) else last_day
+            seg_end = min(seg_end, last_day)
+            for day, tests, phase in track_draws(track, anchor, seg_end, course.adjustment):
+                if day <= course.start or _paused(course, day):
+                    continue
+                slot = by_day.setdefault(day, {"tests": [], "sources": [], "detail": []})
+                for test in tests:
+                    if test not in slot["tests"]:
+                        slot["tests"].append(test)
+                for key in (*phase.sources, *track.sources):
+                    if key not in slot["sources"]:
+                        slot["sources"].append(key)
+                label = f"{track.name}: {_phase_label(phase)}"
+                if course.adjustment and phase is track.phases[-1] and day >= course.adjustment.from_date:
+                    label = f"{track.name}: every {course.adjustment.every.words()} (adjusted for this course)"
+                if label not in slot["detail"]:
+                    slot["detail"].append(label)
+    return [
+        PlannedItem(
+            kind="lab",
+            due=day,
+            tests=tuple(slot["tests"]),
+            title=f"{protocol.name} monitoring: {', '.join(display_code(t) for t in slot['tests'])}",
+            sources=tuple(slot["sources"]),
+            detail="; ".join(slot["detail"]),
+        )
+        for day, slot in by_day.items()
+    ]
+
+
+def shift_for_pauses(course: CourseFacts, day: dt.date) -> dt.date | None:
+    """Move a treatment-time date later by the days paused before it; None while still paused."""
+    for pause in sorted(course.pauses, key=lambda p: p.paused_on):
+        if pause.paused_on >= day:
+            break
+        if pause.resumed_on is None:
+            return None
+        day += pause.resumed_on - pause.paused_on
+    return day
+
+
+def _checkpoints(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[PlannedItem]:
+    items = []
+    for checkpoint in protocol.checkpoints:
+        due = shift_for_pauses(course, course.start + dt.timedelta(weeks=checkpoint.week))
+        if due is None or due > horizon or (course.stop and due > course.stop):
+            continue
+        target = checkpoint.target_label()
+        items.append(
+            PlannedItem(
+                kind="checkpoint",
+                due=due,
+                tests=(),
+                title=f"Week {checkpoint.week} response check for {protocol.name}: {target}",
+                sources=tuple(checkpoint.sources),
+                week=checkpoint.week,
+                measure="+".join(checkpoint.measures),
+                target=target,
+                detail=checkpoint.note,
+            )
+        )
+    return items
+
+
+def _limit(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[PlannedItem]:
+    limits = protocol.limits
+    if limits is None:
+        return []
+    due = shift_for_pauses(course, limits.max_duration.after(course.start))
+    if due is None or due > horizon or (course.stop and due > course.stop):
+        return []
+    return [
+        PlannedItem(
+            kind="limit",
+            due=due,
+            tests=(),
+            title=f"{protocol.name} course reaches its maximum ({limits.max_duration.words()})",
+            sources=tuple(limits.sources),
+            detail=limits.note,
+        )
+    ]
+
+
+def default_horizon(today: dt.date, course_start: dt.date) -> dt.date:
+    """Items are kept at least 12 months ahead of today (or of a future start)."""
+    return Duration(12, "m").after(max(today, course_start))

@@ -1,0 +1,266 @@
+"""Therapy courses: start, dose change, pause, resume, stop, switch. Each re-plans and is audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from tracker.dates import Duration, utcnow
+from tracker.db.tables import Course, CoursePause, DoseChange, LabResult, Patient
+from tracker.errors import ConflictError, GateError, InputError, NotFoundError
+from tracker.planner import PatientFacts, applicable_baseline
+from tracker.protocols import Protocol, ProtocolLibrary
+from tracker.services import audit
+from tracker.services.calendar import SyncResult, course_protocol, remember_protocol, sync_course
+from tracker.services.patients import get_patient
+
+STOP_CATEGORIES = ("failure", "adverse_event", "other")
+
+
+@dataclass
+class CourseChange:
+    course: Course
+    patient: Patient
+    protocol: Protocol
+    sync: SyncResult
+    consider: list[str] = field(default_factory=list)  # at-risk baseline tests to consider
+    missing_gates: list[str] = field(default_factory=list)  # overridden hard gates
+    warnings: list[str] = field(default_factory=list)
+
+
+def live_course(session: Session, patient: Patient, protocol_id: str) -> Course | None:
+    return session.exec(
+        select(Course).where(Course.patient_id == patient.id, Course.drug == protocol_id,
+                             Course.status != "stopped")
+    ).first()
+
+
+def find_course(session: Session, library: ProtocolLibrary, mrn: str, drug: str) -> tuple[Patient, Course]:
+    patient = get_patient(session, mrn)
+    protocol = library.get(drug)
+    course = live_course(session, patient, protocol.id)
+    if course is None:
+        active = session.exec(
+            select(Course.drug).where(Course.patient_id == patient.id, Course.status != "stopped")
+        ).all()
+        raise NotFoundError("drug", drug, list(active))
+    return patient, course
+
+
+def missing_gate_tests(session: Session, patient: Patient, protocol: Protocol, start: dt.date) -> list[str]:
+    """Hard-gate baseline tests with no result on record (within the rule's validity, if it has one)."""
+    from tracker.vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary()
+    applies, _ = applicable_baseline(protocol, PatientFacts(patient.sex, patient.childbearing_potential))
+    missing = []
+    for rule in applies:
+        if rule.gate != "hard":
+            continue
+        for test in rule.tests:
+            query = select(LabResult.id).where(LabResult.patient_id == patient.id,
+                                               LabResult.test.in_(vocabulary.members(test)))
+            if rule.valid_for is not None:
+                query = query.where(LabResult.taken_on >= start - dt.timedelta(days=rule.valid_for.approx_days()))
+            if session.exec(query).first() is None:
+                missing.append(test)
+    return missing
+
+
+def refusing_results(session: Session, patient: Patient, protocol: Protocol) -> list[str]:
+    """Results on record that a protocol threshold says forbid the drug (e.g. TPMT absent)."""
+    reasons = []
+    for threshold in protocol.thresholds:
+        if threshold.action != "refuse" or not threshold.equals:
+            continue
+        latest = session.exec(
+            select(LabResult).where(LabResult.patient_id == patient.id, LabResult.test == threshold.analyte)
+            .order_by(LabResult.taken_on.desc(), LabResult.id.desc())
+        ).first()
+        if latest is not None and (latest.value_text or "") in threshold.equals:
+            reasons.append(
+                f"{threshold.analyte} {latest.value_text} on {latest.taken_on}: "
+                f"{threshold.message or 'refused by protocol'} [{', '.join(threshold.sources)}]"
+            )
+    return reasons
+
+
+def start_course(
+    session: Session,
+    library: ProtocolLibrary,
+    *,
+    mrn: str,
+    drug: str,
+    on: dt.date,
+    dose: str | None,
+    override_gate: str | None,
+    user: str,
+    today: dt.date,
+    switched_from: Course | None = None,
+) -> CourseChange:
+    patient = get_patient(session, mrn)
+    protocol = library.get(drug)
+    if on < patient.dob:
+        raise InputError("on", on.isoformat(), f"is before the patient's date of birth {patient.dob}")
+    if live_course(session, patient, protocol.id) is not None:
+        raise ConflictError(f"drug: {protocol.id!r}: {mrn} is already on {protocol.id} (stop it first)")
+    refusals = refusing_results(session, patient, protocol)
+    if refusals:
+        raise GateError(f"drug: {protocol.id!r}: refused: {'; '.join(refusals)}")
+    missing = missing_gate_tests(session, patient, protocol, on)
+    if missing and not (override_gate and override_gate.strip()):
+        raise GateError(
+            f"drug: {protocol.id!r}: cannot start without a result for {', '.join(missing)} "
+            f"(record it with `tracker result add {mrn} {missing[0]} VALUE --on DATE`, "
+            f"or give --override-gate REASON)"
+        )
+    remember_protocol(session, protocol)
+    course = Course(
+        patient_id=patient.id,
+        drug=protocol.id,
+        dose=dose,
+        start_on=on,
+        status="active",
+        gate_override=override_gate.strip() if missing and override_gate else None,
+        protocol_version=protocol.version,
+        protocol_hash=protocol.content_hash,
+        protocol_origin=protocol.origin,
+        switched_from_id=switched_from.id if switched_from else None,
+        created_at=utcnow(),
+    )
+    session.add(course)
+    session.flush()
+    sync = sync_course(session, course, patient, protocol, today)
+    after = audit.snapshot(course)
+    if missing:
+        after["overridden_gates"] = missing
+    audit.record(session, user, "therapy.start", "course", course.id, mrn, None, after)
+    _, consider = applicable_baseline(protocol, PatientFacts(patient.sex, patient.childbearing_potential))
+    return CourseChange(
+        course, patient, protocol, sync,
+        consider=[t for rule in consider for t in rule.tests],
+        missing_gates=missing,
+    )
+
+
+def _check_on(course: Course, on: dt.date, what: str) -> None:
+    if on < course.start_on:
+        raise InputError("on", on.isoformat(), f"{what} before the course started on {course.start_on}")
+
+
+def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date, dose: str,
+                user: str, today: dt.date) -> CourseChange:
+    patient, course = find_course(session, library, mrn, drug)
+    _check_on(course, on, "dose change")
+    if not dose.strip():
+        raise InputError("dose", dose, "must not be empty")
+    before = audit.snapshot(course)
+    session.add(DoseChange(course_id=course.id, changed_on=on, dose=dose, previous_dose=course.dose,
+                           created_at=utcnow()))
+    course.dose = dose
+    session.add(course)
+    session.flush()
+    protocol = course_protocol(session, library, course)
+    sync = sync_course(session, course, patient, protocol, today)
+    audit.record(session, user, "therapy.dose", "course", course.id, mrn, before,
+                 {**audit.snapshot(course), "changed_on": on.isoformat()})
+    return CourseChange(course, patient, protocol, sync)
+
+
+def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
+                 reason: str | None, user: str, today: dt.date) -> CourseChange:
+    patient, course = find_course(session, library, mrn, drug)
+    _check_on(course, on, "pause")
+    if course.status == "paused":
+        raise ConflictError(f"drug: {course.drug!r}: {mrn}'s {course.drug} course is already paused")
+    last = session.exec(select(CoursePause).where(CoursePause.course_id == course.id)
+                        .order_by(CoursePause.paused_on.desc())).first()
+    if last is not None and last.resumed_on and on < last.resumed_on:
+        raise InputError("on", on.isoformat(), f"is before the last resume on {last.resumed_on}")
+    before = audit.snapshot(course)
+    session.add(CoursePause(course_id=course.id, paused_on=on, reason=reason))
+    course.status = "paused"
+    session.add(course)
+    session.flush()
+    protocol = course_protocol(session, library, course)
+    sync = sync_course(session, course, patient, protocol, today)
+    audit.record(session, user, "therapy.pause", "course", course.id, mrn, before,
+                 {**audit.snapshot(course), "paused_on": on.isoformat(), "reason": reason})
+    return CourseChange(course, patient, protocol, sync)
+
+
+def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
+                  reason: str | None, user: str, today: dt.date) -> CourseChange:
+    patient, course = find_course(session, library, mrn, drug)
+    if course.status != "paused":
+        raise ConflictError(f"drug: {course.drug!r}: {mrn}'s {course.drug} course is not paused")
+    pause = session.exec(select(CoursePause).where(CoursePause.course_id == course.id,
+                                                   CoursePause.resumed_on.is_(None))).first()
+    if on < pause.paused_on:
+        raise InputError("on", on.isoformat(), f"is before the pause on {pause.paused_on}")
+    before = audit.snapshot(course)
+    pause.resumed_on = on
+    pause.resume_reason = reason
+    course.status = "active"
+    session.add(pause)
+    session.add(course)
+    session.flush()
+    protocol = course_protocol(session, library, course)
+    sync = sync_course(session, course, patient, protocol, today)
+    audit.record(session, user, "therapy.resume", "course", course.id, mrn, before,
+                 {**audit.snapshot(course), "resumed_on": on.isoformat(), "reason": reason})
+    return CourseChange(course, patient, protocol, sync)
+
+
+def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
+                reason: str, category: str | None, user: str, today: dt.date) -> CourseChange:
+    patient, course = find_course(session, library, mrn, drug)
+    _check_on(course, on, "stop")
+    if not reason or not reason.strip():
+        raise InputError("reason", reason, "a stop needs a reason")
+    if category is not None and category not in STOP_CATEGORIES:
+        raise InputError("category", category, f"expected one of {', '.join(STOP_CATEGORIES)}")
+    before = audit.snapshot(course)
+    open_pause = session.exec(select(CoursePause).where(CoursePause.course_id == course.id,
+                                                        CoursePause.resumed_on.is_(None))).first()
+    if open_pause is not None:
+        open_pause.resumed_on = max(on, open_pause.paused_on)
+        session.add(open_pause)
+    course.stop_on = on
+    course.stop_reason = reason.strip()
+    course.stop_category = category
+    course.status = "stopped"
+    session.add(course)
+    session.flush()
+    protocol = course_protocol(session, library, course)
+    sync = sync_course(session, course, patient, protocol, today)
+    audit.record(session, user, "therapy.stop", "course", course.id, mrn, before, audit.snapshot(course))
+    return CourseChange(course, patient, protocol, sync)
+
+
+def switch_course(session: Session, library: ProtocolLibrary, *, mrn: str, from_drug: str, to_drug: str,
+                  on: dt.date, reason: str, category: str | None, dose: str | None,
+                  override_gate: str | None, user: str, today: dt.date) -> tuple[CourseChange, CourseChange]:
+    """Stop one drug and start another on the same date, linked; both or neither happen."""
+    target = library.get(to_drug)
+    if target.id == library.get(from_drug).id:
+        raise InputError("to", to_drug, "is the same drug as the one being stopped")
+    stopped = stop_course(session, library, mrn=mrn, drug=from_drug, on=on, reason=reason, category=category,
+                          user=user, today=today)
+    started = start_course(session, library, mrn=mrn, drug=to_drug, on=on, dose=dose,
+                           override_gate=override_gate, user=user, today=today, switched_from=stopped.course)
+    return stopped, started
+
+
+def courses_of(session: Session, patient: Patient) -> list[Course]:
+    return list(session.exec(select(Course).where(Course.patient_id == patient.id)
+                             .order_by(Course.start_on, Course.id)).all())
+
+
+def parse_every(text: str) -> Duration:
+    duration = Duration.parse(text, "every")
+    if duration.count <= 0:
+        raise InputError("every", text, "must be positive")
+    return duration

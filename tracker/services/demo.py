@@ -1,0 +1,100 @@
+"""A synthetic demo clinic. Every name and MRN is invented; nothing here is patient data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from tracker.db.tables import Item, Patient, codes
+from tracker.errors import ConflictError
+from tracker.protocols import ProtocolLibrary
+from tracker.services.courses import change_dose, start_course
+from tracker.services.patients import add_patient
+from tracker.services.results import record_result
+
+FIRST = ["Ada", "Ben", "Cara", "Dev", "Elin", "Finn", "Gita", "Hugo", "Iris", "Jon", "Kemi", "Luca", "Mira",
+         "Noor", "Owen", "Pia", "Quin", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wes", "Xena", "Yusuf", "Zoe"]
+LAST = ["Abbott", "Baker", "Chen", "Dlamini", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones", "Khan",
+        "Lopez", "Murphy", "Novak", "Okafor", "Patel", "Quinn", "Rossi", "Singh", "Taylor"]
+
+# Rough mix of a dermatology clinic's systemic therapies (dupilumab most common).
+DRUG_WEIGHTS = {
+    "dupilumab": 30, "methotrexate": 20, "upadacitinib": 8, "abrocitinib": 5, "baricitinib": 3,
+    "ciclosporin": 8, "azathioprine": 5, "mycophenolate": 4, "tralokinumab": 6, "lebrikizumab": 4,
+    "nemolizumab": 2, "apremilast": 1, "prednisolone": 2, "nbuvb": 2,
+}
+
+# Plausible normal values for the analytes the demo records (synthetic, for display only).
+NORMAL = {"neutrophils": (2.5, 6.0), "alt": (12, 35), "creatinine": (60, 95), "ldl": (1.8, 3.0),
+          "hb": (125, 155), "platelets": (180, 350), "bp_systolic": (110, 135)}
+FIRST_ANALYTE = {"cbc": "neutrophils", "cmp": "alt", "lipids": "ldl", "bp": "bp_systolic"}
+
+
+@dataclass
+class DemoSummary:
+    patients: int
+    courses: int
+    results: int
+
+
+def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date, patients: int = 30,
+                      seed: int = 7, user: str = "demo") -> DemoSummary:
+    if session.exec(select(Patient.id)).first() is not None:
+        raise ConflictError("db: the database already has patients; the demo needs a fresh one")
+    rng = random.Random(seed)
+    drugs = {d: w for d, w in DRUG_WEIGHTS.items() if d in library.protocols}
+    results = 0
+    for n in range(1, patients + 1):
+        sex = rng.choice(["f", "m"])
+        dob = today - dt.timedelta(days=rng.randint(18 * 365, 75 * 365))
+        patient = add_patient(
+            session, mrn=f"DEMO{n:04d}", name=f"{rng.choice(FIRST)} {rng.choice(LAST)}", dob=dob, sex=sex,
+            weight_kg=round(rng.uniform(50, 110), 1),
+            childbearing_potential=sex == "f" and (today - dob).days < 45 * 365, user=user, today=today,
+        )
+        drug = rng.choices(list(drugs), weights=list(drugs.values()))[0]
+        protocol = library.protocols[drug]
+        start = today - dt.timedelta(days=rng.randint(3, 360))
+        # Hard-gate tests are on record before the start; advisory baselines mostly are.
+        for rule in protocol.baseline:
+            for test in rule.tests:
+                if rule.gate == "hard" or rng.random() < 0.8:
+                    results += _record(session, library, patient, test, start - dt.timedelta(days=10), rng, today)
+        change = start_course(session, library, mrn=patient.mrn, drug=drug, on=start, dose="standard",
+                              override_gate=None, user=user, today=today)
+        if protocol.monitoring and protocol.monitoring.restart_on_dose_change and rng.random() < 0.3:
+            changed_on = start + dt.timedelta(days=rng.randint(14, max(15, (today - start).days)))
+            if changed_on < today:
+                change_dose(session, library, mrn=patient.mrn, drug=drug, on=changed_on, dose="increased",
+                            user=user, today=today)
+        # Most past draws were done on time; some were missed and are now overdue.
+        past = session.exec(select(Item).where(Item.course_id == change.course.id, Item.status == "planned",
+                                               Item.kind == "lab", Item.due < today).order_by(Item.due)).all()
+        for item in past:
+            if rng.random() < 0.8:
+                taken = min(today, item.due + dt.timedelta(days=rng.randint(-2, 3)))
+                for test in codes(item.tests):
+                    results += _record(session, library, patient, test, taken, rng, today)
+    session.flush()
+    return DemoSummary(patients, patients, results)
+
+
+def _record(session, library, patient, test, taken, rng, today) -> int:
+    if taken > today or taken < patient.dob:
+        return 0
+    vocabulary = library.vocabulary
+    code = FIRST_ANALYTE.get(test, test)
+    spec = vocabulary.get(code)
+    if spec.is_categorical:
+        value = "normal" if "normal" in spec.values else spec.values[0]
+    elif spec.is_numeric:
+        low, high = NORMAL.get(code, (spec.ref_low or 1.0, spec.ref_high or (spec.ref_low or 1.0) * 2))
+        value = f"{rng.uniform(low, high):.1f}"
+    else:
+        value = "done"
+    record_result(session, library, mrn=patient.mrn, test=code, value=value, taken_on=taken, unit=None,
+                  user="demo", today=today, patient=patient)
+    return 1

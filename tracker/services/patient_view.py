@@ -1,0 +1,59 @@
+"""One patient's summary for `tracker patient show`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Session, select
+
+from tracker.db.tables import Course, Item, LabResult
+from tracker.services.patients import get_patient
+from tracker.services.worklists import item_row
+
+
+def patient_summary(session: Session, mrn: str, today: dt.date, recent: int = 10, upcoming: int = 10) -> dict:
+    patient = get_patient(session, mrn)
+    courses = session.exec(select(Course).where(Course.patient_id == patient.id)
+                           .order_by(Course.start_on, Course.id)).all()
+    results = session.exec(select(LabResult).where(LabResult.patient_id == patient.id)
+                           .order_by(LabResult.taken_on.desc(), LabResult.id.desc()).limit(recent)).all()
+    overdue = session.exec(select(Item).where(Item.patient_id == patient.id, Item.status == "planned",
+                                              Item.due < today).order_by(Item.due)).all()
+    coming = session.exec(select(Item).where(Item.patient_id == patient.id, Item.status == "planned",
+                                             Item.due >= today).order_by(Item.due).limit(upcoming)).all()
+    return {
+        "patient": {
+            "mrn": patient.mrn,
+            "name": patient.name,
+            "dob": patient.dob.isoformat(),
+            "sex": patient.sex,
+            "weight_kg": patient.weight_kg,
+            "childbearing_potential": patient.childbearing_potential,
+        },
+        "courses": [
+            {
+                "id": c.id,
+                "drug": c.drug,
+                "status": c.status,
+                "start": c.start_on.isoformat(),
+                "stop": c.stop_on.isoformat() if c.stop_on else None,
+                "stop_reason": c.stop_reason,
+                "dose": c.dose,
+                "protocol_version": c.protocol_version,
+                "protocol_hash": c.protocol_hash,
+                "gate_override": c.gate_override,
+                "adjust_every": c.adjust_every,
+            }
+            for c in courses
+        ],
+        "results": [
+            {
+                "taken_on": r.taken_on.isoformat(),
+                "test": r.test,
+                "value": r.value_num if r.value_num is not None else r.value_text,
+                "unit": r.unit,
+            }
+            for r in results
+        ],
+        "next_items": [item_row(i, patient.mrn, patient.name, today) for i in [*overdue, *coming]],
+    }

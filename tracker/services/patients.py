@@ -1,0 +1,108 @@
+"""The patient registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+
+from sqlmodel import Session, select
+
+from tracker.dates import utcnow
+from tracker.db.tables import Patient
+from tracker.errors import ConflictError, InputError, NotFoundError
+from tracker.services import audit
+
+SEXES = ("f", "m", "x")
+
+
+def get_patient(session: Session, mrn: str) -> Patient:
+    patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
+    if patient is None:
+        # Suggest near MRNs from those sharing the first characters (cheap on large registries).
+        prefix = mrn[:2]
+        nearby = session.exec(select(Patient.mrn).where(Patient.mrn.startswith(prefix)).limit(2000)).all()
+        raise NotFoundError("mrn", mrn, difflib.get_close_matches(mrn, nearby, n=3, cutoff=0.7))
+    return patient
+
+
+def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | None,
+           weight_kg: float | None, today: dt.date) -> None:
+    if mrn is not None and (not mrn.strip() or len(mrn) > 64 or any(c.isspace() for c in mrn)):
+        raise InputError("mrn", mrn, "must be 1-64 characters without spaces")
+    if name is not None and not name.strip():
+        raise InputError("name", name, "must not be empty")
+    if dob is not None:
+        if dob > today:
+            raise InputError("dob", dob.isoformat(), "is in the future")
+        if dob.year < 1900:
+            raise InputError("dob", dob.isoformat(), "is before 1900")
+    if sex is not None and sex not in SEXES:
+        raise InputError("sex", sex, "expected f, m or x")
+    if weight_kg is not None and not (0 < weight_kg < 500):
+        raise InputError("weight-kg", weight_kg, "expected a weight in kg between 0 and 500")
+
+
+def add_patient(
+    session: Session,
+    *,
+    mrn: str,
+    name: str,
+    dob: dt.date,
+    sex: str | None,
+    weight_kg: float | None,
+    childbearing_potential: bool,
+    user: str,
+    today: dt.date,
+) -> Patient:
+    _check(mrn, name, dob, sex, weight_kg, today)
+    if session.exec(select(Patient.id).where(Patient.mrn == mrn)).first() is not None:
+        raise ConflictError(f"mrn: {mrn!r}: a patient with this MRN already exists")
+    now = utcnow()
+    patient = Patient(
+        mrn=mrn,
+        name=name.strip(),
+        dob=dob,
+        sex=sex,
+        weight_kg=weight_kg,
+        childbearing_potential=childbearing_potential,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(patient)
+    session.flush()
+    audit.record(session, user, "patient.add", "patient", patient.id, mrn, None, audit.snapshot(patient))
+    return patient
+
+
+def update_patient(session: Session, mrn: str, changes: dict, *, user: str, today: dt.date) -> Patient:
+    patient = get_patient(session, mrn)
+    _check(changes.get("mrn"), changes.get("name"), changes.get("dob"), changes.get("sex"),
+           changes.get("weight_kg"), today)
+    if not changes:
+        raise InputError("update", "", "nothing to change (give at least one option)")
+    new_mrn = changes.get("mrn")
+    if new_mrn and new_mrn != mrn and session.exec(select(Patient.id).where(Patient.mrn == new_mrn)).first():
+        raise ConflictError(f"mrn: {new_mrn!r}: a patient with this MRN already exists")
+    if "dob" in changes:
+        from tracker.db.tables import Course
+
+        first = session.exec(select(Course.start_on).where(Course.patient_id == patient.id)
+                             .order_by(Course.start_on)).first()
+        if first is not None and changes["dob"] > first:
+            raise InputError("dob", changes["dob"].isoformat(), f"is after the first course start {first}")
+    before = audit.snapshot(patient)
+    for key, value in changes.items():
+        setattr(patient, key, value.strip() if isinstance(value, str) and key == "name" else value)
+    patient.updated_at = utcnow()
+    session.add(patient)
+    audit.record(session, user, "patient.update", "patient", patient.id, patient.mrn, before,
+                 audit.snapshot(patient))
+    return patient
+
+
+def list_patients(session: Session) -> list[Patient]:
+    return list(session.exec(select(Patient).order_by(Patient.mrn)).all())
+
+
+def initials(name: str) -> str:
+    return "".join(part[0].upper() for part in name.replace("-", " ").split() if part)
