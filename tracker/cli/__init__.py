@@ -104,10 +104,17 @@ def cli(ctx: click.Context, db: str | None, user: str | None, config_path: str |
 
 
 def _register() -> None:
-    from tracker.cli import db, demo, patient, results, schedules, therapy, worklists
+    """Add the commands of every module in tracker/cli that lists them in COMMANDS."""
+    import importlib
+    import pkgutil
 
-    for module in (patient, therapy, results, worklists, schedules, db, demo):
-        for command in module.COMMANDS:
+    import tracker.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name in ("options", "render"):
+            continue
+        module = importlib.import_module(f"tracker.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
             cli.add_command(command)
 
 

@@ -106,3 +106,17 @@ def list_patients(session: Session) -> list[Patient]:
 
 def initials(name: str) -> str:
     return "".join(part[0].upper() for part in name.replace("-", " ").split() if part)
+
+
+LABEL_STYLES = ("mrn_initials", "mrn", "initials", "name")
+
+
+def patient_label(mrn: str, name: str, style: str = "mrn_initials") -> str:
+    """How reminders and staff calendars name a patient; MRN and initials by default (privacy)."""
+    if style == "mrn":
+        return mrn
+    if style == "initials":
+        return initials(name)
+    if style == "name":
+        return f"{mrn} {name}"
+    return f"{mrn} {initials(name)}"
