@@ -1,0 +1,54 @@
+"""Fresh PostgreSQL databases for tests, on the real server that .ci/postgres.sh starts.
+
+TRACKER_TEST_PG is a base URL (postgresql+psycopg://user:pass@host:port/postgres) for a role that may
+create databases. Each call makes a new empty database and returns its URL; all of them are dropped when
+the test process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import uuid
+
+_CREATED: list[str] = []
+
+
+def _admin_conninfo() -> tuple[str, str]:
+    """(libpq conninfo for the admin database, base URL without the database name)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(os.environ["TRACKER_TEST_PG"])
+    if not url.drivername.startswith("postgresql"):
+        raise RuntimeError(f"TRACKER_TEST_PG must be a postgresql URL, got {url.drivername}")
+    url = url.set(drivername="postgresql+psycopg")
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return conninfo, url.render_as_string(hide_password=False).rsplit("/", 1)[0]
+
+
+def _connect():
+    import psycopg
+
+    conninfo, _ = _admin_conninfo()
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+def fresh_database() -> str:
+    """Create an empty database and return its SQLAlchemy URL."""
+    name = f"tracker_test_{uuid.uuid4().hex[:12]}"
+    with _connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+    if not _CREATED:
+        atexit.register(_drop_all)
+    _CREATED.append(name)
+    _, base = _admin_conninfo()
+    return f"{base}/{name}"
+
+
+def _drop_all() -> None:
+    try:
+        with _connect() as conn:
+            for name in _CREATED:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception:  # the server may already be gone; its data directory is temporary anyway
+        pass
