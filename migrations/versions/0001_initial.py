@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:55:47.317289
+Create Date: 2026-11-22 03:03:24.833425
 """
 from typing import Sequence, Union
 
@@ -183,6 +183,8 @@ def upgrade() -> None:
     sa.Column('patient_id', sa.Integer(), nullable=False),
     sa.Column('drug', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('merged_drugs', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('merged_into_id', sa.Integer(), nullable=True),
+    sa.Column('plan_tests', sqlmodel.sql.sqltypes.AutoString(length=400), nullable=True),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
     sa.Column('due', sa.Date(), nullable=False),
     sa.Column('tests', sqlmodel.sql.sqltypes.AutoString(length=400), nullable=False),
@@ -202,6 +204,7 @@ def upgrade() -> None:
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('last_modified', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['course_id'], ['course.id'], name=op.f('fk_item_course_id_course')),
+    sa.ForeignKeyConstraint(['merged_into_id'], ['item.id'], name=op.f('fk_item_merged_into_id_item')),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_item_patient_id_patient')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_item')),
     sa.UniqueConstraint('uid', name=op.f('uq_item_uid'))

@@ -113,6 +113,10 @@ class Item(SQLModel, table=True):
     drug: str = Field(max_length=64)
     # Other drugs whose draws were merged into this one (space-separated protocol ids).
     merged_drugs: str | None = Field(default=None, max_length=200)
+    # A lab draw absorbed into another course's draw of the same patient (status cancelled while merged).
+    merged_into_id: int | None = Field(default=None, foreign_key="item.id")
+    # The tests this item's own plan asked for (its identity); `tests` may be a merged union. None = `tests`.
+    plan_tests: str | None = Field(default=None, max_length=400)
     kind: str = Field(max_length=12)  # baseline | lab | checkpoint | limit
     due: dt.date
     tests: str = Field(default="", max_length=400)
