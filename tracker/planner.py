@@ -41,6 +41,7 @@ class IntervalAdjustment:
 
     every: Duration
     from_date: dt.date
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,25 @@ def applicable_baseline(protocol: Protocol, patient: PatientFacts) -> tuple[list
         else:
             applies.append(rule)
     return applies, consider
+
+
+ADJUSTED_NOTE = "adjusted for this course"
+
+
+def lab_title(name: str, tests, with_drugs=()) -> str:
+    """`Methotrexate monitoring: CBC, CMP`; a merged draw adds `(with ciclosporin)`."""
+    title = f"{name} monitoring: {', '.join(display_code(t) for t in tests)}"
+    return title + (f" (with {', '.join(with_drugs)})" if with_drugs else "")
+
+
+def adjustable_phase(track: Track) -> Phase | None:
+    """The phase a per-course interval replaces: the track's last phase, if it repeats open-endedly."""
+    last = track.phases[-1]
+    return last if last.every is not None and last.length is None else None
+
+
+def is_adjusted(track: Track, phase: Phase, day: dt.date, adjustment: IntervalAdjustment | None) -> bool:
+    return adjustment is not None and phase is adjustable_phase(track) and day >= adjustment.from_date
 
 
 def display_code(code: str) -> str:
@@ -211,8 +231,9 @@ def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pla
                     if key not in slot["sources"]:
                         slot["sources"].append(key)
                 label = f"{track.name}: {_phase_label(phase)}"
-                if course.adjustment and phase is track.phases[-1] and day >= course.adjustment.from_date:
-                    label = f"{track.name}: every {course.adjustment.every.words()} (adjusted for this course)"
+                if is_adjusted(track, phase, day, course.adjustment):
+                    why = f": {course.adjustment.reason}" if course.adjustment.reason else ""
+                    label = f"{track.name}: every {course.adjustment.every.words()} ({ADJUSTED_NOTE}{why})"
                 if label not in slot["detail"]:
                     slot["detail"].append(label)
     return [
@@ -220,7 +241,7 @@ def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pla
             kind="lab",
             due=day,
             tests=tuple(slot["tests"]),
-            title=f"{protocol.name} monitoring: {', '.join(display_code(t) for t in slot['tests'])}",
+            title=lab_title(protocol.name, slot["tests"]),
             sources=tuple(slot["sources"]),
             detail="; ".join(slot["detail"]),
         )

@@ -64,4 +64,27 @@ def show(app, drug, weeks, as_json):
         say(f"Notes: {protocol.notes.strip()}")
 
 
+@schedules.command("changed")
+@json_option
+@pass_app
+def changed(app, as_json):
+    """Courses whose protocol changed since they were planned (adopt with `tracker therapy replan`)."""
+    from tracker.cli.render import emit_json, say, table
+    from tracker.services.courses import protocol_changes
+
+    with app.session() as session:
+        rows = protocol_changes(session, app.library)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        say("Every live course is planned with the protocol now in effect.")
+        return
+    table(["MRN", "Drug", "Planned with", "Now in effect", "From"],
+          [[r["mrn"], r["drug"], f"v{r['planned_version']} ({r['planned_hash']})",
+            f"v{r['current_version']} ({r['current_hash']})" if r["current_hash"] else "(no longer in library)",
+            r["current_origin"] or ""] for r in rows],
+          title=f"{len(rows)} courses planned with an older protocol (tracker therapy replan MRN DRUG)")
+
+
 COMMANDS = [schedules]

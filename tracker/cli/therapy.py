@@ -1,4 +1,4 @@
-"""tracker therapy start|dose|pause|resume|stop|switch"""
+"""tracker therapy start|dose|pause|resume|stop|switch|replan|adjust"""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ STOP_CATEGORY = click.Choice(["failure", "adverse_event", "other"])
 
 @click.group()
 def therapy() -> None:
-    """Start, change, pause, resume, stop and switch therapy courses."""
+    """Start, change, pause, resume, stop, switch, re-plan and adjust therapy courses."""
+
+
+def _window(app) -> int:
+    from tracker.services.calendar import merge_window_days
+
+    return merge_window_days(app.config)
 
 
 def _report(change, verb: str) -> None:
@@ -22,6 +28,8 @@ def _report(change, verb: str) -> None:
         parts.append(f"{len(sync.cancelled)} cancelled")
     if sync.changed:
         parts.append(f"{len(sync.changed)} updated")
+    if sync.merged:
+        parts.append(f"{len(sync.merged)} merged with another drug's draws")
     click.echo(f"{verb} {change.protocol.id} for {change.patient.mrn} "
                f"(protocol v{change.protocol.version}): {', '.join(parts)}")
     if change.missing_gates:
@@ -44,7 +52,8 @@ def start(app, mrn, drug, on, dose, override_gate):
 
     with app.session() as session:
         change = start_course(session, app.library, mrn=mrn, drug=drug, on=on, dose=dose,
-                              override_gate=override_gate, user=app.user, today=app.today())
+                              override_gate=override_gate, user=app.user, today=app.today(),
+                              merge_window=_window(app))
         _report(change, "started")
 
 
@@ -60,7 +69,8 @@ def dose(app, mrn, drug, on, dose):
 
     with app.session() as session:
         change = change_dose(session, app.library, mrn=mrn, drug=drug, on=on, dose=dose, user=app.user,
-                             today=app.today())
+                             today=app.today(),
+                              merge_window=_window(app))
         _report(change, "dose changed:")
 
 
@@ -76,7 +86,8 @@ def pause(app, mrn, drug, on, reason):
 
     with app.session() as session:
         change = pause_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, user=app.user,
-                              today=app.today())
+                              today=app.today(),
+                              merge_window=_window(app))
         _report(change, "paused")
 
 
@@ -92,7 +103,8 @@ def resume(app, mrn, drug, on, reason):
 
     with app.session() as session:
         change = resume_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, user=app.user,
-                               today=app.today())
+                               today=app.today(),
+                              merge_window=_window(app))
         _report(change, "resumed")
 
 
@@ -109,7 +121,8 @@ def stop(app, mrn, drug, on, reason, category):
 
     with app.session() as session:
         change = stop_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, category=category,
-                             user=app.user, today=app.today())
+                             user=app.user, today=app.today(),
+                              merge_window=_window(app))
         _report(change, "stopped")
 
 
@@ -130,9 +143,41 @@ def switch(app, mrn, from_drug, to_drug, on, reason, category, dose, override_ga
     with app.session() as session:
         stopped, started = switch_course(session, app.library, mrn=mrn, from_drug=from_drug, to_drug=to_drug,
                                          on=on, reason=reason, category=category, dose=dose,
-                                         override_gate=override_gate, user=app.user, today=app.today())
+                                         override_gate=override_gate, user=app.user, today=app.today(),
+                              merge_window=_window(app))
         _report(stopped, "stopped")
         _report(started, "started")
+
+
+@therapy.command("replan")
+@click.argument("mrn")
+@click.argument("drug")
+@pass_app
+def replan(app, mrn, drug):
+    """Adopt the current version of DRUG's protocol for MRN's course (done items are kept)."""
+    from tracker.services.courses import replan_course
+
+    with app.session() as session:
+        change = replan_course(session, app.library, mrn=mrn, drug=drug, user=app.user, today=app.today(),
+                               merge_window=_window(app))
+        _report(change, "re-planned")
+
+
+@therapy.command("adjust")
+@click.argument("mrn")
+@click.argument("drug")
+@click.option("--every", required=True, help="Interval for the maintenance phase, e.g. 8w, 3m.")
+@click.option("--reason", required=True, help="Why this patient's interval differs from the protocol.")
+@click.option("--from", "from_date", type=DATE, help="From this date (default: today).")
+@pass_app
+def adjust(app, mrn, drug, every, reason, from_date):
+    """Set a per-patient interval for the open-ended monitoring phase of MRN's DRUG course."""
+    from tracker.services.courses import adjust_course
+
+    with app.session() as session:
+        change = adjust_course(session, app.library, mrn=mrn, drug=drug, every=every, reason=reason,
+                               on=from_date, user=app.user, today=app.today(), merge_window=_window(app))
+        _report(change, f"adjusted to every {change.course.adjust_every} from {change.course.adjust_from}:")
 
 
 COMMANDS = [therapy]

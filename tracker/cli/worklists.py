@@ -12,9 +12,9 @@ from tracker.cli.options import DATE, as_of_option, json_option
 
 def _refresh(app, session, needed: dt.date) -> None:
     """Roll plans forward first if they do not reach the asked-for dates yet."""
-    from tracker.services.calendar import roll_forward
+    from tracker.services.calendar import merge_window_days, roll_forward
 
-    roll_forward(session, app.library, app.today(), needed)
+    roll_forward(session, app.library, app.today(), needed, merge_window_days(app.config))
 
 
 @click.command()

@@ -3,7 +3,11 @@
 `sync_course` re-plans a course and reconciles the result with what is stored: done items are never
 touched, planned items that still apply keep their row (and uid), items that no longer apply are
 cancelled (kept, so calendar subscribers see STATUS:CANCELLED), new items get a fresh random uid.
-An item's identity across re-plans is its key: (kind, due, tests, week).
+An item's identity across re-plans is its key: (kind, due, the tests its own plan asked for, week).
+
+After each re-plan the patient's open lab draws are merged across courses (tracker/merge.py has the
+rule). An item's SEQUENCE and LAST-MODIFIED move only when its visible state really changed over the
+whole operation, so re-planning an unchanged course, or re-merging the same draws, changes nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ from sqlmodel import Session, select
 
 from tracker.dates import Duration, utcnow
 from tracker.db.tables import Course, CoursePause, DoseChange, Item, LabResult, Patient, codes, join_codes
+from tracker.errors import ConfigError
+from tracker.merge import DEFAULT_MERGE_WINDOW_DAYS, Draw, group_draws
 from tracker.planner import (
+    ADJUSTED_NOTE,
     CourseFacts,
     IntervalAdjustment,
     Pause,
     PatientFacts,
     PlannedItem,
     default_horizon,
+    lab_title,
     plan_course,
 )
 from tracker.protocols import Protocol, ProtocolLibrary
@@ -32,12 +40,25 @@ from tracker.protocols import Protocol, ProtocolLibrary
 KEEP_AHEAD = Duration(12, "m")
 EXTEND_TO = Duration(13, "m")
 
+# Fields whose change a calendar subscriber should see (bumps SEQUENCE).
+MATERIAL = ("status", "due", "tests", "title", "detail", "sources", "gate", "measure", "target", "adjusted",
+            "merged_drugs", "merged_into_id", "done_on")
+
+
+def merge_window_days(config) -> int:
+    """`[calendar] merge_window_days` from the config file (clinic default 3)."""
+    value = config.section("calendar").get("merge_window_days", DEFAULT_MERGE_WINDOW_DAYS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"calendar.merge_window_days: {value!r}: expected a whole number of days >= 0")
+    return value
+
 
 @dataclass
 class SyncResult:
     added: list[Item] = field(default_factory=list)
     cancelled: list[Item] = field(default_factory=list)
     changed: list[Item] = field(default_factory=list)
+    merged: list[Item] = field(default_factory=list)  # this course's draws now merged with another's
     kept: int = 0
 
 
@@ -46,7 +67,8 @@ def course_facts(session: Session, course: Course, patient: Patient) -> CourseFa
     pauses = session.exec(select(CoursePause).where(CoursePause.course_id == course.id)).all()
     adjustment = None
     if course.adjust_every and course.adjust_from:
-        adjustment = IntervalAdjustment(Duration.parse(course.adjust_every), course.adjust_from)
+        adjustment = IntervalAdjustment(Duration.parse(course.adjust_every), course.adjust_from,
+                                        course.adjust_reason)
     return CourseFacts(
         start=course.start_on,
         stop=course.stop_on,
@@ -57,8 +79,18 @@ def course_facts(session: Session, course: Course, patient: Patient) -> CourseFa
     )
 
 
+def own_tests(item: Item) -> list[str]:
+    """The tests the item's own plan asked for (`tests` may be a merged union)."""
+    return codes(item.plan_tests if item.plan_tests is not None else item.tests)
+
+
 def item_key(item: Item) -> tuple:
-    return (item.kind, item.due, tuple(sorted(codes(item.tests))), item.week)
+    return (item.kind, item.due, tuple(sorted(own_tests(item))), item.week)
+
+
+def is_absorbed(item: Item) -> bool:
+    """Merged into another course's draw: stored cancelled, but still live for its own course."""
+    return item.status == "cancelled" and item.merged_into_id is not None
 
 
 def _fields(planned: PlannedItem, protocol: Protocol) -> dict:
@@ -69,7 +101,7 @@ def _fields(planned: PlannedItem, protocol: Protocol) -> dict:
         "gate": planned.gate,
         "measure": planned.measure,
         "target": planned.target,
-        "adjusted": "adjusted for this course" in (planned.detail or ""),
+        "adjusted": ADJUSTED_NOTE in (planned.detail or ""),
     }
 
 
@@ -79,6 +111,14 @@ def bump(item: Item, now: dt.datetime) -> None:
     item.last_modified = now
 
 
+def _state(item: Item) -> tuple:
+    return tuple(getattr(item, name) for name in MATERIAL)
+
+
+def _patient_items(session: Session, patient_id: int) -> list[Item]:
+    return list(session.exec(select(Item).where(Item.patient_id == patient_id, Item.origin == "plan")).all())
+
+
 def sync_course(
     session: Session,
     course: Course,
@@ -86,6 +126,7 @@ def sync_course(
     protocol: Protocol,
     today: dt.date,
     horizon: dt.date | None = None,
+    merge_window: int = DEFAULT_MERGE_WINDOW_DAYS,
 ) -> SyncResult:
     horizon = horizon or EXTEND_TO.after(max(today, course.start_on))
     # The horizon never shrinks: items already planned further ahead stay valid.
@@ -96,11 +137,14 @@ def sync_course(
     now = utcnow()
     result = SyncResult()
 
-    stored = session.exec(select(Item).where(Item.course_id == course.id, Item.origin == "plan")).all()
+    everything = _patient_items(session, patient.id)
+    before = {item.id: _state(item) for item in everything}
+    stored = [item for item in everything if item.course_id == course.id]
     by_key: dict[tuple, Item] = {}
     for item in stored:
-        # Prefer a live row over a cancelled twin with the same key.
-        if item_key(item) not in by_key or by_key[item_key(item)].status == "cancelled":
+        # Prefer a live row (planned, done or absorbed) over a cancelled twin with the same key.
+        current = by_key.get(item_key(item))
+        if current is None or (current.status == "cancelled" and not is_absorbed(current)):
             by_key[item_key(item)] = item
 
     wanted = set()
@@ -117,6 +161,7 @@ def sync_course(
                 kind=plan_item.kind,
                 due=plan_item.due,
                 tests=join_codes(plan_item.tests),
+                plan_tests=join_codes(plan_item.tests),
                 week=plan_item.week,
                 status="planned",
                 created_at=now,
@@ -127,32 +172,99 @@ def sync_course(
             result.added.append(item)
             continue
         if item.status == "done":
-            result.kept += 1
             continue
-        changed = item.status == "cancelled" or any(getattr(item, k) != v for k, v in values.items())
-        if changed:
-            for key, value in values.items():
-                setattr(item, key, value)
+        for key, value in values.items():
+            setattr(item, key, value)
+        if item.status == "cancelled" and not is_absorbed(item):
             item.status = "planned"
-            bump(item, now)
-            session.add(item)
-            result.changed.append(item)
-        else:
-            result.kept += 1
+        # A merged draw's union and title are set again by the merge pass below.
+        item.tests = join_codes(own_tests(item))
+        item.merged_drugs = None
+        session.add(item)
 
     for key, item in by_key.items():
-        if key not in wanted and item.status == "planned" and item.due <= horizon:
+        live = item.status == "planned" or is_absorbed(item)
+        if key not in wanted and live and item.due <= horizon:
             item.status = "cancelled"
-            bump(item, now)
+            item.merged_into_id = None
+            item.tests = join_codes(own_tests(item))
+            item.merged_drugs = None
             session.add(item)
-            result.cancelled.append(item)
 
     course.planned_through = horizon
     session.add(course)
     session.flush()
+    merge_patient_draws(session, patient.id, merge_window)
     if result.added:
         complete_from_results(session, patient.id, [i for i in result.added if i.kind == "baseline"], protocol)
+
+    # Bump what a subscriber would see as changed, once, and report this course's changes.
+    for item in _patient_items(session, patient.id):
+        if item.id not in before:
+            if item.course_id == course.id and (item.merged_drugs or item.merged_into_id):
+                result.merged.append(item)
+            continue
+        old = before[item.id]
+        if _state(item) == old:
+            if item.course_id == course.id:
+                result.kept += 1
+            continue
+        bump(item, now)
+        session.add(item)
+        if item.course_id != course.id:
+            continue
+        was_merged = old[MATERIAL.index("merged_drugs")] or old[MATERIAL.index("merged_into_id")]
+        if item.merged_drugs or item.merged_into_id:
+            if not was_merged:
+                result.merged.append(item)
+            else:
+                result.changed.append(item)
+        elif item.status == "cancelled" and old[0] != "cancelled" or (item.status == "cancelled" and was_merged):
+            result.cancelled.append(item)
+        else:
+            result.changed.append(item)
+    session.flush()
     return result
+
+
+def merge_patient_draws(session: Session, patient_id: int, window: int) -> None:
+    """Recompute which of the patient's open lab draws are taken together (rule: tracker/merge.py).
+
+    Sets fields only; the caller bumps SEQUENCE for what really changed."""
+    items = [i for i in _patient_items(session, patient_id) if i.kind == "lab"]
+    by_id = {i.id: i for i in items}
+    # An absorbed draw whose host was completed is complete too (e.g. the host was closed by hand).
+    for item in items:
+        host = by_id.get(item.merged_into_id) if is_absorbed(item) else None
+        if host is not None and host.status == "done":
+            item.status, item.done_on, item.done_note = "done", host.done_on, host.done_note
+    open_items = [i for i in items if i.status == "planned" or is_absorbed(i)]
+    draws = [Draw(i.id, i.course_id, i.drug, i.due, tuple(own_tests(i))) for i in open_items]
+    for group in group_draws(draws, window):
+        host = by_id[group.host.id]
+        host.status = "planned"
+        host.merged_into_id = None
+        host.tests = join_codes(group.tests)
+        host.merged_drugs = join_codes(group.other_drugs) or None
+        name = host.title.partition(" monitoring: ")[0]
+        host.title = lab_title(name, group.tests, group.other_drugs)
+        session.add(host)
+        for draw in group.members:
+            member = by_id[draw.id]
+            member.status = "cancelled"
+            member.merged_into_id = host.id
+            member.tests = join_codes(own_tests(member))
+            member.merged_drugs = None
+            session.add(member)
+    session.flush()
+
+
+def absorbed_into(session: Session, host_ids: list[int]) -> list[Item]:
+    """Draws merged into these hosts (to complete them together)."""
+    if not host_ids:
+        return []
+    return list(session.exec(select(Item).where(Item.merged_into_id.in_(host_ids),
+                                                Item.status == "cancelled")).all())
 
 
 def baseline_window_start(protocol: Protocol, test: str, due: dt.date) -> dt.date | None:
@@ -183,7 +295,8 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
             session.add(item)
 
 
-def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None) -> int:
+def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None,
+                 merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> int:
     """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead."""
     threshold = max(KEEP_AHEAD.after(today), needed or today)
     stale = session.exec(
@@ -193,11 +306,13 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
     ).all()
     for course, patient in stale:
         horizon = max(EXTEND_TO.after(today), needed or today)
-        sync_course(session, course, patient, course_protocol(session, library, course), today, horizon)
+        sync_course(session, course, patient, course_protocol(session, library, course), today, horizon,
+                    merge_window)
     return len(stale)
 
 
-__all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "default_horizon", "bump"]
+__all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "default_horizon", "bump",
+           "merge_patient_draws", "merge_window_days", "absorbed_into"]
 
 
 _SNAPSHOTS: dict[str, Protocol] = {}

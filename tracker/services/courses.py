@@ -13,6 +13,7 @@ from tracker.errors import ConflictError, GateError, InputError, NotFoundError
 from tracker.planner import PatientFacts, applicable_baseline
 from tracker.protocols import Protocol, ProtocolLibrary
 from tracker.services import audit
+from tracker.merge import DEFAULT_MERGE_WINDOW_DAYS
 from tracker.services.calendar import SyncResult, course_protocol, remember_protocol, sync_course
 from tracker.services.patients import get_patient
 
@@ -99,6 +100,7 @@ def start_course(
     user: str,
     today: dt.date,
     switched_from: Course | None = None,
+    merge_window: int = DEFAULT_MERGE_WINDOW_DAYS,
 ) -> CourseChange:
     patient = get_patient(session, mrn)
     protocol = library.get(drug)
@@ -132,7 +134,7 @@ def start_course(
     )
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
     after = audit.snapshot(course)
     if missing:
         after["overridden_gates"] = missing
@@ -151,7 +153,8 @@ def _check_on(course: Course, on: dt.date, what: str) -> None:
 
 
 def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date, dose: str,
-                user: str, today: dt.date) -> CourseChange:
+                user: str, today: dt.date,
+                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "dose change")
     if not dose.strip():
@@ -163,14 +166,15 @@ def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: s
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
     audit.record(session, user, "therapy.dose", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "changed_on": on.isoformat()})
     return CourseChange(course, patient, protocol, sync)
 
 
 def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
-                 reason: str | None, user: str, today: dt.date) -> CourseChange:
+                 reason: str | None, user: str, today: dt.date,
+                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "pause")
     if course.status == "paused":
@@ -185,14 +189,15 @@ def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: 
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
     audit.record(session, user, "therapy.pause", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "paused_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync)
 
 
 def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
-                  reason: str | None, user: str, today: dt.date) -> CourseChange:
+                  reason: str | None, user: str, today: dt.date,
+                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     if course.status != "paused":
         raise ConflictError(f"drug: {course.drug!r}: {mrn}'s {course.drug} course is not paused")
@@ -208,14 +213,15 @@ def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
     audit.record(session, user, "therapy.resume", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "resumed_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync)
 
 
 def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
-                reason: str, category: str | None, user: str, today: dt.date) -> CourseChange:
+                reason: str, category: str | None, user: str, today: dt.date,
+                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "stop")
     if not reason or not reason.strip():
@@ -235,14 +241,15 @@ def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: s
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
     audit.record(session, user, "therapy.stop", "course", course.id, mrn, before, audit.snapshot(course))
     return CourseChange(course, patient, protocol, sync)
 
 
 def switch_course(session: Session, library: ProtocolLibrary, *, mrn: str, from_drug: str, to_drug: str,
                   on: dt.date, reason: str, category: str | None, dose: str | None,
-                  override_gate: str | None, user: str, today: dt.date) -> tuple[CourseChange, CourseChange]:
+                  override_gate: str | None, user: str, today: dt.date,
+                  merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> tuple[CourseChange, CourseChange]:
     """Stop one drug and start another on the same date, linked; both or neither happen."""
     target = library.get(to_drug)
     if target.id == library.get(from_drug).id:
@@ -264,3 +271,78 @@ def parse_every(text: str) -> Duration:
     if duration.count <= 0:
         raise InputError("every", text, "must be positive")
     return duration
+
+
+def protocol_changes(session: Session, library: ProtocolLibrary) -> list[dict]:
+    """Live courses whose protocol in effect differs from the one they were planned with."""
+    rows = []
+    courses = session.exec(
+        select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+        .where(Course.status != "stopped").order_by(Patient.mrn, Course.drug, Course.id)
+    ).all()
+    for course, patient in courses:
+        current = library.protocols.get(course.drug)
+        if current is not None and current.content_hash == course.protocol_hash:
+            continue
+        rows.append({
+            "mrn": patient.mrn,
+            "drug": course.drug,
+            "course_id": course.id,
+            "planned_version": course.protocol_version,
+            "planned_hash": course.protocol_hash,
+            "planned_origin": course.protocol_origin,
+            "current_version": current.version if current else None,
+            "current_hash": current.content_hash if current else None,
+            "current_origin": current.origin if current else None,
+        })
+    return rows
+
+
+def replan_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, user: str,
+                  today: dt.date, merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+    """Adopt the protocol now in effect for a course: done items stay, the rest follows the new version."""
+    patient, course = find_course(session, library, mrn, drug)
+    protocol = library.protocols.get(course.drug)
+    if protocol is None:
+        raise NotFoundError("drug", course.drug, sorted(library.protocols))
+    before = audit.snapshot(course, "protocol_version", "protocol_hash", "protocol_origin")
+    remember_protocol(session, protocol)
+    course.protocol_version = protocol.version
+    course.protocol_hash = protocol.content_hash
+    course.protocol_origin = protocol.origin
+    session.add(course)
+    session.flush()
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    after = {**audit.snapshot(course, "protocol_version", "protocol_hash", "protocol_origin"),
+             "items_added": len(sync.added), "items_cancelled": len(sync.cancelled),
+             "items_changed": len(sync.changed)}
+    audit.record(session, user, "therapy.replan", "course", course.id, mrn, before, after)
+    return CourseChange(course, patient, protocol, sync)
+
+
+def adjust_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, every: str,
+                  reason: str | None, on: dt.date | None, user: str, today: dt.date,
+                  merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+    """Set this course's interval for the open-ended (maintenance) phase, from a date on."""
+    from tracker.planner import adjustable_phase
+
+    patient, course = find_course(session, library, mrn, drug)
+    duration = parse_every(every)
+    if not reason or not reason.strip():
+        raise InputError("reason", reason, "an adjustment needs a reason")
+    on = on or today
+    _check_on(course, on, "adjustment")
+    protocol = course_protocol(session, library, course)
+    tracks = protocol.monitoring.tracks if protocol.monitoring else []
+    if not any(adjustable_phase(track) for track in tracks):
+        raise InputError("drug", course.drug, "its protocol has no open-ended monitoring phase to adjust")
+    before = audit.snapshot(course, "adjust_every", "adjust_from", "adjust_reason")
+    course.adjust_every = str(duration)
+    course.adjust_from = on
+    course.adjust_reason = reason.strip()
+    session.add(course)
+    session.flush()
+    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    audit.record(session, user, "therapy.adjust", "course", course.id, mrn, before,
+                 audit.snapshot(course, "adjust_every", "adjust_from", "adjust_reason"))
+    return CourseChange(course, patient, protocol, sync)

@@ -12,7 +12,7 @@ from tracker.db.tables import Course, Item, LabResult, Patient, codes
 from tracker.errors import InputError
 from tracker.protocols import ProtocolLibrary
 from tracker.services import audit
-from tracker.services.calendar import baseline_window_start, course_protocol
+from tracker.services.calendar import absorbed_into, baseline_window_start, course_protocol
 from tracker.services.patients import get_patient
 from tracker.vocabulary import Vocabulary
 
@@ -113,6 +113,8 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
         ):
             best_lab[item.course_id] = item
     completed += best_lab.values()
+    # A merged draw answers every course whose draw was absorbed into it (tracker/merge.py).
+    completed += absorbed_into(session, [i.id for i in best_lab.values()])
     now = utcnow()
     for item in completed:
         item.status = "done"
