@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -16,14 +17,33 @@ from click.testing import CliRunner
 from tracker.cli import cli
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory) -> str:
+    """A SQLite file brought to the current schema by the real migrations, once per test session."""
+    from tracker.db.engine import open_engine
+
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = open_engine(str(path))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return str(path)
+
+
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    """A fresh, empty database for this test (a path or URL, as given to --db)."""
+def db_url(tmp_path, migrated_template) -> str:
+    """A fresh database at the current schema for this test (a path or URL, as given to --db).
+
+    SQLite: a copy of a file migrated once per session by the real migrations (test_migrations.py
+    migrates from empty itself). PostgreSQL (TRACKER_TEST_PG): a new database on a real server.
+    """
     if os.environ.get("TRACKER_TEST_PG"):
         from tests.pg import fresh_database
 
         return fresh_database()
-    return str(tmp_path / "tracker.db")
+    path = tmp_path / "tracker.db"
+    shutil.copyfile(migrated_template, path)
+    return str(path)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,9 @@ class DateType(click.ParamType):
     def convert(self, value, param, ctx):
         from tracker.dates import parse_date
 
-        return parse_date(value, param.name if param else "date")
+        # Name the field as the user typed it (--as-of -> "as-of").
+        field = param.opts[0].lstrip("-") if param and param.opts else "date"
+        return parse_date(value, field)
 
 
 DATE = DateType()
