@@ -1,0 +1,62 @@
+"""jsonl: one JSON object per reminder appended to a file, for other systems.
+
+Exactly once across crashes: each line carries `reminder_id`; every batch is appended, flushed and
+fsynced before it is marked sent, and the nightly service remembers the file size at the last mark. On a
+retry the lines after that size (written but perhaps not marked) are scanned and their ids skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+_ID = re.compile(rb'"reminder_id":\s*(\d+)')
+
+# Test hook (documented in tests/test_nightly_crash.py): seconds to sleep after each batch is written and
+# before it is marked sent, so a test can SIGKILL a run between the two.
+DELAY_ENV = "TRACKER_TEST_DELIVERY_DELAY"
+
+
+class JsonlChannel:
+    name = "jsonl"
+    digest = False
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            return 0
+
+    def written_ids(self, since: int) -> set[int]:
+        """Reminder ids in lines from byte offset `since` to the end of the file."""
+        found: set[int] = set()
+        if since >= self.size():
+            return found
+        with open(self.path, "rb") as fh:
+            fh.seek(since)
+            for line in fh:
+                match = _ID.search(line)
+                if match and line.endswith(b"\n"):  # a torn last line was not fully written
+                    found.add(int(match.group(1)))
+        return found
+
+    def send(self, rows: list[dict]) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        data = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            if os.lseek(fd, 0, os.SEEK_END) > 0 and os.pread(fd, 1, os.lseek(fd, 0, os.SEEK_END) - 1) != b"\n":
+                os.write(fd, b"\n")  # end a line torn by a crash, so the next object starts on its own line
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        delay = float(os.environ.get(DELAY_ENV) or 0)
+        if delay:
+            time.sleep(delay)

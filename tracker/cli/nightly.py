@@ -1,0 +1,70 @@
+"""tracker nightly [--as-of DATE] | tracker nightly status"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import as_of_option, json_option
+
+
+@click.group(invoke_without_command=True)
+@as_of_option
+@click.pass_context
+def nightly(ctx, as_of):
+    """Roll calendars forward, evaluate alerts and send reminders (every day since the last run, once).
+
+    Channels, lead time and privacy come from the site config ([reminders], [privacy]). Exits 9 if another
+    nightly run is in progress, 10 if a channel failed (its reminders are retried on the next run)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tracker.cli import AppContext
+    from tracker.services.nightly import run_nightly
+
+    app = ctx.find_object(AppContext)
+    as_of = as_of or app.today()
+    report = run_nightly(app.engine, app.library, app.config, as_of, user=app.user)
+    click.echo(summary_line(report), err=True)
+
+
+def summary_line(report) -> str:
+    days = (f"{report.new_days} day{'s' if report.new_days != 1 else ''} from {report.from_day}"
+            if report.new_days else "already done; retrying undelivered only")
+    created = ", ".join(f"{report.created.get(k, 0)} {k}" for k in ("due", "overdue", "alert"))
+    sent = ", ".join(f"{name} {count}" for name, count in report.delivered.items()) or "none"
+    return f"nightly {report.as_of} ({days}): {report.reminders} new reminders ({created}); sent: {sent}"
+
+
+@nightly.command("status")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@json_option
+@pass_app
+def status(app, limit, as_json):
+    """Recent nightly runs: as-of day, started, finished, counts, failures."""
+    from tracker.cli.render import emit_json, say, table
+    from tracker.services.nightly import pending_deliveries, recent_runs
+
+    with app.session() as session:
+        runs = recent_runs(session, limit)
+        pending = pending_deliveries(session)
+    if as_json:
+        emit_json(runs)
+        return
+    if not runs:
+        say("No nightly runs yet.")
+        return
+    rows = []
+    for run in runs:
+        c = run["counts"]
+        counts = (f"{c.get('reminders', 0)} new ({c.get('due', 0)} due, {c.get('overdue', 0)} overdue, "
+                  f"{c.get('alert', 0)} alert)") if c else ""
+        failures = "; ".join(f"{k}: {v}" for k, v in run["failures"].items())
+        rows.append([run["id"], run["as_of"], run["from_day"], run["started_at"][:19].replace("T", " "),
+                     (run["finished_at"] or "")[:19].replace("T", " "), run["status"], counts, failures])
+    table(["run", "as of", "from", "started (UTC)", "finished (UTC)", "status", "reminders", "failures"], rows,
+          "Nightly runs")
+    if pending:
+        say("Undelivered: " + ", ".join(f"{channel} {count}" for channel, count in sorted(pending.items())))
+
+
+COMMANDS = [nightly]

@@ -1,0 +1,77 @@
+"""The single-runner lock for the nightly job: a second concurrent run refuses instead of double-sending.
+
+SQLite: an OS file lock (flock, non-blocking) on `<database>.nightly.lock`; the kernel drops it when the
+process dies, so a SIGKILLed run never leaves a stale lock behind. PostgreSQL: a session-level advisory
+lock held on a dedicated connection for the length of the run (also released when the session ends).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from tracker.errors import LockedError
+
+# Arbitrary fixed key for pg_try_advisory_lock: "tracker nightly".
+PG_LOCK_KEY = 0x7472_6E69
+
+
+def lock_path(engine: Engine) -> Path:
+    database = engine.url.database
+    if not database or database == ":memory:":
+        raise LockedError("nightly: an in-memory database cannot be shared, so it cannot be locked")
+    return Path(f"{database}.nightly.lock")
+
+
+@contextmanager
+def _sqlite_lock(engine: Engine):
+    import fcntl
+
+    path = lock_path(engine)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise LockedError(f"nightly: another nightly run holds {path} (pid {holder}); "
+                              "not starting a second one") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextmanager
+def _postgres_lock(engine: Engine):
+    # PostgreSQL: session advisory lock on its own connection, held until the run ends.
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar()
+        conn.commit()
+        if not got:
+            raise LockedError("nightly: another nightly run holds the database advisory lock "
+                              f"{PG_LOCK_KEY}; not starting a second one")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+            conn.commit()
+
+
+@contextmanager
+def nightly_lock(engine: Engine):
+    """Hold the nightly lock for the duration of the block, or raise LockedError at once."""
+    if engine.dialect.name == "sqlite":
+        with _sqlite_lock(engine):
+            yield
+    elif engine.dialect.name == "postgresql":
+        with _postgres_lock(engine):
+            yield
+    else:
+        raise LockedError(f"nightly: no single-runner lock for the {engine.dialect.name} dialect")

@@ -1,0 +1,463 @@
+"""The nightly job: roll calendars forward, evaluate alerts, emit reminders once, deliver them.
+
+Idempotent and catching up: the last day completed is kept in the `setting` table; a run covers every day
+since then in one digest, and `reminder.dedupe_key` (unique) means a condition is reminded once.
+
+Crash safety (why the job commits in several steps instead of one command transaction):
+  1. a `nightly_run` row is committed first, so `nightly status` shows a run that was killed;
+  2. new reminders, their pending deliveries (one per channel) and the new last-completed day are
+     committed together, so a re-run either redoes all of it or none of it;
+  3. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent in
+     small committed batches. Batched channels are exactly-once (jsonl skips ids already in the file;
+     webhook sends an Idempotency-Key); digest channels (stdout, e-mail) are resent only if killed in the
+     instant between sending and marking.
+A failing channel is recorded and skipped; the others carry on, and its reminders are retried next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tracker.config import Config, reminder_settings
+from tracker.dates import utcnow
+from tracker.db.tables import (
+    Alert,
+    Item,
+    NightlyRun,
+    Patient,
+    Reminder,
+    ReminderDelivery,
+    Setting,
+    codes,
+)
+from tracker.errors import DeliveryError
+from tracker.locks import nightly_lock
+from tracker.services.patients import patient_label
+from tracker.services.worklists import TASK_KINDS
+
+LAST_COMPLETED = "nightly.last_completed"
+JSONL_MARK = "nightly.jsonl_marked"  # {"path": ..., "size": ...}: every line before `size` is marked sent
+INSERT_CHUNK = 5000
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+KIND_RANK = {"alert": 0, "overdue": 1, "due": 2}
+
+R = Reminder.__table__
+D = ReminderDelivery.__table__
+
+
+@dataclass
+class NightlyReport:
+    run_id: int
+    from_day: dt.date
+    as_of: dt.date
+    new_days: int = 0
+    created: dict = field(default_factory=dict)  # kind -> count of new reminders
+    delivered: dict = field(default_factory=dict)  # channel -> count sent this run
+    undelivered: dict = field(default_factory=dict)  # channel -> count still pending/failed
+    failures: dict = field(default_factory=dict)  # channel -> error text
+
+    @property
+    def reminders(self) -> int:
+        return sum(self.created.values())
+
+
+# --- selecting what to remind -----------------------------------------------------------------------------
+
+
+def _key(prefix: str, *parts):
+    """SQL for a dedupe key like 'due:<id>:<date>' (|| works on SQLite and PostgreSQL)."""
+    out = literal(prefix, String)
+    for n, part in enumerate(parts):
+        out = out + (":" if n else "") + cast(part, String)
+    return out
+
+
+def _not_reminded(key_sql):
+    return ~exists().where(R.c.dedupe_key == key_sql)
+
+
+def _item_query(kind: str, as_of: dt.date, lead_days: int):
+    key = _key(f"{kind}:", Item.id, Item.due)
+    window = (and_(Item.due >= as_of, Item.due <= as_of + dt.timedelta(days=lead_days)) if kind == "due"
+              else Item.due < as_of)
+    return (
+        select(Item.id, Item.due, Item.kind, Item.drug, Item.merged_drugs, Item.tests, Item.title,
+               Item.sources, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
+        .join(Patient, Patient.id == Item.patient_id)
+        .where(Item.status == "planned", Item.kind.in_(TASK_KINDS), window, _not_reminded(key))
+        .order_by(Item.due, Patient.mrn, Item.id)
+    )
+
+
+def _alert_query(as_of: dt.date):
+    since = func.coalesce(Alert.reopened_on, Alert.raised_on)
+    key = _key("alert:", Alert.id, since)
+    return (
+        select(Alert.id, Alert.kind, Alert.severity, Alert.drug, Alert.message, Alert.sources,
+               Alert.item_id, since.label("since"), Alert.patient_id, Patient.mrn, Patient.name,
+               key.label("dedupe_key"))
+        .join(Patient, Patient.id == Alert.patient_id)
+        .where(Alert.status == "open", since <= as_of, _not_reminded(key))
+        .order_by(Patient.mrn, Alert.id)
+    )
+
+
+def _item_payload(kind: str, row, label_style: str) -> dict:
+    return {
+        "dedupe_key": row.dedupe_key,
+        "kind": kind,
+        "severity": "warning" if kind == "overdue" else "info",
+        "patient": patient_label(row.mrn, row.name, label_style),
+        "drug": row.drug,
+        "drugs": [row.drug, *codes(row.merged_drugs)],
+        "due": row.due.isoformat(),
+        "item_id": row.id,
+        "item_kind": row.kind,
+        "title": row.title,
+        "tests": codes(row.tests),
+        "alert_id": None,
+        "alert_kind": None,
+        "message": None,
+        "sources": codes(row.sources),
+    }
+
+
+def _alert_payload(row, label_style: str) -> dict:
+    return {
+        "dedupe_key": row.dedupe_key,
+        "kind": "alert",
+        "severity": row.severity,
+        "patient": patient_label(row.mrn, row.name, label_style),
+        "drug": row.drug,
+        "drugs": [row.drug] if row.drug else [],
+        "due": row.since.isoformat() if hasattr(row.since, "isoformat") else str(row.since),
+        "item_id": row.item_id,
+        "item_kind": None,
+        "title": None,
+        "tests": [],
+        "alert_id": row.id,
+        "alert_kind": row.kind,
+        "message": row.message,
+        "sources": codes(row.sources),
+    }
+
+
+def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict) -> int:
+    now = utcnow()
+    batch, count = [], 0
+    for payload in rows:
+        batch.append({
+            "dedupe_key": payload["dedupe_key"], "run_id": run_id, "as_of": as_of, "kind": payload["kind"],
+            "severity": payload["severity"], "patient_id": patient_ids[payload["dedupe_key"]],
+            "item_id": payload["item_id"], "alert_id": payload["alert_id"],
+            "payload": json.dumps(payload, sort_keys=True), "created_at": now,
+        })
+        if len(batch) >= INSERT_CHUNK:
+            conn.execute(insert(R), batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        conn.execute(insert(R), batch)
+        count += len(batch)
+    return count
+
+
+def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int, label_style: str,
+                   channels: list[str]) -> dict:
+    """Insert the reminders not emitted yet (set-based selects, bulk inserts) and a pending delivery per
+    channel for each. Returns counts by kind."""
+    conn = session.connection()
+    counts = {}
+    for kind in ("overdue", "due"):
+        patient_ids: dict = {}
+
+        def rows(kind=kind, patient_ids=patient_ids):
+            for row in conn.execute(_item_query(kind, as_of, lead_days)):
+                patient_ids[row.dedupe_key] = row.patient_id
+                yield _item_payload(kind, row, label_style)
+
+        counts[kind] = _insert_reminders(conn, _materialise(rows()), run_id, as_of, patient_ids)
+    patient_ids = {}
+    alert_rows = []
+    for row in conn.execute(_alert_query(as_of)):
+        patient_ids[row.dedupe_key] = row.patient_id
+        alert_rows.append(_alert_payload(row, label_style))
+    counts["alert"] = _insert_reminders(conn, alert_rows, run_id, as_of, patient_ids)
+    for channel in channels:
+        conn.execute(
+            insert(D).from_select(
+                ["reminder_id", "channel", "state", "attempts"],
+                select(R.c.id, literal(channel, String), literal("pending", String), literal(0))
+                .where(R.c.run_id == run_id),
+            )
+        )
+    return counts
+
+
+def _materialise(rows):
+    """Read a select fully before inserting into the table it anti-joins (SQLite cursor stability)."""
+    return list(rows)
+
+
+# --- delivering ------------------------------------------------------------------------------------------
+
+
+def _pending(channel: str):
+    return and_(D.c.channel == channel, D.c.state != "sent")
+
+
+def _digest_query(channel: str):
+    order_severity = case(SEVERITY_RANK, value=R.c.severity, else_=9)
+    order_kind = case(KIND_RANK, value=R.c.kind, else_=9)
+    return (
+        select(R.c.id, R.c.payload)
+        .select_from(D.join(R, R.c.id == D.c.reminder_id).outerjoin(Patient, Patient.id == R.c.patient_id))
+        .where(_pending(channel))
+        .order_by(order_severity, Patient.mrn, order_kind, R.c.id)
+    )
+
+
+def _row(reminder_id: int, payload: str) -> dict:
+    row = json.loads(payload)
+    row["reminder_id"] = reminder_id
+    return row
+
+
+def _mark(engine: Engine, channel: str, reminder_ids: list[int], *, error: str | None = None,
+          extra=None) -> None:
+    """Mark deliveries sent (or failed, with the error) in one committed transaction."""
+    values = {"attempts": D.c.attempts + 1}
+    if error is None:
+        values.update(state="sent", delivered_at=utcnow(), last_error=None)
+    else:
+        values.update(state="failed", last_error=error[:2000])
+    with Session(engine) as session:
+        for start in range(0, len(reminder_ids), 900):  # stay under bound-parameter limits
+            chunk = reminder_ids[start:start + 900]
+            session.connection().execute(
+                update(D).where(D.c.channel == channel, D.c.reminder_id.in_(chunk)).values(**values))
+        if extra:
+            extra(session)
+        session.commit()
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def _deliver_digest(engine: Engine, channel, as_of, from_day, batch_size: int) -> tuple[int, str | None]:
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(D).where(_pending(channel.name))).scalar()
+        if count == 0 and channel.name != "stdout":
+            return 0, None  # no empty e-mails; stdout still says "nothing new"
+        sent_ids: list[int] = []
+
+        def rows():
+            for reminder_id, payload in conn.execution_options(yield_per=1000).execute(_digest_query(channel.name)):
+                sent_ids.append(reminder_id)
+                yield _row(reminder_id, payload)
+
+        try:
+            channel.send_digest(rows(), count, as_of, from_day)
+        except Exception as exc:
+            error = _error_text(exc)
+            failed = list(conn.execute(select(D.c.reminder_id).where(_pending(channel.name))).scalars())
+            conn.rollback()
+            _mark(engine, channel.name, failed, error=error)
+            return 0, error
+    for start in range(0, len(sent_ids), batch_size):
+        _mark(engine, channel.name, sent_ids[start:start + batch_size])
+    return len(sent_ids), None
+
+
+def _jsonl_mark_reader(engine: Engine, path: str) -> int:
+    with Session(engine) as session:
+        setting = session.get(Setting, JSONL_MARK)
+        if setting is None:
+            return 0
+        mark = json.loads(setting.value)
+        return mark["size"] if mark.get("path") == path else 0
+
+
+def _jsonl_mark_writer(path: str, size: int):
+    def write(session: Session) -> None:
+        value = json.dumps({"path": path, "size": size})
+        setting = session.get(Setting, JSONL_MARK)
+        if setting is None:
+            session.add(Setting(key=JSONL_MARK, value=value))
+        else:
+            setting.value = value
+            session.add(setting)
+    return write
+
+
+def _deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str | None]:
+    already: set[int] = set()
+    if channel.name == "jsonl":
+        since = _jsonl_mark_reader(engine, channel.path)
+        if since > channel.size():  # the file was rotated or truncated: scan it all
+            since = 0
+        already = channel.written_ids(since)
+    sent = 0
+    last_id = 0
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(
+                select(R.c.id, R.c.payload).select_from(D.join(R, R.c.id == D.c.reminder_id))
+                .where(_pending(channel.name), R.c.id > last_id).order_by(R.c.id).limit(batch_size)
+            ).all()
+        if not batch:
+            return sent, None
+        last_id = batch[-1][0]
+        ids = [reminder_id for reminder_id, _ in batch]
+        rows = [_row(reminder_id, payload) for reminder_id, payload in batch if reminder_id not in already]
+        try:
+            if rows:
+                channel.send(rows)
+        except Exception as exc:
+            error = _error_text(exc)
+            _mark(engine, channel.name, ids, error=error)
+            return sent, error
+        extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" else None
+        _mark(engine, channel.name, ids, extra=extra)
+        sent += len(rows)
+
+
+def _undelivered(engine: Engine, channel: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(D).where(_pending(channel))).scalar()
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+def _setting(session: Session, key: str) -> str | None:
+    row = session.get(Setting, key)
+    return row.value if row else None
+
+
+def _set(session: Session, key: str, value: str) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+        session.add(row)
+
+
+def last_completed(session: Session) -> dt.date | None:
+    value = _setting(session, LAST_COMPLETED)
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _start(engine: Engine, as_of: dt.date) -> tuple[int, dt.date, bool]:
+    with Session(engine) as session:
+        # Under the lock, a run still marked running was killed: say so instead of leaving it running.
+        session.connection().execute(
+            update(NightlyRun.__table__).where(NightlyRun.status == "running")
+            .values(status="interrupted", finished_at=utcnow()))
+        last = last_completed(session)
+        from_day = last + dt.timedelta(days=1) if last else as_of
+        new = from_day <= as_of
+        run = NightlyRun(from_day=from_day if new else as_of, as_of=as_of, started_at=utcnow(), status="running")
+        session.add(run)
+        session.commit()
+        return run.id, run.from_day, new
+
+
+def _finish(engine: Engine, run_id: int, report: NightlyReport, extra_counts: dict, error: str | None = None):
+    with Session(engine) as session:
+        run = session.get(NightlyRun, run_id)
+        run.finished_at = utcnow()
+        failures = dict(report.failures)
+        if error:
+            failures["run"] = error
+        run.status = "failed" if failures else "ok"
+        run.counts = json.dumps({
+            "days": report.new_days, **{k: report.created.get(k, 0) for k in ("due", "overdue", "alert")},
+            "reminders": report.reminders, "delivered": report.delivered, "undelivered": report.undelivered,
+            **extra_counts,
+        }, sort_keys=True)
+        run.failures = json.dumps(failures, sort_keys=True) if failures else None
+        session.add(run)
+        session.commit()
+
+
+def run_nightly(engine: Engine, library, config: Config, as_of: dt.date, *, user: str, out=None) -> NightlyReport:
+    """One nightly run under the single-runner lock. Raises LockedError if another run holds it and
+    DeliveryError (after recording everything) if a channel failed."""
+    from tracker.channels import build_channels
+    from tracker.services import audit
+    from tracker.services.alerts import evaluate_clinic
+    from tracker.services.calendar import roll_forward
+
+    settings = reminder_settings(config)
+    channels = build_channels(settings, out)
+    with nightly_lock(engine):
+        run_id, from_day, new = _start(engine, as_of)
+        report = NightlyReport(run_id=run_id, from_day=from_day, as_of=as_of)
+        extra: dict = {}
+        try:
+            if new:
+                report.new_days = (as_of - from_day).days + 1
+                with Session(engine) as session:
+                    extra["courses_rolled"] = roll_forward(
+                        session, library, as_of, as_of + dt.timedelta(days=settings.lead_days))
+                    summary = evaluate_clinic(session, library, as_of, config)
+                    extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
+                                 alerts_resolved=len(summary.resolved))
+                    session.flush()
+                    report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
+                                                    settings.patient_label, settings.channels)
+                    _set(session, LAST_COMPLETED, as_of.isoformat())
+                    audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
+                                 {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),
+                                  **report.created, **extra})
+                    session.commit()
+            for channel in channels:
+                if channel.digest:
+                    sent, error = _deliver_digest(engine, channel, as_of, from_day, settings.batch_size)
+                else:
+                    sent, error = _deliver_batches(engine, channel, settings.batch_size)
+                report.delivered[channel.name] = sent
+                report.undelivered[channel.name] = _undelivered(engine, channel.name)
+                if error:
+                    report.failures[channel.name] = error
+        except BaseException as exc:
+            _finish(engine, run_id, report, extra, error=_error_text(exc))
+            raise
+        _finish(engine, run_id, report, extra)
+    if report.failures:
+        detail = "; ".join(f"{name}: {error}" for name, error in report.failures.items())
+        raise DeliveryError(f"nightly {as_of}: channel failed ({detail}); its reminders are kept for the next run")
+    return report
+
+
+def recent_runs(session: Session, limit: int = 10) -> list[dict]:
+    runs = session.execute(select(NightlyRun).order_by(NightlyRun.id.desc()).limit(limit)).scalars().all()
+    return [
+        {
+            "id": run.id,
+            "from_day": run.from_day.isoformat(),
+            "as_of": run.as_of.isoformat(),
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "status": run.status,
+            "counts": json.loads(run.counts) if run.counts else {},
+            "failures": json.loads(run.failures) if run.failures else {},
+        }
+        for run in runs
+    ]
+
+
+def pending_deliveries(session: Session) -> dict:
+    """Undelivered reminders per channel (pending or failed)."""
+    rows = session.execute(
+        select(D.c.channel, func.count()).where(D.c.state != "sent").group_by(D.c.channel)).all()
+    return {channel: count for channel, count in rows}
