@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +24,12 @@ from tracker.resources import schedules_dir
 from tracker.vocabulary import VOCABULARY_FILE, Vocabulary, load_vocabulary
 
 
+_NEGATIVE_DURATION = re.compile(r"^\s*-\s*\d+\s*[dwmy]\s*$")
+
+
 def _duration(value: Any) -> Duration:
+    if isinstance(value, bool) or (isinstance(value, str) and _NEGATIVE_DURATION.match(value)):
+        raise ValueError(f"must be a positive duration like 14d, 2w, 3m or 1y, got {value!r}")
     try:
         duration = Duration.parse(value)
     except InputError:
@@ -75,6 +81,8 @@ class BaselineTest(Rule):
     when: Literal["always", "childbearing_potential", "female", "at_risk"] = "always"
     # How old a result may be and still count; absent = any result on record.
     valid_for: Dur | None = None
+    # How many separate results are needed before starting (ciclosporin: BP and creatinine at least twice).
+    times: int = Field(default=1, ge=1, le=5)
 
 
 class Phase(Rule):
@@ -147,13 +155,20 @@ class Criterion(BaseModel):
         return f"{name[self.measure]} <= {self.at_most:g}"
 
 
-class Partial(BaseModel):
-    """Partial responders may continue to a later checkpoint instead of switching."""
+class Partial(Rule):
+    """Partial responders may continue to a later checkpoint instead of switching.
 
-    model_config = ConfigDict(extra="forbid")
+    `target` may be empty: the labels allow partial responders to continue but give no numeric definition
+    of a partial response, so it is the clinician's judgement.
+    """
 
-    target: list[Criterion] = Field(min_length=1)
+    target: list[Criterion] = Field(default_factory=list)
     recheck_week: int = Field(gt=0)
+
+    def target_label(self) -> str:
+        if not self.target:
+            return "partial response (clinician's judgement)"
+        return " and ".join(c.label() for c in self.target)
 
 
 class Checkpoint(Rule):
@@ -161,6 +176,15 @@ class Checkpoint(Rule):
     target: list[Criterion] = Field(min_length=1)
     label: str | None = None
     partial: Partial | None = None
+    # What the source says to do when the target is not met: a stop rule (NICE), the labels' "consider
+    # discontinuing", or a review (assessment point, clinic decides).
+    if_not_met: Literal["stop", "consider_stopping", "review"] = "review"
+
+    @model_validator(mode="after")
+    def _recheck_later(self):
+        if self.partial is not None and self.partial.recheck_week <= self.week:
+            raise ValueError(f"partial.recheck_week ({self.partial.recheck_week}) must be after week {self.week}")
+        return self
 
     def target_label(self) -> str:
         return self.label or " and ".join(c.label() for c in self.target)
@@ -188,6 +212,8 @@ class Threshold(Rule):
     repeat_in: Dur | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
     message: str | None = None
+    # The action applies only once a repeat result confirms it ("confirmed", "at more than one measurement").
+    confirmed: bool = False
 
     @model_validator(mode="after")
     def _one(self):
@@ -203,6 +229,10 @@ class Threshold(Rule):
         return self
 
     def describe(self) -> str:
+        text = self._condition()
+        return f"{text} (confirmed on repeat)" if self.confirmed else text
+
+    def _condition(self) -> str:
         if self.below is not None:
             return f"{self.analyte} < {self.below:g}{' ' + self.unit if self.unit else ''}"
         if self.above is not None:
@@ -262,7 +292,10 @@ class Protocol(BaseModel):
             for track in self.monitoring.tracks:
                 yield track
                 yield from track.phases
-        yield from self.checkpoints
+        for checkpoint in self.checkpoints:
+            yield checkpoint
+            if checkpoint.partial:
+                yield checkpoint.partial
         if self.limits:
             yield self.limits
         yield from self.thresholds
@@ -272,22 +305,30 @@ class Protocol(BaseModel):
 # Loading with line numbers
 
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that remembers the line of every mapping key and sequence item."""
 
 
-def _collect_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+def _collect_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], duplicates: list | None = None) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: set = set()
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in seen and duplicates is not None:
+                # PyYAML keeps the last value silently; a clinic editing a file would never notice.
+                duplicates.append((path + (key,), key_node.start_mark.line + 1))
+            seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _collect_lines(value_node, path + (key,), lines)
+            _collect_lines(value_node, path + (key,), lines, duplicates)
             lines[path + (key,)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
-            _collect_lines(item, path + (index,), lines)
+            _collect_lines(item, path + (index,), lines, duplicates)
             lines[path + (index,)] = item.start_mark.line + 1
 
 
@@ -329,8 +370,14 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
     except OSError as exc:
         return LoadResult(None, [f"{name}:1: (file): cannot read: {exc.strerror}"])
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.safe_load(text)
+        # One parse with libyaml when available: the node tree gives line numbers, and the data is
+        # constructed from the same tree (pure-Python YAML made loading the library take seconds).
+        loader = _FAST_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -338,9 +385,12 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
     if not isinstance(data, dict) or node is None:
         return LoadResult(None, [f"{name}:1: (file): expected a mapping of protocol fields"])
     lines: dict[tuple, int] = {}
-    _collect_lines(node, (), lines)
+    duplicates: list[tuple[tuple, int]] = []
+    _collect_lines(node, (), lines, duplicates)
 
-    problems: list[str] = []
+    problems: list[str] = [
+        f"{name}:{line}: {_field_name(loc)}: duplicate key (only the last one would be used)" for loc, line in duplicates
+    ]
     try:
         protocol = Protocol.model_validate(data)
     except ValidationError as exc:
@@ -353,6 +403,7 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
         return LoadResult(None, _dedupe(problems))
 
     problems.extend(_check_references(protocol, vocabulary, lines, name))
+    problems.extend(_check_semantics(protocol, vocabulary, lines, name))
     if problems:
         return LoadResult(None, problems)
     protocol.origin = name
@@ -405,6 +456,39 @@ def _check_references_raw(data: dict, vocabulary: Vocabulary, lines, name: str) 
                 walk(item, loc + (index,))
 
     walk(data, ())
+    return problems
+
+
+def _check_semantics(protocol: Protocol, vocabulary: Vocabulary, lines, name: str) -> list[str]:
+    """Checks that need the whole protocol and the vocabulary: units, categories, repeated weeks."""
+    problems: list[str] = []
+
+    def report(loc: tuple, message: str) -> None:
+        problems.append(f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}")
+
+    for index, threshold in enumerate(protocol.thresholds):
+        test = vocabulary.tests.get(threshold.analyte)
+        if test is None:
+            continue  # reported as an unknown test code
+        loc = ("thresholds", index)
+        if threshold.equals is not None:
+            if not test.is_categorical:
+                report(loc + ("equals",), f"{threshold.analyte} is not a categorical test, so `equals` cannot match")
+            for i, value in enumerate(threshold.equals):
+                if test.is_categorical and value not in test.values:
+                    report(loc + ("equals", i), f"{value!r} is not a result of {threshold.analyte} "
+                                                f"(one of {', '.join(test.values)})")
+        elif not test.is_numeric:
+            report(loc + ("analyte",), f"{threshold.analyte} has no numeric results (use `equals`)")
+        elif threshold.unit is not None and threshold.unit != test.unit:
+            report(loc + ("unit",), f"{threshold.unit!r} does not match the vocabulary unit {test.unit!r} "
+                                    f"for {threshold.analyte} (convert the value)")
+    seen: dict[int, int] = {}
+    for index, checkpoint in enumerate(protocol.checkpoints):
+        if checkpoint.week in seen:
+            report(("checkpoints", index, "week"), f"week {checkpoint.week} is already a checkpoint "
+                                                   f"(checkpoints[{seen[checkpoint.week]}])")
+        seen.setdefault(checkpoint.week, index)
     return problems
 
 
