@@ -561,3 +561,86 @@ def library(config_dir: str | None = None) -> ProtocolLibrary:
     if key not in _LIBRARY:
         _LIBRARY[key] = load_library(clinic)
     return _LIBRARY[key]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validation of files and directories (`tracker schedules validate`)
+
+
+@dataclass
+class FileReport:
+    path: str
+    protocol: Protocol | None
+    problems: list[str] = field(default_factory=list)
+    kind: str = "protocol"  # protocol | vocabulary
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def default_validation_paths(config_dir: str | None = None) -> list[Path]:
+    """The built-in schedules and the clinic directory in effect, if any."""
+    paths = [schedules_dir()]
+    clinic = clinic_schedules_dir(config_dir)
+    if clinic is not None:
+        paths.append(clinic)
+    return paths
+
+
+def validate_paths(paths: list[Path]) -> list[FileReport]:
+    """Validate protocol files and directories of them; every problem is `file:line: field: message`."""
+    vocabulary = load_vocabulary()
+    reports: list[FileReport] = []
+    for path in paths:
+        if path.is_dir():
+            files = protocol_files(path)
+            if not files:
+                reports.append(FileReport(str(path), None, [f"{path}:1: (file): no protocol files (*.yaml) here"]))
+            batch = [_validate_file(f, vocabulary) for f in files]
+            _check_duplicate_ids(batch)
+            reports.extend(batch)
+        elif path.exists():
+            reports.append(_validate_file(path, vocabulary))
+        else:
+            reports.append(FileReport(str(path), None, [f"{path}:1: (file): no such file or directory"]))
+    return reports
+
+
+def _validate_file(path: Path, vocabulary: Vocabulary) -> FileReport:
+    if path.name == VOCABULARY_FILE:
+        return _validate_vocabulary(path)
+    result = load_protocol_file(path, vocabulary)
+    return FileReport(str(path), result.protocol, result.problems)
+
+
+def _check_duplicate_ids(batch: list[FileReport]) -> None:
+    """Two files of one directory with the same id: the later would silently replace the earlier."""
+    first: dict[str, str] = {}
+    for report in batch:
+        if report.protocol is None:
+            continue
+        pid = report.protocol.id
+        if pid in first:
+            report.problems.append(f"{report.path}:1: id: {pid!r} is also the id of {first[pid]}")
+        first.setdefault(pid, report.path)
+
+
+def _validate_vocabulary(path: Path) -> FileReport:
+    from tracker.vocabulary import parse_vocabulary
+
+    name = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return FileReport(name, None, [f"{name}:1: (file): cannot read the vocabulary: {exc}"], kind="vocabulary")
+    if not isinstance(data, dict) or not isinstance(data.get("tests"), dict):
+        return FileReport(name, None, [f"{name}:1: tests: expected a mapping of test codes"], kind="vocabulary")
+    vocabulary = parse_vocabulary(data)
+    problems = [
+        f"{name}:1: tests.{test.code}.analytes: unknown analyte {code!r}"
+        for test in vocabulary.tests.values()
+        for code in test.analytes
+        if code not in vocabulary
+    ]
+    return FileReport(name, None, problems, kind="vocabulary")

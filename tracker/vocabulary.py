@@ -109,4 +109,4 @@ def parse_vocabulary(data: dict) -> Vocabulary:
 def load_vocabulary(path: Path | None = None) -> Vocabulary:
     path = path or schedules_dir() / VOCABULARY_FILE
     with open(path, encoding="utf-8") as fh:
-        return parse_vocabulary(yaml.safe_load(fh) or {})
+        return parse_vocabulary(yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {})
