@@ -400,12 +400,13 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
             problems.append(f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}")
         # Still check references in what parsed, so the user sees those problems too.
         problems.extend(_check_references_raw(data, vocabulary, lines, name))
-        return LoadResult(None, _dedupe(problems))
+        problems.extend(_check_semantics(data, vocabulary, lines, name))
+        return LoadResult(None, _by_line(_dedupe(problems)))
 
     problems.extend(_check_references(protocol, vocabulary, lines, name))
-    problems.extend(_check_semantics(protocol, vocabulary, lines, name))
+    problems.extend(_check_semantics(data, vocabulary, lines, name))
     if problems:
-        return LoadResult(None, problems)
+        return LoadResult(None, _by_line(problems))
     protocol.origin = name
     protocol.content_hash = protocol_hash(protocol)
     return LoadResult(protocol, [])
@@ -413,6 +414,16 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _by_line(problems: list[str]) -> list[str]:
+    """Problems of one file in line order (a stable sort keeps same-line problems in check order)."""
+
+    def line(problem: str) -> int:
+        match = re.match(r"^.*?:(\d+): ", problem)
+        return int(match.group(1)) if match else 0
+
+    return sorted(problems, key=line)
 
 
 def _check_references(protocol: Protocol, vocabulary: Vocabulary, lines, name: str) -> list[str]:
@@ -459,36 +470,48 @@ def _check_references_raw(data: dict, vocabulary: Vocabulary, lines, name: str) 
     return problems
 
 
-def _check_semantics(protocol: Protocol, vocabulary: Vocabulary, lines, name: str) -> list[str]:
-    """Checks that need the whole protocol and the vocabulary: units, categories, repeated weeks."""
+def _check_semantics(data: dict, vocabulary: Vocabulary, lines, name: str) -> list[str]:
+    """Checks that need the vocabulary or several fields: units, categories, repeated checkpoint weeks.
+
+    Works on the raw mapping (type-checking each piece) so these problems are reported alongside schema ones.
+    """
     problems: list[str] = []
 
     def report(loc: tuple, message: str) -> None:
         problems.append(f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}")
 
-    for index, threshold in enumerate(protocol.thresholds):
-        test = vocabulary.tests.get(threshold.analyte)
+    thresholds = data.get("thresholds")
+    for index, threshold in enumerate(thresholds if isinstance(thresholds, list) else []):
+        if not isinstance(threshold, dict):
+            continue
+        test = vocabulary.tests.get(str(threshold.get("analyte")))
         if test is None:
             continue  # reported as an unknown test code
         loc = ("thresholds", index)
-        if threshold.equals is not None:
+        equals = threshold.get("equals")
+        unit = threshold.get("unit")
+        numeric = any(threshold.get(k) is not None for k in ("below", "above", "above_uln", "rise_pct", "fall_pct"))
+        if isinstance(equals, list):
             if not test.is_categorical:
-                report(loc + ("equals",), f"{threshold.analyte} is not a categorical test, so `equals` cannot match")
-            for i, value in enumerate(threshold.equals):
-                if test.is_categorical and value not in test.values:
-                    report(loc + ("equals", i), f"{value!r} is not a result of {threshold.analyte} "
+                report(loc + ("equals",), f"{test.code} is not a categorical test, so `equals` cannot match")
+            for i, value in enumerate(equals):
+                if test.is_categorical and str(value) not in test.values:
+                    report(loc + ("equals", i), f"{value!r} is not a result of {test.code} "
                                                 f"(one of {', '.join(test.values)})")
-        elif not test.is_numeric:
-            report(loc + ("analyte",), f"{threshold.analyte} has no numeric results (use `equals`)")
-        elif threshold.unit is not None and threshold.unit != test.unit:
-            report(loc + ("unit",), f"{threshold.unit!r} does not match the vocabulary unit {test.unit!r} "
-                                    f"for {threshold.analyte} (convert the value)")
-    seen: dict[int, int] = {}
-    for index, checkpoint in enumerate(protocol.checkpoints):
-        if checkpoint.week in seen:
-            report(("checkpoints", index, "week"), f"week {checkpoint.week} is already a checkpoint "
-                                                   f"(checkpoints[{seen[checkpoint.week]}])")
-        seen.setdefault(checkpoint.week, index)
+        elif numeric and not test.is_numeric:
+            report(loc + ("analyte",), f"{test.code} has no numeric results (use `equals`)")
+        if unit is not None and test.is_numeric and str(unit) != test.unit:
+            report(loc + ("unit",), f"{unit!r} does not match the vocabulary unit {test.unit!r} "
+                                    f"for {test.code} (convert the value)")
+    checkpoints = data.get("checkpoints")
+    seen: dict[object, int] = {}
+    for index, checkpoint in enumerate(checkpoints if isinstance(checkpoints, list) else []):
+        week = checkpoint.get("week") if isinstance(checkpoint, dict) else None
+        if week is None:
+            continue
+        if week in seen:
+            report(("checkpoints", index, "week"), f"week {week} is already a checkpoint (checkpoints[{seen[week]}])")
+        seen.setdefault(week, index)
     return problems
 
 

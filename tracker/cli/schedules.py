@@ -1,4 +1,4 @@
-"""tracker schedules list|show"""
+"""tracker schedules list|show|changed|validate"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tracker.cli.options import json_option
 
 @click.group()
 def schedules() -> None:
-    """The per-drug protocols: list, show."""
+    """The per-drug protocols: list, show, validate, changed."""
 
 
 @schedules.command("list")
@@ -85,6 +85,36 @@ def changed(app, as_json):
             f"v{r['current_version']} ({r['current_hash']})" if r["current_hash"] else "(no longer in library)",
             r["current_origin"] or ""] for r in rows],
           title=f"{len(rows)} courses planned with an older protocol (tracker therapy replan MRN DRUG)")
+
+
+@schedules.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@json_option
+@pass_app
+def validate(app, paths, as_json):
+    """Check protocol files or directories (default: built-in and the clinic's), reporting every problem."""
+    from pathlib import Path
+
+    from tracker.cli.render import emit_json
+    from tracker.errors import ProtocolError
+    from tracker.protocols import default_validation_paths, validate_paths
+
+    targets = [Path(p) for p in paths] or default_validation_paths(app.config.schedules_dir)
+    reports = validate_paths(targets)
+    if as_json:
+        emit_json([{"file": r.path, "kind": r.kind, "ok": r.ok,
+                    "id": r.protocol.id if r.protocol else None,
+                    "version": r.protocol.version if r.protocol else None,
+                    "problems": r.problems} for r in reports])
+    else:
+        for report in reports:
+            if report.ok:
+                what = (f"{report.protocol.id} v{report.protocol.version}" if report.protocol else report.kind)
+                click.echo(f"ok {report.path} ({what})")
+    problems = [p for r in reports for p in r.problems]
+    if problems:
+        # Printed one per line on stderr by the CLI's error mapping, with ProtocolError's exit code.
+        raise ProtocolError(problems + [f"{sum(not r.ok for r in reports)} of {len(reports)} files have problems"])
 
 
 COMMANDS = [schedules]
