@@ -1,0 +1,59 @@
+"""tracker export ics"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE
+
+
+@click.group()
+def export() -> None:
+    """Export calendars for other programs."""
+
+
+@export.command("ics")
+@click.option("--patient", "mrn", metavar="MRN", help="One patient's items (default: the whole clinic).")
+@click.option("--from", "start", type=DATE, help="First date (default: everything stored).")
+@click.option("--to", "end", type=DATE, help="Last date (default: everything planned).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
+@click.option("--audience", type=click.Choice(["staff", "patient"]), default="staff", show_default=True,
+              help="staff: MRN and initials, clinical wording; patient: plain language, needs --patient.")
+@click.option("--alarm/--no-alarm", default=None,
+              help="Add a reminder alarm (default: only if [calendar] alarm_lead_hours is set).")
+@click.option("--alarm-lead-hours", type=click.FloatRange(0, 672), metavar="HOURS",
+              help="Alarm this many hours before the day starts (implies --alarm).")
+@pass_app
+def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
+    """An iCalendar (.ics) file: one all-day event per baseline test, lab draw, checkpoint and limit.
+
+    Cancelled items are included with STATUS:CANCELLED so calendars that imported them drop them.
+    """
+    from tracker.dates import utcnow
+    from tracker.exporters.collect import export_calendar, export_settings
+    from tracker.services.calendar import roll_forward
+    from tracker.services.patients import get_patient
+
+    settings = export_settings(app.config)
+    if alarm_lead_hours is not None and alarm is None:
+        alarm = True
+    with app.session() as session:
+        patient = get_patient(session, mrn) if mrn else None
+        if end:
+            # Like `tracker calendar --to`: extend plans that do not reach the asked-for date yet.
+            roll_forward(session, app.library, app.today(), end)
+        calendar = export_calendar(session, app.library, settings, patient=patient, audience=audience,
+                                   stamp=utcnow(), start=start, end=end, alarm=alarm,
+                                   alarm_lead_hours=alarm_lead_hours)
+    data = calendar.to_ical()
+    events = len(calendar.events)
+    if out:
+        with open(out, "wb") as fh:
+            fh.write(data)
+        click.echo(f"wrote {events} events to {out}", err=True)
+    else:
+        click.get_binary_stream("stdout").write(data)
+
+
+COMMANDS = [export]

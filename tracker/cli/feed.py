@@ -1,0 +1,65 @@
+"""tracker feed create|list|revoke"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import json_option
+
+
+@click.group()
+def feed() -> None:
+    """Calendar subscription feeds: secret URLs served by `tracker serve`."""
+
+
+@feed.command("create")
+@click.option("--patient", "mrn", metavar="MRN", help="A feed of one patient's items.")
+@click.option("--clinic", is_flag=True, help="A feed of every patient's items (staff only).")
+@click.option("--audience", type=click.Choice(["staff", "patient"]), default="staff", show_default=True,
+              help="patient: plain language, one patient only.")
+@pass_app
+def create(app, mrn, clinic, audience):
+    """Create a feed and print its URL. The URL is the only copy of its token: keep it secret."""
+    from tracker.services.feeds import base_url, create_feed
+
+    base = base_url(app.config)
+    with app.session() as session:
+        created = create_feed(session, mrn=mrn, clinic=clinic, audience=audience, user=app.user, base=base)
+    click.echo(created.url)
+    scope = f"patient {created.mrn}" if created.mrn else "the clinic"
+    click.echo(f"feed {created.feed.id}: {scope}, {audience} audience. The URL is shown only once; "
+               f"revoke with `tracker feed revoke {created.feed.id}`.", err=True)
+
+
+@feed.command("list")
+@json_option
+@pass_app
+def list_(app, as_json):
+    """Every feed, active and revoked (tokens are never shown)."""
+    from tracker.cli.render import emit_json, table
+    from tracker.services.feeds import list_feeds
+
+    with app.session() as session:
+        rows = list_feeds(session)
+    if as_json:
+        emit_json(rows)
+        return
+    table(["ID", "Scope", "MRN", "Audience", "Created", "Revoked"],
+          [[r["id"], r["scope"], r["mrn"] or "", r["audience"], r["created_at"][:19], (r["revoked_at"] or "")[:19]]
+           for r in rows], title=f"{len(rows)} feeds")
+
+
+@feed.command("revoke")
+@click.argument("feed_id", metavar="ID", type=int)
+@pass_app
+def revoke(app, feed_id):
+    """Revoke a feed: its URL answers 404 from now on."""
+    from tracker.services.feeds import revoke_feed
+
+    with app.session() as session:
+        row = revoke_feed(session, feed_id, user=app.user)
+    click.echo(f"revoked feed {row['id']} ({row['scope']}{' ' + row['mrn'] if row['mrn'] else ''})")
+
+
+COMMANDS = [feed]
