@@ -1,0 +1,77 @@
+"""Issue 2: migrations. Upgrade from empty gives exactly the models' schema; current databases skip Alembic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sqlalchemy import text
+
+from tracker.db.engine import SCHEMA_HEAD, current_revision, head_revision, make_engine, open_engine, resolve_url
+
+
+def test_schema_head_constant_matches_alembic_head():
+    assert SCHEMA_HEAD == head_revision()
+
+
+def test_upgrade_from_empty_matches_the_models(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import tracker.db.tables  # noqa: F401
+
+    db = str(tmp_path / "fresh.db")
+    engine = open_engine(db)
+    assert current_revision(engine) == SCHEMA_HEAD
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_with_foreign_keys_wal_and_busy_timeout(tmp_path):
+    engine = open_engine(str(tmp_path / "p.db"))
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+def test_current_database_opens_without_importing_alembic(tmp_path):
+    db = str(tmp_path / "current.db")
+    open_engine(db).dispose()
+    code = ("import sys; from tracker.db.engine import open_engine; open_engine(sys.argv[1]); "
+            "print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, db], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_old_database_is_brought_to_the_current_schema_automatically(tracker, tmp_path):
+    # An "old" database: one made before any migration ran (no alembic_version table, no tables).
+    db = str(tmp_path / "old.db")
+    make_engine(resolve_url(db)).connect().close()
+    assert current_revision(make_engine(resolve_url(db))) is None
+    tracker.db = db
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    assert current_revision(make_engine(resolve_url(db))) == SCHEMA_HEAD
+
+
+def test_db_status_and_upgrade_commands(tracker, tmp_path):
+    tracker.db = str(tmp_path / "cmd.db")
+    status = tracker.json("db status")
+    assert status["current"] is None and status["head"] == SCHEMA_HEAD and status["up_to_date"] is False
+    assert "upgraded empty database -> " + SCHEMA_HEAD in tracker("db upgrade").stdout
+    assert tracker.json("db status")["up_to_date"] is True
+    assert "already at " + SCHEMA_HEAD in tracker("db upgrade").stdout
+
+
+def test_database_from_environment_and_xdg_default(tmp_path):
+    env = {**os.environ, "TRACKER_DB": str(tmp_path / "env.db"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    out = subprocess.run([sys.executable, "-m", "tracker", "db", "status", "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert "env.db" in out.stdout
+    del env["TRACKER_DB"]
+    out = subprocess.run([sys.executable, "-m", "tracker", "db", "status", "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert str(tmp_path / "xdg" / "tracker" / "tracker.db") in out.stdout
