@@ -1,4 +1,4 @@
-"""tracker result add"""
+"""tracker result add|import"""
 
 from __future__ import annotations
 
@@ -34,6 +34,32 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
                    if isinstance(shown, float) else f"recorded {recorded.result.test} {shown}")
         for item in recorded.completed:
             click.echo(f"completed: {item.due} {item.title}")
+        from tracker.cli.alerts import echo_evaluation
+
+        echo_evaluation(recorded.evaluation)
+
+
+@result.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--skip-bad", is_flag=True, help="Import the good rows; write the rejected ones to --rejects.")
+@click.option("--rejects", type=click.Path(dir_okay=False),
+              help="Where rejected rows go (default: FILE's name + .rejects.csv, next to it).")
+@pass_app
+def import_(app, file, skip_bad, rejects):
+    """Import results from a CSV file (mrn,test,value,unit,taken_on,ref_low,ref_high); all or nothing."""
+    from tracker.cli.alerts import echo_evaluation
+    from tracker.services.result_import import import_results
+
+    with app.session() as session:
+        report = import_results(session, app.library, file, skip_bad=skip_bad, rejects=rejects, user=app.user,
+                                today=app.today())
+        click.echo(f"imported {len(report.imported)} results from {file}")
+        for recorded in report.imported:
+            echo_evaluation(recorded.evaluation)
+    if report.rejected:
+        click.echo(f"rejected {len(report.rejected)} rows, written to {report.rejects_file}:", err=True)
+        for line, _, reason in report.rejected:
+            click.echo(f"line {line}: {reason}", err=True)
 
 
 COMMANDS = [result]

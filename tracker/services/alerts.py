@@ -3,13 +3,50 @@
     evaluate_clinic(session, library, as_of, config) -> EvaluationSummary
 
 evaluates every live course as of `as_of` and returns the alerts that were newly raised or re-opened by
-this evaluation (not the ones already open). It must be idempotent: evaluating twice raises nothing twice.
+this evaluation (not the ones already open). It is idempotent: evaluating twice raises nothing twice.
+
+The rules are pure (tracker/rules.py); this module loads their inputs with a handful of set-based queries
+(no per-course queries except for the rare gate-overridden course), and reconciles the candidates with the
+alert table: one live alert per condition key; a derived condition that is no longer produced is resolved
+automatically; an alert resolved by hand stays resolved; a snoozed alert re-opens on its date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from tracker.dates import utcnow
+from tracker.db.tables import Alert, Assessment, AuditEvent, Course, Item, LabResult, Patient, codes, join_codes
+from tracker.errors import ConflictError, InputError, NotFoundError
+from tracker.protocols import ProtocolLibrary
+from tracker.rules import (
+    ALL_KINDS,
+    DERIVED_KINDS,
+    Algorithm,
+    AlertCandidate,
+    AlertSettings,
+    FollowUp,
+    evaluate_checkpoint,
+    gate_candidates,
+    limit_candidates,
+    overdue_candidate,
+    parse_algorithm,
+    threshold_candidates,
+)
+from tracker.services import audit
+
+SYSTEM_USER = "tracker"
+AUTO = "auto: "  # prefix of automatic resolutions: such an alert re-opens if its condition comes back
+MAX_SNOOZE_DAYS = 30
+LIVE = ("open", "acknowledged", "snoozed")
+FAILED_CATEGORIES = ("failure", "adverse_event")
+_CHUNK = 500
 
 
 @dataclass
@@ -17,8 +54,462 @@ class EvaluationSummary:
     raised: list = field(default_factory=list)  # Alert rows newly opened
     reopened: list = field(default_factory=list)  # Alert rows re-opened (snooze expired, condition back)
     resolved: list = field(default_factory=list)  # Alert rows auto-resolved
+    outcomes: list = field(default_factory=list)  # checkpoint outcomes, one line each
+    follow_ups: list = field(default_factory=list)  # Item rows added (repeat labs, partial re-checks)
 
 
-def evaluate_clinic(session, library, as_of: dt.date, config=None) -> EvaluationSummary:
-    """Placeholder until the alert engine lands: raises nothing."""
-    return EvaluationSummary()
+def settings_of(config) -> AlertSettings:
+    return AlertSettings.from_section(config.section("alerts") if config is not None else {})
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def load_algorithm(config=None) -> Algorithm:
+    """schedules/_algorithm.yaml, or the clinic's own copy in its schedules directory."""
+    from tracker.protocols import clinic_schedules_dir
+    from tracker.resources import schedules_dir
+
+    clinic = clinic_schedules_dir(config.schedules_dir if config is not None else None)
+    path = Path(schedules_dir()) / "_algorithm.yaml"
+    if clinic is not None and (clinic / "_algorithm.yaml").is_file():
+        path = clinic / "_algorithm.yaml"
+    key = str(path)
+    if key not in _ALGORITHMS:
+        with open(path, encoding="utf-8") as fh:
+            _ALGORITHMS[key] = parse_algorithm(yaml.safe_load(fh) or {}, str(path))
+    return _ALGORITHMS[key]
+
+
+def _chunks(values, size: int = _CHUNK):
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _in_chunks(session: Session, make_query, ids) -> list:
+    out = []
+    for chunk in _chunks(sorted(set(ids))):
+        out.extend(session.exec(make_query(chunk)).all())
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, config=None, *,
+                    patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER) -> EvaluationSummary:
+    """Evaluate the rules of `kinds` for every live course (or those of `patient_ids`) as of `as_of`."""
+    from tracker.services.calendar import course_protocol
+
+    settings = settings_of(config)
+    summary = EvaluationSummary()
+    query = select(Course).where(Course.status != "stopped")
+    if patient_ids is not None:
+        courses = _in_chunks(session, lambda c: query.where(Course.patient_id.in_(c)), patient_ids)
+    else:
+        courses = list(session.exec(query).all())
+    protocols = {c.id: course_protocol(session, library, c) for c in courses}
+    candidates: list[AlertCandidate] = []
+    if {"checkpoint_failed", "checkpoint_missed"} & set(kinds):
+        candidates += _checkpoints(session, library, courses, protocols, as_of, settings, config, summary, user)
+    if "threshold" in kinds:
+        candidates += _thresholds(session, library, courses, protocols, summary)
+    if "gate" in kinds:
+        candidates += _gates(session, courses, protocols)
+    if "limit" in kinds:
+        candidates += _limits(session, courses, protocols, as_of)
+    if "overdue" in kinds:
+        candidates += _overdue(session, courses, as_of, settings)
+    _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary)
+    return summary
+
+
+def _course_items(session: Session, courses, *conditions) -> list[Item]:
+    """Items of the given live courses: one query for a whole clinic, chunked for a few patients."""
+    query = select(Item).join(Course, Course.id == Item.course_id).where(Course.status != "stopped", *conditions)
+    if len(courses) > _CHUNK:
+        return list(session.exec(query).all())
+    return _in_chunks(session, lambda c: query.where(Item.course_id.in_(c)), [c.id for c in courses])
+
+
+def _checkpoints(session, library, courses, protocols, as_of, settings, config, summary, user):
+    by_id = {c.id: c for c in courses}
+    items = [i for i in _course_items(session, courses, Item.kind == "checkpoint", Item.status == "planned",
+                                      Item.due <= as_of) if i.course_id in by_id]
+    if not items:
+        return []
+    patients = {by_id[i.course_id].patient_id for i in items}
+    assessments: dict[int, list] = {}
+    for a in _in_chunks(session, lambda c: select(Assessment).where(Assessment.patient_id.in_(c)), patients):
+        assessments.setdefault(a.patient_id, []).append(a)
+    excluded: dict[int, set[str]] = {}
+    rows = _in_chunks(session, lambda c: select(Course.patient_id, Course.drug).where(
+        Course.patient_id.in_(c), Course.stop_category.in_(FAILED_CATEGORIES)), patients)
+    for patient_id, drug in rows:
+        excluded.setdefault(patient_id, set()).add(drug)
+    algorithm = load_algorithm(config)
+    mrns = _mrns(session, patients)
+    candidates = []
+    now = utcnow()
+    for item in sorted(items, key=lambda i: (i.due, i.id)):
+        course = by_id[item.course_id]
+        protocol = protocols[course.id]
+        suggestions, _ = algorithm.suggest(course.drug, protocol.drug_class, excluded.get(course.patient_id, set()))
+        outcome = evaluate_checkpoint(protocol, item, course, assessments.get(course.patient_id, []), as_of,
+                                      settings, suggestions)
+        if outcome.status == "pending":
+            continue
+        if outcome.alert is not None:
+            candidates.append(outcome.alert)
+        if outcome.status in ("met", "failed", "partial"):
+            before = audit.snapshot(item, "status", "done_on", "done_note")
+            item.status = "done"
+            item.done_on = outcome.assessment.assessed_on
+            item.done_note = f"{outcome.status}: assessment #{outcome.assessment.id}"
+            item.sequence += 1
+            item.last_modified = now
+            session.add(item)
+            audit.record(session, user, f"checkpoint.{outcome.status}", "item", item.id, mrns.get(course.patient_id),
+                         before, {**audit.snapshot(item, "status", "done_on", "done_note"),
+                                  "response": outcome.summary, "missing": list(outcome.missing)})
+            summary.outcomes.append(f"{mrns.get(course.patient_id)} {course.drug}: {outcome.summary}")
+        if outcome.follow_up is not None:
+            added = _add_follow_up(session, course, protocol.id, outcome.follow_up)
+            if added is not None:
+                summary.follow_ups.append(added)
+    return candidates
+
+
+def _add_follow_up(session: Session, course: Course, drug: str, follow: FollowUp) -> Item | None:
+    """Add a rule-made item unless the same one exists (same course, origin, kind, due, tests)."""
+    import uuid
+
+    tests = join_codes(follow.tests)
+    exists = session.exec(select(Item.id).where(
+        Item.course_id == course.id, Item.origin == follow.origin, Item.kind == follow.kind,
+        Item.due == follow.due, Item.tests == tests)).first()
+    if exists is not None:
+        return None
+    now = utcnow()
+    item = Item(uid=str(uuid.uuid4()), course_id=course.id, patient_id=course.patient_id, drug=drug,
+                kind=follow.kind, due=follow.due, tests=tests, title=follow.title, sources=join_codes(follow.sources),
+                week=follow.week, measure=follow.measure, target=follow.target, status="planned",
+                origin=follow.origin, created_at=now, last_modified=now)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def _thresholds(session, library, courses, protocols, summary):
+    """Each live course's thresholds against the latest result per (patient, test)."""
+    analytes = {t.analyte for c in courses for t in protocols[c.id].thresholds}
+    if not analytes:
+        return []
+    patients = {c.patient_id for c in courses}
+    rank = func.row_number().over(partition_by=(LabResult.patient_id, LabResult.test),
+                                  order_by=(LabResult.taken_on.desc(), LabResult.id.desc())).label("rank")
+    ranked = select(LabResult.id, rank).where(LabResult.test.in_(analytes))
+    if len(patients) <= _CHUNK:
+        ranked = ranked.where(LabResult.patient_id.in_(patients))
+    ranked = ranked.subquery()
+    latest: dict[int, list[LabResult]] = {}
+    previous: dict[tuple[int, str], LabResult] = {}  # for rules that need a confirming repeat
+    for result, position in session.exec(select(LabResult, ranked.c.rank).join(ranked, ranked.c.id == LabResult.id)
+                                         .where(ranked.c.rank <= 2)):
+        if position == 1:
+            latest.setdefault(result.patient_id, []).append(result)
+        else:
+            previous[(result.patient_id, result.test)] = result
+
+    # Baseline for change rules: the latest result on or before the course start.
+    change = {t.analyte for c in courses for t in protocols[c.id].thresholds if t.rise_pct or t.fall_pct}
+    baselines: dict[tuple[int, str], float | None] = {}
+    if change:
+        brank = func.row_number().over(partition_by=(Course.id, LabResult.test),
+                                       order_by=(LabResult.taken_on.desc(), LabResult.id.desc())).label("rank")
+        base = (select(Course.id.label("course_id"), LabResult.test, LabResult.value_num, brank)
+                .join(LabResult, LabResult.patient_id == Course.patient_id)
+                .where(Course.status != "stopped", LabResult.test.in_(change), LabResult.taken_on <= Course.start_on))
+        if len(patients) <= _CHUNK:
+            base = base.where(Course.patient_id.in_(patients))
+        base = base.subquery()
+        for course_id, test, value, _ in session.execute(select(base).where(base.c.rank == 1)):
+            baselines[(course_id, test)] = value
+
+    vocabulary = library.vocabulary
+    candidates = []
+    for course in courses:
+        protocol = protocols[course.id]
+        wanted = {t.analyte for t in protocol.thresholds}
+        for result in latest.get(course.patient_id, []):
+            if result.test not in wanted:
+                continue
+            ref_high = vocabulary.tests[result.test].ref_high if result.test in vocabulary else None
+            alerts, follow_ups = threshold_candidates(protocol, course, result, baselines.get((course.id, result.test)),
+                                                      ref_high, previous.get((course.patient_id, result.test)))
+            candidates += alerts
+            for follow in follow_ups:
+                added = _add_follow_up(session, course, protocol.id, follow)
+                if added is not None:
+                    summary.follow_ups.append(added)
+    return candidates
+
+
+def _gates(session, courses, protocols):
+    from tracker.services.courses import missing_gate_tests
+
+    overridden = [c for c in courses if c.gate_override]
+    candidates = []
+    for course in overridden:  # rare: only courses started with --override-gate
+        patient = session.get(Patient, course.patient_id)
+        missing = missing_gate_tests(session, patient, protocols[course.id], course.start_on)
+        candidates += gate_candidates(protocols[course.id], course, missing)
+    return candidates
+
+
+def _limits(session, courses, protocols, as_of):
+    with_limits = [c for c in courses if protocols[c.id].limits is not None]
+    if not with_limits:
+        return []
+    first: dict[int, Item] = {}
+    for item in _course_items(session, with_limits, Item.kind == "limit", Item.status == "planned"):
+        if item.course_id not in first or item.due < first[item.course_id].due:
+            first[item.course_id] = item
+    candidates = []
+    for course in with_limits:
+        candidates += limit_candidates(protocols[course.id], course, first.get(course.id), as_of)
+    return candidates
+
+
+def _overdue(session, courses, as_of, settings):
+    cutoff = as_of - dt.timedelta(days=settings.overdue_grace_days)
+    items = _course_items(session, courses, Item.kind.in_(("lab", "baseline")), Item.status == "planned",
+                          Item.due < cutoff)
+    live = {c.id for c in courses}
+    return [c for c in (overdue_candidate(i, as_of, settings.overdue_grace_days) for i in items
+                        if i.course_id in live) if c is not None]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reconciling candidates with the alert table
+
+
+def _mrns(session: Session, patient_ids) -> dict[int, str]:
+    return dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)), patient_ids))
+
+
+def _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary: EvaluationSummary) -> None:
+    wanted = {c.condition_key: c for c in candidates}
+    scope = select(Alert).where(Alert.kind.in_(kinds), Alert.status.in_(LIVE))
+    if patient_ids is not None:
+        live_rows = _in_chunks(session, lambda c: scope.where(Alert.patient_id.in_(c)), patient_ids)
+    else:
+        live_rows = list(session.exec(scope).all())
+    live = {row.condition_key: row for row in live_rows}
+    unseen = [k for k in wanted if k not in live]
+    previous: dict[str, Alert] = {}
+    for row in _in_chunks(session, lambda c: select(Alert).where(Alert.condition_key.in_(c)), unseen):
+        if row.condition_key not in previous or row.id > previous[row.condition_key].id:
+            previous[row.condition_key] = row
+    mrns = _mrns(session, {c.patient_id for c in candidates} | {r.patient_id for r in live_rows})
+    now = utcnow()
+
+    new_rows = []
+    for key, cand in wanted.items():
+        if key in live:
+            continue
+        old = previous.get(key)
+        if old is not None:
+            if (old.resolution or "").startswith(AUTO):  # cleared by itself, now back
+                before = audit.snapshot(old)
+                old.status, old.reopened_on, old.resolved_on, old.resolution = "open", as_of, None, None
+                old.message, old.value = cand.message, cand.value
+                old.updated_at = now
+                session.add(old)
+                audit.record(session, user, "alert.reopen", "alert", old.id, mrns.get(old.patient_id), before,
+                             {**audit.snapshot(old), "why": "condition back"})
+                summary.reopened.append(old)
+            continue  # resolved by hand: that decision stands for this condition
+        row = Alert(condition_key=key, patient_id=cand.patient_id, course_id=cand.course_id, item_id=cand.item_id,
+                    result_id=cand.result_id, drug=cand.drug, kind=cand.kind, severity=cand.severity,
+                    status="open", raised_on=as_of, message=cand.message, suggestions=join_codes(cand.suggestions),
+                    sources=join_codes(cand.sources), value=cand.value, limit_text=cand.limit_text,
+                    created_at=now, updated_at=now)
+        session.add(row)
+        new_rows.append(row)
+    if new_rows:
+        session.flush()
+        for row in new_rows:
+            audit.record(session, user, "alert.raise", "alert", row.id, mrns.get(row.patient_id), None,
+                         audit.snapshot(row))
+        summary.raised.extend(new_rows)
+
+    stopped: set[int] = set()
+    failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
+    if failed_rows:
+        stopped = set(_in_chunks(session, lambda c: select(Course.id).where(Course.id.in_(c),
+                                                                          Course.status == "stopped"),
+                                 [r.course_id for r in failed_rows]))
+    for row in live_rows:
+        if row.kind in DERIVED_KINDS and row.condition_key not in wanted:
+            _resolve(session, row, as_of, f"{AUTO}condition no longer present as of {as_of}", user,
+                     mrns.get(row.patient_id))
+            summary.resolved.append(row)
+        elif row.kind == "checkpoint_failed" and row.course_id in stopped:
+            _resolve(session, row, as_of, f"{AUTO}course stopped", user, mrns.get(row.patient_id))
+            summary.resolved.append(row)
+        elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
+            before = audit.snapshot(row)
+            row.status, row.reopened_on, row.snoozed_until, row.updated_at = "open", as_of, None, now
+            session.add(row)
+            audit.record(session, user, "alert.reopen", "alert", row.id, mrns.get(row.patient_id), before,
+                         {**audit.snapshot(row), "why": "snooze ended"})
+            summary.reopened.append(row)
+    session.flush()
+
+
+def _resolve(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:
+    before = audit.snapshot(row)
+    row.status, row.resolved_on, row.resolution, row.updated_at = "resolved", on, reason, utcnow()
+    session.add(row)
+    audit.record(session, user, "alert.resolve", "alert", row.id, mrn, before, audit.snapshot(row))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Hooks: evaluation as data lands (only rules that need no site config)
+
+
+def after_result(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult,
+                 completed: list[Item], today: dt.date, user: str) -> EvaluationSummary:
+    """A result just landed: its thresholds and gates now; the overdue alerts of items it completed clear."""
+    summary = evaluate_clinic(session, library, today, None, patient_ids=[patient.id],
+                              kinds=("threshold", "gate"), user=user)
+    keys = [f"overdue:item{i.id}" for i in completed]
+    for row in _in_chunks(session, lambda c: select(Alert).where(Alert.condition_key.in_(c),
+                                                                 Alert.status.in_(LIVE)), keys):
+        _resolve(session, row, result.taken_on, f"{AUTO}item done by result #{result.id}", user, patient.mrn)
+        summary.resolved.append(row)
+    return summary
+
+
+def after_start(session: Session, library: ProtocolLibrary, patient: Patient, today: dt.date,
+                user: str) -> EvaluationSummary:
+    """A course just started: an overridden gate and results already on record (TPMT low) raise now."""
+    return evaluate_clinic(session, library, today, None, patient_ids=[patient.id], kinds=("threshold", "gate"),
+                           user=user)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Lifecycle by hand
+
+
+def get_alert(session: Session, alert_id: int) -> Alert:
+    row = session.get(Alert, alert_id)
+    if row is None:
+        raise NotFoundError("alert", alert_id)
+    return row
+
+
+def _mrn(session: Session, row: Alert) -> str | None:
+    return session.exec(select(Patient.mrn).where(Patient.id == row.patient_id)).first()
+
+
+def _required(name: str, text: str | None) -> str:
+    if text is None or not text.strip():
+        raise InputError(name, text or "", "must not be empty")
+    return text.strip()
+
+
+def acknowledge(session: Session, alert_id: int, note: str, user: str) -> Alert:
+    row = get_alert(session, alert_id)
+    note = _required("note", note)
+    if row.status == "resolved":
+        raise ConflictError(f"alert: {alert_id}: already resolved on {row.resolved_on}")
+    before = audit.snapshot(row)
+    row.status, row.note, row.snoozed_until, row.updated_at = "acknowledged", note, None, utcnow()
+    session.add(row)
+    audit.record(session, user, "alert.ack", "alert", row.id, _mrn(session, row), before, audit.snapshot(row))
+    return row
+
+
+def snooze(session: Session, alert_id: int, until: dt.date, reason: str, user: str, today: dt.date) -> Alert:
+    row = get_alert(session, alert_id)
+    reason = _required("reason", reason)
+    if row.status == "resolved":
+        raise ConflictError(f"alert: {alert_id}: already resolved on {row.resolved_on}")
+    if until <= today:
+        raise InputError("until", until.isoformat(), f"must be after today ({today})")
+    if until > today + dt.timedelta(days=MAX_SNOOZE_DAYS):
+        raise InputError("until", until.isoformat(),
+                         f"an alert can be snoozed for at most {MAX_SNOOZE_DAYS} days "
+                         f"(until {today + dt.timedelta(days=MAX_SNOOZE_DAYS)})")
+    before = audit.snapshot(row)
+    row.status, row.snoozed_until, row.note, row.updated_at = "snoozed", until, reason, utcnow()
+    session.add(row)
+    audit.record(session, user, "alert.snooze", "alert", row.id, _mrn(session, row), before, audit.snapshot(row))
+    return row
+
+
+def resolve(session: Session, alert_id: int, reason: str, user: str, today: dt.date) -> Alert:
+    row = get_alert(session, alert_id)
+    reason = _required("reason", reason)
+    if row.status == "resolved":
+        raise ConflictError(f"alert: {alert_id}: already resolved on {row.resolved_on}")
+    _resolve(session, row, today, reason, user, _mrn(session, row))
+    return row
+
+
+# --------------------------------------------------------------------------------------------------------
+# Views
+
+
+def alert_row(row: Alert, mrn: str | None) -> dict:
+    """The stable JSON shape of an alert."""
+    return {
+        "id": row.id,
+        "mrn": mrn,
+        "drug": row.drug,
+        "kind": row.kind,
+        "severity": row.severity,
+        "status": row.status,
+        "raised_on": row.raised_on.isoformat(),
+        "message": row.message,
+        "suggestions": codes(row.suggestions),
+        "sources": codes(row.sources),
+        "value": row.value,
+        "limit": row.limit_text,
+        "note": row.note,
+        "snoozed_until": row.snoozed_until.isoformat() if row.snoozed_until else None,
+        "reopened_on": row.reopened_on.isoformat() if row.reopened_on else None,
+        "resolved_on": row.resolved_on.isoformat() if row.resolved_on else None,
+        "resolution": row.resolution,
+        "condition_key": row.condition_key,
+        "course_id": row.course_id,
+        "item_id": row.item_id,
+        "result_id": row.result_id,
+    }
+
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def list_alerts(session: Session, include_all: bool = False, mrn: str | None = None) -> list[dict]:
+    query = select(Alert, Patient.mrn).join(Patient, Patient.id == Alert.patient_id)
+    if not include_all:
+        query = query.where(Alert.status == "open")
+    if mrn:
+        query = query.where(Patient.mrn == mrn)
+    rows = [alert_row(a, m) for a, m in session.exec(query).all()]
+    return sorted(rows, key=lambda r: (r["status"] == "resolved", SEVERITY_ORDER.get(r["severity"], 3),
+                                       r["mrn"] or "", r["raised_on"], r["id"]))
+
+
+def show_alert(session: Session, alert_id: int) -> dict:
+    row = get_alert(session, alert_id)
+    out = alert_row(row, _mrn(session, row))
+    events = session.exec(select(AuditEvent).where(AuditEvent.entity == "alert", AuditEvent.entity_id == row.id)
+                          .order_by(AuditEvent.id)).all()
+    out["history"] = [{"at": e.at.isoformat(), "user": e.user, "action": e.action} for e in events]
+    return out

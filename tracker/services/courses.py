@@ -140,10 +140,14 @@ def start_course(
         after["overridden_gates"] = missing
     audit.record(session, user, "therapy.start", "course", course.id, mrn, None, after)
     _, consider = applicable_baseline(protocol, PatientFacts(patient.sex, patient.childbearing_potential))
+    from tracker.services.alerts import after_start
+
+    raised = after_start(session, library, patient, today, user).raised
     return CourseChange(
         course, patient, protocol, sync,
         consider=[t for rule in consider for t in rule.tests],
         missing_gates=missing,
+        warnings=[f"alert #{a.id} ({a.kind}, {a.severity}): {a.message}" for a in raised],
     )
 
 

@@ -25,6 +25,7 @@ class RecordedResult:
     result: LabResult
     patient: Patient
     completed: list[Item] = field(default_factory=list)
+    evaluation: object | None = None  # alerts raised/resolved as the result landed (services.alerts)
 
 
 def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.date, patient: Patient,
@@ -75,7 +76,10 @@ def record_result(
     completed = complete_items(session, library, patient, result)
     audit.record(session, user, "result.add", "lab_result", result.id, patient.mrn, None,
                  {**audit.snapshot(result), "completed_items": [i.id for i in completed]})
-    return RecordedResult(result, patient, completed)
+    from tracker.services.alerts import after_result
+
+    evaluation = after_result(session, library, patient, result, completed, today, user)
+    return RecordedResult(result, patient, completed, evaluation)
 
 
 def complete_items(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult) -> list[Item]:

@@ -1,0 +1,128 @@
+"""tracker alerts; tracker alert show|ack|snooze|resolve"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE, as_of_option, json_option
+
+
+@click.command()
+@click.option("--all", "include_all", is_flag=True, help="Include acknowledged, snoozed and resolved alerts.")
+@click.option("--mrn", help="Only this patient's alerts.")
+@as_of_option
+@json_option
+@pass_app
+def alerts(app, include_all, mrn, as_of, as_json):
+    """Evaluate every live course as of the date, then list open alerts (most severe first)."""
+    from tracker.cli.render import emit_json, say, table
+    from tracker.services.alerts import evaluate_clinic, list_alerts
+    from tracker.services.calendar import roll_forward
+
+    as_of = as_of or app.today()
+    with app.session() as session:
+        roll_forward(session, app.library, app.today(), as_of)
+        summary = evaluate_clinic(session, app.library, as_of, app.config, user=app.user)
+        rows = list_alerts(session, include_all, mrn)
+    if as_json:
+        emit_json(rows)
+        return
+    changes = [f"{len(summary.raised)} raised", f"{len(summary.reopened)} re-opened", f"{len(summary.resolved)} resolved"]
+    say(f"Alerts as of {as_of} ({', '.join(changes)})")
+    if not rows:
+        say("No open alerts." if not include_all else "No alerts.")
+        return
+    table(["ID", "MRN", "Drug", "Kind", "Severity", "Status", "Raised", "Message", "Suggestions"],
+          [[r["id"], r["mrn"], r["drug"], r["kind"], r["severity"], r["status"], r["raised_on"], r["message"],
+            ", ".join(r["suggestions"])] for r in rows])
+
+
+@click.group()
+def alert() -> None:
+    """Show, acknowledge, snooze or resolve one alert."""
+
+
+@alert.command("show")
+@click.argument("alert_id", metavar="ID", type=int)
+@json_option
+@pass_app
+def show(app, alert_id, as_json):
+    """One alert with its history."""
+    from tracker.cli.render import emit_json
+
+    from tracker.services.alerts import show_alert
+
+    with app.session() as session:
+        row = show_alert(session, alert_id)
+    if as_json:
+        emit_json(row)
+        return
+    click.echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['status']}  raised {row['raised_on']}")
+    click.echo(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
+    click.echo(row["message"])
+    for label, key in (("value", "value"), ("limit", "limit"), ("note", "note"), ("snoozed until", "snoozed_until"),
+                       ("re-opened", "reopened_on"), ("resolved", "resolved_on"), ("resolution", "resolution")):
+        if row[key]:
+            click.echo(f"{label}: {row[key]}")
+    if row["suggestions"]:
+        click.echo(f"suggestions: {', '.join(row['suggestions'])}")
+    if row["sources"]:
+        click.echo(f"sources: {', '.join(row['sources'])}")
+    for event in row["history"]:
+        click.echo(f"  {event['at']}  {event['user']}  {event['action']}")
+
+
+@alert.command("ack")
+@click.argument("alert_id", metavar="ID", type=int)
+@click.option("--note", required=True, help="What was decided or done.")
+@pass_app
+def ack(app, alert_id, note):
+    """Acknowledge an alert (it leaves the open list but stays live)."""
+    from tracker.services.alerts import acknowledge
+
+    with app.session() as session:
+        row = acknowledge(session, alert_id, note, app.user)
+    click.echo(f"acknowledged alert #{row.id}")
+
+
+@alert.command("snooze")
+@click.argument("alert_id", metavar="ID", type=int)
+@click.option("--until", type=DATE, required=True, help="The alert comes back on this date (at most 30 days).")
+@click.option("--reason", required=True)
+@pass_app
+def snooze(app, alert_id, until, reason):
+    """Hide an alert until a date; it re-opens then if its condition still holds."""
+    from tracker.services.alerts import snooze as snooze_alert
+
+    with app.session() as session:
+        row = snooze_alert(session, alert_id, until, reason, app.user, app.today())
+    click.echo(f"snoozed alert #{row.id} until {row.snoozed_until}")
+
+
+@alert.command("resolve")
+@click.argument("alert_id", metavar="ID", type=int)
+@click.option("--reason", required=True)
+@pass_app
+def resolve(app, alert_id, reason):
+    """Resolve an alert by hand; the same condition will not raise it again."""
+    from tracker.services.alerts import resolve as resolve_alert
+
+    with app.session() as session:
+        row = resolve_alert(session, alert_id, reason, app.user, app.today())
+    click.echo(f"resolved alert #{row.id}")
+
+
+def echo_evaluation(evaluation) -> None:
+    """What an evaluation changed, one line each (used by `result add`, `result import`, `assess`)."""
+    if evaluation is None:
+        return
+    for item in evaluation.follow_ups:
+        click.echo(f"scheduled: {item.due} {item.title}")
+    for row in evaluation.raised + evaluation.reopened:
+        click.echo(f"alert #{row.id} ({row.kind}, {row.severity}): {row.message}")
+    for row in evaluation.resolved:
+        click.echo(f"resolved alert #{row.id} ({row.kind}): {row.resolution}")
+
+
+COMMANDS = [alerts, alert]

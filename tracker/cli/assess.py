@@ -1,0 +1,55 @@
+"""tracker assess"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE
+
+NAMES = {"easi": "EASI", "iga": "IGA", "itch_nrs": "itch NRS", "dlqi": "DLQI", "poem": "POEM"}
+
+
+@click.command()
+@click.argument("mrn")
+@click.option("--on", type=DATE, required=True, help="Date of the assessment.")
+@click.option("--easi", type=float, help="EASI, 0-72.")
+@click.option("--iga", type=float, help="IGA, 0-4.")
+@click.option("--itch-nrs", type=float, help="Itch numeric rating scale, 0-10.")
+@click.option("--dlqi", type=float, help="DLQI, 0-30.")
+@click.option("--poem", type=float, help="POEM, 0-28.")
+@pass_app
+def assess(app, mrn, on, easi, iga, itch_nrs, dlqi, poem):
+    """Record a severity assessment; shows the change from each course's baseline and judges due checkpoints."""
+    from tracker.services.assessments import record_assessment
+
+    values = {"easi": easi, "iga": iga, "itch_nrs": itch_nrs, "dlqi": dlqi, "poem": poem}
+    with app.session() as session:
+        recorded = record_assessment(session, app.library, mrn=mrn, on=on, values=values, user=app.user,
+                                     today=app.today(), config=app.config)
+    a = recorded.assessment
+    shown = ", ".join(f"{NAMES[k]} {getattr(a, k):g}" for k in NAMES if getattr(a, k) is not None)
+    click.echo(f"recorded assessment for {recorded.mrn} on {a.assessed_on}: {shown}")
+    for response in recorded.responses:
+        if not response["baseline_on"]:
+            click.echo(f"{response['drug']} (week {response['week']}): no baseline assessment")
+            continue
+        parts = []
+        for measure, change in response["change"].items():
+            text = f"{NAMES[measure]} {change['baseline']:g} -> {change['current']:g}"
+            if measure == "easi" and "improvement_pct" in change:
+                text += f" ({change['improvement_pct']:g}% better{', ' + '/'.join(change['reached']) if change['reached'] else ''})"
+            else:
+                text += f" ({change['change']:+g})"
+            parts.append(text)
+        click.echo(f"{response['drug']} (week {response['week']}, baseline {response['baseline_on']}): "
+                   f"{'; '.join(parts) or 'no measure in common with the baseline'}")
+    evaluation = recorded.evaluation
+    for line in evaluation.outcomes:
+        click.echo(f"checkpoint: {line}")
+    from tracker.cli.alerts import echo_evaluation
+
+    echo_evaluation(evaluation)
+
+
+COMMANDS = [assess]
