@@ -13,6 +13,7 @@ whole operation, so re-planning an unchanged course, or re-merging the same draw
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -320,8 +321,6 @@ _SNAPSHOTS: dict[str, Protocol] = {}
 
 def remember_protocol(session: Session, protocol: Protocol) -> None:
     """Store the protocol's content under its hash (once) so courses can be re-planned with it later."""
-    import json
-
     from tracker.db.tables import ProtocolSnapshot
 
     if session.get(ProtocolSnapshot, protocol.content_hash) is None:
@@ -331,7 +330,7 @@ def remember_protocol(session: Session, protocol: Protocol) -> None:
                 protocol_id=protocol.id,
                 version=protocol.version,
                 origin=protocol.origin,
-                content=json.dumps(protocol.model_dump(by_alias=True, mode="json"), sort_keys=True),
+                content=snapshot_content(protocol),
                 created_at=utcnow(),
             )
         )
@@ -340,8 +339,6 @@ def remember_protocol(session: Session, protocol: Protocol) -> None:
 
 def course_protocol(session: Session, library: ProtocolLibrary, course: Course) -> Protocol:
     """The protocol a course was planned with: the current file if unchanged, else its stored snapshot."""
-    import json
-
     from tracker.db.tables import ProtocolSnapshot
 
     current = library.protocols.get(course.drug)
@@ -353,8 +350,28 @@ def course_protocol(session: Session, library: ProtocolLibrary, course: Course) 
             if current is None:
                 return library.get(course.drug)
             return current
-        protocol = Protocol.model_validate(json.loads(snapshot.content))
+        protocol = protocol_from_snapshot(snapshot.content)
         protocol.origin = snapshot.origin or ""
         protocol.content_hash = snapshot.content_hash
         _SNAPSHOTS[course.protocol_hash] = protocol
     return _SNAPSHOTS[course.protocol_hash]
+
+
+def snapshot_content(protocol: Protocol) -> str:
+    return json.dumps(protocol.model_dump(by_alias=True, mode="json"), sort_keys=True)
+
+
+def protocol_from_snapshot(content: str) -> Protocol:
+    """The protocol stored by `remember_protocol`, validated again (its hash is the stored one)."""
+    return Protocol.model_validate(_durations_as_text(json.loads(content)))
+
+
+def _durations_as_text(value):
+    """A stored snapshot has durations as {"count": 2, "unit": "w"}; the file format writes `2w`."""
+    if isinstance(value, dict):
+        if set(value) == {"count", "unit"}:
+            return f"{value['count']}{value['unit']}"
+        return {k: _durations_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_durations_as_text(v) for v in value]
+    return value
