@@ -179,12 +179,7 @@ class Checkpoint(Rule):
     # What the source says to do when the target is not met: a stop rule (NICE), the labels' "consider
     # discontinuing", or a review (assessment point, clinic decides).
     if_not_met: Literal["stop", "consider_stopping", "review"] = "review"
-
-    @model_validator(mode="after")
-    def _recheck_later(self):
-        if self.partial is not None and self.partial.recheck_week <= self.week:
-            raise ValueError(f"partial.recheck_week ({self.partial.recheck_week}) must be after week {self.week}")
-        return self
+    # partial.recheck_week must be after `week`: checked in _check_semantics, to report the recheck line.
 
     def target_label(self) -> str:
         return self.label or " and ".join(c.label() for c in self.target)
@@ -512,6 +507,11 @@ def _check_semantics(data: dict, vocabulary: Vocabulary, lines, name: str) -> li
         if week in seen:
             report(("checkpoints", index, "week"), f"week {week} is already a checkpoint (checkpoints[{seen[week]}])")
         seen.setdefault(week, index)
+        partial = checkpoint.get("partial")
+        recheck = partial.get("recheck_week") if isinstance(partial, dict) else None
+        if isinstance(recheck, int) and isinstance(week, int) and recheck <= week:
+            report(("checkpoints", index, "partial", "recheck_week"),
+                   f"recheck week {recheck} must be after the checkpoint's week {week}")
     return problems
 
 
