@@ -335,7 +335,8 @@ def adjust_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
     if not reason or not reason.strip():
         raise InputError("reason", reason, "an adjustment needs a reason")
     on = on or today
-    _check_on(course, on, "adjustment")
+    if on < course.start_on:
+        raise InputError("from", on.isoformat(), f"adjustment before the course started on {course.start_on}")
     protocol = course_protocol(session, library, course)
     tracks = protocol.monitoring.tracks if protocol.monitoring else []
     if not any(adjustable_phase(track) for track in tracks):
