@@ -30,11 +30,14 @@ class AlertSettings:
     baseline_window_days: int = 28  # clinic_default: how old a pre-start assessment may be to count
     checkpoint_window_days: int = 14  # clinic_default: an assessment this many days either side counts
     overdue_grace_days: int = 7  # issue 4 default
+    # clinic_default: warning lead before a course limit when the protocol gives no `warn_before`
+    # (never more than a quarter of the maximum, so a 7-day steroid limit warns one day ahead).
+    limit_lead_days: int = 14
 
     @classmethod
     def from_section(cls, section: dict | None) -> "AlertSettings":
         values = {}
-        for name in ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days"):
+        for name in ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days"):
             if section and name in section:
                 value = section[name]
                 if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 365:
@@ -425,9 +428,10 @@ def gate_candidates(protocol: Protocol, course, missing_tests: list[str]) -> lis
     return out
 
 
-def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date) -> list[AlertCandidate]:
-    """A course nearing (within `warn_before`) or past its maximum duration (the planner's limit item
-    date, already moved later by pauses)."""
+def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date,
+                     default_lead_days: int = 14) -> list[AlertCandidate]:
+    """A course nearing (within `warn_before`, else the clinic's lead time) or past its maximum duration
+    (the planner's limit item date, already moved later by pauses)."""
     limits = protocol.limits
     if limits is None or limit_item is None:
         return []
@@ -441,7 +445,11 @@ def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date) -> 
             message=f"{protocol.name} course started {course.start_on} is on day {day}, past its maximum of "
                     f"{limits.max_duration.words()} (reached {reached})",
             value=f"day {day}", **common)]
-    if limits.warn_before is not None and today >= reached - dt.timedelta(days=limits.warn_before.approx_days()):
+    if limits.warn_before is not None:
+        lead = limits.warn_before.approx_days()
+    else:
+        lead = min(default_lead_days, limits.max_duration.approx_days() // 4)
+    if lead > 0 and today >= reached - dt.timedelta(days=lead):
         return [AlertCandidate(
             condition_key=f"limit:course{course.id}:near", kind="limit", severity="warning",
             message=f"{protocol.name} course started {course.start_on} reaches its maximum of "

@@ -119,7 +119,7 @@ def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, 
     if "gate" in kinds:
         candidates += _gates(session, courses, protocols)
     if "limit" in kinds:
-        candidates += _limits(session, courses, protocols, as_of)
+        candidates += _limits(session, courses, protocols, as_of, settings)
     if "overdue" in kinds:
         candidates += _overdue(session, courses, as_of, settings)
     _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary)
@@ -269,7 +269,7 @@ def _gates(session, courses, protocols):
     return candidates
 
 
-def _limits(session, courses, protocols, as_of):
+def _limits(session, courses, protocols, as_of, settings):
     with_limits = [c for c in courses if protocols[c.id].limits is not None]
     if not with_limits:
         return []
@@ -279,7 +279,8 @@ def _limits(session, courses, protocols, as_of):
             first[item.course_id] = item
     candidates = []
     for course in with_limits:
-        candidates += limit_candidates(protocols[course.id], course, first.get(course.id), as_of)
+        candidates += limit_candidates(protocols[course.id], course, first.get(course.id), as_of,
+                                       settings.limit_lead_days)
     return candidates
 
 

@@ -1,0 +1,143 @@
+"""Issue 4: limits, overdue items, idempotent evaluation and the alert lifecycle (ack, snooze, resolve)."""
+
+from __future__ import annotations
+
+import json
+
+from freezegun import freeze_time
+
+from tests.conftest import dump_database
+
+
+def alerts(tracker, *extra, kind=None):
+    rows = tracker.json(["alerts", *extra])
+    return [r for r in rows if kind is None or r["kind"] == kind]
+
+
+def audit_actions(db):
+    table = dump_database(db)["audit_event"]
+    return [row[3] for row in table]  # (id, at, user, action, ...)
+
+
+def test_steroid_course_on_day_8_raises_a_limit_alert(tracker):
+    with freeze_time("2026-03-01"):
+        tracker("patient add S1 --name 'Sam Test' --dob 1970-01-01")
+        tracker("therapy start S1 prednisone --on 2026-03-01")  # alias of prednisolone
+    with freeze_time("2026-03-07"):
+        # Day 7: only the lead-time warning (a quarter of the maximum, so one day ahead).
+        assert [r["severity"] for r in alerts(tracker, kind="limit")] == ["warning"]
+    with freeze_time("2026-03-08"):
+        rows = alerts(tracker, kind="limit")  # day 8
+    assert len(rows) == 1
+    assert rows[0]["drug"] == "prednisolone" and rows[0]["severity"] == "critical"
+    assert "day 8" in rows[0]["message"] and "7 days" in rows[0]["message"]
+    with freeze_time("2026-03-09"):
+        tracker("therapy stop S1 prednisolone --on 2026-03-09 --reason 'bridge done'")
+        assert alerts(tracker, kind="limit") == []  # the course ended: condition cleared
+
+
+def test_ciclosporin_nearing_its_maximum_warns_ahead(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
+        tracker("therapy start C1 ciclosporin --on 2026-01-05")  # maximum 8 weeks: 2026-03-02
+    with freeze_time("2026-02-10"):
+        assert alerts(tracker, kind="limit") == []
+    with freeze_time("2026-02-20"):
+        near = alerts(tracker, kind="limit")
+        assert len(near) == 1 and near[0]["severity"] == "warning" and "2026-03-02" in near[0]["message"]
+    with freeze_time("2026-03-02"):
+        past = alerts(tracker, kind="limit")
+    assert len(past) == 1 and past[0]["severity"] == "critical" and past[0]["id"] != near[0]["id"]
+
+
+def test_overdue_lab_alerts_after_grace_and_clears_when_done(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")  # first CBC+CMP due 2026-01-19
+    with freeze_time("2026-01-26"):
+        assert [r for r in alerts(tracker, kind="overdue") if "2026-01-19" in r["message"]] == []  # 7 days: grace
+    with freeze_time("2026-01-27"):
+        overdue = [r for r in alerts(tracker, kind="overdue") if "2026-01-19" in r["message"]]
+        assert len(overdue) == 1 and "8 days overdue" in overdue[0]["message"]
+        out = tracker("result add M1 alt 30 --on 2026-01-25").stdout  # the late draw completes the item
+        assert "completed: 2026-01-19" in out and "resolved alert" in out
+        assert [r for r in alerts(tracker, kind="overdue") if "2026-01-19" in r["message"]] == []
+
+
+def test_evaluating_twice_raises_nothing_twice(tracker, db_url):
+    with freeze_time("2026-03-01"):
+        tracker("patient add S1 --name 'Sam Test' --dob 1970-01-01")
+        tracker("therapy start S1 prednisolone --on 2026-03-01")
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")
+        tracker("result add M1 alt 130 --on 2026-03-01")
+    with freeze_time("2026-03-20"):
+        first = alerts(tracker, "--all")
+        before = dump_database(db_url)
+        second = alerts(tracker, "--all")
+        after = dump_database(db_url)
+    assert first == second and len(first) >= 3
+    assert len({r["condition_key"] for r in first}) == len(first)
+    assert before["alert"] == after["alert"] and before["audit_event"] == after["audit_event"]
+    out = tracker("alerts --as-of 2026-03-20").stdout
+    assert "0 raised" in out
+
+
+def test_lifecycle_ack_snooze_resolve_with_audit(tracker, db_url):
+    with freeze_time("2026-03-08"):
+        tracker("patient add S1 --name 'Sam Test' --dob 1970-01-01")
+        tracker("therapy start S1 prednisolone --on 2026-03-01")
+        tracker("patient add S2 --name 'Sue Test' --dob 1970-01-01")
+        tracker("therapy start S2 prednisolone --on 2026-03-01")
+        one, two = [r["id"] for r in alerts(tracker, kind="limit")]
+
+        # Acknowledge: needs a note; leaves the open list, stays listed with --all.
+        bad = tracker(f"alert ack {one} --note ''", ok=False)
+        assert bad.exit_code == 2 and "note" in bad.stderr
+        tracker(f"alert ack {one} --note 'tapering, stop on 2026-03-10'")
+        assert one not in [r["id"] for r in alerts(tracker)]
+        assert [r["status"] for r in alerts(tracker, "--all") if r["id"] == one] == ["acknowledged"]
+
+        # Snooze: at most 30 days, reason required; it comes back on its date.
+        too_long = tracker(f"alert snooze {two} --until 2026-04-08 --reason later", ok=False)
+        assert too_long.exit_code == 2 and "30 days" in too_long.stderr
+        assert tracker(f"alert snooze {two} --until 2026-03-15", ok=False).exit_code != 0  # no reason
+        tracker(f"alert snooze {two} --until 2026-03-15 --reason 'seen in clinic on the 15th'")
+        assert two not in [r["id"] for r in alerts(tracker)]
+    with freeze_time("2026-03-14"):
+        assert two not in [r["id"] for r in alerts(tracker)]
+    with freeze_time("2026-03-15"):
+        back = [r for r in alerts(tracker) if r["id"] == two]
+        assert len(back) == 1 and back[0]["reopened_on"] == "2026-03-15"
+
+        # Resolve by hand: reason required; the same condition does not come back.
+        assert tracker(f"alert resolve {two} --reason ' '", ok=False).exit_code == 2
+        tracker(f"alert resolve {two} --reason 'stopped by phone, course ends today'")
+        assert two not in [r["id"] for r in alerts(tracker, "--as-of", "2026-03-16")]
+        shown = tracker.json(f"alert show {two}")
+        assert shown["status"] == "resolved" and shown["resolution"].startswith("stopped by phone")
+        again = tracker(f"alert resolve {two} --reason twice", ok=False)
+        assert again.exit_code != 0 and "already resolved" in again.stderr
+        missing = tracker("alert show 999", ok=False)
+        assert missing.exit_code == 3 and "alert" in missing.stderr
+
+    assert [e["action"] for e in shown["history"]] == ["alert.raise", "alert.snooze", "alert.reopen",
+                                                      "alert.resolve"]
+    actions = audit_actions(db_url)
+    assert "alert.ack" in actions and actions.count("alert.raise") == 2
+    events = dump_database(db_url)["audit_event"]
+    resolve_event = [e for e in events if e[3] == "alert.resolve"][0]
+    assert json.loads(resolve_event[-1])["resolution"].startswith("stopped by phone")
+    assert resolve_event[2] == "tester"
+
+
+@freeze_time("2026-03-08")
+def test_alert_json_contract(tracker):
+    tracker("patient add S1 --name 'Sam Test' --dob 1970-01-01")
+    tracker("therapy start S1 prednisolone --on 2026-03-01")
+    row = alerts(tracker)[0]
+    assert set(row) >= {"id", "mrn", "drug", "kind", "severity", "status", "raised_on", "message", "suggestions",
+                        "sources"}
+    assert row["raised_on"] == "2026-03-08" and row["status"] == "open" and isinstance(row["suggestions"], list)
+    human = tracker("alerts").stdout
+    assert "S1" in human and "limit" in human
