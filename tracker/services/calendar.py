@@ -54,6 +54,14 @@ def merge_window_days(config) -> int:
     return value
 
 
+def configured_merge_window() -> int:
+    """For callers without the command's config at hand: the config file in effect ($TRACKER_CONFIG or the
+    XDG default), so every command merges draws alike. Commands pass `merge_window_days(app.config)`."""
+    from tracker.config import load_config
+
+    return merge_window_days(load_config())
+
+
 @dataclass
 class SyncResult:
     added: list[Item] = field(default_factory=list)
@@ -127,8 +135,9 @@ def sync_course(
     protocol: Protocol,
     today: dt.date,
     horizon: dt.date | None = None,
-    merge_window: int = DEFAULT_MERGE_WINDOW_DAYS,
+    merge_window: int | None = None,
 ) -> SyncResult:
+    """Re-plan `course` and reconcile its stored items; `merge_window` None = the config file's setting."""
     horizon = horizon or EXTEND_TO.after(max(today, course.start_on))
     # The horizon never shrinks: items already planned further ahead stay valid.
     if course.planned_through and course.planned_through > horizon:
@@ -195,7 +204,7 @@ def sync_course(
     course.planned_through = horizon
     session.add(course)
     session.flush()
-    merge_patient_draws(session, patient.id, merge_window)
+    merge_patient_draws(session, patient.id, configured_merge_window() if merge_window is None else merge_window)
     if result.added:
         complete_from_results(session, patient.id, [i for i in result.added if i.kind == "baseline"], protocol)
 
@@ -297,7 +306,7 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
 
 
 def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None,
-                 merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> int:
+                 merge_window: int | None = None) -> int:
     """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead."""
     threshold = max(KEEP_AHEAD.after(today), needed or today)
     stale = session.exec(

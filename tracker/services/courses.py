@@ -13,7 +13,6 @@ from tracker.errors import ConflictError, GateError, InputError, NotFoundError
 from tracker.planner import PatientFacts, applicable_baseline
 from tracker.protocols import Protocol, ProtocolLibrary
 from tracker.services import audit
-from tracker.merge import DEFAULT_MERGE_WINDOW_DAYS
 from tracker.services.calendar import SyncResult, course_protocol, remember_protocol, sync_course
 from tracker.services.patients import get_patient
 
@@ -100,7 +99,7 @@ def start_course(
     user: str,
     today: dt.date,
     switched_from: Course | None = None,
-    merge_window: int = DEFAULT_MERGE_WINDOW_DAYS,
+    merge_window: int | None = None,
 ) -> CourseChange:
     patient = get_patient(session, mrn)
     protocol = library.get(drug)
@@ -158,7 +157,7 @@ def _check_on(course: Course, on: dt.date, what: str) -> None:
 
 def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date, dose: str,
                 user: str, today: dt.date,
-                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+                merge_window: int | None = None) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "dose change")
     if not dose.strip():
@@ -178,7 +177,7 @@ def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: s
 
 def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
                  reason: str | None, user: str, today: dt.date,
-                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+                merge_window: int | None = None) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "pause")
     if course.status == "paused":
@@ -201,7 +200,7 @@ def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: 
 
 def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
                   reason: str | None, user: str, today: dt.date,
-                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+                merge_window: int | None = None) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     if course.status != "paused":
         raise ConflictError(f"drug: {course.drug!r}: {mrn}'s {course.drug} course is not paused")
@@ -225,7 +224,7 @@ def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
 
 def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
                 reason: str, category: str | None, user: str, today: dt.date,
-                merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+                merge_window: int | None = None) -> CourseChange:
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "stop")
     if not reason or not reason.strip():
@@ -253,7 +252,7 @@ def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: s
 def switch_course(session: Session, library: ProtocolLibrary, *, mrn: str, from_drug: str, to_drug: str,
                   on: dt.date, reason: str, category: str | None, dose: str | None,
                   override_gate: str | None, user: str, today: dt.date,
-                  merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> tuple[CourseChange, CourseChange]:
+                  merge_window: int | None = None) -> tuple[CourseChange, CourseChange]:
     """Stop one drug and start another on the same date, linked; both or neither happen."""
     target = library.get(to_drug)
     if target.id == library.get(from_drug).id:
@@ -303,7 +302,7 @@ def protocol_changes(session: Session, library: ProtocolLibrary) -> list[dict]:
 
 
 def replan_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, user: str,
-                  today: dt.date, merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+                  today: dt.date, merge_window: int | None = None) -> CourseChange:
     """Adopt the protocol now in effect for a course: done items stay, the rest follows the new version."""
     patient, course = find_course(session, library, mrn, drug)
     protocol = library.protocols.get(course.drug)
@@ -326,7 +325,7 @@ def replan_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
 
 def adjust_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, every: str,
                   reason: str | None, on: dt.date | None, user: str, today: dt.date,
-                  merge_window: int = DEFAULT_MERGE_WINDOW_DAYS) -> CourseChange:
+                  merge_window: int | None = None) -> CourseChange:
     """Set this course's interval for the open-ended (maintenance) phase, from a date on."""
     from tracker.planner import adjustable_phase
 
