@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from tracker.cli import pass_app
@@ -53,7 +55,9 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
             fh.write(data)
         click.echo(f"wrote {events} events to {out}", err=True)
     else:
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
 
 
 COMMANDS = [export]
