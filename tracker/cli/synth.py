@@ -1,0 +1,40 @@
+"""tracker synth"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import as_of_option
+
+
+@click.command()
+@click.option("--patients", type=click.IntRange(1, 10_000_000), required=True, help="How many patients.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed (and date) = same clinic.")
+@as_of_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@pass_app
+def synth(app, patients, seed, as_of, as_json):
+    """Fill an empty database with a synthetic clinic (for benchmarks and load tests; all data invented)."""
+    import sys
+
+    from tracker.cli.render import emit_json, say
+    from tracker.services.synth import synthesise_clinic
+
+    def progress(done, total):
+        if sys.stderr.isatty() and not as_json:
+            click.echo(f"\r{done}/{total} patients", err=True, nl=done == total)
+
+    today = as_of or app.today()
+    with app.session() as session:
+        summary = synthesise_clinic(session, app.library, today, patients, seed, app.user, progress)
+    if as_json:
+        emit_json(summary.as_dict())
+        return
+    say(f"Synthetic clinic as of {today}: {summary.patients} patients, {summary.courses} courses, "
+        f"{summary.items} items, {summary.results} results, {summary.assessments} assessments, "
+        f"{summary.dose_changes} dose changes, {summary.pauses} pauses ({summary.seconds:.1f} s)")
+    say("Drugs: " + ", ".join(f"{drug} {count}" for drug, count in summary.drugs.items()))
+
+
+COMMANDS = [synth]
