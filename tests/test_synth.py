@@ -1,0 +1,176 @@
+"""`tracker synth`: a synthetic clinic the normal commands work on, equal to what the planner says, and the
+same for the same seed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections import Counter
+
+import pytest
+from freezegun import freeze_time
+from sqlmodel import Session, select
+
+from tests.conftest import Tracker, dump_database
+from tracker.db.engine import make_engine, resolve_url
+from tracker.db.tables import Course, Item, Patient
+from tracker.planner import plan_course
+from tracker.protocols import library
+from tracker.services.calendar import course_facts, item_key, sync_course
+
+TODAY = "2026-03-02"
+
+
+def without_audit_times(dump: dict) -> dict:
+    """The audit event records when synth ran; everything else must be identical."""
+    out = dict(dump)
+    out["audit_event"] = [row[2:] for row in dump["audit_event"]]
+    return out
+
+
+def synthesise(db: str, args: str) -> Tracker:
+    tracker = Tracker(db)
+    with freeze_time(TODAY):
+        tracker(f"synth {args}")
+    return tracker
+
+
+@pytest.fixture(scope="module")
+def synth_template(tmp_path_factory, migrated_template) -> str:
+    """A 200-patient SQLite clinic built once for this module (checkpointed, so it can be copied)."""
+    path = str(tmp_path_factory.mktemp("synth") / "clinic.db")
+    shutil.copyfile(migrated_template, path)
+    synthesise(path, "--patients 200 --seed 3")
+    engine = make_engine(resolve_url(path))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def clinic(db_url, synth_template, tmp_path) -> Tracker:
+    if os.environ.get("TRACKER_TEST_PG"):
+        return synthesise(db_url, "--patients 200 --seed 3")
+    path = str(tmp_path / "clinic.db")
+    shutil.copyfile(synth_template, path)
+    return Tracker(path)
+
+
+def sqlite_copy(template: str, path) -> str:
+    shutil.copyfile(template, path)
+    return str(path)
+
+
+def test_synth_clinic_matches_the_planner(clinic):
+    engine = make_engine(resolve_url(clinic.db))
+    lib = library()
+    with Session(engine) as session:
+        courses = session.exec(select(Course, Patient).join(Patient, Patient.id == Course.patient_id)).all()
+        assert len({p.id for _, p in courses}) == 200
+        for course, patient in courses:
+            protocol = lib.protocols[course.drug]
+            assert course.protocol_hash == protocol.content_hash
+            planned = plan_course(protocol, course_facts(session, course, patient), course.planned_through)
+            stored = session.exec(select(Item).where(Item.course_id == course.id)).all()
+            assert sorted(item_key(i) for i in stored) == sorted(p.key for p in planned), course.id
+            assert all(i.uid and i.plan_tests == i.tests for i in stored)
+    engine.dispose()
+
+
+def test_synth_clinic_looks_like_a_practice(clinic):
+    engine = make_engine(resolve_url(clinic.db))
+    with Session(engine) as session:
+        drugs = Counter(session.exec(select(Course.drug)).all())
+        statuses = Counter(session.exec(select(Course.status)).all())
+        switched = session.exec(select(Course).where(Course.switched_from_id.is_not(None))).all()
+        starts = session.exec(select(Course.start_on)).all()
+    engine.dispose()
+    assert drugs.most_common(1)[0][0] == "dupilumab"
+    assert drugs["dupilumab"] > drugs["methotrexate"] > drugs.get("azathioprine", 0)
+    assert statuses["active"] > statuses["stopped"] > 0 and switched
+    today = dt.date.fromisoformat(TODAY)
+    assert min(starts) < today - dt.timedelta(days=2 * 365) and max(starts) > today - dt.timedelta(days=90)
+
+
+def test_worklists_calendar_and_patient_show_work_on_it(clinic):
+    before = dump_database(clinic.db)
+    with freeze_time(TODAY):
+        due = clinic.json("due --days 14")
+        overdue = clinic.json("overdue")
+        mrn = overdue[0]["mrn"]
+        shown = clinic(f"patient show {mrn}").stdout
+        calendar = clinic.json(f"calendar {mrn}")
+    # Every plan already reaches 13 months ahead, so reading the worklists re-plans nothing.
+    assert dump_database(clinic.db) == before
+    assert due and all(TODAY <= row["due"] <= "2026-03-16" and row["status"] == "planned" for row in due)
+    assert overdue and all(row["overdue"] and row["due"] < TODAY for row in overdue)
+    # Some overdue items, not a clinic where everything is late.
+    assert len({row["mrn"] for row in overdue}) < 200 * 0.35
+    assert mrn in shown
+    assert {row["uid"] for row in overdue if row["mrn"] == mrn} <= {row["uid"] for row in calendar}
+    done = [row for row in calendar if row["status"] == "done"]
+    assert done and all(row["done_on"] for row in done)
+
+
+def test_results_include_some_out_of_range(clinic):
+    engine = make_engine(resolve_url(clinic.db))
+    with engine.connect() as conn:
+        total, out = conn.exec_driver_sql(
+            "SELECT COUNT(*), SUM(CASE WHEN value_num > ref_high OR value_num < ref_low THEN 1 ELSE 0 END) "
+            "FROM lab_result WHERE value_num IS NOT NULL AND ref_high IS NOT NULL AND ref_low IS NOT NULL"
+        ).one()
+        assessments = conn.exec_driver_sql("SELECT COUNT(*) FROM assessment").scalar()
+    engine.dispose()
+    assert total > 1000 and 0 < out < total * 0.1
+    assert assessments > 0
+
+
+def test_resyncing_a_synth_course_changes_nothing(clinic):
+    """The services see synth's rows as their own: re-planning a course adds and cancels nothing."""
+    engine = make_engine(resolve_url(clinic.db))
+    lib = library()
+    with Session(engine) as session:
+        live = session.exec(select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+                            .where(Course.status != "stopped").limit(40)).all()
+        for course, patient in live:
+            result = sync_course(session, course, patient, lib.protocols[course.drug],
+                                 dt.date.fromisoformat(TODAY), course.planned_through, merge_window=3)
+            assert not result.added and not result.cancelled, (course.drug, course.id)
+        session.rollback()
+    engine.dispose()
+
+
+def test_same_seed_same_clinic(tmp_path, migrated_template):
+    first, second, third = (sqlite_copy(migrated_template, tmp_path / f"{n}.db") for n in "abc")
+    synthesise(first, "--patients 60 --seed 9")
+    synthesise(second, "--patients 60 --seed 9")
+    synthesise(third, "--patients 60 --seed 10")
+    dump = without_audit_times(dump_database(first))
+    assert dump == without_audit_times(dump_database(second))
+    assert dump["patient"] != without_audit_times(dump_database(third))["patient"]
+
+
+def test_background_builder_gives_the_same_rows(tmp_path, migrated_template):
+    """Large clinics are built in a forked process while the main one inserts; same rows either way."""
+    from tracker.services.synth import synthesise_clinic
+
+    urls = [sqlite_copy(migrated_template, tmp_path / f"{n}.db") for n in "ab"]
+    lib = library()
+    for url, background in zip(urls, (False, True)):
+        engine = make_engine(resolve_url(url))
+        with Session(engine) as session:
+            synthesise_clinic(session, lib, dt.date(2026, 3, 2), 90, seed=4, chunk=20, background=background)
+            session.commit()
+        engine.dispose()
+    assert without_audit_times(dump_database(urls[0])) == without_audit_times(dump_database(urls[1]))
+
+
+def test_synth_refuses_a_database_with_patients(clinic):
+    before = dump_database(clinic.db)
+    with freeze_time(TODAY):
+        result = clinic("synth --patients 5", ok=False)
+    assert result.exit_code != 0
+    assert "already has patients" in result.stderr
+    assert dump_database(clinic.db) == before
