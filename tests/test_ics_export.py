@@ -134,6 +134,18 @@ def test_reexport_after_dose_change_keeps_uids_bumps_changed_and_cancels_dropped
     assert any(after[u]["start"] == dt.date(2026, 3, 2) for u in added)
 
 
+def test_renaming_a_patient_resends_their_staff_events(clinic):
+    """The label (MRN and initials) is in every SUMMARY, so a rename must bump SEQUENCE to reach clients."""
+    before = events_by_uid(parse_checked(export(clinic, "--patient", "P002")))
+    with freeze_time("2026-03-03 09:00:00"):
+        clinic("patient update P002 --name 'Ben Chen-Okafor'")
+    after = events_by_uid(parse_checked(export(clinic, "--patient", "P002", at="2026-03-04 09:00:00")))
+    assert set(after) == set(before)
+    for uid, event in after.items():
+        assert event["sequence"] == before[uid]["sequence"] + 1
+        assert event["summary"].removeprefix("Cancelled: ").startswith("P002 BCO: ")
+
+
 # --- audiences --------------------------------------------------------------------------------------------
 
 

@@ -120,6 +120,13 @@ def bump(item: Item, now: dt.datetime) -> None:
     item.last_modified = now
 
 
+def bump_patient_items(session: Session, patient_id: int, now: dt.datetime) -> None:
+    """Staff calendars name the patient in every SUMMARY: after an MRN or name change, re-send them all."""
+    for item in session.exec(select(Item).where(Item.patient_id == patient_id)).all():
+        bump(item, now)
+        session.add(item)
+
+
 def _state(item: Item) -> tuple:
     return tuple(getattr(item, name) for name in MATERIAL)
 

@@ -95,6 +95,10 @@ def update_patient(session: Session, mrn: str, changes: dict, *, user: str, toda
         setattr(patient, key, value.strip() if isinstance(value, str) and key == "name" else value)
     patient.updated_at = utcnow()
     session.add(patient)
+    if (before["mrn"], before["name"]) != (patient.mrn, patient.name):
+        from tracker.services.calendar import bump_patient_items
+
+        bump_patient_items(session, patient.id, patient.updated_at)
     audit.record(session, user, "patient.update", "patient", patient.id, patient.mrn, before,
                  audit.snapshot(patient))
     return patient
