@@ -1,0 +1,84 @@
+"""tracker scheduler run|show"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import json_option
+
+
+def _settings(app, at, timezone):
+    from tracker.config import parse_hhmm, scheduler_settings
+    from tracker.errors import ConfigError, InputError
+
+    settings = scheduler_settings(app.config)
+    if at is not None:
+        try:
+            parse_hhmm(at, "at")
+        except ConfigError:
+            raise InputError("at", at, "expected a time as HH:MM (24-hour)") from None
+    zone = timezone or app.config.timezone
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(zone)
+    except Exception:
+        raise InputError("timezone", zone, "unknown time zone") from None
+    return at or settings.at, zone, settings.grace_hours
+
+
+def _options(fn):
+    fn = click.option("--timezone", metavar="ZONE", help="IANA zone (default: the config's timezone).")(fn)
+    return click.option("--at", metavar="HH:MM", help="Local time of the daily run (default: [scheduler] at, "
+                        "else 06:00).")(fn)
+
+
+@click.group()
+def scheduler() -> None:
+    """Run the nightly job every day in the foreground (an alternative to cron or a systemd timer)."""
+
+
+@scheduler.command("run")
+@_options
+@pass_app
+def run(app, at, timezone):
+    """Catch up now, then run `tracker nightly` daily at --at; stops cleanly on SIGTERM/SIGINT."""
+    import logging
+
+    from tracker.scheduler import build_scheduler, nightly_job, run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    at, zone, grace = _settings(app, at, timezone)
+    job = nightly_job(app.engine, app.library, app.config, zone, app.user)
+    run_forever(build_scheduler(job, at=at, timezone=zone, grace_hours=grace), job)
+
+
+@scheduler.command("show")
+@_options
+@json_option
+@pass_app
+def show(app, at, timezone, as_json):
+    """The job `scheduler run` would register: trigger, timezone, grace time, next run."""
+    from tracker.cli.render import emit_json
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from tracker.scheduler import build_scheduler, describe
+
+    at, zone, grace = _settings(app, at, timezone)
+    sched = build_scheduler(lambda: None, at=at, timezone=zone, grace_hours=grace,
+                            scheduler_class=BackgroundScheduler)
+    sched.start(paused=True)
+    try:
+        info = describe(sched)
+    finally:
+        sched.shutdown(wait=False)
+    if as_json:
+        emit_json(info)
+        return
+    for key, value in info.items():
+        click.echo(f"{key}: {value}")
+
+
+COMMANDS = [scheduler]

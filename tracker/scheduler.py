@@ -1,0 +1,128 @@
+"""The background scheduler: APScheduler 3 `BlockingScheduler` running the nightly job once a day.
+
+The job itself is idempotent and catches up (tracker.services.nightly), so the scheduler keeps no state:
+a MemoryJobStore, one job with an explicit id, a CronTrigger in the site timezone, a generous misfire
+grace time (a run that starts hours late still runs), coalesce (several missed runs become one) and
+max_instances=1. The catch-up also runs once at start, so a machine that was off at the scheduled time
+sends the morning's reminders as soon as it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from tracker.config import parse_hhmm
+
+JOB_ID = "tracker-nightly"
+log = logging.getLogger("tracker.scheduler")
+
+
+def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_hours: float,
+                    scheduler_class: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
+    """A scheduler with the nightly job registered (not started).
+
+    `BlockingScheduler.start()` blocks even when paused, so tests and `scheduler show` inspect the same
+    configuration with `scheduler_class=BackgroundScheduler` and `start(paused=True)`."""
+    hour, minute = parse_hhmm(at, "--at")
+    zone = ZoneInfo(timezone)
+    scheduler = scheduler_class(
+        jobstores={"default": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(grace_hours * 3600)},
+        timezone=zone,
+    )
+    scheduler.add_job(
+        job,
+        CronTrigger(hour=hour, minute=minute, timezone=zone),
+        id=JOB_ID,
+        name="tracker nightly",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=int(grace_hours * 3600),
+    )
+    scheduler.add_listener(_log_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    return scheduler
+
+
+def _log_event(event) -> None:
+    if event.code == EVENT_JOB_MISSED:
+        log.warning("nightly run due at %s was missed (beyond the grace time)", event.scheduled_run_time)
+    elif event.exception is not None:
+        log.error("nightly run scheduled for %s failed: %s", event.scheduled_run_time, event.exception)
+    else:
+        log.info("nightly run scheduled for %s finished", event.scheduled_run_time)
+
+
+def describe(scheduler: BaseScheduler) -> dict:
+    """The registered job, as `tracker scheduler show` prints it (start the scheduler paused first)."""
+    job = scheduler.get_job(JOB_ID)
+    return {
+        "id": job.id,
+        "trigger": str(job.trigger),
+        "timezone": str(job.trigger.timezone),
+        "misfire_grace_time_s": job.misfire_grace_time,
+        "coalesce": job.coalesce,
+        "max_instances": job.max_instances,
+        "next_run": job.next_run_time.isoformat() if job.next_run_time else None,
+    }
+
+
+def nightly_job(engine, library, config, timezone: str, user: str) -> Callable[[], None]:
+    """The job: one nightly run for today in the site timezone. It logs problems rather than raising, so a
+    failed channel or a concurrent run never stops the scheduler."""
+    from tracker.dates import today
+    from tracker.errors import DeliveryError, LockedError
+    from tracker.services.nightly import run_nightly
+
+    def run() -> None:
+        as_of = today(timezone)
+        log.info("nightly run for %s starting", as_of)
+        try:
+            report = run_nightly(engine, library, config, as_of, user=user)
+        except LockedError as exc:
+            log.warning("%s", exc)
+        except DeliveryError as exc:
+            log.error("%s", exc)
+        except Exception:
+            log.exception("nightly run for %s failed", as_of)
+        else:
+            log.info("nightly run for %s done: %d new reminders, sent %s", as_of, report.reminders,
+                     report.delivered)
+
+    return run
+
+
+def run_forever(scheduler: BlockingScheduler, catch_up: Callable[[], None]) -> None:
+    """Catch up once, then block until SIGTERM or SIGINT; a run in progress finishes before exit."""
+    stopping = []
+
+    def stop(signum, _frame) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopping.append(signum)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        catch_up()
+        if stopping:
+            return
+        job = scheduler.get_job(JOB_ID)
+        log.info("scheduler started: %s (%s), grace %ss", job.trigger, job.trigger.timezone,
+                 job.misfire_grace_time)
+        scheduler.start()
+        log.info("scheduler stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
