@@ -214,11 +214,14 @@ def _thresholds(session, library, courses, protocols, summary):
     if len(patients) <= _CHUNK:
         ranked = ranked.where(LabResult.patient_id.in_(patients))
     ranked = ranked.subquery()
-    latest: dict[int, list[LabResult]] = {}
-    previous: dict[tuple[int, str], LabResult] = {}  # for rules that need a confirming repeat
-    for result, position in session.exec(select(LabResult, ranked.c.rank).join(ranked, ranked.c.id == LabResult.id)
-                                         .where(ranked.c.rank <= 2)):
-        if position == 1:
+    latest: dict[int, list] = {}
+    previous: dict[tuple[int, str], object] = {}  # for rules that need a confirming repeat
+    # Plain rows, not ORM objects: the rules only read these columns, and a clinic has many results.
+    columns = (LabResult.id, LabResult.patient_id, LabResult.test, LabResult.value_num, LabResult.value_text,
+               LabResult.unit, LabResult.taken_on, LabResult.ref_high, ranked.c.rank)
+    for result in session.execute(select(*columns).join(ranked, ranked.c.id == LabResult.id)
+                                  .where(ranked.c.rank <= 2)):
+        if result.rank == 1:
             latest.setdefault(result.patient_id, []).append(result)
         else:
             previous[(result.patient_id, result.test)] = result
