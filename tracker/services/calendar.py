@@ -291,20 +291,34 @@ def baseline_window_start(protocol: Protocol, test: str, due: dt.date) -> dt.dat
     return None
 
 
+def baseline_satisfied_by(session: Session, patient_id: int, protocol: Protocol, item: Item, vocabulary):
+    """The latest result that completes a baseline item, or None.
+
+    Results count from the rule's validity window (if any); a rule with `times: N` needs results on N
+    different days (two pregnancy tests 8-10 days apart before mycophenolate).
+    """
+    test = codes(item.tests)[0]
+    rule = next((r for r in protocol.baseline if test in r.tests), None)
+    wanted = set()
+    for code in codes(item.tests):
+        wanted |= vocabulary.members(code)
+    query = select(LabResult).where(LabResult.patient_id == patient_id, LabResult.test.in_(wanted))
+    since = baseline_window_start(protocol, test, item.due)
+    if since is not None:
+        query = query.where(LabResult.taken_on >= since)
+    results = session.exec(query.order_by(LabResult.taken_on.desc(), LabResult.id.desc())).all()
+    if len({r.taken_on for r in results}) < (rule.times if rule else 1):
+        return None
+    return results[0]
+
+
 def complete_from_results(session: Session, patient_id: int, items: list[Item], protocol: Protocol) -> None:
-    """Mark new baseline items done when a result on record already satisfies them."""
+    """Mark new baseline items done when results on record already satisfy them."""
     from tracker.vocabulary import load_vocabulary
 
     vocabulary = load_vocabulary()
     for item in items:
-        wanted = set()
-        for test in codes(item.tests):
-            wanted |= vocabulary.members(test)
-        query = select(LabResult).where(LabResult.patient_id == patient_id, LabResult.test.in_(wanted))
-        since = baseline_window_start(protocol, codes(item.tests)[0], item.due)
-        if since is not None:
-            query = query.where(LabResult.taken_on >= since)
-        result = session.exec(query.order_by(LabResult.taken_on.desc())).first()
+        result = baseline_satisfied_by(session, patient_id, protocol, item, vocabulary)
         if result is not None:
             item.status = "done"
             item.done_on = result.taken_on

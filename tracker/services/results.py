@@ -12,7 +12,7 @@ from tracker.db.tables import Course, Item, LabResult, Patient, codes
 from tracker.errors import InputError
 from tracker.protocols import ProtocolLibrary
 from tracker.services import audit
-from tracker.services.calendar import absorbed_into, baseline_window_start, course_protocol
+from tracker.services.calendar import absorbed_into, baseline_satisfied_by, course_protocol
 from tracker.services.patients import get_patient
 from tracker.vocabulary import Vocabulary
 
@@ -106,8 +106,8 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
             continue
         if item.kind == "baseline":
             course = session.get(Course, item.course_id)
-            since = baseline_window_start(course_protocol(session, library, course), codes(item.tests)[0], item.due)
-            if since is None or taken >= since:
+            protocol = course_protocol(session, library, course)
+            if baseline_satisfied_by(session, patient.id, protocol, item, library.vocabulary) is not None:
                 completed.append(item)
             continue
         current = best_lab.get(item.course_id)
