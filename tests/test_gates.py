@@ -28,3 +28,24 @@ def test_jak_inhibitor_is_refused_on_a_low_neutrophil_count(tracker):
     assert refused.exit_code == 5 and "neutrophils 0.8" in refused.stderr and "< 1" in refused.stderr
     tracker("result add P2 neutrophils 2.4 --on 2026-03-01")
     tracker("therapy start P2 upadacitinib --on 2026-03-02")
+
+
+@freeze_time("2026-03-02")
+def test_start_prints_the_alerts_it_raises(tracker):
+    tracker("patient add P3 --name 'Lin Wu' --dob 1985-01-01 --sex f")
+    tracker("result add P3 tpmt intermediate --on 2026-02-20")
+    out = tracker("therapy start P3 azathioprine --on 2026-03-02").stdout
+    assert "raised alert #" in out and "tpmt" in out.lower()
+
+
+def test_builtin_ciclosporin_alerts_on_creatinine_35_percent_above_baseline(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add P4 --name 'Tom Ray' --dob 1975-01-01 --sex m")
+        tracker("result add P4 creatinine 80 --on 2026-01-02")
+        tracker("therapy start P4 ciclosporin --on 2026-01-05")
+    with freeze_time("2026-01-20"):
+        out = tracker("result add P4 creatinine 108 --on 2026-01-19").stdout
+    assert "creatinine" in out and "30%" in out
+    alerts = tracker.json("alerts --as-of 2026-01-20")
+    assert any(a["kind"] == "threshold" and a["severity"] == "critical" and "SPS-MMF" in a["sources"]
+               for a in alerts)

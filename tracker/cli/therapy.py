@@ -37,6 +37,8 @@ def _report(change, verb: str) -> None:
                    f"(gate overridden: {change.course.gate_override})", err=True)
     if change.consider:
         click.echo(f"consider if at risk: {', '.join(change.consider)}")
+    for warning in change.warnings:
+        click.echo(f"raised {warning}")
 
 
 @therapy.command("start")
