@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""tracker benchmarks (issue 6): synthetic clinics of 10,000 and 100,000 patients.
+
+    .venv/bin/python benchmarks/run.py                      # SQLite, 10,000 and 100,000 patients
+    .venv/bin/python benchmarks/run.py --sizes 10000        # one size
+    .venv/bin/python benchmarks/run.py --pg "$TRACKER_TEST_PG" --sizes 10000   # PostgreSQL
+    .venv/bin/python benchmarks/run.py --markdown benchmarks/RESULTS.md
+
+Every command runs as a subprocess (`tracker ...`, the installed entry point next to this Python), timed
+by wall clock, with its own peak RSS and CPU time read from getrusage(RUSAGE_CHILDREN) in a tiny wrapper
+process. A command this tracker does not have is reported as "n/a", so the script can be re-run as
+features land. Prints a table, writes JSON to benchmarks/results/latest.json (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TRACKER = str(Path(sys.executable).with_name("tracker"))
+
+# Targets for 100,000 patients on SQLite (issue 6).
+TARGETS = {
+    "nightly_s": 60.0,
+    "nightly_peak_mib": 1024.0,
+    "nightly_over_floor": 5.0,
+    "due_json_s": 1.5,
+    "patient_show_s": 1.5,
+    "help_s": 0.3,
+}
+
+# Runs a command, then prints its wall time, peak RSS and CPU time as JSON on the last stderr line.
+WRAPPER = r"""
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+wall = time.perf_counter() - t
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
+sys.stderr.write("\n" + json.dumps({"rc": p.returncode, "wall": wall, "maxrss_kib": u.ru_maxrss,
+                                    "cpu": u.ru_utime + u.ru_stime}) + "\n")
+"""
+
+
+def measure(args: list[str], env: dict | None = None) -> dict:
+    """Run `tracker ARGS` once; {'rc', 'wall', 'maxrss_kib', 'cpu', 'stderr'}."""
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, TRACKER, *args], capture_output=True, text=True,
+                          env=env)
+    *rest, last = proc.stderr.rstrip("\n").rsplit("\n", 1) if "\n" in proc.stderr.strip() else ("", proc.stderr)
+    out = json.loads(last)
+    out["stderr"] = "".join(rest).strip()
+    return out
+
+
+def has_command(*words: str) -> bool:
+    proc = subprocess.run([TRACKER, *words, "--help"], capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def latency(args: list[str], env: dict, repeat: int = 3) -> dict:
+    """Median wall time of `repeat` runs (after one warm-up run that fills the OS file cache)."""
+    runs = [measure(args, env) for _ in range(repeat + 1)]
+    failed = [r for r in runs if r["rc"] != 0]
+    if failed:
+        return {"error": f"exit {failed[0]['rc']}: {failed[0]['stderr'][-300:]}"}
+    walls = [r["wall"] for r in runs[1:]]
+    return {"s": round(statistics.median(walls), 3), "runs": [round(w, 3) for w in walls],
+            "peak_mib": round(max(r["maxrss_kib"] for r in runs) / 1024, 1)}
+
+
+# --- the raw-SQL floor of the nightly run -----------------------------------------------------------------
+
+def floor_queries(as_of: dt.date, lead_days: int) -> dict[str, str]:
+    """The rows a nightly run must look at, selected with plain SQL: due and overdue tasks (with the
+    patient), and the alerting inputs: out-of-range results and reached checkpoints of live courses."""
+    day = as_of.isoformat()
+    until = (as_of + dt.timedelta(days=lead_days)).isoformat()
+    tasks = "('baseline', 'lab', 'checkpoint')"
+    return {
+        "due": f"SELECT i.id, i.due, i.kind, i.drug, i.tests, i.title, p.mrn, p.name FROM item i "
+               f"JOIN patient p ON p.id = i.patient_id WHERE i.status = 'planned' AND i.kind IN {tasks} "
+               f"AND i.due >= '{day}' AND i.due <= '{until}'",
+        "overdue": f"SELECT i.id, i.due, i.kind, i.drug, i.tests, i.title, p.mrn, p.name FROM item i "
+                   f"JOIN patient p ON p.id = i.patient_id WHERE i.status = 'planned' AND i.kind IN {tasks} "
+                   f"AND i.due < '{day}'",
+        "out_of_range": "SELECT r.id, r.patient_id, r.test, r.value_num, r.taken_on FROM lab_result r "
+                        "WHERE (r.value_num > r.ref_high OR r.value_num < r.ref_low) AND EXISTS (SELECT 1 "
+                        "FROM course c WHERE c.patient_id = r.patient_id AND c.status <> 'stopped')",
+        "checkpoints": f"SELECT i.id, i.course_id, i.due, i.status, i.measure, i.target FROM item i "
+                       f"JOIN course c ON c.id = i.course_id WHERE c.status <> 'stopped' "
+                       f"AND i.kind = 'checkpoint' AND i.due <= '{day}'",
+        "assessments": "SELECT a.patient_id, a.assessed_on, a.easi, a.iga, a.dlqi FROM assessment a "
+                       "WHERE EXISTS (SELECT 1 FROM course c WHERE c.patient_id = a.patient_id "
+                       "AND c.status <> 'stopped')",
+    }
+
+
+def raw_floor(url: str, as_of: dt.date, lead_days: int) -> dict:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    rows, best = {}, None
+    for _ in range(2):  # best of two: the first pass also warms the file cache
+        began = time.perf_counter()
+        with engine.connect() as conn:
+            for name, sql in floor_queries(as_of, lead_days).items():
+                rows[name] = len(conn.exec_driver_sql(sql).fetchall())
+        elapsed = time.perf_counter() - began
+        best = elapsed if best is None else min(best, elapsed)
+    engine.dispose()
+    return {"s": round(best, 3), "rows": rows}
+
+
+# --- the planner, pure ------------------------------------------------------------------------------------
+
+def planner_throughput(courses: int = 3000) -> dict:
+    sys.path.insert(0, str(HERE.parent))
+    from tracker.planner import CourseFacts, PatientFacts, plan_course
+    from tracker.protocols import library
+    from tracker.services.calendar import EXTEND_TO
+
+    lib = library()
+    today = dt.date.today()
+    protocols = list(lib.protocols.values())
+    began = time.perf_counter()
+    items = 0
+    for n in range(courses):
+        start = today - dt.timedelta(days=n % 1095)
+        facts = CourseFacts(start=start, patient=PatientFacts(sex="f" if n % 2 else "m",
+                                                              childbearing_potential=n % 4 == 1))
+        items += len(plan_course(protocols[n % len(protocols)], facts, EXTEND_TO.after(today)))
+    elapsed = time.perf_counter() - began
+    return {"courses_per_s": round(courses / elapsed), "items_per_course": round(items / courses, 1)}
+
+
+# --- one clinic -------------------------------------------------------------------------------------------
+
+def database_for(size: int, workdir: Path, pg: str | None) -> str:
+    if not pg:
+        path = workdir / f"clinic-{size}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return str(path)
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(pg).set(drivername="postgresql")
+    name = f"tracker_bench_{size}"
+    with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+
+
+def sqlalchemy_url(db: str) -> str:
+    sys.path.insert(0, str(HERE.parent))
+    from tracker.db.engine import resolve_url
+
+    return resolve_url(db)
+
+
+def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) -> dict:
+    out: dict = {"patients": size}
+    day = as_of.isoformat()
+    print(f"  synth {size} ...", file=sys.stderr, flush=True)
+    synth = measure(["--db", db, "synth", "--patients", str(size), "--seed", "1", "--as-of", day], env)
+    if synth["rc"] != 0:
+        out["synth"] = {"error": synth["stderr"][-500:]}
+        return out
+    out["synth"] = {"s": round(synth["wall"], 2), "cpu_s": round(synth["cpu"], 2),
+                    "peak_mib": round(synth["maxrss_kib"] / 1024, 1)}
+
+    url = sqlalchemy_url(db)
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        counts = {t: conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar()
+                  for t in ("patient", "course", "item", "lab_result", "assessment")}
+        mrn = conn.exec_driver_sql(
+            "SELECT p.mrn FROM patient p JOIN item i ON i.patient_id = p.id GROUP BY p.mrn "
+            "ORDER BY COUNT(*) DESC, p.mrn LIMIT 1").scalar()
+    engine.dispose()
+    out["rows"] = counts
+    out["patient_shown"] = mrn
+
+    print("  latencies ...", file=sys.stderr, flush=True)
+    out["help"] = latency(["--help"], env, repeat=5)
+    out["due_json"] = latency(["--db", db, "due", "--json", "--as-of", day], env)
+    out["patient_show"] = latency(["--db", db, "patient", "show", mrn], env)
+    if has_command("export", "ics"):
+        tmp = tempfile.mkdtemp(prefix="tracker-bench-")
+        out["ics_patient"] = latency(["--db", db, "export", "ics", "--patient", mrn, "--out", f"{tmp}/p.ics"], env)
+        to = (as_of + dt.timedelta(days=30)).isoformat()
+        out["ics_clinic_30d"] = latency(["--db", db, "export", "ics", "--from", day, "--to", to, "--out",
+                                         f"{tmp}/clinic.ics"], env, repeat=1)
+        out["ics_clinic_30d"]["bytes"] = os.path.getsize(f"{tmp}/clinic.ics") if os.path.exists(
+            f"{tmp}/clinic.ics") else None
+    else:
+        out["ics_patient"] = out["ics_clinic_30d"] = "n/a"
+
+    print("  floor ...", file=sys.stderr, flush=True)
+    out["floor"] = raw_floor(url, as_of, lead_days)
+    if has_command("nightly"):
+        print("  nightly ...", file=sys.stderr, flush=True)
+        run = measure(["--db", db, "nightly", "--as-of", day], env)
+        out["nightly"] = {"s": round(run["wall"], 2), "cpu_s": round(run["cpu"], 2),
+                          "peak_mib": round(run["maxrss_kib"] / 1024, 1), "rc": run["rc"]}
+        if run["rc"] not in (0,):
+            out["nightly"]["stderr"] = run["stderr"][-500:]
+        out["nightly"]["over_floor"] = round(run["wall"] / out["floor"]["s"], 1) if out["floor"]["s"] else None
+        again = measure(["--db", db, "nightly", "--as-of", day], env)
+        out["nightly_rerun"] = {"s": round(again["wall"], 2), "rc": again["rc"]}
+    else:
+        out["nightly"] = "n/a"
+    return out
+
+
+# --- reporting --------------------------------------------------------------------------------------------
+
+def fig(value, key: str = "s", unit: str = " s") -> str:
+    if value == "n/a" or value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        if "error" in value:
+            return "error"
+        value = value.get(key)
+        if value is None:
+            return "n/a"
+    return f"{value:g}{unit}" if isinstance(value, (int, float)) else str(value)
+
+
+def table(results: dict) -> str:
+    lines = []
+    sizes = results["clinics"]
+    header = "| figure | target (100k, SQLite) | " + " | ".join(f"{c['patients']:,} patients" for c in sizes) + " |"
+    lines += [header, "|" + "---|" * (2 + len(sizes))]
+
+    def row(name, target, getter):
+        lines.append(f"| {name} | {target} | " + " | ".join(getter(c) for c in sizes) + " |")
+
+    row("rows (patients / courses / items / results)", "",
+        lambda c: " / ".join(f"{c.get('rows', {}).get(t, 0):,}" for t in ("patient", "course", "item", "lab_result")))
+    row("`tracker synth` wall (CPU)", "< 60 s",
+        lambda c: f"{fig(c.get('synth'))} ({fig(c.get('synth'), 'cpu_s')})")
+    row("`tracker nightly` wall (CPU)", "<= 60 s",
+        lambda c: f"{fig(c.get('nightly'))} ({fig(c.get('nightly'), 'cpu_s')})")
+    row("`tracker nightly` peak memory", "<= 1024 MiB", lambda c: fig(c.get("nightly"), "peak_mib", " MiB"))
+    row("raw-SQL floor of the nightly", "", lambda c: fig(c.get("floor")))
+    row("nightly / floor", "<= 5x", lambda c: fig(c.get("nightly"), "over_floor", "x"))
+    row("`tracker nightly` again, same day", "", lambda c: fig(c.get("nightly_rerun")))
+    row("`tracker due --json`", "<= 1.5 s", lambda c: fig(c.get("due_json")))
+    row("`tracker patient show`", "<= 1.5 s", lambda c: fig(c.get("patient_show")))
+    row("`tracker --help`", "<= 0.3 s", lambda c: fig(c.get("help")))
+    row("ICS export, one patient", "", lambda c: fig(c.get("ics_patient")))
+    row("ICS export, whole clinic, next 30 days", "", lambda c: fig(c.get("ics_clinic_30d")))
+    lines.append("")
+    lines.append(f"Planner (pure): {results['planner']['courses_per_s']:,} courses/s "
+                 f"({results['planner']['items_per_course']} items per course, all protocols in turn).")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000", help="Comma-separated clinic sizes.")
+    parser.add_argument("--pg", metavar="URL", help="PostgreSQL base URL (a role that may create databases); "
+                                                     "default: SQLite files in --workdir.")
+    parser.add_argument("--workdir", default=None, help="Where SQLite clinics are written (default: a temp dir).")
+    parser.add_argument("--as-of", default=dt.date.today().isoformat(), help="The clinic's today.")
+    parser.add_argument("--lead-days", type=int, default=7, help="Reminder lead time for the floor's due rows.")
+    parser.add_argument("--json-out", default=str(HERE / "results" / "latest.json"))
+    parser.add_argument("--markdown", metavar="FILE", help="Also write the table (and context) to FILE.")
+    args = parser.parse_args()
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    as_of = dt.date.fromisoformat(args.as_of)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tracker-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TRACKER_CONFIG": str(workdir / "bench-config.toml")}
+    env.pop("TRACKER_DB", None)
+    (workdir / "bench-config.toml").write_text("# benchmark: defaults\n")
+
+    results = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "database": "postgresql" if args.pg else "sqlite",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_at_start": os.getloadavg()},
+        "as_of": as_of.isoformat(),
+        "planner": planner_throughput(),
+        "clinics": [],
+    }
+    print(f"planner: {results['planner']}", file=sys.stderr)
+    for size in sizes:
+        print(f"clinic of {size} patients ({results['database']})", file=sys.stderr, flush=True)
+        db = database_for(size, workdir, args.pg)
+        results["clinics"].append(bench_clinic(size, db, as_of, args.lead_days, env))
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    text = table(results)
+    print(text)
+    print(f"\nJSON: {out}", file=sys.stderr)
+    if args.markdown:
+        context = (f"Measured {results['when']} on {results['database']}, {os.cpu_count()} CPUs, Python "
+                   f"{platform.python_version()}; load average at start {results['machine']['load_avg_at_start'][0]:.1f}"
+                   f" (other work on the machine inflates wall times; CPU times are less affected).\n\n")
+        Path(args.markdown).write_text(context + text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
