@@ -49,9 +49,10 @@ class JsonlChannel:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         data = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            if os.lseek(fd, 0, os.SEEK_END) > 0 and os.pread(fd, 1, os.lseek(fd, 0, os.SEEK_END) - 1) != b"\n":
+            end = os.lseek(fd, 0, os.SEEK_END)
+            if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
                 os.write(fd, b"\n")  # end a line torn by a crash, so the next object starts on its own line
             os.write(fd, data)
             os.fsync(fd)
