@@ -340,3 +340,17 @@ def test_every_planned_item_appears_exactly_once(migrated_template, drugs, start
             if row["status"] == "planned":
                 event = events[row["uid"]]
                 assert event["status"] == "CONFIRMED" and event["start"] == dt.date.fromisoformat(row["due"])
+
+
+def test_the_exporter_core_is_free_of_click_and_the_database():
+    import subprocess
+    import sys
+
+    code = ("import sys, tracker.exporters.ics; "
+            "assert not {'click', 'sqlmodel', 'sqlalchemy'} & set(sys.modules), sorted(sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_an_empty_clinic_exports_an_empty_but_valid_calendar(tracker):
+    calendar = parse_checked(export(tracker))
+    assert calendar.events == [] and calendar["METHOD"] == "PUBLISH"

@@ -34,7 +34,7 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
     """
     from tracker.dates import utcnow
     from tracker.exporters.collect import export_calendar, export_settings
-    from tracker.services.calendar import roll_forward
+    from tracker.services.calendar import merge_window_days, roll_forward
     from tracker.services.patients import get_patient
 
     settings = export_settings(app.config)
@@ -44,7 +44,7 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
         patient = get_patient(session, mrn) if mrn else None
         if end:
             # Like `tracker calendar --to`: extend plans that do not reach the asked-for date yet.
-            roll_forward(session, app.library, app.today(), end)
+            roll_forward(session, app.library, app.today(), end, merge_window_days(app.config))
         calendar = export_calendar(session, app.library, settings, patient=patient, audience=audience,
                                    stamp=utcnow(), start=start, end=end, alarm=alarm,
                                    alarm_lead_hours=alarm_lead_hours)
