@@ -1,0 +1,84 @@
+"""Issue 7: the APScheduler job is registered with the trigger, timezone and grace time asked for (checked
+with start(paused=True) and get_next_fire_time, not by waiting), and `tracker scheduler run` catches up at
+start and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import time
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from tests.nightly_support import TRACKER, run_cli
+from tracker.scheduler import JOB_ID, build_scheduler
+
+
+def test_registered_job_has_the_trigger_timezone_and_grace_time_asked_for():
+    runs = []
+    sched = build_scheduler(lambda: runs.append(1), at="05:30", timezone="Europe/London", grace_hours=6,
+                            scheduler_class=BackgroundScheduler)
+    sched.start(paused=True)
+    try:
+        job = sched.get_job(JOB_ID)
+        assert isinstance(job.trigger, CronTrigger)
+        assert str(job.trigger.timezone) == "Europe/London"
+        assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (6 * 3600, True, 1)
+        assert type(sched._lookup_jobstore("default")).__name__ == "MemoryJobStore"
+        london = ZoneInfo("Europe/London")
+        # The clocks go forward on Sunday 2026-03-29: the run stays at 05:30 local time (BST).
+        before = dt.datetime(2026, 3, 28, 12, 0, tzinfo=london)
+        fire = job.trigger.get_next_fire_time(None, before)
+        assert fire == dt.datetime(2026, 3, 29, 5, 30, tzinfo=london)
+        assert fire.utcoffset() == dt.timedelta(hours=1)
+        assert job.trigger.get_next_fire_time(None, dt.datetime(2026, 3, 30, 5, 31, tzinfo=london)) == \
+            dt.datetime(2026, 3, 31, 5, 30, tzinfo=london)
+        assert runs == []  # paused: nothing ran
+    finally:
+        sched.shutdown(wait=False)
+
+
+def test_scheduler_show_reports_the_job_from_config_and_options(tracker, tmp_path):
+    (tmp_path / "site.toml").write_text('timezone = "America/New_York"\n[scheduler]\nat = "04:15"\n'
+                                        'grace_hours = 3\n')
+    info = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show")
+    assert info == {**info, "id": JOB_ID, "timezone": "America/New_York", "misfire_grace_time_s": 3 * 3600,
+                    "coalesce": True, "max_instances": 1}
+    assert info["trigger"] == "cron[hour='4', minute='15']"
+    other = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show --at 06:45 --timezone Asia/Tokyo")
+    assert other["trigger"] == "cron[hour='6', minute='45']" and other["timezone"] == "Asia/Tokyo"
+    assert other["next_run"].endswith("+09:00")
+
+
+def test_bad_time_or_zone_is_a_one_line_error(tracker):
+    bad_at = tracker("scheduler show --at 25:00", ok=False)
+    assert bad_at.exit_code == 2 and "at: '25:00'" in bad_at.stderr
+    bad_zone = tracker("scheduler show --timezone Mars/Olympus", ok=False)
+    assert bad_zone.exit_code == 2 and "timezone: 'Mars/Olympus'" in bad_zone.stderr
+
+
+def test_scheduler_run_catches_up_at_start_and_stops_on_sigterm(tracker, tmp_path):
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    tracker(f"therapy start P1 dupilumab --on {dt.date.today() - dt.timedelta(days=30)}")
+    log_file = tmp_path / "scheduler.log"
+    with open(log_file, "w") as err:
+        process = subprocess.Popen([*TRACKER, "--db", tracker.db, "scheduler", "run", "--at", "04:00"],
+                                   stdout=subprocess.PIPE, stderr=err, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while "scheduler started" not in log_file.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, log_file.read_text()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    log = log_file.read_text()
+    assert process.returncode == 0, log
+    assert "nightly run for" in log and "cron[hour='4', minute='0']" in log
+    assert "received SIGTERM; stopping" in log and "scheduler stopped" in log
+    assert out.startswith("tracker: ")  # the catch-up's digest (stdout channel)
+    runs = json.loads(run_cli(tracker.db, "nightly", "status", "--json").stdout)
+    assert len(runs) == 1 and runs[0]["status"] == "ok"
