@@ -278,3 +278,9 @@ def effective_config(config: "Config") -> dict:
             "token": ("***" if w.token() else "(not set)") if w.token_env else None,
         }
     return out
+
+
+def validate(config: "Config") -> None:
+    """Check every table tracker reads, so a typo fails before anything runs, not at 06:00 tomorrow."""
+    reminder_settings(config)
+    scheduler_settings(config)

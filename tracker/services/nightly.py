@@ -24,7 +24,7 @@ from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tracker.config import Config, reminder_settings
+from tracker.config import Config, reminder_settings, validate
 from tracker.dates import utcnow
 from tracker.db.tables import (
     Alert,
@@ -397,6 +397,7 @@ def run_nightly(engine: Engine, library, config: Config, as_of: dt.date, *, user
     from tracker.services.alerts import evaluate_clinic
     from tracker.services.calendar import roll_forward
 
+    validate(config)
     settings = reminder_settings(config)
     channels = build_channels(settings, out)
     with nightly_lock(engine):
