@@ -49,3 +49,16 @@ def test_builtin_ciclosporin_alerts_on_creatinine_35_percent_above_baseline(trac
     alerts = tracker.json("alerts --as-of 2026-01-20")
     assert any(a["kind"] == "threshold" and a["severity"] == "critical" and "SPS-MMF" in a["sources"]
                for a in alerts)
+
+
+def test_stopping_a_course_cancels_its_booked_repeat_draws(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add P5 --name 'Ida Holm' --dob 1975-01-01 --sex f")
+        tracker("therapy start P5 methotrexate --on 2026-01-05")
+    with freeze_time("2026-01-20"):
+        tracker("result add P5 egfr 52 --on 2026-01-19")  # eGFR < 60: the protocol books a repeat in 1 week
+        repeat = [r for r in tracker.json("calendar P5") if r["due"] == "2026-01-26"]
+        assert repeat and repeat[0]["status"] == "planned"
+        tracker("therapy stop P5 methotrexate --on 2026-01-21 --reason 'moved away'")
+        after = [r for r in tracker.json("calendar P5 --all") if r["uid"] == repeat[0]["uid"]]
+        assert after[0]["status"] == "cancelled" and after[0]["sequence"] > repeat[0]["sequence"]

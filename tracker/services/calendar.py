@@ -208,6 +208,15 @@ def sync_course(
             item.merged_drugs = None
             session.add(item)
 
+    if course.stop_on is not None:
+        # Follow-ups the alert engine booked (repeat draws, partial-response rechecks) end with the course too.
+        for item in session.exec(select(Item).where(Item.course_id == course.id, Item.origin != "plan",
+                                                    Item.status == "planned", Item.due > course.stop_on)).all():
+            item.status = "cancelled"
+            bump(item, now)
+            session.add(item)
+            result.cancelled.append(item)
+
     course.planned_through = horizon
     session.add(course)
     session.flush()
