@@ -18,11 +18,11 @@ def alerts(app, include_all, mrn, as_of, as_json):
     """Evaluate every live course as of the date, then list open alerts (most severe first)."""
     from tracker.cli.render import emit_json, say, table
     from tracker.services.alerts import evaluate_clinic, list_alerts
-    from tracker.services.calendar import roll_forward
+    from tracker.services.calendar import merge_window_days, roll_forward
 
     as_of = as_of or app.today()
     with app.session() as session:
-        roll_forward(session, app.library, app.today(), as_of)
+        roll_forward(session, app.library, app.today(), as_of, merge_window_days(app.config))
         summary = evaluate_clinic(session, app.library, as_of, app.config, user=app.user)
         rows = list_alerts(session, include_all, mrn)
     if as_json:
