@@ -1,8 +1,10 @@
 """Fresh PostgreSQL databases for tests, on the real server that .ci/postgres.sh starts.
 
 TRACKER_TEST_PG is a base URL (postgresql+psycopg://user:pass@host:port/postgres) for a role that may
-create databases. Each call makes a new empty database and returns its URL; all of them are dropped when
-the test process exits.
+create databases. Like the SQLite fixture (a copy of a file migrated once per session), each call returns
+a new database at the current schema: a copy (CREATE DATABASE ... TEMPLATE) of a template database that
+the real migrations built once per test process. `fresh_database(migrated=False)` gives an empty one.
+All of them are dropped when the test process exits.
 """
 
 from __future__ import annotations
@@ -33,14 +35,33 @@ def _connect():
     return psycopg.connect(conninfo, autocommit=True)
 
 
-def fresh_database() -> str:
-    """Create an empty database and return its SQLAlchemy URL."""
+_TEMPLATE: list[str] = []
+
+
+def _create(template: str) -> str:
     name = f"tracker_test_{uuid.uuid4().hex[:12]}"
     with _connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" ENCODING \'UTF8\'')
     if not _CREATED:
         atexit.register(_drop_all)
     _CREATED.append(name)
+    return name
+
+
+def _migrated_template() -> str:
+    if not _TEMPLATE:
+        from tracker.db.engine import open_engine
+
+        name = _create("template0")
+        _, base = _admin_conninfo()
+        open_engine(f"{base}/{name}").dispose()  # the real migrations, once
+        _TEMPLATE.append(name)
+    return _TEMPLATE[0]
+
+
+def fresh_database(migrated: bool = True) -> str:
+    """Create a database (at the current schema, or empty) and return its SQLAlchemy URL."""
+    name = _create(_migrated_template() if migrated else "template0")
     _, base = _admin_conninfo()
     return f"{base}/{name}"
 
