@@ -84,8 +84,13 @@ def _not_reminded(key_sql):
 
 def _item_query(kind: str, as_of: dt.date, lead_days: int):
     key = _key(f"{kind}:", Item.id, Item.due)
-    window = (and_(Item.due >= as_of, Item.due <= as_of + dt.timedelta(days=lead_days)) if kind == "due"
-              else Item.due < as_of)
+    if kind == "due":
+        window = and_(Item.due >= as_of, Item.due <= as_of + dt.timedelta(days=lead_days))
+    else:
+        # An item with an open alert about it (overdue past grace, checkpoint missed) is reminded once,
+        # as the alert, not twice in the same digest.
+        window = and_(Item.due < as_of,
+                      ~exists().where(Alert.item_id == Item.id, Alert.status == "open"))
     return (
         select(Item.id, Item.due, Item.kind, Item.drug, Item.merged_drugs, Item.tests, Item.title,
                Item.sources, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
