@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from tracker.db.tables import Item, Patient, codes
 from tracker.errors import ConflictError
 from tracker.protocols import ProtocolLibrary
+from tracker.services.assessments import record_assessment
 from tracker.services.courses import change_dose, start_course
 from tracker.services.patients import add_patient
 from tracker.services.results import record_result
@@ -57,12 +58,25 @@ def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date
         )
         drug = rng.choices(list(drugs), weights=list(drugs.values()))[0]
         protocol = library.protocols[drug]
-        start = today - dt.timedelta(days=rng.randint(3, 360))
-        # Hard-gate tests are on record before the start; advisory baselines mostly are.
+        if protocol.limits is not None:
+            # Short courses (steroid bridge, ciclosporin, phototherapy) started recently; a few run past.
+            max_days = protocol.limits.max_duration.approx_days()
+            start = today - dt.timedelta(days=rng.randint(1, max_days + 3))
+        else:
+            start = today - dt.timedelta(days=rng.randint(3, 360))
+        # Hard-gate tests are on record before the start (on as many days as the rule asks for);
+        # advisory baselines nearly always are.
         for rule in protocol.baseline:
             for test in rule.tests:
-                if rule.gate == "hard" or rng.random() < 0.8:
-                    results += _record(session, library, patient, test, start - dt.timedelta(days=10), rng, today)
+                if rule.gate == "hard" or rng.random() < 0.95:
+                    for n in range(rule.times):
+                        taken = start - dt.timedelta(days=10 + 9 * n)
+                        results += _record(session, library, patient, test, taken, rng, today)
+        baseline_easi = round(rng.uniform(16, 40), 1)
+        baseline_dlqi = rng.randint(10, 25)
+        record_assessment(session, library, mrn=patient.mrn, on=start - dt.timedelta(days=7), user=user,
+                          today=today, values={"easi": baseline_easi, "dlqi": baseline_dlqi,
+                                               "itch_nrs": rng.randint(6, 9)})
         change = start_course(session, library, mrn=patient.mrn, drug=drug, on=start, dose="standard",
                               override_gate=None, user=user, today=today)
         if protocol.monitoring and protocol.monitoring.restart_on_dose_change and rng.random() < 0.3:
@@ -78,6 +92,21 @@ def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date
                 taken = min(today, item.due + dt.timedelta(days=rng.randint(-2, 3)))
                 for test in codes(item.tests):
                     results += _record(session, library, patient, test, taken, rng, today)
+        # Response checkpoints: most were assessed; most patients responded, some did not.
+        checkpoints = session.exec(select(Item).where(Item.course_id == change.course.id, Item.status == "planned",
+                                                      Item.kind == "checkpoint", Item.due < today)
+                                   .order_by(Item.due)).all()
+        for item in checkpoints:
+            if rng.random() < 0.15:
+                continue  # missed: the alert engine will say so
+            responded = rng.random() < 0.75
+            fall = rng.uniform(0.55, 0.9) if responded else rng.uniform(0.0, 0.35)
+            on = min(today, item.due + dt.timedelta(days=rng.randint(-3, 5)))
+            record_assessment(session, library, mrn=patient.mrn, on=on, user=user, today=today, values={
+                "easi": round(baseline_easi * (1 - fall), 1),
+                "dlqi": max(0, baseline_dlqi - (rng.randint(5, 12) if responded else rng.randint(0, 3))),
+                "itch_nrs": rng.randint(1, 4) if responded else rng.randint(5, 9),
+            })
     session.flush()
     return DemoSummary(patients, patients, results)
 
