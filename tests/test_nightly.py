@@ -148,7 +148,8 @@ def test_demo_then_nightly_prints_a_believable_morning_digest(tracker):
     first = out.splitlines()[0]
     assert first.startswith("tracker: ") and first.endswith(f"reminders for {today}")
     assert int(first.split()[1]) > 5
-    assert "WARNING" in out and "OVERDUE" in out
+    # Missed work shows up either as an OVERDUE reminder or, past the grace period, as its overdue alert.
+    assert "WARNING" in out and ("OVERDUE" in out or "overdue" in out)
     assert "  DEMO0001 " in out  # grouped under MRN + initials
     names = json.loads(tracker("patient list --json").stdout)
     assert not any(p["name"] in out for p in names)
