@@ -44,9 +44,11 @@ def test_adjust_sets_the_maintenance_interval_from_today_and_shows_it(mtx):
     assert course["adjust_every"] == "8w"
     assert "2026-07-27" in text
 
-    from sqlalchemy import create_engine, text as sql
+    from sqlalchemy import text as sql
 
-    engine = create_engine(f"sqlite:///{mtx.db}")
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(mtx.db))
     with engine.connect() as conn:
         [(user, before, after)] = conn.execute(
             sql("SELECT user, before, after FROM audit_event WHERE action = 'therapy.adjust'")).all()

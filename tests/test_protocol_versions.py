@@ -49,9 +49,11 @@ def course(tracker, mrn, env=None):
 
 
 def audit_events(db: str, action: str) -> list[dict]:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(f"sqlite:///{db}")
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(db))
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT user, before, after FROM audit_event WHERE action = :a ORDER BY id"),
                             {"a": action}).all()

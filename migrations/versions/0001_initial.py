@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 03:03:24.833425
+Create Date: 2026-11-22 03:38:07.876543
 """
 from typing import Sequence, Union
 
@@ -227,10 +227,10 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
     sa.Column('raised_on', sa.Date(), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('suggestions', sqlmodel.sql.sqltypes.AutoString(length=400), nullable=False),
+    sa.Column('suggestions', sa.Text(), nullable=False),
     sa.Column('sources', sa.Text(), nullable=False),
-    sa.Column('value', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-    sa.Column('limit_text', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('value', sa.Text(), nullable=True),
+    sa.Column('limit_text', sa.Text(), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
     sa.Column('snoozed_until', sa.Date(), nullable=True),
     sa.Column('reopened_on', sa.Date(), nullable=True),

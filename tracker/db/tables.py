@@ -190,10 +190,10 @@ class Alert(SQLModel, table=True):
     status: str = Field(default="open", max_length=12)  # open | acknowledged | snoozed | resolved
     raised_on: dt.date
     message: str = Field(sa_column=Column(Text, nullable=False))
-    suggestions: str = Field(default="", max_length=400)
+    suggestions: str = Field(default="", sa_column=Column(Text, nullable=False))
     sources: str = Field(default="", sa_column=Column(Text, nullable=False))
-    value: str | None = Field(default=None, max_length=100)
-    limit_text: str | None = Field(default=None, max_length=200)
+    value: str | None = Field(default=None, sa_column=Column(Text))
+    limit_text: str | None = Field(default=None, sa_column=Column(Text))
     note: str | None = Field(default=None, sa_column=Column(Text))
     snoozed_until: dt.date | None = None
     reopened_on: dt.date | None = None
