@@ -1,12 +1,13 @@
 """Date parsing and calendar arithmetic.
 
-Schedules are in calendar days (`datetime.date`). Month steps use pendulum, which clamps to the month end
+Schedules are in calendar days (`datetime.date`). Month steps clamp to the month end, exactly as pendulum does
 (Jan 31 + 1 month = Feb 28/29), and every occurrence is computed from its anchor, never chained, so a
 Jan 31 anchor gives Feb 29, Mar 31, Apr 30 rather than drifting to the 29th.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -36,18 +37,20 @@ class Duration:
         return cls(int(match.group(1)), match.group(2))
 
     def after(self, anchor: dt.date, times: int = 1) -> dt.date:
-        """The date `times` steps of this duration after `anchor`, computed from the anchor."""
+        """The date `times` steps of this duration after `anchor`, computed from the anchor.
+
+        Months and years clamp to the month's last day, as pendulum's `add(months=...)` does
+        (Jan 31 + 1 month = Feb 29 in a leap year). Plain arithmetic: this is the planner's hot path.
+        """
         n = self.count * times
-        base = pendulum.Date(anchor.year, anchor.month, anchor.day)
         if self.unit == "d":
-            out = base.add(days=n)
-        elif self.unit == "w":
-            out = base.add(weeks=n)
-        elif self.unit == "m":
-            out = base.add(months=n)
-        else:
-            out = base.add(years=n)
-        return dt.date(out.year, out.month, out.day)
+            return anchor + dt.timedelta(days=n)
+        if self.unit == "w":
+            return anchor + dt.timedelta(weeks=n)
+        months = n if self.unit == "m" else 12 * n
+        index = anchor.month - 1 + months
+        year, month = anchor.year + index // 12, index % 12 + 1
+        return dt.date(year, month, min(anchor.day, calendar.monthrange(year, month)[1]))
 
     def approx_days(self) -> int:
         return self.count * {"d": 1, "w": 7, "m": 30, "y": 365}[self.unit]
