@@ -292,13 +292,7 @@ def _jsonl_mark_reader(engine: Engine, path: str) -> int:
 
 def _jsonl_mark_writer(path: str, size: int):
     def write(session: Session) -> None:
-        value = json.dumps({"path": path, "size": size})
-        setting = session.get(Setting, JSONL_MARK)
-        if setting is None:
-            session.add(Setting(key=JSONL_MARK, value=value))
-        else:
-            setting.value = value
-            session.add(setting)
+        _set(session, JSONL_MARK, json.dumps({"path": path, "size": size}))
     return write
 
 
