@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 03:38:07.876543
+Create Date: 2026-11-22 03:43:28.934051
 """
 from typing import Sequence, Union
 
@@ -212,6 +212,7 @@ def upgrade() -> None:
     with op.batch_alter_table('item', schema=None) as batch_op:
         batch_op.create_index('ix_item_course_status', ['course_id', 'status'], unique=False)
         batch_op.create_index('ix_item_patient_due', ['patient_id', 'due'], unique=False)
+        batch_op.create_index('ix_item_patient_status_due', ['patient_id', 'status', 'due'], unique=False)
         batch_op.create_index('ix_item_status_due', ['status', 'due'], unique=False)
 
     op.create_table('alert',
@@ -246,6 +247,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('alert', schema=None) as batch_op:
         batch_op.create_index('ix_alert_condition_key', ['condition_key'], unique=False)
+        batch_op.create_index('ix_alert_item', ['item_id'], unique=False)
         batch_op.create_index('ix_alert_patient', ['patient_id'], unique=False)
         batch_op.create_index('ix_alert_status', ['status'], unique=False)
 
@@ -296,11 +298,13 @@ def downgrade() -> None:
     with op.batch_alter_table('alert', schema=None) as batch_op:
         batch_op.drop_index('ix_alert_status')
         batch_op.drop_index('ix_alert_patient')
+        batch_op.drop_index('ix_alert_item')
         batch_op.drop_index('ix_alert_condition_key')
 
     op.drop_table('alert')
     with op.batch_alter_table('item', schema=None) as batch_op:
         batch_op.drop_index('ix_item_status_due')
+        batch_op.drop_index('ix_item_patient_status_due')
         batch_op.drop_index('ix_item_patient_due')
         batch_op.drop_index('ix_item_course_status')
 

@@ -104,6 +104,8 @@ class Item(SQLModel, table=True):
         Index("ix_item_status_due", "status", "due"),
         Index("ix_item_patient_due", "patient_id", "due"),
         Index("ix_item_course_status", "course_id", "status"),
+        # One patient's open items (patient show, calendars): equality on both, then the date range.
+        Index("ix_item_patient_status_due", "patient_id", "status", "due"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -176,6 +178,7 @@ class Alert(SQLModel, table=True):
         Index("ix_alert_status", "status"),
         Index("ix_alert_condition_key", "condition_key"),
         Index("ix_alert_patient", "patient_id"),
+        Index("ix_alert_item", "item_id"),  # the nightly reminder query skips items with an open alert
     )
 
     id: int | None = Field(default=None, primary_key=True)
