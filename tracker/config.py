@@ -79,6 +79,7 @@ class EmailSettings:
     sender: str
     to: list[str]
     timeout_s: float = 30.0
+    ca_file: str | None = None  # CA/cert bundle trusted for STARTTLS/TLS instead of the system's
 
     def password(self) -> str | None:
         """Read at send time, so the secret never sits in the config file or in memory longer."""
@@ -148,6 +149,23 @@ def _relative_to_config(config: "Config", path: str) -> str:
     return str(candidate)
 
 
+def _ca_file(config: "Config", email: dict) -> str | None:
+    """A PEM bundle the e-mail client trusts; checked now so a typo fails at load, not at 06:00."""
+    value = _text(email, "ca_file", "reminders.email.ca_file")
+    if value is None:
+        return None
+    path = _relative_to_config(config, value)
+    if not Path(path).is_file():
+        raise _bad("reminders.email.ca_file", path, "file not found")
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, OSError):
+        raise _bad("reminders.email.ca_file", path, "not a PEM certificate bundle") from None
+    return path
+
+
 def parse_hhmm(value: object, key: str) -> tuple[int, int]:
     import re
 
@@ -206,6 +224,7 @@ def reminder_settings(config: "Config") -> ReminderSettings:
             sender=sender,
             to=to,
             timeout_s=_number(email, "timeout_s", "reminders.email.timeout_s", 30, 0.1, 600),
+            ca_file=_ca_file(config, email),
         )
 
     webhook = config.section("reminders", "webhook")
@@ -270,6 +289,7 @@ def effective_config(config: "Config") -> dict:
             "password_env": e.password_env,
             "password": ("***" if e.password() else "(not set)") if e.password_env else None,
             "from": e.sender, "to": e.to, "timeout_s": e.timeout_s,
+            "ca_file": e.ca_file or "(system)",
         }
     if reminders.webhook:
         w = reminders.webhook

@@ -3,6 +3,9 @@
 One message per run addressed to every recipient in a single SMTP transaction, so each recipient gets
 exactly one digest and a failure leaves all of them to be retried together. The subject carries only the
 count and date, never patient or diagnosis text.
+
+STARTTLS and TLS always verify the server's certificate and host name: against the system's trust store,
+or against `reminders.email.ca_file` when set (a clinic's own CA or a self-signed server certificate).
 """
 
 from __future__ import annotations
@@ -23,14 +26,27 @@ class EmailChannel:
     def __init__(self, settings: EmailSettings):
         self.settings = settings
 
+    def _tls_context(self) -> ssl.SSLContext:
+        # create_default_context: CERT_REQUIRED and check_hostname; cafile=None means the system's store.
+        return ssl.create_default_context(cafile=self.settings.ca_file)
+
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        if s.security == "tls":
-            return smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=ssl.create_default_context())
-        smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
-        if s.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
-        return smtp
+        try:
+            if s.security == "tls":
+                return smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=self._tls_context())
+            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+            if s.security == "starttls":
+                try:
+                    smtp.starttls(context=self._tls_context())
+                except BaseException:
+                    smtp.close()
+                    raise
+            return smtp
+        except ssl.SSLCertVerificationError as exc:
+            trusted = f"reminders.email.ca_file {s.ca_file!r}" if s.ca_file else "the system's CA store"
+            raise RuntimeError(f"{s.host}:{s.port}: server certificate rejected ({exc.verify_message}); "
+                               f"trusted CAs: {trusted}") from exc
 
     def send_digest(self, rows, count, as_of, from_day=None) -> None:
         s = self.settings
