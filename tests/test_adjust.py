@@ -51,7 +51,7 @@ def test_adjust_sets_the_maintenance_interval_from_today_and_shows_it(mtx):
     engine = make_engine(resolve_url(mtx.db))
     with engine.connect() as conn:
         [(user, before, after)] = conn.execute(
-            sql("SELECT "user", before, after FROM audit_event WHERE action = 'therapy.adjust'")).all()
+            sql("SELECT \"user\", before, after FROM audit_event WHERE action = 'therapy.adjust'")).all()
     engine.dispose()
     assert user == "dr.who"
     assert json.loads(before) == {"adjust_every": None, "adjust_from": None, "adjust_reason": None}

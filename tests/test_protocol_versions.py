@@ -55,7 +55,7 @@ def audit_events(db: str, action: str) -> list[dict]:
 
     engine = make_engine(resolve_url(db))
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT "user", before, after FROM audit_event WHERE action = :a ORDER BY id"),
+        rows = conn.execute(text("SELECT \"user\", before, after FROM audit_event WHERE action = :a ORDER BY id"),
                             {"a": action}).all()
     engine.dispose()
     return [{"user": u, "before": json.loads(b) if b else None, "after": json.loads(a) if a else None}
