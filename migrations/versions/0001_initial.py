@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 03:43:28.934051
+Create Date: 2026-11-22 03:46:30.816818
 """
 from typing import Sequence, Union
 
@@ -148,6 +148,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_lab_result'))
     )
     with op.batch_alter_table('lab_result', schema=None) as batch_op:
+        batch_op.create_index('ix_lab_result_created', ['created_at'], unique=False)
         batch_op.create_index('ix_lab_result_patient_test_taken', ['patient_id', 'test', 'taken_on'], unique=False)
 
     op.create_table('course_pause',
@@ -319,6 +320,7 @@ def downgrade() -> None:
     op.drop_table('course_pause')
     with op.batch_alter_table('lab_result', schema=None) as batch_op:
         batch_op.drop_index('ix_lab_result_patient_test_taken')
+        batch_op.drop_index('ix_lab_result_created')
 
     op.drop_table('lab_result')
     op.drop_table('feed')

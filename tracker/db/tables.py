@@ -141,7 +141,10 @@ class Item(SQLModel, table=True):
 
 class LabResult(SQLModel, table=True):
     __tablename__ = "lab_result"
-    __table_args__ = (Index("ix_lab_result_patient_test_taken", "patient_id", "test", "taken_on"),)
+    __table_args__ = (
+        Index("ix_lab_result_patient_test_taken", "patient_id", "test", "taken_on"),
+        Index("ix_lab_result_created", "created_at"),  # the nightly threshold pass: results since the last
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id")

@@ -5,6 +5,13 @@
 evaluates every live course as of `as_of` and returns the alerts that were newly raised or re-opened by
 this evaluation (not the ones already open). It is idempotent: evaluating twice raises nothing twice.
 
+Scale (issue 6): courses, items and live alerts are read as plain rows (ORM objects only for the few rows
+that change), new alerts and their audit events are bulk-inserted, and the nightly job evaluates the
+threshold rules incrementally (`incremental=True`): thresholds are already evaluated the moment a result is
+recorded or a course starts (after_result/after_start), so a clinic-wide pass only has to look at patients
+with results or courses created since the last one, and at live threshold alerts of stopped courses (so they
+still resolve). A changed protocol library or no record of a previous pass means a full pass.
+
 The rules are pure (tracker/rules.py); this module loads their inputs with a handful of set-based queries
 (no per-course queries except for the rare gate-overridden course), and reconciles the candidates with the
 alert table: one live alert per condition key; a derived condition that is no longer produced is resolved
@@ -14,15 +21,28 @@ automatically; an alert resolved by hand stays resolved; a snoozed alert re-open
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, select
 
 from tracker.dates import utcnow
-from tracker.db.tables import Alert, Assessment, AuditEvent, Course, Item, LabResult, Patient, codes, join_codes
+from tracker.db.tables import (
+    Alert,
+    Assessment,
+    AuditEvent,
+    Course,
+    Item,
+    LabResult,
+    Patient,
+    Setting,
+    codes,
+    join_codes,
+)
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.protocols import ProtocolLibrary
 from tracker.rules import (
@@ -47,6 +67,25 @@ MAX_SNOOZE_DAYS = 30
 LIVE = ("open", "acknowledged", "snoozed")
 FAILED_CATEGORIES = ("failure", "adverse_event")
 _CHUNK = 500
+# When the last clinic-wide threshold pass started, and the library it used (see `_threshold_scope`).
+THRESHOLD_MARK = "alerts.thresholds_evaluated"
+# Results stamped shortly before a pass began may commit after it read them: look back this far.
+THRESHOLD_LOOKBACK = dt.timedelta(hours=1)
+A = Alert.__table__
+COURSE_COLUMNS = tuple(Course.__table__.c)
+
+
+@dataclass
+class RaisedAlert:
+    """A bulk-inserted alert, as callers of evaluate_clinic read it (id, kind, severity, message...)."""
+
+    id: int
+    condition_key: str
+    patient_id: int
+    course_id: int | None
+    kind: str
+    severity: str
+    message: str
 
 
 @dataclass
@@ -99,31 +138,85 @@ def _in_chunks(session: Session, make_query, ids) -> list:
 
 
 def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, config=None, *,
-                    patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER) -> EvaluationSummary:
-    """Evaluate the rules of `kinds` for every live course (or those of `patient_ids`) as of `as_of`."""
+                    patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER,
+                    incremental: bool = False) -> EvaluationSummary:
+    """Evaluate the rules of `kinds` for every live course (or those of `patient_ids`) as of `as_of`.
+
+    `incremental` (clinic-wide only; the nightly job): thresholds only where inputs changed since the last
+    clinic-wide pass (module docstring)."""
     from tracker.services.calendar import course_protocol
 
     settings = settings_of(config)
     summary = EvaluationSummary()
-    query = select(Course).where(Course.status != "stopped")
+    started = utcnow()
+    # Plain rows, not ORM objects: the rules only read courses, and a clinic has many.
+    query = select(*COURSE_COLUMNS).where(Course.status != "stopped")
     if patient_ids is not None:
         courses = _in_chunks(session, lambda c: query.where(Course.patient_id.in_(c)), patient_ids)
     else:
-        courses = list(session.exec(query).all())
+        courses = list(session.execute(query).all())
     protocols = {c.id: course_protocol(session, library, c) for c in courses}
     candidates: list[AlertCandidate] = []
+    partial: dict[str, set[int]] = {}  # kind -> the only patients whose alerts of that kind were evaluated
     if {"checkpoint_failed", "checkpoint_missed"} & set(kinds):
         candidates += _checkpoints(session, library, courses, protocols, as_of, settings, config, summary, user)
     if "threshold" in kinds:
-        candidates += _thresholds(session, library, courses, protocols, summary)
+        scope = _threshold_scope(session, library) if incremental and patient_ids is None else None
+        if scope is not None:
+            partial["threshold"] = scope
+            scoped = [c for c in courses if c.patient_id in scope]
+            candidates += _thresholds(session, library, scoped, protocols, summary) if scoped else []
+        else:
+            candidates += _thresholds(session, library, courses, protocols, summary)
     if "gate" in kinds:
         candidates += _gates(session, courses, protocols)
     if "limit" in kinds:
         candidates += _limits(session, courses, protocols, as_of, settings)
     if "overdue" in kinds:
         candidates += _overdue(session, courses, as_of, settings)
-    _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary)
+    _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary, partial)
+    if patient_ids is None and "threshold" in kinds:
+        _set_setting(session, THRESHOLD_MARK, json.dumps({"at": started.isoformat(),
+                                                          "library": library_signature(library)}))
     return summary
+
+
+def library_signature(library: ProtocolLibrary) -> str:
+    """What threshold outcomes depend on besides the data: every protocol's content and the test ranges."""
+    protocols = sorted((p.id, p.content_hash) for p in library.protocols.values())
+    ranges = sorted((code, t.ref_low, t.ref_high) for code, t in library.vocabulary.tests.items())
+    return hashlib.sha256(json.dumps([protocols, ranges], default=str).encode()).hexdigest()[:16]
+
+
+def _set_setting(session: Session, key: str, value: str) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+        session.add(row)
+
+
+def _threshold_scope(session: Session, library: ProtocolLibrary) -> set[int] | None:
+    """Patients whose threshold alerts may differ from the last clinic-wide pass, or None for everyone."""
+    row = session.get(Setting, THRESHOLD_MARK)
+    if row is None:
+        return None
+    try:
+        mark = json.loads(row.value)
+        since = dt.datetime.fromisoformat(mark["at"]) - THRESHOLD_LOOKBACK
+    except (ValueError, KeyError, TypeError):
+        return None
+    if mark.get("library") != library_signature(library):
+        return None
+    queries = (
+        select(LabResult.patient_id).where(LabResult.created_at >= since).distinct(),
+        select(Course.patient_id).where(Course.created_at >= since).distinct(),
+        # A stopped course yields no candidates: its live threshold alerts must still resolve.
+        select(Alert.patient_id).join(Course, Course.id == Alert.course_id)
+        .where(Alert.kind == "threshold", Alert.status.in_(LIVE), Course.status == "stopped").distinct(),
+    )
+    return {patient_id for query in queries for patient_id in session.execute(query).scalars()}
 
 
 def _course_items(session: Session, courses, *conditions) -> list[Item]:
@@ -131,6 +224,15 @@ def _course_items(session: Session, courses, *conditions) -> list[Item]:
     query = select(Item).join(Course, Course.id == Item.course_id).where(Course.status != "stopped", *conditions)
     if len(courses) > _CHUNK:
         return list(session.exec(query).all())
+    return _in_chunks(session, lambda c: query.where(Item.course_id.in_(c)), [c.id for c in courses])
+
+
+def _course_item_rows(session: Session, courses, *conditions) -> list:
+    """Like _course_items, as plain rows (for rules that only read items)."""
+    query = (select(*Item.__table__.c).join(Course, Course.id == Item.course_id)
+             .where(Course.status != "stopped", *conditions))
+    if len(courses) > _CHUNK:
+        return list(session.execute(query).all())
     return _in_chunks(session, lambda c: query.where(Item.course_id.in_(c)), [c.id for c in courses])
 
 
@@ -277,7 +379,7 @@ def _limits(session, courses, protocols, as_of, settings):
     if not with_limits:
         return []
     first: dict[int, Item] = {}
-    for item in _course_items(session, with_limits, Item.kind == "limit", Item.status == "planned"):
+    for item in _course_item_rows(session, with_limits, Item.kind == "limit", Item.status == "planned"):
         if item.course_id not in first or item.due < first[item.course_id].due:
             first[item.course_id] = item
     candidates = []
@@ -289,8 +391,8 @@ def _limits(session, courses, protocols, as_of, settings):
 
 def _overdue(session, courses, as_of, settings):
     cutoff = as_of - dt.timedelta(days=settings.overdue_grace_days)
-    items = _course_items(session, courses, Item.kind.in_(("lab", "baseline")), Item.status == "planned",
-                          Item.due < cutoff)
+    items = _course_item_rows(session, courses, Item.kind.in_(("lab", "baseline")), Item.status == "planned",
+                              Item.due < cutoff)
     live = {c.id for c in courses}
     return [c for c in (overdue_candidate(i, as_of, settings.overdue_grace_days) for i in items
                         if i.course_id in live) if c is not None]
@@ -304,51 +406,57 @@ def _mrns(session: Session, patient_ids) -> dict[int, str]:
     return dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)), patient_ids))
 
 
-def _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary: EvaluationSummary) -> None:
+def _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary: EvaluationSummary,
+               partial: dict[str, set[int]] | None = None) -> None:
+    partial = partial or {}
     wanted = {c.condition_key: c for c in candidates}
-    scope = select(Alert).where(Alert.kind.in_(kinds), Alert.status.in_(LIVE))
+    # Live alerts as plain rows; ORM objects are loaded only for the few that change.
+    scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.kind, A.c.status,
+                   A.c.snoozed_until).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE))
     if patient_ids is not None:
-        live_rows = _in_chunks(session, lambda c: scope.where(Alert.patient_id.in_(c)), patient_ids)
+        live_rows = _in_chunks(session, lambda c: scope.where(A.c.patient_id.in_(c)), patient_ids)
     else:
-        live_rows = list(session.exec(scope).all())
+        live_rows = list(session.execute(scope).all())
     live = {row.condition_key: row for row in live_rows}
     unseen = [k for k in wanted if k not in live]
-    previous: dict[str, Alert] = {}
-    for row in _in_chunks(session, lambda c: select(Alert).where(Alert.condition_key.in_(c)), unseen):
-        if row.condition_key not in previous or row.id > previous[row.condition_key].id:
-            previous[row.condition_key] = row
+    previous: dict[str, tuple] = {}  # condition key -> (id, resolution) of its newest alert
+    for alert_id, key, resolution in _in_chunks(
+            session, lambda c: select(A.c.id, A.c.condition_key, A.c.resolution).where(A.c.condition_key.in_(c)),
+            unseen):
+        if key not in previous or alert_id > previous[key][0]:
+            previous[key] = (alert_id, resolution)
     mrns = _mrns(session, {c.patient_id for c in candidates} | {r.patient_id for r in live_rows})
     now = utcnow()
 
-    new_rows = []
+    new_rows, reopen = [], []
     for key, cand in wanted.items():
         if key in live:
             continue
         old = previous.get(key)
         if old is not None:
-            if (old.resolution or "").startswith(AUTO):  # cleared by itself, now back
-                before = audit.snapshot(old)
-                old.status, old.reopened_on, old.resolved_on, old.resolution = "open", as_of, None, None
-                old.message, old.value = cand.message, cand.value
-                old.updated_at = now
-                session.add(old)
-                audit.record(session, user, "alert.reopen", "alert", old.id, mrns.get(old.patient_id), before,
-                             {**audit.snapshot(old), "why": "condition back"})
-                summary.reopened.append(old)
+            if (old[1] or "").startswith(AUTO):  # cleared by itself, now back
+                reopen.append((old[0], cand))
             continue  # resolved by hand: that decision stands for this condition
-        row = Alert(condition_key=key, patient_id=cand.patient_id, course_id=cand.course_id, item_id=cand.item_id,
-                    result_id=cand.result_id, drug=cand.drug, kind=cand.kind, severity=cand.severity,
-                    status="open", raised_on=as_of, message=cand.message, suggestions=join_codes(cand.suggestions),
-                    sources=join_codes(cand.sources), value=cand.value, limit_text=cand.limit_text,
-                    created_at=now, updated_at=now)
-        session.add(row)
-        new_rows.append(row)
+        new_rows.append({
+            "condition_key": key, "patient_id": cand.patient_id, "course_id": cand.course_id,
+            "item_id": cand.item_id, "result_id": cand.result_id, "drug": cand.drug, "kind": cand.kind,
+            "severity": cand.severity, "status": "open", "raised_on": as_of, "message": cand.message,
+            "suggestions": join_codes(cand.suggestions), "sources": join_codes(cand.sources), "value": cand.value,
+            "limit_text": cand.limit_text, "created_at": now, "updated_at": now})
+    if reopen:
+        loaded = _alerts_by_id(session, [alert_id for alert_id, _ in reopen])
+        for alert_id, cand in reopen:
+            old = loaded[alert_id]
+            before = audit.snapshot(old)
+            old.status, old.reopened_on, old.resolved_on, old.resolution = "open", as_of, None, None
+            old.message, old.value = cand.message, cand.value
+            old.updated_at = now
+            session.add(old)
+            audit.record(session, user, "alert.reopen", "alert", old.id, mrns.get(old.patient_id), before,
+                         {**audit.snapshot(old), "why": "condition back"})
+            summary.reopened.append(old)
     if new_rows:
-        session.flush()
-        for row in new_rows:
-            audit.record(session, user, "alert.raise", "alert", row.id, mrns.get(row.patient_id), None,
-                         audit.snapshot(row))
-        summary.raised.extend(new_rows)
+        summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
 
     stopped: set[int] = set()
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
@@ -356,15 +464,26 @@ def _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary: Ev
         stopped = set(_in_chunks(session, lambda c: select(Course.id).where(Course.id.in_(c),
                                                                           Course.status == "stopped"),
                                  [r.course_id for r in failed_rows]))
+    changes = []  # (row, what)
     for row in live_rows:
-        if row.kind in DERIVED_KINDS and row.condition_key not in wanted:
+        evaluated = row.kind not in partial or row.patient_id in partial[row.kind]
+        if row.kind in DERIVED_KINDS and row.condition_key not in wanted and evaluated:
+            changes.append((row, "gone"))
+        elif row.kind == "checkpoint_failed" and row.course_id in stopped:
+            changes.append((row, "stopped"))
+        elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
+            changes.append((row, "snooze"))
+    loaded = _alerts_by_id(session, [row.id for row, _ in changes])
+    for plain, what in changes:
+        row = loaded[plain.id]
+        if what == "gone":
             _resolve(session, row, as_of, f"{AUTO}condition no longer present as of {as_of}", user,
                      mrns.get(row.patient_id))
             summary.resolved.append(row)
-        elif row.kind == "checkpoint_failed" and row.course_id in stopped:
+        elif what == "stopped":
             _resolve(session, row, as_of, f"{AUTO}course stopped", user, mrns.get(row.patient_id))
             summary.resolved.append(row)
-        elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
+        else:
             before = audit.snapshot(row)
             row.status, row.reopened_on, row.snoozed_until, row.updated_at = "open", as_of, None, now
             session.add(row)
@@ -372,6 +491,37 @@ def _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary: Ev
                          {**audit.snapshot(row), "why": "snooze ended"})
             summary.reopened.append(row)
     session.flush()
+
+
+def _alerts_by_id(session: Session, ids) -> dict[int, Alert]:
+    return {row.id: row for row in _in_chunks(session, lambda c: select(Alert).where(Alert.id.in_(c)), ids)}
+
+
+def _insert_alerts(session: Session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
+    """Insert new alerts and their `alert.raise` audit events in bulk (Core executemany, ids returned);
+    the audit rows are what audit.record would write for each."""
+    session.flush()  # rows the rules added (follow-up items) go first
+    conn = session.connection()
+    fields = tuple(Alert.model_fields)
+    raised, events = [], []
+    for start in range(0, len(rows), 5000):
+        chunk = rows[start:start + 5000]
+        ids = conn.execute(insert(A).returning(A.c.id, sort_by_parameter_order=True), chunk).scalars().all()
+        for alert_id, values in zip(ids, chunk):
+            values = {**values, "id": alert_id}
+            snapshot = {name: _jsonable(values.get(name)) for name in fields}
+            events.append({"at": utcnow(), "user": user, "action": "alert.raise", "entity": "alert",
+                           "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
+                           "after": json.dumps(snapshot, sort_keys=True, default=str)})
+            raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
+                                      values["kind"], values["severity"], values["message"]))
+        conn.execute(insert(AuditEvent.__table__), events)
+        events = []
+    return raised
+
+
+def _jsonable(value):
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
 
 
 def _resolve(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:

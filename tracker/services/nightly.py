@@ -409,7 +409,7 @@ def run_nightly(engine: Engine, library, config: Config, as_of: dt.date, *, user
                 with Session(engine) as session:
                     extra["courses_rolled"] = roll_forward(
                         session, library, as_of, as_of + dt.timedelta(days=settings.lead_days))
-                    summary = evaluate_clinic(session, library, as_of, config)
+                    summary = evaluate_clinic(session, library, as_of, config, incremental=True)
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))
                     session.flush()
