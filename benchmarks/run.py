@@ -102,6 +102,11 @@ def floor_queries(as_of: dt.date, lead_days: int) -> dict[str, str]:
         "assessments": "SELECT a.patient_id, a.assessed_on, a.easi, a.iga, a.dlqi FROM assessment a "
                        "WHERE EXISTS (SELECT 1 FROM course c WHERE c.patient_id = a.patient_id "
                        "AND c.status <> 'stopped')",
+        # Course limits (maximum duration) of live courses, and the live alerts a run reconciles with.
+        "limits": "SELECT i.id, i.course_id, i.due FROM item i JOIN course c ON c.id = i.course_id "
+                  "WHERE c.status <> 'stopped' AND i.kind = 'limit' AND i.status = 'planned'",
+        "live_alerts": "SELECT a.id, a.condition_key, a.patient_id, a.kind, a.status, a.snoozed_until FROM alert a "
+                       "WHERE a.status IN ('open', 'acknowledged', 'snoozed')",
     }
 
 
@@ -212,17 +217,30 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) 
     print("  floor ...", file=sys.stderr, flush=True)
     out["floor"] = raw_floor(url, as_of, lead_days)
     if has_command("nightly"):
+        # First run on the new clinic: nothing was ever evaluated, so every alert is raised now (a cold
+        # start). Then the same day again (nothing new), then the next day: a typical night, whose floor
+        # also reads the live alerts the first run raised.
         print("  nightly ...", file=sys.stderr, flush=True)
-        run = measure(["--db", db, "nightly", "--as-of", day], env)
-        out["nightly"] = {"s": round(run["wall"], 2), "cpu_s": round(run["cpu"], 2),
-                          "peak_mib": round(run["maxrss_kib"] / 1024, 1), "rc": run["rc"]}
-        if run["rc"] not in (0,):
-            out["nightly"]["stderr"] = run["stderr"][-500:]
-        out["nightly"]["over_floor"] = round(run["wall"] / out["floor"]["s"], 1) if out["floor"]["s"] else None
+        out["nightly"] = nightly_run(db, day, env, out["floor"])
         again = measure(["--db", db, "nightly", "--as-of", day], env)
         out["nightly_rerun"] = {"s": round(again["wall"], 2), "rc": again["rc"]}
+        print("  next night ...", file=sys.stderr, flush=True)
+        following = as_of + dt.timedelta(days=1)
+        out["floor_next"] = raw_floor(url, following, lead_days)
+        out["nightly_next"] = nightly_run(db, following.isoformat(), env, out["floor_next"])
     else:
         out["nightly"] = "n/a"
+    return out
+
+
+def nightly_run(db: str, day: str, env: dict, floor: dict) -> dict:
+    run = measure(["--db", db, "nightly", "--as-of", day], env)
+    out = {"s": round(run["wall"], 2), "cpu_s": round(run["cpu"], 2), "peak_mib": round(run["maxrss_kib"] / 1024, 1),
+           "rc": run["rc"]}
+    if run["rc"] != 0:
+        out["stderr"] = run["stderr"][-500:]
+    out["over_floor"] = round(run["wall"] / floor["s"], 1) if floor["s"] else None
+    out["cpu_over_floor"] = round(run["cpu"] / floor["s"], 1) if floor["s"] else None
     return out
 
 
@@ -253,12 +271,20 @@ def table(results: dict) -> str:
         lambda c: " / ".join(f"{c.get('rows', {}).get(t, 0):,}" for t in ("patient", "course", "item", "lab_result")))
     row("`tracker synth` wall (CPU)", "< 60 s",
         lambda c: f"{fig(c.get('synth'))} ({fig(c.get('synth'), 'cpu_s')})")
-    row("`tracker nightly` wall (CPU)", "<= 60 s",
+    row("`tracker nightly`, first run (cold: raises every alert) wall (CPU)", "<= 60 s",
         lambda c: f"{fig(c.get('nightly'))} ({fig(c.get('nightly'), 'cpu_s')})")
-    row("`tracker nightly` peak memory", "<= 1024 MiB", lambda c: fig(c.get("nightly"), "peak_mib", " MiB"))
+    row("`tracker nightly`, first run, peak memory", "<= 1024 MiB", lambda c: fig(c.get("nightly"), "peak_mib", " MiB"))
     row("raw-SQL floor of the nightly", "", lambda c: fig(c.get("floor")))
-    row("nightly / floor", "<= 5x", lambda c: fig(c.get("nightly"), "over_floor", "x"))
+    row("first run / floor, wall (CPU)", "<= 5x",
+        lambda c: f"{fig(c.get('nightly'), 'over_floor', 'x')} ({fig(c.get('nightly'), 'cpu_over_floor', 'x')})")
     row("`tracker nightly` again, same day", "", lambda c: fig(c.get("nightly_rerun")))
+    row("`tracker nightly`, next day (a typical night) wall (CPU)", "<= 60 s",
+        lambda c: f"{fig(c.get('nightly_next'))} ({fig(c.get('nightly_next'), 'cpu_s')})")
+    row("`tracker nightly`, next day, peak memory", "<= 1024 MiB",
+        lambda c: fig(c.get("nightly_next"), "peak_mib", " MiB"))
+    row("raw-SQL floor of the next day", "", lambda c: fig(c.get("floor_next")))
+    row("next day / floor, wall (CPU)", "<= 5x",
+        lambda c: f"{fig(c.get('nightly_next'), 'over_floor', 'x')} ({fig(c.get('nightly_next'), 'cpu_over_floor', 'x')})")
     row("`tracker due --json`", "<= 1.5 s", lambda c: fig(c.get("due_json")))
     row("`tracker patient show`", "<= 1.5 s", lambda c: fig(c.get("patient_show")))
     row("`tracker --help`", "<= 0.3 s", lambda c: fig(c.get("help")))
@@ -277,7 +303,9 @@ def main() -> int:
                                                      "default: SQLite files in --workdir.")
     parser.add_argument("--workdir", default=None, help="Where SQLite clinics are written (default: a temp dir).")
     parser.add_argument("--as-of", default=dt.date.today().isoformat(), help="The clinic's today.")
-    parser.add_argument("--lead-days", type=int, default=7, help="Reminder lead time for the floor's due rows.")
+    # The nightly job's default reminder lead time (tracker.config.DEFAULT_LEAD_DAYS), so the floor's due rows
+    # are the ones the run reminds of.
+    parser.add_argument("--lead-days", type=int, default=3, help="Reminder lead time for the floor's due rows.")
     parser.add_argument("--json-out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--markdown", metavar="FILE", help="Also write the table (and context) to FILE.")
     args = parser.parse_args()
@@ -288,6 +316,11 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TRACKER_CONFIG": str(workdir / "bench-config.toml")}
     env.pop("TRACKER_DB", None)
+    # An installed package has its bytecode compiled (pip does it); a shell with PYTHONDONTWRITEBYTECODE
+    # would make every command re-compile SQLAlchemy and tracker from source (~0.5 s each). Bytecode goes
+    # to a cache in the work directory, filled by the warm-up runs, never into the source tree.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     (workdir / "bench-config.toml").write_text("# benchmark: defaults\n")
 
     results = {
