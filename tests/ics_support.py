@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import re
 import shlex
+import shutil
+from pathlib import Path
 
 from freezegun import freeze_time
 from icalendar import Calendar
@@ -31,21 +35,38 @@ def build_golden_clinic(tracker, steps=GOLDEN_STEPS) -> None:
 ISOLATED_ENV = {"TRACKER_DB": None, "TRACKER_SCHEDULES": None, "USER": "tester"}
 
 
-def golden_database(directory, migrated_template: str) -> str:
-    """The golden clinic in a database file, built once; tests copy it (see `copy_database`)."""
-    import shutil
+def on_postgres() -> bool:
+    """As tests/conftest.py `db_url`: TRACKER_TEST_PG selects a real PostgreSQL server (issue 6)."""
+    return bool(os.environ.get("TRACKER_TEST_PG"))
 
+
+def empty_database(directory, migrated_template: str, name: str = "tracker.db") -> str:
+    """A fresh database at the current schema on the backend the suite runs on (a path or URL for --db),
+    for code that cannot take the function-scoped `db_url` fixture (module fixtures, hypothesis examples)."""
+    if on_postgres():
+        from tests.pg import fresh_database
+
+        return fresh_database()
+    path = Path(directory) / name
+    shutil.copyfile(migrated_template, path)
+    return str(path)
+
+
+def golden_database(directory, migrated_template: str) -> str:
+    """The golden clinic, built once through the CLI; tests take their own copy (see `copy_database`)."""
     from tests.conftest import Tracker
 
-    db = str(directory / "golden.db")
-    shutil.copyfile(migrated_template, db)
-    config = directory / "empty.toml"
+    db = empty_database(directory, migrated_template, "golden.db")
+    config = Path(directory) / "empty.toml"
     config.write_text("")
     tracker = Tracker(db)
     for when, command in GOLDEN_STEPS:
         with freeze_time(when):
             tracker(["--config", str(config), *shlex.split(command)], env=ISOLATED_ENV)
-    _checkpoint(db)
+    del tracker
+    gc.collect()  # each command's engine, and so its pooled connections, goes with its context
+    if not on_postgres():
+        _checkpoint(db)
     return db
 
 
@@ -60,11 +81,19 @@ def _checkpoint(db: str) -> None:
 
 
 def copy_database(source: str, directory) -> str:
-    import shutil
+    """A copy of `source` for one test: a file copy on SQLite; on PostgreSQL a new database made from
+    it with CREATE DATABASE ... TEMPLATE (tests/pg.py drops it when the test process exits)."""
+    if "://" not in source:
+        target = str(Path(directory) / "tracker.db")
+        shutil.copyfile(source, target)
+        return target
+    from tests import pg
 
-    target = str(directory / "tracker.db")
-    shutil.copyfile(source, target)
-    return target
+    base, name = source.rsplit("/", 1)
+    with pg._connect() as conn:  # a template must have no other sessions
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+    return f"{base}/{pg._create(name)}"
 
 
 def export(tracker, *args: str, at: str = EXPORT_AT) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -22,10 +21,12 @@ from tests.ics_support import (
     RANGE,
     build_golden_clinic,
     copy_database,
+    empty_database,
     events_by_uid,
     export,
     golden_database,
     normalise_uids,
+    on_postgres,
     parse_checked,
 )
 
@@ -41,6 +42,12 @@ def golden_db(tmp_path_factory, migrated_template) -> str:
 def clinic(golden_db, tmp_path) -> Tracker:
     """The golden clinic (tests/ics_support.py), in this test's own copy of the database."""
     return Tracker(copy_database(golden_db, tmp_path))
+
+
+def test_the_golden_clinic_is_on_the_database_the_suite_runs_on(clinic, golden_db):
+    """Issue 6: with TRACKER_TEST_PG these tests must exercise PostgreSQL, not a prepared SQLite file."""
+    assert ("://" in golden_db) == ("://" in clinic.db) == on_postgres()
+    assert clinic.db != golden_db  # each test has its own copy
 
 
 def db_items(tracker, mrn: str) -> list[dict]:
@@ -310,9 +317,7 @@ DRUGS = ["methotrexate", "dupilumab", "azathioprine"]
 )
 def test_every_planned_item_appears_exactly_once(migrated_template, drugs, start, dose_changes, stop_after):
     with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "tracker.db")
-        shutil.copyfile(migrated_template, db)
-        tracker = Tracker(db)
+        tracker = Tracker(empty_database(tmp, migrated_template))  # one per example, on the suite's backend
         begin = dt.date(2026, 1, 1) + dt.timedelta(days=start)
         with freeze_time(begin.isoformat()):
             tracker("patient add P100 --name 'Dev Evans' --dob 1985-05-05 --sex m")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Tracker
-from tests.ics_support import RANGE, copy_database, events_by_uid, export, golden_database, parse_checked
+from tests.ics_support import RANGE, events_by_uid, export, golden_database, parse_checked
 
 KHAL = Path(sys.executable).parent / "khal"
 
@@ -55,7 +55,7 @@ def khal(tmp_path):
 
 
 def test_khal_imports_the_export_and_lists_events_on_their_dates(khal, tmp_path, migrated_template):
-    tracker = Tracker(copy_database(golden_database(tmp_path, migrated_template), tmp_path))
+    tracker = Tracker(golden_database(tmp_path, migrated_template))  # on the suite's backend
     data = export(tracker, "--patient", "P001", *RANGE)
     expected = events_by_uid(parse_checked(data))
     ics = tmp_path / "p001.ics"
@@ -81,13 +81,12 @@ def test_khal_imports_the_export_and_lists_events_on_their_dates(khal, tmp_path,
                for line in day.splitlines())
 
 
-def test_khal_reimport_after_a_dose_change_updates_events_in_place(khal, tmp_path, migrated_template):
+def test_khal_reimport_after_a_dose_change_updates_events_in_place(khal, tmp_path, tracker):
     """Same UIDs on re-export: khal replaces the events (dropped draws now cancelled), adds no duplicates."""
     from freezegun import freeze_time
 
     from tests.ics_support import GOLDEN_STEPS, build_golden_clinic
 
-    tracker = Tracker(copy_database(migrated_template, tmp_path))
     build_golden_clinic(tracker, [s for s in GOLDEN_STEPS if not s[1].startswith("therapy dose")])
     first = tmp_path / "first.ics"
     first.write_bytes(export(tracker, "--patient", "P001", at="2026-02-01 08:00:00"))
