@@ -50,6 +50,11 @@ class AppContext:
 
         return today(self.config.timezone)
 
+    def close(self) -> None:
+        """Release the database connections at the end of a command (PostgreSQL has few slots)."""
+        if "engine" in self.__dict__:
+            self.__dict__.pop("engine").dispose()
+
     @contextmanager
     def session(self):
         """One transaction per command: committed on success, rolled back on any error."""
@@ -101,6 +106,7 @@ class TrackerGroup(click.Group):
 def cli(ctx: click.Context, db: str | None, user: str | None, config_path: str | None) -> None:
     """tracker: monitoring calendars, worklists and alerts for systemic atopic-dermatitis therapy."""
     ctx.obj = AppContext(db, user, config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
