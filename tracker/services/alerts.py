@@ -167,7 +167,8 @@ def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, 
             scoped = [c for c in courses if c.patient_id in scope]
             candidates += _thresholds(session, library, scoped, protocols, summary) if scoped else []
         else:
-            candidates += _thresholds(session, library, courses, protocols, summary)
+            candidates += _thresholds(session, library, courses, protocols, summary,
+                                      whole_clinic=patient_ids is None)
     if "gate" in kinds:
         candidates += _gates(session, courses, protocols)
     if "limit" in kinds:
@@ -304,16 +305,32 @@ def _add_follow_up(session: Session, course: Course, drug: str, follow: FollowUp
     return item
 
 
-def _thresholds(session, library, courses, protocols, summary):
-    """Each live course's thresholds against the latest result per (patient, test)."""
+def _thresholds(session, library, courses, protocols, summary, whole_clinic: bool = False):
+    """Each live course's thresholds against the latest result per (patient, test): one set-based pass
+    over the clinic, or (a few patients, an incremental pass) per chunk of patients, using the
+    (patient_id, test, taken_on) index."""
     analytes = {t.analyte for c in courses for t in protocols[c.id].thresholds}
     if not analytes:
         return []
     patients = {c.patient_id for c in courses}
+    if whole_clinic:
+        latest, previous, baselines = _threshold_inputs(session, courses, protocols, analytes, None)
+    else:
+        latest, previous, baselines = {}, {}, {}
+        for chunk in _chunks(sorted(patients)):
+            for whole, part in zip((latest, previous, baselines),
+                                   _threshold_inputs(session, courses, protocols, analytes, chunk)):
+                whole.update(part)
+    return _threshold_candidates(session, library, courses, protocols, summary, latest, previous, baselines)
+
+
+def _threshold_inputs(session, courses, protocols, analytes, patients):
+    """(latest results by patient, previous result by (patient, test), baseline value by (course, test)),
+    for `patients` or (None) the whole clinic."""
     rank = func.row_number().over(partition_by=(LabResult.patient_id, LabResult.test),
                                   order_by=(LabResult.taken_on.desc(), LabResult.id.desc())).label("rank")
     ranked = select(LabResult.id, rank).where(LabResult.test.in_(analytes))
-    if len(patients) <= _CHUNK:
+    if patients is not None:
         ranked = ranked.where(LabResult.patient_id.in_(patients))
     ranked = ranked.subquery()
     latest: dict[int, list] = {}
@@ -337,12 +354,15 @@ def _thresholds(session, library, courses, protocols, summary):
         base = (select(Course.id.label("course_id"), LabResult.test, LabResult.value_num, brank)
                 .join(LabResult, LabResult.patient_id == Course.patient_id)
                 .where(Course.status != "stopped", LabResult.test.in_(change), LabResult.taken_on <= Course.start_on))
-        if len(patients) <= _CHUNK:
+        if patients is not None:
             base = base.where(Course.patient_id.in_(patients))
         base = base.subquery()
         for course_id, test, value, _ in session.execute(select(base).where(base.c.rank == 1)):
             baselines[(course_id, test)] = value
+    return latest, previous, baselines
 
+
+def _threshold_candidates(session, library, courses, protocols, summary, latest, previous, baselines):
     vocabulary = library.vocabulary
     candidates = []
     for course in courses:

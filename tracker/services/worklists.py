@@ -41,11 +41,13 @@ def item_row(item: Item, mrn: str, name: str | None, as_of: dt.date) -> dict:
 
 
 def _rows(session, query, as_of: dt.date) -> list[dict]:
-    return [item_row(item, mrn, name, as_of) for item, mrn, name in session.execute(query)]
+    return [item_row(row, row.mrn, row.name, as_of) for row in session.execute(query)]
 
 
 def _base():
-    return select(Item, Patient.mrn, Patient.name).join(Patient, Patient.id == Item.patient_id)
+    # Plain rows (the item's columns plus the patient's MRN and name), not ORM objects: a clinic's worklist
+    # can be thousands of rows, and item_row only reads them.
+    return select(*Item.__table__.c, Patient.mrn, Patient.name).join(Patient, Patient.id == Item.patient_id)
 
 
 def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | None, as_of: dt.date,
