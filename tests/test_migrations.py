@@ -75,3 +75,10 @@ def test_database_from_environment_and_xdg_default(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tracker", "db", "status", "--json"], env=env,
                          capture_output=True, text=True, check=True)
     assert str(tmp_path / "xdg" / "tracker" / "tracker.db") in out.stdout
+
+
+def test_an_unreachable_database_is_a_one_line_error(tracker):
+    tracker.db = "postgresql://nobody@127.0.0.1:1/none"
+    result = tracker("patient list", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database: ") and result.stderr.count("\n") == 1

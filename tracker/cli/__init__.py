@@ -93,6 +93,15 @@ class TrackerGroup(click.Group):
             sys.exit(1)
         except BrokenPipeError:
             sys.exit(1)
+        except Exception as exc:
+            # A database that cannot be reached or is locked is reported in one line, like any other error.
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            click.echo(f"error: database: {reason}", err=True)
+            sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 
 
