@@ -207,6 +207,9 @@ def test_demo_builds_a_clinic_and_prints_a_worklist(tracker):
     assert len(tracker.json("patient list")) == 30
     again = tracker("demo", ok=False)
     assert again.exit_code != 0 and "fresh" in again.stderr
+    if "://" not in tracker.db:  # --replace starts over with a SQLite file (the README's demo command)
+        assert "Demo clinic: 30 synthetic patients" in tracker("demo --replace").stdout
+        assert len(tracker.json("patient list")) == 30
 
 
 def test_python_dash_m_and_version(tracker):

@@ -10,8 +10,9 @@ from tracker.cli import pass_app
 @click.command()
 @click.option("--patients", type=click.IntRange(1, 10000), default=30, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--replace", is_flag=True, help="Delete an existing SQLite demo file given with --db first.")
 @pass_app
-def demo(app, patients, seed):
+def demo(app, patients, seed, replace):
     """Build a synthetic demo clinic in a fresh database (a temporary one unless --db) and show today's worklist."""
     import datetime as dt
     import tempfile
@@ -23,6 +24,13 @@ def demo(app, patients, seed):
 
     if app.db is None:
         app.db = str(Path(tempfile.mkdtemp(prefix="tracker-demo-")) / "demo.db")
+    elif replace:
+        if "://" in app.db:
+            from tracker.errors import InputError
+
+            raise InputError("db", app.db, "--replace only deletes a SQLite file, not a server database")
+        for suffix in ("", "-wal", "-shm"):
+            Path(app.db + suffix).unlink(missing_ok=True)
     today = app.today()
     with app.session() as session:
         summary = build_demo_clinic(session, app.library, today, patients, seed)
