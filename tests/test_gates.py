@@ -36,6 +36,10 @@ def test_start_prints_the_alerts_it_raises(tracker):
     tracker("result add P3 tpmt intermediate --on 2026-02-20")
     out = tracker("therapy start P3 azathioprine --on 2026-03-02").stdout
     assert "raised alert #" in out and "tpmt" in out.lower()
+    alerts = tracker.json("patient show P3")["alerts"]
+    assert [(a["kind"], a["status"], a["severity"], a["drug"]) for a in alerts] == [
+        ("threshold", "open", "warning", "azathioprine")]
+    assert "Alerts" in tracker("patient show P3").stdout
 
 
 def test_builtin_ciclosporin_alerts_on_creatinine_35_percent_above_baseline(tracker):

@@ -111,6 +111,10 @@ def show(app, mrn, as_json):
         table(["Taken", "Test", "Value", "Unit"],
               [[r["taken_on"], r["test"], r["value"], r["unit"]] for r in summary["results"]],
               title="Recent results")
+    if summary["alerts"]:
+        table(["ID", "Raised", "Severity", "Kind", "Status", "Message"],
+              [[a["id"], a["raised_on"], a["severity"], a["kind"], a["status"], a["message"]]
+               for a in summary["alerts"]], title="Alerts")
     table(["Due", "Drug", "Kind", "Title", "Status"],
           [[i["due"], i["drug"], i["kind"], i["title"], "OVERDUE" if i["overdue"] else i["status"]]
            for i in summary["next_items"]], title="Open and upcoming items")

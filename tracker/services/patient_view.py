@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlmodel import Session, select
 
-from tracker.db.tables import Course, Item, LabResult
+from tracker.db.tables import Alert, Course, Item, LabResult
 from tracker.services.patients import get_patient
 from tracker.services.worklists import item_row
 
@@ -21,6 +21,10 @@ def patient_summary(session: Session, mrn: str, today: dt.date, recent: int = 10
                                               Item.due < today).order_by(Item.due)).all()
     coming = session.exec(select(Item).where(Item.patient_id == patient.id, Item.status == "planned",
                                              Item.due >= today).order_by(Item.due).limit(upcoming)).all()
+    from tracker.services.alerts import alert_row
+
+    alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
+                          .order_by(Alert.raised_on, Alert.id)).all()
     return {
         "patient": {
             "mrn": patient.mrn,
@@ -55,5 +59,6 @@ def patient_summary(session: Session, mrn: str, today: dt.date, recent: int = 10
             }
             for r in results
         ],
+        "alerts": [alert_row(a, patient.mrn) for a in alerts],
         "next_items": [item_row(i, patient.mrn, patient.name, today) for i in [*overdue, *coming]],
     }
