@@ -54,7 +54,12 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        from tracker.errors import InputError
+
+        raise InputError("db", url.split("@")[-1], f"needs the {exc.name} driver: pip install 'tracker[postgres]'") from None
 
 
 def current_revision(engine: Engine) -> str | None:
