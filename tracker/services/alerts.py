@@ -306,22 +306,105 @@ def _add_follow_up(session: Session, course: Course, drug: str, follow: FollowUp
 
 
 def _thresholds(session, library, courses, protocols, summary, whole_clinic: bool = False):
-    """Each live course's thresholds against the latest result per (patient, test): one set-based pass
-    over the clinic, or (a few patients, an incremental pass) per chunk of patients, using the
-    (patient_id, test, taken_on) index."""
+    """Each live course's thresholds against the latest result per (patient, test), read per chunk of
+    patients on the (patient_id, test, taken_on) index. A whole-clinic pass first asks SQL which latest
+    results may breach (`_breaching`): only those patients and tests reach the rules, since a result
+    outside that superset of every rule's condition cannot raise anything."""
     analytes = {t.analyte for c in courses for t in protocols[c.id].thresholds}
     if not analytes:
         return []
-    patients = {c.patient_id for c in courses}
+    tests_of = None  # patient -> the tests whose latest result may breach (whole clinic only)
     if whole_clinic:
-        latest, previous, baselines = _threshold_inputs(session, courses, protocols, analytes, None)
-    else:
-        latest, previous, baselines = {}, {}, {}
-        for chunk in _chunks(sorted(patients)):
-            for whole, part in zip((latest, previous, baselines),
-                                   _threshold_inputs(session, courses, protocols, analytes, chunk)):
-                whole.update(part)
+        tests_of = {}
+        for patient_id, test in _breaching(session, library, courses, protocols):
+            tests_of.setdefault(patient_id, set()).add(test)
+        courses = [c for c in courses if c.patient_id in tests_of]
+    by_patient: dict[int, list] = {}
+    for course in courses:
+        by_patient.setdefault(course.patient_id, []).append(course)
+    latest, previous, baselines = {}, {}, {}
+    for chunk in _chunks(sorted(by_patient)):
+        wanted = analytes if tests_of is None else analytes & set().union(*(tests_of[p] for p in chunk))
+        chunk_courses = [c for p in chunk for c in by_patient[p]]
+        for whole, part in zip((latest, previous, baselines),
+                               _threshold_inputs(session, chunk_courses, protocols, wanted, chunk)):
+            whole.update(part)
+    if tests_of is not None:
+        latest = {p: [r for r in rows if r.test in tests_of[p]] for p, rows in latest.items()}
     return _threshold_candidates(session, library, courses, protocols, summary, latest, previous, baselines)
+
+
+def _breaching(session, library, courses, protocols) -> set[tuple[int, str]]:
+    """(patient, test) pairs whose latest result breaches some threshold of a protocol in use, by a
+    condition that is a superset of each rule's own (so the rules, re-applied in Python, decide): the
+    loosest `below`/`above` per test, every `above_uln` factor (the result's ref_high, else the
+    vocabulary's), `equals`, and for change rules the loosest % against the course's baseline (the latest
+    result on or before its start) for a result taken after the start of a live course of the patient."""
+    from sqlalchemy import and_, case, exists, literal, not_, null, or_
+
+    used = {id(protocols[c.id]): protocols[c.id] for c in courses}
+    below, above, uln, equals, rise, fall = {}, {}, {}, {}, {}, {}
+    for protocol in used.values():
+        for t in protocol.thresholds:
+            a = t.analyte
+            if t.below is not None:
+                below[a] = max(below.get(a, t.below), t.below)
+            elif t.above is not None:
+                above[a] = min(above.get(a, t.above), t.above)
+            elif t.above_uln is not None:
+                uln.setdefault(a, set()).add(t.above_uln)
+            elif t.equals is not None:
+                equals.setdefault(a, set()).update(t.equals)
+            elif t.rise_pct is not None:
+                rise[a] = min(rise.get(a, t.rise_pct), t.rise_pct)
+            elif t.fall_pct is not None:
+                fall[a] = min(fall.get(a, t.fall_pct), t.fall_pct)
+    r = LabResult.__table__.alias("r")
+    later = LabResult.__table__.alias("later")
+    vocabulary = library.vocabulary
+    conditions = {}  # test -> its superset condition
+    for a in sorted(set(below) | set(above) | set(uln) | set(equals)):
+        terms = []
+        if a in below:
+            terms.append(r.c.value_num < below[a])
+        if a in above:
+            terms.append(r.c.value_num > above[a])
+        default = vocabulary.tests[a].ref_high if a in vocabulary else None
+        high = func.coalesce(r.c.ref_high, literal(default) if default is not None else null())
+        terms += [r.c.value_num > factor * high for factor in sorted(uln.get(a, ()))]
+        if a in equals:
+            terms.append(func.coalesce(r.c.value_text, "").in_(sorted(equals[a])))
+        conditions[a] = or_(*terms)
+    pairs: set[tuple[int, str]] = set()
+    if conditions:
+        # One scan of the results (CASE on the test: cheaper per row than an OR of tests), each candidate
+        # row then checked for a later one with a seek on the (patient_id, test, taken_on) index.
+        newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
+                               or_(later.c.taken_on > r.c.taken_on,
+                                   and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
+        query = select(r.c.patient_id, r.c.test).where(case(conditions, value=r.c.test), not_(newer)).distinct()
+        pairs.update((patient_id, test) for patient_id, test in session.execute(query))
+    c = Course.__table__.alias("c")
+    for a in sorted(set(rise) | set(fall)):
+        # Per live course (not per result: these tests are common): its latest result and its baseline,
+        # both one seek on the (patient_id, test, taken_on) index.
+        x = LabResult.__table__.alias("x")
+        newest = (select(x.c.id).where(x.c.patient_id == c.c.patient_id, x.c.test == a)
+                  .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        b = LabResult.__table__.alias("b")
+        baseline = (select(b.c.value_num).where(b.c.patient_id == c.c.patient_id, b.c.test == a,
+                                                b.c.taken_on <= c.c.start_on)
+                    .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        change = (r.c.value_num - baseline) / func.nullif(baseline, 0) * 100
+        terms = []
+        if a in rise:
+            terms.append(change > rise[a])
+        if a in fall:
+            terms.append(change < -fall[a])
+        query = (select(c.c.patient_id).select_from(c.join(r, r.c.id == newest))
+                 .where(c.c.status != "stopped", r.c.taken_on > c.c.start_on, or_(*terms)).distinct())
+        pairs.update((patient_id, a) for patient_id in session.execute(query).scalars())
+    return pairs
 
 
 def _threshold_inputs(session, courses, protocols, analytes, patients):
@@ -518,25 +601,29 @@ def _alerts_by_id(session: Session, ids) -> dict[int, Alert]:
 
 
 def _insert_alerts(session: Session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
-    """Insert new alerts and their `alert.raise` audit events in bulk (Core executemany, ids returned);
-    the audit rows are what audit.record would write for each."""
+    """Insert new alerts and their `alert.raise` audit events in bulk; the audit rows are what
+    audit.record would write for each. Ids come back by condition key (unique among new rows): RETURNING
+    without a parameter order lets the driver batch many rows per statement (with an order, SQLite's
+    falls back to one statement per row)."""
     session.flush()  # rows the rules added (follow-up items) go first
     conn = session.connection()
-    fields = tuple(Alert.model_fields)
-    raised, events = [], []
+    empty = dict.fromkeys(Alert.model_fields)
+    encode = json.JSONEncoder(sort_keys=True, default=str).encode  # = json.dumps(..., sort_keys, default=str)
+    raised = []
     for start in range(0, len(rows), 5000):
         chunk = rows[start:start + 5000]
-        ids = conn.execute(insert(A).returning(A.c.id, sort_by_parameter_order=True), chunk).scalars().all()
-        for alert_id, values in zip(ids, chunk):
-            values = {**values, "id": alert_id}
-            snapshot = {name: _jsonable(values.get(name)) for name in fields}
+        ids = dict((key, alert_id) for alert_id, key in
+                   conn.execute(insert(A).returning(A.c.id, A.c.condition_key), chunk))
+        events = []
+        for values in chunk:
+            alert_id = ids[values["condition_key"]]
+            snapshot = {**empty, **{name: _jsonable(value) for name, value in values.items()}, "id": alert_id}
             events.append({"at": utcnow(), "user": user, "action": "alert.raise", "entity": "alert",
                            "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
-                           "after": json.dumps(snapshot, sort_keys=True, default=str)})
+                           "after": encode(snapshot)})
             raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
                                       values["kind"], values["severity"], values["message"]))
         conn.execute(insert(AuditEvent.__table__), events)
-        events = []
     return raised
 
 
