@@ -313,29 +313,25 @@ def _thresholds(session, library, courses, protocols, summary, whole_clinic: boo
     analytes = {t.analyte for c in courses for t in protocols[c.id].thresholds}
     if not analytes:
         return []
-    tests_of = None  # patient -> the tests whose latest result may breach (whole clinic only)
     if whole_clinic:
-        tests_of = {}
-        for patient_id, test in _breaching(session, library, courses, protocols):
-            tests_of.setdefault(patient_id, set()).add(test)
-        courses = [c for c in courses if c.patient_id in tests_of]
-    by_patient: dict[int, list] = {}
-    for course in courses:
-        by_patient.setdefault(course.patient_id, []).append(course)
-    latest, previous, baselines = {}, {}, {}
-    for chunk in _chunks(sorted(by_patient)):
-        wanted = analytes if tests_of is None else analytes & set().union(*(tests_of[p] for p in chunk))
-        chunk_courses = [c for p in chunk for c in by_patient[p]]
-        for whole, part in zip((latest, previous, baselines),
-                               _threshold_inputs(session, chunk_courses, protocols, wanted, chunk)):
-            whole.update(part)
-    if tests_of is not None:
-        latest = {p: [r for r in rows if r.test in tests_of[p]] for p, rows in latest.items()}
+        newest = _breaching(session, library, courses, protocols)
+        courses = [c for c in courses if any((c.patient_id, a) in newest for a in analytes)]
+        latest, previous, baselines = _breaching_inputs(session, courses, protocols, newest)
+    else:
+        latest, previous, baselines = {}, {}, {}
+        by_patient: dict[int, list] = {}
+        for course in courses:
+            by_patient.setdefault(course.patient_id, []).append(course)
+        for chunk in _chunks(sorted(by_patient)):
+            chunk_courses = [c for p in chunk for c in by_patient[p]]
+            for whole, part in zip((latest, previous, baselines),
+                                   _threshold_inputs(session, chunk_courses, protocols, analytes, chunk)):
+                whole.update(part)
     return _threshold_candidates(session, library, courses, protocols, summary, latest, previous, baselines)
 
 
-def _breaching(session, library, courses, protocols) -> set[tuple[int, str]]:
-    """(patient, test) pairs whose latest result breaches some threshold of a protocol in use, by a
+def _breaching(session, library, courses, protocols) -> dict[tuple[int, str], int]:
+    """{(patient, test): latest result id} for the latest results that breach some threshold of a protocol in use, by a
     condition that is a superset of each rule's own (so the rules, re-applied in Python, decide): the
     loosest `below`/`above` per test, every `above_uln` factor (the result's ref_high, else the
     vocabulary's), `equals`, and for change rules the loosest % against the course's baseline (the latest
@@ -375,15 +371,15 @@ def _breaching(session, library, courses, protocols) -> set[tuple[int, str]]:
         if a in equals:
             terms.append(func.coalesce(r.c.value_text, "").in_(sorted(equals[a])))
         conditions[a] = or_(*terms)
-    pairs: set[tuple[int, str]] = set()
+    pairs: dict[tuple[int, str], int] = {}
     if conditions:
         # One scan of the results (CASE on the test: cheaper per row than an OR of tests), each candidate
         # row then checked for a later one with a seek on the (patient_id, test, taken_on) index.
         newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
                                or_(later.c.taken_on > r.c.taken_on,
                                    and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
-        query = select(r.c.patient_id, r.c.test).where(case(conditions, value=r.c.test), not_(newer)).distinct()
-        pairs.update((patient_id, test) for patient_id, test in session.execute(query))
+        query = select(r.c.patient_id, r.c.test, r.c.id).where(case(conditions, value=r.c.test), not_(newer))
+        pairs.update(((patient_id, test), result_id) for patient_id, test, result_id in session.execute(query))
     c = Course.__table__.alias("c")
     for a in sorted(set(rise) | set(fall)):
         # Per live course (not per result: these tests are common): its latest result and its baseline,
@@ -401,10 +397,56 @@ def _breaching(session, library, courses, protocols) -> set[tuple[int, str]]:
             terms.append(change > rise[a])
         if a in fall:
             terms.append(change < -fall[a])
-        query = (select(c.c.patient_id).select_from(c.join(r, r.c.id == newest))
+        query = (select(c.c.patient_id, r.c.id).select_from(c.join(r, r.c.id == newest))
                  .where(c.c.status != "stopped", r.c.taken_on > c.c.start_on, or_(*terms)).distinct())
-        pairs.update((patient_id, a) for patient_id in session.execute(query).scalars())
+        pairs.update(((patient_id, a), result_id) for patient_id, result_id in session.execute(query))
     return pairs
+
+
+def _breaching_inputs(session, courses, protocols, newest: dict[tuple[int, str], int]):
+    """What `_threshold_inputs` gives, for just the latest results in `newest` (by id): those rows, the
+    result before each (for rules needing a confirming repeat; the next one down the same order), and
+    the baselines of the change rules' tests for `courses`."""
+    from sqlalchemy import and_, or_
+
+    confirmed = {t.analyte for c in courses for t in protocols[c.id].thresholds if t.confirmed}
+    change = {t.analyte for c in courses for t in protocols[c.id].thresholds if t.rise_pct or t.fall_pct}
+    r = LabResult.__table__.alias("r")
+    columns = (r.c.id, r.c.patient_id, r.c.test, r.c.value_num, r.c.value_text, r.c.unit, r.c.taken_on, r.c.ref_high)
+    latest: dict[int, list] = {}
+    previous: dict[tuple[int, str], object] = {}
+    patients = {c.patient_id for c in courses}
+    ids = sorted(result_id for (patient_id, _), result_id in newest.items() if patient_id in patients)
+    for chunk in _chunks(ids):
+        for row in session.execute(select(*columns).where(r.c.id.in_(chunk))):
+            latest.setdefault(row.patient_id, []).append(row)
+    again = sorted(result_id for (patient_id, test), result_id in newest.items()
+                   if patient_id in patients and test in confirmed)
+    if again:
+        p = LabResult.__table__.alias("p")
+        x = LabResult.__table__.alias("x")
+        before = (select(x.c.id).where(x.c.patient_id == r.c.patient_id, x.c.test == r.c.test,
+                                       or_(x.c.taken_on < r.c.taken_on,
+                                           and_(x.c.taken_on == r.c.taken_on, x.c.id < r.c.id)))
+                  .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(r).scalar_subquery())
+        prev_columns = (p.c.id, p.c.patient_id, p.c.test, p.c.value_num, p.c.value_text, p.c.unit, p.c.taken_on,
+                        p.c.ref_high)
+        for chunk in _chunks(again):
+            query = select(*prev_columns).select_from(r.join(p, p.c.id == before)).where(r.c.id.in_(chunk))
+            for row in session.execute(query):
+                previous[(row.patient_id, row.test)] = row
+    baselines: dict[tuple[int, str], float | None] = {}
+    c = Course.__table__.alias("c")
+    for a in sorted(change):
+        course_ids = sorted(course.id for course in courses if (course.patient_id, a) in newest)
+        b = LabResult.__table__.alias("b")
+        value = (select(b.c.value_num).where(b.c.patient_id == c.c.patient_id, b.c.test == a,
+                                             b.c.taken_on <= c.c.start_on)
+                 .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        for chunk in _chunks(course_ids):
+            for course_id, base in session.execute(select(c.c.id, value).where(c.c.id.in_(chunk))):
+                baselines[(course_id, a)] = base
+    return latest, previous, baselines
 
 
 def _threshold_inputs(session, courses, protocols, analytes, patients):
