@@ -10,7 +10,9 @@ that change), new alerts and their audit events are bulk-inserted, and the night
 threshold rules incrementally (`incremental=True`): thresholds are already evaluated the moment a result is
 recorded or a course starts (after_result/after_start), so a clinic-wide pass only has to look at patients
 with results or courses created since the last one, and at live threshold alerts of stopped courses (so they
-still resolve). A changed protocol library or no record of a previous pass means a full pass.
+still resolve). A changed protocol library or no record of a previous pass means a full pass. A full
+pass asks SQL for the latest results that breach a superset of the rules' conditions (`_breaching`), so
+the many normal results never reach Python; the rules then decide on those few, exactly as before.
 
 The rules are pure (tracker/rules.py); this module loads their inputs with a handful of set-based queries
 (no per-course queries except for the rare gate-overridden course), and reconciles the candidates with the
