@@ -174,3 +174,26 @@ def test_synth_refuses_a_database_with_patients(clinic):
     assert result.exit_code != 0
     assert "already has patients" in result.stderr
     assert dump_database(clinic.db) == before
+
+
+def test_bulk_load_leaves_the_schema_and_journal_as_migrations_made_them(tmp_path, migrated_template):
+    """synth drops some indexes and leaves WAL while it loads; afterwards the database is as migrated:
+    every index back, WAL on, and every item UID a distinct UUID (calendar clients key events on it)."""
+    import sqlite3
+    import uuid
+
+    path = sqlite_copy(migrated_template, tmp_path / "bulk.db")
+
+    def schema(db):
+        with sqlite3.connect(db) as conn:
+            return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+
+    before = schema(path)
+    synthesise(path, "--patients 80 --seed 5")
+    assert schema(path) == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        uids = [row[0] for row in conn.execute("SELECT uid FROM item")]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len(uids) > 500 and len(set(uids)) == len(uids)
+    assert {uuid.UUID(u).version for u in uids} == {4}

@@ -19,14 +19,14 @@ def synth(app, patients, seed, as_of, as_json):
     import sys
 
     from tracker.cli.render import emit_json, say
-    from tracker.services.synth import synthesise_clinic
+    from tracker.services.synth import bulk_load_journal, synthesise_clinic
 
     def progress(done, total):
         if sys.stderr.isatty() and not as_json:
             click.echo(f"\r{done}/{total} patients", err=True, nl=done == total)
 
     today = as_of or app.today()
-    with app.session() as session:
+    with bulk_load_journal(app.engine), app.session() as session:
         summary = synthesise_clinic(session, app.library, today, patients, seed, app.user, progress)
     if as_json:
         emit_json(summary.as_dict())

@@ -15,6 +15,7 @@ import itertools
 import json
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, insert, select, text
@@ -101,11 +102,20 @@ def clinic_day(day: dt.date) -> dt.date:
     return day
 
 
-def random_uid(rng: random.Random) -> str:
-    """str(uuid.UUID(int=rng.getrandbits(128), version=4)), without building the UUID object."""
-    n = (rng.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC000 << 48) | (0x8000 << 48)
-    h = f"{n:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def uid_prefix(rng: random.Random) -> str:
+    """The first 20 hex digits of a version-4-shaped UUID, random per clinic (and seed).
+
+    Synthetic item UIDs are this prefix plus the item id (`item_uid`): unique like uuid4s, but ascending
+    in insert order, so the item.uid unique index is appended to instead of updated at random places
+    (loading 1.6 million items is about 40% faster that way). Real items get uuid4s (calendar.sync_course).
+    """
+    n = rng.getrandbits(80)
+    h = f"{n:020x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[n & 3]}{h[17:20]}"
+
+
+def item_uid(prefix: str, item_id: int) -> str:
+    return f"{prefix}-{item_id:012x}"
 
 
 class _Ids:
@@ -156,6 +166,7 @@ class _Builder:
         self.rng = rng
         self.sqlite_values = sqlite_values
         self.ids = _Ids()
+        self.uid_prefix = uid_prefix(rng)
         self.drugs = {d: w for d, w in DRUG_WEIGHTS.items() if d in library.protocols}
         if not self.drugs:  # a clinic library without any of the usual drugs: use what it has, evenly
             self.drugs = {d: 1 for d in sorted(library.protocols)}
@@ -374,7 +385,8 @@ class _Builder:
         for planned, constant in self.plan(protocol, facts, horizon):
             due = planned.due
             if due > today:  # the common case: planned, untouched
-                out.append((next(item_ids), random_uid(rng), course_id, patient_id, *constant, "planned", None,
+                item_id = next(item_ids)
+                out.append((item_id, item_uid(self.uid_prefix, item_id), course_id, patient_id, *constant, "planned", None,
                             None, 0, created, created))
                 continue
             status, done_on, done_note, sequence, modified = "planned", None, None, 0, created
@@ -402,7 +414,8 @@ class _Builder:
                 status, done_on, done_note = "done", on, f"assessment #{assessment_id}"
             if status == "done":
                 sequence, modified = 1, self.ts(done_on, 16)
-            out.append((next(item_ids), random_uid(rng), course_id, patient_id, *constant, status,
+            item_id = next(item_ids)
+            out.append((item_id, item_uid(self.uid_prefix, item_id), course_id, patient_id, *constant, status,
                         self.d(done_on), done_note, sequence, created, modified))
         return baseline_scores
 
@@ -542,11 +555,18 @@ def synthesise_clinic(session: Session, library: ProtocolLibrary, today: dt.date
     return summary
 
 
+# Index columns whose values arrive in ascending order during the load (rows are built patient by patient,
+# course by course): such an index is appended to, so keeping it live costs little, and the work happens
+# while this process waits for the row builder anyway. Others are rebuilt once, sorted, after the load.
+LOAD_ORDERED = {"patient_id", "course_id"}
+
+
 def _defer_sqlite_indexes(conn) -> list[str]:
     """SQLite bulk load: a large page cache for this connection, and the secondary indexes of the loaded
-    tables dropped now and re-created (from their stored SQL) after the load, inside the same transaction:
-    one sorted index build is several times faster than a million random B-tree inserts. Returns the
-    CREATE INDEX statements to run afterwards."""
+    tables that would be updated at random places (not led by a load-ordered column) dropped now and
+    re-created (from their stored SQL) after the load, inside the same transaction: one sorted index build
+    is several times faster than a million random B-tree inserts. Returns the CREATE INDEX statements to
+    run afterwards."""
     conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MiB, this connection only
     # pysqlite opens the transaction at the first DML statement; make sure DDL below is inside it, so a
     # failed synth rolls the dropped indexes back too.
@@ -555,9 +575,36 @@ def _defer_sqlite_indexes(conn) -> list[str]:
     indexes = conn.exec_driver_sql(
         f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({names})"
     ).all()
-    for name, _ in indexes:
+    deferred = []
+    for name, sql in indexes:
+        first = conn.exec_driver_sql(f'PRAGMA index_info("{name}")').first()
+        if first is not None and first[2] in LOAD_ORDERED:
+            continue
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
-    return [sql for _, sql in indexes]
+        deferred.append(sql)
+    return deferred
+
+
+@contextmanager
+def bulk_load_journal(engine):
+    """SQLite: a rollback journal instead of WAL while a synthetic clinic loads, then WAL again.
+
+    A transaction that writes a gigabyte of new pages goes through the WAL once and is then copied into
+    the database file by the checkpoint; a rollback journal only records the few pre-existing pages it
+    changes, so the commit writes the data once (about 5 s less at 100,000 patients). The load is still
+    one transaction, rolled back on failure. Changing the journal mode needs no other connection to the
+    file; if there is one, the mode stays WAL and the load is just slower. PostgreSQL: nothing to do.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
+    try:
+        yield
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 def _snapshots(conn, protocols: list[Protocol], today: dt.date) -> None:
