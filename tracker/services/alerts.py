@@ -157,7 +157,14 @@ def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, 
         courses = _in_chunks(session, lambda c: query.where(Course.patient_id.in_(c)), patient_ids)
     else:
         courses = list(session.execute(query).all())
-    protocols = {c.id: course_protocol(session, library, c) for c in courses}
+    # Courses share a few (drug, protocol version) pairs: look each pair up once, not per course.
+    by_version: dict[tuple, object] = {}
+    protocols = {}
+    for c in courses:
+        key = (c.drug, c.protocol_hash)
+        if key not in by_version:
+            by_version[key] = course_protocol(session, library, c)
+        protocols[c.id] = by_version[key]
     candidates: list[AlertCandidate] = []
     partial: dict[str, set[int]] = {}  # kind -> the only patients whose alerts of that kind were evaluated
     if {"checkpoint_failed", "checkpoint_missed"} & set(kinds):
@@ -648,34 +655,26 @@ def _alerts_by_id(session: Session, ids) -> dict[int, Alert]:
 
 
 def _insert_alerts(session: Session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
-    """Insert new alerts and their `alert.raise` audit events in bulk; the audit rows are what
-    audit.record would write for each. Ids come back by condition key (unique among new rows): RETURNING
-    without a parameter order lets the driver batch many rows per statement (with an order, SQLite's
-    falls back to one statement per row)."""
+    """Insert new alerts and their `alert.raise` audit events in bulk (tracker.db.bulk); the audit rows are
+    what audit.record would write for each."""
+    from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids
+
     session.flush()  # rows the rules added (follow-up items) go first
     conn = session.connection()
     empty = dict.fromkeys(Alert.model_fields)
     encode = json.JSONEncoder(sort_keys=True, default=str).encode  # = json.dumps(..., sort_keys, default=str)
-    raised = []
-    for start in range(0, len(rows), 5000):
-        chunk = rows[start:start + 5000]
-        ids = dict((key, alert_id) for alert_id, key in
-                   conn.execute(insert(A).returning(A.c.id, A.c.condition_key), chunk))
-        events = []
-        for values in chunk:
-            alert_id = ids[values["condition_key"]]
-            snapshot = {**empty, **{name: _jsonable(value) for name, value in values.items()}, "id": alert_id}
-            events.append({"at": utcnow(), "user": user, "action": "alert.raise", "entity": "alert",
-                           "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
-                           "after": encode(snapshot)})
-            raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
-                                      values["kind"], values["severity"], values["message"]))
-        conn.execute(insert(AuditEvent.__table__), events)
+    ids = bulk_insert_returning_ids(conn, A, rows)
+    events, raised = [], []
+    for alert_id, values in zip(ids, rows):
+        snapshot = {**empty, **values, "id": alert_id, "raised_on": values["raised_on"].isoformat(),
+                    "created_at": now.isoformat(), "updated_at": now.isoformat()}
+        events.append({"at": now, "user": user, "action": "alert.raise", "entity": "alert",
+                       "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
+                       "after": encode(snapshot)})
+        raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
+                                  values["kind"], values["severity"], values["message"]))
+    bulk_insert(conn, AuditEvent.__table__, events)
     return raised
-
-
-def _jsonable(value):
-    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
 
 
 def _resolve(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:

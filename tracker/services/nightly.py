@@ -154,23 +154,24 @@ def _alert_payload(row, label_style: str) -> dict:
 
 
 def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict) -> int:
+    from tracker.db.bulk import bulk_insert
+
     now = utcnow()
+    encode = json.JSONEncoder(sort_keys=True).encode  # = json.dumps(..., sort_keys=True), built once
     batch, count = [], 0
     for payload in rows:
         batch.append({
             "dedupe_key": payload["dedupe_key"], "run_id": run_id, "as_of": as_of, "kind": payload["kind"],
             "severity": payload["severity"], "patient_id": patient_ids[payload["dedupe_key"]],
             "item_id": payload["item_id"], "alert_id": payload["alert_id"],
-            "payload": json.dumps(payload, sort_keys=True), "created_at": now,
+            "payload": encode(payload), "created_at": now,
         })
         if len(batch) >= INSERT_CHUNK:
-            conn.execute(insert(R), batch)
+            bulk_insert(conn, R, batch)
             count += len(batch)
             batch = []
-    if batch:
-        conn.execute(insert(R), batch)
-        count += len(batch)
-    return count
+    bulk_insert(conn, R, batch)
+    return count + len(batch)
 
 
 def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int, label_style: str,

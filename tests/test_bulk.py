@@ -1,0 +1,54 @@
+"""tracker.db.bulk: the nightly job's bulk inserts store rows exactly as the ORM does, and hand back the
+right id for each row (audit events and reminders point at alerts by those ids)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids
+from tracker.db.engine import make_engine, resolve_url
+from tracker.db.tables import Alert, Patient
+
+A = Alert.__table__
+NOW = dt.datetime(2026, 11, 22, 6, 30, 15, 250000, tzinfo=dt.timezone.utc)
+
+
+def _alert_values(key: str, patient_id: int) -> dict:
+    return {"condition_key": key, "patient_id": patient_id, "kind": "threshold", "severity": "critical",
+            "raised_on": dt.date(2026, 11, 22), "message": "ALT 3x ULN", "suggestions": "repeat",
+            "sources": "bad", "value": "120", "created_at": NOW, "updated_at": NOW}
+
+
+def _stored(conn, key: str) -> tuple:
+    """The row as the database holds it (driver values, no SQLAlchemy type processing), without its id."""
+    quoted = ", ".join(f'"{c.name}"' for c in A.columns if c.name not in ("id", "condition_key"))
+    marker = "?" if conn.dialect.name == "sqlite" else "%(key)s"
+    params = (key,) if conn.dialect.name == "sqlite" else {"key": key}
+    return tuple(conn.exec_driver_sql(f"SELECT {quoted} FROM alert WHERE condition_key = {marker}", params).one())
+
+
+def test_bulk_rows_are_stored_like_orm_rows_with_the_right_ids(tracker):
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        session.add(Alert(**_alert_values("orm", patient_id)))  # status left to its default
+        session.flush()
+        conn = session.connection()
+        keys = [f"bulk:{n}" for n in range(40)]
+        ids = bulk_insert_returning_ids(conn, A, [_alert_values(k, patient_id) for k in keys])
+        bulk_insert(conn, A, [_alert_values("plain", patient_id)])
+        session.commit()
+        conn = session.connection()
+        stored_ids = dict(conn.execute(select(A.c.condition_key, A.c.id)).all())
+        assert [stored_ids[k] for k in keys] == ids  # each id is its own row's
+        assert len(set(ids)) == 40 and min(ids) > stored_ids["orm"]
+        orm_row = _stored(conn, "orm")
+        assert _stored(conn, "bulk:7") == orm_row  # same stored dates, timestamps and default status
+        assert _stored(conn, "plain") == orm_row
+        loaded = session.get(Alert, ids[0])
+        assert loaded.status == "open" and loaded.created_at == NOW and loaded.raised_on == dt.date(2026, 11, 22)
+    engine.dispose()
