@@ -44,6 +44,7 @@ from tracker.db.tables import (
     Setting,
     codes,
     join_codes,
+    store_setting,
 )
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.protocols import ProtocolLibrary
@@ -187,7 +188,7 @@ def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, 
         candidates += _overdue(session, courses, as_of, settings)
     _reconcile(session, candidates, as_of, kinds, patient_ids, user, summary, partial)
     if patient_ids is None and "threshold" in kinds:
-        _set_setting(session, THRESHOLD_MARK, json.dumps({"at": started.isoformat(),
+        store_setting(session, THRESHOLD_MARK, json.dumps({"at": started.isoformat(),
                                                           "library": library_signature(library)}))
     return summary
 
@@ -197,15 +198,6 @@ def library_signature(library: ProtocolLibrary) -> str:
     protocols = sorted((p.id, p.content_hash) for p in library.protocols.values())
     ranges = sorted((code, t.ref_low, t.ref_high) for code, t in library.vocabulary.tests.items())
     return hashlib.sha256(json.dumps([protocols, ranges], default=str).encode()).hexdigest()[:16]
-
-
-def _set_setting(session: Session, key: str, value: str) -> None:
-    row = session.get(Setting, key)
-    if row is None:
-        session.add(Setting(key=key, value=value))
-    else:
-        row.value = value
-        session.add(row)
 
 
 def _threshold_scope(session: Session, library: ProtocolLibrary) -> set[int] | None:

@@ -35,6 +35,7 @@ from tracker.db.tables import (
     ReminderDelivery,
     Setting,
     codes,
+    store_setting,
 )
 from tracker.errors import DeliveryError
 from tracker.locks import nightly_lock
@@ -293,7 +294,7 @@ def _jsonl_mark_reader(engine: Engine, path: str) -> int:
 
 def _jsonl_mark_writer(path: str, size: int):
     def write(session: Session) -> None:
-        _set(session, JSONL_MARK, json.dumps({"path": path, "size": size}))
+        store_setting(session, JSONL_MARK, json.dumps({"path": path, "size": size}))
     return write
 
 
@@ -340,15 +341,6 @@ def _undelivered(engine: Engine, channel: str) -> int:
 def _setting(session: Session, key: str) -> str | None:
     row = session.get(Setting, key)
     return row.value if row else None
-
-
-def _set(session: Session, key: str, value: str) -> None:
-    row = session.get(Setting, key)
-    if row is None:
-        session.add(Setting(key=key, value=value))
-    else:
-        row.value = value
-        session.add(row)
 
 
 def last_completed(session: Session) -> dt.date | None:
@@ -416,7 +408,7 @@ def run_nightly(engine: Engine, library, config: Config, as_of: dt.date, *, user
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
                                                     settings.patient_label, settings.channels)
-                    _set(session, LAST_COMPLETED, as_of.isoformat())
+                    store_setting(session, LAST_COMPLETED, as_of.isoformat())
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
                                  {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),
                                   **report.created, **extra})
