@@ -306,6 +306,11 @@ class Setting(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
 
 
+def setting_value(session, key: str) -> str | None:
+    row = session.get(Setting, key)
+    return row.value if row else None
+
+
 def store_setting(session, key: str, value: str) -> None:
     """Insert or update one Setting (part of the caller's transaction)."""
     row = session.get(Setting, key)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from sqlalchemy import func, insert
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from tracker.dates import utcnow
@@ -41,9 +41,9 @@ from tracker.db.tables import (
     Item,
     LabResult,
     Patient,
-    Setting,
     codes,
     join_codes,
+    setting_value,
     store_setting,
 )
 from tracker.errors import ConflictError, InputError, NotFoundError
@@ -202,11 +202,11 @@ def library_signature(library: ProtocolLibrary) -> str:
 
 def _threshold_scope(session: Session, library: ProtocolLibrary) -> set[int] | None:
     """Patients whose threshold alerts may differ from the last clinic-wide pass, or None for everyone."""
-    row = session.get(Setting, THRESHOLD_MARK)
-    if row is None:
+    value = setting_value(session, THRESHOLD_MARK)
+    if value is None:
         return None
     try:
-        mark = json.loads(row.value)
+        mark = json.loads(value)
         since = dt.datetime.fromisoformat(mark["at"]) - THRESHOLD_LOOKBACK
     except (ValueError, KeyError, TypeError):
         return None
@@ -334,6 +334,15 @@ def _thresholds(session, library, courses, protocols, summary, whole_clinic: boo
     return _threshold_candidates(session, library, courses, protocols, summary, latest, previous, baselines)
 
 
+def _baseline_value(c, test: str):
+    """A course's baseline for change rules, correlated on the course alias `c`: the value of the latest
+    `test` result on or before the course start (one seek on the (patient_id, test, taken_on) index)."""
+    b = LabResult.__table__.alias("b")
+    return (select(b.c.value_num).where(b.c.patient_id == c.c.patient_id, b.c.test == test,
+                                        b.c.taken_on <= c.c.start_on)
+            .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+
+
 def _breaching(session, library, courses, protocols) -> dict[tuple[int, str], int]:
     """{(patient, test): latest result id} for the latest results that breach some threshold of a protocol in use, by a
     condition that is a superset of each rule's own (so the rules, re-applied in Python, decide): the
@@ -391,10 +400,7 @@ def _breaching(session, library, courses, protocols) -> dict[tuple[int, str], in
         x = LabResult.__table__.alias("x")
         newest = (select(x.c.id).where(x.c.patient_id == c.c.patient_id, x.c.test == a)
                   .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c).scalar_subquery())
-        b = LabResult.__table__.alias("b")
-        baseline = (select(b.c.value_num).where(b.c.patient_id == c.c.patient_id, b.c.test == a,
-                                                b.c.taken_on <= c.c.start_on)
-                    .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        baseline = _baseline_value(c, a)
         change = (r.c.value_num - baseline) / func.nullif(baseline, 0) * 100
         terms = []
         if a in rise:
@@ -443,10 +449,7 @@ def _breaching_inputs(session, courses, protocols, newest: dict[tuple[int, str],
     c = Course.__table__.alias("c")
     for a in sorted(change):
         course_ids = sorted(course.id for course in courses if (course.patient_id, a) in newest)
-        b = LabResult.__table__.alias("b")
-        value = (select(b.c.value_num).where(b.c.patient_id == c.c.patient_id, b.c.test == a,
-                                             b.c.taken_on <= c.c.start_on)
-                 .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        value = _baseline_value(c, a)
         for chunk in _chunks(course_ids):
             for course_id, base in session.execute(select(c.c.id, value).where(c.c.id.in_(chunk))):
                 baselines[(course_id, a)] = base
@@ -655,12 +658,12 @@ def _insert_alerts(session: Session, rows: list[dict], user: str, mrns: dict, no
     session.flush()  # rows the rules added (follow-up items) go first
     conn = session.connection()
     empty = dict.fromkeys(Alert.model_fields)
-    encode = json.JSONEncoder(sort_keys=True, default=str).encode  # = json.dumps(..., sort_keys, default=str)
+    # Dates and timestamps as ISO text; the encoder calls `default` only for values JSON has no form for.
+    encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
     ids = bulk_insert_returning_ids(conn, A, rows)
     events, raised = [], []
     for alert_id, values in zip(ids, rows):
-        snapshot = {**empty, **values, "id": alert_id, "raised_on": values["raised_on"].isoformat(),
-                    "created_at": now.isoformat(), "updated_at": now.isoformat()}
+        snapshot = {**empty, **values, "id": alert_id}
         events.append({"at": now, "user": user, "action": "alert.raise", "entity": "alert",
                        "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
                        "after": encode(snapshot)})
@@ -668,6 +671,10 @@ def _insert_alerts(session: Session, rows: list[dict], user: str, mrns: dict, no
                                   values["kind"], values["severity"], values["message"]))
     bulk_insert(conn, AuditEvent.__table__, events)
     return raised
+
+
+def _iso_or_str(value) -> str:
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
 
 
 def _resolve(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:

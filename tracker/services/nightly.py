@@ -33,8 +33,8 @@ from tracker.db.tables import (
     Patient,
     Reminder,
     ReminderDelivery,
-    Setting,
     codes,
+    setting_value,
     store_setting,
 )
 from tracker.errors import DeliveryError
@@ -285,10 +285,10 @@ def _deliver_digest(engine: Engine, channel, as_of, from_day, batch_size: int) -
 
 def _jsonl_mark_reader(engine: Engine, path: str) -> int:
     with Session(engine) as session:
-        setting = session.get(Setting, JSONL_MARK)
-        if setting is None:
+        value = setting_value(session, JSONL_MARK)
+        if value is None:
             return 0
-        mark = json.loads(setting.value)
+        mark = json.loads(value)
         return mark["size"] if mark.get("path") == path else 0
 
 
@@ -338,13 +338,8 @@ def _undelivered(engine: Engine, channel: str) -> int:
 # --- the run ---------------------------------------------------------------------------------------------
 
 
-def _setting(session: Session, key: str) -> str | None:
-    row = session.get(Setting, key)
-    return row.value if row else None
-
-
 def last_completed(session: Session) -> dt.date | None:
-    value = _setting(session, LAST_COMPLETED)
+    value = setting_value(session, LAST_COMPLETED)
     return dt.date.fromisoformat(value) if value else None
 
 

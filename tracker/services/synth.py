@@ -386,8 +386,8 @@ class _Builder:
             due = planned.due
             if due > today:  # the common case: planned, untouched
                 item_id = next(item_ids)
-                out.append((item_id, item_uid(self.uid_prefix, item_id), course_id, patient_id, *constant, "planned", None,
-                            None, 0, created, created))
+                out.append((item_id, item_uid(self.uid_prefix, item_id), course_id, patient_id, *constant,
+                            "planned", None, None, 0, created, created))
                 continue
             status, done_on, done_note, sequence, modified = "planned", None, None, 0, created
             kind = planned.kind
