@@ -130,8 +130,8 @@ def raw_floor(url: str, as_of: dt.date, lead_days: int) -> dict:
 
 def planner_throughput(courses: int = 3000) -> dict:
     sys.path.insert(0, str(HERE.parent))
-    from tracker.planner import CourseFacts, PatientFacts, plan_course
-    from tracker.protocols import library
+    from tracker.core.plan import CourseFacts, PatientFacts, plan_course
+    from tracker.protocol_files import library
     from tracker.services.calendar import EXTEND_TO
 
     lib = library()

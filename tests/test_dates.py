@@ -8,7 +8,7 @@ import pendulum
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker.dates import Duration
+from tracker.core.durations import Duration
 
 
 @given(

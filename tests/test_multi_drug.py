@@ -14,7 +14,7 @@ import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
-from tracker.merge import Draw, group_draws
+from tracker.core.merge import Draw, group_draws
 
 MERGED = ["2026-01-19", "2026-02-02", "2026-02-16", "2026-03-16", "2026-04-16", "2026-05-16"]
 ABSORBED = ["2026-01-21", "2026-02-04", "2026-02-18", "2026-03-18", "2026-04-18", "2026-05-18"]

@@ -21,8 +21,8 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker.planner import CourseFacts, Pause, PatientFacts, plan_course, track_draws
-from tracker.protocols import load_library
+from tracker.core.plan import CourseFacts, Pause, PatientFacts, plan_course, track_draws
+from tracker.protocol_files import load_library
 
 LIBRARY = load_library()
 PROTOCOLS = sorted(LIBRARY.protocols)
@@ -183,7 +183,7 @@ def test_a_leap_day_start_steps_monthly_from_the_29th_not_the_28th():
 
 
 def test_a_january_31_phase_start_clamps_each_month_separately():
-    from tracker.dates import Duration
+    from tracker.core.durations import Duration
 
     monthly = Duration(1, "m")
     assert [monthly.after(D("2024-01-31"), k).isoformat() for k in (1, 2, 3, 4)] == [
@@ -206,8 +206,8 @@ def test_still_paused_means_nothing_more_is_planned():
 
 
 def test_an_adjustment_replaces_only_the_open_ended_phase_from_its_date():
-    from tracker.dates import Duration
-    from tracker.planner import IntervalAdjustment
+    from tracker.core.durations import Duration
+    from tracker.core.plan import IntervalAdjustment
 
     facts = CourseFacts(start=D("2024-01-01"),
                         adjustment=IntervalAdjustment(Duration(8, "w"), D("2024-03-01"), "stable"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker.protocols import load_library, validate_paths
+from tracker.protocol_files import load_library, validate_paths
 from tracker.resources import schedules_dir
 from tracker.services.schedule_view import protocol_timeline
 

@@ -188,7 +188,8 @@ def test_changed_is_empty_when_nothing_changed(tracker):
 
 
 def test_every_protocol_survives_its_stored_snapshot_unchanged():
-    from tracker.protocols import load_library, protocol_hash
+    from tracker.core.protocol import protocol_hash
+    from tracker.protocol_files import load_library
     from tracker.services.calendar import protocol_from_snapshot, snapshot_content
 
     for protocol in load_library():

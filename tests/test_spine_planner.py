@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tracker.planner import CourseFacts, Pause, PatientFacts, plan_course
-from tracker.protocols import load_library
+from tracker.core.plan import CourseFacts, Pause, PatientFacts, plan_course
+from tracker.protocol_files import load_library
 
 D = dt.date.fromisoformat
 

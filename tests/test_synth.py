@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 from tests.conftest import Tracker, dump_database
 from tracker.db.engine import make_engine, resolve_url
 from tracker.db.tables import Course, Item, Patient
-from tracker.planner import plan_course
-from tracker.protocols import library
+from tracker.core.plan import plan_course
+from tracker.protocol_files import library
 from tracker.services.calendar import course_facts, item_key, sync_course
 
 TODAY = "2026-03-02"

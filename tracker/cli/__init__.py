@@ -41,7 +41,7 @@ class AppContext:
 
     @cached_property
     def library(self):
-        from tracker.protocols import library
+        from tracker.protocol_files import library
 
         return library(self.config.schedules_dir)
 

@@ -11,7 +11,7 @@ class DateType(click.ParamType):
     name = "DATE"
 
     def convert(self, value, param, ctx):
-        from tracker.dates import parse_date
+        from tracker.core.durations import parse_date
 
         # Name the field as the user typed it (--as-of -> "as-of").
         field = param.opts[0].lstrip("-") if param and param.opts else "date"

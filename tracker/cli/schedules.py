@@ -97,7 +97,7 @@ def validate(app, paths, as_json):
 
     from tracker.cli.render import emit_json
     from tracker.errors import ProtocolError
-    from tracker.protocols import default_validation_paths, validate_paths
+    from tracker.protocol_files import default_validation_paths, validate_paths
 
     targets = [Path(p) for p in paths] or default_validation_paths(app.config.schedules_dir)
     reports = validate_paths(targets)

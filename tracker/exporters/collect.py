@@ -14,7 +14,7 @@ from sqlmodel import Session
 from tracker.db.tables import Course, Item, Patient, codes
 from tracker.errors import ConfigError, InputError
 from tracker.exporters.ics import AUDIENCES, CalendarItem, SourceRef, TestName, build_calendar, calendar_uid
-from tracker.protocols import Protocol, ProtocolLibrary
+from tracker.core.protocol import Protocol, ProtocolLibrary
 
 # Not a clinical number: `--alarm` without `[calendar] alarm_lead_hours` reminds at 09:00 the day before
 # (an all-day event's trigger counts back from its local midnight). clinic_default: true

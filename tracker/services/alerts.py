@@ -47,8 +47,8 @@ from tracker.db.tables import (
     store_setting,
 )
 from tracker.errors import ConflictError, InputError, NotFoundError
-from tracker.protocols import ProtocolLibrary
-from tracker.rules import (
+from tracker.core.protocol import ProtocolLibrary
+from tracker.core.rules import (
     ALL_KINDS,
     DERIVED_KINDS,
     Algorithm,
@@ -110,7 +110,7 @@ _ALGORITHMS: dict[str, Algorithm] = {}
 
 def load_algorithm(config=None) -> Algorithm:
     """schedules/_algorithm.yaml, or the clinic's own copy in its schedules directory."""
-    from tracker.protocols import clinic_schedules_dir
+    from tracker.protocol_files import clinic_schedules_dir
     from tracker.resources import schedules_dir
 
     clinic = clinic_schedules_dir(config.schedules_dir if config is not None else None)

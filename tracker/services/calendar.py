@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
-from tracker.dates import Duration, utcnow
+from tracker.core.durations import Duration
+from tracker.dates import utcnow
 from tracker.db.tables import Course, CoursePause, DoseChange, Item, LabResult, Patient, codes, join_codes
 from tracker.errors import ConfigError
-from tracker.merge import DEFAULT_MERGE_WINDOW_DAYS, Draw, group_draws
-from tracker.planner import (
+from tracker.core.merge import DEFAULT_MERGE_WINDOW_DAYS, Draw, group_draws
+from tracker.core.plan import (
     ADJUSTED_NOTE,
     CourseFacts,
     IntervalAdjustment,
@@ -34,7 +35,7 @@ from tracker.planner import (
     lab_title,
     plan_course,
 )
-from tracker.protocols import Protocol, ProtocolLibrary
+from tracker.core.protocol import Protocol, ProtocolLibrary
 
 # The plan is extended when it reaches less than 12 months ahead, to 13 months, so each course is
 # re-planned about once a month rather than every night.
@@ -323,7 +324,7 @@ def baseline_satisfied_by(session: Session, patient_id: int, protocol: Protocol,
 
 def complete_from_results(session: Session, patient_id: int, items: list[Item], protocol: Protocol) -> None:
     """Mark new baseline items done when results on record already satisfy them."""
-    from tracker.vocabulary import load_vocabulary
+    from tracker.protocol_files import load_vocabulary
 
     vocabulary = load_vocabulary()
     for item in items:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
-from tracker.dates import Duration, utcnow
+from tracker.core.durations import Duration
+from tracker.dates import utcnow
 from tracker.db.tables import Course, CoursePause, DoseChange, LabResult, Patient
 from tracker.errors import ConflictError, GateError, InputError, NotFoundError
-from tracker.planner import PatientFacts, applicable_baseline
-from tracker.protocols import Protocol, ProtocolLibrary
+from tracker.core.plan import PatientFacts, applicable_baseline
+from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.services import audit
 from tracker.services.calendar import SyncResult, course_protocol, remember_protocol, sync_course
 from tracker.services.patients import get_patient
@@ -54,7 +55,7 @@ def missing_gate_tests(session: Session, patient: Patient, protocol: Protocol, s
 
     A rule with `times: N` (e.g. two pregnancy tests 8-10 days apart) needs results on N different days.
     """
-    from tracker.vocabulary import load_vocabulary
+    from tracker.protocol_files import load_vocabulary
 
     vocabulary = load_vocabulary()
     applies, _ = applicable_baseline(protocol, PatientFacts(patient.sex, patient.childbearing_potential))
@@ -346,7 +347,7 @@ def adjust_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
                   reason: str | None, on: dt.date | None, user: str, today: dt.date,
                   merge_window: int | None = None) -> CourseChange:
     """Set this course's interval for the open-ended (maintenance) phase, from a date on."""
-    from tracker.planner import adjustable_phase
+    from tracker.core.plan import adjustable_phase
 
     patient, course = find_course(session, library, mrn, drug)
     duration = parse_every(every)

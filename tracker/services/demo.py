@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from tracker.db.tables import Item, Patient, codes
 from tracker.errors import ConflictError
-from tracker.protocols import ProtocolLibrary
+from tracker.core.protocol import ProtocolLibrary
 from tracker.services.assessments import record_assessment
 from tracker.services.courses import change_dose, start_course
 from tracker.services.patients import add_patient

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from tracker.dates import parse_date
+from tracker.core.durations import parse_date
 from tracker.db.tables import LabResult, Patient
 from tracker.errors import InputError, TrackerError
-from tracker.protocols import ProtocolLibrary
+from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
 
 REQUIRED = ("mrn", "test", "value", "taken_on")

@@ -10,11 +10,11 @@ from sqlmodel import Session, select
 from tracker.dates import utcnow
 from tracker.db.tables import Course, Item, LabResult, Patient, codes
 from tracker.errors import InputError
-from tracker.protocols import ProtocolLibrary
+from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
 from tracker.services.calendar import absorbed_into, baseline_satisfied_by, course_protocol
 from tracker.services.patients import get_patient
-from tracker.vocabulary import Vocabulary
+from tracker.core.vocabulary import Vocabulary
 
 # A draw up to this many days before its due date still counts for it.
 LAB_EARLY_DAYS = 7

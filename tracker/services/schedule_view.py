@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tracker.planner import CourseFacts, PatientFacts, plan_course
-from tracker.protocols import Protocol, ProtocolLibrary
+from tracker.core.plan import CourseFacts, PatientFacts, plan_course
+from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.resources import schedules_dir
 
 # A nominal Monday to lay a protocol out on; only offsets from it are shown.

@@ -33,8 +33,8 @@ from tracker.db.tables import (
     join_codes,
 )
 from tracker.errors import ConflictError, InputError
-from tracker.planner import CourseFacts, Pause, PatientFacts, plan_course
-from tracker.protocols import Protocol, ProtocolLibrary
+from tracker.core.plan import CourseFacts, Pause, PatientFacts, plan_course
+from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.services import audit
 from tracker.services.calendar import EXTEND_TO
 

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from tracker.errors import ConfigError
-from tracker.protocols import MEASURE_RANGES, Checkpoint, Criterion, Protocol, Threshold
+from tracker.core.protocol import MEASURE_RANGES, Checkpoint, Criterion, Protocol, Threshold
 
 MEASURE_NAMES = {"easi": "EASI", "iga": "IGA", "itch_nrs": "itch NRS", "dlqi": "DLQI", "poem": "POEM"}
 

@@ -1,17 +1,11 @@
-"""The test vocabulary (schedules/vocabulary.yaml): panels, analytes and single tests."""
+"""The test vocabulary (schedules/vocabulary.yaml, read by tracker/protocol_files.py): panels, analytes and
+single tests. Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-
-import yaml
 
 from tracker.errors import InputError, NotFoundError
-from tracker.resources import schedules_dir
-
-VOCABULARY_FILE = "vocabulary.yaml"
 
 
 @dataclass(frozen=True)
@@ -103,10 +97,3 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             ref_high=spec.get("ref_high"),
         )
     return Vocabulary(tests)
-
-
-@lru_cache(maxsize=4)
-def load_vocabulary(path: Path | None = None) -> Vocabulary:
-    path = path or schedules_dir() / VOCABULARY_FILE
-    with open(path, encoding="utf-8") as fh:
-        return parse_vocabulary(yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {})

@@ -7,294 +7,29 @@ The format is documented in schedules/README.md. Loading reports every problem a
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from tracker.dates import Duration
-from tracker.errors import InputError, NotFoundError, ProtocolError
+from tracker.core.protocol import Protocol, ProtocolLibrary, protocol_hash
+from tracker.core.vocabulary import Vocabulary, parse_vocabulary
+from tracker.errors import InputError, ProtocolError
 from tracker.resources import schedules_dir
-from tracker.vocabulary import VOCABULARY_FILE, Vocabulary, load_vocabulary
+
+VOCABULARY_FILE = "vocabulary.yaml"
 
 
-_NEGATIVE_DURATION = re.compile(r"^\s*-\s*\d+\s*[dwmy]\s*$")
-
-
-def _duration(value: Any) -> Duration:
-    if isinstance(value, bool) or (isinstance(value, str) and _NEGATIVE_DURATION.match(value)):
-        raise ValueError(f"must be a positive duration like 14d, 2w, 3m or 1y, got {value!r}")
-    try:
-        duration = Duration.parse(value)
-    except InputError:
-        raise ValueError(f"expected a duration like 14d, 2w, 3m or 1y, got {value!r}") from None
-    if duration.count <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    return duration
-
-
-Dur = Annotated[Duration, BeforeValidator(_duration)]
-Measure = Literal["easi", "iga", "itch_nrs", "dlqi", "poem"]
-MEASURE_RANGES: dict[str, tuple[int, int]] = {
-    "easi": (0, 72),
-    "iga": (0, 4),
-    "itch_nrs": (0, 10),
-    "dlqi": (0, 30),
-    "poem": (0, 28),
-}
-
-
-class Rule(BaseModel):
-    """Fields every rule carries: its sources, and whether it is a clinic default."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    sources: list[str] = Field(default_factory=list)
-    clinic_default: bool = False
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _cited(self):
-        if not self.sources and not self.clinic_default:
-            raise ValueError("every rule names its source keys (or is marked clinic_default: true)")
-        return self
-
-
-class Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    citation: str
-    url: str | None = None
-    tier: str | None = None
-
-
-class BaselineTest(Rule):
-    tests: list[str] = Field(min_length=1)
-    gate: Literal["hard", "advisory"] = "advisory"
-    # Whom the test applies to; `at_risk` tests are advisory reminders to consider.
-    when: Literal["always", "childbearing_potential", "female", "at_risk"] = "always"
-    # How old a result may be and still count; absent = any result on record.
-    valid_for: Dur | None = None
-    # How many separate results are needed before starting (ciclosporin: BP and creatinine at least twice).
-    times: int = Field(default=1, ge=1, le=5)
-
-
-class Phase(Rule):
-    tests: list[str] | None = None  # defaults to the track's tests
-    every: Dur | None = None
-    at: list[Dur] | None = None  # one-off draws at these offsets from the phase start
-    for_: Dur | None = Field(default=None, alias="for")
-    until_dose_stable: Dur | None = None
-
-    @model_validator(mode="after")
-    def _shape(self):
-        if (self.every is None) == (self.at is None):
-            raise ValueError("a phase has either `every` (repeating) or `at` (one-off offsets)")
-        if self.for_ is not None and self.until_dose_stable is not None:
-            raise ValueError("give `for` or `until_dose_stable`, not both")
-        if self.at is not None and (self.for_ or self.until_dose_stable):
-            raise ValueError("`for`/`until_dose_stable` go with `every`, not `at`")
-        return self
-
-    @property
-    def length(self) -> Duration | None:
-        """How long the phase lasts from its start; None = open-ended."""
-        if self.at is not None:
-            return max(self.at, key=lambda d: (d.approx_days(), d.count))
-        return self.for_ or self.until_dose_stable
-
-
-class Track(Rule):
-    name: str
-    tests: list[str] = Field(min_length=1)
-    phases: list[Phase] = Field(min_length=1)
-    restart_on_dose_change: bool | None = None  # None = the monitoring block's default
-
-    @model_validator(mode="after")
-    def _ends(self):
-        for phase in self.phases[:-1]:
-            if phase.every is not None and phase.length is None:
-                raise ValueError("only the last phase may be open-ended (add `for` or `until_dose_stable`)")
-        return self
-
-
-class Monitoring(Rule):
-    restart_on_dose_change: bool = False
-    tracks: list[Track] = Field(default_factory=list)
-
-
-class Criterion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    measure: Measure
-    improvement_pct: float | None = Field(default=None, gt=0, le=100)  # EASI-50 = 50
-    reduction: float | None = Field(default=None, gt=0)  # DLQI >= 4-point reduction = 4
-    at_most: float | None = Field(default=None, ge=0)  # IGA 0/1 = at_most 1
-
-    @model_validator(mode="after")
-    def _one(self):
-        given = [x for x in (self.improvement_pct, self.reduction, self.at_most) if x is not None]
-        if len(given) != 1:
-            raise ValueError("a criterion has exactly one of improvement_pct, reduction, at_most")
-        return self
-
-    def label(self) -> str:
-        name = {"easi": "EASI", "iga": "IGA", "itch_nrs": "itch NRS", "dlqi": "DLQI", "poem": "POEM"}
-        if self.improvement_pct is not None:
-            if self.measure == "easi":
-                return f"EASI-{self.improvement_pct:g}"
-            return f"{name[self.measure]} improved >= {self.improvement_pct:g}%"
-        if self.reduction is not None:
-            return f"{name[self.measure]} reduced >= {self.reduction:g} points"
-        return f"{name[self.measure]} <= {self.at_most:g}"
-
-
-class Partial(Rule):
-    """Partial responders may continue to a later checkpoint instead of switching.
-
-    `target` may be empty: the labels allow partial responders to continue but give no numeric definition
-    of a partial response, so it is the clinician's judgement.
-    """
-
-    target: list[Criterion] = Field(default_factory=list)
-    recheck_week: int = Field(gt=0)
-
-    def target_label(self) -> str:
-        if not self.target:
-            return "partial response (clinician's judgement)"
-        return " and ".join(c.label() for c in self.target)
-
-
-class Checkpoint(Rule):
-    week: int = Field(gt=0)
-    target: list[Criterion] = Field(min_length=1)
-    label: str | None = None
-    partial: Partial | None = None
-    # What the source says to do when the target is not met: a stop rule (NICE), the labels' "consider
-    # discontinuing", or a review (assessment point, clinic decides).
-    if_not_met: Literal["stop", "consider_stopping", "review"] = "review"
-    # partial.recheck_week must be after `week`: checked in _check_semantics, to report the recheck line.
-
-    def target_label(self) -> str:
-        return self.label or " and ".join(c.label() for c in self.target)
-
-    @property
-    def measures(self) -> list[str]:
-        return [c.measure for c in self.target]
-
-
-class Limits(Rule):
-    max_duration: Dur
-    warn_before: Dur | None = None
-
-
-class Threshold(Rule):
-    analyte: str
-    below: float | None = None
-    above: float | None = None
-    above_uln: float | None = Field(default=None, gt=0)  # ALT > 3 x ULN -> 3
-    rise_pct: float | None = Field(default=None, gt=0)  # creatinine > 30% above baseline -> 30
-    fall_pct: float | None = Field(default=None, gt=0)  # eGFR falls > 25% -> 25
-    equals: list[str] | None = None  # categorical results, e.g. tpmt absent
-    unit: str | None = None
-    action: Literal["repeat", "interrupt", "stop", "discuss", "withhold", "reduce_dose", "refuse", "review"]
-    repeat_in: Dur | None = None
-    severity: Literal["info", "warning", "critical"] = "warning"
-    message: str | None = None
-    # The action applies only once a repeat result confirms it ("confirmed", "at more than one measurement").
-    confirmed: bool = False
-
-    @model_validator(mode="after")
-    def _one(self):
-        given = [
-            x
-            for x in (self.below, self.above, self.above_uln, self.rise_pct, self.fall_pct, self.equals)
-            if x is not None
-        ]
-        if len(given) != 1:
-            raise ValueError("a threshold has exactly one of below, above, above_uln, rise_pct, fall_pct, equals")
-        if self.action == "repeat" and self.repeat_in is None:
-            raise ValueError("action `repeat` needs `repeat_in`")
-        return self
-
-    def describe(self) -> str:
-        text = self._condition()
-        return f"{text} (confirmed on repeat)" if self.confirmed else text
-
-    def _condition(self) -> str:
-        if self.below is not None:
-            return f"{self.analyte} < {self.below:g}{' ' + self.unit if self.unit else ''}"
-        if self.above is not None:
-            return f"{self.analyte} > {self.above:g}{' ' + self.unit if self.unit else ''}"
-        if self.above_uln is not None:
-            return f"{self.analyte} > {self.above_uln:g} x ULN"
-        if self.rise_pct is not None:
-            return f"{self.analyte} > {self.rise_pct:g}% above baseline"
-        if self.fall_pct is not None:
-            return f"{self.analyte} falls > {self.fall_pct:g}% below baseline"
-        return f"{self.analyte} is {' or '.join(self.equals or [])}"
-
-
-class Protocol(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    version: int = Field(ge=1)
-    name: str
-    brands: list[str] = Field(default_factory=list)
-    aliases: list[str] = Field(default_factory=list)
-    drug_class: str = Field(alias="class")
-    sources: dict[str, Source] = Field(min_length=1)
-    baseline: list[BaselineTest] = Field(default_factory=list)
-    monitoring: Monitoring | None = None
-    checkpoints: list[Checkpoint] = Field(default_factory=list)
-    limits: Limits | None = None
-    thresholds: list[Threshold] = Field(default_factory=list)
-    notes: str | None = None
-
-    # Filled in by the loader, not part of the file.
-    origin: str = Field(default="", exclude=True)
-    content_hash: str = Field(default="", exclude=True)
-
-    @property
-    def names(self) -> list[str]:
-        return [self.id, self.name.lower(), *(a.lower() for a in self.aliases), *(b.lower() for b in self.brands)]
-
-    def restarts_on_dose_change(self, track: Track) -> bool:
-        if track.restart_on_dose_change is not None:
-            return track.restart_on_dose_change
-        return bool(self.monitoring and self.monitoring.restart_on_dose_change)
-
-    def rule_sources(self) -> list[str]:
-        """All source keys cited by the protocol's rules, in file order."""
-        keys: list[str] = []
-        for rule in self._rules():
-            for key in rule.sources:
-                if key not in keys:
-                    keys.append(key)
-        return keys
-
-    def _rules(self):
-        yield from self.baseline
-        if self.monitoring:
-            yield self.monitoring
-            for track in self.monitoring.tracks:
-                yield track
-                yield from track.phases
-        for checkpoint in self.checkpoints:
-            yield checkpoint
-            if checkpoint.partial:
-                yield checkpoint.partial
-        if self.limits:
-            yield self.limits
-        yield from self.thresholds
-
+@lru_cache(maxsize=4)
+def load_vocabulary(path: Path | None = None) -> Vocabulary:
+    path = path or schedules_dir() / VOCABULARY_FILE
+    with open(path, encoding="utf-8") as fh:
+        return parse_vocabulary(yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {})
 
 # --------------------------------------------------------------------------------------------------------
 # Loading with line numbers
@@ -515,35 +250,6 @@ def _check_semantics(data: dict, vocabulary: Vocabulary, lines, name: str) -> li
     return problems
 
 
-def protocol_hash(protocol: Protocol) -> str:
-    canonical = json.dumps(protocol.model_dump(by_alias=True, mode="json"), sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------------------------
-# The library: built-in protocols plus a clinic's overrides
-
-
-@dataclass
-class ProtocolLibrary:
-    protocols: dict[str, Protocol]
-    vocabulary: Vocabulary
-
-    def get(self, name: str) -> Protocol:
-        """Find a protocol by id, generic name, alias or brand (case-insensitive)."""
-        wanted = name.strip().lower()
-        for protocol in self.protocols.values():
-            if wanted in protocol.names:
-                return protocol
-        known = sorted({n for p in self.protocols.values() for n in p.names})
-        near = difflib.get_close_matches(wanted, known, n=3, cutoff=0.6)
-        ids = list(dict.fromkeys(self.get(n).id for n in near))
-        raise NotFoundError("drug", name, ids)
-
-    def __iter__(self):
-        return iter(sorted(self.protocols.values(), key=lambda p: p.id))
-
-
 def protocol_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.name != VOCABULARY_FILE and not p.name.startswith("_"))
 
@@ -650,7 +356,7 @@ def _check_duplicate_ids(batch: list[FileReport]) -> None:
 
 
 def _validate_vocabulary(path: Path) -> FileReport:
-    from tracker.vocabulary import parse_vocabulary
+    from tracker.core.vocabulary import parse_vocabulary
 
     name = str(path)
     try:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from tracker.dates import Duration
-from tracker.protocols import Phase, Protocol, Track
+from tracker.core.durations import Duration
+from tracker.core.protocol import Phase, Protocol, Track
 
 KINDS = ("baseline", "lab", "checkpoint", "limit")
 

@@ -1,0 +1,77 @@
+"""What is due, overdue, or worth a reminder: the one definition of each, for `tracker due`, `tracker
+overdue`, `patient show`, the nightly digest and the alert engine alike.
+
+Each predicate takes an item (anything with `kind`, `status` and `due`) and `today`. Each comes with an
+`ItemWindow`: the narrowest description of the stored items it can accept, which the shell turns into
+SQL (tracker/store/items.py) so a listing loads only candidate rows; the predicate then decides. A test
+checks that the window never drops an item the predicate accepts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+# Items that are tasks for staff. A limit item marks a date (the course's maximum); it is not something to
+# complete, and its approach is an alert of its own.
+TASK_KINDS = ("baseline", "lab", "checkpoint")
+# Tasks whose lateness past the grace period is an `overdue` alert (a missed checkpoint has its own kind).
+OVERDUE_ALERT_KINDS = ("baseline", "lab")
+
+
+@dataclass(frozen=True)
+class ItemWindow:
+    """Stored items a predicate may accept: status, kinds and a due-date range (`due_before` exclusive)."""
+
+    kinds: tuple[str, ...]
+    status: str = "planned"
+    due_from: dt.date | None = None
+    due_before: dt.date | None = None
+
+    def admits(self, item) -> bool:
+        return (item.status == self.status and item.kind in self.kinds
+                and (self.due_from is None or item.due >= self.due_from)
+                and (self.due_before is None or item.due < self.due_before))
+
+
+def is_task(item) -> bool:
+    """A planned item staff have to do something about."""
+    return item.status == "planned" and item.kind in TASK_KINDS
+
+
+def is_due(item, today: dt.date, days: int) -> bool:
+    """A task due from today to `days` ahead, inclusive (`tracker due --days`, the digest's lead time)."""
+    return is_task(item) and today <= item.due <= today + dt.timedelta(days=days)
+
+
+def due_window(today: dt.date, days: int) -> ItemWindow:
+    return ItemWindow(TASK_KINDS, due_from=today, due_before=today + dt.timedelta(days=days + 1))
+
+
+def is_overdue(item, today: dt.date) -> bool:
+    """A task whose due date has passed."""
+    return is_task(item) and item.due < today
+
+
+def overdue_window(today: dt.date) -> ItemWindow:
+    return ItemWindow(TASK_KINDS, due_before=today)
+
+
+def days_overdue(item, today: dt.date) -> int:
+    return (today - item.due).days
+
+
+def needs_overdue_alert(item, today: dt.date, grace_days: int) -> bool:
+    """A lab draw or baseline test overdue by more than the grace period."""
+    return (item.status == "planned" and item.kind in OVERDUE_ALERT_KINDS
+            and days_overdue(item, today) > grace_days)
+
+
+def overdue_alert_window(today: dt.date, grace_days: int) -> ItemWindow:
+    return ItemWindow(OVERDUE_ALERT_KINDS, due_before=today - dt.timedelta(days=grace_days))
+
+
+def reminds_overdue(item, today: dt.date, has_open_alert: bool) -> bool:
+    """The digest reminds of an overdue task once: as an OVERDUE line, or, once an open alert is about the
+    item (past the grace period, checkpoint missed), as that alert."""
+    return is_overdue(item, today) and not has_open_alert
