@@ -1,98 +1,38 @@
-"""Synthetic clinics at scale, for benchmarks and load tests. Every name, MRN and value is invented.
+"""What a synthetic clinic holds: the seeded row builder (patients, courses, dose changes, pauses, planned
+items, lab results and assessments), pure apart from its one `random.Random`.
 
-`synthesise_clinic` fills an empty database with N patients in bulk: rows are built in memory a chunk of
-patients at a time and written with SQLAlchemy Core `insert()` (executemany), with ids computed here
-rather than read back, so 100,000 patients take well under a minute on SQLite. Plans come from the pure
-planner (`plan_course`), stored with the same field conventions as `calendar.sync_course`, so every
-normal command works on the result. Deterministic for a seed and a `today`: one `random.Random(seed)`
-drives everything, including item uids and timestamps (derived from the synthetic dates).
+`Builder` turns patient numbers into row tuples in `params.FIELDS` order, with primary keys and item
+UIDs computed here; `build_chunks` runs it over a whole clinic a chunk of patients at a time. Nothing
+here touches a database: `load` writes the rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import random
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from sqlalchemy import func, insert, select, text
-from sqlmodel import Session
-
-from tracker.db.tables import (
-    Assessment,
-    Course,
-    CoursePause,
-    DoseChange,
-    Item,
-    LabResult,
-    Patient,
-    ProtocolSnapshot,
-    join_codes,
-)
-from tracker.errors import ConflictError, InputError
-from tracker.core.plan import CourseFacts, Pause, PatientFacts, plan_course
+from tracker.core.plan import CourseFacts, PatientFacts, Pause, plan_course
 from tracker.core.protocol import Protocol, ProtocolLibrary
-from tracker.services import audit
+from tracker.db.tables import join_codes
 from tracker.services.calendar import EXTEND_TO
-
-# A practice's mix of systemic therapies, most common first (synthetic weights, not clinical data).
-# Drugs missing from the library are skipped, so the mix follows whatever protocols are installed.
-DRUG_WEIGHTS = {
-    "dupilumab": 34, "methotrexate": 18, "upadacitinib": 8, "abrocitinib": 5, "baricitinib": 3,
-    "ciclosporin": 7, "tralokinumab": 6, "lebrikizumab": 4, "azathioprine": 4, "mycophenolate": 4,
-    "nemolizumab": 2, "prednisolone": 1, "nbuvb": 2, "apremilast": 1,
-}
-# Analytes a synthetic baseline panel reports, and (fewer, to keep 100,000 patients fast) a monitoring draw.
-PANEL_ANALYTES = {
-    "cbc": ("wbc", "neutrophils", "platelets", "hb"),
-    "cmp": ("alt", "creatinine", "egfr"),
-    "lipids": ("total_cholesterol", "ldl"),
-    "bp": ("bp_systolic", "bp_diastolic"),
-}
-LAB_ANALYTES = {"cbc": ("neutrophils",), "cmp": ("alt", "creatinine"), "lipids": ("ldl",), "bp": ("bp_systolic",)}
-# Display ranges for analytes without both reference limits in the vocabulary (synthetic values only).
-FALLBACK_RANGE = {
-    "egfr": (90, 120), "hdl": (1.0, 2.0), "ldl": (1.5, 3.0), "total_cholesterol": (3.5, 5.0),
-    "triglycerides": (0.6, 1.7), "bp_systolic": (105, 135), "bp_diastolic": (62, 85), "weight": (50, 110),
-    "height": (150, 192), "eosinophils": (0.05, 0.45),
-}
-CATEGORICAL_NORMAL = ("negative", "normal", "immune", "up-to-date", "complete", "none")
-FIRST = ["Ada", "Ben", "Cara", "Dev", "Elin", "Finn", "Gita", "Hugo", "Iris", "Jon", "Kemi", "Luca", "Mira",
-         "Noor", "Owen", "Pia", "Quin", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wes", "Xena", "Yusuf", "Zoe"]
-LAST = ["Abbott", "Baker", "Chen", "Dlamini", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones", "Khan",
-        "Lopez", "Murphy", "Novak", "Okafor", "Patel", "Quinn", "Rossi", "Singh", "Taylor"]
-
-SPAN_DAYS = 3 * 365  # course starts are spread over the last three years
-CLINIC_DAYS = (1, 3)  # courses start and stop at clinic visits, on Tuesdays and Thursdays
-OUT_OF_RANGE = 0.03  # share of numeric results outside the reference range
-MISSED_RECENT = 0.15  # share of items due in the last 30 days not yet done (they show as overdue)
-MISSED_OLD = 0.01  # older items that were never done
-CHUNK = 2000  # patients per batch of inserts
-UTC = dt.timezone.utc
-
-
-@dataclass
-class SynthSummary:
-    patients: int = 0
-    courses: int = 0
-    items: int = 0
-    results: int = 0
-    assessments: int = 0
-    dose_changes: int = 0
-    pauses: int = 0
-    seconds: float = 0.0
-    drugs: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def stamp(day: dt.date, hour: int = 9) -> dt.datetime:
-    """A deterministic aware UTC timestamp for a synthetic event on `day`."""
-    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+from tracker.services.synth.params import (
+    CATEGORICAL_NORMAL,
+    CLINIC_DAYS,
+    DRUG_WEIGHTS,
+    FALLBACK_RANGE,
+    FIELDS,
+    FIRST,
+    LAB_ANALYTES,
+    LAST,
+    MISSED_OLD,
+    MISSED_RECENT,
+    OUT_OF_RANGE,
+    PANEL_ANALYTES,
+    SPAN_DAYS,
+    stamp,
+)
 
 
 def clinic_day(day: dt.date) -> dt.date:
@@ -131,28 +71,7 @@ class _Ids:
         return next(counter)
 
 
-# The columns each table's rows are built with, in tuple order. Columns of the table not listed here
-# (added to the schema later) are filled with their default, or NULL (see `_insert`).
-FIELDS = {
-    "patient": ("id", "mrn", "name", "dob", "sex", "weight_kg", "childbearing_potential", "created_at",
-                "updated_at"),
-    "course": ("id", "patient_id", "drug", "dose", "start_on", "stop_on", "stop_reason", "stop_category",
-               "status", "protocol_version", "protocol_hash", "protocol_origin", "planned_through",
-               "switched_from_id", "created_at"),
-    "dose_change": ("id", "course_id", "changed_on", "dose", "previous_dose", "created_at"),
-    "course_pause": ("id", "course_id", "paused_on", "resumed_on", "reason"),
-    "item": ("id", "uid", "course_id", "patient_id", "drug", "kind", "due", "tests", "plan_tests", "title",
-             "detail", "sources", "gate", "week", "measure", "target", "adjusted", "origin", "status",
-             "done_on", "done_note", "sequence", "created_at", "last_modified"),
-    "lab_result": ("id", "patient_id", "test", "value_num", "value_text", "unit", "taken_on", "ref_low",
-                   "ref_high", "created_at"),
-    "assessment": ("id", "patient_id", "assessed_on", "easi", "iga", "itch_nrs", "dlqi", "poem", "created_at"),
-}
-TABLES = {"patient": Patient, "course": Course, "dose_change": DoseChange, "course_pause": CoursePause,
-          "item": Item, "lab_result": LabResult, "assessment": Assessment}
-
-
-class _Builder:
+class Builder:
     """Builds the rows (tuples in FIELDS order) of a run of patients.
 
     With `sqlite_values`, dates, timestamps and booleans are built directly in the form SQLAlchemy stores
@@ -426,195 +345,12 @@ class _Builder:
         return analytes
 
 
-def _produce(library, today, seed, patients, chunk, sqlite_values, send) -> None:
-    """Build every chunk in order with one random stream and hand each to `send`."""
-    builder = _Builder(library, today, random.Random(seed), sqlite_values)
-    for first in range(1, patients + 1, chunk):
-        for n in range(first, min(patients, first + chunk - 1) + 1):
-            builder.patient(n)
-        send((min(patients, first + chunk - 1), builder.rows))
-        builder.reset()
-    send(None)
-
-
-def _chunks(library, today, seed, patients, chunk, sqlite_values, background: bool):
-    """Yield (patients done, rows) chunks; with `background`, built in a forked process meanwhile."""
-    if not background:
-        yield from _lazy(library, today, seed, patients, chunk, sqlite_values)
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue(maxsize=3)
-    worker = ctx.Process(target=_produce, args=(library, today, seed, patients, chunk, sqlite_values, queue.put),
-                         daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = queue.get()
-            if item is None:
-                break
-            yield item
-        worker.join()
-        if worker.exitcode:
-            raise RuntimeError(f"synth: the row builder process failed (exit {worker.exitcode})")
-    finally:
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
-
-
-def _lazy(library, today, seed, patients, chunk, sqlite_values):
-    builder = _Builder(library, today, random.Random(seed), sqlite_values)
+def build_chunks(library, today, seed, patients, chunk, sqlite_values):
+    """Yield (patients done, rows) per chunk of patients, all built with one `random.Random(seed)`."""
+    builder = Builder(library, today, random.Random(seed), sqlite_values)
     for first in range(1, patients + 1, chunk):
         for n in range(first, min(patients, first + chunk - 1) + 1):
             builder.patient(n)
         yield min(patients, first + chunk - 1), builder.rows
         builder.reset()
 
-
-def _insert_plan(conn, name: str) -> tuple[str | None, tuple, list[str]]:
-    """(driver SQL for SQLite or None, constant values for the columns not built here, column names)."""
-    table = TABLES[name].__table__
-    built = FIELDS[name]
-    extra, suffix = [], []
-    for column in table.columns:
-        if column.name in built:
-            continue
-        default = column.default.arg if column.default is not None and column.default.is_scalar else None
-        if default is None and not column.nullable:
-            raise RuntimeError(f"synth: column {name}.{column.name} is required and has no default")
-        extra.append(column.name)
-        suffix.append(int(default) if isinstance(default, bool) and conn.dialect.name == "sqlite" else default)
-    columns = [*built, *extra]
-    sql = None
-    if conn.dialect.name == "sqlite":
-        quote = conn.dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
-    return sql, tuple(suffix), columns
-
-
-def synthesise_clinic(session: Session, library: ProtocolLibrary, today: dt.date, patients: int, seed: int = 1,
-                      user: str = "synth", progress=None, chunk: int = CHUNK,
-                      background: bool | None = None) -> SynthSummary:
-    """Fill an empty database with `patients` synthetic patients; refuses a database that has patients.
-
-    SQLite: rows go to the driver's executemany in their stored form (the INSERT names the table's
-    columns, as Core's insert() would). PostgreSQL: Core `insert()` executemany with Python values.
-    Large clinics are built in a forked process while this one inserts (`background`, default for more
-    than four chunks); the rows are the same either way.
-    """
-    if patients < 1:
-        raise InputError("patients", patients, "must be at least 1")
-    began = time.perf_counter()
-    conn = session.connection()
-    if conn.execute(select(Patient.id).limit(1)).first() is not None:
-        raise ConflictError("db: the database already has patients; synth needs an empty one")
-    sqlite_values = conn.dialect.name == "sqlite"
-    if background is None:
-        background = patients > 4 * chunk
-    plans = {name: _insert_plan(conn, name) for name in FIELDS}
-    drugs = [d for d in DRUG_WEIGHTS if d in library.protocols] or sorted(library.protocols)
-    _snapshots(conn, [library.protocols[d] for d in drugs], today)
-    deferred = _defer_sqlite_indexes(conn) if sqlite_values else []
-    counts = {name: 0 for name in FIELDS}
-    for done, rows in _chunks(library, today, seed, patients, chunk, sqlite_values, background):
-        for name in FIELDS:  # parents before children
-            batch = rows[name]
-            if not batch:
-                continue
-            sql, suffix, columns = plans[name]
-            if suffix:
-                batch = [row + suffix for row in batch]
-            if sql is not None:
-                conn.exec_driver_sql(sql, batch)
-            else:
-                conn.execute(insert(TABLES[name].__table__), [dict(zip(columns, row)) for row in batch])
-            counts[name] += len(batch)
-        if progress:
-            progress(done, patients)
-    for sql in deferred:
-        conn.exec_driver_sql(sql)
-    if conn.dialect.name == "postgresql":
-        # Ids were given explicitly, so move each table's sequence past them.
-        for name in FIELDS:
-            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                              f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"))
-    summary = SynthSummary(
-        patients=counts["patient"], courses=counts["course"], items=counts["item"],
-        results=counts["lab_result"], assessments=counts["assessment"], dose_changes=counts["dose_change"],
-        pauses=counts["course_pause"],
-    )
-    summary.drugs = dict(conn.execute(select(Course.drug, func.count()).group_by(Course.drug)
-                                      .order_by(func.count().desc(), Course.drug)).all())
-    summary.seconds = round(time.perf_counter() - began, 2)
-    after = {k: v for k, v in summary.as_dict().items() if k != "seconds"}
-    audit.record(session, user, "clinic.synth", "clinic", None, None, None,
-                 {**after, "seed": seed, "today": today.isoformat()})
-    return summary
-
-
-# Index columns whose values arrive in ascending order during the load (rows are built patient by patient,
-# course by course): such an index is appended to, so keeping it live costs little, and the work happens
-# while this process waits for the row builder anyway. Others are rebuilt once, sorted, after the load.
-LOAD_ORDERED = {"patient_id", "course_id"}
-
-
-def _defer_sqlite_indexes(conn) -> list[str]:
-    """SQLite bulk load: a large page cache for this connection, and the secondary indexes of the loaded
-    tables that would be updated at random places (not led by a load-ordered column) dropped now and
-    re-created (from their stored SQL) after the load, inside the same transaction: one sorted index build
-    is several times faster than a million random B-tree inserts. Returns the CREATE INDEX statements to
-    run afterwards."""
-    conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MiB, this connection only
-    # pysqlite opens the transaction at the first DML statement; make sure DDL below is inside it, so a
-    # failed synth rolls the dropped indexes back too.
-    conn.exec_driver_sql("DELETE FROM patient WHERE 0")
-    names = ", ".join(f"'{name}'" for name in FIELDS)
-    indexes = conn.exec_driver_sql(
-        f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({names})"
-    ).all()
-    deferred = []
-    for name, sql in indexes:
-        first = conn.exec_driver_sql(f'PRAGMA index_info("{name}")').first()
-        if first is not None and first[2] in LOAD_ORDERED:
-            continue
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
-        deferred.append(sql)
-    return deferred
-
-
-@contextmanager
-def bulk_load_journal(engine):
-    """SQLite: a rollback journal instead of WAL while a synthetic clinic loads, then WAL again.
-
-    A transaction that writes a gigabyte of new pages goes through the WAL once and is then copied into
-    the database file by the checkpoint; a rollback journal only records the few pre-existing pages it
-    changes, so the commit writes the data once (about 5 s less at 100,000 patients). The load is still
-    one transaction, rolled back on failure. Changing the journal mode needs no other connection to the
-    file; if there is one, the mode stays WAL and the load is just slower. PostgreSQL: nothing to do.
-    """
-    if engine.dialect.name != "sqlite":
-        yield
-        return
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
-    try:
-        yield
-    finally:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-
-def _snapshots(conn, protocols: list[Protocol], today: dt.date) -> None:
-    """One ProtocolSnapshot per protocol used, as calendar.remember_protocol stores them."""
-    existing = set(conn.execute(select(ProtocolSnapshot.content_hash)).scalars())
-    rows = [
-        {"content_hash": p.content_hash, "protocol_id": p.id, "version": p.version, "origin": p.origin,
-         "content": json.dumps(p.model_dump(by_alias=True, mode="json"), sort_keys=True),
-         "created_at": stamp(today - dt.timedelta(days=SPAN_DAYS + 30))}
-        for p in protocols if p.content_hash not in existing
-    ]
-    if rows:
-        conn.execute(insert(ProtocolSnapshot.__table__), rows)
