@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 
-SEVERITY_ORDER = ("critical", "warning", "info")
 KIND_WORDS = {"due": "due", "overdue": "OVERDUE", "alert": "ALERT"}
 
 
@@ -24,7 +23,7 @@ def _line(row: dict) -> str:
 
 
 def digest_lines(rows: Iterable[dict], count: int, as_of: dt.date, from_day: dt.date | None = None) -> Iterator[str]:
-    """Lines of the digest. `rows` must come ordered by severity (SEVERITY_ORDER), patient, kind."""
+    """Lines of the digest. `rows` must come ordered by severity (tracker.core.terms.SEVERITIES), patient, kind."""
     header = subject(count, as_of)
     if from_day and from_day < as_of:
         header += f" (catching up from {from_day.isoformat()})"

@@ -7,7 +7,7 @@ import click
 from tracker.cli import pass_app
 from tracker.cli.options import DATE
 
-NAMES = {"easi": "EASI", "iga": "IGA", "itch_nrs": "itch NRS", "dlqi": "DLQI", "poem": "POEM"}
+from tracker.core.terms import MEASURE_NAMES as NAMES
 
 
 @click.command()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tracker.core.terms import STOP_CATEGORIES
+
 from tracker.cli import pass_app
 from tracker.cli.options import DATE
 
-STOP_CATEGORY = click.Choice(["failure", "adverse_event", "other"])
+STOP_CATEGORY = click.Choice(STOP_CATEGORIES)
 
 
 @click.group()

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tracker.core.durations import Duration
+from tracker.core.terms import MEASURE_NAMES
 from tracker.core.vocabulary import Vocabulary
 from tracker.errors import InputError, NotFoundError
 
@@ -142,7 +143,7 @@ class Criterion(BaseModel):
         return self
 
     def label(self) -> str:
-        name = {"easi": "EASI", "iga": "IGA", "itch_nrs": "itch NRS", "dlqi": "DLQI", "poem": "POEM"}
+        name = MEASURE_NAMES
         if self.improvement_pct is not None:
             if self.measure == "easi":
                 return f"EASI-{self.improvement_pct:g}"
@@ -220,6 +221,14 @@ class Threshold(Rule):
             raise ValueError("action `repeat` needs `repeat_in`")
         return self
 
+    @property
+    def rule_id(self) -> str:
+        """The rule's identity in alert keys, from its semantic fields only (test, comparison, limit, and
+        whether it needs confirming): rewording its message, citing other sources or adding `unit:` keeps
+        every live alert of the rule. migrations/versions/0002 derives the same id from older keys."""
+        return threshold_rule_id(self.analyte, self.below, self.above, self.above_uln, self.rise_pct,
+                                 self.fall_pct, self.equals, self.confirmed)
+
     def describe(self) -> str:
         text = self._condition()
         return f"{text} (confirmed on repeat)" if self.confirmed else text
@@ -236,6 +245,24 @@ class Threshold(Rule):
         if self.fall_pct is not None:
             return f"{self.analyte} falls > {self.fall_pct:g}% below baseline"
         return f"{self.analyte} is {' or '.join(self.equals or [])}"
+
+
+def threshold_rule_id(analyte: str, below=None, above=None, above_uln=None, rise_pct=None, fall_pct=None,
+                      equals=None, confirmed: bool = False) -> str:
+    """`alt>3xULN`, `neutrophils<1.5`, `creatinine+30%`, `egfr-25%`, `tpmt=absent|low`, `...!confirmed`."""
+    if below is not None:
+        text = f"{analyte}<{below:g}"
+    elif above is not None:
+        text = f"{analyte}>{above:g}"
+    elif above_uln is not None:
+        text = f"{analyte}>{above_uln:g}xULN"
+    elif rise_pct is not None:
+        text = f"{analyte}+{rise_pct:g}%"
+    elif fall_pct is not None:
+        text = f"{analyte}-{fall_pct:g}%"
+    else:
+        text = f"{analyte}={'|'.join(sorted(equals or []))}"
+    return f"{text}!confirmed" if confirmed else text
 
 
 class Protocol(BaseModel):

@@ -12,7 +12,7 @@ from tracker.dates import utcnow
 from tracker.db.tables import Assessment, Course
 from tracker.errors import InputError
 from tracker.core.protocol import MEASURE_RANGES, ProtocolLibrary
-from tracker.core.rules import choose_baseline, improvement
+from tracker.core.response import choose_baseline, improvement
 from tracker.services import audit
 from tracker.services.patients import get_patient
 

@@ -21,8 +21,9 @@ from sqlmodel import Session, select
 
 from tracker.core.durations import Duration
 from tracker.dates import utcnow
-from tracker.db.tables import Course, CoursePause, DoseChange, Item, LabResult, Patient, codes, join_codes
+from tracker.db.tables import Course, CoursePause, DoseChange, Item, Patient, codes, join_codes
 from tracker.errors import ConfigError
+from tracker.core.gates import baseline_result
 from tracker.core.merge import DEFAULT_MERGE_WINDOW_DAYS, Draw, group_draws
 from tracker.core.plan import (
     ADJUSTED_NOTE,
@@ -294,41 +295,23 @@ def absorbed_into(session: Session, host_ids: list[int]) -> list[Item]:
                                                 Item.status == "cancelled")).all())
 
 
-def baseline_window_start(protocol: Protocol, test: str, due: dt.date) -> dt.date | None:
-    for rule in protocol.baseline:
-        if test in rule.tests and rule.valid_for is not None:
-            return due - dt.timedelta(days=rule.valid_for.approx_days())
-    return None
+def baseline_satisfied_by(session: Session, patient, protocol: Protocol, item: Item, vocabulary):
+    """The latest result that completes a baseline item, or None (core: gates.baseline_result)."""
+    from tracker.db.charts import results_chart
 
-
-def baseline_satisfied_by(session: Session, patient_id: int, protocol: Protocol, item: Item, vocabulary):
-    """The latest result that completes a baseline item, or None.
-
-    Results count from the rule's validity window (if any); a rule with `times: N` needs results on N
-    different days (two pregnancy tests 8-10 days apart before mycophenolate).
-    """
-    test = codes(item.tests)[0]
-    rule = next((r for r in protocol.baseline if test in r.tests), None)
-    wanted = set()
-    for code in codes(item.tests):
-        wanted |= vocabulary.members(code)
-    query = select(LabResult).where(LabResult.patient_id == patient_id, LabResult.test.in_(wanted))
-    since = baseline_window_start(protocol, test, item.due)
-    if since is not None:
-        query = query.where(LabResult.taken_on >= since)
-    results = session.exec(query.order_by(LabResult.taken_on.desc(), LabResult.id.desc())).all()
-    if len({r.taken_on for r in results}) < (rule.times if rule else 1):
-        return None
-    return results[0]
+    return baseline_result(results_chart(session, patient), protocol, codes(item.tests), item.due, vocabulary)
 
 
 def complete_from_results(session: Session, patient_id: int, items: list[Item], protocol: Protocol) -> None:
     """Mark new baseline items done when results on record already satisfy them."""
     from tracker.protocol_files import load_vocabulary
 
+    from tracker.db.charts import results_chart
+
     vocabulary = load_vocabulary()
+    chart = results_chart(session, session.get(Patient, patient_id))
     for item in items:
-        result = baseline_satisfied_by(session, patient_id, protocol, item, vocabulary)
+        result = baseline_result(chart, protocol, codes(item.tests), item.due, vocabulary)
         if result is not None:
             item.status = "done"
             item.done_on = result.taken_on

@@ -9,15 +9,17 @@ from sqlmodel import Session, select
 
 from tracker.core.durations import Duration
 from tracker.dates import utcnow
-from tracker.db.tables import Course, CoursePause, DoseChange, LabResult, Patient
+from tracker.db.tables import Course, CoursePause, DoseChange, Patient
 from tracker.errors import ConflictError, GateError, InputError, NotFoundError
 from tracker.core.plan import PatientFacts, applicable_baseline
 from tracker.core.protocol import Protocol, ProtocolLibrary
+from tracker.core.gates import missing_gate_tests, refusing_results
+from tracker.core.terms import STOP_CATEGORIES
+from tracker.db.charts import results_chart
 from tracker.services import audit
 from tracker.services.calendar import SyncResult, course_protocol, remember_protocol, sync_course
 from tracker.services.patients import get_patient
 
-STOP_CATEGORIES = ("failure", "adverse_event", "other")
 
 
 @dataclass
@@ -50,63 +52,6 @@ def find_course(session: Session, library: ProtocolLibrary, mrn: str, drug: str)
     return patient, course
 
 
-def missing_gate_tests(session: Session, patient: Patient, protocol: Protocol, start: dt.date) -> list[str]:
-    """Hard-gate baseline tests without enough results on record (within the rule's validity, if any).
-
-    A rule with `times: N` (e.g. two pregnancy tests 8-10 days apart) needs results on N different days.
-    """
-    from tracker.protocol_files import load_vocabulary
-
-    vocabulary = load_vocabulary()
-    applies, _ = applicable_baseline(protocol, PatientFacts(patient.sex, patient.childbearing_potential))
-    missing = []
-    for rule in applies:
-        if rule.gate != "hard":
-            continue
-        for test in rule.tests:
-            query = select(LabResult.taken_on).where(LabResult.patient_id == patient.id,
-                                                     LabResult.test.in_(vocabulary.members(test)))
-            if rule.valid_for is not None:
-                query = query.where(LabResult.taken_on >= start - dt.timedelta(days=rule.valid_for.approx_days()))
-            days = set(session.exec(query).all())
-            if len(days) < rule.times:
-                missing.append(test if rule.times == 1 else f"{test} ({rule.times} results needed, {len(days)} on record)")
-    return missing
-
-
-def refusing_results(session: Session, patient: Patient, protocol: Protocol, on: dt.date | None = None) -> list[str]:
-    """Results on record that a protocol's `refuse` threshold says forbid starting the drug.
-
-    Categorical (`equals`: TPMT absent) and absolute limits ("do not initiate if neutrophils < 1.0")
-    are checked against the latest result on or before the start date.
-    """
-    reasons = []
-    for threshold in protocol.thresholds:
-        if threshold.action != "refuse":
-            continue
-        query = select(LabResult).where(LabResult.patient_id == patient.id, LabResult.test == threshold.analyte)
-        if on is not None:
-            query = query.where(LabResult.taken_on <= on)
-        latest = session.exec(query.order_by(LabResult.taken_on.desc(), LabResult.id.desc())).first()
-        if latest is None:
-            continue
-        if threshold.equals is not None:
-            breached = (latest.value_text or "") in threshold.equals
-            shown = latest.value_text
-        elif latest.value_num is not None and (threshold.below is not None or threshold.above is not None):
-            breached = (threshold.below is not None and latest.value_num < threshold.below) or (
-                threshold.above is not None and latest.value_num > threshold.above)
-            shown = f"{latest.value_num:g}"
-        else:
-            continue
-        if breached:
-            reasons.append(
-                f"{threshold.analyte} {shown} on {latest.taken_on} ({threshold.describe()}): "
-                f"{threshold.message or 'do not initiate'} [{', '.join(threshold.sources)}]"
-            )
-    return reasons
-
-
 def start_course(
     session: Session,
     library: ProtocolLibrary,
@@ -127,10 +72,11 @@ def start_course(
         raise InputError("on", on.isoformat(), f"is before the patient's date of birth {patient.dob}")
     if live_course(session, patient, protocol.id) is not None:
         raise ConflictError(f"drug: {protocol.id!r}: {mrn} is already on {protocol.id} (stop it first)")
-    refusals = refusing_results(session, patient, protocol, on)
+    chart = results_chart(session, patient)
+    refusals = refusing_results(chart, protocol, on, library.vocabulary)
     if refusals:
         raise GateError(f"drug: {protocol.id!r}: refused: {'; '.join(refusals)}")
-    missing = missing_gate_tests(session, patient, protocol, on)
+    missing = missing_gate_tests(chart, protocol, on, library.vocabulary)
     if missing and not (override_gate and override_gate.strip()):
         raise GateError(
             f"drug: {protocol.id!r}: cannot start without a result for {', '.join(missing)} "

@@ -45,7 +45,7 @@ from tracker.services.worklists import TASK_KINDS
 LAST_COMPLETED = "nightly.last_completed"
 JSONL_MARK = "nightly.jsonl_marked"  # {"path": ..., "size": ...}: every line before `size` is marked sent
 INSERT_CHUNK = 5000
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+from tracker.core.terms import SEVERITY_ORDER as SEVERITY_RANK
 KIND_RANK = {"alert": 0, "overdue": 1, "due": 2}
 
 R = Reminder.__table__

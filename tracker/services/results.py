@@ -107,7 +107,7 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
         if item.kind == "baseline":
             course = session.get(Course, item.course_id)
             protocol = course_protocol(session, library, course)
-            if baseline_satisfied_by(session, patient.id, protocol, item, library.vocabulary) is not None:
+            if baseline_satisfied_by(session, patient, protocol, item, library.vocabulary) is not None:
                 completed.append(item)
             continue
         current = best_lab.get(item.course_id)

@@ -1,0 +1,193 @@
+"""Response checkpoints: the change from a course's baseline assessment, whether a target is met, and
+what a due checkpoint item comes to (met, failed, partial, missed, unevaluable). Pure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from tracker.core.alerts import AlertCandidate, AlertSettings, FollowUp
+from tracker.core.alerts import fmt as _fmt
+from tracker.core.protocol import MEASURE_RANGES, Checkpoint, Criterion, Protocol
+from tracker.core.terms import MEASURE_NAMES
+
+
+
+def improvement(baseline, current) -> dict:
+    """Change from baseline per measure: EASI % improvement (EASI-50/75/90 reached), point changes."""
+    out: dict = {}
+    for measure in MEASURE_RANGES:
+        before = getattr(baseline, measure, None) if baseline is not None else None
+        now = getattr(current, measure, None)
+        if before is None or now is None:
+            continue
+        entry = {"baseline": before, "current": now, "change": now - before}
+        if before > 0:
+            entry["improvement_pct"] = round((before - now) / before * 100, 1)
+        out[measure] = entry
+    easi = out.get("easi")
+    if easi and "improvement_pct" in easi:
+        easi["reached"] = [f"EASI-{n}" for n in (50, 75, 90) if easi["improvement_pct"] >= n]
+    return out
+
+
+def choose_baseline(assessments, start: dt.date, window_days: int):
+    """The latest assessment on or before `start`, no older than the window; None if there is none."""
+    earliest = start - dt.timedelta(days=window_days)
+    eligible = [a for a in assessments if earliest <= a.assessed_on <= start]
+    return max(eligible, key=lambda a: (a.assessed_on, a.id or 0), default=None)
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    criterion: Criterion
+    met: bool | None  # None: not evaluable (a value is missing)
+    text: str
+
+
+def judge_criterion(criterion: Criterion, baseline, current) -> CriterionResult:
+    m = criterion.measure
+    name = MEASURE_NAMES[m]
+    now = getattr(current, m, None) if current is not None else None
+    before = getattr(baseline, m, None) if baseline is not None else None
+    label = criterion.label()
+    if now is None:
+        return CriterionResult(criterion, None, f"{label}: {name} not recorded at the checkpoint")
+    if criterion.at_most is not None:
+        met = now <= criterion.at_most
+        short = "" if met else f", {_fmt(now - criterion.at_most)} above"
+        return CriterionResult(criterion, met, f"{label}: {name} {_fmt(now)}{short}")
+    if before is None:
+        return CriterionResult(criterion, None, f"{label}: no baseline {name}")
+    if criterion.improvement_pct is not None:
+        if before <= 0:
+            return CriterionResult(criterion, None, f"{label}: baseline {name} is 0, no % improvement")
+        pct = (before - now) / before * 100
+        met = pct >= criterion.improvement_pct
+        short = "" if met else f", {criterion.improvement_pct - pct:.0f} percentage points short"
+        return CriterionResult(criterion, met,
+                               f"{label}: {name} {_fmt(before)} -> {_fmt(now)} ({pct:.0f}% improvement{short})")
+    reduced = before - now
+    met = reduced >= criterion.reduction
+    short = "" if met else f", {_fmt(criterion.reduction - reduced)} points short"
+    return CriterionResult(criterion, met,
+                           f"{label}: {name} {_fmt(before)} -> {_fmt(now)} (reduced {_fmt(reduced)} points{short})")
+
+
+IF_NOT_MET = {"stop": "; the protocol says stop", "consider_stopping": "; the protocol says consider stopping",
+              "review": "; review the treatment"}
+
+
+@dataclass(frozen=True)
+class CheckpointOutcome:
+    status: str  # met | failed | partial | missed | pending | unevaluable
+    summary: str
+    assessment: object | None = None
+    missing: tuple[str, ...] = ()
+    alert: AlertCandidate | None = None
+    follow_up: FollowUp | None = None
+
+
+def _judge(target: list[Criterion], baseline, current) -> tuple[bool | None, list[CriterionResult]]:
+    results = [judge_criterion(c, baseline, current) for c in target]
+    judged = [r for r in results if r.met is not None]
+    if not judged:
+        return None, results
+    return all(r.met for r in judged), results
+
+
+def checkpoint_for_item(protocol: Protocol, item) -> tuple[Checkpoint | None, bool]:
+    """The protocol checkpoint an item stands for, and whether it is a partial responder's re-check."""
+    if item.origin == "partial":
+        for checkpoint in protocol.checkpoints:
+            if checkpoint.partial and checkpoint.partial.recheck_week == item.week:
+                return checkpoint, True
+        return None, True
+    for checkpoint in protocol.checkpoints:
+        if checkpoint.week == item.week:
+            return checkpoint, False
+    return None, False
+
+
+def evaluate_checkpoint(
+    protocol: Protocol,
+    item,
+    course,
+    assessments,
+    today: dt.date,
+    settings: AlertSettings,
+    suggestions: tuple[str, ...] = (),
+) -> CheckpointOutcome:
+    """Judge a due checkpoint item on the patient's assessments.
+
+    The assessment nearest the due date within +/- the window counts; after the window, a late one (the
+    first after it) still counts, but until then the checkpoint is `missed`. Measures without a value are
+    left out and named; nothing judgeable at all is `unevaluable` (an alert, like a missed checkpoint).
+    """
+    checkpoint, recheck = checkpoint_for_item(protocol, item)
+    if checkpoint is None or item.due > today:
+        return CheckpointOutcome("pending", "not due")
+    window = dt.timedelta(days=settings.checkpoint_window_days)
+    start, end = item.due - window, item.due + window
+    seen = [a for a in assessments if a.assessed_on <= today]
+    in_window = [a for a in seen if start <= a.assessed_on <= end]
+    late = False
+    if in_window:
+        current = min(in_window, key=lambda a: (abs((a.assessed_on - item.due).days), -(a.id or 0)))
+    else:
+        after = [a for a in seen if a.assessed_on > end]
+        current = min(after, key=lambda a: (a.assessed_on, a.id or 0), default=None)
+        late = current is not None
+    base_key = dict(patient_id=course.patient_id, drug=course.drug, course_id=course.id, item_id=item.id,
+                    sources=tuple(checkpoint.sources))
+    what = f"week {item.week} response check for {protocol.name}"
+    if current is None:
+        if today <= end:
+            return CheckpointOutcome("pending", f"{what}: waiting for an assessment until {end}")
+        return CheckpointOutcome("missed", f"{what}: no assessment", alert=AlertCandidate(
+            condition_key=f"checkpoint_missed:item{item.id}", kind="checkpoint_missed", severity="warning",
+            message=f"{what} (due {item.due}) missed: no assessment recorded between {start} and {end}",
+            limit_text=checkpoint.target_label(), **base_key))
+    baseline = choose_baseline([a for a in assessments], course.start_on, settings.baseline_window_days)
+    met, results = _judge(checkpoint.target, baseline, current)
+    missing = tuple(r.criterion.label() for r in results if r.met is None)
+    detail = "; ".join(r.text for r in results)
+    when = f"assessment of {current.assessed_on}{' (late)' if late else ''}"
+    if met is None:
+        reason = "no baseline assessment" if baseline is None else "no judgeable measure"
+        return CheckpointOutcome("unevaluable", f"{what}: {reason}", current, missing, alert=AlertCandidate(
+            condition_key=f"checkpoint_missed:item{item.id}", kind="checkpoint_missed", severity="warning",
+            message=f"{what} cannot be judged on the {when}: {detail} (baseline = latest assessment within "
+                    f"{settings.baseline_window_days} days before the start {course.start_on})",
+            limit_text=checkpoint.target_label(), **base_key))
+    note = f" (not recorded, left out: {', '.join(missing)})" if missing else ""
+    if met:
+        return CheckpointOutcome("met", f"{what}: target met on the {when}: {detail}", current, missing)
+    partial = checkpoint.partial
+    if partial is not None and not recheck:
+        partial_met, partial_results = _judge(partial.target, baseline, current)
+        if partial_met and partial.target:
+            due = item.due + dt.timedelta(weeks=partial.recheck_week - checkpoint.week)
+            return CheckpointOutcome(
+                "partial",
+                f"{what}: partial response on the {when} ({'; '.join(r.text for r in partial_results)}); "
+                f"re-check at week {partial.recheck_week} ({due})", current, missing,
+                follow_up=FollowUp(
+                    kind="checkpoint", due=due, origin="partial", week=partial.recheck_week,
+                    title=f"Week {partial.recheck_week} response re-check for {protocol.name} "
+                          f"(partial response at week {checkpoint.week}): {checkpoint.target_label()}",
+                    sources=tuple(checkpoint.sources), measure="+".join(checkpoint.measures),
+                    target=checkpoint.target_label()))
+    failed = [r.text for r in results if r.met is False]
+    options = f"; consider: {', '.join(suggestions)}" if suggestions else ""
+    rule = IF_NOT_MET.get(getattr(checkpoint, "if_not_met", "review"), "")
+    if partial is not None and not recheck and not partial.target:
+        rule += (f"; partial responders may continue to week {partial.recheck_week} "
+                 f"({partial.target_label()})")
+    return CheckpointOutcome("failed", f"{what}: target not met on the {when}: {detail}", current, missing,
+                             alert=AlertCandidate(
+        condition_key=f"checkpoint_failed:item{item.id}", kind="checkpoint_failed", severity="warning",
+        message=f"{what}: target {checkpoint.target_label()} not met on the {when}: {'; '.join(failed)}"
+                f"{note}{rule}{options}",
+        value=detail, limit_text=checkpoint.target_label(), suggestions=tuple(suggestions), **base_key))

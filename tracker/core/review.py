@@ -1,0 +1,166 @@
+"""`review(chart, today, ...)`: every decision the alert engine takes about one patient on one day, as
+data: the alerts that should be open, follow-up items to book, checkpoint items judged. Pure.
+
+The shell (tracker/store) loads charts, applies reviews (reconciles the alert table, books follow-ups,
+audits) and renders; `tracker alerts --as-of` reviews without applying. Whole clinic or one patient, the
+same function decides: only the set of charts differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from tracker.core.alerts import AlertCandidate, AlertSettings, FollowUp
+from tracker.core.algorithm import Algorithm
+from tracker.core.chart import Chart, ChartCourse
+from tracker.core.gates import gate_candidates, missing_gate_tests
+from tracker.core.protocol import Protocol
+from tracker.core.response import evaluate_checkpoint
+from tracker.core.thresholds import threshold_candidates
+from tracker.core.vocabulary import Vocabulary
+from tracker.core.worklist import ItemWindow, days_overdue, needs_overdue_alert, overdue_alert_window
+
+
+@dataclass(frozen=True)
+class CheckpointJudged:
+    """A due checkpoint item judged on an assessment: the shell marks it done."""
+
+    item_id: int
+    course_id: int
+    status: str  # met | failed | partial
+    done_on: dt.date
+    assessment_id: int
+    summary: str
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Review:
+    patient_id: int
+    alerts: tuple[AlertCandidate, ...] = ()
+    follow_ups: tuple[tuple[ChartCourse, FollowUp], ...] = ()
+    judged: tuple[CheckpointJudged, ...] = ()
+
+
+def review_windows(today: dt.date, settings: AlertSettings) -> tuple[ItemWindow, ...]:
+    """The planned items a review reads (what a chart must hold): lab draws and baseline tests past the
+    grace period, checkpoints due by today, and course limits."""
+    return (overdue_alert_window(today, settings.overdue_grace_days),
+            ItemWindow(("checkpoint",), due_before=today + dt.timedelta(days=1)),
+            ItemWindow(("limit",)))
+
+
+def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Algorithm,
+           vocabulary: Vocabulary) -> Review:
+    """Everything the rules say about `chart` on `today`."""
+    alerts: list[AlertCandidate] = []
+    follow_ups: list[tuple[ChartCourse, FollowUp]] = []
+    judged: list[CheckpointJudged] = []
+    courses = {c.id: c for c in chart.courses}
+    for course in chart.courses:
+        protocol = course.protocol
+        a, f = _thresholds(chart, course, vocabulary)
+        alerts += a
+        follow_ups += [(course, follow) for follow in f]
+        if course.gate_override:
+            alerts += gate_candidates(protocol, course,
+                                      missing_gate_tests(chart, protocol, course.start_on, vocabulary))
+        limit_items = [i for i in chart.items_of(course.id, "limit") if i.status == "planned"]
+        first = min(limit_items, key=lambda i: i.due, default=None)
+        alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days)
+    for item in sorted(chart.items, key=lambda i: (i.due, i.id)):
+        course = courses.get(item.course_id)
+        if course is None:
+            continue
+        overdue = overdue_candidate(item, today, settings.overdue_grace_days)
+        if overdue is not None:
+            alerts.append(overdue)
+        if item.kind != "checkpoint" or item.status != "planned" or item.due > today:
+            continue
+        suggestions, _ = algorithm.suggest(course.drug, course.protocol.drug_class, set(chart.failed_drugs))
+        outcome = evaluate_checkpoint(course.protocol, item, course, chart.assessments, today, settings,
+                                      suggestions)
+        if outcome.status == "pending":
+            continue
+        if outcome.alert is not None:
+            alerts.append(outcome.alert)
+        if outcome.status in ("met", "failed", "partial"):
+            judged.append(CheckpointJudged(item.id, course.id, outcome.status, outcome.assessment.assessed_on,
+                                           outcome.assessment.id, outcome.summary, tuple(outcome.missing)))
+        if outcome.follow_up is not None:
+            follow_ups.append((course, outcome.follow_up))
+    return Review(chart.patient_id, tuple(alerts), tuple(follow_ups), tuple(judged))
+
+
+def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
+    """The course's thresholds against the latest result of each test they read."""
+    alerts, follow_ups = [], []
+    for test in dict.fromkeys(t.analyte for t in course.protocol.thresholds):
+        result = chart.latest(test)
+        if result is None:
+            continue
+        baseline = chart.lab_baseline(course, test)
+        ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
+        a, f = threshold_candidates(course.protocol, course, result,
+                                    baseline.value_num if baseline is not None else None, ref_high,
+                                    chart.previous(result))
+        alerts += a
+        follow_ups += f
+    return alerts, follow_ups
+
+
+def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date,
+                     default_lead_days: int = 14) -> list[AlertCandidate]:
+    """A course nearing (within `warn_before`, else the clinic's lead time) or past its maximum duration
+    (the planner's limit item date, already moved later by pauses)."""
+    limits = protocol.limits
+    if limits is None or limit_item is None:
+        return []
+    reached = limit_item.due
+    common = dict(patient_id=course.patient_id, drug=course.drug, course_id=course.id, item_id=limit_item.id,
+                  sources=tuple(limits.sources), limit_text=f"maximum {limits.max_duration.words()}")
+    day = (today - course.start_on).days + 1
+    if today >= reached:
+        return [AlertCandidate(
+            condition_key=f"limit:course{course.id}:past", kind="limit", severity="critical",
+            message=f"{protocol.name} course started {course.start_on} is on day {day}, past its maximum of "
+                    f"{limits.max_duration.words()} (reached {reached})",
+            value=f"day {day}", **common)]
+    if limits.warn_before is not None:
+        lead = limits.warn_before.approx_days()
+    else:
+        lead = min(default_lead_days, limits.max_duration.approx_days() // 4)
+    if lead > 0 and today >= reached - dt.timedelta(days=lead):
+        return [AlertCandidate(
+            condition_key=f"limit:course{course.id}:near", kind="limit", severity="warning",
+            message=f"{protocol.name} course started {course.start_on} reaches its maximum of "
+                    f"{limits.max_duration.words()} on {reached} (in {(reached - today).days} days)",
+            value=f"day {day}", **common)]
+    return []
+
+
+def overdue_candidate(item, today: dt.date, grace_days: int) -> AlertCandidate | None:
+    """A lab draw or baseline test overdue past the grace period (core/worklist.py defines overdue)."""
+    if not needs_overdue_alert(item, today, grace_days):
+        return None
+    late = days_overdue(item, today)
+    return AlertCandidate(
+        condition_key=f"overdue:item{item.id}", kind="overdue", severity="warning",
+        message=f"{item.title} was due {item.due} and is {late} days overdue",
+        patient_id=item.patient_id, drug=item.drug, course_id=item.course_id, item_id=item.id,
+        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
+        sources=tuple((item.sources or "").split()))
+
+
+def tests_read(protocols, vocabulary: Vocabulary) -> set[str]:
+    """Every test code whose results a review of courses on `protocols` reads: the thresholds' analytes and
+    the hard-gate baseline tests (a panel with its analytes)."""
+    tests: set[str] = set()
+    for protocol in protocols:
+        tests.update(t.analyte for t in protocol.thresholds)
+        for rule in protocol.baseline:
+            if rule.gate == "hard":
+                for test in rule.tests:
+                    tests.update(vocabulary.members(test))
+    return tests

@@ -1,0 +1,93 @@
+"""Lab thresholds: whether a result breaches a protocol's action limit, and the alerts and repeat draws
+that follow. Pure; a result is anything with `id, test, value_num, value_text, unit, taken_on, ref_high`.
+"""
+
+from __future__ import annotations
+
+from tracker.core.alerts import AlertCandidate, FollowUp
+from tracker.core.protocol import Protocol, Threshold
+
+
+
+def uln_of(result, vocabulary_ref_high: float | None) -> float | None:
+    """The upper limit of normal: the result's own reference range when given, else the vocabulary's."""
+    return result.ref_high if result.ref_high is not None else vocabulary_ref_high
+
+
+def breach(threshold: Threshold, result, baseline_value: float | None, uln: float | None):
+    """(breached, value text, limit text); breached is None when the rule cannot be applied."""
+    unit = f" {threshold.unit or result.unit or ''}".rstrip()
+    if threshold.equals is not None:
+        value = result.value_text or ""
+        return value in threshold.equals, value, threshold.describe()
+    value = result.value_num
+    if value is None:
+        return None, result.value_text, threshold.describe()
+    shown = f"{value:g}{unit}"
+    if threshold.below is not None:
+        return value < threshold.below, shown, f"< {threshold.below:g}{unit}"
+    if threshold.above is not None:
+        return value > threshold.above, shown, f"> {threshold.above:g}{unit}"
+    if threshold.above_uln is not None:
+        if uln is None:
+            return None, shown, threshold.describe()
+        limit = threshold.above_uln * uln
+        return value > limit, f"{shown} ({value / uln:.1f} x ULN {uln:g})", f"> {threshold.above_uln:g} x ULN ({limit:g}{unit})"
+    if baseline_value is None or baseline_value == 0:
+        return None, shown, threshold.describe()
+    change = (value - baseline_value) / baseline_value * 100
+    shown = f"{shown} ({change:+.0f}% vs baseline {baseline_value:g})"
+    if threshold.rise_pct is not None:
+        return change > threshold.rise_pct, shown, f"> {threshold.rise_pct:g}% above baseline"
+    return -change > threshold.fall_pct, shown, f"falls > {threshold.fall_pct:g}% below baseline"
+
+
+ACTION_WORDS = {"interrupt": "interrupt", "stop": "stop", "discuss": "discuss with specialist",
+                "withhold": "withhold and discuss", "reduce_dose": "reduce the dose", "refuse": "do not give",
+                "review": "review", "repeat": "repeat"}
+
+
+def threshold_candidates(protocol: Protocol, course, result, baseline_value: float | None,
+                         vocabulary_ref_high: float | None, previous=None):
+    """Alerts and follow-ups for one result against one course's protocol thresholds.
+
+    Change-from-baseline rules apply only to results taken after the course start. Each alert's key names
+    the result, so a new breaching result is a new condition and a result dealt with by hand stays dealt
+    with; the shell resolves an alert when its result is no longer the latest for that test.
+    A rule marked `confirmed` acts once the previous result of the test breached it too; a first breach
+    still alerts (with the rule's severity), asking for the confirming repeat.
+    """
+    alerts: list[AlertCandidate] = []
+    follow_ups: list[FollowUp] = []
+    for threshold in protocol.thresholds:
+        if threshold.analyte != result.test:
+            continue
+        if (threshold.rise_pct or threshold.fall_pct) and result.taken_on <= course.start_on:
+            continue
+        hit, value, limit = breach(threshold, result, baseline_value, uln_of(result, vocabulary_ref_high))
+        if not hit:
+            continue
+        if threshold.action == "repeat":
+            due = threshold.repeat_in.after(result.taken_on)
+            follow_ups.append(FollowUp(
+                kind="lab", due=due, tests=(result.test,), origin="threshold", sources=tuple(threshold.sources),
+                title=f"Repeat {result.test} for {protocol.name}: {value} on {result.taken_on} ({limit})"))
+            continue
+        action = ACTION_WORDS[threshold.action]
+        if getattr(threshold, "confirmed", False):
+            confirmed = previous is not None and not (
+                (threshold.rise_pct or threshold.fall_pct) and previous.taken_on <= course.start_on
+            ) and breach(threshold, previous, baseline_value, uln_of(previous, vocabulary_ref_high))[0]
+            if confirmed:
+                action = f"{action} (confirmed: also {previous.taken_on})"
+            else:
+                action = f"repeat to confirm, then {action}"
+        text = f"{result.test} {value} on {result.taken_on}: {limit} -> {action}"
+        if threshold.message:
+            text += f". {threshold.message.strip()}"
+        alerts.append(AlertCandidate(
+            condition_key=f"threshold:course{course.id}:{threshold.rule_id}:result{result.id}",
+            kind="threshold", severity=threshold.severity, message=f"{protocol.name}: {text}",
+            patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=result.id,
+            value=value[:100] if value else None, limit_text=limit[:200], sources=tuple(threshold.sources)))
+    return alerts, follow_ups

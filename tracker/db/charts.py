@@ -1,0 +1,209 @@
+"""Loading charts: whose to load for a review, and each patient's Chart (tracker/core/chart.py).
+
+SQL here only narrows which rows to load; every rule is the core's. The narrowings are derived from the
+core: the threshold bounds (tracker/core/prefilter.py) choose the patients whose latest results may breach,
+the review's item windows (tracker/core/review.py) which planned items a chart holds, and the tests the
+patient's protocols read which results it holds. Loading is set-based, in chunks of patients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import and_, case, exists, func, literal, not_, null, or_, select
+
+from tracker.core.alerts import AlertSettings
+from tracker.core.chart import Chart, ChartCourse, build_results
+from tracker.core.prefilter import ThresholdBounds
+from tracker.core.protocol import Protocol
+from tracker.core.review import review_windows, tests_read
+from tracker.core.terms import FAILED_STOP_CATEGORIES
+from tracker.core.vocabulary import Vocabulary
+from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
+from tracker.db.windows import window_clause
+
+CHUNK = 500
+LIVE_ALERT = ("open", "acknowledged", "snoozed")
+R = LabResult.__table__
+I = Item.__table__
+C = Course.__table__
+# What a chart reads of each table (plain rows: a clinic has many).
+RESULT_COLUMNS = (R.c.id, R.c.patient_id, R.c.test, R.c.value_num, R.c.value_text, R.c.unit, R.c.taken_on,
+                  R.c.ref_high)
+ITEM_COLUMNS = (I.c.id, I.c.course_id, I.c.patient_id, I.c.drug, I.c.kind, I.c.due, I.c.status, I.c.week,
+                I.c.origin, I.c.title, I.c.sources)
+COURSE_COLUMNS = (C.c.id, C.c.patient_id, C.c.drug, C.c.status, C.c.start_on, C.c.stop_on, C.c.gate_override,
+                  C.c.protocol_hash)
+
+
+def chunks(values: Iterable, size: int = CHUNK) -> Iterator[list]:
+    values = sorted(set(values))
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def live_courses(session, patient_ids=None) -> list:
+    """Live (not stopped) courses as plain rows, of `patient_ids` or of the whole clinic."""
+    query = select(*COURSE_COLUMNS).where(C.c.status != "stopped")
+    if patient_ids is None:
+        return list(session.execute(query))
+    return [row for chunk in chunks(patient_ids) for row in session.execute(query.where(C.c.patient_id.in_(chunk)))]
+
+
+class ProtocolsOfCourses:
+    """The protocol each course was planned with, looked up once per (drug, version)."""
+
+    def __init__(self, session, library):
+        from tracker.services.calendar import course_protocol
+
+        self._lookup = lambda course: course_protocol(session, library, course)
+        self._cache: dict[tuple, Protocol] = {}
+
+    def __call__(self, course) -> Protocol:
+        key = (course.drug, course.protocol_hash)
+        if key not in self._cache:
+            self._cache[key] = self._lookup(course)
+        return self._cache[key]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Whom to review
+
+
+def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, today: dt.date,
+                       settings: AlertSettings, *, changed: set[int] | None = None) -> set[int]:
+    """Patients whose review may differ from what the alert table holds.
+
+    `changed` None (a full pass): every patient with a latest result that may breach, with a planned item in
+    a review window, with an overridden gate, or with a live alert. Otherwise (incremental: the nightly
+    after a full pass with the same protocols) the changed patients instead of the first and last, whose
+    state can only move with a change (a result, an assessment, a course event)."""
+    courses = live_courses(session)
+    ids: set[int] = {c.patient_id for c in courses if c.gate_override}
+    items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
+        C.c.status != "stopped", or_(*(window_clause(w, I) for w in review_windows(today, settings)))).distinct()
+    ids.update(session.execute(items).scalars())
+    if changed is not None:
+        return ids | changed
+    ids.update(breaching_patients(session, courses, protocol_of, vocabulary))
+    ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())
+    return ids
+
+
+def _baseline_value(course, test: str):
+    """A course's baseline for change rules, correlated on the course alias (core: Chart.lab_baseline):
+    the latest `test` result on or before the start, one seek on the (patient_id, test, taken_on) index."""
+    b = R.alias("b")
+    return (select(b.c.value_num).where(b.c.patient_id == course.c.patient_id, b.c.test == test,
+                                        b.c.taken_on <= course.c.start_on)
+            .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(course).scalar_subquery())
+
+
+def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float | None, baseline=None):
+    """`ThresholdBounds.may_breach` as SQL on result alias `r` (and a course's baseline expression)."""
+    terms = []
+    if bounds.below is not None:
+        terms.append(r.c.value_num < bounds.below)
+    if bounds.above is not None:
+        terms.append(r.c.value_num > bounds.above)
+    high = func.coalesce(r.c.ref_high, literal(default_uln) if default_uln is not None else null())
+    terms += [r.c.value_num > factor * high for factor in sorted(bounds.uln_factors)]
+    if bounds.equals:
+        terms.append(func.coalesce(r.c.value_text, "").in_(sorted(bounds.equals)))
+    if baseline is not None:
+        change = (r.c.value_num - baseline) / func.nullif(baseline, 0) * 100
+        if bounds.rise_pct is not None:
+            terms.append(change > bounds.rise_pct)
+        if bounds.fall_pct is not None:
+            terms.append(change < -bounds.fall_pct)
+    return or_(*terms) if terms else literal(False)
+
+
+def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary) -> set[int]:
+    """Patients with a latest result that may breach a threshold of a protocol in use (core bounds)."""
+    from tracker.core.prefilter import threshold_bounds
+
+    bounds = threshold_bounds({id(p): p for p in map(protocol_of, courses)}.values())
+    r, later = R.alias("r"), R.alias("later")
+    out: set[int] = set()
+    absolute = {test: b for test, b in bounds.items() if b.absolute}
+    if absolute:
+        conditions = {test: bounds_condition(r, test, b, _uln(vocabulary, test))
+                      for test, b in sorted(absolute.items())}
+        # One scan of the results (CASE on the test: cheaper per row than an OR of tests), each candidate
+        # then checked for a later one with a seek on the (patient_id, test, taken_on) index.
+        newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
+                               or_(later.c.taken_on > r.c.taken_on,
+                                   and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
+        query = select(r.c.patient_id).where(case(conditions, value=r.c.test), not_(newer)).distinct()
+        out.update(session.execute(query).scalars())
+    c = C.alias("c")
+    for test, b in sorted(bounds.items()):
+        if not b.relative:
+            continue
+        # Per live course (these tests are common): its latest result and its baseline, each one seek.
+        x = R.alias("x")
+        newest = (select(x.c.id).where(x.c.patient_id == c.c.patient_id, x.c.test == test)
+                  .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        relative = ThresholdBounds(rise_pct=b.rise_pct, fall_pct=b.fall_pct)
+        query = (select(c.c.patient_id).select_from(c.join(r, r.c.id == newest))
+                 .where(c.c.status != "stopped", r.c.taken_on > c.c.start_on,
+                        bounds_condition(r, test, relative, None, _baseline_value(c, test))).distinct())
+        out.update(session.execute(query).scalars())
+    return out
+
+
+def _uln(vocabulary: Vocabulary, test: str) -> float | None:
+    return vocabulary.tests[test].ref_high if test in vocabulary else None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Charts
+
+
+def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],
+                today: dt.date, settings: AlertSettings) -> Iterator[Chart]:
+    """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients."""
+    windows = or_(*(window_clause(w, I) for w in review_windows(today, settings)))
+    for chunk in chunks(patient_ids):
+        courses: dict[int, list] = {}
+        for row in session.execute(select(*COURSE_COLUMNS).where(C.c.patient_id.in_(chunk),
+                                                                 C.c.status != "stopped")):
+            courses.setdefault(row.patient_id, []).append(ChartCourse(
+                row.id, row.patient_id, row.drug, row.status, row.start_on, protocol_of(row), row.gate_override,
+                row.stop_on))
+        protocols = {id(c.protocol): c.protocol for cs in courses.values() for c in cs}.values()
+        tests = sorted(tests_read(protocols, vocabulary))
+        items: dict[int, list] = {}
+        for row in session.execute(select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id)
+                                   .where(I.c.patient_id.in_(chunk), C.c.status != "stopped", windows)):
+            items.setdefault(row.patient_id, []).append(row)
+        results: dict[int, list] = {}
+        if tests:
+            for row in session.execute(select(*RESULT_COLUMNS).where(R.c.patient_id.in_(chunk),
+                                                                     R.c.test.in_(tests))):
+                results.setdefault(row.patient_id, []).append(row)
+        assessed = sorted({p for p, rows in items.items() if any(i.kind == "checkpoint" for i in rows)})
+        assessments: dict[int, list] = {}
+        if assessed:
+            for row in session.execute(select(Assessment).where(Assessment.patient_id.in_(assessed))).scalars():
+                assessments.setdefault(row.patient_id, []).append(row)
+        failed: dict[int, set] = {}
+        for patient_id, drug in session.execute(select(C.c.patient_id, C.c.drug).where(
+                C.c.patient_id.in_(chunk), C.c.stop_category.in_(FAILED_STOP_CATEGORIES))):
+            failed.setdefault(patient_id, set()).add(drug)
+        patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing_potential)
+                                   .where(Patient.id.in_(chunk)))
+        for patient_id, mrn, sex, cbp in sorted(patients):
+            yield Chart(patient_id, mrn, sex, bool(cbp), tuple(courses.get(patient_id, ())),
+                        tuple(items.get(patient_id, ())), build_results(results.get(patient_id, ())),
+                        tuple(sorted(assessments.get(patient_id, ()), key=lambda a: (a.assessed_on, a.id))),
+                        frozenset(failed.get(patient_id, ())))
+
+
+def results_chart(session, patient) -> Chart:
+    """A chart with every result of `patient` and nothing else: what gates and baseline items read."""
+    rows = session.execute(select(*RESULT_COLUMNS).where(R.c.patient_id == patient.id))
+    return Chart(patient.id, patient.mrn, patient.sex, bool(patient.childbearing_potential),
+                 results=build_results(rows))

@@ -1,0 +1,139 @@
+"""The alert engine's shell: choose whose charts to review, load them, review each with the core
+(`tracker.core.review.review`), then apply the reviews to the alert table, or, for a what-if, don't.
+
+    evaluate(session, library, today, settings, ...) -> EvaluationSummary
+
+One code path for one patient (`result add`, `therapy start`) and for the whole clinic (`tracker alerts`,
+the nightly job); only the set of patients differs. `write=False` (`tracker alerts --as-of`) reviews and
+returns what would be open without writing anything.
+
+The nightly job's passes are incremental by change ids, not clocks: a full pass stores the highest result,
+assessment and audit-event ids it has seen (and the protocol library's signature); the next pass reviews
+the patients with a result, an assessment, a course event or a patient change past those ids, plus those
+whose review moves with the date alone (items in a review window, overridden gates). A new protocol library
+or no mark means a full pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, select
+
+from tracker.core.alerts import ALL_KINDS, AlertCandidate, AlertSettings
+from tracker.core.algorithm import Algorithm, parse_algorithm
+from tracker.core.protocol import ProtocolLibrary
+from tracker.core.review import Review, review
+from tracker.db.charts import ProtocolsOfCourses, load_charts, patients_to_review
+from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
+
+SYSTEM_USER = "tracker"
+# The change ids the last full-or-incremental clinic-wide pass had seen (see the module docstring).
+REVIEW_MARK = "alerts.review_mark"
+# Audited entities whose changes can change a patient's review (course events, sex / childbearing).
+CHANGE_ENTITIES = ("course", "patient")
+
+
+@dataclass
+class EvaluationSummary:
+    raised: list = field(default_factory=list)  # alerts newly opened
+    reopened: list = field(default_factory=list)  # alerts re-opened (snooze ended, condition back)
+    resolved: list = field(default_factory=list)  # alerts auto-resolved
+    outcomes: list = field(default_factory=list)  # checkpoint outcomes, one line each
+    follow_ups: list = field(default_factory=list)  # Item rows added (repeat labs, partial re-checks)
+    would_open: list[AlertCandidate] = field(default_factory=list)  # what-ifs: the alerts that should be open
+    reviewed: int = 0  # patients reviewed
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def load_algorithm(schedules_dir: str | None = None) -> Algorithm:
+    """schedules/_algorithm.yaml, or the clinic's own copy in its schedules directory."""
+    from tracker.protocol_files import clinic_schedules_dir
+    from tracker.resources import schedules_dir as builtin_dir
+
+    clinic = clinic_schedules_dir(schedules_dir)
+    path = Path(builtin_dir()) / "_algorithm.yaml"
+    if clinic is not None and (clinic / "_algorithm.yaml").is_file():
+        path = clinic / "_algorithm.yaml"
+    key = str(path)
+    if key not in _ALGORITHMS:
+        with open(path, encoding="utf-8") as fh:
+            _ALGORITHMS[key] = parse_algorithm(yaml.safe_load(fh) or {}, str(path))
+    return _ALGORITHMS[key]
+
+
+def library_signature(library: ProtocolLibrary) -> str:
+    """What reviews depend on besides the data: every protocol's content and the test ranges."""
+    protocols = sorted((p.id, p.content_hash) for p in library.protocols.values())
+    ranges = sorted((code, t.ref_low, t.ref_high) for code, t in library.vocabulary.tests.items())
+    return hashlib.sha256(json.dumps([protocols, ranges], default=str).encode()).hexdigest()[:16]
+
+
+def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertSettings, *,
+             patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, write: bool = True,
+             incremental: bool = False, schedules_dir: str | None = None) -> EvaluationSummary:
+    """Review the patients of `patient_ids` (None: whoever the clinic-wide pass needs) as of `today`, and
+    apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some)."""
+    from tracker.services.review_apply import apply_reviews
+
+    summary = EvaluationSummary()
+    protocol_of = ProtocolsOfCourses(session, library)
+    algorithm = load_algorithm(schedules_dir)
+    whole_clinic = patient_ids is None
+    mark = _current_mark(session, library) if whole_clinic and write else None
+    if whole_clinic:
+        changed = _changed_since(session, library) if incremental else None
+        ids = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed)
+    else:
+        ids = set(patient_ids)
+    reviews: list[Review] = [review(chart, today, settings, algorithm, library.vocabulary)
+                             for chart in load_charts(session, protocol_of, library.vocabulary, ids, today, settings)]
+    summary.reviewed = len(reviews)
+    if not write:
+        summary.would_open = [a for r in reviews for a in r.alerts if a.kind in kinds]
+        return summary
+    apply_reviews(session, reviews, ids, today, kinds, user, summary, whole_clinic=whole_clinic)
+    if mark is not None:
+        store_setting(session, REVIEW_MARK, json.dumps(mark))
+    return summary
+
+
+def _current_mark(session, library: ProtocolLibrary) -> dict:
+    """The highest ids now on record: what this pass will have seen."""
+    return {
+        "result": session.execute(select(func.max(LabResult.id))).scalar() or 0,
+        "assessment": session.execute(select(func.max(Assessment.id))).scalar() or 0,
+        "audit": session.execute(select(func.max(AuditEvent.id))).scalar() or 0,
+        "library": library_signature(library),
+    }
+
+
+def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
+    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark."""
+    value = setting_value(session, REVIEW_MARK)
+    try:
+        mark = json.loads(value) if value else None
+        result, assessment, audit = int(mark["result"]), int(mark["assessment"]), int(mark["audit"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if mark.get("library") != library_signature(library):
+        return None
+    changed = set(session.execute(select(LabResult.patient_id).where(LabResult.id > result).distinct()).scalars())
+    changed.update(session.execute(select(Assessment.patient_id).where(Assessment.id > assessment)
+                                   .distinct()).scalars())
+    events = select(AuditEvent.entity, AuditEvent.entity_id).where(
+        AuditEvent.id > audit, AuditEvent.entity.in_(CHANGE_ENTITIES), AuditEvent.entity_id.is_not(None)).distinct()
+    courses, patients = set(), set()
+    for entity, entity_id in session.execute(events):
+        (courses if entity == "course" else patients).add(entity_id)
+    changed |= patients
+    if courses:
+        changed.update(session.execute(select(Course.patient_id).where(Course.id.in_(sorted(courses)))).scalars())
+    return changed

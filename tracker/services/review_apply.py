@@ -1,0 +1,215 @@
+"""Applying reviews (tracker/core/review.py) to the database: reconcile the alert table, mark judged
+checkpoints done, book follow-up items, audit every change.
+
+One live alert per condition key; a derived condition the review no longer produces is resolved
+automatically; an alert resolved by hand stays resolved; a snoozed alert re-opens on its date; a
+checkpoint_failed alert clears when its course stops. Only the reviewed patients' alerts are touched
+(and, in a clinic-wide pass, every snooze that has ended).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from sqlalchemy import select
+
+from tracker.core.alerts import DERIVED_KINDS, FollowUp
+from tracker.core.review import Review
+from tracker.dates import utcnow
+from tracker.db.charts import LIVE_ALERT, chunks
+from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
+from tracker.services import audit
+
+AUTO = "auto: "  # prefix of automatic resolutions: such an alert re-opens if its condition comes back
+A = Alert.__table__
+# Which kinds own which follow-ups and judged checkpoints (a caller may apply only some kinds).
+CHECKPOINT_KINDS = ("checkpoint_failed", "checkpoint_missed")
+
+
+def _in_chunks(session, make_query, ids) -> list:
+    return [row for chunk in chunks(ids) for row in session.execute(make_query(chunk))]
+
+
+def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, kinds, user: str, summary, *,
+                  whole_clinic: bool = False) -> None:
+    mrns = dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)),
+                           patient_ids))
+    if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
+        _mark_judged(session, reviews, user, mrns, summary)
+    for r in reviews:
+        for course, follow in r.follow_ups:
+            owner = "threshold" if follow.origin == "threshold" else "checkpoint_failed"
+            if owner in kinds:
+                added = _add_follow_up(session, course, follow)
+                if added is not None:
+                    summary.follow_ups.append(added)
+    candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
+    _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic)
+
+
+def _mark_judged(session, reviews, user, mrns, summary) -> None:
+    judged = [(r, j) for r in reviews for j in r.judged]
+    if not judged:
+        return
+    items = {row[0].id: row[0] for row in _in_chunks(session, lambda c: select(Item).where(Item.id.in_(c)),
+                                                     [j.item_id for _, j in judged])}
+    now = utcnow()
+    for r, j in judged:
+        item = items[j.item_id]
+        before = audit.snapshot(item, "status", "done_on", "done_note")
+        item.status, item.done_on = "done", j.done_on
+        item.done_note = f"{j.status}: assessment #{j.assessment_id}"
+        item.sequence += 1
+        item.last_modified = now
+        session.add(item)
+        audit.record(session, user, f"checkpoint.{j.status}", "item", item.id, mrns.get(r.patient_id), before,
+                     {**audit.snapshot(item, "status", "done_on", "done_note"), "response": j.summary,
+                      "missing": list(j.missing)})
+        summary.outcomes.append(f"{mrns.get(r.patient_id)} {item.drug}: {j.summary}")
+
+
+def _add_follow_up(session, course, follow: FollowUp) -> Item | None:
+    """Add a rule-made item unless the same one exists (same course, origin, kind, due, tests)."""
+    tests = join_codes(follow.tests)
+    exists = session.execute(select(Item.id).where(
+        Item.course_id == course.id, Item.origin == follow.origin, Item.kind == follow.kind,
+        Item.due == follow.due, Item.tests == tests)).first()
+    if exists is not None:
+        return None
+    now = utcnow()
+    item = Item(uid=str(uuid.uuid4()), course_id=course.id, patient_id=course.patient_id, drug=course.protocol.id,
+                kind=follow.kind, due=follow.due, tests=tests, title=follow.title,
+                sources=join_codes(follow.sources), week=follow.week, measure=follow.measure, target=follow.target,
+                status="planned", origin=follow.origin, created_at=now, last_modified=now)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic) -> None:
+    from tracker.db.tables import Course
+
+    wanted = {c.condition_key: c for c in candidates}
+    scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.kind, A.c.status,
+                   A.c.snoozed_until).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
+    live_rows = _in_chunks(session, lambda c: scope.where(A.c.patient_id.in_(c)), patient_ids)
+    if whole_clinic:  # every snooze that ended re-opens, reviewed or not
+        seen = {row.id for row in live_rows}
+        live_rows += [row for row in session.execute(scope.where(A.c.status == "snoozed",
+                                                                 A.c.snoozed_until <= today))
+                      if row.id not in seen]
+    reviewed = set(patient_ids)
+    live = {row.condition_key: row for row in live_rows}
+    unseen = [k for k in wanted if k not in live]
+    previous: dict[str, tuple] = {}  # condition key -> (id, resolution) of its newest alert
+    for alert_id, key, resolution in _in_chunks(
+            session, lambda c: select(A.c.id, A.c.condition_key, A.c.resolution).where(A.c.condition_key.in_(c)),
+            unseen):
+        if key not in previous or alert_id > previous[key][0]:
+            previous[key] = (alert_id, resolution)
+    missing = {r.patient_id for r in live_rows} - set(mrns)
+    if missing:
+        mrns.update(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)), missing))
+    now = utcnow()
+
+    new_rows, reopen = [], []
+    for key, cand in wanted.items():
+        if key in live:
+            continue
+        old = previous.get(key)
+        if old is not None:
+            if (old[1] or "").startswith(AUTO):  # cleared by itself, now back
+                reopen.append((old[0], cand))
+            continue  # resolved by hand: that decision stands for this condition
+        new_rows.append({
+            "condition_key": key, "patient_id": cand.patient_id, "course_id": cand.course_id,
+            "item_id": cand.item_id, "result_id": cand.result_id, "drug": cand.drug, "kind": cand.kind,
+            "severity": cand.severity, "status": "open", "raised_on": today, "message": cand.message,
+            "suggestions": join_codes(cand.suggestions), "sources": join_codes(cand.sources), "value": cand.value,
+            "limit_text": cand.limit_text, "created_at": now, "updated_at": now})
+    if reopen:
+        loaded = _alerts_by_id(session, [alert_id for alert_id, _ in reopen])
+        for alert_id, cand in reopen:
+            old = loaded[alert_id]
+            before = audit.snapshot(old)
+            old.status, old.reopened_on, old.resolved_on, old.resolution = "open", today, None, None
+            old.message, old.value = cand.message, cand.value
+            old.updated_at = now
+            session.add(old)
+            audit.record(session, user, "alert.reopen", "alert", old.id, mrns.get(old.patient_id), before,
+                         {**audit.snapshot(old), "why": "condition back"})
+            summary.reopened.append(old)
+    if new_rows:
+        summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
+
+    failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
+    stopped = set(_in_chunks(session, lambda c: select(Course.id).where(Course.id.in_(c), Course.status == "stopped"),
+                             [r.course_id for r in failed_rows])) if failed_rows else set()
+    stopped = {row[0] for row in stopped}
+    changes = []  # (row, what)
+    for row in live_rows:
+        if row.kind in DERIVED_KINDS and row.condition_key not in wanted and row.patient_id in reviewed:
+            changes.append((row, "gone"))
+        elif row.kind == "checkpoint_failed" and row.course_id in stopped:
+            changes.append((row, "stopped"))
+        elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today:
+            changes.append((row, "snooze"))
+    loaded = _alerts_by_id(session, [row.id for row, _ in changes])
+    for plain, what in changes:
+        row = loaded[plain.id]
+        if what == "gone":
+            resolve_alert(session, row, today, f"{AUTO}condition no longer present as of {today}", user,
+                          mrns.get(row.patient_id))
+            summary.resolved.append(row)
+        elif what == "stopped":
+            resolve_alert(session, row, today, f"{AUTO}course stopped", user, mrns.get(row.patient_id))
+            summary.resolved.append(row)
+        else:
+            before = audit.snapshot(row)
+            row.status, row.reopened_on, row.snoozed_until, row.updated_at = "open", today, None, now
+            session.add(row)
+            audit.record(session, user, "alert.reopen", "alert", row.id, mrns.get(row.patient_id), before,
+                         {**audit.snapshot(row), "why": "snooze ended"})
+            summary.reopened.append(row)
+    session.flush()
+
+
+def _alerts_by_id(session, ids) -> dict[int, Alert]:
+    return {row.id: row for chunk in chunks(ids) for row in session.execute(select(Alert).where(Alert.id.in_(chunk))).scalars()}
+
+
+def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
+    """Insert new alerts and their `alert.raise` audit events in bulk (tracker.db.bulk); the audit rows are
+    what audit.record would write for each."""
+    from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids
+    from tracker.services.alerts import RaisedAlert
+
+    session.flush()  # rows the rules added (follow-up items) go first
+    conn = session.connection()
+    empty = dict.fromkeys(Alert.model_fields)
+    # Dates and timestamps as ISO text; the encoder calls `default` only for values JSON has no form for.
+    encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
+    ids = bulk_insert_returning_ids(conn, A, rows)
+    events, raised = [], []
+    for alert_id, values in zip(ids, rows):
+        snapshot = {**empty, **values, "id": alert_id}
+        events.append({"at": now, "user": user, "action": "alert.raise", "entity": "alert",
+                       "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
+                       "after": encode(snapshot)})
+        raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
+                                  values["kind"], values["severity"], values["message"]))
+    bulk_insert(conn, AuditEvent.__table__, events)
+    return raised
+
+
+def _iso_or_str(value) -> str:
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
+
+
+def resolve_alert(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:
+    before = audit.snapshot(row)
+    row.status, row.resolved_on, row.resolution, row.updated_at = "resolved", on, reason, utcnow()
+    session.add(row)
+    audit.record(session, user, "alert.resolve", "alert", row.id, mrn, before, audit.snapshot(row))
