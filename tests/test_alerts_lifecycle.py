@@ -80,7 +80,27 @@ def test_evaluating_twice_raises_nothing_twice(tracker, db_url):
     assert len({r["condition_key"] for r in first}) == len(first)
     assert before["alert"] == after["alert"] and before["audit_event"] == after["audit_event"]
     out = tracker("alerts --as-of 2026-03-20").stdout
-    assert "0 raised" in out
+    assert "what-if: nothing stored" in out
+
+
+def test_a_what_if_as_of_a_later_date_stores_nothing(tracker, db_url):
+    """Issue 12: `alerts --as-of` next year used to store every alert it would raise then (raised_on in the
+    future), and the next plain evaluation auto-resolved them all."""
+    with freeze_time("2026-03-01"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")
+        tracker("result add M1 alt 130 --on 2026-03-01")
+        today = alerts(tracker)
+        before = dump_database(db_url)
+        future = alerts(tracker, "--as-of", "2027-03-01")
+        assert dump_database(db_url) == before
+        assert {r["status"] for r in future} <= {"open", "would open", "would re-open"}
+        assert any(r["kind"] == "overdue" and r["id"] is None for r in future)  # a year of missed draws
+        assert [r for r in future if r["id"] is not None] == [r for r in today if r["kind"] != "overdue"
+                                                            or r["condition_key"] in
+                                                            {f["condition_key"] for f in future}]
+        assert alerts(tracker) == today  # nothing to undo
+        assert dump_database(db_url)["audit_event"] == before["audit_event"]
 
 
 def test_lifecycle_ack_snooze_resolve_with_audit(tracker, db_url):

@@ -15,26 +15,34 @@ from tracker.cli.options import DATE, as_of_option, json_option
 @json_option
 @pass_app
 def alerts(app, include_all, mrn, as_of, as_json):
-    """Evaluate every live course as of the date, then list open alerts (most severe first)."""
+    """Evaluate every live course today, then list open alerts (most severe first). With --as-of, show
+    what would be open on that date without storing anything (a what-if)."""
     from tracker.cli.render import emit_json, say, table
-    from tracker.services.alerts import evaluate_clinic, list_alerts
+    from tracker.services.alerts import alerts_as_of, evaluate_clinic, list_alerts
     from tracker.services.calendar import merge_window_days, roll_forward
 
-    as_of = as_of or app.today()
-    with app.session() as session:
-        roll_forward(session, app.library, app.today(), as_of, merge_window_days(app.config))
-        summary = evaluate_clinic(session, app.library, as_of, app.config, user=app.user)
-        rows = list_alerts(session, include_all, mrn)
+    if as_of is not None:
+        with app.session() as session:
+            rows = alerts_as_of(session, app.library, as_of, app.config, mrn, include_all)
+        heading = f"Alerts that would be open on {as_of} (what-if: nothing stored)"
+    else:
+        as_of = app.today()
+        with app.session() as session:
+            roll_forward(session, app.library, as_of, as_of, merge_window_days(app.config))
+            summary = evaluate_clinic(session, app.library, as_of, app.config, user=app.user)
+            rows = list_alerts(session, include_all, mrn)
+        changes = [f"{len(summary.raised)} raised", f"{len(summary.reopened)} re-opened",
+                   f"{len(summary.resolved)} resolved"]
+        heading = f"Alerts as of {as_of} ({', '.join(changes)})"
     if as_json:
         emit_json(rows)
         return
-    changes = [f"{len(summary.raised)} raised", f"{len(summary.reopened)} re-opened", f"{len(summary.resolved)} resolved"]
-    say(f"Alerts as of {as_of} ({', '.join(changes)})")
+    say(heading)
     if not rows:
         say("No open alerts." if not include_all else "No alerts.")
         return
     table(["ID", "MRN", "Drug", "Kind", "Severity", "Status", "Raised", "Message", "Suggestions"],
-          [[r["id"], r["mrn"], r["drug"], r["kind"], r["severity"], r["status"], r["raised_on"], r["message"],
+          [[r["id"] or "-", r["mrn"], r["drug"], r["kind"], r["severity"], r["status"], r["raised_on"], r["message"],
             ", ".join(r["suggestions"])] for r in rows])
 
 

@@ -178,6 +178,61 @@ def list_alerts(session: Session, include_all: bool = False, mrn: str | None = N
                                        r["mrn"] or "", r["raised_on"], r["id"]))
 
 
+def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, config=None,
+                 mrn: str | None = None, include_all: bool = False) -> list[dict]:
+    """What-if: the alerts that would be open on `as_of`, computed without writing anything.
+
+    Live alerts whose condition would still hold (and checkpoint_failed decisions) are shown as they stand
+    (a snooze ending by then as open); a condition that would be raised has no id and the status `would
+    open` (`would re-open` when it had cleared by itself); a condition resolved by hand stays resolved."""
+    from tracker.core.alerts import DERIVED_KINDS
+
+    patient = None
+    if mrn:
+        from tracker.services.patients import get_patient
+
+        patient = get_patient(session, mrn)
+    summary = evaluate_clinic(session, library, as_of, config,
+                              patient_ids=[patient.id] if patient else None, write=False)
+    wanted = {c.condition_key: c for c in summary.would_open}
+    query = (select(Alert, Patient.mrn).join(Patient, Patient.id == Alert.patient_id)
+             .where(Alert.status.in_(LIVE)))
+    if patient is not None:
+        query = query.where(Alert.patient_id == patient.id)
+    rows, live_keys = [], set()
+    for row, row_mrn in session.exec(query).all():
+        live_keys.add(row.condition_key)
+        if row.kind in DERIVED_KINDS and row.condition_key not in wanted:
+            continue  # would resolve by then
+        shown = alert_row(row, row_mrn)
+        if row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
+            shown["status"] = "open"
+        rows.append(shown)
+    unseen = [k for k in wanted if k not in live_keys]
+    newest: dict[str, Alert] = {}
+    for chunk in (unseen[i:i + 500] for i in range(0, len(unseen), 500)):
+        for row in session.exec(select(Alert).where(Alert.condition_key.in_(chunk))).all():
+            if row.condition_key not in newest or row.id > newest[row.condition_key].id:
+                newest[row.condition_key] = row
+    ids = {wanted[k].patient_id for k in unseen}
+    mrns = dict(session.exec(select(Patient.id, Patient.mrn).where(Patient.id.in_(ids))).all()) if ids else {}
+    for key in unseen:
+        cand, old = wanted[key], newest.get(key)
+        if old is not None and not (old.resolution or "").startswith(AUTO):
+            continue  # resolved by hand: that decision stands
+        rows.append({"id": None, "mrn": mrns.get(cand.patient_id), "drug": cand.drug, "kind": cand.kind,
+                     "severity": cand.severity, "status": "would re-open" if old is not None else "would open",
+                     "raised_on": as_of.isoformat(), "message": cand.message,
+                     "suggestions": list(cand.suggestions), "sources": list(cand.sources), "value": cand.value,
+                     "limit": cand.limit_text, "note": None, "snoozed_until": None, "reopened_on": None,
+                     "resolved_on": None, "resolution": None, "condition_key": key, "course_id": cand.course_id,
+                     "item_id": cand.item_id, "result_id": cand.result_id})
+    if not include_all:
+        rows = [r for r in rows if r["status"] in ("open", "would open", "would re-open")]
+    return sorted(rows, key=lambda r: (SEVERITY_ORDER.get(r["severity"], 3), r["mrn"] or "", r["raised_on"],
+                                       r["id"] or 0, r["condition_key"]))
+
+
 def show_alert(session: Session, alert_id: int) -> dict:
     row = get_alert(session, alert_id)
     out = alert_row(row, _mrn(session, row))
