@@ -1,0 +1,156 @@
+"""Issue 12: the whole-clinic review and per-patient reviews decide alike (differential test on a synthetic
+clinic of 500 patients), the SQL prefilter never drops a patient the core would alert on (hypothesis), and
+the incremental nightly catches what a change makes alertable (a course moved onto a stricter protocol)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+
+from freezegun import freeze_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, select
+
+from tests.conftest import Tracker
+from tracker.core.alerts import AlertSettings
+from tracker.core.prefilter import ThresholdBounds, threshold_bounds
+from tracker.core.protocol import Protocol, Threshold
+from tracker.core.thresholds import breach
+from tracker.db.engine import open_engine
+from tracker.db.tables import Alert, Patient
+from tracker.protocol_files import load_library
+from tracker.services.evaluate import evaluate
+
+TODAY = dt.date(2026, 11, 2)
+
+
+def _alerts(db: str) -> set[tuple]:
+    engine = open_engine(db)
+    with Session(engine) as session:
+        rows = session.exec(select(Alert.condition_key, Alert.status, Alert.severity, Alert.message)).all()
+    engine.dispose()
+    return set(rows)
+
+
+def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_template):
+    whole, each = str(tmp_path / "whole.db"), str(tmp_path / "each.db")
+    shutil.copyfile(migrated_template, whole)
+    with freeze_time(TODAY.isoformat()):
+        Tracker(whole)("synth --patients 500 --seed 11")
+    engine = open_engine(whole)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    shutil.copyfile(whole, each)
+    library = load_library()
+
+    engine = open_engine(whole)
+    with Session(engine) as session:
+        evaluate(session, library, TODAY, AlertSettings())
+        session.commit()
+    engine.dispose()
+    engine = open_engine(each)
+    with Session(engine) as session:
+        for patient_id in session.exec(select(Patient.id)).all():
+            evaluate(session, library, TODAY, AlertSettings(), patient_ids=[patient_id])
+        session.commit()
+    engine.dispose()
+    clinic, patients = _alerts(whole), _alerts(each)
+    assert len(clinic) > 100
+    assert clinic == patients
+
+
+@dataclass
+class Result:
+    id: int
+    test: str
+    value_num: float | None
+    value_text: str | None
+    unit: str | None
+    taken_on: dt.date
+    ref_high: float | None
+
+
+limits = st.floats(0.1, 500, allow_nan=False)
+thresholds = st.one_of(
+    st.builds(lambda v: Threshold(analyte="x", below=v, action="review", clinic_default=True), limits),
+    st.builds(lambda v: Threshold(analyte="x", above=v, action="review", clinic_default=True), limits),
+    st.builds(lambda v: Threshold(analyte="x", above_uln=v, action="review", clinic_default=True), st.floats(0.5, 10)),
+    st.builds(lambda v: Threshold(analyte="x", rise_pct=v, action="review", clinic_default=True), st.floats(1, 200)),
+    st.builds(lambda v: Threshold(analyte="x", fall_pct=v, action="review", clinic_default=True), st.floats(1, 99)),
+    st.builds(lambda v: Threshold(analyte="x", equals=v, action="review", clinic_default=True),
+              st.lists(st.sampled_from(["low", "absent", "positive"]), min_size=1, max_size=2)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(thresholds, min_size=1, max_size=6), st.one_of(st.none(), st.floats(0, 1000, allow_nan=False)),
+       st.sampled_from([None, "low", "absent", "normal"]), st.one_of(st.none(), st.floats(1, 300)),
+       st.one_of(st.none(), st.floats(0, 500, allow_nan=False)))
+def test_prefilter_bounds_admit_every_result_a_rule_alerts_on(rules, value, text, ref_high, baseline):
+    protocol = Protocol.model_construct(thresholds=rules)
+    bounds = threshold_bounds([protocol])["x"]
+    result = Result(1, "x", value, text, None, TODAY, ref_high)
+    for rule in rules:
+        hit, _, _ = breach(rule, result, baseline, ref_high)
+        if hit:
+            assert bounds.may_breach(value, text, ref_high, baseline), rule.describe()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 400, allow_nan=False), st.sampled_from([None, 10.0, 40.0]),
+                          st.sampled_from([None, "low", "absent"])), min_size=1, max_size=12))
+def test_prefilter_sql_selects_exactly_what_the_bounds_admit(rows):
+    """The SQL of tracker/db/charts.py for absolute bounds, on a real SQLite database."""
+    from sqlalchemy import create_engine, select as sa_select
+
+    from tracker.db.charts import R, bounds_condition
+
+    bounds = ThresholdBounds(below=20, above=300, uln_factors={3.0}, equals={"absent"})
+    engine = create_engine("sqlite://")
+    R.metadata.create_all(engine, tables=[R, Patient.__table__])
+    with engine.begin() as conn:
+        conn.execute(Patient.__table__.insert(), [{"id": 1, "mrn": "P", "name": "P", "dob": TODAY,
+                                                   "created_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                                                   "updated_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}])
+        conn.execute(R.insert(), [{"id": i + 1, "patient_id": 1, "test": "x", "value_num": v, "ref_high": h,
+                                   "value_text": t, "taken_on": TODAY, "created_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}
+                                  for i, (v, h, t) in enumerate(rows)])
+        r = R.alias("r")
+        chosen = set(conn.execute(sa_select(r.c.id).where(bounds_condition(r, "x", bounds, 40.0))).scalars())
+    expected = {i + 1 for i, (v, h, t) in enumerate(rows)
+                if bounds.may_breach(v, t, h if h is not None else 40.0)}
+    assert chosen == expected
+
+
+def test_incremental_nightly_reviews_a_course_replanned_onto_a_stricter_protocol(tracker, tmp_path, monkeypatch):
+    """The nightly used to look only at rows created since its last pass; a replan is a course event."""
+    with freeze_time("2026-03-01"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")
+        tracker("result add M1 alt 35 --on 2026-02-28")
+        tracker("nightly")
+        assert [a for a in tracker.json("alerts") if a["kind"] == "threshold"] == []
+    clinic = tmp_path / "clinic"
+    clinic.mkdir()
+    # A clinic protocol: the built-in methotrexate with a new version and an extra, stricter ALT rule.
+    import yaml
+
+    with open(load_library().protocols["methotrexate"].origin, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    data["version"] = data["version"] + 1
+    data["thresholds"].append({"analyte": "alt", "above": 30, "action": "review", "severity": "warning",
+                               "clinic_default": True})
+    (clinic / "methotrexate.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("TRACKER_SCHEDULES", str(clinic))
+    with freeze_time("2026-03-02"):
+        tracker("nightly")  # the library changed: a full pass, but the course still has its old version
+        assert [a for a in tracker.json("alerts --as-of 2026-03-02") if a["kind"] == "threshold"] == []
+        tracker("therapy replan M1 methotrexate")
+    with freeze_time("2026-03-03"):
+        tracker("nightly")  # incremental: the replan is a change
+        nightly = [a["condition_key"] for a in tracker.json("alerts --all --as-of 2026-03-03")
+                   if a["kind"] == "threshold" and a["id"] is not None]
+    assert nightly and all("alt>30" in key for key in nightly)
