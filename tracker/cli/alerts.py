@@ -17,14 +17,11 @@ from tracker.cli.options import DATE, as_of_option, json_option
 def alerts(app, include_all, mrn, as_of, as_json):
     """Evaluate every live course as of the date, then list open alerts (most severe first)."""
     from tracker.cli.render import emit_json, say, table
-    from tracker.services.alerts import evaluate_clinic, list_alerts
-    from tracker.services.calendar import merge_window_days, roll_forward
+    from tracker.services.listings import review_alerts
 
-    as_of = as_of or app.today()
-    with app.session() as session:
-        roll_forward(session, app.library, app.today(), as_of, merge_window_days(app.config))
-        summary = evaluate_clinic(session, app.library, as_of, app.config, user=app.user)
-        rows = list_alerts(session, include_all, mrn)
+    with app.clinic() as clinic:
+        as_of = as_of or clinic.today
+        summary, rows = review_alerts(clinic, as_of, include_all, mrn)
     if as_json:
         emit_json(rows)
         return
@@ -53,8 +50,8 @@ def show(app, alert_id, as_json):
 
     from tracker.services.alerts import show_alert
 
-    with app.session() as session:
-        row = show_alert(session, alert_id)
+    with app.clinic() as clinic:
+        row = show_alert(clinic.session, alert_id)
     if as_json:
         emit_json(row)
         return
@@ -81,8 +78,8 @@ def ack(app, alert_id, note):
     """Acknowledge an alert (it leaves the open list but stays live)."""
     from tracker.services.alerts import acknowledge
 
-    with app.session() as session:
-        row = acknowledge(session, alert_id, note, app.user)
+    with app.clinic() as clinic:
+        row = acknowledge(clinic.session, alert_id, note, clinic.user)
     click.echo(f"acknowledged alert #{row.id}")
 
 
@@ -95,8 +92,8 @@ def snooze(app, alert_id, until, reason):
     """Hide an alert until a date; it re-opens then if its condition still holds."""
     from tracker.services.alerts import snooze as snooze_alert
 
-    with app.session() as session:
-        row = snooze_alert(session, alert_id, until, reason, app.user, app.today())
+    with app.clinic() as clinic:
+        row = snooze_alert(clinic.session, alert_id, until, reason, clinic.user, clinic.today)
     click.echo(f"snoozed alert #{row.id} until {row.snoozed_until}")
 
 
@@ -108,8 +105,8 @@ def resolve(app, alert_id, reason):
     """Resolve an alert by hand; the same condition will not raise it again."""
     from tracker.services.alerts import resolve as resolve_alert
 
-    with app.session() as session:
-        row = resolve_alert(session, alert_id, reason, app.user, app.today())
+    with app.clinic() as clinic:
+        row = resolve_alert(clinic.session, alert_id, reason, clinic.user, clinic.today)
     click.echo(f"resolved alert #{row.id}")
 
 

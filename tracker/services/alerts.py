@@ -1,6 +1,6 @@
 """The alert engine (issue 4). Interface used by the nightly job (issue 7):
 
-    evaluate_clinic(session, library, as_of, config) -> EvaluationSummary
+    evaluate_clinic(session, library, as_of, settings) -> EvaluationSummary
 
 evaluates every live course as of `as_of` and returns the alerts that were newly raised or re-opened by
 this evaluation (not the ones already open). It is idempotent: evaluating twice raises nothing twice.
@@ -62,6 +62,7 @@ from tracker.core.rules import (
     parse_algorithm,
     threshold_candidates,
 )
+from tracker.core.settings import Settings
 from tracker.services import audit
 
 SYSTEM_USER = "tracker"
@@ -101,14 +102,14 @@ class EvaluationSummary:
     follow_ups: list = field(default_factory=list)  # Item rows added (repeat labs, partial re-checks)
 
 
-def settings_of(config) -> AlertSettings:
-    return AlertSettings.from_section(config.section("alerts") if config is not None else {})
+def settings_of(config: Settings | None) -> AlertSettings:
+    return config.alerts if config is not None else AlertSettings()
 
 
 _ALGORITHMS: dict[str, Algorithm] = {}
 
 
-def load_algorithm(config=None) -> Algorithm:
+def load_algorithm(config: Settings | None = None) -> Algorithm:
     """schedules/_algorithm.yaml, or the clinic's own copy in its schedules directory."""
     from tracker.protocol_files import clinic_schedules_dir
     from tracker.resources import schedules_dir
@@ -141,14 +142,14 @@ def _in_chunks(session: Session, make_query, ids) -> list:
 # Evaluation
 
 
-def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, config=None, *,
-                    patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER,
-                    incremental: bool = False) -> EvaluationSummary:
+def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date,
+                    config: Settings | None = None, *, patient_ids=None, kinds=ALL_KINDS,
+                    user: str = SYSTEM_USER, incremental: bool = False) -> EvaluationSummary:
     """Evaluate the rules of `kinds` for every live course (or those of `patient_ids`) as of `as_of`.
 
     `incremental` (clinic-wide only; the nightly job): thresholds only where inputs changed since the last
     clinic-wide pass (module docstring)."""
-    from tracker.services.calendar import course_protocol
+    from tracker.services.plan_sync import course_protocol
 
     settings = settings_of(config)
     summary = EvaluationSummary()

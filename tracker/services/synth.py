@@ -3,7 +3,7 @@
 `synthesise_clinic` fills an empty database with N patients in bulk: rows are built in memory a chunk of
 patients at a time and written with SQLAlchemy Core `insert()` (executemany), with ids computed here
 rather than read back, so 100,000 patients take well under a minute on SQLite. Plans come from the pure
-planner (`plan_course`), stored with the same field conventions as `calendar.sync_course`, so every
+planner (`plan_course`), stored with the same field conventions as `plan_sync.sync_course`, so every
 normal command works on the result. Deterministic for a seed and a `today`: one `random.Random(seed)`
 drives everything, including item uids and timestamps (derived from the synthetic dates).
 """
@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, insert, select, text
-from sqlmodel import Session
 
 from tracker.db.tables import (
     Assessment,
@@ -36,7 +35,8 @@ from tracker.errors import ConflictError, InputError
 from tracker.core.plan import CourseFacts, Pause, PatientFacts, plan_course
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.services import audit
-from tracker.services.calendar import EXTEND_TO
+from tracker.services.context import Clinic
+from tracker.services.plan_sync import EXTEND_TO
 
 # A practice's mix of systemic therapies, most common first (synthetic weights, not clinical data).
 # Drugs missing from the library are skipped, so the mix follows whatever protocols are installed.
@@ -107,7 +107,7 @@ def uid_prefix(rng: random.Random) -> str:
 
     Synthetic item UIDs are this prefix plus the item id (`item_uid`): unique like uuid4s, but ascending
     in insert order, so the item.uid unique index is appended to instead of updated at random places
-    (loading 1.6 million items is about 40% faster that way). Real items get uuid4s (calendar.sync_course).
+    (loading 1.6 million items is about 40% faster that way). Real items get uuid4s (plan_sync.sync_course).
     """
     n = rng.getrandbits(80)
     h = f"{n:020x}"
@@ -495,8 +495,7 @@ def _insert_plan(conn, name: str) -> tuple[str | None, tuple, list[str]]:
     return sql, tuple(suffix), columns
 
 
-def synthesise_clinic(session: Session, library: ProtocolLibrary, today: dt.date, patients: int, seed: int = 1,
-                      user: str = "synth", progress=None, chunk: int = CHUNK,
+def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=None, chunk: int = CHUNK,
                       background: bool | None = None) -> SynthSummary:
     """Fill an empty database with `patients` synthetic patients; refuses a database that has patients.
 
@@ -505,6 +504,7 @@ def synthesise_clinic(session: Session, library: ProtocolLibrary, today: dt.date
     Large clinics are built in a forked process while this one inserts (`background`, default for more
     than four chunks); the rows are the same either way.
     """
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     if patients < 1:
         raise InputError("patients", patients, "must be at least 1")
     began = time.perf_counter()
