@@ -132,7 +132,7 @@ def planner_throughput(courses: int = 3000) -> dict:
     sys.path.insert(0, str(HERE.parent))
     from tracker.core.plan import CourseFacts, PatientFacts, plan_course
     from tracker.protocol_files import library
-    from tracker.services.calendar import EXTEND_TO
+    from tracker.services.plan_sync import EXTEND_TO
 
     lib = library()
     today = dt.date.today()

@@ -152,6 +152,37 @@ def test_the_merge_window_is_a_clinic_setting(tracker, tmp_path):
     assert dump_database(tracker.db) == snapshot
 
 
+def test_switch_merges_with_the_commands_config_like_stop_then_start(tracker, tmp_path, monkeypatch):
+    """Issue 12: `--config` sets the merge window for every step of a command. `therapy switch` used to
+    re-plan the started drug with the file $TRACKER_CONFIG names instead (16 draws in 2026 instead of 10)."""
+    ambient = tmp_path / "ambient.toml"
+    ambient.write_text("[calendar]\nmerge_window_days = 0\n")
+    monkeypatch.setenv("TRACKER_CONFIG", str(ambient))
+    site = tmp_path / "site.toml"
+    site.write_text("[calendar]\nmerge_window_days = 3\n")
+
+    def run(*args):
+        return tracker(["--config", str(site), *args])
+
+    with freeze_time("2026-01-02"):
+        for mrn in ("P1", "P2"):
+            run("patient", "add", mrn, "--name", "Ada Byron", "--dob", "1980-01-01", "--sex", "f")
+            run("therapy", "start", mrn, "methotrexate", "--on", "2026-01-05")
+            run("therapy", "start", mrn, "dupilumab", "--on", "2026-01-05")
+        switched = run("therapy", "switch", "P1", "dupilumab", "azathioprine", "--on", "2026-01-07",
+                       "--reason", "not enough", "--override-gate", "TPMT sent")
+        run("therapy", "stop", "P2", "dupilumab", "--on", "2026-01-07", "--reason", "not enough")
+        started = run("therapy", "start", "P2", "azathioprine", "--on", "2026-01-07",
+                      "--override-gate", "TPMT sent")
+        draws = {mrn: [(r["due"], r["drugs"]) for r in tracker.json(["--config", str(site), "calendar", mrn,
+                                                                     "--to", "2026-12-31"])
+                       if r["kind"] == "lab"] for mrn in ("P1", "P2")}
+    assert "6 merged" in switched.stdout and "6 merged" in started.stdout
+    assert draws["P1"] == draws["P2"]
+    assert [due for due, drugs in draws["P1"] if len(drugs) == 2] == MERGED
+    assert len(draws["P1"]) == 10  # 16 draws in 2026, 6 pairs merged
+
+
 def test_grouping_rule_unions_overlapping_tests_one_draw_per_course():
     d = dt.date.fromisoformat
     draws = [

@@ -17,7 +17,7 @@ from tracker.db.engine import make_engine, resolve_url
 from tracker.db.tables import Course, Item, Patient
 from tracker.core.plan import plan_course
 from tracker.protocol_files import library
-from tracker.services.calendar import course_facts, item_key, sync_course
+from tracker.services.plan_sync import course_facts, item_key, sync_course
 
 TODAY = "2026-03-02"
 
@@ -154,6 +154,8 @@ def test_same_seed_same_clinic(tmp_path, migrated_template):
 
 def test_background_builder_gives_the_same_rows(tmp_path, migrated_template):
     """Large clinics are built in a forked process while the main one inserts; same rows either way."""
+    from tracker.core.settings import Settings
+    from tracker.services.context import Clinic
     from tracker.services.synth import synthesise_clinic
 
     urls = [sqlite_copy(migrated_template, tmp_path / f"{n}.db") for n in "ab"]
@@ -161,7 +163,8 @@ def test_background_builder_gives_the_same_rows(tmp_path, migrated_template):
     for url, background in zip(urls, (False, True)):
         engine = make_engine(resolve_url(url))
         with Session(engine) as session:
-            synthesise_clinic(session, lib, dt.date(2026, 3, 2), 90, seed=4, chunk=20, background=background)
+            clinic = Clinic(session, lib, Settings(), dt.date(2026, 3, 2), "synth")
+            synthesise_clinic(clinic, 90, seed=4, chunk=20, background=background)
             session.commit()
         engine.dispose()
     assert without_audit_times(dump_database(urls[0])) == without_audit_times(dump_database(urls[1]))

@@ -21,7 +21,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from tracker.config import parse_hhmm
+from tracker.core.settings import parse_hhmm
 
 JOB_ID = "tracker-nightly"
 log = logging.getLogger("tracker.scheduler")
@@ -78,7 +78,7 @@ def describe(scheduler: BaseScheduler) -> dict:
     }
 
 
-def nightly_job(engine, library, config, timezone: str, user: str) -> Callable[[], None]:
+def nightly_job(engine, library, settings, timezone: str, user: str) -> Callable[[], None]:
     """The job: one nightly run for today in the site timezone. It logs problems rather than raising, so a
     failed channel or a concurrent run never stops the scheduler."""
     from tracker.dates import today
@@ -89,7 +89,7 @@ def nightly_job(engine, library, config, timezone: str, user: str) -> Callable[[
         as_of = today(timezone)
         log.info("nightly run for %s starting", as_of)
         try:
-            report = run_nightly(engine, library, config, as_of, user=user)
+            report = run_nightly(engine, library, settings, as_of, user=user)
         except LockedError as exc:
             log.warning("%s", exc)
         except DeliveryError as exc:

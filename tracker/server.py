@@ -61,10 +61,10 @@ def not_modified(headers, etag: str, last_modified: dt.datetime) -> bool:
 class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, engine, library, config, log=None):
+    def __init__(self, address, engine, library, settings, log=None):
         self.engine = engine
         self.library = library
-        self.config = config
+        self.settings = settings
         self.log = log or sys.stderr
         super().__init__(address, FeedHandler)
 
@@ -91,15 +91,18 @@ class FeedHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
     def _feed(self, send_body: bool) -> None:
-        from tracker.services.feeds import active_feed, render_feed
+        from tracker.dates import today
+        from tracker.services.context import Clinic
+        from tracker.services.feeds import feed_calendar
 
         match = FEED_PATH.match(self.path.split("?", 1)[0])
         if match is None:
             return self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body)
         try:
             with Session(self.server.engine) as session:
-                feed = active_feed(session, match.group(1))
-                rendered = render_feed(session, self.server.library, self.server.config, feed) if feed else None
+                settings = self.server.settings
+                clinic = Clinic(session, self.server.library, settings, today(settings.timezone), "feeds")
+                rendered = feed_calendar(clinic, match.group(1))
                 session.rollback()  # read-only: nothing to keep
         except Exception:
             self.server.log.write(redact(traceback.format_exc()))
@@ -158,7 +161,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(host: str, port: int, engine, library, config, log=None) -> FeedServer:
+def make_server(host: str, port: int, engine, library, settings, log=None) -> FeedServer:
     family_host = host.strip("[]")
     server_class = FeedServer
     if ":" in family_host:
@@ -168,4 +171,4 @@ def make_server(host: str, port: int, engine, library, config, log=None) -> Feed
             address_family = socket.AF_INET6
 
         server_class = _V6
-    return server_class((family_host, port), engine, library, config, log)
+    return server_class((family_host, port), engine, library, settings, log)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from tracker.config import ReminderSettings
+from tracker.core.settings import ReminderSettings
 
 
 def build_channels(settings: ReminderSettings, out: TextIO | None = None) -> list:

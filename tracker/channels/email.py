@@ -16,7 +16,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from tracker.channels.digest import digest_lines, subject
-from tracker.config import EmailSettings
+from tracker.config import secret
+from tracker.core.settings import EmailSettings
 
 
 class EmailChannel:
@@ -59,7 +60,7 @@ class EmailChannel:
         message.set_content("\n".join(digest_lines(rows, count, as_of, from_day)) + "\n")
         with self._connect() as smtp:
             if s.user:
-                password = s.password()
+                password = secret(s.password_env)  # read at send time, never kept
                 if password is None:
                     raise RuntimeError(f"reminders.email.password_env: ${s.password_env} is not set")
                 smtp.login(s.user, password)

@@ -10,7 +10,8 @@ import json
 import urllib.error
 import urllib.request
 
-from tracker.config import WebhookSettings
+from tracker.config import secret
+from tracker.core.settings import WebhookSettings
 
 
 class WebhookChannel:
@@ -27,7 +28,7 @@ class WebhookChannel:
         request.add_header("User-Agent", "tracker-nightly")
         request.add_header("Idempotency-Key",
                            f"tracker-reminders-{rows[0]['reminder_id']}-{rows[-1]['reminder_id']}")
-        token = self.settings.token()
+        token = secret(self.settings.token_env)
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:

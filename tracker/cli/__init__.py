@@ -20,7 +20,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class AppContext:
-    """What every command needs, built lazily: config, database engine, protocol library, today."""
+    """What every command needs, built lazily: settings, database engine, protocol library, today; and
+    `clinic()`, the Clinic a command's one service call is given."""
 
     def __init__(self, db: str | None, user: str | None, config_path: str | None):
         self.db = db
@@ -28,10 +29,11 @@ class AppContext:
         self.config_path = config_path
 
     @cached_property
-    def config(self):
-        from tracker.config import load_config
+    def settings(self):
+        """The site settings, read and validated once (tracker/config.py)."""
+        from tracker.config import load_settings
 
-        return load_config(self.config_path)
+        return load_settings(self.config_path)
 
     @cached_property
     def engine(self):
@@ -43,12 +45,12 @@ class AppContext:
     def library(self):
         from tracker.protocol_files import library
 
-        return library(self.config.schedules_dir)
+        return library(self.settings.schedules_dir)
 
     def today(self):
         from tracker.dates import today
 
-        return today(self.config.timezone)
+        return today(self.settings.timezone)
 
     def close(self) -> None:
         """Release the database connections at the end of a command (PostgreSQL has few slots)."""
@@ -67,6 +69,18 @@ class AppContext:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def clinic(self, today=None):
+        """A Clinic in one transaction: committed when the block ends, rolled back on any error. Render
+        what the service returned after the block, so nothing is shown for a change that was not kept.
+        `today` replaces the clinic's date (e.g. `synth --as-of`)."""
+        from tracker.services.context import Clinic
+
+        settings, library = self.settings, self.library  # a bad config fails before the database is touched
+        today = today or self.today()
+        with self.session() as session:
+            yield Clinic(session, library, settings, today, self.user)
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -18,22 +18,16 @@ def alerts(app, include_all, mrn, as_of, as_json):
     """Evaluate every live course today, then list open alerts (most severe first). With --as-of, show
     what would be open on that date without storing anything (a what-if)."""
     from tracker.cli.render import emit_json, say, table
-    from tracker.services.alerts import alerts_as_of, evaluate_clinic, list_alerts
-    from tracker.services.calendar import merge_window_days, roll_forward
+    from tracker.services.listings import review_alerts
 
-    if as_of is not None:
-        with app.session() as session:
-            rows = alerts_as_of(session, app.library, as_of, app.config, mrn, include_all)
+    with app.clinic() as clinic:
+        summary, rows = review_alerts(clinic, as_of, include_all, mrn)
+    if summary is None:
         heading = f"Alerts that would be open on {as_of} (what-if: nothing stored)"
     else:
-        as_of = app.today()
-        with app.session() as session:
-            roll_forward(session, app.library, as_of, as_of, merge_window_days(app.config))
-            summary = evaluate_clinic(session, app.library, as_of, app.config, user=app.user)
-            rows = list_alerts(session, include_all, mrn)
         changes = [f"{len(summary.raised)} raised", f"{len(summary.reopened)} re-opened",
                    f"{len(summary.resolved)} resolved"]
-        heading = f"Alerts as of {as_of} ({', '.join(changes)})"
+        heading = f"Alerts as of {clinic.today} ({', '.join(changes)})"
     if as_json:
         emit_json(rows)
         return

@@ -24,9 +24,8 @@ def assess(app, mrn, on, easi, iga, itch_nrs, dlqi, poem):
     from tracker.services.assessments import record_assessment
 
     values = {"easi": easi, "iga": iga, "itch_nrs": itch_nrs, "dlqi": dlqi, "poem": poem}
-    with app.session() as session:
-        recorded = record_assessment(session, app.library, mrn=mrn, on=on, values=values, user=app.user,
-                                     today=app.today(), config=app.config)
+    with app.clinic() as clinic:
+        recorded = record_assessment(clinic, mrn=mrn, on=on, values=values)
     a = recorded.assessment
     shown = ", ".join(f"{NAMES[k]} {getattr(a, k):g}" for k in NAMES if getattr(a, k) is not None)
     click.echo(f"recorded assessment for {recorded.mrn} on {a.assessed_on}: {shown}")

@@ -21,7 +21,7 @@ def show(app, as_json):
     from tracker.cli.render import emit_json
     from tracker.config import effective_config
 
-    info = effective_config(app.config)
+    info = effective_config(app.settings)
     if as_json:
         emit_json(info)
         return

@@ -19,8 +19,7 @@ def demo(app, patients, seed, replace):
     from pathlib import Path
 
     from tracker.cli.render import say, worklist
-    from tracker.services.demo import build_demo_clinic
-    from tracker.services.worklists import due, overdue
+    from tracker.services.demo import WORKLIST_DAYS, build_demo_clinic
 
     if app.db is None:
         app.db = str(Path(tempfile.mkdtemp(prefix="tracker-demo-")) / "demo.db")
@@ -31,14 +30,12 @@ def demo(app, patients, seed, replace):
             raise InputError("db", app.db, "--replace only deletes a SQLite file, not a server database")
         for suffix in ("", "-wal", "-shm"):
             Path(app.db + suffix).unlink(missing_ok=True)
-    today = app.today()
-    with app.session() as session:
-        summary = build_demo_clinic(session, app.library, today, patients, seed)
-    with app.session() as session:
-        rows = overdue(session, today) + due(session, today, 7)
+    with app.clinic() as clinic:
+        summary = build_demo_clinic(clinic, patients, seed)
+    today, rows = clinic.today, summary.worklist
     say(f"Demo clinic: {summary.patients} synthetic patients, {summary.results} results, database {app.db}")
-    rows.sort(key=lambda r: (r["mrn"], r["due"]))
-    worklist(rows, f"Worklist for {today}: overdue and due by {today + dt.timedelta(days=7)}", "Nothing due.")
+    worklist(rows, f"Worklist for {today}: overdue and due by {today + dt.timedelta(days=WORKLIST_DAYS)}",
+             "Nothing due.")
     say(f"\nTry: tracker --db {app.db} patient show {rows[0]['mrn'] if rows else 'DEMO0001'}")
 
 

@@ -32,22 +32,13 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
 
     Cancelled items are included with STATUS:CANCELLED so calendars that imported them drop them.
     """
-    from tracker.dates import utcnow
-    from tracker.exporters.collect import export_calendar, export_settings
-    from tracker.services.calendar import merge_window_days, roll_forward
-    from tracker.services.patients import get_patient
+    from tracker.services.export import export_ics
 
-    settings = export_settings(app.config)
     if alarm_lead_hours is not None and alarm is None:
         alarm = True
-    with app.session() as session:
-        patient = get_patient(session, mrn) if mrn else None
-        if end:
-            # Like `tracker calendar --to`: extend plans that do not reach the asked-for date yet.
-            roll_forward(session, app.library, app.today(), end, merge_window_days(app.config))
-        calendar = export_calendar(session, app.library, settings, patient=patient, audience=audience,
-                                   stamp=utcnow(), start=start, end=end, alarm=alarm,
-                                   alarm_lead_hours=alarm_lead_hours)
+    with app.clinic() as clinic:
+        calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
+                              alarm_lead_hours=alarm_lead_hours)
     data = calendar.to_ical()
     events = len(calendar.events)
     if out:

@@ -21,11 +21,10 @@ def feed() -> None:
 @pass_app
 def create(app, mrn, clinic, audience):
     """Create a feed and print its URL. The URL is the only copy of its token: keep it secret."""
-    from tracker.services.feeds import base_url, create_feed
+    from tracker.services.feeds import create_feed
 
-    base = base_url(app.config)
-    with app.session() as session:
-        created = create_feed(session, mrn=mrn, clinic=clinic, audience=audience, user=app.user, base=base)
+    with app.clinic() as context:
+        created = create_feed(context, mrn=mrn, whole_clinic=clinic, audience=audience)
     click.echo(created.url)
     scope = f"patient {created.mrn}" if created.mrn else "the clinic"
     click.echo(f"feed {created.feed.id}: {scope}, {audience} audience. The URL is shown only once; "
@@ -40,8 +39,8 @@ def list_(app, as_json):
     from tracker.cli.render import emit_json, table
     from tracker.services.feeds import list_feeds
 
-    with app.session() as session:
-        rows = list_feeds(session)
+    with app.clinic() as clinic:
+        rows = list_feeds(clinic)
     if as_json:
         emit_json(rows)
         return
@@ -57,8 +56,8 @@ def revoke(app, feed_id):
     """Revoke a feed: its URL answers 404 from now on."""
     from tracker.services.feeds import revoke_feed
 
-    with app.session() as session:
-        row = revoke_feed(session, feed_id, user=app.user)
+    with app.clinic() as clinic:
+        row = revoke_feed(clinic, feed_id)
     click.echo(f"revoked feed {row['id']} ({row['scope']}{' ' + row['mrn'] if row['mrn'] else ''})")
 
 

@@ -22,8 +22,9 @@ def nightly(ctx, as_of):
     from tracker.services.nightly import run_nightly
 
     app = ctx.find_object(AppContext)
+    settings = app.settings  # read and validated before anything runs
     as_of = as_of or app.today()
-    report = run_nightly(app.engine, app.library, app.config, as_of, user=app.user)
+    report = run_nightly(app.engine, app.library, settings, as_of, user=app.user)
     click.echo(summary_line(report), err=True)
 
 

@@ -13,17 +13,6 @@ def patient() -> None:
     """Register, list, show and update patients."""
 
 
-def _patient_row(p) -> dict:
-    return {
-        "mrn": p.mrn,
-        "name": p.name,
-        "dob": p.dob.isoformat(),
-        "sex": p.sex,
-        "weight_kg": p.weight_kg,
-        "childbearing_potential": p.childbearing_potential,
-    }
-
-
 @patient.command("add")
 @click.argument("mrn")
 @click.option("--name", required=True, help="Full name.")
@@ -36,9 +25,9 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing_potential):
     """Register a patient under MRN."""
     from tracker.services.patients import add_patient
 
-    with app.session() as session:
-        p = add_patient(session, mrn=mrn, name=name, dob=dob, sex=sex, weight_kg=weight_kg,
-                        childbearing_potential=childbearing_potential, user=app.user, today=app.today())
+    with app.clinic() as clinic:
+        p = add_patient(clinic, mrn=mrn, name=name, dob=dob, sex=sex, weight_kg=weight_kg,
+                        childbearing_potential=childbearing_potential)
     click.echo(f"added {p.mrn} ({p.name}, born {p.dob})")
 
 
@@ -57,8 +46,8 @@ def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing_potential)
 
     changes = {k: v for k, v in {"mrn": new_mrn, "name": name, "dob": dob, "sex": sex, "weight_kg": weight_kg,
                                  "childbearing_potential": childbearing_potential}.items() if v is not None}
-    with app.session() as session:
-        p = update_patient(session, mrn, changes, user=app.user, today=app.today())
+    with app.clinic() as clinic:
+        p = update_patient(clinic, mrn, changes)
     click.echo(f"updated {p.mrn}: {', '.join(sorted(changes))}")
 
 
@@ -67,19 +56,11 @@ def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing_potential)
 @pass_app
 def list_(app, as_json):
     """List every patient with their live courses."""
-    from sqlmodel import select
-
     from tracker.cli.render import emit_json, table
-    from tracker.db.tables import Course, Patient
+    from tracker.services.patient_view import patient_rows
 
-    with app.session() as session:
-        patients = session.exec(select(Patient).order_by(Patient.mrn)).all()
-        live = {}
-        for patient_id, drug, status in session.exec(
-            select(Course.patient_id, Course.drug, Course.status).where(Course.status != "stopped")
-        ).all():
-            live.setdefault(patient_id, []).append(drug if status == "active" else f"{drug} (paused)")
-    rows = [{**_patient_row(p), "courses": sorted(live.get(p.id, []))} for p in patients]
+    with app.clinic() as clinic:
+        rows = patient_rows(clinic)
     if as_json:
         emit_json(rows)
         return
@@ -96,8 +77,8 @@ def show(app, mrn, as_json):
     from tracker.cli.render import emit_json, say, table
     from tracker.services.patient_view import patient_summary
 
-    with app.session() as session:
-        summary = patient_summary(session, mrn, app.today())
+    with app.clinic() as clinic:
+        summary = patient_summary(clinic, mrn)
     if as_json:
         emit_json(summary)
         return

@@ -26,17 +26,17 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
     """Record VALUE for TEST (numeric, or categorical like `tpmt normal`)."""
     from tracker.services.results import record_result
 
-    with app.session() as session:
-        recorded = record_result(session, app.library, mrn=mrn, test=test, value=value, taken_on=on, unit=unit,
-                                 ref_low=ref_low, ref_high=ref_high, user=app.user, today=app.today())
-        shown = recorded.result.value_num if recorded.result.value_num is not None else recorded.result.value_text
-        click.echo(f"recorded {recorded.result.test} {shown:g} {recorded.result.unit or ''}".rstrip()
-                   if isinstance(shown, float) else f"recorded {recorded.result.test} {shown}")
-        for item in recorded.completed:
-            click.echo(f"completed: {item.due} {item.title}")
-        from tracker.cli.alerts import echo_evaluation
+    from tracker.cli.alerts import echo_evaluation
 
-        echo_evaluation(recorded.evaluation)
+    with app.clinic() as clinic:
+        recorded = record_result(clinic, mrn=mrn, test=test, value=value, taken_on=on, unit=unit,
+                                 ref_low=ref_low, ref_high=ref_high)
+    shown = recorded.result.value_num if recorded.result.value_num is not None else recorded.result.value_text
+    click.echo(f"recorded {recorded.result.test} {shown:g} {recorded.result.unit or ''}".rstrip()
+               if isinstance(shown, float) else f"recorded {recorded.result.test} {shown}")
+    for item in recorded.completed:
+        click.echo(f"completed: {item.due} {item.title}")
+    echo_evaluation(recorded.evaluation)
 
 
 @result.command("import")
@@ -50,12 +50,11 @@ def import_(app, file, skip_bad, rejects):
     from tracker.cli.alerts import echo_evaluation
     from tracker.services.result_import import import_results
 
-    with app.session() as session:
-        report = import_results(session, app.library, file, skip_bad=skip_bad, rejects=rejects, user=app.user,
-                                today=app.today())
-        click.echo(f"imported {len(report.imported)} results from {file}")
-        for recorded in report.imported:
-            echo_evaluation(recorded.evaluation)
+    with app.clinic() as clinic:
+        report = import_results(clinic, file, skip_bad=skip_bad, rejects=rejects)
+    click.echo(f"imported {len(report.imported)} results from {file}")
+    for recorded in report.imported:
+        echo_evaluation(recorded.evaluation)
     if report.rejected:
         click.echo(f"rejected {len(report.rejected)} rows, written to {report.rejects_file}:", err=True)
         for line, _, reason in report.rejected:

@@ -9,16 +9,16 @@ from tracker.cli.options import json_option
 
 
 def _settings(app, at, timezone):
-    from tracker.config import parse_hhmm, scheduler_settings
+    from tracker.core.settings import parse_hhmm
     from tracker.errors import ConfigError, InputError
 
-    settings = scheduler_settings(app.config)
+    settings = app.settings.scheduler
     if at is not None:
         try:
             parse_hhmm(at, "at")
         except ConfigError:
             raise InputError("at", at, "expected a time as HH:MM (24-hour)") from None
-    zone = timezone or app.config.timezone
+    zone = timezone or app.settings.timezone
     try:
         import zoneinfo
 
@@ -51,7 +51,7 @@ def run(app, at, timezone):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     at, zone, grace = _settings(app, at, timezone)
-    job = nightly_job(app.engine, app.library, app.config, zone, app.user)
+    job = nightly_job(app.engine, app.library, app.settings, zone, app.user)
     run_forever(build_scheduler(job, at=at, timezone=zone, grace_hours=grace), job)
 
 

@@ -72,8 +72,8 @@ def changed(app, as_json):
     from tracker.cli.render import emit_json, say, table
     from tracker.services.courses import protocol_changes
 
-    with app.session() as session:
-        rows = protocol_changes(session, app.library)
+    with app.clinic() as clinic:
+        rows = protocol_changes(clinic)
     if as_json:
         emit_json(rows)
         return
@@ -99,7 +99,7 @@ def validate(app, paths, as_json):
     from tracker.errors import ProtocolError
     from tracker.protocol_files import default_validation_paths, validate_paths
 
-    targets = [Path(p) for p in paths] or default_validation_paths(app.config.schedules_dir)
+    targets = [Path(p) for p in paths] or default_validation_paths(app.settings.schedules_dir)
     reports = validate_paths(targets)
     if as_json:
         emit_json([{"file": r.path, "kind": r.kind, "ok": r.ok,

@@ -18,7 +18,7 @@ def serve(app, host, port):
     from tracker.server import is_loopback, make_server
 
     app.library  # load (and validate) protocols before the first request
-    server = make_server(host, port, app.engine, app.library, app.config)
+    server = make_server(host, port, app.engine, app.library, app.settings)
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}, not loopback: feed URLs carry secrets; use HTTPS in front",
                    err=True)

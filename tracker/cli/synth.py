@@ -25,9 +25,9 @@ def synth(app, patients, seed, as_of, as_json):
         if sys.stderr.isatty() and not as_json:
             click.echo(f"\r{done}/{total} patients", err=True, nl=done == total)
 
-    today = as_of or app.today()
-    with bulk_load_journal(app.engine), app.session() as session:
-        summary = synthesise_clinic(session, app.library, today, patients, seed, app.user, progress)
+    with bulk_load_journal(app.engine), app.clinic(today=as_of) as clinic:
+        summary = synthesise_clinic(clinic, patients, seed, progress)
+    today = clinic.today
     if as_json:
         emit_json(summary.as_dict())
         return

@@ -17,12 +17,6 @@ def therapy() -> None:
     """Start, change, pause, resume, stop, switch, re-plan and adjust therapy courses."""
 
 
-def _window(app) -> int:
-    from tracker.services.calendar import merge_window_days
-
-    return merge_window_days(app.config)
-
-
 def _report(change, verb: str) -> None:
     sync = change.sync
     parts = [f"{len(sync.added)} items added"]
@@ -54,11 +48,9 @@ def start(app, mrn, drug, on, dose, override_gate):
     """Start DRUG for MRN; refused while a required baseline test has no result."""
     from tracker.services.courses import start_course
 
-    with app.session() as session:
-        change = start_course(session, app.library, mrn=mrn, drug=drug, on=on, dose=dose,
-                              override_gate=override_gate, user=app.user, today=app.today(),
-                              merge_window=_window(app))
-        _report(change, "started")
+    with app.clinic() as clinic:
+        change = start_course(clinic, mrn=mrn, drug=drug, on=on, dose=dose, override_gate=override_gate)
+    _report(change, "started")
 
 
 @therapy.command("dose")
@@ -71,11 +63,9 @@ def dose(app, mrn, drug, on, dose):
     """Record a dose change; protocols that restart monitoring on a dose change re-plan from that date."""
     from tracker.services.courses import change_dose
 
-    with app.session() as session:
-        change = change_dose(session, app.library, mrn=mrn, drug=drug, on=on, dose=dose, user=app.user,
-                             today=app.today(),
-                              merge_window=_window(app))
-        _report(change, "dose changed:")
+    with app.clinic() as clinic:
+        change = change_dose(clinic, mrn=mrn, drug=drug, on=on, dose=dose)
+    _report(change, "dose changed:")
 
 
 @therapy.command("pause")
@@ -88,11 +78,9 @@ def pause(app, mrn, drug, on, reason):
     """Pause a course: no monitoring is due while it is paused."""
     from tracker.services.courses import pause_course
 
-    with app.session() as session:
-        change = pause_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, user=app.user,
-                              today=app.today(),
-                              merge_window=_window(app))
-        _report(change, "paused")
+    with app.clinic() as clinic:
+        change = pause_course(clinic, mrn=mrn, drug=drug, on=on, reason=reason)
+    _report(change, "paused")
 
 
 @therapy.command("resume")
@@ -105,11 +93,9 @@ def resume(app, mrn, drug, on, reason):
     """Resume a paused course."""
     from tracker.services.courses import resume_course
 
-    with app.session() as session:
-        change = resume_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, user=app.user,
-                               today=app.today(),
-                              merge_window=_window(app))
-        _report(change, "resumed")
+    with app.clinic() as clinic:
+        change = resume_course(clinic, mrn=mrn, drug=drug, on=on, reason=reason)
+    _report(change, "resumed")
 
 
 @therapy.command("stop")
@@ -123,11 +109,9 @@ def stop(app, mrn, drug, on, reason, category):
     """Stop a course; its items after the stop date are cancelled."""
     from tracker.services.courses import stop_course
 
-    with app.session() as session:
-        change = stop_course(session, app.library, mrn=mrn, drug=drug, on=on, reason=reason, category=category,
-                             user=app.user, today=app.today(),
-                              merge_window=_window(app))
-        _report(change, "stopped")
+    with app.clinic() as clinic:
+        change = stop_course(clinic, mrn=mrn, drug=drug, on=on, reason=reason, category=category)
+    _report(change, "stopped")
 
 
 @therapy.command("switch")
@@ -144,13 +128,12 @@ def switch(app, mrn, from_drug, to_drug, on, reason, category, dose, override_ga
     """Stop FROM and start TO on the same date (both or neither)."""
     from tracker.services.courses import switch_course
 
-    with app.session() as session:
-        stopped, started = switch_course(session, app.library, mrn=mrn, from_drug=from_drug, to_drug=to_drug,
-                                         on=on, reason=reason, category=category, dose=dose,
-                                         override_gate=override_gate, user=app.user, today=app.today(),
-                              merge_window=_window(app))
-        _report(stopped, "stopped")
-        _report(started, "started")
+    with app.clinic() as clinic:
+        stopped, started = switch_course(clinic, mrn=mrn, from_drug=from_drug, to_drug=to_drug, on=on,
+                                         reason=reason, category=category, dose=dose,
+                                         override_gate=override_gate)
+    _report(stopped, "stopped")
+    _report(started, "started")
 
 
 @therapy.command("replan")
@@ -161,10 +144,9 @@ def replan(app, mrn, drug):
     """Adopt the current version of DRUG's protocol for MRN's course (done items are kept)."""
     from tracker.services.courses import replan_course
 
-    with app.session() as session:
-        change = replan_course(session, app.library, mrn=mrn, drug=drug, user=app.user, today=app.today(),
-                               merge_window=_window(app))
-        _report(change, "re-planned")
+    with app.clinic() as clinic:
+        change = replan_course(clinic, mrn=mrn, drug=drug)
+    _report(change, "re-planned")
 
 
 @therapy.command("adjust")
@@ -178,10 +160,9 @@ def adjust(app, mrn, drug, every, reason, from_date):
     """Set a per-patient interval for the open-ended monitoring phase of MRN's DRUG course."""
     from tracker.services.courses import adjust_course
 
-    with app.session() as session:
-        change = adjust_course(session, app.library, mrn=mrn, drug=drug, every=every, reason=reason,
-                               on=from_date, user=app.user, today=app.today(), merge_window=_window(app))
-        _report(change, f"adjusted to every {change.course.adjust_every} from {change.course.adjust_from}:")
+    with app.clinic() as clinic:
+        change = adjust_course(clinic, mrn=mrn, drug=drug, every=every, reason=reason, on=from_date)
+    _report(change, f"adjusted to every {change.course.adjust_every} from {change.course.adjust_from}:")
 
 
 COMMANDS = [therapy]

@@ -10,13 +10,6 @@ from tracker.cli import pass_app
 from tracker.cli.options import DATE, as_of_option, json_option
 
 
-def _refresh(app, session, needed: dt.date) -> None:
-    """Roll plans forward first if they do not reach the asked-for dates yet."""
-    from tracker.services.calendar import merge_window_days, roll_forward
-
-    roll_forward(session, app.library, app.today(), needed, merge_window_days(app.config))
-
-
 @click.command()
 @click.argument("mrn")
 @click.option("--from", "start", type=DATE, help="First date (default: everything).")
@@ -27,14 +20,10 @@ def _refresh(app, session, needed: dt.date) -> None:
 def calendar(app, mrn, start, end, include_cancelled, as_json):
     """A patient's calendar: every baseline test, lab draw, checkpoint and limit."""
     from tracker.cli.render import emit_json, worklist
-    from tracker.services.patients import get_patient
-    from tracker.services.worklists import calendar as calendar_rows
+    from tracker.services.listings import patient_calendar
 
-    with app.session() as session:
-        patient = get_patient(session, mrn)
-        if end:
-            _refresh(app, session, end)
-        rows = calendar_rows(session, patient.id, start, end, app.today(), include_cancelled)
+    with app.clinic() as clinic:
+        rows = patient_calendar(clinic, mrn, start, end, include_cancelled)
     if as_json:
         emit_json(rows)
     else:
@@ -50,12 +39,11 @@ def calendar(app, mrn, start, end, include_cancelled, as_json):
 def due(app, as_of, days, as_json):
     """What is due in the next N days, grouped by patient."""
     from tracker.cli.render import emit_json, worklist
-    from tracker.services.worklists import due as due_rows
+    from tracker.services.listings import due_items
 
-    as_of = as_of or app.today()
-    with app.session() as session:
-        _refresh(app, session, as_of + dt.timedelta(days=days))
-        rows = due_rows(session, as_of, days)
+    with app.clinic() as clinic:
+        as_of = as_of or clinic.today
+        rows = due_items(clinic, as_of, days)
     if as_json:
         emit_json(rows)
     else:
@@ -69,11 +57,11 @@ def due(app, as_of, days, as_json):
 def overdue(app, as_of, as_json):
     """Baseline tests, lab draws and checkpoints past their due date, grouped by patient."""
     from tracker.cli.render import emit_json, worklist
-    from tracker.services.worklists import overdue as overdue_rows
+    from tracker.services.listings import overdue_items
 
-    as_of = as_of or app.today()
-    with app.session() as session:
-        rows = overdue_rows(session, as_of)
+    with app.clinic() as clinic:
+        as_of = as_of or clinic.today
+        rows = overdue_items(clinic, as_of)
     if as_json:
         emit_json(rows)
     else:

@@ -10,36 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from tracker.errors import ConfigError
+from tracker.core.settings import AlertSettings  # noqa: F401  (re-exported: the rules' settings)
 
 # Kinds whose condition is re-derived on every evaluation: when the rules no longer produce the key, the
 # condition has cleared and the live alert is resolved automatically. A checkpoint_failed alert is a
 # decision about a judged response: it clears only when the course ends (or by hand).
 DERIVED_KINDS = ("threshold", "gate", "limit", "overdue", "checkpoint_missed")
 ALL_KINDS = (*DERIVED_KINDS, "checkpoint_failed")
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """`[alerts]` in the site config. The windows are clinic defaults: the reference gives no numbers."""
-
-    baseline_window_days: int = 28  # clinic_default: how old a pre-start assessment may be to count
-    checkpoint_window_days: int = 14  # clinic_default: an assessment this many days either side counts
-    overdue_grace_days: int = 7  # issue 4 default
-    # clinic_default: warning lead before a course limit when the protocol gives no `warn_before`
-    # (never more than a quarter of the maximum, so a 7-day steroid limit warns one day ahead).
-    limit_lead_days: int = 14
-
-    @classmethod
-    def from_section(cls, section: dict | None) -> "AlertSettings":
-        values = {}
-        for name in ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days"):
-            if section and name in section:
-                value = section[name]
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 365:
-                    raise ConfigError(f"alerts.{name}: {value!r}: expected a whole number of days 0-365")
-                values[name] = value
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,3 @@ def _limit(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pl
         )
     ]
 
-
-def default_horizon(today: dt.date, course_start: dt.date) -> dt.date:
-    """Items are kept at least 12 months ahead of today (or of a future start)."""
-    return Duration(12, "m").after(max(today, course_start))

@@ -55,7 +55,7 @@ class ProtocolsOfCourses:
     """The protocol each course was planned with, looked up once per (drug, version)."""
 
     def __init__(self, session, library):
-        from tracker.services.calendar import course_protocol
+        from tracker.services.plan_sync import course_protocol
 
         self._lookup = lambda course: course_protocol(session, library, course)
         self._cache: dict[tuple, Protocol] = {}

@@ -1,4 +1,4 @@
-"""Reading stored items into `CalendarItem`s, and the export settings from the site config.
+"""Reading stored items into `CalendarItem`s (the export settings are `Settings.export`, core/settings.py).
 
 Shell side of the ICS export (it takes a Session); shared by `tracker export ics` and the feed server.
 """
@@ -6,45 +6,20 @@ Shell side of the ICS export (it takes a Session); shared by `tracker export ics
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from tracker.db.tables import Course, Item, Patient, codes
-from tracker.errors import ConfigError, InputError
+from tracker.errors import InputError
 from tracker.exporters.ics import AUDIENCES, CalendarItem, SourceRef, TestName, build_calendar, calendar_uid
 from tracker.core.protocol import Protocol, ProtocolLibrary
+from tracker.core.settings import ExportSettings
 
 # Not a clinical number: `--alarm` without `[calendar] alarm_lead_hours` reminds at 09:00 the day before
 # (an all-day event's trigger counts back from its local midnight). clinic_default: true
 DEFAULT_ALARM_LEAD_HOURS = 15
-DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
 PATIENT_CALENDAR_NAME = "My monitoring tests and reviews"
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    patient_label: str = "mrn_initials"
-    alarm_lead_hours: float | None = None  # None: no VALARM unless asked for
-    clinic_name: str = DEFAULT_CLINIC_CALENDAR_NAME
-
-
-def export_settings(config) -> ExportSettings:
-    """`[privacy] patient_label`, `[calendar] alarm_lead_hours` and `[calendar] name`, validated."""
-    from tracker.services.patients import LABEL_STYLES
-
-    label = config.section("privacy").get("patient_label", "mrn_initials")
-    if label not in LABEL_STYLES:
-        raise ConfigError(f"privacy.patient_label: {label!r}: expected one of {', '.join(LABEL_STYLES)}")
-    calendar = config.section("calendar")
-    lead = calendar.get("alarm_lead_hours")
-    if lead is not None and (isinstance(lead, bool) or not isinstance(lead, (int, float)) or not 0 <= lead <= 24 * 28):
-        raise ConfigError(f"calendar.alarm_lead_hours: {lead!r}: expected a number of hours from 0 to 672")
-    name = calendar.get("name", DEFAULT_CLINIC_CALENDAR_NAME)
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"calendar.name: {name!r}: expected a non-empty text")
-    return ExportSettings(label, float(lead) if lead is not None else None, name.strip())
 
 
 def check_audience(audience: str, patient_id: int | None) -> None:
@@ -65,7 +40,7 @@ class _Lookup:
         self._courses: dict[int, Protocol] = {}
 
     def course_protocol(self, course_id: int) -> Protocol | None:
-        from tracker.services.calendar import course_protocol
+        from tracker.services.plan_sync import course_protocol
 
         if course_id not in self._courses:
             course = self.session.get(Course, course_id)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from tracker.core.alerts import ALL_KINDS, AlertSettings
+from tracker.core.alerts import ALL_KINDS
 from tracker.core.protocol import ProtocolLibrary
+from tracker.core.settings import Settings
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import utcnow
 from tracker.db.tables import Alert, AuditEvent, LabResult, Patient, codes
@@ -38,17 +39,13 @@ class RaisedAlert:
     message: str
 
 
-def settings_of(config) -> AlertSettings:
-    return AlertSettings.from_section(config.section("alerts") if config is not None else {})
-
-
-def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, config=None, *,
-                    patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, incremental: bool = False,
+def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, settings: Settings | None = None,
+                    *, patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, incremental: bool = False,
                     write: bool = True) -> EvaluationSummary:
     """Review the clinic (or `patient_ids`) as of `as_of` and apply the alerts of `kinds`."""
-    return evaluate(session, library, as_of, settings_of(config), patient_ids=patient_ids, kinds=kinds, user=user,
-                    write=write, incremental=incremental,
-                    schedules_dir=config.schedules_dir if config is not None else None)
+    settings = settings or Settings()
+    return evaluate(session, library, as_of, settings.alerts, patient_ids=patient_ids, kinds=kinds, user=user,
+                    write=write, incremental=incremental, schedules_dir=settings.schedules_dir)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -178,7 +175,7 @@ def list_alerts(session: Session, include_all: bool = False, mrn: str | None = N
                                        r["mrn"] or "", r["raised_on"], r["id"]))
 
 
-def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, config=None,
+def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, settings: Settings | None = None,
                  mrn: str | None = None, include_all: bool = False) -> list[dict]:
     """What-if: the alerts that would be open on `as_of`, computed without writing anything.
 
@@ -192,7 +189,7 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, con
         from tracker.services.patients import get_patient
 
         patient = get_patient(session, mrn)
-    summary = evaluate_clinic(session, library, as_of, config,
+    summary = evaluate_clinic(session, library, as_of, settings,
                               patient_ids=[patient.id] if patient else None, write=False)
     wanted = {c.condition_key: c for c in summary.would_open}
     query = (select(Alert, Patient.mrn).join(Patient, Patient.id == Alert.patient_id)

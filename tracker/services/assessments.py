@@ -11,9 +11,10 @@ from sqlmodel import Session, select
 from tracker.dates import utcnow
 from tracker.db.tables import Assessment, Course
 from tracker.errors import InputError
-from tracker.core.protocol import MEASURE_RANGES, ProtocolLibrary
+from tracker.core.protocol import MEASURE_RANGES
 from tracker.core.response import choose_baseline, improvement
 from tracker.services import audit
+from tracker.services.context import Clinic
 from tracker.services.patients import get_patient
 
 WHOLE_NUMBERS = ("iga", "dlqi", "poem")
@@ -43,9 +44,10 @@ def check_measures(values: dict) -> dict:
     return {k: (int(v) if k in WHOLE_NUMBERS else float(v)) for k, v in given.items()}
 
 
-def record_assessment(session: Session, library: ProtocolLibrary, *, mrn: str, on: dt.date, values: dict,
-                      user: str, today: dt.date, config=None) -> RecordedAssessment:
-    from tracker.services.alerts import evaluate_clinic, settings_of
+def record_assessment(clinic: Clinic, *, mrn: str, on: dt.date, values: dict) -> RecordedAssessment:
+    from tracker.services.alerts import evaluate_clinic
+
+    session, today, user = clinic.session, clinic.today, clinic.user
 
     measures = check_measures(values)
     patient = get_patient(session, mrn)
@@ -57,8 +59,9 @@ def record_assessment(session: Session, library: ProtocolLibrary, *, mrn: str, o
     session.add(row)
     session.flush()
     audit.record(session, user, "assessment.add", "assessment", row.id, patient.mrn, None, audit.snapshot(row))
-    recorded = RecordedAssessment(row, patient.mrn, responses_of(session, patient.id, row, settings_of(config)))
-    recorded.evaluation = evaluate_clinic(session, library, today, config, patient_ids=[patient.id],
+    recorded = RecordedAssessment(row, patient.mrn, responses_of(session, patient.id, row, clinic.settings.alerts))
+    recorded.evaluation = evaluate_clinic(session, clinic.library, today, clinic.settings,
+                                          patient_ids=[patient.id],
                                           kinds=("checkpoint_failed", "checkpoint_missed"), user=user)
     return recorded
 

@@ -17,7 +17,8 @@ from tracker.core.gates import missing_gate_tests, refusing_results
 from tracker.core.terms import STOP_CATEGORIES
 from tracker.db.charts import results_chart
 from tracker.services import audit
-from tracker.services.calendar import SyncResult, course_protocol, remember_protocol, sync_course
+from tracker.services.context import Clinic
+from tracker.services.plan_sync import SyncResult, course_protocol, remember_protocol, sync_course
 from tracker.services.patients import get_patient
 
 
@@ -53,19 +54,16 @@ def find_course(session: Session, library: ProtocolLibrary, mrn: str, drug: str)
 
 
 def start_course(
-    session: Session,
-    library: ProtocolLibrary,
+    clinic: Clinic,
     *,
     mrn: str,
     drug: str,
     on: dt.date,
     dose: str | None,
     override_gate: str | None,
-    user: str,
-    today: dt.date,
     switched_from: Course | None = None,
-    merge_window: int | None = None,
 ) -> CourseChange:
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     patient = get_patient(session, mrn)
     protocol = library.get(drug)
     if on < patient.dob:
@@ -99,7 +97,7 @@ def start_course(
     )
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     after = audit.snapshot(course)
     if missing:
         after["overridden_gates"] = missing
@@ -121,9 +119,8 @@ def _check_on(course: Course, on: dt.date, what: str) -> None:
         raise InputError("on", on.isoformat(), f"{what} before the course started on {course.start_on}")
 
 
-def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date, dose: str,
-                user: str, today: dt.date,
-                merge_window: int | None = None) -> CourseChange:
+def change_dose(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, dose: str) -> CourseChange:
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "dose change")
     if not dose.strip():
@@ -135,15 +132,14 @@ def change_dose(session: Session, library: ProtocolLibrary, *, mrn: str, drug: s
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     audit.record(session, user, "therapy.dose", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "changed_on": on.isoformat()})
     return CourseChange(course, patient, protocol, sync)
 
 
-def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
-                 reason: str | None, user: str, today: dt.date,
-                merge_window: int | None = None) -> CourseChange:
+def pause_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str | None) -> CourseChange:
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "pause")
     if course.status == "paused":
@@ -158,15 +154,14 @@ def pause_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: 
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     audit.record(session, user, "therapy.pause", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "paused_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync)
 
 
-def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
-                  reason: str | None, user: str, today: dt.date,
-                merge_window: int | None = None) -> CourseChange:
+def resume_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str | None) -> CourseChange:
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     patient, course = find_course(session, library, mrn, drug)
     if course.status != "paused":
         raise ConflictError(f"drug: {course.drug!r}: {mrn}'s {course.drug} course is not paused")
@@ -182,15 +177,15 @@ def resume_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     audit.record(session, user, "therapy.resume", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "resumed_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync)
 
 
-def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, on: dt.date,
-                reason: str, category: str | None, user: str, today: dt.date,
-                merge_window: int | None = None) -> CourseChange:
+def stop_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str,
+                category: str | None) -> CourseChange:
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "stop")
     if not reason or not reason.strip():
@@ -210,29 +205,22 @@ def stop_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: s
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     audit.record(session, user, "therapy.stop", "course", course.id, mrn, before, audit.snapshot(course))
     return CourseChange(course, patient, protocol, sync)
 
 
-def switch_course(session: Session, library: ProtocolLibrary, *, mrn: str, from_drug: str, to_drug: str,
-                  on: dt.date, reason: str, category: str | None, dose: str | None,
-                  override_gate: str | None, user: str, today: dt.date,
-                  merge_window: int | None = None) -> tuple[CourseChange, CourseChange]:
+def switch_course(clinic: Clinic, *, mrn: str, from_drug: str, to_drug: str, on: dt.date, reason: str,
+                  category: str | None, dose: str | None,
+                  override_gate: str | None) -> tuple[CourseChange, CourseChange]:
     """Stop one drug and start another on the same date, linked; both or neither happen."""
-    target = library.get(to_drug)
-    if target.id == library.get(from_drug).id:
+    target = clinic.library.get(to_drug)
+    if target.id == clinic.library.get(from_drug).id:
         raise InputError("to", to_drug, "is the same drug as the one being stopped")
-    stopped = stop_course(session, library, mrn=mrn, drug=from_drug, on=on, reason=reason, category=category,
-                          user=user, today=today)
-    started = start_course(session, library, mrn=mrn, drug=to_drug, on=on, dose=dose,
-                           override_gate=override_gate, user=user, today=today, switched_from=stopped.course)
+    stopped = stop_course(clinic, mrn=mrn, drug=from_drug, on=on, reason=reason, category=category)
+    started = start_course(clinic, mrn=mrn, drug=to_drug, on=on, dose=dose, override_gate=override_gate,
+                           switched_from=stopped.course)
     return stopped, started
-
-
-def courses_of(session: Session, patient: Patient) -> list[Course]:
-    return list(session.exec(select(Course).where(Course.patient_id == patient.id)
-                             .order_by(Course.start_on, Course.id)).all())
 
 
 def parse_every(text: str) -> Duration:
@@ -242,8 +230,9 @@ def parse_every(text: str) -> Duration:
     return duration
 
 
-def protocol_changes(session: Session, library: ProtocolLibrary) -> list[dict]:
+def protocol_changes(clinic: Clinic) -> list[dict]:
     """Live courses whose protocol in effect differs from the one they were planned with."""
+    session, library = clinic.session, clinic.library
     rows = []
     courses = session.exec(
         select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
@@ -267,9 +256,9 @@ def protocol_changes(session: Session, library: ProtocolLibrary) -> list[dict]:
     return rows
 
 
-def replan_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, user: str,
-                  today: dt.date, merge_window: int | None = None) -> CourseChange:
+def replan_course(clinic: Clinic, *, mrn: str, drug: str) -> CourseChange:
     """Adopt the protocol now in effect for a course: done items stay, the rest follows the new version."""
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     patient, course = find_course(session, library, mrn, drug)
     protocol = library.protocols.get(course.drug)
     if protocol is None:
@@ -281,7 +270,7 @@ def replan_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
     course.protocol_origin = protocol.origin
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     after = {**audit.snapshot(course, "protocol_version", "protocol_hash", "protocol_origin"),
              "items_added": len(sync.added), "items_cancelled": len(sync.cancelled),
              "items_changed": len(sync.changed)}
@@ -289,10 +278,10 @@ def replan_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
     return CourseChange(course, patient, protocol, sync)
 
 
-def adjust_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug: str, every: str,
-                  reason: str | None, on: dt.date | None, user: str, today: dt.date,
-                  merge_window: int | None = None) -> CourseChange:
+def adjust_course(clinic: Clinic, *, mrn: str, drug: str, every: str, reason: str | None,
+                  on: dt.date | None) -> CourseChange:
     """Set this course's interval for the open-ended (maintenance) phase, from a date on."""
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     from tracker.core.plan import adjustable_phase
 
     patient, course = find_course(session, library, mrn, drug)
@@ -312,7 +301,7 @@ def adjust_course(session: Session, library: ProtocolLibrary, *, mrn: str, drug:
     course.adjust_reason = reason.strip()
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today, merge_window=merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
     audit.record(session, user, "therapy.adjust", "course", course.id, mrn, before,
                  audit.snapshot(course, "adjust_every", "adjust_from", "adjust_reason"))
     return CourseChange(course, patient, protocol, sync)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from tracker.db.tables import Item, Patient, codes
 from tracker.errors import ConflictError
-from tracker.core.protocol import ProtocolLibrary
 from tracker.services.assessments import record_assessment
+from tracker.services.context import Clinic
 from tracker.services.courses import change_dose, start_course
 from tracker.services.patients import add_patient
 from tracker.services.results import record_result
@@ -40,10 +40,18 @@ class DemoSummary:
     patients: int
     courses: int
     results: int
+    worklist: list[dict] = field(default_factory=list)  # overdue, and due within WORKLIST_DAYS, by MRN
 
 
-def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date, patients: int = 30,
-                      seed: int = 7, user: str = "demo") -> DemoSummary:
+WORKLIST_DAYS = 7
+
+
+def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> DemoSummary:
+    """A fresh synthetic clinic as of `clinic.today` (audited as user "demo"), and its worklist."""
+    from tracker.services.worklists import due, overdue
+
+    clinic = replace(clinic, user="demo")
+    session, library, today = clinic.session, clinic.library, clinic.today
     if session.exec(select(Patient.id)).first() is not None:
         raise ConflictError("db: the database already has patients; the demo needs a fresh one")
     rng = random.Random(seed)
@@ -53,9 +61,9 @@ def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date
         sex = rng.choice(["f", "m"])
         dob = today - dt.timedelta(days=rng.randint(18 * 365, 75 * 365))
         patient = add_patient(
-            session, mrn=f"DEMO{n:04d}", name=f"{rng.choice(FIRST)} {rng.choice(LAST)}", dob=dob, sex=sex,
+            clinic, mrn=f"DEMO{n:04d}", name=f"{rng.choice(FIRST)} {rng.choice(LAST)}", dob=dob, sex=sex,
             weight_kg=round(rng.uniform(50, 110), 1),
-            childbearing_potential=sex == "f" and (today - dob).days < 45 * 365, user=user, today=today,
+            childbearing_potential=sex == "f" and (today - dob).days < 45 * 365,
         )
         drug = rng.choices(list(drugs), weights=list(drugs.values()))[0]
         protocol = library.protocols[drug]
@@ -72,19 +80,18 @@ def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date
                 if rule.gate == "hard" or rng.random() < 0.95:
                     for n in range(rule.times):
                         taken = start - dt.timedelta(days=10 + 9 * n)
-                        results += _record(session, library, patient, test, taken, rng, today)
+                        results += _record(clinic, patient, test, taken, rng)
         baseline_easi = round(rng.uniform(16, 40), 1)
         baseline_dlqi = rng.randint(10, 25)
-        record_assessment(session, library, mrn=patient.mrn, on=start - dt.timedelta(days=7), user=user,
-                          today=today, values={"easi": baseline_easi, "dlqi": baseline_dlqi,
+        record_assessment(clinic, mrn=patient.mrn, on=start - dt.timedelta(days=7),
+                          values={"easi": baseline_easi, "dlqi": baseline_dlqi,
                                                "itch_nrs": rng.randint(6, 9)})
-        change = start_course(session, library, mrn=patient.mrn, drug=drug, on=start, dose="standard",
-                              override_gate=None, user=user, today=today)
+        change = start_course(clinic, mrn=patient.mrn, drug=drug, on=start, dose="standard",
+                              override_gate=None)
         if protocol.monitoring and protocol.monitoring.restart_on_dose_change and rng.random() < 0.3:
             changed_on = start + dt.timedelta(days=rng.randint(14, max(15, (today - start).days)))
             if changed_on < today:
-                change_dose(session, library, mrn=patient.mrn, drug=drug, on=changed_on, dose="increased",
-                            user=user, today=today)
+                change_dose(clinic, mrn=patient.mrn, drug=drug, on=changed_on, dose="increased")
         # Most past draws were done on time; some were missed and are now overdue.
         past = session.exec(select(Item).where(Item.course_id == change.course.id, Item.status == "planned",
                                                Item.kind == "lab", Item.due < today).order_by(Item.due)).all()
@@ -92,7 +99,7 @@ def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date
             if rng.random() < 0.8:
                 taken = min(today, item.due + dt.timedelta(days=rng.randint(-2, 3)))
                 for test in codes(item.tests):
-                    results += _record(session, library, patient, test, taken, rng, today)
+                    results += _record(clinic, patient, test, taken, rng)
         # Response checkpoints: most were assessed; most patients responded, some did not.
         checkpoints = session.exec(select(Item).where(Item.course_id == change.course.id, Item.status == "planned",
                                                       Item.kind == "checkpoint", Item.due < today)
@@ -103,19 +110,21 @@ def build_demo_clinic(session: Session, library: ProtocolLibrary, today: dt.date
             responded = rng.random() < 0.75
             fall = rng.uniform(0.55, 0.9) if responded else rng.uniform(0.0, 0.35)
             on = min(today, item.due + dt.timedelta(days=rng.randint(-3, 5)))
-            record_assessment(session, library, mrn=patient.mrn, on=on, user=user, today=today, values={
+            record_assessment(clinic, mrn=patient.mrn, on=on, values={
                 "easi": round(baseline_easi * (1 - fall), 1),
                 "dlqi": max(0, baseline_dlqi - (rng.randint(5, 12) if responded else rng.randint(0, 3))),
                 "itch_nrs": rng.randint(1, 4) if responded else rng.randint(5, 9),
             })
     session.flush()
-    return DemoSummary(patients, patients, results)
+    worklist = overdue(session, today) + due(session, today, WORKLIST_DAYS)
+    worklist.sort(key=lambda r: (r["mrn"], r["due"]))
+    return DemoSummary(patients, patients, results, worklist)
 
 
-def _record(session, library, patient, test, taken, rng, today) -> int:
-    if taken > today or taken < patient.dob:
+def _record(clinic: Clinic, patient, test, taken, rng) -> int:
+    if taken > clinic.today or taken < patient.dob:
         return 0
-    vocabulary = library.vocabulary
+    vocabulary = clinic.library.vocabulary
     code = FIRST_ANALYTE.get(test, test)
     spec = vocabulary.get(code)
     if spec.is_categorical:
@@ -125,6 +134,5 @@ def _record(session, library, patient, test, taken, rng, today) -> int:
         value = f"{rng.uniform(low, high):.1f}"
     else:
         value = "done"
-    record_result(session, library, mrn=patient.mrn, test=code, value=value, taken_on=taken, unit=None,
-                  user="demo", today=today, patient=patient)
+    record_result(clinic, mrn=patient.mrn, test=code, value=value, taken_on=taken, unit=None, patient=patient)
     return 1

@@ -15,8 +15,9 @@ from sqlmodel import Session, select
 
 from tracker.dates import utcnow
 from tracker.db.tables import Feed, Patient
-from tracker.errors import ConfigError, ConflictError, InputError, NotFoundError
+from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
+from tracker.services.context import Clinic
 from tracker.services.patients import get_patient
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
@@ -35,22 +36,16 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def base_url(config) -> str:
-    url = config.section("feeds").get("base_url", DEFAULT_BASE_URL)
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"feeds.base_url: {url!r}: expected an http:// or https:// URL")
-    return url.rstrip("/")
-
-
 def feed_path(token: str) -> str:
     return f"/feeds/{token}.ics"
 
 
-def create_feed(session: Session, *, mrn: str | None, clinic: bool, audience: str, user: str,
-                base: str) -> CreatedFeed:
+def create_feed(clinic: Clinic, *, mrn: str | None, whole_clinic: bool, audience: str) -> CreatedFeed:
+    """A new feed; its URL is spelled with `[feeds] base_url` (where `tracker serve` is reached)."""
     from tracker.exporters.collect import check_audience
 
-    if bool(mrn) == bool(clinic):
+    session = clinic.session
+    if bool(mrn) == bool(whole_clinic):
         raise InputError("scope", mrn or "", "give exactly one of --patient MRN or --clinic")
     patient = get_patient(session, mrn) if mrn else None
     check_audience(audience, patient.id if patient else None)
@@ -59,9 +54,9 @@ def create_feed(session: Session, *, mrn: str | None, clinic: bool, audience: st
                 patient_id=patient.id if patient else None, audience=audience, created_at=utcnow())
     session.add(feed)
     session.flush()
-    audit.record(session, user, "feed.create", "feed", feed.id, mrn, None,
+    audit.record(session, clinic.user, "feed.create", "feed", feed.id, mrn, None,
                  audit.snapshot(feed, "id", "scope", "patient_id", "audience", "created_at"))
-    return CreatedFeed(feed, mrn, base + feed_path(token))
+    return CreatedFeed(feed, mrn, clinic.settings.feeds.base_url + feed_path(token))
 
 
 def feed_row(feed: Feed, mrn: str | None) -> dict:
@@ -77,13 +72,14 @@ def feed_row(feed: Feed, mrn: str | None) -> dict:
     }
 
 
-def list_feeds(session: Session) -> list[dict]:
-    rows = session.exec(select(Feed, Patient.mrn).join(Patient, Patient.id == Feed.patient_id, isouter=True)
+def list_feeds(clinic: Clinic) -> list[dict]:
+    rows = clinic.session.exec(select(Feed, Patient.mrn).join(Patient, Patient.id == Feed.patient_id, isouter=True)
                         .order_by(Feed.id)).all()
     return [feed_row(feed, mrn) for feed, mrn in rows]
 
 
-def revoke_feed(session: Session, feed_id: int, *, user: str) -> dict:
+def revoke_feed(clinic: Clinic, feed_id: int) -> dict:
+    session, user = clinic.session, clinic.user
     feed = session.get(Feed, feed_id)
     if feed is None:
         raise NotFoundError("feed", feed_id)
@@ -112,14 +108,22 @@ class RenderedFeed:
     last_modified: dt.datetime
 
 
-def render_feed(session: Session, library, config, feed: Feed) -> RenderedFeed:
+def feed_calendar(clinic: Clinic, token: str) -> RenderedFeed | None:
+    """What a feed URL serves: the calendar of the live feed the token opens, or None (answer 404)."""
+    feed = active_feed(clinic.session, token)
+    return render_feed(clinic, feed) if feed is not None else None
+
+
+def render_feed(clinic: Clinic, feed: Feed) -> RenderedFeed:
     """The feed's calendar. DTSTAMP is the latest change, not "now", so an unchanged feed is byte-identical
     between requests (and its ETag, a hash of the body, stays valid for conditional requests)."""
-    from tracker.exporters.collect import export_calendar, export_settings, latest_change
+    from tracker.exporters.collect import export_calendar, latest_change
+
+    session = clinic.session
 
     patient = session.get(Patient, feed.patient_id) if feed.patient_id else None
     changed = latest_change(session, feed.patient_id) or feed.created_at
     changed = (changed if changed.tzinfo else changed.replace(tzinfo=dt.timezone.utc)).replace(microsecond=0)
-    calendar = export_calendar(session, library, export_settings(config), patient=patient,
+    calendar = export_calendar(session, clinic.library, clinic.settings.export, patient=patient,
                                audience=feed.audience, stamp=changed, refresh=REFRESH)
     return RenderedFeed(calendar.to_ical(), changed)

@@ -24,7 +24,7 @@ from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tracker.config import Config, reminder_settings, validate
+from tracker.core.settings import Settings
 from tracker.dates import utcnow
 from tracker.db.tables import (
     Alert,
@@ -376,16 +376,15 @@ def _finish(engine: Engine, run_id: int, report: NightlyReport, extra_counts: di
         session.commit()
 
 
-def run_nightly(engine: Engine, library, config: Config, as_of: dt.date, *, user: str, out=None) -> NightlyReport:
+def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user: str, out=None) -> NightlyReport:
     """One nightly run under the single-runner lock. Raises LockedError if another run holds it and
     DeliveryError (after recording everything) if a channel failed."""
     from tracker.channels import build_channels
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
-    from tracker.services.calendar import roll_forward
+    from tracker.services.plan_sync import roll_forward
 
-    validate(config)
-    settings = reminder_settings(config)
+    settings = site.reminders
     channels = build_channels(settings, out)
     with nightly_lock(engine):
         run_id, from_day, new = _start(engine, as_of)
@@ -396,13 +395,14 @@ def run_nightly(engine: Engine, library, config: Config, as_of: dt.date, *, user
                 report.new_days = (as_of - from_day).days + 1
                 with Session(engine) as session:
                     extra["courses_rolled"] = roll_forward(
-                        session, library, as_of, as_of + dt.timedelta(days=settings.lead_days))
-                    summary = evaluate_clinic(session, library, as_of, config, incremental=True)
+                        session, library, as_of, as_of + dt.timedelta(days=settings.lead_days),
+                        merge_window=site.calendar.merge_window_days)
+                    summary = evaluate_clinic(session, library, as_of, site, incremental=True)
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
-                                                    settings.patient_label, settings.channels)
+                                                    site.privacy.patient_label, settings.channels)
                     store_setting(session, LAST_COMPLETED, as_of.isoformat())
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
                                  {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),

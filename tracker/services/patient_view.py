@@ -1,17 +1,40 @@
-"""One patient's summary for `tracker patient show`."""
+"""The patient list (`tracker patient list`) and one patient's summary (`tracker patient show`)."""
 
 from __future__ import annotations
 
-import datetime as dt
+from sqlmodel import select
 
-from sqlmodel import Session, select
-
-from tracker.db.tables import Alert, Course, Item, LabResult
+from tracker.db.tables import Alert, Course, Item, LabResult, Patient
+from tracker.services.context import Clinic
 from tracker.services.patients import get_patient
 from tracker.services.worklists import item_row
 
 
-def patient_summary(session: Session, mrn: str, today: dt.date, recent: int = 10, upcoming: int = 10) -> dict:
+def patient_details(patient: Patient) -> dict:
+    return {
+        "mrn": patient.mrn,
+        "name": patient.name,
+        "dob": patient.dob.isoformat(),
+        "sex": patient.sex,
+        "weight_kg": patient.weight_kg,
+        "childbearing_potential": patient.childbearing_potential,
+    }
+
+
+def patient_rows(clinic: Clinic) -> list[dict]:
+    """Every patient (by MRN) with their live courses (`drug`, or `drug (paused)`)."""
+    session = clinic.session
+    patients = session.exec(select(Patient).order_by(Patient.mrn)).all()
+    live: dict[int, list[str]] = {}
+    for patient_id, drug, status in session.exec(
+        select(Course.patient_id, Course.drug, Course.status).where(Course.status != "stopped")
+    ).all():
+        live.setdefault(patient_id, []).append(drug if status == "active" else f"{drug} (paused)")
+    return [{**patient_details(p), "courses": sorted(live.get(p.id, []))} for p in patients]
+
+
+def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 10) -> dict:
+    session, today = clinic.session, clinic.today
     patient = get_patient(session, mrn)
     courses = session.exec(select(Course).where(Course.patient_id == patient.id)
                            .order_by(Course.start_on, Course.id)).all()
@@ -26,14 +49,7 @@ def patient_summary(session: Session, mrn: str, today: dt.date, recent: int = 10
     alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
                           .order_by(Alert.raised_on, Alert.id)).all()
     return {
-        "patient": {
-            "mrn": patient.mrn,
-            "name": patient.name,
-            "dob": patient.dob.isoformat(),
-            "sex": patient.sex,
-            "weight_kg": patient.weight_kg,
-            "childbearing_potential": patient.childbearing_potential,
-        },
+        "patient": patient_details(patient),
         "courses": [
             {
                 "id": c.id,

@@ -11,6 +11,7 @@ from tracker.dates import utcnow
 from tracker.db.tables import Patient
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
+from tracker.services.context import Clinic
 
 SEXES = ("f", "m", "x")
 
@@ -43,7 +44,7 @@ def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | No
 
 
 def add_patient(
-    session: Session,
+    clinic: Clinic,
     *,
     mrn: str,
     name: str,
@@ -51,10 +52,9 @@ def add_patient(
     sex: str | None,
     weight_kg: float | None,
     childbearing_potential: bool,
-    user: str,
-    today: dt.date,
 ) -> Patient:
-    _check(mrn, name, dob, sex, weight_kg, today)
+    session, user = clinic.session, clinic.user
+    _check(mrn, name, dob, sex, weight_kg, clinic.today)
     if session.exec(select(Patient.id).where(Patient.mrn == mrn)).first() is not None:
         raise ConflictError(f"mrn: {mrn!r}: a patient with this MRN already exists")
     now = utcnow()
@@ -74,10 +74,11 @@ def add_patient(
     return patient
 
 
-def update_patient(session: Session, mrn: str, changes: dict, *, user: str, today: dt.date) -> Patient:
+def update_patient(clinic: Clinic, mrn: str, changes: dict) -> Patient:
+    session, user = clinic.session, clinic.user
     patient = get_patient(session, mrn)
     _check(changes.get("mrn"), changes.get("name"), changes.get("dob"), changes.get("sex"),
-           changes.get("weight_kg"), today)
+           changes.get("weight_kg"), clinic.today)
     if not changes:
         raise InputError("update", "", "nothing to change (give at least one option)")
     new_mrn = changes.get("mrn")
@@ -96,7 +97,7 @@ def update_patient(session: Session, mrn: str, changes: dict, *, user: str, toda
     patient.updated_at = utcnow()
     session.add(patient)
     if (before["mrn"], before["name"]) != (patient.mrn, patient.name):
-        from tracker.services.calendar import bump_patient_items
+        from tracker.services.plan_sync import bump_patient_items
 
         bump_patient_items(session, patient.id, patient.updated_at)
     audit.record(session, user, "patient.update", "patient", patient.id, patient.mrn, before,
@@ -104,15 +105,8 @@ def update_patient(session: Session, mrn: str, changes: dict, *, user: str, toda
     return patient
 
 
-def list_patients(session: Session) -> list[Patient]:
-    return list(session.exec(select(Patient).order_by(Patient.mrn)).all())
-
-
 def initials(name: str) -> str:
     return "".join(part[0].upper() for part in name.replace("-", " ").split() if part)
-
-
-LABEL_STYLES = ("mrn_initials", "mrn", "initials", "name")
 
 
 def patient_label(mrn: str, name: str, style: str = "mrn_initials") -> str:

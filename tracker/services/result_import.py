@@ -8,17 +8,16 @@ Each imported result goes through record_result, so it completes items and is ev
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from tracker.core.durations import parse_date
 from tracker.db.tables import LabResult, Patient
 from tracker.errors import InputError, TrackerError
-from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
+from tracker.services.context import Clinic
 
 REQUIRED = ("mrn", "test", "value", "taken_on")
 OPTIONAL = ("unit", "ref_low", "ref_high")
@@ -74,10 +73,10 @@ def _read(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     return header, rows
 
 
-def import_results(session: Session, library: ProtocolLibrary, path: str, *, skip_bad: bool,
-                   rejects: str | None, user: str, today: dt.date) -> ImportReport:
+def import_results(clinic: Clinic, path: str, *, skip_bad: bool, rejects: str | None) -> ImportReport:
     from tracker.services.results import record_result, validate_result
 
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     source = Path(path)
     header, rows = _read(source)
     patients: dict[str, Patient | None] = {}
@@ -117,7 +116,7 @@ def import_results(session: Session, library: ProtocolLibrary, path: str, *, ski
     if report.rejected and not skip_bad:
         raise ImportRejected(str(source), len(rows), [f"line {line}: {reason}" for line, _, reason in report.rejected])
     for _, _, values in sorted(good, key=lambda g: (g[2]["taken_on"], g[0])):  # oldest first: baselines first
-        report.imported.append(record_result(session, library, user=user, today=today, **values))
+        report.imported.append(record_result(clinic, **values))
     if report.rejected:
         target = Path(rejects) if rejects else source.with_name(f"{source.stem}.rejects.csv")
         with open(target, "w", newline="", encoding="utf-8") as fh:

@@ -12,7 +12,8 @@ from tracker.db.tables import Course, Item, LabResult, Patient, codes
 from tracker.errors import InputError
 from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
-from tracker.services.calendar import absorbed_into, baseline_satisfied_by, course_protocol
+from tracker.services.context import Clinic
+from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by, course_protocol
 from tracker.services.patients import get_patient
 from tracker.core.vocabulary import Vocabulary
 
@@ -42,8 +43,7 @@ def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.
 
 
 def record_result(
-    session: Session,
-    library: ProtocolLibrary,
+    clinic: Clinic,
     *,
     mrn: str,
     test: str,
@@ -52,10 +52,9 @@ def record_result(
     unit: str | None,
     ref_low: float | None = None,
     ref_high: float | None = None,
-    user: str,
-    today: dt.date,
     patient: Patient | None = None,
 ) -> RecordedResult:
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     vocabulary = library.vocabulary
     patient = patient or get_patient(session, mrn)
     code, value_num, value_text = validate_result(vocabulary, test, value, taken_on, patient, today,
@@ -128,10 +127,3 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
         item.last_modified = now
         session.add(item)
     return completed
-
-
-def results_of(session: Session, patient: Patient, test: str | None = None) -> list[LabResult]:
-    query = select(LabResult).where(LabResult.patient_id == patient.id)
-    if test:
-        query = query.where(LabResult.test == test)
-    return list(session.exec(query.order_by(LabResult.taken_on, LabResult.id)).all())

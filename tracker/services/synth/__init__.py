@@ -3,7 +3,7 @@
 `synthesise_clinic` fills an empty database with N patients in bulk: rows are built in memory a chunk of
 patients at a time and written with SQLAlchemy Core `insert()` (executemany), with ids computed here
 rather than read back, so 100,000 patients take well under a minute on SQLite. Plans come from the pure
-planner (`plan_course`), stored with the same field conventions as `calendar.sync_course`, so every
+planner (`plan_course`), stored with the same field conventions as `plan_sync.sync_course`, so every
 normal command works on the result. Deterministic for a seed and a `today`: one `random.Random(seed)`
 drives everything, including item uids and timestamps (derived from the synthetic dates).
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from tracker.core.plan import CourseFacts, PatientFacts, Pause, plan_course
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.db.tables import join_codes
-from tracker.services.calendar import EXTEND_TO
+from tracker.services.plan_sync import EXTEND_TO
 from tracker.services.synth.params import (
     CATEGORICAL_NORMAL,
     CLINIC_DAYS,
@@ -47,7 +47,7 @@ def uid_prefix(rng: random.Random) -> str:
 
     Synthetic item UIDs are this prefix plus the item id (`item_uid`): unique like uuid4s, but ascending
     in insert order, so the item.uid unique index is appended to instead of updated at random places
-    (loading 1.6 million items is about 40% faster that way). Real items get uuid4s (calendar.sync_course).
+    (loading 1.6 million items is about 40% faster that way). Real items get uuid4s (plan_sync.sync_course).
     """
     n = rng.getrandbits(80)
     h = f"{n:020x}"

@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, text
-from sqlmodel import Session
 
-from tracker.core.protocol import Protocol, ProtocolLibrary
+from tracker.core.protocol import Protocol
 from tracker.db.tables import (
     Assessment,
     Course,
@@ -30,6 +29,7 @@ from tracker.db.tables import (
 )
 from tracker.errors import ConflictError, InputError
 from tracker.services import audit
+from tracker.services.context import Clinic
 from tracker.services.synth.clinic import build_chunks
 from tracker.services.synth.params import CHUNK, DRUG_WEIGHTS, FIELDS, SPAN_DAYS, stamp
 
@@ -108,8 +108,7 @@ def _insert_plan(conn, name: str) -> tuple[str | None, tuple, list[str]]:
     return sql, tuple(suffix), columns
 
 
-def synthesise_clinic(session: Session, library: ProtocolLibrary, today: dt.date, patients: int, seed: int = 1,
-                      user: str = "synth", progress=None, chunk: int = CHUNK,
+def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=None, chunk: int = CHUNK,
                       background: bool | None = None) -> SynthSummary:
     """Fill an empty database with `patients` synthetic patients; refuses a database that has patients.
 
@@ -118,6 +117,7 @@ def synthesise_clinic(session: Session, library: ProtocolLibrary, today: dt.date
     Large clinics are built in a forked process while this one inserts (`background`, default for more
     than four chunks); the rows are the same either way.
     """
+    session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     if patients < 1:
         raise InputError("patients", patients, "must be at least 1")
     began = time.perf_counter()

@@ -5,7 +5,7 @@ touched, planned items that still apply keep their row (and uid), items that no 
 cancelled (kept, so calendar subscribers see STATUS:CANCELLED), new items get a fresh random uid.
 An item's identity across re-plans is its key: (kind, due, the tests its own plan asked for, week).
 
-After each re-plan the patient's open lab draws are merged across courses (tracker/merge.py has the
+After each re-plan the patient's open lab draws are merged across courses (tracker/core/merge.py has the
 rule). An item's SEQUENCE and LAST-MODIFIED move only when its visible state really changed over the
 whole operation, so re-planning an unchanged course, or re-merging the same draws, changes nothing.
 """
@@ -22,9 +22,8 @@ from sqlmodel import Session, select
 from tracker.core.durations import Duration
 from tracker.dates import utcnow
 from tracker.db.tables import Course, CoursePause, DoseChange, Item, Patient, codes, join_codes
-from tracker.errors import ConfigError
 from tracker.core.gates import baseline_result
-from tracker.core.merge import DEFAULT_MERGE_WINDOW_DAYS, Draw, group_draws
+from tracker.core.merge import Draw, group_draws
 from tracker.core.plan import (
     ADJUSTED_NOTE,
     CourseFacts,
@@ -32,7 +31,6 @@ from tracker.core.plan import (
     Pause,
     PatientFacts,
     PlannedItem,
-    default_horizon,
     lab_title,
     plan_course,
 )
@@ -46,22 +44,6 @@ EXTEND_TO = Duration(13, "m")
 # Fields whose change a calendar subscriber should see (bumps SEQUENCE).
 MATERIAL = ("status", "due", "tests", "title", "detail", "sources", "gate", "measure", "target", "adjusted",
             "merged_drugs", "merged_into_id", "done_on")
-
-
-def merge_window_days(config) -> int:
-    """`[calendar] merge_window_days` from the config file (clinic default 3)."""
-    value = config.section("calendar").get("merge_window_days", DEFAULT_MERGE_WINDOW_DAYS)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"calendar.merge_window_days: {value!r}: expected a whole number of days >= 0")
-    return value
-
-
-def configured_merge_window() -> int:
-    """For callers without the command's config at hand: the config file in effect ($TRACKER_CONFIG or the
-    XDG default), so every command merges draws alike. Commands pass `merge_window_days(app.config)`."""
-    from tracker.config import load_config
-
-    return merge_window_days(load_config())
 
 
 @dataclass
@@ -144,9 +126,11 @@ def sync_course(
     protocol: Protocol,
     today: dt.date,
     horizon: dt.date | None = None,
-    merge_window: int | None = None,
+    *,
+    merge_window: int,
 ) -> SyncResult:
-    """Re-plan `course` and reconcile its stored items; `merge_window` None = the config file's setting."""
+    """Re-plan `course` and reconcile its stored items, then re-merge the patient's draws (`merge_window`:
+    the site's `[calendar] merge_window_days`, always given by the caller)."""
     horizon = horizon or EXTEND_TO.after(max(today, course.start_on))
     # The horizon never shrinks: items already planned further ahead stay valid.
     if course.planned_through and course.planned_through > horizon:
@@ -222,7 +206,7 @@ def sync_course(
     course.planned_through = horizon
     session.add(course)
     session.flush()
-    merge_patient_draws(session, patient.id, configured_merge_window() if merge_window is None else merge_window)
+    merge_patient_draws(session, patient.id, merge_window)
     if result.added:
         complete_from_results(session, patient.id, [i for i in result.added if i.kind == "baseline"], protocol)
 
@@ -319,8 +303,8 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
             session.add(item)
 
 
-def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None,
-                 merge_window: int | None = None) -> int:
+def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None, *,
+                 merge_window: int) -> int:
     """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead."""
     threshold = max(KEEP_AHEAD.after(today), needed or today)
     stale = session.exec(
@@ -331,12 +315,12 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
     for course, patient in stale:
         horizon = max(EXTEND_TO.after(today), needed or today)
         sync_course(session, course, patient, course_protocol(session, library, course), today, horizon,
-                    merge_window)
+                    merge_window=merge_window)
     return len(stale)
 
 
-__all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "default_horizon", "bump",
-           "merge_patient_draws", "merge_window_days", "absorbed_into"]
+__all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "bump", "merge_patient_draws",
+           "absorbed_into"]
 
 
 _SNAPSHOTS: dict[str, Protocol] = {}

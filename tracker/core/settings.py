@@ -1,0 +1,314 @@
+"""The site configuration as typed, frozen settings, parsed once. Pure: a dict (the TOML file's tables) in,
+`Settings` out; a problem is a one-line ConfigError naming the key and the value.
+
+What needs the outside world stays in the shell (tracker/config.py): finding and reading the file, checking
+that the time zone exists, resolving relative paths against the config file's directory and checking the
+e-mail `ca_file`. Secrets are never here: e-mail and webhook settings keep only the *name* of the
+environment variable that holds them (`password_env`, `token_env`); the channels read it when they send.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tracker.core.merge import DEFAULT_MERGE_WINDOW_DAYS
+from tracker.errors import ConfigError
+
+CHANNELS = ("stdout", "jsonl", "email", "webhook")
+SECURITIES = ("none", "starttls", "tls")
+LABEL_STYLES = ("mrn_initials", "mrn", "initials", "name")  # how reminders and staff calendars name a patient
+DEFAULT_LEAD_DAYS = 3
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering notes, APScheduler)
+DEFAULT_GRACE_HOURS = 6
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
+ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """`[alerts]` in the site config. The windows are clinic defaults: the reference gives no numbers."""
+
+    baseline_window_days: int = 28  # clinic_default: how old a pre-start assessment may be to count
+    checkpoint_window_days: int = 14  # clinic_default: an assessment this many days either side counts
+    overdue_grace_days: int = 7  # issue 4 default
+    # clinic_default: warning lead before a course limit when the protocol gives no `warn_before`
+    # (never more than a quarter of the maximum, so a 7-day steroid limit warns one day ahead).
+    limit_lead_days: int = 14
+
+
+@dataclass(frozen=True)
+class CalendarSettings:
+    """`[calendar]`: merging two drugs' draws, and how exported calendars look."""
+
+    merge_window_days: int = DEFAULT_MERGE_WINDOW_DAYS
+    alarm_lead_hours: float | None = None  # None: no VALARM unless asked for
+    name: str = DEFAULT_CLINIC_CALENDAR_NAME  # the clinic-wide calendar's name
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    host: str
+    port: int
+    security: str  # none | starttls | tls
+    user: str | None
+    password_env: str | None  # the name of the variable holding the password, read at send time
+    sender: str
+    to: tuple[str, ...]
+    timeout_s: float = 30.0
+    ca_file: str | None = None  # CA/cert bundle trusted for STARTTLS/TLS instead of the system's
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str
+    timeout_s: float = 10.0
+    token_env: str | None = None  # names the variable sent as "Authorization: Bearer <token>" when set
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    lead_days: int = DEFAULT_LEAD_DAYS
+    channels: tuple[str, ...] = ("stdout",)
+    batch_size: int = DEFAULT_BATCH_SIZE  # reminders delivered (and marked sent) per committed batch
+    jsonl_path: str | None = None
+    email: EmailSettings | None = None
+    webhook: WebhookSettings | None = None
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    patient_label: str = "mrn_initials"  # one of LABEL_STYLES
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What an ICS export needs of the site config: `[privacy] patient_label` and `[calendar]`."""
+
+    patient_label: str = "mrn_initials"
+    alarm_lead_hours: float | None = None
+    clinic_name: str = DEFAULT_CLINIC_CALENDAR_NAME
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    at: str = DEFAULT_SCHEDULER_AT
+    grace_hours: float = DEFAULT_GRACE_HOURS
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    base_url: str = DEFAULT_BASE_URL  # without a trailing slash
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tracker reads from the site config, validated; defaults when there is no file."""
+
+    timezone: str = "UTC"
+    schedules_dir: str | None = None  # clinic protocol overrides
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    calendar: CalendarSettings = field(default_factory=CalendarSettings)
+    reminders: ReminderSettings = field(default_factory=ReminderSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+    config_file: str | None = None  # where they were read from (set by the shell's loader)
+
+    @property
+    def export(self) -> ExportSettings:
+        return ExportSettings(self.privacy.patient_label, self.calendar.alarm_lead_hours, self.calendar.name)
+
+
+# --- parsing ---------------------------------------------------------------------------------------------
+
+
+def _bad(key: str, value: object, reason: str) -> ConfigError:
+    return ConfigError(f"{key}: {value!r}: {reason}")
+
+
+def _table(raw: dict, *names: str) -> dict:
+    """A nested table, e.g. _table(raw, "reminders", "email"); {} when absent."""
+    node = raw
+    for name in names:
+        node = node.get(name, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}
+
+
+def _int(table: dict, name: str, key: str, default: int, low: int, high: int) -> int:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(key, value, f"expected a whole number from {low} to {high}")
+    return value
+
+
+def _number(table: dict, name: str, key: str, default: float, low: float, high: float) -> float:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise _bad(key, value, f"expected a number from {low} to {high}")
+    return float(value)
+
+
+def _text(table: dict, name: str, key: str, default: str | None = None, required: bool = False) -> str | None:
+    value = table.get(name, default)
+    if value is None:
+        if required:
+            raise ConfigError(f"{key}: missing (required when the channel is enabled)")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(key, value, "expected a non-empty string")
+    return value
+
+
+def parse_hhmm(value: object, key: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip()) if isinstance(value, str) else None
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise _bad(key, value, "expected a time as HH:MM (24-hour)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def mask_url(url: str) -> str:
+    """Hide credentials and query strings (tokens often travel there)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+def parse_alerts(table: dict | None) -> AlertSettings:
+    values = {}
+    for name in ALERT_WINDOWS:
+        if table and name in table:
+            value = table[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 365:
+                raise ConfigError(f"alerts.{name}: {value!r}: expected a whole number of days 0-365")
+            values[name] = value
+    return AlertSettings(**values)
+
+
+def parse_calendar(table: dict) -> CalendarSettings:
+    window = table.get("merge_window_days", DEFAULT_MERGE_WINDOW_DAYS)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ConfigError(f"calendar.merge_window_days: {window!r}: expected a whole number of days >= 0")
+    lead = table.get("alarm_lead_hours")
+    if lead is not None and (isinstance(lead, bool) or not isinstance(lead, (int, float)) or not 0 <= lead <= 24 * 28):
+        raise ConfigError(f"calendar.alarm_lead_hours: {lead!r}: expected a number of hours from 0 to 672")
+    name = table.get("name", DEFAULT_CLINIC_CALENDAR_NAME)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"calendar.name: {name!r}: expected a non-empty text")
+    return CalendarSettings(window, float(lead) if lead is not None else None, name.strip())
+
+
+def parse_reminders(raw: dict) -> ReminderSettings:
+    """`[reminders]` and its channel tables; a channel's table is read only when the channel is enabled."""
+    table = _table(raw, "reminders")
+    lead_days = _int(table, "lead_days", "reminders.lead_days", DEFAULT_LEAD_DAYS, 0, 365)
+    batch_size = _int(table, "batch_size", "reminders.batch_size", DEFAULT_BATCH_SIZE, 1, 100_000)
+    channels = table.get("channels", ["stdout"])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise _bad("reminders.channels", channels, f"expected a list of channel names ({', '.join(CHANNELS)})")
+    for channel in channels:
+        if channel not in CHANNELS:
+            raise _bad("reminders.channels", channel, f"unknown channel (expected {', '.join(CHANNELS)})")
+    if len(set(channels)) != len(channels):
+        raise _bad("reminders.channels", channels, "a channel is listed twice")
+
+    jsonl_path = None
+    if "jsonl" in channels:
+        jsonl_path = _text(_table(raw, "reminders", "jsonl"), "path", "reminders.jsonl.path", required=True)
+
+    email = None
+    if "email" in channels:
+        email = _parse_email(_table(raw, "reminders", "email"))
+
+    webhook = None
+    if "webhook" in channels:
+        hook = _table(raw, "reminders", "webhook")
+        url = _text(hook, "url", "reminders.webhook.url", required=True)
+        if not url.startswith(("http://", "https://")):
+            raise _bad("reminders.webhook.url", mask_url(url), "expected an http:// or https:// URL")
+        webhook = WebhookSettings(
+            url=url,
+            timeout_s=_number(hook, "timeout_s", "reminders.webhook.timeout_s", 10, 0.1, 600),
+            token_env=_text(hook, "token_env", "reminders.webhook.token_env"),
+        )
+    return ReminderSettings(lead_days, tuple(channels), batch_size, jsonl_path, email, webhook)
+
+
+def _parse_email(email: dict) -> EmailSettings:
+    security = email.get("security", "none")
+    if security not in SECURITIES:
+        raise _bad("reminders.email.security", security, f"expected one of {', '.join(SECURITIES)}")
+    to = email.get("to")
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
+        raise _bad("reminders.email.to", to, "expected a list of e-mail addresses")
+    sender = _text(email, "from", "reminders.email.from", required=True)
+    if "@" not in sender:
+        raise _bad("reminders.email.from", sender, "expected an e-mail address")
+    if "password" in email:
+        raise ConfigError("reminders.email.password: not allowed in the file; name an environment "
+                          "variable in reminders.email.password_env instead")
+    return EmailSettings(
+        host=_text(email, "host", "reminders.email.host", required=True),
+        port=_int(email, "port", "reminders.email.port", {"tls": 465, "starttls": 587}.get(security, 25),
+                  1, 65535),
+        security=security,
+        user=_text(email, "user", "reminders.email.user"),
+        password_env=_text(email, "password_env", "reminders.email.password_env"),
+        sender=sender,
+        to=tuple(to),
+        timeout_s=_number(email, "timeout_s", "reminders.email.timeout_s", 30, 0.1, 600),
+        # As written in the file: the shell resolves it against the config file and checks it.
+        ca_file=_text(email, "ca_file", "reminders.email.ca_file"),
+    )
+
+
+def parse_privacy(table: dict) -> PrivacySettings:
+    label = table.get("patient_label", "mrn_initials")
+    if label not in LABEL_STYLES:
+        raise _bad("privacy.patient_label", label, f"expected one of {', '.join(LABEL_STYLES)}")
+    return PrivacySettings(label)
+
+
+def parse_scheduler(table: dict) -> SchedulerSettings:
+    at = table.get("at", DEFAULT_SCHEDULER_AT)
+    parse_hhmm(at, "scheduler.at")
+    grace = _number(table, "grace_hours", "scheduler.grace_hours", DEFAULT_GRACE_HOURS, 0.01, 48)
+    return SchedulerSettings(at=at, grace_hours=grace)
+
+
+def parse_feeds(table: dict) -> FeedSettings:
+    url = table.get("base_url", DEFAULT_BASE_URL)
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"feeds.base_url: {url!r}: expected an http:// or https:// URL")
+    return FeedSettings(url.rstrip("/"))
+
+
+def parse_settings(raw: dict) -> Settings:
+    """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
+
+    Paths are returned as written (the shell resolves them against the config file); `timezone` is
+    checked to be text here and to name a known zone by the shell."""
+    timezone = raw.get("timezone", "UTC")
+    if not isinstance(timezone, str) or not timezone.strip():
+        raise _bad("timezone", timezone, "unknown time zone")
+    schedules = raw.get("schedules_dir")
+    if schedules is not None and not isinstance(schedules, str):
+        raise _bad("schedules_dir", schedules, "expected a directory path")
+    return Settings(
+        timezone=timezone,
+        schedules_dir=schedules or None,
+        reminders=parse_reminders(raw),
+        privacy=parse_privacy(_table(raw, "privacy")),
+        scheduler=parse_scheduler(_table(raw, "scheduler")),
+        alerts=parse_alerts(_table(raw, "alerts")),
+        calendar=parse_calendar(_table(raw, "calendar")),
+        feeds=parse_feeds(_table(raw, "feeds")),
+    )

@@ -1,0 +1,52 @@
+"""The listing use cases behind `tracker calendar|due|overdue|alerts`: bring plans far enough ahead
+(with the command's own merge window), then read. Each is one call for the CLI, in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tracker.services.context import Clinic
+from tracker.services.plan_sync import roll_forward
+
+
+def refresh(clinic: Clinic, needed: dt.date) -> int:
+    """Roll plans forward first if they do not reach the asked-for date yet."""
+    return roll_forward(clinic.session, clinic.library, clinic.today, needed, merge_window=clinic.merge_window)
+
+
+def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.date | None,
+                     include_cancelled: bool = False) -> list[dict]:
+    """A patient's items between the dates (everything stored when not given)."""
+    from tracker.services.patients import get_patient
+    from tracker.services.worklists import calendar
+
+    patient = get_patient(clinic.session, mrn)
+    if end:
+        refresh(clinic, end)
+    return calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled)
+
+
+def due_items(clinic: Clinic, as_of: dt.date, days: int) -> list[dict]:
+    from tracker.services.worklists import due
+
+    refresh(clinic, as_of + dt.timedelta(days=days))
+    return due(clinic.session, as_of, days)
+
+
+def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
+    from tracker.services.worklists import overdue
+
+    return overdue(clinic.session, as_of)
+
+
+def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None):
+    """Today: evaluate every live course (plans rolled forward first) and list the alerts, as
+    (EvaluationSummary, rows). With `as_of`, a what-if: (None, the alerts that would be open then), with
+    nothing written."""
+    from tracker.services.alerts import alerts_as_of, evaluate_clinic, list_alerts
+
+    if as_of is not None:
+        return None, alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
+    refresh(clinic, clinic.today)
+    summary = evaluate_clinic(clinic.session, clinic.library, clinic.today, clinic.settings, user=clinic.user)
+    return summary, list_alerts(clinic.session, include_all, mrn)
