@@ -240,7 +240,7 @@ def sync_course(
 
 
 def merge_patient_draws(session: Session, patient_id: int, window: int) -> None:
-    """Recompute which of the patient's open lab draws are taken together (rule: tracker/merge.py).
+    """Recompute which of the patient's open lab draws are taken together (rule: tracker/core/merge.py).
 
     Sets fields only; the caller bumps SEQUENCE for what really changed."""
     items = [i for i in _patient_items(session, patient_id) if i.kind == "lab"]

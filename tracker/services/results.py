@@ -116,7 +116,7 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
         ):
             best_lab[item.course_id] = item
     completed += best_lab.values()
-    # A merged draw answers every course whose draw was absorbed into it (tracker/merge.py).
+    # A merged draw answers every course whose draw was absorbed into it (tracker/core/merge.py).
     completed += absorbed_into(session, [i.id for i in best_lab.values()])
     now = utcnow()
     for item in completed:
