@@ -31,6 +31,12 @@ def test_a_limit_item_is_never_due_nor_overdue():
                                                                                  TODAY - dt.timedelta(1)), TODAY)
 
 
+def test_a_limit_item_is_upcoming_as_a_date_to_know():
+    assert worklist.is_upcoming(Row("limit", "planned", TODAY), TODAY)
+    assert not worklist.is_upcoming(Row("lab", "planned", TODAY - dt.timedelta(1)), TODAY)
+    assert not worklist.is_upcoming(Row("lab", "done", TODAY), TODAY)
+
+
 def test_overdue_alert_only_past_the_grace_period():
     lab = Row("lab", "planned", TODAY - dt.timedelta(days=7))
     assert not worklist.needs_overdue_alert(lab, TODAY, 7)
@@ -50,3 +56,4 @@ def test_windows_admit_everything_their_predicate_accepts(item, days, grace):
     assert worklist.due_window(TODAY, days).admits(item) == worklist.is_due(item, TODAY, days)
     assert worklist.overdue_window(TODAY).admits(item) == worklist.is_overdue(item, TODAY)
     assert worklist.overdue_alert_window(TODAY, grace).admits(item) == worklist.needs_overdue_alert(item, TODAY, grace)
+    assert worklist.upcoming_window(TODAY).admits(item) == worklist.is_upcoming(item, TODAY)

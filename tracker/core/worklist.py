@@ -3,14 +3,18 @@ overdue`, `patient show`, the nightly digest and the alert engine alike.
 
 Each predicate takes an item (anything with `kind`, `status` and `due`) and `today`. Each comes with an
 `ItemWindow`: the narrowest description of the stored items it can accept, which the shell turns into
-SQL (tracker/store/items.py) so a listing loads only candidate rows; the predicate then decides. A test
-checks that the window never drops an item the predicate accepts.
+SQL (tracker/db/windows.py, the only place that SQL is written) so a listing loads only candidate rows;
+where rows come back to Python the predicate then decides. Tests check that each window admits exactly
+what its predicate accepts, on plain data (tests/test_core_worklist.py) and as SQL on a real database
+(tests/test_windows_sql.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+
+from tracker.core.plan import KINDS
 
 # Items that are tasks for staff. A limit item marks a date (the course's maximum); it is not something to
 # complete, and its approach is an alert of its own.
@@ -55,6 +59,16 @@ def is_overdue(item, today: dt.date) -> bool:
 
 def overdue_window(today: dt.date) -> ItemWindow:
     return ItemWindow(TASK_KINDS, due_before=today)
+
+
+def is_upcoming(item, today: dt.date) -> bool:
+    """A planned item of any kind due today or later: what `patient show` lists after the overdue tasks
+    (a limit's date included, as a date to know; it is never due nor overdue)."""
+    return item.status == "planned" and item.kind in KINDS and item.due >= today
+
+
+def upcoming_window(today: dt.date) -> ItemWindow:
+    return ItemWindow(KINDS, due_from=today)
 
 
 def days_overdue(item, today: dt.date) -> int:

@@ -21,7 +21,7 @@ from tracker.core.review import review_windows, tests_read
 from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
-from tracker.db.windows import window_clause
+from tracker.db.windows import item_where
 
 CHUNK = 500
 LIVE_ALERT = ("open", "acknowledged", "snoozed")
@@ -82,7 +82,7 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     courses = live_courses(session)
     ids: set[int] = {c.patient_id for c in courses if c.gate_override}
     items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
-        C.c.status != "stopped", or_(*(window_clause(w, I) for w in review_windows(today, settings)))).distinct()
+        C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
     ids.update(session.execute(items).scalars())
     if changed is not None:
         return ids | changed
@@ -165,7 +165,7 @@ def _uln(vocabulary: Vocabulary, test: str) -> float | None:
 def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],
                 today: dt.date, settings: AlertSettings) -> Iterator[Chart]:
     """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients."""
-    windows = or_(*(window_clause(w, I) for w in review_windows(today, settings)))
+    windows = or_(*(item_where(w, I.c) for w in review_windows(today, settings)))
     for chunk in chunks(patient_ids):
         courses: dict[int, list] = {}
         for row in session.execute(select(*COURSE_COLUMNS).where(C.c.patient_id.in_(chunk),

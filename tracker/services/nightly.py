@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tracker.core.settings import Settings
+from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
 from tracker.dates import utcnow
 from tracker.db.tables import (
     Alert,
@@ -37,10 +38,10 @@ from tracker.db.tables import (
     setting_value,
     store_setting,
 )
+from tracker.db.windows import item_where
 from tracker.errors import DeliveryError
 from tracker.locks import nightly_lock
 from tracker.services.patients import patient_label
-from tracker.services.worklists import TASK_KINDS
 
 LAST_COMPLETED = "nightly.last_completed"
 JSONL_MARK = "nightly.jsonl_marked"  # {"path": ..., "size": ...}: every line before `size` is marked sent
@@ -84,21 +85,30 @@ def _not_reminded(key_sql):
 
 
 def _item_query(kind: str, as_of: dt.date, lead_days: int):
+    """Candidates for the `kind` ("due" or "overdue") reminders not sent yet: the core's window as SQL.
+    For "overdue", the store fact "an open alert is about this item" (overdue past grace, checkpoint
+    missed: the item is reminded once, as the alert) stays an anti-join here, so every row returned has no
+    open alert; `_reminds` then asks the core (`reminds_overdue`) with that fact."""
     key = _key(f"{kind}:", Item.id, Item.due)
     if kind == "due":
-        window = and_(Item.due >= as_of, Item.due <= as_of + dt.timedelta(days=lead_days))
+        narrowing = (item_where(due_window(as_of, lead_days)),)
     else:
-        # An item with an open alert about it (overdue past grace, checkpoint missed) is reminded once,
-        # as the alert, not twice in the same digest.
-        window = and_(Item.due < as_of,
-                      ~exists().where(Alert.item_id == Item.id, Alert.status == "open"))
+        narrowing = (item_where(overdue_window(as_of)),
+                     ~exists().where(Alert.item_id == Item.id, Alert.status == "open"))
     return (
-        select(Item.id, Item.due, Item.kind, Item.drug, Item.merged_drugs, Item.tests, Item.title,
+        select(Item.id, Item.due, Item.kind, Item.status, Item.drug, Item.merged_drugs, Item.tests, Item.title,
                Item.sources, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
         .join(Patient, Patient.id == Item.patient_id)
-        .where(Item.status == "planned", Item.kind.in_(TASK_KINDS), window, _not_reminded(key))
+        .where(*narrowing, _not_reminded(key))
         .order_by(Item.due, Patient.mrn, Item.id)
     )
+
+
+def _reminds(kind: str, row, as_of: dt.date, lead_days: int) -> bool:
+    """The core's judgement of one `_item_query` row: the digest reminds of it as `kind`."""
+    if kind == "due":
+        return is_due(row, as_of, lead_days)
+    return reminds_overdue(row, as_of, has_open_alert=False)  # the query's anti-join kept no alerted item
 
 
 def _alert_query(as_of: dt.date):
@@ -186,6 +196,8 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
 
         def rows(kind=kind, patient_ids=patient_ids):
             for row in conn.execute(_item_query(kind, as_of, lead_days)):
+                if not _reminds(kind, row, as_of, lead_days):
+                    continue
                 patient_ids[row.dedupe_key] = row.patient_id
                 yield _item_payload(kind, row, label_style)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from tracker.db.tables import Alert, Course, Item, LabResult, Patient
+from tracker.db.tables import Alert, Course, LabResult, Patient
 from tracker.services.context import Clinic
 from tracker.services.patients import get_patient
-from tracker.services.worklists import item_row
+from tracker.services.worklists import open_and_upcoming
 
 
 def patient_details(patient: Patient) -> dict:
@@ -40,10 +40,6 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
                            .order_by(Course.start_on, Course.id)).all()
     results = session.exec(select(LabResult).where(LabResult.patient_id == patient.id)
                            .order_by(LabResult.taken_on.desc(), LabResult.id.desc()).limit(recent)).all()
-    overdue = session.exec(select(Item).where(Item.patient_id == patient.id, Item.status == "planned",
-                                              Item.due < today).order_by(Item.due)).all()
-    coming = session.exec(select(Item).where(Item.patient_id == patient.id, Item.status == "planned",
-                                             Item.due >= today).order_by(Item.due).limit(upcoming)).all()
     from tracker.services.alerts import alert_row
 
     alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
@@ -76,5 +72,6 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
             for r in results
         ],
         "alerts": [alert_row(a, patient.mrn) for a in alerts],
-        "next_items": [item_row(i, patient.mrn, patient.name, today) for i in [*overdue, *coming]],
+        # Overdue tasks, then the next planned items (`tracker.core.worklist`: is_overdue, is_upcoming).
+        "next_items": open_and_upcoming(session, patient.id, today, upcoming),
     }

@@ -1,30 +1,29 @@
-"""Worklists and calendars: what is due, overdue, or planned, as plain rows for rendering or JSON."""
+"""Worklists and calendars: what is due, overdue, or planned, as plain rows for rendering or JSON.
+
+What "due", "overdue" and "upcoming" mean is tracker/core/worklist.py; the SQL narrowing to those items
+is tracker/db/windows.py. Here: which window a listing uses, its order, and the row shape.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import namedtuple
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
+from tracker.core.worklist import due_window, is_due, is_overdue, is_upcoming, overdue_window, upcoming_window
 from tracker.db.tables import Item, Patient, codes
-
-# Items that are tasks for staff; a limit item marks a date, it is not something to complete.
-TASK_KINDS = ("baseline", "lab", "checkpoint")
-
+from tracker.db.windows import item_where
 
 # The item columns a calendar row shows, in the order item_values takes them.
 ROW_COLUMNS = ("id", "uid", "drug", "merged_drugs", "kind", "due", "tests", "status", "title", "detail", "sources",
                "gate", "week", "measure", "target", "done_on", "adjusted", "sequence")
 
 
-def item_row(item: Item, mrn: str, name: str | None, as_of: dt.date) -> dict:
-    """The stable JSON shape of a calendar item."""
-    return item_values(tuple(getattr(item, column) for column in ROW_COLUMNS), mrn, name, as_of)
-
-
-def item_values(values: tuple, mrn: str, name: str | None, as_of: dt.date) -> dict:
-    """item_row from the ROW_COLUMNS values as a tuple (what a worklist query returns; unpacking a tuple
-    is much cheaper per row than attribute access on thousands of result rows)."""
+def item_values(values: tuple, mrn: str, name: str | None, overdue: bool) -> dict:
+    """The stable JSON shape of a calendar item, from the ROW_COLUMNS values as a tuple (what a worklist
+    query returns; unpacking a tuple is much cheaper per row than attribute access on thousands of rows). `overdue` is the core's
+    judgement (`worklist.is_overdue`) of the same item."""
     (id_, uid, drug, merged_drugs, kind, due, tests, status, title, detail, sources, gate, week, measure, target,
      done_on, adjusted, sequence) = values
     return {
@@ -38,7 +37,7 @@ def item_values(values: tuple, mrn: str, name: str | None, as_of: dt.date) -> di
         "due": due.isoformat(),
         "tests": codes(tests),
         "status": status,
-        "overdue": status == "planned" and kind in TASK_KINDS and due < as_of,
+        "overdue": overdue,
         "title": title,
         "detail": detail,
         "sources": codes(sources),
@@ -52,9 +51,23 @@ def item_values(values: tuple, mrn: str, name: str | None, as_of: dt.date) -> di
     }
 
 
-def _rows(session, query, as_of: dt.date) -> list[dict]:
+# What the core's predicates read of an item, taken from a row's tuple (attribute access on a result row
+# costs several times more per row than building this).
+_Facts = namedtuple("_Facts", "kind status due")
+_KIND, _STATUS, _DUE = (ROW_COLUMNS.index(name) for name in _Facts._fields)
+
+
+def _rows(session, query, today: dt.date, accept=None) -> list[dict]:
+    """The rows of `query` (ROW_COLUMNS, then mrn and name) that `accept(item, today)` keeps (a core
+    predicate, the final judge after the SQL window), each with the core's overdue flag."""
     width = len(ROW_COLUMNS)
-    return [item_values(row[:width], row[width], row[width + 1], as_of) for row in session.execute(query)]
+    out = []
+    for row in session.execute(query):
+        values = row[:width]
+        facts = _Facts(values[_KIND], values[_STATUS], values[_DUE])
+        if accept is None or accept(facts, today):
+            out.append(item_values(values, row[width], row[width + 1], is_overdue(facts, today)))
+    return out
 
 
 def _base():
@@ -63,8 +76,9 @@ def _base():
         Patient, Patient.id == Item.patient_id)
 
 
-def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | None, as_of: dt.date,
+def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | None, today: dt.date,
              include_cancelled: bool = False) -> list[dict]:
+    """Every item of a patient's calendar (limits included), by date."""
     query = _base().where(Item.patient_id == patient_id)
     if start:
         query = query.where(Item.due >= start)
@@ -72,18 +86,26 @@ def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | Non
         query = query.where(Item.due <= end)
     if not include_cancelled:
         query = query.where(Item.status != "cancelled")
-    return _rows(session, query.order_by(Item.due, Item.kind, Item.id), as_of)
+    return _rows(session, query.order_by(Item.due, Item.kind, Item.id), today)
 
 
-def due(session, as_of: dt.date, days: int) -> list[dict]:
-    """Planned items due from `as_of` to `as_of + days` inclusive, by patient then date."""
-    query = _base().where(
-        and_(Item.status == "planned", Item.due >= as_of, Item.due <= as_of + dt.timedelta(days=days))
-    )
-    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), as_of)
+def due(session, today: dt.date, days: int) -> list[dict]:
+    """Tasks due from `today` to `today + days` inclusive (`worklist.is_due`), by patient then date: the
+    items the nightly digest with that lead time reminds of."""
+    query = _base().where(item_where(due_window(today, days)))
+    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today,
+                 lambda row, today: is_due(row, today, days))
 
 
-def overdue(session, as_of: dt.date) -> list[dict]:
-    """Planned tasks whose due date has passed."""
-    query = _base().where(Item.status == "planned", Item.due < as_of, Item.kind.in_(TASK_KINDS))
-    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), as_of)
+def overdue(session, today: dt.date) -> list[dict]:
+    """Tasks whose due date has passed (`worklist.is_overdue`), by patient then date."""
+    query = _base().where(item_where(overdue_window(today)))
+    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today, is_overdue)
+
+
+def open_and_upcoming(session, patient_id: int, today: dt.date, upcoming: int) -> list[dict]:
+    """One patient's overdue tasks, then the next `upcoming` planned items (`worklist.is_upcoming`)."""
+    late = _base().where(Item.patient_id == patient_id, item_where(overdue_window(today)))
+    coming = _base().where(Item.patient_id == patient_id, item_where(upcoming_window(today)))
+    return (_rows(session, late.order_by(Item.due, Item.id), today, is_overdue)
+            + _rows(session, coming.order_by(Item.due, Item.id).limit(upcoming), today, is_upcoming))
