@@ -10,13 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 _ID = re.compile(rb'"reminder_id":\s*(\d+)')
-
-# Test hook (documented in tests/test_nightly_crash.py): seconds to sleep after each batch is written and
-# before it is marked sent, so a test can SIGKILL a run between the two.
-DELAY_ENV = "TRACKER_TEST_DELIVERY_DELAY"
 
 
 class JsonlChannel:
@@ -58,6 +53,3 @@ class JsonlChannel:
             os.fsync(fd)
         finally:
             os.close(fd)
-        delay = float(os.environ.get(DELAY_ENV) or 0)
-        if delay:
-            time.sleep(delay)
