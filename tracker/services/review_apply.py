@@ -145,9 +145,9 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
 
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
-    stopped = set(_in_chunks(session, lambda c: select(Course.id).where(Course.id.in_(c), Course.status == "stopped"),
-                             [r.course_id for r in failed_rows])) if failed_rows else set()
-    stopped = {row[0] for row in stopped}
+    stopped = {row[0] for row in _in_chunks(
+        session, lambda c: select(Course.id).where(Course.id.in_(c), Course.status == "stopped"),
+        [r.course_id for r in failed_rows])}
     changes = []  # (row, what)
     for row in live_rows:
         if row.kind in DERIVED_KINDS and row.condition_key not in wanted and row.patient_id in reviewed:
