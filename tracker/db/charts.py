@@ -21,6 +21,7 @@ from tracker.core.review import review_windows, tests_read
 from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
+from tracker.db.rows import plain_rows
 from tracker.db.windows import item_where
 
 CHUNK = 500
@@ -176,13 +177,13 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         protocols = {id(c.protocol): c.protocol for cs in courses.values() for c in cs}.values()
         tests = sorted(tests_read(protocols, vocabulary))
         items: dict[int, list] = {}
-        for row in session.execute(select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id)
-                                   .where(I.c.patient_id.in_(chunk), C.c.status != "stopped", windows)):
+        for row in plain_rows(session, select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id)
+                              .where(I.c.patient_id.in_(chunk), C.c.status != "stopped", windows)):
             items.setdefault(row.patient_id, []).append(row)
         results: dict[int, list] = {}
         if tests:
-            for row in session.execute(select(*RESULT_COLUMNS).where(R.c.patient_id.in_(chunk),
-                                                                     R.c.test.in_(tests))):
+            for row in plain_rows(session, select(*RESULT_COLUMNS).where(R.c.patient_id.in_(chunk),
+                                                                         R.c.test.in_(tests))):
                 results.setdefault(row.patient_id, []).append(row)
         assessed = sorted({p for p, rows in items.items() if any(i.kind == "checkpoint" for i in rows)})
         assessments: dict[int, list] = {}
