@@ -62,6 +62,46 @@ def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_templ
     assert clinic == patients
 
 
+def test_incremental_passes_over_a_week_equal_full_passes(tmp_path, migrated_template):
+    """A week of nightly passes, incremental (changed patients on every rule, the others with an item in a
+    review window on the dated rules only) and full, with results, assessments and course events between
+    them: each day the alert tables agree."""
+    from tracker.db.tables import Course, LabResult
+
+    inc, full = str(tmp_path / "incremental.db"), str(tmp_path / "full.db")
+    shutil.copyfile(migrated_template, inc)
+    with freeze_time(TODAY.isoformat()):
+        Tracker(inc)("synth --patients 300 --seed 5")
+    engine = open_engine(inc)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    shutil.copyfile(inc, full)
+    library = load_library()
+    engines = {db: open_engine(db) for db in (inc, full)}
+    for offset in range(8):
+        day = TODAY + dt.timedelta(days=offset)
+        for db, engine in engines.items():
+            with Session(engine) as session:
+                if offset in (2, 5):  # changes between passes: breaching results, a stopped course
+                    patient_ids = session.exec(select(Patient.id).order_by(Patient.id)).all()
+                    for pid in patient_ids[offset::40]:
+                        session.add(LabResult(patient_id=pid, test="alt", value_num=400.0, unit="U/L",
+                                              taken_on=day, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)))
+                    mrn, drug = session.exec(select(Patient.mrn, Course.drug).join(Course, Course.patient_id == Patient.id)
+                                             .where(Course.status == "active").order_by(Course.id)
+                                             .offset(offset)).first()
+                    session.commit()
+                    with freeze_time(day.isoformat()):
+                        Tracker(db)(f"therapy stop {mrn} {drug} --on {day} --reason 'side effects'")
+            with freeze_time(day.isoformat()), Session(engine) as session:
+                evaluate(session, library, day, AlertSettings(), incremental=db == inc)
+                session.commit()
+        assert _alerts(inc) == _alerts(full), day
+    for engine in engines.values():
+        engine.dispose()
+
+
 @dataclass
 class Result:
     id: int

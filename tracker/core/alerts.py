@@ -17,6 +17,12 @@ from tracker.core.settings import AlertSettings  # noqa: F401  (re-exported: the
 # decision about a judged response: it clears only when the course ends (or by hand).
 DERIVED_KINDS = ("threshold", "gate", "limit", "overdue", "checkpoint_missed")
 ALL_KINDS = (*DERIVED_KINDS, "checkpoint_failed")
+# Kinds whose condition moves only with a change on the chart (a result, an assessment, a course event),
+# never with the day alone: a threshold breach or an open gate reads results, not the calendar. The other
+# kinds (DATED_KINDS) read planned items, assessments and today, never results: the day alone can move
+# them, so an incremental pass reviews them for every patient with an item in a review window.
+CHANGE_DRIVEN_KINDS = ("threshold", "gate")
+DATED_KINDS = tuple(k for k in ALL_KINDS if k not in CHANGE_DRIVEN_KINDS)
 
 
 @dataclass(frozen=True)

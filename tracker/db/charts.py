@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from sqlalchemy import and_, case, exists, func, literal, not_, null, or_, select
 
@@ -72,24 +73,34 @@ class ProtocolsOfCourses:
 # Whom to review
 
 
+@dataclass(frozen=True)
+class ReviewSet:
+    """Whom a pass reviews: `full` on every rule, `dated` (only in an incremental pass) on the rules of
+    DATED_KINDS alone, which read no results (tracker/core/alerts.py)."""
+
+    full: frozenset[int]
+    dated: frozenset[int] = frozenset()
+
+
 def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, today: dt.date,
-                       settings: AlertSettings, *, changed: set[int] | None = None) -> set[int]:
+                       settings: AlertSettings, *, changed: set[int] | None = None) -> ReviewSet:
     """Patients whose review may differ from what the alert table holds.
 
     `changed` None (a full pass): every patient with a latest result that may breach, with a planned item in
-    a review window, with an overridden gate, or with a live alert. Otherwise (incremental: the nightly
-    after a full pass with the same protocols) the changed patients instead of the first and last, whose
-    state can only move with a change (a result, an assessment, a course event)."""
+    a review window, with an overridden gate, or with a live alert, reviewed on every rule. Otherwise (the
+    incremental nightly after a full pass with the same protocols) the changed patients on every rule, and
+    the patients with an item in a review window on the dated rules: nothing but a change (a result, an
+    assessment, a course event) moves the change-driven ones."""
     courses = live_courses(session)
-    ids: set[int] = {c.patient_id for c in courses if c.gate_override}
     items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
         C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
-    ids.update(session.execute(items).scalars())
+    windowed = set(session.execute(items).scalars())
     if changed is not None:
-        return ids | changed
+        return ReviewSet(frozenset(changed), frozenset(windowed - changed))
+    ids = windowed | {c.patient_id for c in courses if c.gate_override}
     ids.update(breaching_patients(session, courses, protocol_of, vocabulary))
     ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())
-    return ids
+    return ReviewSet(frozenset(ids))
 
 
 def _baseline_value(course, test: str):
@@ -164,8 +175,9 @@ def _uln(vocabulary: Vocabulary, test: str) -> float | None:
 
 
 def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],
-                today: dt.date, settings: AlertSettings) -> Iterator[Chart]:
-    """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients."""
+                today: dt.date, settings: AlertSettings, *, with_results: bool = True) -> Iterator[Chart]:
+    """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients; without
+    results if the caller reviews only rules that read none (DATED_KINDS)."""
     windows = or_(*(item_where(w, I.c) for w in review_windows(today, settings)))
     for chunk in chunks(patient_ids):
         courses: dict[int, list] = {}
@@ -181,7 +193,7 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
                               .where(I.c.patient_id.in_(chunk), C.c.status != "stopped", windows)):
             items.setdefault(row.patient_id, []).append(row)
         results: dict[int, list] = {}
-        if tests:
+        if tests and with_results:
             for row in plain_rows(session, select(*RESULT_COLUMNS).where(R.c.patient_id.in_(chunk),
                                                                          R.c.test.in_(tests))):
                 results.setdefault(row.patient_id, []).append(row)

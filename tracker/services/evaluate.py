@@ -27,11 +27,11 @@ from pathlib import Path
 import yaml
 from sqlalchemy import func, select
 
-from tracker.core.alerts import ALL_KINDS, AlertCandidate, AlertSettings
+from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
 from tracker.core.algorithm import Algorithm, parse_algorithm
 from tracker.core.protocol import ProtocolLibrary
 from tracker.core.review import Review, review
-from tracker.db.charts import ProtocolsOfCourses, load_charts, patients_to_review
+from tracker.db.charts import ProtocolsOfCourses, ReviewSet, load_charts, patients_to_review
 from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
 
 SYSTEM_USER = "tracker"
@@ -92,18 +92,27 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     mark = _current_mark(session, library) if whole_clinic and write else None
     if whole_clinic:
         changed = _changed_since(session, library) if incremental else None
-        ids = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed)
+        to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed)
     else:
-        ids = set(patient_ids)
-    with collector_paused():
-        reviews: list[Review] = [review(chart, today, settings, algorithm, library.vocabulary)
-                                 for chart in load_charts(session, protocol_of, library.vocabulary, ids, today,
-                                                          settings)]
-    summary.reviewed = len(reviews)
+        to_review = ReviewSet(frozenset(patient_ids))
+    groups = [(to_review.full, tuple(kinds), True),
+              (to_review.dated, tuple(k for k in kinds if k in DATED_KINDS), False)]
+    for ids, group_kinds, with_results in groups:
+        if not group_kinds or (not ids and not whole_clinic):
+            continue  # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
+        with collector_paused():
+            reviews: list[Review] = [
+                review(chart, today, settings, algorithm, library.vocabulary)
+                for chart in load_charts(session, protocol_of, library.vocabulary, ids, today, settings,
+                                         with_results=with_results)]
+        summary.reviewed += len(reviews)
+        if not write:
+            summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
+            continue
+        apply_reviews(session, reviews, ids, today, group_kinds, user, summary, whole_clinic=whole_clinic)
+        whole_clinic = False  # the clinic-wide part (ended snoozes) once
     if not write:
-        summary.would_open = [a for r in reviews for a in r.alerts if a.kind in kinds]
         return summary
-    apply_reviews(session, reviews, ids, today, kinds, user, summary, whole_clinic=whole_clinic)
     if mark is not None:
         store_setting(session, REVIEW_MARK, json.dumps(mark))
     return summary
