@@ -190,7 +190,7 @@ def test_changed_is_empty_when_nothing_changed(tracker):
 def test_every_protocol_survives_its_stored_snapshot_unchanged():
     from tracker.core.protocol import protocol_hash
     from tracker.protocol_files import load_library
-    from tracker.services.plan_sync import protocol_from_snapshot, snapshot_content
+    from tracker.db.snapshots import protocol_from_snapshot, snapshot_content
 
     for protocol in load_library():
         again = protocol_from_snapshot(snapshot_content(protocol))

@@ -23,6 +23,7 @@ from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
 from tracker.db.rows import plain_rows
+from tracker.db.snapshots import course_protocol
 from tracker.db.windows import item_where
 
 CHUNK = 500
@@ -57,8 +58,6 @@ class ProtocolsOfCourses:
     """The protocol each course was planned with, looked up once per (drug, version)."""
 
     def __init__(self, session, library):
-        from tracker.services.plan_sync import course_protocol
-
         self._lookup = lambda course: course_protocol(session, library, course)
         self._cache: dict[tuple, Protocol] = {}
 

@@ -40,7 +40,7 @@ class _Lookup:
         self._courses: dict[int, Protocol] = {}
 
     def course_protocol(self, course_id: int) -> Protocol | None:
-        from tracker.services.plan_sync import course_protocol
+        from tracker.db.snapshots import course_protocol
 
         if course_id not in self._courses:
             course = self.session.get(Course, course_id)

@@ -7,7 +7,6 @@ The engine itself is tracker/services/evaluate.py (whose charts to review; what-
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
@@ -25,18 +24,6 @@ from tracker.services.review_apply import AUTO, resolve_alert
 MAX_SNOOZE_DAYS = 30
 LIVE = ("open", "acknowledged", "snoozed")
 
-
-@dataclass
-class RaisedAlert:
-    """A bulk-inserted alert, as callers of evaluate read it (id, kind, severity, message...)."""
-
-    id: int
-    condition_key: str
-    patient_id: int
-    course_id: int | None
-    kind: str
-    severity: str
-    message: str
 
 
 def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, settings: Settings | None = None,

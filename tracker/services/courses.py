@@ -18,7 +18,8 @@ from tracker.core.terms import STOP_CATEGORIES
 from tracker.db.charts import results_chart
 from tracker.services import audit
 from tracker.services.context import Clinic
-from tracker.services.plan_sync import SyncResult, course_protocol, remember_protocol, sync_course
+from tracker.db.snapshots import course_protocol, remember_protocol
+from tracker.services.plan_sync import SyncResult, sync_course
 from tracker.services.patients import get_patient
 
 

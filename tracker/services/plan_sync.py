@@ -13,7 +13,6 @@ whole operation, so re-planning an unchanged course, or re-merging the same draw
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from sqlmodel import Session, select
 
 from tracker.core.durations import Duration
 from tracker.dates import utcnow
+from tracker.db.snapshots import course_protocol
 from tracker.db.tables import Course, CoursePause, DoseChange, Item, Patient, codes, join_codes
 from tracker.core.gates import baseline_result
 from tracker.core.merge import Draw, group_draws
@@ -321,64 +321,3 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
 
 __all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "bump", "merge_patient_draws",
            "absorbed_into"]
-
-
-_SNAPSHOTS: dict[str, Protocol] = {}
-
-
-def remember_protocol(session: Session, protocol: Protocol) -> None:
-    """Store the protocol's content under its hash (once) so courses can be re-planned with it later."""
-    from tracker.db.tables import ProtocolSnapshot
-
-    if session.get(ProtocolSnapshot, protocol.content_hash) is None:
-        session.add(
-            ProtocolSnapshot(
-                content_hash=protocol.content_hash,
-                protocol_id=protocol.id,
-                version=protocol.version,
-                origin=protocol.origin,
-                content=snapshot_content(protocol),
-                created_at=utcnow(),
-            )
-        )
-        session.flush()
-
-
-def course_protocol(session: Session, library: ProtocolLibrary, course: Course) -> Protocol:
-    """The protocol a course was planned with: the current file if unchanged, else its stored snapshot."""
-    from tracker.db.tables import ProtocolSnapshot
-
-    current = library.protocols.get(course.drug)
-    if current is not None and current.content_hash == course.protocol_hash:
-        return current
-    if course.protocol_hash not in _SNAPSHOTS:
-        snapshot = session.get(ProtocolSnapshot, course.protocol_hash)
-        if snapshot is None:
-            if current is None:
-                return library.get(course.drug)
-            return current
-        protocol = protocol_from_snapshot(snapshot.content)
-        protocol.origin = snapshot.origin or ""
-        protocol.content_hash = snapshot.content_hash
-        _SNAPSHOTS[course.protocol_hash] = protocol
-    return _SNAPSHOTS[course.protocol_hash]
-
-
-def snapshot_content(protocol: Protocol) -> str:
-    return json.dumps(protocol.model_dump(by_alias=True, mode="json"), sort_keys=True)
-
-
-def protocol_from_snapshot(content: str) -> Protocol:
-    """The protocol stored by `remember_protocol`, validated again (its hash is the stored one)."""
-    return Protocol.model_validate(_durations_as_text(json.loads(content)))
-
-
-def _durations_as_text(value):
-    """A stored snapshot has durations as {"count": 2, "unit": "w"}; the file format writes `2w`."""
-    if isinstance(value, dict):
-        if set(value) == {"count", "unit"}:
-            return f"{value['count']}{value['unit']}"
-        return {k: _durations_as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_durations_as_text(v) for v in value]
-    return value

@@ -13,7 +13,8 @@ from tracker.errors import InputError
 from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
 from tracker.services.context import Clinic
-from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by, course_protocol
+from tracker.db.snapshots import course_protocol
+from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by
 from tracker.services.patients import get_patient
 from tracker.core.vocabulary import Vocabulary
 

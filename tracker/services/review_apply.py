@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -27,6 +28,18 @@ A = Alert.__table__
 # Which kinds own which follow-ups and judged checkpoints (a caller may apply only some kinds).
 CHECKPOINT_KINDS = ("checkpoint_failed", "checkpoint_missed")
 
+
+@dataclass
+class RaisedAlert:
+    """A bulk-inserted alert, as callers of evaluate read it (id, kind, severity, message...)."""
+
+    id: int
+    condition_key: str
+    patient_id: int
+    course_id: int | None
+    kind: str
+    severity: str
+    message: str
 
 def _in_chunks(session, make_query, ids) -> list:
     return [row for chunk in chunks(ids) for row in session.execute(make_query(chunk))]
@@ -184,7 +197,6 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
     """Insert new alerts and their `alert.raise` audit events in bulk (tracker.db.bulk); the audit rows are
     what audit.record would write for each."""
     from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids
-    from tracker.services.alerts import RaisedAlert
 
     session.flush()  # rows the rules added (follow-up items) go first
     conn = session.connection()

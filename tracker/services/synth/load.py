@@ -221,7 +221,7 @@ def bulk_load_journal(engine):
 
 
 def _snapshots(conn, protocols: list[Protocol], today: dt.date) -> None:
-    """One ProtocolSnapshot per protocol used, as calendar.remember_protocol stores them."""
+    """One ProtocolSnapshot per protocol used, as db/snapshots.remember_protocol stores them."""
     existing = set(conn.execute(select(ProtocolSnapshot.content_hash)).scalars())
     rows = [
         {"content_hash": p.content_hash, "protocol_id": p.id, "version": p.version, "origin": p.origin,
