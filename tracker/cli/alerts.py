@@ -83,8 +83,8 @@ def ack(app, alert_id, note):
     """Acknowledge an alert (it leaves the open list but stays live)."""
     from tracker.services.alerts import acknowledge
 
-    with app.session() as session:
-        row = acknowledge(session, alert_id, note, app.user)
+    with app.clinic() as clinic:
+        row = acknowledge(clinic, alert_id, note)
     click.echo(f"acknowledged alert #{row.id}")
 
 
@@ -97,8 +97,8 @@ def snooze(app, alert_id, until, reason):
     """Hide an alert until a date; it re-opens then if its condition still holds."""
     from tracker.services.alerts import snooze as snooze_alert
 
-    with app.session() as session:
-        row = snooze_alert(session, alert_id, until, reason, app.user, app.today())
+    with app.clinic() as clinic:
+        row = snooze_alert(clinic, alert_id, until, reason)
     click.echo(f"snoozed alert #{row.id} until {row.snoozed_until}")
 
 
@@ -110,8 +110,8 @@ def resolve(app, alert_id, reason):
     """Resolve an alert by hand; the same condition will not raise it again."""
     from tracker.services.alerts import resolve as resolve_alert
 
-    with app.session() as session:
-        row = resolve_alert(session, alert_id, reason, app.user, app.today())
+    with app.clinic() as clinic:
+        row = resolve_alert(clinic, alert_id, reason)
     click.echo(f"resolved alert #{row.id}")
 
 

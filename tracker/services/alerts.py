@@ -18,6 +18,7 @@ from tracker.dates import utcnow
 from tracker.db.tables import Alert, AuditEvent, LabResult, Patient, codes
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
+from tracker.services.context import Clinic
 from tracker.services.evaluate import SYSTEM_USER, EvaluationSummary, evaluate
 from tracker.services.review_apply import AUTO, resolve_alert
 
@@ -81,7 +82,8 @@ def _required(name: str, text: str | None) -> str:
     return text.strip()
 
 
-def acknowledge(session: Session, alert_id: int, note: str, user: str) -> Alert:
+def acknowledge(clinic: Clinic, alert_id: int, note: str) -> Alert:
+    session, user = clinic.session, clinic.user
     row = get_alert(session, alert_id)
     note = _required("note", note)
     if row.status == "resolved":
@@ -93,7 +95,8 @@ def acknowledge(session: Session, alert_id: int, note: str, user: str) -> Alert:
     return row
 
 
-def snooze(session: Session, alert_id: int, until: dt.date, reason: str, user: str, today: dt.date) -> Alert:
+def snooze(clinic: Clinic, alert_id: int, until: dt.date, reason: str) -> Alert:
+    session, user, today = clinic.session, clinic.user, clinic.today
     row = get_alert(session, alert_id)
     reason = _required("reason", reason)
     if row.status == "resolved":
@@ -111,7 +114,8 @@ def snooze(session: Session, alert_id: int, until: dt.date, reason: str, user: s
     return row
 
 
-def resolve(session: Session, alert_id: int, reason: str, user: str, today: dt.date) -> Alert:
+def resolve(clinic: Clinic, alert_id: int, reason: str) -> Alert:
+    session, user, today = clinic.session, clinic.user, clinic.today
     row = get_alert(session, alert_id)
     reason = _required("reason", reason)
     if row.status == "resolved":
