@@ -218,3 +218,21 @@ def test_python_dash_m_and_version(tracker):
 
     out = subprocess.run([sys.executable, "-m", "tracker", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "tracker" in out.stdout
+
+
+def test_due_as_of_is_a_what_if_that_writes_nothing(tracker, db_url):
+    """`due --as-of` far ahead reads plans rolled forward that far, and leaves the database as it was."""
+    from tests.conftest import dump_database
+
+    with freeze_time("2024-01-01"):
+        add_patient(tracker)
+        tracker("therapy start P001 methotrexate --on 2024-01-01")
+        before = dump_database(db_url)
+        far = tracker.json("due --as-of 2026-03-01 --days 60")
+        assert dump_database(db_url) == before
+        assert [r for r in far if r["mrn"] == "P001" and "2026-03-01" <= r["due"] <= "2026-04-30"]
+    with freeze_time("2026-03-01"):
+        tracker("due --days 60")  # today's worklist rolls plans forward for real
+        real = tracker.json("due --days 60")
+    key = lambda rows: sorted((r["mrn"], r["due"], r["title"]) for r in rows)  # noqa: E731
+    assert key(far) == key(real)

@@ -42,8 +42,9 @@ def due(app, as_of, days, as_json):
     from tracker.services.listings import due_items
 
     with app.clinic() as clinic:
+        what_if = as_of is not None
         as_of = as_of or clinic.today
-        rows = due_items(clinic, as_of, days)
+        rows = due_items(clinic, as_of, days, what_if=what_if)
     if as_json:
         emit_json(rows)
     else:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager, nullcontext
 
 from tracker.services.context import Clinic
 from tracker.services.plan_sync import roll_forward
@@ -26,11 +27,24 @@ def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.da
     return calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled)
 
 
-def due_items(clinic: Clinic, as_of: dt.date, days: int) -> list[dict]:
+def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False) -> list[dict]:
+    """What is due from `as_of` for `days`. A what-if (`due --as-of`) reads plans rolled forward as far
+    as it looks, inside a savepoint that is rolled back: the database is left as it was."""
     from tracker.services.worklists import due
 
-    refresh(clinic, as_of + dt.timedelta(days=days))
-    return due(clinic.session, as_of, days)
+    with rolled_back(clinic.session) if what_if else nullcontext():
+        refresh(clinic, as_of + dt.timedelta(days=days))
+        return due(clinic.session, as_of, days)
+
+
+@contextmanager
+def rolled_back(session):
+    """A savepoint undone when the block ends: what a what-if wrote to look never stays."""
+    savepoint = session.begin_nested()
+    try:
+        yield
+    finally:
+        savepoint.rollback()
 
 
 def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
