@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tracker.core.algorithm import Algorithm, parse_algorithm
 from tracker.core.protocol import Protocol, ProtocolLibrary, protocol_hash
 from tracker.core.vocabulary import Vocabulary, parse_vocabulary
 from tracker.errors import InputError, ProtocolError
@@ -373,3 +374,19 @@ def _validate_vocabulary(path: Path) -> FileReport:
         if code not in vocabulary
     ]
     return FileReport(name, None, problems, kind="vocabulary")
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def load_algorithm(clinic_dir: str | None = None) -> Algorithm:
+    """schedules/_algorithm.yaml, or the clinic's own copy in its schedules directory."""
+    clinic = clinic_schedules_dir(clinic_dir)
+    path = Path(schedules_dir()) / "_algorithm.yaml"
+    if clinic is not None and (clinic / "_algorithm.yaml").is_file():
+        path = clinic / "_algorithm.yaml"
+    key = str(path)
+    if key not in _ALGORITHMS:
+        with open(path, encoding="utf-8") as fh:
+            _ALGORITHMS[key] = parse_algorithm(yaml.safe_load(fh) or {}, str(path))
+    return _ALGORITHMS[key]

@@ -22,17 +22,15 @@ import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
 from sqlalchemy import func, select
 
 from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
-from tracker.core.algorithm import Algorithm, parse_algorithm
 from tracker.core.protocol import ProtocolLibrary
 from tracker.core.review import Review, review
 from tracker.db.charts import ProtocolsOfCourses, ReviewSet, load_charts, patients_to_review
 from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
+from tracker.protocol_files import load_algorithm
 
 SYSTEM_USER = "tracker"
 # The change ids the last full-or-incremental clinic-wide pass had seen (see the module docstring).
@@ -52,23 +50,6 @@ class EvaluationSummary:
     reviewed: int = 0  # patients reviewed
 
 
-_ALGORITHMS: dict[str, Algorithm] = {}
-
-
-def load_algorithm(schedules_dir: str | None = None) -> Algorithm:
-    """schedules/_algorithm.yaml, or the clinic's own copy in its schedules directory."""
-    from tracker.protocol_files import clinic_schedules_dir
-    from tracker.resources import schedules_dir as builtin_dir
-
-    clinic = clinic_schedules_dir(schedules_dir)
-    path = Path(builtin_dir()) / "_algorithm.yaml"
-    if clinic is not None and (clinic / "_algorithm.yaml").is_file():
-        path = clinic / "_algorithm.yaml"
-    key = str(path)
-    if key not in _ALGORITHMS:
-        with open(path, encoding="utf-8") as fh:
-            _ALGORITHMS[key] = parse_algorithm(yaml.safe_load(fh) or {}, str(path))
-    return _ALGORITHMS[key]
 
 
 def library_signature(library: ProtocolLibrary) -> str:
