@@ -151,6 +151,7 @@ BAD_VALUES = [
     ("neutrophils nan --on 2026-12-02", ["value: 'nan'", "neutrophils on 2026-12-02 is numeric"]),
     ("neutrophils low --on 2026-12-02", ["value: 'low'", "neutrophils on 2026-12-02 is numeric (10^9/L)"]),
     ("tb negative --unit mg --on 2026-12-02", ["unit: 'mg'", "tb negative on 2026-12-02", "takes no unit"]),
+    ("tb negative --unit " + "u" * 10_000 + " --on 2026-12-02", ["unit: ", "tb negative on 2026-12-02", "takes no unit"]),
 ]
 
 

@@ -59,7 +59,7 @@ def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.
     unit = unit.strip() if unit and unit.strip() else None
     if value_num is None:
         if unit is not None:
-            raise InputError("unit", unit, f"{code} {value_text} on {taken_on}: {code} takes no unit")
+            raise InputError("unit", _clipped(unit), f"{code} {value_text} on {taken_on}: {code} takes no unit")
         return CheckedResult(code, None, value_text, None, ref_low=ref_low, ref_high=ref_high)
     return convert_numeric(vocabulary.get(code), value_num, unit, taken_on, ref_low, ref_high)
 
@@ -78,7 +78,7 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
     try:
         converted = in_vocabulary_unit(value, reported_unit)
     except UnitProblem as problem:
-        shown = reported_unit if len(reported_unit) <= 40 else reported_unit[:40] + "..."
+        shown = _clipped(reported_unit)
         raise InputError("unit", shown, f"{test.code} {value:g} {shown!r} on {taken_on}: {problem}") from None
     readings = {}
     for candidate in (test.unit, *test.also_reported_in):
@@ -91,6 +91,11 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
         raise InputError("value", f"{value:g}", reason)
     low, high = (None if limit is None else in_vocabulary_unit(limit, reported_unit) for limit in (ref_low, ref_high))
     return CheckedResult(test.code, converted, None, test.unit, value, reported_unit, low, high)
+
+
+def _clipped(unit: str) -> str:
+    """A unit as typed, cut short enough for a one-line error (the column holds 40 characters)."""
+    return unit if len(unit) <= 40 else unit[:40] + "..."
 
 
 def record_result(
