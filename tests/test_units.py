@@ -263,3 +263,20 @@ def test_migration_0004_keeps_existing_results_as_reported(tmp_path):
                             "ORDER BY id").fetchall()
     conn.close()
     assert rows == [("alt", 30.0, "U/L", 30.0, "U/L"), ("tb", None, None, None, None)]
+
+
+# --- a clinic's vocabulary ------------------------------------------------------------------------------
+
+def test_validate_reports_unreadable_units_and_unmarked_numbers_in_a_vocabulary(tracker, tmp_path):
+    path = tmp_path / "vocabulary.yaml"
+    path.write_text("version: 1\ntests:\n"
+                    "  neutrophils: {name: N, unit: 10^9/L, also_reported_in: [cels/uL, '%']}\n"
+                    "  hb: {name: Hb, unit: g/L}\n")
+    result = tracker(["schedules", "validate", str(path)], ok=False)
+    assert result.exit_code == 6
+    assert f"{path}:1: tests.neutrophils.also_reported_in: 'cels/uL' is not a unit pint knows" in result.stdout + result.stderr
+    assert "tests.neutrophils.also_reported_in: '%' cannot be converted to 10^9/L" in result.stdout + result.stderr
+    path.write_text("version: 1\ntests:\n  hb: {name: Hb, unit: g/L, plausible: {low: 20, high: 250}}\n")
+    result = tracker(["schedules", "validate", str(path)], ok=False)
+    assert result.exit_code == 6
+    assert f"{path}:1: tests.hb.plausible: needs sources or clinic_default: true" in result.stdout + result.stderr
