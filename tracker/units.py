@@ -90,12 +90,3 @@ def convert(value: float, unit: str, target: str, molar_mass: float | None = Non
     # Ten significant digits: enough for any lab value, and 800 cells/mm3 shows as 0.8, not 0.8000000000000002.
     return float(f"{converted.magnitude / wanted.magnitude:.10g}")
 
-
-def same_unit(unit: str, other: str) -> bool:
-    """Whether two spellings name the same unit (`10*9/L` and `10^9/L`)."""
-    if unit.strip() == other.strip():
-        return True
-    try:
-        return abs(convert(1.0, unit, other) - 1.0) < 1e-9
-    except UnitProblem:
-        return False
