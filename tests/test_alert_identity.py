@@ -12,9 +12,22 @@ from freezegun import freeze_time
 from sqlalchemy import text
 
 from tracker.core.protocol import Threshold
+from tracker.db.engine import SCHEMA_HEAD
 from tracker.protocol_files import load_library
 
 MIGRATION = pathlib.Path(__file__).parents[1] / "migrations" / "versions" / "0002_alert_keys_by_rule_id.py"
+
+
+def _downgrade_to(engine, revision: str) -> None:
+    from alembic import command
+
+    from tracker.db.engine import _alembic_config
+
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        command.downgrade(_alembic_config(conn), revision)
+        conn.commit()
 
 
 def _migration():
@@ -57,7 +70,13 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         tracker(f"alert resolve {rows[0]['id']} --reason 'haemolysed sample'")
         tracker(f"alert snooze {rows[1]['id']} --until 2026-03-20 --reason 'repeat booked'")
         before = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
-    # Put the database back to revision 0001 with keys as that code wrote them (display text).
+    # Put the database back to revision 0001 with keys as that code wrote them (display text). Later
+    # revisions are undone first, through their own downgrades, so that the upgrade below can redo them.
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(db_url))
+    _downgrade_to(engine, "0002")
+    engine.dispose()
     library = load_library()
     import sqlite3
 
@@ -74,6 +93,6 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         after = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
     assert after == before  # same alerts, same states, same keys as the new code writes; nothing new raised
     with sqlite3.connect(db_url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
         raises = conn.execute(text("SELECT count(*) FROM audit_event WHERE action = 'alert.raise'").text).fetchone()
     assert raises[0] == len([k for _, k in before.values()])

@@ -366,14 +366,35 @@ def _validate_vocabulary(path: Path) -> FileReport:
         return FileReport(name, None, [f"{name}:1: (file): cannot read the vocabulary: {exc}"], kind="vocabulary")
     if not isinstance(data, dict) or not isinstance(data.get("tests"), dict):
         return FileReport(name, None, [f"{name}:1: tests: expected a mapping of test codes"], kind="vocabulary")
-    vocabulary = parse_vocabulary(data)
+    try:
+        vocabulary = parse_vocabulary(data)
+    except ProtocolError as error:
+        return FileReport(name, None, [f"{name}:1: {p.removeprefix(VOCABULARY_FILE + ': ')}" for p in error.problems],
+                          kind="vocabulary")
     problems = [
         f"{name}:1: tests.{test.code}.analytes: unknown analyte {code!r}"
         for test in vocabulary.tests.values()
         for code in test.analytes
         if code not in vocabulary
     ]
+    problems += _unit_problems(name, vocabulary)
     return FileReport(name, None, problems, kind="vocabulary")
+
+
+def _unit_problems(name: str, vocabulary: Vocabulary) -> list[str]:
+    """Every numeric unit pint can read, and every `also_reported_in` unit converts to the analyte's."""
+    from tracker.units import UnitProblem, convert
+
+    problems = []
+    for test in vocabulary.tests.values():
+        if not test.is_numeric:
+            continue
+        for where, unit in [("unit", test.unit), *(("also_reported_in", u) for u in test.also_reported_in)]:
+            try:
+                convert(1.0, unit, test.unit, test.molar_mass)
+            except UnitProblem as problem:
+                problems.append(f"{name}:1: tests.{test.code}.{where}: {unit!r} {problem}")
+    return problems
 
 
 _ALGORITHMS: dict[str, Algorithm] = {}

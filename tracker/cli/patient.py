@@ -89,8 +89,10 @@ def show(app, mrn, as_json):
           [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
            for c in summary["courses"]], title="Courses")
     if summary["results"]:
-        table(["Taken", "Test", "Value", "Unit"],
-              [[r["taken_on"], r["test"], r["value"], r["unit"]] for r in summary["results"]],
+        from tracker.services.results import as_reported
+
+        table(["Taken", "Test", "Value", "Unit", "As reported"],
+              [[r["taken_on"], r["test"], r["value"], r["unit"], as_reported(r)] for r in summary["results"]],
               title="Recent results")
     if summary["alerts"]:
         table(["ID", "Raised", "Severity", "Kind", "Status", "Message"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE
+from tracker.cli.options import DATE, json_option
 
 
 @click.group()
@@ -18,7 +18,8 @@ def result() -> None:
 @click.argument("test")
 @click.argument("value")
 @click.option("--on", type=DATE, required=True, help="Date the sample was taken.")
-@click.option("--unit", help="Unit (default: the vocabulary's unit for TEST).")
+@click.option("--unit", help="Unit as reported, e.g. g/dL, cells/uL, 10*9/L (default: the vocabulary's unit "
+                            "for TEST); converted to the vocabulary's unit.")
 @click.option("--ref-low", type=float, help="The laboratory's lower reference limit.")
 @click.option("--ref-high", type=float, help="The laboratory's upper reference limit (ULN).")
 @pass_app
@@ -31,12 +32,46 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
     with app.clinic() as clinic:
         recorded = record_result(clinic, mrn=mrn, test=test, value=value, taken_on=on, unit=unit,
                                  ref_low=ref_low, ref_high=ref_high)
-    shown = recorded.result.value_num if recorded.result.value_num is not None else recorded.result.value_text
-    click.echo(f"recorded {recorded.result.test} {shown:g} {recorded.result.unit or ''}".rstrip()
-               if isinstance(shown, float) else f"recorded {recorded.result.test} {shown}")
+    from tracker.services.results import as_reported, result_row
+
+    row = result_row(recorded.result)
+    if row["unit"] is not None:
+        reported = as_reported(row)
+        click.echo(f"recorded {row['test']} {row['value']:g} {row['unit']}"
+                   + (f" (reported {reported})" if reported else ""))
+    else:
+        click.echo(f"recorded {row['test']} {row['value']}")
     for item in recorded.completed:
         click.echo(f"completed: {item.due} {item.title}")
     echo_evaluation(recorded.evaluation)
+
+
+@result.command("list")
+@click.argument("mrn")
+@click.option("--test", help="Only this test (a panel lists its analytes).")
+@json_option
+@pass_app
+def list_(app, mrn, test, as_json):
+    """A patient's results, newest first: the value in the vocabulary's unit and as reported."""
+    from tracker.cli.render import emit_json, table
+    from tracker.services.results import as_reported, list_results
+
+    with app.clinic() as clinic:
+        rows = list_results(clinic, mrn, test)
+    if as_json:
+        emit_json(rows)
+        return
+    table(["ID", "Taken", "Test", "Value", "Unit", "As reported", "Ref range"],
+          [[r["id"], r["taken_on"], r["test"], f"{r['value']:g}" if r["unit"] else r["value"], r["unit"],
+            as_reported(r), _range(r)] for r in rows])
+
+
+def _range(row: dict) -> str:
+    if row["ref_low"] is None and row["ref_high"] is None:
+        return ""
+    low = "" if row["ref_low"] is None else f"{row['ref_low']:g}"
+    high = "" if row["ref_high"] is None else f"{row['ref_high']:g}"
+    return f"{low}..{high}"
 
 
 @result.command("import")

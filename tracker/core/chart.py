@@ -2,9 +2,9 @@
 
 The only definitions of "latest result", "previous result", "a course's lab baseline" and "results since a
 day" are here. Rows are duck-typed: the shell passes database rows (tracker/store/charts.py), tests pass
-small dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high`, an
-assessment `id, assessed_on` and the measures, an item `id, course_id, patient_id, drug, kind, due, status,
-week, origin, title, sources`.
+small dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high` (and may have
+`reported_value, reported_unit`), an assessment `id, assessed_on` and the measures, an item `id, course_id,
+patient_id, drug, kind, due, status, week, origin, title, sources`.
 """
 
 from __future__ import annotations

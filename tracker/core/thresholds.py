@@ -1,5 +1,6 @@
 """Lab thresholds: whether a result breaches a protocol's action limit, and the alerts and repeat draws
-that follow. Pure; a result is anything with `id, test, value_num, value_text, unit, taken_on, ref_high`.
+that follow. Pure; a result is anything with `id, test, value_num, value_text, unit, taken_on, ref_high`
+and, optionally, `reported_value, reported_unit` (the value as the laboratory sent it, before conversion).
 """
 
 from __future__ import annotations
@@ -8,10 +9,17 @@ from tracker.core.alerts import AlertCandidate, FollowUp
 from tracker.core.protocol import Protocol, Threshold
 
 
-
 def uln_of(result, vocabulary_ref_high: float | None) -> float | None:
     """The upper limit of normal: the result's own reference range when given, else the vocabulary's."""
     return result.ref_high if result.ref_high is not None else vocabulary_ref_high
+
+
+def as_reported(result) -> str:
+    """` (reported 800 cells/uL)` when the result was converted from another unit, else ``."""
+    value, unit = getattr(result, "reported_value", None), getattr(result, "reported_unit", None)
+    if value is None or unit is None or unit == result.unit:
+        return ""
+    return f" (reported {value:g} {unit})"
 
 
 def breach(threshold: Threshold, result, baseline_value: float | None, uln: float | None):
@@ -23,7 +31,7 @@ def breach(threshold: Threshold, result, baseline_value: float | None, uln: floa
     value = result.value_num
     if value is None:
         return None, result.value_text, threshold.describe()
-    shown = f"{value:g}{unit}"
+    shown = f"{value:g}{unit}{as_reported(result)}"
     if threshold.below is not None:
         return value < threshold.below, shown, f"< {threshold.below:g}{unit}"
     if threshold.above is not None:

@@ -3,9 +3,11 @@ single tests. Pure."""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from dataclasses import dataclass, field
 
-from tracker.errors import InputError, NotFoundError
+from tracker.errors import InputError, NotFoundError, ProtocolError
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,12 @@ class TestCode:
     values: tuple[str, ...] = ()
     ref_low: float | None = None
     ref_high: float | None = None
+    # Units and plausibility (numeric analytes): the range a real result can fall in, in `unit`; the molar
+    # mass (g/mol) that converts mass to substance concentrations; other units labs report it in.
+    plausible: tuple[float, float] | None = None
+    plausible_clinic_default: bool = False
+    molar_mass: float | None = None
+    also_reported_in: tuple[str, ...] = ()
 
     @property
     def is_panel(self) -> bool:
@@ -60,18 +68,23 @@ class Vocabulary:
         test = self.tests.get(code)
         return {code, *(test.analytes if test else ())}
 
-    def check_value(self, code: str, value: str) -> tuple[float | None, str | None]:
-        """Split a result into (numeric, text), rejecting what the test cannot hold."""
+    def check_value(self, code: str, value: str, on: dt.date | None = None) -> tuple[float | None, str | None]:
+        """Split a result into (numeric, text), rejecting what the test cannot hold. `on`, the day the
+        sample was taken, is named in the refusal."""
         test = self.get(code)
         text = value.strip()
+        said = f"{code} on {on}" if on is not None else code
         if test.is_numeric:
             try:
-                return float(text), None
+                number = float(text)
             except ValueError:
-                raise InputError("value", value, f"{code} is numeric ({test.unit})") from None
+                raise InputError("value", value, f"{said} is numeric ({test.unit})") from None
+            if not math.isfinite(number):
+                raise InputError("value", value, f"{said} is numeric ({test.unit}): a finite number")
+            return number, None
         if test.is_categorical:
             if text.lower() not in test.values:
-                raise InputError("value", value, f"{code} takes one of {', '.join(test.values)}")
+                raise InputError("value", value, f"{said} takes one of {', '.join(test.values)}")
             return None, text.lower()
         return None, text
 
@@ -82,10 +95,50 @@ class Vocabulary:
         return ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _plausible(code: str, spec: dict, sources: dict, problems: list[str]) -> tuple[tuple[float, float] | None, bool]:
+    value = spec.get("plausible")
+    if value is None:
+        return None, False
+    if not isinstance(value, dict) or not _numbers(value.get("low"), value.get("high")) \
+            or value["low"] > value["high"]:
+        problems.append(f"vocabulary.yaml: tests.{code}.plausible: expected {{low: X, high: Y}} with X <= Y")
+        return None, False
+    _check_marked(f"tests.{code}.plausible", value, sources, problems)
+    return (float(value["low"]), float(value["high"])), bool(value.get("clinic_default"))
+
+
+def _molar_mass(code: str, spec: dict, sources: dict, problems: list[str]) -> float | None:
+    value = spec.get("molar_mass")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not _numbers(value.get("g_per_mol")) or value["g_per_mol"] <= 0:
+        problems.append(f"vocabulary.yaml: tests.{code}.molar_mass: expected {{g_per_mol: X}} with X > 0")
+        return None
+    _check_marked(f"tests.{code}.molar_mass", value, sources, problems)
+    return float(value["g_per_mol"])
+
+
+def _numbers(*values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _check_marked(where: str, value: dict, sources: dict, problems: list[str]) -> None:
+    """A number in the vocabulary is either cited (`sources`) or marked `clinic_default: true`."""
+    cited = value.get("sources") or []
+    if not cited and not value.get("clinic_default"):
+        problems.append(f"vocabulary.yaml: {where}: needs sources or clinic_default: true")
+    for key in cited:
+        if key not in sources:
+            problems.append(f"vocabulary.yaml: {where}.sources: {key!r} is not defined in sources")
+
+
 def parse_vocabulary(data: dict) -> Vocabulary:
     tests: dict[str, TestCode] = {}
+    sources = data.get("sources") or {}
+    problems: list[str] = []
     for code, spec in (data.get("tests") or {}).items():
         spec = spec or {}
+        plausible, plausible_clinic_default = _plausible(code, spec, sources, problems)
         tests[code] = TestCode(
             code=code,
             name=spec.get("name", code),
@@ -95,5 +148,11 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             values=tuple(str(v) for v in spec.get("values", ())),
             ref_low=spec.get("ref_low"),
             ref_high=spec.get("ref_high"),
+            plausible=plausible,
+            plausible_clinic_default=plausible_clinic_default,
+            molar_mass=_molar_mass(code, spec, sources, problems),
+            also_reported_in=tuple(str(u) for u in spec.get("also_reported_in", ())),
         )
+    if problems:
+        raise ProtocolError(problems)
     return Vocabulary(tests)

@@ -33,7 +33,7 @@ I = Item.__table__
 C = Course.__table__
 # What a chart reads of each table (plain rows: a clinic has many).
 RESULT_COLUMNS = (R.c.id, R.c.patient_id, R.c.test, R.c.value_num, R.c.value_text, R.c.unit, R.c.taken_on,
-                  R.c.ref_high)
+                  R.c.ref_high, R.c.reported_value, R.c.reported_unit)
 ITEM_COLUMNS = (I.c.id, I.c.course_id, I.c.patient_id, I.c.drug, I.c.kind, I.c.due, I.c.status, I.c.week,
                 I.c.origin, I.c.title, I.c.sources)
 COURSE_COLUMNS = (C.c.id, C.c.patient_id, C.c.drug, C.c.status, C.c.start_on, C.c.stop_on, C.c.gate_override,

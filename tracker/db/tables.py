@@ -156,6 +156,10 @@ class LabResult(SQLModel, table=True):
     ref_low: float | None = None
     ref_high: float | None = None
     created_at: dt.datetime
+    # A numeric result as the laboratory reported it; value_num/unit (and the reference range) are in the
+    # vocabulary's unit, converted from these (tracker/units.py).
+    reported_value: float | None = None
+    reported_unit: str | None = Field(default=None, max_length=40)
 
 
 class Assessment(SQLModel, table=True):

@@ -31,7 +31,7 @@ DRUG_WEIGHTS = {
 # Plausible normal values for the analytes the demo records (synthetic, for display only).
 NORMAL = {"neutrophils": (2.5, 6.0), "alt": (12, 35), "ast": (12, 35), "egfr": (75, 110),
           "creatinine": (60, 95), "ldl": (1.8, 3.0), "hb": (125, 155), "platelets": (180, 350),
-          "bp_systolic": (110, 135)}
+          "bp_systolic": (110, 135), "height": (155, 185), "weight": (55, 100)}
 FIRST_ANALYTE = {"cbc": "neutrophils", "cmp": "alt", "lipids": "ldl", "bp": "bp_systolic"}
 
 

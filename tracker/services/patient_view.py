@@ -41,6 +41,7 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
     results = session.exec(select(LabResult).where(LabResult.patient_id == patient.id)
                            .order_by(LabResult.taken_on.desc(), LabResult.id.desc()).limit(recent)).all()
     from tracker.services.alerts import alert_row
+    from tracker.services.results import result_row
 
     alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
                           .order_by(Alert.raised_on, Alert.id)).all()
@@ -62,15 +63,7 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
             }
             for c in courses
         ],
-        "results": [
-            {
-                "taken_on": r.taken_on.isoformat(),
-                "test": r.test,
-                "value": r.value_num if r.value_num is not None else r.value_text,
-                "unit": r.unit,
-            }
-            for r in results
-        ],
+        "results": [result_row(r) for r in results],
         "alerts": [alert_row(a, patient.mrn) for a in alerts],
         # Overdue tasks, then the next planned items (`tracker.core.worklist`: is_overdue, is_upcoming).
         "next_items": open_and_upcoming(session, patient.id, today, upcoming),

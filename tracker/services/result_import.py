@@ -2,7 +2,9 @@
 
 All-or-nothing by default: every bad row is reported as `line N: reason` and nothing is imported. With
 `skip_bad`, the good rows are imported and the rejected ones written (with their reasons) to a CSV file.
-Each imported result goes through record_result, so it completes items and is evaluated as it lands.
+Rows are checked as `result add` checks them (validate_result: units converted to the vocabulary's, values
+outside the analyte's plausible range refused), and each imported result goes through record_result, so
+it completes items and is evaluated as it lands.
 """
 
 from __future__ import annotations
@@ -96,8 +98,10 @@ def import_results(clinic: Clinic, path: str, *, skip_bad: bool, rejects: str | 
                 raise InputError("mrn", mrn, "not found")
             taken_on = parse_date(row.get("taken_on") or "", "taken_on")
             ref_low, ref_high = _float(row, "ref_low"), _float(row, "ref_high")
-            code, value_num, value_text = validate_result(library.vocabulary, row.get("test") or "", row.get("value") or "",
-                                                          taken_on, patient, today, ref_low, ref_high)
+            unit = (row.get("unit") or "").strip() or None
+            checked = validate_result(library.vocabulary, row.get("test") or "", row.get("value") or "",
+                                      taken_on, patient, today, ref_low, ref_high, unit)
+            code, value_num, value_text = checked.code, checked.value_num, checked.value_text
             identity = (patient.id, code, taken_on, value_num, value_text)
             if identity in seen:
                 raise InputError("row", line, "repeats an earlier row of this file")
@@ -111,7 +115,7 @@ def import_results(clinic: Clinic, path: str, *, skip_bad: bool, rejects: str | 
             report.rejected.append((line, row, str(exc)))
             continue
         good.append((line, row, dict(mrn=mrn, test=code, value=(row.get("value") or "").strip(), taken_on=taken_on,
-                                     unit=(row.get("unit") or "").strip() or None, ref_low=ref_low,
+                                     unit=unit, ref_low=ref_low,
                                      ref_high=ref_high, patient=patient)))
     if report.rejected and not skip_bad:
         raise ImportRejected(str(source), len(rows), [f"line {line}: {reason}" for line, _, reason in report.rejected])

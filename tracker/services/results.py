@@ -16,7 +16,8 @@ from tracker.services.context import Clinic
 from tracker.db.snapshots import course_protocol
 from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by
 from tracker.services.patients import get_patient
-from tracker.core.vocabulary import Vocabulary
+from tracker.core.plausibility import implausible_reason
+from tracker.core.vocabulary import TestCode, Vocabulary
 
 # A draw up to this many days before its due date still counts for it.
 LAB_EARLY_DAYS = 7
@@ -30,17 +31,72 @@ class RecordedResult:
     evaluation: object | None = None  # alerts raised/resolved as the result landed (services.alerts)
 
 
+@dataclass(frozen=True)
+class CheckedResult:
+    """A result that passed validation. A numeric value is in the vocabulary's unit (`unit`), converted from
+    `reported_value` in `reported_unit`; so is the reference range."""
+
+    code: str
+    value_num: float | None
+    value_text: str | None
+    unit: str | None
+    reported_value: float | None = None
+    reported_unit: str | None = None
+    ref_low: float | None = None
+    ref_high: float | None = None
+
+
 def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.date, patient: Patient,
-                    today: dt.date, ref_low: float | None = None, ref_high: float | None = None):
+                    today: dt.date, ref_low: float | None = None, ref_high: float | None = None,
+                    unit: str | None = None) -> CheckedResult:
     code = vocabulary.get(test).code
-    value_num, value_text = vocabulary.check_value(code, value)
+    value_num, value_text = vocabulary.check_value(code, value, taken_on)
     if taken_on > today:
         raise InputError("on", taken_on.isoformat(), "is in the future")
     if taken_on < patient.dob:
         raise InputError("on", taken_on.isoformat(), f"is before the patient's date of birth {patient.dob}")
     if ref_low is not None and ref_high is not None and ref_low > ref_high:
         raise InputError("ref_low", ref_low, f"is above ref_high {ref_high}")
-    return code, value_num, value_text
+    unit = unit.strip() if unit and unit.strip() else None
+    if value_num is None:
+        if unit is not None:
+            raise InputError("unit", _clipped(unit), f"{code} {value_text} on {taken_on}: {code} takes no unit")
+        return CheckedResult(code, None, value_text, None, ref_low=ref_low, ref_high=ref_high)
+    return convert_numeric(vocabulary.get(code), value_num, unit, taken_on, ref_low, ref_high)
+
+
+def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt.date,
+                    ref_low: float | None, ref_high: float | None) -> CheckedResult:
+    """The value (and the laboratory's reference range) in the vocabulary's unit, refused when the unit
+    cannot be converted or the converted value is implausible (tracker.core.plausibility)."""
+    from tracker.units import UnitProblem, convert
+
+    reported_unit = unit or test.unit
+
+    def in_vocabulary_unit(number: float, from_unit: str) -> float:
+        return convert(number, from_unit, test.unit, test.molar_mass)
+
+    try:
+        converted = in_vocabulary_unit(value, reported_unit)
+    except UnitProblem as problem:
+        shown = _clipped(reported_unit)
+        raise InputError("unit", shown, f"{test.code} {value:g} {shown!r} on {taken_on}: {problem}") from None
+    readings = {}
+    for candidate in (test.unit, *test.also_reported_in):
+        try:
+            readings[candidate] = in_vocabulary_unit(value, candidate)
+        except UnitProblem:
+            continue  # a vocabulary unit pint cannot read: tests/test_units.py keeps the file free of these
+    reason = implausible_reason(test, converted, value, reported_unit, taken_on, readings)
+    if reason is not None:
+        raise InputError("value", f"{value:g}", reason)
+    low, high = (None if limit is None else in_vocabulary_unit(limit, reported_unit) for limit in (ref_low, ref_high))
+    return CheckedResult(test.code, converted, None, test.unit, value, reported_unit, low, high)
+
+
+def _clipped(unit: str) -> str:
+    """A unit as typed, cut short enough for a one-line error (the column holds 40 characters)."""
+    return unit if len(unit) <= 40 else unit[:40] + "..."
 
 
 def record_result(
@@ -58,17 +114,18 @@ def record_result(
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     vocabulary = library.vocabulary
     patient = patient or get_patient(session, mrn)
-    code, value_num, value_text = validate_result(vocabulary, test, value, taken_on, patient, today,
-                                                  ref_low, ref_high)
+    checked = validate_result(vocabulary, test, value, taken_on, patient, today, ref_low, ref_high, unit)
     result = LabResult(
         patient_id=patient.id,
-        test=code,
-        value_num=value_num,
-        value_text=value_text,
-        unit=unit or vocabulary.get(code).unit,
+        test=checked.code,
+        value_num=checked.value_num,
+        value_text=checked.value_text,
+        unit=checked.unit or vocabulary.get(checked.code).unit,
+        reported_value=checked.reported_value,
+        reported_unit=checked.reported_unit,
         taken_on=taken_on,
-        ref_low=ref_low,
-        ref_high=ref_high,
+        ref_low=checked.ref_low,
+        ref_high=checked.ref_high,
         created_at=utcnow(),
     )
     session.add(result)
@@ -80,6 +137,41 @@ def record_result(
 
     evaluation = after_result(session, library, patient, result, completed, today, user)
     return RecordedResult(result, patient, completed, evaluation)
+
+
+def result_row(result: LabResult) -> dict:
+    """A result for listings and JSON: the value in the vocabulary's unit and, beside it, as reported."""
+    numeric = result.value_num is not None
+    return {
+        "id": result.id,
+        "taken_on": result.taken_on.isoformat(),
+        "test": result.test,
+        "value": result.value_num if numeric else result.value_text,
+        "unit": result.unit if numeric else None,
+        "reported_value": result.reported_value,
+        "reported_unit": result.reported_unit,
+        "ref_low": result.ref_low,
+        "ref_high": result.ref_high,
+    }
+
+
+def as_reported(row: dict) -> str:
+    """`800 cells/uL` when a result was converted from another unit, else ``."""
+    if row["reported_value"] is None or row["reported_unit"] in (None, row["unit"]):
+        return ""
+    return f"{row['reported_value']:g} {row['reported_unit']}"
+
+
+def list_results(clinic: Clinic, mrn: str, test: str | None = None) -> list[dict]:
+    """A patient's results, newest first (of one test and, for a panel, its analytes, if given)."""
+    session = clinic.session
+    patient = get_patient(session, mrn)
+    query = select(LabResult).where(LabResult.patient_id == patient.id)
+    if test is not None:
+        code = clinic.library.vocabulary.get(test).code
+        query = query.where(LabResult.test.in_(sorted(clinic.library.vocabulary.members(code))))
+    rows = session.exec(query.order_by(LabResult.taken_on.desc(), LabResult.id.desc())).all()
+    return [result_row(r) for r in rows]
 
 
 def complete_items(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult) -> list[Item]:

@@ -171,11 +171,12 @@ class Builder:
                     number = high * (1.1 + 2.9 * random_())
                 else:
                     number = low + (high - low) * random_()
-                out.append((result_id, patient_id, code, round(number, 2), None, unit, taken_value, ref_low,
-                            ref_high, created))
+                value = round(number, 2)
+                out.append((result_id, patient_id, code, value, None, unit, taken_value, ref_low,
+                            ref_high, created, value, unit))  # reported in the vocabulary's unit
             else:
                 out.append((result_id, patient_id, code, None, text_value, None, taken_value, None, None,
-                            created))
+                            created, None, None))
         return first
 
     def add_assessment(self, patient_id: int, on: dt.date, baseline: dict | None) -> tuple[int, dict]:

@@ -66,6 +66,6 @@ FIELDS = {
              "detail", "sources", "gate", "week", "measure", "target", "adjusted", "origin", "status",
              "done_on", "done_note", "sequence", "created_at", "last_modified"),
     "lab_result": ("id", "patient_id", "test", "value_num", "value_text", "unit", "taken_on", "ref_low",
-                   "ref_high", "created_at"),
+                   "ref_high", "created_at", "reported_value", "reported_unit"),
     "assessment": ("id", "patient_id", "assessed_on", "easi", "iga", "itch_nrs", "dlqi", "poem", "created_at"),
 }

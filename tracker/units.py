@@ -1,0 +1,92 @@
+"""Unit conversion through pint, for results reported in a unit other than the vocabulary's.
+
+Unit strings are UCUM-style as laboratories write them (`10*9/L`, `10^9/L`, `x10^9/L`, `{cells}/uL`,
+`cells/mm3`, `/uL`, `g/dL`, `mg/dL`, `umol/L`, `mm[Hg]`, `mL/min/{1.73_m2}`); they are rewritten into
+pint's syntax and pint does every conversion. Conversions between mass and amount of substance
+(creatinine mg/dL <-> umol/L) go through pint's `chemistry` context with the analyte's molar mass from
+the vocabulary. There is no table of factors here.
+
+pint reads its definition files when a registry is made (a fraction of a second), so it is imported only
+when a result is recorded or imported, and one registry is kept per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+# UCUM annotations and lab spellings that pint cannot read as written, rewritten before parsing.
+_BSA = re.compile(r"\{1\.73_?m2\}|1\.73\s*m(?:\^|\*\*)?2")      # eGFR per 1.73 m2 of body surface
+_TIMES_TEN = re.compile(r"^[x×]\s*(?=10)")                      # x10^9/L
+_POWER_OF_TEN = re.compile(r"10(?:\*|\^|[eE])([-+]?\d+)")       # 10*9 (UCUM), 10^9, 10E9: all mean 10 ** 9
+_ANNOTATION = re.compile(r"\{[^{}]*\}")                          # {cells}/uL: an annotation counts as 1
+_UNIT_POWER = re.compile(r"(?<=[A-Za-zµ])([23])(?![\d.])")        # mm3, m2
+_ALLOWED = re.compile(r"^[\w µ×/*^.\-+(){}\[\]%]+$")
+_BIG_EXPONENT = re.compile(r"\*\*\s*[-+]?\d{3,}")                # 10**999999 would take pint a while
+
+MAX_UNIT_LENGTH = 40  # the lab_result.unit column
+
+
+class UnitProblem(ValueError):
+    """A unit string pint cannot read, or cannot convert to the wanted unit."""
+
+
+@functools.lru_cache(maxsize=1)
+def registry():
+    import pint
+
+    ureg = pint.UnitRegistry()
+    # Counted things are dimensionless: 800 cells/uL is 800 per microlitre.
+    ureg.define("cell = count = cells")
+    # eGFR is reported per 1.73 m2 of body surface; a unit so that "mL/min/1.73m2" parses as one.
+    ureg.define("standard_body_surface = 1.73 * meter ** 2")
+    return ureg
+
+
+def to_pint(unit: str) -> str:
+    """A lab's unit string in pint's syntax."""
+    text = unit.strip()
+    if not text or len(text) > MAX_UNIT_LENGTH or not _ALLOWED.match(text):
+        raise UnitProblem("is not a unit")
+    text = _BSA.sub("standard_body_surface", text)
+    text = _TIMES_TEN.sub("", text)
+    text = _ANNOTATION.sub("1", text)
+    text = _POWER_OF_TEN.sub(r"10**\1", text)
+    text = text.replace("[Hg]", "_Hg").replace("×", "*")
+    text = _UNIT_POWER.sub(r"**\1", text)
+    if text.startswith("/"):
+        text = "1" + text
+    if _BIG_EXPONENT.search(text):
+        raise UnitProblem("is not a unit")
+    return text
+
+
+def quantity(unit: str):
+    """One `unit` as a pint quantity (a scale such as 10^9 stays in the magnitude)."""
+    ureg = registry()
+    try:
+        parsed = ureg.Quantity(to_pint(unit))
+    except UnitProblem:
+        raise
+    except Exception:  # pint raises several error types (undefined unit, syntax, ...) for one problem
+        raise UnitProblem("is not a unit pint knows") from None
+    if not isinstance(parsed, ureg.Quantity) or parsed.magnitude <= 0:
+        raise UnitProblem("is not a unit")
+    return parsed
+
+
+def convert(value: float, unit: str, target: str, molar_mass: float | None = None) -> float:
+    """`value` in `unit` expressed in `target`; mass <-> substance through `molar_mass` (g/mol) if given."""
+    ureg = registry()
+    source, wanted = quantity(unit), quantity(target)
+    try:
+        if molar_mass is not None:
+            with ureg.context("chemistry", mw=molar_mass * ureg.gram / ureg.mole):
+                converted = (value * source).to(wanted.units)
+        else:
+            converted = (value * source).to(wanted.units)
+    except Exception:  # DimensionalityError and friends: the units measure different things
+        raise UnitProblem(f"cannot be converted to {target}") from None
+    # Ten significant digits: enough for any lab value, and 800 cells/mm3 shows as 0.8, not 0.8000000000000002.
+    return float(f"{converted.magnitude / wanted.magnitude:.10g}")
+
