@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
 
 from sqlalchemy import and_, case, exists, func, literal, not_, null, or_, select
 
@@ -50,8 +52,8 @@ def live_courses(session, patient_ids=None) -> list:
     """Live (not stopped) courses as plain rows, of `patient_ids` or of the whole clinic."""
     query = select(*COURSE_COLUMNS).where(C.c.status != "stopped")
     if patient_ids is None:
-        return list(session.execute(query))
-    return [row for chunk in chunks(patient_ids) for row in session.execute(query.where(C.c.patient_id.in_(chunk)))]
+        return plain_rows(session, query)
+    return [row for chunk in chunks(patient_ids) for row in plain_rows(session, query.where(C.c.patient_id.in_(chunk)))]
 
 
 class ProtocolsOfCourses:
@@ -180,8 +182,8 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
     windows = or_(*(item_where(w, I.c) for w in review_windows(today, settings)))
     for chunk in chunks(patient_ids):
         courses: dict[int, list] = {}
-        for row in session.execute(select(*COURSE_COLUMNS).where(C.c.patient_id.in_(chunk),
-                                                                 C.c.status != "stopped")):
+        for row in plain_rows(session, select(*COURSE_COLUMNS).where(C.c.patient_id.in_(chunk),
+                                                                     C.c.status != "stopped")):
             courses.setdefault(row.patient_id, []).append(ChartCourse(
                 row.id, row.patient_id, row.drug, row.status, row.start_on, protocol_of(row), row.gate_override,
                 row.stop_on))
@@ -193,9 +195,10 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
             items.setdefault(row.patient_id, []).append(row)
         results: dict[int, list] = {}
         if tests and with_results:
-            for row in plain_rows(session, select(*RESULT_COLUMNS).where(R.c.patient_id.in_(chunk),
-                                                                         R.c.test.in_(tests))):
-                results.setdefault(row.patient_id, []).append(row)
+            # In the index's order (no sort on SQLite), so grouping and build_results' sort are cheap.
+            rows = plain_rows(session, select(*RESULT_COLUMNS).where(R.c.patient_id.in_(chunk), R.c.test.in_(tests))
+                              .order_by(R.c.patient_id, R.c.test, R.c.taken_on, R.c.id))
+            results = {patient_id: list(group) for patient_id, group in groupby(rows, key=attrgetter("patient_id"))}
         assessed = sorted({p for p, rows in items.items() if any(i.kind == "checkpoint" for i in rows)})
         assessments: dict[int, list] = {}
         if assessed:
