@@ -59,19 +59,42 @@ def test_old_database_is_brought_to_the_current_schema_automatically(tracker, tm
 
 def test_db_status_and_upgrade_commands(tracker, tmp_path):
     tracker.db = str(tmp_path / "cmd.db")
-    status = tracker.json("db status")
-    assert status["current"] is None and status["head"] == SCHEMA_HEAD and status["up_to_date"] is False
-    assert "upgraded empty database -> " + SCHEMA_HEAD in tracker("db upgrade").stdout
+    for command in ("db status", "db upgrade"):  # nothing there: refused, nothing created
+        result = tracker(command, ok=False)
+        assert result.exit_code == 3 and "no database at" in result.stderr and "tracker db init" in result.stderr
+        assert not (tmp_path / "cmd.db").exists()
+    assert "created at " + SCHEMA_HEAD in tracker("db init").stdout
     assert tracker.json("db status")["up_to_date"] is True
     assert "already at " + SCHEMA_HEAD in tracker("db upgrade").stdout
+    assert "already at " + SCHEMA_HEAD in tracker("db init").stdout
+
+
+def test_a_missing_database_is_never_created_by_a_reading_command(tracker, tmp_path):
+    """Issue 18: a mistyped --db path is refused (exit 3), never an empty clinic; no directory is made."""
+    tracker.db = str(tmp_path / "typo.db")
+    for command in ("patient list", "due", "overdue", "alerts", "nightly", "patient show X1", "export ics"):
+        result = tracker(command, ok=False)
+        assert result.exit_code == 3, (command, result.stderr)
+        assert result.stderr.count("\n") == 1 and "no database at" in result.stderr
+    assert not (tmp_path / "typo.db").exists()
+    tracker.db = str(tmp_path / "no-such-dir" / "clinic.db")
+    result = tracker("patient add P1 --name 'A B' --dob 1980-01-01", ok=False)
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert not (tmp_path / "no-such-dir").exists()
+    tracker.db = str(tmp_path / "new.db")
+    tracker("patient add P1 --name 'A B' --dob 1980-01-01")  # adding data creates the clinic
+    assert tracker.json("patient list")[0]["mrn"] == "P1"
 
 
 def test_database_from_environment_and_xdg_default(tmp_path):
     env = {**os.environ, "TRACKER_DB": str(tmp_path / "env.db"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    subprocess.run([sys.executable, "-m", "tracker", "db", "init"], env=env, check=True, capture_output=True)
     out = subprocess.run([sys.executable, "-m", "tracker", "db", "status", "--json"], env=env,
                          capture_output=True, text=True, check=True)
     assert "env.db" in out.stdout
     del env["TRACKER_DB"]
+    subprocess.run([sys.executable, "-m", "tracker", "db", "init"], env=env, check=True, capture_output=True)
+    assert (tmp_path / "xdg" / "tracker").stat().st_mode & 0o777 == 0o700  # the default data directory
     out = subprocess.run([sys.executable, "-m", "tracker", "db", "status", "--json"], env=env,
                          capture_output=True, text=True, check=True)
     assert str(tmp_path / "xdg" / "tracker" / "tracker.db") in out.stdout

@@ -212,6 +212,26 @@ def test_demo_builds_a_clinic_and_prints_a_worklist(tracker):
         assert len(tracker.json("patient list")) == 30
 
 
+def test_demo_replace_deletes_only_a_demo_database(tracker, db_url, tmp_path):
+    """Issue 15: `demo --replace` on a clinic's database (or any other file) is refused, nothing touched."""
+    from tests.conftest import dump_database
+
+    if "://" in db_url:
+        result = tracker("demo --replace", ok=False)
+        assert result.exit_code == 2 and "server database" in result.stderr
+        return
+    add_patient(tracker)
+    before = dump_database(db_url)
+    result = tracker("demo --replace", ok=False)
+    assert result.exit_code == 2 and "not one" in result.stderr and result.stderr.count("\n") == 1
+    assert dump_database(db_url) == before
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database")
+    tracker.db = str(other)
+    assert tracker("demo --replace", ok=False).exit_code == 2
+    assert other.read_text() == "not a database"
+
+
 def test_python_dash_m_and_version(tracker):
     import subprocess
     import sys

@@ -34,6 +34,17 @@ class NotFoundError(TrackerError):
         super().__init__(f"{field}: {value!r}: not found{hint}")
 
 
+class NoDatabaseError(TrackerError):
+    """A command that reads was pointed at a database file that does not exist (a typo must not create an
+    empty clinic)."""
+
+    exit_code = 3
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"no database at {path}; create one with `tracker db init` (or `tracker patient add`)")
+
+
 class ConflictError(TrackerError):
     """The request contradicts what is on record (duplicate MRN, drug already active, ...)."""
 

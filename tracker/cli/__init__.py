@@ -27,6 +27,7 @@ class AppContext:
         self.db = db
         self.user = user or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
         self.config_path = config_path
+        self.may_create = False  # set by the commands that add data (patient add, demo, synth, db init)
 
     @cached_property
     def settings(self):
@@ -39,7 +40,7 @@ class AppContext:
     def engine(self):
         from tracker.db.engine import open_engine
 
-        return open_engine(self.db)
+        return open_engine(self.db, create=self.may_create)
 
     @cached_property
     def library(self):

@@ -24,12 +24,10 @@ def demo(app, patients, seed, replace):
     if app.db is None:
         app.db = str(Path(tempfile.mkdtemp(prefix="tracker-demo-")) / "demo.db")
     elif replace:
-        if "://" in app.db:
-            from tracker.errors import InputError
+        from tracker.services.demo import remove_demo_database
 
-            raise InputError("db", app.db, "--replace only deletes a SQLite file, not a server database")
-        for suffix in ("", "-wal", "-shm"):
-            Path(app.db + suffix).unlink(missing_ok=True)
+        remove_demo_database(app.db)
+    app.may_create = True
     with app.clinic() as clinic:
         summary = build_demo_clinic(clinic, patients, seed)
     today, rows = clinic.today, summary.worklist

@@ -23,6 +23,7 @@ def patient() -> None:
 @pass_app
 def add(app, mrn, name, dob, sex, weight_kg, childbearing_potential):
     """Register a patient under MRN."""
+    app.may_create = True  # the first patient may create the clinic's database
     from tracker.services.patients import add_patient
 
     with app.clinic() as clinic:

@@ -25,6 +25,7 @@ def synth(app, patients, seed, as_of, as_json):
         if sys.stderr.isatty() and not as_json:
             click.echo(f"\r{done}/{total} patients", err=True, nl=done == total)
 
+    app.may_create = True
     with bulk_load_journal(app.engine), app.clinic(today=as_of) as clinic:
         summary = synthesise_clinic(clinic, patients, seed, progress)
     today = clinic.today

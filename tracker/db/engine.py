@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 
-from tracker.errors import SchemaError
+from tracker.errors import NoDatabaseError, SchemaError
 
 # The newest migration in migrations/versions. A test checks it matches Alembic's head.
 SCHEMA_HEAD = "0004"
@@ -25,8 +25,14 @@ def default_db_path() -> Path:
     return Path(user_data_dir("tracker", appauthor=False)) / "tracker.db"
 
 
-def resolve_url(db: str | None) -> str:
-    value = db or os.environ.get("TRACKER_DB") or str(default_db_path())
+def resolve_url(db: str | None, *, create: bool = True) -> str:
+    """The SQLAlchemy URL of `db` (a path or URL; else $TRACKER_DB; else the user's data directory).
+
+    A SQLite file that does not exist is refused unless `create` (commands that add data): a mistyped path
+    never becomes an empty clinic. Directories are never created for a given path; only the default data
+    directory is made (private, 0700)."""
+    explicit = db or os.environ.get("TRACKER_DB")
+    value = explicit or str(default_db_path())
     if "://" in value:
         if value.startswith("postgres://"):
             value = "postgresql://" + value.removeprefix("postgres://")
@@ -34,7 +40,15 @@ def resolve_url(db: str | None) -> str:
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
     path = Path(value).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        if not create:
+            raise NoDatabaseError(str(path))
+        if not path.parent.is_dir():
+            if explicit:
+                from tracker.errors import InputError
+
+                raise InputError("db", value, f"directory {path.parent} does not exist")
+            path.parent.mkdir(parents=True, mode=0o700)
     return f"sqlite:///{path}"
 
 
@@ -71,8 +85,8 @@ def current_revision(engine: Engine) -> str | None:
             return None
 
 
-def open_engine(db: str | None = None, *, upgrade: bool = True) -> Engine:
-    engine = make_engine(resolve_url(db))
+def open_engine(db: str | None = None, *, upgrade: bool = True, create: bool = True) -> Engine:
+    engine = make_engine(resolve_url(db, create=create))
     if upgrade and current_revision(engine) != SCHEMA_HEAD:
         upgrade_schema(engine)
     return engine

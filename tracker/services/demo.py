@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 
 from sqlmodel import select
 
-from tracker.db.tables import Item, Patient, codes
-from tracker.errors import ConflictError
+from tracker.db.tables import Item, Patient, codes, store_setting
+from tracker.errors import ConflictError, InputError
 from tracker.services.assessments import record_assessment
 from tracker.services.context import Clinic
 from tracker.services.courses import change_dose, start_course
@@ -46,6 +46,33 @@ class DemoSummary:
 WORKLIST_DAYS = 7
 
 
+DEMO_MARK = "clinic.demo"  # stored by build_demo_clinic: `demo --replace` deletes only such a file
+
+
+def remove_demo_database(db: str) -> None:
+    """Delete the SQLite demo file at `db` (and its WAL/SHM) for `demo --replace`; anything that is not a
+    demo database (a clinic's, an older tracker's, not tracker's at all) is refused and left alone."""
+    import sqlite3
+    from pathlib import Path
+
+    if "://" in db:
+        raise InputError("db", db, "--replace only deletes a SQLite demo file, not a server database")
+    path = Path(db).expanduser()
+    if not path.exists():
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:  # read only: never migrate it
+            marked = conn.execute("SELECT 1 FROM setting WHERE key = ?", (DEMO_MARK,)).fetchone() is not None
+        conn.close()
+    except sqlite3.Error:
+        marked = False
+    if not marked:
+        raise InputError("db", db, "--replace deletes only a demo database, and this is not one "
+                                   "(a clinic's database is never deleted)")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> DemoSummary:
     """A fresh synthetic clinic as of `clinic.today` (audited as user "demo"), and its worklist."""
     from tracker.services.worklists import due, overdue
@@ -54,6 +81,7 @@ def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> Demo
     session, library, today = clinic.session, clinic.library, clinic.today
     if session.exec(select(Patient.id)).first() is not None:
         raise ConflictError("db: the database already has patients; the demo needs a fresh one")
+    store_setting(session, DEMO_MARK, "synthetic demo clinic: every patient invented")
     rng = random.Random(seed)
     drugs = {d: w for d, w in DRUG_WEIGHTS.items() if d in library.protocols}
     results = 0
