@@ -8,6 +8,8 @@ import os
 import pathlib
 
 import pytest
+
+from tracker.db.engine import SCHEMA_HEAD
 from freezegun import freeze_time
 from sqlalchemy import text
 
@@ -57,7 +59,11 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         tracker(f"alert resolve {rows[0]['id']} --reason 'haemolysed sample'")
         tracker(f"alert snooze {rows[1]['id']} --until 2026-03-20 --reason 'repeat booked'")
         before = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
-    # Put the database back to revision 0001 with keys as that code wrote them (display text).
+    # Put the database back to revision 0001 with keys as that code wrote them (display text): later
+    # migrations are undone first (their schema changes), then the stamp goes back to 0001.
+    from tests.test_migrations import downgrade_sqlite
+
+    downgrade_sqlite(db_url, "0002")
     library = load_library()
     import sqlite3
 
@@ -74,6 +80,6 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         after = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
     assert after == before  # same alerts, same states, same keys as the new code writes; nothing new raised
     with sqlite3.connect(db_url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
         raises = conn.execute(text("SELECT count(*) FROM audit_event WHERE action = 'alert.raise'").text).fetchone()
     assert raises[0] == len([k for _, k in before.values()])

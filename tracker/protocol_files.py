@@ -372,4 +372,11 @@ def _validate_vocabulary(path: Path) -> FileReport:
         for code in test.analytes
         if code not in vocabulary
     ]
+    problems += [
+        f"{name}:1: tests.{test.code}.{field}: {value!r} is not one of its values ({', '.join(test.values)})"
+        for test in vocabulary.tests.values()
+        for field, values in (("passes", test.passes), ("repeat_or_refer", test.repeat_or_refer))
+        for value in values
+        if value not in test.values
+    ]
     return FileReport(name, None, problems, kind="vocabulary")

@@ -18,6 +18,11 @@ class TestCode:
     values: tuple[str, ...] = ()
     ref_low: float | None = None
     ref_high: float | None = None
+    # Gate reading of a categorical screen (a clinic default: the reference states no rule, section 15a):
+    # the values that let a start go ahead, and those that ask to repeat the test or refer. Any other value
+    # (positive) refuses. Empty `passes`: any result satisfies the gate.
+    passes: tuple[str, ...] = ()
+    repeat_or_refer: tuple[str, ...] = ()
 
     @property
     def is_panel(self) -> bool:
@@ -75,6 +80,17 @@ class Vocabulary:
             return None, text.lower()
         return None, text
 
+    def gate_reading(self, code: str, value_text: str | None) -> str:
+        """How a gate reads a result of `code`: `pass`, `repeat` (repeat or refer) or `fail`; `pass` for a
+        test without gate values (any result satisfies it)."""
+        test = self.tests.get(code)
+        if test is None or not test.passes:
+            return "pass"
+        value = (value_text or "").strip().lower()
+        if value in test.passes:
+            return "pass"
+        return "repeat" if value in test.repeat_or_refer else "fail"
+
     def plain_names(self, codes: list[str]) -> str:
         names = [self.tests[c].plain if c in self.tests else c for c in codes]
         if len(names) <= 1:
@@ -95,5 +111,7 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             values=tuple(str(v) for v in spec.get("values", ())),
             ref_low=spec.get("ref_low"),
             ref_high=spec.get("ref_high"),
+            passes=tuple(str(v) for v in spec.get("passes", ())),
+            repeat_or_refer=tuple(str(v) for v in spec.get("repeat_or_refer", ())),
         )
     return Vocabulary(tests)
