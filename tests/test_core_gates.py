@@ -276,6 +276,8 @@ def test_override_keeps_the_gate_open_until_a_passing_result_and_a_positive_neve
     ("upadacitinib", "tb", {}),
     ("baricitinib", "tb", {}),
     ("upadacitinib", "pregnancy", {"sex": "f", "childbearing": "yes"}),
+    ("abrocitinib", "pregnancy", {"sex": "f", "childbearing": "yes"}),  # during_treatment
+    ("baricitinib", "pregnancy", {"sex": "f", "childbearing": "unknown"}),
     ("methotrexate", "pregnancy", {"sex": "f", "childbearing": "unknown"}),
     ("mycophenolate", "pregnancy", {"sex": "f", "childbearing": "yes"}),
 ])
@@ -298,3 +300,9 @@ def test_a_screen_before_the_start_or_not_screened_for_raises_nothing_during_the
     assert screening_candidates(chart(res("tb", "positive", "2026-05-01")), course, lib.vocabulary) == []
     jak = ChartCourse(9, 1, "upadacitinib", "active", START, lib.get("upadacitinib"))
     assert screening_candidates(chart(res("tb", "positive", "2026-03-01")), jak, lib.vocabulary) == []
+
+
+def test_pregnancy_during_treatment_is_read_only_for_those_who_may_conceive(lib):
+    course = ChartCourse(9, 1, "abrocitinib", "active", START, lib.get("abrocitinib"))
+    c = chart(res("pregnancy", "positive", "2026-05-01"), sex="f", childbearing="no", courses=[course])
+    assert screening_candidates(c, course, lib.vocabulary) == []

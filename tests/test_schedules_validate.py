@@ -172,3 +172,38 @@ def test_list_json_has_all_fourteen_protocols(tracker):
     by_id = {r["id"]: r for r in rows}
     assert by_id["prednisolone"]["name"] == "Systemic corticosteroids (prednisolone)"
     assert {by_id[d]["class"] for d in ("upadacitinib", "abrocitinib", "baricitinib")} == {"jak_inhibitor"}
+
+
+def test_gate_fields_are_validated_with_their_lines(tracker, tmp_path):
+    """Issue 13: spacing needs `times`, `clinic_default` lists real fields, and a test read during treatment
+    needs gate values in the vocabulary."""
+    clinic = tmp_path / "clinic"
+    clinic.mkdir()
+    (clinic / "gated.yaml").write_text(textwrap.dedent(
+        """\
+        id: gated
+        version: 1
+        name: Gated drug
+        class: jak
+        sources:
+          LOCAL:
+            citation: Our clinic's protocol
+        baseline:
+          - tests: [pregnancy]
+            gate: hard
+            min_gap: 8d
+            sources: [LOCAL]
+          - tests: [tb]
+            valid_for: 3m
+            clinic_default: [valid_fro]
+            sources: [LOCAL]
+        during_treatment:
+          - tests: [cxr]
+            sources: [LOCAL]
+        """))
+    result = tracker(["schedules", "validate", str(clinic)], ok=False)
+    assert result.exit_code == ProtocolError.exit_code
+    text = result.stderr
+    assert ":9: baseline[0]: `min_gap`/`max_gap` space several results: give `times: 2`" in text
+    assert ":13: baseline[1]: clinic_default lists 'valid_fro', not a field of this rule" in text
+    assert ":18: during_treatment[0].tests[0]: cxr has no `passes` values in the vocabulary" in text

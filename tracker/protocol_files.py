@@ -233,6 +233,14 @@ def _check_semantics(data: dict, vocabulary: Vocabulary, lines, name: str) -> li
         if unit is not None and test.is_numeric and str(unit) != test.unit:
             report(loc + ("unit",), f"{unit!r} does not match the vocabulary unit {test.unit!r} "
                                     f"for {test.code} (convert the value)")
+    watched = data.get("during_treatment")
+    for index, rule in enumerate(watched if isinstance(watched, list) else []):
+        tests = rule.get("tests") if isinstance(rule, dict) else None
+        for i, code in enumerate(tests if isinstance(tests, list) else []):
+            test = vocabulary.tests.get(str(code))
+            if test is not None and not test.passes:
+                report(("during_treatment", index, "tests", i),
+                       f"{test.code} has no `passes` values in the vocabulary, so no result of it can alert")
     checkpoints = data.get("checkpoints")
     seen: dict[object, int] = {}
     for index, checkpoint in enumerate(checkpoints if isinstance(checkpoints, list) else []):

@@ -22,7 +22,7 @@ from typing import Any
 from tracker.core.alerts import AlertCandidate
 from tracker.core.chart import Chart, result_order
 from tracker.core.plan import PatientFacts, applicable_baseline
-from tracker.core.protocol import BaselineTest, Protocol
+from tracker.core.protocol import BaselineTest, Protocol, Rule
 from tracker.core.thresholds import breach, uln_of
 from tracker.core.vocabulary import Vocabulary
 
@@ -272,11 +272,14 @@ def gate_candidates(protocol: Protocol, course, findings: list[GateFinding]) -> 
     return out
 
 
-def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabulary) -> dict[str, BaselineTest]:
-    """Tests the protocol screens for before a start (applicable baseline items, hard or advisory) whose
-    results a gate reads (vocabulary `passes`): a result that does not pass during the course alerts."""
+def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabulary) -> dict[str, Rule]:
+    """Tests read during treatment, by the rule that asks for them: the applicable baseline screens (hard or
+    advisory) and `during_treatment` tests whose results a gate reads (vocabulary `passes`)."""
     applies, _ = applicable_baseline(protocol, facts)
-    return {test: rule for rule in applies for test in rule.tests
+    watched = [rule for rule in protocol.during_treatment
+               if not (rule.when == "childbearing_potential" and not facts.childbearing_potential)
+               and not (rule.when == "female" and facts.sex != "f")]
+    return {test: rule for rule in [*applies, *watched] for test in rule.tests
             if test in vocabulary and vocabulary.tests[test].passes}
 
 

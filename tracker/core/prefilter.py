@@ -61,7 +61,7 @@ def threshold_bounds(protocols, vocabulary=None) -> dict[str, ThresholdBounds]:
     bounds: dict[str, ThresholdBounds] = {}
     for protocol in protocols:
         if vocabulary is not None:
-            for rule in protocol.baseline:
+            for rule in [*protocol.baseline, *protocol.during_treatment]:
                 for test in rule.tests:
                     spec = vocabulary.tests.get(test)
                     if spec is not None and spec.passes:

@@ -107,6 +107,16 @@ class BaselineTest(Rule):
         return self
 
 
+class WatchedTest(Rule):
+    """A screen read during treatment although no baseline item asks for it (abrocitinib: contraception
+    during treatment, so a positive pregnancy test needs a decision). Its result is read by the
+    vocabulary's gate values (`passes`); one that does not pass raises a critical alert. Baseline screens
+    with gate values are read during treatment without being listed here."""
+
+    tests: list[str] = Field(min_length=1)
+    when: Literal["always", "childbearing_potential", "female"] = "always"
+
+
 class Phase(Rule):
     tests: list[str] | None = None  # defaults to the track's tests
     every: Dur | None = None
@@ -304,6 +314,7 @@ class Protocol(BaseModel):
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     limits: Limits | None = None
     thresholds: list[Threshold] = Field(default_factory=list)
+    during_treatment: list[WatchedTest] = Field(default_factory=list)
     notes: str | None = None
 
     # Filled in by the loader, not part of the file.
@@ -342,6 +353,7 @@ class Protocol(BaseModel):
         if self.limits:
             yield self.limits
         yield from self.thresholds
+        yield from self.during_treatment
 
 
 def protocol_hash(protocol: Protocol) -> str:

@@ -160,9 +160,9 @@ def tests_read(protocols, vocabulary: Vocabulary) -> set[str]:
     tests: set[str] = set()
     for protocol in protocols:
         tests.update(t.analyte for t in protocol.thresholds)
-        for rule in protocol.baseline:
+        for rule in [*protocol.baseline, *protocol.during_treatment]:
             for test in rule.tests:
-                if rule.gate == "hard":
+                if getattr(rule, "gate", None) == "hard":
                     tests.update(vocabulary.members(test))
                 if test in vocabulary and vocabulary.tests[test].passes:
                     tests.add(test)
