@@ -14,7 +14,7 @@ from icalendar import Calendar
 
 # All synthetic. Times are frozen at each step so every timestamp (LAST-MODIFIED, DTSTAMP) is fixed.
 GOLDEN_STEPS = [
-    ("2026-01-05 09:00:00", "patient add P001 --name 'Ada Baker' --dob 1980-02-03 --sex f"),
+    ("2026-01-05 09:00:00", "patient add P001 --name 'Ada Baker' --dob 1980-02-03 --sex f --childbearing-potential no"),
     ("2026-01-05 09:00:00", "patient add P002 --name 'Ben Chen' --dob 1975-06-07 --sex m"),
     ("2026-01-05 09:10:00", "therapy start P001 methotrexate --on 2026-01-05 --dose '10 mg weekly'"),
     ("2026-01-05 09:20:00", "therapy start P002 dupilumab --on 2026-01-05 --dose '300 mg every 2 weeks'"),

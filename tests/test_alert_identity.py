@@ -18,18 +18,6 @@ from tracker.protocol_files import load_library
 MIGRATION = pathlib.Path(__file__).parents[1] / "migrations" / "versions" / "0002_alert_keys_by_rule_id.py"
 
 
-def _downgrade_to(engine, revision: str) -> None:
-    from alembic import command
-
-    from tracker.db.engine import _alembic_config
-
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        conn.commit()
-        command.downgrade(_alembic_config(conn), revision)
-        conn.commit()
-
-
 def _migration():
     spec = importlib.util.spec_from_file_location("m0002", MIGRATION)
     module = importlib.util.module_from_spec(spec)
@@ -72,11 +60,9 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         before = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
     # Put the database back to revision 0001 with keys as that code wrote them (display text). Later
     # revisions are undone first, through their own downgrades, so that the upgrade below can redo them.
-    from tracker.db.engine import make_engine, resolve_url
+    from tests.test_migrations import downgrade_sqlite
 
-    engine = make_engine(resolve_url(db_url))
-    _downgrade_to(engine, "0002")
-    engine.dispose()
+    downgrade_sqlite(db_url, "0002")
     library = load_library()
     import sqlite3
 

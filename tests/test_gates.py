@@ -1,33 +1,171 @@
-"""Baseline gates: results needed on several days, and "do not initiate" limits on numeric results."""
+"""Baseline gates through the CLI on a real database (issue 13): gates read the value, results expire,
+spacing, childbearing potential, initiation limits only at a start; every refusal is one line with exit
+code 5 and leaves the database exactly as it was."""
 
 from __future__ import annotations
 
+import json
+
 from freezegun import freeze_time
 
+from tests.conftest import dump_database
+
+
+def refused(tracker, command: str) -> str:
+    """Run a start that must be refused: exit 5, one line, nothing written. Returns the line."""
+    before = dump_database(tracker.db)
+    result = tracker(command, ok=False)
+    assert result.exit_code == 5, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: drug: "), result.stderr
+    assert dump_database(tracker.db) == before
+    return result.stderr
+
+
+def jak_ready(tracker, mrn: str, on: str, tb="negative", hbv="negative", hcv="negative") -> None:
+    for test, value in [("tb", tb), ("hbv", hbv), ("hcv", hcv), ("lymphocytes", "1.8"), ("neutrophils", "3.1"),
+                        ("hb", "135"), ("platelets", "250")]:
+        tracker(f"result add {mrn} {test} {value} --on {on}")
+
 
 @freeze_time("2026-03-02")
-def test_mycophenolate_needs_two_pregnancy_tests_on_different_days(tracker):
+def test_mycophenolate_needs_two_pregnancy_tests_8_to_10_days_apart(tracker):
     tracker("patient add P1 --name 'Eva Moss' --dob 1992-02-01 --sex f --childbearing-potential")
     tracker("result add P1 pregnancy negative --on 2026-02-20")
-    refused = tracker("therapy start P1 mycophenolate --on 2026-03-02", ok=False)
-    assert refused.exit_code == 5
-    assert "pregnancy (2 results needed, 1 on record)" in refused.stderr
-    tracker("result add P1 pregnancy negative --on 2026-03-01")
-    tracker("therapy start P1 mycophenolate --on 2026-03-02")
-    baseline = [r for r in tracker.json("calendar P1") if r["tests"] == ["pregnancy"]]
-    assert [(r["status"], r["done_on"]) for r in baseline] == [("done", "2026-03-01")]
+    line = refused(tracker, "therapy start P1 mycophenolate --on 2026-03-02")
+    assert "pregnancy negative on 2026-02-20 is more than 3 days before the start on 2026-03-02" in line
+    tracker("patient add P2 --name 'Ann Moss' --dob 1992-02-01 --sex f --childbearing-potential")
+    tracker("result add P2 pregnancy negative --on 2026-02-27")
+    tracker("result add P2 pregnancy negative --on 2026-02-28")
+    line = refused(tracker, "therapy start P2 mycophenolate --on 2026-03-02")
+    assert "on 2026-02-27 and 2026-02-28 are 1 day apart, need 8 days to 10 days" in line
+    tracker("result add P2 pregnancy negative --on 2026-02-19")
+    tracker("therapy start P2 mycophenolate --on 2026-03-02")  # 2026-02-19 and 2026-02-28: 9 days apart
+    baseline = [r for r in tracker.json("calendar P2") if r["tests"] == ["pregnancy"]]
+    assert [(r["status"], r["done_on"]) for r in baseline] == [("done", "2026-02-28")]
 
 
 @freeze_time("2026-03-02")
-def test_jak_inhibitor_is_refused_on_a_low_neutrophil_count(tracker):
+def test_two_positive_pregnancy_tests_refuse_mycophenolate(tracker):
+    tracker("patient add P1 --name 'Eva Moss' --dob 1992-02-01 --sex f --childbearing-potential yes")
+    tracker("result add P1 pregnancy positive --on 2026-02-20")
+    tracker("result add P1 pregnancy positive --on 2026-03-01")
+    line = refused(tracker, "therapy start P1 mycophenolate --on 2026-03-02")
+    assert "Mycophenolate mofetil cannot start: pregnancy positive on 2026-03-01 does not pass" in line
+    assert "repeat the test or refer" in line
+
+
+@freeze_time("2026-03-02")
+def test_jak_inhibitor_is_refused_on_a_low_neutrophil_count_even_with_an_override(tracker):
     tracker("patient add P2 --name 'Raj Bose' --dob 1970-06-01 --sex m")
-    for test, value in [("tb", "negative"), ("hbv", "negative"), ("hcv", "negative"), ("neutrophils", "0.8")]:
+    for test, value in [("tb", "negative"), ("hbv", "negative"), ("hcv", "negative"), ("neutrophils", "0.8"),
+                        ("lymphocytes", "1.5"), ("hb", "130")]:
         tracker(f"result add P2 {test} {value} --on 2026-02-25")
-    refused = tracker("therapy start P2 upadacitinib --on 2026-03-02 --override-gate 'missing CBC parts'",
-                      ok=False)
-    assert refused.exit_code == 5 and "neutrophils 0.8" in refused.stderr and "< 1" in refused.stderr
+    line = refused(tracker, "therapy start P2 upadacitinib --on 2026-03-02 --override-gate 'missing CBC parts'")
+    assert "upadacitinib" in line and "neutrophils 0.8 10^9/L on 2026-02-25" in line and "< 1" in line
     tracker("result add P2 neutrophils 2.4 --on 2026-03-01")
     tracker("therapy start P2 upadacitinib --on 2026-03-02")
+
+
+@freeze_time("2026-03-02")
+def test_positive_tb_and_hepatitis_screens_refuse_a_jak_start(tracker):
+    tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+    jak_ready(tracker, "P1", "2026-02-25", tb="positive", hbv="positive", hcv="positive")
+    line = refused(tracker, "therapy start P1 upadacitinib --on 2026-03-02")
+    assert "drug: 'upadacitinib': Upadacitinib cannot start: tb positive on 2026-02-25 does not pass" in line
+    assert "hbv positive on 2026-02-25" in line and "hcv positive on 2026-02-25" in line
+
+
+@freeze_time("2026-03-02")
+def test_an_indeterminate_igra_asks_to_repeat_or_refer(tracker):
+    tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+    jak_ready(tracker, "P1", "2026-02-25", tb="indeterminate", hbv="immune")
+    line = refused(tracker, "therapy start P1 baricitinib --on 2026-03-02")
+    assert "tb indeterminate on 2026-02-25: repeat or refer" in line and "hbv" not in line
+
+
+@freeze_time("2026-03-02")
+def test_a_2019_tb_screen_and_cbc_are_too_old_for_a_2026_start(tracker):
+    tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+    jak_ready(tracker, "P1", "2019-05-01")
+    line = refused(tracker, "therapy start P1 abrocitinib --on 2026-03-02")
+    assert "tb negative on 2019-05-01 is older than 3 months (clinic default)" in line
+    assert "platelets 250 10^9/L on 2019-05-01 is older than 4 weeks (clinic default)" in line
+    jak_ready(tracker, "P1", "2026-02-25")
+    tracker("therapy start P1 abrocitinib --on 2026-03-02")
+
+
+@freeze_time("2026-03-02")
+def test_one_mcv_does_not_satisfy_a_jak_cbc_gate(tracker):
+    tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+    for test in ("tb", "hbv", "hcv"):
+        tracker(f"result add P1 {test} negative --on 2026-02-25")
+    tracker("result add P1 mcv 90 --on 2026-02-25")
+    line = refused(tracker, "therapy start P1 upadacitinib --on 2026-03-02")
+    assert "cbc incomplete for the initiation limits: no neutrophils, lymphocytes, hb result" in line
+
+
+def test_an_override_keeps_a_critical_gate_alert_until_a_passing_result_and_a_positive_alerts(tracker):
+    with freeze_time("2026-03-02"):
+        tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+        jak_ready(tracker, "P1", "2026-02-25")
+        tracker("result add P1 tb indeterminate --on 2026-02-26")
+        out = tracker("therapy start P1 baricitinib --on 2026-03-02 --override-gate 'IGRA repeat pending'")
+        assert "gate overridden (IGRA repeat pending): tb indeterminate on 2026-02-26: repeat or refer" in out.stderr
+        [gate] = [a for a in tracker.json("alerts") if a["kind"] == "gate"]
+        assert gate["severity"] == "critical" and "tb" in gate["message"]
+        [start] = [json.loads(e[8]) for e in dump_database(tracker.db)["audit_event"] if e[3] == "therapy.start"]
+        assert start["overridden_gates"] == ["tb indeterminate on 2026-02-26: repeat or refer"]
+        assert start["gate_override"] == "IGRA repeat pending"
+    with freeze_time("2026-03-12"):
+        tracker("result add P1 tb positive --on 2026-03-11")
+        live = {a["condition_key"].split(":")[0]: a for a in tracker.json("alerts")}
+        assert live["gate"]["id"] == gate["id"] and live["gate"]["status"] == "open"  # never resolved by it
+        assert live["screen"]["severity"] == "critical"
+        assert "tb positive on 2026-03-11 during treatment" in live["screen"]["message"]
+    with freeze_time("2026-03-20"):
+        tracker("result add P1 tb negative --on 2026-03-19")
+        assert [a for a in tracker.json("alerts") if a["kind"] == "gate"] == []
+        resolved = {a["id"]: a for a in tracker.json("alerts --all")}
+        assert resolved[gate["id"]]["status"] == "resolved"
+
+
+def test_a_positive_pregnancy_test_on_methotrexate_is_a_critical_alert(tracker):
+    with freeze_time("2026-03-02"):
+        tracker("patient add P1 --name 'Eva Moss' --dob 1992-02-01 --sex f")  # childbearing never asked
+        line = refused(tracker, "therapy start P1 methotrexate --on 2026-03-02")
+        assert "no pregnancy result on record" in line
+        tracker("result add P1 pregnancy negative --on 2026-02-28")
+        tracker("therapy start P1 methotrexate --on 2026-03-02")
+    with freeze_time("2026-04-10"):
+        out = tracker("result add P1 pregnancy positive --on 2026-04-09").stdout
+        assert "pregnancy positive on 2026-04-09 during treatment" in out
+        [alert] = [a for a in tracker.json("alerts") if a["kind"] == "gate"]
+        assert alert["severity"] == "critical" and alert["drug"] == "methotrexate"
+
+
+@freeze_time("2026-03-02")
+def test_childbearing_potential_yes_no_unknown_on_the_patient(tracker, tmp_path):
+    tracker("patient add W1 --name 'Eva Moss' --dob 1996-01-01 --sex f")
+    tracker("patient add W2 --name 'Ana Old' --dob 1960-01-01 --sex f")
+    tracker("patient add W3 --name 'Una No' --dob 1996-01-01 --sex f --childbearing-potential no")
+    rows = {p["mrn"]: (p["childbearing"], p["may_conceive"]) for p in tracker.json("patient list")}
+    assert rows == {"W1": ("unknown", True), "W2": ("unknown", False), "W3": ("no", False)}
+    assert "childbearing potential unknown (counts as yes" in tracker("patient show W1").stdout
+    refused(tracker, "therapy start W1 mycophenolate --on 2026-03-02")
+    tracker("therapy start W2 mycophenolate --on 2026-03-02")
+    tracker("therapy start W3 mycophenolate --on 2026-03-02")
+    tracker("patient update W1 --childbearing-potential no")
+    tracker("therapy start W1 mycophenolate --on 2026-03-02")
+    tracker("patient update W3 --childbearing-potential yes")
+    assert tracker.json("patient show W3")["patient"]["childbearing"] == "yes"
+    bad = tracker("patient update W3 --childbearing-potential maybe", ok=False)
+    assert bad.exit_code == 2 and "maybe" in bad.stderr
+    # The ages at which "unknown" counts as yes are a clinic setting.
+    config = tmp_path / "clinic.toml"
+    config.write_text("[alerts]\nchildbearing_age_to = 25\n")
+    tracker("patient add W4 --name 'Ivy Young' --dob 1996-01-01 --sex f")
+    assert tracker.json("patient show W4", env={"TRACKER_CONFIG": str(config)})["patient"]["may_conceive"] is False
+    tracker("therapy start W4 methotrexate --on 2026-03-02", env={"TRACKER_CONFIG": str(config)})
 
 
 @freeze_time("2026-03-02")
@@ -57,7 +195,7 @@ def test_builtin_ciclosporin_alerts_on_creatinine_35_percent_above_baseline(trac
 
 def test_stopping_a_course_cancels_its_booked_repeat_draws(tracker):
     with freeze_time("2026-01-05"):
-        tracker("patient add P5 --name 'Ida Holm' --dob 1975-01-01 --sex f")
+        tracker("patient add P5 --name 'Ida Holm' --dob 1975-01-01 --sex f --childbearing-potential no")
         tracker("therapy start P5 methotrexate --on 2026-01-05")
     with freeze_time("2026-01-20"):
         tracker("result add P5 egfr 52 --on 2026-01-19")  # eGFR < 60: the protocol books a repeat in 1 week
@@ -66,3 +204,28 @@ def test_stopping_a_course_cancels_its_booked_repeat_draws(tracker):
         tracker("therapy stop P5 methotrexate --on 2026-01-21 --reason 'moved away'")
         after = [r for r in tracker.json("calendar P5 --all") if r["uid"] == repeat[0]["uid"]]
         assert after[0]["status"] == "cancelled" and after[0]["sequence"] > repeat[0]["sequence"]
+
+
+def test_abrocitinib_platelets_120_at_week_4_raise_no_do_not_give_alert(tracker):
+    with freeze_time("2026-03-02"):
+        tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+        jak_ready(tracker, "P1", "2026-02-25")
+        tracker("therapy start P1 abrocitinib --on 2026-03-02")
+    with freeze_time("2026-03-31"):
+        out = tracker("result add P1 platelets 120 --on 2026-03-30").stdout
+        assert "raised" not in out
+        assert [a for a in tracker.json("alerts") if a["kind"] == "threshold"] == []
+        tracker("result add P1 platelets 40 --on 2026-03-31")
+        [alert] = [a for a in tracker.json("alerts") if a["kind"] == "threshold"]
+        assert alert["severity"] == "critical" and "discontinue" in alert["message"]
+        assert "do not give" not in alert["message"]
+
+
+@freeze_time("2026-03-02")
+def test_a_switch_onto_a_refused_drug_changes_nothing(tracker):
+    tracker("patient add P1 --name 'Raj Bose' --dob 1970-06-01 --sex m")
+    tracker("therapy start P1 dupilumab --on 2026-01-05")
+    jak_ready(tracker, "P1", "2026-02-25", tb="positive")
+    line = refused(tracker, "therapy switch P1 dupilumab upadacitinib --on 2026-03-02 "
+                            "--reason 'no response'")
+    assert line.count("\n") == 1 and "tb positive on 2026-02-25" in line

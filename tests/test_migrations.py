@@ -110,3 +110,44 @@ def test_an_unreachable_database_is_a_one_line_error(tracker):
         assert result.exit_code == 2 and "pip install 'tracker[postgres]'" in result.stderr
     else:
         assert result.exit_code == 1 and result.stderr.startswith("error: database: ")
+
+
+def downgrade_sqlite(db: str, revision: str) -> None:
+    """Take a SQLite file's schema (and stamp) back to `revision` with the migrations' own downgrades."""
+    from alembic import command
+
+    from tracker.db.engine import _alembic_config
+
+    engine = make_engine(resolve_url(db))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        command.downgrade(_alembic_config(conn), revision)
+        conn.commit()
+    engine.dispose()
+
+
+def test_0003_existing_patients_become_unknown_unless_flagged_yes(tracker, tmp_path):
+    """Issue 13: the boolean `childbearing_potential` (false = never flagged) becomes yes / no / unknown."""
+    import sqlite3
+
+    db = str(tmp_path / "old.db")
+    open_engine(db).dispose()
+    downgrade_sqlite(db, "0002")
+    with sqlite3.connect(db) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(patient)")]
+        assert "childbearing_potential" in columns and "childbearing" not in columns
+        conn.executemany(
+            "INSERT INTO patient (mrn, name, dob, sex, childbearing_potential, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            [("Y1", "Flagged Yes", "1990-01-01", "f", 1), ("N1", "Not Flagged", "1990-01-01", "f", 0),
+             ("M1", "A Man", "1970-01-01", "m", 0)])
+    tracker.db = db
+    rows = {p["mrn"]: (p["childbearing"], p["may_conceive"]) for p in tracker.json("patient list")}
+    assert current_revision(make_engine(resolve_url(db))) == SCHEMA_HEAD
+    # A woman never flagged is "unknown", which counts as yes at 36 (clinic default ages 12-55).
+    assert rows == {"Y1": ("yes", True), "N1": ("unknown", True), "M1": ("unknown", False)}
+    downgrade_sqlite(db, "0002")
+    with sqlite3.connect(db) as conn:
+        back = dict(conn.execute("SELECT mrn, childbearing_potential FROM patient"))
+    assert back == {"Y1": 1, "N1": 0, "M1": 0}

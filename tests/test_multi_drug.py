@@ -23,7 +23,7 @@ ABSORBED = ["2026-01-21", "2026-02-04", "2026-02-18", "2026-03-18", "2026-04-18"
 @pytest.fixture
 def both(tracker):
     with freeze_time("2026-01-02"):
-        tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01 --sex f")
+        tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01 --sex f --childbearing-potential no")
         tracker("therapy start P1 methotrexate --on 2026-01-05")
         out = tracker("therapy start P1 azathioprine --on 2026-01-07 --override-gate 'TPMT sent, result pending'")
     assert "6 merged" in out.stdout
@@ -166,7 +166,8 @@ def test_switch_merges_with_the_commands_config_like_stop_then_start(tracker, tm
 
     with freeze_time("2026-01-02"):
         for mrn in ("P1", "P2"):
-            run("patient", "add", mrn, "--name", "Ada Byron", "--dob", "1980-01-01", "--sex", "f")
+            run("patient", "add", mrn, "--name", "Ada Byron", "--dob", "1980-01-01", "--sex", "f",
+                "--childbearing-potential", "no")
             run("therapy", "start", mrn, "methotrexate", "--on", "2026-01-05")
             run("therapy", "start", mrn, "dupilumab", "--on", "2026-01-05")
         switched = run("therapy", "switch", "P1", "dupilumab", "azathioprine", "--on", "2026-01-07",

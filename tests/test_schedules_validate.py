@@ -142,7 +142,7 @@ def test_more_mistakes_are_caught(tracker, tmp_path):
 def test_show_renders_a_timeline_with_sources(tracker):
     result = tracker("schedules show methotrexate --weeks 52")
     text = result.stdout
-    assert "Methotrexate (methotrexate, csdmard, protocol v2)" in text
+    assert "Methotrexate (methotrexate, csdmard, protocol v3)" in text
     assert "First 52 weeks" in text and "Sources" in text and "Lab action thresholds" in text
     assert "checkpoint" in text and "EASI-50" in text
     assert "CKS-MTX" in text and "https://www.medicinesafety.co.uk" in text
@@ -172,3 +172,38 @@ def test_list_json_has_all_fourteen_protocols(tracker):
     by_id = {r["id"]: r for r in rows}
     assert by_id["prednisolone"]["name"] == "Systemic corticosteroids (prednisolone)"
     assert {by_id[d]["class"] for d in ("upadacitinib", "abrocitinib", "baricitinib")} == {"jak_inhibitor"}
+
+
+def test_gate_fields_are_validated_with_their_lines(tracker, tmp_path):
+    """Issue 13: spacing needs `times`, `clinic_default` lists real fields, and a test read during treatment
+    needs gate values in the vocabulary."""
+    clinic = tmp_path / "clinic"
+    clinic.mkdir()
+    (clinic / "gated.yaml").write_text(textwrap.dedent(
+        """\
+        id: gated
+        version: 1
+        name: Gated drug
+        class: jak
+        sources:
+          LOCAL:
+            citation: Our clinic's protocol
+        baseline:
+          - tests: [pregnancy]
+            gate: hard
+            min_gap: 8d
+            sources: [LOCAL]
+          - tests: [tb]
+            valid_for: 3m
+            clinic_default: [valid_fro]
+            sources: [LOCAL]
+        during_treatment:
+          - tests: [cxr]
+            sources: [LOCAL]
+        """))
+    result = tracker(["schedules", "validate", str(clinic)], ok=False)
+    assert result.exit_code == ProtocolError.exit_code
+    text = result.stderr
+    assert ":9: baseline[0]: `min_gap`/`max_gap` space several results: give `times: 2`" in text
+    assert ":13: baseline[1]: clinic_default lists 'valid_fro', not a field of this rule" in text
+    assert ":18: during_treatment[0].tests[0]: cxr has no `passes` values in the vocabulary" in text

@@ -11,7 +11,7 @@ from tests.conftest import dump_database
 @pytest.fixture
 def clinic(tracker):
     with freeze_time("2024-03-01"):
-        tracker("patient add P001 --name 'Ann Lee' --dob 1980-05-01 --sex f")
+        tracker("patient add P001 --name 'Ann Lee' --dob 1980-05-01 --sex f --childbearing-potential no")
         tracker("therapy start P001 methotrexate --on 2024-01-01")
     return tracker
 

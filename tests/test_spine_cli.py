@@ -7,7 +7,7 @@ import json
 from freezegun import freeze_time
 
 
-def add_patient(tracker, mrn="P001", dob="1980-05-01", extra=""):
+def add_patient(tracker, mrn="P001", dob="1980-05-01", extra="--childbearing-potential no"):
     tracker(f"patient add {mrn} --name 'Ann Lee' --dob {dob} --sex f {extra}")
 
 
@@ -20,7 +20,7 @@ def test_patient_add_list_show_update(tracker):
     add_patient(tracker, extra="--weight-kg 64.5 --childbearing-potential")
     listed = tracker.json("patient list")
     assert listed == [{"mrn": "P001", "name": "Ann Lee", "dob": "1980-05-01", "sex": "f", "weight_kg": 64.5,
-                       "childbearing_potential": True, "courses": []}]
+                       "childbearing": "yes", "may_conceive": True, "courses": []}]
     tracker("patient update P001 --weight-kg 66 --name 'Ann Lee-Smith'")
     shown = tracker.json("patient show P001")
     assert shown["patient"]["weight_kg"] == 66

@@ -234,6 +234,14 @@ def _check_semantics(data: dict, vocabulary: Vocabulary, lines, name: str) -> li
         if unit is not None and test.is_numeric and str(unit) != test.unit:
             report(loc + ("unit",), f"{unit!r} does not match the vocabulary unit {test.unit!r} "
                                     f"for {test.code} (convert the value)")
+    watched = data.get("during_treatment")
+    for index, rule in enumerate(watched if isinstance(watched, list) else []):
+        tests = rule.get("tests") if isinstance(rule, dict) else None
+        for i, code in enumerate(tests if isinstance(tests, list) else []):
+            test = vocabulary.tests.get(str(code))
+            if test is not None and not test.passes:
+                report(("during_treatment", index, "tests", i),
+                       f"{test.code} has no `passes` values in the vocabulary, so no result of it can alert")
     checkpoints = data.get("checkpoints")
     seen: dict[object, int] = {}
     for index, checkpoint in enumerate(checkpoints if isinstance(checkpoints, list) else []):
@@ -378,6 +386,13 @@ def _validate_vocabulary(path: Path) -> FileReport:
         if code not in vocabulary
     ]
     problems += _unit_problems(name, vocabulary)
+    problems += [
+        f"{name}:1: tests.{test.code}.{field}: {value!r} is not one of its values ({', '.join(test.values)})"
+        for test in vocabulary.tests.values()
+        for field, values in (("passes", test.passes), ("repeat_or_refer", test.repeat_or_refer))
+        for value in values
+        if value not in test.values
+    ]
     return FileReport(name, None, problems, kind="vocabulary")
 
 

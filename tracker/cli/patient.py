@@ -8,6 +8,15 @@ from tracker.cli import pass_app
 from tracker.cli.options import DATE, json_option
 
 
+# `--childbearing-potential yes|no|unknown`; given bare, it means yes (the old flag). Unknown (the default)
+# counts as yes for a female patient of childbearing age ([alerts] childbearing_age_from/_to).
+CHILDBEARING_OPTION = click.option(
+    "--childbearing-potential", "childbearing", type=click.Choice(["yes", "no", "unknown"]), is_flag=False,
+    flag_value="yes", default=None,
+    help="Could the patient become pregnant: yes, no or unknown (default unknown: counts as yes for a "
+         "female patient aged 12-55, a clinic default).")
+
+
 @click.group()
 def patient() -> None:
     """Register, list, show and update patients."""
@@ -19,16 +28,16 @@ def patient() -> None:
 @click.option("--dob", type=DATE, required=True, help="Date of birth (YYYY-MM-DD).")
 @click.option("--sex", type=click.Choice(["f", "m", "x"]), help="Sex: f, m or x.")
 @click.option("--weight-kg", type=float, help="Body weight in kg.")
-@click.option("--childbearing-potential", is_flag=True, help="Patient could become pregnant.")
+@CHILDBEARING_OPTION
 @pass_app
-def add(app, mrn, name, dob, sex, weight_kg, childbearing_potential):
+def add(app, mrn, name, dob, sex, weight_kg, childbearing):
     """Register a patient under MRN."""
     app.may_create = True  # the first patient may create the clinic's database
     from tracker.services.patients import add_patient
 
     with app.clinic() as clinic:
         p = add_patient(clinic, mrn=mrn, name=name, dob=dob, sex=sex, weight_kg=weight_kg,
-                        childbearing_potential=childbearing_potential)
+                        childbearing=childbearing or "unknown")
     click.echo(f"added {p.mrn} ({p.name}, born {p.dob})")
 
 
@@ -39,14 +48,19 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing_potential):
 @click.option("--dob", type=DATE)
 @click.option("--sex", type=click.Choice(["f", "m", "x"]))
 @click.option("--weight-kg", type=float)
-@click.option("--childbearing-potential/--no-childbearing-potential", default=None)
+@CHILDBEARING_OPTION
+@click.option("--no-childbearing-potential", "no_childbearing", is_flag=True, help="Same as --childbearing-potential no.")
 @pass_app
-def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing_potential):
+def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing, no_childbearing):
     """Change a patient's details (audited)."""
     from tracker.services.patients import update_patient
 
+    if no_childbearing:
+        if childbearing not in (None, "no"):
+            raise click.UsageError("give --childbearing-potential or --no-childbearing-potential, not both")
+        childbearing = "no"
     changes = {k: v for k, v in {"mrn": new_mrn, "name": name, "dob": dob, "sex": sex, "weight_kg": weight_kg,
-                                 "childbearing_potential": childbearing_potential}.items() if v is not None}
+                                 "childbearing": childbearing}.items() if v is not None}
     with app.clinic() as clinic:
         p = update_patient(clinic, mrn, changes)
     click.echo(f"updated {p.mrn}: {', '.join(sorted(changes))}")
@@ -85,7 +99,8 @@ def show(app, mrn, as_json):
         return
     p = summary["patient"]
     say(f"[bold]{p['mrn']}[/bold]  {p['name']}  born {p['dob']}  sex {p['sex'] or '-'}"
-        f"{'  childbearing potential' if p['childbearing_potential'] else ''}")
+        f"  childbearing potential {p['childbearing']}"
+        f"{' (counts as yes: female of childbearing age)' if p['childbearing'] == 'unknown' and p['may_conceive'] else ''}")
     table(["Drug", "Status", "Start", "Stop", "Dose", "Protocol"],
           [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
            for c in summary["courses"]], title="Courses")

@@ -29,8 +29,8 @@ def _report(change, verb: str) -> None:
     click.echo(f"{verb} {change.protocol.id} for {change.patient.mrn} "
                f"(protocol v{change.protocol.version}): {', '.join(parts)}")
     if change.missing_gates:
-        click.echo(f"warning: started without {', '.join(change.missing_gates)} "
-                   f"(gate overridden: {change.course.gate_override})", err=True)
+        click.echo(f"warning: gate overridden ({change.course.gate_override}): {'; '.join(change.missing_gates)}; "
+                   f"a critical alert stays open until a passing result is recorded", err=True)
     if change.consider:
         click.echo(f"consider if at risk: {', '.join(change.consider)}")
     for warning in change.warnings:
@@ -42,10 +42,13 @@ def _report(change, verb: str) -> None:
 @click.argument("drug")
 @click.option("--on", type=DATE, required=True, help="Start date.")
 @click.option("--dose", help="Dose as prescribed, free text.")
-@click.option("--override-gate", metavar="REASON", help="Start although a required baseline test is missing.")
+@click.option("--override-gate", metavar="REASON",
+              help="Start although a hard-gate test is missing, too old or does not pass (audited; a critical "
+                   "alert stays open until a passing result arrives).")
 @pass_app
 def start(app, mrn, drug, on, dose, override_gate):
-    """Start DRUG for MRN; refused while a required baseline test has no result."""
+    """Start DRUG for MRN; refused (exit 5) while a hard-gate test is missing, too old or does not pass, or
+    a result breaks an initiation limit."""
     from tracker.services.courses import start_course
 
     with app.clinic() as clinic:

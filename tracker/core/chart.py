@@ -45,7 +45,9 @@ class Chart:
     patient_id: int
     mrn: str | None = None
     sex: str | None = None
-    childbearing_potential: bool = False
+    # yes | no | unknown, as recorded; whether pregnancy rules apply on a day is core.gates.may_conceive.
+    childbearing: str = "unknown"
+    dob: dt.date | None = None
     courses: tuple[ChartCourse, ...] = ()
     items: tuple[Any, ...] = ()
     results: dict[str, tuple[Any, ...]] = field(default_factory=dict)

@@ -1,73 +1,252 @@
 """Baseline gates: what a start needs, and which results on record refuse it. Pure, on a patient's Chart.
 
 Used by `therapy start` (to refuse or warn), by the review (a course started with an overridden gate keeps
-a gate alert open until the result arrives), and by plan sync's "baseline satisfied by a result".
+a gate alert open until a passing result arrives; a screen that does not pass during a course raises a
+critical alert), and by plan sync's "baseline satisfied by a result".
+
+A hard gate is met on a start date when, for each of its tests:
+- a result was taken on or before the start and within the rule's `valid_for` (older results are named:
+  "tb negative on 2019-05-01 is older than 3 months");
+- the result passes (the vocabulary's `passes` values; `repeat_or_refer` values ask to repeat or refer);
+- `times: N` results on different days exist, spaced `min_gap`..`max_gap`, the last within `last_within`
+  of the start;
+- a panel has every analyte the protocol's initiation (`refuse`) limits read (one MCV is no blood count).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 from tracker.core.alerts import AlertCandidate
 from tracker.core.chart import Chart, result_order
 from tracker.core.plan import PatientFacts, applicable_baseline
-from tracker.core.protocol import Protocol
+from tracker.core.protocol import BaselineTest, Protocol, Rule
 from tracker.core.thresholds import breach, uln_of
 from tracker.core.vocabulary import Vocabulary
 
-
-def counting_results(chart: Chart, rule, tests, start: dt.date, vocabulary: Vocabulary) -> list:
-    """Results that count for baseline `tests` of `rule` (a panel counts its analytes), within the rule's
-    validity before `start` if it has one."""
-    earliest = (start - dt.timedelta(days=rule.valid_for.approx_days())
-                if rule is not None and rule.valid_for is not None else None)
-    return [result for test in tests for code in sorted(vocabulary.members(test))
-            for result in chart.results_of(code) if earliest is None or result.taken_on >= earliest]
+# clinic_default: the reference gives no age range for childbearing potential; an unrecorded answer counts
+# as "yes" for a female patient in this range of ages ([alerts] childbearing_age_from / _to in the config).
+CHILDBEARING_AGES = (12, 55)
+CHILDBEARING = ("yes", "no", "unknown")
 
 
-def satisfying_days(chart: Chart, rule, test: str, start: dt.date, vocabulary: Vocabulary) -> set[dt.date]:
-    return {result.taken_on for result in counting_results(chart, rule, [test], start, vocabulary)}
+def age_on(dob: dt.date, on: dt.date) -> int:
+    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
 
 
-def baseline_result(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary):
-    """The latest result that completes a baseline item asking for `tests` (due on the start), or None: a
-    rule with `times: N` (two pregnancy tests 8-10 days apart) needs results on N different days."""
-    rule = next((r for r in protocol.baseline if tests and tests[0] in r.tests), None)
-    results = counting_results(chart, rule, tests, due, vocabulary)
-    if len({r.taken_on for r in results}) < (rule.times if rule else 1):
-        return None
-    return max(results, key=result_order, default=None)
+def may_conceive(sex: str | None, childbearing: str | None, dob: dt.date | None, on: dt.date,
+                 ages: tuple[int, int] = CHILDBEARING_AGES) -> bool:
+    """Whether pregnancy rules apply on `on`: "yes", or "unknown" (never asked) for a female patient whose
+    age is within `ages` (inclusive)."""
+    if childbearing == "yes":
+        return True
+    if childbearing == "no" or sex != "f" or dob is None:
+        return False
+    return ages[0] <= age_on(dob, on) <= ages[1]
 
 
-def missing_gate_tests(chart: Chart, protocol: Protocol, start: dt.date, vocabulary: Vocabulary) -> list[str]:
-    """Hard-gate baseline tests without enough results on record (within the rule's validity, if any).
+def patient_facts(chart: Chart, on: dt.date, ages: tuple[int, int] = CHILDBEARING_AGES) -> PatientFacts:
+    return PatientFacts(chart.sex, may_conceive(chart.sex, chart.childbearing, chart.dob, on, ages))
 
-    A rule with `times: N` (e.g. two pregnancy tests 8-10 days apart) needs results on N different days.
-    """
-    applies, _ = applicable_baseline(protocol, PatientFacts(chart.sex, chart.childbearing_potential))
-    missing = []
-    for rule in applies:
-        if rule.gate != "hard":
+
+@dataclass(frozen=True)
+class GateFinding:
+    """One unmet hard-gate test: `why` is one clause naming test, value and date where there is one."""
+
+    test: str
+    status: str  # missing | stale | fail | repeat | spacing | incomplete
+    why: str
+    result: Any = None
+    sources: tuple[str, ...] = ()
+
+
+def initiation_analytes(protocol: Protocol) -> set[str]:
+    """The tests the protocol's initiation limits (`action: refuse`) read."""
+    return {t.analyte for t in protocol.thresholds if t.action == "refuse"}
+
+
+def required_members(protocol: Protocol, test: str, vocabulary: Vocabulary) -> list[str]:
+    """The analytes of panel `test` that a hard gate needs: those the initiation limits read. Empty: any
+    member counts (the panel has no initiation limit, or `test` is a single test)."""
+    panel = vocabulary.tests.get(test)
+    if panel is None or not panel.is_panel:
+        return []
+    limits = initiation_analytes(protocol)
+    return [a for a in panel.analytes if a in limits]
+
+
+def _fresh(rule: BaselineTest | None, taken: dt.date, on: dt.date) -> bool:
+    return rule is None or rule.valid_for is None or rule.valid_for.after(taken) >= on
+
+
+def _validity(rule: BaselineTest) -> str:
+    words = rule.valid_for.words()
+    return f"{words} (clinic default)" if rule.is_clinic_default("valid_for") else words
+
+
+def _shown(result) -> str:
+    if result.value_num is not None:
+        return f"{result.value_num:g}{' ' + result.unit if result.unit else ''}"
+    return result.value_text or "-"
+
+
+def _label(result) -> str:
+    return f"{result.test} {_shown(result)} on {result.taken_on}"
+
+
+def _up_to(chart: Chart, codes, on: dt.date) -> list:
+    return sorted((r for code in codes for r in chart.results_of(code) if r.taken_on <= on), key=result_order)
+
+
+def judge_gate_test(chart: Chart, protocol: Protocol, rule: BaselineTest, test: str, on: dt.date,
+                    vocabulary: Vocabulary) -> GateFinding | None:
+    """None when `test` of hard-gate `rule` is met for a start on `on`; else why not."""
+    sources = tuple(rule.sources)
+    required = required_members(protocol, test, vocabulary)
+    if required:
+        return _judge_panel(chart, rule, test, required, on, sources)
+    results = _up_to(chart, sorted(vocabulary.members(test)), on)
+    if not results:
+        return GateFinding(test, "missing", f"no {test} result on record", sources=sources)
+    fresh = [r for r in results if _fresh(rule, r.taken_on, on)]
+    if not fresh:
+        latest = results[-1]
+        return GateFinding(test, "stale", f"{_label(latest)} is older than {_validity(rule)}", latest, sources)
+    # The latest result of each day counts; a test that does not pass refuses whatever else is on record.
+    by_day: dict[dt.date, Any] = {}
+    for result in fresh:
+        by_day[result.taken_on] = result
+    days = sorted(by_day)
+    for day in reversed(days[-rule.times:]):
+        result = by_day[day]
+        reading = vocabulary.gate_reading(result.test, result.value_text)
+        if reading == "fail":
+            return GateFinding(test, "fail", f"{_label(result)} does not pass "
+                               f"(passes: {', '.join(vocabulary.tests[result.test].passes)})", result, sources)
+        if reading == "repeat":
+            return GateFinding(test, "repeat", f"{_label(result)}: repeat or refer", result, sources)
+    latest = by_day[days[-1]]
+    if rule.last_within is not None and rule.last_within.after(latest.taken_on) < on:
+        return GateFinding(test, "spacing", f"{_label(latest)} is more than {rule.last_within.words()} before "
+                           f"the start on {on} (the last {test} must be within {rule.last_within.words()})",
+                           latest, sources)
+    if rule.times > 1:
+        chain = _spaced_chain(days, rule)
+        if len(chain) < rule.times:
+            need = f"{rule.times} results needed, {len(days)} on record"
+            if rule.valid_for is not None:
+                need += f" within {_validity(rule)}"
+            if len(days) >= rule.times and (rule.min_gap or rule.max_gap):
+                gap = (days[-1] - days[-2]).days
+                need += (f"; {test} on {days[-2]} and {days[-1]} are {gap} day{'s' if gap != 1 else ''} apart, "
+                         f"need {_gap_words(rule)}")
+            return GateFinding(test, "missing" if len(days) < rule.times else "spacing", f"{test} ({need})",
+                               latest, sources)
+    return None
+
+
+def _gap_words(rule: BaselineTest) -> str:
+    if rule.min_gap and rule.max_gap:
+        return f"{rule.min_gap.words()} to {rule.max_gap.words()}"
+    return f"at least {rule.min_gap.words()}" if rule.min_gap else f"at most {rule.max_gap.words()}"
+
+
+def _spaced_chain(days: list[dt.date], rule: BaselineTest) -> list[dt.date]:
+    """Result days ending with the latest, each spaced from the next by `min_gap`..`max_gap` (greedy: the
+    latest fitting earlier day)."""
+    chain = [days[-1]]
+    for day in reversed(days[:-1]):
+        if len(chain) == rule.times:
+            break
+        later = chain[-1]
+        if rule.min_gap is not None and rule.min_gap.after(day) > later:
             continue
+        if rule.max_gap is not None and rule.max_gap.after(day) < later:
+            break
+        chain.append(day)
+    return chain
+
+
+def _judge_panel(chart: Chart, rule: BaselineTest, test: str, required: list[str], on: dt.date,
+                 sources: tuple) -> GateFinding | None:
+    absent, stale = [], []
+    for analyte in required:
+        results = _up_to(chart, [analyte], on)
+        if not results:
+            absent.append(analyte)
+        elif not _fresh(rule, results[-1].taken_on, on):
+            stale.append(results[-1])
+    if not absent and not stale:
+        return None
+    parts = []
+    if absent:
+        parts.append(f"no {', '.join(absent)} result")
+    parts += [f"{_label(r)} is older than {_validity(rule)}" for r in stale]
+    return GateFinding(test, "incomplete" if absent else "stale",
+                       f"{test} incomplete for the initiation limits: {'; '.join(parts)}",
+                       stale[0] if stale else None, sources)
+
+
+def hard_gates(protocol: Protocol, facts: PatientFacts) -> list[BaselineTest]:
+    applies, _ = applicable_baseline(protocol, facts)
+    return [rule for rule in applies if rule.gate == "hard"]
+
+
+def gate_findings(chart: Chart, protocol: Protocol, start: dt.date, vocabulary: Vocabulary,
+                  ages: tuple[int, int] = CHILDBEARING_AGES) -> list[GateFinding]:
+    """Every unmet hard-gate test for a start on `start` (pregnancy rules by the patient's facts then)."""
+    findings = []
+    for rule in hard_gates(protocol, patient_facts(chart, start, ages)):
         for test in rule.tests:
-            days = satisfying_days(chart, rule, test, start, vocabulary)
-            if len(days) < rule.times:
-                missing.append(test if rule.times == 1
-                               else f"{test} ({rule.times} results needed, {len(days)} on record)")
-    return missing
+            finding = judge_gate_test(chart, protocol, rule, test, start, vocabulary)
+            if finding is not None:
+                findings.append(finding)
+    return findings
+
+
+def open_gate_findings(chart: Chart, course, vocabulary: Vocabulary, today: dt.date,
+                       ages: tuple[int, int] = CHILDBEARING_AGES) -> list[GateFinding]:
+    """A course started with an overridden gate: the gate tests still unmet. Each test is judged as a start
+    on the day of its latest result since the start (or the start itself), so a passing result taken after
+    the start meets it, and a result that does not pass never does."""
+    protocol = course.protocol
+    findings = []
+    for rule in hard_gates(protocol, patient_facts(chart, course.start_on, ages)):
+        for test in rule.tests:
+            codes = required_members(protocol, test, vocabulary) or sorted(vocabulary.members(test))
+            later = [r.taken_on for r in _up_to(chart, codes, today) if r.taken_on > course.start_on]
+            on = max(later, default=course.start_on)
+            finding = judge_gate_test(chart, protocol, rule, test, on, vocabulary)
+            if finding is not None:
+                findings.append(finding)
+    return findings
+
+
+def refusal_line(protocol: Protocol, findings: list[GateFinding], mrn: str) -> str:
+    """The one-line refusal of a start on unmet gates (the CLI prefixes `error: `)."""
+    first = findings[0]
+    hint = (f"record it with `tracker result add {mrn} {first.test} VALUE --on DATE`"
+            if first.status in ("missing", "stale", "incomplete", "spacing") else "repeat the test or refer")
+    return (f"drug: {protocol.id!r}: {protocol.name} cannot start: {'; '.join(f.why for f in findings)} "
+            f"({hint}, or give --override-gate REASON)")
 
 
 def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocabulary: Vocabulary) -> list[str]:
-    """Results on record that a protocol's `refuse` threshold says forbid starting the drug: each rule
-    judged by the same `breach` as the alerts, on the latest result on or before the start. Change-from-
-    baseline rules cannot apply before a start (there is no baseline yet); a rule that cannot be judged
-    (x ULN without a range) is left out."""
+    """Results on record that a protocol's initiation limit (`action: refuse`) says forbid starting the
+    drug: each rule judged by the same `breach` as the alerts, on the latest result on or before the start,
+    and within the validity of the hard gate that asks for the test, if any (an old value neither meets
+    nor refuses a start). Change-from-baseline rules cannot apply before a start (there is no baseline
+    yet); a rule that cannot be judged (x ULN without a range) is left out."""
     reasons = []
+    gate_rules = {code: rule for rule in protocol.baseline if rule.gate == "hard"
+                  for test in rule.tests for code in vocabulary.members(test)}
     for threshold in protocol.thresholds:
         if threshold.action != "refuse" or threshold.rise_pct or threshold.fall_pct:
             continue
         latest = chart.latest(threshold.analyte, on=on)
-        if latest is None:
+        if latest is None or (on is not None and not _fresh(gate_rules.get(threshold.analyte), latest.taken_on, on)):
             continue
         ref_high = vocabulary.tests[latest.test].ref_high if latest.test in vocabulary else None
         hit, shown, limit = breach(threshold, latest, None, uln_of(latest, ref_high))
@@ -77,16 +256,64 @@ def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocab
     return reasons
 
 
-def gate_candidates(protocol: Protocol, course, missing_tests: list[str]) -> list[AlertCandidate]:
-    """A course started with an overridden hard gate: one alert per test still without a result."""
+def gate_candidates(protocol: Protocol, course, findings: list[GateFinding]) -> list[AlertCandidate]:
+    """A course started with an overridden hard gate: one critical alert per test still unmet, until a
+    passing result arrives. The key names the test only, so the alert stays one alert as results come."""
     out = []
-    for test in missing_tests:
-        code = test.split(" ")[0]
-        rule = next((r for r in protocol.baseline if code in r.tests), None)
+    for finding in findings:
         out.append(AlertCandidate(
-            condition_key=f"gate:course{course.id}:{code}", kind="gate", severity="critical",
-            message=f"{protocol.name} started {course.start_on} without the required {test} result "
-                    f"(gate overridden: {course.gate_override}); record it with `tracker result add`",
-            patient_id=course.patient_id, drug=course.drug, course_id=course.id, limit_text=f"{code} required",
-            sources=tuple(rule.sources) if rule else ()))
+            condition_key=f"gate:course{course.id}:{finding.test}", kind="gate", severity="critical",
+            message=f"{protocol.name} started {course.start_on} with its {finding.test} gate overridden "
+                    f"({course.gate_override}): {finding.why}; record a passing result with `tracker result add`",
+            patient_id=course.patient_id, drug=course.drug, course_id=course.id,
+            result_id=finding.result.id if finding.result is not None else None,
+            value=_shown(finding.result)[:100] if finding.result is not None else None,
+            limit_text=f"{finding.test} required", sources=finding.sources))
     return out
+
+
+def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabulary) -> dict[str, Rule]:
+    """Tests read during treatment, by the rule that asks for them: the applicable baseline screens (hard or
+    advisory) and `during_treatment` tests whose results a gate reads (vocabulary `passes`)."""
+    applies, _ = applicable_baseline(protocol, facts)
+    watched = [rule for rule in protocol.during_treatment
+               if not (rule.when == "childbearing_potential" and not facts.childbearing_potential)
+               and not (rule.when == "female" and facts.sex != "f")]
+    return {test: rule for rule in [*applies, *watched] for test in rule.tests
+            if test in vocabulary and vocabulary.tests[test].passes}
+
+
+def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
+                         ages: tuple[int, int] = CHILDBEARING_AGES) -> list[AlertCandidate]:
+    """A screen taken after a course started that does not pass (a positive IGRA on a JAK inhibitor, a
+    positive pregnancy test on methotrexate): one critical alert per result, while it is the latest."""
+    out = []
+    facts = patient_facts(chart, course.start_on, ages)
+    for test, rule in sorted(screened_tests(course.protocol, facts, vocabulary).items()):
+        latest = chart.latest(test)
+        if latest is None or latest.taken_on <= course.start_on:
+            continue
+        reading = vocabulary.gate_reading(test, latest.value_text)
+        if reading == "pass":
+            continue
+        what = "repeat or refer" if reading == "repeat" else "review whether to continue"
+        out.append(AlertCandidate(
+            condition_key=f"screen:course{course.id}:{test}:result{latest.id}", kind="gate", severity="critical",
+            message=f"{course.protocol.name} (started {course.start_on}): {_label(latest)} during treatment "
+                    f"does not pass ({', '.join(vocabulary.tests[test].passes)} expected): {what}",
+            patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=latest.id,
+            value=_shown(latest)[:100], limit_text=f"{test}: {', '.join(vocabulary.tests[test].passes)}",
+            sources=tuple(rule.sources)))
+    return out
+
+
+def baseline_result(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary):
+    """The latest result that completes a baseline item asking for `tests` (due on the start), or None: a
+    result counts within the rule's validity before the start, or any time after it; a rule with
+    `times: N` needs results on N different days."""
+    rule = next((r for r in protocol.baseline if tests and tests[0] in r.tests), None)
+    results = [r for test in tests for code in sorted(vocabulary.members(test)) for r in chart.results_of(code)
+               if r.taken_on > due or _fresh(rule, r.taken_on, due)]
+    if len({r.taken_on for r in results}) < (rule.times if rule else 1):
+        return None
+    return max(results, key=result_order, default=None)

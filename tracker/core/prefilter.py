@@ -54,11 +54,22 @@ class ThresholdBounds:
         return False
 
 
-def threshold_bounds(protocols) -> dict[str, ThresholdBounds]:
-    """Bounds per test over every threshold of `protocols`."""
+def threshold_bounds(protocols, vocabulary=None) -> dict[str, ThresholdBounds]:
+    """Bounds per test over every threshold of `protocols` that can alert during a course (initiation
+    limits cannot), and, given the vocabulary, the screening values that do not pass a gate (a positive
+    test during a course alerts: core/gates.py screening_candidates)."""
     bounds: dict[str, ThresholdBounds] = {}
     for protocol in protocols:
+        if vocabulary is not None:
+            for rule in [*protocol.baseline, *protocol.during_treatment]:
+                for test in rule.tests:
+                    spec = vocabulary.tests.get(test)
+                    if spec is not None and spec.passes:
+                        bounds.setdefault(test, ThresholdBounds()).equals.update(
+                            v for v in spec.values if v not in spec.passes)
         for t in protocol.thresholds:
+            if t.action == "refuse":
+                continue
             b = bounds.setdefault(t.analyte, ThresholdBounds())
             if t.below is not None:
                 b.below = t.below if b.below is None else max(b.below, t.below)

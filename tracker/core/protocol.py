@@ -54,14 +54,25 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     sources: list[str] = Field(default_factory=list)
-    clinic_default: bool = False
+    # true: the whole rule is a clinic default; a list names the fields that are (the rest is sourced),
+    # e.g. `clinic_default: [valid_for]` on a sourced baseline test whose validity window no source gives.
+    clinic_default: bool | list[str] = False
     note: str | None = None
 
     @model_validator(mode="after")
     def _cited(self):
         if not self.sources and not self.clinic_default:
             raise ValueError("every rule names its source keys (or is marked clinic_default: true)")
+        if isinstance(self.clinic_default, list):
+            unknown = [f for f in self.clinic_default if f not in type(self).model_fields
+                       or f in ("sources", "clinic_default", "note")]
+            if unknown:
+                raise ValueError(f"clinic_default lists {', '.join(map(repr, unknown))}, not a field of this rule")
         return self
+
+    def is_clinic_default(self, field: str) -> bool:
+        """Whether `field`'s value is a clinic default (the whole rule, or that field, is marked so)."""
+        return self.clinic_default is True or (isinstance(self.clinic_default, list) and field in self.clinic_default)
 
 
 class Source(BaseModel):
@@ -77,10 +88,33 @@ class BaselineTest(Rule):
     gate: Literal["hard", "advisory"] = "advisory"
     # Whom the test applies to; `at_risk` tests are advisory reminders to consider.
     when: Literal["always", "childbearing_potential", "female", "at_risk"] = "always"
-    # How old a result may be and still count; absent = any result on record.
+    # How old a result may be at the start and still count; absent = any result on record.
     valid_for: Dur | None = None
     # How many separate results are needed before starting (ciclosporin: BP and creatinine at least twice).
     times: int = Field(default=1, ge=1, le=5)
+    # Spacing of the `times` results (mycophenolate: two pregnancy tests 8-10 days apart) and how close to
+    # the start the last one must be.
+    min_gap: Dur | None = None
+    max_gap: Dur | None = None
+    last_within: Dur | None = None
+
+    @model_validator(mode="after")
+    def _spacing(self):
+        if (self.min_gap or self.max_gap) and self.times < 2:
+            raise ValueError("`min_gap`/`max_gap` space several results: give `times: 2` or more")
+        if self.min_gap and self.max_gap and self.max_gap.approx_days() < self.min_gap.approx_days():
+            raise ValueError("`max_gap` is shorter than `min_gap`")
+        return self
+
+
+class WatchedTest(Rule):
+    """A screen read during treatment although no baseline item asks for it (abrocitinib: contraception
+    during treatment, so a positive pregnancy test needs a decision). Its result is read by the
+    vocabulary's gate values (`passes`); one that does not pass raises a critical alert. Baseline screens
+    with gate values are read during treatment without being listed here."""
+
+    tests: list[str] = Field(min_length=1)
+    when: Literal["always", "childbearing_potential", "female"] = "always"
 
 
 class Phase(Rule):
@@ -280,6 +314,7 @@ class Protocol(BaseModel):
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     limits: Limits | None = None
     thresholds: list[Threshold] = Field(default_factory=list)
+    during_treatment: list[WatchedTest] = Field(default_factory=list)
     notes: str | None = None
 
     # Filled in by the loader, not part of the file.
@@ -318,6 +353,7 @@ class Protocol(BaseModel):
         if self.limits:
             yield self.limits
         yield from self.thresholds
+        yield from self.during_treatment
 
 
 def protocol_hash(protocol: Protocol) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tracker.core.alerts import AlertCandidate, AlertSettings, FollowUp
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse
-from tracker.core.gates import gate_candidates, missing_gate_tests
+from tracker.core.gates import gate_candidates, open_gate_findings, screening_candidates
 from tracker.core.protocol import Protocol
 from tracker.core.response import evaluate_checkpoint
 from tracker.core.thresholds import threshold_candidates
@@ -63,9 +63,10 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
         a, f = _thresholds(chart, course, vocabulary)
         alerts += a
         follow_ups += [(course, follow) for follow in f]
+        ages = settings.childbearing_ages
         if course.gate_override:
-            alerts += gate_candidates(protocol, course,
-                                      missing_gate_tests(chart, protocol, course.start_on, vocabulary))
+            alerts += gate_candidates(protocol, course, open_gate_findings(chart, course, vocabulary, today, ages))
+        alerts += screening_candidates(chart, course, vocabulary, ages)
         limit_items = [i for i in chart.items_of(course.id, "limit") if i.status == "planned"]
         first = min(limit_items, key=lambda i: i.due, default=None)
         alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days)
@@ -154,13 +155,15 @@ def overdue_candidate(item, today: dt.date, grace_days: int) -> AlertCandidate |
 
 
 def tests_read(protocols, vocabulary: Vocabulary) -> set[str]:
-    """Every test code whose results a review of courses on `protocols` reads: the thresholds' analytes and
-    the hard-gate baseline tests (a panel with its analytes)."""
+    """Every test code whose results a review of courses on `protocols` reads: the thresholds' analytes,
+    the hard-gate baseline tests (a panel with its analytes) and the screens read during a course."""
     tests: set[str] = set()
     for protocol in protocols:
         tests.update(t.analyte for t in protocol.thresholds)
-        for rule in protocol.baseline:
-            if rule.gate == "hard":
-                for test in rule.tests:
+        for rule in [*protocol.baseline, *protocol.during_treatment]:
+            for test in rule.tests:
+                if getattr(rule, "gate", None) == "hard":
                     tests.update(vocabulary.members(test))
+                if test in vocabulary and vocabulary.tests[test].passes:
+                    tests.add(test)
     return tests

@@ -37,6 +37,14 @@ class AlertSettings:
     # clinic_default: warning lead before a course limit when the protocol gives no `warn_before`
     # (never more than a quarter of the maximum, so a 7-day steroid limit warns one day ahead).
     limit_lead_days: int = 14
+    # clinic_default: the reference gives no ages; a female patient whose childbearing potential was never
+    # recorded ("unknown") counts as "yes" from this age to this age (inclusive).
+    childbearing_age_from: int = 12
+    childbearing_age_to: int = 55
+
+    @property
+    def childbearing_ages(self) -> tuple[int, int]:
+        return (self.childbearing_age_from, self.childbearing_age_to)
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,15 @@ def parse_alerts(table: dict | None) -> AlertSettings:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 365:
                 raise ConfigError(f"alerts.{name}: {value!r}: expected a whole number of days 0-365")
             values[name] = value
+    for name in ("childbearing_age_from", "childbearing_age_to"):
+        if table and name in table:
+            value = table[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 120:
+                raise ConfigError(f"alerts.{name}: {value!r}: expected a whole number of years 0-120")
+            values[name] = value
+    if values.get("childbearing_age_from", 12) > values.get("childbearing_age_to", 55):
+        raise ConfigError(f"alerts.childbearing_age_from: {values.get('childbearing_age_from', 12)!r}: "
+                          f"is above alerts.childbearing_age_to ({values.get('childbearing_age_to', 55)})")
     return AlertSettings(**values)
 
 

@@ -59,7 +59,7 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
                          vocabulary_ref_high: float | None, previous=None):
     """Alerts and follow-ups for one result against one course's protocol thresholds.
 
-    Change-from-baseline rules apply only to results taken after the course start. Each alert's key names
+    `refuse` (do-not-initiate) limits never alert here. Change-from-baseline rules apply only to results taken after the course start. Each alert's key names
     the result, so a new breaching result is a new condition and a result dealt with by hand stays dealt
     with; the shell resolves an alert when its result is no longer the latest for that test.
     A rule marked `confirmed` acts once the previous result of the test breached it too; a first breach
@@ -68,7 +68,9 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
     alerts: list[AlertCandidate] = []
     follow_ups: list[FollowUp] = []
     for threshold in protocol.thresholds:
-        if threshold.analyte != result.test:
+        if threshold.analyte != result.test or threshold.action == "refuse":
+            # Initiation limits are judged at a start only (core/gates.py: refusing_results); during
+            # treatment the protocol's own interrupt/stop limits act (abrocitinib platelets < 50, not < 150).
             continue
         if (threshold.rise_pct or threshold.fall_pct) and result.taken_on <= course.start_on:
             continue

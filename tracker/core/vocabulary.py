@@ -26,6 +26,11 @@ class TestCode:
     plausible_clinic_default: bool = False
     molar_mass: float | None = None
     also_reported_in: tuple[str, ...] = ()
+    # Gate reading of a categorical screen (a clinic default: the reference states no rule, section 15a):
+    # the values that let a start go ahead, and those that ask to repeat the test or refer. Any other value
+    # (positive) refuses. Empty `passes`: any result satisfies the gate.
+    passes: tuple[str, ...] = ()
+    repeat_or_refer: tuple[str, ...] = ()
 
     @property
     def is_panel(self) -> bool:
@@ -87,6 +92,17 @@ class Vocabulary:
                 raise InputError("value", value, f"{said} takes one of {', '.join(test.values)}")
             return None, text.lower()
         return None, text
+
+    def gate_reading(self, code: str, value_text: str | None) -> str:
+        """How a gate reads a result of `code`: `pass`, `repeat` (repeat or refer) or `fail`; `pass` for a
+        test without gate values (any result satisfies it)."""
+        test = self.tests.get(code)
+        if test is None or not test.passes:
+            return "pass"
+        value = (value_text or "").strip().lower()
+        if value in test.passes:
+            return "pass"
+        return "repeat" if value in test.repeat_or_refer else "fail"
 
     def plain_names(self, codes: list[str]) -> str:
         names = [self.tests[c].plain if c in self.tests else c for c in codes]
@@ -152,6 +168,8 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             plausible_clinic_default=plausible_clinic_default,
             molar_mass=_molar_mass(code, spec, sources, problems),
             also_reported_in=tuple(str(u) for u in spec.get("also_reported_in", ())),
+            passes=tuple(str(v) for v in spec.get("passes", ())),
+            repeat_or_refer=tuple(str(v) for v in spec.get("repeat_or_refer", ())),
         )
     if problems:
         raise ProtocolError(problems)

@@ -137,7 +137,7 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
     """Patients with a latest result that may breach a threshold of a protocol in use (core bounds)."""
     from tracker.core.prefilter import threshold_bounds
 
-    bounds = threshold_bounds({id(p): p for p in map(protocol_of, courses)}.values())
+    bounds = threshold_bounds({id(p): p for p in map(protocol_of, courses)}.values(), vocabulary)
     r, later = R.alias("r"), R.alias("later")
     out: set[int] = set()
     absolute = {test: b for test, b in bounds.items() if b.absolute}
@@ -208,10 +208,10 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         for patient_id, drug in session.execute(select(C.c.patient_id, C.c.drug).where(
                 C.c.patient_id.in_(chunk), C.c.stop_category.in_(FAILED_STOP_CATEGORIES))):
             failed.setdefault(patient_id, set()).add(drug)
-        patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing_potential)
+        patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing, Patient.dob)
                                    .where(Patient.id.in_(chunk)))
-        for patient_id, mrn, sex, cbp in sorted(patients):
-            yield Chart(patient_id, mrn, sex, bool(cbp), tuple(courses.get(patient_id, ())),
+        for patient_id, mrn, sex, childbearing, dob in sorted(patients):
+            yield Chart(patient_id, mrn, sex, childbearing, dob, tuple(courses.get(patient_id, ())),
                         tuple(items.get(patient_id, ())), build_results(results.get(patient_id, ())),
                         tuple(sorted(assessments.get(patient_id, ()), key=lambda a: (a.assessed_on, a.id))),
                         frozenset(failed.get(patient_id, ())))
@@ -220,5 +220,5 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
 def results_chart(session, patient) -> Chart:
     """A chart with every result of `patient` and nothing else: what gates and baseline items read."""
     rows = session.execute(select(*RESULT_COLUMNS).where(R.c.patient_id == patient.id))
-    return Chart(patient.id, patient.mrn, patient.sex, bool(patient.childbearing_potential),
+    return Chart(patient.id, patient.mrn, patient.sex, patient.childbearing, patient.dob,
                  results=build_results(rows))

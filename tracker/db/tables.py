@@ -41,7 +41,10 @@ class Patient(SQLModel, table=True):
     dob: dt.date
     sex: str | None = Field(default=None, max_length=1)  # f | m | x
     weight_kg: float | None = None
-    childbearing_potential: bool = False
+    # Childbearing potential as recorded: yes | no | unknown (never asked). Whether pregnancy rules apply is
+    # decided by the core (tracker.core.gates.may_conceive): unknown counts as yes for a female patient of
+    # childbearing age. Migration 0003 replaced the yes/no boolean `childbearing_potential`.
+    childbearing: str = Field(default="unknown", max_length=7)
     created_at: dt.datetime
     updated_at: dt.datetime
 

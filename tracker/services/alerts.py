@@ -41,9 +41,9 @@ def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, 
 
 
 def after_result(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult,
-                 completed: list, today: dt.date, user: str) -> EvaluationSummary:
+                 completed: list, today: dt.date, user: str, settings: Settings | None = None) -> EvaluationSummary:
     """A result just landed: its thresholds and gates now; the overdue alerts of items it completed clear."""
-    summary = evaluate_clinic(session, library, today, None, patient_ids=[patient.id],
+    summary = evaluate_clinic(session, library, today, settings, patient_ids=[patient.id],
                               kinds=("threshold", "gate"), user=user)
     keys = [f"overdue:item{i.id}" for i in completed]
     if keys:
@@ -55,9 +55,9 @@ def after_result(session: Session, library: ProtocolLibrary, patient: Patient, r
 
 
 def after_start(session: Session, library: ProtocolLibrary, patient: Patient, today: dt.date,
-                user: str) -> EvaluationSummary:
+                user: str, settings: Settings | None = None) -> EvaluationSummary:
     """A course just started: an overridden gate and results already on record (TPMT low) raise now."""
-    return evaluate_clinic(session, library, today, None, patient_ids=[patient.id], kinds=("threshold", "gate"),
+    return evaluate_clinic(session, library, today, settings, patient_ids=[patient.id], kinds=("threshold", "gate"),
                            user=user)
 
 

@@ -26,3 +26,9 @@ class Clinic:
     def merge_window(self) -> int:
         """`[calendar] merge_window_days`: how close two drugs' draws of the same tests merge."""
         return self.settings.calendar.merge_window_days
+
+    @property
+    def childbearing_ages(self) -> tuple[int, int]:
+        """`[alerts] childbearing_age_from/_to`: the ages at which an unrecorded childbearing potential
+        counts as yes for a female patient."""
+        return self.settings.alerts.childbearing_ages

@@ -11,9 +11,9 @@ from tracker.core.durations import Duration
 from tracker.dates import utcnow
 from tracker.db.tables import Course, CoursePause, DoseChange, Patient
 from tracker.errors import ConflictError, GateError, InputError, NotFoundError
-from tracker.core.plan import PatientFacts, applicable_baseline
+from tracker.core.plan import applicable_baseline
 from tracker.core.protocol import Protocol, ProtocolLibrary
-from tracker.core.gates import missing_gate_tests, refusing_results
+from tracker.core.gates import gate_findings, patient_facts, refusal_line, refusing_results
 from tracker.core.terms import STOP_CATEGORIES
 from tracker.db.charts import results_chart
 from tracker.services import audit
@@ -72,16 +72,16 @@ def start_course(
     if live_course(session, patient, protocol.id) is not None:
         raise ConflictError(f"drug: {protocol.id!r}: {mrn} is already on {protocol.id} (stop it first)")
     chart = results_chart(session, patient)
+    # Initiation limits (a low neutrophil count) refuse outright; unmet gates (a missing, old, positive or
+    # indeterminate screen) refuse unless overridden with a reason. Nothing is written before this point.
     refusals = refusing_results(chart, protocol, on, library.vocabulary)
     if refusals:
-        raise GateError(f"drug: {protocol.id!r}: refused: {'; '.join(refusals)}")
-    missing = missing_gate_tests(chart, protocol, on, library.vocabulary)
-    if missing and not (override_gate and override_gate.strip()):
-        raise GateError(
-            f"drug: {protocol.id!r}: cannot start without a result for {', '.join(missing)} "
-            f"(record it with `tracker result add {mrn} {missing[0].split()[0]} VALUE --on DATE`, "
-            f"or give --override-gate REASON)"
-        )
+        raise GateError(f"drug: {protocol.id!r}: {protocol.name} refused: {'; '.join(refusals)}")
+    findings = gate_findings(chart, protocol, on, library.vocabulary, clinic.childbearing_ages)
+    overridden = bool(override_gate and override_gate.strip())
+    if findings and not overridden:
+        raise GateError(refusal_line(protocol, findings, mrn))
+    missing = [f.test for f in findings]
     remember_protocol(session, protocol)
     course = Course(
         patient_id=patient.id,
@@ -98,19 +98,20 @@ def start_course(
     )
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     after = audit.snapshot(course)
-    if missing:
-        after["overridden_gates"] = missing
+    if findings:
+        after["overridden_gates"] = [f.why for f in findings]
     audit.record(session, user, "therapy.start", "course", course.id, mrn, None, after)
-    _, consider = applicable_baseline(protocol, PatientFacts(patient.sex, patient.childbearing_potential))
+    _, consider = applicable_baseline(protocol, patient_facts(chart, on, clinic.childbearing_ages))
     from tracker.services.alerts import after_start
 
-    raised = after_start(session, library, patient, today, user).raised
+    raised = after_start(session, library, patient, today, user, clinic.settings).raised
     return CourseChange(
         course, patient, protocol, sync,
         consider=[t for rule in consider for t in rule.tests],
-        missing_gates=missing,
+        missing_gates=[f.why for f in findings],
         warnings=[f"alert #{a.id} ({a.kind}, {a.severity}): {a.message}" for a in raised],
     )
 
@@ -133,7 +134,8 @@ def change_dose(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, dose: str) 
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.dose", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "changed_on": on.isoformat()})
     return CourseChange(course, patient, protocol, sync)
@@ -155,7 +157,8 @@ def pause_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: st
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.pause", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "paused_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync)
@@ -178,7 +181,8 @@ def resume_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: s
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.resume", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "resumed_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync)
@@ -206,7 +210,8 @@ def stop_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.stop", "course", course.id, mrn, before, audit.snapshot(course))
     return CourseChange(course, patient, protocol, sync)
 
@@ -271,7 +276,8 @@ def replan_course(clinic: Clinic, *, mrn: str, drug: str) -> CourseChange:
     course.protocol_origin = protocol.origin
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     after = {**audit.snapshot(course, "protocol_version", "protocol_hash", "protocol_origin"),
              "items_added": len(sync.added), "items_cancelled": len(sync.cancelled),
              "items_changed": len(sync.changed)}
@@ -302,7 +308,8 @@ def adjust_course(clinic: Clinic, *, mrn: str, drug: str, every: str, reason: st
     course.adjust_reason = reason.strip()
     session.add(course)
     session.flush()
-    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window)
+    sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
+                       childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.adjust", "course", course.id, mrn, before,
                  audit.snapshot(course, "adjust_every", "adjust_from", "adjust_reason"))
     return CourseChange(course, patient, protocol, sync)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from sqlmodel import select
 
+from tracker.core.gates import required_members
 from tracker.db.tables import Item, Patient, codes, store_setting
 from tracker.errors import ConflictError, InputError
 from tracker.services.assessments import record_assessment
@@ -31,7 +32,8 @@ DRUG_WEIGHTS = {
 # Plausible normal values for the analytes the demo records (synthetic, for display only).
 NORMAL = {"neutrophils": (2.5, 6.0), "alt": (12, 35), "ast": (12, 35), "egfr": (75, 110),
           "creatinine": (60, 95), "ldl": (1.8, 3.0), "hb": (125, 155), "platelets": (180, 350),
-          "bp_systolic": (110, 135), "height": (155, 185), "weight": (55, 100)}
+          "bp_systolic": (110, 135), "height": (155, 185), "weight": (55, 100), "lymphocytes": (1.2, 3.0),
+          "wbc": (4.5, 9.0)}
 FIRST_ANALYTE = {"cbc": "neutrophils", "cmp": "alt", "lipids": "ldl", "bp": "bp_systolic"}
 
 
@@ -91,7 +93,7 @@ def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> Demo
         patient = add_patient(
             clinic, mrn=f"DEMO{n:04d}", name=f"{rng.choice(FIRST)} {rng.choice(LAST)}", dob=dob, sex=sex,
             weight_kg=round(rng.uniform(50, 110), 1),
-            childbearing_potential=sex == "f" and (today - dob).days < 45 * 365,
+            childbearing="yes" if sex == "f" and (today - dob).days < 45 * 365 else "unknown",
         )
         drug = rng.choices(list(drugs), weights=list(drugs.values()))[0]
         protocol = library.protocols[drug]
@@ -101,14 +103,16 @@ def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> Demo
             start = today - dt.timedelta(days=rng.randint(1, max_days + 3))
         else:
             start = today - dt.timedelta(days=rng.randint(3, 360))
-        # Hard-gate tests are on record before the start (on as many days as the rule asks for);
-        # advisory baselines nearly always are.
+        # Hard-gate tests are on record shortly before the start (on as many days as the rule asks for,
+        # 9 days apart, every analyte the initiation limits read); advisory baselines nearly always are.
         for rule in protocol.baseline:
             for test in rule.tests:
                 if rule.gate == "hard" or rng.random() < 0.95:
                     for n in range(rule.times):
-                        taken = start - dt.timedelta(days=10 + 9 * n)
-                        results += _record(clinic, patient, test, taken, rng)
+                        taken = start - dt.timedelta(days=(1 if rule.gate == "hard" else 10) + 9 * n)
+                        for code in (required_members(protocol, test, clinic.library.vocabulary)
+                                     if rule.gate == "hard" else []) or [test]:
+                            results += _record(clinic, patient, code, taken, rng)
         baseline_easi = round(rng.uniform(16, 40), 1)
         baseline_dlqi = rng.randint(10, 25)
         record_assessment(clinic, mrn=patient.mrn, on=start - dt.timedelta(days=7),

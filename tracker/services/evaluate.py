@@ -35,7 +35,8 @@ from tracker.protocol_files import load_algorithm
 SYSTEM_USER = "tracker"
 # The change ids the last full-or-incremental clinic-wide pass had seen (see the module docstring).
 REVIEW_MARK = "alerts.review_mark"
-# Audited entities whose changes can change a patient's review (course events, sex / childbearing).
+# Audited entities whose changes can change a patient's review (course events; a patient's sex, date of
+# birth or childbearing potential: yes / no / unknown, which decide whether pregnancy rules apply).
 CHANGE_ENTITIES = ("course", "patient")
 
 
@@ -53,9 +54,11 @@ class EvaluationSummary:
 
 
 def library_signature(library: ProtocolLibrary) -> str:
-    """What reviews depend on besides the data: every protocol's content and the test ranges."""
+    """What reviews depend on besides the data: every protocol's content, the test ranges and the values
+    that pass a gate."""
     protocols = sorted((p.id, p.content_hash) for p in library.protocols.values())
-    ranges = sorted((code, t.ref_low, t.ref_high) for code, t in library.vocabulary.tests.items())
+    ranges = sorted((code, t.ref_low, t.ref_high, t.passes, t.repeat_or_refer)
+                    for code, t in library.vocabulary.tests.items())
     return hashlib.sha256(json.dumps([protocols, ranges], default=str).encode()).hexdigest()[:16]
 
 

@@ -12,7 +12,8 @@ from tracker.services.plan_sync import roll_forward
 
 def refresh(clinic: Clinic, needed: dt.date) -> int:
     """Roll plans forward first if they do not reach the asked-for date yet."""
-    return roll_forward(clinic.session, clinic.library, clinic.today, needed, merge_window=clinic.merge_window)
+    return roll_forward(clinic.session, clinic.library, clinic.today, needed, merge_window=clinic.merge_window,
+                        childbearing_ages=clinic.childbearing_ages)
 
 
 def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.date | None,

@@ -408,7 +408,8 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                 with Session(engine) as session:
                     extra["courses_rolled"] = roll_forward(
                         session, library, as_of, as_of + dt.timedelta(days=settings.lead_days),
-                        merge_window=site.calendar.merge_window_days)
+                        merge_window=site.calendar.merge_window_days,
+                        childbearing_ages=site.alerts.childbearing_ages)
                     summary = evaluate_clinic(session, library, as_of, site, incremental=True)
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))

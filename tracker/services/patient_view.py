@@ -10,14 +10,18 @@ from tracker.services.patients import get_patient
 from tracker.services.worklists import open_and_upcoming
 
 
-def patient_details(patient: Patient) -> dict:
+def patient_details(patient: Patient, today, childbearing_ages) -> dict:
+    """`childbearing` as recorded (yes | no | unknown); `may_conceive`: whether pregnancy rules apply today."""
+    from tracker.core.gates import may_conceive
+
     return {
         "mrn": patient.mrn,
         "name": patient.name,
         "dob": patient.dob.isoformat(),
         "sex": patient.sex,
         "weight_kg": patient.weight_kg,
-        "childbearing_potential": patient.childbearing_potential,
+        "childbearing": patient.childbearing,
+        "may_conceive": may_conceive(patient.sex, patient.childbearing, patient.dob, today, childbearing_ages),
     }
 
 
@@ -30,7 +34,7 @@ def patient_rows(clinic: Clinic) -> list[dict]:
         select(Course.patient_id, Course.drug, Course.status).where(Course.status != "stopped")
     ).all():
         live.setdefault(patient_id, []).append(drug if status == "active" else f"{drug} (paused)")
-    return [{**patient_details(p), "courses": sorted(live.get(p.id, []))} for p in patients]
+    return [{**patient_details(p, clinic.today, clinic.childbearing_ages), "courses": sorted(live.get(p.id, []))} for p in patients]
 
 
 def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 10) -> dict:
@@ -46,7 +50,7 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
     alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
                           .order_by(Alert.raised_on, Alert.id)).all()
     return {
-        "patient": patient_details(patient),
+        "patient": patient_details(patient, today, clinic.childbearing_ages),
         "courses": [
             {
                 "id": c.id,

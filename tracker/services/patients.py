@@ -14,6 +14,7 @@ from tracker.services import audit
 from tracker.services.context import Clinic
 
 SEXES = ("f", "m", "x")
+CHILDBEARING = ("yes", "no", "unknown")  # as recorded; tracker.core.gates.may_conceive reads it
 
 
 def get_patient(session: Session, mrn: str) -> Patient:
@@ -27,7 +28,7 @@ def get_patient(session: Session, mrn: str) -> Patient:
 
 
 def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | None,
-           weight_kg: float | None, today: dt.date) -> None:
+           weight_kg: float | None, today: dt.date, childbearing: str | None = None) -> None:
     if mrn is not None and (not mrn.strip() or len(mrn) > 64 or any(c.isspace() for c in mrn)):
         raise InputError("mrn", mrn, "must be 1-64 characters without spaces")
     if name is not None and not name.strip():
@@ -41,6 +42,8 @@ def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | No
         raise InputError("sex", sex, "expected f, m or x")
     if weight_kg is not None and not (0 < weight_kg < 500):
         raise InputError("weight-kg", weight_kg, "expected a weight in kg between 0 and 500")
+    if childbearing is not None and childbearing not in CHILDBEARING:
+        raise InputError("childbearing-potential", childbearing, "expected yes, no or unknown")
 
 
 def add_patient(
@@ -51,10 +54,10 @@ def add_patient(
     dob: dt.date,
     sex: str | None,
     weight_kg: float | None,
-    childbearing_potential: bool,
+    childbearing: str = "unknown",
 ) -> Patient:
     session, user = clinic.session, clinic.user
-    _check(mrn, name, dob, sex, weight_kg, clinic.today)
+    _check(mrn, name, dob, sex, weight_kg, clinic.today, childbearing)
     if session.exec(select(Patient.id).where(Patient.mrn == mrn)).first() is not None:
         raise ConflictError(f"mrn: {mrn!r}: a patient with this MRN already exists")
     now = utcnow()
@@ -64,7 +67,7 @@ def add_patient(
         dob=dob,
         sex=sex,
         weight_kg=weight_kg,
-        childbearing_potential=childbearing_potential,
+        childbearing=childbearing,
         created_at=now,
         updated_at=now,
     )
@@ -78,7 +81,7 @@ def update_patient(clinic: Clinic, mrn: str, changes: dict) -> Patient:
     session, user = clinic.session, clinic.user
     patient = get_patient(session, mrn)
     _check(changes.get("mrn"), changes.get("name"), changes.get("dob"), changes.get("sex"),
-           changes.get("weight_kg"), clinic.today)
+           changes.get("weight_kg"), clinic.today, changes.get("childbearing"))
     if not changes:
         raise InputError("update", "", "nothing to change (give at least one option)")
     new_mrn = changes.get("mrn")

@@ -22,7 +22,7 @@ from tracker.core.durations import Duration
 from tracker.dates import utcnow
 from tracker.db.snapshots import course_protocol
 from tracker.db.tables import Course, CoursePause, DoseChange, Item, Patient, codes, join_codes
-from tracker.core.gates import baseline_result
+from tracker.core.gates import CHILDBEARING_AGES, baseline_result, may_conceive
 from tracker.core.merge import Draw, group_draws
 from tracker.core.plan import (
     ADJUSTED_NOTE,
@@ -55,7 +55,9 @@ class SyncResult:
     kept: int = 0
 
 
-def course_facts(session: Session, course: Course, patient: Patient) -> CourseFacts:
+def course_facts(session: Session, course: Course, patient: Patient,
+                 childbearing_ages: tuple[int, int] = CHILDBEARING_AGES) -> CourseFacts:
+    """What the planner reads of a course; pregnancy rules apply by the patient's facts on the start date."""
     changes = session.exec(select(DoseChange.changed_on).where(DoseChange.course_id == course.id)).all()
     pauses = session.exec(select(CoursePause).where(CoursePause.course_id == course.id)).all()
     adjustment = None
@@ -67,7 +69,8 @@ def course_facts(session: Session, course: Course, patient: Patient) -> CourseFa
         stop=course.stop_on,
         dose_changes=tuple(sorted(changes)),
         pauses=tuple(Pause(p.paused_on, p.resumed_on) for p in sorted(pauses, key=lambda p: p.paused_on)),
-        patient=PatientFacts(sex=patient.sex, childbearing_potential=patient.childbearing_potential),
+        patient=PatientFacts(sex=patient.sex, childbearing_potential=may_conceive(
+            patient.sex, patient.childbearing, patient.dob, course.start_on, childbearing_ages)),
         adjustment=adjustment,
     )
 
@@ -128,14 +131,16 @@ def sync_course(
     horizon: dt.date | None = None,
     *,
     merge_window: int,
+    childbearing_ages: tuple[int, int] = CHILDBEARING_AGES,
 ) -> SyncResult:
     """Re-plan `course` and reconcile its stored items, then re-merge the patient's draws (`merge_window`:
-    the site's `[calendar] merge_window_days`, always given by the caller)."""
+    the site's `[calendar] merge_window_days`, always given by the caller; `childbearing_ages`: the site's
+    `[alerts] childbearing_age_from/_to`)."""
     horizon = horizon or EXTEND_TO.after(max(today, course.start_on))
     # The horizon never shrinks: items already planned further ahead stay valid.
     if course.planned_through and course.planned_through > horizon:
         horizon = course.planned_through
-    facts = course_facts(session, course, patient)
+    facts = course_facts(session, course, patient, childbearing_ages)
     planned = plan_course(protocol, facts, horizon)
     now = utcnow()
     result = SyncResult()
@@ -304,7 +309,7 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
 
 
 def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None, *,
-                 merge_window: int) -> int:
+                 merge_window: int, childbearing_ages: tuple[int, int] = CHILDBEARING_AGES) -> int:
     """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead."""
     threshold = max(KEEP_AHEAD.after(today), needed or today)
     stale = session.exec(
@@ -315,7 +320,7 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
     for course, patient in stale:
         horizon = max(EXTEND_TO.after(today), needed or today)
         sync_course(session, course, patient, course_protocol(session, library, course), today, horizon,
-                    merge_window=merge_window)
+                    merge_window=merge_window, childbearing_ages=childbearing_ages)
     return len(stale)
 
 

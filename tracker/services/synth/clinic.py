@@ -13,6 +13,7 @@ import itertools
 import random
 from dataclasses import replace
 
+from tracker.core.gates import may_conceive
 from tracker.core.plan import CourseFacts, PatientFacts, Pause, plan_course
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.db.tables import join_codes
@@ -204,16 +205,19 @@ class Builder:
         patient_id = self.ids("patient")
         sex = "x" if rng.random() < 0.01 else rng.choice("fm")
         dob = today - dt.timedelta(days=rng.randint(18 * 365, 80 * 365))
-        cbp = sex == "f" and (today - dob).days < 45 * 365 and rng.random() < 0.85
+        # Recorded childbearing potential: most younger women "yes", some "no"; everyone else never asked.
+        young = sex == "f" and (today - dob).days < 45 * 365
+        childbearing = ("yes" if rng.random() < 0.85 else "no") if young else "unknown"
         created = self.ts(today - dt.timedelta(days=SPAN_DAYS + 30), 9)
         self.rows["patient"].append((patient_id, f"SYN{n:07d}", f"{rng.choice(FIRST)} {rng.choice(LAST)}",
-                                     self.d(dob), sex, round(rng.uniform(48, 120), 1), self.b(cbp), created,
+                                     self.d(dob), sex, round(rng.uniform(48, 120), 1), childbearing, created,
                                      created))
         start = clinic_day(today - dt.timedelta(days=rng.randint(0, SPAN_DAYS)))
         drug = self.pick_drug()
         previous = None
         baseline = None
         while True:
+            cbp = may_conceive(sex, childbearing, dob, start)
             course_id, stop, baseline = self.course(patient_id, sex, cbp, drug, start, previous, baseline)
             if stop is None or rng.random() < 0.4:  # 60% of stops are switches to another drug
                 break

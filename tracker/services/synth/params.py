@@ -55,7 +55,7 @@ def stamp(day: dt.date, hour: int = 9) -> dt.datetime:
 # The columns each table's rows are built with, in tuple order. Columns of the table not listed here
 # (added to the schema later) are filled with their default, or NULL (see `load._insert_plan`).
 FIELDS = {
-    "patient": ("id", "mrn", "name", "dob", "sex", "weight_kg", "childbearing_potential", "created_at",
+    "patient": ("id", "mrn", "name", "dob", "sex", "weight_kg", "childbearing", "created_at",
                 "updated_at"),
     "course": ("id", "patient_id", "drug", "dose", "start_on", "stop_on", "stop_reason", "stop_category",
                "status", "protocol_version", "protocol_hash", "protocol_origin", "planned_through",
