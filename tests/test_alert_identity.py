@@ -12,6 +12,7 @@ from freezegun import freeze_time
 from sqlalchemy import text
 
 from tracker.core.protocol import Threshold
+from tracker.db.engine import SCHEMA_HEAD, make_engine, resolve_url
 from tracker.protocol_files import load_library
 
 MIGRATION = pathlib.Path(__file__).parents[1] / "migrations" / "versions" / "0002_alert_keys_by_rule_id.py"
@@ -57,7 +58,19 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         tracker(f"alert resolve {rows[0]['id']} --reason 'haemolysed sample'")
         tracker(f"alert snooze {rows[1]['id']} --until 2026-03-20 --reason 'repeat booked'")
         before = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
-    # Put the database back to revision 0001 with keys as that code wrote them (display text).
+    # Put the database back to revision 0001 with keys as that code wrote them (display text): first down
+    # to 0002 through the later revisions' own downgrades, then rewrite the keys and stamp 0001.
+    from alembic import command
+
+    from tracker.db.engine import _alembic_config
+
+    engine = make_engine(resolve_url(db_url))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # batch migrations recreate tables (as db upgrade does)
+        conn.commit()
+        command.downgrade(_alembic_config(conn), "0002")
+        conn.commit()
+    engine.dispose()
     library = load_library()
     import sqlite3
 
@@ -74,6 +87,6 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         after = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
     assert after == before  # same alerts, same states, same keys as the new code writes; nothing new raised
     with sqlite3.connect(db_url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
         raises = conn.execute(text("SELECT count(*) FROM audit_event WHERE action = 'alert.raise'").text).fetchone()
     assert raises[0] == len([k for _, k in before.values()])

@@ -365,7 +365,10 @@ def _validate_vocabulary(path: Path) -> FileReport:
         return FileReport(name, None, [f"{name}:1: (file): cannot read the vocabulary: {exc}"], kind="vocabulary")
     if not isinstance(data, dict) or not isinstance(data.get("tests"), dict):
         return FileReport(name, None, [f"{name}:1: tests: expected a mapping of test codes"], kind="vocabulary")
-    vocabulary = parse_vocabulary(data)
+    try:
+        vocabulary = parse_vocabulary(data)
+    except InputError as exc:
+        return FileReport(name, None, [f"{name}:1: {exc}"], kind="vocabulary")
     problems = [
         f"{name}:1: tests.{test.code}.analytes: unknown analyte {code!r}"
         for test in vocabulary.tests.values()

@@ -97,8 +97,15 @@ def show(app, mrn, as_json):
               [[a["id"], a["raised_on"], a["severity"], a["kind"], a["status"], a["message"]]
                for a in summary["alerts"]], title="Alerts")
     table(["Due", "Drug", "Kind", "Title", "Status"],
-          [[i["due"], i["drug"], i["kind"], i["title"], "OVERDUE" if i["overdue"] else i["status"]]
-           for i in summary["next_items"]], title="Open and upcoming items")
+          [[i["due"], i["drug"], i["kind"], i["title"] + (f" (missing {'; '.join(i['missing'])})" if i["missing"] else ""),
+            _item_status(i)] for i in summary["next_items"]], title="Open and upcoming items")
+
+
+def _item_status(item: dict) -> str:
+    """OVERDUE, partial, OVERDUE (partial), or the stored status."""
+    if item["overdue"]:
+        return "OVERDUE (partial)" if item["status"] == "partial" else "OVERDUE"
+    return item["status"]
 
 
 COMMANDS = [patient]

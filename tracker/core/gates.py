@@ -10,6 +10,7 @@ import datetime as dt
 
 from tracker.core.alerts import AlertCandidate
 from tracker.core.chart import Chart, result_order
+from tracker.core.panels import complete_days, is_complete
 from tracker.core.plan import PatientFacts, applicable_baseline
 from tracker.core.protocol import Protocol
 from tracker.core.thresholds import breach, uln_of
@@ -29,14 +30,34 @@ def satisfying_days(chart: Chart, rule, test: str, start: dt.date, vocabulary: V
     return {result.taken_on for result in counting_results(chart, rule, [test], start, vocabulary)}
 
 
-def baseline_result(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary):
-    """The latest result that completes a baseline item asking for `tests` (due on the start), or None: a
-    rule with `times: N` (two pregnancy tests 8-10 days apart) needs results on N different days."""
-    rule = next((r for r in protocol.baseline if tests and tests[0] in r.tests), None)
+def baseline_result(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary,
+                    reading: int | None = None):
+    """The latest result that completes a baseline item asking for `tests` (due on the start), or None.
+    A panel needs its required analytes (core/panels.py). A rule with `times: N` (two pregnancy tests 8-10
+    days apart, two blood pressures) needs N days each complete on its own; an item planned as reading k
+    of N (`reading`) needs k of them."""
+    rule = baseline_rule(protocol, tests)
     results = counting_results(chart, rule, tests, due, vocabulary)
-    if len({r.taken_on for r in results}) < (rule.times if rule else 1):
+    times = rule.times if rule else 1
+    if times == 1:
+        if not is_complete(tests, {r.test for r in results}, vocabulary):
+            return None
+        return max(results, key=result_order, default=None)
+    days = complete_days(results, tests, vocabulary)
+    needed = min(reading or times, times)
+    if len(days) < needed:
         return None
-    return max(results, key=result_order, default=None)
+    return max((r for r in results if r.taken_on <= days[needed - 1]), key=result_order)
+
+
+def baseline_rule(protocol: Protocol, tests):
+    return next((r for r in protocol.baseline if tests and tests[0] in r.tests), None)
+
+
+def baseline_received(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary) -> set[str]:
+    """The codes with a result that counts for a baseline item (what a partial item has received)."""
+    rule = baseline_rule(protocol, tests)
+    return {r.test for r in counting_results(chart, rule, tests, due, vocabulary)}
 
 
 def missing_gate_tests(chart: Chart, protocol: Protocol, start: dt.date, vocabulary: Vocabulary) -> list[str]:

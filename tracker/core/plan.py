@@ -66,11 +66,18 @@ class PlannedItem:
     measure: str | None = None  # checkpoint measures, "easi+dlqi"
     target: str | None = None  # checkpoint target, "EASI-50 and DLQI reduced >= 4 points"
     detail: str | None = None  # which phase produced a draw, or a note
+    reading: int | None = None  # reading k of a baseline rule planned one item per reading (`times: N`)
 
     @property
     def key(self) -> tuple:
         """Identity of an item across re-plans: same key = same item (keeps its uid)."""
-        return (self.kind, self.due, tuple(sorted(self.tests)), self.week)
+        return item_identity(self.kind, self.due, self.tests, self.week, self.reading)
+
+
+def item_identity(kind: str, due: dt.date, tests, week: int | None, reading: int | None) -> tuple:
+    """The key of a planned or stored item. Reading 1 has the key a single baseline item had before rules
+    with `times: N` were planned one item per reading, so upgraded courses keep their rows."""
+    return (kind, due, tuple(sorted(tests)), week, reading or 1)
 
 
 def plan_course(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[PlannedItem]:
@@ -78,7 +85,7 @@ def plan_course(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> li
     items = [*_baseline(protocol, course), *_labs(protocol, course, horizon)]
     items += _checkpoints(protocol, course, horizon)
     items += _limit(protocol, course, horizon)
-    return sorted(items, key=lambda i: (i.due, KINDS.index(i.kind), i.tests))
+    return sorted(items, key=lambda i: (i.due, KINDS.index(i.kind), i.tests, i.reading or 0))
 
 
 def applicable_baseline(protocol: Protocol, patient: PatientFacts) -> tuple[list, list]:
@@ -120,23 +127,34 @@ def display_code(code: str) -> str:
     return code.upper() if len(code) <= 5 else code.replace("_", " ")
 
 
+def readings_planned(rule) -> int:
+    """How many items a baseline rule plans per test: one per reading for an advisory rule with `times: N`
+    (ciclosporin's two blood pressures and two creatinines, so both readings are on the worklists); one for
+    a hard gate, whose start is refused until the N results are on record."""
+    return rule.times if rule.gate == "advisory" and rule.times > 1 else 1
+
+
 def _baseline(protocol: Protocol, course: CourseFacts) -> list[PlannedItem]:
     items = []
     applies, _ = applicable_baseline(protocol, course.patient)
     for rule in applies:
         for test in rule.tests:
             gate = "required" if rule.gate == "hard" else "advisory"
-            items.append(
-                PlannedItem(
-                    kind="baseline",
-                    due=course.start,
-                    tests=(test,),
-                    title=f"Baseline {display_code(test)} before {protocol.name} ({gate})",
-                    sources=tuple(rule.sources),
-                    gate=rule.gate,
-                    detail=rule.note,
+            count = readings_planned(rule)
+            for reading in range(1, count + 1):
+                which = f", reading {reading} of {count}" if count > 1 else ""
+                items.append(
+                    PlannedItem(
+                        kind="baseline",
+                        due=course.start,
+                        tests=(test,),
+                        title=f"Baseline {display_code(test)} before {protocol.name} ({gate}{which})",
+                        sources=tuple(rule.sources),
+                        gate=rule.gate,
+                        detail=rule.note,
+                        reading=reading if count > 1 else None,
+                    )
                 )
-            )
     return items
 
 

@@ -18,10 +18,20 @@ class TestCode:
     values: tuple[str, ...] = ()
     ref_low: float | None = None
     ref_high: float | None = None
+    # What makes a panel complete: each entry is satisfied by a result for any one of its analytes
+    # (`[alt, ast]` = ALT or AST). Empty = every analyte of the panel (tracker/core/panels.py).
+    required: tuple[tuple[str, ...], ...] = ()
 
     @property
     def is_panel(self) -> bool:
         return bool(self.analytes)
+
+    @property
+    def required_groups(self) -> tuple[tuple[str, ...], ...]:
+        """A panel's requirements (each: any one of these analytes); a single test requires itself."""
+        if not self.analytes:
+            return ((self.code,),)
+        return self.required or tuple((a,) for a in self.analytes)
 
     @property
     def is_numeric(self) -> bool:
@@ -82,6 +92,18 @@ class Vocabulary:
         return ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _required(code: str, spec: dict) -> tuple[tuple[str, ...], ...]:
+    """`required: [wbc, [alt, ast]]` -> ((wbc,), (alt, ast)); each analyte must belong to the panel."""
+    groups = []
+    for entry in spec.get("required") or ():
+        group = tuple(str(a) for a in entry) if isinstance(entry, (list, tuple)) else (str(entry),)
+        for analyte in group:
+            if analyte not in (spec.get("analytes") or ()):
+                raise InputError(f"tests.{code}.required", analyte, f"is not an analyte of {code}")
+        groups.append(group)
+    return tuple(groups)
+
+
 def parse_vocabulary(data: dict) -> Vocabulary:
     tests: dict[str, TestCode] = {}
     for code, spec in (data.get("tests") or {}).items():
@@ -95,5 +117,6 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             values=tuple(str(v) for v in spec.get("values", ())),
             ref_low=spec.get("ref_low"),
             ref_high=spec.get("ref_high"),
+            required=_required(code, spec),
         )
     return Vocabulary(tests)

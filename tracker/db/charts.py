@@ -32,7 +32,7 @@ C = Course.__table__
 RESULT_COLUMNS = (R.c.id, R.c.patient_id, R.c.test, R.c.value_num, R.c.value_text, R.c.unit, R.c.taken_on,
                   R.c.ref_high)
 ITEM_COLUMNS = (I.c.id, I.c.course_id, I.c.patient_id, I.c.drug, I.c.kind, I.c.due, I.c.status, I.c.week,
-                I.c.origin, I.c.title, I.c.sources)
+                I.c.origin, I.c.title, I.c.sources, I.c.tests, I.c.received)
 COURSE_COLUMNS = (C.c.id, C.c.patient_id, C.c.drug, C.c.status, C.c.start_on, C.c.stop_on, C.c.gate_override,
                   C.c.protocol_hash)
 

@@ -73,5 +73,5 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
         ],
         "alerts": [alert_row(a, patient.mrn) for a in alerts],
         # Overdue tasks, then the next planned items (`tracker.core.worklist`: is_overdue, is_upcoming).
-        "next_items": open_and_upcoming(session, patient.id, today, upcoming),
+        "next_items": open_and_upcoming(session, patient.id, today, upcoming, clinic.library.vocabulary),
     }
