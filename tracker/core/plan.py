@@ -8,7 +8,9 @@ Rules (see schedules/README.md for the protocol side):
   the previous draw, so month steps stay on the anchor's day (clamped at month ends).
 - A phase with `for`/`until_dose_stable` ends that long after its start; the next phase starts there.
 - No lab is due while a course is paused or after it stops.
-- Checkpoints and limits count treatment time from the start: they move later by the days spent paused.
+- Checkpoints and limits count treatment time from the start: they move later by the days spent paused. So
+  do a non-restarting track's one-off draws and the first draw of each repeating phase (`pause_shifted`):
+  a pause never drops a safety draw such as abrocitinib's 4-week CBC and lipids.
 - Baseline items are due on the start date, one per test, for the patients the test applies to.
 """
 
@@ -238,7 +240,10 @@ def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pla
         for i, anchor in enumerate(anchors):
             seg_end = anchors[i + 1] - dt.timedelta(days=1) if i + 1 < len(anchors) else last_day
             seg_end = min(seg_end, last_day)
-            for day, tests, phase in track_draws(track, anchor, seg_end, course.adjustment):
+            draws = track_draws(track, anchor, seg_end, course.adjustment)
+            if not protocol.restarts_on_dose_change(track):
+                draws = [(d, t, p) for d, t, p in pause_shifted(draws, course) if d <= seg_end]
+            for day, tests, phase in draws:
                 if day <= course.start or _paused(course, day):
                     continue
                 slot = by_day.setdefault(day, {"tests": [], "sources": [], "detail": []})
@@ -265,6 +270,28 @@ def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pla
         )
         for day, slot in by_day.items()
     ]
+
+
+def pause_shifted(draws: list, course: CourseFacts) -> list:
+    """A track that does not restart on resume keeps its safety draws through a pause: each one-off (`at:`)
+    draw and the first draw of each repeating phase move later by the days paused before them, as
+    checkpoints do (counted in treatment time; dropped while still paused, until the resume re-plans).
+    Later repeating draws stay on their calendar steps; those inside a pause are dropped (the next step
+    follows), and so are those the moved first draw has passed (it stands in for them)."""
+    out = []
+    first_of: dict[int, dt.date | None] = {}
+    for day, tests, phase in draws:
+        if phase.at is not None or id(phase) not in first_of:
+            moved = shift_for_pauses(course, day)
+            if phase.at is None:
+                first_of[id(phase)] = moved
+            if moved is not None:
+                out.append((moved, tests, phase))
+            continue
+        first = first_of[id(phase)]
+        if first is not None and day > first:
+            out.append((day, tests, phase))
+    return sorted(out, key=lambda draw: draw[0])
 
 
 def shift_for_pauses(course: CourseFacts, day: dt.date) -> dt.date | None:
