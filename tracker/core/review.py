@@ -105,7 +105,7 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
         ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
         a, f = threshold_candidates(course.protocol, course, result,
                                     baseline.value_num if baseline is not None else None, ref_high,
-                                    chart.previous(result))
+                                    chart.previous(result), baseline.describe() if baseline is not None else None)
         alerts += a
         follow_ups += f
     return alerts, follow_ups
