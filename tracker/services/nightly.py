@@ -24,7 +24,7 @@ from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tracker.core.panels import missing
+from tracker.core.panels import describe_missing, missing
 from tracker.core.settings import Settings
 from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
 from tracker.dates import utcnow
@@ -141,6 +141,7 @@ def _item_payload(kind: str, row, label_style: str, vocabulary=None) -> dict:
         "title": row.title,
         "tests": codes(row.tests),
         "missing": [need.text() for need in needs],
+        "missing_text": describe_missing(needs) if needs else None,
         "alert_id": None,
         "alert_kind": None,
         "message": None,
@@ -162,6 +163,7 @@ def _alert_payload(row, label_style: str) -> dict:
         "title": None,
         "tests": [],
         "missing": [],
+        "missing_text": None,
         "alert_id": row.id,
         "alert_kind": row.kind,
         "message": row.message,

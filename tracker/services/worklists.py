@@ -11,7 +11,7 @@ from collections import namedtuple
 
 from sqlalchemy import select
 
-from tracker.core.panels import item_state, missing
+from tracker.core.panels import describe_missing, item_state, missing
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import due_window, is_due, is_overdue, is_upcoming, overdue_window, upcoming_window
 from tracker.db.tables import Item, Patient, codes
@@ -57,6 +57,7 @@ def item_values(values: tuple, mrn: str, name: str | None, overdue: bool, vocabu
         "sequence": sequence,
         "received": codes(received),
         "missing": [need.text() for need in needs],
+        "missing_text": describe_missing(needs) if needs else None,
     }
 
 
