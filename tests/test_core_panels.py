@@ -73,6 +73,8 @@ def test_a_single_analyte_does_not_complete_a_cbc_and_cmp_draw():
                                          "cbc: hb", "cmp: creatinine or egfr", "cmp: albumin"]
     assert describe_missing(needs) == ("cbc: wbc, neutrophils, lymphocytes, platelets, hb; "
                                        "cmp: creatinine or egfr, albumin")
+    assert describe_missing(needs, VOCABULARY).endswith("albumin (panel requirements: clinic default)")
+    assert describe_missing(missing(["tpmt"], [], VOCABULARY), VOCABULARY) == "tpmt"
     assert not is_complete(["cbc", "cmp"], ["alt"], VOCABULARY)
 
 
@@ -182,7 +184,7 @@ def test_a_partial_draw_is_overdue_like_a_missed_one_and_its_alert_names_what_is
     assert alert.condition_key == "overdue:item7"
     assert alert.message == ("Methotrexate monitoring: CBC, CMP was due 2026-01-19 and is 11 days overdue "
                              "(partial: missing cbc: wbc, neutrophils, lymphocytes, platelets, hb; "
-                             "cmp: creatinine or egfr, albumin)")
+                             "cmp: creatinine or egfr, albumin (panel requirements: clinic default))")
     missed = Item(8, "lab", D("2026-01-19"), "planned", "Methotrexate monitoring: CBC, CMP", "cbc cmp", None)
     assert overdue_candidate(missed, D("2026-01-30"), 7, VOCABULARY).message.endswith("11 days overdue")
 

@@ -45,12 +45,13 @@ path = "out/reminders.jsonl"
         alert = next(r for r in sent if r["kind"] == "alert" and r["alert_kind"] == "overdue"
                      and "2026-01-19" in r["message"])
         assert "(partial: missing cbc: wbc, neutrophils, lymphocytes, platelets, hb; cmp: creatinine or egfr, " \
-               "albumin)" in alert["message"]
+               "albumin (panel requirements: clinic default))" in alert["message"]
         # Part of the rest (taken nearer this draw than the next, due 02-02): the alert text keeps naming
         # what is still missing.
         record_panels(tracker, "M1", "2026-01-25", "cbc")
         alerts = [a for a in tracker.json("alerts") if a["kind"] == "overdue" and "2026-01-19" in a["message"]]
-        assert alerts[0]["message"].endswith("(partial: missing cmp: creatinine or egfr, albumin)")
+        assert alerts[0]["message"].endswith("(partial: missing cmp: creatinine or egfr, albumin "
+                                             "(panel requirements: clinic default))")
         outs = record_panels(tracker, "M1", "2026-01-25", "cmp", skip=("alt",))
         assert "completed: 2026-01-19" in outs[-1] and "resolved alert" in outs[-1]
         row = lab(tracker.json("calendar M1 --all"), "2026-01-19")
@@ -67,7 +68,8 @@ def test_a_due_reminder_in_the_digest_names_what_a_partial_draw_lacks(tracker, t
         record_panels(tracker, "M1", "2026-01-16", "cbc")
         out = tracker("nightly --as-of 2026-01-16").stdout
     line = next(text for text in out.splitlines() if "2026-01-19" in text and "Methotrexate monitoring" in text)
-    assert line.endswith("(partial: missing cmp: alt or ast, creatinine or egfr, albumin)")
+    assert line.endswith("(partial: missing cmp: alt or ast, creatinine or egfr, albumin "
+                         "(panel requirements: clinic default))")
 
 
 def test_a_single_mcv_leaves_a_baseline_cbc_open_and_partial(tracker):

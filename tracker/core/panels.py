@@ -66,13 +66,19 @@ def is_complete(tests: Iterable[str], received: Iterable[str], vocabulary: Vocab
     return not missing(tests, received, vocabulary)
 
 
-def describe_missing(needs: Iterable[Requirement]) -> str:
-    """`cbc: neutrophils, platelets; cmp: alt or ast`: what is missing, grouped by the draw's test."""
+def describe_missing(needs: Iterable[Requirement], vocabulary: Vocabulary | None = None) -> str:
+    """`cbc: neutrophils, platelets; cmp: alt or ast`: what is missing, grouped by the draw's test; with the
+    vocabulary, says when a panel's requirements are a clinic default."""
     by_test: dict[str, list[str]] = {}
     for need in needs:
         by_test.setdefault(need.test, []).append(need.label())
-    return "; ".join(f"{test}: {', '.join(labels)}" if labels != [test] else test
+    text = "; ".join(f"{test}: {', '.join(labels)}" if labels != [test] else test
                      for test, labels in by_test.items())
+    if vocabulary is not None and any(
+            labels != [test] and test in vocabulary.tests and vocabulary.tests[test].clinic_default
+            for test, labels in by_test.items()):
+        text += " (panel requirements: clinic default)"
+    return text
 
 
 def item_state(status: str, tests: Iterable[str], received: Iterable[str], vocabulary: Vocabulary) -> str:

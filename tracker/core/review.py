@@ -150,7 +150,7 @@ def overdue_candidate(item, today: dt.date, grace_days: int,
     late = days_overdue(item, today)
     received = (getattr(item, "received", None) or "").split()
     needs = missing((item.tests or "").split(), received, vocabulary) if received and vocabulary else ()
-    partial = f" (partial: missing {describe_missing(needs)})" if needs else ""
+    partial = f" (partial: missing {describe_missing(needs, vocabulary)})" if needs else ""
     return AlertCandidate(
         condition_key=f"overdue:item{item.id}", kind="overdue", severity="warning",
         message=f"{item.title} was due {item.due} and is {late} days overdue{partial}",

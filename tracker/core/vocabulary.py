@@ -21,6 +21,7 @@ class TestCode:
     # What makes a panel complete: each entry is satisfied by a result for any one of its analytes
     # (`[alt, ast]` = ALT or AST). Empty = every analyte of the panel (tracker/core/panels.py).
     required: tuple[tuple[str, ...], ...] = ()
+    clinic_default: bool = False  # `required` (or ranges) chosen by the clinic, not given by the reference
 
     @property
     def is_panel(self) -> bool:
@@ -118,5 +119,6 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             ref_low=spec.get("ref_low"),
             ref_high=spec.get("ref_high"),
             required=_required(code, spec),
+            clinic_default=bool(spec.get("clinic_default", False)),
         )
     return Vocabulary(tests)

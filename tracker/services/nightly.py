@@ -141,7 +141,7 @@ def _item_payload(kind: str, row, label_style: str, vocabulary=None) -> dict:
         "title": row.title,
         "tests": codes(row.tests),
         "missing": [need.text() for need in needs],
-        "missing_text": describe_missing(needs) if needs else None,
+        "missing_text": describe_missing(needs, vocabulary) if needs else None,
         "alert_id": None,
         "alert_kind": None,
         "message": None,

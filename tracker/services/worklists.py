@@ -57,7 +57,7 @@ def item_values(values: tuple, mrn: str, name: str | None, overdue: bool, vocabu
         "sequence": sequence,
         "received": codes(received),
         "missing": [need.text() for need in needs],
-        "missing_text": describe_missing(needs) if needs else None,
+        "missing_text": describe_missing(needs, vocabulary) if needs else None,
     }
 
 
