@@ -249,6 +249,11 @@ def test_a_pause_after_a_one_off_draw_changes_nothing_before_it():
     assert labs("abrocitinib", facts, "2026-03-01")[0] == ("2026-02-02", ("cbc", "lipids"))
 
 
+def test_a_pause_beginning_on_the_day_of_a_one_off_draw_moves_it():
+    facts = CourseFacts(start=D("2026-01-05"), pauses=(Pause(D("2026-02-02"), D("2026-02-05")),))
+    assert labs("abrocitinib", facts, "2026-03-01")[0] == ("2026-02-05", ("cbc", "lipids"))
+
+
 def test_a_one_off_draw_while_still_paused_waits_for_the_resume():
     facts = CourseFacts(start=D("2026-01-05"), pauses=(Pause(D("2026-01-26")),))
     assert labs("abrocitinib", facts, "2026-12-31") == []

@@ -139,9 +139,10 @@ def test_draws_step_from_the_phase_start_and_make_up_the_course_labs(case):
 
 
 def treatment_day(facts: CourseFacts, day: dt.date) -> dt.date | None:
-    """`day` of treatment as a calendar date: later by each pause that begins before it (None: still paused)."""
+    """A draw's `day` of treatment as a calendar date: later by each pause that begins on or before it
+    (None: still paused)."""
     for pause in facts.pauses:  # sorted
-        if pause.paused_on < day:
+        if pause.paused_on <= day:
             if pause.resumed_on is None:
                 return None
             day += pause.resumed_on - pause.paused_on

@@ -282,7 +282,7 @@ def pause_shifted(draws: list, course: CourseFacts) -> list:
     first_of: dict[int, dt.date | None] = {}
     for day, tests, phase in draws:
         if phase.at is not None or id(phase) not in first_of:
-            moved = shift_for_pauses(course, day)
+            moved = shift_for_pauses(course, day, pause_on_the_day=True)
             if phase.at is None:
                 first_of[id(phase)] = moved
             if moved is not None:
@@ -294,10 +294,12 @@ def pause_shifted(draws: list, course: CourseFacts) -> list:
     return sorted(out, key=lambda draw: draw[0])
 
 
-def shift_for_pauses(course: CourseFacts, day: dt.date) -> dt.date | None:
-    """Move a treatment-time date later by the days paused before it; None while still paused."""
+def shift_for_pauses(course: CourseFacts, day: dt.date, *, pause_on_the_day: bool = False) -> dt.date | None:
+    """Move a treatment-time date later by the days paused before it; None while still paused. With
+    `pause_on_the_day`, a pause that begins on the date itself moves it too (a draw cannot be due on a
+    paused day; a checkpoint can)."""
     for pause in sorted(course.pauses, key=lambda p: p.paused_on):
-        if pause.paused_on >= day:
+        if pause.paused_on > day or (pause.paused_on == day and not pause_on_the_day):
             break
         if pause.resumed_on is None:
             return None
