@@ -101,3 +101,19 @@ def dump_database(db: str) -> dict:
             out[name] = [tuple(row) for row in conn.execute(select(table)).all()]
     engine.dispose()
     return out
+
+
+# Normal values for what makes each panel complete (schedules/vocabulary.yaml `required`, first choice of
+# each "any of" entry), to record a whole draw in one call.
+PANEL_VALUES = {
+    "cbc": {"wbc": 6.0, "neutrophils": 3.5, "lymphocytes": 1.8, "platelets": 250, "hb": 135},
+    "cmp": {"alt": 25, "creatinine": 80, "albumin": 42},
+    "lipids": {"total_cholesterol": 4.5, "hdl": 1.4, "triglycerides": 1.2},
+    "bp": {"bp_systolic": 120, "bp_diastolic": 75},
+}
+
+
+def record_panels(tracker, mrn: str, day: str, *panels: str, skip: tuple = ()) -> list[str]:
+    """Record every required analyte of `panels` for `mrn` taken on `day` (except `skip`); their stdouts."""
+    return [tracker(f"result add {mrn} {code} {value} --on {day}").stdout
+            for panel in panels for code, value in PANEL_VALUES[panel].items() if code not in skip]

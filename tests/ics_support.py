@@ -19,6 +19,10 @@ GOLDEN_STEPS = [
     ("2026-01-05 09:10:00", "therapy start P001 methotrexate --on 2026-01-05 --dose '10 mg weekly'"),
     ("2026-01-05 09:20:00", "therapy start P002 dupilumab --on 2026-01-05 --dose '300 mg every 2 weeks'"),
     ("2026-01-20 10:00:00", "result add P001 neutrophils 4.2 --on 2026-01-19"),
+    # The rest of the CBC and CMP the draw needs (schedules/vocabulary.yaml `required`) completes it.
+    *[("2026-01-20 10:00:00", f"result add P001 {code} {value} --on 2026-01-19")
+      for code, value in (("wbc", 6.1), ("lymphocytes", 1.9), ("platelets", 240), ("hb", 132), ("alt", 22),
+                          ("creatinine", 75), ("albumin", 41))],
     ("2026-02-16 11:00:00", "therapy dose P001 methotrexate --on 2026-02-16 --dose '15 mg weekly'"),
     ("2026-03-01 12:00:00", "therapy stop P002 dupilumab --on 2026-03-01 --reason 'clear skin' --category other"),
 ]

@@ -6,7 +6,7 @@ import json
 
 from freezegun import freeze_time
 
-from tests.conftest import dump_database
+from tests.conftest import record_panels, dump_database
 
 
 def alerts(tracker, *extra, kind=None):
@@ -59,8 +59,15 @@ def test_overdue_lab_alerts_after_grace_and_clears_when_done(tracker):
     with freeze_time("2026-01-27"):
         overdue = [r for r in alerts(tracker, kind="overdue") if "2026-01-19" in r["message"]]
         assert len(overdue) == 1 and "8 days overdue" in overdue[0]["message"]
-        out = tracker("result add M1 alt 30 --on 2026-01-25").stdout  # the late draw completes the item
-        assert "completed: 2026-01-19" in out and "resolved alert" in out
+        # One ALT makes the CBC+CMP draw partial: still overdue, its alert naming what is missing.
+        out = tracker("result add M1 alt 30 --on 2026-01-25").stdout
+        assert "completed" not in out
+        overdue = [r for r in alerts(tracker, kind="overdue") if "2026-01-19" in r["message"]]
+        assert len(overdue) == 1 and "partial: missing cbc: wbc, neutrophils, lymphocytes, platelets, hb; " \
+            "cmp: creatinine or egfr, albumin" in overdue[0]["message"]
+        # The rest of the draw, taken the next day, completes the item (on the day of its last result).
+        outs = record_panels(tracker, "M1", "2026-01-26", "cbc", "cmp", skip=("alt",))
+        assert "completed: 2026-01-19" in outs[-1] and "resolved alert" in outs[-1]
         assert [r for r in alerts(tracker, kind="overdue") if "2026-01-19" in r["message"]] == []
 
 

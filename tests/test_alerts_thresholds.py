@@ -38,7 +38,7 @@ def test_uln_defaults_to_the_vocabulary_range(tracker):
     assert [r for r in alerts(tracker, "threshold") if "> 3 x ULN (120" in (r["limit"] or "")]
 
 
-def test_ciclosporin_creatinine_35_percent_above_baseline_raises_an_alert(tracker, tmp_path, monkeypatch):
+def test_ciclosporin_creatinine_30_percent_above_the_mean_baseline_raises_an_alert(tracker, tmp_path, monkeypatch):
     # The built-in ciclosporin file chose the SmPC eGFR rule; a clinic following the generic BSR csDMARD rule
     # (creatinine > 30% above baseline [SPS-MMF]) adds it in its own copy of the protocol.
     protocol = yaml.safe_load((schedules_dir() / "ciclosporin.yaml").read_text())
@@ -51,16 +51,17 @@ def test_ciclosporin_creatinine_35_percent_above_baseline_raises_an_alert(tracke
     with freeze_time("2026-01-05"):
         tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
         tracker("result add C1 creatinine 80 --on 2025-12-20")
-        tracker("result add C1 creatinine 82 --on 2026-01-04")  # baseline: latest on or before the start
+        tracker("result add C1 creatinine 82 --on 2026-01-04")  # baseline: the mean of the two, 81
         tracker("therapy start C1 ciclosporin --on 2026-01-05")
     with freeze_time("2026-02-02"):
-        tracker("result add C1 creatinine 100 --on 2026-01-19")  # +22%: nothing
+        tracker("result add C1 creatinine 100 --on 2026-01-19")  # +23%: nothing
         assert not alerts(tracker, "threshold")
-        out = tracker("result add C1 creatinine 111 --on 2026-02-02").stdout  # +35%
+        out = tracker("result add C1 creatinine 111 --on 2026-02-02").stdout  # +37%
         assert "alert #" in out
         rows = alerts(tracker, "threshold")
     assert len(rows) == 1
-    assert rows[0]["drug"] == "ciclosporin" and "+35% vs baseline 82" in rows[0]["value"]
+    assert rows[0]["drug"] == "ciclosporin"
+    assert "+37% vs baseline 81 (mean of 2 readings: 2025-12-20, 2026-01-04)" in rows[0]["message"]
     assert rows[0]["limit"] == "> 30% above baseline" and rows[0]["sources"] == ["SPS-MMF"]
     with freeze_time("2026-02-16"):
         tracker("result add C1 creatinine 90 --on 2026-02-16")  # back near baseline: the condition clears

@@ -13,7 +13,7 @@ import datetime as dt
 import pytest
 from freezegun import freeze_time
 
-from tests.conftest import dump_database
+from tests.conftest import dump_database, record_panels
 from tracker.core.merge import Draw, group_draws
 
 MERGED = ["2026-01-19", "2026-02-02", "2026-02-16", "2026-03-16", "2026-04-16", "2026-05-16"]
@@ -69,6 +69,10 @@ def test_worklists_list_a_merged_draw_once(both):
 def test_a_result_completes_the_merged_draw_for_both_courses(both):
     with freeze_time("2026-01-20"):
         both("result add P1 wbc 6.1 --on 2026-01-20")
+        partial = by_drug_and_due([r for r in both.json("calendar P1 --to 2026-03-01") if r["kind"] == "lab"])
+        assert partial[("methotrexate", "2026-01-19")]["status"] == "partial"  # one analyte: not done yet
+        assert ("azathioprine", "2026-01-21") not in partial  # absorbed into the merged draw, still open
+        record_panels(both, "P1", "2026-01-20", "cbc", "cmp", skip=("wbc",))
         rows = both.json("calendar P1 --to 2026-03-01 --all")
         overdue = both.json("overdue --as-of 2026-01-25")
     draws = by_drug_and_due([r for r in rows if r["kind"] == "lab"])

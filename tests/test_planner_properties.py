@@ -7,7 +7,8 @@ open) and stops. What must always hold:
 - inside each phase the draws are exactly `every` x 1, 2, 3, ... counted from the phase start (month steps
   land on the phase start's day, clamped at month ends: never drifting after a short month);
 - the course's lab days are exactly its tracks' draws, minus those on/before the start, while paused or
-  after the stop;
+  after the stop; a track that does not restart on resume moves its one-off draws and each phase's first
+  draw by the days paused (issue 13), so a pause drops no one-off draw;
 - a checkpoint is exactly at its week plus the days paused before it; none while still paused;
 - nothing is due while paused (labs) or after the stop (anything).
 Example counts are modest so the file runs in seconds.
@@ -128,11 +129,62 @@ def test_draws_step_from_the_phase_start_and_make_up_the_course_labs(case):
                 phase_start = phase.length.after(phase_start)
                 if phase_start > until:
                     break
+            if not protocol.restarts_on_dose_change(track):
+                draws = moved_by_pauses(draws, facts, until)
             for day, tests, _ in draws:
                 if day > facts.start and not paused(facts, day):
                     expected.setdefault(day, set()).update(tests)
     labs = {i.due: set(i.tests) for i in plan_course(protocol, facts, horizon_of(facts)) if i.kind == "lab"}
     assert labs == expected
+
+
+def treatment_day(facts: CourseFacts, day: dt.date) -> dt.date | None:
+    """A draw's `day` of treatment as a calendar date: later by each pause that begins on or before it
+    (None: still paused)."""
+    for pause in facts.pauses:  # sorted
+        if pause.paused_on <= day:
+            if pause.resumed_on is None:
+                return None
+            day += pause.resumed_on - pause.paused_on
+    return day
+
+
+def moved_by_pauses(draws, facts: CourseFacts, until: dt.date) -> list:
+    """Issue 13: a track that does not restart on resume moves its one-off draws and each repeating phase's
+    first draw by the days paused; later steps stay, except those the moved first draw has passed."""
+    out, first = [], {}
+    for day, tests, phase in draws:
+        if phase.at is not None or id(phase) not in first:
+            moved = treatment_day(facts, day)
+            if phase.at is None:
+                first[id(phase)] = moved
+            if moved is not None and moved <= until:
+                out.append((moved, tests, phase))
+        elif first[id(phase)] is not None and day > first[id(phase)]:
+            out.append((day, tests, phase))
+    return out
+
+
+@SETTINGS
+@given(courses())
+def test_a_pause_drops_no_one_off_draw(case):
+    """Every one-off draw of a course is planned once it is due in treatment time, paused or not."""
+    protocol_id, facts = case
+    protocol = LIBRARY.protocols[protocol_id]
+    labs = {}
+    for item in plan_course(protocol, facts, horizon_of(facts)):
+        if item.kind == "lab":
+            labs[item.due] = set(item.tests)
+    for track in protocol.monitoring.tracks if protocol.monitoring else []:
+        if protocol.restarts_on_dose_change(track):
+            continue  # a resume re-plans the whole track from the resume date
+        for day, tests, phase in track_draws(track, facts.start, horizon_of(facts)):
+            if phase.at is None:
+                continue
+            moved = treatment_day(facts, day)
+            last = min(horizon_of(facts), facts.stop) if facts.stop else horizon_of(facts)
+            if moved is not None and facts.start < moved <= last:
+                assert set(tests) <= labs.get(moved, set()), (track.name, day, moved)
 
 
 @SETTINGS

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
+from tests.conftest import record_panels
 from tracker.resources import schedules_dir
 
 # The built-in version (whatever it is now) and the clinic's next one.
@@ -135,7 +136,7 @@ def test_schedules_changed_lists_courses_planned_with_another_version(two_course
 def test_replan_adopts_the_current_version_keeping_done_items(two_courses, clinic):
     tracker = two_courses
     with freeze_time("2026-02-03"):
-        tracker("result add P1 wbc 6.0 --on 2026-02-02")
+        record_panels(tracker, "P1", "2026-02-02", "cbc", "cmp")
         before = tracker.json("calendar P1 --all", env=clinic)
         out = tracker("--user dr.who therapy replan P1 methotrexate", env=clinic)
         after = tracker.json("calendar P1 --all", env=clinic)

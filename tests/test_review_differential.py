@@ -194,3 +194,52 @@ def test_incremental_nightly_reviews_a_course_replanned_onto_a_stricter_protocol
         nightly = [a["condition_key"] for a in tracker.json("alerts --all --as-of 2026-03-03")
                    if a["kind"] == "threshold" and a["id"] is not None]
     assert nightly and all("alt>30" in key for key in nightly)
+
+
+# --- issue 13: a course's baseline may be the mean of several pre-start readings ------------------------
+
+
+readings = st.floats(20, 400, allow_nan=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(readings, min_size=1, max_size=4), st.lists(readings, min_size=1, max_size=3),
+       st.sampled_from(["ciclosporin", "methotrexate"]), st.sampled_from(["creatinine", "egfr"]))
+def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(before, after, drug, test):
+    """tracker/db/charts.py's relative-rule SQL averages the latest N pre-start readings as the core does
+    (Chart.lab_baseline, `lab_baseline: mean_of: N`): it never misses a patient the core alerts on."""
+    from sqlalchemy import create_engine
+    from sqlmodel import SQLModel
+
+    import tracker.db.tables as tables
+    from tracker.core.algorithm import Algorithm
+    from tracker.core.chart import Chart, ChartCourse, build_results
+    from tracker.core.review import review
+    from tracker.db.charts import breaching_patients, live_courses
+
+    library = load_library()
+    protocol = library.get(drug)
+    start = dt.date(2026, 1, 5)
+    stamp = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    rows = [Result(i + 1, test, v, None, None, start - dt.timedelta(days=10 * (len(before) - i)), None)
+            for i, v in enumerate(before)]
+    rows += [Result(len(before) + i + 1, test, v, None, None, start + dt.timedelta(days=14 * (i + 1)), None)
+             for i, v in enumerate(after)]
+    engine = create_engine("sqlite://")
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(tables.Patient(id=1, mrn="P1", name="P", dob=dt.date(1970, 1, 1), created_at=stamp,
+                                   updated_at=stamp))
+        session.add(tables.Course(id=1, patient_id=1, drug=drug, start_on=start, protocol_version=protocol.version,
+                                  protocol_hash=protocol.content_hash, created_at=stamp))
+        session.add_all(tables.LabResult(id=r.id, patient_id=1, test=test, value_num=r.value_num, unit=None,
+                                         taken_on=r.taken_on, created_at=stamp) for r in rows)
+        session.commit()
+        chosen = breaching_patients(session, live_courses(session), lambda course: protocol, library.vocabulary)
+    course = ChartCourse(1, 1, drug, "active", start, protocol)
+    chart = Chart(1, "P1", "m", courses=(course,), results=build_results(rows))
+    alerts = review(chart, start + dt.timedelta(days=60), AlertSettings(), Algorithm(), library.vocabulary).alerts
+    relative = [a for a in alerts if a.kind == "threshold" and ("+" in a.condition_key.split(":")[2]
+                                                                or "-" in a.condition_key.split(":")[2])]
+    if relative:
+        assert chosen == {1}, [a.message for a in relative]

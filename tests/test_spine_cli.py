@@ -6,6 +6,8 @@ import json
 
 from freezegun import freeze_time
 
+from tests.conftest import record_panels
+
 
 def add_patient(tracker, mrn="P001", dob="1980-05-01", extra="--childbearing-potential no"):
     tracker(f"patient add {mrn} --name 'Ann Lee' --dob {dob} --sex f {extra}")
@@ -57,7 +59,7 @@ def test_dose_change_keeps_done_items_cancels_old_and_never_duplicates(tracker):
         tracker("therapy start P001 methotrexate --on 2024-01-01 --dose 10mg")
         before = {r["due"]: r for r in items(tracker, "P001")}
     with freeze_time("2024-01-16"):
-        out = tracker("result add P001 neutrophils 3.2 --on 2024-01-15").stdout
+        out = record_panels(tracker, "P001", "2024-01-15", "cbc", "cmp")[-1]
         assert "completed: 2024-01-15" in out
     with freeze_time("2024-03-11"):
         tracker("therapy dose P001 methotrexate --on 2024-03-11 --dose 15mg")

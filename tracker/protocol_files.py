@@ -379,6 +379,8 @@ def _validate_vocabulary(path: Path) -> FileReport:
     except ProtocolError as error:
         return FileReport(name, None, [f"{name}:1: {p.removeprefix(VOCABULARY_FILE + ': ')}" for p in error.problems],
                           kind="vocabulary")
+    except InputError as exc:
+        return FileReport(name, None, [f"{name}:1: {exc}"], kind="vocabulary")
     problems = [
         f"{name}:1: tests.{test.code}.analytes: unknown analyte {code!r}"
         for test in vocabulary.tests.values()

@@ -19,7 +19,8 @@ def _line(row: dict) -> str:
         drug = f" ({row['drug']})" if row.get("drug") else ""
         return f"    {kind:<8} {row['message']}{drug}"
     tests = f" [{', '.join(row['tests'])}]" if row.get("tests") else ""
-    return f"    {kind:<8} {row['due']}  {row.get('drug') or '':<14} {row['title']}{tests}"
+    partial = f" (partial: missing {row['missing_text']})" if row.get("missing_text") else ""
+    return f"    {kind:<8} {row['due']}  {row.get('drug') or '':<14} {row['title']}{tests}{partial}"
 
 
 def digest_lines(rows: Iterable[dict], count: int, as_of: dt.date, from_day: dt.date | None = None) -> Iterator[str]:

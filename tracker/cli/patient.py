@@ -110,13 +110,23 @@ def show(app, mrn, as_json):
         table(["Taken", "Test", "Value", "Unit", "As reported"],
               [[r["taken_on"], r["test"], r["value"], r["unit"], as_reported(r)] for r in summary["results"]],
               title="Recent results")
+    if summary["baselines"]:
+        table(["Drug", "Test", "Baseline"], [[b["drug"], b["test"], b["text"]] for b in summary["baselines"]],
+              title="Baselines for change rules")
     if summary["alerts"]:
         table(["ID", "Raised", "Severity", "Kind", "Status", "Message"],
               [[a["id"], a["raised_on"], a["severity"], a["kind"], a["status"], a["message"]]
                for a in summary["alerts"]], title="Alerts")
     table(["Due", "Drug", "Kind", "Title", "Status"],
-          [[i["due"], i["drug"], i["kind"], i["title"], "OVERDUE" if i["overdue"] else i["status"]]
-           for i in summary["next_items"]], title="Open and upcoming items")
+          [[i["due"], i["drug"], i["kind"], i["title"] + (f" (missing {i['missing_text']})" if i["missing_text"] else ""),
+            _item_status(i)] for i in summary["next_items"]], title="Open and upcoming items")
+
+
+def _item_status(item: dict) -> str:
+    """OVERDUE, partial, OVERDUE (partial), or the stored status."""
+    if item["overdue"]:
+        return "OVERDUE (partial)" if item["status"] == "partial" else "OVERDUE"
+    return item["status"]
 
 
 COMMANDS = [patient]

@@ -53,4 +53,6 @@ def worklist(rows: list[dict], title: str, empty: str) -> None:
         for row in group:
             flag = " [red]OVERDUE[/red]" if row["overdue"] else ""
             tests = f" ({', '.join(row['tests'])})" if row["tests"] else ""
-            out.print(f"  {row['due']}  {'+'.join(row['drugs']):<14} {row['kind']:<10} {row['title']}{tests}{flag}")
+            partial = f" [yellow]PARTIAL, missing {row['missing_text']}[/yellow]" if row.get("missing_text") else ""
+            out.print(f"  {row['due']}  {'+'.join(row['drugs']):<14} {row['kind']:<10} {row['title']}{tests}"
+                      f"{partial}{flag}")

@@ -1,10 +1,11 @@
 """A patient's chart: a frozen snapshot of what the clinical rules read about one patient.
 
-The only definitions of "latest result", "previous result", "a course's lab baseline" and "results since a
-day" are here. Rows are duck-typed: the shell passes database rows (tracker/store/charts.py), tests pass
-small dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high` (and may have
+The only definitions of "latest result", "previous result", "a course's lab baseline" (the mean of the latest
+N pre-start results when the protocol asks for `lab_baseline: mean_of: N`) and "results since a day" are
+here. Rows are duck-typed: the shell passes database rows (tracker/db/charts.py), tests pass small
+dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high` (and may have
 `reported_value, reported_unit`), an assessment `id, assessed_on` and the measures, an item `id, course_id,
-patient_id, drug, kind, due, status, week, origin, title, sources`.
+patient_id, drug, kind, due, status, week, origin, title, sources, tests, received`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ from tracker.core.protocol import Protocol
 def result_order(result) -> tuple:
     """Results of one test are ordered by the day taken, then by when they were recorded (id)."""
     return (result.taken_on, result.id or 0)
+
+
+@dataclass(frozen=True)
+class LabBaseline:
+    """A course's baseline value for one test: the mean of `readings` (one reading: that result's value),
+    `wanted` the number the protocol asks to average."""
+
+    value_num: float
+    readings: tuple
+    wanted: int = 1
+
+    def describe(self) -> str:
+        """`baseline 80 (mean of 2 readings: 2024-01-01, 2024-01-08)`; a single reading adds nothing."""
+        if self.wanted == 1:
+            return f"baseline {self.value_num:g}"
+        days = ", ".join(r.taken_on.isoformat() for r in self.readings)
+        short = f"; {self.wanted} wanted" if len(self.readings) < self.wanted else ""
+        noun = "reading" if len(self.readings) == 1 else "readings"
+        return f"baseline {self.value_num:.4g} (mean of {len(self.readings)} {noun}: {days}{short})"
 
 
 @dataclass(frozen=True)
@@ -77,10 +97,16 @@ class Chart:
             before = candidate
         return None
 
-    def lab_baseline(self, course: ChartCourse, test: str):
-        """A course's baseline for change-from-baseline rules: the latest `test` result on or before its
-        start."""
-        return self.latest(test, on=course.start_on)
+    def lab_baseline(self, course: ChartCourse, test: str) -> LabBaseline | None:
+        """A course's baseline for change-from-baseline rules: the mean of the latest N `test` results on or
+        before its start, N from the protocol's `lab_baseline: mean_of` (else 1: the latest alone). With fewer
+        results than N on record, the mean of those there are, saying so; None without any."""
+        wanted = course.protocol.baseline_readings(test)
+        before = [r for r in self.results_of(test) if r.taken_on <= course.start_on and r.value_num is not None]
+        readings = tuple(before[-wanted:])
+        if not readings:
+            return None
+        return LabBaseline(sum(r.value_num for r in readings) / len(readings), readings, wanted)
 
     def results_since(self, test: str, day: dt.date) -> tuple:
         """Results of `test` taken on or after `day`."""

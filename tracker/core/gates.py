@@ -21,6 +21,7 @@ from typing import Any
 
 from tracker.core.alerts import AlertCandidate
 from tracker.core.chart import Chart, result_order
+from tracker.core.panels import complete_days, is_complete
 from tracker.core.plan import PatientFacts, applicable_baseline
 from tracker.core.protocol import BaselineTest, Protocol, Rule
 from tracker.core.thresholds import breach, uln_of
@@ -307,13 +308,40 @@ def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
     return out
 
 
-def baseline_result(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary):
-    """The latest result that completes a baseline item asking for `tests` (due on the start), or None: a
-    result counts within the rule's validity before the start, or any time after it; a rule with
-    `times: N` needs results on N different days."""
-    rule = next((r for r in protocol.baseline if tests and tests[0] in r.tests), None)
-    results = [r for test in tests for code in sorted(vocabulary.members(test)) for r in chart.results_of(code)
-               if r.taken_on > due or _fresh(rule, r.taken_on, due)]
-    if len({r.taken_on for r in results}) < (rule.times if rule else 1):
+def counting_results(chart: Chart, rule, tests, due: dt.date, vocabulary: Vocabulary) -> list:
+    """Results that count for baseline `tests` of `rule` (a panel counts its analytes): any taken after the
+    start, or on or before it within the rule's validity."""
+    return [r for test in tests for code in sorted(vocabulary.members(test)) for r in chart.results_of(code)
+            if r.taken_on > due or _fresh(rule, r.taken_on, due)]
+
+
+def baseline_result(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary,
+                    reading: int | None = None):
+    """The latest result that completes a baseline item asking for `tests` (due on the start), or None.
+    A panel needs its required analytes (core/panels.py). A rule with `times: N` (two pregnancy tests 8-10
+    days apart, two blood pressures) needs N days each complete on its own; an item planned as reading k
+    of N (`reading`) needs k of them."""
+    rule = baseline_rule(protocol, tests)
+    results = counting_results(chart, rule, tests, due, vocabulary)
+    times = rule.times if rule else 1
+    if times == 1:
+        if not is_complete(tests, {r.test for r in results}, vocabulary):
+            return None
+        return max(results, key=result_order, default=None)
+    days = complete_days(results, tests, vocabulary)
+    needed = min(reading or times, times)
+    if len(days) < needed:
         return None
-    return max(results, key=result_order, default=None)
+    # Reading k of N is done by its k-th day; the item for the whole rule (a hard gate's) by the latest.
+    last = days[needed - 1] if reading is not None else days[-1]
+    return max((r for r in results if r.taken_on <= last), key=result_order)
+
+
+def baseline_rule(protocol: Protocol, tests):
+    return next((r for r in protocol.baseline if tests and tests[0] in r.tests), None)
+
+
+def baseline_received(chart: Chart, protocol: Protocol, tests, due: dt.date, vocabulary: Vocabulary) -> set[str]:
+    """The codes with a result that counts for a baseline item (what a partial item has received)."""
+    rule = baseline_rule(protocol, tests)
+    return {r.test for r in counting_results(chart, rule, tests, due, vocabulary)}

@@ -8,7 +8,9 @@ Rules (see schedules/README.md for the protocol side):
   the previous draw, so month steps stay on the anchor's day (clamped at month ends).
 - A phase with `for`/`until_dose_stable` ends that long after its start; the next phase starts there.
 - No lab is due while a course is paused or after it stops.
-- Checkpoints and limits count treatment time from the start: they move later by the days spent paused.
+- Checkpoints and limits count treatment time from the start: they move later by the days spent paused. So
+  do a non-restarting track's one-off draws and the first draw of each repeating phase (`pause_shifted`):
+  a pause never drops a safety draw such as abrocitinib's 4-week CBC and lipids.
 - Baseline items are due on the start date, one per test, for the patients the test applies to.
 """
 
@@ -66,11 +68,18 @@ class PlannedItem:
     measure: str | None = None  # checkpoint measures, "easi+dlqi"
     target: str | None = None  # checkpoint target, "EASI-50 and DLQI reduced >= 4 points"
     detail: str | None = None  # which phase produced a draw, or a note
+    reading: int | None = None  # reading k of a baseline rule planned one item per reading (`times: N`)
 
     @property
     def key(self) -> tuple:
         """Identity of an item across re-plans: same key = same item (keeps its uid)."""
-        return (self.kind, self.due, tuple(sorted(self.tests)), self.week)
+        return item_identity(self.kind, self.due, self.tests, self.week, self.reading)
+
+
+def item_identity(kind: str, due: dt.date, tests, week: int | None, reading: int | None) -> tuple:
+    """The key of a planned or stored item. Reading 1 has the key a single baseline item had before rules
+    with `times: N` were planned one item per reading, so upgraded courses keep their rows."""
+    return (kind, due, tuple(sorted(tests)), week, reading or 1)
 
 
 def plan_course(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[PlannedItem]:
@@ -78,7 +87,7 @@ def plan_course(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> li
     items = [*_baseline(protocol, course), *_labs(protocol, course, horizon)]
     items += _checkpoints(protocol, course, horizon)
     items += _limit(protocol, course, horizon)
-    return sorted(items, key=lambda i: (i.due, KINDS.index(i.kind), i.tests))
+    return sorted(items, key=lambda i: (i.due, KINDS.index(i.kind), i.tests, i.reading or 0))
 
 
 def applicable_baseline(protocol: Protocol, patient: PatientFacts) -> tuple[list, list]:
@@ -120,23 +129,34 @@ def display_code(code: str) -> str:
     return code.upper() if len(code) <= 5 else code.replace("_", " ")
 
 
+def readings_planned(rule) -> int:
+    """How many items a baseline rule plans per test: one per reading for an advisory rule with `times: N`
+    (ciclosporin's two blood pressures and two creatinines, so both readings are on the worklists); one for
+    a hard gate, whose start is refused until the N results are on record."""
+    return rule.times if rule.gate == "advisory" and rule.times > 1 else 1
+
+
 def _baseline(protocol: Protocol, course: CourseFacts) -> list[PlannedItem]:
     items = []
     applies, _ = applicable_baseline(protocol, course.patient)
     for rule in applies:
         for test in rule.tests:
             gate = "required" if rule.gate == "hard" else "advisory"
-            items.append(
-                PlannedItem(
-                    kind="baseline",
-                    due=course.start,
-                    tests=(test,),
-                    title=f"Baseline {display_code(test)} before {protocol.name} ({gate})",
-                    sources=tuple(rule.sources),
-                    gate=rule.gate,
-                    detail=rule.note,
+            count = readings_planned(rule)
+            for reading in range(1, count + 1):
+                which = f", reading {reading} of {count}" if count > 1 else ""
+                items.append(
+                    PlannedItem(
+                        kind="baseline",
+                        due=course.start,
+                        tests=(test,),
+                        title=f"Baseline {display_code(test)} before {protocol.name} ({gate}{which})",
+                        sources=tuple(rule.sources),
+                        gate=rule.gate,
+                        detail=rule.note,
+                        reading=reading if count > 1 else None,
+                    )
                 )
-            )
     return items
 
 
@@ -220,7 +240,10 @@ def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pla
         for i, anchor in enumerate(anchors):
             seg_end = anchors[i + 1] - dt.timedelta(days=1) if i + 1 < len(anchors) else last_day
             seg_end = min(seg_end, last_day)
-            for day, tests, phase in track_draws(track, anchor, seg_end, course.adjustment):
+            draws = track_draws(track, anchor, seg_end, course.adjustment)
+            if not protocol.restarts_on_dose_change(track):
+                draws = [(d, t, p) for d, t, p in pause_shifted(draws, course) if d <= seg_end]
+            for day, tests, phase in draws:
                 if day <= course.start or _paused(course, day):
                     continue
                 slot = by_day.setdefault(day, {"tests": [], "sources": [], "detail": []})
@@ -249,10 +272,34 @@ def _labs(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pla
     ]
 
 
-def shift_for_pauses(course: CourseFacts, day: dt.date) -> dt.date | None:
-    """Move a treatment-time date later by the days paused before it; None while still paused."""
+def pause_shifted(draws: list, course: CourseFacts) -> list:
+    """A track that does not restart on resume keeps its safety draws through a pause: each one-off (`at:`)
+    draw and the first draw of each repeating phase move later by the days paused before them, as
+    checkpoints do (counted in treatment time; dropped while still paused, until the resume re-plans).
+    Later repeating draws stay on their calendar steps; those inside a pause are dropped (the next step
+    follows), and so are those the moved first draw has passed (it stands in for them)."""
+    out = []
+    first_of: dict[int, dt.date | None] = {}
+    for day, tests, phase in draws:
+        if phase.at is not None or id(phase) not in first_of:
+            moved = shift_for_pauses(course, day, pause_on_the_day=True)
+            if phase.at is None:
+                first_of[id(phase)] = moved
+            if moved is not None:
+                out.append((moved, tests, phase))
+            continue
+        first = first_of[id(phase)]
+        if first is not None and day > first:
+            out.append((day, tests, phase))
+    return sorted(out, key=lambda draw: draw[0])
+
+
+def shift_for_pauses(course: CourseFacts, day: dt.date, *, pause_on_the_day: bool = False) -> dt.date | None:
+    """Move a treatment-time date later by the days paused before it; None while still paused. With
+    `pause_on_the_day`, a pause that begins on the date itself moves it too (a draw cannot be due on a
+    paused day; a checkpoint can)."""
     for pause in sorted(course.pauses, key=lambda p: p.paused_on):
-        if pause.paused_on >= day:
+        if pause.paused_on > day or (pause.paused_on == day and not pause_on_the_day):
             break
         if pause.resumed_on is None:
             return None

@@ -226,6 +226,19 @@ class Limits(Rule):
     warn_before: Dur | None = None
 
 
+class LabBaseline(Rule):
+    """How a course's baseline for change-from-baseline rules (`rise_pct`, `fall_pct`) is taken: the mean
+    of the latest `mean_of` results on or before the start (ciclosporin: a reliable mean of at least two
+    pre-treatment readings). Without it, the latest single result. `tests`: the tests it applies to
+    (default: every test a change rule reads)."""
+
+    mean_of: int = Field(ge=2, le=10)
+    tests: list[str] | None = None
+
+    def applies_to(self, test: str) -> bool:
+        return self.tests is None or test in self.tests
+
+
 class Threshold(Rule):
     analyte: str
     below: float | None = None
@@ -313,6 +326,7 @@ class Protocol(BaseModel):
     monitoring: Monitoring | None = None
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     limits: Limits | None = None
+    lab_baseline: LabBaseline | None = None
     thresholds: list[Threshold] = Field(default_factory=list)
     during_treatment: list[WatchedTest] = Field(default_factory=list)
     notes: str | None = None
@@ -324,6 +338,11 @@ class Protocol(BaseModel):
     @property
     def names(self) -> list[str]:
         return [self.id, self.name.lower(), *(a.lower() for a in self.aliases), *(b.lower() for b in self.brands)]
+
+    def baseline_readings(self, test: str) -> int:
+        """How many pre-start results a course's baseline for `test` averages (1: the latest alone)."""
+        rule = self.lab_baseline
+        return rule.mean_of if rule is not None and rule.applies_to(test) else 1
 
     def restarts_on_dose_change(self, track: Track) -> bool:
         if track.restart_on_dose_change is not None:
@@ -352,6 +371,8 @@ class Protocol(BaseModel):
                 yield checkpoint.partial
         if self.limits:
             yield self.limits
+        if self.lab_baseline:
+            yield self.lab_baseline
         yield from self.thresholds
         yield from self.during_treatment
 

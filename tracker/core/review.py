@@ -15,6 +15,7 @@ from tracker.core.alerts import AlertCandidate, AlertSettings, FollowUp
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse
 from tracker.core.gates import gate_candidates, open_gate_findings, screening_candidates
+from tracker.core.panels import describe_missing, missing
 from tracker.core.protocol import Protocol
 from tracker.core.response import evaluate_checkpoint
 from tracker.core.thresholds import threshold_candidates
@@ -74,7 +75,7 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
         course = courses.get(item.course_id)
         if course is None:
             continue
-        overdue = overdue_candidate(item, today, settings.overdue_grace_days)
+        overdue = overdue_candidate(item, today, settings.overdue_grace_days, vocabulary)
         if overdue is not None:
             alerts.append(overdue)
         if item.kind != "checkpoint" or item.status != "planned" or item.due > today:
@@ -105,7 +106,7 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
         ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
         a, f = threshold_candidates(course.protocol, course, result,
                                     baseline.value_num if baseline is not None else None, ref_high,
-                                    chart.previous(result))
+                                    chart.previous(result), baseline.describe() if baseline is not None else None)
         alerts += a
         follow_ups += f
     return alerts, follow_ups
@@ -141,14 +142,19 @@ def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date,
     return []
 
 
-def overdue_candidate(item, today: dt.date, grace_days: int) -> AlertCandidate | None:
-    """A lab draw or baseline test overdue past the grace period (core/worklist.py defines overdue)."""
+def overdue_candidate(item, today: dt.date, grace_days: int,
+                      vocabulary: Vocabulary | None = None) -> AlertCandidate | None:
+    """A lab draw or baseline test overdue past the grace period (core/worklist.py defines overdue); a
+    partial draw (core/panels.py) is overdue like a missed one, and its alert names what is missing."""
     if not needs_overdue_alert(item, today, grace_days):
         return None
     late = days_overdue(item, today)
+    received = (getattr(item, "received", None) or "").split()
+    needs = missing((item.tests or "").split(), received, vocabulary) if received and vocabulary else ()
+    partial = f" (partial: missing {describe_missing(needs, vocabulary)})" if needs else ""
     return AlertCandidate(
         condition_key=f"overdue:item{item.id}", kind="overdue", severity="warning",
-        message=f"{item.title} was due {item.due} and is {late} days overdue",
+        message=f"{item.title} was due {item.due} and is {late} days overdue{partial}",
         patient_id=item.patient_id, drug=item.drug, course_id=item.course_id, item_id=item.id,
         value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
         sources=tuple((item.sources or "").split()))

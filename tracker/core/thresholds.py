@@ -22,8 +22,10 @@ def as_reported(result) -> str:
     return f" (reported {value:g} {unit})"
 
 
-def breach(threshold: Threshold, result, baseline_value: float | None, uln: float | None):
-    """(breached, value text, limit text); breached is None when the rule cannot be applied."""
+def breach(threshold: Threshold, result, baseline_value: float | None, uln: float | None,
+           baseline_text: str | None = None):
+    """(breached, value text, limit text); breached is None when the rule cannot be applied.
+    `baseline_text` says what the baseline is (`baseline 80 (mean of 2 readings: ...)`, core/chart.py)."""
     unit = f" {threshold.unit or result.unit or ''}".rstrip()
     if threshold.equals is not None:
         value = result.value_text or ""
@@ -44,7 +46,7 @@ def breach(threshold: Threshold, result, baseline_value: float | None, uln: floa
     if baseline_value is None or baseline_value == 0:
         return None, shown, threshold.describe()
     change = (value - baseline_value) / baseline_value * 100
-    shown = f"{shown} ({change:+.0f}% vs baseline {baseline_value:g})"
+    shown = f"{shown} ({change:+.0f}% vs {baseline_text or f'baseline {baseline_value:g}'})"
     if threshold.rise_pct is not None:
         return change > threshold.rise_pct, shown, f"> {threshold.rise_pct:g}% above baseline"
     return -change > threshold.fall_pct, shown, f"falls > {threshold.fall_pct:g}% below baseline"
@@ -56,7 +58,7 @@ ACTION_WORDS = {"interrupt": "interrupt", "stop": "stop", "discuss": "discuss wi
 
 
 def threshold_candidates(protocol: Protocol, course, result, baseline_value: float | None,
-                         vocabulary_ref_high: float | None, previous=None):
+                         vocabulary_ref_high: float | None, previous=None, baseline_text: str | None = None):
     """Alerts and follow-ups for one result against one course's protocol thresholds.
 
     `refuse` (do-not-initiate) limits never alert here. Change-from-baseline rules apply only to results taken after the course start. Each alert's key names
@@ -74,7 +76,8 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
             continue
         if (threshold.rise_pct or threshold.fall_pct) and result.taken_on <= course.start_on:
             continue
-        hit, value, limit = breach(threshold, result, baseline_value, uln_of(result, vocabulary_ref_high))
+        hit, value, limit = breach(threshold, result, baseline_value, uln_of(result, vocabulary_ref_high),
+                                   baseline_text)
         if not hit:
             continue
         if threshold.action == "repeat":

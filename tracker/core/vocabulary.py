@@ -31,10 +31,21 @@ class TestCode:
     # (positive) refuses. Empty `passes`: any result satisfies the gate.
     passes: tuple[str, ...] = ()
     repeat_or_refer: tuple[str, ...] = ()
+    # What makes a panel complete: each entry is satisfied by a result for any one of its analytes
+    # (`[alt, ast]` = ALT or AST). Empty = every analyte of the panel (tracker/core/panels.py).
+    required: tuple[tuple[str, ...], ...] = ()
+    clinic_default: bool = False  # `required` (or ranges) chosen by the clinic, not given by the reference
 
     @property
     def is_panel(self) -> bool:
         return bool(self.analytes)
+
+    @property
+    def required_groups(self) -> tuple[tuple[str, ...], ...]:
+        """A panel's requirements (each: any one of these analytes); a single test requires itself."""
+        if not self.analytes:
+            return ((self.code,),)
+        return self.required or tuple((a,) for a in self.analytes)
 
     @property
     def is_numeric(self) -> bool:
@@ -146,6 +157,16 @@ def _check_marked(where: str, value: dict, sources: dict, problems: list[str]) -
     for key in cited:
         if key not in sources:
             problems.append(f"vocabulary.yaml: {where}.sources: {key!r} is not defined in sources")
+def _required(code: str, spec: dict) -> tuple[tuple[str, ...], ...]:
+    """`required: [wbc, [alt, ast]]` -> ((wbc,), (alt, ast)); each analyte must belong to the panel."""
+    groups = []
+    for entry in spec.get("required") or ():
+        group = tuple(str(a) for a in entry) if isinstance(entry, (list, tuple)) else (str(entry),)
+        for analyte in group:
+            if analyte not in (spec.get("analytes") or ()):
+                raise InputError(f"tests.{code}.required", analyte, f"is not an analyte of {code}")
+        groups.append(group)
+    return tuple(groups)
 
 
 def parse_vocabulary(data: dict) -> Vocabulary:
@@ -170,6 +191,8 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             also_reported_in=tuple(str(u) for u in spec.get("also_reported_in", ())),
             passes=tuple(str(v) for v in spec.get("passes", ())),
             repeat_or_refer=tuple(str(v) for v in spec.get("repeat_or_refer", ())),
+            required=_required(code, spec),
+            clinic_default=bool(spec.get("clinic_default", False)),
         )
     if problems:
         raise ProtocolError(problems)

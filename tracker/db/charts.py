@@ -37,7 +37,7 @@ C = Course.__table__
 RESULT_COLUMNS = (R.c.id, R.c.patient_id, R.c.test, R.c.value_num, R.c.value_text, R.c.unit, R.c.taken_on,
                   R.c.ref_high, R.c.reported_value, R.c.reported_unit)
 ITEM_COLUMNS = (I.c.id, I.c.course_id, I.c.patient_id, I.c.drug, I.c.kind, I.c.due, I.c.status, I.c.week,
-                I.c.origin, I.c.title, I.c.sources)
+                I.c.origin, I.c.title, I.c.sources, I.c.tests, I.c.received)
 COURSE_COLUMNS = (C.c.id, C.c.patient_id, C.c.drug, C.c.status, C.c.start_on, C.c.stop_on, C.c.gate_override,
                   C.c.protocol_hash)
 
@@ -104,13 +104,18 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     return ReviewSet(frozenset(ids))
 
 
-def _baseline_value(course, test: str):
+def _baseline_value(course, test: str, readings: int = 1):
     """A course's baseline for change rules, correlated on the course alias (core: Chart.lab_baseline):
-    the latest `test` result on or before the start, one seek on the (patient_id, test, taken_on) index."""
+    the mean of the latest `readings` numeric `test` results on or before the start (one: the latest), a
+    seek on the (patient_id, test, taken_on) index."""
     b = R.alias("b")
-    return (select(b.c.value_num).where(b.c.patient_id == course.c.patient_id, b.c.test == test,
-                                        b.c.taken_on <= course.c.start_on)
-            .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(1).correlate(course).scalar_subquery())
+    latest = (select(b.c.value_num.label("v")).where(b.c.patient_id == course.c.patient_id, b.c.test == test,
+                                                     b.c.taken_on <= course.c.start_on, b.c.value_num.is_not(None))
+              .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(readings).correlate(course))
+    if readings == 1:
+        return latest.scalar_subquery()
+    rows = latest.subquery()
+    return select(func.avg(rows.c.v)).scalar_subquery()
 
 
 def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float | None, baseline=None):
@@ -160,11 +165,24 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
         newest = (select(x.c.id).where(x.c.patient_id == c.c.patient_id, x.c.test == test)
                   .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c).scalar_subquery())
         relative = ThresholdBounds(rise_pct=b.rise_pct, fall_pct=b.fall_pct)
+        # Each course's protocol says how many pre-start readings its baseline averages; any of the counts
+        # in use may apply (a superset of what the core judges per course).
+        counts = sorted({protocol_of(course).baseline_readings(test) for course in courses})
         query = (select(c.c.patient_id).select_from(c.join(r, r.c.id == newest))
                  .where(c.c.status != "stopped", r.c.taken_on > c.c.start_on,
-                        bounds_condition(r, test, relative, None, _baseline_value(c, test))).distinct())
+                        or_(*(bounds_condition(r, test, relative if n == 1 else _loosened(relative), None,
+                                               _baseline_value(c, test, n))
+                              for n in counts))).distinct())
         out.update(session.execute(query).scalars())
     return out
+
+
+def _loosened(bounds: ThresholdBounds) -> ThresholdBounds:
+    """Relative bounds a hair looser: SQL's AVG and Python's mean may round the last bit differently, and
+    the prefilter must stay a superset of what the core alerts on."""
+    slack = 1e-6
+    return ThresholdBounds(rise_pct=bounds.rise_pct - slack if bounds.rise_pct is not None else None,
+                           fall_pct=bounds.fall_pct - slack if bounds.fall_pct is not None else None)
 
 
 def _uln(vocabulary: Vocabulary, test: str) -> float | None:

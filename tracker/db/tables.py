@@ -133,6 +133,10 @@ class Item(SQLModel, table=True):
     measure: str | None = Field(default=None, max_length=40)
     target: str | None = Field(default=None, max_length=200)
     status: str = Field(default="planned", max_length=10)  # planned | done | cancelled
+    # Codes whose results have counted towards this planned item so far (a partial draw: core/panels.py).
+    received: str | None = Field(default=None, max_length=400)
+    # Reading k of a baseline rule with `times: N`, planned one item per reading; None otherwise.
+    reading: int | None = None
     done_on: dt.date | None = None
     done_note: str | None = Field(default=None, sa_column=Column(Text))
     adjusted: bool = False  # produced by a per-course interval adjustment

@@ -148,7 +148,7 @@ def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> Demo
                 "itch_nrs": rng.randint(1, 4) if responded else rng.randint(5, 9),
             })
     session.flush()
-    worklist = overdue(session, today) + due(session, today, WORKLIST_DAYS)
+    worklist = overdue(session, today, library.vocabulary) + due(session, today, WORKLIST_DAYS, library.vocabulary)
     worklist.sort(key=lambda r: (r["mrn"], r["due"]))
     return DemoSummary(patients, patients, results, worklist)
 

@@ -25,7 +25,8 @@ def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.da
     patient = get_patient(clinic.session, mrn)
     if end:
         refresh(clinic, end)
-    return calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled)
+    return calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled,
+                    clinic.library.vocabulary)
 
 
 def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False) -> list[dict]:
@@ -35,7 +36,7 @@ def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = Fals
 
     with rolled_back(clinic.session) if what_if else nullcontext():
         refresh(clinic, as_of + dt.timedelta(days=days))
-        return due(clinic.session, as_of, days)
+        return due(clinic.session, as_of, days, clinic.library.vocabulary)
 
 
 @contextmanager
@@ -51,7 +52,7 @@ def rolled_back(session):
 def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
     from tracker.services.worklists import overdue
 
-    return overdue(clinic.session, as_of)
+    return overdue(clinic.session, as_of, clinic.library.vocabulary)
 
 
 def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None):

@@ -24,6 +24,7 @@ from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from tracker.core.panels import describe_missing, missing
 from tracker.core.settings import Settings
 from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
 from tracker.dates import utcnow
@@ -97,7 +98,7 @@ def _item_query(kind: str, as_of: dt.date, lead_days: int):
                      ~exists().where(Alert.item_id == Item.id, Alert.status == "open"))
     return (
         select(Item.id, Item.due, Item.kind, Item.status, Item.drug, Item.merged_drugs, Item.tests, Item.title,
-               Item.sources, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
+               Item.sources, Item.received, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
         .join(Patient, Patient.id == Item.patient_id)
         .where(*narrowing, _not_reminded(key))
         .order_by(Item.due, Patient.mrn, Item.id)
@@ -124,7 +125,9 @@ def _alert_query(as_of: dt.date):
     )
 
 
-def _item_payload(kind: str, row, label_style: str) -> dict:
+def _item_payload(kind: str, row, label_style: str, vocabulary=None) -> dict:
+    """A due or overdue reminder; a partial draw names what is still missing (core/panels.py)."""
+    needs = missing(codes(row.tests), codes(row.received), vocabulary) if row.received and vocabulary else ()
     return {
         "dedupe_key": row.dedupe_key,
         "kind": kind,
@@ -137,6 +140,8 @@ def _item_payload(kind: str, row, label_style: str) -> dict:
         "item_kind": row.kind,
         "title": row.title,
         "tests": codes(row.tests),
+        "missing": [need.text() for need in needs],
+        "missing_text": describe_missing(needs, vocabulary) if needs else None,
         "alert_id": None,
         "alert_kind": None,
         "message": None,
@@ -157,6 +162,8 @@ def _alert_payload(row, label_style: str) -> dict:
         "item_kind": None,
         "title": None,
         "tests": [],
+        "missing": [],
+        "missing_text": None,
         "alert_id": row.id,
         "alert_kind": row.kind,
         "message": row.message,
@@ -186,7 +193,7 @@ def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict
 
 
 def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int, label_style: str,
-                   channels: list[str]) -> dict:
+                   channels: list[str], vocabulary=None) -> dict:
     """Insert the reminders not emitted yet (set-based selects, bulk inserts) and a pending delivery per
     channel for each. Returns counts by kind."""
     conn = session.connection()
@@ -199,7 +206,7 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
                 if not _reminds(kind, row, as_of, lead_days):
                     continue
                 patient_ids[row.dedupe_key] = row.patient_id
-                yield _item_payload(kind, row, label_style)
+                yield _item_payload(kind, row, label_style, vocabulary)
 
         counts[kind] = _insert_reminders(conn, _materialise(rows()), run_id, as_of, patient_ids)
     patient_ids = {}
@@ -415,7 +422,8 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                                  alerts_resolved=len(summary.resolved))
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
-                                                    site.privacy.patient_label, settings.channels)
+                                                    site.privacy.patient_label, settings.channels,
+                                                    library.vocabulary)
                     store_setting(session, LAST_COMPLETED, as_of.isoformat())
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
                                  {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),

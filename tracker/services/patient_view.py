@@ -25,6 +25,35 @@ def patient_details(patient: Patient, today, childbearing_ages) -> dict:
     }
 
 
+def lab_baselines(clinic: Clinic, patient: Patient, courses) -> list[dict]:
+    """Each live course's baseline for its change-from-baseline rules, where the protocol averages several
+    pre-start readings (`lab_baseline: mean_of`; core: Chart.lab_baseline), e.g. ciclosporin's creatinine."""
+    from tracker.core.chart import ChartCourse
+    from tracker.db.charts import results_chart
+    from tracker.services.plan_sync import course_protocol
+
+    rows, chart = [], None
+    for course in courses:
+        protocol = course_protocol(clinic.session, clinic.library, course)
+        if protocol.lab_baseline is None:
+            continue
+        chart = chart or results_chart(clinic.session, patient)
+        entry = ChartCourse(course.id, course.patient_id, course.drug, course.status, course.start_on, protocol)
+        tests = dict.fromkeys(t.analyte for t in protocol.thresholds if t.rise_pct or t.fall_pct)
+        for test in tests:
+            if not protocol.lab_baseline.applies_to(test):
+                continue
+            baseline = chart.lab_baseline(entry, test)
+            rows.append({
+                "drug": course.drug, "test": test, "wanted": protocol.baseline_readings(test),
+                "value": round(baseline.value_num, 4) if baseline else None,
+                "readings": [{"taken_on": r.taken_on.isoformat(), "value": r.value_num}
+                             for r in (baseline.readings if baseline else ())],
+                "text": baseline.describe() if baseline else "no pre-start result on record",
+            })
+    return rows
+
+
 def patient_rows(clinic: Clinic) -> list[dict]:
     """Every patient (by MRN) with their live courses (`drug`, or `drug (paused)`)."""
     session = clinic.session
@@ -51,6 +80,7 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
                           .order_by(Alert.raised_on, Alert.id)).all()
     return {
         "patient": patient_details(patient, today, clinic.childbearing_ages),
+        "baselines": lab_baselines(clinic, patient, [c for c in courses if c.status != "stopped"]),
         "courses": [
             {
                 "id": c.id,
@@ -70,5 +100,5 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
         "results": [result_row(r) for r in results],
         "alerts": [alert_row(a, patient.mrn) for a in alerts],
         # Overdue tasks, then the next planned items (`tracker.core.worklist`: is_overdue, is_upcoming).
-        "next_items": open_and_upcoming(session, patient.id, today, upcoming),
+        "next_items": open_and_upcoming(session, patient.id, today, upcoming, clinic.library.vocabulary),
     }

@@ -3,7 +3,8 @@
 `sync_course` re-plans a course and reconciles the result with what is stored: done items are never
 touched, planned items that still apply keep their row (and uid), items that no longer apply are
 cancelled (kept, so calendar subscribers see STATUS:CANCELLED), new items get a fresh random uid.
-An item's identity across re-plans is its key: (kind, due, the tests its own plan asked for, week).
+An item's identity across re-plans is its key: (kind, due, the tests its own plan asked for, week, and the
+reading of a baseline rule planned one item per reading; core/plan.py item_identity).
 
 After each re-plan the patient's open lab draws are merged across courses (tracker/core/merge.py has the
 rule). An item's SEQUENCE and LAST-MODIFIED move only when its visible state really changed over the
@@ -22,7 +23,7 @@ from tracker.core.durations import Duration
 from tracker.dates import utcnow
 from tracker.db.snapshots import course_protocol
 from tracker.db.tables import Course, CoursePause, DoseChange, Item, Patient, codes, join_codes
-from tracker.core.gates import CHILDBEARING_AGES, baseline_result, may_conceive
+from tracker.core.gates import CHILDBEARING_AGES, baseline_received, baseline_result, may_conceive
 from tracker.core.merge import Draw, group_draws
 from tracker.core.plan import (
     ADJUSTED_NOTE,
@@ -31,6 +32,7 @@ from tracker.core.plan import (
     Pause,
     PatientFacts,
     PlannedItem,
+    item_identity,
     lab_title,
     plan_course,
 )
@@ -81,7 +83,7 @@ def own_tests(item: Item) -> list[str]:
 
 
 def item_key(item: Item) -> tuple:
-    return (item.kind, item.due, tuple(sorted(own_tests(item))), item.week)
+    return item_identity(item.kind, item.due, own_tests(item), item.week, item.reading)
 
 
 def is_absorbed(item: Item) -> bool:
@@ -98,6 +100,7 @@ def _fields(planned: PlannedItem, protocol: Protocol) -> dict:
         "measure": planned.measure,
         "target": planned.target,
         "adjusted": ADJUSTED_NOTE in (planned.detail or ""),
+        "reading": planned.reading,
     }
 
 
@@ -288,11 +291,13 @@ def baseline_satisfied_by(session: Session, patient, protocol: Protocol, item: I
     """The latest result that completes a baseline item, or None (core: gates.baseline_result)."""
     from tracker.db.charts import results_chart
 
-    return baseline_result(results_chart(session, patient), protocol, codes(item.tests), item.due, vocabulary)
+    return baseline_result(results_chart(session, patient), protocol, codes(item.tests), item.due, vocabulary,
+                           item.reading)
 
 
 def complete_from_results(session: Session, patient_id: int, items: list[Item], protocol: Protocol) -> None:
-    """Mark new baseline items done when results on record already satisfy them."""
+    """Mark new baseline items done when results on record already satisfy them; the others note what
+    has arrived so far (a partial CBC names the analytes still missing)."""
     from tracker.protocol_files import load_vocabulary
 
     from tracker.db.charts import results_chart
@@ -300,12 +305,15 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
     vocabulary = load_vocabulary()
     chart = results_chart(session, session.get(Patient, patient_id))
     for item in items:
-        result = baseline_result(chart, protocol, codes(item.tests), item.due, vocabulary)
+        result = baseline_result(chart, protocol, codes(item.tests), item.due, vocabulary, item.reading)
         if result is not None:
             item.status = "done"
             item.done_on = result.taken_on
             item.done_note = f"result #{result.id}"
-            session.add(item)
+        elif item.reading is None:  # a later reading waits for a day of its own, not for analytes
+            item.received = join_codes(sorted(baseline_received(chart, protocol, codes(item.tests), item.due,
+                                                                vocabulary))) or None
+        session.add(item)
 
 
 def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None, *,

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, select
 
 from tracker.dates import utcnow
-from tracker.db.tables import Course, Item, LabResult, Patient, codes
+from tracker.db.tables import Course, Item, LabResult, Patient, codes, join_codes
 from tracker.errors import InputError
+from tracker.core.panels import LAB_EARLY_DAYS, counts_towards, is_complete, nearest_draw
 from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
 from tracker.services.context import Clinic
@@ -18,9 +19,6 @@ from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by
 from tracker.services.patients import get_patient
 from tracker.core.plausibility import implausible_reason
 from tracker.core.vocabulary import TestCode, Vocabulary
-
-# A draw up to this many days before its due date still counts for it.
-LAB_EARLY_DAYS = 7
 
 
 @dataclass
@@ -175,13 +173,14 @@ def list_results(clinic: Clinic, mrn: str, test: str | None = None) -> list[dict
 
 
 def complete_items(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult) -> list[Item]:
-    """Complete the open items this result answers.
+    """Record what this result answers, and complete the items it makes whole (rules: core/panels.py).
 
-    A result for a test, or for an analyte of a panel, answers baseline items for that test (taken within
-    the rule's validity window, if any) and, per course, the one open lab item whose due date is nearest
-    to the draw among those whose window has opened (due - 7 days).
+    A result for a test, or for an analyte of a panel, counts for the baseline items asking for that test
+    and, per course, for the one open lab draw `nearest_draw` picks. Each such item adds the result's code to
+    what it has received; it is done once nothing it needs is missing (a baseline item: when the gate's
+    `baseline_result` says so), else it stays planned and shows as partial.
     """
-    covered = library.vocabulary.covers(result.test)
+    vocabulary = library.vocabulary
     taken = result.taken_on
     open_items = session.exec(
         select(Item).where(
@@ -192,25 +191,33 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
         )
     ).all()
     completed: list[Item] = []
-    best_lab: dict[int, Item] = {}
+    labs: dict[int, list[Item]] = {}
+    touched: list[Item] = []
     for item in open_items:
-        if not covered.intersection(codes(item.tests)):
+        if not counts_towards(codes(item.tests), result.test, vocabulary):
             continue
         if item.kind == "baseline":
+            if item.reading is None:  # a later reading waits for a day of its own, not for analytes
+                touched.append(item)
             course = session.get(Course, item.course_id)
             protocol = course_protocol(session, library, course)
-            if baseline_satisfied_by(session, patient, protocol, item, library.vocabulary) is not None:
+            if baseline_satisfied_by(session, patient, protocol, item, vocabulary) is not None:
                 completed.append(item)
             continue
-        current = best_lab.get(item.course_id)
-        distance = abs((item.due - taken).days)
-        if current is None or distance < abs((current.due - taken).days) or (
-            distance == abs((current.due - taken).days) and item.due < current.due
-        ):
-            best_lab[item.course_id] = item
-    completed += best_lab.values()
+        labs.setdefault(item.course_id, []).append(item)
+    done_labs = []
+    for draws in labs.values():
+        draw = nearest_draw(draws, taken)
+        touched.append(draw)
+        if is_complete(codes(draw.tests), [*codes(draw.received), result.test], vocabulary):
+            done_labs.append(draw)
+    completed += done_labs
     # A merged draw answers every course whose draw was absorbed into it (tracker/core/merge.py).
-    completed += absorbed_into(session, [i.id for i in best_lab.values()])
+    completed += absorbed_into(session, [i.id for i in done_labs])
+    for item in touched:
+        if result.test not in codes(item.received):
+            item.received = join_codes([*codes(item.received), result.test])
+            session.add(item)
     now = utcnow()
     for item in completed:
         item.status = "done"

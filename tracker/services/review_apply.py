@@ -101,12 +101,19 @@ def _add_follow_up(session, course, follow: FollowUp) -> Item | None:
     return item
 
 
+def _partial_note(message: str | None) -> str:
+    """The `(partial: missing ...)` part of an overdue alert's text (tracker/core/review.py), or ''."""
+    text = message or ""
+    at = text.find(" (partial: ")
+    return text[at:] if at >= 0 else ""
+
+
 def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic) -> None:
     from tracker.db.tables import Course
 
     wanted = {c.condition_key: c for c in candidates}
     scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.kind, A.c.status,
-                   A.c.snoozed_until).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
+                   A.c.snoozed_until, A.c.message).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
     live_rows = _in_chunks(session, lambda c: scope.where(A.c.patient_id.in_(c)), patient_ids)
     if whole_clinic:  # every snooze that ended re-opens, reviewed or not
         seen = {row.id for row in live_rows}
@@ -156,6 +163,12 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             summary.reopened.append(old)
     if new_rows:
         summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
+    # A live overdue alert about a partial draw keeps naming what is still missing as results arrive (its
+    # day count is left as raised, so an unchanged draw writes nothing).
+    for key, cand in wanted.items():
+        row = live.get(key)
+        if row is not None and cand.kind == "overdue" and _partial_note(row.message) != _partial_note(cand.message):
+            session.execute(A.update().where(A.c.id == row.id).values(message=cand.message, updated_at=now))
 
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
     stopped = {row[0] for row in _in_chunks(

@@ -11,21 +11,28 @@ from collections import namedtuple
 
 from sqlalchemy import select
 
+from tracker.core.panels import describe_missing, item_state, missing
+from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import due_window, is_due, is_overdue, is_upcoming, overdue_window, upcoming_window
 from tracker.db.tables import Item, Patient, codes
 from tracker.db.windows import item_where
 
 # The item columns a calendar row shows, in the order item_values takes them.
 ROW_COLUMNS = ("id", "uid", "drug", "merged_drugs", "kind", "due", "tests", "status", "title", "detail", "sources",
-               "gate", "week", "measure", "target", "done_on", "adjusted", "sequence")
+               "gate", "week", "measure", "target", "done_on", "adjusted", "sequence", "received")
 
 
-def item_values(values: tuple, mrn: str, name: str | None, overdue: bool) -> dict:
+def item_values(values: tuple, mrn: str, name: str | None, overdue: bool, vocabulary: Vocabulary | None = None) -> dict:
     """The stable JSON shape of a calendar item, from the ROW_COLUMNS values as a tuple (what a worklist
     query returns; unpacking a tuple is much cheaper per row than attribute access on thousands of rows). `overdue` is the core's
-    judgement (`worklist.is_overdue`) of the same item."""
+    judgement (`worklist.is_overdue`) of the same item. A planned item that has received part of what it
+    needs shows `status: partial` with the `missing` requirements (core/panels.py; needs `vocabulary`)."""
     (id_, uid, drug, merged_drugs, kind, due, tests, status, title, detail, sources, gate, week, measure, target,
-     done_on, adjusted, sequence) = values
+     done_on, adjusted, sequence, received) = values
+    needs = ()
+    if received and status == "planned" and vocabulary is not None:
+        needs = missing(codes(tests), codes(received), vocabulary)
+        status = item_state(status, codes(tests), codes(received), vocabulary)
     return {
         "id": id_,
         "uid": uid,
@@ -48,6 +55,9 @@ def item_values(values: tuple, mrn: str, name: str | None, overdue: bool) -> dic
         "done_on": done_on.isoformat() if done_on else None,
         "adjusted": adjusted,
         "sequence": sequence,
+        "received": codes(received),
+        "missing": [need.text() for need in needs],
+        "missing_text": describe_missing(needs, vocabulary) if needs else None,
     }
 
 
@@ -57,7 +67,7 @@ _Facts = namedtuple("_Facts", "kind status due")
 _KIND, _STATUS, _DUE = (ROW_COLUMNS.index(name) for name in _Facts._fields)
 
 
-def _rows(session, query, today: dt.date, accept=None) -> list[dict]:
+def _rows(session, query, today: dt.date, accept=None, vocabulary: Vocabulary | None = None) -> list[dict]:
     """The rows of `query` (ROW_COLUMNS, then mrn and name) that `accept(item, today)` keeps (a core
     predicate, the final judge after the SQL window), each with the core's overdue flag."""
     width = len(ROW_COLUMNS)
@@ -66,7 +76,7 @@ def _rows(session, query, today: dt.date, accept=None) -> list[dict]:
         values = row[:width]
         facts = _Facts(values[_KIND], values[_STATUS], values[_DUE])
         if accept is None or accept(facts, today):
-            out.append(item_values(values, row[width], row[width + 1], is_overdue(facts, today)))
+            out.append(item_values(values, row[width], row[width + 1], is_overdue(facts, today), vocabulary))
     return out
 
 
@@ -77,7 +87,7 @@ def _base():
 
 
 def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | None, today: dt.date,
-             include_cancelled: bool = False) -> list[dict]:
+             include_cancelled: bool = False, vocabulary: Vocabulary | None = None) -> list[dict]:
     """Every item of a patient's calendar (limits included), by date."""
     query = _base().where(Item.patient_id == patient_id)
     if start:
@@ -86,26 +96,27 @@ def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | Non
         query = query.where(Item.due <= end)
     if not include_cancelled:
         query = query.where(Item.status != "cancelled")
-    return _rows(session, query.order_by(Item.due, Item.kind, Item.id), today)
+    return _rows(session, query.order_by(Item.due, Item.kind, Item.id), today, vocabulary=vocabulary)
 
 
-def due(session, today: dt.date, days: int) -> list[dict]:
+def due(session, today: dt.date, days: int, vocabulary: Vocabulary | None = None) -> list[dict]:
     """Tasks due from `today` to `today + days` inclusive (`worklist.is_due`), by patient then date: the
     items the nightly digest with that lead time reminds of."""
     query = _base().where(item_where(due_window(today, days)))
     return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today,
-                 lambda row, today: is_due(row, today, days))
+                 lambda row, today: is_due(row, today, days), vocabulary)
 
 
-def overdue(session, today: dt.date) -> list[dict]:
+def overdue(session, today: dt.date, vocabulary: Vocabulary | None = None) -> list[dict]:
     """Tasks whose due date has passed (`worklist.is_overdue`), by patient then date."""
     query = _base().where(item_where(overdue_window(today)))
-    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today, is_overdue)
+    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today, is_overdue, vocabulary)
 
 
-def open_and_upcoming(session, patient_id: int, today: dt.date, upcoming: int) -> list[dict]:
+def open_and_upcoming(session, patient_id: int, today: dt.date, upcoming: int,
+                      vocabulary: Vocabulary | None = None) -> list[dict]:
     """One patient's overdue tasks, then the next `upcoming` planned items (`worklist.is_upcoming`)."""
     late = _base().where(Item.patient_id == patient_id, item_where(overdue_window(today)))
     coming = _base().where(Item.patient_id == patient_id, item_where(upcoming_window(today)))
-    return (_rows(session, late.order_by(Item.due, Item.id), today, is_overdue)
-            + _rows(session, coming.order_by(Item.due, Item.id).limit(upcoming), today, is_upcoming))
+    return (_rows(session, late.order_by(Item.due, Item.id), today, is_overdue, vocabulary)
+            + _rows(session, coming.order_by(Item.due, Item.id).limit(upcoming), today, is_upcoming, vocabulary))

@@ -298,7 +298,7 @@ class Builder:
         tests = join_codes(planned.tests)
         return (protocol_id, planned.kind, self.d(planned.due), tests, tests, planned.title, planned.detail,
                 join_codes(planned.sources), planned.gate, planned.week, planned.measure, planned.target,
-                self.b("adjusted for this course" in (planned.detail or "")), "plan")
+                self.b("adjusted for this course" in (planned.detail or "")), "plan", planned.reading)
 
     def items(self, protocol, facts, horizon, course_id, patient_id, created, baseline_scores):
         rng, today = self.rng, self.today

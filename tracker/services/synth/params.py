@@ -18,13 +18,16 @@ DRUG_WEIGHTS = {
     "nemolizumab": 2, "prednisolone": 1, "nbuvb": 2, "apremilast": 1,
 }
 # Analytes a synthetic baseline panel reports, and (fewer, to keep 100,000 patients fast) a monitoring draw.
+# What a done baseline test or draw has on record: at least each panel's required analytes
+# (schedules/vocabulary.yaml `required`), so synthetic items are done by the same rule as real ones.
 PANEL_ANALYTES = {
-    "cbc": ("wbc", "neutrophils", "platelets", "hb"),
-    "cmp": ("alt", "creatinine", "egfr"),
-    "lipids": ("total_cholesterol", "ldl"),
+    "cbc": ("wbc", "neutrophils", "lymphocytes", "platelets", "hb"),
+    "cmp": ("alt", "creatinine", "egfr", "albumin"),
+    "lipids": ("total_cholesterol", "ldl", "triglycerides"),
     "bp": ("bp_systolic", "bp_diastolic"),
 }
-LAB_ANALYTES = {"cbc": ("neutrophils",), "cmp": ("alt", "creatinine"), "lipids": ("ldl",), "bp": ("bp_systolic",)}
+LAB_ANALYTES = {"cbc": ("neutrophils", "wbc", "lymphocytes", "platelets", "hb"), "cmp": ("alt", "creatinine", "albumin"),
+                "lipids": ("ldl", "total_cholesterol", "triglycerides"), "bp": ("bp_systolic", "bp_diastolic")}
 # Display ranges for analytes without both reference limits in the vocabulary (synthetic values only).
 FALLBACK_RANGE = {
     "egfr": (90, 120), "hdl": (1.0, 2.0), "ldl": (1.5, 3.0), "total_cholesterol": (3.5, 5.0),
@@ -63,7 +66,7 @@ FIELDS = {
     "dose_change": ("id", "course_id", "changed_on", "dose", "previous_dose", "created_at"),
     "course_pause": ("id", "course_id", "paused_on", "resumed_on", "reason"),
     "item": ("id", "uid", "course_id", "patient_id", "drug", "kind", "due", "tests", "plan_tests", "title",
-             "detail", "sources", "gate", "week", "measure", "target", "adjusted", "origin", "status",
+             "detail", "sources", "gate", "week", "measure", "target", "adjusted", "origin", "reading", "status",
              "done_on", "done_note", "sequence", "created_at", "last_modified"),
     "lab_result": ("id", "patient_id", "test", "value_num", "value_text", "unit", "taken_on", "ref_low",
                    "ref_high", "created_at", "reported_value", "reported_unit"),

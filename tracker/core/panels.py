@@ -1,0 +1,106 @@
+"""When a draw or baseline test is complete: the one definition, for result recording, baseline gates'
+"result completing a baseline item", the worklists, the digest and the alerts. Pure.
+
+A draw asks for tests (`cbc`, `cmp`, `creatinine`). A single test is satisfied by a result for it. A panel is
+satisfied when each of its `required` entries (schedules/vocabulary.yaml, clinic defaults) has a result:
+CBC needs wbc, neutrophils, lymphocytes, platelets and hb; CMP needs ALT or AST, creatinine or eGFR, and
+albumin. A result recorded under the panel's own code is a report on the whole panel and satisfies it.
+
+Results for one draw may arrive on different days. Each result counts for one lab draw per course: the one
+`nearest_draw` picks (the open draw whose due date is nearest to the day the result was taken, among those
+due at most LAB_EARLY_DAYS after it). What a draw has received accumulates until it is complete; until then
+it stays planned, is `partial` once something has arrived, and becomes overdue like a missed draw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tracker.core.vocabulary import Vocabulary
+
+# A result taken up to this many days before a draw's due date still counts for it.
+LAB_EARLY_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One thing a draw still needs: a result for any one of `any_of`, for the draw's test `test`."""
+
+    test: str
+    any_of: tuple[str, ...]
+
+    def label(self) -> str:
+        return " or ".join(self.any_of)
+
+    def text(self) -> str:
+        """`cbc: neutrophils`, `cmp: alt or ast`; a single test is just its code."""
+        return self.test if self.any_of == (self.test,) else f"{self.test}: {self.label()}"
+
+
+def members(test: str, vocabulary: Vocabulary) -> set[str]:
+    """Codes whose results count towards `test`: the code itself and, for a panel, its analytes."""
+    return vocabulary.members(test)
+
+
+def counts_towards(tests: Iterable[str], code: str, vocabulary: Vocabulary) -> bool:
+    """Whether a result for `code` counts towards a draw asking for `tests`."""
+    return any(code in members(test, vocabulary) for test in tests)
+
+
+def missing(tests: Iterable[str], received: Iterable[str], vocabulary: Vocabulary) -> tuple[Requirement, ...]:
+    """What a draw asking for `tests` still needs, given the codes it has `received`, in the tests' order."""
+    have = set(received)
+    out = []
+    for test in tests:
+        if test in have:
+            continue  # a single test's result, or a report on the whole panel
+        spec = vocabulary.tests.get(test)
+        groups = spec.required_groups if spec is not None else ((test,),)
+        out += [Requirement(test, group) for group in groups if not have.intersection(group)]
+    return tuple(out)
+
+
+def is_complete(tests: Iterable[str], received: Iterable[str], vocabulary: Vocabulary) -> bool:
+    return not missing(tests, received, vocabulary)
+
+
+def describe_missing(needs: Iterable[Requirement], vocabulary: Vocabulary | None = None) -> str:
+    """`cbc: neutrophils, platelets; cmp: alt or ast`: what is missing, grouped by the draw's test; with the
+    vocabulary, says when a panel's requirements are a clinic default."""
+    by_test: dict[str, list[str]] = {}
+    for need in needs:
+        by_test.setdefault(need.test, []).append(need.label())
+    text = "; ".join(f"{test}: {', '.join(labels)}" if labels != [test] else test
+                     for test, labels in by_test.items())
+    if vocabulary is not None and any(
+            labels != [test] and test in vocabulary.tests and vocabulary.tests[test].clinic_default
+            for test, labels in by_test.items()):
+        text += " (panel requirements: clinic default)"
+    return text
+
+
+def item_state(status: str, tests: Iterable[str], received: Iterable[str], vocabulary: Vocabulary) -> str:
+    """An item's status as shown: `partial` for a planned item that has received part of what it needs."""
+    got = list(received)
+    if status == "planned" and got and not is_complete(tests, got, vocabulary):
+        return "partial"
+    return status
+
+
+def nearest_draw(draws: Iterable, taken_on: dt.date):
+    """The draw (anything with `due` and `id`) a result taken on `taken_on` counts for: among those due at
+    most LAB_EARLY_DAYS after it, the one whose due date is nearest (ties: the earlier). None if none."""
+    window_open = [d for d in draws if d.due <= taken_on + dt.timedelta(days=LAB_EARLY_DAYS)]
+    return min(window_open, key=lambda d: (abs((d.due - taken_on).days), d.due, d.id or 0), default=None)
+
+
+def complete_days(results: Iterable, tests: Iterable[str], vocabulary: Vocabulary) -> list[dt.date]:
+    """Days on which the results taken that day complete `tests` (a blood pressure reading needs both
+    values the same day): what `times: N` counts as N readings. Sorted."""
+    tests = list(tests)
+    by_day: dict[dt.date, set[str]] = {}
+    for result in results:
+        by_day.setdefault(result.taken_on, set()).add(result.test)
+    return sorted(day for day, codes in by_day.items() if is_complete(tests, codes, vocabulary))
