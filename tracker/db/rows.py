@@ -52,14 +52,16 @@ def plain_rows(session, query) -> list:
     args = tuple(params[name] for name in compiled.positiontup) if compiled.positional else params
     columns = list(query.selected_columns)
     row_type = _row_type(tuple(c.key for c in columns))
-    convert = [(i, _Memo(p)) for i, c in enumerate(columns)
-               if (p := c.type._cached_result_processor(dialect, None)) is not None]
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.execute(str(compiled), args)
+        # The driver's type of each column (PostgreSQL's OIDs; None on SQLite) picks the processor, as Core does.
+        coltypes = [d[1] for d in cursor.description]
         raw = cursor.fetchall()
     finally:
         cursor.close()
+    convert = [(i, _Memo(p)) for i, c in enumerate(columns)
+               if (p := c.type._cached_result_processor(dialect, coltypes[i])) is not None]
     new = tuple.__new__
     if not convert:
         return [new(row_type, row) for row in raw]
