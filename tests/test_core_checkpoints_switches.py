@@ -284,3 +284,18 @@ def test_the_steroid_limit_cites_only_the_product_default(library):
     limits = library.get("prednisolone").limits
     assert limits.sources == ["product-default"] and limits.clinic_default
     assert limits.join_courses_within is not None and limits.join_courses_within.approx_days() == 3
+
+
+def test_clinic_default_words_for_items_and_thresholds(library):
+    from tracker.core.defaults import item_clinic_defaults, threshold_words
+
+    ciclosporin = library.get("ciclosporin")
+    bp = [t for t in ciclosporin.thresholds if t.clinic_default]
+    assert bp and all(threshold_words(t).endswith("(clinic default)") for t in bp)
+    sourced = [t for t in ciclosporin.thresholds if not t.clinic_default][0]
+    assert "clinic default" not in threshold_words(sourced)
+    assert item_clinic_defaults(ciclosporin, "checkpoint", week=8) == ("week 8 target",)
+    assert item_clinic_defaults(library.get("dupilumab"), "checkpoint", week=16) == ()
+    assert item_clinic_defaults(library.get("tralokinumab"), "checkpoint", week=24, origin="partial") == (
+        "week 24 partial re-check",)
+    assert item_clinic_defaults(library.get("lebrikizumab"), "checkpoint", week=24, origin="partial") == ()

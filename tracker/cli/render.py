@@ -53,4 +53,7 @@ def worklist(rows: list[dict], title: str, empty: str) -> None:
         for row in group:
             flag = " [red]OVERDUE[/red]" if row["overdue"] else ""
             tests = f" ({', '.join(row['tests'])})" if row["tests"] else ""
-            out.print(f"  {row['due']}  {'+'.join(row['drugs']):<14} {row['kind']:<10} {row['title']}{tests}{flag}")
+            default = f" [yellow](clinic default: {'; '.join(row['clinic_default'])})[/yellow]" \
+                if row.get("clinic_default") else ""
+            out.print(f"  {row['due']}  {'+'.join(row['drugs']):<14} {row['kind']:<10} {row['title']}{tests}"
+                      f"{default}{flag}")
