@@ -12,6 +12,7 @@ from freezegun import freeze_time
 from sqlalchemy import text
 
 from tracker.core.protocol import Threshold
+from tracker.db.engine import SCHEMA_HEAD
 from tracker.protocol_files import load_library
 
 MIGRATION = pathlib.Path(__file__).parents[1] / "migrations" / "versions" / "0002_alert_keys_by_rule_id.py"
@@ -74,6 +75,6 @@ def test_upgrade_keeps_every_alert_state(tracker, db_url):
         after = {r["id"]: (r["status"], r["condition_key"]) for r in tracker.json("alerts --all")}
     assert after == before  # same alerts, same states, same keys as the new code writes; nothing new raised
     with sqlite3.connect(db_url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_HEAD
         raises = conn.execute(text("SELECT count(*) FROM audit_event WHERE action = 'alert.raise'").text).fetchone()
     assert raises[0] == len([k for _, k in before.values()])

@@ -4,6 +4,10 @@ failure, and a partial responder's week-24 re-check is booked."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+
+import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
@@ -125,3 +129,35 @@ def test_schedules_validate_catches_an_after_class_typo(tracker, tmp_path):
     assert result.exit_code == 6
     assert "after_class.jak: unknown class 'jak'; did you mean 'jak_inhibitor'?" in result.stderr
     assert "no entry for class 'jak_inhibitor'" in result.stderr
+
+
+@pytest.mark.skipif(bool(os.environ.get("TRACKER_TEST_PG")), reason="rewinds a SQLite file's schema stamp")
+def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keeps_its_state(tracker, db_url):
+    start(tracker, "dupilumab")
+    with freeze_time("2026-04-27"):
+        tracker("assess P1 --on 2026-04-27 --easi 9")
+        [alert] = [a for a in all_alerts(tracker) if a["kind"] == "checkpoint_missed"]
+        tracker(f"alert ack {alert['id']} --note 'DLQI form sent'")
+    # As the code before issue 14 wrote it: the missed checkpoint's key and its "cannot be judged" words.
+    with sqlite3.connect(db_url) as conn:
+        old_key = alert["condition_key"].replace("checkpoint_unevaluable:", "checkpoint_missed:")
+        conn.execute("UPDATE alert SET condition_key = ?, message = ? WHERE id = ?",
+                     (old_key, "week 16 response check for Dupilumab cannot be judged on the assessment of "
+                               "2026-04-27: ...", alert["id"]))
+        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+    with freeze_time("2026-04-28"):
+        after = [a for a in all_alerts(tracker) if a["kind"] == "checkpoint_missed"]
+    assert [(a["id"], a["status"], a["condition_key"]) for a in after] == [
+        (alert["id"], "acknowledged", alert["condition_key"])]
+
+
+def test_a_what_if_shows_the_week8_failure_settled_by_the_coming_week16_judgement(tracker):
+    start(tracker, "baricitinib")
+    with freeze_time("2026-03-02"):
+        tracker("assess P1 --on 2026-03-02 --easi 15 --dlqi 11")  # week 8: review failure
+    with freeze_time("2026-04-20"):
+        tracker("assess P1 --on 2026-04-20 --easi 8 --dlqi 4")  # week 15: the week-16 checkpoint is not due yet
+        assert [a["kind"] for a in tracker.json("alerts --as-of 2026-04-20")
+                if a["kind"].startswith("checkpoint")] == ["checkpoint_failed"]
+        assert [a["kind"] for a in tracker.json("alerts --as-of 2026-04-27")
+                if a["kind"].startswith("checkpoint")] == []
