@@ -235,7 +235,7 @@ def _evaluate(protocol, checkpoint, recheck, item, course, assessments, today, s
                 f"{partial.recheck_week}{' (' + CLINIC_DEFAULT + ')' if partial.clinic_default else ''}; a week-"
                 f"{partial.recheck_week} re-check is booked for {due} (stopping the course cancels it)")
     if checkpoint.note:
-        rule += f"; protocol note: {checkpoint.note.strip()}"
+        rule += f"; protocol note: {checkpoint.note.strip().rstrip('.')}"
     return CheckpointOutcome("failed", f"{what}: target not met on the {when}: {detail}", current, missing,
                              alert=AlertCandidate(
         condition_key=f"checkpoint_failed:item{item.id}", kind="checkpoint_failed", severity="warning",
