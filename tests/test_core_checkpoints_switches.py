@@ -299,3 +299,18 @@ def test_clinic_default_words_for_items_and_thresholds(library):
     assert item_clinic_defaults(library.get("tralokinumab"), "checkpoint", week=24, origin="partial") == (
         "week 24 partial re-check",)
     assert item_clinic_defaults(library.get("lebrikizumab"), "checkpoint", week=24, origin="partial") == ()
+
+
+@pytest.mark.parametrize("section, spec, message", [
+    ("class_effects", {"jak_inhibitor": {"clinic_default": True}}, "class_effects.jak_inhibitor: expected `note:"),
+    ("class_effects", {"jak_inhibitor": {"note": "why"}}, "class_effects.jak_inhibitor: cite sources or mark"),
+    ("restrictions", {"jak_inhibitor": {"text": "words", "sources": ["s"]}}, "restrictions.jak_inhibitor: expected"),
+    ("restrictions", {"jak_inhibitor": {"min_age": 65, "text": "w", "sources": ["x"]}}, "unknown source key 'x'"),
+])
+def test_a_malformed_class_effect_or_restriction_is_a_one_line_error(section, spec, message):
+    from tracker.errors import ConfigError
+
+    data = {"sources": {"s": {"citation": "c"}}, "groups": {"jak_inhibitor": ["upadacitinib"]}, section: spec}
+    with pytest.raises(ConfigError) as error:
+        parse_algorithm(data, "_algorithm.yaml")
+    assert message in str(error.value) and "\n" not in str(error.value)
