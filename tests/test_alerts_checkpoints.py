@@ -5,7 +5,7 @@ from __future__ import annotations
 from freezegun import freeze_time
 
 
-def start_dupilumab(tracker, baseline_easi="30", extra="", new_patient=True):
+def start_dupilumab(tracker, baseline_easi="30", extra="--dlqi 15", new_patient=True):
     with freeze_time("2026-01-05"):
         if new_patient:
             tracker("patient add D1 --name 'Dee Test' --dob 1985-03-01")
@@ -35,9 +35,9 @@ def test_dupilumab_week16_easi_20_fails_and_suggests_next_options(tracker):
 
 
 def test_dupilumab_week16_easi_12_meets_target_and_records_response(tracker):
-    start_dupilumab(tracker)
+    start_dupilumab(tracker, extra="--dlqi 15")
     with freeze_time("2026-04-27"):
-        out = tracker("assess D1 --on 2026-04-27 --easi 12").stdout
+        out = tracker("assess D1 --on 2026-04-27 --easi 12 --dlqi 8").stdout
         assert "target met" in out
         assert open_alerts(tracker, "2026-04-27", "checkpoint_failed") == []
         checkpoint = [i for i in tracker.json("calendar D1") if i["kind"] == "checkpoint"][0]
@@ -63,7 +63,7 @@ def test_no_assessment_by_end_of_window_is_checkpoint_missed_and_a_late_one_clea
         assert open_alerts(tracker, "2026-05-05", "checkpoint_missed") == []  # window still open
         missed = open_alerts(tracker, "2026-05-20", "checkpoint_missed")
         assert len(missed) == 1 and "no assessment" in missed[0]["message"]
-        tracker("assess D1 --on 2026-05-20 --easi 10")
+        tracker("assess D1 --on 2026-05-20 --easi 10 --dlqi 4")
         assert open_alerts(tracker, "2026-05-20", "checkpoint_missed") == []
         assert open_alerts(tracker, "2026-05-20", "checkpoint_failed") == []
 

@@ -88,7 +88,8 @@ def test_validate_json_lists_each_file(tracker, tmp_path):
 def test_default_validates_built_ins_and_the_clinic_dir(tracker, tmp_path):
     result = tracker(["schedules", "validate"])
     ok_lines = [line for line in result.stdout.splitlines() if line.startswith("ok ")]
-    assert len(ok_lines) == 14
+    assert len(ok_lines) == 15  # 14 protocols and the treatment algorithm checked against them
+    assert ok_lines[-1].endswith("_algorithm.yaml (algorithm)")
     assert result.stderr == ""
 
     clinic = tmp_path / "clinic"

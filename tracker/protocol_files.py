@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from tracker.core.algorithm import Algorithm, parse_algorithm
 from tracker.core.protocol import Protocol, ProtocolLibrary, protocol_hash
 from tracker.core.vocabulary import Vocabulary, parse_vocabulary
-from tracker.errors import InputError, ProtocolError
+from tracker.errors import ConfigError, InputError, ProtocolError
 from tracker.resources import schedules_dir
 
 VOCABULARY_FILE = "vocabulary.yaml"
@@ -330,6 +330,7 @@ def validate_paths(paths: list[Path]) -> list[FileReport]:
     """Validate protocol files and directories of them; every problem is `file:line: field: message`."""
     vocabulary = load_vocabulary()
     reports: list[FileReport] = []
+    algorithms: list[tuple[Path, list[FileReport]]] = []  # each with the protocols it must cover
     for path in paths:
         if path.is_dir():
             files = protocol_files(path)
@@ -338,11 +339,49 @@ def validate_paths(paths: list[Path]) -> list[FileReport]:
             batch = [_validate_file(f, vocabulary) for f in files]
             _check_duplicate_ids(batch)
             reports.extend(batch)
+            if (path / ALGORITHM_FILE).is_file():
+                algorithms.append((path / ALGORITHM_FILE, batch))
+        elif path.name == ALGORITHM_FILE and path.is_file():
+            algorithms.append((path, [_validate_file(f, vocabulary) for f in protocol_files(path.parent)]))
         elif path.exists():
             reports.append(_validate_file(path, vocabulary))
         else:
             reports.append(FileReport(str(path), None, [f"{path}:1: (file): no such file or directory"]))
+    for path, batch in algorithms:
+        reports.append(_validate_algorithm(path, [r.protocol for r in batch if r.protocol is not None]))
     return reports
+
+
+ALGORITHM_FILE = "_algorithm.yaml"
+
+
+def _validate_algorithm(path: Path, protocols: list[Protocol]) -> FileReport:
+    """The treatment algorithm against the protocols it serves: the built-in ones and, for a clinic's own
+    file, the clinic's too (it replaces the built-in algorithm). A class or drug it names must exist, and
+    every class needs an `after_class` entry (core: algorithm_problems)."""
+    from tracker.core.algorithm import algorithm_problems
+
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=_FAST_LOADER)
+        data = yaml.load(text, Loader=_FAST_LOADER) or {}
+        algorithm = parse_algorithm(data, name)
+    except (OSError, yaml.YAMLError, ConfigError) as exc:
+        return FileReport(name, None, [f"{name}:1: (file): {exc}"], kind="algorithm")
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines)
+    known = {p.id: p for p in protocols}
+    if path.parent.resolve() != Path(schedules_dir()).resolve():
+        for builtin in protocol_files(Path(schedules_dir())):
+            result = load_protocol_file(builtin)
+            if result.protocol is not None:
+                known.setdefault(result.protocol.id, result.protocol)
+    problems = [f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}"
+                for loc, message in algorithm_problems(algorithm, set(known),
+                                                       {p.drug_class for p in known.values()})]
+    return FileReport(name, None, problems, kind="algorithm")
 
 
 def _validate_file(path: Path, vocabulary: Vocabulary) -> FileReport:

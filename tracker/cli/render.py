@@ -54,5 +54,7 @@ def worklist(rows: list[dict], title: str, empty: str) -> None:
             flag = " [red]OVERDUE[/red]" if row["overdue"] else ""
             tests = f" ({', '.join(row['tests'])})" if row["tests"] else ""
             partial = f" [yellow]PARTIAL, missing {row['missing_text']}[/yellow]" if row.get("missing_text") else ""
+            default = f" [yellow](clinic default: {'; '.join(row['clinic_default'])})[/yellow]" \
+                if row.get("clinic_default") else ""
             out.print(f"  {row['due']}  {'+'.join(row['drugs']):<14} {row['kind']:<10} {row['title']}{tests}"
-                      f"{partial}{flag}")
+                      f"{partial}{default}{flag}")

@@ -38,6 +38,8 @@ def list_(app, as_json):
 def show(app, drug, weeks, as_json):
     """A protocol as a timeline from a nominal start (week, day offset, tests, checkpoints, limits)."""
     from tracker.cli.render import emit_json, say, table
+    from tracker.core.defaults import clinic_default_words, threshold_words
+    from tracker.core.terms import CLINIC_DEFAULT
     from tracker.services.schedule_view import protocol_timeline
 
     protocol = app.library.get(drug)
@@ -51,12 +53,15 @@ def show(app, drug, weeks, as_json):
         + (f"  also: {', '.join([*protocol.aliases, *protocol.brands])}" if protocol.aliases or protocol.brands else ""))
     table(["Week", "Day", "Kind", "Tests / target", "Rule", "Sources"],
           [[r["week"], f"+{r['day']}", r["kind"] + (f" ({r['gate']})" if r["gate"] else ""),
-            ", ".join(r["tests"]) or r["target"] or "", r["detail"] or "", ", ".join(r["sources"])]
+            ", ".join(r["tests"]) or r["target"] or "",
+            "; ".join(filter(None, [r["detail"], clinic_default_words(tuple(r["clinic_default"]))])),
+            ", ".join([*r["sources"], *([CLINIC_DEFAULT] if r["clinic_default"] else [])])]
            for r in rows], title=f"First {weeks} weeks")
     if protocol.thresholds:
         table(["Threshold", "Action", "Severity", "Sources"],
-              [[t.describe(), t.action + (f" in {t.repeat_in.words()}" if t.repeat_in else ""), t.severity,
-                ", ".join(t.sources)] for t in protocol.thresholds], title="Lab action thresholds")
+              [[threshold_words(t), t.action + (f" in {t.repeat_in.words()}" if t.repeat_in else ""), t.severity,
+                ", ".join([*t.sources, *([CLINIC_DEFAULT] if t.clinic_default else [])])]
+               for t in protocol.thresholds], title="Lab action thresholds")
     table(["Key", "Citation", "URL"],
           [[k, s.citation + (f" (tier: {s.tier})" if s.tier else ""), s.url or ""] for k, s in protocol.sources.items()],
           title="Sources")

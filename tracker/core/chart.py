@@ -60,7 +60,9 @@ class ChartCourse:
 @dataclass(frozen=True)
 class Chart:
     """One patient's snapshot. `results` maps a test code to its results in `result_order`; `items` are the
-    live courses' planned items; `failed_drugs` the drugs stopped for failure or an adverse event."""
+    live courses' planned items; `failed_drugs` the drugs stopped for failure or an adverse event
+    (`adverse_event_drugs` those stopped for an adverse event); `stopped_courses` the patient's stopped courses
+    (continuous days across back-to-back courses)."""
 
     patient_id: int
     mrn: str | None = None
@@ -73,6 +75,14 @@ class Chart:
     results: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     assessments: tuple[Any, ...] = ()
     failed_drugs: frozenset[str] = frozenset()
+    adverse_event_drugs: frozenset[str] = frozenset()  # drugs stopped for an adverse event
+    stopped_courses: tuple[Any, ...] = ()  # stopped courses: `drug, start_on, stop_on`
+
+    def age_on(self, day: dt.date) -> int | None:
+        """Age in whole years on `day` (None without a date of birth)."""
+        if self.dob is None:
+            return None
+        return day.year - self.dob.year - ((day.month, day.day) < (self.dob.month, self.dob.day))
 
     def results_of(self, test: str) -> tuple:
         return self.results.get(test, ())

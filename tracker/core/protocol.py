@@ -224,6 +224,11 @@ class Checkpoint(Rule):
 class Limits(Rule):
     max_duration: Dur
     warn_before: Dur | None = None
+    # Courses of the same drug with at most this many days off between them count as one continuous course
+    # (a steroid stopped on day 6 and restarted the next day is on day 7, not day 1). None: each course alone.
+    join_courses_within: Dur | None = None
+    # How severe "past its maximum" is: a typical course length chosen by the clinic is a warning.
+    severity: Literal["warning", "critical"] = "critical"
 
 
 class LabBaseline(Rule):

@@ -17,7 +17,8 @@ from tracker.core.chart import Chart, ChartCourse
 from tracker.core.gates import gate_candidates, open_gate_findings, screening_candidates
 from tracker.core.panels import describe_missing, missing
 from tracker.core.protocol import Protocol
-from tracker.core.response import evaluate_checkpoint
+from tracker.core.response import evaluate_checkpoint, failures_cleared_by
+from tracker.core.terms import CLINIC_DEFAULT
 from tracker.core.thresholds import threshold_candidates
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import ItemWindow, days_overdue, needs_overdue_alert, overdue_alert_window
@@ -37,18 +38,34 @@ class CheckpointJudged:
 
 
 @dataclass(frozen=True)
+class FailuresCleared:
+    """A checkpoint outcome that settles a course's open `checkpoint_failed` alerts: those of `item_ids`
+    (the same checkpoint judged again on a closer assessment) and those at checkpoint `weeks`."""
+
+    course_id: int
+    item_ids: tuple[int, ...]
+    weeks: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Review:
     patient_id: int
     alerts: tuple[AlertCandidate, ...] = ()
     follow_ups: tuple[tuple[ChartCourse, FollowUp], ...] = ()
     judged: tuple[CheckpointJudged, ...] = ()
+    cleared: tuple[FailuresCleared, ...] = ()
 
 
 def review_windows(today: dt.date, settings: AlertSettings) -> tuple[ItemWindow, ...]:
-    """The planned items a review reads (what a chart must hold): lab draws and baseline tests past the
-    grace period, checkpoints due by today, and course limits."""
+    """The items a review reads (what a chart must hold): lab draws and baseline tests past the grace
+    period, checkpoints due by today, checkpoints already judged whose window is still open (a closer
+    assessment re-judges them), and course limits."""
     return (overdue_alert_window(today, settings.overdue_grace_days),
             ItemWindow(("checkpoint",), due_before=today + dt.timedelta(days=1)),
+            ItemWindow(("checkpoint",), status="done",
+                       due_from=today - dt.timedelta(days=settings.checkpoint_window_days),
+                       due_before=today + dt.timedelta(days=1)),
             ItemWindow(("limit",)))
 
 
@@ -70,7 +87,9 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
         alerts += screening_candidates(chart, course, vocabulary, ages)
         limit_items = [i for i in chart.items_of(course.id, "limit") if i.status == "planned"]
         first = min(limit_items, key=lambda i: i.due, default=None)
-        alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days)
+        alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days,
+                                   chart.stopped_courses)
+    cleared: list[FailuresCleared] = []
     for item in sorted(chart.items, key=lambda i: (i.due, i.id)):
         course = courses.get(item.course_id)
         if course is None:
@@ -78,11 +97,12 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
         overdue = overdue_candidate(item, today, settings.overdue_grace_days, vocabulary)
         if overdue is not None:
             alerts.append(overdue)
-        if item.kind != "checkpoint" or item.status != "planned" or item.due > today:
+        if item.kind != "checkpoint" or item.status not in ("planned", "done") or item.due > today:
             continue
-        suggestions, _ = algorithm.suggest(course.drug, course.protocol.drug_class, set(chart.failed_drugs))
+        advice = algorithm.advise(course.drug, course.protocol.drug_class, set(chart.failed_drugs),
+                                  adverse_event_drugs=chart.adverse_event_drugs, age=chart.age_on(today))
         outcome = evaluate_checkpoint(course.protocol, item, course, chart.assessments, today, settings,
-                                      suggestions)
+                                      advice.options, advice.notes)
         if outcome.status == "pending":
             continue
         if outcome.alert is not None:
@@ -90,9 +110,14 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
         if outcome.status in ("met", "failed", "partial"):
             judged.append(CheckpointJudged(item.id, course.id, outcome.status, outcome.assessment.assessed_on,
                                            outcome.assessment.id, outcome.summary, tuple(outcome.missing)))
+        if outcome.status in ("met", "partial"):  # this checkpoint's own failure, judged on a farther visit
+            verdict = "target met" if outcome.status == "met" else "partial response"
+            cleared.append(FailuresCleared(
+                course.id, (item.id,), failures_cleared_by(course.protocol, item, outcome.status),
+                f"week {item.week} {verdict} on the assessment of {outcome.assessment.assessed_on}"))
         if outcome.follow_up is not None:
             follow_ups.append((course, outcome.follow_up))
-    return Review(chart.patient_id, tuple(alerts), tuple(follow_ups), tuple(judged))
+    return Review(chart.patient_id, tuple(alerts), tuple(follow_ups), tuple(judged), tuple(cleared))
 
 
 def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
@@ -112,22 +137,51 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
     return alerts, follow_ups
 
 
+def continuous_run(course, stopped_courses, join_within_days: int) -> tuple[dt.date, int]:
+    """Where the run of back-to-back courses of `course`'s drug began, and the days on the drug before
+    `course` started: a stopped course counts when at most `join_within_days` days off lie between its
+    stop (its last day) and the next start. Pauses inside earlier courses are not subtracted."""
+    run_start, prior_days = course.start_on, 0
+    earlier = [c for c in stopped_courses if c.drug == course.drug and c.stop_on is not None]
+    while True:
+        joined = [c for c in earlier if c.start_on < run_start and c.stop_on <= run_start
+                  and (run_start - c.stop_on).days - 1 <= join_within_days]
+        if not joined:
+            return run_start, prior_days
+        previous = max(joined, key=lambda c: (c.stop_on, c.start_on))
+        last_day = min(previous.stop_on, run_start - dt.timedelta(days=1))
+        prior_days += (last_day - previous.start_on).days + 1
+        run_start = previous.start_on
+        earlier.remove(previous)
+
+
 def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date,
-                     default_lead_days: int = 14) -> list[AlertCandidate]:
+                     default_lead_days: int = 14, stopped_courses=()) -> list[AlertCandidate]:
     """A course nearing (within `warn_before`, else the clinic's lead time) or past its maximum duration
-    (the planner's limit item date, already moved later by pauses)."""
+    (the planner's limit item date, already moved later by pauses; earlier by the days on the drug in
+    back-to-back courses before it, when the protocol joins them)."""
     limits = protocol.limits
     if limits is None or limit_item is None:
         return []
-    reached = limit_item.due
+    prior_days, since = 0, course.start_on
+    if limits.join_courses_within is not None:
+        since, prior_days = continuous_run(course, stopped_courses, limits.join_courses_within.approx_days())
+    reached = limit_item.due - dt.timedelta(days=prior_days)
+    maximum = limits.max_duration.words() + (f" ({CLINIC_DEFAULT})" if limits.clinic_default else "")
     common = dict(patient_id=course.patient_id, drug=course.drug, course_id=course.id, item_id=limit_item.id,
-                  sources=tuple(limits.sources), limit_text=f"maximum {limits.max_duration.words()}")
-    day = (today - course.start_on).days + 1
+                  sources=tuple(limits.sources), limit_text=f"maximum {maximum}")
+    day = (today - course.start_on).days + 1 + prior_days
+    if prior_days:
+        gap = limits.join_courses_within
+        what = (f"{protocol.name}, continuous since {since} (back-to-back courses at most {gap.words()} apart"
+                f"{' (' + CLINIC_DEFAULT + ')' if limits.clinic_default else ''}; this one started "
+                f"{course.start_on}),")
+    else:
+        what = f"{protocol.name} course started {course.start_on}"
     if today >= reached:
         return [AlertCandidate(
-            condition_key=f"limit:course{course.id}:past", kind="limit", severity="critical",
-            message=f"{protocol.name} course started {course.start_on} is on day {day}, past its maximum of "
-                    f"{limits.max_duration.words()} (reached {reached})",
+            condition_key=f"limit:course{course.id}:past", kind="limit", severity=limits.severity,
+            message=f"{what} is on day {day}, past its maximum of {maximum} (reached {reached})",
             value=f"day {day}", **common)]
     if limits.warn_before is not None:
         lead = limits.warn_before.approx_days()
@@ -136,8 +190,7 @@ def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date,
     if lead > 0 and today >= reached - dt.timedelta(days=lead):
         return [AlertCandidate(
             condition_key=f"limit:course{course.id}:near", kind="limit", severity="warning",
-            message=f"{protocol.name} course started {course.start_on} reaches its maximum of "
-                    f"{limits.max_duration.words()} on {reached} (in {(reached - today).days} days)",
+            message=f"{what} reaches its maximum of {maximum} on {reached} (in {(reached - today).days} days)",
             value=f"day {day}", **common)]
     return []
 

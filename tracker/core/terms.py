@@ -8,3 +8,5 @@ SEVERITY_ORDER = {name: rank for rank, name in enumerate(SEVERITIES)}
 # Why a course stopped; the first two exclude the drug from the treatment algorithm's suggestions.
 STOP_CATEGORIES = ("failure", "adverse_event", "other")
 FAILED_STOP_CATEGORIES = ("failure", "adverse_event")
+# How a value no clinical source gives (a clinic's choice, `clinic_default: true`) is shown wherever it is shown.
+CLINIC_DEFAULT = "clinic default"

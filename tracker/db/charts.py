@@ -223,16 +223,25 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
             for row in session.execute(select(Assessment).where(Assessment.patient_id.in_(assessed))).scalars():
                 assessments.setdefault(row.patient_id, []).append(row)
         failed: dict[int, set] = {}
-        for patient_id, drug in session.execute(select(C.c.patient_id, C.c.drug).where(
-                C.c.patient_id.in_(chunk), C.c.stop_category.in_(FAILED_STOP_CATEGORIES))):
-            failed.setdefault(patient_id, set()).add(drug)
-        patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing, Patient.dob)
-                                   .where(Patient.id.in_(chunk)))
+        adverse: dict[int, set] = {}
+        stopped: dict[int, list] = {}
+        for row in plain_rows(session, select(C.c.patient_id, C.c.drug, C.c.start_on, C.c.stop_on,
+                                              C.c.stop_category)
+                              .where(C.c.patient_id.in_(chunk), C.c.status == "stopped")):
+            stopped.setdefault(row.patient_id, []).append(row)
+            if row.stop_category in FAILED_STOP_CATEGORIES:
+                failed.setdefault(row.patient_id, set()).add(row.drug)
+            if row.stop_category == "adverse_event":
+                adverse.setdefault(row.patient_id, set()).add(row.drug)
+        patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing,
+                                          Patient.dob).where(Patient.id.in_(chunk)))
         for patient_id, mrn, sex, childbearing, dob in sorted(patients):
             yield Chart(patient_id, mrn, sex, childbearing, dob, tuple(courses.get(patient_id, ())),
                         tuple(items.get(patient_id, ())), build_results(results.get(patient_id, ())),
                         tuple(sorted(assessments.get(patient_id, ()), key=lambda a: (a.assessed_on, a.id))),
-                        frozenset(failed.get(patient_id, ())))
+                        frozenset(failed.get(patient_id, ())),
+                        adverse_event_drugs=frozenset(adverse.get(patient_id, ())),
+                        stopped_courses=tuple(stopped.get(patient_id, ())))
 
 
 def results_chart(session, patient) -> Chart:

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from tracker.db.tables import Course, Item, Patient, codes
 from tracker.errors import InputError
 from tracker.exporters.ics import AUDIENCES, CalendarItem, SourceRef, TestName, build_calendar, calendar_uid
+from tracker.core.defaults import item_clinic_defaults
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.core.settings import ExportSettings
 
@@ -90,6 +91,8 @@ def calendar_item(lookup: _Lookup, item: Item, patient: Patient, label_style: st
         target=item.target,
         week=item.week,
         done_on=item.done_on,
+        clinic_defaults=(item_clinic_defaults(own, item.kind, codes(item.tests), item.week, item.origin)
+                         if own is not None else ()),
     )
 
 

@@ -67,6 +67,7 @@ class CalendarItem:
     target: str | None = None
     week: int | None = None
     done_on: dt.date | None = None
+    clinic_defaults: tuple[str, ...] = ()  # what of the rule no clinical source gives (staff text only)
 
 
 def calendar_uid(scope: str, patient_id: int | None, audience: str) -> str:
@@ -147,6 +148,9 @@ def staff_description(item: CalendarItem) -> str:
         lines.append(f"Target: {item.target}")
     if item.detail:
         lines.append(f"Why: {item.detail}")
+    if item.clinic_defaults:
+        lines.append(f"Clinic default: {'; '.join(item.clinic_defaults)} (set by the clinic: no clinical source "
+                     f"gives it)")
     lines.append(_status_line(item))
     return "\n".join(lines + _sources_block(item))
 

@@ -15,7 +15,7 @@ from tracker.core.protocol import ProtocolLibrary
 from tracker.core.settings import Settings
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import utcnow
-from tracker.db.tables import Alert, AuditEvent, LabResult, Patient, codes
+from tracker.db.tables import Alert, AuditEvent, Item, LabResult, Patient, codes
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
@@ -188,10 +188,14 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
     if patient is not None:
         query = query.where(Alert.patient_id == patient.id)
     rows, live_keys = [], set()
-    for row, row_mrn in session.exec(query).all():
+    live = session.exec(query).all()
+    settled = _settled_failures(session, summary.would_clear, [row for row, _ in live], wanted)
+    for row, row_mrn in live:
         live_keys.add(row.condition_key)
         if row.kind in DERIVED_KINDS and row.condition_key not in wanted:
             continue  # would resolve by then
+        if row.id in settled:
+            continue  # a later checkpoint outcome would settle it
         shown = alert_row(row, row_mrn)
         if row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
             shown["status"] = "open"
@@ -219,6 +223,18 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
         rows = [r for r in rows if r["status"] in ("open", "would open", "would re-open")]
     return sorted(rows, key=lambda r: (SEVERITY_ORDER.get(r["severity"], 3), r["mrn"] or "", r["raised_on"],
                                        r["id"] or 0, r["condition_key"]))
+
+
+def _settled_failures(session: Session, cleared, live, wanted) -> set[int]:
+    """Ids of the live checkpoint_failed alerts the review's FailuresCleared would resolve (as
+    review_apply._clear_failures does when the review is applied)."""
+    failed = [row for row in live if row.kind == "checkpoint_failed" and row.condition_key not in wanted]
+    if not cleared or not failed:
+        return set()
+    weeks = dict(session.exec(select(Item.id, Item.week).where(Item.id.in_([r.item_id for r in failed
+                                                                             if r.item_id]))).all())
+    return {row.id for row in failed for c in cleared
+            if row.course_id == c.course_id and (row.item_id in c.item_ids or weeks.get(row.item_id) in c.weeks)}
 
 
 def show_alert(session: Session, alert_id: int) -> dict:

@@ -48,6 +48,7 @@ class EvaluationSummary:
     outcomes: list = field(default_factory=list)  # checkpoint outcomes, one line each
     follow_ups: list = field(default_factory=list)  # Item rows added (repeat labs, partial re-checks)
     would_open: list[AlertCandidate] = field(default_factory=list)  # what-ifs: the alerts that should be open
+    would_clear: list = field(default_factory=list)  # what-ifs: checkpoint failures settled (FailuresCleared)
     reviewed: int = 0  # patients reviewed
 
 
@@ -92,6 +93,8 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
         summary.reviewed += len(reviews)
         if not write:
             summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
+            if "checkpoint_failed" in group_kinds:
+                summary.would_clear += [c for r in reviews for c in r.cleared]
             continue
         apply_reviews(session, reviews, ids, today, group_kinds, user, summary, whole_clinic=whole_clinic)
         whole_clinic = False  # the clinic-wide part (ended snoozes) once

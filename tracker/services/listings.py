@@ -20,13 +20,14 @@ def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.da
                      include_cancelled: bool = False) -> list[dict]:
     """A patient's items between the dates (everything stored when not given)."""
     from tracker.services.patients import get_patient
-    from tracker.services.worklists import calendar
+    from tracker.services.worklists import calendar, mark_clinic_defaults
 
     patient = get_patient(clinic.session, mrn)
     if end:
         refresh(clinic, end)
-    return calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled,
+    rows = calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled,
                     clinic.library.vocabulary)
+    return mark_clinic_defaults(clinic.session, clinic.library, rows)
 
 
 def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False) -> list[dict]:

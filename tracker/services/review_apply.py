@@ -60,6 +60,8 @@ def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, k
                     summary.follow_ups.append(added)
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
     _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic)
+    if CHECKPOINT_KINDS[0] in kinds:
+        _clear_failures(session, reviews, {c.condition_key for c in candidates}, today, user, summary, mrns)
 
 
 def _mark_judged(session, reviews, user, mrns, summary) -> None:
@@ -71,9 +73,12 @@ def _mark_judged(session, reviews, user, mrns, summary) -> None:
     now = utcnow()
     for r, j in judged:
         item = items[j.item_id]
+        note = f"{j.status}: assessment #{j.assessment_id}"
+        if item.status == "done" and item.done_note == note:
+            continue  # judged again on the same assessment: nothing changed
         before = audit.snapshot(item, "status", "done_on", "done_note")
         item.status, item.done_on = "done", j.done_on
-        item.done_note = f"{j.status}: assessment #{j.assessment_id}"
+        item.done_note = note
         item.sequence += 1
         item.last_modified = now
         session.add(item)
@@ -81,6 +86,27 @@ def _mark_judged(session, reviews, user, mrns, summary) -> None:
                      {**audit.snapshot(item, "status", "done_on", "done_note"), "response": j.summary,
                       "missing": list(j.missing)})
         summary.outcomes.append(f"{mrns.get(r.patient_id)} {item.drug}: {j.summary}")
+
+
+def _clear_failures(session, reviews, wanted: set[str], today, user, summary, mrns) -> None:
+    """Resolve the live checkpoint_failed alerts a later outcome settles (core: FailuresCleared): the same
+    checkpoint judged again on a closer assessment, or an earlier `review` checkpoint after a met one.
+    Resolved as automatic, so the failure re-opens if a judgement brings it back."""
+    cleared = [(r, c) for r in reviews for c in r.cleared]
+    if not cleared:
+        return
+    query = (select(Alert, Item.week).join(Item, Item.id == Alert.item_id)
+             .where(Alert.kind == "checkpoint_failed", Alert.status.in_(LIVE_ALERT)))
+    live = _in_chunks(session, lambda c: query.where(Alert.course_id.in_(c)), [c.course_id for _, c in cleared])
+    for alert, week in live:
+        if alert.condition_key in wanted or alert.status == "resolved":
+            continue
+        for r, c in cleared:
+            if alert.course_id == c.course_id and (alert.item_id in c.item_ids or week in c.weeks):
+                resolve_alert(session, alert, today, f"{AUTO}{c.reason}", user, mrns.get(r.patient_id))
+                summary.resolved.append(alert)
+                break
+    session.flush()
 
 
 def _add_follow_up(session, course, follow: FollowUp) -> Item | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from tracker.core.defaults import item_clinic_defaults
 from tracker.core.plan import CourseFacts, PatientFacts, plan_course
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.resources import schedules_dir
@@ -32,6 +33,7 @@ def protocol_timeline(protocol: Protocol, weeks: int = 52, start: dt.date = NOMI
                 "title": item.title,
                 "detail": item.detail,
                 "sources": list(item.sources),
+                "clinic_default": list(item_clinic_defaults(protocol, item.kind, item.tests, item.week)),
             }
         )
     return rows

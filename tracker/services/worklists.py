@@ -120,3 +120,28 @@ def open_and_upcoming(session, patient_id: int, today: dt.date, upcoming: int,
     coming = _base().where(Item.patient_id == patient_id, item_where(upcoming_window(today)))
     return (_rows(session, late.order_by(Item.due, Item.id), today, is_overdue, vocabulary)
             + _rows(session, coming.order_by(Item.due, Item.id).limit(upcoming), today, is_upcoming, vocabulary))
+
+
+def mark_clinic_defaults(session, library, rows: list[dict]) -> list[dict]:
+    """Add `clinic_default` to each row: what of the rule behind the item no clinical source gives, in
+    words, read from the protocol its course was planned with (core: defaults.item_clinic_defaults)."""
+    from tracker.core.defaults import item_clinic_defaults
+    from tracker.db.charts import COURSE_COLUMNS, ProtocolsOfCourses
+    from tracker.db.tables import Course
+
+    ids = [row["id"] for row in rows]
+    if not ids:
+        return rows
+    protocol_of = ProtocolsOfCourses(session, library)
+    facts = {}
+    for start in range(0, len(ids), 500):
+        query = (select(Item.id, Item.origin, *COURSE_COLUMNS).join(Course, Course.id == Item.course_id)
+                 .where(Item.id.in_(ids[start:start + 500])))
+        for row in session.execute(query):
+            facts[row[0]] = row
+    for row in rows:
+        fact = facts.get(row["id"])
+        labels = () if fact is None else item_clinic_defaults(protocol_of(fact), row["kind"], row["tests"],
+                                                              row["week"], fact.origin)
+        row["clinic_default"] = list(labels)
+    return rows
