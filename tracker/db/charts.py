@@ -87,21 +87,24 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
                        settings: AlertSettings, *, changed: set[int] | None = None) -> ReviewSet:
     """Patients whose review may differ from what the alert table holds.
 
-    `changed` None (a full pass): every patient with a latest result that may breach, with a planned item in
-    a review window, with an overridden gate, or with a live alert, reviewed on every rule. Otherwise (the
-    incremental nightly after a full pass with the same protocols) the changed patients on every rule, and
-    the patients with an item in a review window on the dated rules: nothing but a change (a result, an
-    assessment, a course event) moves the change-driven ones."""
+    Full pass (`changed` None): on every rule, the patients whose change-driven conditions (threshold, gate:
+    core/alerts.py CHANGE_DRIVEN_KINDS) may hold or may have to clear: a latest result that may breach (the
+    core's bounds), an overridden gate, or a live alert. On the dated rules only (no results loaded), the
+    others with a planned item in a review window: with no result that may breach, no overridden gate and
+    no live alert, the change-driven rules have nothing to say about them.
+    Incremental pass (after a full pass with the same protocols): the changed patients (a result, an
+    assessment, a course event) on every rule, and the others with an item in a review window on the dated
+    rules: nothing but a change moves the change-driven ones."""
     courses = live_courses(session)
     items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
         C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
     windowed = set(session.execute(items).scalars())
     if changed is not None:
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
-    ids = windowed | {c.patient_id for c in courses if c.gate_override}
+    ids = {c.patient_id for c in courses if c.gate_override}
     ids.update(breaching_patients(session, courses, protocol_of, vocabulary))
     ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())
-    return ReviewSet(frozenset(ids))
+    return ReviewSet(frozenset(ids), frozenset(windowed - ids))
 
 
 def _baseline_value(course, test: str, readings: int = 1):
