@@ -126,6 +126,36 @@ def test_creatinine_in_mg_per_dl_is_converted_with_its_reference_range(jak):
     assert (row["reported_value"], row["reported_unit"]) == (1.2, "mg/dL")
 
 
+@pytest.mark.parametrize("value,unit,target,expected", [
+    # The IFCC-NGSP master equation [NGSP-IFCC]: IFCC mmol/mol = 10.929 x (NGSP % - 2.15).
+    (7.0, "%", "mmol/mol", 53.0),
+    (6.5, "%", "mmol/mol", 47.5),
+    (53, "mmol/mol", "%", 7.0),
+    (48, "mmol/mol", "mmol/mol", 48),
+])
+def test_hba1c_converts_between_its_scales_by_the_master_equation(value, unit, target, expected):
+    assert convert(value, unit, target, scale="hba1c") == pytest.approx(expected, abs=0.05)
+    if unit != target:  # not as plain fractions: 7 % is not 70 mmol/mol
+        assert convert(value, unit, target, scale="hba1c") != pytest.approx(convert(value, unit, target), abs=0.5)
+
+
+def test_hba1c_takes_only_its_own_units():
+    with pytest.raises(UnitProblem):
+        convert(7, "mg/dL", "mmol/mol", scale="hba1c")
+
+
+@freeze_time("2026-12-03")
+def test_hba1c_in_percent_is_stored_in_mmol_per_mol_and_a_bare_percent_figure_is_refused(jak, db_url):
+    jak("result add P1 hba1c 7 --unit % --on 2026-12-02")
+    [row] = jak.json("result list P1 --test hba1c")
+    assert row["value"] == pytest.approx(53.0, abs=0.05) and row["unit"] == "mmol/mol"
+    assert (row["reported_value"], row["reported_unit"]) == (7, "%")
+    before = dump_database(db_url)
+    result = jak("result add P1 hba1c 7.2 --on 2026-12-02", ok=False)  # 7.2 mmol/mol: a % figure typed bare
+    assert result.exit_code == 2 and "did you mean %?" in result.stderr and result.stderr.count("\n") == 1
+    assert dump_database(db_url) == before
+
+
 @freeze_time("2026-12-03")
 def test_a_value_in_the_vocabulary_unit_is_stored_as_is_and_shown_without_a_reported_note(jak):
     out = jak("result add P1 neutrophils 4.2 --on 2026-12-02").stdout

@@ -447,7 +447,7 @@ def _unit_problems(name: str, vocabulary: Vocabulary) -> list[str]:
             continue
         for where, unit in [("unit", test.unit), *(("also_reported_in", u) for u in test.also_reported_in)]:
             try:
-                convert(1.0, unit, test.unit, test.molar_mass)
+                convert(1.0, unit, test.unit, test.molar_mass, test.scale)
             except UnitProblem as problem:
                 problems.append(f"{name}:1: tests.{test.code}.{where}: {unit!r} {problem}")
     return problems

@@ -40,7 +40,20 @@ def registry():
     ureg.define("cell = count = cells")
     # eGFR is reported per 1.73 m2 of body surface; a unit so that "mL/min/1.73m2" parses as one.
     ureg.define("standard_body_surface = 1.73 * meter ** 2")
+    for definition in SCALE_DEFINITIONS:
+        ureg.define(definition)
     return ureg
+
+
+# Analytes measured on a scale of their own, whose units are related by an equation rather than a factor.
+# HbA1c: IFCC (mmol/mol) and NGSP/DCCT (%) by the IFCC-NGSP master equation [NGSP-IFCC in the vocabulary's
+# sources]: IFCC = 10.929 x (NGSP - 2.15). pint writes it as an offset unit on a dimension of its own, so that
+# pint (never a factor of ours) converts, and "%" or "mmol/mol" on HbA1c never means a plain fraction.
+SCALE_DEFINITIONS = (
+    "hba1c_ifcc = [glycated_haemoglobin]",
+    "hba1c_ngsp = 10.929 * hba1c_ifcc; offset: -23.4974",  # 10.929 x 2.15
+)
+SCALE_UNITS = {"hba1c": {"mmol/mol": "hba1c_ifcc", "%": "hba1c_ngsp"}}
 
 
 def to_pint(unit: str) -> str:
@@ -75,9 +88,19 @@ def quantity(unit: str):
     return parsed
 
 
-def convert(value: float, unit: str, target: str, molar_mass: float | None = None) -> float:
-    """`value` in `unit` expressed in `target`; mass <-> substance through `molar_mass` (g/mol) if given."""
+def convert(value: float, unit: str, target: str, molar_mass: float | None = None,
+            scale: str | None = None) -> float:
+    """`value` in `unit` expressed in `target`; mass <-> substance through `molar_mass` (g/mol) if given;
+    on a named `scale` (SCALE_UNITS) only between that scale's own units."""
     ureg = registry()
+    if scale is not None:
+        units = SCALE_UNITS.get(scale)
+        if units is None:
+            raise UnitProblem(f"is on an unknown scale {scale!r}")
+        if unit.strip() not in units or target.strip() not in units:
+            raise UnitProblem(f"cannot be converted to {target} (on this test: {', '.join(units)})")
+        converted = ureg.Quantity(value, units[unit.strip()]).to(units[target.strip()])
+        return float(f"{converted.magnitude:.10g}")
     source, wanted = quantity(unit), quantity(target)
     try:
         if molar_mass is not None:

@@ -25,6 +25,9 @@ class TestCode:
     plausible: tuple[float, float] | None = None
     plausible_clinic_default: bool = False
     molar_mass: float | None = None
+    # A named scale with units of its own (HbA1c: IFCC mmol/mol and NGSP %, related by an equation, not a
+    # factor): tracker/units.py converts on it.
+    scale: str | None = None
     also_reported_in: tuple[str, ...] = ()
     # Gate reading of a categorical screen (a clinic default: the reference states no rule, section 15a):
     # the values that let a start go ahead, and those that ask to repeat the test or refer. Any other value
@@ -188,6 +191,7 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             plausible=plausible,
             plausible_clinic_default=plausible_clinic_default,
             molar_mass=_molar_mass(code, spec, sources, problems),
+            scale=str(spec["scale"]) if spec.get("scale") is not None else None,
             also_reported_in=tuple(str(u) for u in spec.get("also_reported_in", ())),
             passes=tuple(str(v) for v in spec.get("passes", ())),
             repeat_or_refer=tuple(str(v) for v in spec.get("repeat_or_refer", ())),

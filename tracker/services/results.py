@@ -72,7 +72,7 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
     reported_unit = unit or test.unit
 
     def in_vocabulary_unit(number: float, from_unit: str) -> float:
-        return convert(number, from_unit, test.unit, test.molar_mass)
+        return convert(number, from_unit, test.unit, test.molar_mass, test.scale)
 
     try:
         converted = in_vocabulary_unit(value, reported_unit)
