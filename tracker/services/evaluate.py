@@ -23,7 +23,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, text
 
 from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
 from tracker.core.protocol import ProtocolLibrary
@@ -120,13 +120,30 @@ def collector_paused():
 
 
 def _current_mark(session, library: ProtocolLibrary) -> dict:
-    """The highest ids now on record: what this pass will have seen."""
-    return {
+    """The highest ids now on record: what this pass will have seen.
+
+    On PostgreSQL ids are not committed in order: a transaction that took id 41 may commit after this pass
+    read 42 as the highest. The mark also keeps the oldest transaction still running now (its snapshot's
+    xmin); the next pass also reviews rows written by that transaction or any later one (newer_than_mark)."""
+    mark = {
         "result": session.execute(select(func.max(LabResult.id))).scalar() or 0,
         "assessment": session.execute(select(func.max(Assessment.id))).scalar() or 0,
         "audit": session.execute(select(func.max(AuditEvent.id))).scalar() or 0,
         "library": library_signature(library),
     }
+    if session.get_bind().dialect.name == "postgresql":
+        oldest = session.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")).scalar()
+        mark["xmin"] = str(int(oldest) % 2 ** 32)  # the 32-bit xid a row's xmin holds
+    return mark
+
+
+def newer_than_mark(table, column, last_id: int, xmin: str | None):
+    """Rows past the mark: a higher id, or (PostgreSQL) written by a transaction not finished at the mark
+    (age() compares transaction ids across wraparound; frozen rows are the oldest of all)."""
+    if xmin is None:
+        return column > last_id
+    return or_(column > last_id, text(f"age({table}.xmin) <= age(CAST(:mark_xmin AS xid))")
+               .bindparams(mark_xmin=xmin))
 
 
 def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
@@ -139,11 +156,14 @@ def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
         return None
     if mark.get("library") != library_signature(library):
         return None
-    changed = set(session.execute(select(LabResult.patient_id).where(LabResult.id > result).distinct()).scalars())
-    changed.update(session.execute(select(Assessment.patient_id).where(Assessment.id > assessment)
-                                   .distinct()).scalars())
+    xmin = mark.get("xmin") if session.get_bind().dialect.name == "postgresql" else None
+    changed = set(session.execute(select(LabResult.patient_id).where(
+        newer_than_mark("lab_result", LabResult.id, result, xmin)).distinct()).scalars())
+    changed.update(session.execute(select(Assessment.patient_id).where(
+        newer_than_mark("assessment", Assessment.id, assessment, xmin)).distinct()).scalars())
     events = select(AuditEvent.entity, AuditEvent.entity_id).where(
-        AuditEvent.id > audit, AuditEvent.entity.in_(CHANGE_ENTITIES), AuditEvent.entity_id.is_not(None)).distinct()
+        newer_than_mark("audit_event", AuditEvent.id, audit, xmin), AuditEvent.entity.in_(CHANGE_ENTITIES),
+        AuditEvent.entity_id.is_not(None)).distinct()
     courses, patients = set(), set()
     for entity, entity_id in session.execute(events):
         (courses if entity == "course" else patients).add(entity_id)
