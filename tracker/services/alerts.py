@@ -15,7 +15,7 @@ from tracker.core.protocol import ProtocolLibrary
 from tracker.core.settings import Settings
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import utcnow
-from tracker.db.tables import Alert, AuditEvent, Item, LabResult, Patient, codes
+from tracker.db.tables import Alert, AuditEvent, Item, Patient, codes
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
@@ -40,18 +40,12 @@ def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, 
 # Hooks: evaluation as data lands
 
 
-def after_result(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult,
-                 completed: list, today: dt.date, user: str, settings: Settings | None = None) -> EvaluationSummary:
-    """A result just landed: its thresholds and gates now; the overdue alerts of items it completed clear."""
-    summary = evaluate_clinic(session, library, today, settings, patient_ids=[patient.id],
-                              kinds=("threshold", "gate"), user=user)
-    keys = [f"overdue:item{i.id}" for i in completed]
-    if keys:
-        for row in session.exec(select(Alert).where(Alert.condition_key.in_(keys), Alert.status.in_(LIVE))).all():
-            resolve_alert(session, row, result.taken_on, f"{AUTO}item done by result #{result.id}", user,
-                          patient.mrn)
-            summary.resolved.append(row)
-    return summary
+def after_result(session: Session, library: ProtocolLibrary, patient: Patient, today: dt.date, user: str,
+                 settings: Settings | None = None) -> EvaluationSummary:
+    """A result just landed: the patient's review on the rules a result moves now (its thresholds and
+    gates; the overdue alerts of items it completed clear, as the review no longer asks for them)."""
+    return evaluate_clinic(session, library, today, settings, patient_ids=[patient.id],
+                           kinds=("threshold", "gate", "overdue"), user=user)
 
 
 def after_start(session: Session, library: ProtocolLibrary, patient: Patient, today: dt.date,

@@ -133,7 +133,7 @@ def record_result(
                  {**audit.snapshot(result), "completed_items": [i.id for i in completed]})
     from tracker.services.alerts import after_result
 
-    evaluation = after_result(session, library, patient, result, completed, today, user, clinic.settings)
+    evaluation = after_result(session, library, patient, today, user, clinic.settings)
     return RecordedResult(result, patient, completed, evaluation)
 
 
