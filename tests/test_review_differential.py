@@ -36,16 +36,22 @@ def _alerts(db: str) -> set[tuple]:
     return set(rows)
 
 
-def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_template):
-    whole, each = str(tmp_path / "whole.db"), str(tmp_path / "each.db")
-    shutil.copyfile(migrated_template, whole)
+def _twin_clinics(tmp_path, template: str, names: tuple[str, str], patients: int, seed: int) -> tuple[str, str]:
+    """Two identical SQLite files holding one synthetic clinic as of TODAY."""
+    first, second = (str(tmp_path / f"{name}.db") for name in names)
+    shutil.copyfile(template, first)
     with freeze_time(TODAY.isoformat()):
-        Tracker(whole)("synth --patients 500 --seed 11")
-    engine = open_engine(whole)
+        Tracker(first)(f"synth --patients {patients} --seed {seed}")
+    engine = open_engine(first)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
-    shutil.copyfile(whole, each)
+    shutil.copyfile(first, second)
+    return first, second
+
+
+def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_template):
+    whole, each = _twin_clinics(tmp_path, migrated_template, ("whole", "each"), 500, 11)
     library = load_library()
 
     engine = open_engine(whole)
@@ -70,15 +76,7 @@ def test_incremental_passes_over_a_week_equal_full_passes(tmp_path, migrated_tem
     them: each day the alert tables agree."""
     from tracker.db.tables import Course, LabResult
 
-    inc, full = str(tmp_path / "incremental.db"), str(tmp_path / "full.db")
-    shutil.copyfile(migrated_template, inc)
-    with freeze_time(TODAY.isoformat()):
-        Tracker(inc)("synth --patients 300 --seed 5")
-    engine = open_engine(inc)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    shutil.copyfile(inc, full)
+    inc, full = _twin_clinics(tmp_path, migrated_template, ("incremental", "full"), 300, 5)
     library = load_library()
     engines = {db: open_engine(db) for db in (inc, full)}
     for offset in range(8):
