@@ -37,7 +37,10 @@ def test_rule_id_ignores_unit_message_sources_and_severity():
 
 def test_the_migration_derives_every_built_in_rule_id_from_its_old_key():
     migration = _migration()
-    thresholds = [t for p in load_library().protocols.values() for t in p.thresholds]
+    # Rules with fields newer than revision 0002 (after_repeat_below, without_baseline: issue 14) never had a
+    # display-text key: the code that wrote those keys could not load them.
+    thresholds = [t for p in load_library().protocols.values() for t in p.thresholds
+                  if t.after_repeat_below is None and not t.without_baseline]
     assert len(thresholds) > 40
     for t in thresholds:
         old = f"threshold:course7:{t.describe()}:result9"

@@ -122,6 +122,14 @@ thresholds = st.one_of(
     st.builds(lambda v: Threshold(analyte="x", fall_pct=v, action="review", clinic_default=True), st.floats(1, 99)),
     st.builds(lambda v: Threshold(analyte="x", equals=v, action="review", clinic_default=True),
               st.lists(st.sampled_from(["low", "absent", "positive"]), min_size=1, max_size=2)),
+    # Issue 14 item 2: renal rules acting on a still-low repeat only, or only without a pre-start value
+    # (core/renal.py: rule_applies narrows when they act; their comparison is one of the shapes above).
+    st.builds(lambda v, w: Threshold(analyte="x", fall_pct=v, after_repeat_below=w, action="withhold",
+                                     clinic_default=True), st.floats(1, 99), limits),
+    st.builds(lambda v: Threshold(analyte="x", below=v, after_repeat_below=v, without_baseline=True,
+                                  action="discuss", clinic_default=True), limits),
+    st.builds(lambda v: Threshold(analyte="x", above_uln=v, without_baseline=True, action="discuss",
+                                  clinic_default=True), st.floats(0.5, 10)),
 )
 
 
@@ -276,3 +284,54 @@ def test_an_incremental_pass_reviews_a_result_committed_after_its_mark_under_a_l
                               {"p": ids["M1"]}).scalars().all()
     engine.dispose()
     assert alerts and all("alt" in message for message in alerts)
+
+
+# --- issue 14 item 2: creatinine clearance read from an estimate when none is on record -----------------
+
+
+renal_values = st.one_of(st.none(), st.floats(5, 400, allow_nan=False))
+
+
+@settings(max_examples=80, deadline=None)
+@given(renal_values, renal_values, renal_values, st.one_of(st.none(), st.floats(30, 150, allow_nan=False)),
+       st.sampled_from(["f", "m", None]), st.sampled_from(["baricitinib", "apremilast"]))
+def test_prefilter_sql_admits_every_patient_a_clearance_rule_alerts_on(crcl, creatinine, egfr, weight, sex, drug):
+    """A Cockcroft-Gault or eGFR estimate standing in for a clearance not on record (core/renal.py) never
+    escapes the whole-clinic prefilter (tracker/db/charts.py breaching_patients)."""
+    from sqlalchemy import create_engine
+    from sqlmodel import SQLModel
+
+    import tracker.db.tables as tables
+    from tracker.core.algorithm import Algorithm
+    from tracker.core.chart import Chart, ChartCourse, build_results
+    from tracker.core.review import review
+    from tracker.db.charts import breaching_patients, live_courses
+
+    library = load_library()
+    protocol = library.get(drug)
+    start, day = dt.date(2026, 1, 5), dt.date(2026, 3, 2)
+    stamp = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    values = [("crcl", crcl, day - dt.timedelta(days=1)), ("creatinine", creatinine, day), ("egfr", egfr, day),
+              ("weight", weight, start)]
+    rows = [Result(i + 1, test, v, None, None, taken, None) for i, (test, v, taken) in enumerate(values) if v is not None]
+    engine = create_engine("sqlite://")
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(tables.Patient(id=1, mrn="P1", name="P", dob=dt.date(1950, 1, 1), sex=sex, created_at=stamp,
+                                   updated_at=stamp))
+        session.add(tables.Course(id=1, patient_id=1, drug=drug, start_on=start, protocol_version=protocol.version,
+                                  protocol_hash=protocol.content_hash, created_at=stamp))
+        session.add_all(tables.LabResult(id=r.id, patient_id=1, test=r.test, value_num=r.value_num, unit=None,
+                                         taken_on=r.taken_on, created_at=stamp) for r in rows)
+        session.commit()
+        chosen = breaching_patients(session, live_courses(session), lambda course: protocol, library.vocabulary)
+        # Without the Cockcroft-Gault estimate, the bounds alone (eGFR standing in) must still admit.
+        no_cg = protocol.model_copy(update={"clearance": protocol.clearance.model_copy(update={"estimate": ["egfr"]})})
+        chosen_no_cg = breaching_patients(session, live_courses(session), lambda course: no_cg, library.vocabulary)
+    for used, picked in ((protocol, chosen), (no_cg, chosen_no_cg)):
+        course = ChartCourse(1, 1, drug, "active", start, used)
+        chart = Chart(1, "P1", sex, dob=dt.date(1950, 1, 1), courses=(course,), results=build_results(rows))
+        alerts = review(chart, day, AlertSettings(), Algorithm(), library.vocabulary).alerts
+        crcl_alerts = [a.message for a in alerts if a.kind == "threshold" and ":crcl" in a.condition_key]
+        if crcl_alerts:
+            assert picked == {1}, crcl_alerts

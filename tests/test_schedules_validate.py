@@ -143,7 +143,7 @@ def test_more_mistakes_are_caught(tracker, tmp_path):
 def test_show_renders_a_timeline_with_sources(tracker):
     result = tracker("schedules show methotrexate --weeks 52")
     text = result.stdout
-    assert "Methotrexate (methotrexate, csdmard, protocol v3)" in text
+    assert "Methotrexate (methotrexate, csdmard, protocol v4)" in text
     assert "First 52 weeks" in text and "Sources" in text and "Lab action thresholds" in text
     assert "checkpoint" in text and "EASI-50" in text
     assert "CKS-MTX" in text and "https://www.medicinesafety.co.uk" in text

@@ -38,15 +38,15 @@ def list_(app, as_json):
 def show(app, drug, weeks, as_json):
     """A protocol as a timeline from a nominal start (week, day offset, tests, checkpoints, limits)."""
     from tracker.cli.render import emit_json, say, table
-    from tracker.core.defaults import clinic_default_words, threshold_words
+    from tracker.core.defaults import clinic_default_words
     from tracker.core.terms import CLINIC_DEFAULT
-    from tracker.services.schedule_view import protocol_timeline
+    from tracker.services.schedule_view import protocol_rules, protocol_timeline
 
     protocol = app.library.get(drug)
     rows = protocol_timeline(protocol, weeks)
     if as_json:
         emit_json({"id": protocol.id, "version": protocol.version, "hash": protocol.content_hash,
-                   "timeline": rows,
+                   "timeline": rows, "rules": protocol_rules(protocol, app.library.vocabulary),
                    "sources": {k: s.model_dump() for k, s in protocol.sources.items()}})
         return
     say(f"[bold]{protocol.name}[/bold] ({protocol.id}, {protocol.drug_class}, protocol v{protocol.version})"
@@ -57,16 +57,28 @@ def show(app, drug, weeks, as_json):
             "; ".join(filter(None, [r["detail"], clinic_default_words(tuple(r["clinic_default"]))])),
             ", ".join([*r["sources"], *([CLINIC_DEFAULT] if r["clinic_default"] else [])])]
            for r in rows], title=f"First {weeks} weeks")
-    if protocol.thresholds:
-        table(["Threshold", "Action", "Severity", "Sources"],
-              [[threshold_words(t), t.action + (f" in {t.repeat_in.words()}" if t.repeat_in else ""), t.severity,
-                ", ".join([*t.sources, *([CLINIC_DEFAULT] if t.clinic_default else [])])]
-               for t in protocol.thresholds], title="Lab action thresholds")
+    rules = protocol_rules(protocol, app.library.vocabulary)
+    table(["Section", "Rule", "Note", "Sources"],
+          [[r["section"], r["rule"], r["note"] or "", _sources(r)] for r in rules if r["section"] != "threshold"],
+          title="Rule set (each line with its sources, or clinic default)")
+    thresholds = [r for r in rules if r["section"] == "threshold"]
+    if thresholds:
+        table(["Threshold", "Action", "Severity", "Message", "Sources"],
+              [[r["condition"], r["action"], r["severity"], r["message"] or "", _sources(r)] for r in thresholds],
+              title="Lab action thresholds")
     table(["Key", "Citation", "URL"],
           [[k, s.citation + (f" (tier: {s.tier})" if s.tier else ""), s.url or ""] for k, s in protocol.sources.items()],
           title="Sources")
     if protocol.notes:
         say(f"Notes: {protocol.notes.strip()}")
+
+
+def _sources(row: dict) -> str:
+    """A rule's source keys, then "clinic default" when the whole rule is the clinic's (a list of fields is
+    marked in the rule's own words)."""
+    from tracker.core.terms import CLINIC_DEFAULT
+
+    return ", ".join([*row["sources"], *([CLINIC_DEFAULT] if row["clinic_default"] is True else [])])
 
 
 @schedules.command("changed")

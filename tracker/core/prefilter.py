@@ -70,17 +70,25 @@ def threshold_bounds(protocols, vocabulary=None) -> dict[str, ThresholdBounds]:
         for t in protocol.thresholds:
             if t.action == "refuse":
                 continue
-            b = bounds.setdefault(t.analyte, ThresholdBounds())
-            if t.below is not None:
-                b.below = t.below if b.below is None else max(b.below, t.below)
-            elif t.above is not None:
-                b.above = t.above if b.above is None else min(b.above, t.above)
-            elif t.above_uln is not None:
-                b.uln_factors.add(t.above_uln)
-            elif t.equals is not None:
-                b.equals.update(t.equals)
-            elif t.rise_pct is not None:
-                b.rise_pct = t.rise_pct if b.rise_pct is None else min(b.rise_pct, t.rise_pct)
-            elif t.fall_pct is not None:
-                b.fall_pct = t.fall_pct if b.fall_pct is None else min(b.fall_pct, t.fall_pct)
+            _widen(bounds.setdefault(t.analyte, ThresholdBounds()), t)
+            if t.analyte == "crcl" and protocol.clearance is not None and "egfr" in protocol.clearance.estimate:
+                # eGFR stands in for a clearance not on record (core/renal.py); Cockcroft-Gault estimates
+                # depend on age, weight and sex: tracker/db/charts.py admits every patient on such a protocol.
+                _widen(bounds.setdefault("egfr", ThresholdBounds()), t)
     return bounds
+
+
+def _widen(b: ThresholdBounds, t) -> None:
+    """Loosen `b` to admit every result threshold `t` may alert on."""
+    if t.below is not None:
+        b.below = t.below if b.below is None else max(b.below, t.below)
+    elif t.above is not None:
+        b.above = t.above if b.above is None else min(b.above, t.above)
+    elif t.above_uln is not None:
+        b.uln_factors.add(t.above_uln)
+    elif t.equals is not None:
+        b.equals.update(t.equals)
+    elif t.rise_pct is not None:
+        b.rise_pct = t.rise_pct if b.rise_pct is None else min(b.rise_pct, t.rise_pct)
+    elif t.fall_pct is not None:
+        b.fall_pct = t.fall_pct if b.fall_pct is None else min(b.fall_pct, t.fall_pct)

@@ -244,6 +244,15 @@ class LabBaseline(Rule):
         return self.tests is None or test in self.tests
 
 
+class Clearance(Rule):
+    """How the protocol's creatinine clearance (`crcl`) rules read a chart with no recorded clearance (labs
+    report creatinine and eGFR, rarely CrCl): the estimates to use, in order of preference.
+    `cockcroft_gault` from the latest creatinine, age, weight and sex; `egfr` the latest eGFR standing in.
+    core/renal.py: clearance_result."""
+
+    estimate: list[Literal["cockcroft_gault", "egfr"]] = Field(min_length=1)
+
+
 class Threshold(Rule):
     analyte: str
     below: float | None = None
@@ -259,6 +268,12 @@ class Threshold(Rule):
     message: str | None = None
     # The action applies only once a repeat result confirms it ("confirmed", "at more than one measurement").
     confirmed: bool = False
+    # Renal decline (core/renal.py: rule_applies). `after_repeat_below`: the rule acts on a repeat only,
+    # when this result and the one before it are both below the value (BSR: "eGFR < 60, repeat in 1 week;
+    # if still > 30 % from baseline, withhold"). `without_baseline`: the rule acts only when the course has
+    # no pre-start value of the test (an absolute limit standing in for a change rule that cannot judge).
+    after_repeat_below: float | None = None
+    without_baseline: bool = False
 
     @model_validator(mode="after")
     def _one(self):
@@ -271,6 +286,8 @@ class Threshold(Rule):
             raise ValueError("a threshold has exactly one of below, above, above_uln, rise_pct, fall_pct, equals")
         if self.action == "repeat" and self.repeat_in is None:
             raise ValueError("action `repeat` needs `repeat_in`")
+        if self.without_baseline and (self.rise_pct is not None or self.fall_pct is not None):
+            raise ValueError("`without_baseline` rules are absolute (a change rule needs the baseline they lack)")
         return self
 
     @property
@@ -278,11 +295,21 @@ class Threshold(Rule):
         """The rule's identity in alert keys, from its semantic fields only (test, comparison, limit, and
         whether it needs confirming): rewording its message, citing other sources or adding `unit:` keeps
         every live alert of the rule. migrations/versions/0002 derives the same id from older keys."""
-        return threshold_rule_id(self.analyte, self.below, self.above, self.above_uln, self.rise_pct,
-                                 self.fall_pct, self.equals, self.confirmed)
+        rule_id = threshold_rule_id(self.analyte, self.below, self.above, self.above_uln, self.rise_pct,
+                                    self.fall_pct, self.equals, self.confirmed)
+        # Appended only when set, so the ids (and live alert keys) of every older rule are unchanged.
+        if self.after_repeat_below is not None:
+            rule_id += f"!repeat<{self.after_repeat_below:g}"
+        if self.without_baseline:
+            rule_id += "!nobaseline"
+        return rule_id
 
     def describe(self) -> str:
         text = self._condition()
+        if self.after_repeat_below is not None:
+            text += f" on a repeat still < {self.after_repeat_below:g}"
+        if self.without_baseline:
+            text += " (no pre-start value)"
         return f"{text} (confirmed on repeat)" if self.confirmed else text
 
     def _condition(self) -> str:
@@ -332,6 +359,7 @@ class Protocol(BaseModel):
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     limits: Limits | None = None
     lab_baseline: LabBaseline | None = None
+    clearance: Clearance | None = None
     thresholds: list[Threshold] = Field(default_factory=list)
     during_treatment: list[WatchedTest] = Field(default_factory=list)
     notes: str | None = None
@@ -378,6 +406,8 @@ class Protocol(BaseModel):
             yield self.limits
         if self.lab_baseline:
             yield self.lab_baseline
+        if self.clearance:
+            yield self.clearance
         yield from self.thresholds
         yield from self.during_treatment
 

@@ -17,6 +17,7 @@ from tracker.core.chart import Chart, ChartCourse
 from tracker.core.gates import gate_candidates, open_gate_findings, screening_candidates
 from tracker.core.panels import describe_missing, missing
 from tracker.core.protocol import Protocol
+from tracker.core.renal import clearance_result, with_basis
 from tracker.core.response import evaluate_checkpoint, failures_cleared_by
 from tracker.core.terms import CLINIC_DEFAULT
 from tracker.core.thresholds import threshold_candidates
@@ -124,7 +125,8 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
     """The course's thresholds against the latest result of each test they read."""
     alerts, follow_ups = [], []
     for test in dict.fromkeys(t.analyte for t in course.protocol.thresholds):
-        result = chart.latest(test)
+        # crcl: recorded, else estimated as the protocol says (core/renal.py)
+        result = clearance_result(chart, course.protocol) if test == "crcl" else chart.latest(test)
         if result is None:
             continue
         baseline = chart.lab_baseline(course, test)
@@ -132,7 +134,7 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
         a, f = threshold_candidates(course.protocol, course, result,
                                     baseline.value_num if baseline is not None else None, ref_high,
                                     chart.previous(result), baseline.describe() if baseline is not None else None)
-        alerts += a
+        alerts += with_basis(a, result)
         follow_ups += f
     return alerts, follow_ups
 
@@ -209,7 +211,7 @@ def overdue_candidate(item, today: dt.date, grace_days: int,
         condition_key=f"overdue:item{item.id}", kind="overdue", severity="warning",
         message=f"{item.title} was due {item.due} and is {late} days overdue{partial}",
         patient_id=item.patient_id, drug=item.drug, course_id=item.course_id, item_id=item.id,
-        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
+        value=f"{late} days overdue", limit_text=f"grace {grace_days} days ({CLINIC_DEFAULT})",
         sources=tuple((item.sources or "").split()))
 
 
@@ -219,6 +221,8 @@ def tests_read(protocols, vocabulary: Vocabulary) -> set[str]:
     tests: set[str] = set()
     for protocol in protocols:
         tests.update(t.analyte for t in protocol.thresholds)
+        if protocol.clearance is not None:  # the estimates' inputs
+            tests.update(("creatinine", "egfr", "weight"))
         for rule in [*protocol.baseline, *protocol.during_treatment]:
             for test in rule.tests:
                 if getattr(rule, "gate", None) == "hard":

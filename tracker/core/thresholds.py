@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from tracker.core.alerts import AlertCandidate, FollowUp
 from tracker.core.protocol import Protocol, Threshold
+from tracker.core.renal import qualified_limit, rule_applies
+from tracker.core.terms import CLINIC_DEFAULT
 
 
 def uln_of(result, vocabulary_ref_high: float | None) -> float | None:
@@ -76,6 +78,8 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
             continue
         if (threshold.rise_pct or threshold.fall_pct) and result.taken_on <= course.start_on:
             continue
+        if not rule_applies(threshold, result, previous, baseline_value):  # repeat-only / no-baseline rules
+            continue
         hit, value, limit = breach(threshold, result, baseline_value, uln_of(result, vocabulary_ref_high),
                                    baseline_text)
         if not hit:
@@ -95,12 +99,14 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
                 action = f"{action} (confirmed: also {previous.taken_on})"
             else:
                 action = f"repeat to confirm, then {action}"
-        text = f"{result.test} {value} on {result.taken_on}: {limit} -> {action}"
+        shown_limit = qualified_limit(threshold, limit)
+        shown_limit = f"{shown_limit} ({CLINIC_DEFAULT})" if threshold.clinic_default else shown_limit
+        text = f"{result.test} {value} on {result.taken_on}: {shown_limit} -> {action}"
         if threshold.message:
             text += f". {threshold.message.strip()}"
         alerts.append(AlertCandidate(
             condition_key=f"threshold:course{course.id}:{threshold.rule_id}:result{result.id}",
             kind="threshold", severity=threshold.severity, message=f"{protocol.name}: {text}",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=result.id,
-            value=value[:100] if value else None, limit_text=limit[:200], sources=tuple(threshold.sources)))
+            value=value[:100] if value else None, limit_text=shown_limit[:200], sources=tuple(threshold.sources)))
     return alerts, follow_ups

@@ -145,9 +145,13 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
     """Patients with a latest result that may breach a threshold of a protocol in use (core bounds)."""
     from tracker.core.prefilter import threshold_bounds
 
+    from tracker.core.renal import estimates_clearance_from_creatinine
+
     bounds = threshold_bounds({id(p): p for p in map(protocol_of, courses)}.values(), vocabulary)
     r, later = R.alias("r"), R.alias("later")
-    out: set[int] = set()
+    # A Cockcroft-Gault clearance depends on age, weight and sex, not on a bound of one result: every patient
+    # on such a protocol may breach (few: baricitinib and apremilast courses).
+    out: set[int] = {c.patient_id for c in courses if estimates_clearance_from_creatinine(protocol_of(c))}
     absolute = {test: b for test, b in bounds.items() if b.absolute}
     if absolute:
         conditions = {test: bounds_condition(r, test, b, _uln(vocabulary, test))

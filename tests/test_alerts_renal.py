@@ -1,0 +1,57 @@
+"""Issue 14 item 2 on a real database through the CLI: renal decline is never silent."""
+
+from __future__ import annotations
+
+from freezegun import freeze_time
+
+
+def threshold_alerts(tracker, *extra):
+    return [r for r in tracker.json(["alerts", *extra]) if r["kind"] == "threshold"]
+
+
+def test_methotrexate_still_low_repeat_withholds_and_the_floor_alerts_at_once(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("result add M1 egfr 80 --on 2026-01-02")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")
+    with freeze_time("2026-03-02"):
+        tracker("result add M1 egfr 50 --on 2026-03-02")
+        assert threshold_alerts(tracker) == []  # the first low result books the repeat only
+        assert any("Repeat egfr" in r["title"] for r in tracker.json("due --days 14"))
+    with freeze_time("2026-03-09"):
+        out = tracker("result add M1 egfr 48 --on 2026-03-09").stdout
+        assert "threshold, critical" in out
+        [alert] = threshold_alerts(tracker)
+        assert alert["severity"] == "critical" and "on a repeat still < 60" in alert["limit"]
+        assert "withhold and discuss" in alert["message"] and "SPS-MMF" in alert["sources"]
+    with freeze_time("2026-03-16"):
+        tracker("result add M1 egfr 25 --on 2026-03-16")
+        keys = sorted(r["condition_key"].split(":")[2] for r in threshold_alerts(tracker))
+        assert keys == ["egfr-30%!repeat<60", "egfr<30"]
+        floor = next(r for r in threshold_alerts(tracker) if "egfr<30" in r["condition_key"])
+        assert floor["limit"] == "< 30 mL/min/1.73m2 (clinic default)"
+
+
+def test_ciclosporin_without_pre_start_renal_values_alerts_on_absolute_limits(tracker):
+    with freeze_time("2026-01-19"):
+        tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
+        tracker("therapy start C1 ciclosporin --on 2026-01-05 --override-gate 'renal baselines not drawn'")
+        tracker("result add C1 egfr 40 --on 2026-01-19")
+        tracker("result add C1 creatinine 250 --on 2026-01-19")
+        keys = sorted(r["condition_key"].split(":")[2] for r in threshold_alerts(tracker))
+        assert keys == ["creatinine>1xULN!nobaseline", "egfr<60!nobaseline"]
+
+
+def test_baricitinib_estimates_clearance_in_the_nightly_and_for_one_patient(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add B1 --name 'Bea Test' --dob 1946-01-01 --sex f --childbearing-potential no")
+        tracker("result add B1 weight 50 --on 2026-01-02")
+        tracker("therapy start B1 baricitinib --on 2026-01-05 --override-gate 'screens on paper'")
+    with freeze_time("2026-03-02"):
+        tracker("result add B1 creatinine 120 --on 2026-03-02")
+        messages = [r["message"] for r in threshold_alerts(tracker)]
+        assert any("crcl 26.1 mL/min" in m and "Cockcroft-Gault" in m for m in messages), messages
+    with freeze_time("2026-03-03"):
+        tracker("nightly")  # the whole-clinic pass loads the weight and keeps the alert
+        keys = sorted(r["condition_key"].split(":")[2] for r in threshold_alerts(tracker))
+        assert keys == ["crcl<30", "crcl<60"]
