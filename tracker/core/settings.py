@@ -115,7 +115,7 @@ class FeedSettings:
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
-    timezone: str = "UTC"
+    timezone: str | None = None  # None: the machine's local zone (the shell's loader names it)
     schedules_dir: str | None = None  # clinic protocol overrides
     alerts: AlertSettings = field(default_factory=AlertSettings)
     calendar: CalendarSettings = field(default_factory=CalendarSettings)
@@ -312,9 +312,10 @@ def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
     Paths are returned as written (the shell resolves them against the config file); `timezone` is
-    checked to be text here and to name a known zone by the shell."""
-    timezone = raw.get("timezone", "UTC")
-    if not isinstance(timezone, str) or not timezone.strip():
+    checked to be text here and to name a known zone by the shell, which also puts the machine's local
+    zone in its place when the file names none."""
+    timezone = raw.get("timezone")
+    if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
         raise _bad("timezone", timezone, "unknown time zone")
     schedules = raw.get("schedules_dir")
     if schedules is not None and not isinstance(schedules, str):
