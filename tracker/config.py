@@ -130,6 +130,7 @@ def effective_config(settings: Settings) -> dict:
             "password": ("***" if secret(e.password_env) else "(not set)") if e.password_env else None,
             "from": e.sender, "to": list(e.to), "timeout_s": e.timeout_s,
             "ca_file": e.ca_file or "(system)",
+            "allow_plaintext": e.allow_plaintext,
         }
     if reminders.webhook:
         w = reminders.webhook
