@@ -36,14 +36,14 @@ def _alerts(db: str) -> set[tuple]:
 
 def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_template):
     whole, each = str(tmp_path / "whole.db"), str(tmp_path / "each.db")
-    shutil.copy(migrated_template, whole)
+    shutil.copyfile(migrated_template, whole)
     with freeze_time(TODAY.isoformat()):
         Tracker(whole)("synth --patients 500 --seed 11")
     engine = open_engine(whole)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
-    shutil.copy(whole, each)
+    shutil.copyfile(whole, each)
     library = load_library()
 
     engine = open_engine(whole)
@@ -69,14 +69,14 @@ def test_incremental_passes_over_a_week_equal_full_passes(tmp_path, migrated_tem
     from tracker.db.tables import Course, LabResult
 
     inc, full = str(tmp_path / "incremental.db"), str(tmp_path / "full.db")
-    shutil.copy(migrated_template, inc)
+    shutil.copyfile(migrated_template, inc)
     with freeze_time(TODAY.isoformat()):
         Tracker(inc)("synth --patients 300 --seed 5")
     engine = open_engine(inc)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
-    shutil.copy(inc, full)
+    shutil.copyfile(inc, full)
     library = load_library()
     engines = {db: open_engine(db) for db in (inc, full)}
     for offset in range(8):
