@@ -43,6 +43,7 @@ def db_url(tmp_path, migrated_template) -> str:
         return fresh_database()
     path = tmp_path / "tracker.db"
     shutil.copyfile(migrated_template, path)
+    os.chmod(path, 0o600)  # as tracker creates it (copyfile uses the umask; others' access is warned about)
     return str(path)
 
 
@@ -56,6 +57,12 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("USER", "tester")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    # With no configured zone "today" is the machine's: pin it, so results do not depend on where tests run.
+    import pendulum
+
+    pendulum.set_local_timezone(pendulum.timezone("UTC"))
+    yield
+    pendulum.set_local_timezone()
 
 
 class Tracker:

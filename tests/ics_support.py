@@ -52,7 +52,7 @@ def empty_database(directory, migrated_template: str, name: str = "tracker.db") 
 
         return fresh_database()
     path = Path(directory) / name
-    shutil.copyfile(migrated_template, path)
+    shutil.copy(migrated_template, path)  # keeps the template's private mode (0600)
     return str(path)
 
 
@@ -89,7 +89,7 @@ def copy_database(source: str, directory) -> str:
     it with CREATE DATABASE ... TEMPLATE (tests/pg.py drops it when the test process exits)."""
     if "://" not in source:
         target = str(Path(directory) / "tracker.db")
-        shutil.copyfile(source, target)
+        shutil.copy(source, target)  # keeps the private mode (0600)
         return target
     from tests import pg
 

@@ -56,7 +56,7 @@ url = "https://hook:pw@hooks.clinic.example/r?token=SECRET"
     info = tracker.json("config show")
     assert info["reminders"]["email"]["port"] == 587  # the STARTTLS default
     assert info["reminders"]["jsonl"]["path"] == str(tmp_path / "data" / "reminders.jsonl")
-    assert info["reminders"]["webhook"]["url"] == "https://***@hooks.clinic.example/r?***"
+    assert info["reminders"]["webhook"]["url"] == "https://***@hooks.clinic.example/***?***"  # path too (issue 15)
 
 
 @pytest.mark.parametrize("body, key", [

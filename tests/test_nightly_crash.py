@@ -82,7 +82,7 @@ def demo_template(tmp_path_factory, migrated_template):
     from tracker.cli import cli
 
     path = tmp_path_factory.mktemp("demo") / "demo.db"
-    shutil.copyfile(migrated_template, path)
+    shutil.copy(migrated_template, path)  # keeps the template's private mode (0600)
     empty = path.parent / "empty.toml"
     empty.write_text("")
     result = CliRunner().invoke(cli, ["--db", str(path), "--config", str(empty), "demo", "--patients", "40"])
@@ -109,7 +109,7 @@ def receiver():
 @pytest.fixture
 def clinic(tmp_path, demo_template, receiver):
     db = tmp_path / "clinic.db"
-    shutil.copyfile(demo_template, db)
+    shutil.copy(demo_template, db)
     config = tmp_path / "site.toml"
     # timeout_s at its maximum: the held POST must not time out while the test kills or races the run
     config.write_text(f'[reminders]\nchannels = ["webhook"]\nbatch_size = {BATCH}\n'

@@ -40,7 +40,7 @@ def synthesise(db: str, args: str) -> Tracker:
 def synth_template(tmp_path_factory, migrated_template) -> str:
     """A 200-patient SQLite clinic built once for this module (checkpointed, so it can be copied)."""
     path = str(tmp_path_factory.mktemp("synth") / "clinic.db")
-    shutil.copyfile(migrated_template, path)
+    shutil.copy(migrated_template, path)
     synthesise(path, "--patients 200 --seed 3")
     engine = make_engine(resolve_url(path))
     with engine.connect() as conn:
@@ -54,12 +54,12 @@ def clinic(db_url, synth_template, tmp_path) -> Tracker:
     if os.environ.get("TRACKER_TEST_PG"):
         return synthesise(db_url, "--patients 200 --seed 3")
     path = str(tmp_path / "clinic.db")
-    shutil.copyfile(synth_template, path)
+    shutil.copy(synth_template, path)
     return Tracker(path)
 
 
 def sqlite_copy(template: str, path) -> str:
-    shutil.copyfile(template, path)
+    shutil.copy(template, path)
     return str(path)
 
 

@@ -46,8 +46,14 @@ def load_settings(path: str | None = None) -> Settings:
     """The validated site settings; a problem is a one-line ConfigError naming the key and value."""
     chosen = config_file(path)
     raw = read_config(chosen) if chosen else {}
-    _check_timezone(raw.get("timezone", "UTC"))
+    if "timezone" in raw:
+        _check_timezone(raw["timezone"])
     settings = parse_settings(raw)
+    if settings.timezone is None:
+        from tracker.dates import local_zone
+
+        # "Today" is the clinic's day: with no zone configured, the machine's own, not UTC's.
+        settings = dataclasses.replace(settings, timezone=local_zone())
     reminders = settings.reminders
     if reminders.jsonl_path is not None:
         reminders = dataclasses.replace(reminders, jsonl_path=_relative_to(chosen, reminders.jsonl_path))
@@ -124,6 +130,7 @@ def effective_config(settings: Settings) -> dict:
             "password": ("***" if secret(e.password_env) else "(not set)") if e.password_env else None,
             "from": e.sender, "to": list(e.to), "timeout_s": e.timeout_s,
             "ca_file": e.ca_file or "(system)",
+            "allow_plaintext": e.allow_plaintext,
         }
     if reminders.webhook:
         w = reminders.webhook

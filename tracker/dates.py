@@ -8,9 +8,22 @@ import datetime as dt
 import pendulum
 
 
+def local_zone() -> str:
+    """The machine's IANA time zone (the site's when its config names none); UTC when the machine's cannot
+    be named (a bare offset), so the scheduler and `today` agree on one zone."""
+    import zoneinfo
+
+    name = getattr(pendulum.local_timezone(), "name", None)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (TypeError, ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return "UTC"
+    return name
+
+
 def today(timezone: str | None = None) -> dt.date:
-    """Today in the site timezone (frozen by freezegun in tests)."""
-    now = pendulum.now(timezone or "UTC")
+    """Today in the site timezone, else the machine's (frozen by freezegun in tests)."""
+    now = pendulum.now(timezone or local_zone())
     return dt.date(now.year, now.month, now.day)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from tracker.channels.digest import digest_lines
+from tracker.display import printable
 
 
 class StdoutChannel:
@@ -16,5 +17,5 @@ class StdoutChannel:
 
     def send_digest(self, rows, count, as_of, from_day=None) -> None:
         for line in digest_lines(rows, count, as_of, from_day):
-            self.out.write(line + "\n")
+            self.out.write(printable(line) + "\n")  # MRNs and names cannot drive the terminal
         self.out.flush()

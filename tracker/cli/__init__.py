@@ -14,6 +14,7 @@ from functools import cached_property
 import click
 
 from tracker import __version__
+from tracker.display import printable
 from tracker.errors import ProtocolError, TrackerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -93,10 +94,10 @@ class TrackerGroup(click.Group):
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except ProtocolError as exc:
             for problem in exc.problems:
-                click.echo(problem, err=True)
+                click.echo(printable(problem), err=True)
             sys.exit(exc.exit_code)
         except TrackerError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(printable(f"error: {exc}"), err=True)  # a suggested MRN is stored text
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)

@@ -6,6 +6,7 @@ import click
 
 from tracker.cli import pass_app
 from tracker.cli.options import DATE, as_of_option, json_option
+from tracker.cli.render import echo  # stored text shown literally
 
 
 @click.command()
@@ -60,19 +61,19 @@ def show(app, alert_id, as_json):
     if as_json:
         emit_json(row)
         return
-    click.echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['status']}  raised {row['raised_on']}")
-    click.echo(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
-    click.echo(row["message"])
+    echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['status']}  raised {row['raised_on']}")
+    echo(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
+    echo(row["message"])
     for label, key in (("value", "value"), ("limit", "limit"), ("note", "note"), ("snoozed until", "snoozed_until"),
                        ("re-opened", "reopened_on"), ("resolved", "resolved_on"), ("resolution", "resolution")):
         if row[key]:
-            click.echo(f"{label}: {row[key]}")
+            echo(f"{label}: {row[key]}")
     if row["suggestions"]:
-        click.echo(f"suggestions: {', '.join(row['suggestions'])}")
+        echo(f"suggestions: {', '.join(row['suggestions'])}")
     if row["sources"]:
-        click.echo(f"sources: {', '.join(row['sources'])}")
+        echo(f"sources: {', '.join(row['sources'])}")
     for event in row["history"]:
-        click.echo(f"  {event['at']}  {event['user']}  {event['action']}")
+        echo(f"  {event['at']}  {event['user']}  {event['action']}")
 
 
 @alert.command("ack")
@@ -120,11 +121,11 @@ def echo_evaluation(evaluation) -> None:
     if evaluation is None:
         return
     for item in evaluation.follow_ups:
-        click.echo(f"scheduled: {item.due} {item.title}")
+        echo(f"scheduled: {item.due} {item.title}")
     for row in evaluation.raised + evaluation.reopened:
-        click.echo(f"alert #{row.id} ({row.kind}, {row.severity}): {row.message}")
+        echo(f"alert #{row.id} ({row.kind}, {row.severity}): {row.message}")
     for row in evaluation.resolved:
-        click.echo(f"resolved alert #{row.id} ({row.kind}): {row.resolution}")
+        echo(f"resolved alert #{row.id} ({row.kind}): {row.resolution}")
 
 
 COMMANDS = [alerts, alert]

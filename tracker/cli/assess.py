@@ -6,6 +6,7 @@ import click
 
 from tracker.cli import pass_app
 from tracker.cli.options import DATE
+from tracker.cli.render import echo  # stored text shown literally
 
 from tracker.core.terms import MEASURE_NAMES as NAMES
 
@@ -28,7 +29,7 @@ def assess(app, mrn, on, easi, iga, itch_nrs, dlqi, poem):
         recorded = record_assessment(clinic, mrn=mrn, on=on, values=values)
     a = recorded.assessment
     shown = ", ".join(f"{NAMES[k]} {getattr(a, k):g}" for k in NAMES if getattr(a, k) is not None)
-    click.echo(f"recorded assessment for {recorded.mrn} on {a.assessed_on}: {shown}")
+    echo(f"recorded assessment for {recorded.mrn} on {a.assessed_on}: {shown}")
     for response in recorded.responses:
         if not response["baseline_on"]:
             click.echo(f"{response['drug']} (week {response['week']}): no baseline assessment")

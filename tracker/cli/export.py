@@ -42,7 +42,9 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
     data = calendar.to_ical()
     events = len(calendar.events)
     if out:
-        with open(out, "wb") as fh:
+        from tracker.private_files import open_private
+
+        with open_private(out, "wb") as fh:
             fh.write(data)
         click.echo(f"wrote {events} events to {out}", err=True)
     else:

@@ -6,6 +6,7 @@ import click
 
 from tracker.cli import pass_app
 from tracker.cli.options import json_option
+from tracker.cli.render import echo  # stored text shown literally
 
 
 @click.group()
@@ -58,7 +59,7 @@ def revoke(app, feed_id):
 
     with app.clinic() as clinic:
         row = revoke_feed(clinic, feed_id)
-    click.echo(f"revoked feed {row['id']} ({row['scope']}{' ' + row['mrn'] if row['mrn'] else ''})")
+    echo(f"revoked feed {row['id']} ({row['scope']}{' ' + row['mrn'] if row['mrn'] else ''})")
 
 
 COMMANDS = [feed]

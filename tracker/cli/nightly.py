@@ -14,16 +14,25 @@ from tracker.cli.options import as_of_option, json_option
 def nightly(ctx, as_of):
     """Roll calendars forward, evaluate alerts and send reminders (every day since the last run, once).
 
-    Channels, lead time and privacy come from the site config ([reminders], [privacy]). Exits 9 if another
-    nightly run is in progress, 10 if a channel failed (its reminders are retried on the next run)."""
+    Channels, lead time and privacy come from the site config ([reminders], [privacy]). --as-of may catch up
+    to a past day, never run ahead of today (a what-if is `tracker alerts --as-of`). Exits 2 for a future
+    --as-of, 9 if another nightly run is in progress, 10 if a channel failed (its reminders are retried on
+    the next run)."""
     if ctx.invoked_subcommand is not None:
         return
     from tracker.cli import AppContext
     from tracker.services.nightly import run_nightly
 
     app = ctx.find_object(AppContext)
+    from tracker.errors import InputError
+
     settings = app.settings  # read and validated before anything runs
-    as_of = as_of or app.today()
+    today = app.today()
+    if as_of is not None and as_of > today:
+        # A future run would be stored as the last one done and silence every run until that day.
+        raise InputError("as-of", as_of.isoformat(), f"is after today ({today} in {settings.timezone}); "
+                         "for a what-if use `tracker alerts --as-of`")
+    as_of = as_of or today
     report = run_nightly(app.engine, app.library, settings, as_of, user=app.user)
     click.echo(summary_line(report), err=True)
 

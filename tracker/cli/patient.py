@@ -38,7 +38,9 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing):
     with app.clinic() as clinic:
         p = add_patient(clinic, mrn=mrn, name=name, dob=dob, sex=sex, weight_kg=weight_kg,
                         childbearing=childbearing or "unknown")
-    click.echo(f"added {p.mrn} ({p.name}, born {p.dob})")
+    from tracker.cli.render import echo
+
+    echo(f"added {p.mrn} ({p.name}, born {p.dob})")
 
 
 @patient.command("update")
@@ -63,7 +65,9 @@ def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing, no_childb
                                  "childbearing": childbearing}.items() if v is not None}
     with app.clinic() as clinic:
         p = update_patient(clinic, mrn, changes)
-    click.echo(f"updated {p.mrn}: {', '.join(sorted(changes))}")
+    from tracker.cli.render import echo
+
+    echo(f"updated {p.mrn}: {', '.join(sorted(changes))}")
 
 
 @patient.command("list")
@@ -89,7 +93,7 @@ def list_(app, as_json):
 @pass_app
 def show(app, mrn, as_json):
     """A patient's details, courses, recent results and next items."""
-    from tracker.cli.render import emit_json, say, table
+    from tracker.cli.render import emit_json, line, say, table
     from tracker.services.patient_view import patient_summary
 
     with app.clinic() as clinic:
@@ -98,9 +102,9 @@ def show(app, mrn, as_json):
         emit_json(summary)
         return
     p = summary["patient"]
-    say(f"[bold]{p['mrn']}[/bold]  {p['name']}  born {p['dob']}  sex {p['sex'] or '-'}"
-        f"  childbearing potential {p['childbearing']}"
-        f"{' (counts as yes: female of childbearing age)' if p['childbearing'] == 'unknown' and p['may_conceive'] else ''}")
+    say(line((p["mrn"], "bold"), f"  {p['name']}  born {p['dob']}  sex {p['sex'] or '-'}"
+             f"  childbearing potential {p['childbearing']}"
+             f"{' (counts as yes: female of childbearing age)' if p['childbearing'] == 'unknown' and p['may_conceive'] else ''}"))
     table(["Drug", "Status", "Start", "Stop", "Dose", "Protocol"],
           [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
            for c in summary["courses"]], title="Courses")

@@ -6,6 +6,7 @@ import click
 
 from tracker.cli import pass_app
 from tracker.cli.options import DATE, json_option
+from tracker.cli.render import echo  # stored text shown literally
 
 
 @click.group()
@@ -37,12 +38,12 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
     row = result_row(recorded.result)
     if row["unit"] is not None:
         reported = as_reported(row)
-        click.echo(f"recorded {row['test']} {row['value']:g} {row['unit']}"
-                   + (f" (reported {reported})" if reported else ""))
+        echo(f"recorded {row['test']} {row['value']:g} {row['unit']}"
+             + (f" (reported {reported})" if reported else ""))
     else:
-        click.echo(f"recorded {row['test']} {row['value']}")
+        echo(f"recorded {row['test']} {row['value']}")
     for item in recorded.completed:
-        click.echo(f"completed: {item.due} {item.title}")
+        echo(f"completed: {item.due} {item.title}")
     echo_evaluation(recorded.evaluation)
 
 

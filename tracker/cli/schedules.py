@@ -37,7 +37,7 @@ def list_(app, as_json):
 @pass_app
 def show(app, drug, weeks, as_json):
     """A protocol as a timeline from a nominal start (week, day offset, tests, checkpoints, limits)."""
-    from tracker.cli.render import emit_json, say, table
+    from tracker.cli.render import emit_json, line, say, table
     from tracker.core.defaults import clinic_default_words
     from tracker.core.terms import CLINIC_DEFAULT
     from tracker.services.schedule_view import protocol_rules, protocol_timeline
@@ -49,8 +49,9 @@ def show(app, drug, weeks, as_json):
                    "timeline": rows, "rules": protocol_rules(protocol, app.library.vocabulary),
                    "sources": {k: s.model_dump() for k, s in protocol.sources.items()}})
         return
-    say(f"[bold]{protocol.name}[/bold] ({protocol.id}, {protocol.drug_class}, protocol v{protocol.version})"
-        + (f"  also: {', '.join([*protocol.aliases, *protocol.brands])}" if protocol.aliases or protocol.brands else ""))
+    say(line((protocol.name, "bold"), f" ({protocol.id}, {protocol.drug_class}, protocol v{protocol.version})"
+             + (f"  also: {', '.join([*protocol.aliases, *protocol.brands])}"
+                if protocol.aliases or protocol.brands else "")))
     table(["Week", "Day", "Kind", "Tests / target", "Rule", "Sources"],
           [[r["week"], f"+{r['day']}", r["kind"] + (f" ({r['gate']})" if r["gate"] else ""),
             ", ".join(r["tests"]) or r["target"] or "",
@@ -70,7 +71,7 @@ def show(app, drug, weeks, as_json):
           [[k, s.citation + (f" (tier: {s.tier})" if s.tier else ""), s.url or ""] for k, s in protocol.sources.items()],
           title="Sources")
     if protocol.notes:
-        say(f"Notes: {protocol.notes.strip()}")
+        say(line(f"Notes: {protocol.notes.strip()}", newlines=True))  # a clinic's file: shown as written
 
 
 def _sources(row: dict) -> str:

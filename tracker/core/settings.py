@@ -67,6 +67,7 @@ class EmailSettings:
     to: tuple[str, ...]
     timeout_s: float = 30.0
     ca_file: str | None = None  # CA/cert bundle trusted for STARTTLS/TLS instead of the system's
+    allow_plaintext: bool = False  # security "none" to a host other than this machine (a trusted network)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class FeedSettings:
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
-    timezone: str = "UTC"
+    timezone: str | None = None  # None: the machine's local zone (the shell's loader names it)
     schedules_dir: str | None = None  # clinic protocol overrides
     alerts: AlertSettings = field(default_factory=AlertSettings)
     calendar: CalendarSettings = field(default_factory=CalendarSettings)
@@ -177,15 +178,30 @@ def parse_hhmm(value: object, key: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine (mail to it never crosses a network)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def mask_url(url: str) -> str:
-    """Hide credentials and query strings (tokens often travel there)."""
+    """Scheme and host only: credentials, the path and the query are hidden, since tokens travel in all
+    three (Slack- and Teams-style webhooks carry theirs in the path)."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+    path = "/***" if parts.path.strip("/") else parts.path
+    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
 
 
 def parse_alerts(table: dict | None) -> AlertSettings:
@@ -258,9 +274,17 @@ def parse_reminders(raw: dict) -> ReminderSettings:
 
 
 def _parse_email(email: dict) -> EmailSettings:
-    security = email.get("security", "none")
+    security = email.get("security", "starttls")  # digests carry MRNs and lab values: encrypted by default
     if security not in SECURITIES:
         raise _bad("reminders.email.security", security, f"expected one of {', '.join(SECURITIES)}")
+    allow_plaintext = email.get("allow_plaintext", False)
+    if not isinstance(allow_plaintext, bool):
+        raise _bad("reminders.email.allow_plaintext", allow_plaintext, "expected true or false")
+    host = _text(email, "host", "reminders.email.host", required=True)
+    if security == "none" and not allow_plaintext and not is_loopback(host):
+        raise _bad("reminders.email.security", security,
+                   f"sends patient data unencrypted to {host}; use starttls or tls, or set "
+                   "reminders.email.allow_plaintext = true if that network is trusted")
     to = email.get("to")
     if isinstance(to, str):
         to = [to]
@@ -273,7 +297,7 @@ def _parse_email(email: dict) -> EmailSettings:
         raise ConfigError("reminders.email.password: not allowed in the file; name an environment "
                           "variable in reminders.email.password_env instead")
     return EmailSettings(
-        host=_text(email, "host", "reminders.email.host", required=True),
+        host=host,
         port=_int(email, "port", "reminders.email.port", {"tls": 465, "starttls": 587}.get(security, 25),
                   1, 65535),
         security=security,
@@ -284,6 +308,7 @@ def _parse_email(email: dict) -> EmailSettings:
         timeout_s=_number(email, "timeout_s", "reminders.email.timeout_s", 30, 0.1, 600),
         # As written in the file: the shell resolves it against the config file and checks it.
         ca_file=_text(email, "ca_file", "reminders.email.ca_file"),
+        allow_plaintext=allow_plaintext,
     )
 
 
@@ -312,9 +337,10 @@ def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
     Paths are returned as written (the shell resolves them against the config file); `timezone` is
-    checked to be text here and to name a known zone by the shell."""
-    timezone = raw.get("timezone", "UTC")
-    if not isinstance(timezone, str) or not timezone.strip():
+    checked to be text here and to name a known zone by the shell, which also puts the machine's local
+    zone in its place when the file names none."""
+    timezone = raw.get("timezone")
+    if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
         raise _bad("timezone", timezone, "unknown time zone")
     schedules = raw.get("schedules_dir")
     if schedules is not None and not isinstance(schedules, str):

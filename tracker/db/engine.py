@@ -48,7 +48,16 @@ def resolve_url(db: str | None, *, create: bool = True) -> str:
                 from tracker.errors import InputError
 
                 raise InputError("db", value, f"directory {path.parent} does not exist")
-            path.parent.mkdir(parents=True, mode=0o700)
+            from tracker.private_files import private_dir
+
+            private_dir(path.parent)
+        from tracker.private_files import create_private
+
+        create_private(path)  # 0600 before SQLite opens it: its -wal and -shm take the database's mode
+    else:
+        from tracker.private_files import warn_if_shared
+
+        warn_if_shared(path)
     return f"sqlite:///{path}"
 
 
@@ -153,6 +162,9 @@ def _backup_sqlite(engine: Engine, before: str | None) -> None:
     backup = Path(f"{path}.before-{before or 'unversioned'}.bak")
     if backup.exists():
         backup.unlink()
+    from tracker.private_files import create_private
+
+    create_private(backup)  # VACUUM INTO fills an empty file and keeps its mode 0600
     with engine.connect() as conn:
         conn.exec_driver_sql(f"VACUUM INTO '{backup}'")
 

@@ -18,6 +18,7 @@ from sqlmodel import select
 from tracker.core.durations import parse_date
 from tracker.db.tables import LabResult, Patient
 from tracker.errors import InputError, TrackerError
+from tracker.private_files import open_private
 from tracker.services import audit
 from tracker.services.context import Clinic
 
@@ -123,7 +124,7 @@ def import_results(clinic: Clinic, path: str, *, skip_bad: bool, rejects: str | 
         report.imported.append(record_result(clinic, **values))
     if report.rejected:
         target = Path(rejects) if rejects else source.with_name(f"{source.stem}.rejects.csv")
-        with open(target, "w", newline="", encoding="utf-8") as fh:
+        with open_private(target, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["line", *header, "reason"])
             for line, row, reason in report.rejected:
