@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE
+from tracker.cli.options import DATE, NUMBER
 
 from tracker.core.terms import MEASURE_NAMES as NAMES
 
@@ -13,11 +13,11 @@ from tracker.core.terms import MEASURE_NAMES as NAMES
 @click.command()
 @click.argument("mrn")
 @click.option("--on", type=DATE, required=True, help="Date of the assessment.")
-@click.option("--easi", type=float, help="EASI, 0-72.")
-@click.option("--iga", type=float, help="IGA, 0-4.")
-@click.option("--itch-nrs", type=float, help="Itch numeric rating scale, 0-10.")
-@click.option("--dlqi", type=float, help="DLQI, 0-30.")
-@click.option("--poem", type=float, help="POEM, 0-28.")
+@click.option("--easi", type=NUMBER, help="EASI, 0-72.")
+@click.option("--iga", type=NUMBER, help="IGA, 0-4.")
+@click.option("--itch-nrs", type=NUMBER, help="Itch numeric rating scale, 0-10.")
+@click.option("--dlqi", type=NUMBER, help="DLQI, 0-30.")
+@click.option("--poem", type=NUMBER, help="POEM, 0-28.")
 @click.option("--replace", is_flag=True,
               help="Replace the measures already recorded that day (audited); without it a second value is refused.")
 @pass_app
