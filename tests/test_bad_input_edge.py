@@ -170,6 +170,8 @@ DATE_CASES = [
      ["reason:", "U+001B"]),
     ("wl-asof-far", "due --as-of 9999-12-31", ["as-of:", "'9999-12-31'", "outside"]),
     ("ng-asof-9999", "nightly --as-of 9999-12-31", ["as-of:", "'9999-12-31'"]),
+    ("wl-cal-inverted", "calendar 100237 --from 2027-12-01 --to 2026-01-01", ["from:", "'2027-12-01'", "after --to"]),
+    ("ex-inverted", "export ics --patient 100237 --from 2027-12-01 --to 2026-01-01", ["from:", "after --to"]),
     ("ex-to-far", "export ics --patient 100237 --to 9999-12-31", ["to:", "'9999-12-31'"]),
 ]
 

@@ -73,6 +73,9 @@ def test_event_dates_within_the_window():
     assert inputs.event_date(dt.date(1990, 3, 4), today, "on", window) is not None  # a stop: warned only
     with pytest.raises(InputError, match="outside"):
         inputs.bounded_date(dt.date(9999, 1, 1), "on")
+    inputs.date_range(dt.date(2026, 1, 1), dt.date(2026, 1, 1))
+    with pytest.raises(InputError, match="after --to"):
+        inputs.date_range(dt.date(2026, 1, 2), dt.date(2026, 1, 1))
 
 
 @pytest.mark.parametrize("text,ok", [("1w", True), ("7d", True), ("2y", True), ("24m", True), ("104w", True),

@@ -117,6 +117,12 @@ def bounded_date(value: dt.date, field: str) -> dt.date:
     return value
 
 
+def date_range(start: dt.date | None, end: dt.date | None) -> None:
+    """`--from` after `--to` selects nothing; say so instead of "no items"."""
+    if start is not None and end is not None and start > end:
+        raise InputError("from", start.isoformat(), f"is after --to {end.isoformat()}")
+
+
 @dataclass(frozen=True)
 class DateWindow:
     """`[dates]` in the site config: how far from today a course event may be dated. Clinic defaults (no
