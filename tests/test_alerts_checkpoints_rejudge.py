@@ -37,7 +37,7 @@ def test_easi_without_dlqi_is_one_unevaluable_alert_until_the_dlqi_is_recorded(t
         assert live[0]["message"].startswith("unevaluable: DLQI not recorded")
         assert live[0]["condition_key"].startswith("checkpoint_unevaluable:item")
         assert checkpoints(tracker)[0]["status"] == "planned"  # never a pass
-        tracker("assess P1 --on 2026-04-27 --easi 9 --dlqi 5")
+        tracker("assess P1 --on 2026-04-27 --easi 9 --dlqi 5 --replace")
         assert [a for a in all_alerts(tracker) if a["status"] == "open" and a["kind"].startswith("checkpoint")] == []
         assert checkpoints(tracker)[0]["status"] == "done"
 

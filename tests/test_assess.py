@@ -37,7 +37,8 @@ def test_improvement_against_baseline_within_the_window(tracker, tmp_path):
     assert "EASI 32 -> 6 (81.2% better, EASI-50/EASI-75)" in out
     assert "DLQI 18 -> 9 (-9)" in out and "itch NRS 8 -> 3 (-5)" in out
     with freeze_time("2026-03-02"):
-        out = tracker(["--config", str(config), "assess", "P1", "--on", "2026-03-02", "--easi", "3"]).stdout
+        out = tracker(["--config", str(config), "assess", "P1", "--on", "2026-03-02", "--easi", "3",
+                       "--replace"]).stdout
     assert "EASI-90" in out
 
 

@@ -62,7 +62,7 @@ def test_broken_file_reports_every_problem_with_its_line(tracker, tmp_path):
     assert result.exit_code == ProtocolError.exit_code
     broken = clinic / "broken.yaml"
     assert result.stderr.splitlines() == [
-        f"{broken}:2: version: Input should be a valid integer, unable to parse string as an integer",
+        f"{broken}:2: version: Input should be a valid integer",  # strict: no strings, no booleans
         f"{broken}:9: baseline[0].tests[1]: unknown test code 'fbcx'",
         f"{broken}:11: baseline[1]: every rule names its source keys (or is marked clinic_default: true)",
         f"{broken}:13: monitoring.sources[0]: unknown source key 'SPS-Y' (did you mean SPS-X?)",

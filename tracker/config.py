@@ -32,12 +32,28 @@ def config_file(path: str | None = None) -> str | None:
     return chosen
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a site config is a page of settings
+
+
 def read_config(path: str) -> dict:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config: {path!r}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config: {path!r}: is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"config: {path!r}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config: {path!r}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config: {path!r}: line {line}: not UTF-8 (byte 0x{data[exc.start]:02x})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path!r}: not valid TOML ({exc})") from None
 
@@ -119,6 +135,8 @@ def effective_config(settings: Settings) -> dict:
         "alerts": dataclasses.asdict(settings.alerts),
         "calendar": dataclasses.asdict(settings.calendar),
         "feeds": dataclasses.asdict(settings.feeds),
+        "dates": {**dataclasses.asdict(settings.dates),
+                  "earliest_start": settings.dates.earliest_start.isoformat()},
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,49 @@ def load_vocabulary(path: Path | None = None) -> Vocabulary:
 
 
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# Protocol files are a few kilobytes; a cap keeps a stray large file from being parsed at every command.
+MAX_YAML_BYTES = 1_000_000
+
+
+class FileProblem(Exception):
+    """A YAML file tracker will not parse, as one `file:line: (file): why` line. `skippable`: the file
+    cannot be read at all (not UTF-8, too large, unreadable), so loading the library skips it with a
+    warning instead of failing every command."""
+
+    def __init__(self, line: str, skippable: bool):
+        super().__init__(line)
+        self.line = line
+        self.skippable = skippable
+
+
+def read_yaml_text(path: Path) -> str:
+    """The text of a YAML file: at most MAX_YAML_BYTES, UTF-8, and without anchors or aliases (an alias
+    expands a small file into gigabytes, or into a cycle; protocols never need one)."""
+    name = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise FileProblem(f"{name}:1: (file): cannot read: {exc.strerror}", skippable=True) from None
+    if len(data) > MAX_YAML_BYTES:
+        raise FileProblem(f"{name}:1: (file): larger than {MAX_YAML_BYTES} bytes", skippable=True)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise FileProblem(f"{name}:{line}: (file): not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                          skippable=True) from None
+    if "&" in text or "*" in text:  # only then is the event scan worth its time
+        try:
+            for event in yaml.parse(text, Loader=_FAST_LOADER):
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                    raise FileProblem(f"{name}:{event.start_mark.line + 1}: (file): YAML anchors and aliases "
+                                      f"are not allowed; write the value out", skippable=False)
+        except yaml.YAMLError:
+            pass  # the loader reports it with its line
+    return text
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -91,15 +135,16 @@ def _pydantic_loc(loc: tuple) -> tuple:
 class LoadResult:
     protocol: Protocol | None
     problems: list[str] = field(default_factory=list)
+    skipped: bool = False  # the file could not be read at all (FileProblem.skippable)
 
 
 def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> LoadResult:
     vocabulary = vocabulary or load_vocabulary()
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return LoadResult(None, [f"{name}:1: (file): cannot read: {exc.strerror}"])
+        text = read_yaml_text(path)
+    except FileProblem as problem:
+        return LoadResult(None, [problem.line], skipped=problem.skippable)
     try:
         # One parse with libyaml when available: the node tree gives line numbers, and the data is
         # constructed from the same tree (pure-Python YAML made loading the library take seconds).
@@ -281,6 +326,12 @@ def load_library(clinic_dir: Path | None = None, builtin_dir: Path | None = None
     for directory in dirs:
         for path in protocol_files(directory):
             result = load_protocol_file(path, vocabulary)
+            if result.skipped:
+                # A file that cannot even be read (a stray export in another encoding) must not stop
+                # commands that have nothing to do with it; `schedules validate` reports it as an error.
+                for line in result.problems:
+                    print(f"warning: skipped {line}", file=sys.stderr)
+                continue
             problems.extend(result.problems)
             if result.protocol is not None:
                 protocols[result.protocol.id] = result.protocol
@@ -363,10 +414,12 @@ def _validate_algorithm(path: Path, protocols: list[Protocol]) -> FileReport:
 
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_text(path)
         node = yaml.compose(text, Loader=_FAST_LOADER)
         data = yaml.load(text, Loader=_FAST_LOADER) or {}
         algorithm = parse_algorithm(data, name)
+    except FileProblem as problem:
+        return FileReport(name, None, [problem.line], kind="algorithm")
     except (OSError, yaml.YAMLError, ConfigError) as exc:
         return FileReport(name, None, [f"{name}:1: (file): {exc}"], kind="algorithm")
     lines: dict[tuple, int] = {}
@@ -408,7 +461,9 @@ def _validate_vocabulary(path: Path) -> FileReport:
 
     name = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_yaml_text(path)) or {}
+    except FileProblem as problem:
+        return FileReport(name, None, [problem.line], kind="vocabulary")
     except (OSError, yaml.YAMLError) as exc:
         return FileReport(name, None, [f"{name}:1: (file): cannot read the vocabulary: {exc}"], kind="vocabulary")
     if not isinstance(data, dict) or not isinstance(data.get("tests"), dict):
@@ -464,6 +519,13 @@ def load_algorithm(clinic_dir: str | None = None) -> Algorithm:
         path = clinic / "_algorithm.yaml"
     key = str(path)
     if key not in _ALGORITHMS:
-        with open(path, encoding="utf-8") as fh:
-            _ALGORITHMS[key] = parse_algorithm(yaml.safe_load(fh) or {}, str(path))
+        try:
+            data = yaml.load(read_yaml_text(path), Loader=_FAST_LOADER) or {}
+        except FileProblem as problem:
+            raise ProtocolError([problem.line]) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ProtocolError([f"{key}:{mark.line + 1 if mark else 1}: (file): not valid YAML: "
+                                 f"{getattr(exc, 'problem', None) or exc}"]) from None
+        _ALGORITHMS[key] = parse_algorithm(data, key)
     return _ALGORITHMS[key]

@@ -26,7 +26,11 @@ class AppContext:
 
     def __init__(self, db: str | None, user: str | None, config_path: str | None):
         self.db = db
-        self.user = user or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        from tracker.core.inputs import USER_MAX, clean_text
+
+        # The audit log's "who": one line, no control characters (a newline would forge an entry).
+        self.user = clean_text(user or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown", "user",
+                               max_len=USER_MAX)
         self.config_path = config_path
         self.may_create = False  # set by the commands that add data (patient add, demo, synth, db init)
 
@@ -100,6 +104,11 @@ class TrackerGroup(click.Group):
             click.echo(printable(f"error: {exc}"), err=True)  # a suggested MRN is stored text
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # One line like every other error (click prints usage and a hint over three).
+            command = exc.ctx.command_path if exc.ctx is not None else "tracker"
+            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()

@@ -38,10 +38,13 @@ def _value(value) -> str:
 
 
 def _toml(table: dict, path: list[str]) -> None:
-    """A TOML-shaped view: plain keys first, then sub-tables."""
+    """A TOML-shaped view: plain keys first, then sub-tables; values no source gives say "clinic default"."""
+    from tracker.core.settings import CLINIC_DEFAULT_KEYS
+
     for key, value in table.items():
         if not isinstance(value, dict):
-            click.echo(f"{key} = {_value(value)}")
+            marker = "  # clinic default" if ".".join([*path, key]) in CLINIC_DEFAULT_KEYS else ""
+            click.echo(f"{key} = {_value(value)}{marker}")
     for key, value in table.items():
         if isinstance(value, dict):
             click.echo(f"\n[{'.'.join([*path, key])}]")

@@ -33,7 +33,9 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
     Cancelled items are included with STATUS:CANCELLED so calendars that imported them drop them.
     """
     from tracker.services.export import export_ics
+    from tracker.core.inputs import date_range
 
+    date_range(start, end)
     if alarm_lead_hours is not None and alarm is None:
         alarm = True
     with app.clinic() as clinic:

@@ -12,13 +12,33 @@ class DateType(click.ParamType):
 
     def convert(self, value, param, ctx):
         from tracker.core.durations import parse_date
+        from tracker.core.inputs import bounded_date
 
         # Name the field as the user typed it (--as-of -> "as-of").
-        field = param.opts[0].lstrip("-") if param and param.opts else "date"
-        return parse_date(value, field)
+        field = _field(param, "date")
+        return bounded_date(parse_date(value, field), field)
 
 
 DATE = DateType()
+
+
+def _field(param, default: str) -> str:
+    return param.opts[0].lstrip("-") if param and param.opts else (param.name if param else default)
+
+
+class NumberType(click.ParamType):
+    """A plain, finite decimal number (no `nan`, `inf`, `1e309` or `7_0`); a bad one is a one-line
+    InputError naming the option. Ranges are checked where the value is used."""
+
+    name = "NUMBER"
+
+    def convert(self, value, param, ctx):
+        from tracker.core.inputs import finite_number
+
+        return finite_number(value, _field(param, "number"))
+
+
+NUMBER = NumberType()
 
 
 def json_option(fn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE, json_option
+from tracker.cli.options import DATE, NUMBER, json_option
 
 
 # `--childbearing-potential yes|no|unknown`; given bare, it means yes (the old flag). Unknown (the default)
@@ -27,7 +27,7 @@ def patient() -> None:
 @click.option("--name", required=True, help="Full name.")
 @click.option("--dob", type=DATE, required=True, help="Date of birth (YYYY-MM-DD).")
 @click.option("--sex", type=click.Choice(["f", "m", "x"]), help="Sex: f, m or x.")
-@click.option("--weight-kg", type=float, help="Body weight in kg.")
+@click.option("--weight-kg", type=NUMBER, help="Body weight in kg.")
 @CHILDBEARING_OPTION
 @pass_app
 def add(app, mrn, name, dob, sex, weight_kg, childbearing):
@@ -49,7 +49,7 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing):
 @click.option("--name")
 @click.option("--dob", type=DATE)
 @click.option("--sex", type=click.Choice(["f", "m", "x"]))
-@click.option("--weight-kg", type=float)
+@click.option("--weight-kg", type=NUMBER)
 @CHILDBEARING_OPTION
 @click.option("--no-childbearing-potential", "no_childbearing", is_flag=True, help="Same as --childbearing-potential no.")
 @pass_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE, json_option
+from tracker.cli.options import DATE, NUMBER, json_option
 from tracker.cli.render import echo  # stored text shown literally
 
 
@@ -14,15 +14,17 @@ def result() -> None:
     """Record lab and screening results."""
 
 
-@result.command("add")
+# ignore_unknown_options: a negative VALUE (`alt -25`) is the value, refused by its plausible range, not
+# "No such option: -25".
+@result.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("mrn")
 @click.argument("test")
 @click.argument("value")
 @click.option("--on", type=DATE, required=True, help="Date the sample was taken.")
 @click.option("--unit", help="Unit as reported, e.g. g/dL, cells/uL, 10*9/L (default: the vocabulary's unit "
                             "for TEST); converted to the vocabulary's unit.")
-@click.option("--ref-low", type=float, help="The laboratory's lower reference limit.")
-@click.option("--ref-high", type=float, help="The laboratory's upper reference limit (ULN).")
+@click.option("--ref-low", type=NUMBER, help="The laboratory's lower reference limit.")
+@click.option("--ref-high", type=NUMBER, help="The laboratory's upper reference limit (ULN).")
 @pass_app
 def add(app, mrn, test, value, on, unit, ref_low, ref_high):
     """Record VALUE for TEST (numeric, or categorical like `tpmt normal`)."""

@@ -18,6 +18,8 @@ def therapy() -> None:
 
 
 def _report(change, verb: str) -> None:
+    for note in change.notes:
+        click.echo(f"warning: {note}", err=True)
     sync = change.sync
     parts = [f"{len(sync.added)} items added"]
     if sync.cancelled:
@@ -45,14 +47,17 @@ def _report(change, verb: str) -> None:
 @click.option("--override-gate", metavar="REASON",
               help="Start although a hard-gate test is missing, too old or does not pass (audited; a critical "
                    "alert stays open until a passing result arrives).")
+@click.option("--historic", is_flag=True,
+              help="Allow a start before the clinic's earliest start date ([dates] earliest_start, default 2000-01-01).")
 @pass_app
-def start(app, mrn, drug, on, dose, override_gate):
+def start(app, mrn, drug, on, dose, override_gate, historic):
     """Start DRUG for MRN; refused (exit 5) while a hard-gate test is missing, too old or does not pass, or
     a result breaks an initiation limit."""
     from tracker.services.courses import start_course
 
     with app.clinic() as clinic:
-        change = start_course(clinic, mrn=mrn, drug=drug, on=on, dose=dose, override_gate=override_gate)
+        change = start_course(clinic, mrn=mrn, drug=drug, on=on, dose=dose, override_gate=override_gate,
+                              historic=historic)
     _report(change, "started")
 
 
@@ -126,15 +131,17 @@ def stop(app, mrn, drug, on, reason, category):
 @click.option("--category", type=STOP_CATEGORY, help="Why FROM stopped: failure, adverse_event or other.")
 @click.option("--dose", help="Dose of TO.")
 @click.option("--override-gate", metavar="REASON")
+@click.option("--historic", is_flag=True,
+              help="Allow a start before the clinic's earliest start date ([dates] earliest_start, default 2000-01-01).")
 @pass_app
-def switch(app, mrn, from_drug, to_drug, on, reason, category, dose, override_gate):
+def switch(app, mrn, from_drug, to_drug, on, reason, category, dose, override_gate, historic):
     """Stop FROM and start TO on the same date (both or neither)."""
     from tracker.services.courses import switch_course
 
     with app.clinic() as clinic:
         stopped, started = switch_course(clinic, mrn=mrn, from_drug=from_drug, to_drug=to_drug, on=on,
                                          reason=reason, category=category, dose=dose,
-                                         override_gate=override_gate)
+                                         override_gate=override_gate, historic=historic)
     _report(stopped, "stopped")
     _report(started, "started")
 

@@ -21,7 +21,9 @@ def calendar(app, mrn, start, end, include_cancelled, as_json):
     """A patient's calendar: every baseline test, lab draw, checkpoint and limit."""
     from tracker.cli.render import emit_json, worklist
     from tracker.services.listings import patient_calendar
+    from tracker.core.inputs import date_range
 
+    date_range(start, end)
     with app.clinic() as clinic:
         rows = patient_calendar(clinic, mrn, start, end, include_cancelled)
     if as_json:

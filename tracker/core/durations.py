@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tracker.errors import InputError
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$", re.ASCII)
 _UNIT_WORDS = {"d": "day", "w": "week", "m": "month", "y": "year"}
 
 

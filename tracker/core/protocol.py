@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tracker.core.durations import Duration
+from tracker.core.inputs import INTERVAL_MAX_DAYS, INTERVAL_MIN_DAYS
 from tracker.core.terms import MEASURE_NAMES
 from tracker.core.vocabulary import Vocabulary
 from tracker.errors import InputError, NotFoundError
@@ -34,11 +35,25 @@ def _duration(value: Any) -> Duration:
         raise ValueError(f"expected a duration like 14d, 2w, 3m or 1y, got {value!r}") from None
     if duration.count <= 0:
         raise ValueError(f"must be positive, got {value!r}")
+    if duration.count > 10_000 or duration.approx_days() > MAX_DURATION_DAYS:
+        raise ValueError(f"must be at most 20 years, got {value!r}")
     return duration
 
 
+def _interval(value: Any) -> Duration:
+    """A repeating phase's `every`: 1 week to 2 years, as for a per-patient interval (tracker.core.inputs)."""
+    duration = _duration(value)
+    if not INTERVAL_MIN_DAYS <= duration.approx_days() <= INTERVAL_MAX_DAYS:
+        raise ValueError(f"must be between 1 week and 2 years, got {value!r}")
+    return duration
+
+
+MAX_DURATION_DAYS = 20 * 366  # offsets, phase lengths, validity windows: dates must stay computable
 Dur = Annotated[Duration, BeforeValidator(_duration)]
+Every = Annotated[Duration, BeforeValidator(_interval)]
 Measure = Literal["easi", "iga", "itch_nrs", "dlqi", "poem"]
+# The drug classes the treatment algorithm and the README know; another is a typo or a new class to add here.
+DrugClass = Literal["biologic", "corticosteroid", "csdmard", "jak_inhibitor", "pde4_inhibitor", "phototherapy"]
 MEASURE_RANGES: dict[str, tuple[int, int]] = {
     "easi": (0, 72),
     "iga": (0, 4),
@@ -51,7 +66,8 @@ MEASURE_RANGES: dict[str, tuple[int, int]] = {
 class Rule(BaseModel):
     """Fields every rule carries: its sources, and whether it is a clinic default."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan: a threshold of .inf fires on every result, .nan on none.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     sources: list[str] = Field(default_factory=list)
     # true: the whole rule is a clinic default; a list names the fields that are (the rest is sourced),
@@ -119,7 +135,7 @@ class WatchedTest(Rule):
 
 class Phase(Rule):
     tests: list[str] | None = None  # defaults to the track's tests
-    every: Dur | None = None
+    every: Every | None = None
     at: list[Dur] | None = None  # one-off draws at these offsets from the phase start
     for_: Dur | None = Field(default=None, alias="for")
     until_dose_stable: Dur | None = None
@@ -162,7 +178,7 @@ class Monitoring(Rule):
 
 
 class Criterion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     measure: Measure
     improvement_pct: float | None = Field(default=None, gt=0, le=100)  # EASI-50 = 50
@@ -345,14 +361,14 @@ def threshold_rule_id(analyte: str, below=None, above=None, above_uln=None, rise
 
 
 class Protocol(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=100_000, strict=True)  # strict: `version: true` is not version 1
     name: str
     brands: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
-    drug_class: str = Field(alias="class")
+    drug_class: DrugClass = Field(alias="class")
     sources: dict[str, Source] = Field(min_length=1)
     baseline: list[BaselineTest] = Field(default_factory=list)
     monitoring: Monitoring | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tracker.core.inputs import DateWindow
 from tracker.core.merge import DEFAULT_MERGE_WINDOW_DAYS
 from tracker.errors import ConfigError
 
@@ -124,6 +125,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
+    dates: DateWindow = field(default_factory=DateWindow)
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -132,6 +134,49 @@ class Settings:
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
+
+# Every table and key the site config may have; anything else is a typo, named with the nearest valid one
+# (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
+         "dates"),
+    "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
+    "reminders.jsonl": ("path",),
+    "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
+                        "timeout_s", "ca_file", "allow_plaintext"),
+    "reminders.webhook": ("url", "timeout_s", "token_env", "attempts", "backoff_s", "proxy"),
+    "privacy": ("patient_label",),
+    "scheduler": ("at", "grace_hours"),
+    "alerts": (*ALERT_WINDOWS, "childbearing_age_from", "childbearing_age_to"),
+    "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
+    "feeds": ("base_url",),
+    "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
+}
+# The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
+CLINIC_DEFAULT_KEYS = frozenset({
+    "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
+    "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
+    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days",
+})
+
+
+def check_known_keys(raw: dict, path: str = "") -> None:
+    """Refuse an unknown table or key, naming the nearest known one."""
+    import difflib
+
+    known = KNOWN_KEYS.get(path, ())
+    for key, value in raw.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (expected one of {', '.join(known)})"
+            what = "table" if isinstance(value, dict) else "key"
+            raise ConfigError(f"{dotted}: unknown {what}{hint}")
+        if isinstance(value, dict) and dotted in KNOWN_KEYS:
+            check_known_keys(value, dotted)
+        elif isinstance(value, dict) is not (dotted in KNOWN_KEYS):
+            raise _bad(dotted, value, "expected a table [" + dotted + "]" if dotted in KNOWN_KEYS
+                       else "expected a value, not a table")
 
 
 def _bad(key: str, value: object, reason: str) -> ConfigError:
@@ -250,6 +295,9 @@ def parse_reminders(raw: dict) -> ReminderSettings:
             raise _bad("reminders.channels", channel, f"unknown channel (expected {', '.join(CHANNELS)})")
     if len(set(channels)) != len(channels):
         raise _bad("reminders.channels", channels, "a channel is listed twice")
+    if not channels:
+        # Reminders would be marked sent to no one and never delivered once a channel is added.
+        raise _bad("reminders.channels", channels, f"at least one channel ({', '.join(CHANNELS)})")
 
     jsonl_path = None
     if "jsonl" in channels:
@@ -333,12 +381,28 @@ def parse_feeds(table: dict) -> FeedSettings:
     return FeedSettings(url.rstrip("/"))
 
 
+def parse_dates(table: dict) -> DateWindow:
+    """`[dates]`: the window course events may be dated in (clinic defaults, tracker.core.inputs)."""
+    import datetime as dt
+
+    default = DateWindow()
+    earliest = table.get("earliest_start", default.earliest_start)
+    if isinstance(earliest, dt.datetime) or not isinstance(earliest, dt.date) or earliest.year < 1900:
+        raise _bad("dates.earliest_start", earliest, "expected a date like 2000-01-01 (not before 1900)")
+    return DateWindow(
+        max_ahead_days=_int(table, "max_ahead_days", "dates.max_ahead_days", default.max_ahead_days, 0, 3660),
+        earliest_start=earliest,
+        warn_back_days=_int(table, "warn_back_days", "dates.warn_back_days", default.warn_back_days, 0, 36600),
+    )
+
+
 def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
     Paths are returned as written (the shell resolves them against the config file); `timezone` is
     checked to be text here and to name a known zone by the shell, which also puts the machine's local
     zone in its place when the file names none."""
+    check_known_keys(raw)
     timezone = raw.get("timezone")
     if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
         raise _bad("timezone", timezone, "unknown time zone")
@@ -354,4 +418,5 @@ def parse_settings(raw: dict) -> Settings:
         alerts=parse_alerts(_table(raw, "alerts")),
         calendar=parse_calendar(_table(raw, "calendar")),
         feeds=parse_feeds(_table(raw, "feeds")),
+        dates=parse_dates(_table(raw, "dates")),
     )

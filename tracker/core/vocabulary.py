@@ -4,9 +4,9 @@ single tests. Pure."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass, field
 
+from tracker.core.inputs import finite_number
 from tracker.errors import InputError, NotFoundError, ProtocolError
 
 
@@ -95,11 +95,9 @@ class Vocabulary:
         said = f"{code} on {on}" if on is not None else code
         if test.is_numeric:
             try:
-                number = float(text)
-            except ValueError:
-                raise InputError("value", value, f"{said} is numeric ({test.unit})") from None
-            if not math.isfinite(number):
-                raise InputError("value", value, f"{said} is numeric ({test.unit}): a finite number")
+                number = finite_number(text, "value")
+            except InputError:
+                raise InputError("value", value, f"{said} is numeric ({test.unit}): a plain finite number") from None
             return number, None
         if test.is_categorical:
             if text.lower() not in test.values:

@@ -10,7 +10,8 @@ from sqlmodel import Session, select
 
 from tracker.dates import utcnow
 from tracker.db.tables import Assessment, Course
-from tracker.errors import InputError
+from tracker.errors import ConflictError, InputError
+from tracker.core.assessment_days import same_day_plan
 from tracker.core.protocol import MEASURE_RANGES
 from tracker.core.response import choose_baseline, improvement
 from tracker.services import audit
@@ -26,6 +27,7 @@ class RecordedAssessment:
     mrn: str
     responses: list[dict] = field(default_factory=list)  # per live course: baseline and change
     evaluation: object | None = None  # services.alerts.EvaluationSummary
+    replaced: tuple = ()  # ids of the same-day assessments this one replaced (`--replace`)
 
 
 def check_measures(values: dict) -> dict:
@@ -44,7 +46,8 @@ def check_measures(values: dict) -> dict:
     return {k: (int(v) if k in WHOLE_NUMBERS else float(v)) for k, v in given.items()}
 
 
-def record_assessment(clinic: Clinic, *, mrn: str, on: dt.date, values: dict) -> RecordedAssessment:
+def record_assessment(clinic: Clinic, *, mrn: str, on: dt.date, values: dict,
+                      replace: bool = False) -> RecordedAssessment:
     from tracker.services.alerts import evaluate_clinic
 
     session, today, user = clinic.session, clinic.today, clinic.user
@@ -55,11 +58,33 @@ def record_assessment(clinic: Clinic, *, mrn: str, on: dt.date, values: dict) ->
         raise InputError("on", on.isoformat(), "is in the future")
     if on < patient.dob:
         raise InputError("on", on.isoformat(), f"is before the patient's date of birth {patient.dob}")
-    row = Assessment(patient_id=patient.id, assessed_on=on, created_at=utcnow(), **measures)
-    session.add(row)
-    session.flush()
-    audit.record(session, user, "assessment.add", "assessment", row.id, patient.mrn, None, audit.snapshot(row))
-    recorded = RecordedAssessment(row, patient.mrn, responses_of(session, patient.id, row, clinic.settings.alerts))
+    same_day = session.exec(select(Assessment).where(Assessment.patient_id == patient.id,
+                                                     Assessment.assessed_on == on)).all()
+    plan = same_day_plan(same_day, on, measures)
+    if plan.conflicts and not replace:
+        names = ", ".join(m.replace("_", "-") for m in plan.measures)
+        raise ConflictError(f"on: {on.isoformat()!r}: {patient.mrn} already has {names} recorded that day "
+                            f"(assessment #{plan.conflicts[0].id}); give --replace to replace it")
+    if plan.conflicts:
+        # A replacement is a new row carrying the replaced rows' other measures, inserted before the old
+        # rows go (SQLite reuses the highest id once it is deleted): its id is past the incremental
+        # nightly's mark, so the next pass re-judges the patient. The audit keeps the old rows.
+        before = {"replaced": [audit.snapshot(old) for old in plan.conflicts]}
+        row = Assessment(patient_id=patient.id, assessed_on=on, created_at=utcnow(), **plan.merged)
+        session.add(row)
+        session.flush()
+        for old in plan.conflicts:
+            session.delete(old)
+        session.flush()
+        audit.record(session, user, "assessment.replace", "assessment", row.id, patient.mrn, before,
+                     audit.snapshot(row))
+    else:
+        row = Assessment(patient_id=patient.id, assessed_on=on, created_at=utcnow(), **measures)
+        session.add(row)
+        session.flush()
+        audit.record(session, user, "assessment.add", "assessment", row.id, patient.mrn, None, audit.snapshot(row))
+    recorded = RecordedAssessment(row, patient.mrn, responses_of(session, patient.id, row, clinic.settings.alerts),
+                                  replaced=tuple(old.id for old in plan.conflicts))
     recorded.evaluation = evaluate_clinic(session, clinic.library, today, clinic.settings,
                                           patient_ids=[patient.id],
                                           kinds=("checkpoint_failed", "checkpoint_missed"), user=user)

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from tracker.core.durations import Duration
 from tracker.dates import utcnow
 from tracker.db.tables import Course, CoursePause, DoseChange, Patient
+from tracker.core import inputs
 from tracker.errors import ConflictError, GateError, InputError, NotFoundError
 from tracker.core.plan import applicable_baseline
 from tracker.core.protocol import Protocol, ProtocolLibrary
@@ -33,6 +34,7 @@ class CourseChange:
     consider: list[str] = field(default_factory=list)  # at-risk baseline tests to consider
     missing_gates: list[str] = field(default_factory=list)  # overridden hard gates
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings about the input (an event long past)
 
 
 def live_course(session: Session, patient: Patient, protocol_id: str) -> Course | None:
@@ -63,12 +65,16 @@ def start_course(
     dose: str | None,
     override_gate: str | None,
     switched_from: Course | None = None,
+    historic: bool = False,
 ) -> CourseChange:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
+    dose = inputs.clean_text(dose, "dose", required=False) or None
+    override_gate = inputs.clean_text(override_gate, "override-gate", required=False) or None
     patient = get_patient(session, mrn)
     protocol = library.get(drug)
     if on < patient.dob:
         raise InputError("on", on.isoformat(), f"is before the patient's date of birth {patient.dob}")
+    note = inputs.event_date(on, today, "on", clinic.settings.dates, start=True, historic=historic)
     if live_course(session, patient, protocol.id) is not None:
         raise ConflictError(f"drug: {protocol.id!r}: {mrn} is already on {protocol.id} (stop it first)")
     chart = results_chart(session, patient)
@@ -113,7 +119,16 @@ def start_course(
         consider=[t for rule in consider for t in rule.tests],
         missing_gates=[f.why for f in findings],
         warnings=[f"alert #{a.id} ({a.kind}, {a.severity}): {a.message}" for a in raised],
+        notes=[note] if note else [],
     )
+
+
+def _event_on(clinic: Clinic, on: dt.date | None) -> list[str]:
+    """A course event's date within the clinic's window ([dates]); the warning for one long past."""
+    if on is None:
+        return []
+    note = inputs.event_date(on, clinic.today, "on", clinic.settings.dates)
+    return [note] if note else []
 
 
 def _check_on(course: Course, on: dt.date, what: str) -> None:
@@ -123,6 +138,7 @@ def _check_on(course: Course, on: dt.date, what: str) -> None:
 
 def change_dose(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, dose: str) -> CourseChange:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
+    notes = _event_on(clinic, on)
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "dose change")
     if not dose.strip():
@@ -138,11 +154,12 @@ def change_dose(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, dose: str) 
                        childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.dose", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "changed_on": on.isoformat()})
-    return CourseChange(course, patient, protocol, sync)
+    return CourseChange(course, patient, protocol, sync, notes=notes)
 
 
 def pause_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str | None) -> CourseChange:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
+    notes = _event_on(clinic, on)
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "pause")
     if course.status == "paused":
@@ -161,11 +178,12 @@ def pause_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: st
                        childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.pause", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "paused_on": on.isoformat(), "reason": reason})
-    return CourseChange(course, patient, protocol, sync)
+    return CourseChange(course, patient, protocol, sync, notes=notes)
 
 
 def resume_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str | None) -> CourseChange:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
+    notes = _event_on(clinic, on)
     patient, course = find_course(session, library, mrn, drug)
     if course.status != "paused":
         raise ConflictError(f"drug: {course.drug!r}: {mrn}'s {course.drug} course is not paused")
@@ -185,16 +203,18 @@ def resume_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: s
                        childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.resume", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "resumed_on": on.isoformat(), "reason": reason})
-    return CourseChange(course, patient, protocol, sync)
+    return CourseChange(course, patient, protocol, sync, notes=notes)
 
 
 def stop_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str,
                 category: str | None) -> CourseChange:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
+    notes = _event_on(clinic, on)
     patient, course = find_course(session, library, mrn, drug)
     _check_on(course, on, "stop")
     if not reason or not reason.strip():
         raise InputError("reason", reason, "a stop needs a reason")
+    reason = inputs.clean_text(reason, "reason")
     if category is not None and category not in STOP_CATEGORIES:
         raise InputError("category", category, f"expected one of {', '.join(STOP_CATEGORIES)}")
     before = audit.snapshot(course)
@@ -213,27 +233,25 @@ def stop_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str
     sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
                        childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.stop", "course", course.id, mrn, before, audit.snapshot(course))
-    return CourseChange(course, patient, protocol, sync)
+    return CourseChange(course, patient, protocol, sync, notes=notes)
 
 
 def switch_course(clinic: Clinic, *, mrn: str, from_drug: str, to_drug: str, on: dt.date, reason: str,
                   category: str | None, dose: str | None,
-                  override_gate: str | None) -> tuple[CourseChange, CourseChange]:
+                  override_gate: str | None, historic: bool = False) -> tuple[CourseChange, CourseChange]:
     """Stop one drug and start another on the same date, linked; both or neither happen."""
     target = clinic.library.get(to_drug)
     if target.id == clinic.library.get(from_drug).id:
         raise InputError("to", to_drug, "is the same drug as the one being stopped")
     stopped = stop_course(clinic, mrn=mrn, drug=from_drug, on=on, reason=reason, category=category)
     started = start_course(clinic, mrn=mrn, drug=to_drug, on=on, dose=dose, override_gate=override_gate,
-                           switched_from=stopped.course)
+                           switched_from=stopped.course, historic=historic)
     return stopped, started
 
 
 def parse_every(text: str) -> Duration:
-    duration = Duration.parse(text, "every")
-    if duration.count <= 0:
-        raise InputError("every", text, "must be positive")
-    return duration
+    """A per-patient interval, 1 week to 2 years (tracker.core.inputs.interval)."""
+    return inputs.interval(text, "every")
 
 
 def protocol_changes(clinic: Clinic) -> list[dict]:
@@ -296,6 +314,8 @@ def adjust_course(clinic: Clinic, *, mrn: str, drug: str, every: str, reason: st
     if not reason or not reason.strip():
         raise InputError("reason", reason, "an adjustment needs a reason")
     on = on or today
+    notes = [n for n in [inputs.event_date(on, today, "from", clinic.settings.dates)] if n]
+    reason = inputs.clean_text(reason, "reason")
     if on < course.start_on:
         raise InputError("from", on.isoformat(), f"adjustment before the course started on {course.start_on}")
     protocol = course_protocol(session, library, course)
@@ -312,4 +332,4 @@ def adjust_course(clinic: Clinic, *, mrn: str, drug: str, every: str, reason: st
                        childbearing_ages=clinic.childbearing_ages)
     audit.record(session, user, "therapy.adjust", "course", course.id, mrn, before,
                  audit.snapshot(course, "adjust_every", "adjust_from", "adjust_reason"))
-    return CourseChange(course, patient, protocol, sync)
+    return CourseChange(course, patient, protocol, sync, notes=notes)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import unicodedata
 
 from sqlmodel import Session, select
 
+from sqlalchemy import func
+
+from tracker.core import inputs
 from tracker.dates import utcnow
 from tracker.db.tables import Patient
 from tracker.errors import ConflictError, InputError, NotFoundError
@@ -18,6 +22,7 @@ CHILDBEARING = ("yes", "no", "unknown")  # as recorded; tracker.core.gates.may_c
 
 
 def get_patient(session: Session, mrn: str) -> Patient:
+    mrn = unicodedata.normalize("NFC", mrn).strip()
     patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
     if patient is None:
         # Suggest near MRNs from those sharing the first characters (cheap on large registries).
@@ -28,11 +33,13 @@ def get_patient(session: Session, mrn: str) -> Patient:
 
 
 def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | None,
-           weight_kg: float | None, today: dt.date, childbearing: str | None = None) -> None:
-    if mrn is not None and (not mrn.strip() or len(mrn) > 64 or any(c.isspace() for c in mrn)):
-        raise InputError("mrn", mrn, "must be 1-64 characters without spaces")
-    if name is not None and not name.strip():
-        raise InputError("name", name, "must not be empty")
+           weight_kg: float | None, today: dt.date, childbearing: str | None = None) -> dict:
+    """The values as stored (MRN and name normalised), or a one-line InputError."""
+    clean = {}
+    if mrn is not None:
+        clean["mrn"] = inputs.clean_mrn(mrn)
+    if name is not None:
+        clean["name"] = inputs.clean_text(name, "name", max_len=inputs.NAME_MAX)
     if dob is not None:
         if dob > today:
             raise InputError("dob", dob.isoformat(), "is in the future")
@@ -40,10 +47,21 @@ def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | No
             raise InputError("dob", dob.isoformat(), "is before 1900")
     if sex is not None and sex not in SEXES:
         raise InputError("sex", sex, "expected f, m or x")
-    if weight_kg is not None and not (0 < weight_kg < 500):
-        raise InputError("weight-kg", weight_kg, "expected a weight in kg between 0 and 500")
+    if weight_kg is not None:
+        # Physically possible body weights, not a clinical threshold: catches 0.000001 and grams-for-kg.
+        inputs.finite_number(weight_kg, "weight-kg", low=0.2, high=500)
     if childbearing is not None and childbearing not in CHILDBEARING:
         raise InputError("childbearing-potential", childbearing, "expected yes, no or unknown")
+    return clean
+
+
+def _look_alike(session: Session, mrn: str, other_than: int | None = None) -> str | None:
+    """An MRN on record that compares equal to `mrn` in normalised form (case, compatibility forms)."""
+    key = inputs.mrn_key(mrn)
+    query = select(Patient.mrn).where(func.upper(Patient.mrn) == key)
+    if other_than is not None:
+        query = query.where(Patient.id != other_than)
+    return session.exec(query).first()
 
 
 def add_patient(
@@ -57,9 +75,12 @@ def add_patient(
     childbearing: str = "unknown",
 ) -> Patient:
     session, user = clinic.session, clinic.user
-    _check(mrn, name, dob, sex, weight_kg, clinic.today, childbearing)
-    if session.exec(select(Patient.id).where(Patient.mrn == mrn)).first() is not None:
-        raise ConflictError(f"mrn: {mrn!r}: a patient with this MRN already exists")
+    clean = _check(mrn, name, dob, sex, weight_kg, clinic.today, childbearing)
+    mrn, name = clean["mrn"], clean["name"]
+    existing = _look_alike(session, mrn)
+    if existing is not None:
+        same = "" if existing == mrn else f" ({existing!r}, the same MRN when compared)"
+        raise ConflictError(f"mrn: {mrn!r}: a patient with this MRN already exists{same}")
     now = utcnow()
     patient = Patient(
         mrn=mrn,
@@ -80,12 +101,13 @@ def add_patient(
 def update_patient(clinic: Clinic, mrn: str, changes: dict) -> Patient:
     session, user = clinic.session, clinic.user
     patient = get_patient(session, mrn)
-    _check(changes.get("mrn"), changes.get("name"), changes.get("dob"), changes.get("sex"),
-           changes.get("weight_kg"), clinic.today, changes.get("childbearing"))
+    clean = _check(changes.get("mrn"), changes.get("name"), changes.get("dob"), changes.get("sex"),
+                   changes.get("weight_kg"), clinic.today, changes.get("childbearing"))
     if not changes:
         raise InputError("update", "", "nothing to change (give at least one option)")
+    changes = {**changes, **clean}
     new_mrn = changes.get("mrn")
-    if new_mrn and new_mrn != mrn and session.exec(select(Patient.id).where(Patient.mrn == new_mrn)).first():
+    if new_mrn and new_mrn != patient.mrn and _look_alike(session, new_mrn, other_than=patient.id):
         raise ConflictError(f"mrn: {new_mrn!r}: a patient with this MRN already exists")
     if "dob" in changes:
         from tracker.db.tables import Course

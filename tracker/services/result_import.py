@@ -48,10 +48,9 @@ def _float(row: dict, name: str) -> float | None:
     text = (row.get(name) or "").strip()
     if not text:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(name, text, "expected a number") from None
+    from tracker.core.inputs import finite_number
+
+    return finite_number(text, name)
 
 
 def _read(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:

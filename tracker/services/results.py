@@ -53,8 +53,9 @@ def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.
         raise InputError("on", taken_on.isoformat(), "is in the future")
     if taken_on < patient.dob:
         raise InputError("on", taken_on.isoformat(), f"is before the patient's date of birth {patient.dob}")
-    if ref_low is not None and ref_high is not None and ref_low > ref_high:
-        raise InputError("ref_low", ref_low, f"is above ref_high {ref_high}")
+    from tracker.core.inputs import reference_limits
+
+    ref_low, ref_high = reference_limits(ref_low, ref_high)
     unit = unit.strip() if unit and unit.strip() else None
     if value_num is None:
         if unit is not None:
