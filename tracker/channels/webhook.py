@@ -116,6 +116,9 @@ class WebhookChannel:
         started = time.monotonic()
         watchdog.start()
         try:
+            conn.connect()
+            if expired.is_set():  # passed while connecting, before there was a socket to shut
+                raise TimeoutError
             conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
             response.read()
