@@ -67,9 +67,10 @@ def test_smtp_down_keeps_email_reminders_for_the_next_run_and_other_channels_wor
         tracker("nightly --as-of 2026-01-16")  # and not sent twice
     finally:
         server.stop()
-    assert len(inbox.messages) == 1
+    assert len(inbox.messages) == 2  # one digest per recipient (issue 15: delivery tracked per recipient)
+    assert sorted(r for recipients, _ in inbox.messages for r in recipients) == [
+        "dr.who@clinic.example", "nurses@clinic.example"]
     recipients, message = inbox.messages[0]
-    assert sorted(recipients) == ["dr.who@clinic.example", "nurses@clinic.example"]
     assert message["Subject"] == f"tracker: {len(rows)} reminders for 2026-01-16"
     body = message.get_content()
     assert body.count("OVERDUE") + body.count("    due ") + body.count("ALERT") == len(rows)

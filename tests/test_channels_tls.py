@@ -146,13 +146,15 @@ def _smtp_password(monkeypatch):
 
 
 def assert_one_digest(inbox: Inbox, count: int) -> None:
-    assert len(inbox.messages) == 1
-    received = inbox.messages[0]
-    assert received["tls"], "the message travelled over an encrypted session"
-    assert sorted(received["rcpt"]) == ["dr.who@clinic.example", "nurses@clinic.example"]
-    assert received["message"]["Subject"] == f"tracker: {count} reminders for {AS_OF}"
-    body = received["message"].get_content()
-    assert "P1 AB" in body and "Ada" not in body
+    """One digest per recipient (delivery is tracked per recipient), each over TLS."""
+    assert len(inbox.messages) == 2
+    assert sorted(r for received in inbox.messages for r in received["rcpt"]) == [
+        "dr.who@clinic.example", "nurses@clinic.example"]
+    for received in inbox.messages:
+        assert received["tls"], "the message travelled over an encrypted session"
+        assert received["message"]["Subject"] == f"tracker: {count} reminders for {AS_OF}"
+        body = received["message"].get_content()
+        assert "P1 AB" in body and "Ada" not in body
 
 
 # --- delivery over STARTTLS and TLS ------------------------------------------------------------------------

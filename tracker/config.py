@@ -154,6 +154,7 @@ def effective_config(settings: Settings) -> dict:
         w = reminders.webhook
         out["reminders"]["webhook"] = {
             "url": mask_url(w.url), "timeout_s": w.timeout_s, "token_env": w.token_env,
+            "proxy": mask_url(w.proxy) if w.proxy else None, "attempts": w.attempts, "backoff_s": w.backoff_s,
             "token": ("***" if secret(w.token_env) else "(not set)") if w.token_env else None,
         }
     return out

@@ -1,35 +1,49 @@
 """A read-only HTTP server for calendar feeds: GET/HEAD /feeds/<token>.ics, nothing else.
 
-Standard library only (ThreadingHTTPServer). Each request opens its own database session and renders the
-feed afresh. Responses carry an ETag (hash of the body) and Last-Modified (latest change), and conditional
-requests get 304. Unknown and revoked tokens get 404, exactly like any other unknown path, so a probe
-learns nothing. The log has one line per request, with the token replaced by `<token>`.
+Standard library only (ThreadingHTTPServer). Each request opens its own database session. Responses carry
+an ETag and Last-Modified computed from the feed's latest change and item count (`feed_version`, two small
+queries), so a conditional request is answered 304 before anything is rendered; otherwise the feed is
+rendered afresh. Unknown and revoked tokens get 404, exactly like any other unknown path, so a probe
+learns nothing. The log has one line per request, with anything shaped like a token replaced by
+`<token>`, whatever the path's case or percent-encoding.
+
+Bounded: a client must send its whole request within `request_timeout_s` and may stay silent (or not
+read) at most `idle_timeout_s`; at most `max_connections` are served at once, and a connection beyond
+that gets an immediate 503 without a thread.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import hashlib
 import re
+import socket
 import sys
+import threading
 import traceback
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sqlmodel import Session
 
 FEED_PATH = re.compile(r"^/feeds/([A-Za-z0-9_-]{16,128})\.ics$")
-REDACT = re.compile(r"/feeds/[^\s?]*")
+# Feed tokens are 16+ characters of the URL-safe alphabet: any such run is a possible token, wherever it
+# stands (a mistyped route, other case, a query string), and never reaches the log.
+TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{16,}")
 READ_METHODS = "GET, HEAD"
+REQUEST_TIMEOUT_S = 10.0  # to send the request line and headers
+IDLE_TIMEOUT_S = 10.0  # the longest silence on a socket (reading the request, or a client not reading)
+MAX_CONNECTIONS = 32  # served at once; threads and database sessions stay bounded
 
 
 def redact(text: str) -> str:
-    return REDACT.sub("/feeds/<token>.ics", text)
-
-
-def etag_for(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    """The text with every token-shaped run, also percent-encoded, replaced by `<token>`."""
+    text = TOKEN_LIKE.sub("<token>", text)
+    decoded = urllib.parse.unquote(text)
+    if decoded != text and TOKEN_LIKE.search(decoded):
+        return TOKEN_LIKE.sub("<token>", decoded)
+    return text
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -61,12 +75,58 @@ def not_modified(headers, etag: str, last_modified: dt.datetime) -> bool:
 class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, engine, library, settings, log=None):
+    def __init__(self, address, engine, library, settings, log=None, *,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, idle_timeout_s: float = IDLE_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS):
+        import secrets
+
         self.engine = engine
         self.library = library
         self.settings = settings
         self.log = log or sys.stderr
+        self.request_timeout_s = request_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        # Stands in the ETag for what is fixed while this process runs (protocols, export settings).
+        self.generation = secrets.token_hex(8)
+        self.counts = {"rendered": 0, "not_modified": 0, "busy": 0}  # what happened, for tests and ops
+        self._counts_lock = threading.Lock()
         super().__init__(address, FeedHandler)
+
+    def count(self, what: str) -> None:
+        with self._counts_lock:
+            self.counts[what] += 1
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.count("busy")
+            self._busy(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _busy(self, request, client_address) -> None:
+        """Beyond the cap: a 503 written from the accepting thread (a few bytes, bounded), then closed."""
+        self.log.write(f"{client_address[0]} - busy: {self.max_connections} connections open, answered 503\n")
+        self.log.flush()
+        try:
+            request.settimeout(1.0)
+            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
 
 
 class FeedHandler(BaseHTTPRequestHandler):
@@ -75,6 +135,29 @@ class FeedHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version  # no Python version in the Server header
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout_s  # the socket timeout: every read and write
+        super().setup()
+        # The whole request (line and headers) within request_timeout_s, however slowly it drips in.
+        self._request_deadline = threading.Timer(self.server.request_timeout_s, self._cut_off)
+        self._request_deadline.daemon = True
+        self._request_deadline.start()
+
+    def _cut_off(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self._request_deadline.cancel()  # the request is in; writing is bounded by the idle timeout
+        return parsed
+
+    def finish(self) -> None:
+        self._request_deadline.cancel()
+        super().finish()
 
     def do_GET(self) -> None:
         self._feed(send_body=True)
@@ -93,37 +176,48 @@ class FeedHandler(BaseHTTPRequestHandler):
     def _feed(self, send_body: bool) -> None:
         from tracker.dates import today
         from tracker.services.context import Clinic
-        from tracker.services.feeds import feed_calendar
+        from tracker.services.feeds import active_feed, feed_version, render_feed
 
         match = FEED_PATH.match(self.path.split("?", 1)[0])
         if match is None:
             return self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body)
+        body = None
         try:
             with Session(self.server.engine) as session:
-                settings = self.server.settings
-                clinic = Clinic(session, self.server.library, settings, today(settings.timezone), "feeds")
-                rendered = feed_calendar(clinic, match.group(1))
+                feed = active_feed(session, match.group(1))
+                if feed is not None:
+                    version = feed_version(session, feed)
+                    etag = version.etag(feed, self.server.generation)
+                    fresh = not_modified(self.headers, etag, version.last_modified)
+                    if not fresh:  # only now is the calendar rendered
+                        settings = self.server.settings
+                        clinic = Clinic(session, self.server.library, settings, today(settings.timezone),
+                                        "feeds")
+                        body = render_feed(clinic, feed).body
                 session.rollback()  # read-only: nothing to keep
         except Exception:
-            self.server.log.write(redact(traceback.format_exc()))
+            # Not `redact`: it would blank long identifiers in the trace; the request's own runs go.
+            trace = traceback.format_exc()
+            for run in TOKEN_LIKE.findall(self.path) + TOKEN_LIKE.findall(urllib.parse.unquote(self.path)):
+                trace = trace.replace(run, "<token>")
+            self.server.log.write(trace)
             return self._plain(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n", send_body)
-        if rendered is None:
+        if feed is None:
             return self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body)
-        etag = etag_for(rendered.body)
-        fresh = not_modified(self.headers, etag, rendered.last_modified)
+        self.server.count("not_modified" if fresh else "rendered")
         self.send_response(HTTPStatus.NOT_MODIFIED if fresh else HTTPStatus.OK)
         self.send_header("ETag", etag)
-        self.send_header("Last-Modified", email.utils.format_datetime(rendered.last_modified, usegmt=True))
+        self.send_header("Last-Modified", email.utils.format_datetime(version.last_modified, usegmt=True))
         # Patient data: shared caches must not keep it; clients may, but must revalidate.
         self.send_header("Cache-Control", "private, no-cache")
         if fresh:
             self.end_headers()
             return
         self.send_header("Content-Type", "text/calendar; charset=utf-8")
-        self.send_header("Content-Length", str(len(rendered.body)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if send_body:
-            self.wfile.write(rendered.body)
+            self.wfile.write(body)
 
     def _plain(self, status: HTTPStatus, text: str, send_body: bool) -> None:
         body = text.encode()
@@ -161,7 +255,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(host: str, port: int, engine, library, settings, log=None) -> FeedServer:
+def make_server(host: str, port: int, engine, library, settings, log=None, **limits) -> FeedServer:
+    """`limits`: request_timeout_s, idle_timeout_s, max_connections (FeedServer's defaults otherwise)."""
     family_host = host.strip("[]")
     server_class = FeedServer
     if ":" in family_host:
@@ -171,4 +266,4 @@ def make_server(host: str, port: int, engine, library, settings, log=None) -> Fe
             address_family = socket.AF_INET6
 
         server_class = _V6
-    return server_class((family_host, port), engine, library, settings, log)
+    return server_class((family_host, port), engine, library, settings, log, **limits)

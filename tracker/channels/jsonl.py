@@ -3,6 +3,10 @@
 Exactly once across crashes: each line carries `reminder_id`; every batch is appended, flushed and
 fsynced before it is marked sent, and the nightly service remembers the file size at the last mark. On a
 retry the lines after that size (written but perhaps not marked) are scanned and their ids skipped.
+
+Complete or nothing: a batch whose bytes do not all reach the file (a short write, ENOSPC, EFBIG, a failed
+fsync) is cut off again and raises, so none of it is marked sent. A torn last line left by a kill is cut
+off before the next append (it was never marked, so its reminder is sent again whole).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import re
 
 _ID = re.compile(rb'"reminder_id":\s*(\d+)')
+_TAIL_CHUNK = 64 * 1024
 
 
 class JsonlChannel:
@@ -46,10 +51,49 @@ class JsonlChannel:
         data = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode()
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            end = os.lseek(fd, 0, os.SEEK_END)
-            if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
-                os.write(fd, b"\n")  # end a line torn by a crash, so the next object starts on its own line
-            os.write(fd, data)
-            os.fsync(fd)
+            end = _repair_torn_tail(fd)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except BaseException:
+                _cut(fd, end)  # leave no partial batch behind: the whole batch is retried next run
+                raise
         finally:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a full disk, RLIMIT_FSIZE): a short write is a failure."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"short write: {len(data) - len(view)} of {len(data)} bytes reached the file")
+        view = view[written:]
+
+
+def _cut(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass  # the original error is the one to report; a torn tail left here is cut on the next run
+
+
+def _repair_torn_tail(fd: int) -> int:
+    """Cut a partial last line (no final newline) back to the end of the last whole line; return the size."""
+    end = os.lseek(fd, 0, os.SEEK_END)
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return end
+    position = end
+    while position > 0:
+        start = max(0, position - _TAIL_CHUNK)
+        chunk = os.pread(fd, position - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            position = start + newline + 1
+            break
+        position = start
+    os.ftruncate(fd, position)
+    os.fsync(fd)
+    return position

@@ -1,17 +1,45 @@
-"""webhook: an HTTP POST of JSON per batch, with a timeout (urllib).
+"""webhook: an HTTP POST of JSON per batch (http.client), delivered only on a 2xx answer.
 
 Body: {"reminders": [...], "count": n}. Each reminder carries `reminder_id`, and the request carries an
 Idempotency-Key, so a receiver can drop a batch it already has (a crash between POST and mark resends it).
+
+Only a 2xx from the configured URL is delivery:
+- redirects are not followed (a 3xx is a failure): following one would send the body, and the Bearer
+  token, wherever the Location points;
+- proxy environment variables (http_proxy, https_proxy, ...) are ignored; a proxy is used only when
+  `reminders.webhook.proxy` names one, so a stray proxy's 200 never counts as delivery;
+- `timeout_s` is a deadline for the whole request (connect, send, answer), not per socket read: a server
+  that drips bytes is cut off when it passes;
+- refused connections, resets, 5xx and 429 are retried within the run (`attempts`, exponential backoff
+  from `backoff_s`, capped, via tenacity) before the batch is left for the next run. A deadline passed is
+  not retried, so one slow server holds a run at most `timeout_s`.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
+import socket
+import ssl
+import threading
+import time
+from urllib.parse import urlsplit
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from tracker.config import secret
 from tracker.core.settings import WebhookSettings
+
+MAX_BACKOFF_S = 30.0  # the longest wait between two attempts, whatever `backoff_s` and `attempts` say
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class WebhookError(RuntimeError):
+    """The batch was not delivered; `retry` says whether trying again within the run makes sense."""
+
+    def __init__(self, message: str, retry: bool):
+        super().__init__(message)
+        self.retry = retry
 
 
 class WebhookChannel:
@@ -23,18 +51,91 @@ class WebhookChannel:
 
     def send(self, rows: list[dict]) -> None:
         body = json.dumps({"count": len(rows), "reminders": rows}, sort_keys=True).encode()
-        request = urllib.request.Request(self.settings.url, data=body, method="POST")
-        request.add_header("Content-Type", "application/json")
-        request.add_header("User-Agent", "tracker-nightly")
-        request.add_header("Idempotency-Key",
-                           f"tracker-reminders-{rows[0]['reminder_id']}-{rows[-1]['reminder_id']}")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "tracker-nightly",
+            "Idempotency-Key": f"tracker-reminders-{rows[0]['reminder_id']}-{rows[-1]['reminder_id']}",
+        }
         token = secret(self.settings.token_env)
         if token:
-            request.add_header("Authorization", f"Bearer {token}")
+            headers["Authorization"] = f"Bearer {token}"
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"HTTP {exc.code} {exc.reason}") from None
-        except urllib.error.URLError as exc:
-            raise RuntimeError(f"cannot reach webhook: {exc.reason}") from None
+            self._post_with_retries(body, headers)
+        except WebhookError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def _post_with_retries(self, body: bytes, headers: dict) -> None:
+        s = self.settings
+        for attempt in Retrying(
+            stop=stop_after_attempt(s.attempts),
+            wait=wait_exponential(multiplier=s.backoff_s, max=MAX_BACKOFF_S),
+            retry=retry_if_exception(lambda exc: isinstance(exc, WebhookError) and exc.retry),
+            reraise=True,
+        ):
+            with attempt:
+                self._post(body, headers)
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, str]:
+        """The connection and the request target: the URL's own host, or the configured proxy."""
+        s = self.settings
+        url = urlsplit(s.url)
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        host, port = url.hostname, url.port
+        if s.proxy is None:
+            if url.scheme == "https":
+                return http.client.HTTPSConnection(host, port, timeout=s.timeout_s,
+                                                   context=ssl.create_default_context()), target
+            return http.client.HTTPConnection(host, port, timeout=s.timeout_s), target
+        proxy = urlsplit(s.proxy)
+        if url.scheme == "https":  # CONNECT tunnel: the proxy sees neither body nor token
+            conn = http.client.HTTPSConnection(proxy.hostname, proxy.port or 8080, timeout=s.timeout_s,
+                                               context=ssl.create_default_context())
+            conn.set_tunnel(host, port or 443)
+            return conn, target
+        netloc = url.netloc.rsplit("@", 1)[-1]
+        return http.client.HTTPConnection(proxy.hostname, proxy.port or 8080, timeout=s.timeout_s), \
+            f"http://{netloc}{target}"
+
+    def _post(self, body: bytes, headers: dict) -> None:
+        s = self.settings
+        conn, target = self._connection()
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            # The deadline passed: shut the socket so the blocked connect/send/read returns at once.
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(s.timeout_s, cut_off)
+        watchdog.daemon = True
+        started = time.monotonic()
+        watchdog.start()
+        try:
+            conn.connect()
+            if expired.is_set():  # passed while connecting, before there was a socket to shut
+                raise TimeoutError
+            conn.request("POST", target, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            status, reason = response.status, response.reason
+        except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                raise WebhookError(f"no complete answer within timeout_s = {s.timeout_s:g} s "
+                                   f"(gave up after {time.monotonic() - started:.1f} s)", retry=False) from None
+            raise WebhookError(f"cannot reach webhook: {exc}", retry=True) from None
+        finally:
+            watchdog.cancel()
+            conn.close()
+        if expired.is_set():
+            raise WebhookError(f"no complete answer within timeout_s = {s.timeout_s:g} s", retry=False)
+        if 200 <= status < 300:
+            return
+        if 300 <= status < 400:
+            raise WebhookError(f"HTTP {status} {reason}: redirects are not followed; "
+                               f"set reminders.webhook.url to the final address", retry=False)
+        raise WebhookError(f"HTTP {status} {reason}", retry=status in RETRY_STATUSES)

@@ -76,6 +76,9 @@ class WebhookSettings:
     url: str
     timeout_s: float = 10.0
     token_env: str | None = None  # names the variable sent as "Authorization: Bearer <token>" when set
+    proxy: str | None = None  # an http:// proxy; proxy environment variables are never used
+    attempts: int = 3  # tries per batch within one run (refused, reset, 5xx, 429) before the next run
+    backoff_s: float = 1.0  # wait before the 2nd try, doubling after (capped in the channel)
 
 
 @dataclass(frozen=True)
@@ -317,8 +320,18 @@ def parse_reminders(raw: dict) -> ReminderSettings:
             url=url,
             timeout_s=_number(hook, "timeout_s", "reminders.webhook.timeout_s", 10, 0.1, 600),
             token_env=_text(hook, "token_env", "reminders.webhook.token_env"),
+            proxy=_proxy(hook),
+            attempts=_int(hook, "attempts", "reminders.webhook.attempts", 3, 1, 10),
+            backoff_s=_number(hook, "backoff_s", "reminders.webhook.backoff_s", 1, 0, 60),
         )
     return ReminderSettings(lead_days, tuple(channels), batch_size, jsonl_path, email, webhook)
+
+
+def _proxy(hook: dict) -> str | None:
+    proxy = _text(hook, "proxy", "reminders.webhook.proxy")
+    if proxy is not None and not proxy.startswith("http://"):
+        raise _bad("reminders.webhook.proxy", mask_url(proxy), "expected an http:// proxy URL")
+    return proxy
 
 
 def _parse_email(email: dict) -> EmailSettings:

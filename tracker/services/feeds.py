@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from tracker.dates import utcnow
-from tracker.db.tables import Feed, Patient
+from tracker.db.tables import Feed, Item, Patient
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
@@ -108,6 +108,33 @@ class RenderedFeed:
     last_modified: dt.datetime
 
 
+@dataclass(frozen=True)
+class FeedVersion:
+    """What a conditional request is judged on, read with two cheap queries and no rendering."""
+
+    last_modified: dt.datetime  # the latest change shown (whole seconds, UTC): Last-Modified and DTSTAMP
+    items: int  # how many items the feed covers: a deleted item changes it when no timestamp moves
+
+    def etag(self, feed: Feed, generation: str) -> str:
+        """A strong validator of the body: `generation` stands for what is fixed while a server runs
+        (its protocols and export settings), so a restart with other protocols changes every ETag."""
+        basis = f"{feed.id}|{feed.audience}|{self.last_modified.isoformat()}|{self.items}|{generation}"
+        return '"' + hashlib.sha256(basis.encode()).hexdigest()[:32] + '"'
+
+
+def feed_version(session: Session, feed: Feed) -> FeedVersion:
+    from sqlalchemy import func
+
+    from tracker.exporters.collect import latest_change
+
+    changed = latest_change(session, feed.patient_id) or feed.created_at
+    changed = (changed if changed.tzinfo else changed.replace(tzinfo=dt.timezone.utc)).replace(microsecond=0)
+    count = select(func.count()).select_from(Item)
+    if feed.patient_id is not None:
+        count = count.where(Item.patient_id == feed.patient_id)
+    return FeedVersion(changed, session.exec(count).one())
+
+
 def feed_calendar(clinic: Clinic, token: str) -> RenderedFeed | None:
     """What a feed URL serves: the calendar of the live feed the token opens, or None (answer 404)."""
     feed = active_feed(clinic.session, token)
@@ -116,14 +143,13 @@ def feed_calendar(clinic: Clinic, token: str) -> RenderedFeed | None:
 
 def render_feed(clinic: Clinic, feed: Feed) -> RenderedFeed:
     """The feed's calendar. DTSTAMP is the latest change, not "now", so an unchanged feed is byte-identical
-    between requests (and its ETag, a hash of the body, stays valid for conditional requests)."""
-    from tracker.exporters.collect import export_calendar, latest_change
+    between requests (its ETag, from `feed_version`, is judged without rendering)."""
+    from tracker.exporters.collect import export_calendar
 
     session = clinic.session
 
     patient = session.get(Patient, feed.patient_id) if feed.patient_id else None
-    changed = latest_change(session, feed.patient_id) or feed.created_at
-    changed = (changed if changed.tzinfo else changed.replace(tzinfo=dt.timezone.utc)).replace(microsecond=0)
+    changed = feed_version(session, feed).last_modified
     calendar = export_calendar(session, clinic.library, clinic.settings.export, patient=patient,
                                audience=feed.audience, stamp=changed, refresh=REFRESH)
     return RenderedFeed(calendar.to_ical(), changed)

@@ -9,8 +9,10 @@ Crash safety (why the job commits in several steps instead of one command transa
      committed together, so a re-run either redoes all of it or none of it;
   3. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent in
      small committed batches. Batched channels are exactly-once (jsonl skips ids already in the file;
-     webhook sends an Idempotency-Key); digest channels (stdout, e-mail) are resent only if killed in the
-     instant between sending and marking.
+     webhook sends an Idempotency-Key); stdout is resent only if killed in the instant between writing
+     and marking; e-mail keeps one delivery row per recipient (`email:<hash>`), sends each recipient its
+     own digest and marks it in the same breath, so a kill re-sends one message to one recipient and a
+     refused recipient is retried alone.
 A failing channel is recorded and skipped; the others carry on, and its reminders are retried next run.
 """
 
@@ -302,6 +304,63 @@ def _deliver_digest(engine: Engine, channel, as_of, from_day, batch_size: int) -
     return len(sent_ids), None
 
 
+def _adopt_legacy_email_rows(engine: Engine, channel) -> None:
+    """Deliveries kept under the plain `email` channel (before per-recipient tracking) become one row per
+    configured recipient, in one transaction, so nothing pending is lost or sent twice."""
+    with Session(engine) as session:
+        conn = session.connection()
+        legacy = list(conn.execute(select(D.c.reminder_id).where(_pending("email"))).scalars())
+        if not legacy:
+            return
+        for key in channel.delivery_keys:
+            already = set(conn.execute(select(D.c.reminder_id).where(D.c.channel == key,
+                                                                      D.c.reminder_id.in_(legacy))).scalars())
+            rows = [{"reminder_id": rid, "channel": key, "state": "pending", "attempts": 0}
+                    for rid in legacy if rid not in already]
+            if rows:
+                conn.execute(insert(D), rows)
+        conn.execute(D.delete().where(_pending("email")))
+        session.commit()
+
+
+def _deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None]:
+    """Each configured recipient gets its own pending reminders as one message, marked sent right after
+    the server accepted it. A refused recipient is marked failed and the others carry on; a broken
+    connection marks every recipient still waiting failed."""
+    from tracker.channels.email import RecipientRefused
+
+    _adopt_legacy_email_rows(engine, channel)
+    waiting = {}
+    with engine.connect() as conn:
+        for key, address in channel.recipients.items():
+            ids = list(conn.execute(select(D.c.reminder_id).where(_pending(key))).scalars())
+            if ids:
+                waiting[key] = (address, ids)
+    if not waiting:
+        return 0, None  # no empty e-mails
+    sent: set[int] = set()
+    errors: list[str] = []
+    try:
+        with channel.session() as smtp:
+            for key, (address, ids) in list(waiting.items()):
+                with engine.connect() as conn:
+                    rows = [_row(rid, payload) for rid, payload in conn.execute(_digest_query(key))]
+                try:
+                    channel.send_to(smtp, address, rows, len(rows), as_of, from_day)
+                except RecipientRefused as exc:
+                    errors.append(_error_text(exc))
+                    _mark(engine, key, ids, error=errors[-1])
+                else:
+                    _mark(engine, key, [row["reminder_id"] for row in rows])  # at once: a kill re-sends one
+                    sent.update(row["reminder_id"] for row in rows)
+                del waiting[key]
+    except Exception as exc:
+        errors.append(_error_text(exc))
+        for key, (_address, ids) in waiting.items():
+            _mark(engine, key, ids, error=errors[-1])
+    return len(sent), "; ".join(errors) or None
+
+
 def _jsonl_mark_reader(engine: Engine, path: str) -> int:
     with Session(engine) as session:
         value = setting_value(session, JSONL_MARK)
@@ -349,9 +408,12 @@ def _deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str
         sent += len(rows)
 
 
-def _undelivered(engine: Engine, channel: str) -> int:
+def _undelivered(engine: Engine, channel) -> int:
+    """Reminders not yet delivered on a channel (e-mail: to some configured recipient)."""
+    keys = getattr(channel, "delivery_keys", [channel.name])
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(D).where(_pending(channel))).scalar()
+        return conn.execute(select(func.count(func.distinct(D.c.reminder_id)))
+                            .where(D.c.channel.in_(keys), D.c.state != "sent")).scalar()
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -405,6 +467,8 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
 
     settings = site.reminders
     channels = build_channels(settings, out)
+    # A delivery row per channel, and per recipient for e-mail.
+    delivery_keys = [key for channel in channels for key in getattr(channel, "delivery_keys", [channel.name])]
     with nightly_lock(engine):
         run_id, from_day, new = _start(engine, as_of)
         report = NightlyReport(run_id=run_id, from_day=from_day, as_of=as_of)
@@ -422,7 +486,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                                  alerts_resolved=len(summary.resolved))
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
-                                                    site.privacy.patient_label, settings.channels,
+                                                    site.privacy.patient_label, delivery_keys,
                                                     library.vocabulary)
                     store_setting(session, LAST_COMPLETED, as_of.isoformat())
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
@@ -430,12 +494,14 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                                   **report.created, **extra})
                     session.commit()
             for channel in channels:
-                if channel.digest:
+                if getattr(channel, "per_recipient", False):
+                    sent, error = _deliver_email(engine, channel, as_of, from_day)
+                elif channel.digest:
                     sent, error = _deliver_digest(engine, channel, as_of, from_day, settings.batch_size)
                 else:
                     sent, error = _deliver_batches(engine, channel, settings.batch_size)
                 report.delivered[channel.name] = sent
-                report.undelivered[channel.name] = _undelivered(engine, channel.name)
+                report.undelivered[channel.name] = _undelivered(engine, channel)
                 if error:
                     report.failures[channel.name] = error
         except BaseException as exc:
@@ -466,7 +532,10 @@ def recent_runs(session: Session, limit: int = 10) -> list[dict]:
 
 
 def pending_deliveries(session: Session) -> dict:
-    """Undelivered reminders per channel (pending or failed)."""
+    """Undelivered reminders per channel (pending or failed); e-mail counts a reminder once however many
+    recipients still wait for it."""
+    channel = case((D.c.channel.like("email:%"), literal("email", String)), else_=D.c.channel)
     rows = session.execute(
-        select(D.c.channel, func.count()).where(D.c.state != "sent").group_by(D.c.channel)).all()
-    return {channel: count for channel, count in rows}
+        select(channel, func.count(func.distinct(D.c.reminder_id))).where(D.c.state != "sent")
+        .group_by(channel)).all()
+    return {name: count for name, count in rows}
