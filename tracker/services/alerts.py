@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from tracker.core.alerts import ALL_KINDS
 from tracker.core.protocol import ProtocolLibrary
+from tracker.core.review import baseline_overdue_key
 from tracker.core.settings import Settings
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import utcnow
@@ -20,7 +21,7 @@ from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
 from tracker.services.evaluate import SYSTEM_USER, EvaluationSummary, evaluate
-from tracker.services.review_apply import AUTO, resolve_alert
+from tracker.services.review_apply import AUTO, CLEARED_STATE, awaits_acknowledgement, resolve_alert
 
 MAX_SNOOZE_DAYS = 30
 LIVE = ("open", "acknowledged", "snoozed")
@@ -46,6 +47,15 @@ def after_result(session: Session, library: ProtocolLibrary, patient: Patient, r
     summary = evaluate_clinic(session, library, today, settings, patient_ids=[patient.id],
                               kinds=("threshold", "gate"), user=user)
     keys = [f"overdue:item{i.id}" for i in completed]
+    baseline_courses = {i.course_id for i in completed if i.kind == "baseline"}
+    if baseline_courses and session.exec(select(Alert.id).where(
+            Alert.condition_key.in_([baseline_overdue_key(c) for c in baseline_courses]),
+            Alert.status.in_(LIVE))).first() is not None:
+        # the course's one baseline-set alert now lists fewer tests, or clears
+        grouped = evaluate_clinic(session, library, today, settings, patient_ids=[patient.id], kinds=("overdue",),
+                                  user=user)
+        for part in ("raised", "reopened", "resolved"):
+            getattr(summary, part).extend(getattr(grouped, part))
     if keys:
         for row in session.exec(select(Alert).where(Alert.condition_key.in_(keys), Alert.status.in_(LIVE))).all():
             resolve_alert(session, row, result.taken_on, f"{AUTO}item done by result #{result.id}", user,
@@ -89,7 +99,14 @@ def acknowledge(clinic: Clinic, alert_id: int, note: str) -> Alert:
     if row.status == "resolved":
         raise ConflictError(f"alert: {alert_id}: already resolved on {row.resolved_on}")
     before = audit.snapshot(row)
-    row.status, row.note, row.snoozed_until, row.updated_at = "acknowledged", note, None, utcnow()
+    if row.cleared_on is not None:
+        # Cleared and now seen by a person: it resolves, as automatic (the condition coming back re-opens it).
+        row.status, row.note, row.snoozed_until = "resolved", note, None
+        row.resolved_on = clinic.today
+        row.resolution = f"{AUTO}condition cleared on {row.cleared_on}; acknowledged by {user}: {note}"
+    else:
+        row.status, row.note, row.snoozed_until = "acknowledged", note, None
+    row.updated_at = utcnow()
     session.add(row)
     audit.record(session, user, "alert.ack", "alert", row.id, _mrn(session, row), before, audit.snapshot(row))
     return row
@@ -148,11 +165,18 @@ def alert_row(row: Alert, mrn: str | None) -> dict:
         "reopened_on": row.reopened_on.isoformat() if row.reopened_on else None,
         "resolved_on": row.resolved_on.isoformat() if row.resolved_on else None,
         "resolution": row.resolution,
+        "cleared_on": row.cleared_on.isoformat() if row.cleared_on else None,
+        "state": alert_state(row.status, row.cleared_on),
         "condition_key": row.condition_key,
         "course_id": row.course_id,
         "item_id": row.item_id,
         "result_id": row.result_id,
     }
+
+
+def alert_state(status: str, cleared_on) -> str:
+    """What a listing says of an alert: its status, or "cleared, awaiting acknowledgement"."""
+    return CLEARED_STATE if cleared_on is not None and status != "resolved" else status
 
 
 def list_alerts(session: Session, include_all: bool = False, mrn: str | None = None) -> list[dict]:
@@ -192,13 +216,19 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
     settled = _settled_failures(session, summary.would_clear, [row for row, _ in live], wanted)
     for row, row_mrn in live:
         live_keys.add(row.condition_key)
-        if row.kind in DERIVED_KINDS and row.condition_key not in wanted:
+        cleared = row.kind in DERIVED_KINDS and row.condition_key not in wanted
+        if cleared and not awaits_acknowledgement(row):
             continue  # would resolve by then
         if row.id in settled:
             continue  # a later checkpoint outcome would settle it
         shown = alert_row(row, row_mrn)
         if row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
             shown["status"] = "open"
+        if cleared:  # a critical alert nobody acknowledged waits for a person
+            shown["cleared_on"] = shown["cleared_on"] or as_of.isoformat()
+            shown["state"] = CLEARED_STATE
+        elif row.cleared_on is not None:  # the condition would be back
+            shown["cleared_on"], shown["state"] = None, shown["status"]
         rows.append(shown)
     unseen = [k for k in wanted if k not in live_keys]
     newest: dict[str, Alert] = {}
@@ -217,7 +247,8 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
                      "raised_on": as_of.isoformat(), "message": cand.message,
                      "suggestions": list(cand.suggestions), "sources": list(cand.sources), "value": cand.value,
                      "limit": cand.limit_text, "note": None, "snoozed_until": None, "reopened_on": None,
-                     "resolved_on": None, "resolution": None, "condition_key": key, "course_id": cand.course_id,
+                     "resolved_on": None, "resolution": None, "cleared_on": None,
+                     "state": "would re-open" if old is not None else "would open", "condition_key": key, "course_id": cand.course_id,
                      "item_id": cand.item_id, "result_id": cand.result_id})
     if not include_all:
         rows = [r for r in rows if r["status"] in ("open", "would open", "would re-open")]
