@@ -19,15 +19,22 @@ def test_methotrexate_alt_three_times_uln_raises_a_critical_threshold_alert(trac
     tracker("therapy start M1 methotrexate --on 2026-01-05")
     out = tracker("result add M1 alt 130 --on 2026-03-02 --ref-high 40").stdout  # 3.25 x the lab's ULN
     assert "threshold, critical" in out
-    rows = [r for r in alerts(tracker, "threshold") if "x ULN" in (r["limit"] or "") and "> 3 x ULN" in r["limit"]]
+    # One result, one alert: > 100 U/L (withhold now) leads; the x ULN rules waiting for a confirming
+    # repeat are named inside it, the reduce-dose text ("up to 3 x ULN") is not shown.
+    rows = alerts(tracker, "threshold")
     assert len(rows) == 1
     alert = rows[0]
     assert alert["severity"] == "critical" and alert["drug"] == "methotrexate" and alert["mrn"] == "M1"
-    assert "130" in alert["value"] and "120" in alert["limit"]  # 3 x ULN 40
-    assert "MTX-2009-recs" in alert["sources"]
-    # Below 3 x the laboratory's own ULN (50 here, so 150) the critical rule does not fire.
+    assert "130" in alert["value"] and alert["limit"] == "> 100 U/L"
+    assert "> 3 x ULN (120 U/L) -> repeat to confirm, then stop" in alert["message"]
+    assert "-> repeat to confirm, then reduce the dose" in alert["message"]
+    assert "up to 3 x ULN" not in alert["message"]
+    assert "Pause the course in tracker if you withhold." in alert["message"]
+    assert {"MTX-2009-recs", "SPS-MMF"} <= set(alert["sources"])
+    # Below 3 x the laboratory's own ULN (50 here, so 150) the critical x ULN rule does not fire.
     tracker("result add M1 alt 130 --on 2026-03-02 --ref-high 50 --ref-low 0")
-    assert not [r for r in alerts(tracker, "threshold") if "> 3 x ULN" in (r["limit"] or "")]
+    rows = alerts(tracker, "threshold")
+    assert len(rows) == 1 and "> 3 x ULN" not in rows[0]["message"]
 
 
 @freeze_time("2026-03-02")
@@ -35,7 +42,7 @@ def test_uln_defaults_to_the_vocabulary_range(tracker):
     tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
     tracker("therapy start M1 methotrexate --on 2026-01-05")
     tracker("result add M1 alt 125 --on 2026-03-02")  # vocabulary ULN 40 -> limit 120
-    assert [r for r in alerts(tracker, "threshold") if "> 3 x ULN (120" in (r["limit"] or "")]
+    assert [r for r in alerts(tracker, "threshold") if "> 3 x ULN (120" in r["message"]]
 
 
 def test_ciclosporin_creatinine_30_percent_above_the_mean_baseline_raises_an_alert(tracker, tmp_path, monkeypatch):
@@ -62,9 +69,16 @@ def test_ciclosporin_creatinine_30_percent_above_the_mean_baseline_raises_an_ale
     assert len(rows) == 1
     assert rows[0]["drug"] == "ciclosporin"
     assert "+37% vs baseline 81 (mean of 2 readings: 2025-12-20, 2026-01-04)" in rows[0]["message"]
-    assert rows[0]["limit"] == "> 30% above baseline" and rows[0]["sources"] == ["SPS-MMF"]
+    assert rows[0]["limit"] == "> 30% above baseline" and "SPS-MMF" in rows[0]["sources"]
+    # The file's own creatinine rule (withhold) leads; the clinic's added one (discuss) is named in it.
+    assert "Also breached: > 30% above baseline -> discuss with specialist" in rows[0]["message"]
     with freeze_time("2026-02-16"):
         tracker("result add C1 creatinine 90 --on 2026-02-16")  # back near baseline: the condition clears
+        # ... but a critical alert waits for a person (issue 14 item 5)
+        [waiting] = alerts(tracker, "threshold")
+        assert (waiting["status"], waiting["state"], waiting["cleared_on"]) == (
+            "open", "cleared, awaiting acknowledgement", "2026-02-16")
+        tracker(f"alert ack {waiting['id']} --note 'seen the repeat'")
         assert not alerts(tracker, "threshold")
         resolved = [r for r in alerts(tracker, "threshold", "--all") if r["status"] == "resolved"]
     assert len(resolved) == 1 and resolved[0]["resolution"].startswith("auto:")

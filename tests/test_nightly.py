@@ -3,6 +3,7 @@ missed days in one digest, records its runs, and names patients by MRN and initi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -35,6 +36,10 @@ def test_running_twice_for_the_same_day_reminds_once(tracker, tmp_path):
     # Every overdue task and every item due within the 3-day lead time, each once: an overdue task that
     # already has an open alert about it (past the grace period) is reminded as that alert only.
     alerted = {r["item_id"] for r in sent if r["kind"] == "alert" and r["item_id"]}
+    # A course's overdue baseline set is one alert (issue 14): it reminds of every baseline test it lists.
+    grouped = {r["drug"] for r in sent if r["kind"] == "alert" and " baseline: " in (r["message"] or "")}
+    alerted |= {r["id"] for r in overdue if r["kind"] == "baseline" and r["drug"] in grouped
+                and (dt.date(2026, 1, 16) - dt.date.fromisoformat(r["due"])).days > 7}
     reminded = [i for i, _ in _items(sent, "overdue")] + sorted(alerted)
     assert sorted(reminded) == sorted(r["id"] for r in overdue)
     assert len(reminded) == len(set(reminded))

@@ -66,7 +66,7 @@ def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_templ
         session.commit()
     engine.dispose()
     clinic, patients = _alerts(whole), _alerts(each)
-    assert len(clinic) > 100
+    assert len(clinic) > 50  # a plausible synthetic clinic (issue 14): fewer, real alerts
     assert clinic == patients
 
 

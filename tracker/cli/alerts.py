@@ -37,7 +37,7 @@ def alerts(app, include_all, mrn, as_of, as_json):
         say("No open alerts." if not include_all else "No alerts.")
         return
     table(["ID", "MRN", "Drug", "Kind", "Severity", "Status", "Raised", "Message", "Suggestions"],
-          [[r["id"] or "-", r["mrn"], r["drug"], r["kind"], r["severity"], r["status"], r["raised_on"], r["message"],
+          [[r["id"] or "-", r["mrn"], r["drug"], r["kind"], r["severity"], r["state"], r["raised_on"], r["message"],
             ", ".join(r["suggestions"])] for r in rows])
 
 
@@ -61,11 +61,11 @@ def show(app, alert_id, as_json):
     if as_json:
         emit_json(row)
         return
-    echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['status']}  raised {row['raised_on']}")
+    echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['state']}  raised {row['raised_on']}")
     echo(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
     echo(row["message"])
     for label, key in (("value", "value"), ("limit", "limit"), ("note", "note"), ("snoozed until", "snoozed_until"),
-                       ("re-opened", "reopened_on"), ("resolved", "resolved_on"), ("resolution", "resolution")):
+                       ("re-opened", "reopened_on"), ("cleared", "cleared_on"), ("resolved", "resolved_on"), ("resolution", "resolution")):
         if row[key]:
             echo(f"{label}: {row[key]}")
     if row["suggestions"]:
@@ -81,12 +81,14 @@ def show(app, alert_id, as_json):
 @click.option("--note", required=True, help="What was decided or done.")
 @pass_app
 def ack(app, alert_id, note):
-    """Acknowledge an alert (it leaves the open list but stays live)."""
+    """Acknowledge an alert (it leaves the open list but stays live). A critical alert whose condition
+    has cleared ("cleared, awaiting acknowledgement") resolves when acknowledged."""
     from tracker.services.alerts import acknowledge
 
     with app.clinic() as clinic:
         row = acknowledge(clinic, alert_id, note)
-    click.echo(f"acknowledged alert #{row.id}")
+    click.echo(f"acknowledged alert #{row.id}" + (f" (condition cleared on {row.cleared_on}: resolved)"
+                                                  if row.status == "resolved" else ""))
 
 
 @alert.command("snooze")

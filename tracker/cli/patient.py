@@ -119,7 +119,7 @@ def show(app, mrn, as_json):
               title="Baselines for change rules")
     if summary["alerts"]:
         table(["ID", "Raised", "Severity", "Kind", "Status", "Message"],
-              [[a["id"], a["raised_on"], a["severity"], a["kind"], a["status"], a["message"]]
+              [[a["id"], a["raised_on"], a["severity"], a["kind"], a["state"], a["message"]]
                for a in summary["alerts"]], title="Alerts")
     table(["Due", "Drug", "Kind", "Title", "Status"],
           [[i["due"], i["drug"], i["kind"], i["title"] + (f" (missing {i['missing_text']})" if i["missing_text"] else ""),

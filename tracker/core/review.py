@@ -16,6 +16,7 @@ from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse
 from tracker.core.gates import gate_candidates, open_gate_findings, screening_candidates
 from tracker.core.panels import describe_missing, missing
+from tracker.core.plan import display_code
 from tracker.core.protocol import Protocol
 from tracker.core.renal import clearance_result, with_basis
 from tracker.core.response import evaluate_checkpoint, failures_cleared_by
@@ -79,7 +80,7 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
     courses = {c.id: c for c in chart.courses}
     for course in chart.courses:
         protocol = course.protocol
-        a, f = _thresholds(chart, course, vocabulary)
+        a, f = _thresholds(chart, course, vocabulary, settings.restart_repeat_days)
         alerts += a
         follow_ups += [(course, follow) for follow in f]
         ages = settings.childbearing_ages
@@ -91,13 +92,13 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
         alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days,
                                    chart.stopped_courses)
     cleared: list[FailuresCleared] = []
-    for item in sorted(chart.items, key=lambda i: (i.due, i.id)):
+    items = sorted(chart.items, key=lambda i: (i.due, i.id))
+    alerts += overdue_candidates([i for i in items if i.course_id in courses], today, settings.overdue_grace_days,
+                                 vocabulary, {c.id: c.protocol.name for c in chart.courses})
+    for item in items:
         course = courses.get(item.course_id)
         if course is None:
             continue
-        overdue = overdue_candidate(item, today, settings.overdue_grace_days, vocabulary)
-        if overdue is not None:
-            alerts.append(overdue)
         if item.kind != "checkpoint" or item.status not in ("planned", "done") or item.due > today:
             continue
         advice = algorithm.advise(course.drug, course.protocol.drug_class, set(chart.failed_drugs),
@@ -121,8 +122,9 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
     return Review(chart.patient_id, tuple(alerts), tuple(follow_ups), tuple(judged), tuple(cleared))
 
 
-def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
-    """The course's thresholds against the latest result of each test they read."""
+def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary, restart_repeat_days: int | None = None):
+    """The course's thresholds against the latest result of each test they read: at most one alert per
+    result (core/thresholds.py)."""
     alerts, follow_ups = [], []
     for test in dict.fromkeys(t.analyte for t in course.protocol.thresholds):
         # crcl: recorded, else estimated as the protocol says (core/renal.py)
@@ -133,7 +135,8 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary):
         ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
         a, f = threshold_candidates(course.protocol, course, result,
                                     baseline.value_num if baseline is not None else None, ref_high,
-                                    chart.previous(result), baseline.describe() if baseline is not None else None)
+                                    chart.previous(result), baseline.describe() if baseline is not None else None,
+                                    restart_repeat_days)
         alerts += with_basis(a, result)
         follow_ups += f
     return alerts, follow_ups
@@ -213,6 +216,56 @@ def overdue_candidate(item, today: dt.date, grace_days: int,
         patient_id=item.patient_id, drug=item.drug, course_id=item.course_id, item_id=item.id,
         value=f"{late} days overdue", limit_text=f"grace {grace_days} days ({CLINIC_DEFAULT})",
         sources=tuple((item.sources or "").split()))
+
+
+def overdue_candidates(items, today: dt.date, grace_days: int, vocabulary: Vocabulary | None = None,
+                       course_names: dict[int, str] | None = None) -> list[AlertCandidate]:
+    """One overdue alert per problem: one per lab draw (a merged draw is one item, its host), and one per
+    course for its whole overdue baseline set, listing the missing tests (key `overdue:courseC:baseline`,
+    its item the earliest missing one)."""
+    alerts: list[AlertCandidate] = []
+    baseline: dict[int, list] = {}
+    for item in items:
+        if not needs_overdue_alert(item, today, grace_days):
+            continue
+        if item.kind == "baseline":
+            baseline.setdefault(item.course_id, []).append(item)
+        else:
+            alerts.append(overdue_candidate(item, today, grace_days, vocabulary))
+    for course_id, missed in baseline.items():
+        alerts.append(baseline_overdue_candidate(missed, today, grace_days, vocabulary,
+                                                 (course_names or {}).get(course_id)))
+    return alerts
+
+
+def baseline_overdue_key(course_id: int) -> str:
+    return f"overdue:course{course_id}:baseline"
+
+
+def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabulary: Vocabulary | None = None,
+                               course_name: str | None = None) -> AlertCandidate:
+    """The alert for one course's overdue baseline tests (`missed`: its baseline items past the grace
+    period, earliest first): "Methotrexate baseline: 3 tests overdue (due 2026-01-05, 20 days): CBC, HBV, HCV"."""
+    missed = sorted(missed, key=lambda i: (i.due, i.id))
+    first = missed[0]
+    names: dict[str, int] = {}
+    for item in missed:
+        for test in (item.tests or "").split():
+            received = (getattr(item, "received", None) or "").split()
+            needs = missing([test], received, vocabulary) if received and vocabulary else ()
+            shown = display_code(test) + (f" (partial: missing {describe_missing(needs, vocabulary)})" if needs else "")
+            names[shown] = names.get(shown, 0) + 1
+    listed = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in names.items())
+    count = sum(names.values())
+    due = f"due {first.due}" if first.due == missed[-1].due else f"due {first.due} to {missed[-1].due}"
+    late = days_overdue(first, today)
+    what = f"{course_name} baseline" if course_name else "Baseline"
+    return AlertCandidate(
+        condition_key=baseline_overdue_key(first.course_id), kind="overdue", severity="warning",
+        message=f"{what}: {count} test{'s' if count != 1 else ''} overdue ({due}, {late} days): {listed}",
+        patient_id=first.patient_id, drug=first.drug, course_id=first.course_id, item_id=first.id,
+        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
+        sources=tuple(dict.fromkeys(s for i in missed for s in (i.sources or "").split())))
 
 
 def tests_read(protocols, vocabulary: Vocabulary) -> set[str]:

@@ -25,7 +25,8 @@ DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering n
 DEFAULT_GRACE_HOURS = 6
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
-ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days")
+ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days",
+                 "restart_repeat_days")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class AlertSettings:
     # clinic_default: warning lead before a course limit when the protocol gives no `warn_before`
     # (never more than a quarter of the maximum, so a 7-day steroid limit warns one day ahead).
     limit_lead_days: int = 14
+    # clinic_default: after an interrupt or withhold alert, the repeat of the offending test is booked this
+    # many days after the result (the reference says "restart when recovered" and gives no interval).
+    restart_repeat_days: int = 7
     # clinic_default: the reference gives no ages; a female patient whose childbearing potential was never
     # recorded ("unknown") counts as "yes" from this age to this age (inclusive).
     childbearing_age_from: int = 12

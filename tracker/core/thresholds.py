@@ -5,10 +5,13 @@ and, optionally, `reported_value, reported_unit` (the value as the laboratory se
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from tracker.core.alerts import AlertCandidate, FollowUp
 from tracker.core.protocol import Protocol, Threshold
 from tracker.core.renal import qualified_limit, rule_applies
-from tracker.core.terms import CLINIC_DEFAULT
+from tracker.core.terms import CLINIC_DEFAULT, SEVERITY_ORDER
 
 
 def uln_of(result, vocabulary_ref_high: float | None) -> float | None:
@@ -59,17 +62,48 @@ ACTION_WORDS = {"interrupt": "interrupt", "stop": "stop", "discuss": "discuss wi
                 "review": "review", "repeat": "repeat"}
 
 
-def threshold_candidates(protocol: Protocol, course, result, baseline_value: float | None,
-                         vocabulary_ref_high: float | None, previous=None, baseline_text: str | None = None):
-    """Alerts and follow-ups for one result against one course's protocol thresholds.
+# Among matching rules of one result, which action leads (after severity, and acting now before
+# "repeat to confirm"): the most far-reaching first.
+ACTION_RANK = {"stop": 0, "withhold": 1, "interrupt": 2, "discuss": 3, "reduce_dose": 4, "review": 5}
+# Actions after which the drug is off until the test recovers: the alert books a repeat of the test.
+RESTART_ACTIONS = ("interrupt", "withhold")
+PAUSE_ADVICE = "Pause the course in tracker if you withhold."
 
-    `refuse` (do-not-initiate) limits never alert here. Change-from-baseline rules apply only to results taken after the course start. Each alert's key names
-    the result, so a new breaching result is a new condition and a result dealt with by hand stays dealt
-    with; the shell resolves an alert when its result is no longer the latest for that test.
+
+@dataclass(frozen=True)
+class Match:
+    """One alerting rule a result breaches: its rule, shown value and limit, and the action in words."""
+
+    threshold: Threshold
+    value: str | None
+    limit: str
+    action: str
+    immediate: bool  # False for a `confirmed` rule still waiting for its confirming repeat
+
+    def rank(self) -> tuple[int, int, int]:
+        return (SEVERITY_ORDER.get(self.threshold.severity, 3), 0 if self.immediate else 1,
+                ACTION_RANK.get(self.threshold.action, 9))
+
+
+def threshold_candidates(protocol: Protocol, course, result, baseline_value: float | None,
+                         vocabulary_ref_high: float | None, previous=None, baseline_text: str | None = None,
+                         restart_repeat_days: int | None = None):
+    """The alert (at most one) and follow-ups for one result against one course's protocol thresholds.
+
+    `refuse` (do-not-initiate) limits never alert here. Change-from-baseline rules apply only to results
+    taken after the course start. One result is one problem: of the rules it breaches, the most severe
+    action leads (critical before warning; acting now before "repeat to confirm"; stop, withhold,
+    interrupt, discuss, reduce the dose, review), only its message is shown (a lesser rule's text, "elevated
+    up to 3 x ULN", would contradict a value at 5 x ULN), and every other breached rule is named in it with
+    its limit and action. The key is the leading rule's (`threshold:courseC:<rule id>:resultR`), so a new
+    breaching result is a new condition and a result dealt with by hand stays dealt with; the shell
+    resolves an alert when its result is no longer the latest for that test.
     A rule marked `confirmed` acts once the previous result of the test breached it too; a first breach
     still alerts (with the rule's severity), asking for the confirming repeat.
+    An interrupt or withhold alert books a repeat of the test `restart_repeat_days` after the result (a
+    clinic default: the reference says "restart when recovered" without an interval).
     """
-    alerts: list[AlertCandidate] = []
+    matches: list[Match] = []
     follow_ups: list[FollowUp] = []
     for threshold in protocol.thresholds:
         if threshold.analyte != result.test or threshold.action == "refuse":
@@ -90,7 +124,7 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
                 kind="lab", due=due, tests=(result.test,), origin="threshold", sources=tuple(threshold.sources),
                 title=f"Repeat {result.test} for {protocol.name}: {value} on {result.taken_on} ({limit})"))
             continue
-        action = ACTION_WORDS[threshold.action]
+        action, immediate = ACTION_WORDS[threshold.action], True
         if getattr(threshold, "confirmed", False):
             confirmed = previous is not None and not (
                 (threshold.rise_pct or threshold.fall_pct) and previous.taken_on <= course.start_on
@@ -98,15 +132,39 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
             if confirmed:
                 action = f"{action} (confirmed: also {previous.taken_on})"
             else:
-                action = f"repeat to confirm, then {action}"
-        shown_limit = qualified_limit(threshold, limit)
+                action, immediate = f"repeat to confirm, then {action}", False
+        shown_limit = qualified_limit(threshold, limit)  # "(repeat below 60)", "(no pre-start value)"
         shown_limit = f"{shown_limit} ({CLINIC_DEFAULT})" if threshold.clinic_default else shown_limit
-        text = f"{result.test} {value} on {result.taken_on}: {shown_limit} -> {action}"
-        if threshold.message:
-            text += f". {threshold.message.strip()}"
-        alerts.append(AlertCandidate(
-            condition_key=f"threshold:course{course.id}:{threshold.rule_id}:result{result.id}",
-            kind="threshold", severity=threshold.severity, message=f"{protocol.name}: {text}",
-            patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=result.id,
-            value=value[:100] if value else None, limit_text=shown_limit[:200], sources=tuple(threshold.sources)))
-    return alerts, follow_ups
+        matches.append(Match(threshold, value, shown_limit, action, immediate))
+    if not matches:
+        return [], follow_ups
+    matches.sort(key=Match.rank)  # stable: equal ranks keep the protocol's order
+    lead = matches[0]
+    # A rule listed twice (a clinic copy adding what the file already has) is named once.
+    named = dict.fromkeys(f"{m.limit} -> {m.action}" for m in matches[1:])
+    named.pop(f"{lead.limit} -> {lead.action}", None)
+    threshold = lead.threshold
+    text = f"{result.test} {lead.value} on {result.taken_on}: {lead.limit} -> {lead.action}"
+    if threshold.message:
+        text += f". {threshold.message.strip()}"
+    if named:
+        text = _then(text, "Also breached: " + "; ".join(named) + ".")
+    if threshold.action in RESTART_ACTIONS and lead.immediate and restart_repeat_days:
+        due = result.taken_on + dt.timedelta(days=restart_repeat_days)
+        follow_ups.append(FollowUp(
+            kind="lab", due=due, tests=(result.test,), origin="threshold", sources=tuple(threshold.sources),
+            title=f"Repeat {result.test} for {protocol.name} before restarting: {lead.value} on "
+                  f"{result.taken_on} ({lead.limit}; {restart_repeat_days} days, {CLINIC_DEFAULT})"))
+        text = _then(text, f"Repeat {result.test} booked for {due} ({restart_repeat_days} days, "
+                           f"{CLINIC_DEFAULT}). {PAUSE_ADVICE}")
+    sources = tuple(dict.fromkeys(s for m in matches for s in m.threshold.sources))
+    alert = AlertCandidate(
+        condition_key=f"threshold:course{course.id}:{threshold.rule_id}:result{result.id}",
+        kind="threshold", severity=threshold.severity, message=f"{protocol.name}: {text}",
+        patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=result.id,
+        value=lead.value[:100] if lead.value else None, limit_text=lead.limit[:200], sources=sources)
+    return [alert], follow_ups
+
+
+def _then(text: str, sentence: str) -> str:
+    return f"{text}{' ' if text.endswith('.') else '. '}{sentence}"

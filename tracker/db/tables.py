@@ -216,6 +216,9 @@ class Alert(SQLModel, table=True):
     reopened_on: dt.date | None = None
     resolved_on: dt.date | None = None
     resolution: str | None = Field(default=None, sa_column=Column(Text))
+    # A critical alert whose condition cleared before anyone acknowledged it: still open, "cleared, awaiting
+    # acknowledgement" (services/review_apply.py), until a person acknowledges it.
+    cleared_on: dt.date | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
 

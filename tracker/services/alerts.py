@@ -20,7 +20,7 @@ from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
 from tracker.services.evaluate import SYSTEM_USER, EvaluationSummary, evaluate
-from tracker.services.review_apply import AUTO, resolve_alert
+from tracker.services.review_apply import AUTO, CLEARED_STATE, awaits_acknowledgement, resolve_alert
 
 MAX_SNOOZE_DAYS = 30
 LIVE = ("open", "acknowledged", "snoozed")
@@ -83,7 +83,14 @@ def acknowledge(clinic: Clinic, alert_id: int, note: str) -> Alert:
     if row.status == "resolved":
         raise ConflictError(f"alert: {alert_id}: already resolved on {row.resolved_on}")
     before = audit.snapshot(row)
-    row.status, row.note, row.snoozed_until, row.updated_at = "acknowledged", note, None, utcnow()
+    if row.cleared_on is not None:
+        # Cleared and now seen by a person: it resolves, as automatic (the condition coming back re-opens it).
+        row.status, row.note, row.snoozed_until = "resolved", note, None
+        row.resolved_on = clinic.today
+        row.resolution = f"{AUTO}condition cleared on {row.cleared_on}; acknowledged by {user}: {note}"
+    else:
+        row.status, row.note, row.snoozed_until = "acknowledged", note, None
+    row.updated_at = utcnow()
     session.add(row)
     audit.record(session, user, "alert.ack", "alert", row.id, _mrn(session, row), before, audit.snapshot(row))
     return row
@@ -142,11 +149,18 @@ def alert_row(row: Alert, mrn: str | None) -> dict:
         "reopened_on": row.reopened_on.isoformat() if row.reopened_on else None,
         "resolved_on": row.resolved_on.isoformat() if row.resolved_on else None,
         "resolution": row.resolution,
+        "cleared_on": row.cleared_on.isoformat() if row.cleared_on else None,
+        "state": alert_state(row.status, row.cleared_on),
         "condition_key": row.condition_key,
         "course_id": row.course_id,
         "item_id": row.item_id,
         "result_id": row.result_id,
     }
+
+
+def alert_state(status: str, cleared_on) -> str:
+    """What a listing says of an alert: its status, or "cleared, awaiting acknowledgement"."""
+    return CLEARED_STATE if cleared_on is not None and status != "resolved" else status
 
 
 def list_alerts(session: Session, include_all: bool = False, mrn: str | None = None) -> list[dict]:
@@ -186,13 +200,19 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
     settled = _settled_failures(session, summary.would_clear, [row for row, _ in live], wanted)
     for row, row_mrn in live:
         live_keys.add(row.condition_key)
-        if row.kind in DERIVED_KINDS and row.condition_key not in wanted:
+        cleared = row.kind in DERIVED_KINDS and row.condition_key not in wanted
+        if cleared and not awaits_acknowledgement(row):
             continue  # would resolve by then
         if row.id in settled:
             continue  # a later checkpoint outcome would settle it
         shown = alert_row(row, row_mrn)
         if row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
             shown["status"] = "open"
+        if cleared:  # a critical alert nobody acknowledged waits for a person
+            shown["cleared_on"] = shown["cleared_on"] or as_of.isoformat()
+            shown["state"] = CLEARED_STATE
+        elif row.cleared_on is not None:  # the condition would be back
+            shown["cleared_on"], shown["state"] = None, shown["status"]
         rows.append(shown)
     unseen = [k for k in wanted if k not in live_keys]
     newest: dict[str, Alert] = {}
@@ -211,7 +231,8 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
                      "raised_on": as_of.isoformat(), "message": cand.message,
                      "suggestions": list(cand.suggestions), "sources": list(cand.sources), "value": cand.value,
                      "limit": cand.limit_text, "note": None, "snoozed_until": None, "reopened_on": None,
-                     "resolved_on": None, "resolution": None, "condition_key": key, "course_id": cand.course_id,
+                     "resolved_on": None, "resolution": None, "cleared_on": None,
+                     "state": "would re-open" if old is not None else "would open", "condition_key": key, "course_id": cand.course_id,
                      "item_id": cand.item_id, "result_id": cand.result_id})
     if not include_all:
         rows = [r for r in rows if r["status"] in ("open", "would open", "would re-open")]

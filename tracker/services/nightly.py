@@ -97,7 +97,11 @@ def _item_query(kind: str, as_of: dt.date, lead_days: int):
         narrowing = (item_where(due_window(as_of, lead_days)),)
     else:
         narrowing = (item_where(overdue_window(as_of)),
-                     ~exists().where(Alert.item_id == Item.id, Alert.status == "open"))
+                     ~exists().where(Alert.item_id == Item.id, Alert.status == "open"),
+                     # a course's overdue baseline set is one alert (core/review.py), about all its items
+                     ~((Item.kind == "baseline") & exists().where(
+                         Alert.course_id == Item.course_id, Alert.kind == "overdue", Alert.status == "open",
+                         Alert.condition_key.like("overdue:course%:baseline"))))
     return (
         select(Item.id, Item.due, Item.kind, Item.status, Item.drug, Item.merged_drugs, Item.tests, Item.title,
                Item.sources, Item.received, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))

@@ -128,8 +128,12 @@ def _add_follow_up(session, course, follow: FollowUp) -> Item | None:
 
 
 def _partial_note(message: str | None) -> str:
-    """The `(partial: missing ...)` part of an overdue alert's text (tracker/core/review.py), or ''."""
+    """What an overdue alert says is missing (tracker/core/review.py): the `(partial: missing ...)` part of a
+    draw's text, or the list of a baseline set's tests after `days): `; else ''."""
     text = message or ""
+    at = text.find(" days): ")
+    if at >= 0:
+        return text[at + len(" days): "):]
     at = text.find(" (partial: ")
     return text[at:] if at >= 0 else ""
 
@@ -138,8 +142,8 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     from tracker.db.tables import Course
 
     wanted = {c.condition_key: c for c in candidates}
-    scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.kind, A.c.status,
-                   A.c.snoozed_until, A.c.message).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
+    scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.result_id, A.c.kind,
+                   A.c.status, A.c.snoozed_until, A.c.message, A.c.severity, A.c.cleared_on).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
     live_rows = _in_chunks(session, lambda c: scope.where(A.c.patient_id.in_(c)), patient_ids)
     if whole_clinic:  # every snooze that ended re-opens, reviewed or not
         seen = {row.id for row in live_rows}
@@ -160,9 +164,11 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         mrns.update(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)), missing))
     now = utcnow()
 
-    new_rows, reopen = [], []
+    new_rows, reopen, back = [], [], []
     for key, cand in wanted.items():
         if key in live:
+            if live[key].cleared_on is not None:  # a cleared critical alert whose condition came back
+                back.append(live[key].id)
             continue
         old = previous.get(key)
         if old is not None:
@@ -187,6 +193,16 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             audit.record(session, user, "alert.reopen", "alert", old.id, mrns.get(old.patient_id), before,
                          {**audit.snapshot(old), "why": "condition back"})
             summary.reopened.append(old)
+    if back:
+        loaded = _alerts_by_id(session, back)
+        for alert_id in back:
+            old = loaded[alert_id]
+            before = audit.snapshot(old)
+            old.cleared_on, old.updated_at = None, now
+            session.add(old)
+            audit.record(session, user, "alert.condition_back", "alert", old.id, mrns.get(old.patient_id), before,
+                         {**audit.snapshot(old), "why": "condition back before acknowledgement"})
+            summary.reopened.append(old)
     if new_rows:
         summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
     # A live overdue alert about a partial draw keeps naming what is still missing as results arrive (its
@@ -196,14 +212,23 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         if row is not None and cand.kind == "overdue" and _partial_note(row.message) != _partial_note(cand.message):
             session.execute(A.update().where(A.c.id == row.id).values(message=cand.message, updated_at=now))
 
+    gone = [r for r in live_rows
+            if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
+    gone_ids = {r.id for r in gone}
+    waiting = {r.id for r in gone if awaits_acknowledgement(r)}
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
     stopped = {row[0] for row in _in_chunks(
         session, lambda c: select(Course.id).where(Course.id.in_(c), Course.status == "stopped"),
-        [r.course_id for r in failed_rows])}
+        {r.course_id for r in [*failed_rows, *(r for r in gone if r.id in waiting)] if r.course_id})}
+    superseded = _superseded(session, [r for r in gone if r.id in waiting], candidates)
     changes = []  # (row, what)
     for row in live_rows:
-        if row.kind in DERIVED_KINDS and row.condition_key not in wanted and row.patient_id in reviewed:
-            changes.append((row, "gone"))
+        if row.id in gone_ids:
+            if row.id in waiting and row.course_id not in stopped and row.id not in superseded:
+                if row.cleared_on is None:
+                    changes.append((row, "cleared"))
+            else:
+                changes.append((row, "gone"))
         elif row.kind == "checkpoint_failed" and row.course_id in stopped:
             changes.append((row, "stopped"))
         elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today:
@@ -215,6 +240,13 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             resolve_alert(session, row, today, f"{AUTO}condition no longer present as of {today}", user,
                           mrns.get(row.patient_id))
             summary.resolved.append(row)
+        elif what == "cleared":
+            before = audit.snapshot(row)
+            row.cleared_on, row.updated_at = today, now
+            session.add(row)
+            audit.record(session, user, "alert.cleared", "alert", row.id, mrns.get(row.patient_id), before,
+                         {**audit.snapshot(row), "why": f"condition no longer present as of {today}; "
+                                                        "awaiting acknowledgement"})
         elif what == "stopped":
             resolve_alert(session, row, today, f"{AUTO}course stopped", user, mrns.get(row.patient_id))
             summary.resolved.append(row)
@@ -226,6 +258,33 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
                          {**audit.snapshot(row), "why": "snooze ended"})
             summary.reopened.append(row)
     session.flush()
+
+
+def awaits_acknowledgement(row) -> bool:
+    """A critical lab alert nobody has acknowledged does not resolve itself when its condition clears: it
+    stays open as "cleared, awaiting acknowledgement" (a normal count after a neutropenia alert must still
+    be seen by a person). Warnings, and alerts already acknowledged, resolve themselves; so do alerts of
+    the other kinds, which clear by what a person did (a passing gate result, a course stopped, a draw
+    taken). Also resolved: a cleared alert whose course was stopped, or whose test has a newer result
+    that alerts on the same course (one problem, one alert: the newer alert carries it)."""
+    return row.kind == "threshold" and row.severity == "critical" and row.status in ("open", "snoozed")
+
+
+def _superseded(session, rows, candidates) -> set[int]:
+    """Ids of `rows` (threshold alerts gone) whose test has a threshold candidate on the same course."""
+    from tracker.db.tables import LabResult
+
+    alerting = [c for c in candidates if c.kind == "threshold" and c.result_id is not None]
+    if not rows or not alerting:
+        return set()
+    ids = {r.result_id for r in rows if r.result_id} | {c.result_id for c in alerting}
+    test_of = dict(_in_chunks(session, lambda c: select(LabResult.id, LabResult.test).where(LabResult.id.in_(c)),
+                              ids))
+    now_alerting = {(c.course_id, test_of.get(c.result_id)) for c in alerting}
+    return {r.id for r in rows if (r.course_id, test_of.get(r.result_id)) in now_alerting}
+
+
+CLEARED_STATE = "cleared, awaiting acknowledgement"
 
 
 def _alerts_by_id(session, ids) -> dict[int, Alert]:

@@ -21,6 +21,8 @@ from tracker.services.plan_sync import EXTEND_TO
 from tracker.services.synth.params import (
     CATEGORICAL_NORMAL,
     CLINIC_DAYS,
+    CV,
+    DEFAULT_CV,
     DRUG_WEIGHTS,
     FALLBACK_RANGE,
     FIELDS,
@@ -30,10 +32,15 @@ from tracker.services.synth.params import (
     MISSED_OLD,
     MISSED_RECENT,
     OUT_OF_RANGE,
+    OVER_LIMIT,
     PANEL_ANALYTES,
     SPAN_DAYS,
     stamp,
 )
+
+
+# The sum of two uniforms minus 1 has standard deviation sqrt(1/6); scaled by this it has 1.
+TRIANGULAR_SD_SCALE = 6 ** 0.5
 
 
 def clinic_day(day: dt.date) -> dt.date:
@@ -106,6 +113,7 @@ class Builder:
 
     def reset(self) -> None:
         self.rows = {name: [] for name in FIELDS}
+        self.set_points: dict[str, float] = {}  # the current patient's, per analyte
 
     # -- stored forms ----------------------------------------------------------------------------------
 
@@ -147,15 +155,19 @@ class Builder:
             low, high = 1.0, 10.0
         return ("num", float(low), float(high), spec.unit, spec.ref_low, spec.ref_high, None)
 
-    def pick_drug(self, exclude: str | None = None) -> str:
-        while True:
+    def pick_drug(self, exclude: str | None = None, unlimited: bool = False) -> str:
+        for _ in range(50):
             drug = self.rng.choices(self.drug_ids, cum_weights=self.drug_cum)[0]
+            if unlimited and self.library.protocols[drug].limits is not None:
+                continue
             if drug != exclude or len(self.drug_ids) == 1:
                 return drug
+        return drug
 
     def add_results(self, patient_id: int, codes_: tuple, taken: dt.date) -> int:
         """One result per analyte code; returns the first result id."""
         random_ = self.rng.random
+        set_points, cv_of = self.set_points, CV.get
         first = 0
         taken_value, created = self.d(taken), self.ts(taken, 15)
         out = self.rows["lab_result"]
@@ -171,7 +183,12 @@ class Builder:
                 elif roll < OUT_OF_RANGE:
                     number = high * (1.1 + 2.9 * random_())
                 else:
-                    number = low + (high - low) * random_()
+                    point = set_points.get(code)
+                    if point is None:
+                        point = set_points[code] = low + (high - low) * (0.1 + 0.8 * random_())
+                    # a triangular deviate of sd `cv` (two uniforms: cheaper than random.gauss, same spread)
+                    deviate = (random_() + random_() - 1.0) * TRIANGULAR_SD_SCALE * cv_of(code, DEFAULT_CV)
+                    number = min(high, max(low, point * (1 + deviate)))
                 value = round(number, 2)
                 out.append((result_id, patient_id, code, value, None, unit, taken_value, ref_low,
                             ref_high, created, value, unit))  # reported in the vocabulary's unit
@@ -203,6 +220,7 @@ class Builder:
     def patient(self, n: int) -> None:
         rng, today = self.rng, self.today
         patient_id = self.ids("patient")
+        self.set_points = {}
         sex = "x" if rng.random() < 0.01 else rng.choice("fm")
         dob = today - dt.timedelta(days=rng.randint(18 * 365, 80 * 365))
         # Recorded childbearing potential: most younger women "yes", some "no"; everyone else never asked.
@@ -219,9 +237,13 @@ class Builder:
         while True:
             cbp = may_conceive(sex, childbearing, dob, start)
             course_id, stop, baseline = self.course(patient_id, sex, cbp, drug, start, previous, baseline)
-            if stop is None or rng.random() < 0.4:  # 60% of stops are switches to another drug
+            limited = self.library.protocols[drug].limits is not None
+            # 60% of stops are switches to another drug; after a time-limited course (a ciclosporin or
+            # steroid bridge, a phototherapy course) 80%, to a drug without a maximum.
+            if stop is None or rng.random() < (0.2 if limited else 0.4):
                 break
-            previous, start, drug = course_id, stop, self.pick_drug(exclude=drug)
+            previous, start = course_id, stop
+            drug = self.pick_drug(exclude=drug, unlimited=limited)
 
     def course(self, patient_id: int, sex: str, cbp: bool, drug: str, start: dt.date,
                switched_from: int | None, baseline_scores: dict | None):
@@ -244,8 +266,19 @@ class Builder:
             pauses.append(Pause(paused_on, resumed if resumed < today else None))
         elif days > 30 and rng.random() < 0.01:
             pauses.append(Pause(today - dt.timedelta(days=rng.randint(1, 20)), None))
-        stop = None
-        if days > 70 and rng.random() < 0.22 and not (pauses and pauses[-1].resumed_on is None):
+        stop, completed = None, False
+        limit_days = protocol.limits.max_duration.approx_days() if protocol.limits is not None else None
+        if limit_days is not None and days > limit_days // 2:
+            # A course with a maximum ends by it (the clinic switches or stops); a few run over.
+            if rng.random() < OVER_LIMIT:
+                last = limit_days + rng.randint(1, 28)
+            else:
+                last = rng.randint(max(1, limit_days // 2), limit_days)
+            if start + dt.timedelta(days=last) < today:
+                stop, completed = start + dt.timedelta(days=last), True
+                pauses = []
+                changes = [d for d in changes if d <= stop]
+        elif days > 70 and rng.random() < 0.22 and not (pauses and pauses[-1].resumed_on is None):
             stop = max(start + dt.timedelta(days=1), clinic_day(start + dt.timedelta(days=rng.randint(56, days - 1))))
             changes = [d for d in changes if d <= stop]
             pauses = [p for p in pauses if p.resumed_on is not None and p.resumed_on <= stop]
@@ -259,7 +292,9 @@ class Builder:
             self.rows["course_pause"].append((self.ids("course_pause"), course_id, self.d(pause.paused_on),
                                               self.d(pause.resumed_on), "synthetic pause"))
         stop_reason = stop_category = None
-        if stop:
+        if completed:  # a bridging or time-limited course ends as planned
+            stop_category, stop_reason = "other", "course completed"
+        elif stop:
             stop_category = rng.choice(("failure", "failure", "adverse_event", "other"))
             stop_reason = {"failure": "inadequate response", "adverse_event": "side effects",
                            "other": "patient choice"}[stop_category]

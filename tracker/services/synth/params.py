@@ -43,6 +43,16 @@ LAST = ["Abbott", "Baker", "Chen", "Dlamini", "Evans", "Fischer", "Garcia", "Hug
 SPAN_DAYS = 3 * 365  # course starts are spread over the last three years
 CLINIC_DAYS = (1, 3)  # courses start and stop at clinic visits, on Tuesdays and Thursdays
 OUT_OF_RANGE = 0.03  # share of numeric results outside the reference range
+# Within-patient variation: each patient has a set point per analyte (drawn once inside the reference
+# range's middle 80%); each result is that set point times (1 + a normal deviate of this coefficient of
+# variation), the usual size of within-person biological plus analytical variation (synthetic choice:
+# creatinine and eGFR about 5%, so a "> 30% above baseline" alert is a real change, not noise).
+CV = {"creatinine": 0.05, "egfr": 0.05, "bp_systolic": 0.06, "bp_diastolic": 0.06, "weight": 0.02,
+      "height": 0.0, "hb": 0.04, "albumin": 0.04}
+DEFAULT_CV = 0.10
+# Course lengths: a course with a maximum duration (ciclosporin 8 weeks, prednisolone 7 days, NB-UVB 8 weeks)
+# stops between half its maximum and its maximum; this share runs over, by 1 to 28 days.
+OVER_LIMIT = 0.03
 MISSED_RECENT = 0.15  # share of items due in the last 30 days not yet done (they show as overdue)
 MISSED_OLD = 0.01  # older items that were never done
 CHUNK = 2000  # patients per batch of inserts
