@@ -149,7 +149,8 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
         text += f". {threshold.message.strip()}"
     if named:
         text = _then(text, "Also breached: " + "; ".join(named) + ".")
-    if threshold.action in RESTART_ACTIONS and lead.immediate and restart_repeat_days:
+    repeat_booked = any(f.kind == "lab" and result.test in f.tests for f in follow_ups)  # one problem, one repeat
+    if threshold.action in RESTART_ACTIONS and lead.immediate and restart_repeat_days and not repeat_booked:
         due = result.taken_on + dt.timedelta(days=restart_repeat_days)
         follow_ups.append(FollowUp(
             kind="lab", due=due, tests=(result.test,), origin="threshold", sources=tuple(threshold.sources),
