@@ -270,6 +270,8 @@ def nightly_run(db: str, day: str, env: dict, floor: dict) -> dict:
 # --- reporting --------------------------------------------------------------------------------------------
 
 def fig(value, key: str = "s", unit: str = " s") -> str:
+    if isinstance(value, dict) and value.get("rc"):
+        return f"failed (exit {value['rc']})"
     if value == "n/a" or value is None:
         return "n/a"
     if isinstance(value, dict):
@@ -325,7 +327,9 @@ def main() -> int:
     parser.add_argument("--pg", metavar="URL", help="PostgreSQL base URL (a role that may create databases); "
                                                      "default: SQLite files in --workdir.")
     parser.add_argument("--workdir", default=None, help="Where SQLite clinics are written (default: a temp dir).")
-    parser.add_argument("--as-of", default=dt.date.today().isoformat(), help="The clinic's today.")
+    parser.add_argument("--as-of", default=(dt.date.today() - dt.timedelta(days=1)).isoformat(),
+                        help="The clinic's day for synth and the first nightly (default yesterday: the next-day "
+                             "nightly then runs as of today, as `nightly --as-of` refuses a day after today).")
     # The nightly job's default reminder lead time (tracker.config.DEFAULT_LEAD_DAYS), so the floor's due rows
     # are the ones the run reminds of.
     parser.add_argument("--lead-days", type=int, default=3, help="Reminder lead time for the floor's due rows.")

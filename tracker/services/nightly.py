@@ -99,9 +99,12 @@ def _item_query(kind: str, as_of: dt.date, lead_days: int):
         narrowing = (item_where(overdue_window(as_of)),
                      ~exists().where(Alert.item_id == Item.id, Alert.status == "open"),
                      # a course's overdue baseline set is one alert (core/review.py), about all its items
+                     # (the key built in SQL, core/review.py baseline_overdue_key: one seek on the key's index)
                      ~((Item.kind == "baseline") & exists().where(
-                         Alert.course_id == Item.course_id, Alert.kind == "overdue", Alert.status == "open",
-                         Alert.condition_key.like("overdue:course%:baseline"))))
+                         Alert.condition_key == literal("overdue:course", String) + cast(Item.course_id, String)
+                         + literal(":baseline", String),
+                         # status through a function: the planner seeks the key, not every open alert
+                         func.coalesce(Alert.status, "") == "open")))
     return (
         select(Item.id, Item.due, Item.kind, Item.status, Item.drug, Item.merged_drugs, Item.tests, Item.title,
                Item.sources, Item.received, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
