@@ -30,6 +30,10 @@ LAUNCH = """
 import os, sys
 from freezegun import freeze_time
 import tracker.cli
+try:  # the PostgreSQL driver's C part must see the real datetime types, so it is imported before freezing
+    import psycopg
+except ImportError:
+    pass
 ready, today, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 os.write(ready, b"r"); os.close(ready)
 sys.stdin.buffer.read(1)
@@ -159,3 +163,23 @@ def test_eight_concurrent_starts_of_the_same_drug_make_one_course(tracker):
     assert sorted(r.returncode for r in results) == [0] + [4] * 7
     facts = check_invariants(tracker.db)
     assert facts["p0_starts"] == 1
+
+
+def test_lock_waits_and_index_refusals_are_conflicts_and_other_errors_are_not():
+    """What the CLI maps to exit 4 (tracker/cli: TrackerGroup.main) and what it leaves as a database error."""
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from tracker.db.engine import lock_conflict
+
+    def wrap(kind, message):
+        return kind("INSERT ...", {}, sqlite3.OperationalError(message))
+
+    assert "database busy" in lock_conflict(wrap(OperationalError, "database is locked"))
+    assert "database busy" in lock_conflict(wrap(OperationalError, "canceling statement due to lock timeout"))
+    assert "live course" in lock_conflict(wrap(IntegrityError, "UNIQUE constraint failed: course.patient_id, course.drug"))
+    assert "live alert" in lock_conflict(wrap(
+        IntegrityError, 'duplicate key value violates unique constraint "uq_alert_live_condition"'))
+    assert lock_conflict(wrap(IntegrityError, "UNIQUE constraint failed: patient.mrn")) is None
+    assert lock_conflict(wrap(OperationalError, "disk I/O error")) is None

@@ -116,13 +116,14 @@ def upgrade() -> None:
 
     if events:
         conn.execute(audit_event.insert(), events)
-    op.create_index("uq_course_live_patient_drug", "course", ["patient_id", "drug"], unique=True,
+    # IF NOT EXISTS: a rerun (after a kill, or a database stamped back by hand) completes instead of failing.
+    op.create_index("uq_course_live_patient_drug", "course", ["patient_id", "drug"], unique=True, if_not_exists=True,
                     sqlite_where=sa.text(LIVE_COURSE_SQL), postgresql_where=sa.text(LIVE_COURSE_SQL))
-    op.create_index("uq_alert_live_condition", "alert", ["condition_key"], unique=True,
+    op.create_index("uq_alert_live_condition", "alert", ["condition_key"], unique=True, if_not_exists=True,
                     sqlite_where=sa.text(LIVE_ALERT_SQL), postgresql_where=sa.text(LIVE_ALERT_SQL))
 
 
 def downgrade() -> None:
     # The duplicates settled by the upgrade stay settled: they were errors, not data to bring back.
-    op.drop_index("uq_alert_live_condition", table_name="alert")
-    op.drop_index("uq_course_live_patient_drug", table_name="course")
+    op.drop_index("uq_alert_live_condition", table_name="alert", if_exists=True)
+    op.drop_index("uq_course_live_patient_drug", table_name="course", if_exists=True)
