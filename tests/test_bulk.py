@@ -52,3 +52,28 @@ def test_bulk_rows_are_stored_like_orm_rows_with_the_right_ids(tracker):
         loaded = session.get(Alert, ids[0])
         assert loaded.status == "open" and loaded.created_at == NOW and loaded.raised_on == dt.date(2026, 11, 22)
     engine.dispose()
+
+
+def test_bulk_insert_new_skips_conditions_already_live_and_returns_the_right_ids(tracker):
+    """Issue 15: one live alert per condition is held by a partial unique index; the bulk insert skips a
+    condition another writer already raised (ON CONFLICT DO NOTHING) and hands back the ids of the rest."""
+    from tracker.db.bulk import bulk_insert_new
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        conn = session.connection()
+        bulk_insert(conn, A, [{**_alert_values(k, patient_id), "status": "open"} for k in ("live:0", "live:5")] + [
+            {**_alert_values("resolved:1", patient_id), "status": "resolved"}])
+        keys = ["live:0", "resolved:1", "live:2", "live:5", "live:7"]
+        inserted = bulk_insert_new(conn, A, [_alert_values(k, patient_id) for k in keys], key="condition_key")
+        session.commit()
+        conn = session.connection()
+        assert [row["condition_key"] for _, row in inserted] == ["resolved:1", "live:2", "live:7"]
+        live = conn.execute(select(A.c.condition_key, A.c.id).where(A.c.status == "open")).all()
+        assert sorted(k for k, _ in live) == ["live:0", "live:2", "live:5", "live:7", "resolved:1"]
+        assert {alert_id: key for key, alert_id in live if key in ("resolved:1", "live:2", "live:7")} == \
+            {alert_id: row["condition_key"] for alert_id, row in inserted}
+        assert bulk_insert_new(conn, A, [_alert_values("live:0", patient_id)], key="condition_key") == []
+    engine.dispose()

@@ -64,11 +64,18 @@ class AppContext:
             self.__dict__.pop("engine").dispose()
 
     @contextmanager
-    def session(self):
-        """One transaction per command: committed on success, rolled back on any error."""
+    def session(self, *, write: bool = True):
+        """One transaction per command: committed on success, rolled back on any error.
+
+        A command that may write takes the database's write lock as its transaction begins
+        (tracker.db.engine.for_writing), so what it read cannot change before it writes; concurrent writers
+        wait their turn. `write=False` only for commands that never write (they then never wait)."""
         from sqlmodel import Session
 
-        with Session(self.engine, expire_on_commit=False) as session:
+        from tracker.db.engine import for_writing
+
+        bind = for_writing(self.engine) if write else self.engine
+        with Session(bind, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -77,7 +84,7 @@ class AppContext:
                 raise
 
     @contextmanager
-    def clinic(self, today=None):
+    def clinic(self, today=None, *, write: bool = True):
         """A Clinic in one transaction: committed when the block ends, rolled back on any error. Render
         what the service returned after the block, so nothing is shown for a change that was not kept.
         `today` replaces the clinic's date (e.g. `synth --as-of`)."""
@@ -85,7 +92,7 @@ class AppContext:
 
         settings, library = self.settings, self.library  # a bad config fails before the database is touched
         today = today or self.today()
-        with self.session() as session:
+        with self.session(write=write) as session:
             yield Clinic(session, library, settings, today, self.user)
 
 
@@ -122,8 +129,15 @@ class TrackerGroup(click.Group):
             # A database that cannot be reached or is locked is reported in one line, like any other error.
             from sqlalchemy.exc import SQLAlchemyError
 
+            from tracker.db.engine import lock_conflict
+            from tracker.errors import ConflictError
+
             if not isinstance(exc, SQLAlchemyError):
                 raise
+            conflict = lock_conflict(exc)
+            if conflict is not None:  # another command got there first: refused, nothing written
+                click.echo(f"error: {conflict}", err=True)
+                sys.exit(ConflictError.exit_code)
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             click.echo(f"error: database: {reason}", err=True)
             sys.exit(1)

@@ -21,7 +21,7 @@ def alerts(app, include_all, mrn, as_of, as_json):
     from tracker.cli.render import emit_json, say, table
     from tracker.services.listings import review_alerts
 
-    with app.clinic() as clinic:
+    with app.clinic(write=as_of is None) as clinic:  # a what-if stores nothing: it need not wait for writers
         summary, rows = review_alerts(clinic, as_of, include_all, mrn)
     if summary is None:
         heading = f"Alerts that would be open on {as_of} (what-if: nothing stored)"

@@ -54,7 +54,7 @@ def status(app, limit, as_json):
     from tracker.cli.render import emit_json, say, table
     from tracker.services.nightly import pending_deliveries, recent_runs
 
-    with app.session() as session:
+    with app.session(write=False) as session:
         runs = recent_runs(session, limit)
         pending = pending_deliveries(session)
     if as_json:

@@ -43,7 +43,7 @@ def due(app, as_of, days, as_json):
     from tracker.cli.render import emit_json, worklist
     from tracker.services.listings import due_items
 
-    with app.clinic() as clinic:
+    with app.clinic(write=False) as clinic:
         what_if = as_of is not None
         as_of = as_of or clinic.today
         rows = due_items(clinic, as_of, days, what_if=what_if)
@@ -62,7 +62,7 @@ def overdue(app, as_of, as_json):
     from tracker.cli.render import emit_json, worklist
     from tracker.services.listings import overdue_items
 
-    with app.clinic() as clinic:
+    with app.clinic(write=False) as clinic:
         as_of = as_of or clinic.today
         rows = overdue_items(clinic, as_of)
     if as_json:

@@ -103,3 +103,46 @@ def bulk_insert_returning_ids(conn, table: Table, rows: list[dict]) -> list[int]
     rest = [{**row, "id": first + n} for n, row in enumerate(rows[1:], start=1)]
     bulk_insert(conn, table, rest)
     return [first + n for n in range(len(rows))]
+
+
+def bulk_insert_new(conn, table: Table, rows: list[dict], key: str) -> list[tuple[int, dict]]:
+    """Insert `rows`, skipping each one a unique index refuses (ON CONFLICT DO NOTHING: another writer
+    already made it); returns (new id, row) for the rows inserted, in order. `key` is a column whose value
+    tells the rows apart (unique within `rows`).
+
+    SQLite: as `bulk_insert_returning_ids` (the first row that goes in takes the write lock and gives the
+    next ids), then the rows that went in are read back by id. Other databases: executemany with RETURNING
+    of `key`."""
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        made: dict = {}
+        statement = pg_insert(table).on_conflict_do_nothing().returning(table.c.id, table.c[key])
+        for start in range(0, len(rows), CHUNK):
+            made.update((value, row_id) for row_id, value in conn.execute(statement, rows[start:start + CHUNK]))
+        return [(made[row[key]], row) for row in rows if row[key] in made]
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    single = sqlite_insert(table).on_conflict_do_nothing().returning(table.c.id)
+    for at, row in enumerate(rows):
+        first = conn.execute(single, row).scalar_one_or_none()
+        if first is not None:
+            break
+    else:
+        return []
+    highest = conn.execute(select(func.max(table.c.id))).scalar_one()
+    if highest != first:  # cannot happen while we hold the write lock; refuse rather than guess
+        raise RuntimeError(f"bulk insert into {table.name}: id {first} is not the newest ({highest})")
+    rest = [{**row, "id": first + n} for n, row in enumerate(rows[at + 1:], start=1)]
+    if rest:
+        given = set().union(*(r.keys() for r in rest))
+        defaults = _defaults(table, given)
+        columns = [c.name for c in table.columns if c.name in given or c.name in defaults]
+        sql, processors = _sqlite_plan(conn, table, columns)
+        sql += " ON CONFLICT DO NOTHING"
+        for start in range(0, len(rest), CHUNK):
+            conn.exec_driver_sql(sql, list(_tuples(rest[start:start + CHUNK], columns, processors, defaults)))
+    inserted = set(conn.execute(select(table.c.id).where(table.c.id.between(first, first + len(rest)))).scalars())
+    return [(first, rows[at])] + [(r["id"], rows[at + n]) for n, r in enumerate(rest, start=1) if r["id"] in inserted]

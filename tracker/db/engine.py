@@ -72,13 +72,67 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# Execution option marking a transaction that writes (see `for_writing`).
+WRITE_OPTION = "tracker_write"
+# Arbitrary fixed key of PostgreSQL's transaction-level writer lock: "tracker write".
+PG_WRITE_LOCK_KEY = 0x7472_7772
+LOCK_WAIT_S = 30  # how long a writer waits for another's transaction (SQLite busy_timeout, PG lock_timeout)
+
+
+def for_writing(engine: Engine) -> Engine:
+    """The same engine (same pool), whose transactions take the database's write lock as they begin.
+
+    A command that reads, decides and then writes (is there a live course? which alerts are new?) must not
+    interleave with another doing the same, or both act on the same stale read. SQLite: `BEGIN IMMEDIATE`.
+    PostgreSQL: a transaction-level advisory lock that every writer takes, so writers run one after the
+    other while readers never wait. The partial unique indexes (migration 0007) hold the invariants even
+    for a writer that forgets this; the lock makes such a writer's decisions right, not just refused."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def _begin(conn) -> None:
+    if not conn.get_execution_options().get(WRITE_OPTION):
+        return  # the driver's own transaction handling (SQLite: deferred, begun at the first write)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S}s'")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})")
+
+
+def lock_conflict(exc: BaseException) -> str | None:
+    """A one-line reason if a database error means another command got there first (a writer held the lock
+    too long, or a unique invariant refused a duplicate); None for any other error."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    text_ = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, OperationalError) and ("database is locked" in text_ or "lock timeout" in text_):
+        return f"database busy: another command held the write lock for over {LOCK_WAIT_S} s; try again"
+    if isinstance(exc, IntegrityError):
+        for (index, sqlite_text), what in UNIQUE_LIVE.items():
+            if f'"{index}"' in text_ or text_ == f"UNIQUE constraint failed: {sqlite_text}":
+                return f"{what} already exists (another command made it at the same time)"
+    return None
+
+
+# The partial unique indexes holding the "one live ..." invariants (migration 0007): (name, how SQLite names
+# it in an error) -> what they guard.
+UNIQUE_LIVE = {
+    ("uq_alert_live_condition", "alert.condition_key"): "a live alert for this condition",
+    ("uq_course_live_patient_drug", "course.patient_id, course.drug"): "a live course of this drug for this patient",
+}
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": LOCK_WAIT_S})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin)
         return engine
     try:
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "begin", _begin)
+        return engine
     except ModuleNotFoundError as exc:
         from tracker.errors import InputError
 

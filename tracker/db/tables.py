@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, Index, MetaData, Text, UniqueConstraint
+from sqlalchemy import Column, Index, MetaData, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Named constraints, so Alembic batch mode on SQLite can alter them later.
@@ -21,6 +21,11 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 metadata: MetaData = SQLModel.metadata
+
+
+# The partial unique indexes' conditions (migration 0007 creates them with the same text).
+LIVE_ALERT_SQL = "status IN ('open', 'acknowledged', 'snoozed')"
+LIVE_COURSE_SQL = "status != 'stopped'"
 
 
 def codes(text: str | None) -> list[str]:
@@ -53,7 +58,12 @@ class Course(SQLModel, table=True):
     """One patient on one drug, from start to stop."""
 
     __tablename__ = "course"
-    __table_args__ = (Index("ix_course_status_drug", "status", "drug"),)
+    __table_args__ = (
+        Index("ix_course_status_drug", "status", "drug"),
+        # One live (active or paused) course per patient and drug, held by the database (migration 0007).
+        Index("uq_course_live_patient_drug", "patient_id", "drug", unique=True,
+              sqlite_where=text(LIVE_COURSE_SQL), postgresql_where=text(LIVE_COURSE_SQL)),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -193,6 +203,9 @@ class Alert(SQLModel, table=True):
         Index("ix_alert_condition_key", "condition_key"),
         Index("ix_alert_patient", "patient_id"),
         Index("ix_alert_item", "item_id"),  # the nightly reminder query skips items with an open alert
+        # One live alert per condition, held by the database (migration 0007); inserts skip a conflict.
+        Index("uq_alert_live_condition", "condition_key", unique=True,
+              sqlite_where=text(LIVE_ALERT_SQL), postgresql_where=text(LIVE_ALERT_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from tracker.core.durations import Duration
 from tracker.dates import utcnow
+from tracker.db.engine import lock_conflict
 from tracker.db.tables import Course, CoursePause, DoseChange, Patient
 from tracker.core import inputs
 from tracker.errors import ConflictError, GateError, InputError, NotFoundError
@@ -103,7 +105,12 @@ def start_course(
         created_at=utcnow(),
     )
     session.add(course)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the database's one-live-course index (0007): another start won the race
+        if lock_conflict(exc) is None:
+            raise
+        raise ConflictError(f"drug: {protocol.id!r}: {mrn} is already on {protocol.id} (stop it first)") from None
     sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
                        childbearing_ages=clinic.childbearing_ages)
     after = audit.snapshot(course)

@@ -468,6 +468,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     """One nightly run under the single-runner lock. Raises LockedError if another run holds it and
     DeliveryError (after recording everything) if a channel failed."""
     from tracker.channels import build_channels
+    from tracker.db.engine import for_writing
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
     from tracker.services.plan_sync import roll_forward
@@ -483,7 +484,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
         try:
             if new:
                 report.new_days = (as_of - from_day).days + 1
-                with Session(engine) as session:
+                # The write lock up front: a concurrent `tracker alerts` evaluates before or after, never
+                # in between (its alerts would otherwise be raised twice).
+                with Session(for_writing(engine)) as session:
                     extra["courses_rolled"] = roll_forward(
                         session, library, as_of, as_of + dt.timedelta(days=settings.lead_days),
                         merge_window=site.calendar.merge_window_days,

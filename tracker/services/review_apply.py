@@ -293,17 +293,19 @@ def _alerts_by_id(session, ids) -> dict[int, Alert]:
 
 def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
     """Insert new alerts and their `alert.raise` audit events in bulk (tracker.db.bulk); the audit rows are
-    what audit.record would write for each."""
-    from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids
+    what audit.record would write for each. Returns the alerts actually inserted."""
+    from tracker.db.bulk import bulk_insert, bulk_insert_new
 
     session.flush()  # rows the rules added (follow-up items) go first
     conn = session.connection()
     empty = dict.fromkeys(Alert.model_fields)
     # Dates and timestamps as ISO text; the encoder calls `default` only for values JSON has no form for.
     encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
-    ids = bulk_insert_returning_ids(conn, A, rows)
+    # A condition another writer raised meanwhile is skipped by the database (one live alert per condition,
+    # migration 0007), and gets no second `alert.raise`.
+    inserted = bulk_insert_new(conn, A, rows, key="condition_key")
     events, raised = [], []
-    for alert_id, values in zip(ids, rows):
+    for alert_id, values in inserted:
         snapshot = {**empty, **values, "id": alert_id}
         events.append({"at": now, "user": user, "action": "alert.raise", "entity": "alert",
                        "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
