@@ -45,9 +45,6 @@ def upgrade() -> None:
         .order_by(alert.c.id)).all()
     if not rows:
         return
-    conn.execute(alert.update().where(alert.c.id == sa.bindparam("alert_id"))
-                 .values(condition_key=sa.bindparam("key")),
-                 [{"alert_id": r.id, "key": f"overdue:course{r.course_id}:baseline"} for r in rows])
     kept: dict[int, int] = {}
     merged = []
     for r in rows:
@@ -59,10 +56,14 @@ def upgrade() -> None:
             merged.append({"alert_id": r.id, "on": r.raised_on,
                            "why": f"auto: merged into alert #{kept[r.course_id]} (one alert per course's "
                                   "overdue baseline set)"})
+    # The merged ones are resolved first: one live alert per key is held by an index (0007).
     if merged:
         conn.execute(alert.update().where(alert.c.id == sa.bindparam("alert_id"))
                      .values(status="resolved", resolved_on=sa.bindparam("on"), resolution=sa.bindparam("why")),
                      merged)
+    conn.execute(alert.update().where(alert.c.id == sa.bindparam("alert_id"))
+                 .values(condition_key=sa.bindparam("key")),
+                 [{"alert_id": r.id, "key": f"overdue:course{r.course_id}:baseline"} for r in rows])
 
 
 def downgrade() -> None:
