@@ -1,0 +1,212 @@
+"""Delivering reminders: each channel takes what is pending or failed for it (from any run) and marks
+only what it delivered, in small committed batches. Step 3 of the nightly job (tracker/services/nightly.py)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tracker.core.terms import SEVERITY_ORDER as SEVERITY_RANK
+from tracker.dates import utcnow
+from tracker.db.tables import (
+    Patient,
+    Reminder,
+    ReminderDelivery,
+    setting_value,
+    store_setting,
+)
+
+JSONL_MARK = "nightly.jsonl_marked"  # {"path": ..., "size": ...}: every line before `size` is marked sent
+KIND_RANK = {"alert": 0, "overdue": 1, "due": 2}
+
+R = Reminder.__table__
+D = ReminderDelivery.__table__
+
+
+# --- delivering ------------------------------------------------------------------------------------------
+
+
+def _pending(channel: str):
+    return and_(D.c.channel == channel, D.c.state != "sent")
+
+
+def _digest_query(channel: str):
+    order_severity = case(SEVERITY_RANK, value=R.c.severity, else_=9)
+    order_kind = case(KIND_RANK, value=R.c.kind, else_=9)
+    return (
+        select(R.c.id, R.c.payload)
+        .select_from(D.join(R, R.c.id == D.c.reminder_id).outerjoin(Patient, Patient.id == R.c.patient_id))
+        .where(_pending(channel))
+        .order_by(order_severity, Patient.mrn, order_kind, R.c.id)
+    )
+
+
+def _row(reminder_id: int, payload: str) -> dict:
+    row = json.loads(payload)
+    row["reminder_id"] = reminder_id
+    return row
+
+
+def _mark(engine: Engine, channel: str, reminder_ids: list[int], *, error: str | None = None,
+          extra=None) -> None:
+    """Mark deliveries sent (or failed, with the error) in one committed transaction."""
+    values = {"attempts": D.c.attempts + 1}
+    if error is None:
+        values.update(state="sent", delivered_at=utcnow(), last_error=None)
+    else:
+        values.update(state="failed", last_error=error[:2000])
+    with Session(engine) as session:
+        for start in range(0, len(reminder_ids), 900):  # stay under bound-parameter limits
+            chunk = reminder_ids[start:start + 900]
+            session.connection().execute(
+                update(D).where(D.c.channel == channel, D.c.reminder_id.in_(chunk)).values(**values))
+        if extra:
+            extra(session)
+        session.commit()
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def deliver_digest(engine: Engine, channel, as_of, from_day, batch_size: int) -> tuple[int, str | None]:
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(D).where(_pending(channel.name))).scalar()
+        if count == 0 and channel.name != "stdout":
+            return 0, None  # no empty e-mails; stdout still says "nothing new"
+        sent_ids: list[int] = []
+
+        def rows():
+            for reminder_id, payload in conn.execution_options(yield_per=1000).execute(_digest_query(channel.name)):
+                sent_ids.append(reminder_id)
+                yield _row(reminder_id, payload)
+
+        try:
+            channel.send_digest(rows(), count, as_of, from_day)
+        except Exception as exc:
+            error = error_text(exc)
+            failed = list(conn.execute(select(D.c.reminder_id).where(_pending(channel.name))).scalars())
+            conn.rollback()
+            _mark(engine, channel.name, failed, error=error)
+            return 0, error
+    for start in range(0, len(sent_ids), batch_size):
+        _mark(engine, channel.name, sent_ids[start:start + batch_size])
+    return len(sent_ids), None
+
+
+def _adopt_legacy_email_rows(engine: Engine, channel) -> None:
+    """Deliveries kept under the plain `email` channel (before per-recipient tracking) become one row per
+    configured recipient, in one transaction, so nothing pending is lost or sent twice."""
+    with Session(engine) as session:
+        conn = session.connection()
+        legacy = list(conn.execute(select(D.c.reminder_id).where(_pending("email"))).scalars())
+        if not legacy:
+            return
+        for key in channel.delivery_keys:
+            already = set(conn.execute(select(D.c.reminder_id).where(D.c.channel == key,
+                                                                      D.c.reminder_id.in_(legacy))).scalars())
+            rows = [{"reminder_id": rid, "channel": key, "state": "pending", "attempts": 0}
+                    for rid in legacy if rid not in already]
+            if rows:
+                conn.execute(insert(D), rows)
+        conn.execute(D.delete().where(_pending("email")))
+        session.commit()
+
+
+def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None]:
+    """Each configured recipient gets its own pending reminders as one message, marked sent right after
+    the server accepted it. A refused recipient is marked failed and the others carry on; a broken
+    connection marks every recipient still waiting failed."""
+    from tracker.channels.email import RecipientRefused
+
+    _adopt_legacy_email_rows(engine, channel)
+    waiting = {}
+    with engine.connect() as conn:
+        for key, address in channel.recipients.items():
+            ids = list(conn.execute(select(D.c.reminder_id).where(_pending(key))).scalars())
+            if ids:
+                waiting[key] = (address, ids)
+    if not waiting:
+        return 0, None  # no empty e-mails
+    sent: set[int] = set()
+    errors: list[str] = []
+    try:
+        with channel.session() as smtp:
+            for key, (address, ids) in list(waiting.items()):
+                with engine.connect() as conn:
+                    rows = [_row(rid, payload) for rid, payload in conn.execute(_digest_query(key))]
+                try:
+                    channel.send_to(smtp, address, rows, len(rows), as_of, from_day)
+                except RecipientRefused as exc:
+                    errors.append(error_text(exc))
+                    _mark(engine, key, ids, error=errors[-1])
+                else:
+                    _mark(engine, key, [row["reminder_id"] for row in rows])  # at once: a kill re-sends one
+                    sent.update(row["reminder_id"] for row in rows)
+                del waiting[key]
+    except Exception as exc:
+        errors.append(error_text(exc))
+        for key, (_address, ids) in waiting.items():
+            _mark(engine, key, ids, error=errors[-1])
+    return len(sent), "; ".join(errors) or None
+
+
+def _jsonl_mark_reader(engine: Engine, path: str) -> int:
+    with Session(engine) as session:
+        value = setting_value(session, JSONL_MARK)
+        if value is None:
+            return 0
+        mark = json.loads(value)
+        return mark["size"] if mark.get("path") == path else 0
+
+
+def _jsonl_mark_writer(path: str, size: int):
+    def write(session: Session) -> None:
+        store_setting(session, JSONL_MARK, json.dumps({"path": path, "size": size}))
+    return write
+
+
+def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str | None]:
+    already: set[int] = set()
+    if channel.name == "jsonl":
+        since = _jsonl_mark_reader(engine, channel.path)
+        if since > channel.size():  # the file was rotated or truncated: scan it all
+            since = 0
+        already = channel.written_ids(since)
+    sent = 0
+    last_id = 0
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(
+                select(R.c.id, R.c.payload).select_from(D.join(R, R.c.id == D.c.reminder_id))
+                .where(_pending(channel.name), R.c.id > last_id).order_by(R.c.id).limit(batch_size)
+            ).all()
+        if not batch:
+            return sent, None
+        last_id = batch[-1][0]
+        ids = [reminder_id for reminder_id, _ in batch]
+        rows = [_row(reminder_id, payload) for reminder_id, payload in batch if reminder_id not in already]
+        try:
+            if rows:
+                channel.send(rows)
+        except Exception as exc:
+            error = error_text(exc)
+            _mark(engine, channel.name, ids, error=error)
+            return sent, error
+        extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" else None
+        _mark(engine, channel.name, ids, extra=extra)
+        sent += len(rows)
+
+
+def undelivered(engine: Engine, channel) -> int:
+    """Reminders not yet delivered on a channel (e-mail: to some configured recipient)."""
+    keys = getattr(channel, "delivery_keys", [channel.name])
+    with engine.connect() as conn:
+        return conn.execute(select(func.count(func.distinct(D.c.reminder_id)))
+                            .where(D.c.channel.in_(keys), D.c.state != "sent")).scalar()
+
+
+# --- the run ---------------------------------------------------------------------------------------------

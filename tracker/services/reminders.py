@@ -1,0 +1,195 @@
+"""Emitting reminders: the due and overdue tasks and the new or re-opened alerts not reminded yet, each
+once (`reminder.dedupe_key` is unique), with a pending delivery per channel. Step 2 of the nightly job
+(tracker/services/nightly.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlalchemy import String, cast, exists, func, insert, literal, select
+from sqlmodel import Session
+
+from tracker.core.panels import describe_missing, missing
+from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
+from tracker.dates import utcnow
+from tracker.db.tables import (
+    Alert,
+    Item,
+    Patient,
+    Reminder,
+    ReminderDelivery,
+    codes,
+)
+from tracker.db.windows import item_where
+from tracker.services.patients import patient_label
+
+INSERT_CHUNK = 5000
+
+R = Reminder.__table__
+D = ReminderDelivery.__table__
+
+
+def _key(prefix: str, *parts):
+    """SQL for a dedupe key like 'due:<id>:<date>' (|| works on SQLite and PostgreSQL)."""
+    out = literal(prefix, String)
+    for n, part in enumerate(parts):
+        out = out + (":" if n else "") + cast(part, String)
+    return out
+
+
+def _not_reminded(key_sql):
+    return ~exists().where(R.c.dedupe_key == key_sql)
+
+
+def _item_query(kind: str, as_of: dt.date, lead_days: int):
+    """Candidates for the `kind` ("due" or "overdue") reminders not sent yet: the core's window as SQL.
+    For "overdue", the store fact "an open alert is about this item" (overdue past grace, checkpoint
+    missed: the item is reminded once, as the alert) stays an anti-join here, so every row returned has no
+    open alert; `_reminds` then asks the core (`reminds_overdue`) with that fact."""
+    key = _key(f"{kind}:", Item.id, Item.due)
+    if kind == "due":
+        narrowing = (item_where(due_window(as_of, lead_days)),)
+    else:
+        narrowing = (item_where(overdue_window(as_of)),
+                     ~exists().where(Alert.item_id == Item.id, Alert.status == "open"),
+                     # a course's overdue baseline set is one alert (core/review.py), about all its items
+                     # (the key built in SQL, core/review.py baseline_overdue_key: one seek on the key's index)
+                     ~((Item.kind == "baseline") & exists().where(
+                         Alert.condition_key == literal("overdue:course", String) + cast(Item.course_id, String)
+                         + literal(":baseline", String),
+                         # status through a function: the planner seeks the key, not every open alert
+                         func.coalesce(Alert.status, "") == "open")))
+    return (
+        select(Item.id, Item.due, Item.kind, Item.status, Item.drug, Item.merged_drugs, Item.tests, Item.title,
+               Item.sources, Item.received, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
+        .join(Patient, Patient.id == Item.patient_id)
+        .where(*narrowing, _not_reminded(key))
+        .order_by(Item.due, Patient.mrn, Item.id)
+    )
+
+
+def _reminds(kind: str, row, as_of: dt.date, lead_days: int) -> bool:
+    """The core's judgement of one `_item_query` row: the digest reminds of it as `kind`."""
+    if kind == "due":
+        return is_due(row, as_of, lead_days)
+    return reminds_overdue(row, as_of, has_open_alert=False)  # the query's anti-join kept no alerted item
+
+
+def _alert_query(as_of: dt.date):
+    since = func.coalesce(Alert.reopened_on, Alert.raised_on)
+    key = _key("alert:", Alert.id, since)
+    return (
+        select(Alert.id, Alert.kind, Alert.severity, Alert.drug, Alert.message, Alert.sources,
+               Alert.item_id, since.label("since"), Alert.patient_id, Patient.mrn, Patient.name,
+               key.label("dedupe_key"))
+        .join(Patient, Patient.id == Alert.patient_id)
+        .where(Alert.status == "open", since <= as_of, _not_reminded(key))
+        .order_by(Patient.mrn, Alert.id)
+    )
+
+
+def _item_payload(kind: str, row, label_style: str, vocabulary=None) -> dict:
+    """A due or overdue reminder; a partial draw names what is still missing (core/panels.py)."""
+    needs = missing(codes(row.tests), codes(row.received), vocabulary) if row.received and vocabulary else ()
+    return {
+        "dedupe_key": row.dedupe_key,
+        "kind": kind,
+        "severity": "warning" if kind == "overdue" else "info",
+        "patient": patient_label(row.mrn, row.name, label_style),
+        "drug": row.drug,
+        "drugs": [row.drug, *codes(row.merged_drugs)],
+        "due": row.due.isoformat(),
+        "item_id": row.id,
+        "item_kind": row.kind,
+        "title": row.title,
+        "tests": codes(row.tests),
+        "missing": [need.text() for need in needs],
+        "missing_text": describe_missing(needs, vocabulary) if needs else None,
+        "alert_id": None,
+        "alert_kind": None,
+        "message": None,
+        "sources": codes(row.sources),
+    }
+
+
+def _alert_payload(row, label_style: str) -> dict:
+    return {
+        "dedupe_key": row.dedupe_key,
+        "kind": "alert",
+        "severity": row.severity,
+        "patient": patient_label(row.mrn, row.name, label_style),
+        "drug": row.drug,
+        "drugs": [row.drug] if row.drug else [],
+        "due": row.since.isoformat() if hasattr(row.since, "isoformat") else str(row.since),
+        "item_id": row.item_id,
+        "item_kind": None,
+        "title": None,
+        "tests": [],
+        "missing": [],
+        "missing_text": None,
+        "alert_id": row.id,
+        "alert_kind": row.kind,
+        "message": row.message,
+        "sources": codes(row.sources),
+    }
+
+
+def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict) -> int:
+    from tracker.db.bulk import bulk_insert
+
+    now = utcnow()
+    encode = json.JSONEncoder(sort_keys=True).encode  # = json.dumps(..., sort_keys=True), built once
+    batch, count = [], 0
+    for payload in rows:
+        batch.append({
+            "dedupe_key": payload["dedupe_key"], "run_id": run_id, "as_of": as_of, "kind": payload["kind"],
+            "severity": payload["severity"], "patient_id": patient_ids[payload["dedupe_key"]],
+            "item_id": payload["item_id"], "alert_id": payload["alert_id"],
+            "payload": encode(payload), "created_at": now,
+        })
+        if len(batch) >= INSERT_CHUNK:
+            bulk_insert(conn, R, batch)
+            count += len(batch)
+            batch = []
+    bulk_insert(conn, R, batch)
+    return count + len(batch)
+
+
+def _materialise(rows):
+    """Read a select fully before inserting into the table it anti-joins (SQLite cursor stability)."""
+    return list(rows)
+
+
+def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int, label_style: str,
+                   channels: list[str], vocabulary=None) -> dict:
+    """Insert the reminders not emitted yet (set-based selects, bulk inserts) and a pending delivery per
+    channel for each. Returns counts by kind."""
+    conn = session.connection()
+    counts = {}
+    for kind in ("overdue", "due"):
+        patient_ids: dict = {}
+
+        def rows(kind=kind, patient_ids=patient_ids):
+            for row in conn.execute(_item_query(kind, as_of, lead_days)):
+                if not _reminds(kind, row, as_of, lead_days):
+                    continue
+                patient_ids[row.dedupe_key] = row.patient_id
+                yield _item_payload(kind, row, label_style, vocabulary)
+
+        counts[kind] = _insert_reminders(conn, _materialise(rows()), run_id, as_of, patient_ids)
+    patient_ids = {}
+    alert_rows = []
+    for row in conn.execute(_alert_query(as_of)):
+        patient_ids[row.dedupe_key] = row.patient_id
+        alert_rows.append(_alert_payload(row, label_style))
+    counts["alert"] = _insert_reminders(conn, alert_rows, run_id, as_of, patient_ids)
+    for channel in channels:
+        conn.execute(
+            insert(D).from_select(
+                ["reminder_id", "channel", "state", "attempts"],
+                select(R.c.id, literal(channel, String), literal("pending", String), literal(0))
+                .where(R.c.run_id == run_id),
+            )
+        )
+    return counts
