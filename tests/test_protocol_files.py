@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tracker.protocol_files import load_library, validate_paths
+from tracker.protocol_files import load_library
+from tracker.schedule_validation import validate_paths
 from tracker.resources import schedules_dir
 from tracker.services.schedule_view import protocol_timeline
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tracker.core.algorithm import Algorithm, parse_algorithm
 from tracker.core.protocol import Protocol, ProtocolLibrary, protocol_hash
 from tracker.core.vocabulary import Vocabulary, parse_vocabulary
-from tracker.errors import ConfigError, InputError, ProtocolError
+from tracker.errors import InputError, ProtocolError
 from tracker.resources import schedules_dir
 
 VOCABULARY_FILE = "vocabulary.yaml"
@@ -37,7 +37,7 @@ def load_vocabulary(path: Path | None = None) -> Vocabulary:
 # Loading with line numbers
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # Protocol files are a few kilobytes; a cap keeps a stray large file from being parsed at every command.
@@ -74,7 +74,7 @@ def read_yaml_text(path: Path) -> str:
                           skippable=True) from None
     if "&" in text or "*" in text:  # only then is the event scan worth its time
         try:
-            for event in yaml.parse(text, Loader=_FAST_LOADER):
+            for event in yaml.parse(text, Loader=FAST_LOADER):
                 if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                     raise FileProblem(f"{name}:{event.start_mark.line + 1}: (file): YAML anchors and aliases "
                                       f"are not allowed; write the value out", skippable=False)
@@ -87,7 +87,7 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader that remembers the line of every mapping key and sequence item."""
 
 
-def _collect_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], duplicates: list | None = None) -> None:
+def collect_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], duplicates: list | None = None) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set = set()
@@ -98,16 +98,16 @@ def _collect_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], duplic
                 duplicates.append((path + (key,), key_node.start_mark.line + 1))
             seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _collect_lines(value_node, path + (key,), lines, duplicates)
+            collect_lines(value_node, path + (key,), lines, duplicates)
             lines[path + (key,)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
-            _collect_lines(item, path + (index,), lines, duplicates)
+            collect_lines(item, path + (index,), lines, duplicates)
             lines[path + (index,)] = item.start_mark.line + 1
 
 
-def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
+def line_for(lines: dict[tuple, int], loc: tuple) -> int:
     loc = tuple("for" if part == "for_" else part for part in loc)
     while loc:
         if loc in lines:
@@ -116,7 +116,7 @@ def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
     return lines.get((), 1)
 
 
-def _field_name(loc: tuple) -> str:
+def field_name(loc: tuple) -> str:
     parts: list[str] = []
     for part in loc:
         if isinstance(part, int):
@@ -148,7 +148,7 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
     try:
         # One parse with libyaml when available: the node tree gives line numbers, and the data is
         # constructed from the same tree (pure-Python YAML made loading the library take seconds).
-        loader = _FAST_LOADER(text)
+        loader = FAST_LOADER(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -162,10 +162,10 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
         return LoadResult(None, [f"{name}:1: (file): expected a mapping of protocol fields"])
     lines: dict[tuple, int] = {}
     duplicates: list[tuple[tuple, int]] = []
-    _collect_lines(node, (), lines, duplicates)
+    collect_lines(node, (), lines, duplicates)
 
     problems: list[str] = [
-        f"{name}:{line}: {_field_name(loc)}: duplicate key (only the last one would be used)" for loc, line in duplicates
+        f"{name}:{line}: {field_name(loc)}: duplicate key (only the last one would be used)" for loc, line in duplicates
     ]
     try:
         protocol = Protocol.model_validate(data)
@@ -173,7 +173,7 @@ def load_protocol_file(path: Path, vocabulary: Vocabulary | None = None) -> Load
         for error in exc.errors():
             loc = _pydantic_loc(error["loc"])
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}")
+            problems.append(f"{name}:{line_for(lines, loc)}: {field_name(loc)}: {message}")
         # Still check references in what parsed, so the user sees those problems too.
         problems.extend(_check_references_raw(data, vocabulary, lines, name))
         problems.extend(_check_semantics(data, vocabulary, lines, name))
@@ -222,8 +222,8 @@ def _check_references_raw(data: dict, vocabulary: Vocabulary, lines, name: str) 
                             near = difflib.get_close_matches(str(source), source_keys, n=1)
                             hint = f" (did you mean {near[0]}?)" if near else ""
                             problems.append(
-                                f"{name}:{_line_for(lines, loc + (key, index))}: "
-                                f"{_field_name(loc + (key, index))}: unknown source key {source!r}{hint}"
+                                f"{name}:{line_for(lines, loc + (key, index))}: "
+                                f"{field_name(loc + (key, index))}: unknown source key {source!r}{hint}"
                             )
                 elif key in ("tests", "analyte") and item is not None:
                     codes = item if isinstance(item, list) else [item]
@@ -233,7 +233,7 @@ def _check_references_raw(data: dict, vocabulary: Vocabulary, lines, name: str) 
                             near = difflib.get_close_matches(str(code), vocabulary.tests, n=1)
                             hint = f" (did you mean {near[0]}?)" if near else ""
                             problems.append(
-                                f"{name}:{_line_for(lines, where)}: {_field_name(where)}: "
+                                f"{name}:{line_for(lines, where)}: {field_name(where)}: "
                                 f"unknown test code {code!r}{hint}"
                             )
                 else:
@@ -254,7 +254,7 @@ def _check_semantics(data: dict, vocabulary: Vocabulary, lines, name: str) -> li
     problems: list[str] = []
 
     def report(loc: tuple, message: str) -> None:
-        problems.append(f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}")
+        problems.append(f"{name}:{line_for(lines, loc)}: {field_name(loc)}: {message}")
 
     thresholds = data.get("thresholds")
     for index, threshold in enumerate(thresholds if isinstance(thresholds, list) else []):
@@ -356,158 +356,6 @@ def library(config_dir: str | None = None) -> ProtocolLibrary:
 # Validation of files and directories (`tracker schedules validate`)
 
 
-@dataclass
-class FileReport:
-    path: str
-    protocol: Protocol | None
-    problems: list[str] = field(default_factory=list)
-    kind: str = "protocol"  # protocol | vocabulary
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def default_validation_paths(config_dir: str | None = None) -> list[Path]:
-    """The built-in schedules and the clinic directory in effect, if any."""
-    paths = [schedules_dir()]
-    clinic = clinic_schedules_dir(config_dir)
-    if clinic is not None:
-        paths.append(clinic)
-    return paths
-
-
-def validate_paths(paths: list[Path]) -> list[FileReport]:
-    """Validate protocol files and directories of them; every problem is `file:line: field: message`."""
-    vocabulary = load_vocabulary()
-    reports: list[FileReport] = []
-    algorithms: list[tuple[Path, list[FileReport]]] = []  # each with the protocols it must cover
-    for path in paths:
-        if path.is_dir():
-            files = protocol_files(path)
-            if not files:
-                reports.append(FileReport(str(path), None, [f"{path}:1: (file): no protocol files (*.yaml) here"]))
-            batch = [_validate_file(f, vocabulary) for f in files]
-            _check_duplicate_ids(batch)
-            reports.extend(batch)
-            if (path / ALGORITHM_FILE).is_file():
-                algorithms.append((path / ALGORITHM_FILE, batch))
-        elif path.name == ALGORITHM_FILE and path.is_file():
-            algorithms.append((path, [_validate_file(f, vocabulary) for f in protocol_files(path.parent)]))
-        elif path.exists():
-            reports.append(_validate_file(path, vocabulary))
-        else:
-            reports.append(FileReport(str(path), None, [f"{path}:1: (file): no such file or directory"]))
-    for path, batch in algorithms:
-        reports.append(_validate_algorithm(path, [r.protocol for r in batch if r.protocol is not None]))
-    return reports
-
-
-ALGORITHM_FILE = "_algorithm.yaml"
-
-
-def _validate_algorithm(path: Path, protocols: list[Protocol]) -> FileReport:
-    """The treatment algorithm against the protocols it serves: the built-in ones and, for a clinic's own
-    file, the clinic's too (it replaces the built-in algorithm). A class or drug it names must exist, and
-    every class needs an `after_class` entry (core: algorithm_problems)."""
-    from tracker.core.algorithm import algorithm_problems
-
-    name = str(path)
-    try:
-        text = read_yaml_text(path)
-        node = yaml.compose(text, Loader=_FAST_LOADER)
-        data = yaml.load(text, Loader=_FAST_LOADER) or {}
-        algorithm = parse_algorithm(data, name)
-    except FileProblem as problem:
-        return FileReport(name, None, [problem.line], kind="algorithm")
-    except (OSError, yaml.YAMLError, ConfigError) as exc:
-        return FileReport(name, None, [f"{name}:1: (file): {exc}"], kind="algorithm")
-    lines: dict[tuple, int] = {}
-    if node is not None:
-        _collect_lines(node, (), lines)
-    known = {p.id: p for p in protocols}
-    if path.parent.resolve() != Path(schedules_dir()).resolve():
-        for builtin in protocol_files(Path(schedules_dir())):
-            result = load_protocol_file(builtin)
-            if result.protocol is not None:
-                known.setdefault(result.protocol.id, result.protocol)
-    problems = [f"{name}:{_line_for(lines, loc)}: {_field_name(loc)}: {message}"
-                for loc, message in algorithm_problems(algorithm, set(known),
-                                                       {p.drug_class for p in known.values()})]
-    return FileReport(name, None, problems, kind="algorithm")
-
-
-def _validate_file(path: Path, vocabulary: Vocabulary) -> FileReport:
-    if path.name == VOCABULARY_FILE:
-        return _validate_vocabulary(path)
-    result = load_protocol_file(path, vocabulary)
-    return FileReport(str(path), result.protocol, result.problems)
-
-
-def _check_duplicate_ids(batch: list[FileReport]) -> None:
-    """Two files of one directory with the same id: the later would silently replace the earlier."""
-    first: dict[str, str] = {}
-    for report in batch:
-        if report.protocol is None:
-            continue
-        pid = report.protocol.id
-        if pid in first:
-            report.problems.append(f"{report.path}:1: id: {pid!r} is also the id of {first[pid]}")
-        first.setdefault(pid, report.path)
-
-
-def _validate_vocabulary(path: Path) -> FileReport:
-    from tracker.core.vocabulary import parse_vocabulary
-
-    name = str(path)
-    try:
-        data = yaml.safe_load(read_yaml_text(path)) or {}
-    except FileProblem as problem:
-        return FileReport(name, None, [problem.line], kind="vocabulary")
-    except (OSError, yaml.YAMLError) as exc:
-        return FileReport(name, None, [f"{name}:1: (file): cannot read the vocabulary: {exc}"], kind="vocabulary")
-    if not isinstance(data, dict) or not isinstance(data.get("tests"), dict):
-        return FileReport(name, None, [f"{name}:1: tests: expected a mapping of test codes"], kind="vocabulary")
-    try:
-        vocabulary = parse_vocabulary(data)
-    except ProtocolError as error:
-        return FileReport(name, None, [f"{name}:1: {p.removeprefix(VOCABULARY_FILE + ': ')}" for p in error.problems],
-                          kind="vocabulary")
-    except InputError as exc:
-        return FileReport(name, None, [f"{name}:1: {exc}"], kind="vocabulary")
-    problems = [
-        f"{name}:1: tests.{test.code}.analytes: unknown analyte {code!r}"
-        for test in vocabulary.tests.values()
-        for code in test.analytes
-        if code not in vocabulary
-    ]
-    problems += _unit_problems(name, vocabulary)
-    problems += [
-        f"{name}:1: tests.{test.code}.{field}: {value!r} is not one of its values ({', '.join(test.values)})"
-        for test in vocabulary.tests.values()
-        for field, values in (("passes", test.passes), ("repeat_or_refer", test.repeat_or_refer))
-        for value in values
-        if value not in test.values
-    ]
-    return FileReport(name, None, problems, kind="vocabulary")
-
-
-def _unit_problems(name: str, vocabulary: Vocabulary) -> list[str]:
-    """Every numeric unit pint can read, and every `also_reported_in` unit converts to the analyte's."""
-    from tracker.units import UnitProblem, convert
-
-    problems = []
-    for test in vocabulary.tests.values():
-        if not test.is_numeric:
-            continue
-        for where, unit in [("unit", test.unit), *(("also_reported_in", u) for u in test.also_reported_in)]:
-            try:
-                convert(1.0, unit, test.unit, test.molar_mass, test.scale)
-            except UnitProblem as problem:
-                problems.append(f"{name}:1: tests.{test.code}.{where}: {unit!r} {problem}")
-    return problems
-
-
 _ALGORITHMS: dict[str, Algorithm] = {}
 
 
@@ -520,7 +368,7 @@ def load_algorithm(clinic_dir: str | None = None) -> Algorithm:
     key = str(path)
     if key not in _ALGORITHMS:
         try:
-            data = yaml.load(read_yaml_text(path), Loader=_FAST_LOADER) or {}
+            data = yaml.load(read_yaml_text(path), Loader=FAST_LOADER) or {}
         except FileProblem as problem:
             raise ProtocolError([problem.line]) from None
         except yaml.YAMLError as exc:

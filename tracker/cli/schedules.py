@@ -115,7 +115,7 @@ def validate(app, paths, as_json):
 
     from tracker.cli.render import emit_json
     from tracker.errors import ProtocolError
-    from tracker.protocol_files import default_validation_paths, validate_paths
+    from tracker.schedule_validation import default_validation_paths, validate_paths
 
     targets = [Path(p) for p in paths] or default_validation_paths(app.settings.schedules_dir)
     reports = validate_paths(targets)
