@@ -2,7 +2,8 @@
 
 Pure (tracker.core): the models and their semantics only. Reading the YAML files, line numbers and the
 `schedules validate` reports live in the shell (tracker/protocol_files.py); schedules/README.md documents
-the format.
+the format. (Over 400 lines on purpose: the whole schema of a protocol file in one place, as its README
+describes it; each model is small.)
 """
 
 from __future__ import annotations

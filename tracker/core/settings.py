@@ -5,6 +5,8 @@ What needs the outside world stays in the shell (tracker/config.py): finding and
 that the time zone exists, resolving relative paths against the config file's directory and checking the
 e-mail `ca_file`. Secrets are never here: e-mail and webhook settings keep only the *name* of the
 environment variable that holds them (`password_env`, `token_env`); the channels read it when they send.
+(Over 400 lines on purpose: every table and key of the site file, with its bounds and defaults, in one
+place, read top to bottom like examples/config.toml.)
 """
 
 from __future__ import annotations
