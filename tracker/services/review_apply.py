@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from tracker.core.alerts import DERIVED_KINDS, FollowUp
+from tracker.core.alerts import DERIVED_KINDS
 from tracker.core.review import Review
 from tracker.dates import utcnow
 from tracker.db.charts import LIVE_ALERT, chunks
@@ -51,13 +51,9 @@ def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, k
                            patient_ids))
     if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
         _mark_judged(session, reviews, user, mrns, summary)
-    for r in reviews:
-        for course, follow in r.follow_ups:
-            owner = "threshold" if follow.origin == "threshold" else "checkpoint_failed"
-            if owner in kinds:
-                added = _add_follow_up(session, course, follow)
-                if added is not None:
-                    summary.follow_ups.append(added)
+    wanted = [(course, follow) for r in reviews for course, follow in r.follow_ups
+              if ("threshold" if follow.origin == "threshold" else "checkpoint_failed") in kinds]
+    summary.follow_ups.extend(_add_follow_ups(session, wanted))
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
     _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic)
     if CHECKPOINT_KINDS[0] in kinds:
@@ -109,22 +105,35 @@ def _clear_failures(session, reviews, wanted: set[str], today, user, summary, mr
     session.flush()
 
 
-def _add_follow_up(session, course, follow: FollowUp) -> Item | None:
-    """Add a rule-made item unless the same one exists (same course, origin, kind, due, tests)."""
-    tests = join_codes(follow.tests)
-    exists = session.execute(select(Item.id).where(
-        Item.course_id == course.id, Item.origin == follow.origin, Item.kind == follow.kind,
-        Item.due == follow.due, Item.tests == tests)).first()
-    if exists is not None:
-        return None
-    now = utcnow()
-    item = Item(uid=str(uuid.uuid4()), course_id=course.id, patient_id=course.patient_id, drug=course.protocol.id,
-                kind=follow.kind, due=follow.due, tests=tests, title=follow.title,
-                sources=join_codes(follow.sources), week=follow.week, measure=follow.measure, target=follow.target,
-                status="planned", origin=follow.origin, created_at=now, last_modified=now)
-    session.add(item)
+def _follow_up_key(course_id: int, origin: str, kind: str, due: dt.date, tests: str) -> tuple:
+    return (course_id, origin, kind, due, tests)
+
+
+def _add_follow_ups(session, wanted: list) -> list[Item]:
+    """Add the rule-made items of `wanted` ((course, FollowUp) pairs) unless the same one exists (same
+    course, origin, kind, due, tests): one query per chunk of courses, one flush (a clinic-wide pass books
+    thousands of repeats)."""
+    if not wanted:
+        return []
+    existing = {_follow_up_key(*row) for row in _in_chunks(
+        session, lambda c: select(Item.course_id, Item.origin, Item.kind, Item.due, Item.tests)
+        .where(Item.course_id.in_(c), Item.origin.in_(("threshold", "partial"))),
+        {course.id for course, _ in wanted})}
+    now, added = utcnow(), []
+    for course, follow in wanted:
+        tests = join_codes(follow.tests)
+        key = _follow_up_key(course.id, follow.origin, follow.kind, follow.due, tests)
+        if key in existing:
+            continue
+        existing.add(key)
+        item = Item(uid=str(uuid.uuid4()), course_id=course.id, patient_id=course.patient_id,
+                    drug=course.protocol.id, kind=follow.kind, due=follow.due, tests=tests, title=follow.title,
+                    sources=join_codes(follow.sources), week=follow.week, measure=follow.measure,
+                    target=follow.target, status="planned", origin=follow.origin, created_at=now, last_modified=now)
+        session.add(item)
+        added.append(item)
     session.flush()
-    return item
+    return added
 
 
 def _partial_note(message: str | None) -> str:
