@@ -6,20 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from tests.core_support import Result
 from tracker.core.protocol import Protocol, Threshold
 from tracker.core.review import overdue_candidate
 from tracker.core.thresholds import threshold_candidates
-
-
-@dataclass
-class Result:
-    id: int
-    test: str
-    value_num: float | None
-    taken_on: dt.date
-    value_text: str | None = None
-    unit: str | None = None
-    ref_high: float | None = None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.core_support import Result
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.gates import baseline_result
 from tracker.core.panels import (
@@ -21,7 +22,7 @@ from tracker.core.panels import (
     missing,
     nearest_draw,
 )
-from tracker.core.plan import CourseFacts, Pause, PatientFacts, plan_course, shift_for_pauses
+from tracker.core.plan import CourseFacts, PatientFacts, Pause, plan_course, shift_for_pauses
 from tracker.core.review import overdue_candidate
 from tracker.core.vocabulary import parse_vocabulary
 from tracker.errors import InputError
@@ -30,17 +31,6 @@ from tracker.protocol_files import load_library
 LIBRARY = load_library()
 VOCABULARY = LIBRARY.vocabulary
 D = dt.date.fromisoformat
-
-
-@dataclass
-class Result:
-    id: int
-    test: str
-    value_num: float | None
-    taken_on: dt.date
-    value_text: str | None = None
-    unit: str | None = None
-    ref_high: float | None = None
 
 
 @dataclass

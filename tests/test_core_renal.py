@@ -7,32 +7,21 @@ Plain dataclasses, the built-in protocols."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import pytest
 
+from tests.core_support import Result
+from tracker.core import review as review_module
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.protocol import Threshold
 from tracker.core.renal import clearance_result, cockcroft_gault, rule_applies
-from tracker.core import review as review_module
 from tracker.core.review import review
 from tracker.core.settings import AlertSettings
 from tracker.protocol_files import load_library
 
 D = dt.date
 START = D(2026, 1, 5)
-
-
-@dataclass
-class Result:
-    id: int
-    test: str
-    value_num: float | None
-    taken_on: dt.date
-    value_text: str | None = None
-    unit: str | None = None
-    ref_high: float | None = None
 
 
 @pytest.fixture(scope="module")
