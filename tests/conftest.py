@@ -75,6 +75,10 @@ class Tracker:
     def __call__(self, args, *, ok: bool = True, input: str | None = None, env: dict | None = None):
         if isinstance(args, str):
             args = shlex.split(args)
+        if args[:1] == ["alerts"] and "--as-of" not in args:
+            # `tracker alerts` lists what was stored; a scenario's clinic stores it as the nightly job would,
+            # each day it looks (tests/test_alerts_lifecycle.py checks the list alone writes nothing).
+            self(["evaluate"], ok=False, env=env)  # a refusal shows in the listing itself
         result = self.runner.invoke(cli, ["--db", self.db, *args], input=input, env=env,
                                     catch_exceptions=False)
         if ok and result.exit_code != 0:

@@ -6,7 +6,8 @@ import json
 
 from freezegun import freeze_time
 
-from tests.conftest import record_panels, dump_database
+from tests.conftest import dump_database, record_panels
+from tracker.cli import cli
 
 
 def alerts(tracker, *extra, kind=None):
@@ -168,3 +169,17 @@ def test_alert_json_contract(tracker):
     assert row["raised_on"] == "2026-03-08" and row["status"] == "open" and isinstance(row["suggestions"], list)
     human = tracker("alerts").stdout
     assert "S1" in human and "limit" in human
+
+
+def test_listing_alerts_writes_nothing_and_evaluate_stores_them(tracker, db_url):
+    """Issue 12: the nightly job (or `tracker evaluate`) writes alerts; `tracker alerts` only lists them."""
+    with freeze_time("2026-03-01"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01 --sex m")
+        tracker("therapy start M1 prednisolone --on 2026-02-01")  # long past its maximum: a limit alert
+        before = dump_database(db_url)
+        listed = tracker.runner.invoke(cli, ["--db", db_url, "alerts", "--json"])  # the bare command
+        assert listed.exit_code == 0 and json.loads(listed.stdout) == []
+        assert dump_database(db_url) == before
+        assert "evaluated" in tracker("evaluate").stdout
+        assert [a["kind"] for a in json.loads(tracker.runner.invoke(
+            cli, ["--db", db_url, "alerts", "--json"]).stdout)] == ["limit"]

@@ -140,7 +140,7 @@ def assert_clean(results) -> None:
 
 def test_eight_concurrent_evaluations_and_starts_keep_one_live_alert_and_course(tracker):
     clinic(tracker)
-    commands = ["alerts", "alerts", "alerts", "nightly"] + ["therapy start P0 dupilumab --on 2026-04-27"] * 4
+    commands = ["evaluate", "evaluate", "evaluate", "nightly"] + ["therapy start P0 dupilumab --on 2026-04-27"] * 4
     results = run_together(tracker.db, commands)
     assert_clean(results)
     # Evaluations wait for each other (the write lock up front) and all succeed.

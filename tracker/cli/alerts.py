@@ -16,19 +16,17 @@ from tracker.cli.render import echo  # stored text shown literally
 @json_option
 @pass_app
 def alerts(app, include_all, mrn, as_of, as_json):
-    """Evaluate every live course today, then list open alerts (most severe first). With --as-of, show
-    what would be open on that date without storing anything (a what-if)."""
+    """List open alerts (most severe first) as the nightly job (or `tracker evaluate`) stored them; nothing is
+    written. With --as-of, show what would be open on that date (a what-if, evaluated, not stored)."""
     from tracker.cli.render import emit_json, say, table
     from tracker.services.listings import review_alerts
 
-    with app.clinic(write=as_of is None) as clinic:  # a what-if stores nothing: it need not wait for writers
-        summary, rows = review_alerts(clinic, as_of, include_all, mrn)
-    if summary is None:
+    with app.clinic(write=False) as clinic:  # reads only: it need not wait for writers
+        evaluated, rows = review_alerts(clinic, as_of, include_all, mrn)
+    if as_of is not None:
         heading = f"Alerts that would be open on {as_of} (what-if: nothing stored)"
     else:
-        changes = [f"{len(summary.raised)} raised", f"{len(summary.reopened)} re-opened",
-                   f"{len(summary.resolved)} resolved"]
-        heading = f"Alerts as of {clinic.today} ({', '.join(changes)})"
+        heading = f"Alerts (last nightly evaluation: {evaluated or 'never'}; `tracker evaluate` runs one now)"
     if as_json:
         emit_json(rows)
         return
@@ -130,4 +128,24 @@ def echo_evaluation(evaluation) -> None:
         echo(f"resolved alert #{row.id} ({row.kind}): {row.resolution}")
 
 
-COMMANDS = [alerts, alert]
+@click.command()
+@json_option
+@pass_app
+def evaluate(app, as_json):
+    """Review every live course today and store the alerts (what the nightly job does before reminding)."""
+    from tracker.cli.render import emit_json, say
+    from tracker.services.listings import evaluate_alerts
+
+    with app.clinic() as clinic:
+        summary = evaluate_alerts(clinic)
+    counts = {"reviewed": summary.reviewed, "raised": len(summary.raised), "reopened": len(summary.reopened),
+              "resolved": len(summary.resolved), "follow_ups": len(summary.follow_ups)}
+    if as_json:
+        emit_json(counts)
+        return
+    say(f"evaluated {counts['reviewed']} patients: {counts['raised']} raised, {counts['reopened']} re-opened, "
+        f"{counts['resolved']} resolved, {counts['follow_ups']} follow-ups booked")
+    echo_evaluation(summary)
+
+
+COMMANDS = [alerts, alert, evaluate]

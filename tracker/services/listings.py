@@ -57,13 +57,20 @@ def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
 
 
 def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None):
-    """Today: evaluate every live course (plans rolled forward first) and list the alerts, as
-    (EvaluationSummary, rows). With `as_of`, a what-if: (None, the alerts that would be open then), with
-    nothing written."""
-    from tracker.services.alerts import alerts_as_of, evaluate_clinic, list_alerts
+    """The alerts as stored (the nightly job, or `tracker evaluate`, wrote them), as (last evaluation day,
+    rows); nothing is written. With `as_of`, a what-if: (None, the alerts that would be open then)."""
+    from tracker.services.alerts import alerts_as_of, list_alerts
+    from tracker.services.nightly import last_completed
 
     if as_of is not None:
         return None, alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
+    return last_completed(clinic.session), list_alerts(clinic.session, include_all, mrn)
+
+
+def evaluate_alerts(clinic: Clinic):
+    """`tracker evaluate`: roll plans forward and review the whole clinic today, storing the alerts (what
+    the nightly job does before its reminders)."""
+    from tracker.services.alerts import evaluate_clinic
+
     refresh(clinic, clinic.today)
-    summary = evaluate_clinic(clinic.session, clinic.library, clinic.today, clinic.settings, user=clinic.user)
-    return summary, list_alerts(clinic.session, include_all, mrn)
+    return evaluate_clinic(clinic.session, clinic.library, clinic.today, clinic.settings, user=clinic.user)
