@@ -19,6 +19,11 @@ from typing import Any
 from tracker.core.protocol import Protocol
 
 
+def age_on(dob: dt.date, on: dt.date) -> int:
+    """Age in whole years on `on` for a date of birth `dob`."""
+    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+
+
 def result_order(result) -> tuple:
     """Results of one test are ordered by the day taken, then by when they were recorded (id)."""
     return (result.taken_on, result.id or 0)
@@ -80,9 +85,7 @@ class Chart:
 
     def age_on(self, day: dt.date) -> int | None:
         """Age in whole years on `day` (None without a date of birth)."""
-        if self.dob is None:
-            return None
-        return day.year - self.dob.year - ((day.month, day.day) < (self.dob.month, self.dob.day))
+        return None if self.dob is None else age_on(self.dob, day)
 
     def results_of(self, test: str) -> tuple:
         return self.results.get(test, ())

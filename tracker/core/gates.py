@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracker.core.alerts import AlertCandidate
-from tracker.core.chart import Chart, result_order
+from tracker.core.chart import Chart, age_on, result_order
 from tracker.core.panels import complete_days, is_complete
 from tracker.core.plan import PatientFacts, applicable_baseline
 from tracker.core.protocol import BaselineTest, Protocol, Rule
@@ -31,10 +31,6 @@ from tracker.core.vocabulary import Vocabulary
 # as "yes" for a female patient in this range of ages ([alerts] childbearing_age_from / _to in the config).
 CHILDBEARING_AGES = (12, 55)
 CHILDBEARING = ("yes", "no", "unknown")
-
-
-def age_on(dob: dt.date, on: dt.date) -> int:
-    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
 
 
 def may_conceive(sex: str | None, childbearing: str | None, dob: dt.date | None, on: dt.date,
