@@ -137,12 +137,12 @@ def _current_mark(session, library: ProtocolLibrary) -> dict:
     return mark
 
 
-def newer_than_mark(table, column, last_id: int, xmin: str | None):
+def newer_than_mark(column, last_id: int, xmin: str | None):
     """Rows past the mark: a higher id, or (PostgreSQL) written by a transaction not finished at the mark
     (age() compares transaction ids across wraparound; frozen rows are the oldest of all)."""
     if xmin is None:
         return column > last_id
-    return or_(column > last_id, text(f"age({table}.xmin) <= age(CAST(:mark_xmin AS xid))")
+    return or_(column > last_id, text(f"age({column.table.name}.xmin) <= age(CAST(:mark_xmin AS xid))")
                .bindparams(mark_xmin=xmin))
 
 
@@ -158,11 +158,11 @@ def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
         return None
     xmin = mark.get("xmin") if session.get_bind().dialect.name == "postgresql" else None
     changed = set(session.execute(select(LabResult.patient_id).where(
-        newer_than_mark("lab_result", LabResult.id, result, xmin)).distinct()).scalars())
+        newer_than_mark(LabResult.id, result, xmin)).distinct()).scalars())
     changed.update(session.execute(select(Assessment.patient_id).where(
-        newer_than_mark("assessment", Assessment.id, assessment, xmin)).distinct()).scalars())
+        newer_than_mark(Assessment.id, assessment, xmin)).distinct()).scalars())
     events = select(AuditEvent.entity, AuditEvent.entity_id).where(
-        newer_than_mark("audit_event", AuditEvent.id, audit, xmin), AuditEvent.entity.in_(CHANGE_ENTITIES),
+        newer_than_mark(AuditEvent.id, audit, xmin), AuditEvent.entity.in_(CHANGE_ENTITIES),
         AuditEvent.entity_id.is_not(None)).distinct()
     courses, patients = set(), set()
     for entity, entity_id in session.execute(events):

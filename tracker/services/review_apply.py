@@ -105,24 +105,20 @@ def _clear_failures(session, reviews, wanted: set[str], today, user, summary, mr
     session.flush()
 
 
-def _follow_up_key(course_id: int, origin: str, kind: str, due: dt.date, tests: str) -> tuple:
-    return (course_id, origin, kind, due, tests)
-
-
 def _add_follow_ups(session, wanted: list) -> list[Item]:
     """Add the rule-made items of `wanted` ((course, FollowUp) pairs) unless the same one exists (same
     course, origin, kind, due, tests): one query per chunk of courses, one flush (a clinic-wide pass books
     thousands of repeats)."""
     if not wanted:
         return []
-    existing = {_follow_up_key(*row) for row in _in_chunks(
+    existing = {tuple(row) for row in _in_chunks(  # (course, origin, kind, due, tests): one item
         session, lambda c: select(Item.course_id, Item.origin, Item.kind, Item.due, Item.tests)
         .where(Item.course_id.in_(c), Item.origin.in_(("threshold", "partial"))),
         {course.id for course, _ in wanted})}
     now, added = utcnow(), []
     for course, follow in wanted:
         tests = join_codes(follow.tests)
-        key = _follow_up_key(course.id, follow.origin, follow.kind, follow.due, tests)
+        key = (course.id, follow.origin, follow.kind, follow.due, tests)
         if key in existing:
             continue
         existing.add(key)
