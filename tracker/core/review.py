@@ -238,8 +238,11 @@ def overdue_candidates(items, today: dt.date, grace_days: int, vocabulary: Vocab
     return alerts
 
 
+BASELINE_OVERDUE_KEY = ("overdue:course", ":baseline")  # around the course id (the reminder query builds it in SQL)
+
+
 def baseline_overdue_key(course_id: int) -> str:
-    return f"overdue:course{course_id}:baseline"
+    return f"{BASELINE_OVERDUE_KEY[0]}{course_id}{BASELINE_OVERDUE_KEY[1]}"
 
 
 def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabulary: Vocabulary | None = None,

@@ -11,6 +11,7 @@ from sqlalchemy import String, cast, exists, func, insert, literal, select
 from sqlmodel import Session
 
 from tracker.core.panels import describe_missing, missing
+from tracker.core.review import BASELINE_OVERDUE_KEY
 from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
 from tracker.dates import utcnow
 from tracker.db.tables import (
@@ -56,8 +57,8 @@ def _item_query(kind: str, as_of: dt.date, lead_days: int):
                      # a course's overdue baseline set is one alert (core/review.py), about all its items
                      # (the key built in SQL, core/review.py baseline_overdue_key: one seek on the key's index)
                      ~((Item.kind == "baseline") & exists().where(
-                         Alert.condition_key == literal("overdue:course", String) + cast(Item.course_id, String)
-                         + literal(":baseline", String),
+                         Alert.condition_key == literal(BASELINE_OVERDUE_KEY[0], String)
+                         + cast(Item.course_id, String) + literal(BASELINE_OVERDUE_KEY[1], String),
                          # status through a function: the planner seeks the key, not every open alert
                          func.coalesce(Alert.status, "") == "open")))
     return (
