@@ -54,12 +54,11 @@ def _memoised(process):
 
 
 def _tuples(rows, columns, processors, defaults):
-    processors = [_memoised(p) for p in processors]
+    # Per column: its name, what a row without it gets, and its bind processor (None: stored as it is).
+    plan = [(c, defaults.get(c), _memoised(p)) for c, p in zip(columns, processors)]
     for row in rows:
-        if defaults:
-            row = {**defaults, **row}
-        yield tuple(value if process is None else process(value)
-                    for value, process in zip((row.get(c) for c in columns), processors))
+        get = row.get
+        yield tuple([get(c, d) if p is None else p(get(c, d)) for c, d, p in plan])
 
 
 def bulk_insert(conn, table: Table, rows: list[dict]) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from tracker.core.alerts import DERIVED_KINDS
 from tracker.core.review import Review
 from tracker.dates import utcnow
+from tracker.db.bulk import bulk_insert, bulk_insert_new, bulk_insert_returning_ids
 from tracker.db.charts import LIVE_ALERT, chunks
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
@@ -27,6 +28,22 @@ AUTO = "auto: "  # prefix of automatic resolutions: such an alert re-opens if it
 A = Alert.__table__
 # Which kinds own which follow-ups and judged checkpoints (a caller may apply only some kinds).
 CHECKPOINT_KINDS = ("checkpoint_failed", "checkpoint_missed")
+
+
+@dataclass(frozen=True)
+class BookedItem:
+    """A follow-up item the rules booked, as callers read it (bulk-inserted, not an ORM object)."""
+
+    id: int
+    patient_id: int
+    due: dt.date
+    title: str
+
+
+# Every column of an item that a follow-up leaves at the model's default (bulk inserts skip the ORM).
+_ITEM_DEFAULTS = {name: field.default for name, field in Item.model_fields.items()
+                  if name != "id" and field.default is not None and not callable(field.default)
+                  and repr(field.default) != "PydanticUndefined"}
 
 
 @dataclass
@@ -105,31 +122,32 @@ def _clear_failures(session, reviews, wanted: set[str], today, user, summary, mr
     session.flush()
 
 
-def _add_follow_ups(session, wanted: list) -> list[Item]:
+def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
     """Add the rule-made items of `wanted` ((course, FollowUp) pairs) unless the same one exists (same
-    course, origin, kind, due, tests): one query per chunk of courses, one flush (a clinic-wide pass books
-    thousands of repeats)."""
+    course, origin, kind, due, tests): one query per chunk of courses, one bulk insert (a clinic-wide pass
+    books thousands of repeats; ORM objects cost more than the insert)."""
     if not wanted:
         return []
     existing = {tuple(row) for row in _in_chunks(  # (course, origin, kind, due, tests): one item
         session, lambda c: select(Item.course_id, Item.origin, Item.kind, Item.due, Item.tests)
         .where(Item.course_id.in_(c), Item.origin.in_(("threshold", "partial"))),
         {course.id for course, _ in wanted})}
-    now, added = utcnow(), []
+    now, rows = utcnow(), []
     for course, follow in wanted:
         tests = join_codes(follow.tests)
         key = (course.id, follow.origin, follow.kind, follow.due, tests)
         if key in existing:
             continue
         existing.add(key)
-        item = Item(uid=str(uuid.uuid4()), course_id=course.id, patient_id=course.patient_id,
-                    drug=course.protocol.id, kind=follow.kind, due=follow.due, tests=tests, title=follow.title,
-                    sources=join_codes(follow.sources), week=follow.week, measure=follow.measure,
-                    target=follow.target, status="planned", origin=follow.origin, created_at=now, last_modified=now)
-        session.add(item)
-        added.append(item)
+        rows.append({**_ITEM_DEFAULTS, "uid": str(uuid.uuid4()), "course_id": course.id,
+                     "patient_id": course.patient_id, "drug": course.protocol.id, "kind": follow.kind,
+                     "due": follow.due, "tests": tests, "title": follow.title,
+                     "sources": join_codes(follow.sources), "week": follow.week, "measure": follow.measure,
+                     "target": follow.target, "status": "planned", "origin": follow.origin,
+                     "created_at": now, "last_modified": now})
     session.flush()
-    return added
+    ids = bulk_insert_returning_ids(session.connection(), Item.__table__, rows)
+    return [BookedItem(row_id, row["patient_id"], row["due"], row["title"]) for row_id, row in zip(ids, rows)]
 
 
 def _partial_note(message: str | None) -> str:
@@ -299,7 +317,6 @@ def _alerts_by_id(session, ids) -> dict[int, Alert]:
 def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
     """Insert new alerts and their `alert.raise` audit events in bulk (tracker.db.bulk); the audit rows are
     what audit.record would write for each. Returns the alerts actually inserted."""
-    from tracker.db.bulk import bulk_insert, bulk_insert_new
 
     session.flush()  # rows the rules added (follow-up items) go first
     conn = session.connection()
