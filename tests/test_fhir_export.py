@@ -156,6 +156,7 @@ def test_whole_clinic_bundle_holds_every_patient_with_a_live_course(clinic, tmp_
     assert [p["identifier"][0]["value"] for p in resources(bundle, "Patient")] == ["P001"]  # P002 stopped
     one = export(clinic, "--patient", "P001")
     assert bundle == one
+    assert export(clinic, "--clinic", "--no-validate") == one  # the same resources, unchecked
 
 
 def test_an_empty_clinic_is_an_empty_valid_transaction(tracker):
