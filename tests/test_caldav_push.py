@@ -224,3 +224,8 @@ def test_push_without_caldav_config_is_a_config_error(tracker):
 def test_calendar_mrn_still_shows_a_patients_calendar(clinic):
     assert "P001" in clinic("calendar P001").stdout
     assert clinic.json("calendar P001 --all") == clinic.json("calendar show P001 --all")
+
+
+def test_calendar_without_an_mrn_is_still_a_one_line_usage_error(tracker):
+    result = tracker("calendar", ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "MRN" in result.stderr

@@ -15,7 +15,7 @@ class CalendarGroup(click.Group):
     `tracker calendar push` and other subcommands are named. An MRN spelt like a subcommand: `calendar show MRN`."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
             args = ["show", *args]
         return super().parse_args(ctx, args)
 
