@@ -76,6 +76,10 @@ def load_settings(path: str | None = None) -> Settings:
     if reminders.email is not None and reminders.email.ca_file is not None:
         email = dataclasses.replace(reminders.email, ca_file=_ca_file(chosen, reminders.email.ca_file))
         reminders = dataclasses.replace(reminders, email=email)
+    if settings.caldav is not None and settings.caldav.password_file is not None:
+        caldav = dataclasses.replace(settings.caldav,
+                                     password_file=_relative_to(chosen, settings.caldav.password_file))
+        settings = dataclasses.replace(settings, caldav=caldav)
     schedules = settings.schedules_dir
     if schedules and chosen and not os.environ.get("TRACKER_SCHEDULES"):
         # Relative paths are relative to the config file.
@@ -157,4 +161,27 @@ def effective_config(settings: Settings) -> dict:
             "proxy": mask_url(w.proxy) if w.proxy else None, "attempts": w.attempts, "backoff_s": w.backoff_s,
             "token": ("***" if secret(w.token_env) else "(not set)") if w.token_env else None,
         }
+    out["fhir"] = dataclasses.asdict(settings.fhir)
+    if settings.caldav:
+        c = settings.caldav
+        out["caldav"] = {
+            "url": mask_url(c.url), "username": c.username, "password_env": c.password_env,
+            "password_file": c.password_file, "password": "***" if caldav_password(c) else "(not set)",
+            "timeout_s": c.timeout_s, "allow_plaintext": c.allow_plaintext,
+        }
     return out
+
+
+def caldav_password(caldav) -> str | None:
+    """The CalDAV password: from the variable `password_env` names, or the first line of `password_file`
+    (a ConfigError naming the file when it cannot be read)."""
+    if caldav.password_env:
+        return secret(caldav.password_env)
+    if caldav.password_file:
+        try:
+            with open(caldav.password_file, encoding="utf-8") as fh:
+                return fh.readline().rstrip("\r\n") or None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"caldav.password_file: {caldav.password_file!r}: cannot read "
+                              f"({getattr(exc, 'strerror', None) or exc})") from None
+    return None

@@ -12,12 +12,13 @@ from tracker.cli.options import as_of_option, json_option
 @as_of_option
 @click.pass_context
 def nightly(ctx, as_of):
-    """Roll calendars forward, evaluate alerts and send reminders (every day since the last run, once).
+    """Roll calendars forward, evaluate alerts and send reminders (every day since the last run, once);
+    then, when [caldav] is configured, push the staff calendar there (`tracker calendar push`).
 
     Channels, lead time and privacy come from the site config ([reminders], [privacy]). --as-of may catch up
     to a past day, never run ahead of today (a what-if is `tracker alerts --as-of`). Exits 2 for a future
-    --as-of, 9 if another nightly run is in progress, 10 if a channel failed (its reminders are retried on
-    the next run)."""
+    --as-of, 9 if another nightly run is in progress, 10 if a channel or the CalDAV push failed (its reminders
+    are retried on the next run)."""
     if ctx.invoked_subcommand is not None:
         return
     from tracker.cli import AppContext

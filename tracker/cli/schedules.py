@@ -135,4 +135,26 @@ def validate(app, paths, as_json):
         raise ProtocolError(problems + [f"{sum(not r.ok for r in reports)} of {len(reports)} files have problems"])
 
 
+@schedules.command("export-fhir")
+@click.argument("drug")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
+@pass_app
+def export_fhir(app, drug, out):
+    """A protocol as a FHIR R4 PlanDefinition: baseline tests (hard gates as start conditions), monitoring
+    phases with their timing, response checkpoints and the course limit."""
+    import json
+
+    from tracker.services.fhir_export import protocol_plan_definition
+
+    text = json.dumps(protocol_plan_definition(app.library, drug), ensure_ascii=False, indent=1) + "\n"
+    if out:
+        from tracker.private_files import open_private
+
+        with open_private(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote the {drug} PlanDefinition to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 COMMANDS = [schedules]

@@ -10,14 +10,30 @@ from tracker.cli import pass_app
 from tracker.cli.options import DATE, as_of_option, json_option
 
 
-@click.command()
+class CalendarGroup(click.Group):
+    """`tracker calendar MRN [...]` shows a patient's calendar (the `show` subcommand, the default);
+    `tracker calendar push` and other subcommands are named. An MRN spelt like a subcommand: `calendar show MRN`."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=CalendarGroup)
+def calendar() -> None:
+    """A patient's calendar (`tracker calendar MRN`), or the staff calendar pushed to CalDAV
+    (`tracker calendar push`)."""
+
+
+@calendar.command("show")
 @click.argument("mrn")
 @click.option("--from", "start", type=DATE, help="First date (default: everything).")
 @click.option("--to", "end", type=DATE, help="Last date (default: everything planned).")
 @click.option("--all", "include_cancelled", is_flag=True, help="Include cancelled items.")
 @json_option
 @pass_app
-def calendar(app, mrn, start, end, include_cancelled, as_json):
+def show(app, mrn, start, end, include_cancelled, as_json):
     """A patient's calendar: every baseline test, lab draw, checkpoint and limit."""
     from tracker.cli.render import emit_json, worklist
     from tracker.services.listings import patient_calendar

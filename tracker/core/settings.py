@@ -27,6 +27,7 @@ DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering n
 DEFAULT_GRACE_HOURS = 6
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
+DEFAULT_MRN_SYSTEM = "urn:tracker:mrn"
 ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days",
                  "restart_repeat_days")
 
@@ -123,6 +124,27 @@ class FeedSettings:
 
 
 @dataclass(frozen=True)
+class FhirSettings:
+    """`[fhir]`: how FHIR exports identify patients (the name only with `[privacy] patient_label = "name"`)."""
+
+    mrn_system: str = DEFAULT_MRN_SYSTEM  # the clinic's identifier system for MRNs (a URI)
+
+
+@dataclass(frozen=True)
+class CalDavSettings:
+    """`[caldav]`: a CalDAV collection kept in step with the staff calendar (`tracker calendar push`, and the
+    nightly run). Like e-mail, no password in the file: `password_env` names a variable, `password_file` a
+    file holding it (read when pushing)."""
+
+    url: str  # the calendar collection's URL
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    timeout_s: float = 30.0
+    allow_plaintext: bool = False  # http:// to a host other than this machine (a trusted network)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -135,6 +157,8 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
     dates: DateWindow = field(default_factory=DateWindow)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
+    caldav: CalDavSettings | None = None  # None: no CalDAV push configured
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -148,7 +172,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates"),
+         "dates", "fhir", "caldav"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -160,6 +184,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
     "feeds": ("base_url",),
     "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
+    "fhir": ("mrn_system",),
+    "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
@@ -415,6 +441,46 @@ def parse_dates(table: dict) -> DateWindow:
     )
 
 
+def parse_fhir(table: dict) -> FhirSettings:
+    system = table.get("mrn_system", DEFAULT_MRN_SYSTEM)
+    if not isinstance(system, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:\S+", system):
+        raise _bad("fhir.mrn_system", system, "expected a URI such as urn:oid:1.2.3 or https://clinic.example/mrn")
+    return FhirSettings(system)
+
+
+def parse_caldav(table: dict) -> CalDavSettings | None:
+    """`[caldav]`, or None when the table is absent (no push)."""
+    if not table:
+        return None
+    url = _text(table, "url", "caldav.url", required=True)
+    if not url.startswith(("http://", "https://")):
+        raise _bad("caldav.url", mask_url(url), "expected an http:// or https:// URL")
+    if "password" in table:
+        raise ConfigError("caldav.password: not allowed in the file; name an environment variable in "
+                          "caldav.password_env or a private file in caldav.password_file instead")
+    allow_plaintext = table.get("allow_plaintext", False)
+    if not isinstance(allow_plaintext, bool):
+        raise _bad("caldav.allow_plaintext", allow_plaintext, "expected true or false")
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and not allow_plaintext and not is_loopback(host):
+        raise _bad("caldav.url", mask_url(url), f"sends patient data unencrypted to {host}; use https://, or "
+                   "set caldav.allow_plaintext = true if that network is trusted")
+    password_env = _text(table, "password_env", "caldav.password_env")
+    password_file = _text(table, "password_file", "caldav.password_file")
+    if password_env and password_file:
+        raise _bad("caldav.password_file", password_file, "give password_env or password_file, not both")
+    return CalDavSettings(
+        url=url.rstrip("/") + "/",
+        username=_text(table, "username", "caldav.username"),
+        password_env=password_env,
+        password_file=password_file,
+        timeout_s=_number(table, "timeout_s", "caldav.timeout_s", 30, 0.1, 600),
+        allow_plaintext=allow_plaintext,
+    )
+
+
 def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
@@ -438,4 +504,6 @@ def parse_settings(raw: dict) -> Settings:
         calendar=parse_calendar(_table(raw, "calendar")),
         feeds=parse_feeds(_table(raw, "feeds")),
         dates=parse_dates(_table(raw, "dates")),
+        fhir=parse_fhir(_table(raw, "fhir")),
+        caldav=parse_caldav(_table(raw, "caldav")),
     )

@@ -324,6 +324,20 @@ class ProtocolSnapshot(SQLModel, table=True):
     created_at: dt.datetime
 
 
+class CalDavObject(SQLModel, table=True):
+    """What `tracker calendar push` last put in a CalDAV collection, per event UID (migration 0009)."""
+
+    __tablename__ = "caldav_object"
+    __table_args__ = (UniqueConstraint("collection", "uid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    collection: str = Field(max_length=500)  # the collection URL, without credentials
+    uid: str = Field(max_length=64)
+    content_hash: str = Field(max_length=64)  # SHA-256 of the event as sent, DTSTAMP left out
+    etag: str | None = Field(default=None, max_length=200)  # as the server answered the PUT
+    pushed_at: dt.datetime
+
+
 class Setting(SQLModel, table=True):
     """Small key/value state (e.g. the last day the nightly job completed)."""
 

@@ -34,7 +34,7 @@ from tracker.db.tables import (
     setting_value,
     store_setting,
 )
-from tracker.errors import DeliveryError
+from tracker.errors import ConfigError, DeliveryError
 from tracker.locks import nightly_lock
 from tracker.services.delivery import (
     deliver_batches,
@@ -157,6 +157,15 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                 report.undelivered[channel.name] = undelivered(engine, channel)
                 if error:
                     report.failures[channel.name] = error
+            if site.caldav is not None:
+                # After the reminders: the staff calendar to CalDAV; a failure is reported like a
+                # channel's, and the run (its alerts and reminders) is kept.
+                from tracker.services.caldav_push import push_calendar
+
+                try:
+                    extra["caldav"] = push_calendar(engine, library, site).counts()
+                except (DeliveryError, ConfigError) as exc:  # unreachable, refused, password file unreadable
+                    report.failures["caldav"] = str(exc)
         except BaseException as exc:
             _finish(engine, run_id, report, extra, error=error_text(exc))
             raise
