@@ -45,7 +45,17 @@ class AppContext:
     def engine(self):
         from tracker.db.engine import open_engine
 
-        return open_engine(self.db, create=self.may_create)
+        return open_engine(self.db, create=self.may_create, user=self.user, keep=self.backup_keep())
+
+    def backup_keep(self) -> int | None:
+        """`[backups] keep` for the automatic pre-migration backup; the default when the config cannot be
+        read (the command reports that itself when it needs the config)."""
+        from tracker.errors import ConfigError
+
+        try:
+            return self.settings.backups.keep
+        except ConfigError:
+            return None
 
     @cached_property
     def library(self):

@@ -123,6 +123,11 @@ class FeedSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    keep: int = 10  # clinic_default: backups of a database kept in its backups/ folder (older ones rotated)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -135,6 +140,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
     dates: DateWindow = field(default_factory=DateWindow)
+    backups: BackupSettings = field(default_factory=BackupSettings)
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -148,7 +154,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates"),
+         "dates", "backups"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -160,12 +166,13 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
     "feeds": ("base_url",),
     "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
+    "backups": ("keep",),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
-    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days",
+    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep",
 })
 
 
@@ -438,4 +445,6 @@ def parse_settings(raw: dict) -> Settings:
         calendar=parse_calendar(_table(raw, "calendar")),
         feeds=parse_feeds(_table(raw, "feeds")),
         dates=parse_dates(_table(raw, "dates")),
+        backups=BackupSettings(keep=_int(_table(raw, "backups"), "keep", "backups.keep", BackupSettings.keep, 1,
+                                         10_000)),
     )
