@@ -71,11 +71,11 @@ def _new_name(engine: Engine, why: str) -> Path:
     folder = backups_dir(engine)
     private_dir(folder)
     ext = "db" if engine.dialect.name == "sqlite" else "dump"
-    base = f"{_stem(engine)}-{utcnow().strftime(_STAMP)}-{why}"
-    candidate, n = folder / f"{base}.{ext}", 1
+    base = f"{_stem(engine)}-{utcnow().strftime(_STAMP)}"
+    candidate, n = folder / f"{base}-{why}.{ext}", 1
     while candidate.exists():  # two in one second
         n += 1
-        candidate = folder / f"{base}-{n}.{ext}"
+        candidate = folder / f"{base}-{n}-{why}.{ext}"
     return candidate
 
 
