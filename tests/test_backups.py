@@ -147,7 +147,6 @@ def test_a_file_that_is_not_a_tracker_database_is_refused_and_nothing_changes(tr
     assert not [p for p in tmp_path.iterdir() if "before-restore" in p.name or ".restoring-" in p.name]
 
 
-@sqlite_only
 def test_restore_is_refused_while_a_nightly_runs(tracker, tmp_path):
     from tracker.locks import nightly_lock
 
@@ -170,7 +169,6 @@ def _jsonl_config(tmp_path) -> Path:
     return out
 
 
-@sqlite_only
 def test_reminders_after_a_restore_get_new_ids_and_none_is_lost(tracker, tmp_path):
     """The run undone by the restore delivered lines with reminder ids 1..n; the restored database hands
     those row ids out again. The lines of the rerun must carry uids the file has not seen (before: they
