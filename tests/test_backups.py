@@ -237,3 +237,31 @@ def test_postgres_without_pg_dump_a_backup_is_refused_in_one_line(tracker, tmp_p
     result = tracker("db backup", ok=False)
     assert result.exit_code == 11 and "pg_dump is not installed" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pg_only
+@pytest.mark.parametrize("with_pg_dump", [True, False])
+def test_postgres_is_backed_up_before_a_migration_or_warned_about(tmp_path, monkeypatch, capsys, with_pg_dump):
+    from tests.pg import fresh_database
+    from tracker.db.engine import open_engine, upgrade_schema
+
+    url = fresh_database(migrated=False)
+    engine = make_engine(resolve_url(url))
+    upgrade_schema(engine, "0005")  # a clinic on an older tracker
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO patient (mrn, name, dob, childbearing, created_at, updated_at) "
+                             "VALUES ('P1', 'Ann Lee', '1980-01-01', 'unknown', now(), now())")
+    engine.dispose()
+    if not with_pg_dump:
+        monkeypatch.setenv("PATH", str(tmp_path))
+    open_engine(url, user="tester").dispose()
+    assert current_revision(make_engine(resolve_url(url))) == SCHEMA_HEAD
+    (event,) = _audit(url, "db.migrate")
+    assert event["revision"] == SCHEMA_HEAD
+    folder = Path(os.environ["XDG_DATA_HOME"]) / "tracker" / "backups"
+    if with_pg_dump:
+        (dump,) = folder.glob("*-before-0005.dump")
+        assert event["backup"] == str(dump) and _mode(dump) == 0o600
+    else:
+        assert event["backup"] is None and not list(folder.glob("*.dump"))
+        assert "warning: no backup before migrating: backup: pg_dump is not installed" in capsys.readouterr().err
