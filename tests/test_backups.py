@@ -265,3 +265,15 @@ def test_postgres_is_backed_up_before_a_migration_or_warned_about(tmp_path, monk
     else:
         assert event["backup"] is None and not list(folder.glob("*.dump"))
         assert "warning: no backup before migrating: backup: pg_dump is not installed" in capsys.readouterr().err
+
+
+@sqlite_only
+def test_restore_onto_a_new_path_creates_it_and_a_refused_one_leaves_nothing(tracker, tmp_path):
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    backup = tracker.json("db backup")["file"]
+    tracker.db = str(tmp_path / "new machine.db")
+    assert tracker.json(["db", "restore", backup])["kept_aside"] is None  # nothing there to keep
+    assert _mrns(tracker) == ["P1"]
+    tracker.db = str(tmp_path / "typo.db")
+    assert tracker(["db", "restore", str(tmp_path / "nothing.db")], ok=False).exit_code == 2
+    assert not (tmp_path / "typo.db").exists()

@@ -87,7 +87,14 @@ def restore(app, file, as_json):
     from tracker.db.engine import make_engine, resolve_url
     from tracker.services.backups import restore as put_back
 
-    done = put_back(make_engine(resolve_url(app.db, create=True)), file, app.user)
+    url = resolve_url(app.db, create=False) if _exists(app.db) else None
+    if url is None:  # restoring onto a new machine: the file is made, and removed again if refused
+        url = resolve_url(app.db, create=True)
+    try:
+        done = put_back(make_engine(url), file, app.user)
+    except BaseException:
+        _remove_if_empty(url)
+        raise
     info = {"file": str(done.file), "from_revision": done.from_revision, "to_revision": done.to_revision,
             "kept_aside": str(done.kept_aside) if done.kept_aside else None}
     if as_json:
@@ -95,6 +102,25 @@ def restore(app, file, as_json):
         return
     aside = f"; the database as it was is kept at {done.kept_aside}" if done.kept_aside else ""
     click.echo(printable(f"restored {done.file} (schema {done.from_revision} -> {done.to_revision}){aside}"))
+
+
+def _exists(db: str | None) -> bool:
+    from tracker.db.engine import resolve_url
+    from tracker.errors import NoDatabaseError
+
+    try:
+        resolve_url(db, create=False)
+        return True
+    except NoDatabaseError:
+        return False
+
+
+def _remove_if_empty(url: str) -> None:
+    import os
+
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if path and os.path.exists(path) and os.path.getsize(path) == 0:
+        os.unlink(path)
 
 
 COMMANDS = [db]

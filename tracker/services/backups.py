@@ -82,7 +82,6 @@ def _record(session: Session, user: str, path: Path, revision: str, after: str, 
 
 def _restore_sqlite(engine: Engine, path: Path, user: str) -> Restored:
     from tracker.db.engine import make_engine, migration_lock, upgrade_schema
-    from tracker.private_files import create_private
 
     live = backups.sqlite_path(engine)
     if live is None:
@@ -123,7 +122,6 @@ def _restore_sqlite(engine: Engine, path: Path, user: str) -> Restored:
                     target.close()
             finally:
                 source.close()
-            create_private(live)  # unchanged mode; a no-op unless the file vanished
     finally:
         for leftover in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm"), Path(f"{staging}.migrate.lock"),
                          Path(f"{staging}.partial")):
