@@ -244,6 +244,7 @@ def test_postgres_without_pg_dump_a_backup_is_refused_in_one_line(tracker, tmp_p
 def test_postgres_is_backed_up_before_a_migration_or_warned_about(tmp_path, monkeypatch, capsys, with_pg_dump):
     from tests.pg import fresh_database
     from tracker.db.engine import open_engine, upgrade_schema
+    from tracker.services.backups import record_migration
 
     url = fresh_database(migrated=False)
     engine = make_engine(resolve_url(url))
@@ -254,7 +255,7 @@ def test_postgres_is_backed_up_before_a_migration_or_warned_about(tmp_path, monk
     engine.dispose()
     if not with_pg_dump:
         monkeypatch.setenv("PATH", str(tmp_path))
-    open_engine(url, user="tester").dispose()
+    open_engine(url, user="tester", record=record_migration).dispose()
     assert current_revision(make_engine(resolve_url(url))) == SCHEMA_HEAD
     (event,) = _audit(url, "db.migrate")
     assert event["revision"] == SCHEMA_HEAD

@@ -29,6 +29,7 @@ from tests.nightly_support import write_config
 from tests.test_concurrency import run_together
 from tests.test_migrations import downgrade_sqlite
 from tracker.db.engine import SCHEMA_HEAD, current_revision, known_revisions, make_engine, open_engine, resolve_url
+from tracker.services.backups import record_migration
 
 ON_PG = bool(os.environ.get("TRACKER_TEST_PG"))
 sqlite_only = pytest.mark.skipif(ON_PG, reason="a SQLite file's schema is rewound and its file copied")
@@ -133,7 +134,7 @@ def test_a_database_with_data_at_every_earlier_revision_is_upgraded_with_all_its
     db = _copy(rich_database, tmp_path / "old.db")
     downgrade_sqlite(db, revision)  # the data as that revision held it (its own downgrades wrote it)
     assert current_revision(make_engine(resolve_url(db))) == revision
-    open_engine(db, user="tester").dispose()  # what any command does with an old database
+    open_engine(db, user="tester", record=record_migration).dispose()  # what any command does with it
     after = dump_database(db)
     assert _comparable(after) == _comparable(head, _lost_below(revision, db))
     migrations = [row for row in after["audit_event"] if row[3] == "db.migrate"]

@@ -45,7 +45,10 @@ class AppContext:
     def engine(self):
         from tracker.db.engine import open_engine
 
-        return open_engine(self.db, create=self.may_create, user=self.user, keep=self.backup_keep())
+        from tracker.services.backups import record_migration
+
+        return open_engine(self.db, create=self.may_create, user=self.user, keep=self.backup_keep(),
+                           record=record_migration)
 
     def backup_keep(self) -> int | None:
         """`[backups] keep` for the automatic pre-migration backup; the default when the config cannot be

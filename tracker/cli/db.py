@@ -19,9 +19,10 @@ def db() -> None:
 def init(app):
     """Create the database (a SQLite file, or the schema in an empty PostgreSQL database)."""
     from tracker.db.engine import make_engine, resolve_url, upgrade_schema
+    from tracker.services.backups import record_migration
 
     url = resolve_url(app.db, create=True)
-    before, after = upgrade_schema(make_engine(url), user=app.user, keep=app.backup_keep())
+    before, after = upgrade_schema(make_engine(url), user=app.user, keep=app.backup_keep(), record=record_migration)
     where = url.split("@")[-1].removeprefix("sqlite:///")
     click.echo(f"database at {where}: " + (f"already at {after}" if before == after else f"created at {after}"
                                             if before is None else f"upgraded {before} -> {after}"))
@@ -32,9 +33,10 @@ def init(app):
 def upgrade(app):
     """Bring the database to the current schema (backed up first: see `tracker db backup`)."""
     from tracker.db.engine import make_engine, resolve_url, upgrade_schema
+    from tracker.services.backups import record_migration
 
     engine = make_engine(resolve_url(app.db, create=False))
-    before, after = upgrade_schema(engine, user=app.user, keep=app.backup_keep())
+    before, after = upgrade_schema(engine, user=app.user, keep=app.backup_keep(), record=record_migration)
     if before == after:
         click.echo(f"already at {after}")
     else:

@@ -58,9 +58,9 @@ def backups_dir(engine: Engine) -> Path:
     path = sqlite_path(engine)
     if path is not None:
         return path.parent / "backups"
-    from tracker.db.engine import default_db_path
+    from platformdirs import user_data_dir
 
-    return default_db_path().parent / "backups"
+    return Path(user_data_dir("tracker", appauthor=False)) / "backups"  # beside engine.default_db_path()
 
 
 def _new_name(engine: Engine, why: str) -> Path:
@@ -198,10 +198,9 @@ def make_backup(engine: Engine, out: str | Path | None = None, *, why: str = "ma
 # --- checking a file before it is restored ---------------------------------------------------------------
 
 
-def sqlite_revision(path: Path) -> str:
-    """The schema revision of a SQLite file that passes integrity_check; BackupError otherwise."""
-    from tracker.db.engine import known_revisions
-
+def sqlite_revision(path: Path, known: set[str]) -> str:
+    """The schema revision (one of `known`) of a SQLite file that passes integrity_check; BackupError
+    otherwise."""
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -216,7 +215,7 @@ def sqlite_revision(path: Path) -> str:
         conn.close()
     if check != [("ok",)]:
         raise BackupError(f"restore: {path}: integrity check failed ({check[0][0]})")
-    if revision is None or revision[0] not in known_revisions():
+    if revision is None or revision[0] not in known:
         raise BackupError(f"restore: {path}: schema revision {revision[0] if revision else None!r} "
                           "is not one this tracker knows")
     return revision[0]

@@ -150,10 +150,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def open_engine(db: str | None = None, *, upgrade: bool = True, create: bool = True,
-                user: str | None = None, keep: int | None = None) -> Engine:
+                user: str | None = None, keep: int | None = None, record=None) -> Engine:
     engine = make_engine(resolve_url(db, create=create))
     if upgrade and current_revision(engine) != SCHEMA_HEAD:
-        upgrade_schema(engine, user=user, keep=keep)
+        upgrade_schema(engine, user=user, keep=keep, record=record)
     return engine
 
 
@@ -214,19 +214,21 @@ def _sqlite_file(engine: Engine) -> str | None:
 
 
 def upgrade_schema(engine: Engine, target: str = "head", *, user: str | None = None, backup: bool = True,
-                   keep: int | None = None) -> tuple[str | None, str]:
+                   keep: int | None = None, record=None) -> tuple[str | None, str]:
     """Bring the database to `target`; returns (before, after) revisions.
 
     Under the migration lock (concurrent first opens wait, then find the work done). A database with data
     is backed up first (rotated, see tracker/db/backups.py). Each run is one transaction: SQLite DDL is
     transactional, so a migration killed at any point leaves the database as it was and a rerun completes
-    it. A real migration to the current schema is audited (`db.migrate`) in the same transaction."""
+    it. `record(conn, user, before, after, backup_file)` is called in that transaction for a real migration
+    of a database with data to the current schema (the audit's `db.migrate`: services/backups.py
+    record_migration; the services layer, so handed in)."""
     with migration_lock(engine):
-        return upgrade_locked(engine, target, user=user, backup=backup, keep=keep)
+        return upgrade_locked(engine, target, user=user, backup=backup, keep=keep, record=record)
 
 
 def upgrade_locked(engine: Engine, target: str = "head", *, user: str | None = None, backup: bool = True,
-                   keep: int | None = None) -> tuple[str | None, str]:
+                   keep: int | None = None, record=None) -> tuple[str | None, str]:
     """`upgrade_schema` for a caller already holding the migration lock (a restore)."""
     before = current_revision(engine)
     known = known_revisions()
@@ -237,11 +239,11 @@ def upgrade_locked(engine: Engine, target: str = "head", *, user: str | None = N
         return before, before
     saved = _backup_before_migration(engine, before, keep) if backup else None
     if engine.dialect.name == "sqlite":
-        _upgrade_sqlite(engine, target, before, saved, user)
+        _upgrade_sqlite(engine, target, before, saved, user, record)
     else:
         with engine.begin() as conn:
             command_upgrade(conn, target)
-            _audit_migration(conn, before, saved, user)
+            _record_migration(conn, record, before, saved, user)
     return before, current_revision(engine) or ""
 
 
@@ -252,7 +254,7 @@ def command_upgrade(conn, target: str) -> None:
     command.upgrade(_alembic_config(conn), target)
 
 
-def _upgrade_sqlite(engine: Engine, target: str, before: str | None, saved, user: str | None) -> None:
+def _upgrade_sqlite(engine: Engine, target: str, before: str | None, saved, user: str | None, record) -> None:
     # Batch migrations recreate tables; with foreign keys on, dropping the old table would cascade. The
     # pragma only takes effect outside a transaction, hence before BEGIN.
     with engine.connect() as conn:
@@ -265,7 +267,7 @@ def _upgrade_sqlite(engine: Engine, target: str, before: str | None, saved, user
             problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             if problems:
                 raise SchemaError(f"foreign key check failed after upgrade (nothing changed): {problems[:5]}")
-            _audit_migration(conn, before, saved, user)
+            _record_migration(conn, record, before, saved, user)
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -288,23 +290,14 @@ def _drop_leftover_batch_tables(conn) -> None:
         conn.exec_driver_sql(f'DROP TABLE "{name}"')
 
 
-def _audit_migration(conn, before: str | None, saved, user: str | None) -> None:
-    """`db.migrate` (from, to, the backup made) for a database that had data; a new one's creation is not
-    an event. Only at the current schema, which the audit model describes."""
-    if before is None:
+def _record_migration(conn, record, before: str | None, saved, user: str | None) -> None:
+    """Hand a real migration to `record`: of a database that had data (a new one's creation is not an
+    event), to the current schema (which the table models describe)."""
+    if record is None or before is None:
         return
     after = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    if after != SCHEMA_HEAD:
-        return
-    from sqlmodel import Session
-
-    from tracker.services import audit
-
-    session = Session(bind=conn)
-    audit.record(session, user or _os_user(), "db.migrate", "database", None, None, {"revision": before},
-                 {"revision": after, "backup": str(saved.path) if saved else None})
-    session.flush()
-    session.close()
+    if after == SCHEMA_HEAD:
+        record(conn, user or _os_user(), before, after, str(saved.path) if saved else None)
 
 
 def _os_user() -> str:

@@ -34,6 +34,17 @@ def backup(engine: Engine, out: str | None, user: str, keep: int | None = None) 
     return made
 
 
+def record_migration(conn, user: str, before: str, after: str, backup_file: str | None) -> None:
+    """`db.migrate` (from, to, the backup made before it), in the migration's own transaction on `conn`."""
+    from tracker.services import audit
+
+    session = Session(bind=conn)
+    audit.record(session, user, "db.migrate", "database", None, None, {"revision": before},
+                 {"revision": after, "backup": backup_file})
+    session.flush()
+    session.close()
+
+
 @dataclass(frozen=True)
 class Restored:
     file: Path
@@ -81,14 +92,14 @@ def _record(session: Session, user: str, path: Path, revision: str, after: str, 
 
 
 def _restore_sqlite(engine: Engine, path: Path, user: str) -> Restored:
-    from tracker.db.engine import make_engine, migration_lock, upgrade_schema
+    from tracker.db.engine import known_revisions, make_engine, migration_lock, upgrade_schema
 
     live = backups.sqlite_path(engine)
     if live is None:
         raise BackupError("restore: an in-memory database cannot be restored into")
     if path == live:
         raise InputError("FILE", str(path), "is the database itself")
-    revision = backups.sqlite_revision(path)  # integrity_check, a known schema revision
+    revision = backups.sqlite_revision(path, known_revisions())  # integrity_check, a known schema revision
     stamp = _stamp()
     staging = live.with_name(f"{live.name}.restoring-{stamp}")
     aside = live.with_name(f"{live.name}.before-restore-{stamp}")
@@ -98,7 +109,7 @@ def _restore_sqlite(engine: Engine, path: Path, user: str) -> Restored:
         backups.sqlite_copy(path, staging)
         staged = make_engine(f"sqlite:///{staging}")
         try:
-            _, after = upgrade_schema(staged, user=user, backup=False)
+            _, after = upgrade_schema(staged, user=user, backup=False, record=record_migration)
             with Session(staged) as session:
                 _record(session, user, path, revision, after, aside if _has_tables(live) else None)
                 session.commit()
@@ -153,7 +164,7 @@ def _restore_postgres(engine: Engine, path: Path, user: str) -> Restored:
         engine.dispose()  # pooled sessions would hold locks on the tables pg_restore drops
         backups.pg_restore(engine, path)
         revision = current_revision(engine)
-        _, after = upgrade_locked(engine, user=user, backup=False)
+        _, after = upgrade_locked(engine, user=user, backup=False, record=record_migration)
         with Session(engine) as session:
             _record(session, user, path, revision or "?", after, aside)
             session.commit()
