@@ -105,7 +105,7 @@ def test_jsonl_lines_have_stable_keys(tracker, tmp_path):
     _config(tmp_path)
     tracker("nightly --as-of 2026-01-16")
     rows = jsonl_rows(tmp_path / "out" / "reminders.jsonl")
-    expected = {"reminder_id", "dedupe_key", "kind", "severity", "patient", "drug", "drugs", "due", "item_id",
+    expected = {"reminder_id", "reminder_uid", "dedupe_key", "kind", "severity", "patient", "drug", "drugs", "due", "item_id",
                 "item_kind", "title", "tests", "missing", "missing_text", "alert_id", "alert_kind", "message", "sources"}
     assert rows and all(set(r) == expected for r in rows)
     due = next(r for r in rows if r["kind"] == "due")

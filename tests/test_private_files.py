@@ -60,8 +60,9 @@ def test_the_backup_taken_before_a_migration_is_private(tracker, tmp_path):
     tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
     downgrade_sqlite(tracker.db, "0005")
     tracker("patient list")  # opening it upgrades, after copying it aside
-    backup = Path(f"{tracker.db}.before-0005.bak")
-    assert backup.exists() and mode(backup) == 0o600
+    folder = Path(tracker.db).parent / "backups"
+    (backup,) = folder.glob("tracker-*-before-0005.db")
+    assert mode(backup) == 0o600 and mode(folder) == 0o700
 
 
 @freeze_time("2026-01-10")

@@ -89,3 +89,10 @@ class DeliveryError(TrackerError):
     """A reminder channel failed; its reminders are kept for the next run."""
 
     exit_code = 10
+
+
+class BackupError(TrackerError):
+    """A backup cannot be made or a file cannot be restored (not a tracker database, tools missing); the
+    database is as it was."""
+
+    exit_code = 11

@@ -1,8 +1,10 @@
 """jsonl: one JSON object per reminder appended to a file, for other systems.
 
-Exactly once across crashes: each line carries `reminder_id`; every batch is appended, flushed and
-fsynced before it is marked sent, and the nightly service remembers the file size at the last mark. On a
-retry the lines after that size (written but perhaps not marked) are scanned and their ids skipped.
+Exactly once across crashes: each line carries `reminder_id` and `reminder_uid` (the id with the
+database's reminder epoch, unique across a restore: tracker/services/reminders.py); every batch is
+appended, flushed and fsynced before it is marked sent, and the nightly service remembers the file size at
+the last mark. On a retry the lines after that size (written but perhaps not marked) are scanned and their
+uids skipped.
 
 Complete or nothing: a batch whose bytes do not all reach the file (a short write, ENOSPC, EFBIG, a failed
 fsync) is cut off again and raises, so none of it is marked sent. A torn last line left by a kill is cut
@@ -16,6 +18,7 @@ import os
 import re
 
 _ID = re.compile(rb'"reminder_id":\s*(\d+)')
+_UID = re.compile(rb'"reminder_uid":\s*"([0-9a-f]*-?\d+)"')
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -32,17 +35,20 @@ class JsonlChannel:
         except FileNotFoundError:
             return 0
 
-    def written_ids(self, since: int) -> set[int]:
-        """Reminder ids in lines from byte offset `since` to the end of the file."""
-        found: set[int] = set()
+    def written_ids(self, since: int) -> set[str]:
+        """Reminder uids in lines from byte offset `since` to the end of the file (a line written before
+        uids existed: its plain id)."""
+        found: set[str] = set()
         if since >= self.size():
             return found
         with open(self.path, "rb") as fh:
             fh.seek(since)
             for line in fh:
-                match = _ID.search(line)
-                if match and line.endswith(b"\n"):  # a torn last line was not fully written
-                    found.add(int(match.group(1)))
+                if not line.endswith(b"\n"):  # a torn last line was not fully written
+                    continue
+                match = _UID.search(line) or _ID.search(line)
+                if match:
+                    found.add(match.group(1).decode())
         return found
 
     def send(self, rows: list[dict]) -> None:

@@ -42,6 +42,10 @@ class WebhookError(RuntimeError):
         self.retry = retry
 
 
+def _uid(row: dict) -> str:
+    return str(row.get("reminder_uid", row["reminder_id"]))  # unique across a restore, unlike the row id
+
+
 class WebhookChannel:
     name = "webhook"
     digest = False
@@ -54,7 +58,7 @@ class WebhookChannel:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "tracker-nightly",
-            "Idempotency-Key": f"tracker-reminders-{rows[0]['reminder_id']}-{rows[-1]['reminder_id']}",
+            "Idempotency-Key": f"tracker-reminders-{_uid(rows[0])}-{_uid(rows[-1])}",
         }
         token = secret(self.settings.token_env)
         if token:

@@ -45,7 +45,20 @@ class AppContext:
     def engine(self):
         from tracker.db.engine import open_engine
 
-        return open_engine(self.db, create=self.may_create)
+        from tracker.services.backups import record_migration
+
+        return open_engine(self.db, create=self.may_create, user=self.user, keep=self.backup_keep(),
+                           record=record_migration)
+
+    def backup_keep(self) -> int | None:
+        """`[backups] keep` for the automatic pre-migration backup; the default when the config cannot be
+        read (the command reports that itself when it needs the config)."""
+        from tracker.errors import ConfigError
+
+        try:
+            return self.settings.backups.keep
+        except ConfigError:
+            return None
 
     @cached_property
     def library(self):

@@ -145,6 +145,11 @@ class CalDavSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    keep: int = 10  # clinic_default: backups of a database kept in its backups/ folder (older ones rotated)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -159,6 +164,7 @@ class Settings:
     dates: DateWindow = field(default_factory=DateWindow)
     fhir: FhirSettings = field(default_factory=FhirSettings)
     caldav: CalDavSettings | None = None  # None: no CalDAV push configured
+    backups: BackupSettings = field(default_factory=BackupSettings)
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -172,7 +178,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates", "fhir", "caldav"),
+         "dates", "fhir", "caldav", "backups"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -186,12 +192,13 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
     "fhir": ("mrn_system",),
     "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
+    "backups": ("keep",),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
-    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days",
+    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep",
 })
 
 
@@ -506,4 +513,6 @@ def parse_settings(raw: dict) -> Settings:
         dates=parse_dates(_table(raw, "dates")),
         fhir=parse_fhir(_table(raw, "fhir")),
         caldav=parse_caldav(_table(raw, "caldav")),
+        backups=BackupSettings(keep=_int(_table(raw, "backups"), "keep", "backups.keep", BackupSettings.keep, 1,
+                                         10_000)),
     )

@@ -8,6 +8,7 @@ Alembic is imported only when the database is behind.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect, text
@@ -148,10 +149,11 @@ def current_revision(engine: Engine) -> str | None:
             return None
 
 
-def open_engine(db: str | None = None, *, upgrade: bool = True, create: bool = True) -> Engine:
+def open_engine(db: str | None = None, *, upgrade: bool = True, create: bool = True,
+                user: str | None = None, keep: int | None = None, record=None) -> Engine:
     engine = make_engine(resolve_url(db, create=create))
     if upgrade and current_revision(engine) != SCHEMA_HEAD:
-        upgrade_schema(engine)
+        upgrade_schema(engine, user=user, keep=keep, record=record)
     return engine
 
 
@@ -172,55 +174,160 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def upgrade_schema(engine: Engine, target: str = "head") -> tuple[str | None, str]:
-    """Bring the database to `target`; returns (before, after) revisions."""
-    from alembic import command
+# Arbitrary fixed key of PostgreSQL's session-level migration lock: "tracker migrate".
+PG_MIGRATE_LOCK_KEY = 0x7472_6D69
 
+
+@contextmanager
+def migration_lock(engine: Engine):
+    """Only one process migrates a database at a time; the others wait here, then find it current.
+
+    SQLite: a blocking OS file lock (flock) on `<database>.migrate.lock`, dropped by the kernel if the
+    holder dies. PostgreSQL: a session-level advisory lock on its own connection."""
+    path = _sqlite_file(engine)
+    if engine.dialect.name == "sqlite":
+        if path is None:  # in-memory: one connection, nobody to wait for
+            yield
+            return
+        import fcntl
+
+        fd = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({PG_MIGRATE_LOCK_KEY})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PG_MIGRATE_LOCK_KEY})")
+                conn.commit()
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    database = engine.url.database
+    return database if engine.dialect.name == "sqlite" and database and database != ":memory:" else None
+
+
+def upgrade_schema(engine: Engine, target: str = "head", *, user: str | None = None, backup: bool = True,
+                   keep: int | None = None, record=None) -> tuple[str | None, str]:
+    """Bring the database to `target`; returns (before, after) revisions.
+
+    Under the migration lock (concurrent first opens wait, then find the work done). A database with data
+    is backed up first (rotated, see tracker/db/backups.py). Each run is one transaction: SQLite DDL is
+    transactional, so a migration killed at any point leaves the database as it was and a rerun completes
+    it. `record(conn, user, before, after, backup_file)` is called in that transaction for a real migration
+    of a database with data to the current schema (the audit's `db.migrate`: services/backups.py
+    record_migration; the services layer, so handed in)."""
+    with migration_lock(engine):
+        return upgrade_locked(engine, target, user=user, backup=backup, keep=keep, record=record)
+
+
+def upgrade_locked(engine: Engine, target: str = "head", *, user: str | None = None, backup: bool = True,
+                   keep: int | None = None, record=None) -> tuple[str | None, str]:
+    """`upgrade_schema` for a caller already holding the migration lock (a restore)."""
     before = current_revision(engine)
-    known = _known_revisions()
+    known = known_revisions()
     if before is not None and before not in known:
         raise SchemaError(f"database schema {before!r} is newer than this tracker (knows {sorted(known)})")
+    wanted = head_revision() if target == "head" else target
+    if before == wanted:
+        return before, before
+    saved = _backup_before_migration(engine, before, keep) if backup else None
     if engine.dialect.name == "sqlite":
-        _backup_sqlite(engine, before)
-        # Batch migrations recreate tables; with foreign keys on, dropping the old table would cascade.
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()  # the pragma only takes effect outside a transaction
-            command.upgrade(_alembic_config(conn), target)
-            conn.commit()
-            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.commit()
-            if problems:
-                raise SchemaError(f"foreign key check failed after upgrade: {problems[:5]}")
+        _upgrade_sqlite(engine, target, before, saved, user, record)
     else:
         with engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), target)
+            command_upgrade(conn, target)
+            _record_migration(conn, record, before, saved, user)
     return before, current_revision(engine) or ""
 
 
-def _known_revisions() -> set[str]:
+def command_upgrade(conn, target: str) -> None:
+    """Alembic's upgrade on `conn`, inside the transaction the caller began (migrations/env.py joins it)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(conn), target)
+
+
+def _upgrade_sqlite(engine: Engine, target: str, before: str | None, saved, user: str | None, record) -> None:
+    # Batch migrations recreate tables; with foreign keys on, dropping the old table would cascade. The
+    # pragma only takes effect outside a transaction, hence before BEGIN.
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # every statement below, DDL too, in one transaction
+            _drop_leftover_batch_tables(conn)
+            command_upgrade(conn, target)
+            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                raise SchemaError(f"foreign key check failed after upgrade (nothing changed): {problems[:5]}")
+            _record_migration(conn, record, before, saved, user)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+
+
+def _drop_leftover_batch_tables(conn) -> None:
+    """A batch rebuild killed by an older tracker (which ran DDL outside a transaction) could leave its
+    `_alembic_tmp_<table>` copy behind, and every rerun then failed on it. The original table is intact in
+    that case (the copy never replaced it), so the copy is dropped; without the original it is refused."""
+    names = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for name in sorted(n for n in names if n.startswith("_alembic_tmp_")):
+        original = name.removeprefix("_alembic_tmp_")
+        if original not in names:
+            raise SchemaError(f"table {original} is missing and {name} holds its rows: restore a backup "
+                              "(tracker db restore FILE)")
+        conn.exec_driver_sql(f'DROP TABLE "{name}"')
+
+
+def _record_migration(conn, record, before: str | None, saved, user: str | None) -> None:
+    """Hand a real migration to `record`: of a database that had data (a new one's creation is not an
+    event), to the current schema (which the table models describe)."""
+    if record is None or before is None:
+        return
+    after = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    if after == SCHEMA_HEAD:
+        record(conn, user or _os_user(), before, after, str(saved.path) if saved else None)
+
+
+def _os_user() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+
+def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
 
 
-def _backup_sqlite(engine: Engine, before: str | None) -> None:
-    """Copy an existing database aside before changing its schema."""
-    if before is None:
-        if not inspect(engine).get_table_names():
-            return
-    path = engine.url.database
-    if not path or path == ":memory:" or not Path(path).exists():
-        return
-    backup = Path(f"{path}.before-{before or 'unversioned'}.bak")
-    if backup.exists():
-        backup.unlink()
-    from tracker.private_files import create_private
+def _backup_before_migration(engine: Engine, before: str | None, keep: int | None):
+    """A rotated backup of a database that has data, before its schema changes; None for a new one. On
+    PostgreSQL without pg_dump: a warning line, and the migration goes ahead."""
+    import sys
 
-    create_private(backup)  # VACUUM INTO fills an empty file and keeps its mode 0600
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"VACUUM INTO '{backup}'")
+    from tracker.db import backups
+    from tracker.errors import BackupError
+
+    if before is None and not inspect(engine).get_table_names():
+        return None
+    try:
+        return backups.make_backup(engine, why=f"before-{before or 'unversioned'}",
+                                   keep=keep or backups.DEFAULT_KEEP)
+    except BackupError as exc:
+        if engine.dialect.name == "sqlite":
+            raise
+        print(f"warning: no backup before migrating: {exc}", file=sys.stderr)
+        return None
 
 
 def schema_status(engine: Engine) -> dict:

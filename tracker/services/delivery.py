@@ -45,8 +45,12 @@ def _digest_query(channel: str):
 
 
 def _row(reminder_id: int, payload: str) -> dict:
+    from tracker.services.reminders import reminder_uid
+
     row = json.loads(payload)
     row["reminder_id"] = reminder_id
+    row["reminder_uid"] = reminder_uid(reminder_id, row)
+    row.pop("epoch", None)
     return row
 
 
@@ -170,7 +174,7 @@ def _jsonl_mark_writer(path: str, size: int):
 
 
 def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str | None]:
-    already: set[int] = set()
+    already: set[str] = set()
     if channel.name == "jsonl":
         since = _jsonl_mark_reader(engine, channel.path)
         if since > channel.size():  # the file was rotated or truncated: scan it all
@@ -188,7 +192,8 @@ def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str 
             return sent, None
         last_id = batch[-1][0]
         ids = [reminder_id for reminder_id, _ in batch]
-        rows = [_row(reminder_id, payload) for reminder_id, payload in batch if reminder_id not in already]
+        rows = [row for row in (_row(reminder_id, payload) for reminder_id, payload in batch)
+                if row["reminder_uid"] not in already]  # by uid: a restored database reuses row ids
         try:
             if rows:
                 channel.send(rows)

@@ -21,11 +21,18 @@ from tracker.db.tables import (
     Reminder,
     ReminderDelivery,
     codes,
+    setting_value,
+    store_setting,
 )
 from tracker.db.windows import item_where
 from tracker.services.patients import patient_label
 
 INSERT_CHUNK = 5000
+# The database's reminder epoch: a random token that, with the row id, names a reminder outside the database
+# (`reminder_uid` = "<epoch>-<id>" in jsonl lines and webhook bodies). A restore (`tracker db restore`)
+# draws a new one, so the reminders emitted after it never share a name with those of the undone run,
+# whose row ids the restored database hands out again; reminders already in the backup keep theirs.
+EPOCH_KEY = "reminders.epoch"
 
 R = Reminder.__table__
 D = ReminderDelivery.__table__
@@ -136,13 +143,33 @@ def _alert_payload(row, label_style: str) -> dict:
     }
 
 
-def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict) -> int:
+def reminder_epoch(session: Session) -> str:
+    """The database's reminder epoch, drawn at the first emission."""
+    return setting_value(session, EPOCH_KEY) or new_reminder_epoch(session)
+
+
+def new_reminder_epoch(session: Session) -> str:
+    import secrets
+
+    epoch = secrets.token_hex(6)
+    store_setting(session, EPOCH_KEY, epoch)
+    return epoch
+
+
+def reminder_uid(reminder_id: int, payload: dict) -> str:
+    """A reminder's name outside the database; a reminder emitted before epochs existed is its plain id."""
+    epoch = payload.get("epoch")
+    return f"{epoch}-{reminder_id}" if epoch else str(reminder_id)
+
+
+def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict, epoch: str) -> int:
     from tracker.db.bulk import bulk_insert
 
     now = utcnow()
     encode = json.JSONEncoder(sort_keys=True).encode  # = json.dumps(..., sort_keys=True), built once
     batch, count = [], 0
     for payload in rows:
+        payload["epoch"] = epoch
         batch.append({
             "dedupe_key": payload["dedupe_key"], "run_id": run_id, "as_of": as_of, "kind": payload["kind"],
             "severity": payload["severity"], "patient_id": patient_ids[payload["dedupe_key"]],
@@ -166,6 +193,8 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
                    channels: list[str], vocabulary=None) -> dict:
     """Insert the reminders not emitted yet (set-based selects, bulk inserts) and a pending delivery per
     channel for each. Returns counts by kind."""
+    epoch = reminder_epoch(session)
+    session.flush()
     conn = session.connection()
     counts = {}
     for kind in ("overdue", "due"):
@@ -178,13 +207,13 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
                 patient_ids[row.dedupe_key] = row.patient_id
                 yield _item_payload(kind, row, label_style, vocabulary)
 
-        counts[kind] = _insert_reminders(conn, _materialise(rows()), run_id, as_of, patient_ids)
+        counts[kind] = _insert_reminders(conn, _materialise(rows()), run_id, as_of, patient_ids, epoch)
     patient_ids = {}
     alert_rows = []
     for row in conn.execute(_alert_query(as_of)):
         patient_ids[row.dedupe_key] = row.patient_id
         alert_rows.append(_alert_payload(row, label_style))
-    counts["alert"] = _insert_reminders(conn, alert_rows, run_id, as_of, patient_ids)
+    counts["alert"] = _insert_reminders(conn, alert_rows, run_id, as_of, patient_ids, epoch)
     for channel in channels:
         conn.execute(
             insert(D).from_select(

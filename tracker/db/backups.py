@@ -1,0 +1,241 @@
+"""Backups of the database: made by `tracker db backup` and automatically before every migration, restored by
+`tracker db restore`.
+
+SQLite: the online backup API (`sqlite3.Connection.backup`), a consistent copy while others write; file
+names are passed to SQLite as file names, never spliced into SQL, so any path works. PostgreSQL: `pg_dump`
+in its custom format where it is installed (restored with `pg_restore`).
+
+Default location: a `backups/` folder beside the SQLite file (for PostgreSQL, in the user's data
+directory), 0700, files 0600 named `<database>-<UTC timestamp>-<why>.db|.dump`; only the newest
+`keep` of them are kept (`[backups] keep`, a clinic default). A backup written elsewhere (`--out`) is the
+user's and never rotated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from tracker.errors import BackupError, InputError
+
+DEFAULT_KEEP = 10  # clinic default: how many backups of a database the backups/ folder keeps
+_STAMP = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    size: int
+    engine: str  # sqlite | postgresql
+    rotated: tuple[str, ...] = ()  # older backups removed to keep `keep`
+
+
+# --- where ---------------------------------------------------------------------------------------------
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def _stem(engine: Engine) -> str:
+    path = sqlite_path(engine)
+    if path is not None:
+        return path.stem
+    return engine.url.database or "tracker"
+
+
+def backups_dir(engine: Engine) -> Path:
+    path = sqlite_path(engine)
+    if path is not None:
+        return path.parent / "backups"
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("tracker", appauthor=False)) / "backups"  # beside engine.default_db_path()
+
+
+def _new_name(engine: Engine, why: str) -> Path:
+    """`<stem>-<UTC timestamp>-<why>.<ext>` in the backups folder, not yet taken."""
+    from tracker.dates import utcnow
+    from tracker.private_files import private_dir
+
+    folder = backups_dir(engine)
+    private_dir(folder)
+    ext = "db" if engine.dialect.name == "sqlite" else "dump"
+    base = f"{_stem(engine)}-{utcnow().strftime(_STAMP)}"
+    candidate, n = folder / f"{base}-{why}.{ext}", 1
+    while candidate.exists():  # two in one second
+        n += 1
+        candidate = folder / f"{base}-{n}-{why}.{ext}"
+    return candidate
+
+
+def rotate(engine: Engine, keep: int) -> tuple[str, ...]:
+    """Remove all but the newest `keep` backups of this database in its backups folder (and any partial
+    file a killed backup left); the names removed."""
+    folder = backups_dir(engine)
+    if not folder.is_dir():
+        return ()
+    pattern = re.compile(re.escape(_stem(engine)) + r"-\d{8}T\d{6}Z-[a-z0-9.-]+\.(db|dump)(\.partial)?$")
+    ours = [p for p in folder.iterdir() if p.is_file() and pattern.fullmatch(p.name)]
+    removed = [p for p in ours if p.name.endswith(".partial")]
+    whole = sorted((p for p in ours if not p.name.endswith(".partial")),
+                   key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+    removed += whole[max(keep, 1):]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return tuple(p.name for p in removed if not p.name.endswith(".partial"))
+
+
+# --- SQLite ----------------------------------------------------------------------------------------------
+
+
+def sqlite_copy(source: Path | str, target: Path) -> None:
+    """Copy a SQLite database with the online backup API into `target` (created 0600; written under a
+    `.partial` name and renamed when whole, so a killed copy never looks like a backup)."""
+    from tracker.private_files import create_private
+
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    create_private(partial)  # SQLite keeps the mode of the file it fills
+    src = sqlite3.connect(str(source), timeout=30)
+    try:
+        dst = sqlite3.connect(str(partial))
+        try:
+            src.backup(dst)  # all pages in one step: a consistent snapshot under a read lock
+            # The copy keeps the source's WAL flag; checkpointed and back to a single file.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    os.replace(partial, target)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------------
+
+
+def _pg_args(engine: Engine) -> tuple[str, dict]:
+    """(libpq URL without the password, environment with PGPASSWORD): the password never reaches argv."""
+    url = engine.url
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    plain = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return plain, env
+
+
+def pg_tool(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def pg_dump(engine: Engine, target: Path) -> None:
+    from tracker.private_files import create_private
+
+    tool = pg_tool("pg_dump")
+    if tool is None:
+        raise BackupError("backup: pg_dump is not installed (PATH); install the PostgreSQL client tools")
+    conninfo, env = _pg_args(engine)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    create_private(partial)
+    done = subprocess.run([tool, "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={conninfo}"],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"backup: pg_dump failed: {_first_line(done.stderr)}")
+    os.replace(partial, target)
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0].strip() if lines else "no message"
+
+
+# --- making one ------------------------------------------------------------------------------------------
+
+
+def make_backup(engine: Engine, out: str | Path | None = None, *, why: str = "manual",
+                keep: int = DEFAULT_KEEP) -> Backup:
+    """A backup of the whole database: at `out`, or in the backups folder (then rotated to `keep`)."""
+    if out is not None:
+        target = Path(out).expanduser().resolve()
+        if not target.parent.is_dir():
+            raise InputError("out", str(out), f"directory {target.parent} does not exist")
+        if target.exists():
+            raise InputError("out", str(out), "already exists; choose a new file name")
+    else:
+        target = _new_name(engine, why)
+    source = sqlite_path(engine)
+    if source is not None:
+        sqlite_copy(source, target)
+    elif engine.dialect.name == "postgresql":
+        pg_dump(engine, target)
+    else:
+        raise BackupError(f"backup: no backup for the {engine.dialect.name} dialect")
+    _fsync_file(target)
+    rotated = rotate(engine, keep) if out is None else ()
+    return Backup(target, target.stat().st_size, engine.dialect.name, rotated)
+
+
+# --- checking a file before it is restored ---------------------------------------------------------------
+
+
+def sqlite_revision(path: Path, known: set[str]) -> str:
+    """The schema revision (one of `known`) of a SQLite file that passes integrity_check; BackupError
+    otherwise."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise BackupError(f"restore: {path}: cannot be opened as SQLite ({exc})") from None
+    try:
+        try:
+            check = conn.execute("PRAGMA integrity_check").fetchall()
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(f"restore: {path}: not a tracker database ({exc})") from None
+    finally:
+        conn.close()
+    if check != [("ok",)]:
+        raise BackupError(f"restore: {path}: integrity check failed ({check[0][0]})")
+    if revision is None or revision[0] not in known:
+        raise BackupError(f"restore: {path}: schema revision {revision[0] if revision else None!r} "
+                          "is not one this tracker knows")
+    return revision[0]
+
+
+def pg_check_dump(path: Path) -> None:
+    tool = pg_tool("pg_restore")
+    if tool is None:
+        raise BackupError("restore: pg_restore is not installed (PATH); install the PostgreSQL client tools")
+    listed = subprocess.run([tool, "--list", str(path)], capture_output=True, text=True)
+    if listed.returncode != 0:
+        raise BackupError(f"restore: {path}: not a pg_dump custom-format file ({_first_line(listed.stderr)})")
+    if " alembic_version" not in listed.stdout:
+        raise BackupError(f"restore: {path}: a PostgreSQL dump, but not of a tracker database")
+
+
+def pg_restore(engine: Engine, path: Path) -> None:
+    tool = pg_tool("pg_restore")
+    conninfo, env = _pg_args(engine)
+    done = subprocess.run([tool, "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                           f"--dbname={conninfo}", str(path)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BackupError(f"restore: pg_restore failed (the database is as it was): {_first_line(done.stderr)}")
