@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import json_option
+from tracker.cli.options import json_object_option
 
 
 @click.group()
@@ -41,7 +41,7 @@ def upgrade(app):
 
 
 @db.command("status")
-@json_option
+@json_object_option
 @pass_app
 def status(app, as_json):
     """Where the database is and whether its schema is current."""
