@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_mrn
 from tracker.cli.options import DATE, as_of_option, json_object_option, json_option
 from tracker.cli.render import echo  # stored text shown literally
 
 
 @click.command()
 @click.option("--all", "include_all", is_flag=True, help="Include acknowledged, snoozed and resolved alerts.")
-@click.option("--mrn", help="Only this patient's alerts.")
+@click.option("--mrn", shell_complete=complete_mrn, help="Only this patient's alerts.")
 @as_of_option
 @json_option
 @pass_app
@@ -32,8 +33,9 @@ def alerts(app, include_all, mrn, as_of, as_json):
         say(f"{len(rows)} {noun}{whose} " + (f"on {as_of}, any status" if include_all else f"would be open on {as_of}")
             + " (what-if: nothing stored)")
     else:
-        say(f"{len(rows)} {'' if include_all else 'open '}{noun}{whose} (last nightly evaluation: "
-            f"{evaluated or 'never'}; `tracker evaluate` runs one now)")
+        # The list is what the last evaluation stored (nightly, or `tracker evaluate`), not a live review.
+        say(f"{len(rows)} {'' if include_all else 'open '}{noun}{whose} "
+            + (f"(evaluated {evaluated})" if evaluated else "(never evaluated: `tracker evaluate` runs one now)"))
     if not rows:
         return
     table(["ID", "MRN", "Drug", "Severity", "Kind", "Raised", "Status", "Message"],
@@ -69,19 +71,19 @@ def show(app, alert_id, as_json):
     if as_json:
         emit_json(row)
         return
-    echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['state']}  raised {row['raised_on']}")
-    echo(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
+    say(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['state']}  raised {row['raised_on']}")
+    say(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
     say(row["message"])  # on a terminal wrapped at word boundaries; piped, one line
     for label, key in (("value", "value"), ("limit", "limit"), ("note", "note"), ("snoozed until", "snoozed_until"),
                        ("re-opened", "reopened_on"), ("cleared", "cleared_on"), ("resolved", "resolved_on"), ("resolution", "resolution")):
         if row[key]:
-            echo(f"{label}: {row[key]}")
+            say(f"{label}: {row[key]}")
     if row["suggestions"]:
-        echo(f"suggestions: {', '.join(row['suggestions'])}")
+        say(f"suggestions: {', '.join(row['suggestions'])}")
     if row["sources"]:
-        echo(f"sources: {', '.join(row['sources'])}")
+        say(f"sources: {', '.join(row['sources'])}")
     for event in row["history"]:
-        echo(f"  {event['at']}  {event['user']}  {event['action']}")
+        say(f"  {event['at']}  {event['user']}  {event['action']}")
 
 
 @alert.command("ack")

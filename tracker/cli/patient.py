@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_mrn
 from tracker.cli.options import DATE, NUMBER, json_object_option, json_option
 
 
@@ -44,7 +45,7 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing):
 
 
 @patient.command("update")
-@click.argument("mrn")
+@click.argument("mrn", shell_complete=complete_mrn)
 @click.option("--new-mrn", help="Change the MRN.")
 @click.option("--name")
 @click.option("--dob", type=DATE)
@@ -88,7 +89,7 @@ def list_(app, as_json):
 
 
 @patient.command("show")
-@click.argument("mrn")
+@click.argument("mrn", shell_complete=complete_mrn)
 @json_object_option
 @pass_app
 def show(app, mrn, as_json):

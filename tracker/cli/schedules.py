@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_drug
 from tracker.cli.options import json_object_option, json_option
 
 
@@ -31,7 +32,7 @@ def list_(app, as_json):
 
 
 @schedules.command("show")
-@click.argument("drug")
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--weeks", type=click.IntRange(1, 520), default=52, show_default=True)
 @json_object_option
 @pass_app
