@@ -76,10 +76,25 @@ def table(columns: list[str], rows: list[list], title: str | None = None, *, mes
     layout.measure(rows)
     if title:
         out.print(line((title, "bold")))
-    layout.print_header(out)
+    lines = [layout.header()]
     for row in rows:
-        layout.print_row(out, row)
+        lines.extend(layout.row(row))
+    emit_lines(out, lines)
     layout.print_notes(out, legend)
+
+
+def emit_lines(out, lines: list) -> None:
+    """Lines already fitted (rich `Text`), written at once: plain text when piped, styled on a terminal
+    (printing line by line through rich costs about a millisecond each)."""
+    if not lines:
+        return
+    if not out.is_terminal:
+        out.file.write("".join(f"{text.plain}\n" for text in lines))
+        out.file.flush()
+        return
+    from rich.text import Text
+
+    out.print(Text("\n").join(lines), soft_wrap=True)
 
 
 GAP = "  "
@@ -120,31 +135,35 @@ class Layout:
         self.widths = widths
 
     def _short_line(self, cells: list[tuple[str, str]]):
-        from rich.text import Text
+        """One line of short columns: each cut to its width (at a word boundary, with an ellipsis) and padded.
+        Built as a plain string with style spans: rich's per-piece appends cost too much on long worklists."""
+        from rich.cells import cell_len
+        from rich.text import Span, Text
 
-        out = Text(self.indent)
+        parts, spans, at = [self.indent], [], len(self.indent)
         last = len(cells) - 1
         for k, ((text, style), width) in enumerate(zip(cells, self.widths)):
             text, cut = shorten(text, width)
             self.shortened += cut
-            piece = Text(text, style=style)
-            piece.truncate(width, overflow="ellipsis", pad=k < last)
-            out.append_text(piece)
+            if style and text:
+                spans.append(Span(at, at + len(text), style))
             if k < last:
-                out.append(GAP)
-        out.rstrip()
+                text += " " * (width - cell_len(text)) + GAP
+            parts.append(text)
+            at += len(text)
+        out = Text("".join(parts).rstrip(), spans=spans)
         if self.width is not None and out.cell_len > self.width:  # only when every column is at its floor
             out.truncate(self.width, overflow="ellipsis")
         return out
 
-    def print_header(self, out) -> None:
-        header = self._short_line([(self.columns[i], "bold") for i in self.short])
-        out.print(header)
+    def header(self):
+        return self._short_line([(self.columns[i], "bold") for i in self.short])
 
-    def print_row(self, out, row: list) -> None:
+    def row(self, row: list) -> list:
+        """A row's lines: its short columns, then its message (if any) on an indented line."""
         from rich.text import Text
 
-        out.print(self._short_line([_cell(row[i]) for i in self.short]))
+        lines = [self._short_line([_cell(row[i]) for i in self.short])]
         if self.message is not None:
             text, style = _cell(row[self.message])
             if text:
@@ -152,7 +171,8 @@ class Layout:
                 room = None if self.width is None else max(self.width - len(indent), 20)
                 text, cut = shorten(text, room)
                 self.shortened += cut
-                out.print(Text(indent) + Text(text, style=style))
+                lines.append(Text(indent + text, style=style) if style else Text(indent + text))
+        return lines
 
     def print_notes(self, out, legend: str | None = None) -> None:
         if self.shortened:
@@ -239,14 +259,14 @@ def worklist(rows: list[dict], title: str, empty: str) -> None:
     cells = [[r["due"], "+".join(r["drugs"]), r["kind"], item_mark(r), item_text(r)] for r in rows]
     layout = Layout(["Due", "Drug", "Kind", "Mark", "Item"], "Item", fit_width(out), indent="  ")
     layout.measure(cells, header=False)
-    name_room = None if layout.width is None else layout.width
+    lines = []
     for mrn, group in groupby(zip(rows, cells), key=lambda pair: pair[0]["mrn"]):
         group = list(group)
-        out.print()
         heading = line((mrn, "bold"), "  ", group[0][0].get("patient") or "")
-        if name_room is not None:
-            heading.truncate(name_room, overflow="ellipsis")
-        out.print(heading)
+        if layout.width is not None:
+            heading.truncate(layout.width, overflow="ellipsis")
+        lines += [line(), heading]
         for _, row_cells in group:
-            layout.print_row(out, row_cells)
+            lines.extend(layout.row(row_cells))
+    emit_lines(out, lines)
     layout.print_notes(out, mark_legend(rows))
