@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE, as_of_option, json_option
+from tracker.cli.completion import complete_mrn
+from tracker.cli.options import DATE, as_of_option, json_object_option, json_option
 from tracker.cli.render import echo  # stored text shown literally
 
 
 @click.command()
 @click.option("--all", "include_all", is_flag=True, help="Include acknowledged, snoozed and resolved alerts.")
-@click.option("--mrn", help="Only this patient's alerts.")
+@click.option("--mrn", shell_complete=complete_mrn, help="Only this patient's alerts.")
 @as_of_option
 @json_option
 @pass_app
@@ -23,20 +24,31 @@ def alerts(app, include_all, mrn, as_of, as_json):
 
     with app.clinic(write=False) as clinic:  # reads only: it need not wait for writers
         evaluated, rows = review_alerts(clinic, as_of, include_all, mrn)
-    if as_of is not None:
-        heading = f"Alerts that would be open on {as_of} (what-if: nothing stored)"
-    else:
-        heading = f"Alerts (last nightly evaluation: {evaluated or 'never'}; `tracker evaluate` runs one now)"
     if as_json:
         emit_json(rows)
         return
-    say(heading)
+    noun = "alert" if len(rows) == 1 else "alerts"
+    whose = f" for {mrn}" if mrn else ""
+    if as_of is not None:
+        say(f"{len(rows)} {noun}{whose} " + (f"on {as_of}, any status" if include_all else f"would be open on {as_of}")
+            + " (what-if: nothing stored)")
+    else:
+        # The list is what the last evaluation stored (nightly, or `tracker evaluate`), not a live review.
+        say(f"{len(rows)} {'' if include_all else 'open '}{noun}{whose} "
+            + (f"(evaluated {evaluated})" if evaluated else "(never evaluated: `tracker evaluate` runs one now)"))
     if not rows:
-        say("No open alerts." if not include_all else "No alerts.")
         return
-    table(["ID", "MRN", "Drug", "Kind", "Severity", "Status", "Raised", "Message", "Suggestions"],
-          [[r["id"] or "-", r["mrn"], r["drug"], r["kind"], r["severity"], r["state"], r["raised_on"], r["message"],
-            ", ".join(r["suggestions"])] for r in rows])
+    table(["ID", "MRN", "Drug", "Severity", "Kind", "Raised", "Status", "Message"],
+          [[r["id"] or "-", r["mrn"], r["drug"] or "-", (r["severity"], SEVERITY_STYLE.get(r["severity"], "")),
+            r["kind"], r["raised_on"], r["state"], _alert_text(r)] for r in rows], message="Message")
+
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
+
+
+def _alert_text(row: dict) -> str:
+    """An alert's message and, when there are any, the drugs to consider instead."""
+    return row["message"] + (f"; consider: {', '.join(row['suggestions'])}" if row["suggestions"] else "")
 
 
 @click.group()
@@ -46,11 +58,11 @@ def alert() -> None:
 
 @alert.command("show")
 @click.argument("alert_id", metavar="ID", type=int)
-@json_option
+@json_object_option
 @pass_app
 def show(app, alert_id, as_json):
     """One alert with its history."""
-    from tracker.cli.render import emit_json
+    from tracker.cli.render import emit_json, say
 
     from tracker.services.alerts import show_alert
 
@@ -59,19 +71,19 @@ def show(app, alert_id, as_json):
     if as_json:
         emit_json(row)
         return
-    echo(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['state']}  raised {row['raised_on']}")
-    echo(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
-    echo(row["message"])
+    say(f"alert #{row['id']}  {row['kind']}  {row['severity']}  {row['state']}  raised {row['raised_on']}")
+    say(f"patient {row['mrn']}  drug {row['drug'] or '-'}")
+    say(row["message"])  # on a terminal wrapped at word boundaries; piped, one line
     for label, key in (("value", "value"), ("limit", "limit"), ("note", "note"), ("snoozed until", "snoozed_until"),
                        ("re-opened", "reopened_on"), ("cleared", "cleared_on"), ("resolved", "resolved_on"), ("resolution", "resolution")):
         if row[key]:
-            echo(f"{label}: {row[key]}")
+            say(f"{label}: {row[key]}")
     if row["suggestions"]:
-        echo(f"suggestions: {', '.join(row['suggestions'])}")
+        say(f"suggestions: {', '.join(row['suggestions'])}")
     if row["sources"]:
-        echo(f"sources: {', '.join(row['sources'])}")
+        say(f"sources: {', '.join(row['sources'])}")
     for event in row["history"]:
-        echo(f"  {event['at']}  {event['user']}  {event['action']}")
+        say(f"  {event['at']}  {event['user']}  {event['action']}")
 
 
 @alert.command("ack")
@@ -129,7 +141,7 @@ def echo_evaluation(evaluation) -> None:
 
 
 @click.command()
-@json_option
+@json_object_option
 @pass_app
 def evaluate(app, as_json):
     """Review every live course today and store the alerts (what the nightly job does before reminding)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_mrn
 from tracker.cli.options import DATE, NUMBER
 from tracker.cli.render import echo  # stored text shown literally
 
@@ -12,7 +13,7 @@ from tracker.core.terms import MEASURE_NAMES as NAMES
 
 
 @click.command()
-@click.argument("mrn")
+@click.argument("mrn", shell_complete=complete_mrn)
 @click.option("--on", type=DATE, required=True, help="Date of the assessment.")
 @click.option("--easi", type=NUMBER, help="EASI, 0-72.")
 @click.option("--iga", type=NUMBER, help="IGA, 0-4.")

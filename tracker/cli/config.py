@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import json_option
+from tracker.cli.options import json_object_option
 
 
 @click.group("config")
@@ -14,7 +14,7 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@json_option
+@json_object_option
 @pass_app
 def show(app, as_json):
     """Print the configuration in effect (defaults filled in, secrets masked)."""

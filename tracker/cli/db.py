@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import json_option
+from tracker.cli.options import json_object_option
 from tracker.display import printable
 
 
@@ -44,7 +44,7 @@ def upgrade(app):
 
 
 @db.command("status")
-@json_option
+@json_object_option
 @pass_app
 def status(app, as_json):
     """Where the database is and whether its schema is current."""
@@ -63,7 +63,7 @@ def status(app, as_json):
 @db.command("backup")
 @click.option("--out", "out", metavar="FILE", help="Write the backup here (default: backups/ beside the database, "
               "rotated to [backups] keep).")
-@json_option
+@json_object_option
 @pass_app
 def backup(app, out, as_json):
     """Back up the whole database while others keep working (SQLite: online backup; PostgreSQL: pg_dump)."""
@@ -80,7 +80,7 @@ def backup(app, out, as_json):
 
 @db.command("restore")
 @click.argument("file")
-@json_option
+@json_object_option
 @pass_app
 def restore(app, file, as_json):
     """Replace the database with a backup (refused while a nightly run is in progress). The current

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_mrn
 from tracker.cli.options import json_option
 from tracker.cli.render import echo  # stored text shown literally
 
@@ -15,7 +16,7 @@ def feed() -> None:
 
 
 @feed.command("create")
-@click.option("--patient", "mrn", metavar="MRN", help="A feed of one patient's items.")
+@click.option("--patient", "mrn", metavar="MRN", shell_complete=complete_mrn, help="A feed of one patient's items.")
 @click.option("--clinic", is_flag=True, help="A feed of every patient's items (staff only).")
 @click.option("--audience", type=click.Choice(["staff", "patient"]), default="staff", show_default=True,
               help="patient: plain language, one patient only.")

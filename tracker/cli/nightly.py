@@ -73,7 +73,7 @@ def status(app, limit, as_json):
         rows.append([run["id"], run["as_of"], run["from_day"], run["started_at"][:19].replace("T", " "),
                      (run["finished_at"] or "")[:19].replace("T", " "), run["status"], counts, failures])
     table(["run", "as of", "from", "started (UTC)", "finished (UTC)", "status", "reminders", "failures"], rows,
-          "Nightly runs")
+          f"Nightly runs (latest {len(rows)})", message="reminders")
     if pending:
         say("Undelivered: " + ", ".join(f"{channel} {count}" for channel, count in sorted(pending.items())))
 

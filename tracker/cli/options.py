@@ -42,7 +42,14 @@ NUMBER = NumberType()
 
 
 def json_option(fn):
+    """--json on a listing: a JSON array (tests/test_terminal_output.py checks each command's help against
+    what it prints)."""
     return click.option("--json", "as_json", is_flag=True, help="Print a JSON array to stdout.")(fn)
+
+
+def json_object_option(fn):
+    """--json on a command that shows one thing: a JSON object."""
+    return click.option("--json", "as_json", is_flag=True, help="Print a JSON object to stdout.")(fn)
 
 
 def as_of_option(fn):

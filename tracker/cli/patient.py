@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE, NUMBER, json_option
+from tracker.cli.completion import complete_mrn
+from tracker.cli.options import DATE, NUMBER, json_object_option, json_option
 
 
 # `--childbearing-potential yes|no|unknown`; given bare, it means yes (the old flag). Unknown (the default)
@@ -44,7 +45,7 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing):
 
 
 @patient.command("update")
-@click.argument("mrn")
+@click.argument("mrn", shell_complete=complete_mrn)
 @click.option("--new-mrn", help="Change the MRN.")
 @click.option("--name")
 @click.option("--dob", type=DATE)
@@ -88,12 +89,12 @@ def list_(app, as_json):
 
 
 @patient.command("show")
-@click.argument("mrn")
-@json_option
+@click.argument("mrn", shell_complete=complete_mrn)
+@json_object_option
 @pass_app
 def show(app, mrn, as_json):
     """A patient's details, courses, recent results and next items."""
-    from tracker.cli.render import emit_json, line, say, table
+    from tracker.cli.render import emit_json, item_mark, item_text, line, mark_legend, say, table
     from tracker.services.patient_view import patient_summary
 
     with app.clinic() as clinic:
@@ -107,30 +108,24 @@ def show(app, mrn, as_json):
              f"{' (counts as yes: female of childbearing age)' if p['childbearing'] == 'unknown' and p['may_conceive'] else ''}"))
     table(["Drug", "Status", "Start", "Stop", "Dose", "Protocol"],
           [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
-           for c in summary["courses"]], title="Courses")
+           for c in summary["courses"]], title=f"Courses ({len(summary['courses'])})")
     if summary["results"]:
         from tracker.services.results import as_reported
 
         table(["Taken", "Test", "Value", "Unit", "As reported"],
               [[r["taken_on"], r["test"], r["value"], r["unit"], as_reported(r)] for r in summary["results"]],
-              title="Recent results")
+              title=f"Recent results (latest {len(summary['results'])})")
     if summary["baselines"]:
         table(["Drug", "Test", "Baseline"], [[b["drug"], b["test"], b["text"]] for b in summary["baselines"]],
-              title="Baselines for change rules")
+              title=f"Baselines for change rules ({len(summary['baselines'])})", message="Baseline")
     if summary["alerts"]:
         table(["ID", "Raised", "Severity", "Kind", "Status", "Message"],
               [[a["id"], a["raised_on"], a["severity"], a["kind"], a["state"], a["message"]]
-               for a in summary["alerts"]], title="Alerts")
-    table(["Due", "Drug", "Kind", "Title", "Status"],
-          [[i["due"], i["drug"], i["kind"], i["title"] + (f" (missing {i['missing_text']})" if i["missing_text"] else ""),
-            _item_status(i)] for i in summary["next_items"]], title="Open and upcoming items")
-
-
-def _item_status(item: dict) -> str:
-    """OVERDUE, partial, OVERDUE (partial), or the stored status."""
-    if item["overdue"]:
-        return "OVERDUE (partial)" if item["status"] == "partial" else "OVERDUE"
-    return item["status"]
+               for a in summary["alerts"]], title=f"Alerts ({len(summary['alerts'])})", message="Message")
+    items = summary["next_items"]
+    table(["Due", "Drug", "Kind", "Mark", "Item"],
+          [[i["due"], i["drug"], i["kind"], item_mark(i), item_text(i)] for i in items],
+          title=f"Open and upcoming items ({len(items)})", message="Item", legend=mark_legend(items))
 
 
 COMMANDS = [patient]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_mrn, complete_test
 from tracker.cli.options import DATE, NUMBER, json_option
 from tracker.cli.render import echo  # stored text shown literally
 
@@ -17,8 +18,8 @@ def result() -> None:
 # ignore_unknown_options: a negative VALUE (`alt -25`) is the value, refused by its plausible range, not
 # "No such option: -25".
 @result.command("add", context_settings={"ignore_unknown_options": True})
-@click.argument("mrn")
-@click.argument("test")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("test", shell_complete=complete_test)
 @click.argument("value")
 @click.option("--on", type=DATE, required=True, help="Date the sample was taken.")
 @click.option("--unit", help="Unit as reported, e.g. g/dL, cells/uL, 10*9/L (default: the vocabulary's unit "
@@ -50,8 +51,8 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
 
 
 @result.command("list")
-@click.argument("mrn")
-@click.option("--test", help="Only this test (a panel lists its analytes).")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.option("--test", shell_complete=complete_test, help="Only this test (a panel lists its analytes).")
 @json_option
 @pass_app
 def list_(app, mrn, test, as_json):

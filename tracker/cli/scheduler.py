@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import json_option
+from tracker.cli.options import json_object_option
 
 
 def _settings(app, at, timezone):
@@ -57,7 +57,7 @@ def run(app, at, timezone):
 
 @scheduler.command("show")
 @_options
-@json_option
+@json_object_option
 @pass_app
 def show(app, at, timezone, as_json):
     """The job `scheduler run` would register: trigger, timezone, grace time, next run."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import json_option
+from tracker.cli.completion import complete_drug
+from tracker.cli.options import json_object_option, json_option
 
 
 @click.group()
@@ -31,9 +32,9 @@ def list_(app, as_json):
 
 
 @schedules.command("show")
-@click.argument("drug")
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--weeks", type=click.IntRange(1, 520), default=52, show_default=True)
-@json_option
+@json_object_option
 @pass_app
 def show(app, drug, weeks, as_json):
     """A protocol as a timeline from a nominal start (week, day offset, tests, checkpoints, limits)."""
@@ -52,26 +53,33 @@ def show(app, drug, weeks, as_json):
     say(line((protocol.name, "bold"), f" ({protocol.id}, {protocol.drug_class}, protocol v{protocol.version})"
              + (f"  also: {', '.join([*protocol.aliases, *protocol.brands])}"
                 if protocol.aliases or protocol.brands else "")))
-    table(["Week", "Day", "Kind", "Tests / target", "Rule", "Sources"],
+    table(["Week", "Day", "Kind", "Tests / target", "Rule"],
           [[r["week"], f"+{r['day']}", r["kind"] + (f" ({r['gate']})" if r["gate"] else ""),
             ", ".join(r["tests"]) or r["target"] or "",
-            "; ".join(filter(None, [r["detail"], clinic_default_words(tuple(r["clinic_default"]))])),
-            ", ".join([*r["sources"], *([CLINIC_DEFAULT] if r["clinic_default"] else [])])]
-           for r in rows], title=f"First {weeks} weeks")
+            _with_sources("; ".join(filter(None, [r["detail"], clinic_default_words(tuple(r["clinic_default"]))])),
+                          [*r["sources"], *([CLINIC_DEFAULT] if r["clinic_default"] else [])])]
+           for r in rows], title=f"First {weeks} weeks ({len(rows)} items)", message="Rule")
     rules = protocol_rules(protocol, app.library.vocabulary)
-    table(["Section", "Rule", "Note", "Sources"],
-          [[r["section"], r["rule"], r["note"] or "", _sources(r)] for r in rules if r["section"] != "threshold"],
-          title="Rule set (each line with its sources, or clinic default)")
+    table(["Section", "Rule"],
+          [[r["section"], _with_sources(r["rule"] + (f" ({r['note']})" if r["note"] else ""), _sources(r))]
+           for r in rules if r["section"] != "threshold"],
+          title="Rule set (each line with its sources, or clinic default)", message="Rule")
     thresholds = [r for r in rules if r["section"] == "threshold"]
     if thresholds:
-        table(["Threshold", "Action", "Severity", "Message", "Sources"],
-              [[r["condition"], r["action"], r["severity"], r["message"] or "", _sources(r)] for r in thresholds],
-              title="Lab action thresholds")
-    table(["Key", "Citation", "URL"],
-          [[k, s.citation + (f" (tier: {s.tier})" if s.tier else ""), s.url or ""] for k, s in protocol.sources.items()],
-          title="Sources")
+        table(["Threshold", "Severity", "Action", "Message"],
+              [[r["condition"], r["severity"], r["action"], _with_sources(r["message"] or "", _sources(r))]
+               for r in thresholds], title=f"Lab action thresholds ({len(thresholds)})", message="Message")
+    table(["Key", "URL", "Citation"],
+          [[k, s.url or "", s.citation + (f" (tier: {s.tier})" if s.tier else "")] for k, s in protocol.sources.items()],
+          title="Sources", message="Citation")
     if protocol.notes:
         say(line(f"Notes: {protocol.notes.strip()}", newlines=True))  # a clinic's file: shown as written
+
+
+def _with_sources(text: str, sources) -> str:
+    """A rule's text followed by its sources in brackets."""
+    keys = sources if isinstance(sources, str) else ", ".join(sources)
+    return f"{text} [{keys}]" if text and keys else text or (f"[{keys}]" if keys else "")
 
 
 def _sources(row: dict) -> str:

@@ -7,6 +7,7 @@ import click
 from tracker.core.terms import STOP_CATEGORIES
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_drug, complete_mrn
 from tracker.cli.options import DATE
 
 STOP_CATEGORY = click.Choice(STOP_CATEGORIES)
@@ -40,8 +41,8 @@ def _report(change, verb: str) -> None:
 
 
 @therapy.command("start")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--on", type=DATE, required=True, help="Start date.")
 @click.option("--dose", help="Dose as prescribed, free text.")
 @click.option("--override-gate", metavar="REASON",
@@ -62,8 +63,8 @@ def start(app, mrn, drug, on, dose, override_gate, historic):
 
 
 @therapy.command("dose")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--on", type=DATE, required=True, help="Date of the dose change.")
 @click.option("--dose", required=True, help="The new dose.")
 @pass_app
@@ -77,8 +78,8 @@ def dose(app, mrn, drug, on, dose):
 
 
 @therapy.command("pause")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--on", type=DATE, required=True)
 @click.option("--reason")
 @pass_app
@@ -92,8 +93,8 @@ def pause(app, mrn, drug, on, reason):
 
 
 @therapy.command("resume")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--on", type=DATE, required=True)
 @click.option("--reason")
 @pass_app
@@ -107,8 +108,8 @@ def resume(app, mrn, drug, on, reason):
 
 
 @therapy.command("stop")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--on", type=DATE, required=True)
 @click.option("--reason", required=True)
 @click.option("--category", type=STOP_CATEGORY, help="Why: failure, adverse_event or other.")
@@ -123,9 +124,9 @@ def stop(app, mrn, drug, on, reason, category):
 
 
 @therapy.command("switch")
-@click.argument("mrn")
-@click.argument("from_drug", metavar="FROM")
-@click.argument("to_drug", metavar="TO")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("from_drug", metavar="FROM", shell_complete=complete_drug)
+@click.argument("to_drug", metavar="TO", shell_complete=complete_drug)
 @click.option("--on", type=DATE, required=True)
 @click.option("--reason", required=True)
 @click.option("--category", type=STOP_CATEGORY, help="Why FROM stopped: failure, adverse_event or other.")
@@ -147,8 +148,8 @@ def switch(app, mrn, from_drug, to_drug, on, reason, category, dose, override_ga
 
 
 @therapy.command("replan")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @pass_app
 def replan(app, mrn, drug):
     """Adopt the current version of DRUG's protocol for MRN's course (done items are kept)."""
@@ -160,8 +161,8 @@ def replan(app, mrn, drug):
 
 
 @therapy.command("adjust")
-@click.argument("mrn")
-@click.argument("drug")
+@click.argument("mrn", shell_complete=complete_mrn)
+@click.argument("drug", shell_complete=complete_drug)
 @click.option("--every", required=True, help="Interval for the maintenance phase, e.g. 8w, 3m.")
 @click.option("--reason", required=True, help="Why this patient's interval differs from the protocol.")
 @click.option("--from", "from_date", type=DATE, help="From this date (default: today).")

@@ -7,6 +7,7 @@ import datetime as dt
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.completion import complete_mrn
 from tracker.cli.options import DATE, as_of_option, json_option
 
 
@@ -27,7 +28,7 @@ def calendar() -> None:
 
 
 @calendar.command("show")
-@click.argument("mrn")
+@click.argument("mrn", shell_complete=complete_mrn)
 @click.option("--from", "start", type=DATE, help="First date (default: everything).")
 @click.option("--to", "end", type=DATE, help="Last date (default: everything planned).")
 @click.option("--all", "include_cancelled", is_flag=True, help="Include cancelled items.")
