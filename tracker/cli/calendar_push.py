@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import json_option
+from tracker.cli.options import json_object_option
 from tracker.cli.worklists import calendar
 
 
 @calendar.command("push")
 @click.option("--dry-run", is_flag=True, help="Count what would be sent, against what was last sent; "
                                              "the server is not contacted.")
-@json_option
+@json_object_option
 @pass_app
 def push(app, dry_run, as_json):
     """Keep the [caldav] collection in step with the staff calendar: new events created, changed ones
