@@ -109,6 +109,7 @@ def record_result(
     ref_low: float | None = None,
     ref_high: float | None = None,
     patient: Patient | None = None,
+    source_id: str | None = None,
 ) -> RecordedResult:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     vocabulary = library.vocabulary
@@ -126,6 +127,7 @@ def record_result(
         ref_low=checked.ref_low,
         ref_high=checked.ref_high,
         created_at=utcnow(),
+        source_id=source_id,  # the HL7 message result or FHIR Observation it came from (services/lab_import.py)
     )
     session.add(result)
     session.flush()

@@ -1,0 +1,155 @@
+"""Lab results from HL7 v2 ORU^R01 messages and FHIR R4 bundles (issue 16): the parsers' plain rows
+(tracker/labs) checked and stored as the CSV import checks and stores its rows (validate_result, then
+record_result, oldest first, so each result completes the items it answers and is evaluated as it lands).
+
+- A result maps to a tracker test by its LOINC code (the vocabulary's `loinc`/`also_loinc`), or by a local
+  code the site config maps (`[labs.codes]`); its unit goes through tracker/units.py like any other.
+- All or nothing: any bad result refuses the whole file, naming each (`message MSG1 OBX[3]: ...`), and the
+  database is left as it was; `skip_bad` stores the good ones and returns the rejected with their reasons.
+- Idempotent: each result carries its source id (message control id + OBX set id, or Observation id;
+  lab_result.source_id, unique). A result already on record is skipped, so importing the same message
+  again stores nothing and writes nothing (not even an audit row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlmodel import select
+
+from tracker.core.durations import parse_date
+from tracker.core.inputs import finite_number
+from tracker.db.tables import LabResult, Patient
+from tracker.errors import InputError, TrackerError
+from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
+from tracker.services import audit
+from tracker.services.context import Clinic
+
+MAX_LAB_FILE_BYTES = 200_000_000
+
+
+class LabImportRejected(InputError):
+    """Some results are bad; nothing was imported. One line per bad result, naming message and segment."""
+
+    def __init__(self, name: str, total: int, problems: list[str]):
+        self.problems = problems
+        super().__init__("file", name, f"{len(problems)} of {total} results rejected, nothing imported")
+
+    def __str__(self) -> str:
+        return "\n".join([super().__str__(), *self.problems])
+
+
+@dataclass
+class LabImportReport:
+    format: str
+    imported: list = field(default_factory=list)  # RecordedResult
+    already: int = 0  # results of this file already on record (a re-import)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+
+
+def read_lab_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_LAB_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError("file", path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError("file", path, "is a directory, not a file") from None
+    if len(data) > MAX_LAB_FILE_BYTES:
+        raise InputError("file", path, f"larger than {MAX_LAB_FILE_BYTES} bytes")
+    return data
+
+
+def parse_lab_data(data: bytes, name: str) -> tuple[str, list[LabRow]]:
+    """The format (by content) and the rows of an HL7 or FHIR file."""
+    kind = detect_format(data)
+    if kind == "hl7":
+        from tracker.labs.hl7 import parse_hl7
+
+        return kind, parse_hl7(data)
+    if kind == "fhir":
+        from tracker.labs.fhir_in import parse_fhir
+
+        return kind, parse_fhir(data, name)
+    raise InputError("file", name, "neither an HL7 v2 message (MSH|...) nor a FHIR resource (JSON with resourceType)")
+
+
+def import_lab_file(clinic: Clinic, path: str, *, skip_bad: bool) -> LabImportReport:
+    return import_lab_data(clinic, read_lab_file(path), str(Path(path)), skip_bad=skip_bad)
+
+
+def import_lab_data(clinic: Clinic, data: bytes, name: str, *, skip_bad: bool) -> LabImportReport:
+    kind, rows = parse_lab_data(data, name)
+    return import_lab_rows(clinic, rows, name, kind, skip_bad=skip_bad)
+
+
+def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str]) -> str:
+    """The tracker test a result is for: by LOINC, else by the site's local code map."""
+    for system, code in row.codes:
+        if system in LOINC_SYSTEMS and code in by_loinc:
+            return by_loinc[code]
+    for system, code in row.codes:
+        for key in (f"{system}:{code}" if system else code, code):
+            if key in local:
+                return local[key]
+    raise InputError("code", row.code_text, "no tracker test has this code: a LOINC code in the vocabulary, "
+                                            "or a local code mapped in the config's [labs.codes]")
+
+
+def _existing_sources(session, source_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(source_ids), 500):
+        chunk = source_ids[start:start + 500]
+        found.update(session.exec(select(LabResult.source_id).where(LabResult.source_id.in_(chunk))).all())
+    return found
+
+
+def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *, skip_bad: bool) -> LabImportReport:
+    from tracker.services.results import record_result, validate_result
+
+    session, vocabulary, today = clinic.session, clinic.library.vocabulary, clinic.today
+    by_loinc = vocabulary.by_loinc()
+    local = dict(clinic.settings.labs.codes)
+    on_record = _existing_sources(session, [r.source_id for r in rows])
+    patients: dict[str, Patient | None] = {}
+    seen: set[str] = set()
+    good: list[tuple[int, LabRow, dict]] = []
+    report = LabImportReport(kind)
+    for number, row in enumerate(rows):
+        if row.source_id in on_record:
+            report.already += 1
+            continue
+        try:
+            if row.problem:
+                raise InputError("result", row.code_text, row.problem)
+            if row.source_id in seen:
+                raise InputError("result", row.source_id, "repeats an earlier result of this file")
+            if len(row.source_id) > 200:
+                raise InputError("result", row.source_id[:60] + "...", "its id is longer than 200 characters")
+            seen.add(row.source_id)
+            test = test_code_for(row, by_loinc, local)
+            if row.mrn not in patients:
+                patients[row.mrn] = session.exec(select(Patient).where(Patient.mrn == row.mrn)).first()
+            patient = patients[row.mrn]
+            if patient is None:
+                raise InputError("mrn", row.mrn, "no such patient in tracker")
+            taken_on = parse_date(row.taken_on, "taken_on")
+            ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
+            ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
+            validate_result(vocabulary, test, row.value, taken_on, patient, today, ref_low, ref_high, row.unit)
+        except TrackerError as exc:
+            report.rejected.append((row.where, str(exc)))
+            continue
+        good.append((number, row, dict(mrn=row.mrn, test=test, value=row.value, taken_on=taken_on, unit=row.unit,
+                                       ref_low=ref_low, ref_high=ref_high, patient=patient,
+                                       source_id=row.source_id)))
+    if report.rejected and not skip_bad:
+        raise LabImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected])
+    for _, _, values in sorted(good, key=lambda g: (g[2]["taken_on"], g[0])):  # oldest first: baselines first
+        report.imported.append(record_result(clinic, **values))
+    if report.imported or report.rejected:
+        audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
+                     {"file": name, "format": kind, "imported": len(report.imported), "already": report.already,
+                      "rejected": len(report.rejected)})
+    return report
