@@ -121,7 +121,8 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
         kind = text[:3]
         label = f"{kind}[{_ordinal(segments, number)}]"
         if len(text) > 3 and text[3] != "|":
-            raise MessageError(control_id, label, "malformed segment (expected a three-letter name and |)")
+            raise MessageError(control_id, label, f"malformed segment name {text.split('|', 1)[0][:20]!r} "
+                                                  f"(expected three letters and |)")
         if kind == "PID":
             if seen_pid:
                 raise MessageError(control_id, label, "more than one patient in one message")
