@@ -153,3 +153,27 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
                      {"file": name, "format": kind, "imported": len(report.imported), "already": report.already,
                       "rejected": len(report.rejected)})
     return report
+
+
+def accept_message(open_clinic, message: bytes) -> tuple[str, str]:
+    """One HL7 message pushed by the laboratory (tracker labs listen), stored in one transaction:
+    `AA` when stored (or already on record), `AE` when a result is refused (nothing of the message stored),
+    `AR` when the message cannot be read (wrong type, version, encoding, structure). `open_clinic()` is a
+    context manager giving a Clinic whose transaction commits when it ends without error."""
+    from tracker.labs.hl7 import MessageError, split_messages
+
+    try:
+        messages = split_messages(message)
+    except MessageError as exc:
+        return "AR", str(exc)
+    if len(messages) != 1:
+        return "AR", f"expected one HL7 message in the frame, found {len(messages)}"
+    try:
+        with open_clinic() as clinic:
+            report = import_lab_data(clinic, message, "MLLP", skip_bad=False)
+    except MessageError as exc:
+        return "AR", str(exc)
+    except TrackerError as exc:
+        return "AE", " / ".join(str(exc).splitlines())
+    already = f" ({report.already} already on record)" if report.already else ""
+    return "AA", f"imported {len(report.imported)} results{already}"
