@@ -123,8 +123,7 @@ def _import_lab_file(app, file: str, skip_bad: bool) -> None:
         report = import_lab_file(clinic, file, skip_bad=skip_bad)
     already = f" ({report.already} already on record)" if report.already else ""
     click.echo(f"imported {len(report.imported)} results from {file} ({report.format}){already}")
-    for recorded in report.imported:
-        echo_evaluation(recorded.evaluation)
+    echo_evaluation(report.evaluation)
     if report.rejected:
         click.echo(f"rejected {len(report.rejected)} results:", err=True)
         for where, reason in report.rejected:

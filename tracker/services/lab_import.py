@@ -13,6 +13,7 @@ record_result, oldest first, so each result completes the items it answers and i
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class LabImportReport:
     imported: list = field(default_factory=list)  # RecordedResult
     already: int = 0  # results of this file already on record (a re-import)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    evaluation: object | None = None  # the alerts raised/resolved once the results landed (services.alerts)
 
 
 def read_lab_file(path: str) -> bytes:
@@ -106,7 +108,7 @@ def _existing_sources(session, source_ids: list[str]) -> set[str]:
 
 
 def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *, skip_bad: bool) -> LabImportReport:
-    from tracker.services.results import record_result, validate_result
+    from tracker.services.results import validate_result
 
     session, vocabulary, today = clinic.session, clinic.library.vocabulary, clinic.today
     by_loinc = vocabulary.by_loinc()
@@ -114,7 +116,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     on_record = _existing_sources(session, [r.source_id for r in rows])
     patients: dict[str, Patient | None] = {}
     seen: set[str] = set()
-    good: list[tuple[int, LabRow, dict]] = []
+    good: list[tuple[int, Patient, object, dt.date, str]] = []  # (order, patient, checked, taken_on, source_id)
     report = LabImportReport(kind)
     for number, row in enumerate(rows):
         if row.source_id in on_record:
@@ -137,22 +139,64 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             taken_on = parse_date(row.taken_on, "taken_on")
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
-            validate_result(vocabulary, test, row.value, taken_on, patient, today, ref_low, ref_high, row.unit)
+            checked = validate_result(vocabulary, test, row.value, taken_on, patient, today, ref_low, ref_high, row.unit)
         except TrackerError as exc:
             report.rejected.append((row.where, str(exc)))
             continue
-        good.append((number, row, dict(mrn=row.mrn, test=test, value=row.value, taken_on=taken_on, unit=row.unit,
-                                       ref_low=ref_low, ref_high=ref_high, patient=patient,
-                                       source_id=row.source_id)))
+        good.append((number, patient, checked, taken_on, row.source_id))
     if report.rejected and not skip_bad:
         raise LabImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected])
-    for _, _, values in sorted(good, key=lambda g: (g[2]["taken_on"], g[0])):  # oldest first: baselines first
-        report.imported.append(record_result(clinic, **values))
+    report.imported = store_checked_results(clinic, good)
+    if report.imported:
+        # Every patient with a new result reviewed once, on the rules a result moves, as the nightly run
+        # reviews a day's results (a review per result would load the chart once per result).
+        from tracker.services.alerts import evaluate_clinic
+
+        patient_ids = sorted({r.patient.id for r in report.imported})
+        report.evaluation = evaluate_clinic(session, clinic.library, today, clinic.settings, patient_ids=patient_ids,
+                                            kinds=("threshold", "gate", "overdue"), user=clinic.user)
     if report.imported or report.rejected:
         audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
                      {"file": name, "format": kind, "imported": len(report.imported), "already": report.already,
                       "rejected": len(report.rejected)})
     return report
+
+
+def store_checked_results(clinic: Clinic, good: list) -> list:
+    """Store checked results as `record_result` stores one (same row, same items completed, same audit
+    event), oldest first so baselines complete first, in one INSERT batch, reading each patient's planned
+    items once. The patients' alerts are evaluated by the caller, once. Returns RecordedResults."""
+    from tracker.dates import utcnow
+    from tracker.db.tables import Item
+    from tracker.services.results import RecordedResult, complete_items
+
+    session, library = clinic.session, clinic.library
+    vocabulary = library.vocabulary
+    stored = []
+    now = utcnow()
+    for _, patient, checked, taken_on, source_id in sorted(good, key=lambda g: (g[3], g[0])):
+        result = LabResult(patient_id=patient.id, test=checked.code, value_num=checked.value_num,
+                           value_text=checked.value_text, unit=checked.unit or vocabulary.get(checked.code).unit,
+                           reported_value=checked.reported_value, reported_unit=checked.reported_unit,
+                           taken_on=taken_on, ref_low=checked.ref_low, ref_high=checked.ref_high, created_at=now,
+                           source_id=source_id)
+        session.add(result)
+        stored.append((patient, result))
+    session.flush()
+    planned: dict[int, list[Item]] = {}
+    ids = sorted({patient.id for patient, _ in stored})
+    for start in range(0, len(ids), 500):
+        for item in session.exec(select(Item).where(Item.patient_id.in_(ids[start:start + 500]),
+                                                    Item.status == "planned",
+                                                    Item.kind.in_(("baseline", "lab")))).all():
+            planned.setdefault(item.patient_id, []).append(item)
+    recorded = []
+    for patient, result in stored:
+        completed = complete_items(session, library, patient, result, planned.get(patient.id, []))
+        audit.record(session, clinic.user, "result.add", "lab_result", result.id, patient.mrn, None,
+                     {**audit.snapshot(result), "completed_items": [i.id for i in completed]})
+        recorded.append(RecordedResult(result, patient, completed, None))
+    return recorded
 
 
 def accept_message(open_clinic, message: bytes) -> tuple[str, str]:
