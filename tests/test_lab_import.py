@@ -230,3 +230,16 @@ def test_fhir_errors_name_the_resource_and_change_nothing(tracker, tmp_path):
         result = tracker(["result", "import", str(bundle)], ok=False)
         assert result.exit_code == 2 and result.stderr.startswith(start), result.stderr
     assert dump_database(tracker.db) == before
+
+
+def test_labs_config_is_validated_and_shown(tracker, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[labs]\nport = 2600\n[labs.codes]\n"ALT1" = "alt"\n')
+    shown = tracker.json(["--config", str(config), "config", "show"])["labs"]
+    assert shown == {"host": "127.0.0.1", "port": 2600, "codes": {"ALT1": "alt"}}
+    for text, error in [('[labs]\nport = 70000\n', "labs.port: 70000: expected a whole number from 1 to 65535"),
+                        ('[labs.codes]\n"ALT1" = 3\n', "labs.codes.ALT1: 3: expected a tracker test code"),
+                        ('[labs]\ncodes = "alt"\n', "labs.codes: 'alt': expected a table [labs.codes]")]:
+        config.write_text(text)
+        result = tracker(["--config", str(config), "config", "show"], ok=False)
+        assert error in result.stderr, result.stderr

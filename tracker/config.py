@@ -137,6 +137,7 @@ def effective_config(settings: Settings) -> dict:
         "feeds": dataclasses.asdict(settings.feeds),
         "dates": {**dataclasses.asdict(settings.dates),
                   "earliest_start": settings.dates.earliest_start.isoformat()},
+        "labs": {"host": settings.labs.host, "port": settings.labs.port, "codes": dict(settings.labs.codes)},
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}
