@@ -62,6 +62,7 @@ def test_broken_file_reports_every_problem_with_its_line(tracker, tmp_path):
     assert result.exit_code == ProtocolError.exit_code
     broken = clinic / "broken.yaml"
     assert result.stderr.splitlines() == [
+        f"warning: {clinic / 'clinicdrug.yaml'}:1: atc: missing",  # a missing code is reported, not failing
         f"{broken}:2: version: Input should be a valid integer",  # strict: no strings, no booleans
         f"{broken}:9: baseline[0].tests[1]: unknown test code 'fbcx'",
         f"{broken}:11: baseline[1]: every rule names its source keys (or is marked clinic_default: true)",
@@ -90,7 +91,8 @@ def test_default_validates_built_ins_and_the_clinic_dir(tracker, tmp_path):
     ok_lines = [line for line in result.stdout.splitlines() if line.startswith("ok ")]
     assert len(ok_lines) == 15  # 14 protocols and the treatment algorithm checked against them
     assert ok_lines[-1].endswith("_algorithm.yaml (algorithm)")
-    assert result.stderr == ""
+    # Only warnings: the standard codes no public source confirmed (tests/test_codes.py lists them).
+    assert all(line.startswith("warning: ") and line.endswith(": missing") for line in result.stderr.splitlines())
 
     clinic = tmp_path / "clinic"
     clinic.mkdir()

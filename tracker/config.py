@@ -142,6 +142,7 @@ def effective_config(settings: Settings) -> dict:
         "dates": {**dataclasses.asdict(settings.dates),
                   "earliest_start": settings.dates.earliest_start.isoformat()},
         "backups": dataclasses.asdict(settings.backups),
+        "labs": {"host": settings.labs.host, "port": settings.labs.port, "codes": dict(settings.labs.codes)},
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}

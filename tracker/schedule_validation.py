@@ -34,6 +34,9 @@ class FileReport:
     protocol: Protocol | None
     problems: list[str] = field(default_factory=list)
     kind: str = "protocol"  # protocol | vocabulary
+    # Missing standard codes (LOINC, UCUM, ATC): reported, not failing; a code is left out where no public
+    # source confirmed it (tracker/core/codes.py).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +116,8 @@ def _validate_file(path: Path, vocabulary: Vocabulary) -> FileReport:
     if path.name == VOCABULARY_FILE:
         return _validate_vocabulary(path)
     result = load_protocol_file(path, vocabulary)
-    return FileReport(str(path), result.protocol, result.problems)
+    warnings = [f"{path}:1: {m}" for m in result.protocol.missing_codes()] if result.protocol else []
+    return FileReport(str(path), result.protocol, result.problems, warnings=warnings)
 
 
 def _check_duplicate_ids(batch: list[FileReport]) -> None:
@@ -161,7 +165,8 @@ def _validate_vocabulary(path: Path) -> FileReport:
         for value in values
         if value not in test.values
     ]
-    return FileReport(name, None, problems, kind="vocabulary")
+    return FileReport(name, None, problems, kind="vocabulary",
+                      warnings=[f"{name}:1: {m}" for m in vocabulary.missing_codes()])
 
 
 def _unit_problems(name: str, vocabulary: Vocabulary) -> list[str]:
@@ -177,4 +182,13 @@ def _unit_problems(name: str, vocabulary: Vocabulary) -> list[str]:
                 convert(1.0, unit, test.unit, test.molar_mass, test.scale)
             except UnitProblem as problem:
                 problems.append(f"{name}:1: tests.{test.code}.{where}: {unit!r} {problem}")
+        if test.ucum is not None:  # the UCUM form must be the same unit, not merely a convertible one
+            try:
+                factor = convert(1.0, test.ucum, test.unit, test.molar_mass, test.scale)
+            except UnitProblem as problem:
+                problems.append(f"{name}:1: tests.{test.code}.ucum: {test.ucum!r} {problem}")
+                continue
+            if abs(factor - 1.0) > 1e-9:
+                problems.append(f"{name}:1: tests.{test.code}.ucum: {test.ucum!r} is not {test.unit!r} "
+                                f"(1 {test.ucum} = {factor:g} {test.unit})")
     return problems

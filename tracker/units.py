@@ -101,15 +101,25 @@ def convert(value: float, unit: str, target: str, molar_mass: float | None = Non
             raise UnitProblem(f"cannot be converted to {target} (on this test: {', '.join(units)})")
         converted = ureg.Quantity(value, units[unit.strip()]).to(units[target.strip()])
         return float(f"{converted.magnitude:.10g}")
+    # Ten significant digits: enough for any lab value, and 800 cells/mm3 shows as 0.8, not 0.8000000000000002.
+    return float(f"{value * _factor(unit, target, molar_mass):.10g}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _factor(unit: str, target: str, molar_mass: float | None) -> float:
+    """How many `target` one `unit` is. Units off a named scale convert by a factor (mass <-> substance too),
+    so pint parses and converts each pair once per process: an import of 10,000 results asks for the same
+    few pairs (issue 16: parsing them per result took most of an HL7 import's time). A unit that cannot be
+    converted raises each time (an exception is not cached)."""
+    ureg = registry()
     source, wanted = quantity(unit), quantity(target)
     try:
         if molar_mass is not None:
             with ureg.context("chemistry", mw=molar_mass * ureg.gram / ureg.mole):
-                converted = (value * source).to(wanted.units)
+                converted = source.to(wanted.units)
         else:
-            converted = (value * source).to(wanted.units)
+            converted = source.to(wanted.units)
     except Exception:  # DimensionalityError and friends: the units measure different things
         raise UnitProblem(f"cannot be converted to {target}") from None
-    # Ten significant digits: enough for any lab value, and 800 cells/mm3 shows as 0.8, not 0.8000000000000002.
-    return float(f"{converted.magnitude / wanted.magnitude:.10g}")
+    return converted.magnitude / wanted.magnitude
 

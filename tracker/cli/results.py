@@ -85,9 +85,14 @@ def _range(row: dict) -> str:
               help="Where rejected rows go (default: FILE's name + .rejects.csv, next to it).")
 @pass_app
 def import_(app, file, skip_bad, rejects):
-    """Import results from a CSV file (mrn,test,value,unit,taken_on,ref_low,ref_high); all or nothing."""
+    """Import results from a CSV file (mrn,test,value,unit,taken_on,ref_low,ref_high), an HL7 v2 ORU^R01
+    file or a FHIR R4 Bundle/Observation/DiagnosticReport (chosen by content); all or nothing."""
     from tracker.cli.alerts import echo_evaluation
     from tracker.services.result_import import import_results
+
+    if _lab_format(file) != "csv":
+        _import_lab_file(app, file, skip_bad)
+        return
 
     with app.clinic() as clinic:
         report = import_results(clinic, file, skip_bad=skip_bad, rejects=rejects)
@@ -98,6 +103,32 @@ def import_(app, file, skip_bad, rejects):
         click.echo(f"rejected {len(report.rejected)} rows, written to {report.rejects_file}:", err=True)
         for line, _, reason in report.rejected:
             click.echo(f"line {line}: {reason}", err=True)
+
+
+def _lab_format(file: str) -> str:
+    """`hl7`, `fhir` or `csv`, by the file's first bytes (a missing file is the CSV import's to report)."""
+    from tracker.labs import detect_format
+
+    try:
+        with open(file, "rb") as fh:
+            return detect_format(fh.read(4096))
+    except OSError:
+        return "csv"
+
+
+def _import_lab_file(app, file: str, skip_bad: bool) -> None:
+    from tracker.cli.alerts import echo_evaluation
+    from tracker.services.lab_import import import_lab_file
+
+    with app.clinic() as clinic:
+        report = import_lab_file(clinic, file, skip_bad=skip_bad)
+    already = f" ({report.already} already on record)" if report.already else ""
+    click.echo(f"imported {len(report.imported)} results from {file} ({report.format}){already}")
+    echo_evaluation(report.evaluation)
+    if report.rejected:
+        click.echo(f"rejected {len(report.rejected)} results:", err=True)
+        for where, reason in report.rejected:
+            echo(f"{where}: {reason}", err=True)
 
 
 COMMANDS = [result]

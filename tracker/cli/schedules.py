@@ -131,12 +131,14 @@ def validate(app, paths, as_json):
         emit_json([{"file": r.path, "kind": r.kind, "ok": r.ok,
                     "id": r.protocol.id if r.protocol else None,
                     "version": r.protocol.version if r.protocol else None,
-                    "problems": r.problems} for r in reports])
+                    "problems": r.problems, "warnings": r.warnings} for r in reports])
     else:
         for report in reports:
             if report.ok:
                 what = (f"{report.protocol.id} v{report.protocol.version}" if report.protocol else report.kind)
                 click.echo(f"ok {report.path} ({what})")
+    for warning in (w for r in reports for w in r.warnings):
+        click.echo(f"warning: {warning}", err=True)
     problems = [p for r in reports for p in r.problems]
     if problems:
         # Printed one per line on stderr by the CLI's error mapping, with ProtocolError's exit code.

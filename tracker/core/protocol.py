@@ -380,6 +380,31 @@ class Protocol(BaseModel):
     thresholds: list[Threshold] = Field(default_factory=list)
     during_treatment: list[WatchedTest] = Field(default_factory=list)
     notes: str | None = None
+    # Standard codes of the drug (tracker/core/codes.py), each from the sources named in `code_sources`.
+    # None: not confirmed by a public source (reported as missing by `schedules validate`, never guessed).
+    atc: str | None = None
+    snomed: str | None = None
+    rxnorm: str | None = None
+    code_sources: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _codes_well_formed(self):
+        from tracker.core.codes import atc_problem, rxnorm_problem, snomed_problem
+
+        for field, check in (("atc", atc_problem), ("snomed", snomed_problem), ("rxnorm", rxnorm_problem)):
+            value = getattr(self, field)
+            if value is not None and (why := check(value)):
+                raise ValueError(f"{field}: {why}")
+        if (self.atc or self.snomed or self.rxnorm) and not self.code_sources:
+            raise ValueError("code_sources: a drug code needs the source it was taken from")
+        unknown = [k for k in self.code_sources if k not in self.sources]
+        if unknown:
+            raise ValueError(f"code_sources: {', '.join(map(repr, unknown))} not defined in sources")
+        return self
+
+    def missing_codes(self) -> list[str]:
+        """Codes the drug lacks (warnings): ATC always; SNOMED CT and RxNorm are optional."""
+        return [] if self.atc else ["atc: missing"]
 
     # Filled in by the loader, not part of the file.
     origin: str = Field(default="", exclude=True)
@@ -429,8 +454,17 @@ class Protocol(BaseModel):
         yield from self.during_treatment
 
 
+# A drug's codes name it; they change no plan, so adding or correcting one leaves courses on the same content.
+CODE_FIELDS = {"atc", "snomed", "rxnorm", "code_sources"}
+
+
 def protocol_hash(protocol: Protocol) -> str:
-    canonical = json.dumps(protocol.model_dump(by_alias=True, mode="json"), sort_keys=True, default=str)
+    data = protocol.model_dump(by_alias=True, mode="json", exclude=CODE_FIELDS)
+    cited = set(protocol.rule_sources())
+    for key in protocol.code_sources:  # a source cited for the codes alone goes with them
+        if key not in cited:
+            data["sources"].pop(key, None)
+    canonical = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

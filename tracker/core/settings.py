@@ -123,6 +123,20 @@ class FeedSettings:
     base_url: str = DEFAULT_BASE_URL  # without a trailing slash
 
 
+DEFAULT_LABS_HOST = "127.0.0.1"  # loopback unless the clinic names another address
+DEFAULT_LABS_PORT = 2575  # the port registered for HL7 over MLLP
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """`[labs]`: where `tracker labs listen` accepts HL7 v2 over MLLP, and the laboratory's local codes mapped
+    to tracker test codes (`[labs.codes] "ALT1" = "alt"`; LOINC codes map through the vocabulary)."""
+
+    host: str = DEFAULT_LABS_HOST
+    port: int = DEFAULT_LABS_PORT
+    codes: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True)
 class FhirSettings:
     """`[fhir]`: how FHIR exports identify patients (the name only with `[privacy] patient_label = "name"`)."""
@@ -165,6 +179,7 @@ class Settings:
     fhir: FhirSettings = field(default_factory=FhirSettings)
     caldav: CalDavSettings | None = None  # None: no CalDAV push configured
     backups: BackupSettings = field(default_factory=BackupSettings)
+    labs: LabSettings = field(default_factory=LabSettings)
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -178,7 +193,8 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates", "fhir", "caldav", "backups"),
+         "dates", "fhir", "caldav", "backups", "labs"),
+    "labs": ("host", "port", "codes"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -202,6 +218,10 @@ CLINIC_DEFAULT_KEYS = frozenset({
 })
 
 
+# Tables whose keys are the clinic's own (a laboratory's local codes), checked by their parser.
+FREE_TABLES = frozenset({"labs.codes"})
+
+
 def check_known_keys(raw: dict, path: str = "") -> None:
     """Refuse an unknown table or key, naming the nearest known one."""
     import difflib
@@ -209,6 +229,10 @@ def check_known_keys(raw: dict, path: str = "") -> None:
     known = KNOWN_KEYS.get(path, ())
     for key, value in raw.items():
         dotted = f"{path}.{key}" if path else str(key)
+        if dotted in FREE_TABLES and key in known:
+            if not isinstance(value, dict):
+                raise _bad(dotted, value, "expected a table [" + dotted + "]")
+            continue
         if key not in known:
             near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]!r}?" if near else f" (expected one of {', '.join(known)})"
@@ -488,6 +512,17 @@ def parse_caldav(table: dict) -> CalDavSettings | None:
     )
 
 
+def parse_labs(table: dict) -> LabSettings:
+    host = _text(table, "host", "labs.host", DEFAULT_LABS_HOST)
+    port = _int(table, "port", "labs.port", DEFAULT_LABS_PORT, 1, 65535)
+    codes = []
+    for local, test in (table.get("codes") or {}).items():
+        if not isinstance(test, str) or not test.strip():
+            raise _bad(f"labs.codes.{local}", test, "expected a tracker test code (e.g. \"alt\")")
+        codes.append((str(local), test.strip().lower()))
+    return LabSettings(host.strip(), port, tuple(codes))
+
+
 def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
@@ -515,4 +550,5 @@ def parse_settings(raw: dict) -> Settings:
         caldav=parse_caldav(_table(raw, "caldav")),
         backups=BackupSettings(keep=_int(_table(raw, "backups"), "keep", "backups.keep", BackupSettings.keep, 1,
                                          10_000)),
+        labs=parse_labs(_table(raw, "labs")),
     )

@@ -38,6 +38,12 @@ class TestCode:
     # (`[alt, ast]` = ALT or AST). Empty = every analyte of the panel (tracker/core/panels.py).
     required: tuple[tuple[str, ...], ...] = ()
     clinic_default: bool = False  # `required` (or ranges) chosen by the clinic, not given by the reference
+    # Standard codes (tracker/core/codes.py): the LOINC code of the test as tracker stores it (the SI/molar
+    # variant where `unit` is molar), other LOINC codes a laboratory may send for it (converted through
+    # `unit`, e.g. creatinine by mass), and `unit` in UCUM. None: no public source confirmed one.
+    loinc: str | None = None
+    also_loinc: tuple[str, ...] = ()
+    ucum: str | None = None
 
     @property
     def is_panel(self) -> bool:
@@ -116,6 +122,21 @@ class Vocabulary:
             return "pass"
         return "repeat" if value in test.repeat_or_refer else "fail"
 
+    def by_loinc(self) -> dict[str, str]:
+        """LOINC code -> test code, over `loinc` and `also_loinc`."""
+        out: dict[str, str] = {}
+        for test in self.tests.values():
+            for loinc in (test.loinc, *test.also_loinc):
+                if loinc:
+                    out.setdefault(loinc, test.code)
+        return out
+
+    def missing_codes(self) -> list[str]:
+        """Tests without a LOINC code and numeric tests without a UCUM unit (warnings, not errors)."""
+        out = [f"tests.{t.code}.loinc: missing" for t in self.tests.values() if not t.loinc]
+        out += [f"tests.{t.code}.ucum: missing" for t in self.tests.values() if t.is_numeric and not t.ucum]
+        return out
+
     def plain_names(self, codes: list[str]) -> str:
         names = [self.tests[c].plain if c in self.tests else c for c in codes]
         if len(names) <= 1:
@@ -170,6 +191,30 @@ def _required(code: str, spec: dict) -> tuple[tuple[str, ...], ...]:
     return tuple(groups)
 
 
+def _codes(code: str, spec: dict, problems: list[str]) -> tuple[str | None, tuple[str, ...], str | None]:
+    """`loinc`, `also_loinc` and `ucum` of one test, each checked for form (tracker/core/codes.py)."""
+    from tracker.core.codes import loinc_problem, ucum_problem
+
+    loinc = spec.get("loinc")
+    also = spec.get("also_loinc") or []
+    ucum = spec.get("ucum")
+    if loinc is not None and (why := loinc_problem(loinc)):
+        problems.append(f"vocabulary.yaml: tests.{code}.loinc: {why}")
+    if not isinstance(also, list):
+        problems.append(f"vocabulary.yaml: tests.{code}.also_loinc: expected a list of LOINC codes")
+        also = []
+    for other in also:
+        if why := loinc_problem(other):
+            problems.append(f"vocabulary.yaml: tests.{code}.also_loinc: {why}")
+    if ucum is not None:
+        if why := ucum_problem(ucum):
+            problems.append(f"vocabulary.yaml: tests.{code}.ucum: {why}")
+        elif spec.get("unit") is None:
+            problems.append(f"vocabulary.yaml: tests.{code}.ucum: a test without a unit takes no UCUM unit")
+    return (str(loinc) if loinc is not None else None, tuple(str(a) for a in also),
+            str(ucum) if ucum is not None else None)
+
+
 def parse_vocabulary(data: dict) -> Vocabulary:
     tests: dict[str, TestCode] = {}
     sources = data.get("sources") or {}
@@ -177,6 +222,12 @@ def parse_vocabulary(data: dict) -> Vocabulary:
     for code, spec in (data.get("tests") or {}).items():
         spec = spec or {}
         plausible, plausible_clinic_default = _plausible(code, spec, sources, problems)
+        loinc, also_loinc, ucum = _codes(code, spec, problems)
+        if (loinc or also_loinc) and not spec.get("code_sources"):
+            problems.append(f"vocabulary.yaml: tests.{code}.code_sources: a LOINC code needs the source it was taken from")
+        for key in spec.get("code_sources") or []:
+            if key not in sources:
+                problems.append(f"vocabulary.yaml: tests.{code}.code_sources: {key!r} is not defined in sources")
         tests[code] = TestCode(
             code=code,
             name=spec.get("name", code),
@@ -195,6 +246,9 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             repeat_or_refer=tuple(str(v) for v in spec.get("repeat_or_refer", ())),
             required=_required(code, spec),
             clinic_default=bool(spec.get("clinic_default", False)),
+            loinc=loinc,
+            also_loinc=also_loinc,
+            ucum=ucum,
         )
     if problems:
         raise ProtocolError(problems)

@@ -161,6 +161,8 @@ class LabResult(SQLModel, table=True):
     __table_args__ = (
         Index("ix_lab_result_patient_test_taken", "patient_id", "test", "taken_on"),
         Index("ix_lab_result_created", "created_at"),  # the nightly threshold pass: results since the last
+        # One result per message result or FHIR Observation: a re-import stores nothing twice (migration 0010).
+        Index("uq_lab_result_source_id", "source_id", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -177,6 +179,9 @@ class LabResult(SQLModel, table=True):
     # vocabulary's unit, converted from these (tracker/units.py).
     reported_value: float | None = None
     reported_unit: str | None = Field(default=None, max_length=40)
+    # Where an imported result was read (`hl7:<facility>|<MSH-10>|<OBX-1>`, `fhir:<Observation id>`); None for
+    # results typed or read from CSV (migration 0010).
+    source_id: str | None = Field(default=None, max_length=200)
 
 
 class Assessment(SQLModel, table=True):

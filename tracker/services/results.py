@@ -109,6 +109,7 @@ def record_result(
     ref_low: float | None = None,
     ref_high: float | None = None,
     patient: Patient | None = None,
+    source_id: str | None = None,
 ) -> RecordedResult:
     session, library, today, user = clinic.session, clinic.library, clinic.today, clinic.user
     vocabulary = library.vocabulary
@@ -126,6 +127,7 @@ def record_result(
         ref_low=checked.ref_low,
         ref_high=checked.ref_high,
         created_at=utcnow(),
+        source_id=source_id,  # the HL7 message result or FHIR Observation it came from (services/lab_import.py)
     )
     session.add(result)
     session.flush()
@@ -173,7 +175,8 @@ def list_results(clinic: Clinic, mrn: str, test: str | None = None) -> list[dict
     return [result_row(r) for r in rows]
 
 
-def complete_items(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult) -> list[Item]:
+def complete_items(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult,
+                   planned: list[Item] | None = None) -> list[Item]:
     """Record what this result answers, and complete the items it makes whole (rules: core/panels.py).
 
     A result for a test, or for an analyte of a panel, counts for the baseline items asking for that test
@@ -183,14 +186,17 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
     """
     vocabulary = library.vocabulary
     taken = result.taken_on
-    open_items = session.exec(
-        select(Item).where(
-            Item.patient_id == patient.id,
-            Item.status == "planned",
-            Item.kind.in_(("baseline", "lab")),
-            Item.due <= taken + dt.timedelta(days=LAB_EARLY_DAYS),
-        )
-    ).all()
+    if planned is not None:  # the patient's planned baseline and lab items, read once for a batch of results
+        open_items = [i for i in planned if i.status == "planned" and i.due <= taken + dt.timedelta(days=LAB_EARLY_DAYS)]
+    else:
+        open_items = session.exec(
+            select(Item).where(
+                Item.patient_id == patient.id,
+                Item.status == "planned",
+                Item.kind.in_(("baseline", "lab")),
+                Item.due <= taken + dt.timedelta(days=LAB_EARLY_DAYS),
+            )
+        ).all()
     completed: list[Item] = []
     labs: dict[int, list[Item]] = {}
     touched: list[Item] = []

@@ -1,0 +1,178 @@
+"""FHIR R4 lab results -> LabRows: a Bundle (collection, transaction, batch, searchset, message) of
+Observations, DiagnosticReports and Patients, or one Observation or DiagnosticReport (with contained
+Observations). fhir.resources (its R4B models, which read R4 lab resources unchanged) validates the whole
+document first; a resource it refuses is named with the path of the problem.
+
+The patient is the subject's identifier (`subject.identifier.value`) or the identifier of the Patient the
+subject references in the same bundle (the one typed MR, else the first). The source id is the
+Observation's `id` (else its first identifier), so the same Observation sent again is recognised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from tracker.errors import InputError
+from tracker.labs import LabRow
+
+RESULT_STATUSES = {"final", "amended", "corrected"}
+MR_TYPE = "MR"
+
+
+class ResourceError(InputError):
+    def __init__(self, where: str, reason: str):
+        super().__init__("resource", where, reason)
+
+
+def parse_fhir(data: bytes, name: str) -> list[LabRow]:
+    from pydantic import ValidationError
+
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InputError("file", name, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError("file", name, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
+        raise InputError("file", name, "not a FHIR resource (no resourceType)")
+    kind = document["resourceType"]
+    models = _models()
+    if kind not in ("Bundle", "Observation", "DiagnosticReport"):
+        raise ResourceError(kind, "expected a Bundle, Observation or DiagnosticReport")
+    label = f"{kind}/{document.get('id')}" if document.get("id") else kind
+    try:
+        resource = models[kind].model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise ResourceError(label, f"invalid FHIR R4 at {path}: {first['msg']}") from None
+    if kind == "Bundle":
+        resources = [(entry.fullUrl, entry.resource) for entry in resource.entry or [] if entry.resource is not None]
+    else:
+        resources = [(None, resource)]
+    return _rows(resources, label)
+
+
+def _models():
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    from fhir.resources.R4B.observation import Observation
+
+    return {"Bundle": Bundle, "Observation": Observation, "DiagnosticReport": DiagnosticReport}
+
+
+def _rows(resources: list, label: str) -> list[LabRow]:
+    patients: dict[str, str] = {}  # reference (Patient/x, fullUrl, #x) -> MRN
+    observations = []
+    report_of: dict[str, object] = {}  # observation reference -> its DiagnosticReport
+    for full_url, resource in resources:
+        kind = resource.get_resource_type()
+        if kind == "Patient":
+            mrn = _patient_mrn(resource)
+            if mrn is not None:
+                for key in (full_url, f"Patient/{resource.id}" if resource.id else None):
+                    if key:
+                        patients[key] = mrn
+        elif kind == "Observation":
+            observations.append((full_url, resource))
+        elif kind == "DiagnosticReport":
+            for contained in resource.contained or []:
+                if contained.get_resource_type() == "Observation":
+                    observations.append((f"#{contained.id}", contained))
+                    report_of[f"#{contained.id}"] = resource
+                elif contained.get_resource_type() == "Patient":
+                    mrn = _patient_mrn(contained)
+                    if mrn:
+                        patients[f"#{contained.id}"] = mrn
+            for reference in resource.result or []:
+                if reference.reference:
+                    report_of[reference.reference] = resource
+    if not observations:
+        raise ResourceError(label, "carries no Observation")
+    rows = []
+    for number, (full_url, observation) in enumerate(observations, start=1):
+        keys = [k for k in (full_url, f"Observation/{observation.id}" if observation.id else None) if k]
+        report = next((report_of[k] for k in keys if k in report_of), None)
+        rows.append(_row(observation, report, patients, f"{label} Observation[{number}]"))
+    return rows
+
+
+def _patient_mrn(patient) -> str | None:
+    identifiers = [i for i in patient.identifier or [] if i.value]
+    typed = [i for i in identifiers if i.type and any(c.code == MR_TYPE for c in i.type.coding or [])]
+    chosen = (typed or identifiers or [None])[0]
+    return chosen.value.strip() if chosen is not None else None
+
+
+def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
+    if observation.id:
+        where = f"{where} ({observation.id})"
+        source_id = f"fhir:Observation/{observation.id}"
+    elif observation.identifier and observation.identifier[0].value:
+        first = observation.identifier[0]
+        source_id = f"fhir:{first.system or ''}|{first.value}"
+    else:
+        raise ResourceError(where, "an Observation without id or identifier cannot be recognised when sent again")
+    subject = observation.subject or (report.subject if report is not None else None)
+    mrn = None
+    if subject is not None:
+        if subject.identifier is not None and subject.identifier.value:
+            mrn = subject.identifier.value.strip()
+        elif subject.reference:
+            mrn = patients.get(subject.reference)
+            if mrn is None:
+                raise ResourceError(where, f"subject {subject.reference!r}: no Patient with an identifier in the bundle")
+    if not mrn:
+        raise ResourceError(where, "no subject: the Observation names no patient")
+    codes = tuple((c.system or "", c.code) for c in (observation.code.coding or []) if c.code)
+    codes = tuple(sorted(codes, key=lambda pair: pair[0] != "http://loinc.org"))
+    value, unit, problem = _value(observation)
+    if observation.status not in RESULT_STATUSES:
+        problem = f"status {observation.status!r}: only final, amended and corrected results are recorded"
+    effective = observation.effectiveDateTime or (observation.effectivePeriod.start if observation.effectivePeriod
+                                                  else None)
+    if effective is None and report is not None:
+        effective = report.effectiveDateTime or (report.effectivePeriod.start if report.effectivePeriod else None)
+    taken_on = _date(effective)
+    low = high = None
+    if observation.referenceRange:
+        first = observation.referenceRange[0]
+        low = _number(first.low.value) if first.low is not None and first.low.value is not None else None
+        high = _number(first.high.value) if first.high is not None and first.high.value is not None else None
+    return LabRow(where=where, source_id=source_id, mrn=mrn, codes=codes, value=value, unit=unit,
+                  taken_on=taken_on, ref_low=low, ref_high=high, problem=problem)
+
+
+def _value(observation) -> tuple[str, str | None, str | None]:
+    quantity = observation.valueQuantity
+    if quantity is not None:
+        if quantity.value is None:
+            return "", None, "valueQuantity without a value"
+        if quantity.comparator:
+            return _number(quantity.value), None, f"valueQuantity comparator {quantity.comparator!r} is not a plain value"
+        unit = quantity.code if quantity.code and (quantity.system or "") == "http://unitsofmeasure.org" \
+            else (quantity.unit or quantity.code)
+        return _number(quantity.value), unit, None
+    concept = observation.valueCodeableConcept
+    if concept is not None:
+        text = concept.text or next((c.display or c.code for c in concept.coding or [] if c.display or c.code), "")
+        return text or "", None, None if text else "valueCodeableConcept without text or code"
+    if observation.valueString is not None:
+        return observation.valueString, None, None
+    if observation.dataAbsentReason is not None:
+        return "", None, "no value (dataAbsentReason)"
+    return "", None, "no value (valueQuantity, valueCodeableConcept or valueString)"
+
+
+def _number(value) -> str:
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def _date(value) -> str:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value) if value is not None else ""
