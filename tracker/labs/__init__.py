@@ -12,7 +12,7 @@ class LabRow:
     """One result as the laboratory sent it, before any check: the CSV import's row plus where it came from.
 
     `where` names it in errors (`message MSG00001 OBX[3]`); `source_id` identifies it across imports (the
-    message control id and OBX set id, or the FHIR Observation id; lab_result.source_id, migration 0009).
+    message control id and OBX set id, or the FHIR Observation id; lab_result.source_id, migration 0010).
     `codes` are the (system, code) pairs the laboratory gave, LOINC first when it gave one."""
 
     where: str
