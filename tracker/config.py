@@ -137,6 +137,7 @@ def effective_config(settings: Settings) -> dict:
         "feeds": dataclasses.asdict(settings.feeds),
         "dates": {**dataclasses.asdict(settings.dates),
                   "earliest_start": settings.dates.earliest_start.isoformat()},
+        "import": dataclasses.asdict(settings.imports),
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}

@@ -27,6 +27,7 @@ DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering n
 DEFAULT_GRACE_HOURS = 6
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
+DEFAULT_IMPORT_MAX_MB = 50  # clinic_default: ~500,000 result rows
 ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days",
                  "restart_repeat_days")
 
@@ -123,6 +124,17 @@ class FeedSettings:
 
 
 @dataclass(frozen=True)
+class ImportSettings:
+    """`[import]`: bounds on files imported (`tracker result import`). Clinic default: no source gives one."""
+
+    max_mb: int = DEFAULT_IMPORT_MAX_MB  # a larger file (or an endless stream) is refused unread
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -135,6 +147,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
     dates: DateWindow = field(default_factory=DateWindow)
+    imports: ImportSettings = field(default_factory=ImportSettings)  # the `[import]` table
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -148,7 +161,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates"),
+         "dates", "import"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -160,12 +173,13 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
     "feeds": ("base_url",),
     "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
+    "import": ("max_mb",),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
-    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days",
+    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "import.max_mb",
 })
 
 
@@ -438,4 +452,6 @@ def parse_settings(raw: dict) -> Settings:
         calendar=parse_calendar(_table(raw, "calendar")),
         feeds=parse_feeds(_table(raw, "feeds")),
         dates=parse_dates(_table(raw, "dates")),
+        imports=ImportSettings(_int(_table(raw, "import"), "max_mb", "import.max_mb", DEFAULT_IMPORT_MAX_MB,
+                                    1, 100_000)),
     )
