@@ -128,3 +128,15 @@ def test_the_rejects_file_escapes_formulas_and_keeps_numbers(clinic, tmp_path):
     assert rows[2]["value"] == "-1.5" and rows[2]["ref_low"] == "-3"  # plain numbers stay numbers
     assert rows[3]["mrn"] == "'+cmd|' /C calc'!A0"
     assert all(not cell.startswith(("=", "+", "@")) for row in rows for cell in row.values())
+
+
+def test_the_import_cap_is_a_clinic_default_shown_by_config_show_and_checked(tracker, tmp_path, monkeypatch):
+    assert "max_mb = 50  # clinic default" in tracker("config show").stdout
+    config = tmp_path / "site.toml"
+    monkeypatch.setenv("TRACKER_CONFIG", str(config))
+    for bad in ("0", "-1", "1.5", '"big"'):
+        config.write_text(f"[import]\nmax_mb = {bad}\n")
+        result = tracker("config show", ok=False)
+        assert result.exit_code == 8 and "import.max_mb" in result.stderr
+    config.write_text("[import]\nmax_mbs = 5\n")
+    assert "did you mean 'max_mb'" in tracker("config show", ok=False).stderr
