@@ -97,7 +97,9 @@ def test_an_endless_stream_is_refused_not_read_forever(clinic, db_url):
 def test_text_that_is_not_utf8_is_refused_naming_the_line(clinic, db_url, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes((HEADER + GOOD).encode() + "M1,alt,31,U/L,2026-02-21,,Müller\n".encode("latin-1"))
-    refused(clinic, db_url, ["result", "import", str(path)], "line 3 is not UTF-8")
+    refused(clinic, db_url, ["result", "import", str(path)], "line 3 is not UTF-8", "0xfc")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # after a byte order mark, the same line and byte
+    refused(clinic, db_url, ["result", "import", str(path)], "line 3 is not UTF-8", "0xfc")
 
 
 @freeze_time("2026-03-02")

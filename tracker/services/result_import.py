@@ -94,8 +94,9 @@ def read_csv(path: Path, max_bytes: int) -> CsvRows:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError("file", str(path), f"line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+        where = exc.object  # (after a byte order mark, which the position does not count)
+        line = where[:exc.start].count(b"\n") + 1
+        raise InputError("file", str(path), f"line {line} is not UTF-8 text (byte 0x{where[exc.start]:02x}); "
                                             "save the file as UTF-8") from None
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
