@@ -75,6 +75,24 @@ def test_every_vocabulary_unit_converts_and_every_numeric_analyte_has_a_plausibl
             assert convert(1.0, other, test.unit, test.molar_mass) > 0, (test.code, other)
 
 
+def test_a_value_already_in_the_wanted_unit_converts_as_pint_would_without_asking_it():
+    """The import's fast path (tracker/units.py: convert) gives pint's own answer for every vocabulary unit,
+    on values at a laboratory's precision and on arbitrary floats."""
+    import random
+
+    from tracker.units import _converted
+
+    rng = random.Random(18)
+    units = sorted({t.unit for t in load_vocabulary().tests.values() if t.is_numeric and t.scale is None})
+    for unit in units:
+        for _ in range(150):
+            value = round(rng.uniform(0, 5000) / 10 ** rng.randint(0, 4), rng.choice([0, 1, 2, 3, 6, 9]))
+            for number in (value, rng.uniform(0, 1000)):
+                assert convert(number, unit, unit) == _converted(number, unit, unit, None, None), (unit, number)
+    with pytest.raises(UnitProblem):
+        convert(1.0, "banana", "banana")
+
+
 def test_help_does_not_load_pint():
     code = ("import sys\nfrom tracker.cli import main\nsys.argv = ['tracker', '--help']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\nprint('pint' in sys.modules, file=sys.stderr)")

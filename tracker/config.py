@@ -143,6 +143,7 @@ def effective_config(settings: Settings) -> dict:
                   "earliest_start": settings.dates.earliest_start.isoformat()},
         "backups": dataclasses.asdict(settings.backups),
         "labs": {"host": settings.labs.host, "port": settings.labs.port, "codes": dict(settings.labs.codes)},
+        "import": dataclasses.asdict(settings.imports),
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}

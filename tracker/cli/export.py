@@ -38,10 +38,15 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
     date_range(start, end)
     if alarm_lead_hours is not None and alarm is None:
         alarm = True
-    with app.clinic() as clinic:
-        calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
-                              alarm_lead_hours=alarm_lead_hours)
-    data = calendar.to_ical()
+    from tracker.cli.progress import progress_bar
+
+    with progress_bar("exporting calendar") as bar:  # steps: the events collected, then written as ICS
+        with app.clinic() as clinic:
+            calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
+                                  alarm_lead_hours=alarm_lead_hours)
+        bar(1, 2)
+        data = calendar.to_ical()
+        bar(2, 2)
     events = len(calendar.events)
     if out:
         from tracker.private_files import open_private

@@ -34,7 +34,10 @@ def nightly(ctx, as_of):
         raise InputError("as-of", as_of.isoformat(), f"is after today ({today} in {settings.timezone}); "
                          "for a what-if use `tracker alerts --as-of`")
     as_of = as_of or today
-    report = run_nightly(app.engine, app.library, settings, as_of, user=app.user)
+    from tracker.cli.progress import progress_bar
+
+    with progress_bar("nightly run") as bar:
+        report = run_nightly(app.engine, app.library, settings, as_of, user=app.user, progress=bar)
     click.echo(summary_line(report), err=True)
 
 

@@ -82,23 +82,27 @@ def _range(row: dict) -> str:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--skip-bad", is_flag=True, help="Import the good rows; write the rejected ones to --rejects.")
 @click.option("--rejects", type=click.Path(dir_okay=False),
-              help="Where rejected rows go (default: FILE's name + .rejects.csv, next to it).")
+              help="Where rejected rows go (default: FILE's name + .rejects.csv, next to it; never FILE).")
 @pass_app
 def import_(app, file, skip_bad, rejects):
     """Import results from a CSV file (mrn,test,value,unit,taken_on,ref_low,ref_high), an HL7 v2 ORU^R01
-    file or a FHIR R4 Bundle/Observation/DiagnosticReport (chosen by content); all or nothing."""
+    file or a FHIR R4 Bundle/Observation/DiagnosticReport (chosen by content); all or nothing.
+
+    Files up to [import] max_mb (default 50 MB) are read; a repeated column or text that is not UTF-8 is
+    refused. A bar shows progress on a terminal."""
     from tracker.cli.alerts import echo_evaluation
+    from tracker.cli.progress import progress_bar
     from tracker.services.result_import import import_results
 
     if _lab_format(file) != "csv":
         _import_lab_file(app, file, skip_bad)
         return
 
-    with app.clinic() as clinic:
-        report = import_results(clinic, file, skip_bad=skip_bad, rejects=rejects)
-    click.echo(f"imported {len(report.imported)} results from {file}")
-    for recorded in report.imported:
-        echo_evaluation(recorded.evaluation)
+    with progress_bar("importing results") as bar, app.clinic() as clinic:
+        report = import_results(clinic, file, skip_bad=skip_bad, rejects=rejects, progress=bar)
+    click.echo(f"imported {report.imported} results from {file}")
+    for evaluation in report.evaluations:
+        echo_evaluation(evaluation)
     if report.rejected:
         click.echo(f"rejected {len(report.rejected)} rows, written to {report.rejects_file}:", err=True)
         for line, _, reason in report.rejected:

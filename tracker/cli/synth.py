@@ -29,18 +29,14 @@ def synth(app, patients, seed, as_of, as_json):
       it by 5% (creatinine, eGFR), 4-6% (Hb, albumin, blood pressure) or 10% (others), one standard
       deviation; 3% of results are out of range;
     - 15% of items due in the last 30 days are not done yet, 1% of older ones never were."""
-    import sys
-
+    from tracker.cli.progress import progress_bar
     from tracker.cli.render import emit_json, say
     from tracker.services.synth import bulk_load_journal, synthesise_clinic
 
-    def progress(done, total):
-        if sys.stderr.isatty() and not as_json:
-            click.echo(f"\r{done}/{total} patients", err=True, nl=done == total)
-
     app.may_create = True
-    with bulk_load_journal(app.engine), app.clinic(today=as_of) as clinic:
-        summary = synthesise_clinic(clinic, patients, seed, progress)
+    with progress_bar("synthesising patients", as_json=as_json) as bar, bulk_load_journal(app.engine), \
+            app.clinic(today=as_of) as clinic:
+        summary = synthesise_clinic(clinic, patients, seed, bar)
     today = clinic.today
     if as_json:
         emit_json(summary.as_dict())

@@ -28,6 +28,7 @@ DEFAULT_GRACE_HOURS = 6
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
 DEFAULT_MRN_SYSTEM = "urn:tracker:mrn"
+DEFAULT_IMPORT_MAX_MB = 50  # clinic_default: ~500,000 result rows
 ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days",
                  "restart_repeat_days")
 
@@ -164,6 +165,17 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class ImportSettings:
+    """`[import]`: bounds on files imported (`tracker result import`). Clinic default: no source gives one."""
+
+    max_mb: int = DEFAULT_IMPORT_MAX_MB  # a larger file (or an endless stream) is refused unread
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -180,6 +192,7 @@ class Settings:
     caldav: CalDavSettings | None = None  # None: no CalDAV push configured
     backups: BackupSettings = field(default_factory=BackupSettings)
     labs: LabSettings = field(default_factory=LabSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)  # the `[import]` table
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -193,7 +206,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates", "fhir", "caldav", "backups", "labs"),
+         "dates", "fhir", "caldav", "backups", "labs", "import"),
     "labs": ("host", "port", "codes"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
@@ -209,12 +222,14 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "fhir": ("mrn_system",),
     "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
     "backups": ("keep",),
+    "import": ("max_mb",),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep",
+    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "import.max_mb",
 })
 
 
@@ -551,4 +566,6 @@ def parse_settings(raw: dict) -> Settings:
         backups=BackupSettings(keep=_int(_table(raw, "backups"), "keep", "backups.keep", BackupSettings.keep, 1,
                                          10_000)),
         labs=parse_labs(_table(raw, "labs")),
+        imports=ImportSettings(_int(_table(raw, "import"), "max_mb", "import.max_mb", DEFAULT_IMPORT_MAX_MB,
+                                    1, 100_000)),
     )

@@ -26,8 +26,7 @@ from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
 from tracker.services import audit
 from tracker.services.context import Clinic
-
-MAX_LAB_FILE_BYTES = 200_000_000
+from tracker.services.result_import import read_bounded
 
 
 class LabImportRejected(InputError):
@@ -50,19 +49,6 @@ class LabImportReport:
     evaluation: object | None = None  # the alerts raised/resolved once the results landed (services.alerts)
 
 
-def read_lab_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_LAB_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError("file", path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError("file", path, "is a directory, not a file") from None
-    if len(data) > MAX_LAB_FILE_BYTES:
-        raise InputError("file", path, f"larger than {MAX_LAB_FILE_BYTES} bytes")
-    return data
-
-
 def parse_lab_data(data: bytes, name: str) -> tuple[str, list[LabRow]]:
     """The format (by content) and the rows of an HL7 or FHIR file."""
     kind = detect_format(data)
@@ -78,7 +64,9 @@ def parse_lab_data(data: bytes, name: str) -> tuple[str, list[LabRow]]:
 
 
 def import_lab_file(clinic: Clinic, path: str, *, skip_bad: bool) -> LabImportReport:
-    return import_lab_data(clinic, read_lab_file(path), str(Path(path)), skip_bad=skip_bad)
+    # The same bound as a CSV import ([import] max_mb): an endless stream is refused unread.
+    data = read_bounded(Path(path), clinic.settings.imports.max_bytes)
+    return import_lab_data(clinic, data, str(Path(path)), skip_bad=skip_bad)
 
 
 def import_lab_data(clinic: Clinic, data: bytes, name: str, *, skip_bad: bool) -> LabImportReport:

@@ -107,9 +107,11 @@ def _finish(engine: Engine, run_id: int, report: NightlyReport, extra_counts: di
         session.commit()
 
 
-def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user: str, out=None) -> NightlyReport:
+def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user: str, out=None,
+                progress=None) -> NightlyReport:
     """One nightly run under the single-runner lock. Raises LockedError if another run holds it and
-    DeliveryError (after recording everything) if a channel failed."""
+    DeliveryError (after recording everything) if a channel failed. `progress(done, total)` is called as
+    its steps end (roll forward, evaluate, remind, each channel)."""
     from tracker.channels import build_channels
     from tracker.db.engine import for_writing
     from tracker.services import audit
@@ -120,6 +122,14 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     channels = build_channels(settings, out)
     # A delivery row per channel, and per recipient for e-mail.
     delivery_keys = [key for channel in channels for key in getattr(channel, "delivery_keys", [channel.name])]
+    steps, step = 3 + len(channels), 0
+
+    def step_done() -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, steps)
+
     with nightly_lock(engine):
         run_id, from_day, new = _start(engine, as_of)
         report = NightlyReport(run_id=run_id, from_day=from_day, as_of=as_of)
@@ -134,7 +144,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                         session, library, as_of, as_of + dt.timedelta(days=settings.lead_days),
                         merge_window=site.calendar.merge_window_days,
                         childbearing_ages=site.alerts.childbearing_ages)
+                    step_done()
                     summary = evaluate_clinic(session, library, as_of, site, incremental=True)
+                    step_done()
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))
                     session.flush()
@@ -146,6 +158,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                                  {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),
                                   **report.created, **extra})
                     session.commit()
+            step = 3
             for channel in channels:
                 if getattr(channel, "per_recipient", False):
                     sent, error = deliver_email(engine, channel, as_of, from_day)
@@ -157,6 +170,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                 report.undelivered[channel.name] = undelivered(engine, channel)
                 if error:
                     report.failures[channel.name] = error
+                step_done()
             if site.caldav is not None:
                 # After the reminders: the staff calendar to CalDAV; a failure is reported like a
                 # channel's, and the run (its alerts and reminders) is kept.

@@ -17,7 +17,7 @@ from tracker.services.context import Clinic
 from tracker.db.snapshots import course_protocol
 from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by
 from tracker.services.patients import get_patient
-from tracker.core.plausibility import implausible_reason
+from tracker.core.plausibility import implausible_reason, is_plausible
 from tracker.core.vocabulary import TestCode, Vocabulary
 
 
@@ -68,11 +68,15 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
                     ref_low: float | None, ref_high: float | None) -> CheckedResult:
     """The value (and the laboratory's reference range) in the vocabulary's unit, refused when the unit
     cannot be converted or the converted value is implausible (tracker.core.plausibility)."""
-    from tracker.units import UnitProblem, convert
+    from tracker.units import UnitProblem, convert, same_unit
 
     reported_unit = unit or test.unit
 
     def in_vocabulary_unit(number: float, from_unit: str) -> float:
+        if test.scale is None and same_unit(from_unit, test.unit):
+            # pint's own answer (tests/test_units.py), without loading pint: the vocabulary's units are
+            # readable (tests/test_units.py) and an import of vocabulary-unit rows never needs it.
+            return float(f"{number:.10g}")
         return convert(number, from_unit, test.unit, test.molar_mass, test.scale)
 
     try:
@@ -80,15 +84,15 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
     except UnitProblem as problem:
         shown = _clipped(reported_unit)
         raise InputError("unit", shown, f"{test.code} {value:g} {shown!r} on {taken_on}: {problem}") from None
-    readings = {}
-    for candidate in (test.unit, *test.also_reported_in):
-        try:
-            readings[candidate] = in_vocabulary_unit(value, candidate)
-        except UnitProblem:
-            continue  # a vocabulary unit pint cannot read: tests/test_units.py keeps the file free of these
-    reason = implausible_reason(test, converted, value, reported_unit, taken_on, readings)
-    if reason is not None:
-        raise InputError("value", f"{value:g}", reason)
+    if not is_plausible(test, converted):  # only then: which unit was probably meant
+        readings = {}
+        for candidate in (test.unit, *test.also_reported_in):
+            try:
+                readings[candidate] = in_vocabulary_unit(value, candidate)
+            except UnitProblem:
+                continue  # a vocabulary unit pint cannot read: tests/test_units.py keeps the file free of these
+        raise InputError("value", f"{value:g}", implausible_reason(test, converted, value, reported_unit, taken_on,
+                                                                   readings))
     low, high = (None if limit is None else in_vocabulary_unit(limit, reported_unit) for limit in (ref_low, ref_high))
     return CheckedResult(test.code, converted, None, test.unit, value, reported_unit, low, high)
 
@@ -187,7 +191,8 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
     vocabulary = library.vocabulary
     taken = result.taken_on
     if planned is not None:  # the patient's planned baseline and lab items, read once for a batch of results
-        open_items = [i for i in planned if i.status == "planned" and i.due <= taken + dt.timedelta(days=LAB_EARLY_DAYS)]
+        open_items = sorted((i for i in planned if i.status == "planned"
+                             and i.due <= taken + dt.timedelta(days=LAB_EARLY_DAYS)), key=lambda i: i.id)
     else:
         open_items = session.exec(
             select(Item).where(
@@ -195,20 +200,37 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
                 Item.status == "planned",
                 Item.kind.in_(("baseline", "lab")),
                 Item.due <= taken + dt.timedelta(days=LAB_EARLY_DAYS),
-            )
+            ).order_by(Item.id)
         ).all()
-    completed: list[Item] = []
-    labs: dict[int, list[Item]] = {}
-    touched: list[Item] = []
+
+    def baseline_complete(item: Item) -> bool:
+        protocol = course_protocol(session, library, session.get(Course, item.course_id))
+        return baseline_satisfied_by(session, patient, protocol, item, vocabulary) is not None
+
+    completed, done_labs, touched = items_answered(open_items, result.test, taken, vocabulary, baseline_complete)
+    # A merged draw answers every course whose draw was absorbed into it (tracker/core/merge.py).
+    completed += done_labs + absorbed_into(session, [i.id for i in done_labs])
+    mark_answered(result.id, result.test, taken, completed, touched, utcnow())
+    for item in {id(i): i for i in [*touched, *completed]}.values():
+        session.add(item)
+    return completed
+
+
+def items_answered(open_items, code: str, taken: dt.date, vocabulary: Vocabulary, baseline_complete):
+    """What a result for `code` taken on `taken` answers among a patient's `open_items` (planned baseline
+    and lab items due by `taken` + LAB_EARLY_DAYS): (baseline items it completes, lab draws it completes,
+    items it counts for). `baseline_complete(item)` says whether a baseline item is now complete (the
+    gate's rule, read on the patient's results with this one). Used by `result add` and by the import."""
+    completed: list = []
+    labs: dict[int, list] = {}
+    touched: list = []
     for item in open_items:
-        if not counts_towards(codes(item.tests), result.test, vocabulary):
+        if not counts_towards(codes(item.tests), code, vocabulary):
             continue
         if item.kind == "baseline":
             if item.reading is None:  # a later reading waits for a day of its own, not for analytes
                 touched.append(item)
-            course = session.get(Course, item.course_id)
-            protocol = course_protocol(session, library, course)
-            if baseline_satisfied_by(session, patient, protocol, item, vocabulary) is not None:
+            if baseline_complete(item):
                 completed.append(item)
             continue
         labs.setdefault(item.course_id, []).append(item)
@@ -216,21 +238,19 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
     for draws in labs.values():
         draw = nearest_draw(draws, taken)
         touched.append(draw)
-        if is_complete(codes(draw.tests), [*codes(draw.received), result.test], vocabulary):
+        if is_complete(codes(draw.tests), [*codes(draw.received), code], vocabulary):
             done_labs.append(draw)
-    completed += done_labs
-    # A merged draw answers every course whose draw was absorbed into it (tracker/core/merge.py).
-    completed += absorbed_into(session, [i.id for i in done_labs])
+    return completed, done_labs, touched
+
+
+def mark_answered(result_id: int, code: str, taken: dt.date, completed, touched, now: dt.datetime) -> None:
+    """Note `code` as received by the items a result counted for, and mark the completed ones done."""
     for item in touched:
-        if result.test not in codes(item.received):
-            item.received = join_codes([*codes(item.received), result.test])
-            session.add(item)
-    now = utcnow()
+        if code not in codes(item.received):
+            item.received = join_codes([*codes(item.received), code])
     for item in completed:
         item.status = "done"
         item.done_on = taken
-        item.done_note = f"result #{result.id} ({result.test})"
+        item.done_note = f"result #{result_id} ({code})"
         item.sequence += 1
         item.last_modified = now
-        session.add(item)
-    return completed
