@@ -89,3 +89,10 @@ class DeliveryError(TrackerError):
     """A reminder channel failed; its reminders are kept for the next run."""
 
     exit_code = 10
+
+
+class AuditChainError(TrackerError):
+    """`tracker audit verify`: the audit log's hash chain is broken (a row edited, deleted or inserted
+    outside tracker), or does not reach a noted anchor."""
+
+    exit_code = 11
