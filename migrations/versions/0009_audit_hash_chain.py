@@ -44,8 +44,9 @@ def upgrade() -> None:
     head = Head()
     last_id = 0
     while True:  # in batches by id: a large log is never held in memory whole
-        rows = conn.execute(sa.select(audit_event.c.id, audit_event.c.at, *(audit_event.c[n] for n in HASHED_FIELDS[1:]))
-                            .where(audit_event.c.id > last_id).order_by(audit_event.c.id).limit(BATCH)).mappings().all()
+        fields = [audit_event.c[name] for name in HASHED_FIELDS]
+        rows = conn.execute(sa.select(audit_event.c.id, *fields).where(audit_event.c.id > last_id)
+                            .order_by(audit_event.c.id).limit(BATCH)).mappings().all()
         if not rows:
             break
         links = []

@@ -162,9 +162,9 @@ def verify(conn) -> Verdict:
     """Walk the whole chain (tracker/core/audit_chain.py: check_chain) in batches."""
     head_row = conn.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID)).first()
     stored = Head(head_row.seq, head_row.hash) if head_row is not None else None
-    unchained = conn.execute(select(EVENT.c.id).where(EVENT.c.seq.is_(None)).order_by(EVENT.c.id).limit(10)).scalars().all()
-    columns = [EVENT.c.id, EVENT.c.seq, EVENT.c.prev_hash, EVENT.c.hash, AuditEvent.__table__.c.at,
-               *(EVENT.c[name] for name in HASHED_FIELDS[1:])]
+    unchained = conn.execute(select(EVENT.c.id).where(EVENT.c.seq.is_(None)).order_by(EVENT.c.id)
+                             .limit(10)).scalars().all()
+    columns = [EVENT.c.id, EVENT.c.seq, EVENT.c.prev_hash, EVENT.c.hash, *(EVENT.c[n] for n in HASHED_FIELDS)]
     rows = conn.execution_options(yield_per=5000).execute(
         select(*columns).where(EVENT.c.seq.is_not(None)).order_by(EVENT.c.seq)).mappings()
     return check_chain(rows, stored, unchained=unchained)
