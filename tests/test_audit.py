@@ -360,3 +360,21 @@ def test_writes_after_tampering_keep_appending_and_the_break_stays_visible(track
     sql(tracker.db, "UPDATE audit_event SET mrn = 'P9' WHERE id = 2")
     tracker("patient add P3 --name 'Cy Dee' --dob 1990-01-01")
     assert broken(tracker)[0] == 2
+
+
+def test_a_recorded_read_does_not_count_as_a_change_for_the_next_incremental_review(tracker):
+    """An `access.*` row names a patient, but reading changes nothing the nightly must review again."""
+    from sqlmodel import Session
+
+    from tracker.protocol_files import library
+    from tracker.services.evaluate import _changed_since
+
+    small_clinic(tracker)
+    with freeze_time("2026-03-04 12:00:00"):
+        tracker("nightly")
+        tracker("patient show P1")
+        tracker("calendar P1")
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        assert _changed_since(session, library(None)) == set()
+    engine.dispose()
