@@ -29,7 +29,7 @@ def log_access(app, action: str, *, mrn: str | None, detail: dict | None = None)
 @click.option("--action", "actions", multiple=True, metavar="A",
               help="Only this action (repeatable); `alert.` or `alert.*` for every action starting so.")
 @click.option("--user", "who", metavar="U", help="Only rows by this user.")
-@click.option("--limit", type=click.IntRange(0, 10_000_000), default=100, show_default=True,
+@click.option("--limit", type=click.IntRange(0, 10_000_000), default=100, show_default=True, metavar="N",
               help="At most this many rows, newest first (0: all).")
 @json_option
 @click.pass_context
