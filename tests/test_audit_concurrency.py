@@ -53,7 +53,7 @@ def test_four_concurrent_evaluations_write_what_one_would(tracker, tmp_path, mig
     """The same clinic evaluated four times at once, and once: the same audit rows (by action and entity)."""
     from tests.conftest import Tracker
 
-    clinic(tracker, patients=4)
+    clinic(tracker, patients=2)
     before = len(audit_rows(tracker.db))
     results = run_together(tracker.db, ["evaluate"] * 4)
     assert_clean(results)
@@ -71,7 +71,7 @@ def test_four_concurrent_evaluations_write_what_one_would(tracker, tmp_path, mig
 
         alone = Tracker(str(tmp_path / "alone.db"))
         shutil.copyfile(migrated_template, alone.db)
-    clinic(alone, patients=4)
+    clinic(alone, patients=2)
     start = len(audit_rows(alone.db))
     assert [r.returncode for r in run_together(alone.db, ["evaluate"])] == [0]
     single = Counter((r.action, r.entity) for r in audit_rows(alone.db)[start:])
