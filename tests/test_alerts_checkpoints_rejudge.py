@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 from freezegun import freeze_time
 
+from tests.audit_support import undo_0011
 from tests.conftest import dump_database
 
 
@@ -145,6 +146,7 @@ def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keep
                      (old_key, "week 16 response check for Dupilumab cannot be judged on the assessment of "
                                "2026-04-27: ...", alert["id"]))
         conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")  # added by 0008
+        undo_0011(conn)
         conn.execute("DROP TABLE caldav_object")  # added by 0009
         conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
         conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")

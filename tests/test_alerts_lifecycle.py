@@ -155,7 +155,7 @@ def test_lifecycle_ack_snooze_resolve_with_audit(tracker, db_url):
     assert "alert.ack" in actions and actions.count("alert.raise") == 2
     events = dump_database(db_url)["audit_event"]
     resolve_event = [e for e in events if e[3] == "alert.resolve"][0]
-    assert json.loads(resolve_event[-1])["resolution"].startswith("stopped by phone")
+    assert json.loads(resolve_event[8])["resolution"].startswith("stopped by phone")
     assert resolve_event[2] == "tester"
 
 

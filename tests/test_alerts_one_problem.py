@@ -11,6 +11,8 @@ import sqlite3
 import pytest
 from freezegun import freeze_time
 
+from tests.audit_support import undo_0011
+
 
 def threshold_alerts(tracker, *extra):
     return [a for a in tracker.json(["alerts", *extra]) if a["kind"] == "threshold"]
@@ -116,6 +118,7 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
                          "suggestions, sources, created_at, updated_at FROM alert WHERE id = ?",
                          (f"overdue:item{item_id}", item_id, alert["id"]))
         conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")
+        undo_0011(conn)
         conn.execute("DROP TABLE caldav_object")  # added by 0009
         conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
         conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")

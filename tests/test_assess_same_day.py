@@ -67,7 +67,7 @@ def test_replace_swaps_the_row_keeps_other_measures_and_is_audited_with_before_a
     rows = dump_database(tracker.db)["assessment"]
     assert len(rows) == 1 and rows[0][0] == 2  # a new id: the old row is gone
     [event] = [e for e in dump_database(tracker.db)["audit_event"] if e[3] == "assessment.replace"]
-    before, after = (json.loads(v) if isinstance(v, str) else v for v in event[-2:])
+    before, after = (json.loads(v) if isinstance(v, str) else v for v in event[7:9])  # before, after
     assert [(r["id"], r["easi"], r["dlqi"]) for r in before["replaced"]] == [(1, 20.0, 12)]
     assert (after["id"], after["easi"], after["dlqi"]) == (2, 18.0, 12)
 

@@ -96,3 +96,10 @@ class BackupError(TrackerError):
     database is as it was."""
 
     exit_code = 11
+
+
+class AuditChainError(TrackerError):
+    """`tracker audit verify`: the audit log's hash chain is broken (a row edited, deleted or inserted
+    outside tracker), or does not reach a noted anchor."""
+
+    exit_code = 12

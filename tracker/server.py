@@ -194,6 +194,10 @@ class FeedHandler(BaseHTTPRequestHandler):
                         clinic = Clinic(session, self.server.library, settings, today(settings.timezone),
                                         "feeds")
                         body = render_feed(clinic, feed).body
+                        if send_body:  # patient data about to be sent: audited first (services/access.py)
+                            from tracker.services.access import feed_fetched
+
+                            feed_fetched(self.server, feed, len(body))
                 session.rollback()  # read-only: nothing to keep
         except Exception:
             # Not `redact`: it would blank long identifiers in the trace; the request's own runs go.

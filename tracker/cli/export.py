@@ -58,6 +58,12 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
+    from tracker.cli.audit import log_access
+
+    # One row for the whole clinic too (its count, not a row per patient).
+    log_access(app, "access.export", mrn=mrn, detail={
+        "command": "export ics", "scope": "patient" if mrn else "clinic", "audience": audience,
+        "from": start, "to": end, "events": events, "out": "file" if out else "stdout"})
 
 
 @export.command("fhir")

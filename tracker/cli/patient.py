@@ -79,13 +79,16 @@ def list_(app, as_json):
     from tracker.cli.render import emit_json, table
     from tracker.services.patient_view import patient_rows
 
-    with app.clinic() as clinic:
+    from tracker.cli.audit import log_access
+
+    with app.clinic(write=False) as clinic:  # reads only; the access is recorded after it is shown
         rows = patient_rows(clinic)
     if as_json:
         emit_json(rows)
-        return
-    table(["MRN", "Name", "DOB", "Sex", "On"], [[r["mrn"], r["name"], r["dob"], r["sex"], ", ".join(r["courses"])]
-                                               for r in rows], title=f"{len(rows)} patients")
+    else:
+        table(["MRN", "Name", "DOB", "Sex", "On"], [[r["mrn"], r["name"], r["dob"], r["sex"], ", ".join(r["courses"])]
+                                                   for r in rows], title=f"{len(rows)} patients")
+    log_access(app, "access.patient_list", mrn=None, detail={"command": "patient list", "patients": len(rows)})
 
 
 @patient.command("show")
@@ -94,14 +97,22 @@ def list_(app, as_json):
 @pass_app
 def show(app, mrn, as_json):
     """A patient's details, courses, recent results and next items."""
-    from tracker.cli.render import emit_json, item_mark, item_text, line, mark_legend, say, table
+    from tracker.cli.audit import log_access
+    from tracker.cli.render import emit_json
     from tracker.services.patient_view import patient_summary
 
-    with app.clinic() as clinic:
+    with app.clinic(write=False) as clinic:  # reads only; the access is recorded after it is shown
         summary = patient_summary(clinic, mrn)
     if as_json:
         emit_json(summary)
-        return
+    else:
+        _show_summary(summary)
+    log_access(app, "access.patient", mrn=summary["patient"]["mrn"], detail={"command": "patient show"})
+
+
+def _show_summary(summary: dict) -> None:
+    from tracker.cli.render import item_mark, item_text, line, mark_legend, say, table
+
     p = summary["patient"]
     say(line((p["mrn"], "bold"), f"  {p['name']}  born {p['dob']}  sex {p['sex'] or '-'}"
              f"  childbearing potential {p['childbearing']}"

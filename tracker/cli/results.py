@@ -60,14 +60,17 @@ def list_(app, mrn, test, as_json):
     from tracker.cli.render import emit_json, table
     from tracker.services.results import as_reported, list_results
 
-    with app.clinic() as clinic:
+    from tracker.cli.audit import log_access
+
+    with app.clinic(write=False) as clinic:  # reads only; the access is recorded after it is shown
         rows = list_results(clinic, mrn, test)
     if as_json:
         emit_json(rows)
-        return
-    table(["ID", "Taken", "Test", "Value", "Unit", "As reported", "Ref range"],
-          [[r["id"], r["taken_on"], r["test"], f"{r['value']:g}" if r["unit"] else r["value"], r["unit"],
-            as_reported(r), _range(r)] for r in rows])
+    else:
+        table(["ID", "Taken", "Test", "Value", "Unit", "As reported", "Ref range"],
+              [[r["id"], r["taken_on"], r["test"], f"{r['value']:g}" if r["unit"] else r["value"], r["unit"],
+                as_reported(r), _range(r)] for r in rows])
+    log_access(app, "access.results", mrn=mrn, detail={"command": "result list", "test": test, "results": len(rows)})
 
 
 def _range(row: dict) -> str:

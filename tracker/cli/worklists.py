@@ -41,12 +41,16 @@ def show(app, mrn, start, end, include_cancelled, as_json):
     from tracker.core.inputs import date_range
 
     date_range(start, end)
-    with app.clinic() as clinic:
+    from tracker.cli.audit import log_access
+
+    with app.clinic() as clinic:  # `--to` may extend plans: a writer
         rows = patient_calendar(clinic, mrn, start, end, include_cancelled)
     if as_json:
         emit_json(rows)
     else:
         worklist(rows, f"Calendar for {mrn}", f"No items for {mrn} in that range.")
+    log_access(app, "access.calendar", mrn=mrn, detail={
+        "command": "calendar", "from": start, "to": end, "items": len(rows)})
 
 
 @click.command()

@@ -243,6 +243,7 @@ class Alert(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
+    __table_args__ = (Index("uq_audit_event_seq", "seq", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: dt.datetime
@@ -253,6 +254,22 @@ class AuditEvent(SQLModel, table=True):
     mrn: str | None = Field(default=None, max_length=64, index=True)
     before: str | None = Field(default=None, sa_column=Column(Text))  # JSON
     after: str | None = Field(default=None, sa_column=Column(Text))  # JSON
+    # The hash chain (tracker/core/audit_chain.py, migration 0011): position, previous row's hash, own hash.
+    # Set when the row is inserted (services/audit.py); unique seq: two writers can never fork the chain.
+    seq: int | None = None
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """One row (id 1): where the audit chain ends, so that deleting its newest rows shows (audit verify).
+    Writers lock it (PostgreSQL: FOR UPDATE) to append, in one total order."""
+
+    __tablename__ = "audit_head"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = 0
+    hash: str = Field(max_length=64)
 
 
 class NightlyRun(SQLModel, table=True):

@@ -77,8 +77,10 @@ def remove_demo_database(db: str) -> None:
 
 def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> DemoSummary:
     """A fresh synthetic clinic as of `clinic.today` (audited as user "demo"), and its worklist."""
+    from tracker.services import audit
     from tracker.services.worklists import due, overdue
 
+    builder = clinic.user
     clinic = replace(clinic, user="demo")
     session, library, today = clinic.session, clinic.library, clinic.today
     if session.exec(select(Patient.id)).first() is not None:
@@ -147,6 +149,9 @@ def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> Demo
                 "dlqi": max(0, baseline_dlqi - (rng.randint(5, 12) if responded else rng.randint(0, 3))),
                 "itch_nrs": rng.randint(1, 4) if responded else rng.randint(5, 9),
             })
+    # Who built it, and how: a demo file is told apart from a clinic's by its audit too (`tracker audit`).
+    audit.record(session, builder, "demo.build", "clinic", None, None, None,
+                 {"patients": patients, "seed": seed, "results": results, "today": today.isoformat()})
     session.flush()
     worklist = overdue(session, today, library.vocabulary) + due(session, today, WORKLIST_DAYS, library.vocabulary)
     worklist.sort(key=lambda r: (r["mrn"], r["due"]))

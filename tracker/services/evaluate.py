@@ -163,7 +163,7 @@ def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
         newer_than_mark(Assessment.id, assessment, xmin)).distinct()).scalars())
     events = select(AuditEvent.entity, AuditEvent.entity_id).where(
         newer_than_mark(AuditEvent.id, audit, xmin), AuditEvent.entity.in_(CHANGE_ENTITIES),
-        AuditEvent.entity_id.is_not(None)).distinct()
+        AuditEvent.entity_id.is_not(None), ~AuditEvent.action.startswith("access.")).distinct()  # reads change nothing
     courses, patients = set(), set()
     for entity, entity_id in session.execute(events):
         (courses if entity == "course" else patients).add(entity_id)

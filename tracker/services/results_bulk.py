@@ -32,6 +32,7 @@ from tracker.core.panels import LAB_EARLY_DAYS
 from tracker.dates import utcnow
 from tracker.db.rows import plain_rows
 from tracker.db.tables import AuditEvent, Course, Item, LabResult, codes
+from tracker.services import audit
 from tracker.services.context import Clinic
 from tracker.services.results import CheckedResult, items_answered, mark_answered
 
@@ -152,6 +153,8 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
                      .values({name: bindparam(f"new_{name}") for name in CHANGED}))
         conn.execute(statement, [{"item_id": i.id, **{f"new_{name}": getattr(i, name) for name in CHANGED}}
                                  for i in changed.values()])
+    session.flush()  # ORM audit rows pending go first in the chain
+    audit.link_rows(conn, events)  # their places in the audit chain (tracker/core/audit_chain.py)
     bulk_insert(conn, AuditEvent.__table__, events)
     _sync_loaded_items(session, changed)
     done.recorded += len(rows)

@@ -334,6 +334,7 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
                        "after": encode(snapshot)})
         raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
                                   values["kind"], values["severity"], values["message"]))
+    audit.link_rows(conn, events)  # their places in the audit chain
     bulk_insert(conn, AuditEvent.__table__, events)
     return raised
 

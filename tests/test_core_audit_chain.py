@@ -1,0 +1,61 @@
+"""Issue 15 item 6: the audit hash chain on plain values (tracker/core/audit_chain.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tracker.core.audit_chain import GENESIS, Head, canonical, check_chain, link_hash
+
+AT = dt.datetime(2026, 5, 1, 9, 30, 0, 123456, tzinfo=dt.timezone.utc)
+
+
+def chain(n: int) -> list[dict]:
+    rows, head = [], Head()
+    for i in range(1, n + 1):
+        fields = {"at": AT, "user": "ann", "action": "patient.add", "entity": "patient", "entity_id": i,
+                  "mrn": f"P{i}", "before": None, "after": '{"id": %d}' % i}
+        seq, prev_hash, hash_ = head.link(fields)
+        rows.append({"id": i, "seq": seq, "prev_hash": prev_hash, "hash": hash_, **fields})
+        head = Head(seq, hash_)
+    return rows
+
+
+def test_a_timestamp_hashes_the_same_aware_or_as_stored_naive_utc():
+    naive = AT.replace(tzinfo=None)
+    elsewhere = AT.astimezone(dt.timezone(dt.timedelta(hours=10)))
+    fields = {"at": AT, "user": "u", "action": "a", "entity": "e"}
+    assert canonical(fields) == canonical({**fields, "at": naive}) == canonical({**fields, "at": elsewhere})
+    assert link_hash(GENESIS, fields) != link_hash(GENESIS, {**fields, "user": "v"})
+
+
+def test_an_intact_chain_and_its_head():
+    rows = chain(5)
+    verdict = check_chain(rows, Head(5, rows[-1]["hash"]))
+    assert verdict.problem is None and verdict.rows == 5 and verdict.head == Head(5, rows[-1]["hash"])
+    assert check_chain([], Head()).problem is None
+    assert check_chain([], None).problem is None  # an empty log with no head yet
+
+
+def test_each_kind_of_tampering_names_the_first_bad_row():
+    rows = chain(5)
+    head = Head(5, rows[-1]["hash"])
+
+    edited = [dict(r) for r in rows]
+    edited[2]["user"] = "mallory"
+    assert check_chain(edited, head).problem.row_id == 3
+
+    gap = rows[:2] + rows[3:]
+    problem = check_chain(gap, head).problem
+    assert problem.row_id == 4 and "missing" in problem.reason
+
+    problem = check_chain(rows[:4], head).problem  # the newest row deleted, the head left as it was
+    assert problem.row_id is None and "newest rows are missing" in problem.reason
+
+    problem = check_chain(rows, head, unchained=[9]).problem
+    assert problem.row_id == 9 and "not in the chain" in problem.reason
+
+    relinked = [dict(r) for r in rows]
+    relinked[3]["prev_hash"] = rows[1]["hash"]
+    assert check_chain(relinked, head).problem.row_id == 4
+
+    assert "head record is missing" in check_chain(rows, None).problem.reason
