@@ -41,8 +41,8 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
     with app.clinic() as clinic:
         calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
                               alarm_lead_hours=alarm_lead_hours)
-    data = calendar.to_ical()
-    events = len(calendar.events)
+    data = calendar.encode()
+    events = calendar.events
     if out:
         from tracker.private_files import open_private
 
