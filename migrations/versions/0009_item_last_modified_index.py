@@ -18,8 +18,9 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_item_last_modified', 'item', ['last_modified'], unique=False)
+    # if_not_exists: tests that rewind a database's stamp to an older revision replay this on it
+    op.create_index('ix_item_last_modified', 'item', ['last_modified'], unique=False, if_not_exists=True)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_item_last_modified', table_name='item')
+    op.drop_index('ix_item_last_modified', table_name='item', if_exists=True)
