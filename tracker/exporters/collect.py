@@ -46,14 +46,23 @@ class _Lookup:
         self._drugs: dict[tuple, tuple[str, ...]] = {}
         self._sources: dict[tuple, tuple[SourceRef, ...]] = {}
         self._defaults: dict[tuple, tuple[str, ...]] = {}
+        self._labels: dict[tuple, str] = {}
+
+    def label(self, mrn: str, name: str, style: str) -> str:
+        key = (mrn, name, style)
+        if key not in self._labels:
+            from tracker.services.patients import patient_label
+
+            self._labels[key] = patient_label(mrn, name, style)
+        return self._labels[key]
 
     def protocol(self, drug: str, protocol_hash: str) -> Protocol | None:
-        from types import SimpleNamespace
-
-        from tracker.db.snapshots import course_protocol
-
         key = (drug, protocol_hash)
         if key not in self._protocols:
+            from types import SimpleNamespace
+
+            from tracker.db.snapshots import course_protocol
+
             course = SimpleNamespace(drug=drug, protocol_hash=protocol_hash)
             try:
                 self._protocols[key] = course_protocol(self.session, self.library, course)
@@ -114,8 +123,6 @@ class _Lookup:
 def calendar_item(lookup: _Lookup, item, patient, label_style: str, own: Protocol | None = None) -> CalendarItem:
     """One item (an `Item` or a plain row with its columns) as the calendar shows it; `patient` has `mrn`
     and `name`; `own` is the course's protocol (looked up from the course when not given)."""
-    from tracker.services.patients import patient_label
-
     if own is None:
         own = lookup.course_protocol(item.course_id)
     return CalendarItem(
@@ -129,7 +136,7 @@ def calendar_item(lookup: _Lookup, item, patient, label_style: str, own: Protoco
         drugs=lookup.drugs(item.drug, item.merged_drugs, own),
         tests=lookup.tests(item.tests),
         sources=lookup.sources(item.sources, own, item.merged_drugs),
-        patient=patient_label(patient.mrn, patient.name, label_style),
+        patient=lookup.label(patient.mrn, patient.name, label_style),
         detail=item.detail,
         target=item.target,
         week=item.week,

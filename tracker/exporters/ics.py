@@ -9,6 +9,7 @@ duplicating them. DTSTAMP is passed in, so output is deterministic.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -234,13 +235,15 @@ def format_duration(value: dt.timedelta) -> str:
     return f"{sign}P{f'{days}D' if days else ''}T{time or '0S'}"
 
 
+@functools.lru_cache(maxsize=4096)  # a clinic's month has a few dozen dates and many thousands of events
 def _date(day: dt.date) -> str:
     return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
+@functools.lru_cache(maxsize=65536)  # timestamps repeat: items changed together share one
 def _stamp(value: dt.datetime) -> str:
     value = _utc(value)
-    return f"{_date(value)}T{value.hour:02d}{value.minute:02d}{value.second:02d}Z"
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}T{value.hour:02d}{value.minute:02d}{value.second:02d}Z"
 
 
 def render_event(item: CalendarItem, audience: str, stamp: str, alarm_lead: str | None = None) -> str:
