@@ -173,8 +173,6 @@ def collect_items(session: Session, library: ProtocolLibrary, *, patient_id: int
     if end is not None:
         query = query.where(Item.due <= end)
     if cancelled_since is not None:
-        if cancelled_since.tzinfo is not None:  # the column holds naive UTC (a timestamp without time zone)
-            cancelled_since = cancelled_since.astimezone(dt.timezone.utc).replace(tzinfo=None)
         query = query.where(or_(Item.status != "cancelled", Item.last_modified >= cancelled_since))
     query = query.order_by(Item.due, Patient.mrn, Item.kind, Item.id)
     lookup = _Lookup(session, library)
