@@ -2,7 +2,7 @@
 
 `sync_course` re-plans a course and reconciles the result with what is stored: done items are never
 touched, planned items that still apply keep their row (and uid), a planned item the re-plan only moves
-to another date (a dose change, pause or resume shifting it; the same planned item by the core's rule,
+to another date (after a dose change, pause or resume; the same planned item by the core's rule,
 core/plan.py same_planned_items) keeps its row and uid with the new date, items that no longer apply are
 cancelled (kept, so calendar subscribers see STATUS:CANCELLED), new items get a fresh random uid.
 An item's identity across re-plans is its key: (kind, due, the tests its own plan asked for, week, and the
@@ -141,10 +141,13 @@ def sync_course(
     *,
     merge_window: int,
     childbearing_ages: tuple[int, int] = CHILDBEARING_AGES,
+    moves: bool = False,
 ) -> SyncResult:
     """Re-plan `course` and reconcile its stored items, then re-merge the patient's draws (`merge_window`:
     the site's `[calendar] merge_window_days`, always given by the caller; `childbearing_ages`: the site's
-    `[alerts] childbearing_age_from/_to`)."""
+    `[alerts] childbearing_age_from/_to`). With `moves` (a dose change, pause or resume: the same rules on
+    shifted dates), a planned item the re-plan only moves keeps its row; otherwise (a new protocol version,
+    an interval adjustment, a stop) what no longer applies is cancelled and the new plan's items are new."""
     horizon = horizon or EXTEND_TO.after(max(today, course.start_on))
     # The horizon never shrinks: items already planned further ahead stay valid.
     if course.planned_through and course.planned_through > horizon:
@@ -164,7 +167,7 @@ def sync_course(
         if current is None or (current.status == "cancelled" and not is_absorbed(current)):
             by_key[item_key(item)] = item
 
-    moved_to = _moves(by_key, planned, today)
+    moved_to = _moves(by_key, planned, today) if moves else {}
     moved = {item.id for item in moved_to.values()}
     wanted = set()
     for plan_item in planned:
