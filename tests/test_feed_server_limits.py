@@ -119,9 +119,9 @@ def test_connections_beyond_the_cap_get_503_at_once(serve):
         answer = b""
         for _ in range(100):
             answer = _request(server, b"GET / HTTP/1.0\r\n\r\n")
-            if answer.startswith(b"HTTP/1.0 503"):
+            if answer.startswith(b"HTTP/1.1 503"):
                 break
-        assert answer.startswith(b"HTTP/1.0 503") and b"Retry-After" in answer
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After" in answer
         assert server.counts["busy"] >= 1 and "busy: 2 connections open" in log.getvalue()
     finally:
         for sock in held:
@@ -129,9 +129,9 @@ def test_connections_beyond_the_cap_get_503_at_once(serve):
     # The slots come back when those connections end: a request is served again.
     for _ in range(100):
         answer = _request(server, b"GET / HTTP/1.0\r\n\r\n")
-        if answer.startswith(b"HTTP/1.0 404"):
+        if answer.startswith(b"HTTP/1.1 404"):
             break
-    assert answer.startswith(b"HTTP/1.0 404")
+    assert answer.startswith(b"HTTP/1.1 404")
 
 
 @pytest.mark.parametrize("spelling", [
@@ -162,17 +162,17 @@ def test_a_conditional_request_is_answered_without_rendering(clinic, serve):  # 
     server, _ = serve()
     first = _request(server, f"GET /feeds/{token}.ics HTTP/1.0\r\n\r\n".encode())
     head, body = first.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.0 200") and body.startswith(b"BEGIN:VCALENDAR")
+    assert head.startswith(b"HTTP/1.1 200") and body.startswith(b"BEGIN:VCALENDAR")
     etag = re.search(rb"ETag: (\S+)", head).group(1).decode()
     last_modified = re.search(rb"Last-Modified: ([^\r]+)", head).group(1).decode()
     assert server.counts == {"rendered": 1, "not_modified": 0, "busy": 0}
     for header in (f"If-None-Match: {etag}", f"If-Modified-Since: {last_modified}"):
         again = _request(server, f"GET /feeds/{token}.ics HTTP/1.0\r\n{header}\r\n\r\n".encode())
-        assert again.startswith(b"HTTP/1.0 304") and again.endswith(b"\r\n\r\n")  # no body
+        assert again.startswith(b"HTTP/1.1 304") and again.endswith(b"\r\n\r\n")  # no body
     assert server.counts == {"rendered": 1, "not_modified": 2, "busy": 0}  # rendered once only
     # The same state gives the same ETag; a changed feed renders again under a new one.
     same = _request(server, f"HEAD /feeds/{token}.ics HTTP/1.0\r\n\r\n".encode())
     assert f"ETag: {etag}".encode() in same
     clinic(["therapy", "dose", "P001", "methotrexate", "--on", "2026-03-10", "--dose", "20 mg weekly"])
     changed = _request(server, f"GET /feeds/{token}.ics HTTP/1.0\r\nIf-None-Match: {etag}\r\n\r\n".encode())
-    assert changed.startswith(b"HTTP/1.0 200") and f"ETag: {etag}".encode() not in changed
+    assert changed.startswith(b"HTTP/1.1 200") and f"ETag: {etag}".encode() not in changed

@@ -103,15 +103,31 @@ def test_base_url_comes_from_the_config(clinic, tmp_path):
 # --- the server -------------------------------------------------------------------------------------------
 
 
-class Server:
-    """`tracker serve --port 0` in a subprocess; the port it bound is read from its first line."""
+# `tracker serve` with its clock frozen at a moment that then runs on (tick), so the feeds' window ("today")
+# is the golden clinic's, not the real date's.
+# psycopg's C extension is imported before the clock is frozen: imported after, it sees freezegun's datetime
+# classes and warns about their size.
+FROZEN_SERVE = ("import sys, importlib.util\n"
+                "if importlib.util.find_spec('psycopg'): import psycopg\n"
+                "from freezegun import freeze_time; freeze_time(sys.argv[1], tick=True).start()\n"
+                "from tracker.cli import main; sys.argv = ['tracker', *sys.argv[2:]]; main()")
+SERVED_AT = "2026-03-02 09:00:00"
+# UTC days; the window reaches back past the golden clinic's first items (2026-01-05).
+SERVE_CONFIG = 'timezone = "UTC"\n[feeds]\ndays_back = 90\n'
 
-    def __init__(self, db: str):
+
+class Server:
+    """`tracker serve --port 0` in a subprocess, its clock frozen at `at` (and running on from there); the port
+    it bound is read from its first line."""
+
+    def __init__(self, db: str, config: str, at: str = SERVED_AT):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "--db", db, "serve", "--port", "0"],
+            [sys.executable, "-c", FROZEN_SERVE, at, "--config", config, "--db", db, "serve", "--port", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         line = self.process.stderr.readline()
+        while line and "Warning" in line:  # a library's import-time warning before the server's first line
+            line = self.process.stderr.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         if not match:
             self.process.kill()
@@ -137,8 +153,15 @@ class Server:
 
 
 @pytest.fixture
-def server(clinic):
-    running = Server(clinic.db)
+def serve_config(tmp_path) -> str:
+    path = tmp_path / "serve.toml"
+    path.write_text(SERVE_CONFIG)
+    return str(path)
+
+
+@pytest.fixture
+def server(clinic, serve_config):
+    running = Server(clinic.db, serve_config)
     yield running
     running.stop()
 
@@ -152,10 +175,14 @@ def test_serve_fetch_conditional_revoke(clinic, server):
     assert headers["Content-Type"] == "text/calendar; charset=utf-8"
     etag, last_modified = headers["ETag"], headers["Last-Modified"]
     assert re.fullmatch(r'"[0-9a-f]{32}"', etag)  # from the feed's version, judged without rendering
-    assert last_modified == "Mon, 16 Feb 2026 11:00:00 GMT"  # P001's latest change: the dose change
+    # The later of P001's latest change (the dose change, 16 Feb 11:00) and the start of the window's day.
+    assert last_modified == "Mon, 02 Mar 2026 00:00:00 GMT"
     calendar = parse_checked(body)
     assert calendar["X-WR-CALNAME"] == "Monitoring: P001 AB"
-    assert {str(e["UID"]) for e in calendar.events} == {r["uid"] for r in clinic.json("calendar P001 --all")}
+    # Every item of P001 in the window (90 days back, 180 ahead: to 2026-08-29).
+    stored = clinic.json("calendar P001 --all")
+    assert {str(e["UID"]) for e in calendar.events} == {r["uid"] for r in stored if r["due"] <= "2026-08-29"}
+    assert any(r["due"] > "2026-08-29" for r in stored)
 
     # Unchanged: the same bytes again, and 304 for a conditional re-fetch (by ETag or by date).
     assert server.get(path)[2] == body

@@ -53,7 +53,7 @@ def test_methotrexate_calendar_and_json_contract(tracker):
     assert max(r["due"] for r in everything) >= "2025-01-01"
 
 
-def test_dose_change_keeps_done_items_cancels_old_and_never_duplicates(tracker):
+def test_dose_change_keeps_done_items_moves_old_and_never_duplicates(tracker):
     with freeze_time("2024-01-01"):
         add_patient(tracker)
         tracker("therapy start P001 methotrexate --on 2024-01-01 --dose 10mg")
@@ -71,8 +71,11 @@ def test_dose_change_keeps_done_items_cancels_old_and_never_duplicates(tracker):
     assert len(keys) == len(set(keys)), "no duplicate items"
     done = by_due[("2024-01-15", "lab")][0]
     assert done["status"] == "done" and done["uid"] == before["2024-01-15"]["uid"]
-    assert by_due[("2024-03-12", "lab")][0]["status"] == "cancelled"
+    # The old schedule's next draw (03-12) is the same planned item, moved to the new schedule's first
+    # (issue 16: same UID, new date) rather than cancelled beside a new one.
+    assert ("2024-03-12", "lab") not in by_due
     assert by_due[("2024-03-25", "lab")][0]["status"] == "planned"
+    assert by_due[("2024-03-25", "lab")][0]["uid"] == before["2024-03-12"]["uid"]
     assert by_due[("2024-04-08", "lab")][0]["status"] == "planned"
     # Items before the change that were not done stay in the calendar (and are overdue now).
     assert by_due[("2024-01-29", "lab")][0]["status"] == "planned"

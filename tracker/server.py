@@ -1,9 +1,10 @@
 """A read-only HTTP server for calendar feeds: GET/HEAD /feeds/<token>.ics, nothing else.
 
-Standard library only (ThreadingHTTPServer). Each request opens its own database session. Responses carry
-an ETag and Last-Modified computed from the feed's latest change and item count (`feed_version`, two small
-queries), so a conditional request is answered 304 before anything is rendered; otherwise the feed is
-rendered afresh. Unknown and revoked tokens get 404, exactly like any other unknown path, so a probe
+Standard library only (ThreadingHTTPServer), HTTP/1.1. Each request opens its own database session.
+Responses carry an ETag and Last-Modified computed from the feed's change stamp (`feed_version`: the latest
+item change and highest item id in scope, and the day's window; a few index seeks), so a conditional
+request is answered 304 before anything is rendered; otherwise the feed is rendered afresh, gzipped when
+the client accepts gzip. Unknown and revoked tokens get 404, exactly like any other unknown path, so a probe
 learns nothing. The log has one line per request, with anything shaped like a token replaced by
 `<token>`, whatever the path's case or percent-encoding.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import gzip
 import re
 import socket
 import sys
@@ -44,6 +46,25 @@ def redact(text: str) -> str:
     if decoded != text and TOKEN_LIKE.search(decoded):
         return TOKEN_LIKE.sub("<token>", decoded)
     return text
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip (RFC 9110 12.5.3): named, or `*`, with q > 0."""
+    accepted = {}
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if name.strip():
+            accepted[name.strip().lower()] = quality
+    quality = accepted.get("gzip", accepted.get("x-gzip", accepted.get("*", 0.0)))
+    return quality > 0
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -121,7 +142,7 @@ class FeedServer(ThreadingHTTPServer):
         self.log.flush()
         try:
             request.settimeout(1.0)
-            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
                             b"Connection: close\r\n\r\n")
         except OSError:
             pass
@@ -132,6 +153,9 @@ class FeedServer(ThreadingHTTPServer):
 class FeedHandler(BaseHTTPRequestHandler):
     server: FeedServer
     server_version = "tracker-feeds"
+    # HTTP/1.1: persistent connections (every response has a Content-Length); each request on a connection
+    # must arrive within request_timeout_s, and an idle connection closes at idle_timeout_s.
+    protocol_version = "HTTP/1.1"
 
     def version_string(self) -> str:
         return self.server_version  # no Python version in the Server header
@@ -139,10 +163,18 @@ class FeedHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.idle_timeout_s  # the socket timeout: every read and write
         super().setup()
-        # The whole request (line and headers) within request_timeout_s, however slowly it drips in.
+        self._request_deadline = None
+
+    def handle_one_request(self) -> None:
+        # Each request (line and headers) within request_timeout_s, however slowly it drips in; on a kept-alive
+        # connection the wait for the next request counts too.
         self._request_deadline = threading.Timer(self.server.request_timeout_s, self._cut_off)
         self._request_deadline.daemon = True
         self._request_deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._request_deadline.cancel()
 
     def _cut_off(self) -> None:
         try:
@@ -156,7 +188,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         return parsed
 
     def finish(self) -> None:
-        self._request_deadline.cancel()
+        if self._request_deadline is not None:
+            self._request_deadline.cancel()
         super().finish()
 
     def do_GET(self) -> None:
@@ -176,24 +209,25 @@ class FeedHandler(BaseHTTPRequestHandler):
     def _feed(self, send_body: bool) -> None:
         from tracker.dates import today
         from tracker.services.context import Clinic
-        from tracker.services.feeds import active_feed, feed_version, render_feed
+        from tracker.services.feeds import active_feed, clinic_feed_window, feed_version, render_feed
 
         match = FEED_PATH.match(self.path.split("?", 1)[0])
         if match is None:
             return self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body)
         body = None
+        encoding = "gzip" if accepts_gzip(self.headers.get("Accept-Encoding", "")) else None
         try:
             with Session(self.server.engine) as session:
                 feed = active_feed(session, match.group(1))
                 if feed is not None:
-                    version = feed_version(session, feed)
-                    etag = version.etag(feed, self.server.generation)
+                    settings = self.server.settings
+                    clinic = Clinic(session, self.server.library, settings, today(settings.timezone), "feeds")
+                    # The validators come from the change stamp (a few index seeks), before any rendering.
+                    version = feed_version(session, feed, clinic_feed_window(clinic))
+                    etag = version.etag(feed, self.server.generation, encoding)
                     fresh = not_modified(self.headers, etag, version.last_modified)
                     if not fresh:  # only now is the calendar rendered
-                        settings = self.server.settings
-                        clinic = Clinic(session, self.server.library, settings, today(settings.timezone),
-                                        "feeds")
-                        body = render_feed(clinic, feed).body
+                        body = render_feed(clinic, feed, version).body
                         if send_body:  # patient data about to be sent: audited first (services/access.py)
                             from tracker.services.access import feed_fetched
 
@@ -214,9 +248,13 @@ class FeedHandler(BaseHTTPRequestHandler):
         self.send_header("Last-Modified", email.utils.format_datetime(version.last_modified, usegmt=True))
         # Patient data: shared caches must not keep it; clients may, but must revalidate.
         self.send_header("Cache-Control", "private, no-cache")
+        self.send_header("Vary", "Accept-Encoding")
         if fresh:
             self.end_headers()
             return
+        if encoding:
+            body = gzip.compress(body, compresslevel=6, mtime=0)  # mtime 0: the same bytes for the same feed
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Type", "text/calendar; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

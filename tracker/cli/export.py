@@ -45,9 +45,9 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
             calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
                                   alarm_lead_hours=alarm_lead_hours)
         bar(1, 2)
-        data = calendar.to_ical()
+        data = calendar.encode()
         bar(2, 2)
-    events = len(calendar.events)
+    events = calendar.events
     if out:
         from tracker.private_files import open_private
 

@@ -348,3 +348,59 @@ def _limit(protocol: Protocol, course: CourseFacts, horizon: dt.date) -> list[Pl
         )
     ]
 
+
+
+# --- the same planned item, moved ----------------------------------------------------------------------------
+
+
+def item_slot(kind: str, tests, week: int | None, reading: int | None) -> tuple:
+    """An item's identity without its date: which rule of the course's plan it comes from (a baseline test and
+    its reading, a monitoring draw of these tests, the week-N checkpoint, the course limit)."""
+    return (kind, tuple(sorted(tests)), week, reading or 1)
+
+
+def may_move(status: str, received, due: dt.date, today: dt.date) -> bool:
+    """Whether a stored item that a re-plan no longer puts on its date may move to a new date instead of being
+    cancelled: only a planned item not yet due (never overdue, so no overdue alert or reminder is about it)
+    and with nothing received towards it yet (a partial draw stays where its results belong)."""
+    return status == "planned" and not received and due >= today
+
+
+def may_return(status: str, merged: bool, received, due: dt.date, today: dt.date) -> bool:
+    """Whether a cancelled item may come back as the same planned item on a new date: one a pause cancelled
+    (a checkpoint is dropped while paused and planned again at the resume) that was not yet due and is not
+    a draw merged into another course's (those come back with the merge)."""
+    return status == "cancelled" and not merged and not received and due >= today
+
+
+def same_planned_items(vanished: list[tuple], appeared: list[tuple], cancelled: list[tuple] = ()) -> list[tuple]:
+    """Pairs (stored id, appeared id) that are the same planned item on a new date.
+
+    `vanished`: (id, slot, due) of one course's live stored items the re-plan no longer puts on their date
+    (and that `may_move`); `appeared`: (id, slot, due) of the re-plan's items no stored item has the key of;
+    `cancelled`: (id, slot, due) of the course's cancelled items that `may_return`. The same planned item is
+    the same slot (item_slot) at the same occurrence: the n-th vanished item of a slot, by date, is the n-th
+    appeared item of that slot, by date; appeared items left over then pair the same way with cancelled
+    ones (an item a pause dropped, planned again at the resume). A dose change, pause or resume that shifts
+    draws thus moves them (same UID, new date, SEQUENCE + 1); whatever is left is cancelled (vanished) or
+    new (appeared), as before. A checkpoint (one per week) and the limit (one per course) always pair."""
+    pairs = _pair_by_slot(vanished, appeared)
+    if cancelled:
+        taken = {new for _, new in pairs}
+        pairs += _pair_by_slot(cancelled, [a for a in appeared if a[0] not in taken])
+    return pairs
+
+
+def _pair_by_slot(old_items, new_items) -> list[tuple]:
+    by_slot: dict[tuple, tuple[list, list]] = {}
+    for ident, slot, due in old_items:
+        by_slot.setdefault(slot, ([], []))[0].append((due, ident))
+    for ident, slot, due in new_items:
+        if slot in by_slot:
+            by_slot[slot][1].append((due, ident))
+    pairs = []
+    for old, new in by_slot.values():
+        old.sort(key=lambda pair: pair[0])
+        new.sort(key=lambda pair: pair[0])
+        pairs += [(o[1], n[1]) for o, n in zip(old, new)]
+    return pairs

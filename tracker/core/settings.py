@@ -26,6 +26,9 @@ DEFAULT_BATCH_SIZE = 500
 DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering notes, APScheduler)
 DEFAULT_GRACE_HOURS = 6
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+DEFAULT_FEED_DAYS_BACK = 30
+DEFAULT_FEED_DAYS_AHEAD = 180
+DEFAULT_FEED_CANCELLED_GRACE_DAYS = 14
 DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
 DEFAULT_MRN_SYSTEM = "urn:tracker:mrn"
 DEFAULT_IMPORT_MAX_MB = 50  # clinic_default: ~500,000 result rows
@@ -122,6 +125,12 @@ class SchedulerSettings:
 @dataclass(frozen=True)
 class FeedSettings:
     base_url: str = DEFAULT_BASE_URL  # without a trailing slash
+    # The dates a feed shows, around today: a whole clinic's feed stays small enough for Google Calendar
+    # (which drops subscriptions over about 1 MB). Not clinical numbers; `tracker export ics` has no window.
+    days_back: int = DEFAULT_FEED_DAYS_BACK
+    days_ahead: int = DEFAULT_FEED_DAYS_AHEAD
+    # How long a cancelled item stays in feeds (STATUS:CANCELLED, so subscribers drop it) before it leaves.
+    cancelled_grace_days: int = DEFAULT_FEED_CANCELLED_GRACE_DAYS
 
 
 DEFAULT_LABS_HOST = "127.0.0.1"  # loopback unless the clinic names another address
@@ -217,7 +226,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "scheduler": ("at", "grace_hours"),
     "alerts": (*ALERT_WINDOWS, "childbearing_age_from", "childbearing_age_to"),
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
-    "feeds": ("base_url",),
+    "feeds": ("base_url", "days_back", "days_ahead", "cancelled_grace_days"),
     "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
     "fhir": ("mrn_system",),
     "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
@@ -228,8 +237,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
-    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep",
-    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "import.max_mb",
+    "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",
+    "feeds.days_back", "feeds.days_ahead", "feeds.cancelled_grace_days",
 })
 
 
@@ -469,7 +478,13 @@ def parse_feeds(table: dict) -> FeedSettings:
     url = table.get("base_url", DEFAULT_BASE_URL)
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ConfigError(f"feeds.base_url: {url!r}: expected an http:// or https:// URL")
-    return FeedSettings(url.rstrip("/"))
+    return FeedSettings(
+        url.rstrip("/"),
+        days_back=_int(table, "days_back", "feeds.days_back", DEFAULT_FEED_DAYS_BACK, 0, 3660),
+        days_ahead=_int(table, "days_ahead", "feeds.days_ahead", DEFAULT_FEED_DAYS_AHEAD, 0, 3660),
+        cancelled_grace_days=_int(table, "cancelled_grace_days", "feeds.cancelled_grace_days",
+                                  DEFAULT_FEED_CANCELLED_GRACE_DAYS, 0, 3660),
+    )
 
 
 def parse_dates(table: dict) -> DateWindow:

@@ -119,6 +119,8 @@ class Item(SQLModel, table=True):
         Index("ix_item_course_status", "course_id", "status"),
         # One patient's open items (patient show, calendars): equality on both, then the date range.
         Index("ix_item_patient_status_due", "patient_id", "status", "due"),
+        # The latest change of any item: a whole-clinic feed's validators, one seek (migration 0012).
+        Index("ix_item_last_modified", "last_modified"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

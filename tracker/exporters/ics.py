@@ -1,18 +1,19 @@
 """Monitoring calendars as iCalendar (RFC 5545): one all-day VEVENT per stored item.
 
-Pure: takes plain `CalendarItem`s and returns an `icalendar.Calendar`; no session, clock or click.
-Identity and change tracking come from the item's stored uid, sequence and last_modified, so a
-re-export updates subscribers' events instead of duplicating them. Every value that would otherwise
-default to "now" or to a random value (DTSTAMP, calendar UID) is passed in, so output is deterministic.
+Pure: takes plain `CalendarItem`s and returns iCalendar text (or, for callers that want objects, an
+`icalendar.Calendar` parsed from it); no session, clock or click. Identity and change tracking come from
+the item's stored uid, sequence and last_modified, so a re-export updates subscribers' events instead of
+duplicating them. DTSTAMP is passed in, so output is deterministic.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
 
-from icalendar import Alarm, Calendar, Event
+from icalendar import Calendar, Event
 
 PRODID = "-//tracker//monitoring calendar//EN"
 AUDIENCES = ("staff", "patient")
@@ -71,6 +72,7 @@ class CalendarItem:
 
 
 def calendar_uid(scope: str, patient_id: int | None, audience: str) -> str:
+    """A stable id for a calendar (no longer written into calendars: see `calendar_header`)."""
     return str(uuid.uuid5(CALENDAR_NAMESPACE, f"{scope}:{patient_id or ''}:{audience}"))
 
 
@@ -170,7 +172,8 @@ def patient_description(item: CalendarItem) -> str:
         lines += [f"- {t.plain}" for t in item.tests]
     if item.status != "planned":
         lines.append(_status_line(item))
-    return "\n".join(lines + _sources_block(item))
+    # No protocol sources: their citations and URLs (some of them mirrors) are for staff, not patients.
+    return "\n".join(lines)
 
 
 def _status_line(item: CalendarItem) -> str:
@@ -181,35 +184,97 @@ def _status_line(item: CalendarItem) -> str:
     return "Status: planned"
 
 
-def _alarm(lead: dt.timedelta, summary: str) -> Alarm:
-    alarm = Alarm()
-    alarm.add("action", "DISPLAY")
-    # On an all-day event the trigger counts back from local midnight of the day.
-    alarm.add("trigger", -lead)
-    alarm.add("description", f"Reminder: {summary}")
-    return alarm
+def escape_text(value: str) -> str:
+    """An RFC 5545 TEXT value (3.3.11): backslash, semicolon and comma escaped, line breaks as \\n."""
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
 
 
-def build_event(item: CalendarItem, audience: str, stamp: dt.datetime,
-                alarm_lead: dt.timedelta | None = None) -> Event:
-    summary = patient_summary(item) if audience == "patient" else staff_summary(item)
-    description = patient_description(item) if audience == "patient" else staff_description(item)
-    event = Event.new(
-        uid=item.uid,
-        summary=summary,
-        description=description,
-        start=item.due,
-        end=item.due + dt.timedelta(days=1),  # DTEND of an all-day event is exclusive
-        stamp=stamp,
-        sequence=item.sequence,
-        last_modified=_utc(item.last_modified),
-        status="CANCELLED" if item.status == "cancelled" else "CONFIRMED",
-        transparency="TRANSPARENT",
-        categories=[item.kind],
-    )
+def fold(line: str) -> str:
+    """A content line folded to at most 75 octets a line (RFC 5545 3.1), never inside a UTF-8 character
+    nor between a backslash and the character it escapes; the same folding as icalendar's."""
+    if len(line) < 75 and (line.isascii() or len(line.encode()) < 75):
+        return line
+    if line.isascii():
+        parts, start, size = [], 0, len(line)
+        while size - start >= 75:
+            end = start + 74
+            if line[end - 1] in "\\^" and end - 1 > start:  # keep an escape with what it escapes
+                end -= 1
+            parts.append(line[start:end])
+            start = end
+        parts.append(line[start:])
+        return "\r\n ".join(parts)
+    parts, current, count = [], [], 0
+    for char in line:
+        width = len(char.encode())
+        if current and count + width >= 75:
+            if len(current) > 1 and current[-1] in "\\^":
+                carried = current.pop()
+                parts.append("".join(current))
+                current, count = [carried], 1
+            else:
+                parts.append("".join(current))
+                current, count = [], 0
+        current.append(char)
+        count += width
+    parts.append("".join(current))
+    return "\r\n ".join(parts)
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """An RFC 5545 DURATION (3.3.6): PT12H, P1DT12H, -PT15H."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    days, seconds = value.days, value.seconds
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    if days and not time:
+        return f"{sign}P{days}D"
+    return f"{sign}P{f'{days}D' if days else ''}T{time or '0S'}"
+
+
+@functools.lru_cache(maxsize=4096)  # a clinic's month has a few dozen dates and many thousands of events
+def _date(day: dt.date) -> str:
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+@functools.lru_cache(maxsize=65536)  # timestamps repeat: items changed together share one
+def _stamp(value: dt.datetime) -> str:
+    value = _utc(value)
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}T{value.hour:02d}{value.minute:02d}{value.second:02d}Z"
+
+
+def render_event(item: CalendarItem, audience: str, stamp: str, alarm_lead: str | None = None) -> str:
+    """One VEVENT as text (CRLF line ends, folded); `stamp` is the DTSTAMP already formatted (_stamp)
+    and `alarm_lead` the VALARM trigger (format_duration of the negative lead), or None for no alarm."""
+    patient = audience == "patient"
+    summary = patient_summary(item) if patient else staff_summary(item)
+    description = patient_description(item) if patient else staff_description(item)
+    lines = [
+        "BEGIN:VEVENT",
+        fold("SUMMARY:" + escape_text(summary)),
+        f"DTSTART;VALUE=DATE:{_date(item.due)}",
+        f"DTEND;VALUE=DATE:{_date(item.due + ONE_DAY)}",  # DTEND of an all-day event is exclusive
+        f"DTSTAMP:{stamp}",
+        fold(f"UID:{item.uid}"),
+        f"SEQUENCE:{item.sequence}",
+        fold("CATEGORIES:" + escape_text(item.kind)),
+        fold("DESCRIPTION:" + escape_text(description)),
+        f"LAST-MODIFIED:{_stamp(item.last_modified)}",
+        "STATUS:CANCELLED" if item.status == "cancelled" else "STATUS:CONFIRMED",
+        "TRANSP:TRANSPARENT",
+    ]
     if alarm_lead is not None and item.status == "planned":
-        event.add_component(_alarm(alarm_lead, summary))
-    return event
+        # On an all-day event the trigger counts back from local midnight of the day.
+        lines += ["BEGIN:VALARM", "ACTION:DISPLAY", fold("DESCRIPTION:" + escape_text(f"Reminder: {summary}")),
+                  f"TRIGGER:{alarm_lead}", "END:VALARM"]
+    lines.append("END:VEVENT\r\n")
+    return "\r\n".join(lines)
+
+
+ONE_DAY = dt.timedelta(days=1)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -218,24 +283,55 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc).replace(microsecond=0)
 
 
+def calendar_header(name: str, refresh: dt.timedelta | None = None) -> str:
+    """The VCALENDAR lines before the events.
+
+    No METHOD: a published feed or file is not an iTIP message (RFC 5546), and METHOD:PUBLISH would need
+    an ORGANIZER on every event, which a monitoring plan does not have (CalDAV forbids METHOD in stored
+    objects too, RFC 4791 4.1). No calendar-level UID (RFC 7986 5.3 is optional): vdirsyncer 0.21 takes
+    it for the UID of every event and collapses a feed into one (pimutils/vdirsyncer#1222)."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", fold("NAME:" + escape_text(name)),
+             fold("X-WR-CALNAME:" + escape_text(name))]
+    if refresh is not None:
+        duration = format_duration(refresh)
+        lines += [f"REFRESH-INTERVAL;VALUE=DURATION:{duration}",  # RFC 7986 5.7 requires VALUE=DURATION
+                  f"X-PUBLISHED-TTL:{duration}"]  # the older spelling (Outlook), also a DURATION
+    return "\r\n".join(lines) + "\r\n"
+
+
+def render_calendar(items, audience: str, *, name: str, stamp: dt.datetime,
+                    alarm_lead: dt.timedelta | None = None, refresh: dt.timedelta | None = None) -> str:
+    """The calendar of `items` for `audience` (staff | patient) as iCalendar text; `stamp` is the DTSTAMP.
+    Written with string templates (a whole clinic is tens of thousands of events); tests parse the output
+    with icalendar, ical, vobject, ics-py and khal."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"audience must be one of {AUDIENCES}, not {audience!r}")
+    stamp_text = _stamp(stamp)
+    lead = format_duration(-alarm_lead) if alarm_lead is not None else None
+    parts = [calendar_header(name, refresh)]
+    parts += [render_event(item, audience, stamp_text, lead) for item in items]
+    parts.append("END:VCALENDAR\r\n")
+    return "".join(parts)
+
+
+def build_event(item: CalendarItem, audience: str, stamp: dt.datetime,
+                alarm_lead: dt.timedelta | None = None) -> Event:
+    """The event as an icalendar object (for callers that edit or send events one by one)."""
+    text = render_event(item, audience, _stamp(stamp),
+                        format_duration(-alarm_lead) if alarm_lead is not None else None)
+    return Event.from_ical(text)
+
+
 def build_calendar(
     items: list[CalendarItem],
     audience: str,
     *,
     name: str,
-    uid: str,
     stamp: dt.datetime,
+    uid: str | None = None,  # no longer written (see calendar_header); accepted for existing callers
     alarm_lead: dt.timedelta | None = None,
     refresh: dt.timedelta | None = None,
 ) -> Calendar:
-    """A METHOD:PUBLISH calendar of `items` for `audience` (staff | patient); `stamp` is the DTSTAMP."""
-    if audience not in AUDIENCES:
-        raise ValueError(f"audience must be one of {AUDIENCES}, not {audience!r}")
-    stamp = _utc(stamp)
-    calendar = Calendar.new(prodid=PRODID, uid=uid, method="PUBLISH", name=name,
-                            refresh_interval=refresh)
-    if refresh is not None:
-        calendar.add("x-published-ttl", refresh)  # the older spelling of REFRESH-INTERVAL (Outlook)
-    for item in items:
-        calendar.add_component(build_event(item, audience, stamp, alarm_lead))
-    return calendar
+    """The calendar as an icalendar object: `render_calendar`, parsed."""
+    return Calendar.from_ical(render_calendar(items, audience, name=name, stamp=stamp, alarm_lead=alarm_lead,
+                                              refresh=refresh))

@@ -158,7 +158,7 @@ def change_dose(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, dose: str) 
     session.flush()
     protocol = course_protocol(session, library, course)
     sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
-                       childbearing_ages=clinic.childbearing_ages)
+                       childbearing_ages=clinic.childbearing_ages, moves=True)
     audit.record(session, user, "therapy.dose", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "changed_on": on.isoformat()})
     return CourseChange(course, patient, protocol, sync, notes=notes)
@@ -182,7 +182,7 @@ def pause_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: st
     session.flush()
     protocol = course_protocol(session, library, course)
     sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
-                       childbearing_ages=clinic.childbearing_ages)
+                       childbearing_ages=clinic.childbearing_ages, moves=True)
     audit.record(session, user, "therapy.pause", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "paused_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync, notes=notes)
@@ -207,7 +207,7 @@ def resume_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: s
     session.flush()
     protocol = course_protocol(session, library, course)
     sync = sync_course(session, course, patient, protocol, today, merge_window=clinic.merge_window,
-                       childbearing_ages=clinic.childbearing_ages)
+                       childbearing_ages=clinic.childbearing_ages, moves=True)
     audit.record(session, user, "therapy.resume", "course", course.id, mrn, before,
                  {**audit.snapshot(course), "resumed_on": on.isoformat(), "reason": reason})
     return CourseChange(course, patient, protocol, sync, notes=notes)

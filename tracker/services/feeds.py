@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
+from tracker.core.settings import FeedSettings
 from tracker.dates import utcnow
 from tracker.db.tables import Feed, Item, Patient
 from tracker.errors import ConflictError, InputError, NotFoundError
@@ -109,30 +111,73 @@ class RenderedFeed:
 
 
 @dataclass(frozen=True)
+class FeedWindow:
+    """What a feed shows on a day: items due from `start` to `end`, and cancelled items only while they
+    were cancelled (last changed) at or after `cancelled_since` (`[feeds]` settings). `day_began` is when
+    the day began in the clinic's time zone (UTC): the window moved then, so Last-Modified is never older."""
+
+    start: dt.date
+    end: dt.date
+    cancelled_since: dt.datetime
+    day_began: dt.datetime
+
+
+def _midnight(day: dt.date, timezone: str | None) -> dt.datetime:
+    import pendulum
+
+    from tracker.dates import local_zone
+
+    began = pendulum.datetime(day.year, day.month, day.day, tz=timezone or local_zone()).in_tz("UTC")
+    return dt.datetime(began.year, began.month, began.day, began.hour, began.minute, tzinfo=dt.timezone.utc)
+
+
+def feed_window(settings: FeedSettings, today: dt.date, timezone: str | None = None) -> FeedWindow:
+    return FeedWindow(
+        start=today - dt.timedelta(days=settings.days_back),
+        end=today + dt.timedelta(days=settings.days_ahead),
+        cancelled_since=_midnight(today - dt.timedelta(days=settings.cancelled_grace_days), timezone),
+        day_began=_midnight(today, timezone),
+    )
+
+
+@dataclass(frozen=True)
 class FeedVersion:
-    """What a conditional request is judged on, read with two cheap queries and no rendering."""
+    """What a conditional request is judged on: a change stamp of the feed's scope read with a few index
+    seeks, never by rendering. Items are never deleted, so the latest item change and the highest item id
+    cover every change an item can make; a patient's rename bumps their items (plan_sync.bump_patient_items),
+    and the patient's own row is read too for a one-patient feed. The window moves daily."""
 
     last_modified: dt.datetime  # the latest change shown (whole seconds, UTC): Last-Modified and DTSTAMP
-    items: int  # how many items the feed covers: a deleted item changes it when no timestamp moves
+    last_item: int  # the highest item id in scope
+    window_start: dt.date  # the window moves daily
 
-    def etag(self, feed: Feed, generation: str) -> str:
-        """A strong validator of the body: `generation` stands for what is fixed while a server runs
-        (its protocols and export settings), so a restart with other protocols changes every ETag."""
-        basis = f"{feed.id}|{feed.audience}|{self.last_modified.isoformat()}|{self.items}|{generation}"
-        return '"' + hashlib.sha256(basis.encode()).hexdigest()[:32] + '"'
+    def etag(self, feed: Feed, generation: str, encoding: str | None = None) -> str:
+        """A strong validator of the body: `generation` stands for what is fixed while a server runs (its
+        protocols and settings), so a restart with other protocols changes every ETag; a gzip body is another
+        representation, so another ETag."""
+        basis = (f"{feed.id}|{feed.audience}|{self.last_modified.isoformat()}|{self.last_item}|"
+                 f"{self.window_start.isoformat()}|{generation}")
+        tag = hashlib.sha256(basis.encode()).hexdigest()[:32]
+        return f'"{tag}-{encoding}"' if encoding else f'"{tag}"'
 
 
-def feed_version(session: Session, feed: Feed) -> FeedVersion:
+def feed_version(session: Session, feed: Feed, window: FeedWindow) -> FeedVersion:
+    """The feed's change stamp on the day of `window` (feed_window)."""
     from sqlalchemy import func
 
     from tracker.exporters.collect import latest_change
 
     changed = latest_change(session, feed.patient_id) or feed.created_at
     changed = (changed if changed.tzinfo else changed.replace(tzinfo=dt.timezone.utc)).replace(microsecond=0)
-    count = select(func.count()).select_from(Item)
+    changed = max(changed, window.day_began)
+    last_item = select(func.max(Item.id))
     if feed.patient_id is not None:
-        count = count.where(Item.patient_id == feed.patient_id)
-    return FeedVersion(changed, session.exec(count).one())
+        last_item = last_item.where(Item.patient_id == feed.patient_id)
+    return FeedVersion(changed, session.exec(last_item).one() or 0, window.start)
+
+
+def clinic_feed_window(clinic: Clinic) -> FeedWindow:
+    return feed_window(clinic.settings.feeds, clinic.today, clinic.settings.timezone)
 
 
 def feed_calendar(clinic: Clinic, token: str) -> RenderedFeed | None:
@@ -141,15 +186,35 @@ def feed_calendar(clinic: Clinic, token: str) -> RenderedFeed | None:
     return render_feed(clinic, feed) if feed is not None else None
 
 
-def render_feed(clinic: Clinic, feed: Feed) -> RenderedFeed:
-    """The feed's calendar. DTSTAMP is the latest change, not "now", so an unchanged feed is byte-identical
-    between requests (its ETag, from `feed_version`, is judged without rendering)."""
-    from tracker.exporters.collect import export_calendar
+class RenderCount:
+    """How many feeds this process has rendered: a 304 must not render (read by tests and operators)."""
 
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+RENDERS = RenderCount()
+
+
+def render_feed(clinic: Clinic, feed: Feed, version: FeedVersion | None = None) -> RenderedFeed:
+    """The feed's calendar, in its window (`[feeds]` days_back/days_ahead around the clinic's today;
+    cancelled items until `cancelled_grace_days` after their cancellation). DTSTAMP is the version's
+    last change, not "now", so an unchanged feed is byte-identical between requests (its ETag, from
+    `feed_version`, is judged without rendering)."""
+    from tracker.exporters.collect import calendar_text
+
+    RENDERS.add()
     session = clinic.session
-
     patient = session.get(Patient, feed.patient_id) if feed.patient_id else None
-    changed = feed_version(session, feed).last_modified
-    calendar = export_calendar(session, clinic.library, clinic.settings.export, patient=patient,
-                               audience=feed.audience, stamp=changed, refresh=REFRESH)
-    return RenderedFeed(calendar.to_ical(), changed)
+    window = clinic_feed_window(clinic)
+    if version is None:
+        version = feed_version(session, feed, window)
+    calendar = calendar_text(session, clinic.library, clinic.settings.export, patient=patient,
+                             audience=feed.audience, stamp=version.last_modified, refresh=REFRESH,
+                             start=window.start, end=window.end, cancelled_since=window.cancelled_since)
+    return RenderedFeed(calendar.encode(), version.last_modified)

@@ -1,7 +1,9 @@
 """Keeping each course's stored items in step with its plan.
 
 `sync_course` re-plans a course and reconciles the result with what is stored: done items are never
-touched, planned items that still apply keep their row (and uid), items that no longer apply are
+touched, planned items that still apply keep their row (and uid), a planned item the re-plan only moves
+to another date (after a dose change, pause or resume; the same planned item by the core's rule,
+core/plan.py same_planned_items) keeps its row and uid with the new date, items that no longer apply are
 cancelled (kept, so calendar subscribers see STATUS:CANCELLED), new items get a fresh random uid.
 An item's identity across re-plans is its key: (kind, due, the tests its own plan asked for, week, and the
 reading of a baseline rule planned one item per reading; core/plan.py item_identity).
@@ -33,8 +35,12 @@ from tracker.core.plan import (
     PatientFacts,
     PlannedItem,
     item_identity,
+    item_slot,
     lab_title,
+    may_move,
+    may_return,
     plan_course,
+    same_planned_items,
 )
 from tracker.core.protocol import Protocol, ProtocolLibrary
 
@@ -135,10 +141,13 @@ def sync_course(
     *,
     merge_window: int,
     childbearing_ages: tuple[int, int] = CHILDBEARING_AGES,
+    moves: bool = False,
 ) -> SyncResult:
     """Re-plan `course` and reconcile its stored items, then re-merge the patient's draws (`merge_window`:
     the site's `[calendar] merge_window_days`, always given by the caller; `childbearing_ages`: the site's
-    `[alerts] childbearing_age_from/_to`)."""
+    `[alerts] childbearing_age_from/_to`). With `moves` (a dose change, pause or resume: the same rules on
+    shifted dates), a planned item the re-plan only moves keeps its row; otherwise (a new protocol version,
+    an interval adjustment, a stop) what no longer applies is cancelled and the new plan's items are new."""
     horizon = horizon or EXTEND_TO.after(max(today, course.start_on))
     # The horizon never shrinks: items already planned further ahead stay valid.
     if course.planned_through and course.planned_through > horizon:
@@ -158,11 +167,16 @@ def sync_course(
         if current is None or (current.status == "cancelled" and not is_absorbed(current)):
             by_key[item_key(item)] = item
 
+    moved_to = _moves(by_key, planned, today) if moves else {}
+    moved = {item.id for item in moved_to.values()}
     wanted = set()
     for plan_item in planned:
         wanted.add(plan_item.key)
         values = _fields(plan_item, protocol)
         item = by_key.get(plan_item.key)
+        if item is None and plan_item.key in moved_to:
+            item = moved_to[plan_item.key]  # the same planned item on its new date: keeps its row and UID
+            item.due = plan_item.due
         if item is None:
             item = Item(
                 uid=str(uuid.uuid4()),
@@ -195,7 +209,7 @@ def sync_course(
 
     for key, item in by_key.items():
         live = item.status == "planned" or is_absorbed(item)
-        if key not in wanted and live and item.due <= horizon:
+        if key not in wanted and live and item.due <= horizon and item.id not in moved:
             item.status = "cancelled"
             item.merged_into_id = None
             item.tests = join_codes(own_tests(item))
@@ -245,6 +259,28 @@ def sync_course(
             result.changed.append(item)
     session.flush()
     return result
+
+
+def _moves(by_key: dict[tuple, Item], planned: list[PlannedItem], today: dt.date) -> dict[tuple, Item]:
+    """Stored items the re-plan moves rather than cancels (or brings back rather than adds), by the plan key
+    they move to (the core decides which are the same planned item: core/plan.py same_planned_items)."""
+    keys = {plan_item.key for plan_item in planned}
+    appeared = [(index, item_slot(p.kind, p.tests, p.week, p.reading), p.due)
+                for index, p in enumerate(planned) if p.key not in by_key]
+    if not appeared:
+        return {}
+    vanished, cancelled = [], []
+    for key, item in by_key.items():
+        if key in keys:
+            continue
+        entry = (item.id, item_slot(item.kind, own_tests(item), item.week, item.reading), item.due)
+        if item.merged_into_id is None and may_move(item.status, item.received, item.due, today):
+            vanished.append(entry)
+        elif may_return(item.status, item.merged_into_id is not None, item.received, item.due, today):
+            cancelled.append(entry)
+    stored = {item.id: item for item in by_key.values()}
+    return {planned[index].key: stored[item_id]
+            for item_id, index in same_planned_items(vanished, appeared, cancelled)}
 
 
 def merge_patient_draws(session: Session, patient_id: int, window: int) -> None:
