@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE, json_option
+from tracker.cli.options import DATE, json_object_option, json_option
 
 WIDTH = 80
 
@@ -113,7 +113,7 @@ def event_lines(row: dict) -> list[str]:
 @audit.command("verify")
 @click.option("--anchor", metavar="SEQ:HASH",
               help="A head noted earlier (as printed here): the chain must still hold that row unchanged.")
-@json_option
+@json_object_option
 @pass_app
 def verify(app, anchor, as_json):
     """Check the hash chain: exit 0 `ok`, else exit 12 naming the first row found wrong.
