@@ -191,12 +191,14 @@ def test_a_read_the_audit_cannot_record_is_shown_with_a_warning(tracker):
     assert audit_json(tracker) == before
 
 
-def test_a_feed_fetch_served_is_recorded_without_its_token(tracker):
-    from tests.test_feeds import URL, Server
+def test_a_feed_fetch_served_is_recorded_without_its_token(tracker, tmp_path):
+    from tests.test_feeds import SERVE_CONFIG, URL, Server
 
     small_clinic(tracker)
     token = URL.match(tracker("feed create --patient P1").stdout.strip()).group(1)
-    server = Server(tracker.db)
+    config = tmp_path / "serve.toml"
+    config.write_text(SERVE_CONFIG)
+    server = Server(tracker.db, str(config), at="2026-03-04 09:00:00")
     try:
         path = f"/feeds/{token}.ics"
         status, headers, body = server.get(path)

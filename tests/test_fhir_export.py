@@ -92,7 +92,18 @@ def test_service_requests_follow_the_stored_draws_with_ids_from_item_uids(clinic
         codings = request["code"]["coding"]
         assert {"system": TRACKER_TEST_SYSTEM, "code": test} == {k: codings[-1][k] for k in ("system", "code")}
     statuses = {r["status"] for r in requests}
-    assert {"completed", "active", "revoked"} <= statuses  # the Jan 19 draw, the plan, the dose change's re-plan
+    assert {"completed", "active"} <= statuses  # the Jan 19 draw, the plan (a dose change moves draws)
+
+
+def test_draws_cancelled_by_a_stop_are_revoked_service_requests(clinic):
+    with freeze_time(EXPORT_AT):
+        clinic("therapy stop P001 methotrexate --on 2026-03-02 --reason 'clear skin' --category other")
+    requests = resources(export(clinic, "--patient", "P001"), "ServiceRequest")
+    cancelled = {(i["uid"], t) for i in items(clinic, "P001") if i["status"] == "cancelled" and i["kind"] == "lab"
+                 for t in i["tests"]}
+    assert cancelled
+    revoked = {tuple(r["identifier"][0]["value"].rsplit(":", 1)) for r in requests if r["status"] == "revoked"}
+    assert revoked == cancelled
 
 
 @pytest.mark.skipif(not HAS_LOINC, reason="the vocabulary carries no LOINC codes yet (issue 16 item 1)")
