@@ -76,11 +76,15 @@ def load_settings(path: str | None = None) -> Settings:
     if reminders.email is not None and reminders.email.ca_file is not None:
         email = dataclasses.replace(reminders.email, ca_file=_ca_file(chosen, reminders.email.ca_file))
         reminders = dataclasses.replace(reminders, email=email)
+    web = settings.web
+    if web.secret_file is not None:
+        web = dataclasses.replace(web, secret_file=_relative_to(chosen, web.secret_file))
     schedules = settings.schedules_dir
     if schedules and chosen and not os.environ.get("TRACKER_SCHEDULES"):
         # Relative paths are relative to the config file.
         schedules = str((Path(chosen).parent / schedules).resolve())
-    return dataclasses.replace(settings, reminders=reminders, schedules_dir=schedules, config_file=chosen)
+    return dataclasses.replace(settings, reminders=reminders, schedules_dir=schedules, config_file=chosen,
+                               web=web)
 
 
 def _check_timezone(timezone: object) -> None:
@@ -137,6 +141,7 @@ def effective_config(settings: Settings) -> dict:
         "feeds": dataclasses.asdict(settings.feeds),
         "dates": {**dataclasses.asdict(settings.dates),
                   "earliest_start": settings.dates.earliest_start.isoformat()},
+        "web": dataclasses.asdict(settings.web),
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}

@@ -123,6 +123,16 @@ class FeedSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """`[web]`: the staff web view's sessions and sign-in lockout (no source gives these: clinic defaults)."""
+
+    idle_timeout_minutes: int = 15  # clinic_default: a session unused this long must sign in again
+    lockout_failures: int = 5  # clinic_default: failed sign-ins in a row that lock an account
+    lockout_minutes: int = 15  # clinic_default: how long a locked account stays locked
+    secret_file: str | None = None  # the session-signing key; default: web-secret beside the database
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -135,6 +145,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
     dates: DateWindow = field(default_factory=DateWindow)
+    web: WebSettings = field(default_factory=WebSettings)
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -148,7 +159,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates"),
+         "dates", "web"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -160,12 +171,14 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
     "feeds": ("base_url",),
     "dates": ("max_ahead_days", "earliest_start", "warn_back_days"),
+    "web": ("idle_timeout_minutes", "lockout_failures", "lockout_minutes", "secret_file"),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days",
+    "web.idle_timeout_minutes", "web.lockout_failures", "web.lockout_minutes",
 })
 
 
@@ -415,6 +428,20 @@ def parse_dates(table: dict) -> DateWindow:
     )
 
 
+def parse_web(table: dict) -> WebSettings:
+    default = WebSettings()
+    secret = table.get("secret_file")
+    if secret is not None and (not isinstance(secret, str) or not secret.strip()):
+        raise _bad("web.secret_file", secret, "expected a file path")
+    return WebSettings(
+        idle_timeout_minutes=_int(table, "idle_timeout_minutes", "web.idle_timeout_minutes",
+                                  default.idle_timeout_minutes, 1, 24 * 60),
+        lockout_failures=_int(table, "lockout_failures", "web.lockout_failures", default.lockout_failures, 1, 100),
+        lockout_minutes=_int(table, "lockout_minutes", "web.lockout_minutes", default.lockout_minutes, 1, 24 * 60),
+        secret_file=secret,
+    )
+
+
 def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
@@ -438,4 +465,5 @@ def parse_settings(raw: dict) -> Settings:
         calendar=parse_calendar(_table(raw, "calendar")),
         feeds=parse_feeds(_table(raw, "feeds")),
         dates=parse_dates(_table(raw, "dates")),
+        web=parse_web(_table(raw, "web")),
     )
