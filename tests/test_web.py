@@ -11,7 +11,7 @@ import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
-from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query  # noqa: F401 (demo_clinic: a fixture)
+from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query  # noqa: F401 (demo_clinic: a fixture, found by name)
 
 starlette_testclient = pytest.importorskip("starlette.testclient")
 
