@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import pytest
 
-from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query  # noqa: F401 (demo_clinic: a fixture, found by name)
+from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query, tracker_serve  # noqa: F401 (demo_clinic: a fixture, found by name)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(
@@ -27,26 +23,8 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pi
 def served(request, tmp_path):
     """`tracker serve` on free loopback ports over a copy of the demo clinic: (web base URL, database)."""
     db = copy_of(request.getfixturevalue("demo_clinic"), tmp_path)
-    (tmp_path / "empty.toml").write_text("")
-    env = {**os.environ, "TRACKER_CONFIG": str(tmp_path / "empty.toml"), "TZ": "UTC",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    env.pop("TRACKER_DB", None)
-    proc = subprocess.Popen([sys.executable, "-m", "tracker", "--db", db, "serve", "--port", "0", "--web-port", "0"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    base = None
-    try:
-        for line in proc.stderr:  # blocks until the server says where it listens (or exits)
-            match = re.search(r"web view on (http://127\.0\.0\.1:\d+)/", line)
-            if match:
-                base = match.group(1)
-                break
-        assert base, f"tracker serve did not start (exit {proc.poll()})"
-        rest: list[str] = []
-        threading.Thread(target=lambda: rest.extend(proc.stderr), daemon=True).start()  # keep the pipe drained
-        yield base, db
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with tracker_serve(db, tmp_path) as (_feeds, web):
+        yield web, db
 
 
 @pytest.fixture

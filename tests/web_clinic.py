@@ -4,7 +4,13 @@ worker), for the web view's tests (tests/test_web.py, tests/test_web_browser.py)
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +67,30 @@ def query(db: str, sql: str, **params):
             return conn.execute(text(sql), params).all()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def tracker_serve(db: str, tmp_path, *args: str):
+    """`tracker serve --port 0 --web-port 0 ARGS` as a subprocess on free loopback ports, until the block
+    ends: yields (feeds base URL, web base URL), read from what it prints as it starts (no sleeps)."""
+    (tmp_path / "empty.toml").write_text("")
+    env = {**os.environ, "TRACKER_CONFIG": str(tmp_path / "empty.toml"), "TZ": "UTC",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("TRACKER_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "--db", db, "serve", "--port", "0", "--web-port", "0",
+                             *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    feeds = web = None
+    try:
+        for line in proc.stderr:  # blocks until the server says where it listens (or exits)
+            if match := re.search(r"feeds on (http://127\.0\.0\.1:\d+)/", line):
+                feeds = match.group(1)
+            if match := re.search(r"web view on (https?://127\.0\.0\.1:\d+)/", line):
+                web = match.group(1)
+                break
+        assert feeds and web, f"tracker serve did not start (exit {proc.poll()})"
+        rest: list[str] = []
+        threading.Thread(target=lambda: rest.extend(proc.stderr), daemon=True).start()  # keep the pipe drained
+        yield feeds, web
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
