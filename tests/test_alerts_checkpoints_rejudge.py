@@ -145,6 +145,7 @@ def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keep
                      (old_key, "week 16 response check for Dupilumab cannot be judged on the assessment of "
                                "2026-04-27: ...", alert["id"]))
         conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")  # added by 0008
+        conn.execute("DROP TABLE staff_user")  # added by 0009
         conn.execute("UPDATE alembic_version SET version_num = '0005'")  # the revision before 0006
     with freeze_time("2026-04-28"):
         after = [a for a in all_alerts(tracker) if a["kind"] == "checkpoint_missed"]

@@ -116,6 +116,7 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
                          "suggestions, sources, created_at, updated_at FROM alert WHERE id = ?",
                          (f"overdue:item{item_id}", item_id, alert["id"]))
         conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")
+        conn.execute("DROP TABLE staff_user")  # added by 0009
         conn.execute("UPDATE alembic_version SET version_num = '0006'")
     with freeze_time("2026-01-21"):
         rows = [a for a in tracker.json("alerts --all") if a["kind"] == "overdue" and a["item_id"] in items]

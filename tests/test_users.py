@@ -19,7 +19,7 @@ def audit_rows(db: str, action_prefix: str = "user."):
 
     engine = make_engine(resolve_url(db))
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT user, action, entity, before, after FROM audit_event "
+        rows = conn.execute(text("SELECT \"user\", action, entity, before, after FROM audit_event "
                                  "WHERE action LIKE :p ORDER BY id"), {"p": action_prefix + "%"}).all()
     engine.dispose()
     return rows

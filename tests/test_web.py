@@ -84,16 +84,23 @@ def test_wrong_password_and_unknown_name_get_the_same_refusal(clinic_db):
     assert client.get("/today").url.path == "/login"
 
 
-def test_lockout_after_repeated_failures_is_audited(clinic_db):
+def add_user(tracker, db: str, name: str, role: str = "clinician") -> None:
+    """An account of this test's own (on PostgreSQL the module's tests share one clinic)."""
+    tracker.db = db
+    tracker(["user", "add", name, "--role", role, "--password-stdin"], input=PASSWORD + "\n")
+
+
+def test_lockout_after_repeated_failures_is_audited(clinic_db, tracker):
+    add_user(tracker, clinic_db, "lena")
     client = make_client(clinic_db, lockout_failures=3, lockout_minutes=15)
     with freeze_time("2026-03-02T09:00:00Z"):
         for _ in range(3):
-            assert sign_in(client, password="guess guess guess").status_code == 401
-        assert sign_in(client).status_code == 401  # locked: the right password is refused too
+            assert sign_in(client, "lena", password="guess guess guess").status_code == 401
+        assert sign_in(client, "lena").status_code == 401  # locked: the right password is refused too
     with freeze_time("2026-03-02T09:15:01Z"):
-        assert sign_in(client).status_code == 303
+        assert sign_in(client, "lena").status_code == 303
     actions = [r[0] for r in query(clinic_db, "SELECT action FROM audit_event WHERE entity = 'staff_user' "
-                                              "AND user = 'nina' ORDER BY id")]
+                                              "AND \"user\" = 'lena' ORDER BY id")]
     # The refusal while locked is not counted (nor audited): the lock stands until it ends.
     assert actions[-4:] == ["user.login_failed", "user.login_failed", "user.lockout", "user.login"]
 
@@ -153,7 +160,7 @@ def test_acknowledge_is_audited_under_the_signed_in_name(clinic_db):
     assert response.status_code == 303
     assert query(clinic_db, "SELECT status, note FROM alert WHERE id = :i", i=alert_id)[0] == ("acknowledged",
                                                                                               "bloods booked")
-    audit = query(clinic_db, "SELECT user, action FROM audit_event WHERE entity = 'alert' AND entity_id = :i "
+    audit = query(clinic_db, "SELECT \"user\", action FROM audit_event WHERE entity = 'alert' AND entity_id = :i "
                              "ORDER BY id DESC", i=alert_id)
     assert audit[0] == ("nina", "alert.ack")
 
@@ -181,7 +188,7 @@ def test_snooze_and_resolve_keep_the_clis_limits(clinic_db):
                                                           "reason": "seen in clinic"}).status_code == 200
     assert query(clinic_db, "SELECT status, snoozed_until FROM alert WHERE id = :i", i=first)[0][0] == "snoozed"
     assert query(clinic_db, "SELECT status FROM alert WHERE id = :i", i=second)[0][0] == "resolved"
-    actions = query(clinic_db, "SELECT user, action FROM audit_event WHERE entity = 'alert' AND entity_id IN "
+    actions = query(clinic_db, "SELECT \"user\", action FROM audit_event WHERE entity = 'alert' AND entity_id IN "
                                "(:a, :b) ORDER BY id", a=first, b=second)
     assert ("nina", "alert.snooze") in actions and ("nina", "alert.resolve") in actions
 
@@ -208,20 +215,20 @@ def test_patient_page_has_courses_timeline_results_and_charts(clinic_db):
                                        "ORDER BY p.id LIMIT 1")[0]
     page = client.get(f"/patients/{patient_id}")
     assert page.status_code == 200 and mrn in page.text
-    for heading in ("Courses", "Calendar", "Trends", "Results"):
+    for heading in ("Courses", "Calendar", "Trends", "Results", "Audit trail"):
         assert f">{heading}</h2>" in page.text
     assert "<svg" in page.text and "<script" not in page.text
     assert client.get("/patients/999999").status_code == 404
 
 
 def test_a_disabled_account_is_signed_out(clinic_db, tracker):
+    add_user(tracker, clinic_db, "dora")
     client = make_client(clinic_db)
-    sign_in(client)
+    sign_in(client, "dora")
     assert client.get("/today").url.path == "/today"
-    tracker.db = clinic_db
-    tracker("user disable nina")
+    tracker("user disable dora")
     assert client.get("/today").url.path == "/login"
-    assert sign_in(client).status_code == 401
+    assert sign_in(client, "dora").status_code == 401
 
 
 def test_session_secret_is_a_private_file_beside_the_database(tmp_path):

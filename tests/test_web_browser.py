@@ -68,7 +68,7 @@ def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, brow
     article.find_element(By.NAME, "note").send_keys("bloods booked for Monday")
     article.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
     assert f"Alert acknowledged {alert_id}." in browser.find_element(By.CSS_SELECTOR, "p.done").text
-    audit = query(db, "SELECT user, action FROM audit_event WHERE entity = 'alert' AND entity_id = :i "
+    audit = query(db, "SELECT \"user\", action FROM audit_event WHERE entity = 'alert' AND entity_id = :i "
                       "ORDER BY id DESC", i=alert_id)
     assert audit[0] == ("nina", "alert.ack")
     assert query(db, "SELECT status FROM alert WHERE id = :i", i=alert_id)[0][0] == "acknowledged"

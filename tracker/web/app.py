@@ -26,11 +26,12 @@ from tracker.core.accounts import Lockout, may_act
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
-from tracker.db.tables import Patient, StaffUser
+from tracker.db.tables import AuditEvent, Patient, StaffUser
 from tracker.errors import TrackerError
 from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_token, idle_expired
 
 SESSION_COOKIE = "tracker_session"
+AUDIT_SHOWN = 100  # the patient page's audit trail: the newest entries
 DUE_DAYS = 7  # the Today page's look-ahead for due draws (the digest's default lead is 3; a week plans a clinic)
 
 
@@ -284,9 +285,12 @@ def patient_page(request: Request):
         summary = patient_summary(clinic, patient.mrn, recent=10_000, upcoming=0)
         calendar = patient_calendar(clinic, patient.mrn, None, None)
         charts = trend_charts(clinic, patient, summary["results"], summary["courses"])
+        trail = clinic.session.exec(select(AuditEvent.at, AuditEvent.user, AuditEvent.action, AuditEvent.entity,
+                                           AuditEvent.entity_id).where(AuditEvent.mrn == patient.mrn)
+                                    .order_by(AuditEvent.id.desc()).limit(AUDIT_SHOWN)).all()
         today = clinic.today
     return render(request, "patient.html", p=summary["patient"], summary=summary, calendar=calendar,
-                  charts=charts, today=today)
+                  charts=charts, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
 
 
 def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:
