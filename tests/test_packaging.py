@@ -19,6 +19,7 @@ def test_wheel_contains_protocols_vocabulary_and_migrations(tmp_path):
     assert "tracker/schedules/methotrexate.yaml" in names
     assert "tracker/migrations/env.py" in names
     assert any(n.startswith("tracker/migrations/versions/0001_") for n in names)
+    assert {"tracker/web/templates/today.html", "tracker/web/static/style.css"} <= names  # the web view (issue 17)
     assert any(n.endswith("entry_points.txt") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "tracker = tracker.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

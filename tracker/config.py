@@ -80,11 +80,15 @@ def load_settings(path: str | None = None) -> Settings:
         caldav = dataclasses.replace(settings.caldav,
                                      password_file=_relative_to(chosen, settings.caldav.password_file))
         settings = dataclasses.replace(settings, caldav=caldav)
+    web = settings.web
+    if web.secret_file is not None:
+        web = dataclasses.replace(web, secret_file=_relative_to(chosen, web.secret_file))
     schedules = settings.schedules_dir
     if schedules and chosen and not os.environ.get("TRACKER_SCHEDULES"):
         # Relative paths are relative to the config file.
         schedules = str((Path(chosen).parent / schedules).resolve())
-    return dataclasses.replace(settings, reminders=reminders, schedules_dir=schedules, config_file=chosen)
+    return dataclasses.replace(settings, reminders=reminders, schedules_dir=schedules, config_file=chosen,
+                               web=web)
 
 
 def _check_timezone(timezone: object) -> None:
@@ -144,6 +148,7 @@ def effective_config(settings: Settings) -> dict:
         "backups": dataclasses.asdict(settings.backups),
         "labs": {"host": settings.labs.host, "port": settings.labs.port, "codes": dict(settings.labs.codes)},
         "import": dataclasses.asdict(settings.imports),
+        "web": dataclasses.asdict(settings.web),
     }
     if reminders.jsonl_path:
         out["reminders"]["jsonl"] = {"path": reminders.jsonl_path}

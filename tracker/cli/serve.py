@@ -18,11 +18,24 @@ from tracker.cli import pass_app
               help="Seconds a connection may stay silent (or not read) before it is closed.")
 @click.option("--max-connections", type=click.IntRange(1, 10_000), default=32, show_default=True,
               help="Connections served at once; more get 503 at once.")
+@click.option("--web-port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the staff web view on this port (0: any free port, printed at start).")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM) for the web view.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM) for the web view.")
+@click.option("--behind-https", is_flag=True,
+              help="A reverse proxy in front terminates TLS: mark the web view's cookies Secure.")
 @pass_app
-def serve(app, host, port, request_timeout, idle_timeout, max_connections):
-    """Serve calendar feeds read-only over HTTP at /feeds/<token>.ics (GET and HEAD only)."""
+def serve(app, host, port, request_timeout, idle_timeout, max_connections, web_port, cert, key, behind_https):
+    """Serve calendar feeds read-only over HTTP at /feeds/<token>.ics (GET and HEAD only) and, with
+    --web-port, the staff web view (sign in with an account from `tracker user add`)."""
+    import threading
+
     from tracker.server import is_loopback, make_server
 
+    if (cert is None) != (key is None):
+        raise click.UsageError("give --cert and --key together")
+    if (cert or behind_https) and web_port is None:
+        raise click.UsageError("--cert, --key and --behind-https are for the web view: give --web-port")
     app.library  # load (and validate) protocols before the first request
     server = make_server(host, port, app.engine, app.library, app.settings, request_timeout_s=request_timeout,
                          idle_timeout_s=idle_timeout, max_connections=max_connections)
@@ -31,12 +44,57 @@ def serve(app, host, port, request_timeout, idle_timeout, max_connections):
                    err=True)
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"serving feeds on http://{bound_host}:{bound_port}/feeds/<token>.ics (Ctrl-C to stop)", err=True)
+    if web_port is None:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+        return
+    feeds = threading.Thread(target=server.serve_forever, name="feeds", daemon=True)
+    feeds.start()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_web(app, host, web_port, cert, key, https=bool(cert) or behind_https)
     finally:
+        server.shutdown()
         server.server_close()
+
+
+def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, https: bool) -> None:
+    """The staff web view under uvicorn on a socket bound here (so port 0's choice can be printed)."""
+    import socket
+
+    import uvicorn
+
+    from tracker.web.app import create_app
+    from tracker.web.security import secret_key, secret_path
+
+    secret = secret_key(secret_path(app.settings, app.engine))
+    web = create_app(app.engine, app.library, app.settings, secret, https=https)
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(128)
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if cert else "http"
+    if not cert and not is_loopback_host(host):
+        click.echo(f"warning: the web view on {host} without --cert: put it behind HTTPS (examples/nginx-tracker.conf)",
+                   err=True)
+    click.echo(f"serving the web view on {scheme}://{host}:{bound_port}/ (Ctrl-C to stop)", err=True)
+    config = uvicorn.Config(web, ssl_certfile=cert, ssl_keyfile=key, log_level="warning", access_log=False,
+                            server_header=False, proxy_headers=True, timeout_keep_alive=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def is_loopback_host(host: str) -> bool:
+    from tracker.server import is_loopback
+
+    return is_loopback(host.strip("[]"))
 
 
 COMMANDS = [serve]

@@ -185,6 +185,16 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """`[web]`: the staff web view's sessions and sign-in lockout (no source gives these: clinic defaults)."""
+
+    idle_timeout_minutes: int = 15  # clinic_default: a session unused this long must sign in again
+    lockout_failures: int = 5  # clinic_default: failed sign-ins in a row that lock an account
+    lockout_minutes: int = 15  # clinic_default: how long a locked account stays locked
+    secret_file: str | None = None  # the session-signing key; default: web-secret beside the database
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tracker reads from the site config, validated; defaults when there is no file."""
 
@@ -202,6 +212,7 @@ class Settings:
     backups: BackupSettings = field(default_factory=BackupSettings)
     labs: LabSettings = field(default_factory=LabSettings)
     imports: ImportSettings = field(default_factory=ImportSettings)  # the `[import]` table
+    web: WebSettings = field(default_factory=WebSettings)
     config_file: str | None = None  # where they were read from (set by the shell's loader)
 
     @property
@@ -215,7 +226,7 @@ class Settings:
 # (a silently ignored `[reminder]` or `overdue_grace_day` would leave the clinic on defaults unawares).
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
-         "dates", "fhir", "caldav", "backups", "labs", "import"),
+         "dates", "fhir", "caldav", "backups", "labs", "import", "web"),
     "labs": ("host", "port", "codes"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
@@ -232,6 +243,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
     "backups": ("keep",),
     "import": ("max_mb",),
+    "web": ("idle_timeout_minutes", "lockout_failures", "lockout_minutes", "secret_file"),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
@@ -239,6 +251,7 @@ CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",
     "feeds.days_back", "feeds.days_ahead", "feeds.cancelled_grace_days",
+    "web.idle_timeout_minutes", "web.lockout_failures", "web.lockout_minutes",
 })
 
 
@@ -553,6 +566,20 @@ def parse_labs(table: dict) -> LabSettings:
     return LabSettings(host.strip(), port, tuple(codes))
 
 
+def parse_web(table: dict) -> WebSettings:
+    default = WebSettings()
+    secret = table.get("secret_file")
+    if secret is not None and (not isinstance(secret, str) or not secret.strip()):
+        raise _bad("web.secret_file", secret, "expected a file path")
+    return WebSettings(
+        idle_timeout_minutes=_int(table, "idle_timeout_minutes", "web.idle_timeout_minutes",
+                                  default.idle_timeout_minutes, 1, 24 * 60),
+        lockout_failures=_int(table, "lockout_failures", "web.lockout_failures", default.lockout_failures, 1, 100),
+        lockout_minutes=_int(table, "lockout_minutes", "web.lockout_minutes", default.lockout_minutes, 1, 24 * 60),
+        secret_file=secret,
+    )
+
+
 def parse_settings(raw: dict) -> Settings:
     """Every table tracker reads, validated at once, so a typo fails before anything runs, not at 06:00.
 
@@ -583,4 +610,5 @@ def parse_settings(raw: dict) -> Settings:
         labs=parse_labs(_table(raw, "labs")),
         imports=ImportSettings(_int(_table(raw, "import"), "max_mb", "import.max_mb", DEFAULT_IMPORT_MAX_MB,
                                     1, 100_000)),
+        web=parse_web(_table(raw, "web")),
     )

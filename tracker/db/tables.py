@@ -274,6 +274,22 @@ class AuditHead(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class StaffUser(SQLModel, table=True):
+    """A person who signs in to the web view (migration 0013). `role`: clinician (may act on alerts) or
+    readonly. Only an argon2 hash of the password is kept; a disabled account stays for the audit trail."""
+
+    __tablename__ = "staff_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)
+    role: str = Field(max_length=10)
+    password_hash: str = Field(sa_column=Column(Text, nullable=False))
+    disabled: bool = False
+    failed_logins: int = 0  # failed sign-ins in a row (reset by a good one)
+    locked_until: dt.datetime | None = None
+    created_at: dt.datetime
+
+
 class NightlyRun(SQLModel, table=True):
     __tablename__ = "nightly_run"
 

@@ -1,0 +1,85 @@
+"""Issue 17: the staff web view end to end in a real browser: Debian's headless Chromium driven by
+selenium through chromedriver (nothing downloaded at test time), against `tracker serve --web-port 0`
+started as a subprocess on a free loopback port. A nurse signs in, sees the demo's overdue items,
+acknowledges an alert (found in the audit trail under her name), and opens a patient with their charts."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query, tracker_serve  # noqa: F401 (demo_clinic: a fixture, found by name)
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
+
+
+@pytest.fixture
+def served(request, tmp_path):
+    """`tracker serve` on free loopback ports over a copy of the demo clinic: (web base URL, database)."""
+    db = copy_of(request.getfixturevalue("demo_clinic"), tmp_path)
+    with tracker_serve(db, tmp_path) as (_feeds, web):
+        yield web, db
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(10)  # find_element waits for an element to appear (no sleeps)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, browser):
+    from selenium.webdriver.common.by import By
+
+    base, db = served
+    browser.get(base + "/today")
+    assert browser.current_url == base + "/login"
+    browser.find_element(By.ID, "name").send_keys("nina")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Today")
+    assert browser.current_url == base + "/today"
+    overdue = browser.find_elements(By.CSS_SELECTOR, "li.item.overdue")
+    assert overdue and "Overdue (" in browser.find_element(By.ID, "h-overdue").text
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert cookies["tracker_session"]["httpOnly"] and cookies["tracker_session"]["sameSite"] == "Strict"
+
+    browser.find_element(By.LINK_TEXT, "Alerts").click()
+    article = browser.find_element(By.CSS_SELECTOR, "article.alert")
+    alert_id = int(article.get_attribute("id").split("-")[1])
+    article.find_element(By.NAME, "note").send_keys("bloods booked for Monday")
+    article.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
+    assert f"Alert acknowledged {alert_id}." in browser.find_element(By.CSS_SELECTOR, "p.done").text
+    audit = query(db, "SELECT \"user\", action FROM audit_event WHERE entity = 'alert' AND entity_id = :i "
+                      "ORDER BY id DESC", i=alert_id)
+    assert audit[0] == ("nina", "alert.ack")
+    assert query(db, "SELECT status FROM alert WHERE id = :i", i=alert_id)[0][0] == "acknowledged"
+
+    browser.find_element(By.LINK_TEXT, "Today").click()
+    link = browser.find_element(By.CSS_SELECTOR, "li.item.overdue a")
+    mrn = link.text.split()[0]
+    link.click()
+    assert re.fullmatch(re.escape(base) + r"/patients/\d+", browser.current_url)  # an id, not the MRN
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(mrn)
+    assert browser.find_element(By.ID, "h-calendar").is_displayed()
+    if query(db, "SELECT count(*) FROM lab_result r JOIN patient p ON p.id = r.patient_id "
+                 "WHERE p.mrn = :m AND r.value_num IS NOT NULL", m=mrn)[0][0]:
+        assert browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")

@@ -1,0 +1,1 @@
+"""The staff web view (issue 17): server-rendered pages over the same services as the CLI."""

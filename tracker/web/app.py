@@ -1,0 +1,318 @@
+"""The staff web app (starlette): sign-in, Today, Alerts, Patient. Each page is one service call in one
+transaction, as a CLI command is (tracker/services); the signed-in user's name is the Clinic's `user`, so
+every action is audited under it.
+
+Paths carry internal ids, never MRNs or names (URLs end up in logs and browser histories). Sessions live
+in a signed cookie (starlette's SessionMiddleware: HttpOnly, SameSite=Strict, Secure over TLS) holding the
+account id, a CSRF token and when it was last used (the idle timeout)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from importlib import resources
+
+from sqlmodel import Session, select
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from tracker.core.accounts import Lockout, may_act
+from tracker.core.terms import SEVERITY_ORDER
+from tracker.dates import today as clinic_today
+from tracker.dates import utcnow
+from tracker.db.tables import AuditEvent, Patient, StaffUser
+from tracker.errors import TrackerError
+from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_token, idle_expired
+
+SESSION_COOKIE = "tracker_session"
+AUDIT_SHOWN = 100  # the patient page's audit trail: the newest entries
+DUE_DAYS = 7  # the Today page's look-ahead for due draws (the digest's default lead is 3; a week plans a clinic)
+
+
+class WebApp:
+    """What the pages share: the database, the protocols, the settings."""
+
+    def __init__(self, engine, library, settings):
+        self.engine, self.library, self.settings = engine, library, settings
+        self.lockout = Lockout(settings.web.lockout_failures, settings.web.lockout_minutes)
+        self.limiter = AddressLimiter()
+        env_dir = resources.files("tracker.web") / "templates"
+        self.templates = Jinja2Templates(directory=str(env_dir))
+        self.templates.env.autoescape = True  # stored text is always shown as text, never as markup
+
+    @contextmanager
+    def clinic(self, user: str, *, write: bool):
+        """A Clinic in one transaction (committed when the block ends, rolled back on an error)."""
+        from tracker.db.engine import for_writing
+        from tracker.services.context import Clinic
+
+        bind = for_writing(self.engine) if write else self.engine
+        with Session(bind, expire_on_commit=False) as session:
+            try:
+                yield Clinic(session, self.library, self.settings, clinic_today(self.settings.timezone), user)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+
+def _web(request: Request) -> WebApp:
+    return request.app.state.web
+
+
+def render(request: Request, template: str, status: int = 200, **context) -> Response:
+    web = _web(request)
+    context.setdefault("user", getattr(request.state, "user", None))
+    context["csrf"] = csrf_token(request.session)
+    return web.templates.TemplateResponse(request, template, context, status_code=status)
+
+
+def signed_in(request: Request):
+    """The signed-in account as (id, name, role), or None (no session, idle too long, disabled since)."""
+    session = request.session
+    now = utcnow()
+    if "uid" not in session:
+        return None
+    if idle_expired(session, now, _web(request).settings.web.idle_timeout_minutes):
+        session.clear()
+        return None
+    with Session(_web(request).engine) as db:
+        row = db.get(StaffUser, session["uid"])
+    if row is None or row.disabled:
+        session.clear()
+        return None
+    session["seen"] = int(now.timestamp())
+    return row.id, row.name, row.role
+
+
+def page(handler):
+    """A page for signed-in users only; others go to the sign-in page. Database work runs in the thread
+    pool (the services are synchronous)."""
+    import inspect
+
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request):
+        user = await run_in_threadpool(signed_in, request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        request.state.user = {"id": user[0], "name": user[1], "role": user[2], "may_act": may_act(user[2])}
+        if inspect.iscoroutinefunction(handler):
+            return await handler(request)
+        return await run_in_threadpool(handler, request)
+
+    return endpoint
+
+
+async def _form(request: Request) -> dict | None:
+    """The posted form, or None when its CSRF token is missing or wrong."""
+    form = await request.form(max_files=0, max_fields=20)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    return values if csrf_ok(request.session, values.get("csrf_token")) else None
+
+
+def refused(request: Request, status: int, message: str) -> Response:
+    return render(request, "refused.html", status=status, message=message)
+
+
+# --- sign-in ---------------------------------------------------------------------------------------------
+
+
+def login_page(request: Request):
+    return render(request, "login.html", error=None)
+
+
+async def login(request: Request):
+    from tracker.services.users import SignInRefused, sign_in
+
+    web = _web(request)
+    form = await _form(request)
+    if form is None:
+        return refused(request, 403, "The form had expired or did not come from this site; reload the page.")
+    address = request.client.host if request.client else "?"
+    now = utcnow()
+    if web.limiter.blocked(address, now):
+        return render(request, "login.html", status=429, error="Too many failed sign-ins; try again later.")
+    name, password = form.get("name", "")[:64], form.get("password", "")[:1024]
+
+    def attempt():
+        from tracker.db.engine import for_writing
+
+        with Session(for_writing(web.engine), expire_on_commit=False) as session:
+            try:
+                return sign_in(session, name, password, web.lockout, now)
+            except SignInRefused:
+                return None
+            finally:
+                session.commit()  # a failure's count, a lockout and their audit rows are kept
+
+    from starlette.concurrency import run_in_threadpool
+
+    row = await run_in_threadpool(attempt)
+    if row is None:
+        web.limiter.failed(address, now)
+        # One message for every refusal, so the page does not tell which names exist or are locked.
+        return render(request, "login.html", status=401,
+                      error="Sign-in failed: wrong name or password, or the account is locked or disabled.")
+    request.session.clear()  # a fresh session (and CSRF token) on sign-in: no session fixation
+    request.session.update({"uid": row.id, "seen": int(now.timestamp())})
+    csrf_token(request.session)
+    return RedirectResponse("/today", status_code=303)
+
+
+async def logout(request: Request):
+    form = await _form(request)
+    if form is None:
+        return refused(request, 403, "The form had expired or did not come from this site; reload the page.")
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+def home(request: Request):
+    return RedirectResponse("/today", status_code=303)
+
+
+# --- pages -----------------------------------------------------------------------------------------------
+
+
+def _patient_ids(session, mrns) -> dict[str, int]:
+    """Internal ids of the MRNs shown, for links (paths carry ids, never MRNs)."""
+    mrns, out = sorted({m for m in mrns if m}), {}
+    for start in range(0, len(mrns), 500):
+        out.update(dict(session.exec(select(Patient.mrn, Patient.id).where(Patient.mrn.in_(mrns[start:start + 500]))).all()))
+    return out
+
+
+def today_page(request: Request):
+    from tracker.services.listings import due_items, overdue_items, review_alerts
+
+    web = _web(request)
+    drug = request.query_params.get("drug") or None
+    with web.clinic(request.state.user["name"], write=False) as clinic:
+        overdue = overdue_items(clinic, clinic.today)
+        due = [r for r in due_items(clinic, clinic.today, DUE_DAYS) if not r["overdue"]]
+        evaluated, alerts = review_alerts(clinic, None)
+        ids = _patient_ids(clinic.session, [r["mrn"] for r in overdue + due + alerts])
+        today = clinic.today
+    drugs = sorted({d for r in overdue + due for d in r["drugs"]} | {a["drug"] for a in alerts if a["drug"]})
+    if drug:
+        overdue = [r for r in overdue if drug in r["drugs"]]
+        due = [r for r in due if drug in r["drugs"]]
+        alerts = [a for a in alerts if a["drug"] == drug]
+    partial = [r for r in overdue + due if r["status"] == "partial"]
+    by_severity = {}
+    for row in sorted(alerts, key=lambda a: SEVERITY_ORDER.get(a["severity"], 3)):
+        by_severity.setdefault(row["severity"], []).append(row)
+    return render(request, "today.html", today=today, drug=drug, drugs=drugs, overdue=overdue, due=due,
+                  partial=partial, alerts_by_severity=by_severity, evaluated=evaluated, ids=ids,
+                  due_days=DUE_DAYS)
+
+
+def alerts_page(request: Request, *, status: int = 200, error: str | None = None, done: str | None = None):
+    from tracker.services.alerts import MAX_SNOOZE_DAYS
+    from tracker.services.listings import review_alerts
+
+    web = _web(request)
+    with web.clinic(request.state.user["name"], write=False) as clinic:
+        evaluated, rows = review_alerts(clinic, None, include_all=True)
+        rows = [r for r in rows if r["status"] != "resolved"]
+        ids = _patient_ids(clinic.session, [r["mrn"] for r in rows])
+        today = clinic.today
+    return render(request, "alerts.html", status=status, alerts=rows, evaluated=evaluated, ids=ids, error=error,
+                  done=done or request.query_params.get("done"), today=today,
+                  snooze_min=today + dt.timedelta(days=1), snooze_max=today + dt.timedelta(days=MAX_SNOOZE_DAYS))
+
+
+ACTIONS = {"ack": "acknowledged", "snooze": "snoozed", "resolve": "resolved"}
+
+
+async def alert_action(request: Request):
+    from starlette.concurrency import run_in_threadpool
+
+    from tracker.services import alerts as service
+
+    form = await _form(request)
+    if form is None:
+        return refused(request, 403, "The form had expired or did not come from this site; reload the page.")
+    user = request.state.user
+    if not user["may_act"]:
+        return refused(request, 403, f"{user['name']} has read-only access: alerts cannot be changed.")
+    action, alert_id = request.path_params["action"], request.path_params["alert_id"]
+    web = _web(request)
+
+    def act():
+        with web.clinic(user["name"], write=True) as clinic:
+            if action == "ack":
+                return service.acknowledge(clinic, alert_id, form.get("note", ""))
+            if action == "snooze":
+                return service.snooze(clinic, alert_id, form_date(form.get("until", ""), "until"),
+                                      form.get("reason", ""))
+            return service.resolve(clinic, alert_id, form.get("reason", ""))
+
+    try:
+        await run_in_threadpool(act)
+    except TrackerError as exc:
+        status = {2: 400, 3: 404, 4: 409}.get(exc.exit_code, 400)
+        return await run_in_threadpool(alerts_page, request, status=status, error=str(exc))
+    return RedirectResponse(f"/alerts?done={ACTIONS[action]}+{alert_id}", status_code=303)
+
+
+def form_date(value: str, field: str) -> dt.date:
+    from tracker.errors import InputError
+
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(field, value, "expected a date like 2026-01-31") from None
+
+
+def patient_page(request: Request):
+    from tracker.services.listings import patient_calendar
+    from tracker.services.patient_view import patient_summary
+    from tracker.web.charts import trend_charts
+
+    web = _web(request)
+    with web.clinic(request.state.user["name"], write=False) as clinic:
+        patient = clinic.session.get(Patient, request.path_params["patient_id"])
+        if patient is None:
+            return refused(request, 404, "No such patient.")
+        summary = patient_summary(clinic, patient.mrn, recent=10_000, upcoming=0)
+        calendar = patient_calendar(clinic, patient.mrn, None, None)
+        charts = trend_charts(clinic, patient, summary["results"], summary["courses"])
+        trail = clinic.session.exec(select(AuditEvent.at, AuditEvent.user, AuditEvent.action, AuditEvent.entity,
+                                           AuditEvent.entity_id).where(AuditEvent.mrn == patient.mrn)
+                                    .order_by(AuditEvent.id.desc()).limit(AUDIT_SHOWN)).all()
+        today = clinic.today
+    return render(request, "patient.html", p=summary["patient"], summary=summary, calendar=calendar,
+                  charts=charts, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
+
+
+def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:
+    """The web app over `engine`; `secret` signs the session cookies; `https`: cookies marked Secure (and
+    HSTS sent), for TLS served by uvicorn or a reverse proxy in front."""
+    idle = settings.web.idle_timeout_minutes * 60
+    routes = [
+        Route("/", home),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/today", page(today_page)),
+        Route("/alerts", page(alerts_page)),
+        Route("/alerts/{alert_id:int}/{action:str}", page(alert_action), methods=["POST"]),
+        Route("/patients/{patient_id:int}", page(patient_page)),
+        Mount("/static", StaticFiles(directory=str(resources.files("tracker.web") / "static")), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders, https=https),
+        Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE, max_age=idle,
+                   same_site="strict", https_only=https),
+    ]
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.web = WebApp(engine, library, settings)
+    return app
