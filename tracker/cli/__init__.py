@@ -15,7 +15,7 @@ import click
 
 from tracker import __version__
 from tracker.display import printable
-from tracker.errors import ProtocolError, TrackerError
+from tracker.errors import InputError, ProtocolError, TrackerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -125,6 +125,12 @@ class TrackerGroup(click.Group):
             sys.exit(1)
         except BrokenPipeError:
             sys.exit(1)
+        except OSError as exc:
+            # A file named by the user that cannot be written or read (a missing directory, a full disk):
+            # one line, not a traceback; the command's transaction was rolled back by then.
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            click.echo(printable(f"error: {where}{exc.strerror or exc}"), err=True)
+            sys.exit(InputError.exit_code)
         except Exception as exc:
             # A database that cannot be reached or is locked is reported in one line, like any other error.
             from sqlalchemy.exc import SQLAlchemyError

@@ -41,18 +41,30 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
     with app.clinic() as clinic:
         calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
                               alarm_lead_hours=alarm_lead_hours)
-    data = calendar.to_ical()
+        data = calendar.to_ical()
+        if out:
+            # Written inside the transaction: a file that cannot be written keeps nothing the export stored.
+            _write_file(out, data)
     events = len(calendar.events)
     if out:
-        from tracker.private_files import open_private
-
-        with open_private(out, "wb") as fh:
-            fh.write(data)
         click.echo(f"wrote {events} events to {out}", err=True)
     else:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Write `--out`; a missing directory or a full disk is one line naming the option (review rows
+    ex-out-nodir, ex-out-devfull)."""
+    from tracker.errors import InputError
+    from tracker.private_files import open_private
+
+    try:
+        with open_private(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise InputError("out", path, exc.strerror or str(exc)) from None
 
 
 COMMANDS = [export]
