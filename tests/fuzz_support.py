@@ -4,11 +4,14 @@ accepted command must leave holding (issue 15 items 1 and 9)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 import shlex
 import shutil
 import sqlite3
+import traceback
 from pathlib import Path
 
 import pendulum
@@ -41,6 +44,16 @@ def isolated_env(folder: Path) -> dict:
     return {"TRACKER_DB": None, "TRACKER_SCHEDULES": None, "TRACKER_CONFIG": str(folder / "no-config.toml"),
             "USER": "tester", "XDG_DATA_HOME": str(folder / "xdg-data"),
             "XDG_CONFIG_HOME": str(folder / "xdg-config")}
+
+
+_BUILT: dict[str, str] = {}
+
+
+def review_clinic_file(tmp_path_factory, migrated_template: str) -> str:
+    """The review's clinic, built once per test session (the modules that use it share one file)."""
+    if migrated_template not in _BUILT:
+        _BUILT[migrated_template] = build_review_clinic(tmp_path_factory.mktemp("review-clinic"), migrated_template)
+    return _BUILT[migrated_template]
 
 
 def build_review_clinic(folder: Path, migrated_template: str) -> str:
@@ -163,3 +176,34 @@ def odd_numbers():
                          "0x10", "1e-320", "9" * 40, "", " 3", "3 ", "1,5", "٣", "+2", ".5", "5.", "1e3"]),
         st.floats().map(repr), st.integers().map(str),
         st.floats(min_value=0, max_value=500, allow_nan=False).map(lambda f: f"{f:g}"), hostile_text())
+
+
+# --- the property --------------------------------------------------------------------------------------------
+
+def digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_invocation(db: str, argv: list[str], workdir: Path, env: dict | None = None) -> None:
+    """Run `tracker --db DB argv` once and assert the property."""
+    before = digest(db)
+    runner = CliRunner()
+    with freeze_time(TODAY), runner.isolated_filesystem(temp_dir=workdir):
+        result = runner.invoke(cli, ["--db", db, *argv], env=env)
+    shown = f"tracker {argv!r} exited {result.exit_code}\nstderr: {result.stderr[:2000]}"
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(shown + "\n" + "".join(traceback.format_exception(*result.exc_info)))
+    assert result.exit_code != 1, shown
+    if result.exit_code == 0:
+        assert broken_invariants(db) == [], shown
+        return
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    if result.exit_code == 6:  # protocol files: one `FILE:LINE: field: problem` line each (and validate's tally)
+        assert lines and all(not line.startswith("Traceback") for line in lines), shown
+    else:
+        assert lines and lines[0].startswith("error: "), shown
+        # one line, except `result import`, which names each refused row under its one-line summary
+        assert all(re.match(r"line \d+: ", line) for line in lines[1:]), shown
+    assert digest(db) == before, "database changed although refused: " + shown
+    wal = Path(db + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, shown

@@ -13,7 +13,7 @@ import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
-from tests.fuzz_support import build_review_clinic, use_review_clinic
+from tests.fuzz_support import review_clinic_file, use_review_clinic
 from tests.test_bad_input_edge import PROTOCOL, TODAY, refused
 from tracker.cli import cli
 
@@ -43,7 +43,7 @@ IMP = "issue 18 item 5, branch imp"  # CSV import points another branch fixes
 
 @pytest.fixture(scope="module")
 def clinic_file(tmp_path_factory, migrated_template) -> str:
-    return build_review_clinic(tmp_path_factory.mktemp("review-clinic"), migrated_template)
+    return review_clinic_file(tmp_path_factory, migrated_template)
 
 
 @pytest.fixture

@@ -218,7 +218,7 @@ def _check_references_raw(data: dict, vocabulary: Vocabulary, lines, name: str) 
                     continue
                 if key == "sources" and isinstance(item, list):
                     for index, source in enumerate(item):
-                        if source not in source_keys:
+                        if isinstance(source, (dict, list)) or source not in source_keys:  # a list is no key
                             near = difflib.get_close_matches(str(source), source_keys, n=1)
                             hint = f" (did you mean {near[0]}?)" if near else ""
                             problems.append(

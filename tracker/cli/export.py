@@ -7,7 +7,7 @@ import sys
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE
+from tracker.cli.options import DATE, NumberRange
 
 
 @click.group()
@@ -24,7 +24,7 @@ def export() -> None:
               help="staff: MRN and initials, clinical wording; patient: plain language, needs --patient.")
 @click.option("--alarm/--no-alarm", default=None,
               help="Add a reminder alarm (default: only if [calendar] alarm_lead_hours is set).")
-@click.option("--alarm-lead-hours", type=click.FloatRange(0, 672), metavar="HOURS",
+@click.option("--alarm-lead-hours", type=NumberRange(0, 672), metavar="HOURS",
               help="Alarm this many hours before the day starts (implies --alarm).")
 @pass_app
 def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):

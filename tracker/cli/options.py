@@ -41,6 +41,18 @@ class NumberType(click.ParamType):
 NUMBER = NumberType()
 
 
+class NumberRange(NumberType):
+    """NUMBER within [low, high]: click's FloatRange lets `nan` through (every comparison with it is false)."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        from tracker.core.inputs import finite_number
+
+        return finite_number(value, _field(param, "number"), low=self.low, high=self.high)
+
+
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print a JSON array to stdout.")(fn)
 
