@@ -71,7 +71,7 @@ def test_a_name_with_rich_markup_is_stored_and_shown_literally(clinic, case, nam
     assert "200001" in listing and "[/" in listing
 
 
-# --- lab results on the command line (and one MRN) -------------------------------------------------------------------------
+# --- lab results on the command line (and one MRN) ----------------------------------------------------------
 
 RESULT_CASES = [
     ("pt-mrn-nul", ["patient", "add", "12\x7f34", "--name", "X Y", "--dob", "1990-01-01"], 2, ["mrn:", "\\x7f"]),

@@ -24,15 +24,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz_support import (review_clinic_file, check_invocation, examples, hostile_text, odd_dates,
-                                odd_numbers)
+from tests.fuzz_support import (FUZZ_EXAMPLES, check_invocation, examples, hostile_text, odd_dates, odd_numbers,
+                                review_clinic_file)
 from tests.test_bad_input_edge import ALIAS_BOMB, PROTOCOL
 from tracker.core.settings import KNOWN_KEYS
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRACKER_TEST_PG")),
                                 reason="fuzzes a SQLite file copied per example (byte-identical on refusal)")
 
-FUZZ = settings(max_examples=examples(12), deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=examples(12), deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SERIAL = count()  # a new folder per example: protocol libraries are cached per folder path
 

@@ -56,3 +56,9 @@ def test_a_protocol_naming_a_list_as_a_source_is_refused_not_a_traceback(tracker
     result = tracker(["schedules", "validate", str(path)], ok=False)
     assert result.exit_code == 6, result.stdout + result.stderr
     assert "unknown source key []" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [["feed", "revoke", "9" * 40], ["alert", "ack", "9" * 40], ["alert", "show", "0"]])
+def test_a_row_id_beyond_64_bits_is_a_usage_error_not_a_traceback(clinic, args):
+    # SQLite cannot bind an integer over 2**63 - 1 (OverflowError); ids start at 1
+    refused(clinic, args, 2, "ID")

@@ -40,6 +40,9 @@ class NumberType(click.ParamType):
 
 NUMBER = NumberType()
 
+# A row id as the databases store it (64-bit): a larger one was an OverflowError traceback (fuzz).
+ROW_ID = click.IntRange(1, 2**63 - 1)
+
 
 class NumberRange(NumberType):
     """NUMBER within [low, high]: click's FloatRange lets `nan` through (every comparison with it is false)."""
