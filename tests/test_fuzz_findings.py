@@ -62,3 +62,16 @@ def test_a_protocol_naming_a_list_as_a_source_is_refused_not_a_traceback(tracker
 def test_a_row_id_beyond_64_bits_is_a_usage_error_not_a_traceback(clinic, args):
     # SQLite cannot bind an integer over 2**63 - 1 (OverflowError); ids start at 1
     refused(clinic, args, 2, "ID")
+
+
+def test_a_usage_error_quoting_a_carriage_return_stays_one_visible_line(clinic):
+    # click quotes the extra argument as typed; a raw CR made the one-line error two lines on a terminal
+    line = refused(clinic, ["result", "add", "100234", "alt", "20", "\rX", "--on", "2026-12-01"], 2,
+                   "unexpected extra argument")
+    assert "\\r" in line
+
+
+def test_an_unknown_config_key_holding_a_newline_is_named_on_one_line(clinic, tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text('[alerts]\n"\\n" = 1\n')
+    refused(clinic, ["--config", str(config), "config", "show"], 8, "'alerts.\\n': unknown key")

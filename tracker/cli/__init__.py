@@ -115,7 +115,8 @@ class TrackerGroup(click.Group):
         except click.UsageError as exc:
             # One line like every other error (click prints usage and a hint over three).
             command = exc.ctx.command_path if exc.ctx is not None else "tracker"
-            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            # the message may quote an argument as typed (a CR, ESC): escaped, so it stays one visible line
+            click.echo(printable(f"error: {exc.format_message()} (see `{command} --help`)", newlines=False), err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()

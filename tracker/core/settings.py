@@ -180,7 +180,8 @@ def check_known_keys(raw: dict, path: str = "") -> None:
             near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]!r}?" if near else f" (expected one of {', '.join(known)})"
             what = "table" if isinstance(value, dict) else "key"
-            raise ConfigError(f"{dotted}: unknown {what}{hint}")
+            shown = dotted if dotted.isprintable() else repr(dotted)  # a quoted key may hold a newline (fuzz)
+            raise ConfigError(f"{shown}: unknown {what}{hint}")
         if isinstance(value, dict) and dotted in KNOWN_KEYS:
             check_known_keys(value, dotted)
         elif isinstance(value, dict) is not (dotted in KNOWN_KEYS):
