@@ -188,8 +188,13 @@ def check_invocation(db: str, argv: list[str], workdir: Path, env: dict | None =
     """Run `tracker --db DB argv` once and assert the property."""
     before = digest(db)
     runner = CliRunner()
-    with freeze_time(TODAY), runner.isolated_filesystem(temp_dir=workdir):
-        result = runner.invoke(cli, ["--db", db, *argv], env=env)
+    home = os.getcwd()
+    os.chdir(workdir)  # a relative --out or --rejects lands in the example's folder
+    try:
+        with freeze_time(TODAY):
+            result = runner.invoke(cli, ["--db", db, *argv], env=env)
+    finally:
+        os.chdir(home)
     shown = f"tracker {argv!r} exited {result.exit_code}\nstderr: {result.stderr[:2000]}"
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(shown + "\n" + "".join(traceback.format_exception(*result.exc_info)))

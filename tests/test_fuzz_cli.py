@@ -127,7 +127,7 @@ def files(tmp_path) -> dict:
 
 @pytest.mark.parametrize("name,command", COMMANDS, ids=[name for name, _ in COMMANDS])
 def test_every_command_refuses_cleanly_or_keeps_the_invariants(clinic_file, files, tmp_path, name, command):
-    @settings(max_examples=examples(3), deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
+    @settings(max_examples=examples(5), deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(argv=invocation(command, files), user=st.one_of(st.none(), hostile_text()))
     def check(argv, user):

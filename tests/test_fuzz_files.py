@@ -32,7 +32,7 @@ from tracker.core.settings import KNOWN_KEYS
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRACKER_TEST_PG")),
                                 reason="fuzzes a SQLite file copied per example (byte-identical on refusal)")
 
-FUZZ = settings(max_examples=examples(12), deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
+FUZZ = settings(max_examples=examples(20), deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SERIAL = count()  # a new folder per example: protocol libraries are cached per folder path
 
