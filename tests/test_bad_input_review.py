@@ -157,7 +157,7 @@ COMMAND_CASES = [
      ["out:", "'/nonexistent/dir/x.ics'", "No such file"]),
     ("ex-out-devfull", "export ics --patient 100234 --out /dev/full", 2, ["out:", "'/dev/full'", "No space"]),
     ("ng-asof-future", "nightly --as-of 2029-12-03", 2, ["as-of:", "'2029-12-03'", "after today"]),
-    ("demo-replace-clinic", "demo --replace --patients 3", 2, ["db:", "not one"]),
+    ("demo-replace-clinic", "demo --replace --patients 3", 2, ["db:", "--replace", "not"]),  # PG: not a file
 ]
 
 
