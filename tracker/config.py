@@ -73,6 +73,8 @@ def load_settings(path: str | None = None) -> Settings:
     reminders = settings.reminders
     if reminders.jsonl_path is not None:
         reminders = dataclasses.replace(reminders, jsonl_path=_relative_to(chosen, reminders.jsonl_path))
+        if os.path.isdir(reminders.jsonl_path):  # refused before the nightly writes its run row (cfg-jsonl-dir)
+            raise ConfigError(f"reminders.jsonl.path: {reminders.jsonl_path!r}: is a directory, expected a file")
     if reminders.email is not None and reminders.email.ca_file is not None:
         email = dataclasses.replace(reminders.email, ca_file=_ca_file(chosen, reminders.email.ca_file))
         reminders = dataclasses.replace(reminders, email=email)

@@ -218,7 +218,7 @@ def _check_references_raw(data: dict, vocabulary: Vocabulary, lines, name: str) 
                     continue
                 if key == "sources" and isinstance(item, list):
                     for index, source in enumerate(item):
-                        if source not in source_keys:
+                        if isinstance(source, (dict, list)) or source not in source_keys:  # a list is no key
                             near = difflib.get_close_matches(str(source), source_keys, n=1)
                             hint = f" (did you mean {near[0]}?)" if near else ""
                             problems.append(
@@ -324,6 +324,7 @@ def load_library(clinic_dir: Path | None = None, builtin_dir: Path | None = None
             raise InputError("TRACKER_SCHEDULES", str(clinic_dir), "not a directory")
         dirs.append(clinic_dir)
     for directory in dirs:
+        seen: dict[str, Path] = {}  # id -> file, within one directory (a clinic file may replace a built-in)
         for path in protocol_files(directory):
             result = load_protocol_file(path, vocabulary)
             if result.skipped:
@@ -334,6 +335,10 @@ def load_library(clinic_dir: Path | None = None, builtin_dir: Path | None = None
                 continue
             problems.extend(result.problems)
             if result.protocol is not None:
+                if result.protocol.id in seen:
+                    # Which one wins would depend on file names (review row dir-dup-ids-load).
+                    problems.append(f"{path}: id: {result.protocol.id!r}: also the id of {seen[result.protocol.id]}")
+                seen[result.protocol.id] = path
                 protocols[result.protocol.id] = result.protocol
     if problems:
         raise ProtocolError(problems)

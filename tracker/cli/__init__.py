@@ -15,7 +15,7 @@ import click
 
 from tracker import __version__
 from tracker.display import printable
-from tracker.errors import ProtocolError, TrackerError
+from tracker.errors import InputError, ProtocolError, TrackerError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -128,7 +128,8 @@ class TrackerGroup(click.Group):
         except click.UsageError as exc:
             # One line like every other error (click prints usage and a hint over three).
             command = exc.ctx.command_path if exc.ctx is not None else "tracker"
-            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            # the message may quote an argument as typed (a CR, ESC): escaped, so it stays one visible line
+            click.echo(printable(f"error: {exc.format_message()} (see `{command} --help`)", newlines=False), err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()
@@ -138,6 +139,12 @@ class TrackerGroup(click.Group):
             sys.exit(1)
         except BrokenPipeError:
             sys.exit(1)
+        except OSError as exc:
+            # A file named by the user that cannot be written or read (a missing directory, a full disk):
+            # one line, not a traceback; the command's transaction was rolled back by then.
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            click.echo(printable(f"error: {where}{exc.strerror or exc}"), err=True)
+            sys.exit(InputError.exit_code)
         except Exception as exc:
             # A database that cannot be reached or is locked is reported in one line, like any other error.
             from sqlalchemy.exc import SQLAlchemyError

@@ -6,7 +6,7 @@ import click
 
 from tracker.cli import pass_app
 from tracker.cli.completion import complete_mrn
-from tracker.cli.options import DATE, as_of_option, json_object_option, json_option
+from tracker.cli.options import DATE, ROW_ID, as_of_option, json_object_option, json_option
 from tracker.cli.render import echo  # stored text shown literally
 
 
@@ -57,7 +57,7 @@ def alert() -> None:
 
 
 @alert.command("show")
-@click.argument("alert_id", metavar="ID", type=int)
+@click.argument("alert_id", metavar="ID", type=ROW_ID)
 @json_object_option
 @pass_app
 def show(app, alert_id, as_json):
@@ -87,7 +87,7 @@ def show(app, alert_id, as_json):
 
 
 @alert.command("ack")
-@click.argument("alert_id", metavar="ID", type=int)
+@click.argument("alert_id", metavar="ID", type=ROW_ID)
 @click.option("--note", required=True, help="What was decided or done.")
 @pass_app
 def ack(app, alert_id, note):
@@ -102,7 +102,7 @@ def ack(app, alert_id, note):
 
 
 @alert.command("snooze")
-@click.argument("alert_id", metavar="ID", type=int)
+@click.argument("alert_id", metavar="ID", type=ROW_ID)
 @click.option("--until", type=DATE, required=True, help="The alert comes back on this date (at most 30 days).")
 @click.option("--reason", required=True)
 @pass_app
@@ -116,7 +116,7 @@ def snooze(app, alert_id, until, reason):
 
 
 @alert.command("resolve")
-@click.argument("alert_id", metavar="ID", type=int)
+@click.argument("alert_id", metavar="ID", type=ROW_ID)
 @click.option("--reason", required=True)
 @pass_app
 def resolve(app, alert_id, reason):

@@ -7,7 +7,7 @@ import sys
 import click
 
 from tracker.cli import pass_app
-from tracker.cli.options import DATE
+from tracker.cli.options import DATE, NumberRange
 
 
 @click.group()
@@ -24,7 +24,7 @@ def export() -> None:
               help="staff: MRN and initials, clinical wording; patient: plain language, needs --patient.")
 @click.option("--alarm/--no-alarm", default=None,
               help="Add a reminder alarm (default: only if [calendar] alarm_lead_hours is set).")
-@click.option("--alarm-lead-hours", type=click.FloatRange(0, 672), metavar="HOURS",
+@click.option("--alarm-lead-hours", type=NumberRange(0, 672), metavar="HOURS",
               help="Alarm this many hours before the day starts (implies --alarm).")
 @pass_app
 def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
@@ -44,15 +44,14 @@ def ics(app, mrn, start, end, out, audience, alarm, alarm_lead_hours):
         with app.clinic() as clinic:
             calendar = export_ics(clinic, mrn=mrn, audience=audience, start=start, end=end, alarm=alarm,
                                   alarm_lead_hours=alarm_lead_hours)
-        bar(1, 2)
-        data = calendar.encode()
-        bar(2, 2)
+            bar(1, 2)
+            data = calendar.encode()
+            if out:
+                # Written inside the transaction: a file that cannot be written keeps nothing the export stored.
+                _write_file(out, data)
+            bar(2, 2)
     events = calendar.events
     if out:
-        from tracker.private_files import open_private
-
-        with open_private(out, "wb") as fh:
-            fh.write(data)
         click.echo(f"wrote {events} events to {out}", err=True)
     else:
         sys.stdout.flush()
@@ -92,6 +91,19 @@ def fhir(app, mrn, whole_clinic, out, skip_validation):
             sys.stdout.flush()
             write_fhir_bundle(clinic, sys.stdout, patients, validate=not skip_validation)
             sys.stdout.flush()
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Write `--out`; a missing directory or a full disk is one line naming the option (review rows
+    ex-out-nodir, ex-out-devfull)."""
+    from tracker.errors import InputError
+    from tracker.private_files import open_private
+
+    try:
+        with open_private(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise InputError("out", path, exc.strerror or str(exc)) from None
 
 
 COMMANDS = [export]

@@ -6,7 +6,7 @@ import click
 
 from tracker.cli import pass_app
 from tracker.cli.completion import complete_mrn
-from tracker.cli.options import json_option
+from tracker.cli.options import ROW_ID, json_option
 from tracker.cli.render import echo  # stored text shown literally
 
 
@@ -52,7 +52,7 @@ def list_(app, as_json):
 
 
 @feed.command("revoke")
-@click.argument("feed_id", metavar="ID", type=int)
+@click.argument("feed_id", metavar="ID", type=ROW_ID)
 @pass_app
 def revoke(app, feed_id):
     """Revoke a feed: its URL answers 404 from now on."""

@@ -40,6 +40,21 @@ class NumberType(click.ParamType):
 
 NUMBER = NumberType()
 
+# A row id as the databases store it (64-bit): a larger one was an OverflowError traceback (fuzz).
+ROW_ID = click.IntRange(1, 2**63 - 1)
+
+
+class NumberRange(NumberType):
+    """NUMBER within [low, high]: click's FloatRange lets `nan` through (every comparison with it is false)."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        from tracker.core.inputs import finite_number
+
+        return finite_number(value, _field(param, "number"), low=self.low, high=self.high)
+
 
 def json_option(fn):
     """--json on a listing: a JSON array (tests/test_terminal_output.py checks each command's help against

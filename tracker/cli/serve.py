@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.options import NumberRange
 
 
 @click.command()
@@ -12,9 +13,9 @@ from tracker.cli import pass_app
               help="Address to listen on (loopback by default; put anything wider behind HTTPS).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port (0: any free port, printed at start).")
-@click.option("--request-timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True,
+@click.option("--request-timeout", type=NumberRange(0.1, 600), default=10, show_default=True,
               help="Seconds a client has to send its whole request.")
-@click.option("--idle-timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True,
+@click.option("--idle-timeout", type=NumberRange(0.1, 600), default=10, show_default=True,
               help="Seconds a connection may stay silent (or not read) before it is closed.")
 @click.option("--max-connections", type=click.IntRange(1, 10_000), default=32, show_default=True,
               help="Connections served at once; more get 503 at once.")

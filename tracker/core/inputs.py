@@ -78,6 +78,16 @@ def _refuse_invisible(text: str, field: str) -> None:
             raise InputError(field, _shown(text), f"contains an invisible or control character U+{ord(ch):04X}")
 
 
+def encodable(text: str) -> bool:
+    """False for text holding lone surrogates: bytes the command line could not decode (Python passes them
+    on as U+DC80..U+DCFF), which no database or file can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _shown(text: str) -> str:
     """A refused value cut short for a one-line error (its repr there escapes invisible characters)."""
     return text if len(text) <= 60 else text[:60] + "..."

@@ -274,7 +274,8 @@ def check_known_keys(raw: dict, path: str = "") -> None:
             near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]!r}?" if near else f" (expected one of {', '.join(known)})"
             what = "table" if isinstance(value, dict) else "key"
-            raise ConfigError(f"{dotted}: unknown {what}{hint}")
+            shown = dotted if dotted.isprintable() else repr(dotted)  # a quoted key may hold a newline (fuzz)
+            raise ConfigError(f"{shown}: unknown {what}{hint}")
         if isinstance(value, dict) and dotted in KNOWN_KEYS:
             check_known_keys(value, dotted)
         elif isinstance(value, dict) is not (dotted in KNOWN_KEYS):
@@ -372,10 +373,16 @@ def parse_alerts(table: dict | None) -> AlertSettings:
     return AlertSettings(**values)
 
 
+MERGE_WINDOW_MAX_DAYS = 28
+
+
 def parse_calendar(table: dict) -> CalendarSettings:
+    # Bounded, not a clinical figure: a window of months would merge every draw into a few (review row
+    # cfg-merge-huge: 100000 was accepted).
     window = table.get("merge_window_days", DEFAULT_MERGE_WINDOW_DAYS)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-        raise ConfigError(f"calendar.merge_window_days: {window!r}: expected a whole number of days >= 0")
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MERGE_WINDOW_MAX_DAYS:
+        raise ConfigError(f"calendar.merge_window_days: {window!r}: expected a whole number of days >= 0 and "
+                          f"at most {MERGE_WINDOW_MAX_DAYS}")
     lead = table.get("alarm_lead_hours")
     if lead is not None and (isinstance(lead, bool) or not isinstance(lead, (int, float)) or not 0 <= lead <= 24 * 28):
         raise ConfigError(f"calendar.alarm_lead_hours: {lead!r}: expected a number of hours from 0 to 672")

@@ -109,7 +109,11 @@ class Vocabulary:
             if text.lower() not in test.values:
                 raise InputError("value", value, f"{said} takes one of {', '.join(test.values)}")
             return None, text.lower()
-        return None, text
+        # Free text (a panel's note): one visible line of bounded length, never empty (fuzz: an empty, a
+        # 100,000-character or an ESC-carrying `cbc` value was stored and echoed).
+        from tracker.core.inputs import clean_text
+
+        return None, clean_text(text, "value")
 
     def gate_reading(self, code: str, value_text: str | None) -> str:
         """How a gate reads a result of `code`: `pass`, `repeat` (repeat or refer) or `fail`; `pass` for a

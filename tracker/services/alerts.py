@@ -168,6 +168,10 @@ def list_alerts(session: Session, include_all: bool = False, mrn: str | None = N
     if not include_all:
         query = query.where(Alert.status == "open")
     if mrn:
+        from tracker.core.inputs import encodable
+
+        if not encodable(mrn):  # undecodable command-line bytes: no patient has that MRN
+            return []
         query = query.where(Patient.mrn == mrn)
     rows = [alert_row(a, m) for a, m in session.exec(query).all()]
     return sorted(rows, key=lambda r: (r["status"] == "resolved", SEVERITY_ORDER.get(r["severity"], 3),

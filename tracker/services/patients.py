@@ -23,6 +23,8 @@ CHILDBEARING = ("yes", "no", "unknown")  # as recorded; tracker.core.gates.may_c
 
 def get_patient(session: Session, mrn: str) -> Patient:
     mrn = unicodedata.normalize("NFC", mrn).strip()
+    if not inputs.encodable(mrn):  # undecodable bytes from the command line: no stored MRN has them (fuzz)
+        raise NotFoundError("mrn", mrn)
     patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
     if patient is None:
         # Suggest near MRNs from those sharing the first characters (cheap on large registries).

@@ -94,6 +94,14 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
         raise InputError("value", f"{value:g}", implausible_reason(test, converted, value, reported_unit, taken_on,
                                                                    readings))
     low, high = (None if limit is None else in_vocabulary_unit(limit, reported_unit) for limit in (ref_low, ref_high))
+    # A limit given alone must still make a range with the vocabulary's other limit (review row
+    # rs-ref-only-low-above: ALT --ref-low 500 alone against a ULN of 40).
+    if low is not None and high is None and test.ref_high is not None and low >= test.ref_high:
+        raise InputError("ref_low", f"{ref_low:g}", f"must be below the upper limit {test.ref_high:g} {test.unit} "
+                                                    "(give --ref-high too)")
+    if high is not None and low is None and test.ref_low is not None and high <= test.ref_low:
+        raise InputError("ref_high", f"{ref_high:g}", f"must be above the lower limit {test.ref_low:g} {test.unit} "
+                                                      "(give --ref-low too)")
     return CheckedResult(test.code, converted, None, test.unit, value, reported_unit, low, high)
 
 
