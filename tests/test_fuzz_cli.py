@@ -24,9 +24,9 @@ from tracker.cli import cli
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRACKER_TEST_PG")),
                                 reason="fuzzes a SQLite file copied per example (byte-identical on refusal)")
 
-# Not fuzzed, by name: they run until stopped (serve, scheduler run) or build a whole clinic of up to
+# Not fuzzed, by name: they run until stopped (serve, scheduler run, labs listen) or build a whole clinic of up to
 # thousands of patients per call (demo, synth: tests/test_synth.py and the demo tests cover their options).
-EXCLUDED = {"serve", "scheduler run", "demo", "synth"}
+EXCLUDED = {"serve", "scheduler run", "labs listen", "demo", "synth"}
 
 
 def commands(group: click.Group = cli, path: tuple = ()) -> list[tuple[str, click.Command]]:
