@@ -35,17 +35,9 @@ ROOT = HERE.parent
 TARGET_SECONDS = {10_000: 2.0, 100_000: 20.0}
 TARGET_ROWS_PER_S = 5000
 
-# Runs a command, then prints its wall time, peak RSS and CPU time as JSON on the last stderr line.
-WRAPPER = r"""
-import json, resource, subprocess, sys, time
-t = time.perf_counter()
-p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-wall = time.perf_counter() - t
-u = resource.getrusage(resource.RUSAGE_CHILDREN)
-sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
-sys.stderr.write("\n" + json.dumps({"rc": p.returncode, "wall": wall, "maxrss_kib": u.ru_maxrss,
-                                    "cpu": u.ru_utime + u.ru_stime}) + "\n")
-"""
+sys.path.insert(0, str(HERE))
+from run import WRAPPER  # noqa: E402  (the same timing wrapper as benchmarks/run.py)
+
 
 # (test, decimals as a laboratory reports it, another unit it is often reported in, factor to that unit)
 ANALYTES = [
