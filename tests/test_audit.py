@@ -372,13 +372,19 @@ def test_a_recorded_read_does_not_count_as_a_change_for_the_next_incremental_rev
     from tracker.services.evaluate import _changed_since
 
     small_clinic(tracker)
+    engine = make_engine(resolve_url(tracker.db))
+
+    def changed() -> set | None:
+        with Session(engine) as session:
+            return _changed_since(session, library(None))
+
     with freeze_time("2026-03-04 12:00:00"):
         tracker("nightly")
+        # (On PostgreSQL the mark's xmin safety net also lists what the marking run itself wrote.)
+        before = changed()
         tracker("patient show P1")
         tracker("calendar P1")
-    engine = make_engine(resolve_url(tracker.db))
-    with Session(engine) as session:
-        assert _changed_since(session, library(None)) == set()
+    assert before is not None and changed() == before
     engine.dispose()
 
 
