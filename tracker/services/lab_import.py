@@ -26,18 +26,7 @@ from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
 from tracker.services import audit
 from tracker.services.context import Clinic
-from tracker.services.result_import import read_bounded
-
-
-class LabImportRejected(InputError):
-    """Some results are bad; nothing was imported. One line per bad result, naming message and segment."""
-
-    def __init__(self, name: str, total: int, problems: list[str]):
-        self.problems = problems
-        super().__init__("file", name, f"{len(problems)} of {total} results rejected, nothing imported")
-
-    def __str__(self) -> str:
-        return "\n".join([super().__str__(), *self.problems])
+from tracker.services.result_import import ImportRejected, read_bounded
 
 
 @dataclass
@@ -133,7 +122,8 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             continue
         good.append((number, patient, checked, taken_on, row.source_id))
     if report.rejected and not skip_bad:
-        raise LabImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected])
+        raise ImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected],
+                             "results")
     report.imported = store_checked_results(clinic, good)
     if report.imported:
         # Every patient with a new result reviewed once, on the rules a result moves, as the nightly run

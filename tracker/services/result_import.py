@@ -37,11 +37,12 @@ IN_CHUNK = 900
 
 
 class ImportRejected(InputError):
-    """Some rows are bad; nothing was imported. One line per bad row."""
+    """Some rows (of a CSV file) or results (of an HL7/FHIR file) are bad; nothing was imported. One line per
+    bad one."""
 
-    def __init__(self, path: str, total: int, problems: list[str]):
+    def __init__(self, path: str, total: int, problems: list[str], what: str = "rows"):
         self.problems = problems
-        super().__init__("file", path, f"{len(problems)} of {total} rows rejected, nothing imported")
+        super().__init__("file", path, f"{len(problems)} of {total} {what} rejected, nothing imported")
 
     def __str__(self) -> str:
         return "\n".join([super().__str__(), *self.problems])
