@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -15,12 +14,10 @@ from freezegun import freeze_time
 
 from tests.conftest import dump_database
 from tests.ics_support import build_golden_clinic
-from tracker.core import vocabulary as vocabulary_module
 from tracker.exporters.fhir import resource_id
 from tracker.exporters.fhir_codes import LOINC_SYSTEM, TRACKER_DRUG_SYSTEM, TRACKER_TEST_SYSTEM
 
 EXPORT_AT = "2026-03-02 09:00:00"  # after P001's dose change and P002's stop (tests/ics_support.py)
-HAS_LOINC = "loinc" in {f.name for f in dataclasses.fields(vocabulary_module.TestCode)}  # issue 16 item 1, merged or not
 
 
 @pytest.fixture
@@ -106,14 +103,13 @@ def test_draws_cancelled_by_a_stop_are_revoked_service_requests(clinic):
     assert revoked == cancelled
 
 
-@pytest.mark.skipif(not HAS_LOINC, reason="the vocabulary carries no LOINC codes yet (issue 16 item 1)")
 def test_service_requests_carry_the_loinc_code_of_each_test_that_has_one(clinic):
     from tracker.protocol_files import library
 
     vocabulary = library(None).vocabulary
     for request in resources(export(clinic, "--patient", "P001"), "ServiceRequest"):
         test = request["code"]["coding"][-1]["code"]
-        code = getattr(vocabulary.tests[test], "loinc", None)
+        code = vocabulary.tests[test].loinc
         if code:
             assert request["code"]["coding"][0] == {"system": LOINC_SYSTEM, "code": code,
                                                      "display": vocabulary.tests[test].name}
@@ -230,9 +226,9 @@ def test_codings_list_a_standard_code_when_the_vocabulary_or_protocol_has_one_an
     from tracker.exporters.fhir_codes import ATC_SYSTEM, drug_concept, test_concept
 
     coded = SimpleNamespace(tests={"creatinine": SimpleNamespace(name="Creatinine", loinc="14682-9")})
-    bare = SimpleNamespace(tests={"creatinine": SimpleNamespace(name="Creatinine")})
+    bare = SimpleNamespace(tests={"creatinine": SimpleNamespace(name="Creatinine", loinc=None)})
     assert [c["system"] for c in test_concept("creatinine", coded)["coding"]] == [LOINC_SYSTEM, TRACKER_TEST_SYSTEM]
     assert [c["system"] for c in test_concept("creatinine", bare)["coding"]] == [TRACKER_TEST_SYSTEM]
-    drug = SimpleNamespace(name="Methotrexate", atc="L04AX03", snomed=None)
+    drug = SimpleNamespace(name="Methotrexate", atc="L04AX03", snomed=None, rxnorm=None)
     assert [(c["system"], c["code"]) for c in drug_concept("methotrexate", drug)["coding"]] == \
         [(ATC_SYSTEM, "L04AX03"), (TRACKER_DRUG_SYSTEM, "methotrexate")]

@@ -1,9 +1,8 @@
 """Codings for FHIR exports: tracker's own code always, and the standard code (LOINC, UCUM, ATC, SNOMED CT,
 RxNorm) when the vocabulary or the protocol carries one.
 
-The standard codes arrive with the vocabulary work of issue 16 item 1 (`TestCode.loinc`, `TestCode.ucum`;
-`Protocol.atc`, `.snomed`, `.rxnorm`). They are read with getattr here, and only here, so this module works
-before and after those fields exist; once they do everywhere, the getattr calls can become attributes.
+The standard codes are the vocabulary's `TestCode.loinc` and the protocol's `atc`,
+`snomed` and `rxnorm` (schedules/vocabulary.yaml, schedules/<drug>.yaml; `schedules validate` checks them).
 """
 
 from __future__ import annotations
@@ -20,19 +19,13 @@ RXNORM_SYSTEM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 DRUG_CODE_FIELDS = (("atc", ATC_SYSTEM), ("snomed", SNOMED_SYSTEM), ("rxnorm", RXNORM_SYSTEM))
 
 
-def _code(obj, name: str) -> str | None:
-    value = getattr(obj, name, None) if obj is not None else None
+def _code(value) -> str | None:
     return str(value).strip() or None if value is not None else None
 
 
 def loinc(test) -> str | None:
     """A vocabulary TestCode's LOINC code, when it has one."""
-    return _code(test, "loinc")
-
-
-def ucum(test) -> str | None:
-    """A vocabulary TestCode's unit in UCUM, when it has one."""
-    return _code(test, "ucum")
+    return _code(test.loinc) if test is not None else None
 
 
 def test_concept(code: str, vocabulary) -> dict:
@@ -51,6 +44,7 @@ def drug_concept(drug: str, protocol) -> dict:
     """A CodeableConcept for a drug: its standard codes when the protocol carries them, then tracker's id."""
     name = protocol.name if protocol is not None else drug
     codings = [{"system": system, "code": value, "display": name}
-               for field, system in DRUG_CODE_FIELDS if (value := _code(protocol, field))]
+               for field, system in DRUG_CODE_FIELDS
+               if protocol is not None and (value := _code(getattr(protocol, field)))]
     codings.append({"system": TRACKER_DRUG_SYSTEM, "code": drug, "display": name})
     return {"coding": codings, "text": name}
