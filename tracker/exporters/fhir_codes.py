@@ -1,4 +1,4 @@
-"""Codings for FHIR exports: tracker's own code always, and the standard code (LOINC, UCUM, ATC, SNOMED CT,
+"""Codings for FHIR exports: tracker's own code always, and the standard code (LOINC, ATC, SNOMED CT,
 RxNorm) when the vocabulary or the protocol carries one.
 
 The standard codes are the vocabulary's `TestCode.loinc` and the protocol's `atc`,
