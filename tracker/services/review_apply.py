@@ -42,8 +42,7 @@ class BookedItem:
 
 # Every column of an item that a follow-up leaves at the model's default (bulk inserts skip the ORM).
 _ITEM_DEFAULTS = {name: field.default for name, field in Item.model_fields.items()
-                  if name != "id" and field.default is not None and not callable(field.default)
-                  and repr(field.default) != "PydanticUndefined"}
+                  if not field.is_required() and field.default_factory is None and field.default is not None}
 
 
 @dataclass
