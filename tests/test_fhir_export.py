@@ -96,8 +96,9 @@ def test_draws_cancelled_by_a_stop_are_revoked_service_requests(clinic):
     with freeze_time(EXPORT_AT):
         clinic("therapy stop P001 methotrexate --on 2026-03-02 --reason 'clear skin' --category other")
     requests = resources(export(clinic, "--patient", "P001"), "ServiceRequest")
-    cancelled = {(i["uid"], t) for i in items(clinic, "P001") if i["status"] == "cancelled" and i["kind"] == "lab"
-                 for t in i["tests"]}
+    # The stop cancels the later draws and what the course left undone before it (a missed baseline test).
+    cancelled = {(i["uid"], t) for i in items(clinic, "P001")
+                 if i["status"] == "cancelled" and i["kind"] in ("lab", "baseline") for t in i["tests"]}
     assert cancelled
     revoked = {tuple(r["identifier"][0]["value"].rsplit(":", 1)) for r in requests if r["status"] == "revoked"}
     assert revoked == cancelled

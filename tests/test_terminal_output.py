@@ -196,7 +196,8 @@ def test_done_partial_cancelled_and_overdue_items_are_marked_in_words_with_a_leg
     with freeze_time("2026-02-02"):
         tracker("result add M1 alt 30 --on 2026-02-02")  # the 02-02 draw: partial
     with freeze_time("2026-03-01"):  # 02-02 and 02-16 past the 7-day grace: overdue
-        tracker("therapy stop M1 methotrexate --on 2026-03-01 --reason 'clear skin'")  # later items cancelled
+        # A stop announced for a later day: the items after it are cancelled, the course is monitored until then.
+        tracker("therapy stop M1 methotrexate --on 2026-03-10 --reason 'clear skin'")
         items = {(r["due"], r["kind"]): r for r in tracker.json("calendar M1 --all")}
         screen = ANSI.sub("", tracker("calendar M1 --all", env=TERMINAL).stdout).splitlines()
         piped = tracker("calendar M1 --all").stdout.splitlines()

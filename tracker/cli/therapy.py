@@ -115,7 +115,8 @@ def resume(app, mrn, drug, on, reason):
 @click.option("--category", type=STOP_CATEGORY, help="Why: failure, adverse_event or other.")
 @pass_app
 def stop(app, mrn, drug, on, reason, category):
-    """Stop a course; its items after the stop date are cancelled."""
+    """Stop a course; its items after the stop date are cancelled, and so is what it left undone before (from
+    the stop date on, nothing of a stopped drug is overdue)."""
     from tracker.services.courses import stop_course
 
     with app.clinic() as clinic:

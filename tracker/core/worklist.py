@@ -43,6 +43,13 @@ def is_task(item) -> bool:
     return item.status == "planned" and item.kind in TASK_KINDS
 
 
+def course_has_ended(stop_on: dt.date | None, today: dt.date) -> bool:
+    """A course whose stop date has come: what is still planned for it is no longer anyone's task (nobody
+    draws a stopped drug's monitoring or chases its baseline), so it is cancelled, never left overdue. A
+    course stopped on a later date stays a course to monitor until then."""
+    return stop_on is not None and stop_on <= today
+
+
 def is_due(item, today: dt.date, days: int) -> bool:
     """A task due from today to `days` ahead, inclusive (`tracker due --days`, the digest's lead time)."""
     return is_task(item) and today <= item.due <= today + dt.timedelta(days=days)

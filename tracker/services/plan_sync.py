@@ -43,6 +43,7 @@ from tracker.core.plan import (
     same_planned_items,
 )
 from tracker.core.protocol import Protocol, ProtocolLibrary
+from tracker.core.worklist import course_has_ended
 
 # The plan is extended when it reaches less than 12 months ahead, to 13 months, so each course is
 # re-planned about once a month rather than every night.
@@ -224,6 +225,16 @@ def sync_course(
             bump(item, now)
             session.add(item)
             result.cancelled.append(item)
+    if course_has_ended(course.stop_on, today):
+        # What the stopped course left undone (a baseline never drawn, a missed draw or checkpoint) is
+        # cancelled, not left overdue; a draw of another course merged into one of these is re-merged below.
+        for item in stored + result.added:
+            if item.status == "planned" or is_absorbed(item):
+                item.status = "cancelled"
+                item.merged_into_id = None
+                item.tests = join_codes(own_tests(item))
+                item.merged_drugs = None
+                session.add(item)
 
     course.planned_through = horizon
     session.add(course)
@@ -354,7 +365,8 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
 
 def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None, *,
                  merge_window: int, childbearing_ages: tuple[int, int] = CHILDBEARING_AGES) -> int:
-    """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead."""
+    """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead, and close what
+    courses whose stop date has come still have planned."""
     threshold = max(KEEP_AHEAD.after(today), needed or today)
     stale = session.exec(
         select(Course, Patient)
@@ -365,7 +377,18 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
         horizon = max(EXTEND_TO.after(today), needed or today)
         sync_course(session, course, patient, course_protocol(session, library, course), today, horizon,
                     merge_window=merge_window, childbearing_ages=childbearing_ages)
-    return len(stale)
+    # Courses stopped on a date that has now come (or stopped before this rule) with items still planned:
+    # re-synced once, which cancels those items (core: worklist.course_has_ended).
+    ended = session.exec(
+        select(Course, Patient)
+        .join(Patient, Patient.id == Course.patient_id)
+        .where(Course.status == "stopped", Course.stop_on <= today,
+               select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists())
+    ).all()
+    for course, patient in ended:
+        sync_course(session, course, patient, course_protocol(session, library, course), today,
+                    merge_window=merge_window, childbearing_ages=childbearing_ages)
+    return len(stale) + len(ended)
 
 
 __all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "bump", "merge_patient_draws",

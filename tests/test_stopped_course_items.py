@@ -1,0 +1,77 @@
+"""What a stopped course leaves undone is cancelled with it, never left overdue.
+
+Before: after `therapy stop`, the stopped drug's baseline tests that were never done stayed planned, so
+`tracker overdue`, `patient show`, the calendar and the nightly digest kept asking staff to chase tests for
+a drug the patient no longer takes (core: worklist.course_has_ended).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from freezegun import freeze_time
+
+from tracker.core.worklist import course_has_ended
+
+
+def test_a_course_has_ended_once_its_stop_date_has_come():
+    day = dt.date(2026, 3, 1)
+    assert course_has_ended(day, day) and course_has_ended(day, day + dt.timedelta(days=1))
+    assert not course_has_ended(day + dt.timedelta(days=1), day)  # a stop announced for a later day
+    assert not course_has_ended(None, day)  # a live course
+
+
+def _dupilumab_with_advisory_baseline_undone(tracker):
+    with freeze_time("2026-11-01"):
+        tracker("patient add M1 --name 'Ann Test' --dob 1980-01-01 --sex m")
+        tracker("therapy start M1 dupilumab --on 2026-11-01")  # helminth screen, vaccination review: advisory
+
+
+def test_a_stop_cancels_the_baseline_tests_never_done(tracker):
+    _dupilumab_with_advisory_baseline_undone(tracker)
+    with freeze_time("2026-12-03"):
+        assert len(tracker.json("overdue")) == 2  # the two advisory baseline tests, a month late
+        out = tracker("therapy stop M1 dupilumab --on 2026-12-01 --reason 'moved away'")
+        assert "3 cancelled" in out.stdout  # the week-16 checkpoint after the stop, and the two tests
+        assert tracker.json("overdue") == []
+        rows = tracker.json("calendar M1 --all")
+        assert {r["kind"]: r["status"] for r in rows if r["kind"] == "baseline"} == {"baseline": "cancelled"}
+        assert not any(r["overdue"] for r in rows)
+        assert "OVERDUE" not in tracker("patient show M1").stdout
+        nightly = tracker("nightly")
+        assert "Nothing new to remind." in nightly.stdout
+
+
+def test_a_stop_announced_for_a_later_day_keeps_the_course_monitored_until_then(tracker):
+    _dupilumab_with_advisory_baseline_undone(tracker)
+    with freeze_time("2026-12-03"):
+        tracker("therapy stop M1 dupilumab --on 2026-12-10 --reason 'moving away'")
+        assert len(tracker.json("overdue")) == 2  # still on the drug until the 10th
+    with freeze_time("2026-12-09"):
+        tracker("nightly")
+        assert len(tracker.json("overdue")) == 2
+    with freeze_time("2026-12-10"):
+        tracker("nightly")  # the stop date has come: the nightly closes what is left
+        assert tracker.json("overdue") == []
+        baseline = [r for r in tracker.json("calendar M1 --all") if r["kind"] == "baseline"]
+        assert [r["status"] for r in baseline] == ["cancelled", "cancelled"]
+        assert all(r["sequence"] == 1 for r in baseline)  # calendar subscribers see the cancellation
+
+
+def test_a_draw_of_a_live_course_merged_into_the_stopped_one_comes_back_as_its_own(tracker):
+    # Methotrexate draws 02-02 and 02-16 carry azathioprine's 02-04 and 02-18 (tests/test_multi_drug.py).
+    with freeze_time("2026-01-02"):
+        tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01 --sex f --childbearing-potential no")
+        tracker("therapy start P1 methotrexate --on 2026-01-05")
+        tracker("therapy start P1 azathioprine --on 2026-01-07 --override-gate 'TPMT sent, result pending'")
+    with freeze_time("2026-02-20"):
+        tracker("therapy stop P1 methotrexate --on 2026-02-20 --reason 'nausea' --category adverse_event")
+        overdue = tracker.json("overdue")
+        labs = {(r["drug"], r["due"]): r for r in overdue if r["kind"] == "lab"}
+        # Azathioprine's own draws are overdue again; methotrexate's are cancelled with the course.
+        assert ("azathioprine", "2026-02-04") in labs and ("azathioprine", "2026-02-18") in labs
+        assert labs[("azathioprine", "2026-02-04")]["drugs"] == ["azathioprine"]
+        assert not any(r["drug"] == "methotrexate" for r in overdue)
+        calendar = tracker.json("calendar P1 --all --to 2026-03-31")
+        assert all(r["status"] in ("cancelled", "done") for r in calendar if r["drug"] == "methotrexate")
+
