@@ -11,6 +11,7 @@ import datetime as dt
 
 from freezegun import freeze_time
 
+from tracker.cli import cli
 from tracker.core.worklist import course_has_ended
 
 
@@ -75,3 +76,15 @@ def test_a_draw_of_a_live_course_merged_into_the_stopped_one_comes_back_as_its_o
         calendar = tracker.json("calendar P1 --all --to 2026-03-31")
         assert all(r["status"] in ("cancelled", "done") for r in calendar if r["drug"] == "methotrexate")
 
+
+def test_alerts_names_the_day_of_the_last_evaluation_by_tracker_evaluate_too(tracker):
+    # Found on the way: after `tracker evaluate`, `tracker alerts` said "never evaluated" (it read the
+    # nightly's last day only).
+    _dupilumab_with_advisory_baseline_undone(tracker)
+    def listed():  # not through the fixture, which evaluates before every `alerts`
+        return tracker.runner.invoke(cli, ["--db", tracker.db, "alerts"], catch_exceptions=False).stdout
+
+    with freeze_time("2026-12-03"):
+        assert "never evaluated" in listed()
+        tracker("evaluate")
+        assert "(evaluated 2026-12-03)" in listed()

@@ -101,8 +101,17 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     if not write:
         return summary
     if mark is not None:
-        store_setting(session, REVIEW_MARK, json.dumps(mark))
+        store_setting(session, REVIEW_MARK, json.dumps({**mark, "on": today.isoformat()}))
     return summary
+
+
+def last_reviewed_on(session) -> dt.date | None:
+    """The day the last whole-clinic pass (nightly or `tracker evaluate`) reviewed, or None."""
+    value = setting_value(session, REVIEW_MARK)
+    try:
+        return dt.date.fromisoformat(json.loads(value)["on"]) if value else None
+    except (ValueError, KeyError, TypeError):
+        return None  # a mark written before the day was kept
 
 
 @contextmanager

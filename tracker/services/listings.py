@@ -60,11 +60,13 @@ def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = Fal
     """The alerts as stored (the nightly job, or `tracker evaluate`, wrote them), as (last evaluation day,
     rows); nothing is written. With `as_of`, a what-if: (None, the alerts that would be open then)."""
     from tracker.services.alerts import alerts_as_of, list_alerts
+    from tracker.services.evaluate import last_reviewed_on
     from tracker.services.nightly import last_completed
 
     if as_of is not None:
         return None, alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
-    return last_completed(clinic.session), list_alerts(clinic.session, include_all, mrn)
+    days = [day for day in (last_completed(clinic.session), last_reviewed_on(clinic.session)) if day]
+    return max(days, default=None), list_alerts(clinic.session, include_all, mrn)
 
 
 def evaluate_alerts(clinic: Clinic):
