@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 
 from freezegun import freeze_time
+from sqlmodel import Session, select
 
 from tracker.cli import cli
-from tracker.core.worklist import course_has_ended
+from tracker.core.worklist import ENDED_UNDONE_NOTE, course_has_ended
+from tracker.db.engine import make_engine, resolve_url
+from tracker.db.tables import Item
 
 
 def test_a_course_has_ended_once_its_stop_date_has_come():
@@ -57,6 +60,9 @@ def test_a_stop_announced_for_a_later_day_keeps_the_course_monitored_until_then(
         baseline = [r for r in tracker.json("calendar M1 --all") if r["kind"] == "baseline"]
         assert [r["status"] for r in baseline] == ["cancelled", "cancelled"]
         assert all(r["sequence"] == 1 for r in baseline)  # calendar subscribers see the cancellation
+    with Session(make_engine(resolve_url(tracker.db))) as session:  # marked as missed, for a quality audit
+        notes = session.exec(select(Item.done_note).where(Item.kind == "baseline")).all()
+    assert notes == [ENDED_UNDONE_NOTE] * 2
 
 
 def test_a_draw_of_a_live_course_merged_into_the_stopped_one_comes_back_as_its_own(tracker):

@@ -43,6 +43,10 @@ def is_task(item) -> bool:
     return item.status == "planned" and item.kind in TASK_KINDS
 
 
+# The note on an item its course's stop cancelled before it was done: a missed task, for quality audits.
+ENDED_UNDONE_NOTE = "not done: the course stopped"
+
+
 def course_has_ended(stop_on: dt.date | None, today: dt.date) -> bool:
     """A course whose stop date has come: what is still planned for it is no longer anyone's task (nobody
     draws a stopped drug's monitoring or chases its baseline), so it is cancelled, never left overdue. A

@@ -43,7 +43,7 @@ from tracker.core.plan import (
     same_planned_items,
 )
 from tracker.core.protocol import Protocol, ProtocolLibrary
-from tracker.core.worklist import course_has_ended
+from tracker.core.worklist import ENDED_UNDONE_NOTE, course_has_ended
 
 # The plan is extended when it reaches less than 12 months ahead, to 13 months, so each course is
 # re-planned about once a month rather than every night.
@@ -231,6 +231,7 @@ def sync_course(
         for item in stored + result.added:
             if item.status == "planned" or is_absorbed(item):
                 item.status = "cancelled"
+                item.done_note = ENDED_UNDONE_NOTE
                 item.merged_into_id = None
                 item.tests = join_codes(own_tests(item))
                 item.merged_drugs = None

@@ -16,7 +16,7 @@ from dataclasses import replace
 from tracker.core.gates import may_conceive
 from tracker.core.plan import CourseFacts, PatientFacts, Pause, plan_course
 from tracker.core.protocol import Protocol, ProtocolLibrary
-from tracker.core.worklist import course_has_ended
+from tracker.core.worklist import ENDED_UNDONE_NOTE, course_has_ended
 from tracker.db.tables import join_codes
 from tracker.services.plan_sync import EXTEND_TO
 from tracker.services.synth.params import (
@@ -376,7 +376,8 @@ class Builder:
             if status == "done":
                 sequence, modified = 1, self.ts(done_on, 16)
             elif ended:  # what a stopped course left undone is cancelled with it (core: course_has_ended)
-                status, sequence, modified = "cancelled", 1, self.ts(facts.stop, 16)
+                status, done_note = "cancelled", ENDED_UNDONE_NOTE
+                sequence, modified = 1, self.ts(facts.stop, 16)
             item_id = next(item_ids)
             out.append((item_id, item_uid(self.uid_prefix, item_id), course_id, patient_id, *constant, status,
                         self.d(done_on), done_note, sequence, created, modified))
