@@ -403,3 +403,20 @@ def test_bulk_written_audit_rows_keep_the_chain_intact(tracker, tmp_path):
     assert result.stdout.startswith("ok: "), result.stdout
     actions = [row["action"] for row in tracker.json("audit --limit 0")]
     assert actions.count("result.add") == 3
+
+
+def test_audit_of_a_patient_follows_an_mrn_correction(tracker):
+    # Events are stored under the MRN of their day: after `patient update --new-mrn`, `audit --patient` by the new
+    # MRN (or the old one) must still show what happened under the old one.
+    with freeze_time("2026-03-01 09:00:00"):
+        tracker("patient add P9 --name 'Cy Dee' --dob 1980-01-01")
+        tracker("patient add Q1 --name 'Other Patient' --dob 1980-01-01")
+        tracker("--user drsmith therapy start P9 dupilumab --on 2026-03-01")
+    with freeze_time("2026-03-02 09:00:00"):
+        tracker("patient update P9 --new-mrn P90")
+        tracker("--user drsmith therapy stop P90 dupilumab --on 2026-03-02 --reason 'clear skin'")
+    expected = ["therapy.stop", "patient.update", "therapy.start", "patient.add"]
+    for mrn in ("P90", "P9"):
+        rows = audit_json(tracker, "--patient", mrn, "--action", "patient.*", "--action", "therapy.*")
+        assert [r["action"] for r in rows] == expected, mrn
+    assert [r["action"] for r in audit_json(tracker, "--patient", "Q1", "--action", "patient.*")] == ["patient.add"]

@@ -47,9 +47,9 @@ def audit(ctx, mrn, since, until, actions, who, limit, as_json):
     date_range(since, until)
     with app.session(write=False) as session:
         if mrn is not None:
-            from tracker.services.patients import get_patient
+            from tracker.services.audit import audited_mrn
 
-            mrn = get_patient(session, mrn).mrn  # as stored; an unknown MRN is exit 3, not an empty listing
+            mrn = audited_mrn(session, mrn)  # as stored, or a former MRN; unknown is exit 3, not an empty listing
         query = AuditQuery(mrn=mrn, since=since, until=until, actions=tuple(actions), user=who, limit=limit or None)
         rows, more = list_events(session, query)
     if as_json:

@@ -195,13 +195,43 @@ def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
 
 
+def mrns_of_patient(session, mrn: str) -> set[str]:
+    """Every MRN the patient known by `mrn` (now, or before a change) has had: events are recorded under the
+    MRN of their day, and an audit of one patient must not lose what happened before an MRN correction."""
+    renames = []  # (patient id, MRN before, MRN after) of every MRN change on record
+    for entity_id, before, after in session.execute(
+            select(AuditEvent.entity_id, AuditEvent.before, AuditEvent.after)
+            .where(AuditEvent.action == "patient.update", AuditEvent.entity == "patient")):
+        before, after = _json(before), _json(after)
+        if not (isinstance(before, dict) and isinstance(after, dict)):
+            continue
+        old, new = before.get("mrn"), after.get("mrn")
+        if old and new and old != new:
+            renames.append((entity_id, old, new))
+    patients = {pid for pid, old, new in renames if mrn in (old, new)}
+    return {mrn} | {m for pid, old, new in renames if pid in patients for m in (old, new)}
+
+
+def audited_mrn(session, mrn: str) -> str:
+    """The MRN to audit: a patient's (as stored), or one a patient had before an MRN change; else NotFoundError."""
+    from tracker.errors import NotFoundError
+    from tracker.services.patients import get_patient
+
+    try:
+        return get_patient(session, mrn).mrn
+    except NotFoundError:
+        if len(mrns_of_patient(session, mrn)) > 1:
+            return mrn
+        raise
+
+
 def list_events(session, query: AuditQuery) -> tuple[list[dict], bool]:
     """The rows matching `query`, newest first (by id); and whether more matched than the limit."""
     from sqlalchemy import and_, or_
 
     statement = select(AuditEvent)
     if query.mrn is not None:
-        mine = AuditEvent.mrn == query.mrn
+        mine = AuditEvent.mrn.in_(sorted(mrns_of_patient(session, query.mrn)))
         if query.include_clinic_reads:
             mine = or_(mine, and_(AuditEvent.action.startswith("access."), AuditEvent.entity == "clinic"))
         statement = statement.where(mine)
