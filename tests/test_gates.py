@@ -229,3 +229,20 @@ def test_a_switch_onto_a_refused_drug_changes_nothing(tracker):
     line = refused(tracker, "therapy switch P1 dupilumab upadacitinib --on 2026-03-02 "
                             "--reason 'no response'")
     assert line.count("\n") == 1 and "tb positive on 2026-02-25" in line
+
+
+@freeze_time("2026-03-02")
+def test_the_refusal_names_each_code_to_record_a_panel_by_its_analytes(tracker):
+    # The hint named only the first unmet test, and for an incomplete CBC suggested `result add ... cbc VALUE`
+    # (a panel has no single value): it now lists every code a result would meet, the CBC's by its analytes.
+    tracker("patient add J1 --name 'Jo Kay' --dob 1980-01-01 --sex m")
+    tracker("result add J1 tb negative --on 2026-02-25")
+    tracker("result add J1 hb 135 --on 2026-02-25")
+    line = refused(tracker, "therapy start J1 upadacitinib --on 2026-03-02")
+    assert ("record each of hbv, hcv, neutrophils, lymphocytes with `tracker result add J1 TEST VALUE --on DATE`, "
+            "or give --override-gate REASON)") in line
+    tracker("result add J1 hbv negative --on 2026-02-25")
+    tracker("result add J1 hcv negative --on 2026-02-25")
+    tracker("result add J1 neutrophils 3.1 --on 2026-02-25")
+    line = refused(tracker, "therapy start J1 upadacitinib --on 2026-03-02")
+    assert "(record it with `tracker result add J1 lymphocytes VALUE --on DATE`, or give" in line

@@ -57,6 +57,10 @@ class GateFinding:
     why: str
     result: Any = None
     sources: tuple[str, ...] = ()
+    record: tuple[str, ...] = ()  # the codes to record to meet it, where not `test` itself (a panel's analytes)
+
+    def codes_to_record(self) -> tuple[str, ...]:
+        return self.record or (self.test,)
 
 
 def initiation_analytes(protocol: Protocol) -> set[str]:
@@ -183,7 +187,7 @@ def _judge_panel(chart: Chart, rule: BaselineTest, test: str, required: list[str
     parts += [f"{_label(r)} is older than {_validity(rule)}" for r in stale]
     return GateFinding(test, "incomplete" if absent else "stale",
                        f"{test} incomplete for the initiation limits: {'; '.join(parts)}",
-                       stale[0] if stale else None, sources)
+                       stale[0] if stale else None, sources, tuple(absent) + tuple(r.test for r in stale))
 
 
 def hard_gates(protocol: Protocol, facts: PatientFacts) -> list[BaselineTest]:
@@ -221,11 +225,19 @@ def open_gate_findings(chart: Chart, course, vocabulary: Vocabulary, today: dt.d
     return findings
 
 
+# Findings a result on record would meet (a failing or repeat-range value needs a new test or a referral).
+RECORDABLE = ("missing", "stale", "incomplete", "spacing")
+
+
 def refusal_line(protocol: Protocol, findings: list[GateFinding], mrn: str) -> str:
     """The one-line refusal of a start on unmet gates (the CLI prefixes `error: `)."""
-    first = findings[0]
-    hint = (f"record it with `tracker result add {mrn} {first.test} VALUE --on DATE`"
-            if first.status in ("missing", "stale", "incomplete", "spacing") else "repeat the test or refer")
+    to_record = list(dict.fromkeys(code for f in findings if f.status in RECORDABLE for code in f.codes_to_record()))
+    if len(to_record) == 1:
+        hint = f"record it with `tracker result add {mrn} {to_record[0]} VALUE --on DATE`"
+    elif to_record:  # each by its own code: a panel (cbc) has no single value to record
+        hint = f"record each of {', '.join(to_record)} with `tracker result add {mrn} TEST VALUE --on DATE`"
+    else:
+        hint = "repeat the test or refer"
     return (f"drug: {protocol.id!r}: {protocol.name} cannot start: {'; '.join(f.why for f in findings)} "
             f"({hint}, or give --override-gate REASON)")
 
