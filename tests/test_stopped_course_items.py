@@ -13,7 +13,7 @@ from freezegun import freeze_time
 from sqlmodel import Session, select
 
 from tracker.cli import cli
-from tracker.core.worklist import ENDED_UNDONE_NOTE, course_has_ended
+from tracker.core.worklist import ENDED_UNDONE_NOTE, course_has_ended, course_is_live
 from tracker.db.engine import make_engine, resolve_url
 from tracker.db.tables import Item
 
@@ -23,6 +23,9 @@ def test_a_course_has_ended_once_its_stop_date_has_come():
     assert course_has_ended(day, day) and course_has_ended(day, day + dt.timedelta(days=1))
     assert not course_has_ended(day + dt.timedelta(days=1), day)  # a stop announced for a later day
     assert not course_has_ended(None, day)  # a live course
+    assert course_is_live("active", None, day) and course_is_live("paused", day + dt.timedelta(days=1), day)
+    assert not course_is_live("active", day, day)  # its announced stop came, the nightly has not run yet
+    assert not course_is_live("stopped", None, day)
 
 
 def _dupilumab_with_advisory_baseline_undone(tracker):
@@ -49,8 +52,11 @@ def test_a_stop_cancels_the_baseline_tests_never_done(tracker):
 def test_a_stop_announced_for_a_later_day_keeps_the_course_monitored_until_then(tracker):
     _dupilumab_with_advisory_baseline_undone(tracker)
     with freeze_time("2026-12-03"):
-        tracker("therapy stop M1 dupilumab --on 2026-12-10 --reason 'moving away'")
+        out = tracker("therapy stop M1 dupilumab --on 2026-12-10 --reason 'moving away'")
+        assert "dupilumab for M1 stops on 2026-12-10 (live until then)" in out.stdout
         assert len(tracker.json("overdue")) == 2  # still on the drug until the 10th
+        [course] = tracker.json("patient show M1")["courses"]
+        assert (course["status"], course["stop"]) == ("active", "2026-12-10")
     with freeze_time("2026-12-09"):
         tracker("nightly")
         assert len(tracker.json("overdue")) == 2
@@ -60,6 +66,9 @@ def test_a_stop_announced_for_a_later_day_keeps_the_course_monitored_until_then(
         baseline = [r for r in tracker.json("calendar M1 --all") if r["kind"] == "baseline"]
         assert [r["status"] for r in baseline] == ["cancelled", "cancelled"]
         assert all(r["sequence"] == 1 for r in baseline)  # calendar subscribers see the cancellation
+        [course] = tracker.json("patient show M1")["courses"]
+        assert course["status"] == "stopped"
+        assert [r["action"] for r in tracker.json("audit --action therapy.")][0] == "therapy.stop.reached"
     with Session(make_engine(resolve_url(tracker.db))) as session:  # marked as missed, for a quality audit
         notes = session.exec(select(Item.done_note).where(Item.kind == "baseline")).all()
     assert notes == [ENDED_UNDONE_NOTE] * 2
@@ -94,3 +103,28 @@ def test_alerts_names_the_day_of_the_last_evaluation_by_tracker_evaluate_too(tra
         assert "never evaluated" in listed()
         tracker("evaluate")
         assert "(evaluated 2026-12-03)" in listed()
+
+
+def test_a_result_before_an_announced_stop_is_judged_as_on_the_drug(tracker):
+    # Before: a stop announced for a later day marked the course stopped at once, so a methotrexate patient's
+    # ALT of 400 U/L in the days before the stop raised no alert at all.
+    with freeze_time("2026-11-01"):
+        tracker("patient add M2 --name 'Bo Test' --dob 1980-01-01 --sex m")
+        tracker("therapy start M2 methotrexate --on 2026-11-01 --override-gate 'screened elsewhere'")
+    with freeze_time("2026-12-03"):
+        tracker("therapy stop M2 methotrexate --on 2026-12-20 --reason 'planned'")
+        tracker("result add M2 alt 400 --on 2026-12-03")
+        alerts = tracker.json("alerts --mrn M2")
+        assert any(a["kind"] == "threshold" and a["severity"] == "critical" for a in alerts)
+        # and the same drug cannot start twice while it is still live
+        refused = tracker("therapy start M2 methotrexate --on 2026-12-04 --override-gate x", ok=False)
+        assert refused.exit_code != 0
+
+
+def test_a_what_if_past_an_announced_stop_sees_the_course_stopped(tracker):
+    _dupilumab_with_advisory_baseline_undone(tracker)
+    with freeze_time("2026-11-20"):
+        tracker("therapy stop M1 dupilumab --on 2026-12-10 --reason 'moving away' --category failure")
+        before = tracker.json("alerts --as-of 2026-12-05")
+        assert any(a["kind"] == "overdue" for a in before)  # on the drug then, its baseline 34 days late
+        assert [a for a in tracker.json("alerts --as-of 2026-12-20") if a["drug"] == "dupilumab"] == []

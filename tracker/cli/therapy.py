@@ -29,8 +29,12 @@ def _report(change, verb: str) -> None:
         parts.append(f"{len(sync.changed)} updated")
     if sync.merged:
         parts.append(f"{len(sync.merged)} merged with another drug's draws")
-    click.echo(f"{verb} {change.protocol.id} for {change.patient.mrn} "
-               f"(protocol v{change.protocol.version}): {', '.join(parts)}")
+    what = f"{change.protocol.id} for {change.patient.mrn}"
+    if verb == "stopped" and change.course.status != "stopped":  # announced for a later day
+        what = f"{what} stops on {change.course.stop_on} (live until then)"
+    else:
+        what = f"{verb} {what}"
+    click.echo(f"{what} (protocol v{change.protocol.version}): {', '.join(parts)}")
     if change.missing_gates:
         click.echo(f"warning: gate overridden ({change.course.gate_override}): {'; '.join(change.missing_gates)}; "
                    f"a critical alert stays open until a passing result is recorded", err=True)
@@ -116,7 +120,8 @@ def resume(app, mrn, drug, on, reason):
 @pass_app
 def stop(app, mrn, drug, on, reason, category):
     """Stop a course; its items after the stop date are cancelled, and so is what it left undone before (from
-    the stop date on, nothing of a stopped drug is overdue)."""
+    the stop date on, nothing of a stopped drug is overdue). A stop on a later day keeps the course live
+    (reviewed and alerted on) until that day; the nightly ends it then."""
     from tracker.services.courses import stop_course
 
     with app.clinic() as clinic:

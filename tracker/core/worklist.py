@@ -54,6 +54,12 @@ def course_has_ended(stop_on: dt.date | None, today: dt.date) -> bool:
     return stop_on is not None and stop_on <= today
 
 
+def course_is_live(status: str, stop_on: dt.date | None, today: dt.date) -> bool:
+    """A course still given on `today`: not stopped, and a stop announced for a later day not yet come (the
+    nightly marks it stopped on that day; a what-if or a day without a nightly must not wait for that)."""
+    return status != "stopped" and not course_has_ended(stop_on, today)
+
+
 def is_due(item, today: dt.date, days: int) -> bool:
     """A task due from today to `days` ahead, inclusive (`tracker due --days`, the digest's lead time)."""
     return is_task(item) and today <= item.due <= today + dt.timedelta(days=days)

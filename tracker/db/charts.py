@@ -23,6 +23,7 @@ from tracker.core.protocol import Protocol
 from tracker.core.review import review_windows, tests_read
 from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
+from tracker.core.worklist import course_is_live
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
 from tracker.db.rows import plain_rows
 from tracker.db.snapshots import course_protocol
@@ -209,6 +210,8 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         courses: dict[int, list] = {}
         for row in plain_rows(session, select(*COURSE_COLUMNS).where(C.c.patient_id.in_(chunk),
                                                                      C.c.status != "stopped")):
+            if not course_is_live(row.status, row.stop_on, today):
+                continue  # its announced stop date has come: a stopped course (below)
             courses.setdefault(row.patient_id, []).append(ChartCourse(
                 row.id, row.patient_id, row.drug, row.status, row.start_on, protocol_of(row), row.gate_override,
                 row.stop_on))
@@ -218,6 +221,8 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         for row in plain_rows(session, select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id)
                               .where(I.c.patient_id.in_(chunk), C.c.status != "stopped", windows)):
             items.setdefault(row.patient_id, []).append(row)
+        live_ids = {c.id for cs in courses.values() for c in cs}
+        items = {p: [i for i in rows if i.course_id in live_ids] for p, rows in items.items()}
         results: dict[int, list] = {}
         if tests and with_results:
             # In the index's order (no sort on SQLite), so grouping and build_results' sort are cheap.
@@ -234,7 +239,8 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         stopped: dict[int, list] = {}
         for row in plain_rows(session, select(C.c.patient_id, C.c.drug, C.c.start_on, C.c.stop_on,
                                               C.c.stop_category)
-                              .where(C.c.patient_id.in_(chunk), C.c.status == "stopped")):
+                              .where(C.c.patient_id.in_(chunk),
+                                     or_(C.c.status == "stopped", C.c.stop_on <= today))):
             stopped.setdefault(row.patient_id, []).append(row)
             if row.stop_category in FAILED_STOP_CATEGORIES:
                 failed.setdefault(row.patient_id, set()).add(row.drug)

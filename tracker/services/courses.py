@@ -22,7 +22,8 @@ from tracker.db.charts import results_chart
 from tracker.services import audit
 from tracker.services.context import Clinic
 from tracker.db.snapshots import course_protocol, remember_protocol
-from tracker.services.plan_sync import SyncResult, sync_course
+from tracker.core.worklist import course_has_ended
+from tracker.services.plan_sync import SyncResult, end_course, sync_course
 from tracker.services.patients import get_patient
 
 
@@ -225,15 +226,13 @@ def stop_course(clinic: Clinic, *, mrn: str, drug: str, on: dt.date, reason: str
     if category is not None and category not in STOP_CATEGORIES:
         raise InputError("category", category, f"expected one of {', '.join(STOP_CATEGORIES)}")
     before = audit.snapshot(course)
-    open_pause = session.exec(select(CoursePause).where(CoursePause.course_id == course.id,
-                                                        CoursePause.resumed_on.is_(None))).first()
-    if open_pause is not None:
-        open_pause.resumed_on = max(on, open_pause.paused_on)
-        session.add(open_pause)
     course.stop_on = on
     course.stop_reason = reason.strip()
     course.stop_category = category
-    course.status = "stopped"
+    if course_has_ended(on, today):
+        end_course(session, course)
+    # else a stop announced for a later day: the course stays live (reviewed, alerted on, one per drug) until
+    # then, and the nightly (roll_forward) ends it on that day.
     session.add(course)
     session.flush()
     protocol = course_protocol(session, library, course)

@@ -19,6 +19,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from tracker.core.durations import Duration
@@ -378,19 +379,39 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
         horizon = max(EXTEND_TO.after(today), needed or today)
         sync_course(session, course, patient, course_protocol(session, library, course), today, horizon,
                     merge_window=merge_window, childbearing_ages=childbearing_ages)
-    # Courses stopped on a date that has now come (or stopped before this rule) with items still planned:
-    # re-synced once, which cancels those items (core: worklist.course_has_ended).
+    # Courses whose announced stop date has come, and stopped courses that still have items planned (stopped
+    # before this rule): ended and re-synced once, which cancels those items (core: worklist.course_has_ended).
     ended = session.exec(
         select(Course, Patient)
         .join(Patient, Patient.id == Course.patient_id)
-        .where(Course.status == "stopped", Course.stop_on <= today,
-               select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists())
+        .where(Course.stop_on <= today,
+               or_(Course.status != "stopped",
+                   select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists()))
     ).all()
     for course, patient in ended:
+        if course.status != "stopped":
+            from tracker.services import audit
+            from tracker.services.evaluate import SYSTEM_USER
+
+            before = audit.snapshot(course)
+            end_course(session, course)
+            audit.record(session, SYSTEM_USER, "therapy.stop.reached", "course", course.id, patient.mrn, before,
+                         audit.snapshot(course))
         sync_course(session, course, patient, course_protocol(session, library, course), today,
                     merge_window=merge_window, childbearing_ages=childbearing_ages)
     return len(stale) + len(ended)
 
 
-__all__ = ["sync_course", "roll_forward", "course_facts", "SyncResult", "bump", "merge_patient_draws",
+def end_course(session: Session, course: Course) -> None:
+    """Mark a course stopped on its stop date: a pause still open ends with it."""
+    pause = session.exec(select(CoursePause).where(CoursePause.course_id == course.id,
+                                                   CoursePause.resumed_on.is_(None))).first()
+    if pause is not None:
+        pause.resumed_on = max(course.stop_on, pause.paused_on)
+        session.add(pause)
+    course.status = "stopped"
+    session.add(course)
+
+
+__all__ = ["sync_course", "roll_forward", "end_course", "course_facts", "SyncResult", "bump", "merge_patient_draws",
            "absorbed_into"]
