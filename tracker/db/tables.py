@@ -52,6 +52,8 @@ class Patient(SQLModel, table=True):
     childbearing: str = Field(default="unknown", max_length=7)
     created_at: dt.datetime
     updated_at: dt.datetime
+    # The responsible clinician's name, as written (migration 0014); the worklists filter by it.
+    clinician: str | None = Field(default=None, max_length=200, index=True)
 
 
 class Course(SQLModel, table=True):
