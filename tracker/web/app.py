@@ -23,7 +23,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tracker.core.accounts import Lockout, may_act
-from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
 from tracker.db.tables import AuditEvent, Patient, StaffUser
@@ -32,7 +31,6 @@ from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_
 
 SESSION_COOKIE = "tracker_session"
 AUDIT_SHOWN = 100  # the patient page's audit trail: the newest entries
-DUE_DAYS = 7  # the Today page's look-ahead for due draws (the digest's default lead is 3; a week plans a clinic)
 
 
 class WebApp:
@@ -189,29 +187,38 @@ def _patient_ids(session, mrns) -> dict[str, int]:
     return out
 
 
-def today_page(request: Request):
-    from tracker.services.listings import due_items, overdue_items, review_alerts
+TODAY_FILTERS = ("drug", "clinician", "from", "to")
 
-    web = _web(request)
-    drug = request.query_params.get("drug") or None
-    with web.clinic(request.state.user["name"], write=False) as clinic:
-        overdue = overdue_items(clinic, clinic.today)
-        due = [r for r in due_items(clinic, clinic.today, DUE_DAYS) if not r["overdue"]]
-        evaluated, alerts = review_alerts(clinic, None)
-        ids = _patient_ids(clinic.session, [r["mrn"] for r in overdue + due + alerts])
-        today = clinic.today
-    drugs = sorted({d for r in overdue + due for d in r["drugs"]} | {a["drug"] for a in alerts if a["drug"]})
-    if drug:
-        overdue = [r for r in overdue if drug in r["drugs"]]
-        due = [r for r in due if drug in r["drugs"]]
-        alerts = [a for a in alerts if a["drug"] == drug]
-    partial = [r for r in overdue + due if r["status"] == "partial"]
-    by_severity = {}
-    for row in sorted(alerts, key=lambda a: SEVERITY_ORDER.get(a["severity"], 3)):
-        by_severity.setdefault(row["severity"], []).append(row)
-    return render(request, "today.html", today=today, drug=drug, drugs=drugs, overdue=overdue, due=due,
-                  partial=partial, alerts_by_severity=by_severity, evaluated=evaluated, ids=ids,
-                  due_days=DUE_DAYS)
+
+def today_page(request: Request):
+    """Today, filtered by the query string (drug, clinician, due from/to: no patient data), each section paged
+    (`<section>_page`); `print=1`: every row of the filter on one page, for printing."""
+    from urllib.parse import urlencode
+
+    from tracker.services.today import SECTIONS, TodayFilter, page_number, today_view
+
+    web, params = _web(request), request.query_params
+    given = {name: params.get(name, "").strip() for name in TODAY_FILTERS}
+    everything = params.get("print") == "1"
+    try:
+        wanted = TodayFilter(drug=given["drug"] or None, clinician=given["clinician"] or None,
+                             due_from=form_date(given["from"], "from") if given["from"] else None,
+                             due_to=form_date(given["to"], "to") if given["to"] else None)
+        pages = {name: page_number(params.get(f"{name}_page"), f"{name}_page") for name in SECTIONS}
+        with web.clinic(request.state.user["name"], write=False) as clinic:
+            view = today_view(clinic, wanted, pages, everything=everything)
+    except TrackerError as exc:
+        return refused(request, {3: 404}.get(exc.exit_code, 400), str(exc))
+    kept = {name: value for name, value in given.items() if value}
+
+    def link(**extra) -> str:
+        """/today with the current filter (and each section's page) and `extra` over them."""
+        query = {**kept, **{f"{n}_page": view["sections"][n].page for n in SECTIONS
+                            if view["sections"][n].page > 1}, **extra}
+        return "/today?" + urlencode({k: v for k, v in query.items() if v not in (None, "", 1)})
+
+    return render(request, "today.html", **view, given=given, everything=everything, link=link,
+                  print_link="/today?" + urlencode({**kept, "print": 1}), page_size=None if everything else 50)
 
 
 def alerts_page(request: Request, *, status: int = 200, error: str | None = None, done: str | None = None):
