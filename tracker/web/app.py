@@ -300,6 +300,34 @@ def patient_page(request: Request):
                   charts=charts, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
 
 
+def protocols_page(request: Request):
+    """Every protocol in the library (no patient data: nothing read from the database)."""
+    from tracker.services.schedule_view import protocol_summaries
+
+    return render(request, "protocols.html", protocols=protocol_summaries(_web(request).library))
+
+
+def protocol_page(request: Request):
+    """One protocol's whole rule set, timeline and sources: what `tracker schedules show` lists
+    (services/schedule_view.py), each rule with its sources or "clinic default"."""
+    from tracker.core.terms import CLINIC_DEFAULT
+    from tracker.services.schedule_view import protocol_origin, protocol_rules, protocol_timeline
+
+    library = _web(request).library
+    protocol = library.protocols.get(request.path_params["drug"])
+    if protocol is None:
+        return refused(request, 404, "No such protocol.")
+    rules = protocol_rules(protocol, library.vocabulary)
+    return render(request, "protocol.html", protocol=protocol, origin=protocol_origin(protocol),
+                  rules=[r for r in rules if r["section"] != "threshold"],
+                  thresholds=[r for r in rules if r["section"] == "threshold"],
+                  timeline=protocol_timeline(protocol, PROTOCOL_WEEKS), weeks=PROTOCOL_WEEKS,
+                  clinic_default=CLINIC_DEFAULT)
+
+
+PROTOCOL_WEEKS = 52  # the protocol page's timeline (`tracker schedules show`'s default)
+
+
 def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:
     """The web app over `engine`; `secret` signs the session cookies; `https`: cookies marked Secure (and
     HSTS sent), for TLS served by uvicorn or a reverse proxy in front."""
@@ -313,6 +341,8 @@ def create_app(engine, library, settings, secret: str, *, https: bool = False) -
         Route("/alerts", page(alerts_page)),
         Route("/alerts/{alert_id:int}/{action:str}", page(alert_action), methods=["POST"]),
         Route("/patients/{patient_id:int}", page(patient_page)),
+        Route("/protocols", page(protocols_page)),
+        Route("/protocols/{drug:str}", page(protocol_page)),
         Mount("/static", StaticFiles(directory=str(resources.files("tracker.web") / "static")), name="static"),
     ]
     middleware = [
