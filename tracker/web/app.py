@@ -282,7 +282,7 @@ def form_date(value: str, field: str) -> dt.date:
 def patient_page(request: Request):
     from tracker.services.listings import patient_calendar
     from tracker.services.patient_view import patient_summary
-    from tracker.web.charts import trend_charts
+    from tracker.web.charts import response_charts, trend_charts
 
     web = _web(request)
     with web.clinic(request.state.user["name"], write=False) as clinic:
@@ -292,12 +292,13 @@ def patient_page(request: Request):
         summary = patient_summary(clinic, patient.mrn, recent=10_000, upcoming=0)
         calendar = patient_calendar(clinic, patient.mrn, None, None)
         charts = trend_charts(clinic, patient, summary["results"], summary["courses"])
+        responses = response_charts(clinic, patient, summary["courses"], calendar)
         trail = clinic.session.exec(select(AuditEvent.at, AuditEvent.user, AuditEvent.action, AuditEvent.entity,
                                            AuditEvent.entity_id).where(AuditEvent.mrn == patient.mrn)
                                     .order_by(AuditEvent.id.desc()).limit(AUDIT_SHOWN)).all()
         today = clinic.today
     return render(request, "patient.html", p=summary["patient"], summary=summary, calendar=calendar,
-                  charts=charts, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
+                  charts=charts, responses=responses, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
 
 
 def protocols_page(request: Request):
