@@ -176,3 +176,35 @@ def test_every_form_control_is_labelled(client_db):
     for path in ("/today", "/alerts", f"/patients/{patient_id}", "/login"):
         html = client.get(path).text
         assert unlabelled(html) == [], path
+
+
+def test_a_partial_draw_is_listed_counted_and_filtered(tracker):
+    """A draw with part of its panel in is in the Partial draws section (core: panels.item_state), under the
+    drug and clinician filters that select it and no others."""
+    from freezegun import freeze_time
+
+    from tests.web_clinic import PASSWORD
+
+    with freeze_time("2026-01-20"):
+        tracker("patient add P1 --name 'Ann Lee' --dob 1970-01-01 --sex m --clinician 'Dr Rhea Stone'")
+        tracker("patient add P2 --name 'Bob Ray' --dob 1970-01-01 --sex m --clinician 'Dr Sam Ode'")
+        tracker("therapy start P1 methotrexate --on 2026-01-06")
+        tracker("therapy start P2 dupilumab --on 2026-01-06")
+        tracker("result add P1 neutrophils 3.5 --on 2026-01-20")  # the week-2 CBC and CMP: one analyte in
+        tracker(["user", "add", "nina", "--role", "clinician", "--password-stdin"], input=PASSWORD + "\n")
+    partial = query(tracker.db, "SELECT i.due, p.id FROM item i JOIN patient p ON p.id = i.patient_id "
+                                "WHERE i.status = 'planned' AND i.received IS NOT NULL")
+    assert partial and {patient for _, patient in partial} == {1}  # P1's baseline CBC and week-2 draw
+    n, before = len(partial), len([due for due, _ in partial if str(due) < "2026-01-20"])
+    with freeze_time("2026-01-22"):
+        client = make_client(tracker.db)
+        sign_in(client)
+        for params, expected in (({}, n), ({"drug": "methotrexate"}, n), ({"drug": "dupilumab"}, 0),
+                                 ({"clinician": "Dr Rhea Stone"}, n), ({"clinician": "Dr Sam Ode"}, 0),
+                                 ({"from": "2026-01-21"}, 0), ({"to": "2026-01-19"}, before)):
+            page = client.get("/today", params=params)
+            assert page.status_code == 200 and section_count(page.text, "partial") == expected, params
+        page = client.get("/today").text
+        assert listed_patient_ids(page, "partial") == [1] * n
+        section = page.split('<h2 id="h-partial">')[1].split("</section>")[0]
+        assert '<span class="tag">partial</span>' in section and "still needed" in section

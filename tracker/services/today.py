@@ -12,13 +12,13 @@ import datetime as dt
 import difflib
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import case, func, literal, or_, select, text
 
 from tracker.core.panels import item_state
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.core.today import today_windows
 from tracker.core.worklist import TASK_KINDS, ItemWindow, is_overdue
-from tracker.db.tables import Alert, Item, Patient, codes
+from tracker.db.tables import LIVE_COURSE_SQL, PARTIAL_ITEM_SQL, Alert, Course, Item, Patient, codes
 from tracker.db.windows import item_where
 from tracker.errors import InputError, NotFoundError
 from tracker.services.context import Clinic
@@ -77,7 +77,8 @@ def today_view(clinic: Clinic, wanted: TodayFilter, pages: dict[str, int], *, ev
         raise NotFoundError("drug", drug, difflib.get_close_matches(drug, list(clinic.library.protocols), n=3))
     clinician = known_clinician(session, wanted.clinician) if wanted.clinician is not None else None
     windows = today_windows(today, wanted.due_from, wanted.due_to)
-    refresh(clinic, windows.due_to)  # plans reach the range's end (as `tracker due` does)
+    if plans_fall_short(session, today, windows.due_to):
+        refresh(clinic, windows.due_to)  # plans reach the range's end (as `tracker due` does)
     size = None if everything else PAGE_SIZE
     vocabulary = clinic.library.vocabulary
 
@@ -120,7 +121,7 @@ def today_view(clinic: Clinic, wanted: TodayFilter, pages: dict[str, int], *, ev
     sections = {
         "overdue": item_section(windows.overdue, pages.get("overdue", 1)),
         "due": item_section(windows.due, pages.get("due", 1)),
-        "partial": _partial(session, narrowed, windows, today, vocabulary, item_columns, shaped,
+        "partial": _partial(session, drug, clinician, windows, vocabulary, item_columns, shaped,
                             pages.get("partial", 1), size),
         "alerts": _alerts(session, drug, clinician, pages.get("alerts", 1), size),
     }
@@ -129,6 +130,17 @@ def today_view(clinic: Clinic, wanted: TodayFilter, pages: dict[str, int], *, ev
                                  .distinct().order_by(Patient.clinician)).scalars().all()
     return {"today": today, "sections": sections, "windows": windows, "drug": drug, "clinician": clinician,
             "drugs": drugs, "clinicians": clinicians, "evaluated": last_completed(session)}
+
+
+def plans_fall_short(session, today: dt.date, needed: dt.date) -> bool:
+    """Whether `listings.refresh(clinic, needed)` would extend any plan: a live course planned through less
+    than roll_forward's threshold (one seek of the partial index of migration 0015; the nightly job keeps
+    plans a year ahead, so a page almost never needs to write)."""
+    from tracker.services.plan_sync import KEEP_AHEAD
+
+    threshold = max(KEEP_AHEAD.after(today), needed)
+    return session.execute(select(Course.id).where(text(LIVE_COURSE_SQL), Course.planned_through < threshold)
+                           .limit(1)).first() is not None
 
 
 class _Facts:
@@ -140,19 +152,32 @@ class _Facts:
         self.kind, self.status, self.due = kind, status, due
 
 
-def _partial(session, narrowed, windows, today, vocabulary, item_columns, shaped, page, size) -> Section:
+def _partial(session, drug, clinician, windows, vocabulary, item_columns, shaped, page, size) -> Section:
     """Tasks in the overdue or due window that received part of what they need (core: panels.item_state).
-    Only tasks with something received are candidates (a small share of the table), judged here in full so
-    the count is exact; then the page's rows are read."""
-    first = windows.overdue.due_from if windows.overdue is not None else windows.due.due_from
-    window = ItemWindow(TASK_KINDS, due_from=first, due_before=windows.due_to + dt.timedelta(days=1))
+    Only items with something received and not done or cancelled are candidates (a small share of the
+    table, read through the partial index of migration 0015: the query holds that index's condition and a
+    range of its column, and nothing else for the planner to prefer); the window (status and kinds), the
+    filter and the state are judged here, in full, so the count is exact; then the page's rows are read."""
     if windows.overdue is None and windows.due is None:
         return Section([], 0, 1, 1)
-    received = and_(item_where(window), Item.received.is_not(None), Item.received != "")
-    candidates = session.execute(narrowed(
-        select(Item.id, Item.status, Item.tests, Item.received).join(Patient, Patient.id == Item.patient_id)
-        .where(received).order_by(Item.due, Item.id))).all()
-    ids = [row[0] for row in candidates if item_state(row[1], codes(row[2]), codes(row[3]), vocabulary) == "partial"]
+    first = windows.overdue.due_from if windows.overdue is not None else windows.due.due_from
+    window = ItemWindow(TASK_KINDS, due_from=first, due_before=windows.due_to + dt.timedelta(days=1))
+    query = (select(Item.id, Item.kind, Item.status, Item.due, Item.tests, Item.received, Item.drug,
+                    Item.merged_drugs, Item.patient_id)
+             .where(text(PARTIAL_ITEM_SQL), Item.due < window.due_before))
+    if window.due_from is not None:
+        query = query.where(Item.due >= window.due_from)
+    candidates = [row for row in session.execute(query.order_by(Item.due, Item.id)).all()
+                  if window.admits(row) and (drug is None or drug == row.drug or drug in codes(row.merged_drugs))
+                  and item_state(row.status, codes(row.tests), codes(row.received), vocabulary) == "partial"]
+    if clinician is not None and candidates:
+        theirs = set()
+        patient_ids = sorted({row.patient_id for row in candidates})
+        for start in range(0, len(patient_ids), 500):
+            theirs.update(session.execute(select(Patient.id).where(
+                Patient.id.in_(patient_ids[start:start + 500]), Patient.clinician == clinician)).scalars())
+        candidates = [row for row in candidates if row.patient_id in theirs]
+    ids = [row.id for row in candidates]
     pages_, page = _pages(len(ids), page, size)
     shown = ids if size is None else ids[(page - 1) * size:page * size]
     rows = []
@@ -174,9 +199,10 @@ def _alerts(session, drug, clinician, page, size) -> Section:
         where.append(Alert.drug == drug)
     if clinician is not None:
         where.append(Patient.clinician == clinician)
-    counts = dict(session.execute(select(Alert.severity, func.count()).select_from(Alert)
-                                  .join(Patient, Patient.id == Alert.patient_id).where(*where)
-                                  .group_by(Alert.severity)).all())
+    count = select(Alert.severity, func.count()).select_from(Alert)
+    if clinician is not None:
+        count = count.join(Patient, Patient.id == Alert.patient_id)
+    counts = dict(session.execute(count.where(*where).group_by(Alert.severity)).all())
     total = sum(counts.values())
     pages_, page = _pages(total, page, size)
     rank = case({name: n for name, n in SEVERITY_ORDER.items()}, value=Alert.severity, else_=len(SEVERITY_ORDER))
