@@ -22,7 +22,7 @@ def test_patient_add_list_show_update(tracker):
     add_patient(tracker, extra="--weight-kg 64.5 --childbearing-potential")
     listed = tracker.json("patient list")
     assert listed == [{"mrn": "P001", "name": "Ann Lee", "dob": "1980-05-01", "sex": "f", "weight_kg": 64.5,
-                       "childbearing": "yes", "may_conceive": True, "courses": []}]
+                       "childbearing": "yes", "may_conceive": True, "clinician": None, "courses": []}]
     tracker("patient update P001 --weight-kg 66 --name 'Ann Lee-Smith'")
     shown = tracker.json("patient show P001")
     assert shown["patient"]["weight_kg"] == 66

@@ -1,7 +1,8 @@
 """Issue 17: the staff web view end to end in a real browser: Debian's headless Chromium driven by
 selenium through chromedriver (nothing downloaded at test time), against `tracker serve --web-port 0`
 started as a subprocess on a free loopback port. A nurse signs in, sees the demo's overdue items,
-acknowledges an alert (found in the audit trail under her name), and opens a patient with their charts."""
+acknowledges an alert (found in the audit trail under her name), and opens a patient with their charts;
+filters Today by clinician, sees a patient's EASI chart and opens a protocol's rule set."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 
 import pytest
 
+from tests.test_web import utc_today
 from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query, tracker_serve  # noqa: F401 (demo_clinic: a fixture, found by name)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -83,3 +85,41 @@ def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, brow
     if query(db, "SELECT count(*) FROM lab_result r JOIN patient p ON p.id = r.patient_id "
                  "WHERE p.mrn = :m AND r.value_num IS NOT NULL", m=mrn)[0][0]:
         assert browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")
+
+
+def test_filter_today_by_clinician_see_the_easi_chart_and_open_a_protocol(served, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base, db = served
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "name").send_keys("nina")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Today")
+
+    clinician = query(db, "SELECT clinician FROM patient p JOIN item i ON i.patient_id = p.id "
+                          "WHERE i.status = 'planned' AND i.due < :d GROUP BY clinician ORDER BY count(*) DESC "
+                          "LIMIT 1", d=utc_today())[0][0]
+    Select(browser.find_element(By.ID, "clinician")).select_by_visible_text(clinician)
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.endswith(clinician)
+    assert "MRN" not in browser.current_url and "DEMO" not in browser.current_url  # filters only
+    theirs = {r[0] for r in query(db, "SELECT mrn FROM patient WHERE clinician = :c", c=clinician)}
+    links = browser.find_elements(By.CSS_SELECTOR, "li.item.overdue a")
+    assert links and {link.text.split()[0] for link in links} <= theirs
+
+    mrn = links[0].text.split()[0]
+    links[0].click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(mrn)
+    assert query(db, "SELECT count(*) FROM assessment a JOIN patient p ON p.id = a.patient_id "
+                     "WHERE p.mrn = :m AND a.easi IS NOT NULL", m=mrn)[0][0]  # the demo assesses everyone
+    chart = browser.find_element(By.CSS_SELECTOR, "figure.response svg[aria-labelledby='r-easi-title r-easi-desc']")
+    assert chart.is_displayed()
+    assert "EASI" in browser.find_element(By.ID, "r-easi-title").get_attribute("textContent")
+
+    browser.find_element(By.LINK_TEXT, "Protocols").click()
+    browser.find_element(By.CSS_SELECTOR, "a[href='/protocols/methotrexate']").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Methotrexate")
+    assert browser.find_element(By.ID, "h-rules").is_displayed()
+    assert "clinic default" in browser.find_element(By.TAG_NAME, "main").text

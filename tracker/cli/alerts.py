@@ -13,22 +13,23 @@ from tracker.cli.render import echo  # stored text shown literally
 @click.command()
 @click.option("--all", "include_all", is_flag=True, help="Include acknowledged, snoozed and resolved alerts.")
 @click.option("--mrn", shell_complete=complete_mrn, help="Only this patient's alerts.")
+@click.option("--clinician", help="Only the alerts of this clinician's patients.")
 @as_of_option
 @json_option
 @pass_app
-def alerts(app, include_all, mrn, as_of, as_json):
+def alerts(app, include_all, mrn, clinician, as_of, as_json):
     """List open alerts (most severe first) as the nightly job (or `tracker evaluate`) stored them; nothing is
     written. With --as-of, show what would be open on that date (a what-if, evaluated, not stored)."""
     from tracker.cli.render import emit_json, say, table
     from tracker.services.listings import review_alerts
 
     with app.clinic(write=False) as clinic:  # reads only: it need not wait for writers
-        evaluated, rows = review_alerts(clinic, as_of, include_all, mrn)
+        evaluated, rows = review_alerts(clinic, as_of, include_all, mrn, clinician)
     if as_json:
         emit_json(rows)
         return
     noun = "alert" if len(rows) == 1 else "alerts"
-    whose = f" for {mrn}" if mrn else ""
+    whose = f" for {mrn}" if mrn else f" for {clinician}'s patients" if clinician else ""
     if as_of is not None:
         say(f"{len(rows)} {noun}{whose} " + (f"on {as_of}, any status" if include_all else f"would be open on {as_of}")
             + " (what-if: nothing stored)")

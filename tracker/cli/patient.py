@@ -30,15 +30,16 @@ def patient() -> None:
 @click.option("--sex", type=click.Choice(["f", "m", "x"]), help="Sex: f, m or x.")
 @click.option("--weight-kg", type=NUMBER, help="Body weight in kg.")
 @CHILDBEARING_OPTION
+@click.option("--clinician", help="The responsible clinician's name.")
 @pass_app
-def add(app, mrn, name, dob, sex, weight_kg, childbearing):
+def add(app, mrn, name, dob, sex, weight_kg, childbearing, clinician):
     """Register a patient under MRN."""
     app.may_create = True  # the first patient may create the clinic's database
     from tracker.services.patients import add_patient
 
     with app.clinic() as clinic:
         p = add_patient(clinic, mrn=mrn, name=name, dob=dob, sex=sex, weight_kg=weight_kg,
-                        childbearing=childbearing or "unknown")
+                        childbearing=childbearing or "unknown", clinician=clinician)
     from tracker.cli.render import echo
 
     echo(f"added {p.mrn} ({p.name}, born {p.dob})")
@@ -53,8 +54,10 @@ def add(app, mrn, name, dob, sex, weight_kg, childbearing):
 @click.option("--weight-kg", type=NUMBER)
 @CHILDBEARING_OPTION
 @click.option("--no-childbearing-potential", "no_childbearing", is_flag=True, help="Same as --childbearing-potential no.")
+@click.option("--clinician", help="The responsible clinician's name.")
+@click.option("--no-clinician", is_flag=True, help="Record that no clinician is responsible (clears it).")
 @pass_app
-def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing, no_childbearing):
+def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing, no_childbearing, clinician, no_clinician):
     """Change a patient's details (audited)."""
     from tracker.services.patients import update_patient
 
@@ -63,7 +66,11 @@ def update(app, mrn, new_mrn, name, dob, sex, weight_kg, childbearing, no_childb
             raise click.UsageError("give --childbearing-potential or --no-childbearing-potential, not both")
         childbearing = "no"
     changes = {k: v for k, v in {"mrn": new_mrn, "name": name, "dob": dob, "sex": sex, "weight_kg": weight_kg,
-                                 "childbearing": childbearing}.items() if v is not None}
+                                 "childbearing": childbearing, "clinician": clinician}.items() if v is not None}
+    if no_clinician:
+        if clinician is not None:
+            raise click.UsageError("give --clinician or --no-clinician, not both")
+        changes["clinician"] = None
     with app.clinic() as clinic:
         p = update_patient(clinic, mrn, changes)
     from tracker.cli.render import echo
@@ -86,8 +93,9 @@ def list_(app, as_json):
     if as_json:
         emit_json(rows)
     else:
-        table(["MRN", "Name", "DOB", "Sex", "On"], [[r["mrn"], r["name"], r["dob"], r["sex"], ", ".join(r["courses"])]
-                                                   for r in rows], title=f"{len(rows)} patients")
+        table(["MRN", "Name", "DOB", "Sex", "Clinician", "On"],
+              [[r["mrn"], r["name"], r["dob"], r["sex"], r["clinician"] or "-", ", ".join(r["courses"])] for r in rows],
+              title=f"{len(rows)} patients")
     log_access(app, "access.patient_list", mrn=None, detail={"command": "patient list", "patients": len(rows)})
 
 
@@ -116,7 +124,8 @@ def _show_summary(summary: dict) -> None:
     p = summary["patient"]
     say(line((p["mrn"], "bold"), f"  {p['name']}  born {p['dob']}  sex {p['sex'] or '-'}"
              f"  childbearing potential {p['childbearing']}"
-             f"{' (counts as yes: female of childbearing age)' if p['childbearing'] == 'unknown' and p['may_conceive'] else ''}"))
+             f"{' (counts as yes: female of childbearing age)' if p['childbearing'] == 'unknown' and p['may_conceive'] else ''}"
+             f"  clinician {p['clinician'] or '-'}"))
     table(["Drug", "Status", "Start", "Stop", "Dose", "Protocol"],
           [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
            for c in summary["courses"]], title=f"Courses ({len(summary['courses'])})")

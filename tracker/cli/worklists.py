@@ -57,9 +57,10 @@ def show(app, mrn, start, end, include_cancelled, as_json):
 @as_of_option
 @click.option("--days", type=click.IntRange(0, 3660), default=7, show_default=True,
               help="Include items due within this many days.")
+@click.option("--clinician", help="Only this clinician's patients.")
 @json_option
 @pass_app
-def due(app, as_of, days, as_json):
+def due(app, as_of, days, clinician, as_json):
     """What is due in the next N days, grouped by patient."""
     from tracker.cli.render import emit_json, worklist
     from tracker.services.listings import due_items
@@ -67,11 +68,12 @@ def due(app, as_of, days, as_json):
     with app.clinic(write=False) as clinic:
         what_if = as_of is not None
         as_of = as_of or clinic.today
-        rows = due_items(clinic, as_of, days, what_if=what_if)
+        rows = due_items(clinic, as_of, days, what_if=what_if, clinician=clinician)
     if as_json:
         emit_json(rows)
     else:
-        worklist(rows, f"Due {as_of} to {as_of + dt.timedelta(days=days)}", "Nothing due.")
+        whose = f" for {clinician}" if clinician else ""
+        worklist(rows, f"Due {as_of} to {as_of + dt.timedelta(days=days)}{whose}", "Nothing due.")
 
 
 @click.command()

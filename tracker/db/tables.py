@@ -26,6 +26,9 @@ metadata: MetaData = SQLModel.metadata
 # The partial unique indexes' conditions (migration 0007 creates them with the same text).
 LIVE_ALERT_SQL = "status IN ('open', 'acknowledged', 'snoozed')"
 LIVE_COURSE_SQL = "status != 'stopped'"
+# Planned items that received part of what they need, and (as a superset) any other status but done and
+# cancelled: the partial index of migration 0015 (see there why not `status = 'planned'`).
+PARTIAL_ITEM_SQL = "received IS NOT NULL AND status NOT IN ('done', 'cancelled')"
 
 
 def codes(text: str | None) -> list[str]:
@@ -52,6 +55,8 @@ class Patient(SQLModel, table=True):
     childbearing: str = Field(default="unknown", max_length=7)
     created_at: dt.datetime
     updated_at: dt.datetime
+    # The responsible clinician's name, as written (migration 0014); the worklists filter by it.
+    clinician: str | None = Field(default=None, max_length=200, index=True)
 
 
 class Course(SQLModel, table=True):
@@ -60,6 +65,9 @@ class Course(SQLModel, table=True):
     __tablename__ = "course"
     __table_args__ = (
         Index("ix_course_status_drug", "status", "drug"),
+        # Whether any live course's plan falls short of a date (the web view's Today page; migration 0015).
+        Index("ix_course_live_planned_through", "planned_through",
+              sqlite_where=text(LIVE_COURSE_SQL), postgresql_where=text(LIVE_COURSE_SQL)),
         # One live (active or paused) course per patient and drug, held by the database (migration 0007).
         Index("uq_course_live_patient_drug", "patient_id", "drug", unique=True,
               sqlite_where=text(LIVE_COURSE_SQL), postgresql_where=text(LIVE_COURSE_SQL)),
@@ -121,6 +129,10 @@ class Item(SQLModel, table=True):
         Index("ix_item_patient_status_due", "patient_id", "status", "due"),
         # The latest change of any item: a whole-clinic feed's validators, one seek (migration 0012).
         Index("ix_item_last_modified", "last_modified"),
+        # The web view's Today page (migration 0015): a section's count from the index alone, and the planned
+        # items that have received part of what they need (partial draws).
+        Index("ix_item_status_kind_due", "status", "kind", "due"),
+        Index("ix_item_partial_due", "due", sqlite_where=text(PARTIAL_ITEM_SQL), postgresql_where=text(PARTIAL_ITEM_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

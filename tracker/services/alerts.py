@@ -163,10 +163,13 @@ def alert_state(status: str, cleared_on) -> str:
     return CLEARED_STATE if cleared_on is not None and status != "resolved" else status
 
 
-def list_alerts(session: Session, include_all: bool = False, mrn: str | None = None) -> list[dict]:
+def list_alerts(session: Session, include_all: bool = False, mrn: str | None = None,
+                clinician: str | None = None) -> list[dict]:
     query = select(Alert, Patient.mrn).join(Patient, Patient.id == Alert.patient_id)
     if not include_all:
         query = query.where(Alert.status == "open")
+    if clinician is not None:
+        query = query.where(Patient.clinician == clinician)
     if mrn:
         from tracker.core.inputs import encodable
 

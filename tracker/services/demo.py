@@ -16,6 +16,7 @@ from tracker.services.context import Clinic
 from tracker.services.courses import change_dose, start_course
 from tracker.services.patients import add_patient
 from tracker.services.results import record_result
+from tracker.services.synth.params import CLINICIANS
 
 FIRST = ["Ada", "Ben", "Cara", "Dev", "Elin", "Finn", "Gita", "Hugo", "Iris", "Jon", "Kemi", "Luca", "Mira",
          "Noor", "Owen", "Pia", "Quin", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wes", "Xena", "Yusuf", "Zoe"]
@@ -96,6 +97,7 @@ def build_demo_clinic(clinic: Clinic, patients: int = 30, seed: int = 7) -> Demo
             clinic, mrn=f"DEMO{n:04d}", name=f"{rng.choice(FIRST)} {rng.choice(LAST)}", dob=dob, sex=sex,
             weight_kg=round(rng.uniform(50, 110), 1),
             childbearing="yes" if sex == "f" and (today - dob).days < 45 * 365 else "unknown",
+            clinician=CLINICIANS[n % len(CLINICIANS)],
         )
         drug = rng.choices(list(drugs), weights=list(drugs.values()))[0]
         protocol = library.protocols[drug]

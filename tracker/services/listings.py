@@ -30,14 +30,19 @@ def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.da
     return mark_clinic_defaults(clinic.session, clinic.library, rows)
 
 
-def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False) -> list[dict]:
-    """What is due from `as_of` for `days`. A what-if (`due --as-of`) reads plans rolled forward as far
-    as it looks, inside a savepoint that is rolled back: the database is left as it was."""
+def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False,
+              clinician: str | None = None) -> list[dict]:
+    """What is due from `as_of` for `days` (of one clinician's patients, when given; a name no patient has is
+    refused). A what-if (`due --as-of`) reads plans rolled forward as far as it looks, inside a savepoint
+    that is rolled back: the database is left as it was."""
+    from tracker.services.patients import known_clinician
     from tracker.services.worklists import due
 
+    if clinician is not None:
+        clinician = known_clinician(clinic.session, clinician)
     with rolled_back(clinic.session) if what_if else nullcontext():
         refresh(clinic, as_of + dt.timedelta(days=days))
-        return due(clinic.session, as_of, days, clinic.library.vocabulary)
+        return due(clinic.session, as_of, days, clinic.library.vocabulary, clinician)
 
 
 @contextmanager
@@ -56,17 +61,31 @@ def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
     return overdue(clinic.session, as_of, clinic.library.vocabulary)
 
 
-def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None):
+def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None,
+                  clinician: str | None = None):
     """The alerts as stored (the nightly job, or `tracker evaluate`, wrote them), as (last evaluation day,
-    rows); nothing is written. With `as_of`, a what-if: (None, the alerts that would be open then)."""
+    rows); nothing is written. With `as_of`, a what-if: (None, the alerts that would be open then). With
+    `clinician`, only that clinician's patients' (a name no patient has is refused)."""
     from tracker.services.alerts import alerts_as_of, list_alerts
     from tracker.services.evaluate import last_reviewed_on
     from tracker.services.nightly import last_completed
 
+    if clinician is not None:
+        from tracker.services.patients import known_clinician
+
+        clinician = known_clinician(clinic.session, clinician)
     if as_of is not None:
-        return None, alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
+        rows = alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
+        if clinician is not None:
+            from sqlmodel import select
+
+            from tracker.db.tables import Patient
+
+            mine = set(clinic.session.exec(select(Patient.mrn).where(Patient.clinician == clinician)).all())
+            rows = [r for r in rows if r["mrn"] in mine]
+        return None, rows
     days = [day for day in (last_completed(clinic.session), last_reviewed_on(clinic.session)) if day]
-    return max(days, default=None), list_alerts(clinic.session, include_all, mrn)
+    return max(days, default=None), list_alerts(clinic.session, include_all, mrn, clinician)
 
 
 def evaluate_alerts(clinic: Clinic):

@@ -21,6 +21,7 @@ def patient_details(patient: Patient, today, childbearing_ages) -> dict:
         "sex": patient.sex,
         "weight_kg": patient.weight_kg,
         "childbearing": patient.childbearing,
+        "clinician": patient.clinician,
         "may_conceive": may_conceive(patient.sex, patient.childbearing, patient.dob, today, childbearing_ages),
     }
 

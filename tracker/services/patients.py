@@ -35,13 +35,16 @@ def get_patient(session: Session, mrn: str) -> Patient:
 
 
 def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | None,
-           weight_kg: float | None, today: dt.date, childbearing: str | None = None) -> dict:
+           weight_kg: float | None, today: dt.date, childbearing: str | None = None,
+           clinician: str | None = None) -> dict:
     """The values as stored (MRN and name normalised), or a one-line InputError."""
     clean = {}
     if mrn is not None:
         clean["mrn"] = inputs.clean_mrn(mrn)
     if name is not None:
         clean["name"] = inputs.clean_text(name, "name", max_len=inputs.NAME_MAX)
+    if clinician is not None:
+        clean["clinician"] = clean_clinician(clinician)
     if dob is not None:
         if dob > today:
             raise InputError("dob", dob.isoformat(), "is in the future")
@@ -55,6 +58,22 @@ def _check(mrn: str | None, name: str | None, dob: dt.date | None, sex: str | No
     if childbearing is not None and childbearing not in CHILDBEARING:
         raise InputError("childbearing-potential", childbearing, "expected yes, no or unknown")
     return clean
+
+
+def clean_clinician(value: object) -> str:
+    """A clinician's name as stored and as filtered by: the rules of a patient's name."""
+    return inputs.clean_text(value, "clinician", max_len=inputs.NAME_MAX)
+
+
+def known_clinician(session: Session, value: object) -> str:
+    """A clinician filter's name as stored; a name no patient has is refused (a typo would otherwise show an
+    empty worklist), with the near names on record."""
+    name = clean_clinician(value)
+    if session.exec(select(Patient.id).where(Patient.clinician == name).limit(1)).first() is None:
+        names = session.exec(select(Patient.clinician).where(Patient.clinician.is_not(None)).distinct()
+                             .limit(5000)).all()
+        raise NotFoundError("clinician", name, difflib.get_close_matches(name, names, n=3, cutoff=0.6))
+    return name
 
 
 def _look_alike(session: Session, mrn: str, other_than: int | None = None) -> str | None:
@@ -75,9 +94,10 @@ def add_patient(
     sex: str | None,
     weight_kg: float | None,
     childbearing: str = "unknown",
+    clinician: str | None = None,
 ) -> Patient:
     session, user = clinic.session, clinic.user
-    clean = _check(mrn, name, dob, sex, weight_kg, clinic.today, childbearing)
+    clean = _check(mrn, name, dob, sex, weight_kg, clinic.today, childbearing, clinician)
     mrn, name = clean["mrn"], clean["name"]
     existing = _look_alike(session, mrn)
     if existing is not None:
@@ -91,6 +111,7 @@ def add_patient(
         sex=sex,
         weight_kg=weight_kg,
         childbearing=childbearing,
+        clinician=clean.get("clinician"),
         created_at=now,
         updated_at=now,
     )
@@ -104,7 +125,7 @@ def update_patient(clinic: Clinic, mrn: str, changes: dict) -> Patient:
     session, user = clinic.session, clinic.user
     patient = get_patient(session, mrn)
     clean = _check(changes.get("mrn"), changes.get("name"), changes.get("dob"), changes.get("sex"),
-                   changes.get("weight_kg"), clinic.today, changes.get("childbearing"))
+                   changes.get("weight_kg"), clinic.today, changes.get("childbearing"), changes.get("clinician"))
     if not changes:
         raise InputError("update", "", "nothing to change (give at least one option)")
     changes = {**changes, **clean}

@@ -99,10 +99,13 @@ def calendar(session, patient_id: int, start: dt.date | None, end: dt.date | Non
     return _rows(session, query.order_by(Item.due, Item.kind, Item.id), today, vocabulary=vocabulary)
 
 
-def due(session, today: dt.date, days: int, vocabulary: Vocabulary | None = None) -> list[dict]:
+def due(session, today: dt.date, days: int, vocabulary: Vocabulary | None = None,
+        clinician: str | None = None) -> list[dict]:
     """Tasks due from `today` to `today + days` inclusive (`worklist.is_due`), by patient then date: the
-    items the nightly digest with that lead time reminds of."""
+    items the nightly digest with that lead time reminds of (of one clinician's patients, when given)."""
     query = _base().where(item_where(due_window(today, days)))
+    if clinician is not None:
+        query = query.where(Patient.clinician == clinician)
     return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today,
                  lambda row, today: is_due(row, today, days), vocabulary)
 

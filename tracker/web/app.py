@@ -23,7 +23,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tracker.core.accounts import Lockout, may_act
-from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
 from tracker.db.tables import AuditEvent, Patient, StaffUser
@@ -32,7 +31,6 @@ from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_
 
 SESSION_COOKIE = "tracker_session"
 AUDIT_SHOWN = 100  # the patient page's audit trail: the newest entries
-DUE_DAYS = 7  # the Today page's look-ahead for due draws (the digest's default lead is 3; a week plans a clinic)
 
 
 class WebApp:
@@ -189,29 +187,38 @@ def _patient_ids(session, mrns) -> dict[str, int]:
     return out
 
 
-def today_page(request: Request):
-    from tracker.services.listings import due_items, overdue_items, review_alerts
+TODAY_FILTERS = ("drug", "clinician", "from", "to")
 
-    web = _web(request)
-    drug = request.query_params.get("drug") or None
-    with web.clinic(request.state.user["name"], write=False) as clinic:
-        overdue = overdue_items(clinic, clinic.today)
-        due = [r for r in due_items(clinic, clinic.today, DUE_DAYS) if not r["overdue"]]
-        evaluated, alerts = review_alerts(clinic, None)
-        ids = _patient_ids(clinic.session, [r["mrn"] for r in overdue + due + alerts])
-        today = clinic.today
-    drugs = sorted({d for r in overdue + due for d in r["drugs"]} | {a["drug"] for a in alerts if a["drug"]})
-    if drug:
-        overdue = [r for r in overdue if drug in r["drugs"]]
-        due = [r for r in due if drug in r["drugs"]]
-        alerts = [a for a in alerts if a["drug"] == drug]
-    partial = [r for r in overdue + due if r["status"] == "partial"]
-    by_severity = {}
-    for row in sorted(alerts, key=lambda a: SEVERITY_ORDER.get(a["severity"], 3)):
-        by_severity.setdefault(row["severity"], []).append(row)
-    return render(request, "today.html", today=today, drug=drug, drugs=drugs, overdue=overdue, due=due,
-                  partial=partial, alerts_by_severity=by_severity, evaluated=evaluated, ids=ids,
-                  due_days=DUE_DAYS)
+
+def today_page(request: Request):
+    """Today, filtered by the query string (drug, clinician, due from/to: no patient data), each section paged
+    (`<section>_page`); `print=1`: every row of the filter on one page, for printing."""
+    from urllib.parse import urlencode
+
+    from tracker.services.today import SECTIONS, TodayFilter, page_number, today_view
+
+    web, params = _web(request), request.query_params
+    given = {name: params.get(name, "").strip() for name in TODAY_FILTERS}
+    everything = params.get("print") == "1"
+    try:
+        wanted = TodayFilter(drug=given["drug"] or None, clinician=given["clinician"] or None,
+                             due_from=form_date(given["from"], "from") if given["from"] else None,
+                             due_to=form_date(given["to"], "to") if given["to"] else None)
+        pages = {name: page_number(params.get(f"{name}_page"), f"{name}_page") for name in SECTIONS}
+        with web.clinic(request.state.user["name"], write=False) as clinic:
+            view = today_view(clinic, wanted, pages, everything=everything)
+    except TrackerError as exc:
+        return refused(request, {3: 404}.get(exc.exit_code, 400), str(exc))
+    kept = {name: value for name, value in given.items() if value}
+
+    def link(**extra) -> str:
+        """/today with the current filter (and each section's page) and `extra` over them."""
+        query = {**kept, **{f"{n}_page": view["sections"][n].page for n in SECTIONS
+                            if view["sections"][n].page > 1}, **extra}
+        return "/today?" + urlencode({k: v for k, v in query.items() if v not in (None, "", 1)})
+
+    return render(request, "today.html", **view, given=given, everything=everything, link=link,
+                  print_link="/today?" + urlencode({**kept, "print": 1}), page_size=None if everything else 50)
 
 
 def alerts_page(request: Request, *, status: int = 200, error: str | None = None, done: str | None = None):
@@ -275,7 +282,7 @@ def form_date(value: str, field: str) -> dt.date:
 def patient_page(request: Request):
     from tracker.services.listings import patient_calendar
     from tracker.services.patient_view import patient_summary
-    from tracker.web.charts import trend_charts
+    from tracker.web.charts import response_charts, trend_charts
 
     web = _web(request)
     with web.clinic(request.state.user["name"], write=False) as clinic:
@@ -285,12 +292,41 @@ def patient_page(request: Request):
         summary = patient_summary(clinic, patient.mrn, recent=10_000, upcoming=0)
         calendar = patient_calendar(clinic, patient.mrn, None, None)
         charts = trend_charts(clinic, patient, summary["results"], summary["courses"])
+        responses = response_charts(clinic, patient, summary["courses"], calendar)
         trail = clinic.session.exec(select(AuditEvent.at, AuditEvent.user, AuditEvent.action, AuditEvent.entity,
                                            AuditEvent.entity_id).where(AuditEvent.mrn == patient.mrn)
                                     .order_by(AuditEvent.id.desc()).limit(AUDIT_SHOWN)).all()
         today = clinic.today
     return render(request, "patient.html", p=summary["patient"], summary=summary, calendar=calendar,
-                  charts=charts, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
+                  charts=charts, responses=responses, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
+
+
+def protocols_page(request: Request):
+    """Every protocol in the library (no patient data: nothing read from the database)."""
+    from tracker.services.schedule_view import protocol_summaries
+
+    return render(request, "protocols.html", protocols=protocol_summaries(_web(request).library))
+
+
+def protocol_page(request: Request):
+    """One protocol's whole rule set, timeline and sources: what `tracker schedules show` lists
+    (services/schedule_view.py), each rule with its sources or "clinic default"."""
+    from tracker.core.terms import CLINIC_DEFAULT
+    from tracker.services.schedule_view import protocol_origin, protocol_rules, protocol_timeline
+
+    library = _web(request).library
+    protocol = library.protocols.get(request.path_params["drug"])
+    if protocol is None:
+        return refused(request, 404, "No such protocol.")
+    rules = protocol_rules(protocol, library.vocabulary)
+    return render(request, "protocol.html", protocol=protocol, origin=protocol_origin(protocol),
+                  rules=[r for r in rules if r["section"] != "threshold"],
+                  thresholds=[r for r in rules if r["section"] == "threshold"],
+                  timeline=protocol_timeline(protocol, PROTOCOL_WEEKS), weeks=PROTOCOL_WEEKS,
+                  clinic_default=CLINIC_DEFAULT)
+
+
+PROTOCOL_WEEKS = 52  # the protocol page's timeline (`tracker schedules show`'s default)
 
 
 def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:
@@ -306,6 +342,8 @@ def create_app(engine, library, settings, secret: str, *, https: bool = False) -
         Route("/alerts", page(alerts_page)),
         Route("/alerts/{alert_id:int}/{action:str}", page(alert_action), methods=["POST"]),
         Route("/patients/{patient_id:int}", page(patient_page)),
+        Route("/protocols", page(protocols_page)),
+        Route("/protocols/{drug:str}", page(protocol_page)),
         Mount("/static", StaticFiles(directory=str(resources.files("tracker.web") / "static")), name="static"),
     ]
     middleware = [

@@ -107,3 +107,107 @@ def trend_charts(clinic, patient, results: list[dict], courses: list[dict]) -> l
         points = [(dt.date.fromisoformat(r["taken_on"]), float(r["value"])) for r in rows]
         charts.append({"test": test, "svg": trend_svg(test, unit, points, limits), "limits": limits})
     return charts
+
+
+# --- EASI / DLQI over time against the checkpoint targets ------------------------------------------------
+
+RESPONSE_MEASURES = ("easi", "dlqi")  # the measures the checkpoints mostly read; others are in the table
+
+
+def response_svg(measure_name: str, points: list[tuple[dt.date, float]], targets: list, baselines: list) -> str:
+    """One measure's assessments over time (line and points), each checkpoint's target as a dashed line from
+    the course's start (its baseline) to the checkpoint date, the checkpoint date marked by a vertical line.
+    `targets`: core TargetLine; `baselines`: (course start, drug). Accessible: role img, title and desc."""
+    days = [d for d, _ in points] + [t.due for t in targets] + [d for d, _ in baselines]
+    values = [v for _, v in points] + [t.value for t in targets]
+    first, last = min(days), max(days)
+    span = max((last - first).days, 1)
+    high = max(values) * 1.1 if values and max(values) > 0 else 1.0
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(day: dt.date) -> float:
+        return LEFT + plot_w * ((day - first).days / span if len(set(days)) > 1 else 0.5)
+
+    def y(value: float) -> float:
+        return TOP + plot_h * (1 - value / high)
+
+    slug = measure_name.lower().replace(" ", "-")
+    met = "; ".join(t.label for t in targets) or "no checkpoint target to draw"
+    desc = (f"{len(points)} {measure_name} assessments from {first.isoformat()} to {last.isoformat()}"
+            + (f", latest {points[-1][1]:g} on {points[-1][0].isoformat()}" if points else "") + f". Targets: {met}.")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
+           f'height="{HEIGHT}" role="img" aria-labelledby="r-{slug}-title r-{slug}-desc">',
+           f'<title id="r-{slug}-title">{escape(measure_name)} over time against the checkpoint targets</title>',
+           f'<desc id="r-{slug}-desc">{escape(desc)}</desc>',
+           f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
+           f'<text x="{LEFT - 4}" y="{TOP + 10}" text-anchor="end" font-size="11">{high:.3g}</text>',
+           f'<text x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end" font-size="11">0</text>',
+           f'<text x="12" y="{TOP + plot_h / 2:.0f}" font-size="11" transform="rotate(-90 12 {TOP + plot_h / 2:.0f})" '
+           f'text-anchor="middle">{escape(measure_name)}</text>',
+           f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="11">{first.isoformat()}</text>',
+           f'<text x="{LEFT + plot_w}" y="{HEIGHT - 8}" text-anchor="end" font-size="11">{last.isoformat()}</text>']
+    for start, drug in baselines:
+        sx = x(start)
+        out.append(f'<line x1="{sx:.1f}" x2="{sx:.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#999">'
+                   f'<title>{escape(drug)} started {start.isoformat()}</title></line>')
+    for n, target in enumerate(targets):
+        colour = "#a15c00" if target.partial else "#0a5c2a"
+        cx, ty = x(target.due), y(target.value)
+        out.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="{colour}" '
+                   f'stroke-width="2"><title>{escape(target.drug)} week {target.week} checkpoint '
+                   f'{target.due.isoformat()}</title></line>')
+        out.append(f'<text x="{cx + 2:.1f}" y="{TOP + 10}" font-size="10" fill="{colour}">wk {target.week}</text>')
+        start = next((s for s, d in baselines if d == target.drug), first)
+        out.append(f'<line x1="{x(start):.1f}" x2="{cx:.1f}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{colour}" '
+                   f'stroke-dasharray="6 4"><title>{escape(target.label)}</title></line>')
+        out.append(f'<text x="{LEFT + plot_w + 4}" y="{ty + 4 + 11 * (n % 2):.1f}" font-size="10" fill="{colour}">'
+                   f'{escape(target.label.split(" (")[0][:26])}</text>')
+    if len(points) > 1:
+        coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in points)
+        out.append(f'<polyline points="{coords}" fill="none" stroke="#1f4e8c" stroke-width="2"/>')
+    for d, v in points:
+        out.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3.5" fill="#1f4e8c">'
+                   f'<title>{d.isoformat()}: {measure_name} {v:g}</title></circle>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def response_charts(clinic, patient, courses: list[dict], calendar: list[dict]) -> list[dict]:
+    """EASI and DLQI over time, each against its live courses' checkpoint targets (core/response_targets.py;
+    the baseline is the one the checkpoint is judged from, core.response.choose_baseline): a chart per
+    measure with an assessment or a target, {"measure", "svg", "targets", "points"}."""
+    from sqlmodel import select
+
+    from tracker.core.response import choose_baseline
+    from tracker.core.response_targets import checkpoint_targets
+    from tracker.core.terms import MEASURE_NAMES
+    from tracker.db.tables import Assessment, Course
+    from tracker.services.plan_sync import course_protocol
+
+    assessments = clinic.session.exec(select(Assessment).where(Assessment.patient_id == patient.id)
+                                      .order_by(Assessment.assessed_on, Assessment.id)).all()
+    window = clinic.settings.alerts.baseline_window_days
+    targets, starts = [], []
+    for course in courses:
+        if course["status"] == "stopped":
+            continue
+        row = clinic.session.get(Course, course["id"])
+        protocol = course_protocol(clinic.session, clinic.library, row)
+        if not protocol.checkpoints:
+            continue
+        due_of_week = {r["week"]: dt.date.fromisoformat(r["due"]) for r in calendar
+                       if r["kind"] == "checkpoint" and course["drug"] in r["drugs"] and r["week"] is not None
+                       and r["due"] >= course["start"]}
+        baseline = choose_baseline(assessments, row.start_on, window)
+        targets += checkpoint_targets(course["drug"], protocol, row.start_on, baseline, due_of_week)
+        starts.append((row.start_on, course["drug"]))
+    charts = []
+    for measure in RESPONSE_MEASURES:
+        points = [(a.assessed_on, float(getattr(a, measure))) for a in assessments if getattr(a, measure) is not None]
+        mine = [t for t in targets if t.measure == measure]
+        if not points and not mine:
+            continue
+        name = MEASURE_NAMES[measure]
+        charts.append({"measure": name, "svg": response_svg(name, points, mine, starts), "targets": mine,
+                       "points": points})
+    return charts

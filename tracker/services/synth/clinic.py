@@ -27,6 +27,7 @@ from tracker.services.synth.params import (
     DRUG_WEIGHTS,
     FALLBACK_RANGE,
     FIELDS,
+    CLINICIANS,
     FIRST,
     LAB_ANALYTES,
     LAST,
@@ -230,7 +231,7 @@ class Builder:
         created = self.ts(today - dt.timedelta(days=SPAN_DAYS + 30), 9)
         self.rows["patient"].append((patient_id, f"SYN{n:07d}", f"{rng.choice(FIRST)} {rng.choice(LAST)}",
                                      self.d(dob), sex, round(rng.uniform(48, 120), 1), childbearing, created,
-                                     created))
+                                     created, CLINICIANS[n % len(CLINICIANS)]))
         start = clinic_day(today - dt.timedelta(days=rng.randint(0, SPAN_DAYS)))
         drug = self.pick_drug()
         previous = None

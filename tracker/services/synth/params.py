@@ -39,6 +39,9 @@ FIRST = ["Ada", "Ben", "Cara", "Dev", "Elin", "Finn", "Gita", "Hugo", "Iris", "J
          "Noor", "Owen", "Pia", "Quin", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wes", "Xena", "Yusuf", "Zoe"]
 LAST = ["Abbott", "Baker", "Chen", "Dlamini", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones", "Khan",
         "Lopez", "Murphy", "Novak", "Okafor", "Patel", "Quinn", "Rossi", "Singh", "Taylor"]
+# Fictional responsible clinicians, assigned in turn by patient number (no random draw: adding them left
+# every other synthetic value as it was).
+CLINICIANS = ["Dr A. Okonjo", "Dr B. Lindqvist", "Dr C. Marsh", "Dr D. Farouk"]
 
 SPAN_DAYS = 3 * 365  # course starts are spread over the last three years
 CLINIC_DAYS = (1, 3)  # courses start and stop at clinic visits, on Tuesdays and Thursdays
@@ -69,7 +72,7 @@ def stamp(day: dt.date, hour: int = 9) -> dt.datetime:
 # (added to the schema later) are filled with their default, or NULL (see `load._insert_plan`).
 FIELDS = {
     "patient": ("id", "mrn", "name", "dob", "sex", "weight_kg", "childbearing", "created_at",
-                "updated_at"),
+                "updated_at", "clinician"),
     "course": ("id", "patient_id", "drug", "dose", "start_on", "stop_on", "stop_reason", "stop_category",
                "status", "protocol_version", "protocol_hash", "protocol_origin", "planned_through",
                "switched_from_id", "created_at"),
