@@ -133,6 +133,8 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     events = []
     empty = dict.fromkeys(LabResult.model_fields)
     encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
+    created_at = now.isoformat()
+    days: dict[dt.date, str] = {}  # the few days of a batch, as the encoder's default would write them
     for row, result_id, result in zip(rows, ids, values):
         code, taken = row.checked.code, row.taken_on
         within = taken + dt.timedelta(days=LAB_EARLY_DAYS)
@@ -146,7 +148,8 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
         done.completed += len(completed)
         events.append({"at": now, "user": clinic.user, "action": "result.add", "entity": "lab_result",
                        "entity_id": result_id, "mrn": row.patient.mrn, "before": None,
-                       "after": encode({**empty, **result, "id": result_id,
+                       "after": encode({**empty, **result, "id": result_id, "created_at": created_at,
+                                        "taken_on": days.get(taken) or days.setdefault(taken, taken.isoformat()),
                                         "completed_items": [i.id for i in completed]})})
     if changed:
         statement = (update(Item.__table__).where(Item.__table__.c.id == bindparam("item_id"))
