@@ -120,15 +120,25 @@ def main() -> int:
     (work / "config.toml").write_text("# benchmark: defaults\n")
     env["TRACKER_CONFIG"] = str(work / "config.toml")
     today = dt.date.today()
+    trees = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
+    # One clinic for every tree: made by the oldest (its schema may be older), then a copy brought to each
+    # newer tree's schema untimed, so no timed import includes a migration and its backup.
     clinic = work / "clinic.db"
     print(f"synth {args.patients} patients ...", file=sys.stderr, flush=True)
-    made = run(ROOT, ["--db", str(clinic), "synth", "--patients", str(args.patients), "--seed", "1",
-                      "--as-of", (today - dt.timedelta(days=1)).isoformat()], env)
+    made = run(trees[-1][1], ["--db", str(clinic), "synth", "--patients", str(args.patients), "--seed", "1",
+                              "--as-of", (today - dt.timedelta(days=1)).isoformat()], env)
     if made["rc"] != 0:
         print(made["stderr"], file=sys.stderr)
         return 1
     patients = patients_of(clinic, args.patients)
-    trees = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
+    clinics = {}
+    for label, tree in trees:
+        clinics[label] = work / f"clinic-{label}.db"
+        shutil.copyfile(clinic, clinics[label])
+        upgraded = run(tree, ["--db", str(clinics[label]), "db", "upgrade"], env)
+        if upgraded["rc"] != 0:
+            print(upgraded["stderr"], file=sys.stderr)
+            return 1
     table = []
     for rows in args.rows:
         for share in args.other_units:
@@ -138,7 +148,7 @@ def main() -> int:
                 if label == "before" and args.before_rows is not None and rows not in args.before_rows:
                     continue
                 db = work / f"import-{label}-{rows}.db"
-                shutil.copyfile(clinic, db)
+                shutil.copyfile(clinics[label], db)
                 os.chmod(db, 0o600)
                 print(f"import {rows} rows, {share:.0%} in other units ({label}) ...", file=sys.stderr, flush=True)
                 timed = run(tree, ["--db", str(db), "result", "import", str(csv_path)], env)
