@@ -148,3 +148,26 @@ def test_the_parser_marks_corrections(status):
     text = oru(obx=[CBC_CMP[0], f"OBX|1|NM|26464-8^WBC^LN||6.1|10*9/L|4.0-11.0|N|||{status}"])
     [row] = parse_hl7(text.encode())
     assert row.corrects is (status == "C") and row.problem is None
+
+
+@pytest.mark.skipif(bool(__import__("os").environ.get("TRACKER_TEST_PG")), reason="rewinds a SQLite file's schema")
+@freeze_time("2026-01-20")
+def test_migration_0014_carries_results_and_their_sources(tracker, db_url, tmp_path):
+    from tests.test_migrations import downgrade_sqlite
+    from tracker.db.engine import SCHEMA_HEAD, current_revision, make_engine, resolve_url
+
+    methotrexate_patient(tracker)
+    first = tmp_path / "oru1.hl7"
+    first.write_text(oru(alt="130"))
+    tracker(["result", "import", str(first)])
+    downgrade_sqlite(db_url, "0013")
+    assert current_revision(make_engine(resolve_url(db_url))) == "0013"
+
+    # The next command brings the database back to the current schema: the results and their sources are
+    # there, the file is still on record, and a correction then replaces its result.
+    assert "8 already on record" in tracker(["result", "import", str(first)]).stdout
+    assert current_revision(make_engine(resolve_url(db_url))) == SCHEMA_HEAD
+    correction = tmp_path / "oru2.hl7"
+    correction.write_text(oru(id="MSG00002", obx=[ALT_CORRECTED.format(alt="30")]))
+    assert "1 corrected" in tracker(["result", "import", str(correction)]).stdout
+    assert alt_results(tracker) == [(30, "2026-01-19")]
