@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/hl7_import.py                 # 1,000 ORU^R01 messages x 10 results
     .venv/bin/python benchmarks/hl7_import.py --results 20000 --per-message 20
+    .venv/bin/python benchmarks/hl7_import.py --before /path/to/old/tree   # before and after in one run
 
 Builds a synthetic clinic (`tracker synth --patients N`, N = one patient per message, all data invented),
 writes one file of ORU^R01 messages (v2.5.1), one per patient, each a full blood count and liver/kidney
@@ -19,6 +20,7 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,10 +42,13 @@ OBX = [  # LOINC, unit, value, reference range
 ]
 
 
-def run(args: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+def run(args: list[str], env: dict, tree: Path | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """`python -m tracker ARGS` (from source tree `tree` when given: PYTHONPATH); (wall, CPU, process)."""
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([*TRACKER, *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([*TRACKER, *args], capture_output=True, text=True, env=env, cwd=tree)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -71,31 +76,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=int, default=10_000)
     parser.add_argument("--per-message", type=int, default=10)
+    parser.add_argument("--before", type=Path, help="an older source tree to time too, in the same run (PYTHONPATH)")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     messages = options.results // options.per_message
     today = dt.date.today()
+    trees = [("after", Path(__file__).resolve().parent.parent)]
+    if options.before:
+        trees.append(("before", options.before.resolve()))
+    figures = {}
     with tempfile.TemporaryDirectory() as work:
-        env = {**os.environ, "TRACKER_CONFIG": str(Path(work) / "none.toml"), "PYTHONPYCACHEPREFIX": work}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("TRACKER_")}
+        env.update({"TRACKER_CONFIG": str(Path(work) / "none.toml"), "PYTHONPYCACHEPREFIX": work})
         (Path(work) / "none.toml").write_text("")
-        db = str(Path(work) / "bench.db")
-        run(["--db", db, "synth", "--patients", str(messages), "--as-of", str(today - dt.timedelta(days=1))], env)
-        _, _, listing = run(["--db", db, "patient", "list", "--json"], env)
+        # One clinic for every tree, made by the oldest; each tree imports into a copy brought to its own
+        # schema first (untimed), so the timed import includes no migration.
+        clinic = str(Path(work) / "clinic.db")
+        run(["--db", clinic, "synth", "--patients", str(messages), "--as-of", str(today - dt.timedelta(days=1))],
+            env, trees[-1][1])
+        _, _, listing = run(["--db", clinic, "patient", "list", "--json"], env, trees[-1][1])
         mrns = [row["mrn"] for row in json.loads(listing.stdout)][:messages]
         path = Path(work) / "results.hl7"
         count = write_messages(path, mrns, options.per_message, today - dt.timedelta(days=1))
-        wall, cpu, first = run(["--db", db, "result", "import", str(path)], env)
-        again_wall, again_cpu, again = run(["--db", db, "result", "import", str(path)], env)
-    figures = {"results": count, "messages": len(mrns), "import_wall_s": round(wall, 2), "import_cpu_s": round(cpu, 2),
-               "reimport_wall_s": round(again_wall, 2), "reimport_cpu_s": round(again_cpu, 2),
-               "first": first.stdout.splitlines()[0], "again": again.stdout.splitlines()[0],
-               "load_average": os.getloadavg()[0]}
+        for label, tree in trees:
+            # Every module compiled beforehand (PYTHONPYCACHEPREFIX), so the timed import compiles nothing.
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "tracker")], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            db = str(Path(work) / f"{label}.db")
+            shutil.copyfile(clinic, db)
+            run(["--db", db, "db", "upgrade"], env, tree)
+            wall, cpu, first = run(["--db", db, "result", "import", str(path)], env, tree)
+            again_wall, again_cpu, again = run(["--db", db, "result", "import", str(path)], env, tree)
+            figures[label] = {
+                "results": count, "messages": len(mrns), "import_wall_s": round(wall, 2),
+                "import_cpu_s": round(cpu, 2), "reimport_wall_s": round(again_wall, 2),
+                "reimport_cpu_s": round(again_cpu, 2), "first": first.stdout.splitlines()[0],
+                "again": again.stdout.splitlines()[0], "load_average": os.getloadavg()[0]}
     if options.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps(figures if options.before else figures["after"], indent=2))
         return
-    print(f"HL7 import of {count:,} results in {len(mrns):,} ORU^R01 messages: {wall:.2f} s wall ({cpu:.2f} s CPU)"
-          f"; again (all on record): {again_wall:.2f} s ({again_cpu:.2f} s CPU); load {figures['load_average']:.1f}")
-    print(f"  {figures['first']}\n  {figures['again']}")
+    for label, f in figures.items():
+        print(f"{label}: HL7 import of {f['results']:,} results in {f['messages']:,} ORU^R01 messages: "
+              f"{f['import_wall_s']:.2f} s wall ({f['import_cpu_s']:.2f} s CPU); again (all on record): "
+              f"{f['reimport_wall_s']:.2f} s ({f['reimport_cpu_s']:.2f} s CPU); load {f['load_average']:.1f}")
+        print(f"  {f['first']}\n  {f['again']}")
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keep
                                "2026-04-27: ...", alert["id"]))
         conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")  # added by 0008
         undo_0011(conn)
+        conn.execute("DROP TABLE replaced_lab_source")  # added by 0016
         conn.execute("DROP TABLE caldav_object")  # added by 0009
         conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
         conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")

@@ -119,6 +119,7 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
                          (f"overdue:item{item_id}", item_id, alert["id"]))
         conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")
         undo_0011(conn)
+        conn.execute("DROP TABLE replaced_lab_source")  # added by 0016
         conn.execute("DROP TABLE caldav_object")  # added by 0009
         conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
         conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tracker.core.audit_chain import GENESIS, Head, canonical, check_chain, link_hash
+from tracker.core.audit_chain import GENESIS, Head, canonical, chain_rows, check_chain, link_hash
 
 AT = dt.datetime(2026, 5, 1, 9, 30, 0, 123456, tzinfo=dt.timezone.utc)
 
@@ -26,6 +26,23 @@ def test_a_timestamp_hashes_the_same_aware_or_as_stored_naive_utc():
     fields = {"at": AT, "user": "u", "action": "a", "entity": "e"}
     assert canonical(fields) == canonical({**fields, "at": naive}) == canonical({**fields, "at": elsewhere})
     assert link_hash(GENESIS, fields) != link_hash(GENESIS, {**fields, "user": "v"})
+
+
+def test_chaining_a_batch_in_one_pass_gives_each_row_what_linking_one_by_one_gives():
+    one_by_one = chain(4)
+    batch = [{k: v for k, v in row.items() if k not in ("seq", "prev_hash", "hash")} for row in one_by_one]
+    batch[2]["at"] = AT.replace(tzinfo=None)  # as stored (naive UTC): the same hash
+    batch[3]["after"] = None
+    one_by_one[3]["after"] = None
+    head = Head(0, GENESIS)
+    for row in one_by_one:  # re-link row 4, whose fields changed
+        row["seq"], row["prev_hash"], row["hash"] = head.link(row)
+        head = Head(row["seq"], row["hash"])
+
+    assert chain_rows(Head(), batch) == head
+    assert [(r["seq"], r["prev_hash"], r["hash"]) for r in batch] == [
+        (r["seq"], r["prev_hash"], r["hash"]) for r in one_by_one]
+    assert chain_rows(head, []) == head
 
 
 def test_an_intact_chain_and_its_head():

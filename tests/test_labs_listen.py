@@ -86,3 +86,22 @@ def test_listen_acknowledges_stores_once_and_refuses_with_ae_or_ar(tracker, list
     assert msa(garbage)[:2] == ["MSA", "AR"]
     assert dump_database(tracker.db) == before
     assert process.poll() is None  # still serving
+
+
+def test_listen_replaces_a_corrected_result_and_evaluates_again(tracker, listener):
+    _, port = listener
+    today = dt.date.today()
+    taken = today - dt.timedelta(days=1)
+    tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+    tracker(f"therapy start M1 methotrexate --on {today - dt.timedelta(days=20)}")
+    first = message("LAB1", "M1", "OBX|1|NM|1742-6^ALT^LN||130|U/L|0-40|H|||F", taken)
+    correction = message("LAB2", "M1", "OBX|1|NM|1742-6^ALT^LN||30|U/L|0-40|N|||C", taken)
+
+    stored, corrected, again = send(port, first, correction, correction)
+
+    assert msa(stored)[:3] == ["MSA", "AA", "LAB1"]
+    assert msa(corrected)[:3] == ["MSA", "AA", "LAB2"] and msa(corrected)[3] == "imported 0 results, 1 corrected"
+    assert msa(again)[:3] == ["MSA", "AA", "LAB2"] and "1 already on record" in msa(again)[3]
+    assert [(r["test"], r["value"]) for r in tracker.json(["result", "list", "M1"])] == [("alt", 30)]
+    assert [a["state"] for a in tracker.json(["alerts"]) if a["kind"] == "threshold"] == [
+        "cleared, awaiting acknowledgement"]

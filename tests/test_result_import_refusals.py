@@ -142,3 +142,25 @@ def test_the_import_cap_is_a_clinic_default_shown_by_config_show_and_checked(tra
         assert result.exit_code == 8 and "import.max_mb" in result.stderr
     config.write_text("[import]\nmax_mbs = 5\n")
     assert "did you mean 'max_mb'" in tracker("config show", ok=False).stderr
+
+
+@freeze_time("2026-03-02")
+def test_a_value_already_accepted_on_another_row_is_still_refused_for_its_own_day(clinic, tmp_path):
+    """Rows are checked with the conversions of earlier identical values remembered (RowValidator); the
+    day and the patient are still checked on every row, and a refusal names its own row."""
+    clinic("patient add M2 --name 'Young Test' --dob 2026-02-25")
+    path = tmp_path / "labs.csv"
+    path.write_text(HEADER + "M1,hb,13.5,g/dL,2026-02-20,,\n"
+                             "M1,hb,13.5,g/dL,2026-03-05,,\n"  # in the future
+                             "M2,hb,13.5,g/dL,2026-02-20,,\n"  # before M2 was born
+                             "M2,hb,13.5,g/dL,2026-02-27,,\n")
+    before = snapshot(clinic.db)
+    result = clinic(["result", "import", str(path)], ok=False)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[1:] == [
+        "line 3: on: '2026-03-05': is in the future",
+        "line 4: on: '2026-02-20': is before the patient's date of birth 2026-02-25",
+    ]
+    assert snapshot(clinic.db) == before
+    assert "imported 2 results" in clinic(["result", "import", str(path), "--skip-bad"]).stdout
+    assert [(r["value"], r["reported_unit"]) for r in clinic.json(["result", "list", "M2"])] == [(135, "g/dL")]

@@ -196,4 +196,19 @@ _register()
 
 
 def main() -> None:
-    cli.main(prog_name="tracker")
+    """The `tracker` program (a process of its own; tests call `cli` in-process and never come here)."""
+    try:
+        cli.main(prog_name="tracker")
+    finally:
+        _before_exit()
+
+
+def _before_exit() -> None:
+    """The process ends: one cycle collection now finalises what is unreachable (a database connection left
+    to the collector closes, so SQLite folds its WAL back), then everything left is frozen, which spares the
+    interpreter's teardown from collecting and freeing, object by object, every module's objects (a fifth
+    of a second); the memory goes back to the system as the process ends."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -129,9 +129,9 @@ def _import_lab_file(app, file: str, skip_bad: bool) -> None:
 
     with app.clinic() as clinic:
         report = import_lab_file(clinic, file, skip_bad=skip_bad)
-    already = f" ({report.already} already on record)" if report.already else ""
-    click.echo(f"imported {len(report.imported)} results from {file} ({report.format}){already}")
-    echo_evaluation(report.evaluation)
+    click.echo(f"imported {len(report.imported)} results from {file} ({report.format}){report.counts()}")
+    for evaluation in report.evaluations:
+        echo_evaluation(evaluation)
     if report.rejected:
         click.echo(f"rejected {len(report.rejected)} results:", err=True)
         for where, reason in report.rejected:

@@ -15,6 +15,7 @@ The format is fixed: changing `canonical` means a migration that re-chains every
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ GENESIS = "0" * 64
 HASHED_FIELDS = ("at", "user", "action", "entity", "entity_id", "mrn", "before", "after")
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # = json.dumps with these options
+
+
+@functools.lru_cache(maxsize=256)  # a batch of rows shares one timestamp
 def canonical_time(value: dt.datetime) -> str:
     """UTC with microseconds; a naive value is UTC already (SQLite stores timestamps without an offset)."""
     if value.utcoffset() is not None:
@@ -35,7 +40,7 @@ def canonical(fields: dict) -> str:
     """One row's hashed fields as compact JSON (a list in HASHED_FIELDS order)."""
     values = [canonical_time(fields["at"]) if isinstance(fields["at"], dt.datetime) else fields["at"]]
     values += [fields.get(name) for name in HASHED_FIELDS[1:]]
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(values)
 
 
 def link_hash(prev_hash: str, fields: dict) -> str:
@@ -52,6 +57,23 @@ class Head:
     def link(self, fields: dict) -> tuple[int, str, str]:
         """(seq, prev_hash, hash) of a new row appended after this head."""
         return self.seq + 1, self.hash, link_hash(self.hash, fields)
+
+
+def chain_rows(head: Head, rows: list[dict]) -> Head:
+    """Append `rows` (dicts holding the hashed fields) after `head`, in order: each gets its `seq`,
+    `prev_hash` and `hash` (as `Head.link` gives them, in one pass); returns the new head."""
+    seq, prev_hash = head.seq, head.hash
+    sha256, encode = hashlib.sha256, _ENCODE
+    rest = HASHED_FIELDS[1:]
+    for row in rows:
+        at = row["at"]
+        values = [canonical_time(at) if isinstance(at, dt.datetime) else at]
+        values += [row.get(name) for name in rest]
+        seq += 1
+        digest = sha256(f"{prev_hash}\n{encode(values)}".encode("utf-8")).hexdigest()
+        row["seq"], row["prev_hash"], row["hash"] = seq, prev_hash, digest
+        prev_hash = digest
+    return Head(seq, prev_hash)
 
 
 @dataclass(frozen=True)

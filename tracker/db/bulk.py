@@ -8,6 +8,8 @@ handed to the driver's executemany. Other databases go through Core as usual.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from sqlalchemy import Table, func, insert, select
 
 CHUNK = 5000
@@ -54,11 +56,21 @@ def _memoised(process):
 
 
 def _tuples(rows, columns, processors, defaults):
-    # Per column: its name, what a row without it gets, and its bind processor (None: stored as it is).
-    plan = [(c, defaults.get(c), _memoised(p)) for c, p in zip(columns, processors)]
+    # The processed columns (dates, timestamps) by position; a row holding every column is read in one call.
+    processed = [(i, _memoised(p)) for i, p in enumerate(processors) if p is not None]
+    fallback = [(c, defaults.get(c)) for c in columns]  # what a row without a column gets
+    read = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     for row in rows:
-        get = row.get
-        yield tuple([get(c, d) if p is None else p(get(c, d)) for c, d, p in plan])
+        try:
+            values = read(row)
+        except KeyError:
+            values = tuple([row.get(c, d) for c, d in fallback])
+        if processed:
+            values = list(values)
+            for i, process in processed:
+                values[i] = process(values[i])
+            values = tuple(values)
+        yield values
 
 
 def bulk_insert(conn, table: Table, rows: list[dict]) -> None:

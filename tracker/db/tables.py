@@ -198,6 +198,18 @@ class LabResult(SQLModel, table=True):
     source_id: str | None = Field(default=None, max_length=200)
 
 
+class ReplacedLabSource(SQLModel, table=True):
+    """A source id whose values a correction replaced (an HL7 OBX-11 `C` result in a later message): the
+    result now carries the correction's source id, and this one is kept so that the first message, imported
+    again, is recognised as on record and changes nothing (migration 0014)."""
+
+    __tablename__ = "replaced_lab_source"
+
+    source_id: str = Field(primary_key=True, max_length=200)
+    result_id: int = Field(foreign_key="lab_result.id", index=True)
+    replaced_at: dt.datetime
+
+
 class Assessment(SQLModel, table=True):
     __tablename__ = "assessment"
     __table_args__ = (Index("ix_assessment_patient_on", "patient_id", "assessed_on"),)

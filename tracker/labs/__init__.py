@@ -25,6 +25,7 @@ class LabRow:
     ref_low: str | None = None
     ref_high: str | None = None
     problem: str | None = None  # a result the parser already refuses (e.g. a preliminary one), with why
+    corrects: bool = False  # a correction of a result sent before (HL7 OBX-11 C; FHIR amended, corrected)
 
     @property
     def code_text(self) -> str:

@@ -18,6 +18,7 @@ from tracker.errors import InputError
 from tracker.labs import LabRow
 
 RESULT_STATUSES = {"final", "amended", "corrected"}
+CORRECTION_STATUSES = {"amended", "corrected"}  # the same Observation sent again with new values
 MR_TYPE = "MR"
 
 
@@ -142,7 +143,8 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
         low = _number(first.low.value) if first.low is not None and first.low.value is not None else None
         high = _number(first.high.value) if first.high is not None and first.high.value is not None else None
     return LabRow(where=where, source_id=source_id, mrn=mrn, codes=codes, value=value, unit=unit,
-                  taken_on=taken_on, ref_low=low, ref_high=high, problem=problem)
+                  taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
+                  corrects=observation.status in CORRECTION_STATUSES)
 
 
 def _value(observation) -> tuple[str, str | None, str | None]:

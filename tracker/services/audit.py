@@ -20,7 +20,7 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import object_session
 from sqlmodel import Session
 
-from tracker.core.audit_chain import HASHED_FIELDS, Head, Problem, Verdict, check_chain
+from tracker.core.audit_chain import HASHED_FIELDS, Head, Problem, Verdict, chain_rows, check_chain
 from tracker.dates import utcnow
 from tracker.db.tables import AuditEvent, AuditHead
 
@@ -108,8 +108,7 @@ def link_rows(conn, rows: list[dict]) -> None:
     if not rows:
         return
     appending = _lock_head(conn)
-    for row in rows:
-        row["seq"], row["prev_hash"], row["hash"] = _append(appending, row)
+    appending.head, appending.moved = chain_rows(appending.head, rows), True
     _store_head(conn, appending)
 
 

@@ -1,14 +1,19 @@
 """Lab results from HL7 v2 ORU^R01 messages and FHIR R4 bundles (issue 16): the parsers' plain rows
-(tracker/labs) checked and stored as the CSV import checks and stores its rows (validate_result, then
-record_result, oldest first, so each result completes the items it answers and is evaluated as it lands).
+(tracker/labs) checked as the CSV import checks its rows and stored through the same bulk path
+(services/results_bulk.py: oldest first, each result completing the items it answers, audited as
+`result.add`, the patients evaluated together as after `result add`).
 
 - A result maps to a tracker test by its LOINC code (the vocabulary's `loinc`/`also_loinc`), or by a local
   code the site config maps (`[labs.codes]`); its unit goes through tracker/units.py like any other.
 - All or nothing: any bad result refuses the whole file, naming each (`message MSG1 OBX[3]: ...`), and the
   database is left as it was; `skip_bad` stores the good ones and returns the rejected with their reasons.
 - Idempotent: each result carries its source id (message control id + OBX set id, or Observation id;
-  lab_result.source_id, unique). A result already on record is skipped, so importing the same message
-  again stores nothing and writes nothing (not even an audit row).
+  lab_result.source_id, unique; replaced_lab_source for the ids a correction replaced). A result already on
+  record is skipped, so importing the same message again stores nothing and writes nothing (not even an
+  audit row).
+- Corrections (HL7 OBX-11 `C` in a later message; a FHIR Observation sent again as amended or corrected)
+  replace the result they correct (tracker/core/lab_corrections.py says which), audited as `result.correct`
+  with before and after, and the patient is evaluated again.
 """
 
 from __future__ import annotations
@@ -17,25 +22,47 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlmodel import select
+from sqlalchemy import select
 
 from tracker.core.durations import parse_date
 from tracker.core.inputs import finite_number
-from tracker.db.tables import LabResult, Patient
+from tracker.core.lab_corrections import Candidate, hl7_corrected, same_values
+from tracker.db.tables import LabResult, ReplacedLabSource
 from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
 from tracker.services import audit
 from tracker.services.context import Clinic
-from tracker.services.result_import import ImportRejected, read_bounded
+from tracker.services.result_import import IN_CHUNK, ImportRejected, read_bounded
 
 
 @dataclass
 class LabImportReport:
     format: str
-    imported: list = field(default_factory=list)  # RecordedResult
+    imported: list = field(default_factory=list)  # ResultToRecord: the new results stored
     already: int = 0  # results of this file already on record (a re-import)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
-    evaluation: object | None = None  # the alerts raised/resolved once the results landed (services.alerts)
+    corrected: int = 0  # results on record whose values a correction of this file replaced
+    evaluations: list = field(default_factory=list)  # EvaluationSummary per batch evaluated (services.alerts)
+
+    def counts(self) -> str:
+        """What else happened to the file's results, for the line that reports an import."""
+        corrected = f", {self.corrected} corrected" if self.corrected else ""
+        already = f" ({self.already} already on record)" if self.already else ""
+        return corrected + already
+
+    @property
+    def evaluation(self):
+        """Every alert raised or resolved and follow-up booked once the results landed, as one summary."""
+        from tracker.services.evaluate import EvaluationSummary
+
+        if not self.evaluations:
+            return None
+        merged = EvaluationSummary()
+        for part in self.evaluations:
+            for name in ("raised", "reopened", "resolved", "outcomes", "follow_ups", "would_open", "would_clear"):
+                getattr(merged, name).extend(getattr(part, name))
+            merged.reviewed += part.reviewed
+        return merged
 
 
 def parse_lab_data(data: bytes, name: str) -> tuple[str, list[LabRow]]:
@@ -76,27 +103,69 @@ def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str]) 
                                             "or a local code mapped in the config's [labs.codes]")
 
 
-def _existing_sources(session, source_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(source_ids), 500):
-        chunk = source_ids[start:start + 500]
-        found.update(session.exec(select(LabResult.source_id).where(LabResult.source_id.in_(chunk))).all())
+@dataclass(frozen=True)
+class _Stored:
+    """A result on record carrying a source id of this file: what a correction sent again is compared with."""
+
+    id: int
+    patient_id: int
+    test: str
+    taken_on: dt.date
+    values: dict
+
+
+_REPLACED = object()  # a source id whose values a later correction replaced (replaced_lab_source)
+
+
+def _on_record(session, source_ids: list[str]) -> dict[str, object]:
+    """The source ids already on record: each mapped to its result (`_Stored`), or `_REPLACED`."""
+    from tracker.services.results_bulk import CORRECTED_FIELDS
+
+    R, X = LabResult.__table__, ReplacedLabSource.__table__
+    found: dict[str, object] = {}
+    wanted = sorted(set(source_ids))
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start:start + IN_CHUNK]
+        query = select(R.c.source_id, R.c.id, R.c.patient_id, R.c.test, R.c.taken_on,
+                       *(R.c[name] for name in CORRECTED_FIELDS)).where(R.c.source_id.in_(chunk))
+        for source_id, result_id, patient_id, test, taken_on, *values in session.execute(query):
+            found[source_id] = _Stored(result_id, patient_id, test, taken_on, dict(zip(CORRECTED_FIELDS, values)))
+        found.update((source_id, _REPLACED) for source_id in
+                     session.execute(select(X.c.source_id).where(X.c.source_id.in_(chunk))).scalars())
     return found
 
 
-def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *, skip_bad: bool) -> LabImportReport:
-    from tracker.services.results import validate_result
+def _hl7_candidates(session, patient_id: int, test: str, taken_on: dt.date) -> list[Candidate]:
+    """The patient's results of `test` taken on `taken_on` that came from HL7: what a correction may replace."""
+    R = LabResult.__table__
+    query = select(R.c.id, R.c.source_id).where(R.c.patient_id == patient_id, R.c.test == test,
+                                                R.c.taken_on == taken_on, R.c.source_id.like("hl7:%"))
+    return [Candidate(source_id, test, taken_on, result_id=result_id)
+            for result_id, source_id in session.execute(query)]
 
-    session, vocabulary, today = clinic.session, clinic.library.vocabulary, clinic.today
+
+def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *, skip_bad: bool) -> LabImportReport:
+    """Check every result as the CSV import checks a row, then store them through the same bulk path
+    (services/results_bulk.py: items completed, `result.add` audited, patients evaluated), and apply the
+    corrections among them (tracker/core/lab_corrections.py). All or nothing unless `skip_bad`."""
+    from tracker.services.result_import import _patients
+    from tracker.services.results import RowValidator
+    from tracker.services.results_bulk import BulkRecorded, Correction, ResultToRecord, record_in_bulk, replace_results
+
+    session, vocabulary = clinic.session, clinic.library.vocabulary
     by_loinc = vocabulary.by_loinc()
     local = dict(clinic.settings.labs.codes)
-    on_record = _existing_sources(session, [r.source_id for r in rows])
-    patients: dict[str, Patient | None] = {}
+    on_record = _on_record(session, [r.source_id for r in rows])
+    patients = _patients(session, {r.mrn for r in rows})
+    validate = RowValidator(vocabulary, clinic.today)
     seen: set[str] = set()
-    good: list[tuple[int, Patient, object, dt.date, str]] = []  # (order, patient, checked, taken_on, source_id)
+    good: list[ResultToRecord] = []
+    corrections: list[Correction] = []
+    in_file: dict[tuple, list[Candidate]] = {}  # (patient id, test, day) -> this file's HL7 results so far
     report = LabImportReport(kind)
     for number, row in enumerate(rows):
-        if row.source_id in on_record:
+        stored = on_record.get(row.source_id)
+        if stored is not None and not (row.corrects and isinstance(stored, _Stored)):
             report.already += 1
             continue
         try:
@@ -108,73 +177,67 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
                 raise InputError("result", row.source_id[:60] + "...", "its id is longer than 200 characters")
             seen.add(row.source_id)
             test = test_code_for(row, by_loinc, local)
-            if row.mrn not in patients:
-                patients[row.mrn] = session.exec(select(Patient).where(Patient.mrn == row.mrn)).first()
-            patient = patients[row.mrn]
+            patient = patients.get(row.mrn)
             if patient is None:
                 raise InputError("mrn", row.mrn, "no such patient in tracker")
             taken_on = parse_date(row.taken_on, "taken_on")
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
-            checked = validate_result(vocabulary, test, row.value, taken_on, patient, today, ref_low, ref_high, row.unit)
+            checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit)
+            result = ResultToRecord(number, patient, checked, taken_on, row.source_id)
+            if isinstance(stored, _Stored):  # the same Observation again, amended or corrected
+                correction = _amending(stored, result, vocabulary)
+                if correction is None:
+                    report.already += 1
+                    continue
+                corrections.append(correction)
+                continue
+            key = (patient.id, checked.code, taken_on)
+            if row.corrects:
+                candidates = [*_hl7_candidates(session, *key), *in_file.get(key, ())]
+                target = hl7_corrected(row.source_id, checked.code, taken_on, candidates)
+                if target.ambiguous:
+                    which = ", ".join(f"#{c.result_id}" if c.result_id is not None else f"{rows[c.row].where}"
+                                      for c in target.ambiguous)
+                    raise InputError("result", row.code_text,
+                                     f"corrects a {checked.code} result of {taken_on}, but {len(target.ambiguous)} "
+                                     f"from this laboratory match ({which}): cannot tell which one; nothing replaced")
+                if target.candidate is not None:
+                    corrections.append(Correction(result, target.candidate.result_id, target.candidate.row))
+                    continue
+            good.append(result)
+            if row.source_id.startswith("hl7:"):
+                in_file.setdefault(key, []).append(Candidate(row.source_id, checked.code, taken_on, row=number))
         except TrackerError as exc:
             report.rejected.append((row.where, str(exc)))
             continue
-        good.append((number, patient, checked, taken_on, row.source_id))
     if report.rejected and not skip_bad:
         raise ImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected],
                              "results")
-    report.imported = store_checked_results(clinic, good)
-    if report.imported:
-        # Every patient with a new result reviewed once, on the rules a result moves, as the nightly run
-        # reviews a day's results (a review per result would load the chart once per result).
-        from tracker.services.alerts import evaluate_clinic
-
-        patient_ids = sorted({r.patient.id for r in report.imported})
-        report.evaluation = evaluate_clinic(session, clinic.library, today, clinic.settings, patient_ids=patient_ids,
-                                            kinds=("threshold", "gate", "overdue"), user=clinic.user)
-    if report.imported or report.rejected:
+    good.sort(key=lambda r: (r.taken_on, r.line))  # oldest first: baselines first, as one by one
+    done = record_in_bulk(clinic, good) if good else BulkRecorded()
+    replace_results(clinic, corrections, done)
+    report.imported, report.corrected, report.evaluations = good, done.corrected, done.evaluations
+    if report.imported or report.corrected or report.rejected:
         audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
-                     {"file": name, "format": kind, "imported": len(report.imported), "already": report.already,
-                      "rejected": len(report.rejected)})
+                     {"file": name, "format": kind, "imported": len(report.imported), "corrected": report.corrected,
+                      "already": report.already, "rejected": len(report.rejected)})
     return report
 
 
-def store_checked_results(clinic: Clinic, good: list) -> list:
-    """Store checked results as `record_result` stores one (same row, same items completed, same audit
-    event), oldest first so baselines complete first, in one INSERT batch, reading each patient's planned
-    items once. The patients' alerts are evaluated by the caller, once. Returns RecordedResults."""
-    from tracker.dates import utcnow
-    from tracker.db.tables import Item
-    from tracker.services.results import RecordedResult, complete_items
+def _amending(stored: _Stored, result, vocabulary):
+    """The correction an Observation sent again as amended or corrected makes to the result carrying its id:
+    None when it carries the values already stored (sent again), refused when it names another patient,
+    test or day (a replacement would move what the result answered; enter that by hand)."""
+    from tracker.services.results_bulk import Correction, corrected_values
 
-    session, library = clinic.session, clinic.library
-    vocabulary = library.vocabulary
-    stored = []
-    now = utcnow()
-    for _, patient, checked, taken_on, source_id in sorted(good, key=lambda g: (g[3], g[0])):
-        result = LabResult(patient_id=patient.id, test=checked.code, value_num=checked.value_num,
-                           value_text=checked.value_text, unit=checked.unit or vocabulary.get(checked.code).unit,
-                           reported_value=checked.reported_value, reported_unit=checked.reported_unit,
-                           taken_on=taken_on, ref_low=checked.ref_low, ref_high=checked.ref_high, created_at=now,
-                           source_id=source_id)
-        session.add(result)
-        stored.append((patient, result))
-    session.flush()
-    planned: dict[int, list[Item]] = {}
-    ids = sorted({patient.id for patient, _ in stored})
-    for start in range(0, len(ids), 500):
-        for item in session.exec(select(Item).where(Item.patient_id.in_(ids[start:start + 500]),
-                                                    Item.status == "planned",
-                                                    Item.kind.in_(("baseline", "lab")))).all():
-            planned.setdefault(item.patient_id, []).append(item)
-    recorded = []
-    for patient, result in stored:
-        completed = complete_items(session, library, patient, result, planned.get(patient.id, []))
-        audit.record(session, clinic.user, "result.add", "lab_result", result.id, patient.mrn, None,
-                     {**audit.snapshot(result), "completed_items": [i.id for i in completed]})
-        recorded.append(RecordedResult(result, patient, completed, None))
-    return recorded
+    if (stored.patient_id, stored.test, stored.taken_on) != (result.patient.id, result.checked.code, result.taken_on):
+        raise InputError("result", result.source_id,
+                         f"amends result #{stored.id} ({stored.test} on {stored.taken_on}) but names another "
+                         f"patient, test or day; nothing replaced")
+    if same_values(stored.values, corrected_values(result, vocabulary)):
+        return None
+    return Correction(result, stored.id)
 
 
 def accept_message(open_clinic, message: bytes) -> tuple[str, str]:
@@ -197,5 +260,4 @@ def accept_message(open_clinic, message: bytes) -> tuple[str, str]:
         return "AR", str(exc)
     except TrackerError as exc:
         return "AE", " / ".join(str(exc).splitlines())
-    already = f" ({report.already} already on record)" if report.already else ""
-    return "AA", f"imported {len(report.imported)} results{already}"
+    return "AA", f"imported {len(report.imported)} results{report.counts()}"

@@ -64,6 +64,33 @@ def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.
     return convert_numeric(vocabulary.get(code), value_num, unit, taken_on, ref_low, ref_high)
 
 
+class RowValidator:
+    """`validate_result` for the many rows of an import. What a value, unit and reference range check to (the
+    test, the value converted, the limits) does not depend on the day or the patient, so a combination already
+    accepted is not checked and converted again; the checks that read the day and the patient run for every
+    row. Only acceptances are remembered: a refusal is worked out afresh, so its message names its own row."""
+
+    def __init__(self, vocabulary: Vocabulary, today: dt.date):
+        self.vocabulary, self.today = vocabulary, today
+        self.accepted: dict[tuple, CheckedResult] = {}
+
+    def __call__(self, test: str, value: str, taken_on: dt.date, patient, ref_low: float | None = None,
+                 ref_high: float | None = None, unit: str | None = None) -> CheckedResult:
+        key = (test, value, unit, _exact(ref_low), _exact(ref_high))
+        checked = self.accepted.get(key)
+        if checked is None or taken_on > self.today or taken_on < patient.dob:
+            # (a day refused below: validate_result names it in the same words as for any row)
+            checked = validate_result(self.vocabulary, test, value, taken_on, patient, self.today, ref_low, ref_high,
+                                      unit)
+            self.accepted[key] = checked
+        return checked
+
+
+def _exact(number: float | None) -> str | None:
+    """A limit as a key that tells -0.0 from 0.0 (equal, yet stored and shown differently)."""
+    return None if number is None else float(number).hex()
+
+
 def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt.date,
                     ref_low: float | None, ref_high: float | None) -> CheckedResult:
     """The value (and the laboratory's reference range) in the vocabulary's unit, refused when the unit

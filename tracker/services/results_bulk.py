@@ -48,10 +48,22 @@ EVALUATED_KINDS = ("threshold", "gate", "overdue")  # what a landing result move
 class ResultToRecord:
     """A checked result for a patient (`patient`: id, mrn, sex, childbearing, dob) and where it came from."""
 
-    line: int
+    line: int  # where it came from in its file (a CSV line, a lab file's result number): unique in a batch
     patient: object
     checked: CheckedResult
     taken_on: dt.date
+    source_id: str | None = None  # the HL7 message result or FHIR Observation it came from (lab_result.source_id)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A checked result that replaces the values of a result on record (`result_id`) or of one recorded
+    earlier in the same batch (`row`: its `ResultToRecord.line`): a laboratory's correction
+    (tracker/core/lab_corrections.py)."""
+
+    result: ResultToRecord
+    result_id: int | None = None
+    row: int | None = None
 
 
 @dataclass
@@ -79,6 +91,8 @@ class BulkRecorded:
     recorded: int = 0
     completed: int = 0  # items completed
     evaluations: list = field(default_factory=list)  # EvaluationSummary per chunk evaluated
+    ids: dict[int, int] = field(default_factory=dict)  # ResultToRecord.line -> the new result's id
+    corrected: int = 0  # results whose values a correction replaced
 
 
 def rounds(rows: list[ResultToRecord]) -> list[list[ResultToRecord]]:
@@ -133,7 +147,10 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     events = []
     empty = dict.fromkeys(LabResult.model_fields)
     encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
+    created_at = now.isoformat()
+    days: dict[dt.date, str] = {}  # the few days of a batch, as the encoder's default would write them
     for row, result_id, result in zip(rows, ids, values):
+        done.ids[row.line] = result_id
         code, taken = row.checked.code, row.taken_on
         within = taken + dt.timedelta(days=LAB_EARLY_DAYS)
         open_items = [i for i in items.get(row.patient.id, ()) if i.status == "planned" and i.due <= within]
@@ -146,7 +163,8 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
         done.completed += len(completed)
         events.append({"at": now, "user": clinic.user, "action": "result.add", "entity": "lab_result",
                        "entity_id": result_id, "mrn": row.patient.mrn, "before": None,
-                       "after": encode({**empty, **result, "id": result_id,
+                       "after": encode({**empty, **result, "id": result_id, "created_at": created_at,
+                                        "taken_on": days.get(taken) or days.setdefault(taken, taken.isoformat()),
                                         "completed_items": [i.id for i in completed]})})
     if changed:
         statement = (update(Item.__table__).where(Item.__table__.c.id == bindparam("item_id"))
@@ -160,6 +178,49 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     done.recorded += len(rows)
     done.evaluations.append(evaluate_clinic(session, library, clinic.today, clinic.settings,
                                             patient_ids=patient_ids, kinds=EVALUATED_KINDS, user=clinic.user))
+
+
+CORRECTED_FIELDS = ("value_num", "value_text", "unit", "reported_value", "reported_unit", "ref_low", "ref_high")
+
+
+def corrected_values(row: ResultToRecord, vocabulary) -> dict:
+    """The values of a result that a correction replaces (its test, patient and day stay)."""
+    values = _result_values(row, vocabulary, None)
+    return {name: values[name] for name in CORRECTED_FIELDS}
+
+
+def replace_results(clinic: Clinic, corrections: list[Correction], done: BulkRecorded) -> None:
+    """Apply `corrections` in order: the result each replaces takes its values and source id (the one it
+    carried is kept in replaced_lab_source, so its first message stays on record), audited as
+    `result.correct` with before and after; then the patients are evaluated again, as after a new result.
+    The result still answers the items it answered (same test, same day)."""
+    from tracker.db.tables import ReplacedLabSource
+    from tracker.services.alerts import evaluate_clinic
+
+    if not corrections:
+        return
+    session, vocabulary = clinic.session, clinic.library.vocabulary
+    now = utcnow()
+    patient_ids = set()
+    for correction in corrections:
+        row = correction.result
+        result_id = correction.result_id if correction.result_id is not None else done.ids[correction.row]
+        result = session.get(LabResult, result_id)
+        before = audit.snapshot(result)
+        for name, value in corrected_values(row, vocabulary).items():
+            setattr(result, name, value)
+        if row.source_id != result.source_id:
+            if result.source_id is not None:
+                session.add(ReplacedLabSource(source_id=result.source_id, result_id=result.id, replaced_at=now))
+            result.source_id = row.source_id
+        session.add(result)
+        audit.record(session, clinic.user, "result.correct", "lab_result", result.id, row.patient.mrn, before,
+                     audit.snapshot(result))
+        patient_ids.add(row.patient.id)
+        done.corrected += 1
+    session.flush()
+    done.evaluations.append(evaluate_clinic(session, clinic.library, clinic.today, clinic.settings,
+                                            patient_ids=sorted(patient_ids), kinds=EVALUATED_KINDS, user=clinic.user))
 
 
 def _sync_loaded_items(session, changed: dict[int, OpenItem]) -> None:
@@ -179,7 +240,8 @@ def _result_values(row: ResultToRecord, vocabulary, now: dt.datetime) -> dict:
     return {"patient_id": row.patient.id, "test": checked.code, "value_num": checked.value_num,
             "value_text": checked.value_text, "unit": checked.unit or vocabulary.get(checked.code).unit,
             "reported_value": checked.reported_value, "reported_unit": checked.reported_unit,
-            "taken_on": row.taken_on, "ref_low": checked.ref_low, "ref_high": checked.ref_high, "created_at": now}
+            "taken_on": row.taken_on, "ref_low": checked.ref_low, "ref_high": checked.ref_high, "created_at": now,
+            "source_id": row.source_id}
 
 
 def _iso_or_str(value) -> str:

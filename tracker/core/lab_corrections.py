@@ -1,0 +1,64 @@
+"""Which stored result a laboratory's correction replaces (pure; services/lab_import.py applies it).
+
+A laboratory corrects a result it sent in two ways:
+
+- HL7 v2: a new ORU^R01 message (a new MSH-10, so a new source id) whose OBX-11 is `C`. It corrects the result
+  of the same test, for the same patient, taken the same day, that the same laboratory sent (sending facility,
+  MSH-4: the `hl7:<facility>|` part of the source id). Exactly one such result: replaced. None: the correction
+  is stored as a new result (tracker never had the first one, e.g. it was preliminary and refused). Several:
+  tracker cannot tell which one is meant, and refuses the correction.
+- FHIR: the same Observation (same id, so the same source id) sent again as `amended` or `corrected`. It
+  replaces the result carrying that source id; sent again unchanged, it is on record and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A result a correction might replace: one on record (`result_id`) or one earlier in the same file
+    (`row`, its position there)."""
+
+    source_id: str
+    test: str
+    taken_on: dt.date
+    result_id: int | None = None
+    row: int | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a correction replaces: `candidate`, or nothing (store it as new); `ambiguous` lists the
+    candidates when more than one would fit (refused)."""
+
+    candidate: Candidate | None = None
+    ambiguous: tuple[Candidate, ...] = ()
+
+
+def sender(source_id: str) -> str | None:
+    """The laboratory an HL7 source id came from (`hl7:<facility>|`), None for any other source."""
+    if not source_id.startswith("hl7:") or "|" not in source_id:
+        return None
+    return source_id.split("|", 1)[0] + "|"
+
+
+def hl7_corrected(source_id: str, test: str, taken_on: dt.date, candidates: Iterable[Candidate]) -> Target:
+    """The result an HL7 correction (OBX-11 `C`, source id `source_id`) of `test` taken on `taken_on`
+    replaces, among the patient's results from HL7 (`candidates`)."""
+    lab = sender(source_id)
+    if lab is None:
+        return Target()
+    fits = tuple(c for c in candidates
+                 if c.test == test and c.taken_on == taken_on and sender(c.source_id) == lab)
+    if len(fits) == 1:
+        return Target(fits[0])
+    return Target(None, fits if len(fits) > 1 else ())
+
+
+def same_values(stored: dict, checked: dict) -> bool:
+    """Whether a correction sent again carries the values already stored (then it is on record)."""
+    return all(stored.get(name) == value for name, value in checked.items())
