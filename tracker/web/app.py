@@ -28,6 +28,7 @@ from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
 from tracker.db.tables import AuditEvent, Patient, StaffUser
 from tracker.errors import TrackerError
+from tracker.web.quality import quality_page
 from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_token, idle_expired
 
 SESSION_COOKIE = "tracker_session"
@@ -306,6 +307,7 @@ def create_app(engine, library, settings, secret: str, *, https: bool = False) -
         Route("/alerts", page(alerts_page)),
         Route("/alerts/{alert_id:int}/{action:str}", page(alert_action), methods=["POST"]),
         Route("/patients/{patient_id:int}", page(patient_page)),
+        Route("/quality", page(quality_page)),
         Mount("/static", StaticFiles(directory=str(resources.files("tracker.web") / "static")), name="static"),
     ]
     middleware = [

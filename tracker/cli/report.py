@@ -1,0 +1,99 @@
+"""tracker report quality"""
+
+from __future__ import annotations
+
+import click
+
+from tracker.cli import pass_app
+from tracker.cli.options import DATE
+
+
+@click.group()
+def report() -> None:
+    """Reports over the clinic's monitoring (for clinical audit and planning)."""
+
+
+@report.command("quality")
+@click.option("--from", "start", type=DATE, required=True, help="First day of the period (items due, alerts raised).")
+@click.option("--to", "end", type=DATE, required=True,
+              help="Last day of the period, at most today; every figure is as it stood on this day.")
+@click.option("--drug", help="Only this drug's draws, checkpoints and alerts (a protocol id, name or alias).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object to stdout: from, to, drug, windows (the "
+              "settings used; clinic_default names those no source gives), clinic and drugs (per group: draws, "
+              "checkpoints, alerts), forecast (the 12 weeks after --to).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report with its charts as one self-contained HTML file (to mail or print).")
+@pass_app
+def quality(app, start, end, drug, as_json, html_file):
+    """Monitoring quality over a period: per drug and for the whole clinic, the share of draws done within
+    their window (due date + [alerts] overdue_grace_days), median days late, overdue counts, checkpoints
+    judged on time, alerts acknowledged within [alerts] ack_within_days (clinic default), and the draws
+    planned in each of the 12 weeks after --to."""
+    from tracker.errors import InputError
+    from tracker.services.quality import quality as build, report_json
+
+    if as_json and html_file:
+        raise InputError("html", html_file, "give --json or --html, not both")
+    with app.clinic(write=False) as clinic:
+        data = report_json(build(clinic, start, end, drug))
+    if as_json:
+        from tracker.cli.render import emit_json
+
+        emit_json(data)
+    elif html_file:
+        from tracker.private_files import open_private
+        from tracker.web.quality import standalone_html
+
+        page = standalone_html(data)
+        with open_private(html_file, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        click.echo(f"Wrote {html_file} (monitoring quality {data['from']} to {data['to']}).")
+    else:
+        show(data)
+
+
+def _pct(share) -> str:
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
+def _days(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def show(data: dict) -> None:
+    from tracker.cli.render import say, table
+
+    windows = data["windows"]
+
+    def marked(key: str) -> str:
+        return f"{windows[key]} days{' (clinic default)' if key in windows['clinic_default'] else ''}"
+
+    groups = [*data["drugs"], data["clinic"]]
+    name = lambda g: "whole clinic" if g["name"] == "clinic" else g["name"]  # noqa: E731
+    title = f"Monitoring quality {data['from']} to {data['to']}" + (f" · {data['drug']}" if data["drug"] else "")
+    table(["drug", "draws", "in window", "late", "med. late", "open late", "med. open", "overdue", "pending"],
+          [[name(g), str(g["draws"]["draws"]), f"{_pct(g['draws']['on_time_share'])} ({g['draws']['on_time']})",
+            str(g["draws"]["late"]), _days(g["draws"]["median_days_late_done"]), str(g["draws"]["open_late"]),
+            _days(g["draws"]["median_days_late_open"]), str(g["draws"]["overdue"]), str(g["draws"]["pending"])]
+           for g in groups],
+          f"{title}: draws",
+          legend=f"In window: taken by the due date + {marked('overdue_grace_days')}; days late count from the "
+                 f"due date; overdue and open as on {data['to']}.")
+    table(["drug", "checkpoints", "on time", "late", "missed", "alerts", "in time", "late", "unanswered", "closed"],
+          [[name(g), str(g["checkpoints"]["checkpoints"]),
+            f"{_pct(g['checkpoints']['on_time_share'])} ({g['checkpoints']['on_time']})",
+            str(g["checkpoints"]["late"]), str(g["checkpoints"]["missed"]), str(g["alerts"]["alerts"]),
+            f"{_pct(g['alerts']['in_time_share'])} ({g['alerts']['in_time']})", str(g["alerts"]["late"]),
+            str(g["alerts"]["unanswered"]), str(g["alerts"]["closed_by_system"])] for g in groups],
+          "Checkpoints and alerts",
+          legend=f"Checkpoint on time: assessed by its date + {marked('checkpoint_window_days')}. Alert in time: "
+                 f"acknowledged (or resolved by hand) within {marked('ack_within_days')}; closed = the system "
+                 f"resolved it first.")
+    table(["week", "draws", "by drug"],
+          [[f"{w['start']} to {w['end']}", str(w["draws"]),
+            ", ".join(f"{d} {n}" for d, n in w["by_drug"].items())] for w in data["forecast"]],
+          f"Draws planned, the {len(data['forecast'])} weeks after {data['to']}")
+    say("Cancelled items and a stopped course's later items are left out; shares are of decided items.")
+
+
+COMMANDS = [report]
