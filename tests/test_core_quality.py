@@ -102,7 +102,8 @@ def test_items_outside_the_period_are_ignored():
 def test_per_drug_and_clinic_a_merged_draw_counts_once_for_the_clinic():
     items = [draw(D(2026, 1, 5), D(2026, 1, 6), drugs=("methotrexate", "ciclosporin")),
              draw(D(2026, 1, 12), D(2026, 1, 30), drugs=("ciclosporin",)),
-             draw(D(2026, 2, 2), D(2026, 2, 2), drugs=("dupilumab",), kind="baseline")]
+             draw(D(2026, 2, 2), D(2026, 2, 2), drugs=("dupilumab",)),
+             draw(D(2026, 2, 2), drugs=("dupilumab",), kind="baseline")]  # a pre-start test, not a draw
     result = report(items)
     by_name = {g.name: g.draws for g in result.drugs}
     assert list(by_name) == ["ciclosporin", "dupilumab", "methotrexate"]

@@ -7,7 +7,7 @@ Every figure is as of the period's last day (`to`): a draw done after `to` was s
 report for a past period reads the same whenever it is run.
 
 One definition of each window, from the data model and the settings the worklist and the alerts use:
-- a draw (baseline test or lab draw) is done *within its window* when it was taken by its due date plus
+- a draw (a lab item: planned, or a repeat a threshold booked) is done *within its window* when it was taken by its due date plus
   `[alerts] overdue_grace_days` (the lateness that raises an overdue alert, tracker/core/worklist.py);
   days late are counted from the due date, as `days_overdue` does;
 - a checkpoint is judged *on time* when the assessment that judged it (the item's `done_on`) was recorded
@@ -25,7 +25,10 @@ import datetime as dt
 import statistics
 from dataclasses import dataclass, field
 
-DRAW_KINDS = ("baseline", "lab")  # the items that are blood draws (tracker/core/worklist.py OVERDUE_ALERT_KINDS)
+# The items that are blood draws: planned lab draws and repeats a threshold booked. Baseline items are left
+# out: they are single pre-start tests (a chest X-ray and a height among them), due on the start day, and
+# gate the start itself (tracker/core/gates.py); their lateness is the baseline-set overdue alert's.
+DRAW_KINDS = ("lab",)
 CHECKPOINT_KIND = "checkpoint"
 FORECAST_WEEKS = 12
 CLINIC = "clinic"  # the name of the whole-clinic group

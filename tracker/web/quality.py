@@ -76,7 +76,7 @@ def forecast_chart(report: dict) -> str:
         h = plot_h * week["draws"] / top
         x = F_LEFT + index * slot + slot * 0.15
         y = F_TOP + plot_h - h
-        label = f"week of {week['start']}: {week['draws']} draws"
+        label = f"week of {week['start']}: {week['draws']} draw{'' if week['draws'] == 1 else 's'}"
         parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" fill="{BAR}">'
                      f'<title>{escape(label)}</title></rect>')
         parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{y - 4:.1f}" text-anchor="middle" font-size="11" '
