@@ -158,3 +158,21 @@ def test_weekly_forecast_of_planned_draws_after_the_period():
     assert sum(w.draws for w in weeks) == 4
     only = report(ahead=ahead, drug="dupilumab")
     assert [w.draws for w in only.forecast][:2] == [1, 1] and only.forecast[0].by_drug == {"dupilumab": 1}
+
+
+def test_counted_rows_give_the_figures_of_as_many_single_items():
+    """The shell reads identical items grouped, with a count: the figures (medians included) must be those of
+    the items one by one."""
+    singles = [draw(D(2026, 1, 5), D(2026, 1, 15))] * 3 + [draw(D(2026, 1, 5), D(2026, 1, 25))] \
+        + [draw(D(2026, 3, 1))] * 2 + [draw(D(2026, 3, 30))] + [draw(D(2026, 1, 5), D(2026, 1, 6))] * 4
+    grouped = [QualityItem("lab", "done", D(2026, 1, 5), D(2026, 1, 15), ("methotrexate",), None, 3),
+               QualityItem("lab", "done", D(2026, 1, 5), D(2026, 1, 25), ("methotrexate",), None, 1),
+               QualityItem("lab", "planned", D(2026, 3, 1), None, ("methotrexate",), None, 2),
+               QualityItem("lab", "planned", D(2026, 3, 30), None, ("methotrexate",), None, 1),
+               QualityItem("lab", "done", D(2026, 1, 5), D(2026, 1, 6), ("methotrexate",), None, 4)]
+    ahead = [draw(D(2026, 4, 2))] * 5
+    one_by_one, counted = report(singles, ahead=ahead), report(grouped, ahead=[
+        QualityItem("lab", "planned", D(2026, 4, 2), None, ("methotrexate",), None, 5)])
+    assert counted == one_by_one
+    assert counted.clinic.draws.median_days_late_done == 10.0  # 10, 10, 10, 20
+    assert counted.clinic.draws.draws == 11 and counted.forecast[0].draws == 5

@@ -22,7 +22,6 @@ not in a share, which is of decided items only.
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from dataclasses import dataclass, field
 
 # The items that are blood draws: planned lab draws and repeats a threshold booked. Baseline items are left
@@ -45,6 +44,7 @@ class QualityItem:
     done_on: dt.date | None
     drugs: tuple[str, ...]
     stopped_on: dt.date | None = None
+    count: int = 1  # how many stored items are exactly like this one (the shell reads them grouped)
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,22 @@ def _share(good: int, decided: int) -> float | None:
     return good / decided if decided else None
 
 
-def _median(values: list[int]) -> float | None:
-    return float(statistics.median(values)) if values else None
+def _median(weighted: list[tuple[int, int]]) -> float | None:
+    """The median of values given as (value, how many times): as statistics.median of the expanded list."""
+    total = sum(n for _, n in weighted)
+    if not total:
+        return None
+    ordered = sorted(weighted)
+
+    def nth(k: int) -> int:  # the k-th value (0-based) of the expanded, sorted list
+        for value, n in ordered:
+            if k < n:
+                return value
+            k -= n
+        raise IndexError(k)
+
+    middle = total // 2
+    return float(nth(middle)) if total % 2 else (nth(middle - 1) + nth(middle)) / 2
 
 
 def draw_figures(items: list[QualityItem], end: dt.date, grace_days: int) -> DrawFigures:
@@ -190,24 +204,24 @@ def draw_figures(items: list[QualityItem], end: dt.date, grace_days: int) -> Dra
     late_done, late_open, overdue = [], [], 0
     for item in items:
         result = outcome(item, draw_deadline(item, grace_days), end)
-        tally[result] += 1
+        tally[result] += item.count
         if result == "late":
-            late_done.append((item.done_on - item.due).days)
+            late_done.append(((item.done_on - item.due).days, item.count))
         elif result == "open_late":
-            late_open.append((end - item.due).days)
+            late_open.append(((end - item.due).days, item.count))
         if result in ("open_late", "pending") and item.due < end:
-            overdue += 1
+            overdue += item.count
     decided = tally["on_time"] + tally["late"] + tally["open_late"]
-    return DrawFigures(len(items), tally["on_time"], tally["late"], tally["open_late"], tally["pending"], overdue,
+    return DrawFigures(sum(i.count for i in items), tally["on_time"], tally["late"], tally["open_late"], tally["pending"], overdue,
                        _share(tally["on_time"], decided), _median(late_done), _median(late_open))
 
 
 def checkpoint_figures(items: list[QualityItem], end: dt.date, window_days: int) -> CheckpointFigures:
     tally = {"on_time": 0, "late": 0, "open_late": 0, "pending": 0}
     for item in items:
-        tally[outcome(item, checkpoint_deadline(item, window_days), end)] += 1
+        tally[outcome(item, checkpoint_deadline(item, window_days), end)] += item.count
     decided = tally["on_time"] + tally["late"] + tally["open_late"]
-    return CheckpointFigures(len(items), tally["on_time"], tally["late"], tally["open_late"], tally["pending"],
+    return CheckpointFigures(sum(i.count for i in items), tally["on_time"], tally["late"], tally["open_late"], tally["pending"],
                              _share(tally["on_time"], decided))
 
 
@@ -235,9 +249,9 @@ def forecast(items: list[QualityItem], end: dt.date, weeks: int = FORECAST_WEEKS
         index = (item.due - first).days // 7
         if 0 <= index < weeks:
             _, _, total, by_drug = out[index]
-            total[0] += 1
+            total[0] += item.count
             for drug in item.drugs:
-                by_drug[drug] = by_drug.get(drug, 0) + 1
+                by_drug[drug] = by_drug.get(drug, 0) + item.count
     return tuple(ForecastWeek(start, stop, total[0], dict(sorted(by_drug.items())))
                  for start, stop, total, by_drug in out)
 
@@ -268,6 +282,6 @@ def quality_report(items: list[QualityItem], alerts: list[QualityAlert], start: 
                      for name in names)
     future = [i for i in ahead if wanted(i.drugs)]
     if drug is not None:
-        future = [QualityItem(i.kind, i.status, i.due, i.done_on, (drug,), i.stopped_on) for i in future]
+        future = [QualityItem(i.kind, i.status, i.due, i.done_on, (drug,), i.stopped_on, i.count) for i in future]
     return QualityReport(start, end, drug, windows, group(CLINIC, period, raised), per_drug,
                          forecast(future, end))

@@ -121,6 +121,8 @@ class Item(SQLModel, table=True):
         Index("ix_item_patient_status_due", "patient_id", "status", "due"),
         # The latest change of any item: a whole-clinic feed's validators, one seek (migration 0012).
         Index("ix_item_last_modified", "last_modified"),
+        # The quality report's read of a period's draws and checkpoints, from the index alone (migration 0014).
+        Index("ix_item_kind_due_quality", "kind", "due", "status", "done_on", "drug", "merged_drugs", "course_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

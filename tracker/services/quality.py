@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from tracker.core.inputs import date_range
 from tracker.core.quality import (
@@ -51,22 +51,24 @@ def quality(clinic: Clinic, start: dt.date, end: dt.date, drug: str | None = Non
 
 
 def load_items(session, start: dt.date, last: dt.date, drug: str | None) -> list[QualityItem]:
-    """The draws and checkpoints due from `start` to `last` that were not cancelled, with their course's stop
-    date when it was stopped. One indexed range read (item (status, due))."""
-    query = (select(Item.kind, Item.status, Item.due, Item.done_on, Item.drug, Item.merged_drugs,
-                    Course.status.label("course_status"), Course.stop_on)
+    """The draws and checkpoints due from `start` to `last` that were not cancelled, read grouped: one row per
+    set of identical items with their count (a year of a 100,000-patient clinic is ~330,000 items but ~35,000
+    such rows). A course's stop date is read only where it falls before the item's due date (the core leaves
+    those items out; an earlier stop cannot). One range read of the index on item (kind, due, ...)."""
+    stopped = case((and_(Course.status == "stopped", Course.stop_on < Item.due), Course.stop_on)).label("stopped_on")
+    columns = (Item.kind, Item.status, Item.due, Item.done_on, Item.drug, Item.merged_drugs, stopped)
+    query = (select(*columns, func.count().label("n"))
              .join(Course, Course.id == Item.course_id)
-             .where(Item.status.in_(("planned", "done")), Item.kind.in_((*DRAW_KINDS, CHECKPOINT_KIND)),
-                    Item.due >= start, Item.due <= last))
+             .where(Item.kind.in_((*DRAW_KINDS, CHECKPOINT_KIND)), Item.due >= start, Item.due <= last,
+                    Item.status.in_(("planned", "done")))
+             .group_by(*columns))
     if drug is not None:
         # Narrows only (a merged draw names its other drugs in text); the core matches the drug exactly.
         query = query.where(or_(Item.drug == drug, Item.merged_drugs.contains(drug)))
-    out = []
-    for row in plain_rows(session, query):
-        drugs = (row.drug, *codes(row.merged_drugs)) if row.merged_drugs else (row.drug,)
-        stopped = row.stop_on if row.course_status == "stopped" else None
-        out.append(QualityItem(row.kind, row.status, row.due, row.done_on, drugs, stopped))
-    return out
+    return [QualityItem(row.kind, row.status, row.due, row.done_on,
+                        (row.drug, *codes(row.merged_drugs)) if row.merged_drugs else (row.drug,),
+                        row.stopped_on, row.n)
+            for row in plain_rows(session, query)]
 
 
 def load_alerts(clinic: Clinic, start: dt.date, end: dt.date, drug: str | None) -> list[QualityAlert]:
