@@ -196,6 +196,8 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(clinic, tmp_path):
         (["--from", "2024-03-01", "--to", "2024-04-03"], "to: '2024-04-03': is after today (2024-04-02)"),
         (["--from", "2024-03-01", "--to", "2024-03-31", "--drug", "aspirin"], "drug: 'aspirin'"),
         (["--from", "2024-03-01", "--to", "2024-03-31", "--json", "--html", str(target)], "give --json or --html"),
+        (["--from", "2024-03-01", "--to", "2024-03-31", "--html", str(tmp_path / "no" / "q.html")],
+         "html: '" + str(tmp_path / "no" / "q.html") + "': No such file or directory"),
     ]
     for args, says in cases:
         with freeze_time("2024-04-02"):

@@ -21,10 +21,10 @@ def report() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object to stdout: from, to, drug, windows (the "
               "settings used; clinic_default names those no source gives), clinic and drugs (per group: draws, "
               "checkpoints, alerts), forecast (the 12 weeks after --to).")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
+@click.option("--html", "out", type=click.Path(dir_okay=False, writable=True),
               help="Write the report with its charts as one self-contained HTML file (to mail or print).")
 @pass_app
-def quality(app, start, end, drug, as_json, html_file):
+def quality(app, start, end, drug, as_json, out):
     """Monitoring quality over a period: per drug and for the whole clinic, the share of draws done within
     their window (due date + [alerts] overdue_grace_days), median days late, overdue counts, checkpoints
     judged on time, alerts acknowledged within [alerts] ack_within_days (clinic default), and the draws
@@ -32,22 +32,25 @@ def quality(app, start, end, drug, as_json, html_file):
     from tracker.errors import InputError
     from tracker.services.quality import quality as build, report_json
 
-    if as_json and html_file:
-        raise InputError("html", html_file, "give --json or --html, not both")
+    if as_json and out:
+        raise InputError("html", out, "give --json or --html, not both")
     with app.clinic(write=False) as clinic:
         data = report_json(build(clinic, start, end, drug))
     if as_json:
         from tracker.cli.render import emit_json
 
         emit_json(data)
-    elif html_file:
+    elif out:
         from tracker.private_files import open_private
         from tracker.web.quality import standalone_html
 
         page = standalone_html(data)
-        with open_private(html_file, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        click.echo(f"Wrote {html_file} (monitoring quality {data['from']} to {data['to']}).")
+        try:
+            with open_private(out, "w", encoding="utf-8") as fh:
+                fh.write(page)
+        except OSError as exc:  # a missing directory, a full disk: one line naming the option
+            raise InputError("html", out, exc.strerror or str(exc)) from None
+        click.echo(f"Wrote {out} (monitoring quality {data['from']} to {data['to']}).")
     else:
         show(data)
 
