@@ -114,8 +114,9 @@ def test_drug_filter_and_text_output(clinic):
     assert [g["name"] for g in empty["drugs"]] == ["dupilumab"]
     with freeze_time("2024-04-02"):
         text = clinic("report quality --from 2024-01-01 --to 2024-03-31").stdout
-    assert "Monitoring quality 2024-01-01 to 2024-03-31: draws" in text
-    assert "whole clinic" in text and "29% (2)" in text
+    assert "Monitoring quality 2024-01-01 to 2024-03-31: lab draws" in text
+    row = next(line for line in text.splitlines() if line.startswith("whole clinic"))
+    assert row.split()[2:] == ["7", "29%", "(2)", "1", "(13", "d)", "4", "(62", "d)", "4"]
     assert "(clinic default)" in text and "2024-04-08 to 2024-04-14" in text
 
 

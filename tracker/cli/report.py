@@ -73,25 +73,27 @@ def show(data: dict) -> None:
 
     groups = [*data["drugs"], data["clinic"]]
     name = lambda g: "whole clinic" if g["name"] == "clinic" else g["name"]  # noqa: E731
+
+    def late(count: int, median) -> str:
+        return str(count) if median is None else f"{count} ({_days(median)} d)"
+
     title = f"Monitoring quality {data['from']} to {data['to']}" + (f" · {data['drug']}" if data["drug"] else "")
-    table(["drug", "draws", "in window", "late", "med. late", "open late", "med. open", "overdue", "pending"],
-          [[name(g), str(g["draws"]["draws"]), f"{_pct(g['draws']['on_time_share'])} ({g['draws']['on_time']})",
-            str(g["draws"]["late"]), _days(g["draws"]["median_days_late_done"]), str(g["draws"]["open_late"]),
-            _days(g["draws"]["median_days_late_open"]), str(g["draws"]["overdue"]), str(g["draws"]["pending"])]
-           for g in groups],
-          f"{title}: draws",
-          legend=f"In window: taken by the due date + {marked('overdue_grace_days')}; days late count from the "
-                 f"due date; overdue and open as on {data['to']}.")
-    table(["drug", "checkpoints", "on time", "late", "missed", "alerts", "in time", "late", "unanswered", "closed"],
-          [[name(g), str(g["checkpoints"]["checkpoints"]),
-            f"{_pct(g['checkpoints']['on_time_share'])} ({g['checkpoints']['on_time']})",
-            str(g["checkpoints"]["late"]), str(g["checkpoints"]["missed"]), str(g["alerts"]["alerts"]),
-            f"{_pct(g['alerts']['in_time_share'])} ({g['alerts']['in_time']})", str(g["alerts"]["late"]),
-            str(g["alerts"]["unanswered"]), str(g["alerts"]["closed_by_system"])] for g in groups],
-          "Checkpoints and alerts",
-          legend=f"Checkpoint on time: assessed by its date + {marked('checkpoint_window_days')}. Alert in time: "
-                 f"acknowledged (or resolved by hand) within {marked('ack_within_days')}; closed = the system "
-                 f"resolved it first.")
+    table(["drug", "draws", "in window", "done late", "open late", "overdue"],
+          [[name(g), str(d["draws"]), f"{_pct(d['on_time_share'])} ({d['on_time']})",
+            late(d["late"], d["median_days_late_done"]), late(d["open_late"], d["median_days_late_open"]),
+            str(d["overdue"])] for g in groups for d in [g["draws"]]],
+          f"{title}: lab draws",
+          legend=f"In window: taken by the due date + {marked('overdue_grace_days')}. Late: how many (median "
+                 f"days after the due date). Open and overdue as on {data['to']}.")
+    table(["drug", "checkpoints", "on time", "late", "missed"],
+          [[name(g), str(c["checkpoints"]), f"{_pct(c['on_time_share'])} ({c['on_time']})", str(c["late"]),
+            str(c["missed"])] for g in groups for c in [g["checkpoints"]]],
+          "Checkpoints", legend=f"On time: judged on an assessment by its date + {marked('checkpoint_window_days')}.")
+    table(["drug", "alerts", "in time", "late", "unanswered", "closed"],
+          [[name(g), str(a["alerts"]), f"{_pct(a['in_time_share'])} ({a['in_time']})", str(a["late"]),
+            str(a["unanswered"]), str(a["closed_by_system"])] for g in groups for a in [g["alerts"]]],
+          "Alerts", legend=f"In time: acknowledged (or resolved by hand) within {marked('ack_within_days')}; "
+                           f"closed: the system resolved it before anyone had to.")
     table(["week", "draws", "by drug"],
           [[f"{w['start']} to {w['end']}", str(w["draws"]),
             ", ".join(f"{d} {n}" for d, n in w["by_drug"].items())] for w in data["forecast"]],

@@ -7,9 +7,9 @@ Every figure is as of the period's last day (`to`): a draw done after `to` was s
 report for a past period reads the same whenever it is run.
 
 One definition of each window, from the data model and the settings the worklist and the alerts use:
-- a draw (a lab item: planned, or a repeat a threshold booked) is done *within its window* when it was taken by its due date plus
-  `[alerts] overdue_grace_days` (the lateness that raises an overdue alert, tracker/core/worklist.py);
-  days late are counted from the due date, as `days_overdue` does;
+- a draw (a lab item: planned, or a repeat a threshold booked) is done *within its window* when it was
+  taken by its due date plus `[alerts] overdue_grace_days` (the lateness that raises an overdue alert,
+  tracker/core/worklist.py); days late are counted from the due date, as `days_overdue` does;
 - a checkpoint is judged *on time* when the assessment that judged it (the item's `done_on`) was recorded
   by its due date plus `[alerts] checkpoint_window_days` (the window tracker/core/response.py judges in);
 - an alert is acknowledged *in time* when a person answered it (its first acknowledgement, or a resolution
@@ -212,8 +212,9 @@ def draw_figures(items: list[QualityItem], end: dt.date, grace_days: int) -> Dra
         if result in ("open_late", "pending") and item.due < end:
             overdue += item.count
     decided = tally["on_time"] + tally["late"] + tally["open_late"]
-    return DrawFigures(sum(i.count for i in items), tally["on_time"], tally["late"], tally["open_late"], tally["pending"], overdue,
-                       _share(tally["on_time"], decided), _median(late_done), _median(late_open))
+    return DrawFigures(sum(i.count for i in items), tally["on_time"], tally["late"], tally["open_late"],
+                       tally["pending"], overdue, _share(tally["on_time"], decided), _median(late_done),
+                       _median(late_open))
 
 
 def checkpoint_figures(items: list[QualityItem], end: dt.date, window_days: int) -> CheckpointFigures:
@@ -221,8 +222,8 @@ def checkpoint_figures(items: list[QualityItem], end: dt.date, window_days: int)
     for item in items:
         tally[outcome(item, checkpoint_deadline(item, window_days), end)] += item.count
     decided = tally["on_time"] + tally["late"] + tally["open_late"]
-    return CheckpointFigures(sum(i.count for i in items), tally["on_time"], tally["late"], tally["open_late"], tally["pending"],
-                             _share(tally["on_time"], decided))
+    return CheckpointFigures(sum(i.count for i in items), tally["on_time"], tally["late"], tally["open_late"],
+                             tally["pending"], _share(tally["on_time"], decided))
 
 
 def alert_figures(alerts: list[QualityAlert], end: dt.date, ack_days: int) -> AlertFigures:
