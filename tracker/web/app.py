@@ -28,7 +28,6 @@ from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
 from tracker.db.tables import AuditEvent, Patient, StaffUser
 from tracker.errors import TrackerError
-from tracker.web.quality import quality_page
 from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_token, idle_expired
 
 SESSION_COOKIE = "tracker_session"
@@ -292,6 +291,13 @@ def patient_page(request: Request):
         today = clinic.today
     return render(request, "patient.html", p=summary["patient"], summary=summary, calendar=calendar,
                   charts=charts, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
+
+
+def quality_page(request: Request):
+    from tracker.web.quality import quality_view
+
+    status, context = quality_view(_web(request), request.state.user["name"], request.query_params)
+    return render(request, "quality.html", status=status, **context)
 
 
 def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:

@@ -115,27 +115,28 @@ def standalone_html(report: dict) -> str:
 DEFAULT_PERIOD_DAYS = 90  # the Quality page's period when none is asked for: the last quarter or so
 
 
-def quality_page(request):
-    """GET /quality?from=&to=&drug=: the report for the period (default: the last 90 days to today)."""
+def quality_view(web, user: str, params) -> tuple[int, dict]:
+    """The Quality page for GET /quality?from=&to=&drug= (default: the last 90 days to today): its HTTP
+    status and its template's context. A bad date or drug is the CLI's one-line refusal, shown on the page."""
     import datetime as dt
 
+    from tracker.core.durations import parse_date
+    from tracker.core.inputs import bounded_date
     from tracker.errors import TrackerError
     from tracker.services.quality import quality, report_json
-    from tracker.web.app import _web, form_date, render
 
-    web = _web(request)
-    params = request.query_params
     drug = params.get("drug") or None
     error, q, status = None, None, 200
-    with web.clinic(request.state.user["name"], write=False) as clinic:
+    with web.clinic(user, write=False) as clinic:
         today = clinic.today
         drugs = [p.id for p in clinic.library]
         start_text = params.get("from") or (today - dt.timedelta(days=DEFAULT_PERIOD_DAYS)).isoformat()
         end_text = params.get("to") or today.isoformat()
         try:
-            start, end = form_date(start_text, "from"), form_date(end_text, "to")
+            start = bounded_date(parse_date(start_text, "from"), "from")
+            end = bounded_date(parse_date(end_text, "to"), "to")
             q = report_json(quality(clinic, start, end, drug))
         except TrackerError as exc:
             error, status = str(exc), 400
-    return render(request, "quality.html", status=status, q=q, charts=charts(q) if q else None,
-                  start=start_text, end=end_text, drug=drug, drugs=drugs, error=error)
+    return status, {"q": q, "charts": charts(q) if q else None, "start": start_text, "end": end_text,
+                    "drug": drug, "drugs": drugs, "error": error}
