@@ -74,7 +74,7 @@ def test_draws_checkpoints_and_forecast_worked_out_by_hand(clinic):
     assert weeks[1]["by_drug"] == {"methotrexate": 1}
 
 
-def test_alerts_acknowledged_within_the_clinic_default(clinic):
+def test_alerts_acknowledged_within_the_clinic_default(clinic, tmp_path):
     data = report(clinic)
     alerts = data["clinic"]["alerts"]
     raised = query(clinic.db, "SELECT id, raised_on, status, resolution FROM alert "
@@ -89,7 +89,7 @@ def test_alerts_acknowledged_within_the_clinic_default(clinic):
         same_day = clinic.json("report quality --from 2024-02-10 --to 2024-02-10")["clinic"]["alerts"]
     assert same_day["in_time"] == 0 and same_day["pending"] >= 1
     # A stricter clinic: acknowledged after zero days allowed is late.
-    config = clinic.db + ".toml"
+    config = str(tmp_path / "strict.toml")
     with open(config, "w") as fh:
         fh.write("[alerts]\nack_within_days = 0\n")
     with freeze_time("2024-04-02"):
