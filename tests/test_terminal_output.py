@@ -232,6 +232,7 @@ def test_done_partial_cancelled_and_overdue_items_are_marked_in_words_with_a_leg
 JSON_ARGUMENTS = {
     "alert show": "{alert}", "calendar show": "{mrn}", "patient show": "{mrn}", "result list": "{mrn}",
     "schedules show": "methotrexate", "schedules validate": "", "synth": "--patients 2",
+    "report quality": "--from 2026-06-01 --to 2026-12-03",
 }
 WRITES_A_FRESH_CLINIC = {"synth"}
 # Commands whose --json needs something outside the clinic (a CalDAV server, a backup file): their own tests

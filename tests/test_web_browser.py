@@ -1,8 +1,9 @@
 """Issue 17: the staff web view end to end in a real browser: Debian's headless Chromium driven by
 selenium through chromedriver (nothing downloaded at test time), against `tracker serve --web-port 0`
 started as a subprocess on a free loopback port. A nurse signs in, sees the demo's overdue items,
-acknowledges an alert (found in the audit trail under her name), and opens a patient with their charts;
-filters Today by clinician, sees a patient's EASI chart and opens a protocol's rule set."""
+acknowledges an alert (found in the audit trail under her name), opens a patient with their charts, and
+the Quality page with its charts; filters Today by clinician, sees a patient's EASI chart and opens a
+protocol's rule set."""
 
 from __future__ import annotations
 
@@ -86,6 +87,12 @@ def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, brow
                  "WHERE p.mrn = :m AND r.value_num IS NOT NULL", m=mrn)[0][0]:
         assert browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")
 
+    browser.find_element(By.LINK_TEXT, "Quality").click()
+    assert browser.current_url == base + "/quality"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Quality"
+    chart = browser.find_element(By.CSS_SELECTOR, "figure#chart-on-time svg")
+    assert chart.is_displayed() and "whole clinic" in chart.text
+    assert browser.find_element(By.CSS_SELECTOR, "figure#chart-forecast svg").is_displayed()
 
 def test_filter_today_by_clinician_see_the_easi_chart_and_open_a_protocol(served, browser):
     from selenium.webdriver.common.by import By

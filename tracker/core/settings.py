@@ -33,7 +33,7 @@ DEFAULT_CLINIC_CALENDAR_NAME = "Clinic monitoring"
 DEFAULT_MRN_SYSTEM = "urn:tracker:mrn"
 DEFAULT_IMPORT_MAX_MB = 50  # clinic_default: ~500,000 result rows
 ALERT_WINDOWS = ("baseline_window_days", "checkpoint_window_days", "overdue_grace_days", "limit_lead_days",
-                 "restart_repeat_days")
+                 "restart_repeat_days", "ack_within_days")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class AlertSettings:
     # clinic_default: after an interrupt or withhold alert, the repeat of the offending test is booked this
     # many days after the result (the reference says "restart when recovered" and gives no interval).
     restart_repeat_days: int = 7
+    # clinic_default: the reference gives no response time; the quality report (`tracker report quality`)
+    # counts an alert acknowledged within this many days of being raised as answered in time.
+    ack_within_days: int = 2
     # clinic_default: the reference gives no ages; a female patient whose childbearing potential was never
     # recorded ("unknown") counts as "yes" from this age to this age (inclusive).
     childbearing_age_from: int = 12
@@ -248,7 +251,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
     "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
-    "alerts.childbearing_age_from", "alerts.childbearing_age_to", "calendar.merge_window_days",
+    "alerts.childbearing_age_from", "alerts.childbearing_age_to", "alerts.ack_within_days",
+    "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",
     "feeds.days_back", "feeds.days_ahead", "feeds.cancelled_grace_days",
     "web.idle_timeout_minutes", "web.lockout_failures", "web.lockout_minutes",

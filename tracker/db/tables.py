@@ -133,6 +133,8 @@ class Item(SQLModel, table=True):
         # items that have received part of what they need (partial draws).
         Index("ix_item_status_kind_due", "status", "kind", "due"),
         Index("ix_item_partial_due", "due", sqlite_where=text(PARTIAL_ITEM_SQL), postgresql_where=text(PARTIAL_ITEM_SQL)),
+        # The quality report's read of a period's draws and checkpoints, from the index alone (migration 0017).
+        Index("ix_item_kind_due_quality", "kind", "due", "status", "done_on", "drug", "merged_drugs", "course_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -201,7 +203,7 @@ class LabResult(SQLModel, table=True):
 class ReplacedLabSource(SQLModel, table=True):
     """A source id whose values a correction replaced (an HL7 OBX-11 `C` result in a later message): the
     result now carries the correction's source id, and this one is kept so that the first message, imported
-    again, is recognised as on record and changes nothing (migration 0014)."""
+    again, is recognised as on record and changes nothing (migration 0016)."""
 
     __tablename__ = "replaced_lab_source"
 

@@ -329,6 +329,13 @@ def protocol_page(request: Request):
 PROTOCOL_WEEKS = 52  # the protocol page's timeline (`tracker schedules show`'s default)
 
 
+def quality_page(request: Request):
+    from tracker.web.quality import quality_view
+
+    status, context = quality_view(_web(request), request.state.user["name"], request.query_params)
+    return render(request, "quality.html", status=status, **context)
+
+
 def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:
     """The web app over `engine`; `secret` signs the session cookies; `https`: cookies marked Secure (and
     HSTS sent), for TLS served by uvicorn or a reverse proxy in front."""
@@ -344,6 +351,7 @@ def create_app(engine, library, settings, secret: str, *, https: bool = False) -
         Route("/patients/{patient_id:int}", page(patient_page)),
         Route("/protocols", page(protocols_page)),
         Route("/protocols/{drug:str}", page(protocol_page)),
+        Route("/quality", page(quality_page)),
         Mount("/static", StaticFiles(directory=str(resources.files("tracker.web") / "static")), name="static"),
     ]
     middleware = [
