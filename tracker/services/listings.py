@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager, nullcontext
 
+from tracker.services.coded_rows import alert_codes, item_codes
 from tracker.services.context import Clinic
 from tracker.services.plan_sync import roll_forward
 
@@ -27,7 +28,7 @@ def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.da
         refresh(clinic, end)
     rows = calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled,
                     clinic.library.vocabulary)
-    return mark_clinic_defaults(clinic.session, clinic.library, rows)
+    return item_codes(mark_clinic_defaults(clinic.session, clinic.library, rows), clinic.library)
 
 
 def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False) -> list[dict]:
@@ -37,7 +38,7 @@ def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = Fals
 
     with rolled_back(clinic.session) if what_if else nullcontext():
         refresh(clinic, as_of + dt.timedelta(days=days))
-        return due(clinic.session, as_of, days, clinic.library.vocabulary)
+        return item_codes(due(clinic.session, as_of, days, clinic.library.vocabulary), clinic.library)
 
 
 @contextmanager
@@ -53,7 +54,7 @@ def rolled_back(session):
 def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
     from tracker.services.worklists import overdue
 
-    return overdue(clinic.session, as_of, clinic.library.vocabulary)
+    return item_codes(overdue(clinic.session, as_of, clinic.library.vocabulary), clinic.library)
 
 
 def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None):
@@ -63,8 +64,10 @@ def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = Fal
     from tracker.services.nightly import last_completed
 
     if as_of is not None:
-        return None, alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
-    return last_completed(clinic.session), list_alerts(clinic.session, include_all, mrn)
+        rows = alerts_as_of(clinic.session, clinic.library, as_of, clinic.settings, mrn, include_all)
+        return None, alert_codes(clinic.session, rows, clinic.library)
+    rows = list_alerts(clinic.session, include_all, mrn)
+    return last_completed(clinic.session), alert_codes(clinic.session, rows, clinic.library)
 
 
 def evaluate_alerts(clinic: Clinic):
