@@ -35,7 +35,7 @@ from tracker.db.tables import (
     setting_value,
     store_setting,
 )
-from tracker.errors import ConfigError, DeliveryError, InputError
+from tracker.errors import ConfigError, DeliveryError, InputError, LockedError
 from tracker.locks import nightly_lock
 from tracker.services.delivery import (
     deliver_batches,
@@ -188,8 +188,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                 from tracker.services.caldav_push import push_calendar
 
                 try:
-                    extra["caldav"] = push_calendar(engine, library, site).counts()
-                except (DeliveryError, ConfigError) as exc:  # unreachable, refused, password file unreadable
+                    extra["caldav"] = push_calendar(engine, library, site, as_of).counts()
+                except (DeliveryError, ConfigError, LockedError) as exc:  # unreachable, refused, password
+                    # file unreadable, a `calendar push` by hand running: the next push resumes
                     report.failures["caldav"] = str(exc)
         except BaseException as exc:
             _finish(engine, run_id, report, extra, error=error_text(exc))
