@@ -294,12 +294,10 @@ DRUG_CODE_PROPERTIES = (("atc", "X-TRACKER-ATC"), ("snomed", "X-TRACKER-SNOMED")
 
 def code_properties(item: CalendarItem) -> list[str]:
     """Machine-readable codes of a staff event (RFC 5545 3.8.8.2 X-properties; clients that do not know
-    them keep or ignore them): one X-TRACKER-LOINC per planned test's LOINC code, with its UCUM unit as a
-    parameter, and the drugs' X-TRACKER-ATC (and SNOMED CT, RxNorm where known)."""
-    lines = []
-    for coding in item.test_codes:
-        unit = f';X-UCUM="{coding.ucum}"' if coding.ucum and '"' not in coding.ucum else ""
-        lines.append(fold(f"X-TRACKER-LOINC{unit}:{coding.loinc}"))
+    them keep or ignore them): one X-TRACKER-LOINC per planned test's LOINC code and the drugs'
+    X-TRACKER-ATC (and SNOMED CT, RxNorm where known). The UCUM units are in the description's Codes block
+    only: a whole-clinic feed carries a CBC and CMP's eighteen codes on many events, and bytes count there."""
+    lines = [f"X-TRACKER-LOINC:{coding.loinc}" for coding in item.test_codes]
     for drug in item.drug_codes:
         lines += [f"{name}:{getattr(drug, field)}" for field, name in DRUG_CODE_PROPERTIES if getattr(drug, field)]
     return lines
