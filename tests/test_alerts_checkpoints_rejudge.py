@@ -151,6 +151,7 @@ def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keep
         conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
         conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")
         conn.execute("DROP TABLE staff_user")  # added by 0013
+        conn.execute("DROP TABLE lab_inbox_file")  # added by 0014
         conn.execute("UPDATE alembic_version SET version_num = '0005'")  # the revision before 0006
     with freeze_time("2026-04-28"):
         after = [a for a in all_alerts(tracker) if a["kind"] == "checkpoint_missed"]
