@@ -154,6 +154,7 @@ def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keep
         conn.execute("DROP TABLE staff_user")  # added by 0013
         conn.execute("DROP INDEX ix_patient_clinician")  # added by 0014 (0015's indexes are created if absent)
         conn.execute("ALTER TABLE patient DROP COLUMN clinician")
+        conn.execute("DROP TABLE lab_inbox_file")  # added by 0018
         conn.execute("UPDATE alembic_version SET version_num = '0005'")  # the revision before 0006
     with freeze_time("2026-04-28"):
         after = [a for a in all_alerts(tracker) if a["kind"] == "checkpoint_missed"]

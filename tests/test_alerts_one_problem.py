@@ -126,6 +126,7 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
         conn.execute("DROP TABLE staff_user")  # added by 0013
         conn.execute("DROP INDEX ix_patient_clinician")  # added by 0014 (0015's indexes are created if absent)
         conn.execute("ALTER TABLE patient DROP COLUMN clinician")
+        conn.execute("DROP TABLE lab_inbox_file")  # added by 0018
         conn.execute("UPDATE alembic_version SET version_num = '0006'")
     with freeze_time("2026-01-21"):
         rows = [a for a in tracker.json("alerts --all") if a["kind"] == "overdue" and a["item_id"] in items]

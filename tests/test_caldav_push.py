@@ -91,9 +91,16 @@ def collection(url: str) -> dict[str, tuple]:
     return out
 
 
-def staff_calendar(tracker, config: str) -> dict[str, tuple]:
-    """The whole-clinic staff ICS export, as the same mapping."""
-    data = tracker(["--config", config, "export", "ics"]).stdout_bytes
+def staff_calendar(tracker, config: str, **feeds) -> dict[str, tuple]:
+    """The whole-clinic staff feed today (the window a push mirrors: `[feeds]`, overridden by `feeds`), as
+    the same mapping. `calendar push` runs on the real clock (it speaks to a real server), so today is
+    today's date in the machine's zone, as the push's."""
+    from tests.test_feeds_exact import feed_body
+    from tracker.dates import today
+
+    tracker(["--config", config, "feed", "create", "--clinic"])
+    [feed] = [f for f in tracker.json(["feed", "list"]) if f["mrn"] is None and not f.get("revoked_at")][-1:]
+    data = feed_body(tracker.db, feed["id"], today(None).isoformat(), **feeds)
     return {str(e["UID"]): _key(e) for e in Calendar.from_ical(data).walk("VEVENT")}
 
 
@@ -161,8 +168,10 @@ def test_objects_deleted_on_the_server_are_sent_again_and_items_gone_are_deleted
     from tracker.db.engine import make_engine, resolve_url
 
     engine = make_engine(resolve_url(clinic.db))
+    last = max(staff_calendar(clinic, site).values())[0]  # the latest day in the window
     with engine.begin() as conn:
-        uid = conn.execute(text("SELECT uid FROM item WHERE status = 'planned' ORDER BY due DESC LIMIT 1")).scalar()
+        uid = conn.execute(text("SELECT uid FROM item WHERE status = 'planned' AND due <= :last "
+                                "ORDER BY due DESC LIMIT 1"), {"last": last.isoformat()}).scalar()
         conn.execute(text("DELETE FROM item WHERE uid = :uid"), {"uid": uid})
     engine.dispose()
     report = push(clinic, site)
@@ -230,3 +239,54 @@ def test_calendar_mrn_still_shows_a_patients_calendar(clinic):
 def test_calendar_without_an_mrn_is_still_a_one_line_usage_error(tracker):
     result = tracker("calendar", ok=False)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "MRN" in result.stderr
+
+
+def test_the_push_mirrors_only_the_feed_window_and_removes_what_leaves_it(clinic, site, radicale):
+    everything = {str(e["UID"]) for e in Calendar.from_ical(
+        clinic(["--config", site, "export", "ics"]).stdout_bytes).walk("VEVENT")}
+    with open(site, "a") as fh:
+        fh.write("[feeds]\ndays_back = 30\ndays_ahead = 60\n")
+    wide = push(clinic, site)
+    window = staff_calendar(clinic, site, days_back=30, days_ahead=60)
+    assert collection(radicale) == window and wide["created"] == len(window)
+    assert 0 < len(window) < len(everything)  # the plan reaches further than the window
+
+    # The window narrows (as days pass, or by the setting): what left it is deleted from the collection.
+    text = open(site).read().replace("days_ahead = 60", "days_ahead = 14")
+    open(site, "w").write(text)
+    narrow = push(clinic, site)
+    smaller = staff_calendar(clinic, site, days_back=30, days_ahead=14)
+    assert narrow["removed"] == len(set(window) - set(smaller)) > 0 and narrow["created"] == 0
+    assert collection(radicale) == smaller
+    assert push(clinic, site)["unchanged"] == len(smaller)
+
+
+def test_a_second_push_while_one_runs_refuses_and_the_collection_stays_whole(clinic, site, radicale):
+    from tracker.db.engine import make_engine, resolve_url
+    from tracker.locks import caldav_lock
+
+    before = dump_database(clinic.db)
+    engine = make_engine(resolve_url(clinic.db))
+    try:
+        with caldav_lock(engine):  # a push in progress
+            result = push(clinic, site, ok=False)
+            assert result.exit_code == 9 and result.stderr.count("\n") == 1 and "calendar push" in result.stderr
+            assert push(clinic, site, "--dry-run")["created"] > 0  # a dry run reads only: no lock
+    finally:
+        engine.dispose()
+    assert collection(radicale) == {} and dump_database(clinic.db) == before
+
+    # Two real pushes at once, as two processes: each either brings the collection in step or refuses; in
+    # the end the server holds the staff calendar and what tracker recorded agrees with it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "tracker", "--db", clinic.db, "--config", site, "calendar", "push", "--json"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]
+    outcomes = [(run.wait(timeout=120), run.stdout.read(), run.stderr.read()) for run in runs]
+    for run in runs:
+        run.stdout.close()
+        run.stderr.close()
+    assert sorted(code for code, _, _ in outcomes) in ([0, 0], [0, 9]), outcomes
+    expected = staff_calendar(clinic, site)
+    assert collection(radicale) == expected
+    assert push(clinic, site)["unchanged"] == len(expected)

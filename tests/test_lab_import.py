@@ -236,7 +236,7 @@ def test_labs_config_is_validated_and_shown(tracker, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[labs]\nport = 2600\n[labs.codes]\n"ALT1" = "alt"\n')
     shown = tracker.json(["--config", str(config), "config", "show"])["labs"]
-    assert shown == {"host": "127.0.0.1", "port": 2600, "codes": {"ALT1": "alt"}}
+    assert shown == {"host": "127.0.0.1", "port": 2600, "codes": {"ALT1": "alt"}, "inbox": None}
     for text, error in [('[labs]\nport = 70000\n', "labs.port: 70000: expected a whole number from 1 to 65535"),
                         ('[labs.codes]\n"ALT1" = 3\n', "labs.codes.ALT1: 3: expected a tracker test code"),
                         ('[labs]\ncodes = "alt"\n', "labs.codes: 'alt': expected a table [labs.codes]")]:

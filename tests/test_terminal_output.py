@@ -235,9 +235,10 @@ JSON_ARGUMENTS = {
     "report quality": "--from 2026-06-01 --to 2026-12-03",
 }
 WRITES_A_FRESH_CLINIC = {"synth"}
-# Commands whose --json needs something outside the clinic (a CalDAV server, a backup file): their own tests
-# check what they print (tests/test_caldav_push.py, tests/test_backups.py); here only what the help says.
-NEEDS_A_PEER = {"calendar push": "a JSON object", "db restore": "a JSON object"}
+# Commands whose --json needs something outside the clinic (a CalDAV server, a backup file, a lab inbox
+# folder): their own tests check what they print (tests/test_caldav_push.py, tests/test_backups.py,
+# tests/test_lab_inbox.py); here only what the help says.
+NEEDS_A_PEER = {"calendar push": "a JSON object", "db restore": "a JSON object", "labs import-inbox": "a JSON object"}
 
 
 def _commands(group, path=()):

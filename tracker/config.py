@@ -82,6 +82,9 @@ def load_settings(path: str | None = None) -> Settings:
         caldav = dataclasses.replace(settings.caldav,
                                      password_file=_relative_to(chosen, settings.caldav.password_file))
         settings = dataclasses.replace(settings, caldav=caldav)
+    if settings.labs.inbox is not None:
+        labs = dataclasses.replace(settings.labs, inbox=_relative_to(chosen, settings.labs.inbox))
+        settings = dataclasses.replace(settings, labs=labs)
     web = settings.web
     if web.secret_file is not None:
         web = dataclasses.replace(web, secret_file=_relative_to(chosen, web.secret_file))
@@ -148,7 +151,8 @@ def effective_config(settings: Settings) -> dict:
         "dates": {**dataclasses.asdict(settings.dates),
                   "earliest_start": settings.dates.earliest_start.isoformat()},
         "backups": dataclasses.asdict(settings.backups),
-        "labs": {"host": settings.labs.host, "port": settings.labs.port, "codes": dict(settings.labs.codes)},
+        "labs": {"host": settings.labs.host, "port": settings.labs.port, "codes": dict(settings.labs.codes),
+                 "inbox": settings.labs.inbox},
         "import": dataclasses.asdict(settings.imports),
         "web": dataclasses.asdict(settings.web),
     }

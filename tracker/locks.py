@@ -1,4 +1,6 @@
-"""The single-runner lock for the nightly job: a second concurrent run refuses instead of double-sending.
+"""Single-runner locks: the nightly job (a second concurrent run refuses instead of double-sending), and the
+CalDAV push (`caldav_lock`: two pushes interleaving their PUTs, DELETEs and records of what was sent would
+leave the collection and `caldav_object` disagreeing).
 
 SQLite: an OS file lock (flock, non-blocking) on `<database>.nightly.lock`; the kernel drops it when the
 process dies, so a SIGKILLed run never leaves a stale lock behind. PostgreSQL: a session-level advisory
@@ -17,27 +19,28 @@ from tracker.errors import LockedError
 
 # Arbitrary fixed key for pg_try_advisory_lock: "tracker nightly".
 PG_LOCK_KEY = 0x7472_6E69
+PG_CALDAV_LOCK_KEY = 0x7472_6364  # "trcd": tracker CalDAV push
 
 
-def lock_path(engine: Engine) -> Path:
+def lock_path(engine: Engine, name: str = "nightly") -> Path:
     database = engine.url.database
     if not database or database == ":memory:":
-        raise LockedError("nightly: an in-memory database cannot be shared, so it cannot be locked")
-    return Path(f"{database}.nightly.lock")
+        raise LockedError(f"{name}: an in-memory database cannot be shared, so it cannot be locked")
+    return Path(f"{database}.{name}.lock")
 
 
 @contextmanager
-def _sqlite_lock(engine: Engine):
+def _sqlite_lock(engine: Engine, name: str = "nightly", refusal: str = "nightly run"):
     import fcntl
 
-    path = lock_path(engine)
+    path = lock_path(engine, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise LockedError(f"nightly: another nightly run holds {path} (pid {holder}); "
+            raise LockedError(f"{name}: another {refusal} holds {path} (pid {holder}); "
                               "not starting a second one") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -47,20 +50,20 @@ def _sqlite_lock(engine: Engine):
 
 
 @contextmanager
-def _postgres_lock(engine: Engine):
+def _postgres_lock(engine: Engine, key: int = PG_LOCK_KEY, name: str = "nightly", refusal: str = "nightly run"):
     # PostgreSQL: session advisory lock on its own connection, held until the run ends.
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
         conn.commit()
         if not got:
-            raise LockedError("nightly: another nightly run holds the database advisory lock "
-                              f"{PG_LOCK_KEY}; not starting a second one")
+            raise LockedError(f"{name}: another {refusal} holds the database advisory lock "
+                              f"{key}; not starting a second one")
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
             conn.commit()
 
 
@@ -75,3 +78,17 @@ def nightly_lock(engine: Engine):
             yield
     else:
         raise LockedError(f"nightly: no single-runner lock for the {engine.dialect.name} dialect")
+
+
+@contextmanager
+def caldav_lock(engine: Engine):
+    """Hold the CalDAV push lock for the block, or raise LockedError at once (a second push refuses: the
+    first brings the collection in step, and the next push resumes from what it recorded)."""
+    if engine.dialect.name == "sqlite":
+        with _sqlite_lock(engine, "caldav", "calendar push"):
+            yield
+    elif engine.dialect.name == "postgresql":
+        with _postgres_lock(engine, PG_CALDAV_LOCK_KEY, "caldav", "calendar push"):
+            yield
+    else:
+        raise LockedError(f"caldav: no push lock for the {engine.dialect.name} dialect")

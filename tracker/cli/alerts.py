@@ -67,8 +67,12 @@ def show(app, alert_id, as_json):
 
     from tracker.services.alerts import show_alert
 
+    from tracker.services.coded_rows import alert_codes
+
+    library = app.library  # a bad schedules directory fails before the database is read
     with app.session() as session:
         row = show_alert(session, alert_id)
+        alert_codes(session, [row], library)
     if as_json:
         emit_json(row)
         return

@@ -15,14 +15,16 @@ from tracker.cli.worklists import calendar
 @json_object_option
 @pass_app
 def push(app, dry_run, as_json):
-    """Keep the [caldav] collection in step with the staff calendar: new events created, changed ones
-    updated (by UID, SEQUENCE from the plan), cancelled ones sent as cancelled, gone ones deleted. Exits 10
-    if the server refused or could not be reached (what was sent is kept; the next push resumes)."""
+    """Keep the [caldav] collection in step with the staff calendar within the feeds' window ([feeds]
+    days_back/days_ahead around today): new events created, changed ones updated (by UID, SEQUENCE from the
+    plan), cancelled ones sent as cancelled, gone ones (or out of the window) deleted. Exits 10 if the server
+    refused or could not be reached (what was sent is kept; the next push resumes), 9 while another push
+    runs."""
     from tracker.cli.render import emit_json
     from tracker.services.caldav_push import push_calendar
 
     settings = app.settings
-    report = push_calendar(app.engine, app.library, settings, dry_run=dry_run)
+    report = push_calendar(app.engine, app.library, settings, app.today(), dry_run=dry_run)
     if as_json:
         emit_json(report.as_dict())
         return

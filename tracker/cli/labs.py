@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli import pass_app
+from tracker.cli.options import json_object_option
 
 
 @click.group()
@@ -53,6 +54,37 @@ def listen(app, host, port):
         pass
     finally:
         server.server_close()
+
+
+@labs.command("import-inbox")
+@json_object_option
+@pass_app
+def import_inbox(app, as_json):
+    """Import the result files in [labs] inbox now (the nightly run does it too): HL7 v2, FHIR JSON or CSV,
+    by content, each all or nothing in its own transaction; moved to done/, or to rejected/ with
+    NAME.reason.txt. Files named *.part or .*, or modified since the command started, wait for the next
+    run. Exits 9 while a nightly run holds its lock."""
+    import time
+
+    from tracker.cli.render import echo, emit_json
+    from tracker.locks import nightly_lock
+    from tracker.services.lab_inbox import import_inbox as run_inbox
+
+    started = time.time()
+    settings, library = app.settings, app.library
+    with nightly_lock(app.engine):  # one inbox reader at a time: the nightly run or this command
+        report = run_inbox(app.engine, library, settings, app.today(), app.user, started=started)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    for name, kind, count in report.imported:
+        echo(f"{name}: imported {count} results ({kind})")
+    for name in report.already:
+        echo(f"{name}: already imported (moved to done/)")
+    for name, reason in report.rejected:
+        echo(f"{name}: rejected: {reason}")
+    counts = report.counts()
+    click.echo(f"inbox {report.inbox}: " + ", ".join(f"{n} {k}" for k, n in counts.items()), err=True)
 
 
 COMMANDS = [labs]

@@ -24,7 +24,10 @@ def list_(app, as_json):
 
     rows = protocol_summaries(app.library)
     if as_json:
-        emit_json(rows)
+        from tracker.core.coded import codes_json
+
+        library = app.library
+        emit_json([{**r, "codes": codes_json((), [r["id"]], library.vocabulary, library.protocols)} for r in rows])
         return
     table(["ID", "Name", "Class", "Version", "Sources", "From"],
           [[r["id"], r["name"], r["class"], r["version"], r["sources"], r["origin"]] for r in rows],
@@ -46,7 +49,13 @@ def show(app, drug, weeks, as_json):
     protocol = app.library.get(drug)
     rows = protocol_timeline(protocol, weeks)
     if as_json:
+        from tracker.core.coded import codes_json
+
+        library = app.library
+        for row in rows:  # each planned test's LOINC, the drug's ATC (core/coded.py)
+            row["codes"] = codes_json(row["tests"], [protocol.id], library.vocabulary, {protocol.id: protocol})
         emit_json({"id": protocol.id, "version": protocol.version, "hash": protocol.content_hash,
+                   "codes": codes_json((), [protocol.id], library.vocabulary, {protocol.id: protocol}),
                    "timeline": rows, "rules": protocol_rules(protocol, app.library.vocabulary),
                    "sources": {k: s.model_dump() for k, s in protocol.sources.items()}})
         return

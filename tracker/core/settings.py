@@ -148,6 +148,9 @@ class LabSettings:
     host: str = DEFAULT_LABS_HOST
     port: int = DEFAULT_LABS_PORT
     codes: tuple[tuple[str, str], ...] = ()
+    # `[labs] inbox`: a folder of result files (HL7 v2, FHIR JSON, CSV) the nightly run imports, moving each
+    # to done/ or rejected/ (services/lab_inbox.py); relative to the config file. None: no inbox.
+    inbox: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ class Settings:
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("timezone", "schedules_dir", "reminders", "privacy", "scheduler", "alerts", "calendar", "feeds",
          "dates", "fhir", "caldav", "backups", "labs", "import", "web"),
-    "labs": ("host", "port", "codes"),
+    "labs": ("host", "port", "codes", "inbox"),
     "reminders": ("lead_days", "channels", "batch_size", "jsonl", "email", "webhook"),
     "reminders.jsonl": ("path",),
     "reminders.email": ("host", "port", "security", "user", "password_env", "password", "from", "to",
@@ -574,7 +577,8 @@ def parse_labs(table: dict) -> LabSettings:
         if not isinstance(test, str) or not test.strip():
             raise _bad(f"labs.codes.{local}", test, "expected a tracker test code (e.g. \"alt\")")
         codes.append((str(local), test.strip().lower()))
-    return LabSettings(host.strip(), port, tuple(codes))
+    inbox = _text(table, "inbox", "labs.inbox")
+    return LabSettings(host.strip(), port, tuple(codes), inbox.strip() if inbox else None)
 
 
 def parse_web(table: dict) -> WebSettings:

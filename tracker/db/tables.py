@@ -404,6 +404,20 @@ class CalDavObject(SQLModel, table=True):
     pushed_at: dt.datetime
 
 
+class LabInboxFile(SQLModel, table=True):
+    """A file the lab inbox imported, by the SHA-256 of its bytes (migration 0018): never imported twice."""
+
+    __tablename__ = "lab_inbox_file"
+    __table_args__ = (UniqueConstraint("sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64)
+    name: str = Field(max_length=500)  # the file's name in the inbox when it was imported
+    format: str = Field(max_length=8)  # hl7 | fhir | csv
+    results: int  # how many results it stored
+    imported_at: dt.datetime
+
+
 class Setting(SQLModel, table=True):
     """Small key/value state (e.g. the last day the nightly job completed)."""
 

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from tracker.db.tables import Course, Item, Patient, codes
 from tracker.errors import InputError
 from tracker.exporters.ics import AUDIENCES, CalendarItem, SourceRef, TestName, render_calendar
+from tracker.core.coded import DrugCoding, TestCoding, drug_coding, test_codings
 from tracker.core.defaults import item_clinic_defaults
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.core.settings import ExportSettings
@@ -47,6 +48,8 @@ class _Lookup:
         self._sources: dict[tuple, tuple[SourceRef, ...]] = {}
         self._defaults: dict[tuple, tuple[str, ...]] = {}
         self._labels: dict[tuple, str] = {}
+        self._test_codes: dict[str | None, tuple[TestCoding, ...]] = {}
+        self._drug_codes: dict[tuple, tuple[DrugCoding, ...]] = {}
 
     def label(self, mrn: str, name: str, style: str) -> str:
         key = (mrn, name, style)
@@ -95,6 +98,23 @@ class _Lookup:
             self._tests[stored] = tuple(self.test(c) for c in codes(stored))
         return self._tests[stored]
 
+    def test_codes(self, stored: str | None) -> tuple[TestCoding, ...]:
+        if stored not in self._test_codes:
+            self._test_codes[stored] = test_codings(codes(stored), self.vocabulary)
+        return self._test_codes[stored]
+
+    def drug_codes(self, drug: str, merged: str | None, own: Protocol | None) -> tuple[DrugCoding, ...]:
+        """The item's own drug coded from the protocol its course was planned with; merged drugs from the
+        library's current protocols."""
+        key = (drug, merged, id(own))
+        if key not in self._drug_codes:
+            found = []
+            for name in dict.fromkeys([drug, *codes(merged)]):
+                protocol = own if own is not None and own.id == name else self.library.protocols.get(name)
+                found.append(drug_coding(name, protocol))
+            self._drug_codes[key] = tuple(found)
+        return self._drug_codes[key]
+
     def source(self, key: str, protocols: list[Protocol]) -> SourceRef:
         for protocol in protocols:
             found = protocol.sources.get(key)
@@ -142,6 +162,8 @@ def calendar_item(lookup: _Lookup, item, patient, label_style: str, own: Protoco
         week=item.week,
         done_on=item.done_on,
         clinic_defaults=lookup.clinic_defaults(own, item.kind, item.tests, item.week, item.origin),
+        test_codes=lookup.test_codes(item.tests),
+        drug_codes=lookup.drug_codes(item.drug, item.merged_drugs, own),
     )
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from icalendar import Calendar, Event
 
+from tracker.core.coded import DrugCoding, TestCoding
+
 PRODID = "-//tracker//monitoring calendar//EN"
 AUDIENCES = ("staff", "patient")
 
@@ -69,6 +71,10 @@ class CalendarItem:
     week: int | None = None
     done_on: dt.date | None = None
     clinic_defaults: tuple[str, ...] = ()  # what of the rule no clinical source gives (staff text only)
+    # Standard codes (core/coded.py), staff text and X-TRACKER-* properties only: a patient calendar is
+    # plain language, and a LOINC number tells a patient nothing their test's name does not.
+    test_codes: tuple[TestCoding, ...] = ()
+    drug_codes: tuple[DrugCoding, ...] = ()
 
 
 def calendar_uid(scope: str, patient_id: int | None, audience: str) -> str:
@@ -146,6 +152,10 @@ def staff_description(item: CalendarItem) -> str:
     if item.tests:
         lines.append("Tests:")
         lines += [f"- {t.code}: {t.name}" for t in item.tests]
+    codes = [c.line() for c in item.test_codes] + [line for d in item.drug_codes for line in d.lines()]
+    if codes:
+        lines.append("Codes:")
+        lines += [f"- {line}" for line in codes]
     if item.target:
         lines.append(f"Target: {item.target}")
     if item.detail:
@@ -266,6 +276,8 @@ def render_event(item: CalendarItem, audience: str, stamp: str, alarm_lead: str 
         "STATUS:CANCELLED" if item.status == "cancelled" else "STATUS:CONFIRMED",
         "TRANSP:TRANSPARENT",
     ]
+    if not patient:
+        lines += code_properties(item)
     if alarm_lead is not None and item.status == "planned":
         # On an all-day event the trigger counts back from local midnight of the day.
         lines += ["BEGIN:VALARM", "ACTION:DISPLAY", fold("DESCRIPTION:" + escape_text(f"Reminder: {summary}")),
@@ -275,6 +287,20 @@ def render_event(item: CalendarItem, audience: str, stamp: str, alarm_lead: str 
 
 
 ONE_DAY = dt.timedelta(days=1)
+
+# The drug code properties, by DrugCoding field.
+DRUG_CODE_PROPERTIES = (("atc", "X-TRACKER-ATC"), ("snomed", "X-TRACKER-SNOMED"), ("rxnorm", "X-TRACKER-RXNORM"))
+
+
+def code_properties(item: CalendarItem) -> list[str]:
+    """Machine-readable codes of a staff event (RFC 5545 3.8.8.2 X-properties; clients that do not know
+    them keep or ignore them): one X-TRACKER-LOINC per planned test's LOINC code and the drugs'
+    X-TRACKER-ATC (and SNOMED CT, RxNorm where known). The UCUM units are in the description's Codes block
+    only: a whole-clinic feed carries a CBC and CMP's eighteen codes on many events, and bytes count there."""
+    lines = [f"X-TRACKER-LOINC:{coding.loinc}" for coding in item.test_codes]
+    for drug in item.drug_codes:
+        lines += [f"{name}:{getattr(drug, field)}" for field, name in DRUG_CODE_PROPERTIES if getattr(drug, field)]
+    return lines
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -7,6 +7,14 @@ changed (the exporter bumps SEQUENCE when an item moves or is cancelled; a cance
 STATUS:CANCELLED), or when the server's ETag is no longer the one it answered (edited or deleted there);
 an event no longer in the calendar is DELETEd. A second push with nothing changed sends no PUT.
 
+The calendar is the staff feed's (`[feeds] days_back`/`days_ahead` around the clinic's today, cancelled
+items for `cancelled_grace_days`: services/feeds.py `feed_window`), not everything stored: an event that
+leaves the window (its day passed out of `days_back`, a cancellation past its grace) is deleted from the
+collection like one removed from the plan, and one that enters it is created.
+
+One push at a time (`tracker/locks.py: caldav_lock`): a second push while one runs refuses (exit 9) rather
+than interleave its PUTs, DELETEs and records with the first's; the nightly step reports it as a failure.
+
 Network and database are kept apart: the calendar and the state are read in one transaction, the server
 is spoken to with no transaction open, and what succeeded is recorded in a second one (also when a later
 request failed, so the next push resumes where this one stopped).
@@ -61,16 +69,20 @@ def collection_key(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
-def staff_objects(session: Session, library, settings: Settings) -> dict[str, CalendarObject]:
-    """The clinic's staff calendar, one calendar object per event, keyed by UID. Each event's DTSTAMP is
-    its LAST-MODIFIED, so an unchanged item gives byte-identical content from one push to the next."""
+def staff_objects(session: Session, library, settings: Settings, today: dt.date) -> dict[str, CalendarObject]:
+    """The clinic's staff calendar within the feeds' window around `today`, one calendar object per event,
+    keyed by UID. Each event's DTSTAMP is its LAST-MODIFIED, so an unchanged item gives byte-identical
+    content from one push to the next."""
     from icalendar import Calendar
 
     from tracker.exporters.collect import export_calendar
     from tracker.exporters.ics import PRODID
+    from tracker.services.feeds import feed_window
 
+    window = feed_window(settings.feeds, today, settings.timezone)
     stamp = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # replaced per event below
-    calendar = export_calendar(session, library, settings.export, patient=None, audience="staff", stamp=stamp)
+    calendar = export_calendar(session, library, settings.export, patient=None, audience="staff", stamp=stamp,
+                               start=window.start, end=window.end, cancelled_since=window.cancelled_since)
     objects = {}
     for event in calendar.walk("VEVENT"):
         if "LAST-MODIFIED" in event:
@@ -90,16 +102,27 @@ def object_href(collection: str, uid: str) -> str:
     return urljoin(collection, quote(uid, safe="") + ".ics")
 
 
-def push_calendar(engine: Engine, library, settings: Settings, *, dry_run: bool = False) -> PushReport:
-    """Bring `[caldav] url` in step with the staff calendar. Raises ConfigError when no collection is
-    configured, DeliveryError when the server refuses or cannot be reached (after recording what was sent)."""
-    caldav = settings.caldav
-    if caldav is None:
+def push_calendar(engine: Engine, library, settings: Settings, today: dt.date, *,
+                  dry_run: bool = False) -> PushReport:
+    """Bring `[caldav] url` in step with the staff calendar of the feeds' window around `today`. Raises
+    ConfigError when no collection is configured, LockedError while another push runs, DeliveryError when
+    the server refuses or cannot be reached (after recording what was sent)."""
+    if settings.caldav is None:
         raise ConfigError("caldav: not configured; add a [caldav] table with url (and username, "
                           "password_env or password_file) to the site config")
+    if dry_run:  # reads only: no lock
+        return _push(engine, library, settings, today, dry_run=True)
+    from tracker.locks import caldav_lock
+
+    with caldav_lock(engine):
+        return _push(engine, library, settings, today, dry_run=False)
+
+
+def _push(engine: Engine, library, settings: Settings, today: dt.date, *, dry_run: bool) -> PushReport:
+    caldav = settings.caldav
     key = collection_key(caldav.url)
     with Session(engine) as session:
-        objects = staff_objects(session, library, settings)
+        objects = staff_objects(session, library, settings, today)
         stored = {row.uid: (row.content_hash, row.etag)
                   for row in session.exec(select(CalDavObject).where(CalDavObject.collection == key))}
     report = PushReport(collection=key, dry_run=dry_run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager, nullcontext
 
+from tracker.services.coded_rows import alert_codes, item_codes
 from tracker.services.context import Clinic
 from tracker.services.plan_sync import roll_forward
 
@@ -27,7 +28,7 @@ def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.da
         refresh(clinic, end)
     rows = calendar(clinic.session, patient.id, start, end, clinic.today, include_cancelled,
                     clinic.library.vocabulary)
-    return mark_clinic_defaults(clinic.session, clinic.library, rows)
+    return item_codes(mark_clinic_defaults(clinic.session, clinic.library, rows), clinic.library)
 
 
 def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False,
@@ -42,7 +43,7 @@ def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = Fals
         clinician = known_clinician(clinic.session, clinician)
     with rolled_back(clinic.session) if what_if else nullcontext():
         refresh(clinic, as_of + dt.timedelta(days=days))
-        return due(clinic.session, as_of, days, clinic.library.vocabulary, clinician)
+        return item_codes(due(clinic.session, as_of, days, clinic.library.vocabulary, clinician), clinic.library)
 
 
 @contextmanager
@@ -58,7 +59,7 @@ def rolled_back(session):
 def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
     from tracker.services.worklists import overdue
 
-    return overdue(clinic.session, as_of, clinic.library.vocabulary)
+    return item_codes(overdue(clinic.session, as_of, clinic.library.vocabulary), clinic.library)
 
 
 def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None,
@@ -83,9 +84,10 @@ def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = Fal
 
             mine = set(clinic.session.exec(select(Patient.mrn).where(Patient.clinician == clinician)).all())
             rows = [r for r in rows if r["mrn"] in mine]
-        return None, rows
+        return None, alert_codes(clinic.session, rows, clinic.library)
+    rows = list_alerts(clinic.session, include_all, mrn, clinician)
     days = [day for day in (last_completed(clinic.session), last_reviewed_on(clinic.session)) if day]
-    return max(days, default=None), list_alerts(clinic.session, include_all, mrn, clinician)
+    return max(days, default=None), alert_codes(clinic.session, rows, clinic.library)
 
 
 def evaluate_alerts(clinic: Clinic):

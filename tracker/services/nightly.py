@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import String, case, func, literal, select, update
@@ -34,7 +35,7 @@ from tracker.db.tables import (
     setting_value,
     store_setting,
 )
-from tracker.errors import ConfigError, DeliveryError
+from tracker.errors import ConfigError, DeliveryError, InputError, LockedError
 from tracker.locks import nightly_lock
 from tracker.services.delivery import (
     deliver_batches,
@@ -130,11 +131,21 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
         if progress is not None:
             progress(step, steps)
 
+    started = time.time()  # lab inbox files modified since are still being written
     with nightly_lock(engine):
         run_id, from_day, new = _start(engine, as_of)
         report = NightlyReport(run_id=run_id, from_day=from_day, as_of=as_of)
         extra: dict = {}
         try:
+            if site.labs.inbox is not None:
+                # First, so the results the laboratory dropped complete their draws before tonight's
+                # reminders; a file's fault moves it to rejected/, the run goes on (services/lab_inbox.py).
+                from tracker.services.lab_inbox import import_inbox
+
+                try:
+                    extra["inbox"] = import_inbox(engine, library, site, as_of, user, started=started).counts()
+                except InputError as exc:  # the folder is missing: reported like a channel's failure
+                    report.failures["inbox"] = str(exc)
             if new:
                 report.new_days = (as_of - from_day).days + 1
                 # The write lock up front: a concurrent `tracker alerts` evaluates before or after, never
@@ -177,8 +188,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                 from tracker.services.caldav_push import push_calendar
 
                 try:
-                    extra["caldav"] = push_calendar(engine, library, site).counts()
-                except (DeliveryError, ConfigError) as exc:  # unreachable, refused, password file unreadable
+                    extra["caldav"] = push_calendar(engine, library, site, as_of).counts()
+                except (DeliveryError, ConfigError, LockedError) as exc:  # unreachable, refused, password
+                    # file unreadable, a `calendar push` by hand running: the next push resumes
                     report.failures["caldav"] = str(exc)
         except BaseException as exc:
             _finish(engine, run_id, report, extra, error=error_text(exc))

@@ -79,10 +79,13 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
 
     alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
                           .order_by(Alert.raised_on, Alert.id)).all()
+    from tracker.services.coded_rows import alert_codes, course_codes, item_codes, result_codes
+
+    library = clinic.library
     return {
         "patient": patient_details(patient, today, clinic.childbearing_ages),
         "baselines": lab_baselines(clinic, patient, [c for c in courses if c.status != "stopped"]),
-        "courses": [
+        "courses": course_codes([
             {
                 "id": c.id,
                 "drug": c.drug,
@@ -97,9 +100,10 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
                 "adjust_every": c.adjust_every,
             }
             for c in courses
-        ],
-        "results": [result_row(r) for r in results],
-        "alerts": [alert_row(a, patient.mrn) for a in alerts],
+        ], library),
+        "results": result_codes([result_row(r) for r in results], library),
+        "alerts": alert_codes(session, [alert_row(a, patient.mrn) for a in alerts], library),
         # Overdue tasks, then the next planned items (`tracker.core.worklist`: is_overdue, is_upcoming).
-        "next_items": open_and_upcoming(session, patient.id, today, upcoming, clinic.library.vocabulary),
+        "next_items": item_codes(open_and_upcoming(session, patient.id, today, upcoming, library.vocabulary),
+                                 library),
     }

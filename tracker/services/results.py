@@ -211,7 +211,9 @@ def list_results(clinic: Clinic, mrn: str, test: str | None = None) -> list[dict
         code = clinic.library.vocabulary.get(test).code
         query = query.where(LabResult.test.in_(sorted(clinic.library.vocabulary.members(code))))
     rows = session.exec(query.order_by(LabResult.taken_on.desc(), LabResult.id.desc())).all()
-    return [result_row(r) for r in rows]
+    from tracker.services.coded_rows import result_codes
+
+    return result_codes([result_row(r) for r in rows], clinic.library)
 
 
 def complete_items(session: Session, library: ProtocolLibrary, patient: Patient, result: LabResult,
