@@ -82,6 +82,15 @@ def test_cancelled_items_are_left_out():
     assert (figures.draws, figures.on_time, figures.open_late) == (1, 1, 0)
 
 
+def test_a_task_its_courses_stop_cancelled_undone_counts_as_missed():
+    # worklist.ENDED_UNDONE_NOTE: a stop cancels what its course left undone; for an audit it was missed.
+    items = [draw(D(2026, 1, 5), D(2026, 1, 5)),
+             QualityItem("lab", "cancelled", D(2026, 1, 19), None, ("methotrexate",), None, 2, ended_undone=True)]
+    figures = report(items).clinic.draws
+    assert (figures.draws, figures.on_time, figures.open_late) == (3, 1, 2)
+    assert sum(w.draws for w in report(ahead=[items[1]]).forecast) == 0  # never a draw to plan
+
+
 def test_a_stopped_courses_later_items_are_left_out():
     stop = D(2026, 2, 1)
     items = [draw(D(2026, 1, 20), D(2026, 1, 21), stopped_on=stop),  # before the stop: counts

@@ -14,15 +14,15 @@ One definition of each window, from the data model and the settings the worklist
   by its due date plus `[alerts] checkpoint_window_days` (the window tracker/core/response.py judges in);
 - an alert is acknowledged *in time* when a person answered it (its first acknowledgement, or a resolution
   by hand) within `[alerts] ack_within_days` of its raising (a clinic default).
-Cancelled items are left out (a cancelled draw was never asked for), and so are a stopped course's items
-due after its stop. An item whose window is still open on `to` and is not done is *pending*: counted, but
+Cancelled items are left out (a cancelled draw was never asked for), except the tasks a course's stop left
+undone (they were asked for and missed), and so are a stopped course's items due after its stop. An item whose window is still open on `to` and is not done is *pending*: counted, but
 not in a share, which is of decided items only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # The items that are blood draws: planned lab draws and repeats a threshold booked. Baseline items are left
 # out: they are single pre-start tests (a chest X-ray and a height among them), due on the start day, and
@@ -45,6 +45,8 @@ class QualityItem:
     drugs: tuple[str, ...]
     stopped_on: dt.date | None = None
     count: int = 1  # how many stored items are exactly like this one (the shell reads them grouped)
+    # Cancelled by its course's stop before anyone did it (worklist.ENDED_UNDONE_NOTE): a missed task, counted.
+    ended_undone: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,10 @@ class QualityReport:
 
 
 def counts(item: QualityItem) -> bool:
-    """Whether an item is in the report at all: not cancelled, and not due after its course's stop."""
-    return item.status != "cancelled" and (item.stopped_on is None or item.due <= item.stopped_on)
+    """Whether an item is in the report at all: not cancelled (but a task its course's stop left undone is
+    counted, as never done), and not due after its course's stop."""
+    return ((item.status != "cancelled" or item.ended_undone)
+            and (item.stopped_on is None or item.due <= item.stopped_on))
 
 
 def done_by(item: QualityItem, day: dt.date) -> dt.date | None:
@@ -283,6 +287,6 @@ def quality_report(items: list[QualityItem], alerts: list[QualityAlert], start: 
                      for name in names)
     future = [i for i in ahead if wanted(i.drugs)]
     if drug is not None:
-        future = [QualityItem(i.kind, i.status, i.due, i.done_on, (drug,), i.stopped_on, i.count) for i in future]
+        future = [replace(i, drugs=(drug,)) for i in future]
     return QualityReport(start, end, drug, windows, group(CLINIC, period, raised), per_drug,
                          forecast(future, end))

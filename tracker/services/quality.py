@@ -20,6 +20,7 @@ from tracker.core.quality import (
     Windows,
     quality_report,
 )
+from tracker.core.worklist import ENDED_UNDONE_NOTE
 from tracker.db.rows import plain_rows
 from tracker.db.tables import Alert, AuditEvent, Course, Item, codes
 from tracker.errors import InputError
@@ -65,10 +66,22 @@ def load_items(session, start: dt.date, last: dt.date, drug: str | None) -> list
     if drug is not None:
         # Narrows only (a merged draw names its other drugs in text); the core matches the drug exactly.
         query = query.where(or_(Item.drug == drug, Item.merged_drugs.contains(drug)))
-    return [QualityItem(row.kind, row.status, row.due, row.done_on,
-                        (row.drug, *codes(row.merged_drugs)) if row.merged_drugs else (row.drug,),
-                        row.stopped_on, row.n)
-            for row in plain_rows(session, query)]
+    # The tasks a stop cancelled undone are missed ones (core: quality.counts); read apart, so the main read
+    # stays on the covering index (the note is not in it; only cancelled rows are looked up).
+    undone = (select(Item.kind, Item.due, Item.drug, Item.merged_drugs, func.count().label("n"))
+              .where(Item.kind.in_((*DRAW_KINDS, CHECKPOINT_KIND)), Item.due >= start, Item.due <= last,
+                     Item.status == "cancelled", Item.done_note == ENDED_UNDONE_NOTE)
+              .group_by(Item.kind, Item.due, Item.drug, Item.merged_drugs))
+    if drug is not None:
+        undone = undone.where(or_(Item.drug == drug, Item.merged_drugs.contains(drug)))
+
+    def drugs(row) -> tuple:
+        return (row.drug, *codes(row.merged_drugs)) if row.merged_drugs else (row.drug,)
+
+    return ([QualityItem(row.kind, row.status, row.due, row.done_on, drugs(row), row.stopped_on, row.n)
+             for row in plain_rows(session, query)]
+            + [QualityItem(row.kind, "cancelled", row.due, None, drugs(row), None, row.n, ended_undone=True)
+               for row in plain_rows(session, undone)])
 
 
 def load_alerts(clinic: Clinic, start: dt.date, end: dt.date, drug: str | None) -> list[QualityAlert]:
