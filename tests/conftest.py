@@ -13,8 +13,15 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
 
 from tracker.cli import cli
+
+# Property tests judge their properties, never the machine's speed: on a loaded 2-core runner Hypothesis's
+# "too slow" health checks and per-example deadlines failed pure core tests (a flaky test is a failing test).
+settings.register_profile("tracker", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("tracker")
 
 
 @pytest.fixture(scope="session")
