@@ -26,6 +26,8 @@ metadata: MetaData = SQLModel.metadata
 # The partial unique indexes' conditions (migration 0007 creates them with the same text).
 LIVE_ALERT_SQL = "status IN ('open', 'acknowledged', 'snoozed')"
 LIVE_COURSE_SQL = "status != 'stopped'"
+# The course-limit items' partial index (migration 0014, same text).
+LIMIT_ITEM_SQL = "kind = 'limit'"
 
 
 def codes(text: str | None) -> list[str]:
@@ -121,6 +123,10 @@ class Item(SQLModel, table=True):
         Index("ix_item_patient_status_due", "patient_id", "status", "due"),
         # The latest change of any item: a whole-clinic feed's validators, one seek (migration 0012).
         Index("ix_item_last_modified", "last_modified"),
+        # The course-limit items alone (migration 0014): the review window of limits has no date bound, and
+        # `item (status, due)` would walk every planned item to find them (tracker/db/windows.py).
+        Index("ix_item_limit_status", "kind", "status",
+              sqlite_where=text(LIMIT_ITEM_SQL), postgresql_where=text(LIMIT_ITEM_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
