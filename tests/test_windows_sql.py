@@ -68,3 +68,45 @@ def test_each_window_selects_exactly_what_its_predicate_accepts(store, items, to
                 assert selected == {row.id for row in stored if accepts(row)}, name
         finally:
             trans.rollback()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=items, today=st.dates(dt.date(2026, 1, 1), dt.date(2026, 6, 30)))
+def test_each_review_window_selects_exactly_what_it_admits(store, items, today):
+    """The review's windows (core/review.py), one kind among them written as a literal (the limit items'
+    partial index, migration 0019), select what `ItemWindow.admits` accepts."""
+    from tracker.core.review import review_windows
+    from tracker.core.settings import Settings
+
+    engine, course_id, patient_id = store
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            if items:
+                conn.execute(insert(Item.__table__), [
+                    {"uid": f"prop-{n}", "course_id": course_id, "patient_id": patient_id, "drug": "ciclosporin",
+                     "kind": kind, "status": status, "due": today + dt.timedelta(days=offset), "tests": "",
+                     "title": f"item {n}", "sources": "", "adjusted": False, "origin": "plan", "sequence": 0,
+                     "created_at": STAMP, "last_modified": STAMP}
+                    for n, (kind, status, offset) in enumerate(items)])
+            stored = conn.execute(select(Item.id, Item.kind, Item.status, Item.due)).all()
+            for window in review_windows(today, Settings().alerts):
+                selected = set(conn.execute(select(Item.id).where(item_where(window))).scalars())
+                assert selected == {row.id for row in stored if window.admits(row)}, window
+        finally:
+            trans.rollback()
+
+
+def test_the_limit_window_is_answered_by_the_limit_items_index_on_sqlite(store):
+    """Limit items have no date bound: without the partial index (migration 0019) SQLite walks every planned
+    item of the clinic through `item (status, due)` to find them."""
+    from tracker.core.worklist import ItemWindow
+
+    engine, _, _ = store
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite query plan")
+    query = select(Item.patient_id).where(item_where(ItemWindow(("limit",))))
+    sql = str(query.compile(engine, compile_kwargs={"render_postcompile": True}))
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("planned",)))
+    assert "ix_item_limit_status" in plan, plan

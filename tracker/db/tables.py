@@ -29,6 +29,8 @@ LIVE_COURSE_SQL = "status != 'stopped'"
 # Planned items that received part of what they need, and (as a superset) any other status but done and
 # cancelled: the partial index of migration 0015 (see there why not `status = 'planned'`).
 PARTIAL_ITEM_SQL = "received IS NOT NULL AND status NOT IN ('done', 'cancelled')"
+# The course-limit items' partial index (migration 0019, same text).
+LIMIT_ITEM_SQL = "kind = 'limit'"
 
 
 def codes(text: str | None) -> list[str]:
@@ -135,6 +137,10 @@ class Item(SQLModel, table=True):
         Index("ix_item_partial_due", "due", sqlite_where=text(PARTIAL_ITEM_SQL), postgresql_where=text(PARTIAL_ITEM_SQL)),
         # The quality report's read of a period's draws and checkpoints, from the index alone (migration 0017).
         Index("ix_item_kind_due_quality", "kind", "due", "status", "done_on", "drug", "merged_drugs", "course_id"),
+        # The course-limit items alone (migration 0019): the review window of limits has no date bound, and
+        # `item (status, due)` would walk every planned item to find them (tracker/db/windows.py).
+        Index("ix_item_limit_status", "kind", "status",
+              sqlite_where=text(LIMIT_ITEM_SQL), postgresql_where=text(LIMIT_ITEM_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
