@@ -46,6 +46,16 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()  # the clinic's zone in these tests (Settings timezone UTC)
 
 
+def dump_but_reads(db: str) -> dict:
+    """dump_database without the access events of pages shown (a refusal re-shows the alerts list: a read,
+    audited) and the chain head they move: what an action changed, if anything."""
+    dump = dump_database(db)
+    action = 3  # audit_event columns: id, at, user, action, ...
+    dump["audit_event"] = [row for row in dump["audit_event"] if not str(row[action]).startswith("access.")]
+    dump.pop("audit_head", None)
+    return dump
+
+
 def open_alert_ids(db: str) -> list[int]:
     return [r[0] for r in query(db, "SELECT id FROM alert WHERE status = 'open' ORDER BY id")]
 
@@ -127,7 +137,7 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(clinic_db):
     client = make_client(clinic_db)
     sign_in(client)
     alert_id = open_alert_ids(clinic_db)[0]
-    before = dump_database(clinic_db)
+    before = dump_but_reads(clinic_db)
     for data in ({"note": "seen"}, {"note": "seen", "csrf_token": "forged"}):
         response = client.post(f"/alerts/{alert_id}/ack", data=data)
         assert response.status_code == 403 and "did not come from this site" in response.text
@@ -135,7 +145,7 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(clinic_db):
     response = other.post("/login", data={"csrf_token": csrf_of(client.get("/alerts").text), "name": "nina",
                                           "password": PASSWORD})
     assert response.status_code == 403
-    assert dump_database(clinic_db) == before
+    assert dump_but_reads(clinic_db) == before
 
 
 def test_readonly_user_sees_but_cannot_act(clinic_db):
@@ -144,10 +154,10 @@ def test_readonly_user_sees_but_cannot_act(clinic_db):
     page = client.get("/alerts")
     assert page.status_code == 200 and "Acknowledge" not in page.text
     alert_id = open_alert_ids(clinic_db)[0]
-    before = dump_database(clinic_db)
+    before = dump_but_reads(clinic_db)
     response = client.post(f"/alerts/{alert_id}/ack", data={"csrf_token": csrf_of(page.text), "note": "x"})
     assert response.status_code == 403 and "read-only" in response.text
-    assert dump_database(clinic_db) == before
+    assert dump_but_reads(clinic_db) == before
 
 
 def test_acknowledge_is_audited_under_the_signed_in_name(clinic_db):
@@ -171,7 +181,7 @@ def test_snooze_and_resolve_keep_the_clis_limits(clinic_db):
     first, second = open_alert_ids(clinic_db)[:2]
     token = csrf_of(client.get("/alerts").text)
     today = utc_today()
-    before = dump_database(clinic_db)
+    before = dump_but_reads(clinic_db)
     too_far = client.post(f"/alerts/{first}/snooze", data={"csrf_token": token, "reason": "away",
                                                            "until": (today + dt.timedelta(days=31)).isoformat()})
     assert too_far.status_code == 400 and "at most 30 days" in too_far.text
@@ -180,7 +190,7 @@ def test_snooze_and_resolve_keep_the_clis_limits(clinic_db):
     bad_date = client.post(f"/alerts/{first}/snooze", data={"csrf_token": token, "reason": "r", "until": "soon"})
     assert bad_date.status_code == 400 and "until: &#39;soon&#39;: expected a date" in bad_date.text
     assert client.post("/alerts/999999/resolve", data={"csrf_token": token, "reason": "r"}).status_code == 404
-    assert dump_database(clinic_db) == before
+    assert dump_but_reads(clinic_db) == before
     until = (today + dt.timedelta(days=7)).isoformat()
     assert client.post(f"/alerts/{first}/snooze", data={"csrf_token": token, "reason": "on holiday",
                                                         "until": until}).status_code == 200
@@ -245,3 +255,23 @@ def test_session_secret_is_a_private_file_beside_the_database(tmp_path):
     key = secret_key(path)
     assert len(key) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert secret_key(path) == key  # kept across restarts: sessions survive them
+
+
+def test_pages_showing_patient_data_are_access_events_under_the_signed_in_name(clinic_db):
+    # As the CLI's reads are (issue 15): who was shown which patient, and the whole clinic's lists.
+    client = make_client(clinic_db)
+    sign_in(client)
+    patient_id, mrn = query(clinic_db, "SELECT id, mrn FROM patient ORDER BY id LIMIT 1")[0]
+    before = query(clinic_db, "SELECT coalesce(max(id), 0) FROM audit_event")[0][0]
+    assert client.get(f"/patients/{patient_id}").status_code == 200
+    assert client.get("/today?drug=methotrexate").status_code == 200
+    assert client.get("/alerts").status_code == 200
+    rows = query(clinic_db, "SELECT \"user\", action, entity, entity_id, mrn, after FROM audit_event "
+                            "WHERE id > :b AND action LIKE 'access.%' ORDER BY id", b=before)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("nina", "access.web.patient", "patient"),
+                                                  ("nina", "access.web.today", "clinic"),
+                                                  ("nina", "access.web.alerts", "clinic")]
+    assert (rows[0][3], rows[0][4]) == (patient_id, mrn)
+    assert '"drug": "methotrexate"' in rows[1][5]  # the filter, never patient data
+    assert client.get("/patients/999999").status_code == 404  # nothing shown, nothing recorded
+    assert query(clinic_db, "SELECT count(*) FROM audit_event WHERE action = 'access.web.patient'")[0][0] == 1

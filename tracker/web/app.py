@@ -217,6 +217,7 @@ def today_page(request: Request):
                             if view["sections"][n].page > 1}, **extra}
         return "/today?" + urlencode({k: v for k, v in query.items() if v not in (None, "", 1)})
 
+    _log_access(request, "access.web.today", detail={"page": "today", **kept})
     return render(request, "today.html", **view, given=given, everything=everything, link=link,
                   print_link="/today?" + urlencode({**kept, "print": 1}), page_size=None if everything else 50)
 
@@ -231,6 +232,7 @@ def alerts_page(request: Request, *, status: int = 200, error: str | None = None
         rows = [r for r in rows if r["status"] != "resolved"]
         ids = _patient_ids(clinic.session, [r["mrn"] for r in rows])
         today = clinic.today
+    _log_access(request, "access.web.alerts", detail={"page": "alerts"})
     return render(request, "alerts.html", status=status, alerts=rows, evaluated=evaluated, ids=ids, error=error,
                   done=done or request.query_params.get("done"), today=today,
                   snooze_min=today + dt.timedelta(days=1), snooze_max=today + dt.timedelta(days=MAX_SNOOZE_DAYS))
@@ -297,8 +299,23 @@ def patient_page(request: Request):
                                            AuditEvent.entity_id).where(AuditEvent.mrn == patient.mrn)
                                     .order_by(AuditEvent.id.desc()).limit(AUDIT_SHOWN)).all()
         today = clinic.today
+    _log_access(request, "access.web.patient", patient_id=patient.id, detail={"page": "patient"})
     return render(request, "patient.html", p=summary["patient"], summary=summary, calendar=calendar,
                   charts=charts, responses=responses, today=today, trail=trail, audit_shown=AUDIT_SHOWN)
+
+
+def _log_access(request: Request, action: str, *, patient_id: int | None = None, detail: dict) -> None:
+    """Record that the signed-in user was shown patient data (`access.*`, as the CLI's reads are): one patient's
+    page, or the whole clinic's lists. A failure to record is logged for the operator (never the data), and
+    the page is still shown, as the CLI only warns."""
+    from tracker.services.access import record_access
+
+    problem = record_access(_web(request).engine, request.state.user["name"], action, patient_id=patient_id,
+                            detail=detail)
+    if problem:
+        import logging
+
+        logging.getLogger("tracker.web").warning("access event not recorded: %s", problem)
 
 
 def protocols_page(request: Request):
