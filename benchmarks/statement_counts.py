@@ -18,8 +18,9 @@ What is counted, per command:
 - `by_statement`: the 25 statement shapes executed most often (their first 90 characters), with their
   statement and round-trip counts: where a per-row loop shows.
 
-Statements that bypass SQLAlchemy's cursor events (the SQLite connection pragmas run as a connection is
-opened) are not counted.
+COPY (psycopg's `Cursor.copy`, which SQLAlchemy does not see) is counted at the cursor: one statement and one
+round trip (its rows are streamed). Statements that bypass SQLAlchemy's cursor events otherwise (the SQLite
+connection pragmas run as a connection is opened) are not counted.
 """
 
 from __future__ import annotations
@@ -94,6 +95,16 @@ class StatementCounter:
         self.shapes[shape] += rows
         self.shape_trips[shape] += trips
 
+    def copy(self, dbapi_conn, statement: str) -> None:
+        """A psycopg COPY: one statement; its rows are streamed, and the client waits once, at the end (and
+        for psycopg's BEGIN first, outside a transaction)."""
+        self.statements += 1
+        trips = 1 + (self._idle(self._psycopg_status(dbapi_conn)) and not dbapi_conn.autocommit)
+        self.round_trips += trips
+        shape = _shape(str(statement))
+        self.shapes[shape] += 1
+        self.shape_trips[shape] += trips
+
     def end_transaction(self, conn) -> None:
         if conn.dialect.name != "postgresql":
             return
@@ -136,6 +147,17 @@ def install(path: str) -> StatementCounter:
     event.listen(Pool, "reset", counter.pool_reset)
     event.listen(Pool, "connect", counter.pool_connect)
     event.listen(Pool, "checkout", counter.pool_checkout)
+    try:  # COPY goes to the driver's cursor, past SQLAlchemy's events: count it at the cursor
+        import psycopg
+    except ImportError:
+        psycopg = None
+    if psycopg is not None:
+        original_copy = psycopg.Cursor.copy
+
+        def counted_copy(cursor, statement, *args, **kwargs):
+            counter.copy(cursor.connection, statement)
+            return original_copy(cursor, statement, *args, **kwargs)
+        psycopg.Cursor.copy = counted_copy
     pid = os.getpid()
 
     def write() -> None:
