@@ -77,8 +77,9 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE, slack: 
 
 # --- running the commands ----------------------------------------------------------------------------------
 
-def counted(args: list[str], env: dict) -> dict:
-    """Run `tracker ARGS` with the counters; its {statements, round_trips}, or raise naming what failed."""
+def counted(args: list[str], env: dict, details: dict | None = None) -> dict:
+    """Run `tracker ARGS` with the counters; its {statements, round_trips}, or raise naming what failed.
+    `details` gets the whole report (with the statements executed most often) under the command line."""
     fd, counts_file = tempfile.mkstemp(prefix="tracker-guard-", suffix=".json")
     os.close(fd)
     try:
@@ -87,6 +88,8 @@ def counted(args: list[str], env: dict) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"tracker {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
         sql = json.loads(Path(counts_file).read_text())
+        if details is not None:
+            details[" ".join(args[2:])] = sql
     finally:
         Path(counts_file).unlink(missing_ok=True)
     return {metric: sql[metric] for metric in METRICS}
@@ -125,7 +128,8 @@ def busiest_mrn(db: str) -> str:
     return mrn
 
 
-def measure_engine(engine: str, workdir: Path, pg: str | None, patients: int, env: dict) -> dict:
+def measure_engine(engine: str, workdir: Path, pg: str | None, patients: int, env: dict,
+                   details: dict | None = None) -> dict:
     db = fresh_database(engine, workdir, pg, patients)
     today = dt.date.today()
     day, next_day = (today - dt.timedelta(days=1)).isoformat(), today.isoformat()
@@ -133,7 +137,7 @@ def measure_engine(engine: str, workdir: Path, pg: str | None, patients: int, en
 
     def run(name: str, args: list[str]) -> None:
         print(f"  {engine}: {name}", file=sys.stderr, flush=True)
-        out[name] = counted(["--db", db, *args], env)
+        out[name] = counted(["--db", db, *args], env, details)
 
     run("synth", ["synth", "--patients", str(patients), "--seed", "1", "--as-of", day])
     run("nightly cold", ["nightly", "--as-of", day])
@@ -153,6 +157,10 @@ def main() -> int:
                              "without one only SQLite is measured)")
     parser.add_argument("--patients", type=int, default=10000)
     parser.add_argument("--baseline", default=str(BASELINE))
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), action="append",
+                        help="Measure only this engine (repeatable; default: SQLite, and PostgreSQL with a URL).")
+    parser.add_argument("--details", metavar="FILE",
+                        help="Write every command's full counts (the statements run most often) to FILE as JSON.")
     parser.add_argument("--write-baseline", action="store_true",
                         help="Rewrite the baseline with this run's counts (for the engines measured) and exit 0.")
     args = parser.parse_args()
@@ -161,15 +169,20 @@ def main() -> int:
     env = {**os.environ, "TRACKER_CONFIG": str(workdir / "guard-config.toml"), "USER": "guard"}
     env.pop("TRACKER_DB", None)
     (workdir / "guard-config.toml").write_text("# statement guard: defaults\n")
-    engines = ["sqlite"] + (["postgresql"] if args.pg else [])
-    current = {}
+    engines = args.engine or ["sqlite"] + (["postgresql"] if args.pg else [])
+    if "postgresql" in engines and not args.pg:
+        parser.error("PostgreSQL needs --pg URL or $TRACKER_TEST_PG")
+    current, details = {}, {}
     for engine in engines:
         try:
-            current[engine] = measure_engine(engine, workdir, args.pg, args.patients, env)
+            current[engine] = measure_engine(engine, workdir, args.pg, args.patients, env,
+                                             details.setdefault(engine, {}))
         except RuntimeError as exc:
             print(f"FAIL: {engine}: {exc}")
             return 1
     current = {"patients": args.patients, **current}
+    if args.details:
+        Path(args.details).write_text(json.dumps(details, indent=1) + "\n")
 
     path = Path(args.baseline)
     baseline = json.loads(path.read_text()) if path.exists() else {}
