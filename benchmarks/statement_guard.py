@@ -77,9 +77,9 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE, slack: 
 
 # --- running the commands ----------------------------------------------------------------------------------
 
-def counted(args: list[str], env: dict, details: dict | None = None) -> dict:
+def counted(args: list[str], env: dict, details: dict | None = None, name: str | None = None) -> dict:
     """Run `tracker ARGS` with the counters; its {statements, round_trips}, or raise naming what failed.
-    `details` gets the whole report (with the statements executed most often) under the command line."""
+    `details` gets the whole report (with the statements executed most often) under `name`."""
     fd, counts_file = tempfile.mkstemp(prefix="tracker-guard-", suffix=".json")
     os.close(fd)
     try:
@@ -89,7 +89,7 @@ def counted(args: list[str], env: dict, details: dict | None = None) -> dict:
             raise RuntimeError(f"tracker {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
         sql = json.loads(Path(counts_file).read_text())
         if details is not None:
-            details[" ".join(args[2:])] = sql
+            details[name or " ".join(args)] = sql
     finally:
         Path(counts_file).unlink(missing_ok=True)
     return {metric: sql[metric] for metric in METRICS}
@@ -137,7 +137,7 @@ def measure_engine(engine: str, workdir: Path, pg: str | None, patients: int, en
 
     def run(name: str, args: list[str]) -> None:
         print(f"  {engine}: {name}", file=sys.stderr, flush=True)
-        out[name] = counted(["--db", db, *args], env, details)
+        out[name] = counted(["--db", db, *args], env, details, name)
 
     run("synth", ["synth", "--patients", str(patients), "--seed", "1", "--as-of", day])
     run("nightly cold", ["nightly", "--as-of", day])

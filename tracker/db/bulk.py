@@ -5,7 +5,8 @@ costs more than the insert itself. Here, on SQLite, the INSERT is compiled once 
 tuple converted by the columns' own bind processors (so values are stored exactly as the ORM stores them),
 handed to the driver's executemany.
 
-PostgreSQL gets set-shaped statements instead of a statement per row (issue 19): `bulk_insert` is a COPY,
+PostgreSQL gets set-shaped statements instead of a statement per row (issue 19): `bulk_insert` is a COPY
+(`bulk_insert_returning_ids` draws the ids from the sequence first, in one statement),
 `bulk_insert_new` one `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING` per chunk,
 `update_rows` one `UPDATE ... FROM unnest(arrays)` per chunk; each array holds one column's values,
 converted by the column's bind processor and cast to its type. Other databases go through Core as usual.
@@ -182,10 +183,19 @@ def bulk_insert_returning_ids(conn, table: Table, rows: list[dict]) -> list[int]
 
     SQLite: the first row goes in alone (RETURNING its id), which takes the database's write lock for the
     rest of the transaction, so no other connection can insert until commit; the others then get the
-    following ids explicitly. Other databases: Core executemany with RETURNING, ordered by parameters.
+    following ids explicitly. PostgreSQL: the ids drawn from the table's sequence at once, the rows COPied
+    with them. Other databases: Core executemany with RETURNING, ordered by parameters.
     """
     if not rows:
         return []
+    if conn.dialect.name == "postgresql":
+        # The ids are drawn from the table's sequence in one statement, then the rows are COPied with them:
+        # two statements instead of a row each (psycopg's executemany with RETURNING).
+        ids = sorted(conn.exec_driver_sql(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (table.name, len(rows))).scalars())
+        bulk_insert(conn, table, [{**row, "id": row_id} for row, row_id in zip(rows, ids)])
+        return ids
     if conn.dialect.name != "sqlite":
         ids = []
         for start in range(0, len(rows), CHUNK):
