@@ -177,7 +177,7 @@ def planner_throughput(courses: int = 3000) -> dict:
 
 # --- one clinic -------------------------------------------------------------------------------------------
 
-def database_for(size: int, workdir: Path, pg: str | None) -> str:
+def database_for(size: int, workdir: Path, pg: str | None, prefix: str = "tracker_bench") -> str:
     if not pg:
         path = workdir / f"clinic-{size}.db"
         for suffix in ("", "-wal", "-shm"):
@@ -187,7 +187,7 @@ def database_for(size: int, workdir: Path, pg: str | None) -> str:
     from sqlalchemy.engine import make_url
 
     base = make_url(pg).set(drivername="postgresql")
-    name = f"tracker_bench_{size}"
+    name = f"{prefix}_{size}"
     with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -367,6 +367,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000", help="Comma-separated clinic sizes.")
     parser.add_argument("--pg", metavar="URL", help="PostgreSQL base URL (a role that may create databases); "
                                                      "default: SQLite files in --workdir.")
+    parser.add_argument("--pg-prefix", default="tracker_bench",
+                        help="PostgreSQL: the clinics' database names are PREFIX_SIZE (dropped and re-made), so two "
+                             "runs on one server can use different prefixes.")
     parser.add_argument("--workdir", default=None, help="Where SQLite clinics are written (default: a temp dir).")
     parser.add_argument("--as-of", default=(dt.date.today() - dt.timedelta(days=1)).isoformat(),
                         help="The clinic's day for synth and the first nightly (default yesterday: the next-day "
@@ -403,7 +406,7 @@ def main() -> int:
     print(f"planner: {results['planner']}", file=sys.stderr)
     for size in sizes:
         print(f"clinic of {size} patients ({results['database']})", file=sys.stderr, flush=True)
-        db = database_for(size, workdir, args.pg)
+        db = database_for(size, workdir, args.pg, args.pg_prefix)
         results["clinics"].append(bench_clinic(size, db, as_of, args.lead_days, env))
     results["machine"]["load_avg_at_end"] = os.getloadavg()
 
