@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from statement_counts import COUNTING_MAIN, COUNTS_ENV  # noqa: E402
+
 TRACKER = str(Path(sys.executable).with_name("tracker"))
 
 # Targets for 100,000 patients on SQLite (issue 6).
@@ -52,14 +55,34 @@ sys.stderr.write("\n" + json.dumps({"rc": p.returncode, "wall": wall, "maxrss_ki
 """
 
 
-def measure(args: list[str], env: dict | None = None) -> dict:
-    """Run `tracker ARGS` once; {'rc', 'wall', 'maxrss_kib', 'cpu', 'stderr'}."""
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, TRACKER, *args], capture_output=True, text=True,
-                          env=env)
+def measure(args: list[str], env: dict | None = None, count: bool = True) -> dict:
+    """Run `tracker ARGS` once; {'rc', 'wall', 'maxrss_kib', 'cpu', 'stderr'} and, with `count`, 'sql': the
+    command's SQL statements and round trips (statement_counts.py: tracker's CLI run with SQLAlchemy event
+    listeners installed; `--help` is run without, as the listeners import SQLAlchemy, which it does not)."""
+    if not count:
+        command = [TRACKER, *args]
+    else:
+        fd, counts_file = tempfile.mkstemp(prefix="tracker-bench-counts-", suffix=".json")
+        os.close(fd)
+        env = {**(env if env is not None else os.environ), COUNTS_ENV: counts_file, "TRACKER_BENCH_DIR": str(HERE)}
+        command = [sys.executable, "-c", COUNTING_MAIN, *args]
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, *command], capture_output=True, text=True, env=env)
     *rest, last = proc.stderr.rstrip("\n").rsplit("\n", 1) if "\n" in proc.stderr.strip() else ("", proc.stderr)
     out = json.loads(last)
     out["stderr"] = "".join(rest).strip()
+    if count:
+        try:
+            out["sql"] = json.loads(Path(counts_file).read_text() or "null")
+        except (OSError, ValueError):
+            out["sql"] = None
+        Path(counts_file).unlink(missing_ok=True)
     return out
+
+
+def sql_counts(run: dict) -> dict | None:
+    """The statement and round-trip counts of a measured run, without the per-statement detail."""
+    sql = run.get("sql")
+    return {k: sql[k] for k in ("statements", "round_trips", "connections")} if sql else None
 
 
 def has_command(*words: str) -> bool:
@@ -67,15 +90,19 @@ def has_command(*words: str) -> bool:
     return proc.returncode == 0
 
 
-def latency(args: list[str], env: dict, repeat: int = 3) -> dict:
+def latency(args: list[str], env: dict, repeat: int = 3, count: bool = True) -> dict:
     """Median wall time of `repeat` runs (after one warm-up run that fills the OS file cache)."""
-    runs = [measure(args, env) for _ in range(repeat + 1)]
+    runs = [measure(args, env, count=count) for _ in range(repeat + 1)]
     failed = [r for r in runs if r["rc"] != 0]
     if failed:
         return {"error": f"exit {failed[0]['rc']}: {failed[0]['stderr'][-300:]}"}
     walls = [r["wall"] for r in runs[1:]]
-    return {"s": round(statistics.median(walls), 3), "runs": [round(w, 3) for w in walls],
-            "peak_mib": round(max(r["maxrss_kib"] for r in runs) / 1024, 1)}
+    out = {"s": round(statistics.median(walls), 3), "runs": [round(w, 3) for w in walls],
+           "peak_mib": round(max(r["maxrss_kib"] for r in runs) / 1024, 1)}
+    if count:
+        out["sql"] = sql_counts(runs[-1])
+        out["sql_detail"] = runs[-1].get("sql")
+    return out
 
 
 # --- the raw-SQL floor of the nightly run -----------------------------------------------------------------
@@ -150,7 +177,7 @@ def planner_throughput(courses: int = 3000) -> dict:
 
 # --- one clinic -------------------------------------------------------------------------------------------
 
-def database_for(size: int, workdir: Path, pg: str | None) -> str:
+def database_for(size: int, workdir: Path, pg: str | None, prefix: str = "tracker_bench") -> str:
     if not pg:
         path = workdir / f"clinic-{size}.db"
         for suffix in ("", "-wal", "-shm"):
@@ -160,7 +187,7 @@ def database_for(size: int, workdir: Path, pg: str | None) -> str:
     from sqlalchemy.engine import make_url
 
     base = make_url(pg).set(drivername="postgresql")
-    name = f"tracker_bench_{size}"
+    name = f"{prefix}_{size}"
     with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -183,7 +210,8 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) 
         out["synth"] = {"error": synth["stderr"][-500:]}
         return out
     out["synth"] = {"s": round(synth["wall"], 2), "cpu_s": round(synth["cpu"], 2),
-                    "peak_mib": round(synth["maxrss_kib"] / 1024, 1)}
+                    "peak_mib": round(synth["maxrss_kib"] / 1024, 1), "sql": sql_counts(synth),
+                    "sql_detail": synth.get("sql")}
 
     url = sqlalchemy_url(db)
     from sqlalchemy import create_engine
@@ -200,7 +228,7 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) 
     out["patient_shown"] = mrn
 
     print("  latencies ...", file=sys.stderr, flush=True)
-    out["help"] = latency(["--help"], env, repeat=5)
+    out["help"] = latency(["--help"], env, repeat=5, count=False)
     out["due_json"] = latency(["--db", db, "due", "--json", "--as-of", day], env)
     out["patient_show"] = latency(["--db", db, "patient", "show", mrn], env)
     if has_command("export", "ics"):
@@ -223,7 +251,8 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) 
         print("  nightly ...", file=sys.stderr, flush=True)
         out["nightly"] = cold_nightly(db, day, env, out["floor"])
         again = measure(["--db", db, "nightly", "--as-of", day], env)
-        out["nightly_rerun"] = {"s": round(again["wall"], 2), "rc": again["rc"]}
+        out["nightly_rerun"] = {"s": round(again["wall"], 2), "cpu_s": round(again["cpu"], 2), "rc": again["rc"],
+                                "sql": sql_counts(again), "sql_detail": again.get("sql")}
         print("  next night ...", file=sys.stderr, flush=True)
         following = as_of + dt.timedelta(days=1)
         out["floor_next"] = raw_floor(url, following, lead_days)
@@ -262,6 +291,8 @@ def nightly_run(db: str, day: str, env: dict, floor: dict) -> dict:
            "rc": run["rc"]}
     if run["rc"] != 0:
         out["stderr"] = run["stderr"][-500:]
+    out["sql"] = sql_counts(run)
+    out["sql_detail"] = run.get("sql")
     out["over_floor"] = round(run["wall"] / floor["s"], 1) if floor["s"] else None
     out["cpu_over_floor"] = round(run["cpu"] / floor["s"], 1) if floor["s"] else None
     return out
@@ -281,6 +312,11 @@ def fig(value, key: str = "s", unit: str = " s") -> str:
         if value is None:
             return "n/a"
     return f"{value:g}{unit}" if isinstance(value, (int, float)) else str(value)
+
+
+def sql_fig(value) -> str:
+    sql = value.get("sql") if isinstance(value, dict) else None
+    return f"{sql['statements']:,} / {sql['round_trips']:,}" if sql else "n/a"
 
 
 def table(results: dict) -> str:
@@ -315,6 +351,11 @@ def table(results: dict) -> str:
     row("`tracker --help`", "<= 0.3 s", lambda c: fig(c.get("help")))
     row("ICS export, one patient", "", lambda c: fig(c.get("ics_patient")))
     row("ICS export, whole clinic, next 30 days", "", lambda c: fig(c.get("ics_clinic_30d")))
+    for name, key in (("`tracker synth`", "synth"), ("`tracker nightly`, first run", "nightly"),
+                      ("`tracker nightly` again, same day", "nightly_rerun"),
+                      ("`tracker nightly`, next day", "nightly_next"), ("`tracker due --json`", "due_json"),
+                      ("`tracker patient show`", "patient_show")):
+        row(f"{name}: SQL statements / round trips", "", lambda c, key=key: sql_fig(c.get(key)))
     lines.append("")
     lines.append(f"Planner (pure): {results['planner']['courses_per_s']:,} courses/s "
                  f"({results['planner']['items_per_course']} items per course, all protocols in turn).")
@@ -326,6 +367,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000", help="Comma-separated clinic sizes.")
     parser.add_argument("--pg", metavar="URL", help="PostgreSQL base URL (a role that may create databases); "
                                                      "default: SQLite files in --workdir.")
+    parser.add_argument("--pg-prefix", default="tracker_bench",
+                        help="PostgreSQL: the clinics' database names are PREFIX_SIZE (dropped and re-made), so two "
+                             "runs on one server can use different prefixes.")
     parser.add_argument("--workdir", default=None, help="Where SQLite clinics are written (default: a temp dir).")
     parser.add_argument("--as-of", default=(dt.date.today() - dt.timedelta(days=1)).isoformat(),
                         help="The clinic's day for synth and the first nightly (default yesterday: the next-day "
@@ -362,7 +406,7 @@ def main() -> int:
     print(f"planner: {results['planner']}", file=sys.stderr)
     for size in sizes:
         print(f"clinic of {size} patients ({results['database']})", file=sys.stderr, flush=True)
-        db = database_for(size, workdir, args.pg)
+        db = database_for(size, workdir, args.pg, args.pg_prefix)
         results["clinics"].append(bench_clinic(size, db, as_of, args.lead_days, env))
     results["machine"]["load_avg_at_end"] = os.getloadavg()
 

@@ -77,3 +77,31 @@ def test_bulk_insert_new_skips_conditions_already_live_and_returns_the_right_ids
             {alert_id: row["condition_key"] for alert_id, row in inserted}
         assert bulk_insert_new(conn, A, [_alert_values("live:0", patient_id)], key="condition_key") == []
     engine.dispose()
+
+
+def test_bulk_insert_and_update_rows_keep_awkward_text_and_nulls(tracker):
+    """Issue 19: on PostgreSQL bulk_insert is a COPY and update_rows an UPDATE ... FROM unnest(arrays); text
+    with tabs, newlines, backslashes and quotes, NULLs and timestamps arrive as given, and only the keyed
+    rows change."""
+    from tracker.db.bulk import update_rows
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    awkward = "tab\there\nnewline \\N backslash 'quote' \"double\" \\. end"
+    later = NOW + dt.timedelta(hours=1)
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        conn = session.connection()
+        bulk_insert(conn, A, [{**_alert_values(f"k:{n}", patient_id), "message": awkward, "value": None}
+                              for n in range(3)])
+        ids = dict(conn.execute(select(A.c.condition_key, A.c.id)).all())
+        update_rows(conn, A, [{"id": ids["k:0"], "message": awkward + " (changed)", "updated_at": later},
+                              {"id": ids["k:2"], "message": "plain", "updated_at": later}])
+        update_rows(conn, A, [])
+        session.commit()
+        conn = session.connection()
+        stored = {key: (message, value, updated_at) for key, message, value, updated_at in conn.execute(
+            select(A.c.condition_key, A.c.message, A.c.value, A.c.updated_at))}
+    engine.dispose()
+    assert stored == {"k:0": (awkward + " (changed)", None, later), "k:1": (awkward, None, NOW),
+                      "k:2": ("plain", None, later)}

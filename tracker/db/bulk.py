@@ -3,7 +3,13 @@
 SQLAlchemy Core's executemany builds and processes a parameter dict per row; on SQLite that bookkeeping
 costs more than the insert itself. Here, on SQLite, the INSERT is compiled once and each row becomes a
 tuple converted by the columns' own bind processors (so values are stored exactly as the ORM stores them),
-handed to the driver's executemany. Other databases go through Core as usual.
+handed to the driver's executemany.
+
+PostgreSQL gets set-shaped statements instead of a statement per row (issue 19): `bulk_insert` is a COPY
+(`bulk_insert_returning_ids` draws the ids from the sequence first, in one statement),
+`bulk_insert_new` one `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING` per chunk,
+`update_rows` one `UPDATE ... FROM unnest(arrays)` per chunk; each array holds one column's values,
+converted by the column's bind processor and cast to its type. Other databases go through Core as usual.
 """
 
 from __future__ import annotations
@@ -13,6 +19,35 @@ from operator import itemgetter
 from sqlalchemy import Table, func, insert, select
 
 CHUNK = 5000
+
+
+def copy_rows(conn, table: Table, columns: list[str], rows: list[tuple]) -> None:
+    """PostgreSQL: load `rows` (tuples of Python values in `columns` order) into `table` with one COPY
+    ... FROM STDIN on the connection's own transaction: the rows are streamed, not executed one by one.
+    Values pass through the columns' bind processors first (None for the plain types), as Core's insert
+    would bind them."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    processors = [(i, p) for i, c in enumerate(columns)
+                  if (p := table.c[c].type._cached_bind_processor(dialect)) is not None]
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(sql) as copy:
+            write = copy.write_row
+            if not processors:
+                for row in rows:
+                    write(row)
+                return
+            for row in rows:
+                values = list(row)
+                for i, process in processors:
+                    values[i] = process(values[i])
+                write(values)
+    finally:
+        cursor.close()
 
 
 def _sqlite_plan(conn, table: Table, columns: list[str]):
@@ -73,10 +108,75 @@ def _tuples(rows, columns, processors, defaults):
         yield values
 
 
+def _columns(table: Table, rows: list[dict]) -> tuple[list[str], dict]:
+    """The columns the rows give or have a scalar default for, in table order, and those defaults."""
+    given = set().union(*(row.keys() for row in rows))
+    defaults = _defaults(table, given)
+    return [c.name for c in table.columns if c.name in given or c.name in defaults], defaults
+
+
+def _pg_arrays(conn, table: Table, columns: list[str], rows: list[dict], defaults: dict) -> tuple[list[str], list]:
+    """PostgreSQL: per column, its `%s::TYPE[]` placeholder and the list of its values (bind-processed;
+    floats as floats, since psycopg dumps a list by the type of its values and ints would mix in)."""
+    dialect = conn.dialect
+    placeholders, arrays = [], []
+    for name in columns:
+        column = table.c[name]
+        process = column.type._cached_bind_processor(dialect)
+        default = defaults.get(name)
+        values = [row.get(name, default) for row in rows]
+        if process is not None:
+            values = [process(v) for v in values]
+        try:
+            python_type = column.type.python_type
+        except NotImplementedError:
+            python_type = None
+        if python_type is float:
+            values = [None if v is None else float(v) for v in values]
+        placeholders.append(f"%s::{column.type.compile(dialect=dialect)}[]")
+        arrays.append(values)
+    return placeholders, arrays
+
+
+def _pg_unnest_insert(conn, table: Table, columns: list[str], placeholders: list[str]) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"SELECT * FROM unnest({', '.join(placeholders)})")
+
+
+def update_rows(conn, table: Table, rows: list[dict], key: str = "id") -> None:
+    """Update each row of `table` whose `key` is a row's `key` with the row's other values (every row gives
+    the same columns). PostgreSQL: one `UPDATE ... FROM unnest(...)` per chunk; elsewhere Core's
+    executemany."""
+    if not rows:
+        return
+    columns = [key] + [c for c in rows[0] if c != key]
+    if conn.dialect.name != "postgresql":
+        from sqlalchemy import bindparam, update
+
+        statement = (update(table).where(table.c[key] == bindparam(f"b_{key}"))
+                     .values({c: bindparam(f"b_{c}") for c in columns[1:]}))
+        for start in range(0, len(rows), CHUNK):
+            conn.execute(statement, [{f"b_{c}": row[c] for c in columns} for row in rows[start:start + CHUNK]])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    for start in range(0, len(rows), CHUNK):
+        placeholders, arrays = _pg_arrays(conn, table, columns, rows[start:start + CHUNK], {})
+        names = ", ".join(f"v{n}" for n in range(len(columns)))
+        sets = ", ".join(f"{quote(c)} = new.v{n}" for n, c in enumerate(columns) if n)
+        conn.exec_driver_sql(
+            f"UPDATE {quote(table.name)} AS t SET {sets} FROM unnest({', '.join(placeholders)}) AS new({names}) "
+            f"WHERE t.{quote(key)} = new.v0", tuple(arrays))
+
+
 def bulk_insert(conn, table: Table, rows: list[dict]) -> None:
     """Insert `rows` (dicts keyed by column name) into `table`. A key missing from a row gets the column's
     scalar default, else NULL, as with Core's insert()."""
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        columns, defaults = _columns(table, rows)
+        copy_rows(conn, table, columns, [tuple(row.get(c, defaults.get(c)) for c in columns) for row in rows])
         return
     if conn.dialect.name != "sqlite":
         for start in range(0, len(rows), CHUNK):
@@ -95,10 +195,19 @@ def bulk_insert_returning_ids(conn, table: Table, rows: list[dict]) -> list[int]
 
     SQLite: the first row goes in alone (RETURNING its id), which takes the database's write lock for the
     rest of the transaction, so no other connection can insert until commit; the others then get the
-    following ids explicitly. Other databases: Core executemany with RETURNING, ordered by parameters.
+    following ids explicitly. PostgreSQL: the ids drawn from the table's sequence at once, the rows COPied
+    with them. Other databases: Core executemany with RETURNING, ordered by parameters.
     """
     if not rows:
         return []
+    if conn.dialect.name == "postgresql":
+        # The ids are drawn from the table's sequence in one statement, then the rows are COPied with them:
+        # two statements instead of a row each (psycopg's executemany with RETURNING).
+        ids = sorted(conn.exec_driver_sql(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (table.name, len(rows))).scalars())
+        bulk_insert(conn, table, [{**row, "id": row_id} for row, row_id in zip(rows, ids)])
+        return ids
     if conn.dialect.name != "sqlite":
         ids = []
         for start in range(0, len(rows), CHUNK):
@@ -122,17 +231,19 @@ def bulk_insert_new(conn, table: Table, rows: list[dict], key: str) -> list[tupl
     tells the rows apart (unique within `rows`).
 
     SQLite: as `bulk_insert_returning_ids` (the first row that goes in takes the write lock and gives the
-    next ids), then the rows that went in are read back by id. Other databases: executemany with RETURNING
-    of `key`."""
+    next ids), then the rows that went in are read back by id. PostgreSQL: one INSERT of the unnested
+    column arrays per chunk, ON CONFLICT DO NOTHING, RETURNING the ids and `key`."""
     if not rows:
         return []
-    if conn.dialect.name != "sqlite":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
+    if conn.dialect.name == "postgresql":
         made: dict = {}
-        statement = pg_insert(table).on_conflict_do_nothing().returning(table.c.id, table.c[key])
+        columns, defaults = _columns(table, rows)
+        quote = conn.dialect.identifier_preparer.quote
         for start in range(0, len(rows), CHUNK):
-            made.update((value, row_id) for row_id, value in conn.execute(statement, rows[start:start + CHUNK]))
+            placeholders, arrays = _pg_arrays(conn, table, columns, rows[start:start + CHUNK], defaults)
+            sql = (_pg_unnest_insert(conn, table, columns, placeholders)
+                   + f" ON CONFLICT DO NOTHING RETURNING id, {quote(key)}")
+            made.update((value, row_id) for row_id, value in conn.exec_driver_sql(sql, tuple(arrays)))
         return [(made[row[key]], row) for row in rows if row[key] in made]
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 

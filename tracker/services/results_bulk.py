@@ -6,7 +6,7 @@ would: each result counts for the items it answers (services/results.py: items_a
 `result add`), is audited (`result.add`), and its patient is evaluated on the rules a result moves.
 Instead of once per row, the work is done per *round*: a patient's results go into one round until a test
 repeats, which starts the patient's next round. A round is inserted in bulk (tracker/db/bulk.py), its
-items are completed in memory and updated with one executemany, and its patients are evaluated together
+items are completed in memory and updated together (tracker/db/bulk.update_rows), and its patients are evaluated together
 (one `evaluate` over the set, as the nightly job does, in chunks). A file with one draw per patient is one
 round; every result is still its test's latest when its patient is evaluated, so a result that a later one
 of the same file supersedes raises its alert as it would have.
@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 
 from tracker.core.gates import baseline_result
 from tracker.core.panels import LAB_EARLY_DAYS
@@ -130,7 +130,7 @@ def record_in_bulk(clinic: Clinic, rows: list[ResultToRecord],
 
 
 def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded) -> None:
-    from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids
+    from tracker.db.bulk import bulk_insert, bulk_insert_returning_ids, update_rows
     from tracker.services.alerts import evaluate_clinic
 
     session, library, vocabulary = clinic.session, clinic.library, clinic.library.vocabulary
@@ -166,11 +166,9 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
                        "after": encode({**empty, **result, "id": result_id, "created_at": created_at,
                                         "taken_on": days.get(taken) or days.setdefault(taken, taken.isoformat()),
                                         "completed_items": [i.id for i in completed]})})
-    if changed:
-        statement = (update(Item.__table__).where(Item.__table__.c.id == bindparam("item_id"))
-                     .values({name: bindparam(f"new_{name}") for name in CHANGED}))
-        conn.execute(statement, [{"item_id": i.id, **{f"new_{name}": getattr(i, name) for name in CHANGED}}
-                                 for i in changed.values()])
+    # One UPDATE ... FROM unnest(...) on PostgreSQL, an executemany elsewhere (tracker/db/bulk.py).
+    update_rows(conn, Item.__table__, [{"id": i.id, **{name: getattr(i, name) for name in CHANGED}}
+                                       for i in changed.values()])
     session.flush()  # ORM audit rows pending go first in the chain
     audit.link_rows(conn, events)  # their places in the audit chain (tracker/core/audit_chain.py)
     bulk_insert(conn, AuditEvent.__table__, events)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from tracker.core.alerts import DERIVED_KINDS
 from tracker.core.review import Review
 from tracker.dates import utcnow
-from tracker.db.bulk import bulk_insert, bulk_insert_new, bulk_insert_returning_ids
+from tracker.db.bulk import bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
 from tracker.db.charts import LIVE_ALERT, chunks
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
@@ -229,10 +229,10 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
     # A live overdue alert about a partial draw keeps naming what is still missing as results arrive (its
     # day count is left as raised, so an unchanged draw writes nothing).
-    for key, cand in wanted.items():
-        row = live.get(key)
-        if row is not None and cand.kind == "overdue" and _partial_note(row.message) != _partial_note(cand.message):
-            session.execute(A.update().where(A.c.id == row.id).values(message=cand.message, updated_at=now))
+    update_rows(session.connection(), A, [
+        {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
+        if (row := live.get(key)) is not None and cand.kind == "overdue"
+        and _partial_note(row.message) != _partial_note(cand.message)])
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]

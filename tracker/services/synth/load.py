@@ -2,7 +2,8 @@
 
 SQLite gets the rows in stored form through the driver's executemany, with the randomly-updated
 indexes dropped during the load and rebuilt after it (`bulk_load_journal` also swaps WAL for a rollback
-journal meanwhile); PostgreSQL gets Core `insert()` executemany and its id sequences moved on after.
+journal meanwhile); PostgreSQL gets them through COPY (one statement per table and chunk, rows streamed,
+`tracker.db.bulk.copy_rows`), its id sequences moved on and the loaded tables analysed after.
 Large clinics are built in a forked process while this one inserts.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, insert, select, text
 
 from tracker.core.protocol import Protocol
+from tracker.db.bulk import copy_rows
 from tracker.db.tables import (
     Assessment,
     Course,
@@ -113,7 +115,7 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     """Fill an empty database with `patients` synthetic patients; refuses a database that has patients.
 
     SQLite: rows go to the driver's executemany in their stored form (the INSERT names the table's
-    columns, as Core's insert() would). PostgreSQL: Core `insert()` executemany with Python values.
+    columns, as Core's insert() would). PostgreSQL: COPY of the Python values (one per table and chunk).
     Large clinics are built in a forked process while this one inserts (`background`, default for more
     than four chunks); the rows are the same either way.
     """
@@ -142,6 +144,8 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
                 batch = [row + suffix for row in batch]
             if sql is not None:
                 conn.exec_driver_sql(sql, batch)
+            elif conn.dialect.name == "postgresql":
+                copy_rows(conn, TABLES[name].__table__, columns, batch)
             else:
                 conn.execute(insert(TABLES[name].__table__), [dict(zip(columns, row)) for row in batch])
             counts[name] += len(batch)
@@ -154,6 +158,9 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
         for name in FIELDS:
             conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
                               f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"))
+        # The planner's statistics for the loaded tables now, not when autovacuum gets to them: the first
+        # nightly run's whole-clinic queries are planned on them (ANALYZE sees this transaction's rows).
+        conn.exec_driver_sql(f"ANALYZE {', '.join(FIELDS)}")
     summary = SynthSummary(
         patients=counts["patient"], courses=counts["course"], items=counts["item"],
         results=counts["lab_result"], assessments=counts["assessment"], dose_changes=counts["dose_change"],

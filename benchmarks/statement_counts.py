@@ -1,0 +1,168 @@
+"""Counting the SQL statements and round trips of one tracker command (issue 19), without touching tracker.
+
+`counting_main` is what the benchmarks run in place of the `tracker` entry point: it installs event listeners
+on SQLAlchemy's `Engine` and `Pool` classes (so every engine tracker makes is counted), calls tracker's CLI
+`main`, and at exit writes the counts as JSON to the file named by `$TRACKER_BENCH_COUNTS`.
+
+What is counted, per command:
+- `statements`: statements the database executes. A plain execute is one; an executemany is one per
+  parameter set (the driver sends the statement once per row); SQLAlchemy's "insertmanyvalues" batches
+  (a Core insert of many rows on PostgreSQL becomes multi-row INSERT ... VALUES of up to 1,000 rows) are one
+  per batch, as each batch is a separate execute.
+- `round_trips`: on PostgreSQL, the times the client waits for the server: a plain execute is one; an
+  executemany is one if psycopg pipelines it (psycopg 3 does when libpq supports pipeline mode: the rows are
+  sent back to back and one Sync is waited for), else one per row; psycopg's implicit BEGIN before the first
+  statement of a transaction, a COMMIT or ROLLBACK of an open transaction, and the pool's pre-ping of a
+  reused connection are one each. Connecting is counted apart (`connections`). On SQLite nothing goes over a
+  wire: the figure is the calls into the driver (execute or executemany, one each).
+- `by_statement`: the 25 statement shapes executed most often (their first 90 characters), with their
+  statement and round-trip counts: where a per-row loop shows.
+
+COPY (psycopg's `Cursor.copy`, which SQLAlchemy does not see) is counted at the cursor: one statement and one
+round trip (its rows are streamed). Statements that bypass SQLAlchemy's cursor events otherwise (the SQLite
+connection pragmas run as a connection is opened) are not counted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+from collections import Counter
+
+COUNTS_ENV = "TRACKER_BENCH_COUNTS"
+
+# Run as `python -c COUNTING_MAIN ARGS...`: tracker's CLI with the counters installed.
+COUNTING_MAIN = r"""
+import os, sys
+sys.path.insert(0, os.environ["TRACKER_BENCH_DIR"])
+import statement_counts
+statement_counts.install(os.environ[statement_counts.COUNTS_ENV])
+from tracker.cli import main
+sys.argv[0] = "tracker"
+main()
+"""
+
+
+def _shape(statement: str) -> str:
+    # Literal numbers and IN-list lengths vary per chunk; the shape is what repeats.
+    text = re.sub(r"\s+", " ", statement).strip()
+    text = re.sub(r"\b\d+\b", "N", text)
+    return text[:90]
+
+
+class StatementCounter:
+    def __init__(self) -> None:
+        self.statements = 0
+        self.round_trips = 0
+        self.connections = 0
+        self.engine = None
+        self.shapes: Counter = Counter()
+        self.shape_trips: Counter = Counter()
+
+    # -- PostgreSQL (psycopg 3) ------------------------------------------------------------------------
+    @staticmethod
+    def _psycopg_status(dbapi_conn):
+        """The libpq transaction status of a psycopg connection, or None for another driver."""
+        info = getattr(dbapi_conn, "info", None)
+        return getattr(info, "transaction_status", None) if info is not None else None
+
+    @staticmethod
+    def _idle(status) -> bool:
+        return status is not None and status.name == "IDLE"
+
+    def before_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        dbapi_conn = cursor.connection
+        self.engine = conn.dialect.name
+        rows = len(parameters) if executemany and parameters is not None else 1
+        trips = 1
+        if conn.dialect.name == "postgresql":
+            import psycopg
+
+            pipelined = getattr(dbapi_conn, "_pipeline", None) is not None
+            many_pipelined = executemany and psycopg.Pipeline.is_supported()
+            if executemany and not (pipelined or many_pipelined):
+                trips = rows
+            if pipelined:
+                trips = 0  # waits at the pipeline's Sync, counted when it is left
+            status = self._psycopg_status(dbapi_conn)
+            if self._idle(status) and not dbapi_conn.autocommit and not (pipelined or many_pipelined):
+                trips += 1  # psycopg sends BEGIN first and waits for it (in a pipeline it rides along)
+        self.statements += rows
+        self.round_trips += trips
+        shape = _shape(statement)
+        self.shapes[shape] += rows
+        self.shape_trips[shape] += trips
+
+    def copy(self, dbapi_conn, statement: str) -> None:
+        """A psycopg COPY: one statement; its rows are streamed, and the client waits once, at the end (and
+        for psycopg's BEGIN first, outside a transaction)."""
+        self.statements += 1
+        trips = 1 + (self._idle(self._psycopg_status(dbapi_conn)) and not dbapi_conn.autocommit)
+        self.round_trips += trips
+        shape = _shape(str(statement))
+        self.shapes[shape] += 1
+        self.shape_trips[shape] += trips
+
+    def end_transaction(self, conn) -> None:
+        if conn.dialect.name != "postgresql":
+            return
+        status = self._psycopg_status(conn.connection.driver_connection)
+        if status is not None and not self._idle(status):
+            self.round_trips += 1
+
+    def pool_reset(self, dbapi_conn, _record, *_args) -> None:
+        status = self._psycopg_status(dbapi_conn)
+        if status is not None and not self._idle(status):
+            self.round_trips += 1  # the pool rolls back a connection returned inside a transaction
+
+    def pool_connect(self, _dbapi_conn, record) -> None:
+        self.connections += 1
+        record.info["bench_fresh"] = True
+
+    def pool_checkout(self, dbapi_conn, record, _proxy) -> None:
+        fresh = record.info.pop("bench_fresh", False)
+        if not fresh and self._psycopg_status(dbapi_conn) is not None:
+            self.round_trips += 1  # pool_pre_ping's SELECT 1 on a reused connection (tracker sets it on PG)
+
+    def report(self) -> dict:
+        top = self.shapes.most_common(25)
+        return {"engine": self.engine, "statements": self.statements, "round_trips": self.round_trips,
+                "connections": self.connections,
+                "by_statement": [{"sql": s, "statements": n, "round_trips": self.shape_trips[s]} for s, n in top]}
+
+
+def install(path: str) -> StatementCounter:
+    """Count every statement any SQLAlchemy engine of this process executes; write the counts to `path` at
+    exit (only from this process: a forked worker exits without running atexit handlers)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    counter = StatementCounter()
+    event.listen(Engine, "before_cursor_execute", counter.before_execute)
+    event.listen(Engine, "commit", counter.end_transaction)
+    event.listen(Engine, "rollback", counter.end_transaction)
+    event.listen(Pool, "reset", counter.pool_reset)
+    event.listen(Pool, "connect", counter.pool_connect)
+    event.listen(Pool, "checkout", counter.pool_checkout)
+    try:  # COPY goes to the driver's cursor, past SQLAlchemy's events: count it at the cursor
+        import psycopg
+    except ImportError:
+        psycopg = None
+    if psycopg is not None:
+        original_copy = psycopg.Cursor.copy
+
+        def counted_copy(cursor, statement, *args, **kwargs):
+            counter.copy(cursor.connection, statement)
+            return original_copy(cursor, statement, *args, **kwargs)
+        psycopg.Cursor.copy = counted_copy
+    pid = os.getpid()
+
+    def write() -> None:
+        if os.getpid() == pid:
+            with open(path, "w") as out:
+                json.dump(counter.report(), out)
+    atexit.register(write)
+    return counter
