@@ -47,7 +47,7 @@ def audit(ctx, mrn, since, until, actions, who, limit, as_json):
     date_range(since, until)
     with app.session(write=False) as session:
         if mrn is not None:
-            from tracker.services.audit import audited_mrn
+            from tracker.services.patients import audited_mrn
 
             mrn = audited_mrn(session, mrn)  # as stored, or a former MRN; unknown is exit 3, not an empty listing
         query = AuditQuery(mrn=mrn, since=since, until=until, actions=tuple(actions), user=who, limit=limit or None)

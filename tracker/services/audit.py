@@ -29,6 +29,9 @@ HEAD = AuditHead.__table__
 HEAD_ID = 1
 _FLUSH_KEY = "tracker.audit_chain"  # session.info: the chain's head during one flush
 
+# Who the system's own changes are recorded as (the alert engine, the nightly ending a course on its day).
+SYSTEM_USER = "tracker"
+
 
 def snapshot(row, *fields: str) -> dict:
     """A JSON-ready view of a row (all columns, or the named ones)."""
@@ -209,19 +212,6 @@ def mrns_of_patient(session, mrn: str) -> set[str]:
             renames.append((entity_id, old, new))
     patients = {pid for pid, old, new in renames if mrn in (old, new)}
     return {mrn} | {m for pid, old, new in renames if pid in patients for m in (old, new)}
-
-
-def audited_mrn(session, mrn: str) -> str:
-    """The MRN to audit: a patient's (as stored), or one a patient had before an MRN change; else NotFoundError."""
-    from tracker.errors import NotFoundError
-    from tracker.services.patients import get_patient
-
-    try:
-        return get_patient(session, mrn).mrn
-    except NotFoundError:
-        if len(mrns_of_patient(session, mrn)) > 1:
-            return mrn
-        raise
 
 
 def list_events(session, query: AuditQuery) -> tuple[list[dict], bool]:

@@ -31,8 +31,8 @@ from tracker.core.review import Review, review
 from tracker.db.charts import ProtocolsOfCourses, ReviewSet, load_charts, patients_to_review
 from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
 from tracker.protocol_files import load_algorithm
+from tracker.services.audit import SYSTEM_USER  # re-exported: the alert engine's user
 
-SYSTEM_USER = "tracker"
 # The change ids the last full-or-incremental clinic-wide pass had seen (see the module docstring).
 REVIEW_MARK = "alerts.review_mark"
 # Audited entities whose changes can change a patient's review (course events; a patient's sex, date of

@@ -166,3 +166,13 @@ def patient_label(mrn: str, name: str, style: str = "mrn_initials") -> str:
     if style == "name":
         return f"{mrn} {name}"
     return f"{mrn} {initials(name)}"
+
+
+def audited_mrn(session, mrn: str) -> str:
+    """The MRN to audit: a patient's (as stored), or one a patient had before an MRN change; else NotFoundError."""
+    try:
+        return get_patient(session, mrn).mrn
+    except NotFoundError:
+        if len(audit.mrns_of_patient(session, mrn)) > 1:
+            return mrn
+        raise

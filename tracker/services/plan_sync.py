@@ -391,11 +391,10 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
     for course, patient in ended:
         if course.status != "stopped":
             from tracker.services import audit
-            from tracker.services.evaluate import SYSTEM_USER
 
             before = audit.snapshot(course)
             end_course(session, course)
-            audit.record(session, SYSTEM_USER, "therapy.stop.reached", "course", course.id, patient.mrn, before,
+            audit.record(session, audit.SYSTEM_USER, "therapy.stop.reached", "course", course.id, patient.mrn, before,
                          audit.snapshot(course))
         sync_course(session, course, patient, course_protocol(session, library, course), today,
                     merge_window=merge_window, childbearing_ages=childbearing_ages)
