@@ -29,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from run import database_for  # noqa: E402  (a fresh SQLite file or PostgreSQL database, as run.py's)
 from statement_counts import COUNTING_MAIN, COUNTS_ENV  # noqa: E402
 
 BASELINE = HERE / "statement_baseline.json"
@@ -95,23 +96,6 @@ def counted(args: list[str], env: dict, details: dict | None = None, name: str |
     return {metric: sql[metric] for metric in METRICS}
 
 
-def fresh_database(engine: str, workdir: Path, pg: str | None, patients: int) -> str:
-    if engine == "sqlite":
-        path = workdir / f"guard-{patients}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return str(path)
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(pg).set(drivername="postgresql")
-    name = f"tracker_guard_{patients}"
-    with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-
-
 def busiest_mrn(db: str) -> str:
     """The patient with the most items (as benchmarks/run.py shows)."""
     sys.path.insert(0, str(HERE.parent))
@@ -130,7 +114,7 @@ def busiest_mrn(db: str) -> str:
 
 def measure_engine(engine: str, workdir: Path, pg: str | None, patients: int, env: dict,
                    details: dict | None = None) -> dict:
-    db = fresh_database(engine, workdir, pg, patients)
+    db = database_for(patients, workdir, pg if engine == "postgresql" else None, prefix="tracker_guard")
     today = dt.date.today()
     day, next_day = (today - dt.timedelta(days=1)).isoformat(), today.isoformat()
     out = {}

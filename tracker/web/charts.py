@@ -54,14 +54,21 @@ def trend_svg(title: str, unit: str | None, points: list[tuple[dt.date, float]],
                    f'stroke-dasharray="6 4"><title>{escape(lim.label)}</title></line>')
         out.append(f'<text x="{LEFT + plot_w + 4}" y="{ly + 4:.1f}" font-size="10" fill="{colour}">'
                    f'{escape(lim.label[:28])}</text>')
-    coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in points)
+    out += _series(points, x, y, "")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _series(points, x, y, name: str) -> list[str]:
+    """The measured values as a line through dots, each dot titled with its date and value."""
+    out = []
     if len(points) > 1:
+        coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in points)
         out.append(f'<polyline points="{coords}" fill="none" stroke="#1f4e8c" stroke-width="2"/>')
     for d, v in points:
         out.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3.5" fill="#1f4e8c">'
-                   f'<title>{d.isoformat()}: {v:g}</title></circle>')
-    out.append("</svg>")
-    return "".join(out)
+                   f'<title>{d.isoformat()}: {name + " " if name else ""}{v:g}</title></circle>')
+    return out
 
 
 def protocol_limits(protocol, analyte: str, unit: str | None, ref_high: float | None, drug: str) -> list[Limit]:
@@ -162,12 +169,7 @@ def response_svg(measure_name: str, points: list[tuple[dt.date, float]], targets
                    f'stroke-dasharray="6 4"><title>{escape(target.label)}</title></line>')
         out.append(f'<text x="{LEFT + plot_w + 4}" y="{ty + 4 + 11 * (n % 2):.1f}" font-size="10" fill="{colour}">'
                    f'{escape(target.label.split(" (")[0][:26])}</text>')
-    if len(points) > 1:
-        coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in points)
-        out.append(f'<polyline points="{coords}" fill="none" stroke="#1f4e8c" stroke-width="2"/>')
-    for d, v in points:
-        out.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3.5" fill="#1f4e8c">'
-                   f'<title>{d.isoformat()}: {measure_name} {v:g}</title></circle>')
+    out += _series(points, x, y, measure_name)
     out.append("</svg>")
     return "".join(out)
 
