@@ -49,6 +49,18 @@ def browser(tmp_path):
         driver.quit()
 
 
+def go(browser, element) -> None:
+    """Click `element` and wait until the browser has left the page it was on (the old page's root element
+    goes stale): reading right after a click may otherwise find the old page's <h1>. An event, not a sleep."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+
+
 def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, browser):
     from selenium.webdriver.common.by import By
 
@@ -57,7 +69,7 @@ def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, brow
     assert browser.current_url == base + "/login"
     browser.find_element(By.ID, "name").send_keys("nina")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    go(browser, browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]"))
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Today")
     assert browser.current_url == base + "/today"
     overdue = browser.find_elements(By.CSS_SELECTOR, "li.item.overdue")
@@ -65,21 +77,21 @@ def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, brow
     cookies = {c["name"]: c for c in browser.get_cookies()}
     assert cookies["tracker_session"]["httpOnly"] and cookies["tracker_session"]["sameSite"] == "Strict"
 
-    browser.find_element(By.LINK_TEXT, "Alerts").click()
+    go(browser, browser.find_element(By.LINK_TEXT, "Alerts"))
     article = browser.find_element(By.CSS_SELECTOR, "article.alert")
     alert_id = int(article.get_attribute("id").split("-")[1])
     article.find_element(By.NAME, "note").send_keys("bloods booked for Monday")
-    article.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
+    go(browser, article.find_element(By.XPATH, ".//button[text()='Acknowledge']"))
     assert f"Alert acknowledged {alert_id}." in browser.find_element(By.CSS_SELECTOR, "p.done").text
     audit = query(db, "SELECT \"user\", action FROM audit_event WHERE entity = 'alert' AND entity_id = :i "
                       "ORDER BY id DESC", i=alert_id)
     assert audit[0] == ("nina", "alert.ack")
     assert query(db, "SELECT status FROM alert WHERE id = :i", i=alert_id)[0][0] == "acknowledged"
 
-    browser.find_element(By.LINK_TEXT, "Today").click()
+    go(browser, browser.find_element(By.LINK_TEXT, "Today"))
     link = browser.find_element(By.CSS_SELECTOR, "li.item.overdue a")
     mrn = link.text.split()[0]
-    link.click()
+    go(browser, link)
     assert re.fullmatch(re.escape(base) + r"/patients/\d+", browser.current_url)  # an id, not the MRN
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith(mrn)
     assert browser.find_element(By.ID, "h-calendar").is_displayed()
@@ -87,12 +99,13 @@ def test_a_nurse_signs_in_acknowledges_an_alert_and_opens_a_patient(served, brow
                  "WHERE p.mrn = :m AND r.value_num IS NOT NULL", m=mrn)[0][0]:
         assert browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")
 
-    browser.find_element(By.LINK_TEXT, "Quality").click()
+    go(browser, browser.find_element(By.LINK_TEXT, "Quality"))
     assert browser.current_url == base + "/quality"
     assert browser.find_element(By.TAG_NAME, "h1").text == "Quality"
     chart = browser.find_element(By.CSS_SELECTOR, "figure#chart-on-time svg")
     assert chart.is_displayed() and "whole clinic" in chart.text
     assert browser.find_element(By.CSS_SELECTOR, "figure#chart-forecast svg").is_displayed()
+
 
 def test_filter_today_by_clinician_see_the_easi_chart_and_open_a_protocol(served, browser):
     from selenium.webdriver.common.by import By
@@ -102,14 +115,14 @@ def test_filter_today_by_clinician_see_the_easi_chart_and_open_a_protocol(served
     browser.get(base + "/login")
     browser.find_element(By.ID, "name").send_keys("nina")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    go(browser, browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]"))
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Today")
 
     clinician = query(db, "SELECT clinician FROM patient p JOIN item i ON i.patient_id = p.id "
                           "WHERE i.status = 'planned' AND i.due < :d GROUP BY clinician ORDER BY count(*) DESC "
                           "LIMIT 1", d=utc_today())[0][0]
     Select(browser.find_element(By.ID, "clinician")).select_by_visible_text(clinician)
-    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    go(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]"))
     assert browser.find_element(By.TAG_NAME, "h1").text.endswith(clinician)
     assert "MRN" not in browser.current_url and "DEMO" not in browser.current_url  # filters only
     theirs = {r[0] for r in query(db, "SELECT mrn FROM patient WHERE clinician = :c", c=clinician)}
@@ -117,7 +130,7 @@ def test_filter_today_by_clinician_see_the_easi_chart_and_open_a_protocol(served
     assert links and {link.text.split()[0] for link in links} <= theirs
 
     mrn = links[0].text.split()[0]
-    links[0].click()
+    go(browser, links[0])
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith(mrn)
     assert query(db, "SELECT count(*) FROM assessment a JOIN patient p ON p.id = a.patient_id "
                      "WHERE p.mrn = :m AND a.easi IS NOT NULL", m=mrn)[0][0]  # the demo assesses everyone
@@ -125,8 +138,8 @@ def test_filter_today_by_clinician_see_the_easi_chart_and_open_a_protocol(served
     assert chart.is_displayed()
     assert "EASI" in browser.find_element(By.ID, "r-easi-title").get_attribute("textContent")
 
-    browser.find_element(By.LINK_TEXT, "Protocols").click()
-    browser.find_element(By.CSS_SELECTOR, "a[href='/protocols/methotrexate']").click()
+    go(browser, browser.find_element(By.LINK_TEXT, "Protocols"))
+    go(browser, browser.find_element(By.CSS_SELECTOR, "a[href='/protocols/methotrexate']"))
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Methotrexate")
     assert browser.find_element(By.ID, "h-rules").is_displayed()
     assert "clinic default" in browser.find_element(By.TAG_NAME, "main").text
