@@ -11,10 +11,11 @@ from tracker.services.context import Clinic
 from tracker.services.plan_sync import roll_forward
 
 
-def refresh(clinic: Clinic, needed: dt.date) -> int:
-    """Roll plans forward first if they do not reach the asked-for date yet."""
+def refresh(clinic: Clinic, needed: dt.date, *, end_courses: bool = False) -> int:
+    """Roll plans forward first if they do not reach the asked-for date yet (`end_courses`: also end the
+    courses whose stop date has come, as the nightly does; listings leave that to the nightly)."""
     return roll_forward(clinic.session, clinic.library, clinic.today, needed, merge_window=clinic.merge_window,
-                        childbearing_ages=clinic.childbearing_ages)
+                        childbearing_ages=clinic.childbearing_ages, end_courses=end_courses)
 
 
 def patient_calendar(clinic: Clinic, mrn: str, start: dt.date | None, end: dt.date | None,
@@ -95,5 +96,5 @@ def evaluate_alerts(clinic: Clinic):
     the nightly job does before its reminders)."""
     from tracker.services.alerts import evaluate_clinic
 
-    refresh(clinic, clinic.today)
+    refresh(clinic, clinic.today, end_courses=True)
     return evaluate_clinic(clinic.session, clinic.library, clinic.today, clinic.settings, user=clinic.user)

@@ -366,9 +366,11 @@ def complete_from_results(session: Session, patient_id: int, items: list[Item], 
 
 
 def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, needed: dt.date | None = None, *,
-                 merge_window: int, childbearing_ages: tuple[int, int] = CHILDBEARING_AGES) -> int:
-    """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead, and close what
-    courses whose stop date has come still have planned."""
+                 merge_window: int, childbearing_ages: tuple[int, int] = CHILDBEARING_AGES,
+                 end_courses: bool = True) -> int:
+    """Extend every live course whose plan reaches less than 12 months (or `needed`) ahead, and (with
+    `end_courses`: the nightly, `tracker evaluate`) end the courses whose stop date has come, closing what
+    they still have planned (a scan of the stopped courses: listings leave it to those runs)."""
     threshold = max(KEEP_AHEAD.after(today), needed or today)
     stale = session.exec(
         select(Course, Patient)
@@ -379,6 +381,8 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
         horizon = max(EXTEND_TO.after(today), needed or today)
         sync_course(session, course, patient, course_protocol(session, library, course), today, horizon,
                     merge_window=merge_window, childbearing_ages=childbearing_ages)
+    if not end_courses:
+        return len(stale)
     # Courses whose announced stop date has come, and stopped courses that still have items planned (stopped
     # before this rule): ended and re-synced once, which cancels those items (core: worklist.course_has_ended).
     ended = session.exec(
