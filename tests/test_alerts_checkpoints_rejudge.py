@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from freezegun import freeze_time
 
-from tests.audit_support import undo_0011
+from tests.audit_support import undo_0008_onwards
 from tests.conftest import dump_database
 
 
@@ -145,16 +145,7 @@ def test_migration_0006_gives_an_existing_unevaluable_alert_its_own_key_and_keep
         conn.execute("UPDATE alert SET condition_key = ?, message = ? WHERE id = ?",
                      (old_key, "week 16 response check for Dupilumab cannot be judged on the assessment of "
                                "2026-04-27: ...", alert["id"]))
-        conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")  # added by 0008
-        undo_0011(conn)
-        conn.execute("DROP TABLE replaced_lab_source")  # added by 0016
-        conn.execute("DROP TABLE caldav_object")  # added by 0009
-        conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
-        conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")
-        conn.execute("DROP TABLE staff_user")  # added by 0013
-        conn.execute("DROP INDEX ix_patient_clinician")  # added by 0014 (0015's indexes are created if absent)
-        conn.execute("ALTER TABLE patient DROP COLUMN clinician")
-        conn.execute("DROP TABLE lab_inbox_file")  # added by 0018
+        undo_0008_onwards(conn)
         conn.execute("UPDATE alembic_version SET version_num = '0005'")  # the revision before 0006
     with freeze_time("2026-04-28"):
         after = [a for a in all_alerts(tracker) if a["kind"] == "checkpoint_missed"]

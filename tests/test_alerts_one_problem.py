@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 from freezegun import freeze_time
 
-from tests.audit_support import undo_0011
+from tests.audit_support import undo_0008_onwards
 
 
 def threshold_alerts(tracker, *extra):
@@ -117,16 +117,7 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
                          "SELECT ?, patient_id, course_id, ?, drug, kind, severity, 'open', raised_on, message, "
                          "suggestions, sources, created_at, updated_at FROM alert WHERE id = ?",
                          (f"overdue:item{item_id}", item_id, alert["id"]))
-        conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")
-        undo_0011(conn)
-        conn.execute("DROP TABLE replaced_lab_source")  # added by 0016
-        conn.execute("DROP TABLE caldav_object")  # added by 0009
-        conn.execute("DROP INDEX uq_lab_result_source_id")  # added by 0010
-        conn.execute("ALTER TABLE lab_result DROP COLUMN source_id")
-        conn.execute("DROP TABLE staff_user")  # added by 0013
-        conn.execute("DROP INDEX ix_patient_clinician")  # added by 0014 (0015's indexes are created if absent)
-        conn.execute("ALTER TABLE patient DROP COLUMN clinician")
-        conn.execute("DROP TABLE lab_inbox_file")  # added by 0018
+        undo_0008_onwards(conn)
         conn.execute("UPDATE alembic_version SET version_num = '0006'")
     with freeze_time("2026-01-21"):
         rows = [a for a in tracker.json("alerts --all") if a["kind"] == "overdue" and a["item_id"] in items]
