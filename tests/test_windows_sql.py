@@ -47,6 +47,18 @@ def _windows(today: dt.date, days: int, grace: int):
     }
 
 
+def _stored(conn, items, today, course_id, patient_id) -> list:
+    """Insert the generated (kind, status, day offset) items; the table's rows as the predicates read them."""
+    if items:
+        conn.execute(insert(Item.__table__), [
+            {"uid": f"prop-{n}", "course_id": course_id, "patient_id": patient_id, "drug": "ciclosporin",
+             "kind": kind, "status": status, "due": today + dt.timedelta(days=offset), "tests": "",
+             "title": f"item {n}", "sources": "", "adjusted": False, "origin": "plan", "sequence": 0,
+             "created_at": STAMP, "last_modified": STAMP}
+            for n, (kind, status, offset) in enumerate(items)])
+    return conn.execute(select(Item.id, Item.kind, Item.status, Item.due)).all()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(items=items, today=st.dates(dt.date(2026, 1, 1), dt.date(2026, 6, 30)), days=st.integers(0, 60),
        grace=st.integers(0, 30))
@@ -55,14 +67,7 @@ def test_each_window_selects_exactly_what_its_predicate_accepts(store, items, to
     with engine.connect() as conn:
         trans = conn.begin()
         try:
-            if items:
-                conn.execute(insert(Item.__table__), [
-                    {"uid": f"prop-{n}", "course_id": course_id, "patient_id": patient_id, "drug": "ciclosporin",
-                     "kind": kind, "status": status, "due": today + dt.timedelta(days=offset), "tests": "",
-                     "title": f"item {n}", "sources": "", "adjusted": False, "origin": "plan", "sequence": 0,
-                     "created_at": STAMP, "last_modified": STAMP}
-                    for n, (kind, status, offset) in enumerate(items)])
-            stored = conn.execute(select(Item.id, Item.kind, Item.status, Item.due)).all()
+            stored = _stored(conn, items, today, course_id, patient_id)
             for name, (window, accepts) in _windows(today, days, grace).items():
                 selected = set(conn.execute(select(Item.id).where(item_where(window))).scalars())
                 assert selected == {row.id for row in stored if accepts(row)}, name
@@ -82,14 +87,7 @@ def test_each_review_window_selects_exactly_what_it_admits(store, items, today):
     with engine.connect() as conn:
         trans = conn.begin()
         try:
-            if items:
-                conn.execute(insert(Item.__table__), [
-                    {"uid": f"prop-{n}", "course_id": course_id, "patient_id": patient_id, "drug": "ciclosporin",
-                     "kind": kind, "status": status, "due": today + dt.timedelta(days=offset), "tests": "",
-                     "title": f"item {n}", "sources": "", "adjusted": False, "origin": "plan", "sequence": 0,
-                     "created_at": STAMP, "last_modified": STAMP}
-                    for n, (kind, status, offset) in enumerate(items)])
-            stored = conn.execute(select(Item.id, Item.kind, Item.status, Item.due)).all()
+            stored = _stored(conn, items, today, course_id, patient_id)
             for window in review_windows(today, Settings().alerts):
                 selected = set(conn.execute(select(Item.id).where(item_where(window))).scalars())
                 assert selected == {row.id for row in stored if window.admits(row)}, window
