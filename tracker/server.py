@@ -286,17 +286,6 @@ class FeedHandler(BaseHTTPRequestHandler):
         self.server.log.flush()
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_server(host: str, port: int, engine, library, settings, log=None, **limits) -> FeedServer:
     """`limits`: request_timeout_s, idle_timeout_s, max_connections (FeedServer's defaults otherwise)."""
     family_host = host.strip("[]")

@@ -31,7 +31,8 @@ def serve(app, host, port, request_timeout, idle_timeout, max_connections, web_p
     --web-port, the staff web view (sign in with an account from `tracker user add`)."""
     import threading
 
-    from tracker.server import is_loopback, make_server
+    from tracker.core.settings import is_loopback
+    from tracker.server import make_server
 
     if (cert is None) != (key is None):
         raise click.UsageError("give --cert and --key together")
@@ -68,6 +69,7 @@ def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, h
 
     import uvicorn
 
+    from tracker.core.settings import is_loopback
     from tracker.web.app import create_app
     from tracker.web.security import secret_key, secret_path
 
@@ -80,7 +82,7 @@ def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, h
     sock.listen(128)
     bound_port = sock.getsockname()[1]
     scheme = "https" if cert else "http"
-    if not cert and not is_loopback_host(host):
+    if not cert and not is_loopback(host):
         click.echo(f"warning: the web view on {host} without --cert: put it behind HTTPS (examples/nginx-tracker.conf)",
                    err=True)
     click.echo(f"serving the web view on {scheme}://{host}:{bound_port}/ (Ctrl-C to stop)", err=True)
@@ -90,12 +92,6 @@ def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, h
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
-
-
-def is_loopback_host(host: str) -> bool:
-    from tracker.server import is_loopback
-
-    return is_loopback(host.strip("[]"))
 
 
 COMMANDS = [serve]
