@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import yaml
 
-from tracker.core.codes import atc_problem, loinc_check_digit, loinc_problem, ucum_problem
+from tracker.core.codes import atc_problem, loinc_check_digit, loinc_problem, snomed_problem, ucum_problem, verhoeff_valid
 from tracker.core.protocol import Protocol, protocol_hash
 from tracker.core.vocabulary import parse_vocabulary
 from tracker.errors import ProtocolError
@@ -112,3 +112,48 @@ def test_validate_refuses_a_ucum_unit_that_is_not_the_tests_unit(tracker, tmp_pa
     (tmp_path / "vocabulary.yaml").write_text(bad)
     result = tracker(["schedules", "validate", str(tmp_path / "vocabulary.yaml")], ok=False)
     assert "tests.creatinine.ucum: 'mmol/L' is not 'umol/L' (1 mmol/L = 1000 umol/L)" in result.stderr
+
+
+@pytest.mark.parametrize("code", ["22298006", "73211009", "387381009"])
+def test_snomed_identifiers_with_their_verhoeff_check_digit_pass(code):
+    assert snomed_problem(code) is None
+
+
+@pytest.mark.parametrize("code, why", [("22298007", "wrong check digit"), ("22298060", "wrong check digit"),
+                                       ("12345", "not a SNOMED CT identifier"), (22298006, "not a SNOMED CT")])
+def test_a_mistyped_snomed_identifier_is_named(code, why):
+    assert why in snomed_problem(code)
+
+
+def test_verhoeff_catches_a_transposition():
+    assert verhoeff_valid("22298006") and not verhoeff_valid("22928006")
+
+
+def test_a_stated_reason_for_no_loinc_is_not_reported_missing_and_never_stands_beside_a_code():
+    vocabulary = parse_vocabulary({"tests": {"skin_check": {"values": ["normal", "abnormal"],
+                                                            "no_loinc": "a clinical review"}}})
+    assert vocabulary.tests["skin_check"].no_loinc == "a clinical review"
+    assert vocabulary.missing_codes() == []
+    with pytest.raises(ProtocolError) as caught:
+        parse_vocabulary({"sources": {"S": {"citation": "x"}},
+                          "tests": {"alt": {"unit": "U/L", "loinc": "1742-6", "code_sources": ["S"], "no_loinc": "x"},
+                                    "tb": {"values": ["negative"], "no_loinc": "  "}}})
+    assert [p.split(":")[1].strip() for p in caught.value.problems] == ["tests.alt.no_loinc", "tests.tb.no_loinc"]
+
+
+def test_a_stated_reason_for_no_atc_is_not_reported_missing_and_leaves_the_content_hash():
+    data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
+    plain = Protocol.model_validate({**data, "atc": None, "code_sources": []})
+    stated = Protocol.model_validate({**data, "atc": None, "code_sources": [], "no_atc": "a procedure"})
+    assert plain.missing_codes() == ["atc: missing"] and stated.missing_codes() == []
+    assert protocol_hash(plain) == protocol_hash(stated)
+    with pytest.raises(ValueError, match="no_atc"):
+        Protocol.model_validate({**data, "no_atc": "a procedure"})  # beside its ATC code
+
+
+def test_a_panels_loinc_names_an_order_and_maps_no_incoming_result():
+    vocabulary = parse_vocabulary({"sources": {"S": {"citation": "x"}}, "tests": {
+        "cbc": {"analytes": ["wbc"], "loinc": "57021-8", "code_sources": ["S"]},
+        "wbc": {"unit": "10^9/L", "loinc": "26464-8", "code_sources": ["S"]}}})
+    assert vocabulary.by_loinc() == {"26464-8": "wbc"}
+    assert vocabulary.panel_by_loinc() == {"57021-8": "cbc"}

@@ -89,7 +89,8 @@ def test_validate_json_lists_each_file(tracker, tmp_path):
 def test_default_validates_built_ins_and_the_clinic_dir(tracker, tmp_path):
     result = tracker(["schedules", "validate"])
     ok_lines = [line for line in result.stdout.splitlines() if line.startswith("ok ")]
-    assert len(ok_lines) == 15  # 14 protocols and the treatment algorithm checked against them
+    assert len(ok_lines) == 16  # 14 protocols, the vocabulary, the treatment algorithm checked against them
+    assert ok_lines[-2].endswith("vocabulary.yaml (vocabulary)")
     assert ok_lines[-1].endswith("_algorithm.yaml (algorithm)")
     # Only warnings: the standard codes no public source confirmed (tests/test_codes.py lists them).
     assert all(line.startswith("warning: ") and line.endswith(": missing") for line in result.stderr.splitlines())

@@ -65,6 +65,10 @@ def validate_paths(paths: list[Path]) -> list[FileReport]:
             batch = [_validate_file(f, vocabulary) for f in files]
             _check_duplicate_ids(batch)
             reports.extend(batch)
+            # The directory's vocabulary too: its codes' presence and form are part of "valid" (issue 16),
+            # and a plain `schedules validate` must report them, not only an explicit path to the file.
+            if (path / VOCABULARY_FILE).is_file():
+                reports.append(_validate_vocabulary(path / VOCABULARY_FILE))
             if (path / ALGORITHM_FILE).is_file():
                 algorithms.append((path / ALGORITHM_FILE, batch))
         elif path.name == ALGORITHM_FILE and path.is_file():

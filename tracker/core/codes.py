@@ -46,10 +46,37 @@ def atc_problem(code: object) -> str | None:
     return f"{code!r} is not an ATC code (7 characters, e.g. L04AX03)"
 
 
+# Verhoeff's dihedral-group tables: the check digit scheme of SNOMED CT identifiers (SNOMED CT Technical
+# Implementation Guide, "Check-digit"), which catches every single-digit error and adjacent transposition.
+_VERHOEFF_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5), (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7), (4, 0, 1, 2, 3, 9, 5, 6, 7, 8), (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2), (7, 6, 5, 9, 8, 2, 1, 0, 4, 3), (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)
+_VERHOEFF_P = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4), (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7), (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+)
+
+
+def verhoeff_valid(number: str) -> bool:
+    """Whether the last digit of `number` is its Verhoeff check digit."""
+    check = 0
+    for position, char in enumerate(reversed(number)):
+        check = _VERHOEFF_D[check][_VERHOEFF_P[position % 8][int(char)]]
+    return check == 0
+
+
 def snomed_problem(code: object) -> str | None:
-    if isinstance(code, str) and SNOMED.match(code):
-        return None
-    return f"{code!r} is not a SNOMED CT identifier (6 to 18 digits)"
+    if not (isinstance(code, str) and SNOMED.match(code)):
+        return f"{code!r} is not a SNOMED CT identifier (6 to 18 digits)"
+    if not verhoeff_valid(code):
+        return f"{code!r}: wrong check digit (SNOMED CT identifiers end in a Verhoeff check digit)"
+    if code[-3:-1] not in ("00", "10"):  # the partition identifier: a concept's, short or long format
+        return f"{code!r} is not a SNOMED CT concept identifier (partition {code[-3:-1]}, not 00 or 10)"
+    return None
 
 
 def rxnorm_problem(code: object) -> str | None:

@@ -386,6 +386,9 @@ class Protocol(BaseModel):
     snomed: str | None = None
     rxnorm: str | None = None
     code_sources: list[str] = Field(default_factory=list)
+    # Why the entry has no ATC code where none can exist (phototherapy is a procedure, not a medicinal
+    # product): stated instead of the code, so `schedules validate` does not report it as missing.
+    no_atc: str | None = None
 
     @model_validator(mode="after")
     def _codes_well_formed(self):
@@ -397,6 +400,8 @@ class Protocol(BaseModel):
                 raise ValueError(f"{field}: {why}")
         if (self.atc or self.snomed or self.rxnorm) and not self.code_sources:
             raise ValueError("code_sources: a drug code needs the source it was taken from")
+        if self.no_atc is not None and (self.atc or not self.no_atc.strip()):
+            raise ValueError("no_atc: the reason there is no ATC code (a non-empty text), never beside `atc`")
         unknown = [k for k in self.code_sources if k not in self.sources]
         if unknown:
             raise ValueError(f"code_sources: {', '.join(map(repr, unknown))} not defined in sources")
@@ -404,7 +409,7 @@ class Protocol(BaseModel):
 
     def missing_codes(self) -> list[str]:
         """Codes the drug lacks (warnings): ATC always; SNOMED CT and RxNorm are optional."""
-        return [] if self.atc else ["atc: missing"]
+        return [] if self.atc or self.no_atc else ["atc: missing"]
 
     # Filled in by the loader, not part of the file.
     origin: str = Field(default="", exclude=True)
@@ -455,7 +460,7 @@ class Protocol(BaseModel):
 
 
 # A drug's codes name it; they change no plan, so adding or correcting one leaves courses on the same content.
-CODE_FIELDS = {"atc", "snomed", "rxnorm", "code_sources"}
+CODE_FIELDS = {"atc", "snomed", "rxnorm", "code_sources", "no_atc"}
 
 
 def protocol_hash(protocol: Protocol) -> str:

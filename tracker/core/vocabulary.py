@@ -44,6 +44,9 @@ class TestCode:
     loinc: str | None = None
     also_loinc: tuple[str, ...] = ()
     ucum: str | None = None
+    # Why a test has no LOINC code where none fits (a clinical review staff record, not an observation a
+    # laboratory reports): stated instead of the code, so `schedules validate` does not list it as missing.
+    no_loinc: str | None = None
 
     @property
     def is_panel(self) -> bool:
@@ -127,17 +130,26 @@ class Vocabulary:
         return "repeat" if value in test.repeat_or_refer else "fail"
 
     def by_loinc(self) -> dict[str, str]:
-        """LOINC code -> test code, over `loinc` and `also_loinc`."""
+        """LOINC code -> test code, over `loinc` and `also_loinc`, for the results a laboratory reports:
+        analytes and single tests. A panel's own code names an order (FHIR ServiceRequest, a calendar
+        entry), not a result: a laboratory reports the panel's analytes (see `panel_by_loinc`)."""
         out: dict[str, str] = {}
         for test in self.tests.values():
+            if test.is_panel:
+                continue
             for loinc in (test.loinc, *test.also_loinc):
                 if loinc:
                     out.setdefault(loinc, test.code)
         return out
 
+    def panel_by_loinc(self) -> dict[str, str]:
+        """A panel's LOINC code -> the panel: to name it when a result arrives under an order's code."""
+        return {t.loinc: t.code for t in self.tests.values() if t.is_panel and t.loinc}
+
     def missing_codes(self) -> list[str]:
-        """Tests without a LOINC code and numeric tests without a UCUM unit (warnings, not errors)."""
-        out = [f"tests.{t.code}.loinc: missing" for t in self.tests.values() if not t.loinc]
+        """Tests without a LOINC code (or a stated reason for none) and numeric tests without a UCUM unit
+        (warnings, not errors)."""
+        out = [f"tests.{t.code}.loinc: missing" for t in self.tests.values() if not t.loinc and not t.no_loinc]
         out += [f"tests.{t.code}.ucum: missing" for t in self.tests.values() if t.is_numeric and not t.ucum]
         return out
 
@@ -227,6 +239,10 @@ def parse_vocabulary(data: dict) -> Vocabulary:
         spec = spec or {}
         plausible, plausible_clinic_default = _plausible(code, spec, sources, problems)
         loinc, also_loinc, ucum = _codes(code, spec, problems)
+        no_loinc = spec.get("no_loinc")
+        if no_loinc is not None and (not isinstance(no_loinc, str) or not no_loinc.strip() or loinc):
+            problems.append(f"vocabulary.yaml: tests.{code}.no_loinc: the reason there is no LOINC code "
+                            "(a non-empty text), never beside `loinc`")
         if (loinc or also_loinc) and not spec.get("code_sources"):
             problems.append(f"vocabulary.yaml: tests.{code}.code_sources: a LOINC code needs the source it was taken from")
         for key in spec.get("code_sources") or []:
@@ -253,6 +269,7 @@ def parse_vocabulary(data: dict) -> Vocabulary:
             loinc=loinc,
             also_loinc=also_loinc,
             ucum=ucum,
+            no_loinc=str(no_loinc).strip() if isinstance(no_loinc, str) else None,
         )
     if problems:
         raise ProtocolError(problems)

@@ -90,8 +90,10 @@ def import_lab_data(clinic: Clinic, data: bytes, name: str, *, skip_bad: bool) -
     return import_lab_rows(clinic, rows, name, kind, skip_bad=skip_bad)
 
 
-def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str]) -> str:
-    """The tracker test a result is for: by LOINC, else by the site's local code map."""
+def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str],
+                  panels: dict[str, str] | None = None) -> str:
+    """The tracker test a result is for: by LOINC, else by the site's local code map. A panel's LOINC code
+    (an order's code) is refused by name: the laboratory's results are its analytes'."""
     for system, code in row.codes:
         if system in LOINC_SYSTEMS and code in by_loinc:
             return by_loinc[code]
@@ -99,6 +101,10 @@ def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str]) 
         for key in (f"{system}:{code}" if system else code, code):
             if key in local:
                 return local[key]
+    for system, code in row.codes:
+        if panels and system in LOINC_SYSTEMS and code in panels:
+            raise InputError("code", row.code_text, f"this is the LOINC code of the panel {panels[code]} (an "
+                                                    "order): a result is recorded under each analyte's code")
     raise InputError("code", row.code_text, "no tracker test has this code: a LOINC code in the vocabulary, "
                                             "or a local code mapped in the config's [labs.codes]")
 
@@ -153,7 +159,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     from tracker.services.results_bulk import BulkRecorded, Correction, ResultToRecord, record_in_bulk, replace_results
 
     session, vocabulary = clinic.session, clinic.library.vocabulary
-    by_loinc = vocabulary.by_loinc()
+    by_loinc, panels = vocabulary.by_loinc(), vocabulary.panel_by_loinc()
     local = dict(clinic.settings.labs.codes)
     on_record = _on_record(session, [r.source_id for r in rows])
     patients = _patients(session, {r.mrn for r in rows})
@@ -176,7 +182,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             if len(row.source_id) > 200:
                 raise InputError("result", row.source_id[:60] + "...", "its id is longer than 200 characters")
             seen.add(row.source_id)
-            test = test_code_for(row, by_loinc, local)
+            test = test_code_for(row, by_loinc, local, panels)
             patient = patients.get(row.mrn)
             if patient is None:
                 raise InputError("mrn", row.mrn, "no such patient in tracker")
