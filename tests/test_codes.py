@@ -55,8 +55,32 @@ def test_drugs_carry_atc_codes_and_the_unconfirmed_are_listed():
     library = load_library()
     assert library.get("methotrexate").atc == "L04AX03"
     assert library.get("dupilumab").atc == "D11AH05"
-    # No public source confirmed these in this change: reported missing, not invented.
-    assert sorted(p.id for p in library.protocols.values() if p.atc is None) == ["nbuvb", "nemolizumab"]
+    assert library.get("nemolizumab").atc == "D11AH12"  # the UK SmPC, section 5.1
+    # Phototherapy is a procedure: no ATC code exists, and the protocol says so instead of leaving a gap.
+    assert [(p.id, p.missing_codes()) for p in library.protocols.values() if p.atc is None] == [("nbuvb", [])]
+    assert library.get("azathioprine").rxnorm == "1256" and library.get("ciclosporin").rxnorm == "3008"
+
+
+def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
+    """Each test has its LOINC code, a stated reason for none (a review staff record; cmp, a local
+    grouping), or is listed here: the molar variants, clearance, the pharmacogenetic and chest X-ray tests
+    that no public source read so far confirmed (never guessed)."""
+    vocabulary = load_vocabulary()
+    assert vocabulary.missing_codes() == [f"tests.{code}.loinc: missing" for code in
+                                          ("crcl", "urea", "urate", "ldl", "hdl", "tpmt", "nudt15", "cxr")]
+    assert (vocabulary.get("cbc").loinc, vocabulary.get("lipids").loinc, vocabulary.get("bp").loinc) == (
+        "57021-8", "24331-1", "85354-9")
+    assert vocabulary.get("cmp").no_loinc.startswith("a local grouping")
+    by_loinc = vocabulary.by_loinc()
+    assert (by_loinc["5195-3"], by_loinc["71773-6"], by_loinc["56888-1"]) == ("hbv", "tb", "hiv")
+    assert "57021-8" not in by_loinc and vocabulary.panel_by_loinc()["57021-8"] == "cbc"
+
+
+def test_schedules_show_names_the_drug_codes_or_why_there_is_none(tracker):
+    assert tracker(["schedules", "show", "azathioprine"]).stdout.splitlines()[1] == (
+        "Codes: ATC L04AX01; RxNorm 1256; SNOMED CT not confirmed by a public source [WHO-ATC, RXNORM-IN]")
+    assert tracker(["schedules", "show", "nbuvb"]).stdout.splitlines()[1].startswith(
+        "Codes: no ATC code: a procedure (narrowband UVB light), not a medicinal product")
 
 
 def test_codes_do_not_change_a_protocols_content_hash():

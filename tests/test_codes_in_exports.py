@@ -163,13 +163,18 @@ def _codings(value):
             yield from _codings(inner)
 
 
-def test_codings_expand_panels_and_never_invent_a_code():
+def test_codings_give_a_panels_order_code_then_its_analytes_and_never_invent_a_code():
     from tracker.protocol_files import library
 
     vocabulary = library(None).vocabulary
     cbc = coded.test_codings(["cbc"], vocabulary)
-    assert {c.test for c in cbc} == set(vocabulary.tests["cbc"].analytes)
-    assert all(c.panel == "cbc" for c in cbc)
+    assert (cbc[0].test, cbc[0].loinc, cbc[0].panel) == ("cbc", "57021-8", None)  # the order's code first
+    assert {c.test for c in cbc[1:]} == set(vocabulary.tests["cbc"].analytes)
+    assert all(c.panel == "cbc" for c in cbc[1:])
+    # cmp is a local grouping (no LOINC panel holds its analytes): its analytes' codes alone.
+    cmp = coded.test_codings(["cmp"], vocabulary)
+    assert all(c.panel == "cmp" for c in cmp) and {c.loinc for c in cmp} >= {CREATININE[0], "1742-6"}
+    assert [c.loinc for c in coded.test_codings(["lipids", "bp"], vocabulary) if c.panel is None] == ["24331-1", "85354-9"]
     assert coded.test_codings(["crcl", "tpmt"], vocabulary) == ()  # no LOINC in the vocabulary: none shown
     assert coded.test_codings(["hb", "cbc"], vocabulary)[0].panel is None  # planned as itself first; each code once
     assert len([c for c in coded.test_codings(["hb", "cbc"], vocabulary) if c.loinc == HB[0]]) == 1

@@ -109,6 +109,24 @@ def test_unknown_code_names_message_and_segment_and_changes_nothing(tracker, tmp
 
 
 @freeze_time("2026-01-20")
+def test_a_result_under_a_panels_order_code_is_refused_by_name(tracker, tmp_path):
+    """57021-8 names the CBC order: a laboratory reports the counts; a value under the panel's code would
+    otherwise complete the whole full blood count without one count in it."""
+    methotrexate_patient(tracker)
+    before = dump_database(tracker.db)
+    message = tmp_path / "oru.hl7"
+    message.write_text(oru(obx=[CBC_CMP[0], "OBX|1|TX|57021-8^CBC^LN||normal||||||F"]))
+
+    result = tracker(["result", "import", str(message)], ok=False)
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[1] == (
+        "message MSG00001 OBX[1]: code: 'LN:57021-8': this is the LOINC code of the panel cbc (an order): a "
+        "result is recorded under each analyte's code")
+    assert dump_database(tracker.db) == before
+
+
+@freeze_time("2026-01-20")
 def test_skip_bad_imports_the_good_results_and_lists_each_rejected_with_its_reason(tracker, tmp_path):
     methotrexate_patient(tracker)
     message = tmp_path / "oru.hl7"

@@ -62,6 +62,10 @@ def show(app, drug, weeks, as_json):
     say(line((protocol.name, "bold"), f" ({protocol.id}, {protocol.drug_class}, protocol v{protocol.version})"
              + (f"  also: {', '.join([*protocol.aliases, *protocol.brands])}"
                 if protocol.aliases or protocol.brands else "")))
+    from tracker.core.coded import drug_codes_text
+
+    say(line(f"Codes: {drug_codes_text(protocol)}" + (f" [{', '.join(protocol.code_sources)}]"
+                                                      if protocol.code_sources else "")))
     table(["Week", "Day", "Kind", "Tests / target", "Rule"],
           [[r["week"], f"+{r['day']}", r["kind"] + (f" ({r['gate']})" if r["gate"] else ""),
             ", ".join(r["tests"]) or r["target"] or "",

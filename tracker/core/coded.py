@@ -1,8 +1,8 @@
 """The standard codes an export shows for a planned item (issue 16: "codes appear in every export"). Pure.
 
 A planned test is named by tracker's vocabulary code; its standard form is the LOINC code (and the UCUM
-unit) the vocabulary carries. A panel without a LOINC code of its own (cbc, cmp, lipids, bp) is shown as
-the codes of its analytes, so a full blood count lists the LOINC of each count it is made of. A test the
+unit) the vocabulary carries. A panel is shown as its own LOINC code, the order's (cbc, lipids, bp; cmp
+is a local grouping with none), followed by the codes of its analytes, what the laboratory reports. A test the
 vocabulary gives no LOINC (no public source confirmed one) is simply absent: a code is never invented.
 A drug's standard codes are its protocol's `atc`, `snomed` and `rxnorm`.
 
@@ -58,8 +58,8 @@ def _clean(value) -> str | None:
 
 
 def test_codings(tests, vocabulary) -> tuple[TestCoding, ...]:
-    """The LOINC codings of planned tests (vocabulary codes), in order, each code once. A panel with no
-    LOINC of its own is expanded into its analytes'; tests with no LOINC give nothing."""
+    """The LOINC codings of planned tests (vocabulary codes), in order, each code once: a panel's own code
+    (when it has one), then its analytes'; tests with no LOINC give nothing."""
     out: list[TestCoding] = []
     seen: set[str] = set()
 
@@ -73,12 +73,26 @@ def test_codings(tests, vocabulary) -> tuple[TestCoding, ...]:
 
     for code in tests:
         spec = vocabulary.tests.get(code) if vocabulary is not None else None
-        if spec is not None and spec.analytes and _clean(spec.loinc) is None:
-            for analyte in spec.analytes:
+        add(code, None)  # the test, or the panel's own (order) code where it has one
+        if spec is not None and spec.analytes:
+            for analyte in spec.analytes:  # then what the panel reports, to match results back
                 add(analyte, code)
-        else:
-            add(code, None)
     return tuple(out)
+
+
+def drug_codes_text(protocol) -> str:
+    """One line naming a protocol's drug codes for `schedules show` and the Protocols page: 'ATC L04AX01,
+    RxNorm 1256', the stated reason where no ATC code can exist, or what is not yet confirmed."""
+    coding = drug_coding(protocol.id, protocol)
+    found = [f"{label} {value}" for label, value in
+             (("ATC", coding.atc), ("SNOMED CT", coding.snomed), ("RxNorm", coding.rxnorm)) if value]
+    if not coding.atc and getattr(protocol, "no_atc", None):
+        found.append(f"no ATC code: {protocol.no_atc}")
+    missing = [label for label, value in (("ATC", coding.atc or getattr(protocol, "no_atc", None)),
+                                          ("SNOMED CT", coding.snomed), ("RxNorm", coding.rxnorm)) if not value]
+    if missing:
+        found.append(f"{', '.join(missing)} not confirmed by a public source")
+    return "; ".join(found)
 
 
 def drug_coding(drug: str, protocol) -> DrugCoding:

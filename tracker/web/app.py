@@ -328,6 +328,7 @@ def protocols_page(request: Request):
 def protocol_page(request: Request):
     """One protocol's whole rule set, timeline and sources: what `tracker schedules show` lists
     (services/schedule_view.py), each rule with its sources or "clinic default"."""
+    from tracker.core.coded import drug_codes_text
     from tracker.core.terms import CLINIC_DEFAULT
     from tracker.services.schedule_view import protocol_origin, protocol_rules, protocol_timeline
 
@@ -337,7 +338,7 @@ def protocol_page(request: Request):
         return refused(request, 404, "No such protocol.")
     rules = protocol_rules(protocol, library.vocabulary)
     return render(request, "protocol.html", protocol=protocol, origin=protocol_origin(protocol),
-                  rules=[r for r in rules if r["section"] != "threshold"],
+                  codes=drug_codes_text(protocol), rules=[r for r in rules if r["section"] != "threshold"],
                   thresholds=[r for r in rules if r["section"] == "threshold"],
                   timeline=protocol_timeline(protocol, PROTOCOL_WEEKS), weeks=PROTOCOL_WEEKS,
                   clinic_default=CLINIC_DEFAULT)
