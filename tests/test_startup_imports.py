@@ -33,19 +33,26 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code or 0
-sys.stderr.write("\\nMODULES " + json.dumps([code, sorted(sys.modules)]) + "\\n")
+import gc
+sys.stderr.write("\\nMODULES " + json.dumps([code, sorted(sys.modules), gc.get_threshold()]) + "\\n")
 """
 
 
 def loaded(args: list[str]) -> set[str]:
     """The top-level packages a fresh `tracker ARGS` process imported (it must succeed)."""
+    return ran(args)[0]
+
+
+def ran(args: list[str]) -> tuple[set[str], list[int]]:
+    """(the top-level packages a fresh `tracker ARGS` process imported, the collector's thresholds at its
+    end); the command must succeed."""
     proc = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     last = proc.stderr.rstrip("\n").rsplit("\n", 1)[-1]
     assert last.startswith("MODULES "), proc.stderr[-2000:]
-    code, modules = json.loads(last.removeprefix("MODULES "))
+    code, modules, thresholds = json.loads(last.removeprefix("MODULES "))
     assert code == 0, proc.stderr[-2000:]
-    return {name.split(".")[0] for name in modules}
+    return {name.split(".")[0] for name in modules}, thresholds
 
 
 def heavy_in(modules: set[str], allowed: tuple = ()) -> list[str]:
@@ -77,6 +84,15 @@ def test_due_json_loads_no_heavy_package(clinic):
     assert heavy_in(modules) == []
     if not os.environ.get("TRACKER_TEST_PG"):
         assert "psycopg" not in modules  # a SQLite clinic never needs the PostgreSQL driver
+
+
+def test_the_collector_has_its_usual_thresholds_once_the_clinic_is_open(clinic):
+    """tracker.cli.main makes collections rare while modules are imported, until the command opens its
+    clinic; from then on (the command's own work) the interpreter's usual thresholds apply."""
+    import gc
+
+    db, _ = clinic
+    assert ran(["--db", db, "due", "--json"])[1] == list(gc.get_threshold())
 
 
 def test_patient_show_json_loads_no_heavy_package(clinic):
