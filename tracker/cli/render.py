@@ -21,10 +21,29 @@ def emit_json(data) -> None:
     worklist). Anything else is indented."""
     if isinstance(data, list):
         encode = json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": ")).encode
-        body = ",\n".join("  " + encode(element) for element in data)
+        body = ",\n".join("  " + text for text in _encoded_rows(data, encode))
         sys.stdout.write(f"[\n{body}\n]\n" if data else "[]\n")
         return
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _encoded_rows(rows: list, encode):
+    """Each row as `encode(row)` gives it. A row's `codes` object (services/coded_rows.py) is shared by
+    every row with the same tests and drugs and is most of a worklist row's text, so it is encoded once per
+    object and spliced in at its sorted place between the keys before and after it (at 100,000 patients
+    `due --json` writes 6,000 rows of ~1.6 kB around a few dozen distinct codes)."""
+    encoded: dict[int, tuple[object, str]] = {}  # id -> (the object, kept so its id is not reused; its JSON)
+    for row in rows:
+        codes = row.get("codes") if type(row) is dict else None
+        if type(codes) is not dict or not all(type(key) is str for key in row):
+            yield encode(row)
+            continue
+        hit = encoded.get(id(codes))
+        if hit is None:
+            hit = encoded[id(codes)] = (codes, encode(codes))
+        head = encode({key: value for key, value in row.items() if key < "codes"})[1:-1]
+        tail = encode({key: value for key, value in row.items() if key > "codes"})[1:-1]
+        yield "".join(("{", head, ", " if head else "", '"codes": ', hit[1], ", " if tail else "", tail, "}"))
 
 
 def console():
