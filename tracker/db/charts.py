@@ -146,7 +146,8 @@ def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float |
 
 
 def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary) -> set[int]:
-    """Patients with a latest result that may breach a threshold of a protocol in use (core bounds)."""
+    """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
+    (core bounds), or on a protocol estimating a clearance from creatinine."""
     from tracker.core.prefilter import threshold_bounds
 
     from tracker.core.renal import estimates_clearance_from_creatinine
