@@ -146,16 +146,23 @@ def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float |
 
 
 def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary) -> set[int]:
-    """Patients with a latest result that may breach a threshold of a protocol in use (core bounds)."""
+    """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
+    (core bounds), or on a protocol estimating a clearance from creatinine."""
     from tracker.core.prefilter import threshold_bounds
 
     from tracker.core.renal import estimates_clearance_from_creatinine
 
-    bounds = threshold_bounds({id(p): p for p in map(protocol_of, courses)}.values(), vocabulary)
+    # A course's protocol is a function of its (drug, version): one lookup per version in use, not one per
+    # course (a whole clinic has ~100,000 live courses, and the relative rules below asked again per test).
+    versions = {(c.drug, c.protocol_hash): c for c in courses}
+    protocols = {key: protocol_of(course) for key, course in versions.items()}
+    bounds = threshold_bounds({id(p): p for p in protocols.values()}.values(), vocabulary)
+    own = {key: threshold_bounds([protocol], vocabulary) for key, protocol in protocols.items()}
     r, later = R.alias("r"), R.alias("later")
     # A Cockcroft-Gault clearance depends on age, weight and sex, not on a bound of one result: every patient
     # on such a protocol may breach (few: baricitinib and apremilast courses).
-    out: set[int] = {c.patient_id for c in courses if estimates_clearance_from_creatinine(protocol_of(c))}
+    clearance = {key for key, protocol in protocols.items() if estimates_clearance_from_creatinine(protocol)}
+    out: set[int] = {c.patient_id for c in courses if (c.drug, c.protocol_hash) in clearance} if clearance else set()
     absolute = {test: b for test, b in bounds.items() if b.absolute}
     if absolute:
         conditions = {test: bounds_condition(r, test, b, _uln(vocabulary, test))
@@ -167,8 +174,9 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
                                    and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
         # No DISTINCT (the set below dedupes): with it SQLite walks the results in the index's order, a
         # random read of the table per row; without it, one sequential scan (~40% less CPU at 100k patients).
-        query = select(r.c.patient_id).where(case(conditions, value=r.c.test), not_(newer))
-        out.update(session.execute(query).scalars())
+        query = select(r.c.patient_id, r.c.test, r.c.value_num, r.c.value_text, r.c.ref_high).where(
+            case(conditions, value=r.c.test), not_(newer))
+        out.update(_breaching_on_own_protocols(session.execute(query), courses, own, vocabulary))
     c = C.alias("c")
     for test, b in sorted(bounds.items()):
         if not b.relative:
@@ -180,13 +188,39 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
         relative = ThresholdBounds(rise_pct=b.rise_pct, fall_pct=b.fall_pct)
         # Each course's protocol says how many pre-start readings its baseline averages; any of the counts
         # in use may apply (a superset of what the core judges per course).
-        counts = sorted({protocol_of(course).baseline_readings(test) for course in courses})
+        counts = sorted({protocol.baseline_readings(test) for protocol in protocols.values()})
+        # Only the courses of a drug with a version whose own rules read a change of this test: the two
+        # seeks per course are the query's cost, and most courses (dupilumab's) have no such rule.
+        drugs = sorted({key[0] for key, b in own.items() if test in b and b[test].relative})
         query = (select(c.c.patient_id).select_from(c.join(r, r.c.id == newest))
-                 .where(c.c.status != "stopped", r.c.taken_on > c.c.start_on,
+                 .where(c.c.status != "stopped", c.c.drug.in_(drugs), r.c.taken_on > c.c.start_on,
                         or_(*(bounds_condition(r, test, relative if n == 1 else _loosened(relative), None,
                                                _baseline_value(c, test, n))
                               for n in counts))).distinct())
         out.update(session.execute(query).scalars())
+    return out
+
+
+def _breaching_on_own_protocols(candidates, courses, own: dict, vocabulary: Vocabulary) -> set[int]:
+    """The patients of `candidates` (latest results admitted by the bounds of every protocol in use: patient_id,
+    test, value_num, value_text, ref_high) whose result may breach the bounds (`own`: per (drug, version)) of
+    a protocol of one of their own live courses (core: `ThresholdBounds.may_breach`). The SQL's union of
+    bounds admits, say, an ALT over the ULN for a dupilumab patient because methotrexate's rules read ALT:
+    about a third of a cold night's candidates at 100,000 patients, each a chart loaded and reviewed for
+    nothing."""
+    versions_of: dict[int, set] = {}
+    for c in courses:
+        versions_of.setdefault(c.patient_id, set()).add((c.drug, c.protocol_hash))
+    out: set[int] = set()
+    for patient_id, test, value_num, value_text, ref_high in candidates:
+        if patient_id in out:
+            continue
+        uln = ref_high if ref_high is not None else _uln(vocabulary, test)
+        for key in versions_of.get(patient_id, ()):
+            bounds = own[key].get(test)
+            if bounds is not None and bounds.absolute and bounds.may_breach(value_num, value_text, uln):
+                out.add(patient_id)
+                break
     return out
 
 
@@ -211,6 +245,18 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
     """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients; without
     results if the caller reviews only rules that read none (DATED_KINDS)."""
     windows = or_(*(item_where(w, I.c) for w in review_windows(today, settings)))
+    windowed = select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id).where(C.c.status != "stopped", windows)
+    patient_ids = sorted(set(patient_ids))
+    clinic_items = None
+    if len(patient_ids) > CHUNK:
+        # More than one chunk: the windowed items of the whole clinic in one query, kept for these patients.
+        # Per chunk, SQLite answers the windows (an OR of index ranges) before the patient filter, walking
+        # every windowed item of the clinic again for each chunk (~45 times in a cold night).
+        wanted = set(patient_ids)
+        clinic_items = {}
+        for row in plain_rows(session, windowed):
+            if row.patient_id in wanted:
+                clinic_items.setdefault(row.patient_id, []).append(row)
     for chunk in chunks(patient_ids):
         # Every course of the chunk in one query, live and stopped apart in Python: a `status = 'stopped'`
         # filter makes SQLite walk the status index through every stopped course of the clinic per chunk.
@@ -234,9 +280,11 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         protocols = {id(c.protocol): c.protocol for cs in courses.values() for c in cs}.values()
         tests = sorted(tests_read(protocols, vocabulary))
         items: dict[int, list] = {}
-        for row in plain_rows(session, select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id)
-                              .where(I.c.patient_id.in_(chunk), C.c.status != "stopped", windows)):
-            items.setdefault(row.patient_id, []).append(row)
+        if clinic_items is not None:
+            items = {p: clinic_items[p] for p in chunk if p in clinic_items}
+        else:
+            for row in plain_rows(session, windowed.where(I.c.patient_id.in_(chunk))):
+                items.setdefault(row.patient_id, []).append(row)
         ended = {c.id for cs in stopped.values() for c in cs if c.status != "stopped"}
         if ended:  # courses whose announced stop came before the nightly marked them: not their items either
             items = {p: [i for i in rows if i.course_id not in ended] for p, rows in items.items()}

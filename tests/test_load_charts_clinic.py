@@ -1,0 +1,45 @@
+"""A clinic-wide chart load (more than one chunk of patients) reads the windowed items of the whole clinic in
+one query (tracker/db/charts.py: load_charts); a small one reads them per chunk. Both give every patient the
+same chart (a synthetic clinic of 1,200 patients, on SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from freezegun import freeze_time
+from sqlmodel import Session, select
+
+from tracker.core.settings import Settings
+from tracker.db.charts import CHUNK, ProtocolsOfCourses, load_charts
+from tracker.db.engine import open_engine
+from tracker.db.tables import Patient
+from tracker.protocol_files import load_library
+
+TODAY = dt.date(2026, 11, 2)
+
+
+def _shape(chart) -> tuple:
+    # Results are left out: a chunk holds the tests its patients' protocols read, so a patient loaded with
+    # others may hold more tests than alone (as before; no rule reads a test its protocol does not).
+    return (chart.patient_id, tuple(sorted(tuple(item) for item in chart.items)), tuple(c.id for c in chart.courses),
+            tuple(a.id for a in chart.assessments), tuple(c.id for c in chart.stopped_courses))
+
+
+def test_a_clinic_wide_load_gives_every_patient_the_chart_a_load_of_their_own_gives(tracker, db_url):
+    with freeze_time(TODAY.isoformat()):
+        tracker("synth --patients 1200 --seed 3")
+    library, settings = load_library(), Settings().alerts
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        ids = session.exec(select(Patient.id)).all()
+        assert len(ids) > 2 * CHUNK
+        protocol_of = ProtocolsOfCourses(session, library)
+        clinic = [_shape(chart) for chart in load_charts(session, protocol_of, library.vocabulary, ids, TODAY, settings)]
+        alone = [_shape(chart) for patient_id in ids[::7]
+                 for chart in load_charts(session, protocol_of, library.vocabulary, [patient_id], TODAY, settings)]
+    engine.dispose()
+    assert sum(1 for shape in clinic if shape[1]) > 100  # many patients have items in a review window
+    by_patient = {shape[0]: shape for shape in clinic}
+    assert len(by_patient) == len(ids)
+    for shape in alone:
+        assert by_patient[shape[0]] == shape

@@ -1,0 +1,95 @@
+"""The whole-clinic prefilter judges a patient's latest results by the bounds of their own courses' protocols
+(tracker/db/charts.py: `_breaching_on_own_protocols`), not the union over the clinic: it must still admit every
+patient the core alerts on or books a threshold follow-up for (hypothesis, real SQLite, the real library)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine
+from sqlmodel import Session, SQLModel
+
+import tracker.db.tables as tables
+from tracker.core.algorithm import Algorithm
+from tracker.core.alerts import AlertSettings
+from tracker.core.chart import Chart, ChartCourse, build_results
+from tracker.core.review import review
+from tracker.db.charts import breaching_patients, live_courses
+from tracker.protocol_files import load_library
+
+START, TODAY = dt.date(2026, 1, 5), dt.date(2026, 3, 2)
+STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+# Drugs with few lab rules (dupilumab) and many (methotrexate, the JAK inhibitors), so that a result one
+# protocol reads may mean nothing to another.
+DRUGS = ["dupilumab", "methotrexate", "upadacitinib", "abrocitinib", "azathioprine", "ciclosporin",
+         "mycophenolate", "tralokinumab"]
+NUMERIC = {"alt": (5, 600), "ast": (5, 600), "platelets": (10, 500), "neutrophils": (0.1, 8), "hb": (50, 170),
+           "lymphocytes": (0.1, 4), "wbc": (0.5, 15), "creatinine": (30, 400), "egfr": (10, 120),
+           "eosinophils": (0, 3), "mcv": (70, 120), "bp_systolic": (90, 200)}
+CATEGORICAL = {"hbv": ["negative", "positive", "indeterminate"], "tb": ["negative", "positive"],
+               "pregnancy": ["negative", "positive"]}
+
+
+@dataclass
+class Result:
+    id: int
+    test: str
+    value_num: float | None
+    value_text: str | None
+    unit: str | None
+    taken_on: dt.date
+    ref_high: float | None
+
+
+def _reading(test: str):
+    if test in CATEGORICAL:
+        return st.tuples(st.just(test), st.none(), st.sampled_from(CATEGORICAL[test]), st.none())
+    low, high = NUMERIC[test]
+    return st.tuples(st.just(test), st.floats(low, high, allow_nan=False), st.none(),
+                     st.sampled_from([None, 40.0, 110.0]))
+
+
+readings = st.sampled_from(sorted(NUMERIC) + sorted(CATEGORICAL)).flatmap(_reading)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(DRUGS), min_size=1, max_size=2, unique=True),
+       st.lists(readings, min_size=1, max_size=8), st.booleans())
+def test_prefilter_admits_every_patient_their_own_protocols_alert_on(drugs, values, other_patient):
+    library = load_library()
+    rows = [Result(i + 1, test, num, text, None, TODAY - dt.timedelta(days=len(values) - i), ref_high)
+            for i, (test, num, text, ref_high) in enumerate(values)]
+    engine = create_engine("sqlite://")
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(tables.Patient(id=1, mrn="P1", name="P", dob=dt.date(1980, 1, 1), sex="f", childbearing="yes",
+                                   created_at=STAMP, updated_at=STAMP))
+        for n, drug in enumerate(drugs, start=1):
+            protocol = library.get(drug)
+            session.add(tables.Course(id=n, patient_id=1, drug=drug, start_on=START, protocol_version=protocol.version,
+                                      protocol_hash=protocol.content_hash, created_at=STAMP))
+        if other_patient:  # a patient on every other protocol: the clinic's union of bounds is wider than P1's
+            session.add(tables.Patient(id=2, mrn="P2", name="Q", dob=dt.date(1980, 1, 1), created_at=STAMP,
+                                       updated_at=STAMP))
+            for n, drug in enumerate((d for d in DRUGS if d not in drugs), start=10):
+                protocol = library.get(drug)
+                session.add(tables.Course(id=n, patient_id=2, drug=drug, start_on=START,
+                                          protocol_version=protocol.version, protocol_hash=protocol.content_hash,
+                                          created_at=STAMP))
+        session.add_all(tables.LabResult(id=r.id, patient_id=1, test=r.test, value_num=r.value_num,
+                                         value_text=r.value_text, ref_high=r.ref_high, unit=None, taken_on=r.taken_on,
+                                         created_at=STAMP) for r in rows)
+        session.commit()
+        chosen = breaching_patients(session, live_courses(session), lambda course: library.get(course.drug),
+                                    library.vocabulary)
+    courses = tuple(ChartCourse(n, 1, drug, "active", START, library.get(drug)) for n, drug in enumerate(drugs, 1))
+    chart = Chart(1, "P1", "f", "yes", dt.date(1980, 1, 1), courses=courses, results=build_results(rows))
+    outcome = review(chart, TODAY, AlertSettings(), Algorithm(), library.vocabulary)
+    moved = [a.message for a in outcome.alerts if a.kind == "threshold"]
+    moved += [f.title for _, f in outcome.follow_ups if f.origin == "threshold"]
+    if moved:
+        assert 1 in chosen, moved
+    assert 2 not in chosen  # no results: nothing of P2's can breach
