@@ -71,3 +71,14 @@ def test_a_cold_nightly_and_the_next_day_write_set_shaped_and_keep_the_chain(db_
     assert actions["alert.reopen"] >= 1 and actions["alert.resolve"] >= 1
     verified = tracker("audit verify")
     assert verified.exit_code == 0 and "chain intact" in verified.stdout
+
+
+def test_postgresql_sessions_run_without_jit_unless_the_url_says(db_url):
+    # JIT compiling the whole-clinic prefilter's scans took longer than it saved (db/engine.py).
+    from tracker.db.engine import make_engine, resolve_url
+
+    for url, expected in ((db_url, "off"), (f"{db_url}?options=-cjit%3Don", "on")):
+        engine = make_engine(resolve_url(url))
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW jit").scalar() == expected
+        engine.dispose()
