@@ -52,6 +52,12 @@ def _shape(statement: str) -> str:
     return text[:90]
 
 
+def _insertmanyvalues(context) -> bool:
+    from sqlalchemy.engine.interfaces import ExecuteStyle
+
+    return getattr(context, "execute_style", None) is ExecuteStyle.INSERTMANYVALUES
+
+
 class StatementCounter:
     def __init__(self) -> None:
         self.statements = 0
@@ -75,6 +81,11 @@ class StatementCounter:
     def before_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
         dbapi_conn = cursor.connection
         self.engine = conn.dialect.name
+        if executemany and _insertmanyvalues(context):
+            # SQLAlchemy reports each "insertmanyvalues" batch (one multi-row INSERT ... VALUES, run by a
+            # plain execute) as an executemany whose parameters are the batch's values flattened: one
+            # statement and one wait, not a statement per value.
+            executemany = False
         rows = len(parameters) if executemany and parameters is not None else 1
         trips = 1
         if conn.dialect.name == "postgresql":

@@ -81,3 +81,29 @@ def test_the_committed_baseline_covers_both_engines_and_every_command_the_guard_
     for engine in ("sqlite", "postgresql"):
         assert set(baseline[engine]) == commands
         assert all(set(c) == {"statements", "round_trips"} for c in baseline[engine].values())
+
+
+def _counting():
+    spec = importlib.util.spec_from_file_location("statement_counts", BENCHMARKS / "statement_counts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_multi_row_insert_counts_once_and_an_executemany_per_row():
+    # SQLAlchemy reports an "insertmanyvalues" batch (one INSERT ... VALUES of many rows) as an executemany
+    # of its flattened values: counted as one statement, not one per value.
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert, update
+
+    engine = create_engine("sqlite://")
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("name", String))
+    table.metadata.create_all(engine)
+    counter = _counting().StatementCounter()
+    event.listen(engine, "before_cursor_execute", counter.before_execute)
+    with engine.begin() as conn:
+        conn.execute(insert(table).returning(table.c.id), [{"name": f"n{i}"} for i in range(50)])
+        assert counter.statements == 1
+        conn.execute(update(table).values(name="x").where(table.c.id == 1))
+        assert counter.statements == 2
+        conn.execute(insert(table), [{"name": f"m{i}"} for i in range(7)])  # a plain executemany
+        assert counter.statements == 9

@@ -178,13 +178,15 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
             case(conditions, value=r.c.test), not_(newer))
         out.update(_breaching_on_own_protocols(session.execute(query), courses, own, vocabulary))
     c = C.alias("c")
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for test, b in sorted(bounds.items()):
         if not b.relative:
             continue
         # Per live course (these tests are common): its latest result and its baseline, each one seek.
         x = R.alias("x")
-        newest = (select(x.c.id).where(x.c.patient_id == c.c.patient_id, x.c.test == test)
-                  .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c).scalar_subquery())
+        newest = (select(x.c.id, x.c.taken_on, x.c.value_num, x.c.value_text, x.c.ref_high)
+                  .where(x.c.patient_id == c.c.patient_id, x.c.test == test)
+                  .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c))
         relative = ThresholdBounds(rise_pct=b.rise_pct, fall_pct=b.fall_pct)
         # Each course's protocol says how many pre-start readings its baseline averages; any of the counts
         # in use may apply (a superset of what the core judges per course).
@@ -192,9 +194,17 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
         # Only the courses of a drug with a version whose own rules read a change of this test: the two
         # seeks per course are the query's cost, and most courses (dupilumab's) have no such rule.
         drugs = sorted({key[0] for key, b in own.items() if test in b and b[test].relative})
-        query = (select(c.c.patient_id).select_from(c.join(r, r.c.id == newest))
-                 .where(c.c.status != "stopped", c.c.drug.in_(drugs), r.c.taken_on > c.c.start_on,
-                        or_(*(bounds_condition(r, test, relative if n == 1 else _loosened(relative), None,
+        if postgresql:
+            # PostgreSQL hashes the whole result table to join `r.id = (newest id)` (seconds at 100,000
+            # patients); as a LATERAL subquery the newest result is the one seek per course intended.
+            latest = newest.lateral("r")
+            joined = c.join(latest, literal(True))
+        else:
+            latest = r
+            joined = c.join(r, r.c.id == newest.with_only_columns(x.c.id).scalar_subquery())
+        query = (select(c.c.patient_id).select_from(joined)
+                 .where(c.c.status != "stopped", c.c.drug.in_(drugs), latest.c.taken_on > c.c.start_on,
+                        or_(*(bounds_condition(latest, test, relative if n == 1 else _loosened(relative), None,
                                                _baseline_value(c, test, n))
                               for n in counts))).distinct())
         out.update(session.execute(query).scalars())

@@ -131,13 +131,22 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _begin)
         return engine
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=_pg_connect_args(url))
         event.listen(engine, "begin", _begin)
         return engine
     except ModuleNotFoundError as exc:
         from tracker.errors import InputError
 
         raise InputError("db", url.split("@")[-1], f"needs the {exc.name} driver: pip install 'tracker[postgres]'") from None
+
+
+def _pg_connect_args(url: str) -> dict:
+    """PostgreSQL sessions without JIT compilation (unless the URL sets `options` itself): the whole-clinic
+    prefilter's scans are costed high enough to be compiled, and compiling took longer (1-3 s a query at
+    100,000 patients) than it saved; tracker's queries are index seeks and single scans."""
+    from sqlalchemy.engine import make_url
+
+    return {} if "options" in make_url(url).query else {"options": "-c jit=off"}
 
 
 def current_revision(engine: Engine) -> str | None:

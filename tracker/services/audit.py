@@ -53,18 +53,28 @@ def record(
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEvent:
-    event_ = AuditEvent(
-        at=utcnow(),
-        user=user,
-        action=action,
-        entity=entity,
-        entity_id=entity_id,
-        mrn=mrn,
-        before=json.dumps(before, sort_keys=True, default=str) if before is not None else None,
-        after=json.dumps(after, sort_keys=True, default=str) if after is not None else None,
-    )
+    event_ = AuditEvent(**row_values(utcnow(), user, action, entity, entity_id, mrn, before, after))
     session.add(event_)
     return event_
+
+
+def row_values(at: dt.datetime, user: str, action: str, entity: str, entity_id: int | None, mrn: str | None = None,
+               before: dict | None = None, after: dict | None = None) -> dict:
+    """An audit row's columns as `record` writes them (before and after as JSON with sorted keys), for
+    `insert_rows`."""
+    return {"at": at, "user": user, "action": action, "entity": entity, "entity_id": entity_id, "mrn": mrn,
+            "before": json.dumps(before, sort_keys=True, default=str) if before is not None else None,
+            "after": json.dumps(after, sort_keys=True, default=str) if after is not None else None}
+
+
+def insert_rows(conn, rows: list[dict]) -> None:
+    """Chain `rows` (`row_values` dicts, in this order) and insert them in bulk on `conn` (PostgreSQL: one
+    COPY): what `record` does row by row through the session, in a few statements. Flush the session first
+    (see `link_rows`)."""
+    from tracker.db.bulk import bulk_insert
+
+    link_rows(conn, rows)
+    bulk_insert(conn, EVENT, rows)
 
 
 # --- the chain's head ------------------------------------------------------------------------------------

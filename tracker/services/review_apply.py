@@ -23,6 +23,7 @@ from tracker.db.bulk import bulk_insert, bulk_insert_new, bulk_insert_returning_
 from tracker.db.charts import LIVE_ALERT, chunks
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
+from tracker.services.review_writes import AlertChanges, AuditRows, mark_judged
 
 AUTO = "auto: "  # prefix of automatic resolutions: such an alert re-opens if its condition comes back
 A = Alert.__table__
@@ -65,60 +66,41 @@ def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, k
                   whole_clinic: bool = False) -> None:
     mrns = dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)),
                            patient_ids))
+    # Changes to existing rows are written set-shaped and audited together at the end (review_writes.py).
+    audit_rows = AuditRows(user, utcnow())
     if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
-        _mark_judged(session, reviews, user, mrns, summary)
+        mark_judged(session, [(r, j) for r in reviews for j in r.judged], audit_rows, mrns, summary.outcomes)
     wanted = [(course, follow) for r in reviews for course, follow in r.follow_ups
               if ("threshold" if follow.origin == "threshold" else "checkpoint_failed") in kinds]
     summary.follow_ups.extend(_add_follow_ups(session, wanted))
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
-    _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic)
+    _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic, audit_rows)
     if CHECKPOINT_KINDS[0] in kinds:
-        _clear_failures(session, reviews, {c.condition_key for c in candidates}, today, user, summary, mrns)
+        _clear_failures(session, reviews, {c.condition_key for c in candidates}, today, summary, mrns, audit_rows)
+    audit_rows.write(session)
 
 
-def _mark_judged(session, reviews, user, mrns, summary) -> None:
-    judged = [(r, j) for r in reviews for j in r.judged]
-    if not judged:
-        return
-    items = {row[0].id: row[0] for row in _in_chunks(session, lambda c: select(Item).where(Item.id.in_(c)),
-                                                     [j.item_id for _, j in judged])}
-    now = utcnow()
-    for r, j in judged:
-        item = items[j.item_id]
-        note = f"{j.status}: assessment #{j.assessment_id}"
-        if item.status == "done" and item.done_note == note:
-            continue  # judged again on the same assessment: nothing changed
-        before = audit.snapshot(item, "status", "done_on", "done_note")
-        item.status, item.done_on = "done", j.done_on
-        item.done_note = note
-        item.sequence += 1
-        item.last_modified = now
-        session.add(item)
-        audit.record(session, user, f"checkpoint.{j.status}", "item", item.id, mrns.get(r.patient_id), before,
-                     {**audit.snapshot(item, "status", "done_on", "done_note"), "response": j.summary,
-                      "missing": list(j.missing)})
-        summary.outcomes.append(f"{mrns.get(r.patient_id)} {item.drug}: {j.summary}")
-
-
-def _clear_failures(session, reviews, wanted: set[str], today, user, summary, mrns) -> None:
+def _clear_failures(session, reviews, wanted: set[str], today, summary, mrns, audit_rows) -> None:
     """Resolve the live checkpoint_failed alerts a later outcome settles (core: FailuresCleared): the same
     checkpoint judged again on a closer assessment, or an earlier `review` checkpoint after a met one.
     Resolved as automatic, so the failure re-opens if a judgement brings it back."""
     cleared = [(r, c) for r in reviews for c in r.cleared]
     if not cleared:
         return
-    query = (select(Alert, Item.week).join(Item, Item.id == Alert.item_id)
-             .where(Alert.kind == "checkpoint_failed", Alert.status.in_(LIVE_ALERT)))
-    live = _in_chunks(session, lambda c: query.where(Alert.course_id.in_(c)), [c.course_id for _, c in cleared])
-    for alert, week in live:
-        if alert.condition_key in wanted or alert.status == "resolved":
+    query = (select(A.c.id, Item.week).join(Item, Item.id == A.c.item_id)
+             .where(A.c.kind == "checkpoint_failed", A.c.status.in_(LIVE_ALERT)))
+    live = _in_chunks(session, lambda c: query.where(A.c.course_id.in_(c)), [c.course_id for _, c in cleared])
+    changes = AlertChanges(session, audit_rows)
+    rows = changes.load([alert_id for alert_id, _ in live])
+    for alert_id, week in live:
+        alert = rows[alert_id]
+        if alert["condition_key"] in wanted or alert["status"] == "resolved":
             continue
         for r, c in cleared:
-            if alert.course_id == c.course_id and (alert.item_id in c.item_ids or week in c.weeks):
-                resolve_alert(session, alert, today, f"{AUTO}{c.reason}", user, mrns.get(r.patient_id))
-                summary.resolved.append(alert)
+            if alert["course_id"] == c.course_id and (alert["item_id"] in c.item_ids or week in c.weeks):
+                summary.resolved.append(changes.resolve(alert, today, f"{AUTO}{c.reason}", mrns.get(r.patient_id)))
                 break
-    session.flush()
+    changes.write()
 
 
 def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
@@ -160,7 +142,8 @@ def _partial_note(message: str | None) -> str:
     return text[at:] if at >= 0 else ""
 
 
-def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic) -> None:
+def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic,
+               audit_rows) -> None:
     from tracker.db.tables import Course
 
     wanted = {c.condition_key: c for c in candidates}
@@ -203,28 +186,22 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             "severity": cand.severity, "status": "open", "raised_on": today, "message": cand.message,
             "suggestions": join_codes(cand.suggestions), "sources": join_codes(cand.sources), "value": cand.value,
             "limit_text": cand.limit_text, "created_at": now, "updated_at": now})
+    changes = AlertChanges(session, audit_rows)
     if reopen:
-        loaded = _alerts_by_id(session, [alert_id for alert_id, _ in reopen])
+        loaded = changes.load([alert_id for alert_id, _ in reopen])
         for alert_id, cand in reopen:
             old = loaded[alert_id]
-            before = audit.snapshot(old)
-            old.status, old.reopened_on, old.resolved_on, old.resolution = "open", today, None, None
-            old.message, old.value = cand.message, cand.value
-            old.updated_at = now
-            session.add(old)
-            audit.record(session, user, "alert.reopen", "alert", old.id, mrns.get(old.patient_id), before,
-                         {**audit.snapshot(old), "why": "condition back"})
-            summary.reopened.append(old)
+            summary.reopened.append(changes.change(
+                old, "alert.reopen", mrns.get(old["patient_id"]),
+                {"status": "open", "reopened_on": today, "resolved_on": None, "resolution": None,
+                 "message": cand.message, "value": cand.value}, why="condition back"))
     if back:
-        loaded = _alerts_by_id(session, back)
+        loaded = changes.load(back)
         for alert_id in back:
             old = loaded[alert_id]
-            before = audit.snapshot(old)
-            old.cleared_on, old.updated_at = None, now
-            session.add(old)
-            audit.record(session, user, "alert.condition_back", "alert", old.id, mrns.get(old.patient_id), before,
-                         {**audit.snapshot(old), "why": "condition back before acknowledgement"})
-            summary.reopened.append(old)
+            summary.reopened.append(changes.change(old, "alert.condition_back", mrns.get(old["patient_id"]),
+                                                   {"cleared_on": None},
+                                                   why="condition back before acknowledgement"))
     if new_rows:
         summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
     # A live overdue alert about a partial draw keeps naming what is still missing as results arrive (its
@@ -243,43 +220,35 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         session, lambda c: select(Course.id).where(Course.id.in_(c), Course.status == "stopped"),
         {r.course_id for r in [*failed_rows, *(r for r in gone if r.id in waiting)] if r.course_id})}
     superseded = _superseded(session, [r for r in gone if r.id in waiting], candidates)
-    changes = []  # (row, what)
+    changed = []  # (row, what)
     for row in live_rows:
         if row.id in gone_ids:
             if row.id in waiting and row.course_id not in stopped and row.id not in superseded:
                 if row.cleared_on is None:
-                    changes.append((row, "cleared"))
+                    changed.append((row, "cleared"))
             else:
-                changes.append((row, "gone"))
+                changed.append((row, "gone"))
         elif row.kind == "checkpoint_failed" and row.course_id in stopped:
-            changes.append((row, "stopped"))
+            changed.append((row, "stopped"))
         elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today:
-            changes.append((row, "snooze"))
-    loaded = _alerts_by_id(session, [row.id for row, _ in changes])
-    for plain, what in changes:
+            changed.append((row, "snooze"))
+    loaded = changes.load([row.id for row, _ in changed])
+    for plain, what in changed:
         row = loaded[plain.id]
+        mrn = mrns.get(row["patient_id"])
         if what == "gone":
-            resolve_alert(session, row, today, f"{AUTO}condition no longer present as of {today}", user,
-                          mrns.get(row.patient_id))
-            summary.resolved.append(row)
+            summary.resolved.append(changes.resolve(row, today, f"{AUTO}condition no longer present as of {today}",
+                                                    mrn))
         elif what == "cleared":
-            before = audit.snapshot(row)
-            row.cleared_on, row.updated_at = today, now
-            session.add(row)
-            audit.record(session, user, "alert.cleared", "alert", row.id, mrns.get(row.patient_id), before,
-                         {**audit.snapshot(row), "why": f"condition no longer present as of {today}; "
-                                                        "awaiting acknowledgement"})
+            changes.change(row, "alert.cleared", mrn, {"cleared_on": today},
+                           why=f"condition no longer present as of {today}; awaiting acknowledgement")
         elif what == "stopped":
-            resolve_alert(session, row, today, f"{AUTO}course stopped", user, mrns.get(row.patient_id))
-            summary.resolved.append(row)
+            summary.resolved.append(changes.resolve(row, today, f"{AUTO}course stopped", mrn))
         else:
-            before = audit.snapshot(row)
-            row.status, row.reopened_on, row.snoozed_until, row.updated_at = "open", today, None, now
-            session.add(row)
-            audit.record(session, user, "alert.reopen", "alert", row.id, mrns.get(row.patient_id), before,
-                         {**audit.snapshot(row), "why": "snooze ended"})
-            summary.reopened.append(row)
-    session.flush()
+            summary.reopened.append(changes.change(row, "alert.reopen", mrn,
+                                                   {"status": "open", "reopened_on": today, "snoozed_until": None},
+                                                   why="snooze ended"))
+    changes.write()
 
 
 def awaits_acknowledgement(row) -> bool:
@@ -307,10 +276,6 @@ def _superseded(session, rows, candidates) -> set[int]:
 
 
 CLEARED_STATE = "cleared, awaiting acknowledgement"
-
-
-def _alerts_by_id(session, ids) -> dict[int, Alert]:
-    return {row.id: row for chunk in chunks(ids) for row in session.execute(select(Alert).where(Alert.id.in_(chunk))).scalars()}
 
 
 def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
