@@ -264,3 +264,32 @@ FINGERPRINT_200 = {
 
 def test_synth_builds_the_clinic_it_always_built(clinic):
     assert clinic_fingerprint(clinic.db) == FINGERPRINT_200
+
+
+@pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL's catalogue")
+def test_postgresql_load_leaves_every_index_and_constraint_as_migrations_made_them(db_url):
+    """On PostgreSQL synth drops the loaded tables' secondary indexes and foreign keys while it loads and
+    re-creates them after; afterwards the catalogue holds exactly what it held, and the foreign keys hold."""
+    engine = make_engine(resolve_url(db_url))
+
+    def catalogue():
+        with engine.connect() as conn:
+            indexes = conn.exec_driver_sql(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            ).all()
+            constraints = conn.exec_driver_sql(
+                "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid), convalidated "
+                "FROM pg_constraint WHERE connamespace = current_schema()::regnamespace").all()
+        return sorted(indexes), sorted(constraints)
+
+    before = catalogue()
+    assert any(row[2] == "f" for row in before[1])
+    synthesise(db_url, "--patients 30 --seed 5")
+    after = catalogue()
+    assert set(after[0]) ^ set(before[0]) == set() and set(after[1]) ^ set(before[1]) == set()
+    assert after == before
+    with engine.connect() as conn:
+        orphans = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM item i LEFT JOIN course c ON c.id = i.course_id WHERE c.id IS NULL").scalar()
+        assert orphans == 0 and conn.exec_driver_sql("SELECT COUNT(*) FROM item").scalar() > 100
+    engine.dispose()

@@ -132,7 +132,12 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     plans = {name: _insert_plan(conn, name) for name in FIELDS}
     drugs = [d for d in DRUG_WEIGHTS if d in library.protocols] or sorted(library.protocols)
     _snapshots(conn, [library.protocols[d] for d in drugs], today)
-    deferred = _defer_sqlite_indexes(conn) if sqlite_values else []
+    if sqlite_values:
+        deferred = _defer_sqlite_indexes(conn)
+    elif conn.dialect.name == "postgresql":
+        deferred = _defer_postgresql_checks(conn)
+    else:
+        deferred = []
     counts = {name: 0 for name in FIELDS}
     for done, rows in _chunks(library, today, seed, patients, chunk, sqlite_values, background):
         for name in FIELDS:  # parents before children
@@ -203,6 +208,32 @@ def _defer_sqlite_indexes(conn) -> list[str]:
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
         deferred.append(sql)
     return deferred
+
+
+def _defer_postgresql_checks(conn) -> list[str]:
+    """PostgreSQL bulk load into empty tables: the loaded tables' foreign keys and their secondary indexes
+    (those no constraint owns: primary keys and unique constraints stay live; partial ones too, small, and
+    their predicate would not read back in the same form) dropped now and re-created
+    after the load, inside the same transaction, so a failed synth rolls the drops back too. Checking two
+    foreign keys per row and maintaining a dozen B-trees as six million rows arrive cost the server about
+    twice what one sorted build per index (in parallel workers) and one validating scan per foreign key
+    cost. The definitions are read from the catalogue, so the schema ends as the migrations made it and
+    every row is still checked against every constraint. Returns the statements to run afterwards."""
+    names = ", ".join(f"'{name}'" for name in FIELDS)
+    foreign_keys = conn.exec_driver_sql(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        f"WHERE contype = 'f' AND conrelid::regclass::text IN ({names}) ORDER BY 1, 2").all()
+    indexes = conn.exec_driver_sql(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        f"WHERE i.indrelid::regclass::text IN ({names}) AND i.indpred IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1").all()
+    for table, name, _ in foreign_keys:
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    for name, _ in indexes:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    # Index builds sort in memory up to this much (per build, shared by its parallel workers).
+    return (["SET LOCAL maintenance_work_mem = '256MB'"] + [definition for _, definition in indexes]
+            + [f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}' for table, name, definition in foreign_keys])
 
 
 @contextmanager
