@@ -89,24 +89,30 @@ def _chunks(library, today, seed, patients, chunk, sqlite_values, background: bo
             worker.join()
 
 def _insert_plan(conn, name: str) -> tuple[str | None, tuple, list[str]]:
-    """(driver SQL for SQLite or None, constant values for the columns not built here, column names)."""
+    """(driver SQL for SQLite or None, constant values for the columns not built here, column names).
+
+    A column not built here whose default is NULL and that has no server default is written as a literal
+    NULL (SQLite) or left out of the COPY (PostgreSQL), rather than appended to each of millions of rows."""
     table = TABLES[name].__table__
     built = FIELDS[name]
-    extra, suffix = [], []
+    extra, suffix, nulls = [], [], []
     for column in table.columns:
         if column.name in built:
             continue
         default = column.default.arg if column.default is not None and column.default.is_scalar else None
         if default is None and not column.nullable:
             raise RuntimeError(f"synth: column {name}.{column.name} is required and has no default")
+        if default is None and column.server_default is None:
+            nulls.append(column.name)
+            continue
         extra.append(column.name)
         suffix.append(int(default) if isinstance(default, bool) and conn.dialect.name == "sqlite" else default)
     columns = [*built, *extra]
     sql = None
     if conn.dialect.name == "sqlite":
         quote = conn.dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in [*columns, *nulls])}) "
+               f"VALUES ({', '.join(['?'] * len(columns) + ['NULL'] * len(nulls))})")
     return sql, tuple(suffix), columns
 
 
