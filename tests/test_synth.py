@@ -292,4 +292,7 @@ def test_postgresql_load_leaves_every_index_and_constraint_as_migrations_made_th
         orphans = conn.exec_driver_sql(
             "SELECT COUNT(*) FROM item i LEFT JOIN course c ON c.id = i.course_id WHERE c.id IS NULL").scalar()
         assert orphans == 0 and conn.exec_driver_sql("SELECT COUNT(*) FROM item").scalar() > 100
+        for table in ("patient", "course", "item", "lab_result", "assessment"):  # sequences moved past the ids
+            highest = conn.exec_driver_sql(f"SELECT MAX(id) FROM {table}").scalar()
+            assert conn.exec_driver_sql(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))").scalar() > highest
     engine.dispose()

@@ -165,10 +165,10 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     for sql in deferred:
         conn.exec_driver_sql(sql)
     if conn.dialect.name == "postgresql":
-        # Ids were given explicitly, so move each table's sequence past them.
-        for name in FIELDS:
-            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                              f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"))
+        # Ids were given explicitly, so move each table's sequence past them (one statement for all).
+        conn.execute(text("SELECT " + ", ".join(f"setval(pg_get_serial_sequence('{name}', 'id'), "
+                                                f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+                                                for name in FIELDS)))
         # The planner's statistics for the loaded tables now, not when autovacuum gets to them: the first
         # nightly run's whole-clinic queries are planned on them (ANALYZE sees this transaction's rows).
         conn.exec_driver_sql(f"ANALYZE {', '.join(FIELDS)}")
@@ -233,13 +233,18 @@ def _defer_postgresql_checks(conn) -> list[str]:
         "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
         f"WHERE i.indrelid::regclass::text IN ({names}) AND i.indpred IS NULL "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1").all()
-    for table, name, _ in foreign_keys:
-        conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
-    for name, _ in indexes:
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    # One statement per table for the constraints, one for every index (the statement guard counts them).
+    tables = sorted({table for table, _, _ in foreign_keys})
+    for table in tables:
+        drops = ", ".join(f'DROP CONSTRAINT "{name}"' for t, name, _ in foreign_keys if t == table)
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" {drops}')
+    if indexes:
+        conn.exec_driver_sql("DROP INDEX " + ", ".join(f'"{name}"' for name, _ in indexes))
     # Index builds sort in memory up to this much (per build, shared by its parallel workers).
-    return (["SET LOCAL maintenance_work_mem = '256MB'"] + [definition for _, definition in indexes]
-            + [f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}' for table, name, definition in foreign_keys])
+    adds = [f'ALTER TABLE "{table}" ' + ", ".join(f'ADD CONSTRAINT "{name}" {definition}'
+                                                   for t, name, definition in foreign_keys if t == table)
+            for table in tables]
+    return ["SET LOCAL maintenance_work_mem = '256MB'", *(definition for _, definition in indexes), *adds]
 
 
 @contextmanager
