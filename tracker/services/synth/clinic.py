@@ -122,11 +122,13 @@ class Builder:
     # -- stored forms ----------------------------------------------------------------------------------
 
     def d(self, day: dt.date | None):
-        if day is None or not self.sqlite_values:
+        # One object per day, also as a date (PostgreSQL): the rows cross to the loading process pickled,
+        # and pickle writes an object it has seen in the chunk as a short reference.
+        if day is None:
             return day
         value = self.dates.get(day)
         if value is None:
-            value = self.dates[day] = day.isoformat()
+            value = self.dates[day] = day.isoformat() if self.sqlite_values else day
         return value
 
     def ts(self, day: dt.date, hour: int):
