@@ -25,12 +25,12 @@ def copy_rows(conn, table: Table, columns: list[str], rows: list[tuple]) -> None
     """PostgreSQL: load `rows` (tuples of Python values in `columns` order) into `table` with one COPY
     ... FROM STDIN on the connection's own transaction: the rows are streamed, not executed one by one.
     Values pass through the columns' bind processors first (None for the plain types), as Core's insert
-    would bind them."""
+    would bind them; memoised, since the processed values (timestamps) repeat across rows."""
     if not rows:
         return
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
-    processors = [(i, p) for i, c in enumerate(columns)
+    processors = [(i, _memoised(p)) for i, c in enumerate(columns)
                   if (p := table.c[c].type._cached_bind_processor(dialect)) is not None]
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     cursor = conn.connection.driver_connection.cursor()

@@ -2,8 +2,9 @@
 
 SQLite gets the rows in stored form through the driver's executemany, with the randomly-updated
 indexes dropped during the load and rebuilt after it (`bulk_load_journal` also swaps WAL for a rollback
-journal meanwhile); PostgreSQL gets them through COPY (one statement per table and chunk, rows streamed,
-`tracker.db.bulk.copy_rows`), its id sequences moved on and the loaded tables analysed after.
+journal meanwhile); PostgreSQL gets them through binary COPY (one statement per table and chunk, rows
+streamed, `_copy_binary`) with the foreign keys and secondary indexes re-created after the load
+(`_defer_postgresql_checks`), its id sequences moved on and the loaded tables analysed once, at the end.
 Large clinics are built in a forked process while this one inserts.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, insert, select, text
 
 from tracker.core.protocol import Protocol
-from tracker.db.bulk import copy_rows
+from tracker.db.bulk import _memoised
 from tracker.db.tables import (
     Assessment,
     Course,
@@ -89,24 +90,30 @@ def _chunks(library, today, seed, patients, chunk, sqlite_values, background: bo
             worker.join()
 
 def _insert_plan(conn, name: str) -> tuple[str | None, tuple, list[str]]:
-    """(driver SQL for SQLite or None, constant values for the columns not built here, column names)."""
+    """(driver SQL for SQLite or None, constant values for the columns not built here, column names).
+
+    A column not built here whose default is NULL and that has no server default is written as a literal
+    NULL (SQLite) or left out of the COPY (PostgreSQL), rather than appended to each of millions of rows."""
     table = TABLES[name].__table__
     built = FIELDS[name]
-    extra, suffix = [], []
+    extra, suffix, nulls = [], [], []
     for column in table.columns:
         if column.name in built:
             continue
         default = column.default.arg if column.default is not None and column.default.is_scalar else None
         if default is None and not column.nullable:
             raise RuntimeError(f"synth: column {name}.{column.name} is required and has no default")
+        if default is None and column.server_default is None:
+            nulls.append(column.name)
+            continue
         extra.append(column.name)
         suffix.append(int(default) if isinstance(default, bool) and conn.dialect.name == "sqlite" else default)
     columns = [*built, *extra]
     sql = None
     if conn.dialect.name == "sqlite":
         quote = conn.dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in [*columns, *nulls])}) "
+               f"VALUES ({', '.join(['?'] * len(columns) + ['NULL'] * len(nulls))})")
     return sql, tuple(suffix), columns
 
 
@@ -115,7 +122,8 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     """Fill an empty database with `patients` synthetic patients; refuses a database that has patients.
 
     SQLite: rows go to the driver's executemany in their stored form (the INSERT names the table's
-    columns, as Core's insert() would). PostgreSQL: COPY of the Python values (one per table and chunk).
+    columns, as Core's insert() would). PostgreSQL: binary COPY of the Python values (one per table and
+    chunk) into tables whose foreign keys and secondary indexes are re-created after the load.
     Large clinics are built in a forked process while this one inserts (`background`, default for more
     than four chunks); the rows are the same either way.
     """
@@ -132,7 +140,12 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     plans = {name: _insert_plan(conn, name) for name in FIELDS}
     drugs = [d for d in DRUG_WEIGHTS if d in library.protocols] or sorted(library.protocols)
     _snapshots(conn, [library.protocols[d] for d in drugs], today)
-    deferred = _defer_sqlite_indexes(conn) if sqlite_values else []
+    if sqlite_values:
+        deferred = _defer_sqlite_indexes(conn)
+    elif conn.dialect.name == "postgresql":
+        deferred = _defer_postgresql_checks(conn)
+    else:
+        deferred = []
     counts = {name: 0 for name in FIELDS}
     for done, rows in _chunks(library, today, seed, patients, chunk, sqlite_values, background):
         for name in FIELDS:  # parents before children
@@ -145,7 +158,7 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
             if sql is not None:
                 conn.exec_driver_sql(sql, batch)
             elif conn.dialect.name == "postgresql":
-                copy_rows(conn, TABLES[name].__table__, columns, batch)
+                _copy_binary(conn, TABLES[name].__table__, columns, batch)
             else:
                 conn.execute(insert(TABLES[name].__table__), [dict(zip(columns, row)) for row in batch])
             counts[name] += len(batch)
@@ -154,10 +167,10 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     for sql in deferred:
         conn.exec_driver_sql(sql)
     if conn.dialect.name == "postgresql":
-        # Ids were given explicitly, so move each table's sequence past them.
-        for name in FIELDS:
-            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                              f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"))
+        # Ids were given explicitly, so move each table's sequence past them (one statement for all).
+        conn.execute(text("SELECT " + ", ".join(f"setval(pg_get_serial_sequence('{name}', 'id'), "
+                                                f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+                                                for name in FIELDS)))
         # The planner's statistics for the loaded tables now, not when autovacuum gets to them: the first
         # nightly run's whole-clinic queries are planned on them (ANALYZE sees this transaction's rows).
         conn.exec_driver_sql(f"ANALYZE {', '.join(FIELDS)}")
@@ -203,6 +216,69 @@ def _defer_sqlite_indexes(conn) -> list[str]:
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
         deferred.append(sql)
     return deferred
+
+
+def _copy_binary(conn, table, columns: list[str], rows: list[tuple]) -> None:
+    """PostgreSQL: `rows` COPied in the binary format with each column's declared type, so psycopg dumps
+    every value with one known C dumper (text COPY looks a dumper up per value) and the server reads the
+    values without parsing text. Values pass through the columns' bind processors first, as in
+    `bulk.copy_rows` (memoised: the processed values, timestamps, repeat)."""
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    types = [_PG_BINARY_TYPES.get(name, name) for name in
+             (table.c[c].type.compile(dialect=dialect).split("(")[0].lower() for c in columns)]
+    processors = [(i, _memoised(p)) for i, c in enumerate(columns)
+                  if (p := table.c[c].type._cached_bind_processor(dialect)) is not None]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                         "FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            write = copy.write_row
+            for row in rows:
+                if processors:
+                    row = list(row)
+                    for i, process in processors:
+                        row[i] = process(row[i])
+                write(row)
+    finally:
+        cursor.close()
+
+
+# psycopg's names for the SQL types the loaded tables declare (VARCHAR, TEXT and DATE are its own).
+_PG_BINARY_TYPES = {"timestamp with time zone": "timestamptz", "float": "float8", "integer": "int4",
+                    "boolean": "bool"}
+
+
+def _defer_postgresql_checks(conn) -> list[str]:
+    """PostgreSQL bulk load into empty tables: the loaded tables' foreign keys and their secondary indexes
+    (those no constraint owns: primary keys and unique constraints stay live; partial ones too, small, and
+    their predicate would not read back in the same form) dropped now and re-created
+    after the load, inside the same transaction, so a failed synth rolls the drops back too. Checking two
+    foreign keys per row and maintaining a dozen B-trees as six million rows arrive cost the server about
+    twice what one sorted build per index (in parallel workers) and one validating scan per foreign key
+    cost. The definitions are read from the catalogue, so the schema ends as the migrations made it and
+    every row is still checked against every constraint. Returns the statements to run afterwards."""
+    names = ", ".join(f"'{name}'" for name in FIELDS)
+    foreign_keys = conn.exec_driver_sql(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        f"WHERE contype = 'f' AND conrelid::regclass::text IN ({names}) ORDER BY 1, 2").all()
+    indexes = conn.exec_driver_sql(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        f"WHERE i.indrelid::regclass::text IN ({names}) AND i.indpred IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1").all()
+    # One statement per table for the constraints, one for every index (the statement guard counts them).
+    tables = sorted({table for table, _, _ in foreign_keys})
+    for table in tables:
+        drops = ", ".join(f'DROP CONSTRAINT "{name}"' for t, name, _ in foreign_keys if t == table)
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" {drops}')
+    if indexes:
+        conn.exec_driver_sql("DROP INDEX " + ", ".join(f'"{name}"' for name, _ in indexes))
+    # Index builds sort in memory up to this much (per build, shared by its parallel workers).
+    adds = [f'ALTER TABLE "{table}" ' + ", ".join(f'ADD CONSTRAINT "{name}" {definition}'
+                                                   for t, name, definition in foreign_keys if t == table)
+            for table in tables]
+    return ["SET LOCAL maintenance_work_mem = '256MB'", *(definition for _, definition in indexes), *adds]
 
 
 @contextmanager
