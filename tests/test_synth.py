@@ -207,3 +207,19 @@ def test_bulk_load_leaves_the_schema_and_journal_as_migrations_made_them(tmp_pat
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert len(uids) > 500 and len(set(uids)) == len(uids)
     assert {uuid.UUID(u).version for u in uids} == {4}
+
+
+def test_the_row_builder_caches_only_the_plans_that_repeat():
+    """A course with dose changes or pauses has a plan of its own: the builder's plan cache keeps only plain
+    courses' plans (bounded by drugs x start days), so the row builder's memory does not grow with the
+    clinic (it held every changed course's plan: gigabytes at 1,000,000 patients, issue 19 item 3)."""
+    import random
+
+    from tracker.services.synth.clinic import Builder
+
+    builder = Builder(library(), dt.date.fromisoformat(TODAY), random.Random(3), False)
+    for n in range(1, 401):
+        builder.patient(n)
+    assert builder.rows["dose_change"] and builder.rows["course_pause"]  # such courses were built
+    assert builder.plans
+    assert all(not facts.dose_changes and not facts.pauses for _, facts, _ in builder.plans)
