@@ -100,6 +100,7 @@ def latency(args: list[str], env: dict, repeat: int = 3, count: bool = True) -> 
         return {"error": f"exit {failed[0]['rc']}: {failed[0]['stderr'][-300:]}"}
     walls = [r["wall"] for r in runs[1:]]
     out = {"s": round(statistics.median(walls), 3), "runs": [round(w, 3) for w in walls],
+           "cpu_s": round(statistics.median(r["cpu"] for r in runs[1:]), 3),
            "peak_mib": round(max(r["maxrss_kib"] for r in runs) / 1024, 1)}
     if count:
         out["sql"] = sql_counts(runs[-1])
@@ -207,7 +208,7 @@ def sqlalchemy_url(db: str) -> str:
 
 
 def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict, out: dict | None = None,
-                 save=lambda: None, reuse: bool = False, ics: bool = True) -> dict:
+                 save=lambda: None, reuse: bool = False, ics: bool = True, repeat: int = 3) -> dict:
     """Every figure of one clinic into `out`, calling `save()` after each phase. With `reuse`, the clinic an
     earlier run built (as of the same day) is measured without building it; without `ics`, no ICS export."""
     out = {"patients": size} if out is None else out
@@ -241,8 +242,8 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict, 
 
     print("  latencies ...", file=sys.stderr, flush=True)
     out["help"] = latency(["--help"], env, repeat=5, count=False)
-    out["due_json"] = latency(["--db", db, "due", "--json", "--as-of", day], env)
-    out["patient_show"] = latency(["--db", db, "patient", "show", mrn], env)
+    out["due_json"] = latency(["--db", db, "due", "--json", "--as-of", day], env, repeat=repeat)
+    out["patient_show"] = latency(["--db", db, "patient", "show", mrn], env, repeat=repeat)
     save()
     if ics and has_command("export", "ics"):
         tmp = tempfile.mkdtemp(prefix="tracker-bench-")
@@ -400,6 +401,8 @@ def main() -> int:
                         help="Measure the clinics an earlier run left (same --workdir or --pg-prefix, same --as-of) "
                              "instead of building them: no synth figures.")
     parser.add_argument("--no-ics", action="store_true", help="Skip the ICS exports (minutes at 1,000,000 patients).")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of `due --json` and `patient show` after the "
+                                                              "warm-up (the median is reported).")
     parser.add_argument("--json-out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--markdown", metavar="FILE", help="Also write the table (and context) to FILE.")
     args = parser.parse_args()
@@ -439,7 +442,8 @@ def main() -> int:
         db = database_for(size, workdir, args.pg, args.pg_prefix, reuse=args.reuse)
         clinic: dict = {"patients": size}
         results["clinics"].append(clinic)
-        bench_clinic(size, db, as_of, args.lead_days, env, clinic, save, reuse=args.reuse, ics=not args.no_ics)
+        bench_clinic(size, db, as_of, args.lead_days, env, clinic, save, reuse=args.reuse, ics=not args.no_ics,
+                     repeat=args.repeat)
     save()
     text = table(results)
     print(text)
