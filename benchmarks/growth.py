@@ -104,19 +104,20 @@ def growth_table(clinics: list[dict]) -> str:
 
 
 def phases_table(clinics: list[dict], key: str, top: int = 10) -> str:
-    """The statement shapes with the most attributed time at the largest size, at every size."""
+    """The statement shapes with the most attributed time at the largest size that has them, at every size."""
     def by_time(clinic):
         run = clinic.get(key)
         detail = run.get("sql_detail") if isinstance(run, dict) else None
         return {p["sql"]: p for p in (detail or {}).get("by_time", [])}
 
     timed = [by_time(c) for c in clinics]
-    if not timed[-1]:
+    largest = next((phases for phases in reversed(timed) if phases), None)  # the largest size measured
+    if largest is None:
         return f"(no phases recorded for {key})"
     sizes = [c["patients"] for c in clinics]
     lines = ["| statement shape (time until the next statement) | " + " | ".join(
         f"{s:,}: wall s (CPU s) / statements" for s in sizes) + " |", "|" + "---|" * (1 + len(sizes))]
-    for shape, _ in sorted(timed[-1].items(), key=lambda kv: -kv[1]["seconds"])[:top]:
+    for shape, _ in sorted(largest.items(), key=lambda kv: -kv[1]["seconds"])[:top]:
         cells = []
         for phases in timed:
             p = phases.get(shape)

@@ -52,6 +52,10 @@ def test_phases_are_the_shapes_with_most_time_at_the_largest_size_shown_at_every
     rows = text.splitlines()[2:]
     assert rows == ["| `COPY item (id)` | 1.0 (0.5) / 5 | 9.0 (4.0) / 50 |",
                     "| `ANALYZE patient` | - | 3.0 (0.0) / 1 |"]
+    # A size measured without the command (a clinic reused, not built) leaves the order to the next largest.
+    text = growth.phases_table([clinic(10_000, 1, small), clinic(100_000, 10, large), clinic(1_000_000, 100)],
+                               "synth")
+    assert text.splitlines()[2] == "| `COPY item (id)` | 1.0 (0.5) / 5 | 9.0 (4.0) / 50 | - |"
 
 
 def test_a_later_json_replaces_an_earlier_clinic_of_the_same_size(tmp_path):
