@@ -127,7 +127,8 @@ def phases_table(clinics: list[dict], key: str, top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def database_sizes(clinics: list[dict], pg: str, prefix: str) -> dict[int, list[tuple[str, int]]]:
+def database_sizes(clinics: list[dict], pg: str, prefix: str,
+                   names: dict[int, str] | None = None) -> dict[int, list[tuple[str, int]]]:
     """Per clinic: its database's size (into clinic['db_bytes']) and its largest tables with their indexes."""
     import psycopg
     from sqlalchemy.engine import make_url
@@ -135,7 +136,7 @@ def database_sizes(clinics: list[dict], pg: str, prefix: str) -> dict[int, list[
     base = make_url(pg).set(drivername="postgresql")
     tables: dict[int, list[tuple[str, int]]] = {}
     for clinic in clinics:
-        name = f"{prefix}_{clinic['patients']}"
+        name = (names or {}).get(clinic["patients"], f"{prefix}_{clinic['patients']}")
         url = base.set(database=name).render_as_string(hide_password=False)
         try:
             with psycopg.connect(url) as conn:
@@ -171,6 +172,8 @@ def main() -> int:
     parser.add_argument("json", nargs="+", help="run.py's JSON output(s).")
     parser.add_argument("--pg", metavar="URL", help="The PostgreSQL server run.py used: measure database sizes.")
     parser.add_argument("--pg-prefix", default="tracker_bench", help="run.py's --pg-prefix.")
+    parser.add_argument("--pg-db", action="append", default=[], metavar="SIZE=NAME",
+                        help="The database of one size, if not PREFIX_SIZE (e.g. 1000000=tracker_rep_1000000).")
     parser.add_argument("--markdown", metavar="FILE", help="Also write the tables to FILE.")
     args = parser.parse_args()
 
@@ -178,7 +181,8 @@ def main() -> int:
     if not clinics:
         print("growth: no clinics in the JSON given", file=sys.stderr)
         return 2
-    tables = database_sizes(clinics, args.pg, args.pg_prefix) if args.pg else {}
+    names = {int(size): name for size, name in (item.split("=", 1) for item in args.pg_db)}
+    tables = database_sizes(clinics, args.pg, args.pg_prefix, names) if args.pg else {}
     parts = ["### Growth", "", growth_table(clinics), ""]
     if tables:
         parts += ["### Size on disk", "", sizes_table(clinics, tables), ""]
