@@ -6,6 +6,8 @@
         --json-out growth.json                       # or one run.py per size, each with its own --json-out
     .venv/bin/python benchmarks/growth.py growth.json [more.json ...] --pg "$TRACKER_TEST_PG" --markdown out.md
 
+(A 1,000,000-patient clinic in minutes rather than hours: benchmarks/replicate.py, then run.py --reuse.)
+
 Reads the JSON that `run.py` writes (the clinics of every file, by size; a later file's clinic of a size
 replaces an earlier one's) and prints:
 - the growth table: each figure (wall, CPU, statements, round trips, peak memory, rows) at every size,
