@@ -5,11 +5,13 @@
     .venv/bin/python benchmarks/run.py --sizes 10000        # one size
     .venv/bin/python benchmarks/run.py --pg "$TRACKER_TEST_PG" --sizes 10000   # PostgreSQL
     .venv/bin/python benchmarks/run.py --markdown benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/run.py --pg "$TRACKER_TEST_PG" --sizes 1000000 --no-ics   # growth (growth.py)
 
 Every command runs as a subprocess (`tracker ...`, the installed entry point next to this Python), timed
 by wall clock, with its own peak RSS and CPU time read from getrusage(RUSAGE_CHILDREN) in a tiny wrapper
 process. A command this tracker does not have is reported as "n/a", so the script can be re-run as
-features land. Prints a table, writes JSON to benchmarks/results/latest.json (git-ignored).
+features land. Prints a table, writes JSON to benchmarks/results/latest.json (git-ignored), re-written after
+every phase, so a long run (1,000,000 patients) that is stopped keeps the figures of the phases done.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def latency(args: list[str], env: dict, repeat: int = 3, count: bool = True) -> 
         return {"error": f"exit {failed[0]['rc']}: {failed[0]['stderr'][-300:]}"}
     walls = [r["wall"] for r in runs[1:]]
     out = {"s": round(statistics.median(walls), 3), "runs": [round(w, 3) for w in walls],
+           "cpu_s": round(statistics.median(r["cpu"] for r in runs[1:]), 3),
            "peak_mib": round(max(r["maxrss_kib"] for r in runs) / 1024, 1)}
     if count:
         out["sql"] = sql_counts(runs[-1])
@@ -177,11 +180,13 @@ def planner_throughput(courses: int = 3000) -> dict:
 
 # --- one clinic -------------------------------------------------------------------------------------------
 
-def database_for(size: int, workdir: Path, pg: str | None, prefix: str = "tracker_bench") -> str:
+def database_for(size: int, workdir: Path, pg: str | None, prefix: str = "tracker_bench", reuse: bool = False) -> str:
+    """The clinic's database: made afresh (dropped first), or with `reuse` the one an earlier run built."""
     if not pg:
         path = workdir / f"clinic-{size}.db"
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if not reuse:
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
         return str(path)
     import psycopg
     from sqlalchemy.engine import make_url
@@ -189,8 +194,9 @@ def database_for(size: int, workdir: Path, pg: str | None, prefix: str = "tracke
     base = make_url(pg).set(drivername="postgresql")
     name = f"{prefix}_{size}"
     with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        if not reuse:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     return base.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
 
 
@@ -201,17 +207,24 @@ def sqlalchemy_url(db: str) -> str:
     return resolve_url(db)
 
 
-def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) -> dict:
-    out: dict = {"patients": size}
+def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict, out: dict | None = None,
+                 save=lambda: None, reuse: bool = False, ics: bool = True, repeat: int = 3) -> dict:
+    """Every figure of one clinic into `out`, calling `save()` after each phase. With `reuse`, the clinic an
+    earlier run built (as of the same day) is measured without building it; without `ics`, no ICS export."""
+    out = {"patients": size} if out is None else out
     day = as_of.isoformat()
-    print(f"  synth {size} ...", file=sys.stderr, flush=True)
-    synth = measure(["--db", db, "synth", "--patients", str(size), "--seed", "1", "--as-of", day], env)
-    if synth["rc"] != 0:
-        out["synth"] = {"error": synth["stderr"][-500:]}
-        return out
-    out["synth"] = {"s": round(synth["wall"], 2), "cpu_s": round(synth["cpu"], 2),
-                    "peak_mib": round(synth["maxrss_kib"] / 1024, 1), "sql": sql_counts(synth),
-                    "sql_detail": synth.get("sql")}
+    if reuse:
+        out["synth"] = "n/a"
+    else:
+        print(f"  synth {size} ...", file=sys.stderr, flush=True)
+        synth = measure(["--db", db, "synth", "--patients", str(size), "--seed", "1", "--as-of", day], env)
+        if synth["rc"] != 0:
+            out["synth"] = {"error": synth["stderr"][-500:]}
+            return out
+        out["synth"] = {"s": round(synth["wall"], 2), "cpu_s": round(synth["cpu"], 2),
+                        "peak_mib": round(synth["maxrss_kib"] / 1024, 1), "sql": sql_counts(synth),
+                        "sql_detail": synth.get("sql")}
+        save()
 
     url = sqlalchemy_url(db)
     from sqlalchemy import create_engine
@@ -229,9 +242,10 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) 
 
     print("  latencies ...", file=sys.stderr, flush=True)
     out["help"] = latency(["--help"], env, repeat=5, count=False)
-    out["due_json"] = latency(["--db", db, "due", "--json", "--as-of", day], env)
-    out["patient_show"] = latency(["--db", db, "patient", "show", mrn], env)
-    if has_command("export", "ics"):
+    out["due_json"] = latency(["--db", db, "due", "--json", "--as-of", day], env, repeat=repeat)
+    out["patient_show"] = latency(["--db", db, "patient", "show", mrn], env, repeat=repeat)
+    save()
+    if ics and has_command("export", "ics"):
         tmp = tempfile.mkdtemp(prefix="tracker-bench-")
         out["ics_patient"] = latency(["--db", db, "export", "ics", "--patient", mrn, "--out", f"{tmp}/p.ics"], env)
         to = (as_of + dt.timedelta(days=30)).isoformat()
@@ -242,21 +256,27 @@ def bench_clinic(size: int, db: str, as_of: dt.date, lead_days: int, env: dict) 
     else:
         out["ics_patient"] = out["ics_clinic_30d"] = "n/a"
 
+    save()
     print("  floor ...", file=sys.stderr, flush=True)
     out["floor"] = raw_floor(url, as_of, lead_days)
+    save()
     if has_command("nightly"):
         # First run on the new clinic: nothing was ever evaluated, so every alert is raised now (a cold
         # start). Then the same day again (nothing new), then the next day: a typical night, whose floor
         # also reads the live alerts the first run raised.
         print("  nightly ...", file=sys.stderr, flush=True)
         out["nightly"] = cold_nightly(db, day, env, out["floor"])
+        save()
         again = measure(["--db", db, "nightly", "--as-of", day], env)
         out["nightly_rerun"] = {"s": round(again["wall"], 2), "cpu_s": round(again["cpu"], 2), "rc": again["rc"],
                                 "sql": sql_counts(again), "sql_detail": again.get("sql")}
+        save()
         print("  next night ...", file=sys.stderr, flush=True)
         following = as_of + dt.timedelta(days=1)
         out["floor_next"] = raw_floor(url, following, lead_days)
+        save()
         out["nightly_next"] = nightly_run(db, following.isoformat(), env, out["floor_next"])
+        save()
     else:
         out["nightly"] = "n/a"
     return out
@@ -377,6 +397,12 @@ def main() -> int:
     # The nightly job's default reminder lead time (tracker.config.DEFAULT_LEAD_DAYS), so the floor's due rows
     # are the ones the run reminds of.
     parser.add_argument("--lead-days", type=int, default=3, help="Reminder lead time for the floor's due rows.")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Measure the clinics an earlier run left (same --workdir or --pg-prefix, same --as-of) "
+                             "instead of building them: no synth figures.")
+    parser.add_argument("--no-ics", action="store_true", help="Skip the ICS exports (minutes at 1,000,000 patients).")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of `due --json` and `patient show` after the "
+                                                              "warm-up (the median is reported).")
     parser.add_argument("--json-out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--markdown", metavar="FILE", help="Also write the table (and context) to FILE.")
     args = parser.parse_args()
@@ -404,15 +430,21 @@ def main() -> int:
         "clinics": [],
     }
     print(f"planner: {results['planner']}", file=sys.stderr)
-    for size in sizes:
-        print(f"clinic of {size} patients ({results['database']})", file=sys.stderr, flush=True)
-        db = database_for(size, workdir, args.pg, args.pg_prefix)
-        results["clinics"].append(bench_clinic(size, db, as_of, args.lead_days, env))
-    results["machine"]["load_avg_at_end"] = os.getloadavg()
-
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+    def save() -> None:  # after every phase: a stopped long run keeps what it measured
+        results["machine"]["load_avg_at_end"] = os.getloadavg()
+        out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+    for size in sizes:
+        print(f"clinic of {size} patients ({results['database']})", file=sys.stderr, flush=True)
+        db = database_for(size, workdir, args.pg, args.pg_prefix, reuse=args.reuse)
+        clinic: dict = {"patients": size}
+        results["clinics"].append(clinic)
+        bench_clinic(size, db, as_of, args.lead_days, env, clinic, save, reuse=args.reuse, ics=not args.no_ics,
+                     repeat=args.repeat)
+    save()
     text = table(results)
     print(text)
     print(f"\nJSON: {out}", file=sys.stderr)

@@ -17,6 +17,12 @@ What is counted, per command:
   wire: the figure is the calls into the driver (execute or executemany, one each).
 - `by_statement`: the 25 statement shapes executed most often (their first 90 characters), with their
   statement and round-trip counts: where a per-row loop shows.
+- `by_time` (the phases of a long command, issue 19 item 3): the 25 statement shapes with the most time
+  *attributed* to them: each statement, COPY and COMMIT gets the wall and CPU time (this process's) from
+  its start to the start of the next one, i.e. the server's work on it plus what the client does with its
+  rows before it sends the next; `first_s`/`last_s` say when (seconds since start-up) the shape ran first and
+  last. Before the first statement is `(start-up)`; after the last, the time goes to the last. Wall time
+  minus CPU time is waiting: on the server, or (on a loaded machine) for a core.
 
 COPY (psycopg's `Cursor.copy`, which SQLAlchemy does not see) is counted at the cursor: one statement and one
 round trip (its rows are streamed). Statements that bypass SQLAlchemy's cursor events otherwise (the SQLite
@@ -29,6 +35,7 @@ import atexit
 import json
 import os
 import re
+import time
 from collections import Counter
 
 COUNTS_ENV = "TRACKER_BENCH_COUNTS"
@@ -66,6 +73,26 @@ class StatementCounter:
         self.engine = None
         self.shapes: Counter = Counter()
         self.shape_trips: Counter = Counter()
+        # The timeline: time attributed per shape, from one statement's start to the next one's.
+        self.began = (time.perf_counter(), time.process_time())
+        self._current = ("(start-up)", *self.began)
+        self.shape_wall: Counter = Counter()
+        self.shape_cpu: Counter = Counter()
+        self.shape_span: dict[str, list[float]] = {"(start-up)": [0.0, 0.0]}
+
+    def _mark(self, shape: str | None) -> None:
+        """`shape` starts now (None: the end): the time since the previous mark goes to the previous shape."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        previous, since_wall, since_cpu = self._current
+        self.shape_wall[previous] += wall - since_wall
+        self.shape_cpu[previous] += cpu - since_cpu
+        if shape is None:
+            self._current = (previous, wall, cpu)
+            return
+        offset = wall - self.began[0]
+        span = self.shape_span.setdefault(shape, [offset, offset])
+        span[1] = offset
+        self._current = (shape, wall, cpu)
 
     # -- PostgreSQL (psycopg 3) ------------------------------------------------------------------------
     @staticmethod
@@ -105,6 +132,7 @@ class StatementCounter:
         shape = _shape(statement)
         self.shapes[shape] += rows
         self.shape_trips[shape] += trips
+        self._mark(shape)
 
     def copy(self, dbapi_conn, statement: str) -> None:
         """A psycopg COPY: one statement; its rows are streamed, and the client waits once, at the end (and
@@ -115,8 +143,10 @@ class StatementCounter:
         shape = _shape(str(statement))
         self.shapes[shape] += 1
         self.shape_trips[shape] += trips
+        self._mark(shape)
 
     def end_transaction(self, conn) -> None:
+        self._mark("COMMIT / ROLLBACK")
         if conn.dialect.name != "postgresql":
             return
         status = self._psycopg_status(conn.connection.driver_connection)
@@ -139,9 +169,17 @@ class StatementCounter:
 
     def report(self) -> dict:
         top = self.shapes.most_common(25)
+        self._mark(None)  # what ran after the last statement goes to it
+        wall, cpu = time.perf_counter() - self.began[0], time.process_time() - self.began[1]
+        timed = sorted(self.shape_wall, key=lambda s: -self.shape_wall[s])[:25]
         return {"engine": self.engine, "statements": self.statements, "round_trips": self.round_trips,
                 "connections": self.connections,
-                "by_statement": [{"sql": s, "statements": n, "round_trips": self.shape_trips[s]} for s, n in top]}
+                "by_statement": [{"sql": s, "statements": n, "round_trips": self.shape_trips[s]} for s, n in top],
+                "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                "by_time": [{"sql": s, "seconds": round(self.shape_wall[s], 3), "cpu_s": round(self.shape_cpu[s], 3),
+                             "statements": self.shapes.get(s, 0), "first_s": round(self.shape_span[s][0], 3),
+                             "last_s": round(self.shape_span[s][1], 3)}
+                            for s in timed]}
 
 
 def install(path: str) -> StatementCounter:

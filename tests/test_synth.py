@@ -220,7 +220,14 @@ def clinic_fingerprint(db: str) -> dict:
 
     from tracker.db.tables import Assessment, CoursePause, DoseChange, LabResult, ProtocolSnapshot
 
+    from tracker.resources import schedules_dir
+
+    builtin = f"{schedules_dir()}/"
+
     def plain(value):
+        if isinstance(value, str) and value.startswith(builtin):
+            # A protocol's origin is the file's absolute path: the same clinic from another checkout.
+            return "<schedules>/" + value[len(builtin):]
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -249,16 +256,17 @@ def clinic_fingerprint(db: str) -> dict:
 
 # Taken from main at 71b3169 (before synth was made faster, issue 19 item 2): a faster synth must build the
 # very same clinic (`--patients 200 --seed 3`, as of 2026-03-02). Change these only with a deliberate
-# change to what a synthetic clinic holds, and tell whoever compares benchmark runs across it.
+# change to what a synthetic clinic holds, and tell whoever compares benchmark runs across it. Protocol
+# origins are compared relative to the built-in schedules folder (the same clinic from another checkout).
 FINGERPRINT_200 = {
     "patient": (200, "693471f32e11ae0b"),
-    "course": (243, "64c01319ebde9b03"),
+    "course": (243, "2b537624793cb6a9"),
     "dose_change": (31, "1dc5049ecec17cde"),
     "course_pause": (8, "92690e5937dbbd1b"),
     "item": (2947, "d77e372608744e59"),
     "lab_result": (9565, "f5d217b578ede3db"),
     "assessment": (362, "0fca2a548aa6417e"),
-    "protocol_snapshot": (14, "6c68da089351c99f"),
+    "protocol_snapshot": (14, "3d4ddf305aa63dd9"),  # 71b3169 + the drug codes added since (no plan changed)
 }
 
 
@@ -296,3 +304,18 @@ def test_postgresql_load_leaves_every_index_and_constraint_as_migrations_made_th
             highest = conn.exec_driver_sql(f"SELECT MAX(id) FROM {table}").scalar()
             assert conn.exec_driver_sql(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))").scalar() > highest
     engine.dispose()
+
+def test_the_row_builder_caches_only_the_plans_that_repeat():
+    """A course with dose changes or pauses has a plan of its own: the builder's plan cache keeps only plain
+    courses' plans (bounded by drugs x start days), so the row builder's memory does not grow with the
+    clinic (it held every changed course's plan: gigabytes at 1,000,000 patients, issue 19 item 3)."""
+    import random
+
+    from tracker.services.synth.clinic import Builder
+
+    builder = Builder(library(), dt.date.fromisoformat(TODAY), random.Random(3), False)
+    for n in range(1, 401):
+        builder.patient(n)
+    assert builder.rows["dose_change"] and builder.rows["course_pause"]  # such courses were built
+    assert builder.plans
+    assert all(not facts.dose_changes and not facts.pauses for _, facts, _ in builder.plans)

@@ -333,8 +333,11 @@ class Builder:
         key = (protocol.id, facts, horizon)
         plan = self.plans.get(key)
         if plan is None:
-            plan = self.plans[key] = [(p, self.planned_row(p, protocol.id))
-                                      for p in plan_course(protocol, facts, horizon)]
+            plan = [(p, self.planned_row(p, protocol.id)) for p in plan_course(protocol, facts, horizon)]
+            # Only plain courses repeat: a course with dose changes or pauses has facts of its own, and
+            # keeping its plan would make the cache grow with the clinic (gigabytes at 1,000,000 patients).
+            if not facts.dose_changes and not facts.pauses:
+                self.plans[key] = plan
         if stop is not None:
             return [pair for pair in plan if pair[0].due <= stop]
         return plan
