@@ -5,7 +5,6 @@ patient the core alerts on or books a threshold follow-up for (hypothesis, real 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,8 +12,9 @@ from sqlalchemy import create_engine
 from sqlmodel import Session, SQLModel
 
 import tracker.db.tables as tables
-from tracker.core.algorithm import Algorithm
+from tests.test_review_differential import Result  # a result row as the core reads it
 from tracker.core.alerts import AlertSettings
+from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.review import review
 from tracker.db.charts import breaching_patients, live_courses
@@ -31,17 +31,6 @@ NUMERIC = {"alt": (5, 600), "ast": (5, 600), "platelets": (10, 500), "neutrophil
            "eosinophils": (0, 3), "mcv": (70, 120), "bp_systolic": (90, 200)}
 CATEGORICAL = {"hbv": ["negative", "positive", "indeterminate"], "tb": ["negative", "positive"],
                "pregnancy": ["negative", "positive"]}
-
-
-@dataclass
-class Result:
-    id: int
-    test: str
-    value_num: float | None
-    value_text: str | None
-    unit: str | None
-    taken_on: dt.date
-    ref_high: float | None
 
 
 def _reading(test: str):
