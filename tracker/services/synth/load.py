@@ -3,8 +3,9 @@
 SQLite gets the rows in stored form through the driver's executemany, with the randomly-updated
 indexes dropped during the load and rebuilt after it (`bulk_load_journal` also swaps WAL for a rollback
 journal meanwhile); PostgreSQL gets them through binary COPY (one statement per table and chunk, rows
-streamed, `_copy_binary`) with the foreign keys and secondary indexes re-created after the load
-(`_defer_postgresql_checks`), its id sequences moved on and the loaded tables analysed once, at the end.
+streamed, `tracker.db.bulk.copy_rows(binary=True)`) with the foreign keys and secondary indexes re-created
+after the load (`_defer_postgresql_checks`), its id sequences moved on and the loaded tables analysed once,
+at the end.
 Large clinics are built in a forked process while this one inserts.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, insert, select, text
 
 from tracker.core.protocol import Protocol
-from tracker.db.bulk import _memoised
+from tracker.db.bulk import copy_rows
 from tracker.db.tables import (
     Assessment,
     Course,
@@ -158,7 +159,7 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
             if sql is not None:
                 conn.exec_driver_sql(sql, batch)
             elif conn.dialect.name == "postgresql":
-                _copy_binary(conn, TABLES[name].__table__, columns, batch)
+                copy_rows(conn, TABLES[name].__table__, columns, batch, binary=True)
             else:
                 conn.execute(insert(TABLES[name].__table__), [dict(zip(columns, row)) for row in batch])
             counts[name] += len(batch)
@@ -216,38 +217,6 @@ def _defer_sqlite_indexes(conn) -> list[str]:
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
         deferred.append(sql)
     return deferred
-
-
-def _copy_binary(conn, table, columns: list[str], rows: list[tuple]) -> None:
-    """PostgreSQL: `rows` COPied in the binary format with each column's declared type, so psycopg dumps
-    every value with one known C dumper (text COPY looks a dumper up per value) and the server reads the
-    values without parsing text. Values pass through the columns' bind processors first, as in
-    `bulk.copy_rows` (memoised: the processed values, timestamps, repeat)."""
-    dialect = conn.dialect
-    quote = dialect.identifier_preparer.quote
-    types = [_PG_BINARY_TYPES.get(name, name) for name in
-             (table.c[c].type.compile(dialect=dialect).split("(")[0].lower() for c in columns)]
-    processors = [(i, _memoised(p)) for i, c in enumerate(columns)
-                  if (p := table.c[c].type._cached_bind_processor(dialect)) is not None]
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        with cursor.copy(f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-                         "FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
-            write = copy.write_row
-            for row in rows:
-                if processors:
-                    row = list(row)
-                    for i, process in processors:
-                        row[i] = process(row[i])
-                write(row)
-    finally:
-        cursor.close()
-
-
-# psycopg's names for the SQL types the loaded tables declare (VARCHAR, TEXT and DATE are its own).
-_PG_BINARY_TYPES = {"timestamp with time zone": "timestamptz", "float": "float8", "integer": "int4",
-                    "boolean": "bool"}
 
 
 def _defer_postgresql_checks(conn) -> list[str]:
