@@ -33,14 +33,25 @@ _FLUSH_KEY = "tracker.audit_chain"  # session.info: the chain's head during one 
 SYSTEM_USER = "tracker"
 
 
+def json_ready(value):
+    """A column's value as an audit row shows it: dates and times in ISO form, anything else as it is."""
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+def json_default(value) -> str:
+    """`default=` for encoding audit rows of plain values: what json cannot encode, as text."""
+    return str(json_ready(value))
+
+
 def snapshot(row, *fields: str) -> dict:
     """A JSON-ready view of a row (all columns, or the named ones)."""
     names = fields or tuple(row.__class__.model_fields)
-    out = {}
-    for name in names:
-        value = getattr(row, name)
-        out[name] = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
-    return out
+    return {name: json_ready(getattr(row, name)) for name in names}
+
+
+def snapshot_values(values, fields) -> dict:
+    """As `snapshot`, of a plain row (a mapping of column to value)."""
+    return {name: json_ready(values[name]) for name in fields}
 
 
 def record(

@@ -146,7 +146,7 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     changed: dict[int, OpenItem] = {}
     events = []
     empty = dict.fromkeys(LabResult.model_fields)
-    encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
+    encode = json.JSONEncoder(sort_keys=True, default=audit.json_default).encode
     created_at = now.isoformat()
     days: dict[dt.date, str] = {}  # the few days of a batch, as the encoder's default would write them
     for row, result_id, result in zip(rows, ids, values):
@@ -240,10 +240,6 @@ def _result_values(row: ResultToRecord, vocabulary, now: dt.datetime) -> dict:
             "reported_value": checked.reported_value, "reported_unit": checked.reported_unit,
             "taken_on": row.taken_on, "ref_low": checked.ref_low, "ref_high": checked.ref_high, "created_at": now,
             "source_id": row.source_id}
-
-
-def _iso_or_str(value) -> str:
-    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
 
 
 def _in_chunks(ids):

@@ -286,7 +286,7 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
     conn = session.connection()
     empty = dict.fromkeys(Alert.model_fields)
     # Dates and timestamps as ISO text; the encoder calls `default` only for values JSON has no form for.
-    encode = json.JSONEncoder(sort_keys=True, default=_iso_or_str).encode
+    encode = json.JSONEncoder(sort_keys=True, default=audit.json_default).encode
     # A condition another writer raised meanwhile is skipped by the database (one live alert per condition,
     # migration 0007), and gets no second `alert.raise`.
     inserted = bulk_insert_new(conn, A, rows, key="condition_key")
@@ -301,10 +301,6 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
     audit.link_rows(conn, events)  # their places in the audit chain
     bulk_insert(conn, AuditEvent.__table__, events)
     return raised
-
-
-def _iso_or_str(value) -> str:
-    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
 
 
 def resolve_alert(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:

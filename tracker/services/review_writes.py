@@ -34,15 +34,6 @@ class WrittenAlert(SimpleNamespace):
     read of the alerts it re-opened or resolved (id, kind, severity, message, resolution...)."""
 
 
-def _iso(value):
-    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
-
-
-def snapshot(row: dict, fields) -> dict:
-    """As audit.snapshot, on a plain row."""
-    return {name: _iso(row[name]) for name in fields}
-
-
 class AuditRows:
     """The audit rows of one application of reviews, written together at its end (`write`)."""
 
@@ -94,12 +85,12 @@ def mark_judged(session, judged: list, audit_rows: AuditRows, mrns: dict, outcom
         note = f"{j.status}: assessment #{j.assessment_id}"
         if item["status"] == "done" and item["done_note"] == note:
             continue  # judged again on the same assessment: nothing changed
-        before = snapshot(item, JUDGED_FIELDS)
+        before = audit.snapshot_values(item, JUDGED_FIELDS)
         item.update(status="done", done_on=j.done_on, done_note=note, sequence=item["sequence"] + 1,
                     last_modified=audit_rows.now)
         changed[item["id"]] = item
         audit_rows.add(f"checkpoint.{j.status}", "item", item["id"], mrns.get(r.patient_id), before,
-                       {**snapshot(item, JUDGED_FIELDS), "response": j.summary, "missing": list(j.missing)})
+                       {**audit.snapshot_values(item, JUDGED_FIELDS), "response": j.summary, "missing": list(j.missing)})
         outcomes.append(f"{mrns.get(r.patient_id)} {item['drug']}: {j.summary}")
     update_rows(session.connection(), I, [
         {"id": item["id"], **{f: item[f] for f in (*JUDGED_FIELDS, "sequence", "last_modified")}}
@@ -125,9 +116,9 @@ class AlertChanges:
 
     def change(self, row: dict, action: str, mrn: str | None, values: dict, why: str | None = None) -> WrittenAlert:
         """Set `values` on `row` and audit it as `action` (after: the row, and `why` when given)."""
-        before = snapshot(row, ALERT_FIELDS)
+        before = audit.snapshot_values(row, ALERT_FIELDS)
         row.update(values, updated_at=self.audit_rows.now)
-        after = snapshot(row, ALERT_FIELDS)
+        after = audit.snapshot_values(row, ALERT_FIELDS)
         self.audit_rows.add(action, "alert", row["id"], mrn, before, after if why is None else {**after, "why": why})
         self.changed[row["id"]] = row
         return WrittenAlert(**row)
