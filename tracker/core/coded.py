@@ -42,10 +42,13 @@ class DrugCoding:
     def as_dict(self) -> dict:
         return {"drug": self.drug, "atc": self.atc, "snomed": self.snomed, "rxnorm": self.rxnorm}
 
+    def labelled(self) -> tuple[tuple[str, str | None], ...]:
+        """(label, code or None) of each standard the drug may be coded in, in the order they are shown."""
+        return ("ATC", self.atc), ("SNOMED CT", self.snomed), ("RxNorm", self.rxnorm)
+
     def lines(self) -> list[str]:
         """'ATC L04AX03 Methotrexate', then SNOMED CT and RxNorm where the protocol carries them."""
-        return [f"{label} {value} {self.name}" for label, value in
-                (("ATC", self.atc), ("SNOMED CT", self.snomed), ("RxNorm", self.rxnorm)) if value]
+        return [f"{label} {value} {self.name}" for label, value in self.labelled() if value]
 
     @property
     def coded(self) -> bool:
@@ -81,15 +84,13 @@ def test_codings(tests, vocabulary) -> tuple[TestCoding, ...]:
 
 
 def drug_codes_text(protocol) -> str:
-    """One line naming a protocol's drug codes for `schedules show` and the Protocols page: 'ATC L04AX01,
-    RxNorm 1256', the stated reason where no ATC code can exist, or what is not yet confirmed."""
-    coding = drug_coding(protocol.id, protocol)
-    found = [f"{label} {value}" for label, value in
-             (("ATC", coding.atc), ("SNOMED CT", coding.snomed), ("RxNorm", coding.rxnorm)) if value]
-    if not coding.atc and getattr(protocol, "no_atc", None):
-        found.append(f"no ATC code: {protocol.no_atc}")
-    missing = [label for label, value in (("ATC", coding.atc or getattr(protocol, "no_atc", None)),
-                                          ("SNOMED CT", coding.snomed), ("RxNorm", coding.rxnorm)) if not value]
+    """One line naming a protocol's drug codes for `schedules show` and the Protocols page: 'ATC L04AX01;
+    RxNorm 1256', the stated reason where no ATC code can exist, and what is not yet confirmed."""
+    labelled = drug_coding(protocol.id, protocol).labelled()
+    found = [f"{label} {value}" for label, value in labelled if value]
+    stated = {"ATC": protocol.no_atc} if protocol.no_atc else {}
+    found += [f"no {label} code: {why}" for label, why in stated.items()]
+    missing = [label for label, value in labelled if not value and label not in stated]
     if missing:
         found.append(f"{', '.join(missing)} not confirmed by a public source")
     return "; ".join(found)
