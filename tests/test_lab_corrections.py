@@ -10,7 +10,7 @@ import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
-from tests.test_lab_import import CBC_CMP, fhir_bundle, methotrexate_patient, oru
+from tests.test_lab_import import CBC_CMP, assert_sent_again_changes_nothing, fhir_bundle, methotrexate_patient, oru
 from tracker.core.lab_corrections import Candidate, hl7_corrected, sender
 
 ALT_CORRECTED = "OBX|1|NM|1742-6^ALT^LN||{alt}|U/L|0-40|N|||C|||20260119083000"
@@ -49,10 +49,7 @@ def test_a_corrected_hl7_result_in_a_new_message_replaces_the_one_it_corrects(tr
     assert audited["after"]["id"] == audited["before"]["id"] == audited["entity_id"]
 
     # Either message again changes nothing: the first is not stored anew, the correction not re-applied.
-    before = dump_database(tracker.db)
-    assert "8 already on record" in tracker(["result", "import", str(first)]).stdout
-    assert "1 already on record" in tracker(["result", "import", str(correction)]).stdout
-    assert dump_database(tracker.db) == before
+    assert_sent_again_changes_nothing(tracker, (first, 8), (correction, 1))
 
 
 @freeze_time("2026-01-20")
@@ -68,9 +65,7 @@ def test_a_correction_in_the_same_file_as_its_result_and_a_second_correction(tra
     assert alt_results(tracker) == [(33, "2026-01-19")]
     assert [(a["before"]["value_num"], a["after"]["value_num"])
             for a in tracker.json(["audit", "--action", "result.correct", "--json"])] == [(32, 33), (130, 32)]
-    before = dump_database(tracker.db)
-    assert "10 already on record" in tracker(["result", "import", str(batch)]).stdout
-    assert dump_database(tracker.db) == before
+    assert_sent_again_changes_nothing(tracker, (batch, 10))
 
 
 @freeze_time("2026-01-20")
@@ -112,9 +107,8 @@ def test_an_amended_fhir_observation_replaces_the_result_with_its_id(tracker, tm
     [audited] = tracker.json(["audit", "--action", "result.correct", "--json"])
     assert (audited["before"]["value_num"], audited["after"]["value_num"]) == (130, 35)
     assert audited["before"]["source_id"] == audited["after"]["source_id"] == "fhir:Observation/o1"
+    assert_sent_again_changes_nothing(tracker, (amended, 2))
     before = dump_database(tracker.db)
-    assert "2 already on record" in tracker(["result", "import", str(amended)]).stdout  # sent again: nothing
-    assert dump_database(tracker.db) == before
     # Amended to another day: refused, naming it (a replacement would move what the result answered).
     moved = fhir_bundle(status="corrected", value=36)
     moved["entry"][2]["resource"]["effectiveDateTime"] = "2026-01-18"

@@ -33,6 +33,14 @@ def oru(*, id="MSG00001", mrn="M1", alt="130", version="2.5.1", charset="UNICODE
     return "\r".join(segments) + "\r"
 
 
+def assert_sent_again_changes_nothing(tracker, *sent) -> None:
+    """Each (file, count) imported again: its `count` results already on record, the database unchanged."""
+    before = dump_database(tracker.db)
+    for path, count in sent:
+        assert f"{count} already on record" in tracker(["result", "import", str(path)]).stdout
+    assert dump_database(tracker.db) == before
+
+
 def methotrexate_patient(tracker, mrn="M1"):
     tracker(f"patient add {mrn} --name 'Max Test' --dob 1970-01-01")
     tracker(f"therapy start {mrn} methotrexate --on 2026-01-05")
@@ -221,9 +229,7 @@ def test_fhir_bundle_imports_once_and_raises_the_threshold_alert(tracker, tmp_pa
     assert results["alt"]["taken_on"] == "2026-01-19" and results["alt"]["ref_high"] == 40  # from the report
     assert [a["severity"] for a in tracker.json(["alerts"]) if a["kind"] == "threshold"] == ["critical"]
 
-    before = dump_database(tracker.db)
-    assert "2 already on record" in tracker(["result", "import", str(bundle)]).stdout
-    assert dump_database(tracker.db) == before
+    assert_sent_again_changes_nothing(tracker, (bundle, 2))
 
 
 @freeze_time("2026-01-20")
