@@ -10,7 +10,13 @@ import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
-from tests.test_lab_import import CBC_CMP, assert_sent_again_changes_nothing, fhir_bundle, methotrexate_patient, oru
+from tests.test_lab_import import (
+    CBC_CMP,
+    assert_sent_again_changes_nothing,
+    fhir_bundle,
+    methotrexate_patient,
+    oru,
+)
 from tracker.core.lab_corrections import Candidate, hl7_corrected, sender
 
 ALT_CORRECTED = "OBX|1|NM|1742-6^ALT^LN||{alt}|U/L|0-40|N|||C|||20260119083000"
