@@ -22,7 +22,7 @@ def listen(app, host, port):
     """Accept HL7 v2 ORU^R01 messages over MLLP; answer each with ACK AA (stored), AE (refused) or AR
     (unreadable). Each accepted message is stored in one transaction. Ctrl-C stops."""
     from tracker.cli.render import echo
-    from tracker.core.settings import is_loopback
+    from tracker.cli.listening import serve_until_interrupted, warn_if_exposed
     from tracker.labs.mllp import MLLPServer
     from tracker.services.lab_import import accept_message
 
@@ -43,17 +43,10 @@ def listen(app, host, port):
         echo(f"message {control_id}: {code} {text}")
 
     server = MLLPServer((host, port), handle, log)
-    if not is_loopback(host):
-        click.echo(f"warning: listening on {host}, not loopback: MLLP is unencrypted, keep it on the lab's "
-                   "private link or a tunnel", err=True)
+    warn_if_exposed(host, "MLLP is unencrypted, keep it on the lab's private link or a tunnel")
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"listening for HL7 over MLLP on {bound_host}:{bound_port} (Ctrl-C to stop)", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 @labs.command("import-inbox")

@@ -31,7 +31,7 @@ def serve(app, host, port, request_timeout, idle_timeout, max_connections, web_p
     --web-port, the staff web view (sign in with an account from `tracker user add`)."""
     import threading
 
-    from tracker.core.settings import is_loopback
+    from tracker.cli.listening import serve_until_interrupted, warn_if_exposed
     from tracker.server import make_server
 
     if (cert is None) != (key is None):
@@ -41,18 +41,11 @@ def serve(app, host, port, request_timeout, idle_timeout, max_connections, web_p
     app.library  # load (and validate) protocols before the first request
     server = make_server(host, port, app.engine, app.library, app.settings, request_timeout_s=request_timeout,
                          idle_timeout_s=idle_timeout, max_connections=max_connections)
-    if not is_loopback(host):
-        click.echo(f"warning: listening on {host}, not loopback: feed URLs carry secrets; use HTTPS in front",
-                   err=True)
+    warn_if_exposed(host, "feed URLs carry secrets; use HTTPS in front")
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"serving feeds on http://{bound_host}:{bound_port}/feeds/<token>.ics (Ctrl-C to stop)", err=True)
     if web_port is None:
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        serve_until_interrupted(server)
         return
     feeds = threading.Thread(target=server.serve_forever, name="feeds", daemon=True)
     feeds.start()
