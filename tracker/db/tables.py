@@ -5,8 +5,9 @@ lists of codes (tests, sources, drugs, suggestions) are stored as space-separate
 queries stay plain SQL on both databases.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the columns' annotations are then objects already, where as
+# strings pydantic and SQLAlchemy would each evaluate every one of them again (~10 ms of every command's
+# start-up).
 import datetime as dt
 
 from sqlalchemy import Column, Index, MetaData, Text, UniqueConstraint, text
