@@ -46,10 +46,8 @@ class AppContext:
     def engine(self):
         from tracker.db.engine import open_engine
 
-        from tracker.services.backups import record_migration
-
         return open_engine(self.db, create=self.may_create, user=self.user, keep=self.backup_keep(),
-                           record=record_migration)
+                           record=_record_migration)
 
     def backup_keep(self) -> int | None:
         """`[backups] keep` for the automatic pre-migration backup; the default when the config cannot be
@@ -109,6 +107,15 @@ class AppContext:
         today = today or self.today()
         with self.session(write=write) as session:
             yield Clinic(session, library, settings, today, self.user)
+
+
+def _record_migration(*args) -> None:
+    """services/backups.py: record_migration, imported only when a migration is recorded: opening a clinic
+    that is at the schema's head (every command but the first after an upgrade) never needs the backup and
+    audit modules behind it."""
+    from tracker.services.backups import record_migration
+
+    record_migration(*args)
 
 
 pass_app = click.make_pass_decorator(AppContext)
