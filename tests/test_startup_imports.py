@@ -101,10 +101,12 @@ def test_help_loads_neither_the_database_layer_nor_heavy_packages():
 
 def test_due_json_loads_no_heavy_package(clinic):
     db, _ = clinic
-    modules = loaded(["--db", db, "due", "--json", "--days", "30"])
-    assert heavy_in(modules) == []
+    modules = process(["--db", db, "due", "--json", "--days", "30"])["modules"]
+    assert heavy_in({name.split(".")[0] for name in modules}) == []
     if not os.environ.get("TRACKER_TEST_PG"):
-        assert "psycopg" not in modules  # a SQLite clinic never needs the PostgreSQL driver
+        # A SQLite clinic never needs the PostgreSQL driver, nor SQLAlchemy's PostgreSQL dialect (which the
+        # partial indexes' `postgresql_where` used to load: tracker/db/tables.py partial_index).
+        assert "psycopg" not in modules and "sqlalchemy.dialects.postgresql" not in modules
 
 
 def test_the_collector_has_its_usual_thresholds_once_the_clinic_is_open(clinic):
@@ -179,3 +181,32 @@ def test_the_tables_annotations_are_objects_not_strings():
     annotations = {name: kind for model in (tables.Patient, tables.Course, tables.Item, tables.LabResult)
                    for name, kind in model.__annotations__.items()}
     assert annotations and not [name for name, kind in annotations.items() if isinstance(kind, str)]
+
+
+def test_partial_indexes_keep_their_condition_on_both_engines_without_loading_postgresql_at_import():
+    """tracker/db/tables.py partial_index: SQLite's condition is a `sqlite_where`; PostgreSQL's is added as
+    a PostgreSQL database creates the table, so that importing the tables loads no PostgreSQL dialect. The
+    DDL that `create_all` emits (tests build schemas so) is what `postgresql_where` gave."""
+    code = ("import sys, tracker.db.tables; print('sqlalchemy.dialects.postgresql' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "False"
+
+    from sqlalchemy import create_mock_engine
+    from sqlmodel import SQLModel
+
+    from tracker.db import tables
+
+    partial = {index.name: index.info[tables.WHERE] for table in SQLModel.metadata.tables.values()
+               for index in table.indexes if tables.WHERE in index.info}
+    assert sorted(partial) == ["ix_course_live_planned_through", "ix_item_limit_status", "ix_item_partial_due",
+                               "uq_alert_live_condition", "uq_course_live_patient_drug"]
+    for url in ("sqlite://", "postgresql+psycopg://"):
+        statements: list[str] = []
+        engine = create_mock_engine(url, lambda sql, *_, **__: statements.append(
+            str(sql.compile(dialect=engine.dialect)).strip()))
+        SQLModel.metadata.create_all(engine, checkfirst=False)
+        created = {s.split(" ON ")[0].split()[-1]: s for s in statements if s.startswith("CREATE") and " INDEX " in s}
+        for name, where in partial.items():
+            assert created[name].endswith(f" WHERE {where}"), (url, created[name])
+        assert sum(" WHERE " in s for s in created.values()) == len(partial), url
