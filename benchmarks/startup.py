@@ -107,7 +107,7 @@ def once(tree: Path, db: Path, args: list[str], replay: bool = True) -> dict:
     found = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in proc.stderr.splitlines()
              if line.startswith(("STARTUP ", "CPU "))}
     result, cpu = found["STARTUP"], found["CPU"]
-    assert result["rc"] == 0, proc.stderr[-2000:]
+    assert result["rc"] == 0, [line for line in proc.stderr.splitlines() if not line.startswith("STARTUP ")][-20:]
     if not replay:
         return {"total": cpu, "modules": len(result["modules"])}
     replay = subprocess.run([sys.executable, "-c", REPLAY, json.dumps(result["modules"]), str(db)],
@@ -155,7 +155,7 @@ def main() -> None:
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="tracker-startup-") as tmp:
         # One copy of the clinic at the head of the oldest tree, so no run pays for a migration.
-        db = options.db
+        db = options.db.resolve()
         if not options.in_place:
             db = Path(tmp) / "clinic.db"
             shutil.copyfile(options.db, db)
