@@ -23,9 +23,20 @@ HEAVY = ("rich", "pint", "icalendar", "hl7apy", "fhir", "starlette", "jinja2", "
          "alembic")
 DATABASE = ("sqlalchemy", "sqlmodel", "pydantic", "yaml")
 
-# `main()` as the `tracker` script calls it; the modules loaded are written to stderr after it returns.
+# Opening a clinic at the schema's head needs neither the migrations' backups nor the audit record of one.
+MIGRATING = ("tracker.services.backups", "tracker.db.backups")
+
+# `main()` as the `tracker` script calls it; the modules loaded are written to stderr after it returns, with
+# the collector's thresholds, the objects frozen when the clinic opened (tracker.cli.startup_over) and the
+# cycle collections that ran while start-up's threshold (tracker.cli.STARTUP_GC_THRESHOLD) was in force.
 RUN = """
-import json, sys
+import gc, json, sys
+startup_collections = []
+def watch(phase, info):
+    startup = getattr(sys.modules.get("tracker.cli"), "STARTUP_GC_THRESHOLD", None)
+    if phase == "start" and gc.get_freeze_count() == 0 and gc.get_threshold()[0] == startup:
+        startup_collections.append([info["generation"], list(sys.modules)[-1], len(sys.modules)])
+gc.callbacks.append(watch)
 from tracker.cli import main
 sys.argv = ["tracker", *sys.argv[1:]]
 code = 0
@@ -33,8 +44,9 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code or 0
-import gc
-sys.stderr.write("\\nMODULES " + json.dumps([code, sorted(sys.modules), gc.get_threshold()]) + "\\n")
+gc.callbacks.remove(watch)
+sys.stderr.write("\\nMODULES " + json.dumps([code, sorted(sys.modules), gc.get_threshold(), gc.get_freeze_count(),
+                                          startup_collections]) + "\\n")
 """
 
 
@@ -46,13 +58,22 @@ def loaded(args: list[str]) -> set[str]:
 def ran(args: list[str]) -> tuple[set[str], list[int]]:
     """(the top-level packages a fresh `tracker ARGS` process imported, the collector's thresholds at its
     end); the command must succeed."""
+    found = process(args)
+    return {name.split(".")[0] for name in found["modules"]}, found["thresholds"]
+
+
+def process(args: list[str]) -> dict:
+    """What a fresh `tracker ARGS` process did (it must succeed): `modules` (every module it imported),
+    `thresholds` (the collector's at its end), `frozen` (objects frozen as its clinic opened), and
+    `startup_collections` (cycle collections while start-up's threshold held: [generation, module, count])."""
     proc = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     last = proc.stderr.rstrip("\n").rsplit("\n", 1)[-1]
     assert last.startswith("MODULES "), proc.stderr[-2000:]
-    code, modules, thresholds = json.loads(last.removeprefix("MODULES "))
+    code, modules, thresholds, frozen, collections = json.loads(last.removeprefix("MODULES "))
     assert code == 0, proc.stderr[-2000:]
-    return {name.split(".")[0] for name in modules}, thresholds
+    return {"modules": set(modules), "thresholds": thresholds, "frozen": frozen,
+            "startup_collections": collections}
 
 
 def heavy_in(modules: set[str], allowed: tuple = ()) -> list[str]:
@@ -80,10 +101,12 @@ def test_help_loads_neither_the_database_layer_nor_heavy_packages():
 
 def test_due_json_loads_no_heavy_package(clinic):
     db, _ = clinic
-    modules = loaded(["--db", db, "due", "--json", "--days", "30"])
-    assert heavy_in(modules) == []
+    modules = process(["--db", db, "due", "--json", "--days", "30"])["modules"]
+    assert heavy_in({name.split(".")[0] for name in modules}) == []
     if not os.environ.get("TRACKER_TEST_PG"):
-        assert "psycopg" not in modules  # a SQLite clinic never needs the PostgreSQL driver
+        # A SQLite clinic never needs the PostgreSQL driver, nor SQLAlchemy's PostgreSQL dialect (which the
+        # partial indexes' `postgresql_where` used to load: tracker/db/tables.py partial_index).
+        assert "psycopg" not in modules and "sqlalchemy.dialects.postgresql" not in modules
 
 
 def test_the_collector_has_its_usual_thresholds_once_the_clinic_is_open(clinic):
@@ -119,3 +142,71 @@ def test_result_import_with_a_conversion_loads_pint_only(clinic, tmp_path):
     csv.write_text("mrn,test,value,unit,taken_on,ref_low,ref_high\nM1,hb,13.5,g/dL,2026-02-28,,\n")
     modules = loaded(["--db", db, "result", "import", str(csv)])
     assert "pint" in modules and heavy_in(modules, allowed=("pint",)) == []
+
+
+def test_opening_a_clinic_at_the_schema_head_loads_nothing_of_migrations(clinic):
+    """The schema check on open is one query (tests/test_migrations.py: no alembic); recording a migration
+    (services/backups.py) is imported only when one runs."""
+    db, _ = clinic
+    for args in (["due", "--json"], ["patient", "show", "M1", "--json"], ["alerts", "--json"]):
+        modules = process(["--db", db, *args])["modules"]
+        assert sorted(modules & set(MIGRATING)) == [] and "alembic" not in modules, args
+
+
+def test_alerts_and_nightly_load_no_heavy_package(clinic):
+    db, _ = clinic
+    assert heavy_in(loaded(["--db", db, "alerts", "--json"])) == []
+    # piped and without [caldav]: no progress bar (rich) and no calendar push (icalendar)
+    assert heavy_in(loaded(["--db", db, "nightly"])) == []
+
+
+def test_no_cycle_collection_runs_before_the_clinic_opens_and_start_up_is_frozen(clinic):
+    """Start-up makes fewer objects than tracker.cli.STARTUP_GC_THRESHOLD, so the collector never walks them
+    before the clinic opens; then they are frozen, so no later collection (the command's, the one at exit)
+    walks them either. Counts, not clocks: a start-up that grows past the threshold fails here, naming the
+    module being imported when the collection ran."""
+    db, csv = clinic
+    for args in (["due", "--json"], ["patient", "show", "M1", "--json"], ["alerts", "--json"],
+                 ["result", "import", str(csv)]):
+        found = process(["--db", db, *args])
+        assert found["startup_collections"] == [], (args, found["startup_collections"])
+        assert found["frozen"] > 50_000, args  # SQLAlchemy, SQLModel, the tables, the protocol library
+
+
+def test_the_tables_annotations_are_objects_not_strings():
+    """tracker/db/tables.py does not postpone annotations: pydantic and SQLAlchemy would otherwise evaluate
+    every column's annotation string again at every start-up."""
+    from tracker.db import tables
+
+    annotations = {name: kind for model in (tables.Patient, tables.Course, tables.Item, tables.LabResult)
+                   for name, kind in model.__annotations__.items()}
+    assert annotations and not [name for name, kind in annotations.items() if isinstance(kind, str)]
+
+
+def test_partial_indexes_keep_their_condition_on_both_engines_without_loading_postgresql_at_import():
+    """tracker/db/tables.py partial_index: SQLite's condition is a `sqlite_where`; PostgreSQL's is added as
+    a PostgreSQL database creates the table, so that importing the tables loads no PostgreSQL dialect. The
+    DDL that `create_all` emits (tests build schemas so) is what `postgresql_where` gave."""
+    code = ("import sys, tracker.db.tables; print('sqlalchemy.dialects.postgresql' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "False"
+
+    from sqlalchemy import create_mock_engine
+    from sqlmodel import SQLModel
+
+    from tracker.db import tables
+
+    partial = {index.name: index.info[tables.WHERE] for table in SQLModel.metadata.tables.values()
+               for index in table.indexes if tables.WHERE in index.info}
+    assert sorted(partial) == ["ix_course_live_planned_through", "ix_item_limit_status", "ix_item_partial_due",
+                               "uq_alert_live_condition", "uq_course_live_patient_drug"]
+    for url in ("sqlite://", "postgresql+psycopg://"):
+        statements: list[str] = []
+        engine = create_mock_engine(url, lambda sql, *_, **__: statements.append(
+            str(sql.compile(dialect=engine.dialect)).strip()))
+        SQLModel.metadata.create_all(engine, checkfirst=False)
+        created = {s.split(" ON ")[0].split()[-1]: s for s in statements if s.startswith("CREATE") and " INDEX " in s}
+        for name, where in partial.items():
+            assert created[name].endswith(f" WHERE {where}"), (url, created[name])
+        assert sum(" WHERE " in s for s in created.values()) == len(partial), url

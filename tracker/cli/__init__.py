@@ -46,10 +46,8 @@ class AppContext:
     def engine(self):
         from tracker.db.engine import open_engine
 
-        from tracker.services.backups import record_migration
-
         return open_engine(self.db, create=self.may_create, user=self.user, keep=self.backup_keep(),
-                           record=record_migration)
+                           record=_record_migration)
 
     def backup_keep(self) -> int | None:
         """`[backups] keep` for the automatic pre-migration backup; the default when the config cannot be
@@ -109,6 +107,15 @@ class AppContext:
         today = today or self.today()
         with self.session(write=write) as session:
             yield Clinic(session, library, settings, today, self.user)
+
+
+def _record_migration(*args) -> None:
+    """services/backups.py: record_migration, imported only when a migration is recorded: opening a clinic
+    that is at the schema's head (every command but the first after an upgrade) never needs the backup and
+    audit modules behind it."""
+    from tracker.services.backups import record_migration
+
+    record_migration(*args)
 
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -207,11 +214,14 @@ def main() -> None:
 
 
 # Start-up (SQLAlchemy, SQLModel, the tables, the services a command imports, the protocol library) allocates
-# ~150,000 objects that live as long as the process; with the usual thresholds the cycle collector walks
-# them some 200 times meanwhile, for nothing (a tenth of a command's start-up). Until the command opens its
-# clinic, a collection waits for STARTUP_GC_THRESHOLD new objects; then the usual thresholds come back. A
-# command that never opens one keeps the high threshold: collections rarer, never off.
-STARTUP_GC_THRESHOLD = 100_000
+# ~130,000 objects that live as long as the process. With the usual thresholds the cycle collector walks them
+# some 200 times meanwhile, for nothing; even one collection of 100,000 young objects costs 20-40 ms (it is
+# what made whichever module was importing at that moment look slow under -X importtime). Until the command
+# opens its clinic, a collection waits for STARTUP_GC_THRESHOLD new objects, more than start-up makes; then
+# what start-up made is frozen (gc.freeze: no later collection walks it, the command's own nor the one at
+# exit) and the usual thresholds come back. A command that never opens a clinic keeps the high threshold:
+# collections rarer, never off.
+STARTUP_GC_THRESHOLD = 250_000
 _usual_gc_thresholds: tuple | None = None
 
 
@@ -224,6 +234,7 @@ def startup_begins() -> None:
 def startup_over() -> None:
     global _usual_gc_thresholds
     if _usual_gc_thresholds is not None:
+        gc.freeze()
         gc.set_threshold(*_usual_gc_thresholds)
         _usual_gc_thresholds = None
 

@@ -5,11 +5,12 @@ lists of codes (tests, sources, drugs, suggestions) are stored as space-separate
 queries stay plain SQL on both databases.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the columns' annotations are then objects already, where as
+# strings pydantic and SQLAlchemy would each evaluate every one of them again (~10 ms of every command's
+# start-up).
 import datetime as dt
 
-from sqlalchemy import Column, Index, MetaData, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, MetaData, Table, Text, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
 # Named constraints, so Alembic batch mode on SQLite can alter them later.
@@ -31,6 +32,28 @@ LIVE_COURSE_SQL = "status != 'stopped'"
 PARTIAL_ITEM_SQL = "received IS NOT NULL AND status NOT IN ('done', 'cancelled')"
 # The course-limit items' partial index (migration 0019, same text).
 LIMIT_ITEM_SQL = "kind = 'limit'"
+
+
+# The key of a partial index's condition in `Index.info` (see partial_index).
+WHERE = "tracker_where"
+
+
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """An index of the rows where the condition `where` holds (SQLite and PostgreSQL take the same text).
+
+    SQLite's DDL is given it as `sqlite_where`; PostgreSQL's gets it as the table is created there
+    (`_postgresql_partial_indexes`), not as a `postgresql_where` keyword here: checking that keyword makes
+    SQLAlchemy import its whole PostgreSQL dialect, in every command's start-up, a SQLite clinic's too. The
+    migrations, which make the real schema, name both."""
+    return Index(name, *columns, unique=unique, sqlite_where=text(where), info={WHERE: where})
+
+
+@event.listens_for(Table, "before_create")
+def _postgresql_partial_indexes(table: Table, connection, **_kw) -> None:
+    if connection.dialect.name == "postgresql":
+        for index in table.indexes:
+            if WHERE in index.info:
+                index.dialect_options["postgresql"]["where"] = text(index.info[WHERE])
 
 
 def codes(text: str | None) -> list[str]:
@@ -68,11 +91,9 @@ class Course(SQLModel, table=True):
     __table_args__ = (
         Index("ix_course_status_drug", "status", "drug"),
         # Whether any live course's plan falls short of a date (the web view's Today page; migration 0015).
-        Index("ix_course_live_planned_through", "planned_through",
-              sqlite_where=text(LIVE_COURSE_SQL), postgresql_where=text(LIVE_COURSE_SQL)),
+        partial_index("ix_course_live_planned_through", "planned_through", where=LIVE_COURSE_SQL),
         # One live (active or paused) course per patient and drug, held by the database (migration 0007).
-        Index("uq_course_live_patient_drug", "patient_id", "drug", unique=True,
-              sqlite_where=text(LIVE_COURSE_SQL), postgresql_where=text(LIVE_COURSE_SQL)),
+        partial_index("uq_course_live_patient_drug", "patient_id", "drug", unique=True, where=LIVE_COURSE_SQL),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -134,13 +155,12 @@ class Item(SQLModel, table=True):
         # The web view's Today page (migration 0015): a section's count from the index alone, and the planned
         # items that have received part of what they need (partial draws).
         Index("ix_item_status_kind_due", "status", "kind", "due"),
-        Index("ix_item_partial_due", "due", sqlite_where=text(PARTIAL_ITEM_SQL), postgresql_where=text(PARTIAL_ITEM_SQL)),
+        partial_index("ix_item_partial_due", "due", where=PARTIAL_ITEM_SQL),
         # The quality report's read of a period's draws and checkpoints, from the index alone (migration 0017).
         Index("ix_item_kind_due_quality", "kind", "due", "status", "done_on", "drug", "merged_drugs", "course_id"),
         # The course-limit items alone (migration 0019): the review window of limits has no date bound, and
         # `item (status, due)` would walk every planned item to find them (tracker/db/windows.py).
-        Index("ix_item_limit_status", "kind", "status",
-              sqlite_where=text(LIMIT_ITEM_SQL), postgresql_where=text(LIMIT_ITEM_SQL)),
+        partial_index("ix_item_limit_status", "kind", "status", where=LIMIT_ITEM_SQL),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -243,8 +263,7 @@ class Alert(SQLModel, table=True):
         Index("ix_alert_patient", "patient_id"),
         Index("ix_alert_item", "item_id"),  # the nightly reminder query skips items with an open alert
         # One live alert per condition, held by the database (migration 0007); inserts skip a conflict.
-        Index("uq_alert_live_condition", "condition_key", unique=True,
-              sqlite_where=text(LIVE_ALERT_SQL), postgresql_where=text(LIVE_ALERT_SQL)),
+        partial_index("uq_alert_live_condition", "condition_key", unique=True, where=LIVE_ALERT_SQL),
     )
 
     id: int | None = Field(default=None, primary_key=True)
