@@ -189,3 +189,22 @@ def test_the_whole_clinic_listings_read_their_items_in_batches(clinic_db):
     assert [options for options, *_ in seen] == [STREAM_BATCH, STREAM_BATCH]
     if app_for(clinic_db).db.startswith("postgresql"):
         assert all(module.startswith("psycopg") and name == "ServerCursor" for _, module, name in seen)
+
+
+def test_a_reader_that_stops_early_leaves_the_transaction_usable(clinic_db):
+    """A pipe closed after the first row (`due --json | head -1`): the cursor is closed as the block ends,
+    before a what-if's savepoint is rolled back, and the clinic's transaction reads on."""
+    from tracker.services.listings import streamed_due_items, streamed_overdue_items
+
+    app = app_for(clinic_db)
+    try:
+        with app.clinic(write=False) as clinic:
+            for what_if in (True, False):
+                with pytest.raises(BrokenPipeError):
+                    with streamed_due_items(clinic, DAY, 7, what_if=what_if) as rows:
+                        next(rows)
+                        raise BrokenPipeError
+            assert next(streamed_overdue_items(clinic, DAY))["mrn"]
+            assert clinic.session.execute(select(Patient.mrn).limit(1)).scalar()
+    finally:
+        app.close()

@@ -57,8 +57,11 @@ def streamed_due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bo
     with rolled_back(clinic.session) if what_if else nullcontext():
         if refresh(clinic, as_of + dt.timedelta(days=days)) and not what_if:
             clinic.session.commit()  # plans rolled forward are kept before any row naming their items is shown
-        yield coded_items(due_rows(clinic.session, as_of, days, clinic.library.vocabulary, clinician),
-                          clinic.library)
+        rows = due_rows(clinic.session, as_of, days, clinic.library.vocabulary, clinician)
+        try:
+            yield coded_items(rows, clinic.library)
+        finally:
+            rows.close()  # a reader that stopped early: its cursor closed before the savepoint is rolled back
 
 
 @contextmanager
