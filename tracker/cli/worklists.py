@@ -62,18 +62,21 @@ def show(app, mrn, start, end, include_cancelled, as_json):
 @pass_app
 def due(app, as_of, days, clinician, as_json):
     """What is due in the next N days, grouped by patient."""
-    from tracker.cli.render import emit_json, worklist
-    from tracker.services.listings import due_items
+    from tracker.cli.render import emit_json_rows, worklist
+    from tracker.services.listings import due_items, streamed_due_items
 
     with app.clinic(write=False) as clinic:
         what_if = as_of is not None
         as_of = as_of or clinic.today
+        if as_json:
+            # Written as the rows are read (memory flat in the clinic's size); a read-only transaction, so
+            # nothing shown can be undone by its end.
+            with streamed_due_items(clinic, as_of, days, what_if=what_if, clinician=clinician) as rows:
+                emit_json_rows(rows)
+            return
         rows = due_items(clinic, as_of, days, what_if=what_if, clinician=clinician)
-    if as_json:
-        emit_json(rows)
-    else:
-        whose = f" for {clinician}" if clinician else ""
-        worklist(rows, f"Due {as_of} to {as_of + dt.timedelta(days=days)}{whose}", "Nothing due.")
+    whose = f" for {clinician}" if clinician else ""
+    worklist(rows, f"Due {as_of} to {as_of + dt.timedelta(days=days)}{whose}", "Nothing due.")
 
 
 @click.command()
@@ -82,16 +85,16 @@ def due(app, as_of, days, clinician, as_json):
 @pass_app
 def overdue(app, as_of, as_json):
     """Baseline tests, lab draws and checkpoints past their due date, grouped by patient."""
-    from tracker.cli.render import emit_json, worklist
-    from tracker.services.listings import overdue_items
+    from tracker.cli.render import emit_json_rows, worklist
+    from tracker.services.listings import overdue_items, streamed_overdue_items
 
     with app.clinic(write=False) as clinic:
         as_of = as_of or clinic.today
+        if as_json:  # written as read, as `due --json`
+            emit_json_rows(streamed_overdue_items(clinic, as_of))
+            return
         rows = overdue_items(clinic, as_of)
-    if as_json:
-        emit_json(rows)
-    else:
-        worklist(rows, f"Overdue as of {as_of}", "Nothing overdue.")
+    worklist(rows, f"Overdue as of {as_of}", "Nothing overdue.")
 
 
 COMMANDS = [calendar, due, overdue]

@@ -34,10 +34,17 @@ def codes_of(library: ProtocolLibrary):
 
 def item_codes(rows: list[dict], library: ProtocolLibrary) -> list[dict]:
     """Worklist and calendar rows (services/worklists.py: item_values): codes of `tests` and `drugs`."""
+    for _ in coded_items(rows, library):
+        pass
+    return rows
+
+
+def coded_items(rows, library: ProtocolLibrary):
+    """`item_codes` one row at a time, as the rows come (a streamed listing's generator)."""
     codes = codes_of(library)
     for row in rows:
         row["codes"] = codes(row.get("tests") or (), row.get("drugs") or [row.get("drug")])
-    return rows
+        yield row
 
 
 def result_codes(rows: list[dict], library: ProtocolLibrary) -> list[dict]:

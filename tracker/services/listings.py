@@ -37,14 +37,31 @@ def due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = Fals
     """What is due from `as_of` for `days` (of one clinician's patients, when given; a name no patient has is
     refused). A what-if (`due --as-of`) reads plans rolled forward as far as it looks, inside a savepoint
     that is rolled back: the database is left as it was."""
+    with streamed_due_items(clinic, as_of, days, what_if=what_if, clinician=clinician) as rows:
+        return list(rows)
+
+
+@contextmanager
+def streamed_due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bool = False,
+                       clinician: str | None = None):
+    """`due_items` as an iterator of its rows, read from the database as the caller consumes them inside
+    the block (`due --json` writes each as it comes: its memory does not grow with the clinic). Refusals
+    (an unknown clinician) come as the block is entered, before any row; a what-if's savepoint is rolled
+    back as the block ends."""
+    from tracker.services.coded_rows import coded_items
     from tracker.services.patients import known_clinician
-    from tracker.services.worklists import due
+    from tracker.services.worklists import due_rows
 
     if clinician is not None:
         clinician = known_clinician(clinic.session, clinician)
     with rolled_back(clinic.session) if what_if else nullcontext():
-        refresh(clinic, as_of + dt.timedelta(days=days))
-        return item_codes(due(clinic.session, as_of, days, clinic.library.vocabulary, clinician), clinic.library)
+        if refresh(clinic, as_of + dt.timedelta(days=days)) and not what_if:
+            clinic.session.commit()  # plans rolled forward are kept before any row naming their items is shown
+        rows = due_rows(clinic.session, as_of, days, clinic.library.vocabulary, clinician)
+        try:
+            yield coded_items(rows, clinic.library)
+        finally:
+            rows.close()  # a reader that stopped early: its cursor closed before the savepoint is rolled back
 
 
 @contextmanager
@@ -58,9 +75,16 @@ def rolled_back(session):
 
 
 def overdue_items(clinic: Clinic, as_of: dt.date) -> list[dict]:
-    from tracker.services.worklists import overdue
+    return list(streamed_overdue_items(clinic, as_of))
 
-    return item_codes(overdue(clinic.session, as_of, clinic.library.vocabulary), clinic.library)
+
+def streamed_overdue_items(clinic: Clinic, as_of: dt.date):
+    """`overdue_items` as an iterator of its rows, read from the database as they are consumed (inside the
+    clinic's transaction)."""
+    from tracker.services.coded_rows import coded_items
+    from tracker.services.worklists import overdue_rows
+
+    return coded_items(overdue_rows(clinic.session, as_of, clinic.library.vocabulary), clinic.library)
 
 
 def review_alerts(clinic: Clinic, as_of: dt.date | None, include_all: bool = False, mrn: str | None = None,

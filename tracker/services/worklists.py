@@ -70,14 +70,29 @@ _KIND, _STATUS, _DUE = (ROW_COLUMNS.index(name) for name in _Facts._fields)
 def _rows(session, query, today: dt.date, accept=None, vocabulary: Vocabulary | None = None) -> list[dict]:
     """The rows of `query` (ROW_COLUMNS, then mrn and name) that `accept(item, today)` keeps (a core
     predicate, the final judge after the SQL window), each with the core's overdue flag."""
+    return list(_streamed_rows(session, query, today, accept, vocabulary))
+
+
+# Rows fetched from the cursor per batch by a streamed listing (PostgreSQL: a server-side cursor's FETCH).
+STREAM_BATCH = 1000
+
+
+def _streamed_rows(session, query, today: dt.date, accept=None, vocabulary: Vocabulary | None = None,
+                   batch: int | None = None):
+    """`_rows` as a generator. With `batch`, the cursor is read `batch` rows at a time, so a whole-clinic
+    listing holds one batch, not the clinic's list (PostgreSQL: a server-side cursor; SQLite reads its
+    cursor as it goes). Core rows, not the ORM's: the ORM would buffer them all and costs more per row."""
+    session.flush()  # as Session.execute would (autoflush): a what-if's rolled-forward plans must be seen
     width = len(ROW_COLUMNS)
-    out = []
-    for row in session.execute(query):
-        values = row[:width]
-        facts = _Facts(values[_KIND], values[_STATUS], values[_DUE])
-        if accept is None or accept(facts, today):
-            out.append(item_values(values, row[width], row[width + 1], is_overdue(facts, today), vocabulary))
-    return out
+    result = session.connection().execute(query, execution_options={"yield_per": batch} if batch else {})
+    try:
+        for row in result:
+            values = row[:width]
+            facts = _Facts(values[_KIND], values[_STATUS], values[_DUE])
+            if accept is None or accept(facts, today):
+                yield item_values(values, row[width], row[width + 1], is_overdue(facts, today), vocabulary)
+    finally:
+        result.close()
 
 
 def _base():
@@ -103,17 +118,29 @@ def due(session, today: dt.date, days: int, vocabulary: Vocabulary | None = None
         clinician: str | None = None) -> list[dict]:
     """Tasks due from `today` to `today + days` inclusive (`worklist.is_due`), by patient then date: the
     items the nightly digest with that lead time reminds of (of one clinician's patients, when given)."""
+    return list(due_rows(session, today, days, vocabulary, clinician))
+
+
+def due_rows(session, today: dt.date, days: int, vocabulary: Vocabulary | None = None,
+             clinician: str | None = None):
+    """`due` as a generator of its rows, read from the cursor as they are consumed."""
     query = _base().where(item_where(due_window(today, days)))
     if clinician is not None:
         query = query.where(Patient.clinician == clinician)
-    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today,
-                 lambda row, today: is_due(row, today, days), vocabulary)
+    return _streamed_rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today,
+                          lambda row, today: is_due(row, today, days), vocabulary, STREAM_BATCH)
 
 
 def overdue(session, today: dt.date, vocabulary: Vocabulary | None = None) -> list[dict]:
     """Tasks whose due date has passed (`worklist.is_overdue`), by patient then date."""
+    return list(overdue_rows(session, today, vocabulary))
+
+
+def overdue_rows(session, today: dt.date, vocabulary: Vocabulary | None = None):
+    """`overdue` as a generator of its rows, read from the cursor as they are consumed."""
     query = _base().where(item_where(overdue_window(today)))
-    return _rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today, is_overdue, vocabulary)
+    return _streamed_rows(session, query.order_by(Patient.mrn, Item.due, Item.id), today, is_overdue, vocabulary,
+                          STREAM_BATCH)
 
 
 def open_and_upcoming(session, patient_id: int, today: dt.date, upcoming: int,
