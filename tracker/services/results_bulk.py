@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from tracker.core.audit_chain import reusable_encoder
 from tracker.core.gates import baseline_result
 from tracker.core.panels import LAB_EARLY_DAYS
 from tracker.dates import utcnow
@@ -146,7 +147,7 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     changed: dict[int, OpenItem] = {}
     events = []
     empty = dict.fromkeys(LabResult.model_fields)
-    encode = json.JSONEncoder(sort_keys=True, default=audit.json_default).encode
+    encode = reusable_encoder(json.JSONEncoder(sort_keys=True, default=audit.json_default))  # (its .encode)
     created_at = now.isoformat()
     days: dict[dt.date, str] = {}  # the few days of a batch, as the encoder's default would write them
     within_of: dict[dt.date, dt.date] = {}  # a day taken -> the last due day a result of that day answers
