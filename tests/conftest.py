@@ -64,6 +64,7 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("USER", "tester")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # (pint's parsed definitions: tracker/units.py)
     # With no configured zone "today" is the machine's: pin it, so results do not depend on where tests run.
     import pendulum
 

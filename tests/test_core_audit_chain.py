@@ -76,3 +76,33 @@ def test_each_kind_of_tampering_names_the_first_bad_row():
     assert check_chain(relinked, head).problem.row_id == 4
 
     assert "head record is missing" in check_chain(rows, None).problem.reason
+
+
+def test_a_reusable_encoder_writes_what_its_json_encoder_writes():
+    """The batch encoder (json's C encoder made once: audit_chain.reusable_encoder) gives `encode`'s text for
+    the kinds of values audit rows hold: text with quotes, escapes and non-ASCII letters, ints, floats (-0.0,
+    large, NaN), None, booleans, nested lists and dicts, and values only `default` can write."""
+    import json
+
+    from tracker.core.audit_chain import _ENCODER, reusable_encoder
+
+    def default(value):
+        if isinstance(value, (dt.date, dt.datetime)):
+            return value.isoformat()
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    values = [
+        [AT.isoformat(), "ann", "result.add", "lab_result", 7, "Mø\"1\\\n\u200b", None, '{"id": 7, "x": "é"}'],
+        {"value_num": -0.0, "ref_high": 1e300, "reported_value": 0.1 + 0.2, "nan": float("nan"), "b": True,
+         "completed_items": [3, 1, 2], "z": {"nested": [None, "ü"]}, "taken_on": dt.date(2026, 5, 1),
+         "created_at": AT, "a": 12345678901234567890},
+        [],
+        {},
+    ]
+    encoders = [_ENCODER, json.JSONEncoder(sort_keys=True, default=default), json.JSONEncoder(default=default)]
+    for encoder in encoders:
+        encode = reusable_encoder(encoder)
+        for value in values:
+            if encoder is _ENCODER and isinstance(value, dict):
+                continue  # (the chain's encoder writes lists of plain values, never dates)
+            assert encode(value) == encoder.encode(value)

@@ -93,6 +93,42 @@ def test_a_value_already_in_the_wanted_unit_converts_as_pint_would_without_askin
         convert(1.0, "banana", "banana")
 
 
+def _factor_in(ureg, unit: str, target: str, molar_mass: float | None) -> float:
+    """How many `target` one `unit` is, asked of the registry `ureg` (as tracker/units.py: _factor asks)."""
+    from tracker.units import to_pint
+
+    source, wanted = ureg.Quantity(to_pint(unit)), ureg.Quantity(to_pint(target))
+    if molar_mass is None:
+        return source.to(wanted.units).magnitude / wanted.magnitude
+    with ureg.context("chemistry", mw=molar_mass * ureg.gram / ureg.mole):
+        return source.to(wanted.units).magnitude / wanted.magnitude
+
+
+def test_a_registry_from_pints_disk_cache_converts_as_one_parsed_from_the_files(tmp_path):
+    """The registry's definitions come from pint's disk cache after the first build (tracker/units.py:
+    _new_registry); a damaged cache file is not fatal. Every vocabulary unit converts to the same factor in
+    each."""
+    import pint
+
+    from tracker.units import _new_registry, _with_lab_units
+
+    parsed = _with_lab_units(_new_registry(pint, None))
+    _new_registry(pint, tmp_path)
+    assert list(tmp_path.glob("*.pickle"))  # the cache was written
+    cached = _with_lab_units(_new_registry(pint, tmp_path))
+    for cache_file in tmp_path.glob("*.pickle"):
+        cache_file.write_bytes(b"torn")  # as if another process were still writing it
+    from_damaged = _with_lab_units(_new_registry(pint, tmp_path))
+    assert not list(tmp_path.iterdir())  # emptied: the next registry writes the cache afresh
+    pairs = [(other, test.unit, test.molar_mass) for test in load_vocabulary().tests.values()
+             if test.is_numeric and test.scale is None for other in (test.unit, *test.also_reported_in)]
+    assert len(pairs) > 30
+    for unit, target, molar_mass in pairs:
+        expected = _factor_in(parsed, unit, target, molar_mass)
+        assert _factor_in(cached, unit, target, molar_mass) == expected, (unit, target)
+        assert _factor_in(from_damaged, unit, target, molar_mass) == expected, (unit, target)
+
+
 def test_help_does_not_load_pint():
     code = ("import sys\nfrom tracker.cli import main\nsys.argv = ['tracker', '--help']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\nprint('pint' in sys.modules, file=sys.stderr)")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from tracker.core.audit_chain import reusable_encoder
 from tracker.core.gates import baseline_result
 from tracker.core.panels import LAB_EARLY_DAYS
 from tracker.dates import utcnow
@@ -146,21 +147,27 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     changed: dict[int, OpenItem] = {}
     events = []
     empty = dict.fromkeys(LabResult.model_fields)
-    encode = json.JSONEncoder(sort_keys=True, default=audit.json_default).encode
+    encode = reusable_encoder(json.JSONEncoder(sort_keys=True, default=audit.json_default))  # (its .encode)
     created_at = now.isoformat()
     days: dict[dt.date, str] = {}  # the few days of a batch, as the encoder's default would write them
+    within_of: dict[dt.date, dt.date] = {}  # a day taken -> the last due day a result of that day answers
     for row, result_id, result in zip(rows, ids, values):
         done.ids[row.line] = result_id
         code, taken = row.checked.code, row.taken_on
-        within = taken + dt.timedelta(days=LAB_EARLY_DAYS)
-        open_items = [i for i in items.get(row.patient.id, ()) if i.status == "planned" and i.due <= within]
-        completed, done_labs, touched = items_answered(
-            open_items, code, taken, vocabulary,
-            lambda item, row=row, result_id=result_id: baseline_check(row.patient, item, result_id))
-        completed += done_labs + [a for lab in done_labs for a in absorbed.get(lab.id, ()) if a.status == "cancelled"]
-        mark_answered(result_id, code, taken, completed, touched, now)
-        changed.update((i.id, i) for i in [*touched, *completed])
-        done.completed += len(completed)
+        completed = []
+        planned = items.get(row.patient.id)
+        if planned:  # (most patients have no planned baseline or lab item due: nothing to answer)
+            within = within_of.get(taken) or within_of.setdefault(taken, taken + dt.timedelta(days=LAB_EARLY_DAYS))
+            open_items = [i for i in planned if i.status == "planned" and i.due <= within]
+            if open_items:
+                completed, done_labs, touched = items_answered(
+                    open_items, code, taken, vocabulary,
+                    lambda item, row=row, result_id=result_id: baseline_check(row.patient, item, result_id))
+                completed += done_labs + [a for lab in done_labs for a in absorbed.get(lab.id, ())
+                                          if a.status == "cancelled"]
+                mark_answered(result_id, code, taken, completed, touched, now)
+                changed.update((i.id, i) for i in [*touched, *completed])
+                done.completed += len(completed)
         events.append({"at": now, "user": clinic.user, "action": "result.add", "entity": "lab_result",
                        "entity_id": result_id, "mrn": row.patient.mrn, "before": None,
                        "after": encode({**empty, **result, "id": result_id, "created_at": created_at,
