@@ -59,6 +59,10 @@ def test_drugs_carry_atc_codes_and_the_unconfirmed_are_listed():
     # Phototherapy is a procedure: no ATC code exists, and the protocol says so instead of leaving a gap.
     assert [(p.id, p.missing_codes()) for p in library.protocols.values() if p.atc is None] == [("nbuvb", [])]
     assert library.get("azathioprine").rxnorm == "1256" and library.get("ciclosporin").rxnorm == "3008"
+    assert library.get("prednisolone").rxnorm == "8638"  # HL7's PDDI CDS IG value set
+    # No public page read so far states the other drugs' RxNorm ingredients or any drug's SNOMED CT concept.
+    assert sorted(p.id for p in library.protocols.values() if p.rxnorm) == ["azathioprine", "ciclosporin", "prednisolone"]
+    assert [p.id for p in library.protocols.values() if p.snomed] == []
 
 
 def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
