@@ -59,20 +59,29 @@ def test_drugs_carry_atc_codes_and_the_unconfirmed_are_listed():
     # Phototherapy is a procedure: no ATC code exists, and the protocol says so instead of leaving a gap.
     assert [(p.id, p.missing_codes()) for p in library.protocols.values() if p.atc is None] == [("nbuvb", [])]
     assert library.get("azathioprine").rxnorm == "1256" and library.get("ciclosporin").rxnorm == "3008"
+    assert library.get("prednisolone").rxnorm == "8638"  # HL7's PDDI CDS IG value set
+    # No public page read so far states the other drugs' RxNorm ingredients or any drug's SNOMED CT concept.
+    assert sorted(p.id for p in library.protocols.values() if p.rxnorm) == ["azathioprine", "ciclosporin", "prednisolone"]
+    assert [p.id for p in library.protocols.values() if p.snomed] == []
 
 
 def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
     """Each test has its LOINC code, a stated reason for none (a review staff record; cmp, a local
-    grouping), or is listed here: the molar variants, clearance, the pharmacogenetic and chest X-ray tests
-    that no public source read so far confirmed (never guessed)."""
+    grouping), or is listed here: the pharmacogenetic and chest X-ray tests, for which no public source read
+    so far gives a code for the concept tracker records (never guessed)."""
     vocabulary = load_vocabulary()
-    assert vocabulary.missing_codes() == [f"tests.{code}.loinc: missing" for code in
-                                          ("crcl", "urea", "urate", "ldl", "hdl", "tpmt", "nudt15", "cxr")]
+    assert vocabulary.missing_codes() == [f"tests.{code}.loinc: missing" for code in ("tpmt", "nudt15", "cxr")]
+    # The molar (SI) variants tracker stores, and Cockcroft-Gault clearance (mL/min).
+    assert {code: vocabulary.get(code).loinc for code in ("urea", "urate", "hdl", "ldl", "crcl")} == {
+        "urea": "22664-7", "urate": "14933-6", "hdl": "14646-4", "ldl": "22748-8", "crcl": "35591-7"}
     assert (vocabulary.get("cbc").loinc, vocabulary.get("lipids").loinc, vocabulary.get("bp").loinc) == (
         "57021-8", "24331-1", "85354-9")
     assert vocabulary.get("cmp").no_loinc.startswith("a local grouping")
     by_loinc = vocabulary.by_loinc()
     assert (by_loinc["5195-3"], by_loinc["71773-6"], by_loinc["56888-1"]) == ("hbv", "tb", "hiv")
+    # A calculated or direct molar LDL and the mass codes a laboratory may send all map to ldl.
+    assert {by_loinc[c] for c in ("22748-8", "39469-2", "69419-0", "13457-7", "18262-6")} == {"ldl"}
+    assert (by_loinc["3084-1"], by_loinc["2085-9"]) == ("urate", "hdl")
     assert "57021-8" not in by_loinc and vocabulary.panel_by_loinc()["57021-8"] == "cbc"
 
 
