@@ -139,7 +139,9 @@ def database_sizes(clinics: list[dict], pg: str, prefix: str,
     tables: dict[int, list[tuple[str, int]]] = {}
     for clinic in clinics:
         name = (names or {}).get(clinic["patients"], f"{prefix}_{clinic['patients']}")
-        url = base.set(database=name).render_as_string(hide_password=False)
+        # A whole URL names a database on another server (sizes measured on servers of their own).
+        url = (make_url(name).set(drivername="postgresql") if "://" in name else base.set(database=name)
+               ).render_as_string(hide_password=False)
         try:
             with psycopg.connect(url) as conn:
                 clinic["db_bytes"] = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -175,7 +177,8 @@ def main() -> int:
     parser.add_argument("--pg", metavar="URL", help="The PostgreSQL server run.py used: measure database sizes.")
     parser.add_argument("--pg-prefix", default="tracker_bench", help="run.py's --pg-prefix.")
     parser.add_argument("--pg-db", action="append", default=[], metavar="SIZE=NAME",
-                        help="The database of one size, if not PREFIX_SIZE (e.g. 1000000=tracker_rep_1000000).")
+                        help="The database of one size, if not PREFIX_SIZE (e.g. 1000000=tracker_rep_1000000), "
+                             "or its whole URL if it is on another server.")
     parser.add_argument("--markdown", metavar="FILE", help="Also write the tables to FILE.")
     args = parser.parse_args()
 
