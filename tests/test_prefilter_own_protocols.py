@@ -1,10 +1,13 @@
 """The whole-clinic prefilter judges a patient's latest results by the bounds of their own courses' protocols
 (tracker/db/charts.py: `_breaching_on_own_protocols`), not the union over the clinic: it must still admit every
-patient the core alerts on or books a threshold follow-up for (hypothesis, real SQLite, the real library)."""
+patient the core alerts on or books a threshold follow-up for (hypothesis, the real library; real SQLite, or with
+TRACKER_TEST_PG a real PostgreSQL database, whose queries have shapes of their own). Results are a day apart or two
+weeks apart (then some fall before the courses' start: baselines for the change-from-baseline rules)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,20 +45,38 @@ def _reading(test: str):
 
 
 readings = st.sampled_from(sorted(NUMERIC) + sorted(CATEGORICAL)).flatmap(_reading)
+_PG_ENGINE: list = []
+
+
+def _empty_database():
+    """SQLite in memory, or (TRACKER_TEST_PG) one migrated PostgreSQL database for the module, emptied."""
+    if not os.environ.get("TRACKER_TEST_PG"):
+        engine = create_engine("sqlite://")
+        SQLModel.metadata.create_all(engine)
+        return engine
+    if not _PG_ENGINE:
+        from tests.pg import fresh_database
+
+        _PG_ENGINE.append(create_engine(fresh_database()))
+    with _PG_ENGINE[0].begin() as conn:
+        for table in ("lab_result", "course", "patient"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    return _PG_ENGINE[0]
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(DRUGS), min_size=1, max_size=2, unique=True),
-       st.lists(readings, min_size=1, max_size=8), st.booleans())
-def test_prefilter_admits_every_patient_their_own_protocols_alert_on(drugs, values, other_patient):
+       st.lists(readings, min_size=1, max_size=8), st.booleans(), st.sampled_from([1, 14]))
+def test_prefilter_admits_every_patient_their_own_protocols_alert_on(drugs, values, other_patient, spacing):
     library = load_library()
-    rows = [Result(i + 1, test, num, text, None, TODAY - dt.timedelta(days=len(values) - i), ref_high)
+    rows = [Result(i + 1, test, num, text, None, TODAY - dt.timedelta(days=spacing * (len(values) - i)),
+                   ref_high)
             for i, (test, num, text, ref_high) in enumerate(values)]
-    engine = create_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
+    engine = _empty_database()
     with Session(engine) as session:
         session.add(tables.Patient(id=1, mrn="P1", name="P", dob=dt.date(1980, 1, 1), sex="f", childbearing="yes",
                                    created_at=STAMP, updated_at=STAMP))
+        session.flush()  # the patient before its courses (PostgreSQL checks the foreign key)
         for n, drug in enumerate(drugs, start=1):
             protocol = library.get(drug)
             session.add(tables.Course(id=n, patient_id=1, drug=drug, start_on=START, protocol_version=protocol.version,
@@ -63,6 +84,7 @@ def test_prefilter_admits_every_patient_their_own_protocols_alert_on(drugs, valu
         if other_patient:  # a patient on every other protocol: the clinic's union of bounds is wider than P1's
             session.add(tables.Patient(id=2, mrn="P2", name="Q", dob=dt.date(1980, 1, 1), created_at=STAMP,
                                        updated_at=STAMP))
+            session.flush()
             for n, drug in enumerate((d for d in DRUGS if d not in drugs), start=10):
                 protocol = library.get(drug)
                 session.add(tables.Course(id=n, patient_id=2, drug=drug, start_on=START,
