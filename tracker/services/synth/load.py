@@ -6,9 +6,7 @@ journal meanwhile); PostgreSQL gets them through binary COPY (one statement per 
 streamed, `tracker.db.bulk.copy_rows(binary=True)`) with the foreign keys and secondary indexes re-created
 after the load (`_defer_postgresql_checks`), its id sequences moved on and the loaded tables analysed once,
 at the end.
-Large clinics are built in a forked process while this one inserts; rows are built in SQLite's stored
-form on both engines (text dates, 0/1), so they cross between the processes by marshal, and on PostgreSQL
-this process turns those columns back into dates, timestamps and booleans.
+Large clinics are built in a forked process while this one inserts (SQLite's rows cross by marshal).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import Boolean, Date, DateTime, event, func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 
 from tracker.core.protocol import Protocol
 from tracker.db.bulk import copy_rows
@@ -38,7 +36,7 @@ from tracker.errors import ConflictError, InputError
 from tracker.services import audit
 from tracker.services.context import Clinic
 from tracker.services.synth.clinic import build_chunks
-from tracker.services.synth.params import CHUNK, DRUG_WEIGHTS, FIELDS, SPAN_DAYS, UTC, stamp
+from tracker.services.synth.params import CHUNK, DRUG_WEIGHTS, FIELDS, SPAN_DAYS, stamp
 
 TABLES = {"patient": Patient, "course": Course, "dose_change": DoseChange, "course_pause": CoursePause,
           "item": Item, "lab_result": LabResult, "assessment": Assessment}
@@ -60,33 +58,35 @@ class SynthSummary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _produce(library, today, seed, patients, chunk, send) -> None:
-    """Build every chunk in order with one random stream and hand each to `send`, marshalled: the rows
-    hold only str, int, float and None (stored form), which marshal writes and reads in about 60 % of
-    pickle's time (pickle memoises every tuple), about 4 s of the two processes' CPU at 100,000 patients."""
-    for item in build_chunks(library, today, seed, patients, chunk, True):
-        send(marshal.dumps(item))
+def _produce(library, today, seed, patients, chunk, sqlite_values, send) -> None:
+    """Build every chunk in order with one random stream and hand each to `send`. Stored-form rows (SQLite:
+    only str, int, float and None) go marshalled, which writes and reads them in about 60 % of pickle's
+    time (pickle memoises every tuple): about 4 s of the two processes' CPU at 100,000 patients. Rows of
+    Python values (dates, timestamps: PostgreSQL) go pickled; parsing stored forms back in the loading
+    process cost it four times what marshal saved (2.5 s per 10,000 patients)."""
+    for item in build_chunks(library, today, seed, patients, chunk, sqlite_values):
+        send(marshal.dumps(item) if sqlite_values else item)
     send(None)
 
 
-def _chunks(library, today, seed, patients, chunk, background: bool):
-    """Yield (patients done, rows) chunks, rows in stored form; with `background`, built in a forked
-    process meanwhile."""
+def _chunks(library, today, seed, patients, chunk, sqlite_values, background: bool):
+    """Yield (patients done, rows) chunks; with `background`, built in a forked process meanwhile."""
     if not background:
-        yield from build_chunks(library, today, seed, patients, chunk, True)
+        yield from build_chunks(library, today, seed, patients, chunk, sqlite_values)
         return
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     queue = ctx.Queue(maxsize=3)
-    worker = ctx.Process(target=_produce, args=(library, today, seed, patients, chunk, queue.put), daemon=True)
+    worker = ctx.Process(target=_produce, args=(library, today, seed, patients, chunk, sqlite_values, queue.put),
+                         daemon=True)
     worker.start()
     try:
         while True:
             item = queue.get()
             if item is None:
                 break
-            yield marshal.loads(item)
+            yield marshal.loads(item) if sqlite_values else item
         worker.join()
         if worker.exitcode:
             raise RuntimeError(f"synth: the row builder process failed (exit {worker.exitcode})")
@@ -94,55 +94,6 @@ def _chunks(library, today, seed, patients, chunk, background: bool):
         if worker.is_alive():
             worker.kill()
             worker.join()
-
-
-class _Parsed(dict):
-    """A column's stored values mapped to Python values, each parsed once (a clinic has a few thousand
-    distinct dates and timestamps among millions of values)."""
-
-    def __init__(self, parse):
-        super().__init__({None: None})
-        self.parse = parse
-
-    def __missing__(self, stored):
-        value = self[stored] = self.parse(stored)
-        return value
-
-
-def _stored_timestamp(stored: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(stored).replace(tzinfo=UTC)
-
-
-def _from_stored(name: str) -> list[tuple[int, _Parsed]]:
-    """(position, parser) of the columns of `FIELDS[name]` whose stored SQLite form is not the Python
-    value the other engines bind: dates and timestamps (ISO text) and booleans (0/1)."""
-    table = TABLES[name].__table__
-    parsers = []
-    for position, column in enumerate(FIELDS[name]):
-        type_ = table.c[column].type
-        type_ = getattr(type_, "impl", type_)  # UTCDateTime decorates DateTime
-        if isinstance(type_, DateTime):
-            parsers.append((position, _Parsed(_stored_timestamp)))
-        elif isinstance(type_, Date):
-            parsers.append((position, _Parsed(dt.date.fromisoformat)))
-        elif isinstance(type_, Boolean):
-            parsers.append((position, _Parsed(bool)))
-    return parsers
-
-
-def _python_values(rows: list[tuple], parsers: list[tuple[int, _Parsed]], suffix: tuple) -> list[list]:
-    """Rows in stored form as rows of Python values (the form Builder makes without `sqlite_values`),
-    each followed by `suffix`."""
-    out = []
-    append = out.append
-    for row in rows:
-        values = list(row)
-        for position, parsed in parsers:
-            values[position] = parsed[values[position]]
-        if suffix:
-            values.extend(suffix)
-        append(values)
-    return out
 
 def _insert_plan(conn, name: str) -> tuple[str | None, tuple, list[str]]:
     """(driver SQL for SQLite or None, constant values for the columns not built here, column names).
@@ -177,9 +128,8 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     """Fill an empty database with `patients` synthetic patients; refuses a database that has patients.
 
     SQLite: rows go to the driver's executemany in their stored form (the INSERT names the table's
-    columns, as Core's insert() would). PostgreSQL: binary COPY of the Python values (parsed from the
-    stored form, one COPY per table and chunk) into tables whose foreign keys and secondary indexes are
-    re-created after the load.
+    columns, as Core's insert() would). PostgreSQL: binary COPY of the Python values (one per table and
+    chunk) into tables whose foreign keys and secondary indexes are re-created after the load.
     Large clinics are built in a forked process while this one inserts (`background`, default for more
     than four chunks); the rows are the same either way.
     """
@@ -194,7 +144,6 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     if background is None:
         background = patients > 4 * chunk
     plans = {name: _insert_plan(conn, name) for name in FIELDS}
-    parsers = {} if sqlite_values else {name: _from_stored(name) for name in FIELDS}
     drugs = [d for d in DRUG_WEIGHTS if d in library.protocols] or sorted(library.protocols)
     _snapshots(conn, [library.protocols[d] for d in drugs], today)
     if sqlite_values:
@@ -204,15 +153,13 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
     else:
         deferred = []
     counts = {name: 0 for name in FIELDS}
-    for done, rows in _chunks(library, today, seed, patients, chunk, background):
+    for done, rows in _chunks(library, today, seed, patients, chunk, sqlite_values, background):
         for name in FIELDS:  # parents before children
             batch = rows[name]
             if not batch:
                 continue
             sql, suffix, columns = plans[name]
-            if not sqlite_values:
-                batch = _python_values(batch, parsers[name], suffix)
-            elif suffix:
+            if suffix:
                 batch = [row + suffix for row in batch]
             if sql is not None:
                 conn.exec_driver_sql(sql, batch)
