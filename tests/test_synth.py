@@ -319,3 +319,25 @@ def test_the_row_builder_caches_only_the_plans_that_repeat():
     assert builder.rows["dose_change"] and builder.rows["course_pause"]  # such courses were built
     assert builder.plans
     assert all(not facts.dose_changes and not facts.pauses for _, facts, _ in builder.plans)
+
+
+@pytest.mark.skipif(bool(os.environ.get("TRACKER_TEST_PG")), reason="SQLite's sync setting")
+def test_only_a_brand_new_file_loads_without_syncs(tmp_path, migrated_template):
+    """A file with just its schema is loaded with synchronous=OFF (its commit does not wait for the disk);
+    a file holding anything else (here a staff account) keeps synchronous=NORMAL, and so does every
+    connection after the load."""
+    from tracker.services.synth import bulk_load_journal
+
+    new = sqlite_copy(migrated_template, tmp_path / "new.db")
+    kept = sqlite_copy(migrated_template, tmp_path / "kept.db")
+    Tracker(kept)("user add nurse --role readonly --password-stdin", input="a long enough password\n")
+    for path, during in ((new, 0), (kept, 1)):
+        engine = make_engine(resolve_url(path))
+        with bulk_load_journal(engine):
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == during, path
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        engine.dispose()
