@@ -15,7 +15,9 @@ from sqlmodel import Session
 
 from tracker.db.engine import open_engine
 from tracker.db.tables import Patient
-from tracker.services.review_apply import ANALYZE_AFTER_RAISED, _insert_alerts
+from tracker.services.review_apply import _insert_alerts
+
+ANALYZE_AFTER_RAISED = 1000  # analyze_if_outdated: a change of 1,000 rows or more (and over half the table)
 
 pytestmark = pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="needs TRACKER_TEST_PG")
 

@@ -1,5 +1,5 @@
 """The reminder step ANALYZEs a table only when this run changed it by at least 1,000 rows and by more than half
-of what its statistics count (services/reminders.py `_analyze_if_outdated`, PostgreSQL; skipped without
+of what its statistics count (tracker/db/bulk.py `analyze_if_outdated`, PostgreSQL; skipped without
 TRACKER_TEST_PG): a cold night's alerts into an empty table are analyzed, a typical night's few percent are not."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from tracker.services.reminders import _analyze_if_outdated
+from tracker.db.bulk import analyze_if_outdated
 
 pytestmark = pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL only")
 
@@ -34,20 +34,20 @@ def test_only_a_table_changed_by_over_half_its_counted_rows_is_analyzed():
     try:
         with engine.begin() as conn:  # never analyzed: 1,500 new rows are analyzed
             _add_patients(conn, 1, 1500)
-            _analyze_if_outdated(conn, ("patient",))
+            analyze_if_outdated(conn, ("patient",))
             assert _counted(conn) == 1500
         with engine.begin() as conn:  # 1,200 more than the 1,500 counted: over half, analyzed
             _add_patients(conn, 1501, 1200)
-            _analyze_if_outdated(conn, ("patient",))
+            analyze_if_outdated(conn, ("patient",))
             assert _counted(conn) == 2700
         with engine.begin() as conn:  # 1,000 more than 2,700: under half, left to autovacuum
             _add_patients(conn, 2701, 1000)
-            _analyze_if_outdated(conn, ("patient",))
+            analyze_if_outdated(conn, ("patient",))
             assert _counted(conn) == 2700
         with engine.begin() as conn:  # under 1,000 rows: never, however small the table
             conn.exec_driver_sql("DELETE FROM patient")
         with engine.begin() as conn:
-            _analyze_if_outdated(conn, ("patient",))
+            analyze_if_outdated(conn, ("patient",))
             assert _counted(conn) == 2700
     finally:
         engine.dispose()

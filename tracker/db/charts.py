@@ -115,12 +115,12 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     Incremental pass (after a full pass with the same protocols): the changed patients (a result, an
     assessment, a course event) on every rule, and the others with an item in a review window on the dated
     rules: nothing but a change moves the change-driven ones."""
-    courses = live_course_versions(session)
     items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
         C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
     windowed = set(session.execute(items).scalars())
     if changed is not None:
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
+    courses = live_course_versions(session)  # the full pass only: a typical night never reads them
     ids = {c.patient_id for c in courses if c.gate_override}
     ids.update(breaching_patients(session, courses, protocol_of, vocabulary))
     ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())

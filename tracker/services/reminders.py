@@ -14,6 +14,7 @@ from tracker.core.panels import describe_missing, missing
 from tracker.core.review import BASELINE_OVERDUE_KEY
 from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
 from tracker.dates import utcnow
+from tracker.db.bulk import analyze_if_outdated
 from tracker.db.tables import (
     Alert,
     Item,
@@ -189,21 +190,6 @@ def _materialise(rows):
     return list(rows)
 
 
-def _analyze_if_outdated(conn, tables: tuple[str, ...]) -> None:
-    """PostgreSQL: ANALYZE those of `tables` that this transaction has changed by at least 1,000 rows and by
-    more than half the rows their statistics count (a cold night's alerts into an empty table). A typical night
-    adds a few percent, which moves no plan; its ANALYZE sampled 30,000 rows of an ever-growing reminder table
-    each night for nothing (autovacuum analyzes after the commit as usual). The view also holds the counts of
-    the backend's earlier transactions it has not yet reported (PostgreSQL 15 reports at most once a second):
-    at worst an ANALYZE more, as before, never one less."""
-    outdated = [name for name, changed, counted in conn.exec_driver_sql(
-        "SELECT c.relname, s.n_tup_ins + s.n_tup_upd + s.n_tup_del, c.reltuples FROM pg_class c "
-        "JOIN pg_stat_xact_user_tables s ON s.relid = c.oid WHERE c.oid = ANY(%s::regclass[])", (list(tables),))
-        if changed >= 1000 and changed > max(counted, 0) / 2]
-    if outdated:
-        conn.exec_driver_sql(f"ANALYZE {', '.join(outdated)}")
-
-
 def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int, label_style: str,
                    channels: list[str], vocabulary=None) -> dict:
     """Insert the reminders not emitted yet (set-based selects, bulk inserts) and a pending delivery per
@@ -217,12 +203,12 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
         # and `reminder` were empty then, though this transaction has just filled `alert`, and PostgreSQL
         # compared every overdue item with every row (2.4 s at 100,000 patients, over 6 minutes at
         # 1,000,000). ANALYZE in the transaction sees its own rows; it samples, so it stays cheap.
-        _analyze_if_outdated(conn, ("alert", "reminder"))
+        analyze_if_outdated(conn, ("alert", "reminder"))
     counts = {}
     for kind in ("overdue", "due"):
         patient_ids: dict = {}
         if postgresql and counts.get("overdue", 0) > 1000:  # the due query anti-joins those just written
-            _analyze_if_outdated(conn, ("reminder",))
+            analyze_if_outdated(conn, ("reminder",))
 
         def rows(kind=kind, patient_ids=patient_ids):
             for row in conn.execute(_item_query(kind, as_of, lead_days)):

@@ -19,13 +19,12 @@ from sqlalchemy import select
 from tracker.core.alerts import DERIVED_KINDS
 from tracker.core.review import Review
 from tracker.dates import utcnow
-from tracker.db.bulk import bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
+from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
 from tracker.db.charts import LIVE_ALERT, chunks
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
 from tracker.services.review_writes import AlertChanges, AuditRows, mark_judged
 
-ANALYZE_AFTER_RAISED = 1000  # new alerts in one pass that refresh the table's statistics (PostgreSQL)
 AUTO = "auto: "  # prefix of automatic resolutions: such an alert re-opens if its condition comes back
 A = Alert.__table__
 # Which kinds own which follow-ups and judged checkpoints (a caller may apply only some kinds).
@@ -291,12 +290,12 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
     # A condition another writer raised meanwhile is skipped by the database (one live alert per condition,
     # migration 0007), and gets no second `alert.raise`.
     inserted = bulk_insert_new(conn, A, rows, key="condition_key")
-    if conn.dialect.name == "postgresql" and len(inserted) >= ANALYZE_AFTER_RAISED:
+    if conn.dialect.name == "postgresql":
         # Later lookups of alerts in this transaction (the next review group's earlier alerts by condition
         # key) run a plan cached while the table was empty: a scan of every alert just raised per 500 keys
         # (cold nightly at 1,000,000 patients: ~10 s each, minutes in all). ANALYZE sees the transaction's own
-        # rows and invalidates those plans.
-        conn.exec_driver_sql("ANALYZE alert")
+        # rows and invalidates those plans; a typical night's few new alerts move no plan and analyze nothing.
+        analyze_if_outdated(conn, ("alert",))
     events, raised = [], []
     for alert_id, values in inserted:
         snapshot = {**empty, **values, "id": alert_id}
