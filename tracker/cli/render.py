@@ -37,26 +37,17 @@ def emit_json_rows(rows) -> None:
     write("[]\n" if separator == "[\n  " else "\n]\n")
 
 
-def _c_encode():
-    """The text `json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": ")).encode` gives, from
-    json's C encoder made once (`encode()` builds a new one on every call: most of a small value's cost)."""
-    from json.encoder import c_make_encoder, encode_basestring_ascii
-
-    if c_make_encoder is None:  # an interpreter without json's C accelerator
-        return json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": ")).encode
-    # (markers for the circular check, default, the string encoder ensure_ascii uses, indent, key separator,
-    # item separator, sort_keys, skipkeys, allow_nan): JSONEncoder.iterencode's own arguments for these options.
-    chunks = c_make_encoder({}, str, encode_basestring_ascii, None, ": ", ", ", True, False, True)
-    return lambda value: "".join(chunks(value, 0))
-
-
 def _encoded_rows(rows):
     """Each row's JSON text, exactly as encoding it whole gives. A row's `codes` object
     (services/coded_rows.py) is shared by every row with the same tests and drugs and is most of a worklist
     row's text, so it is encoded once per object and spliced in at its sorted place between the keys before
     and after it (at 100,000 patients `due --json` writes 6,000 rows of ~1.7 kB around a few dozen distinct
     codes)."""
-    encode = _c_encode()
+    from tracker.core.audit_chain import reusable_encoder
+
+    # json's C encoder made once (`JSONEncoder.encode` builds a new one on every call: most of a small
+    # value's cost); the text is `encode`'s with these options.
+    encode = reusable_encoder(json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": ")))
     encoded: dict[int, tuple[object, str]] = {}  # id -> (the object, kept so its id is not reused; its JSON)
     before_codes: dict[tuple, tuple] = {}  # a row's keys -> those sorting before "codes"
     for row in rows:
