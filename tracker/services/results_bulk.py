@@ -150,14 +150,13 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     encode = reusable_encoder(json.JSONEncoder(sort_keys=True, default=audit.json_default))  # (its .encode)
     created_at = now.isoformat()
     days: dict[dt.date, str] = {}  # the few days of a batch, as the encoder's default would write them
-    within_of: dict[dt.date, dt.date] = {}  # a day taken -> the last due day a result of that day answers
     for row, result_id, result in zip(rows, ids, values):
         done.ids[row.line] = result_id
         code, taken = row.checked.code, row.taken_on
         completed = []
         planned = items.get(row.patient.id)
         if planned:  # (most patients have no planned baseline or lab item due: nothing to answer)
-            within = within_of.get(taken) or within_of.setdefault(taken, taken + dt.timedelta(days=LAB_EARLY_DAYS))
+            within = taken + dt.timedelta(days=LAB_EARLY_DAYS)
             open_items = [i for i in planned if i.status == "planned" and i.due <= within]
             if open_items:
                 completed, done_labs, touched = items_answered(
