@@ -34,9 +34,7 @@ def codes_of(library: ProtocolLibrary):
 
 def item_codes(rows: list[dict], library: ProtocolLibrary) -> list[dict]:
     """Worklist and calendar rows (services/worklists.py: item_values): codes of `tests` and `drugs`."""
-    for _ in coded_items(rows, library):
-        pass
-    return rows
+    return list(coded_items(rows, library))
 
 
 def coded_items(rows, library: ProtocolLibrary):
