@@ -94,9 +94,13 @@ def copy_database(source: str, directory) -> str:
     from tests import pg
 
     base, name = source.rsplit("/", 1)
-    with pg._connect() as conn:  # a template must have no other sessions
+    # A template must have no other sessions. Only client sessions are ended here: an autovacuum
+    # worker on the template runs as a superuser that this role may not terminate, and CREATE
+    # DATABASE itself signals such workers to leave and waits for them.
+    with pg._connect() as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                     "WHERE datname = %s AND pid <> pg_backend_pid() "
+                     "AND backend_type = 'client backend'", (name,))
     return f"{base}/{pg._create(name)}"
 
 
