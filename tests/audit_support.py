@@ -13,7 +13,7 @@ def undo_0011(conn) -> None:
 
 
 def undo_0008_onwards(conn) -> None:
-    """What migrations 0008 to 0019 added, removed with plain SQL on a sqlite3 connection, so that a test
+    """What migrations 0008 to 0020 added, removed with plain SQL on a sqlite3 connection, so that a test
     can stamp the database as an earlier revision and let the upgrade add it all again (0015, 0017 and
     0019 create their indexes only where absent). A new migration's additions belong here, once."""
     conn.execute("ALTER TABLE alert DROP COLUMN cleared_on")  # 0008
@@ -26,3 +26,4 @@ def undo_0008_onwards(conn) -> None:
     conn.execute("ALTER TABLE patient DROP COLUMN clinician")
     conn.execute("DROP TABLE replaced_lab_source")  # 0016
     conn.execute("DROP TABLE lab_inbox_file")  # 0018
+    conn.execute("ALTER TABLE lab_result DROP COLUMN reported_at")  # 0020

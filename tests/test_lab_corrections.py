@@ -171,3 +171,119 @@ def test_migration_0016_carries_results_and_their_sources(tracker, db_url, tmp_p
     correction.write_text(oru(id="MSG00002", obx=[ALT_CORRECTED.format(alt="30")]))
     assert "1 corrected" in tracker(["result", "import", str(correction)]).stdout
     assert alt_results(tracker) == [(30, "2026-01-19")]
+
+
+# --- corrections that arrive out of order (migration 0020: lab_result.reported_at) --------------------------
+
+def sent_at(message: str, moment: str) -> str:
+    """The message with MSH-7 (when the laboratory sent it) set to `moment` (HL7 TS)."""
+    return message.replace("|20260119153000|", f"|{moment}|", 1)
+
+
+@freeze_time("2026-01-20")
+def test_an_older_correction_arriving_after_a_newer_one_is_not_applied(tracker, tmp_path):
+    methotrexate_patient(tracker)
+    first, newer, older = tmp_path / "oru1.hl7", tmp_path / "oru3.hl7", tmp_path / "oru2.hl7"
+    first.write_text(oru(alt="130"))
+    newer.write_text(sent_at(oru(id="MSG00003", obx=[ALT_CORRECTED.format(alt="33")]), "20260119170000"))
+    older.write_text(sent_at(oru(id="MSG00002", obx=[ALT_CORRECTED.format(alt="32")]), "20260119160000"))
+    tracker(["result", "import", str(first)])
+    assert "1 corrected" in tracker(["result", "import", str(newer)]).stdout
+    before = dump_database(tracker.db)
+
+    out = tracker(["result", "import", str(older)]).stdout
+
+    assert out.splitlines()[0] == (f"imported 0 results from {older} (hl7), 1 correction not applied "
+                                   f"(reported before the values on record)")
+    assert dump_database(tracker.db) == before  # nothing written, not even an audit row
+    # The same older message again: still not applied, still nothing written.
+    assert "1 correction not applied" in tracker(["result", "import", str(older)]).stdout
+    assert dump_database(tracker.db) == before
+    assert alt_results(tracker) == [(33, "2026-01-19")]  # the newer correction stays
+
+
+@freeze_time("2026-01-20")
+def test_two_corrections_of_one_result_in_one_file_out_of_order_keep_the_newer(tracker, tmp_path):
+    methotrexate_patient(tracker)
+    batch = tmp_path / "batch.hl7"
+    batch.write_text(oru(alt="130")
+                     + sent_at(oru(id="MSG00003", obx=[ALT_CORRECTED.format(alt="33")]), "20260119170000")
+                     + sent_at(oru(id="MSG00002", obx=[ALT_CORRECTED.format(alt="32")]), "20260119160000"))
+
+    out = tracker(["result", "import", str(batch)]).stdout
+
+    assert out.splitlines()[0] == (f"imported 8 results from {batch} (hl7), 1 corrected, 1 correction not applied "
+                                   f"(reported before the values on record)")
+    assert alt_results(tracker) == [(33, "2026-01-19")]
+    [audited] = tracker.json(["audit", "--action", "result.correct", "--json"])
+    assert (audited["before"]["value_num"], audited["after"]["value_num"]) == (130, 33)
+    assert audited["after"]["reported_at"] == "2026-01-19T17:00:00+00:00"
+
+
+@freeze_time("2026-01-20")
+def test_obr_22_orders_corrections_before_the_message_time(tracker, tmp_path):
+    # OBR-22 (results reported / status changed) is the report time; MSH-7 only stands in without it. The
+    # later message here carries the earlier report.
+    methotrexate_patient(tracker)
+    reported_16h = "OBR|1|ORD2|FIL2|24323-8^CMP^LN|||20260119083000" + "|" * 15 + "202601191600+0000"
+    first, newer, resent = tmp_path / "oru1.hl7", tmp_path / "oru2.hl7", tmp_path / "oru3.hl7"
+    first.write_text(oru(alt="130"))
+    newer.write_text(sent_at(oru(id="MSG00002", obx=[ALT_CORRECTED.format(alt="33")]), "20260119170000"))
+    resent.write_text(sent_at(oru(id="MSG00003", obx=[reported_16h, ALT_CORRECTED.format(alt="32")]),
+                              "20260119180000"))
+    tracker(["result", "import", str(first)])
+    tracker(["result", "import", str(newer)])
+
+    assert "1 correction not applied" in tracker(["result", "import", str(resent)]).stdout
+    assert alt_results(tracker) == [(33, "2026-01-19")]
+
+
+@freeze_time("2026-01-20")
+def test_an_amended_fhir_observation_issued_before_the_values_on_record_is_not_applied(tracker, tmp_path):
+    methotrexate_patient(tracker)
+
+    def bundle(status, value, issued):
+        document = fhir_bundle(status=status, value=value)
+        document["entry"][2]["resource"]["issued"] = issued
+        return json.dumps(document)
+
+    files = {name: tmp_path / f"{name}.json" for name in ("final", "second", "first")}
+    files["final"].write_text(bundle("final", 130, "2026-01-19T10:00:00+01:00"))
+    files["second"].write_text(bundle("amended", 35, "2026-01-19T14:00:00+01:00"))
+    files["first"].write_text(bundle("amended", 34, "2026-01-19T12:00:00Z"))  # 13:00 at +01:00: older
+    tracker(["result", "import", str(files["final"])])
+    assert "1 corrected" in tracker(["result", "import", str(files["second"])]).stdout
+    before = dump_database(tracker.db)
+
+    out = tracker(["result", "import", str(files["first"])]).stdout
+
+    assert "1 correction not applied (reported before the values on record)" in out
+    assert dump_database(tracker.db) == before
+    assert alt_results(tracker) == [(35, "2026-01-19")]
+
+
+def test_which_correction_is_superseded():
+    import datetime as dt
+
+    from tracker.core.lab_corrections import latest_report, superseded
+
+    noon, one = dt.datetime(2026, 1, 19, 12), dt.datetime(2026, 1, 19, 13)
+    assert superseded(noon, one) and not superseded(one, noon)
+    assert not superseded(noon, noon)  # a tie: the order of arrival decides
+    assert not superseded(None, one) and not superseded(noon, None)  # an unknown time never holds one back
+    assert latest_report(one, noon) == one and latest_report(None, noon) == noon
+
+
+def test_the_parser_reads_the_report_time():
+    import datetime as dt
+
+    from tracker.labs.hl7 import _hl7_timestamp, parse_hl7
+
+    [row] = parse_hl7(oru(obx=[f"OBX|1|NM|26464-8^WBC^LN||6.1|10*9/L|4.0-11.0|N|||F"]).encode())
+    utc = dt.timezone.utc
+    assert row.reported_at == dt.datetime(2026, 1, 19, 15, 30, tzinfo=utc)  # MSH-7, no offset: as written
+    obr = "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20260119083000" + "|" * 15 + "20260119160000.25+0100"
+    [row] = parse_hl7(oru(obx=[obr, "OBX|1|NM|26464-8^WBC^LN||6.1|10*9/L|4.0-11.0|N|||F"]).encode())
+    assert row.reported_at == dt.datetime(2026, 1, 19, 15, 0, 0, 250000, tzinfo=utc)  # OBR-22, in UTC
+    assert _hl7_timestamp("20260119") is None and _hl7_timestamp("2026011916") is None  # too coarse to order
+    assert _hl7_timestamp("20261319160000") is None and _hl7_timestamp("soon") is None

@@ -9,6 +9,11 @@ A laboratory corrects a result it sent in two ways:
   tracker cannot tell which one is meant, and refuses the correction.
 - FHIR: the same Observation (same id, so the same source id) sent again as `amended` or `corrected`. It
   replaces the result carrying that source id; sent again unchanged, it is on record and changes nothing.
+
+Corrections may arrive out of order (a second correction before the first). Each result keeps the time the
+laboratory reported its values (`reported_at`: HL7 OBR-22 or MSH-7, FHIR issued or meta.lastUpdated), and a
+correction reported before the values it would replace is not applied (`superseded`): the newer values stay.
+Where either time is unknown, corrections are applied in the order they arrive.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class Candidate:
     taken_on: dt.date
     result_id: int | None = None
     row: int | None = None
+    reported_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,19 @@ def hl7_corrected(source_id: str, test: str, taken_on: dt.date, candidates: Iter
     if len(fits) == 1:
         return Target(fits[0])
     return Target(None, fits if len(fits) > 1 else ())
+
+
+def superseded(reported_at: dt.datetime | None, on_record: dt.datetime | None) -> bool:
+    """Whether a correction reported at `reported_at` is older than the values on record (reported at
+    `on_record`), and so must not replace them. Only when both times are known: a tie, or a time the
+    laboratory did not give, leaves the order of arrival to decide (the later one applies)."""
+    return reported_at is not None and on_record is not None and reported_at < on_record
+
+
+def latest_report(reported_at: dt.datetime | None, on_record: dt.datetime | None) -> dt.datetime | None:
+    """The report time a result carries once a correction reported at `reported_at` replaced values reported
+    at `on_record`: the correction's, or the one on record when the correction gave none."""
+    return reported_at if reported_at is not None else on_record
 
 
 def same_values(stored: dict, checked: dict) -> bool:

@@ -224,6 +224,9 @@ class LabResult(SQLModel, table=True):
     # Where an imported result was read (`hl7:<facility>|<MSH-10>|<OBX-1>`, `fhir:<Observation id>`); None for
     # results typed or read from CSV (migration 0010).
     source_id: str | None = Field(default=None, max_length=200)
+    # When the laboratory reported these values (HL7 OBR-22 or MSH-7, FHIR issued or meta.lastUpdated; UTC,
+    # as written where the lab gave no offset): a correction reported earlier is not applied (migration 0020).
+    reported_at: dt.datetime | None = None
 
 
 class ReplacedLabSource(SQLModel, table=True):

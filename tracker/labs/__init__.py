@@ -4,6 +4,7 @@ DiagnosticReport bundles (fhir_in.py), and HL7 over MLLP (mllp.py). Each parser 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -26,6 +27,9 @@ class LabRow:
     ref_high: str | None = None
     problem: str | None = None  # a result the parser already refuses (e.g. a preliminary one), with why
     corrects: bool = False  # a correction of a result sent before (HL7 OBX-11 C; FHIR amended, corrected)
+    # When the laboratory reported it (HL7 OBR-22 or MSH-7; FHIR issued or meta.lastUpdated), in UTC (as written
+    # where the laboratory gave no offset): orders corrections of one result (tracker/core/lab_corrections.py).
+    reported_at: dt.datetime | None = None
 
     @property
     def code_text(self) -> str:

@@ -144,7 +144,20 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
         high = _number(first.high.value) if first.high is not None and first.high.value is not None else None
     return LabRow(where=where, source_id=source_id, mrn=mrn, codes=codes, value=value, unit=unit,
                   taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
-                  corrects=observation.status in CORRECTION_STATUSES)
+                  corrects=observation.status in CORRECTION_STATUSES, reported_at=_reported_at(observation, report))
+
+
+def _reported_at(observation, report) -> dt.datetime | None:
+    """When this version of the Observation was made available (its `issued`, else its report's, else
+    `meta.lastUpdated`), in UTC: orders an amended Observation against the values on record. An instant
+    without an offset is taken as UTC (FHIR requires one)."""
+    for moment in (observation.issued, report.issued if report is not None else None,
+                   observation.meta.lastUpdated if observation.meta is not None else None):
+        if isinstance(moment, dt.datetime):
+            if moment.tzinfo is None:
+                return moment.replace(tzinfo=dt.timezone.utc)
+            return moment.astimezone(dt.timezone.utc)
+    return None
 
 
 def _value(observation) -> tuple[str, str | None, str | None]:

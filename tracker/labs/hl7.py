@@ -12,6 +12,7 @@ Text is UTF-8 unless MSH-18 names ISO 8859-1; anything else is refused, naming t
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 
@@ -109,6 +110,8 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
 
     mrn: str | None = None
     collected = ""
+    sent_at = _hl7_timestamp(fields[6].split(encoding_chars[0])[0]) if len(fields) > 6 else None  # MSH-7
+    reported_at = sent_at
     rows: list[LabRow] = []
     obx_count = 0
     seen_pid = False
@@ -126,12 +129,15 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
         elif kind == "OBR":
             obr = text.split("|")
             collected = obr[7].split(components)[0] if len(obr) > 7 else ""
+            # OBR-22, when the results were reported or their status last changed: what orders two
+            # corrections of one result (tracker/core/lab_corrections.py); the message's time without it.
+            reported_at = (_hl7_timestamp(obr[22].split(components)[0]) if len(obr) > 22 else None) or sent_at
         elif kind == "OBX":
             obx_count += 1
             if mrn is None:
                 raise MessageError(control_id, label, "a result before the patient (PID)")
             rows.append(_obx_row(text.split("|"), components, unescape, control_id, facility, obx_count, mrn,
-                                 collected))
+                                 collected, reported_at))
     if not seen_pid:
         raise MessageError(control_id, "PID[1]", "missing: the message names no patient")
     if not rows:
@@ -187,7 +193,7 @@ def _unescaper(escape: str, table: dict[str, str]):
 
 
 def _obx_row(fields: list[str], components: str, unescape, control_id: str, facility: str, ordinal: int, mrn: str,
-             collected: str) -> LabRow:
+             collected: str, reported_at: dt.datetime | None = None) -> LabRow:
     def field(n: int) -> str:
         return fields[n] if len(fields) > n else ""
 
@@ -223,7 +229,7 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     taken = field(14).strip() or collected.strip()
     return LabRow(where=where, source_id=f"hl7:{facility}|{control_id}|{set_id}", mrn=mrn, codes=tuple(codes),
                   value=value, unit=unit, taken_on=_hl7_date(taken), ref_low=low, ref_high=high, problem=problem,
-                  corrects=status == "C")
+                  corrects=status == "C", reported_at=reported_at)
 
 
 def _reference_range(text: str) -> tuple[str | None, str | None]:
@@ -238,6 +244,29 @@ def _reference_range(text: str) -> tuple[str | None, str | None]:
     if match:
         return match.group(1), None
     return None, None
+
+
+_TS = re.compile(r"(\d{4})(\d{2})(\d{2})(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?")
+
+
+def _hl7_timestamp(text: str) -> dt.datetime | None:
+    """An HL7 TS/DTM to the minute or finer (`202401051230`, `20240105123000.5+0100`) as a UTC datetime
+    (one without an offset is taken as written: a laboratory writes its times one way); None for anything
+    else (a report time only orders corrections: one the laboratory left out or wrote otherwise leaves them
+    in the order received)."""
+    match = _TS.fullmatch(text.strip())
+    if not match or match.group(5) is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        moment = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
+                             int((fraction or "0").ljust(6, "0")), tzinfo=dt.timezone.utc)
+        if offset:
+            sign = -1 if offset[0] == "-" else 1
+            moment -= sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
+    except (ValueError, OverflowError):
+        return None
+    return moment
 
 
 def _hl7_date(text: str) -> str:

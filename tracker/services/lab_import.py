@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from tracker.core.durations import parse_date
 from tracker.core.inputs import finite_number
-from tracker.core.lab_corrections import Candidate, hl7_corrected, same_values
+from tracker.core.lab_corrections import Candidate, hl7_corrected, latest_report, same_values, superseded
 from tracker.db.tables import LabResult, ReplacedLabSource
 from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
@@ -42,13 +42,16 @@ class LabImportReport:
     already: int = 0  # results of this file already on record (a re-import)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     corrected: int = 0  # results on record whose values a correction of this file replaced
+    superseded: int = 0  # corrections reported before the values on record: not applied (lab_corrections)
     evaluations: list = field(default_factory=list)  # EvaluationSummary per batch evaluated (services.alerts)
 
     def counts(self) -> str:
         """What else happened to the file's results, for the line that reports an import."""
         corrected = f", {self.corrected} corrected" if self.corrected else ""
+        older = (f", {self.superseded} correction{'s' if self.superseded > 1 else ''} not applied (reported "
+                 f"before the values on record)") if self.superseded else ""
         already = f" ({self.already} already on record)" if self.already else ""
-        return corrected + already
+        return corrected + older + already
 
     @property
     def evaluation(self):
@@ -118,6 +121,7 @@ class _Stored:
     test: str
     taken_on: dt.date
     values: dict
+    reported_at: dt.datetime | None = None
 
 
 _REPLACED = object()  # a source id whose values a later correction replaced (replaced_lab_source)
@@ -132,10 +136,11 @@ def _on_record(session, source_ids: list[str]) -> dict[str, object]:
     wanted = sorted(set(source_ids))
     for start in range(0, len(wanted), IN_CHUNK):
         chunk = wanted[start:start + IN_CHUNK]
-        query = select(R.c.source_id, R.c.id, R.c.patient_id, R.c.test, R.c.taken_on,
+        query = select(R.c.source_id, R.c.id, R.c.patient_id, R.c.test, R.c.taken_on, R.c.reported_at,
                        *(R.c[name] for name in CORRECTED_FIELDS)).where(R.c.source_id.in_(chunk))
-        for source_id, result_id, patient_id, test, taken_on, *values in session.execute(query):
-            found[source_id] = _Stored(result_id, patient_id, test, taken_on, dict(zip(CORRECTED_FIELDS, values)))
+        for source_id, result_id, patient_id, test, taken_on, reported_at, *values in session.execute(query):
+            found[source_id] = _Stored(result_id, patient_id, test, taken_on, dict(zip(CORRECTED_FIELDS, values)),
+                                       reported_at)
         found.update((source_id, _REPLACED) for source_id in
                      session.execute(select(X.c.source_id).where(X.c.source_id.in_(chunk))).scalars())
     return found
@@ -144,10 +149,10 @@ def _on_record(session, source_ids: list[str]) -> dict[str, object]:
 def _hl7_candidates(session, patient_id: int, test: str, taken_on: dt.date) -> list[Candidate]:
     """The patient's results of `test` taken on `taken_on` that came from HL7: what a correction may replace."""
     R = LabResult.__table__
-    query = select(R.c.id, R.c.source_id).where(R.c.patient_id == patient_id, R.c.test == test,
-                                                R.c.taken_on == taken_on, R.c.source_id.like("hl7:%"))
-    return [Candidate(source_id, test, taken_on, result_id=result_id)
-            for result_id, source_id in session.execute(query)]
+    query = select(R.c.id, R.c.source_id, R.c.reported_at).where(
+        R.c.patient_id == patient_id, R.c.test == test, R.c.taken_on == taken_on, R.c.source_id.like("hl7:%"))
+    return [Candidate(source_id, test, taken_on, result_id=result_id, reported_at=reported_at)
+            for result_id, source_id, reported_at in session.execute(query)]
 
 
 def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *, skip_bad: bool) -> LabImportReport:
@@ -168,7 +173,21 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     good: list[ResultToRecord] = []
     corrections: list[Correction] = []
     in_file: dict[tuple, list[Candidate]] = {}  # (patient id, test, day) -> this file's HL7 results so far
+    # The report time of the values each corrected result holds once this file's corrections so far apply
+    # (keyed ("result", id) or ("row", n)): two corrections of one result in one file are ordered too.
+    reported: dict[tuple, dt.datetime | None] = {}
     report = LabImportReport(kind)
+
+    def outdated(key: tuple, on_record: dt.datetime | None, row: LabRow) -> bool:
+        """Whether the correction `row` of the result `key` is older than the values it would replace (then
+        it is counted and left out); else the result's report time becomes the correction's."""
+        current = reported.get(key, on_record)
+        if superseded(row.reported_at, current):
+            report.superseded += 1
+            return True
+        reported[key] = latest_report(row.reported_at, current)
+        return False
+
     for number, row in enumerate(rows):
         stored = on_record.get(row.source_id)
         if stored is not None and not (row.corrects and isinstance(stored, _Stored)):
@@ -190,13 +209,14 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
             checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit)
-            result = ResultToRecord(number, patient, checked, taken_on, row.source_id)
+            result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at)
             if isinstance(stored, _Stored):  # the same Observation again, amended or corrected
                 correction = _amending(stored, result, vocabulary)
                 if correction is None:
                     report.already += 1
                     continue
-                corrections.append(correction)
+                if not outdated(("result", stored.id), stored.reported_at, row):
+                    corrections.append(correction)
                 continue
             key = (patient.id, checked.code, taken_on)
             if row.corrects:
@@ -209,11 +229,15 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
                                      f"corrects a {checked.code} result of {taken_on}, but {len(target.ambiguous)} "
                                      f"from this laboratory match ({which}): cannot tell which one; nothing replaced")
                 if target.candidate is not None:
-                    corrections.append(Correction(result, target.candidate.result_id, target.candidate.row))
+                    found = target.candidate
+                    replaced = ("result", found.result_id) if found.result_id is not None else ("row", found.row)
+                    if not outdated(replaced, found.reported_at, row):
+                        corrections.append(Correction(result, found.result_id, found.row))
                     continue
             good.append(result)
             if row.source_id.startswith("hl7:"):
-                in_file.setdefault(key, []).append(Candidate(row.source_id, checked.code, taken_on, row=number))
+                in_file.setdefault(key, []).append(Candidate(row.source_id, checked.code, taken_on, row=number,
+                                                             reported_at=row.reported_at))
         except TrackerError as exc:
             report.rejected.append((row.where, str(exc)))
             continue
@@ -227,6 +251,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     if report.imported or report.corrected or report.rejected:
         audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
                      {"file": name, "format": kind, "imported": len(report.imported), "corrected": report.corrected,
+                      "superseded": report.superseded,
                       "already": report.already, "rejected": len(report.rejected)})
     return report
 

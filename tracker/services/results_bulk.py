@@ -54,6 +54,7 @@ class ResultToRecord:
     checked: CheckedResult
     taken_on: dt.date
     source_id: str | None = None  # the HL7 message result or FHIR Observation it came from (lab_result.source_id)
+    reported_at: dt.datetime | None = None  # when the laboratory reported it (lab_result.reported_at)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def replace_results(clinic: Clinic, corrections: list[Correction], done: BulkRec
     carried is kept in replaced_lab_source, so its first message stays on record), audited as
     `result.correct` with before and after; then the patients are evaluated again, as after a new result.
     The result still answers the items it answered (same test, same day)."""
+    from tracker.core.lab_corrections import latest_report
     from tracker.db.tables import ReplacedLabSource
     from tracker.services.alerts import evaluate_clinic
 
@@ -213,6 +215,7 @@ def replace_results(clinic: Clinic, corrections: list[Correction], done: BulkRec
         before = audit.snapshot(result)
         for name, value in corrected_values(row, vocabulary).items():
             setattr(result, name, value)
+        result.reported_at = latest_report(row.reported_at, result.reported_at)
         if row.source_id != result.source_id:
             if result.source_id is not None:
                 session.add(ReplacedLabSource(source_id=result.source_id, result_id=result.id, replaced_at=now))
@@ -245,7 +248,7 @@ def _result_values(row: ResultToRecord, vocabulary, now: dt.datetime) -> dict:
             "value_text": checked.value_text, "unit": checked.unit or vocabulary.get(checked.code).unit,
             "reported_value": checked.reported_value, "reported_unit": checked.reported_unit,
             "taken_on": row.taken_on, "ref_low": checked.ref_low, "ref_high": checked.ref_high, "created_at": now,
-            "source_id": row.source_id}
+            "source_id": row.source_id, "reported_at": row.reported_at}
 
 
 def _in_chunks(ids):
