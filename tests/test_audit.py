@@ -420,3 +420,37 @@ def test_audit_of_a_patient_follows_an_mrn_correction(tracker):
         rows = audit_json(tracker, "--patient", mrn, "--action", "patient.*", "--action", "therapy.*")
         assert [r["action"] for r in rows] == expected, mrn
     assert [r["action"] for r in audit_json(tracker, "--patient", "Q1", "--action", "patient.*")] == ["patient.add"]
+
+
+def test_an_mrn_given_up_and_reused_keeps_each_patients_audit_apart(tracker):
+    # P9 becomes P90; a new patient then registers as P9. Each audit shows its own patient's events only:
+    # P9's audit is the new patient's (not the events the first one had under P9), P90's is the first one's,
+    # from before its change too.
+    with freeze_time("2026-03-01 09:00:00"):
+        tracker("patient add P9 --name 'Cy Dee' --dob 1980-01-01")
+        tracker("therapy start P9 dupilumab --on 2026-03-01")
+    with freeze_time("2026-03-02 09:00:00"):
+        tracker("patient update P9 --new-mrn P90")
+        tracker("patient add P9 --name 'Ann Other' --dob 1990-02-02")
+        tracker("therapy start P9 methotrexate --on 2026-03-02")
+    actions = ("--action", "patient.*", "--action", "therapy.*")
+    first = audit_json(tracker, "--patient", "P90", *actions)
+    second = audit_json(tracker, "--patient", "P9", *actions)
+    assert [r["action"] for r in first] == ["patient.update", "therapy.start", "patient.add"]
+    assert "dupilumab" in json.dumps(first) and "methotrexate" not in json.dumps(first)
+    assert [r["action"] for r in second] == ["therapy.start", "patient.add"]
+    assert "methotrexate" in json.dumps(second) and "dupilumab" not in json.dumps(second)
+    assert {r["id"] for r in first}.isdisjoint({r["id"] for r in second})
+
+
+def test_which_events_are_a_patients_by_mrn_and_time():
+    from tracker.services.audit import MrnSpan, Rename, holder_of, mrn_spans
+
+    # Patient 1: A -> B at event 10, B -> C at event 20. Patient 2 registered as A afterwards.
+    renames = [Rename(10, 1, "A", "B"), Rename(20, 1, "B", "C")]
+    assert mrn_spans(1, "C", renames) == [MrnSpan("A", None, 10), MrnSpan("B", 9, 20), MrnSpan("C", 19, None)]
+    assert mrn_spans(2, "A", renames) == [MrnSpan("A", 10, None)]  # only after patient 1 gave A up
+    assert mrn_spans(3, "Z", renames) == [MrnSpan("Z", None, None)]
+    assert holder_of("A", 2, renames) == 2  # who has it now
+    assert holder_of("B", None, renames) == 1  # else who had it last
+    assert holder_of("Q", None, renames) is None

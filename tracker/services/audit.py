@@ -218,21 +218,105 @@ def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
 
 
-def mrns_of_patient(session, mrn: str) -> set[str]:
-    """Every MRN the patient known by `mrn` (now, or before a change) has had: events are recorded under the
-    MRN of their day, and an audit of one patient must not lose what happened before an MRN correction."""
-    renames = []  # (patient id, MRN before, MRN after) of every MRN change on record
-    for entity_id, before, after in session.execute(
-            select(AuditEvent.entity_id, AuditEvent.before, AuditEvent.after)
-            .where(AuditEvent.action == "patient.update", AuditEvent.entity == "patient")):
+@dataclass(frozen=True)
+class Rename:
+    """An MRN change on record: audit event `event_id` moved patient `patient_id` from MRN `old` to `new`."""
+
+    event_id: int
+    patient_id: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class MrnSpan:
+    """The audit events of one patient under one MRN: those recorded under `mrn` with an id above `after`
+    (None: from the start) and at most `until` (None: to now). The rename event itself is in both spans."""
+
+    mrn: str
+    after: int | None = None
+    until: int | None = None
+
+
+def renames_on_record(session) -> list[Rename]:
+    """Every MRN change on record (`patient.update` events whose before and after MRNs differ), oldest first."""
+    renames = []
+    for event_id, entity_id, before, after in session.execute(
+            select(AuditEvent.id, AuditEvent.entity_id, AuditEvent.before, AuditEvent.after)
+            .where(AuditEvent.action == "patient.update", AuditEvent.entity == "patient")
+            .order_by(AuditEvent.id)):
         before, after = _json(before), _json(after)
         if not (isinstance(before, dict) and isinstance(after, dict)):
             continue
         old, new = before.get("mrn"), after.get("mrn")
-        if old and new and old != new:
-            renames.append((entity_id, old, new))
-    patients = {pid for pid, old, new in renames if mrn in (old, new)}
-    return {mrn} | {m for pid, old, new in renames if pid in patients for m in (old, new)}
+        if old and new and old != new and entity_id is not None:
+            renames.append(Rename(event_id, entity_id, old, new))
+    return renames
+
+
+def holder_of(mrn: str, current_holder: int | None, renames: list[Rename]) -> int | None:
+    """The patient an audit by `mrn` is about: the one who has it now, else the last one who had it."""
+    if current_holder is not None:
+        return current_holder
+    left = [r.patient_id for r in renames if r.old == mrn]
+    return left[-1] if left else None
+
+
+def mrn_spans(patient_id: int, mrn_now: str, renames: list[Rename]) -> list[MrnSpan]:
+    """Which audit events are the patient's, by the MRN they were recorded under and when: events are stored
+    under the MRN of their day, and an MRN a patient gave up may since belong to another patient, whose
+    events must not show in this one's audit (nor this one's in theirs). Plain data (tests/test_audit.py)."""
+    own = [r for r in renames if r.patient_id == patient_id]
+    spans = []
+    first = own[0].old if own else mrn_now
+    # Before its first change the patient held `first` since another patient last gave it up, if one did.
+    ends = own[0].event_id if own else None
+    given_up = [r.event_id for r in renames if r.old == first and r.patient_id != patient_id
+                and (ends is None or r.event_id < ends)]
+    spans.append(MrnSpan(first, max(given_up) if given_up else None, ends))
+    for number, rename in enumerate(own):
+        until = own[number + 1].event_id if number + 1 < len(own) else None
+        spans.append(MrnSpan(rename.new, rename.event_id - 1, until))
+    return spans
+
+
+def mrns_of_patient(session, mrn: str) -> set[str]:
+    """Every MRN the patient known by `mrn` (now, or before a change) has had."""
+    from tracker.db.tables import Patient
+
+    renames = renames_on_record(session)
+    holder = holder_of(mrn, session.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar(), renames)
+    if holder is None:
+        return {mrn}
+    return {span.mrn for span in _spans_of(session, holder, renames)}
+
+
+def _spans_of(session, patient_id: int, renames: list[Rename]) -> list[MrnSpan]:
+    from tracker.db.tables import Patient
+
+    mrn_now = session.execute(select(Patient.mrn).where(Patient.id == patient_id)).scalar()
+    own = [r for r in renames if r.patient_id == patient_id]
+    if mrn_now is None:  # the patient is gone: its last MRN on record
+        mrn_now = own[-1].new if own else None
+    return mrn_spans(patient_id, mrn_now, renames) if mrn_now is not None else []
+
+
+def _patient_events(session, mrn: str):
+    """The condition on audit events that are the patient's known by `mrn` (mrn_spans); by the MRN alone
+    when no patient is known by it."""
+    from sqlalchemy import and_, or_
+
+    from tracker.db.tables import Patient
+
+    renames = renames_on_record(session)
+    holder = holder_of(mrn, session.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar(), renames)
+    spans = _spans_of(session, holder, renames) if holder is not None else []
+    if not spans:
+        return AuditEvent.mrn == mrn
+    return or_(*(and_(AuditEvent.mrn == span.mrn,
+                      *([AuditEvent.id > span.after] if span.after is not None else []),
+                      *([AuditEvent.id <= span.until] if span.until is not None else []))
+                 for span in spans))
 
 
 def list_events(session, query: AuditQuery) -> tuple[list[dict], bool]:
@@ -241,7 +325,7 @@ def list_events(session, query: AuditQuery) -> tuple[list[dict], bool]:
 
     statement = select(AuditEvent)
     if query.mrn is not None:
-        mine = AuditEvent.mrn.in_(sorted(mrns_of_patient(session, query.mrn)))
+        mine = _patient_events(session, query.mrn)
         if query.include_clinic_reads:
             mine = or_(mine, and_(AuditEvent.action.startswith("access."), AuditEvent.entity == "clinic"))
         statement = statement.where(mine)
