@@ -23,7 +23,7 @@ from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, b
 from tracker.db.charts import LIVE_ALERT, chunks
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
-from tracker.services.review_writes import AlertChanges, AuditRows, mark_judged
+from tracker.services.review_writes import AlertChanges, AuditRows, mark_judged, resolved_values
 
 AUTO = "auto: "  # prefix of automatic resolutions: such an alert re-opens if its condition comes back
 A = Alert.__table__
@@ -311,6 +311,8 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
 
 def resolve_alert(session, row: Alert, on: dt.date, reason: str, user: str, mrn: str | None) -> None:
     before = audit.snapshot(row)
-    row.status, row.resolved_on, row.resolution, row.updated_at = "resolved", on, reason, utcnow()
+    for name, value in resolved_values(on, reason).items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
     session.add(row)
     audit.record(session, user, "alert.resolve", "alert", row.id, mrn, before, audit.snapshot(row))

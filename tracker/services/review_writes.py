@@ -101,6 +101,12 @@ def mark_judged(session, judged: list, audit_rows: AuditRows, mrns: dict, outcom
 # --- alerts changed --------------------------------------------------------------------------------------
 
 
+def resolved_values(on: dt.date, reason: str) -> dict:
+    """What resolving an alert sets, by the nightly review (AlertChanges.resolve) or a person
+    (review_apply.resolve_alert): one definition for both."""
+    return {"status": "resolved", "resolved_on": on, "resolution": reason}
+
+
 class AlertChanges:
     """Changes to live alerts, audited as they are made and written back together (`write`)."""
 
@@ -124,8 +130,8 @@ class AlertChanges:
         return WrittenAlert(**row)
 
     def resolve(self, row: dict, on: dt.date, reason: str, mrn: str | None) -> WrittenAlert:
-        """As review_apply.resolve_alert: resolved on `on` for `reason`."""
-        return self.change(row, "alert.resolve", mrn, {"status": "resolved", "resolved_on": on, "resolution": reason})
+        """Resolved on `on` for `reason` (resolved_values)."""
+        return self.change(row, "alert.resolve", mrn, resolved_values(on, reason))
 
     def write(self) -> None:
         update_rows(self.session.connection(), A, [
