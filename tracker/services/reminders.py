@@ -167,7 +167,9 @@ def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict
     from tracker.db.bulk import bulk_insert
 
     now = utcnow()
-    encode = json.JSONEncoder(sort_keys=True).encode  # = json.dumps(..., sort_keys=True), built once
+    from tracker.core.audit_chain import reusable_encoder
+
+    encode = reusable_encoder(json.JSONEncoder(sort_keys=True))  # = json.dumps(..., sort_keys=True), set up once
     batch, count = [], 0
     for payload in rows:
         payload["epoch"] = epoch

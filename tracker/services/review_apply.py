@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from tracker.core.alerts import DERIVED_KINDS
+from tracker.core.audit_chain import reusable_encoder
 from tracker.core.review import Review
 from tracker.dates import utcnow
 from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
@@ -286,7 +287,7 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
     conn = session.connection()
     empty = dict.fromkeys(Alert.model_fields)
     # Dates and timestamps as ISO text; the encoder calls `default` only for values JSON has no form for.
-    encode = json.JSONEncoder(sort_keys=True, default=audit.json_default).encode
+    encode = reusable_encoder(json.JSONEncoder(sort_keys=True, default=audit.json_default))  # (its .encode)
     # A condition another writer raised meanwhile is skipped by the database (one live alert per condition,
     # migration 0007), and gets no second `alert.raise`.
     inserted = bulk_insert_new(conn, A, rows, key="condition_key")
