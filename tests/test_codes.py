@@ -62,15 +62,18 @@ def test_drugs_carry_atc_codes_and_the_unconfirmed_are_listed():
     assert library.get("prednisolone").rxnorm == "8638"  # HL7's PDDI CDS IG value set
     # CPIC's drug table: the RxNorm ingredient beside the same ATC code.
     assert (library.get("methotrexate").rxnorm, library.get("mycophenolate").rxnorm) == ("6851", "7145")
-    # HL7 Europe's PROTECT-CHILD IG maps ciclosporin and mycophenolate mofetil to SNOMED CT substances.
-    assert (library.get("ciclosporin").snomed, library.get("mycophenolate").snomed) == ("387467008", "386976000")
+    # SNOMED CT substances from HL7 Switzerland's active-ingredient value set (ciclosporin and mycophenolate
+    # mofetil also as HL7 Europe's PROTECT-CHILD IG maps them).
+    assert {p.id: p.snomed for p in library.protocols.values() if p.snomed} == {
+        "azathioprine": "372574004", "ciclosporin": "387467008", "dupilumab": "733487000",
+        "methotrexate": "387381009", "mycophenolate": "386976000", "prednisolone": "116601002"}
     # No public source read so far states the others (the newer biologics and JAK inhibitors, apremilast): they
     # are left out, and `schedules validate` lists each as missing.
     assert sorted(p.id for p in library.protocols.values() if p.rxnorm) == [
         "azathioprine", "ciclosporin", "methotrexate", "mycophenolate", "prednisolone"]
-    assert sorted(p.id for p in library.protocols.values() if p.snomed) == ["ciclosporin", "mycophenolate"]
-    assert library.get("dupilumab").missing_codes() == ["snomed: missing", "rxnorm: missing"]
-    assert library.get("azathioprine").missing_codes() == ["snomed: missing"]
+    assert library.get("dupilumab").missing_codes() == ["rxnorm: missing"]
+    assert library.get("upadacitinib").missing_codes() == ["snomed: missing", "rxnorm: missing"]
+    assert library.get("azathioprine").missing_codes() == []
 
 
 def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
@@ -100,7 +103,9 @@ def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
 
 def test_schedules_show_names_the_drug_codes_or_why_there_is_none(tracker):
     assert tracker(["schedules", "show", "azathioprine"]).stdout.splitlines()[1] == (
-        "Codes: ATC L04AX01; RxNorm 1256; SNOMED CT not confirmed by a public source [WHO-ATC, RXNORM-IN]")
+        "Codes: ATC L04AX01; SNOMED CT 372574004; RxNorm 1256 [WHO-ATC, RXNORM-IN, SNOMED-CH-TERM]")
+    assert tracker(["schedules", "show", "upadacitinib"]).stdout.splitlines()[1] == (
+        "Codes: ATC L04AF03; SNOMED CT, RxNorm not confirmed by a public source [WHO-ATC]")
     assert tracker(["schedules", "show", "nbuvb"]).stdout.splitlines()[1].startswith(
         "Codes: no ATC code: a procedure (narrowband UVB light), not a medicinal product")
 
@@ -109,10 +114,10 @@ def test_codes_do_not_change_a_protocols_content_hash():
     """Adding a drug code (and the source it was read from) changes no plan: courses stay on their content."""
     data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
     with_codes = Protocol.model_validate(data)
-    for key in ("atc", "rxnorm", "code_sources"):
+    for key in ("atc", "snomed", "rxnorm", "code_sources"):
         data.pop(key)
-    data["sources"].pop("WHO-ATC")
-    data["sources"].pop("CPIC-DRUGS")
+    for key in ("WHO-ATC", "CPIC-DRUGS", "SNOMED-CH-TERM"):
+        data["sources"].pop(key)
     assert protocol_hash(with_codes) == protocol_hash(Protocol.model_validate(data))
 
 
@@ -181,10 +186,10 @@ def test_validate_fails_on_a_malformed_snomed_or_rxnorm_code_naming_field_and_va
 def test_a_procedure_without_atc_is_not_reported_missing_snomed_or_rxnorm():
     """Phototherapy states why it has no ATC code; RxNorm and SNOMED CT product codes do not apply either."""
     data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
-    stated = Protocol.model_validate({**data, "atc": None, "rxnorm": None, "code_sources": [], "no_atc": "a procedure"})
+    stated = Protocol.model_validate({**data, "atc": None, "snomed": None, "rxnorm": None, "code_sources": [],
+                                      "no_atc": "a procedure"})
     assert stated.missing_codes() == []
-    coded = Protocol.model_validate({**data, "snomed": "387467008"})
-    assert coded.missing_codes() == []
+    assert Protocol.model_validate(data).missing_codes() == []  # methotrexate: ATC, SNOMED CT and RxNorm
 
 
 def test_validate_refuses_a_ucum_unit_that_is_not_the_tests_unit(tracker, tmp_path):
@@ -226,8 +231,9 @@ def test_a_stated_reason_for_no_loinc_is_not_reported_missing_and_never_stands_b
 
 def test_a_stated_reason_for_no_atc_is_not_reported_missing_and_leaves_the_content_hash():
     data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
-    plain = Protocol.model_validate({**data, "atc": None, "rxnorm": None, "code_sources": []})
-    stated = Protocol.model_validate({**data, "atc": None, "rxnorm": None, "code_sources": [], "no_atc": "a procedure"})
+    plain = Protocol.model_validate({**data, "atc": None, "snomed": None, "rxnorm": None, "code_sources": []})
+    stated = Protocol.model_validate({**data, "atc": None, "snomed": None, "rxnorm": None, "code_sources": [],
+                                      "no_atc": "a procedure"})
     assert plain.missing_codes() == ["atc: missing", "snomed: missing", "rxnorm: missing"]
     assert stated.missing_codes() == []
     assert protocol_hash(plain) == protocol_hash(stated)

@@ -242,4 +242,5 @@ def test_a_drug_with_snomed_and_rxnorm_shows_them_in_ics_and_json_listings(ciclo
     shown = json_of(ciclosporin_patient, ["schedules", "show", "ciclosporin"])
     assert shown["codes"]["drugs"] == [{"drug": "ciclosporin", **CSA}]
     assert ciclosporin_patient(["schedules", "show", "ciclosporin"]).stdout.splitlines()[1] == (
-        "Codes: ATC L04AD01; SNOMED CT 387467008; RxNorm 3008 [WHO-ATC, RXNORM-IN, RXNORM-PDDI, SNOMED-PROTECT-CHILD]")
+        "Codes: ATC L04AD01; SNOMED CT 387467008; RxNorm 3008 "
+        "[WHO-ATC, RXNORM-IN, RXNORM-PDDI, SNOMED-CH-TERM, SNOMED-PROTECT-CHILD]")
