@@ -60,17 +60,33 @@ def test_drugs_carry_atc_codes_and_the_unconfirmed_are_listed():
     assert [(p.id, p.missing_codes()) for p in library.protocols.values() if p.atc is None] == [("nbuvb", [])]
     assert library.get("azathioprine").rxnorm == "1256" and library.get("ciclosporin").rxnorm == "3008"
     assert library.get("prednisolone").rxnorm == "8638"  # HL7's PDDI CDS IG value set
-    # No public page read so far states the other drugs' RxNorm ingredients or any drug's SNOMED CT concept.
-    assert sorted(p.id for p in library.protocols.values() if p.rxnorm) == ["azathioprine", "ciclosporin", "prednisolone"]
-    assert [p.id for p in library.protocols.values() if p.snomed] == []
+    # CPIC's drug table: the RxNorm ingredient beside the same ATC code.
+    assert (library.get("methotrexate").rxnorm, library.get("mycophenolate").rxnorm) == ("6851", "7145")
+    # SNOMED CT substances from HL7 Switzerland's active-ingredient value set (ciclosporin and mycophenolate
+    # mofetil also as HL7 Europe's PROTECT-CHILD IG maps them).
+    assert {p.id: p.snomed for p in library.protocols.values() if p.snomed} == {
+        "azathioprine": "372574004", "ciclosporin": "387467008", "dupilumab": "733487000",
+        "methotrexate": "387381009", "mycophenolate": "386976000", "prednisolone": "116601002"}
+    # No public source read so far states the others (the newer biologics and JAK inhibitors, apremilast): they
+    # are left out, and `schedules validate` lists each as missing.
+    assert sorted(p.id for p in library.protocols.values() if p.rxnorm) == [
+        "azathioprine", "ciclosporin", "methotrexate", "mycophenolate", "prednisolone"]
+    assert library.get("dupilumab").missing_codes() == ["rxnorm: missing"]
+    assert library.get("upadacitinib").missing_codes() == ["snomed: missing", "rxnorm: missing"]
+    assert library.get("azathioprine").missing_codes() == []
 
 
 def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
     """Each test has its LOINC code, a stated reason for none (a review staff record; cmp, a local
-    grouping), or is listed here: the pharmacogenetic and chest X-ray tests, for which no public source read
-    so far gives a code for the concept tracker records (never guessed)."""
+    grouping; the chest imaging summary), or is listed here: NUDT15, whose LOINC number no public source read
+    so far gives (never guessed)."""
     vocabulary = load_vocabulary()
-    assert vocabulary.missing_codes() == [f"tests.{code}.loinc: missing" for code in ("tpmt", "nudt15", "cxr")]
+    assert vocabulary.missing_codes() == ["tests.nudt15.loinc: missing"]
+    # TPMT: the metabolizer interpretation term, and the code a laboratory sends its interpretation under.
+    tpmt = vocabulary.get("tpmt")
+    assert (tpmt.loinc, tpmt.also_loinc) == ("79713-4", ("62365-2",))
+    assert vocabulary.by_loinc()["62365-2"] == vocabulary.by_loinc()["79713-4"] == "tpmt"
+    assert vocabulary.get("cxr").no_loinc.startswith("a clinician's normal/abnormal reading")
     # The molar (SI) variants tracker stores, and Cockcroft-Gault clearance (mL/min).
     assert {code: vocabulary.get(code).loinc for code in ("urea", "urate", "hdl", "ldl", "crcl")} == {
         "urea": "22664-7", "urate": "14933-6", "hdl": "14646-4", "ldl": "22748-8", "crcl": "35591-7"}
@@ -87,7 +103,9 @@ def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
 
 def test_schedules_show_names_the_drug_codes_or_why_there_is_none(tracker):
     assert tracker(["schedules", "show", "azathioprine"]).stdout.splitlines()[1] == (
-        "Codes: ATC L04AX01; RxNorm 1256; SNOMED CT not confirmed by a public source [WHO-ATC, RXNORM-IN]")
+        "Codes: ATC L04AX01; SNOMED CT 372574004; RxNorm 1256 [WHO-ATC, RXNORM-IN, SNOMED-CH-TERM]")
+    assert tracker(["schedules", "show", "upadacitinib"]).stdout.splitlines()[1] == (
+        "Codes: ATC L04AF03; SNOMED CT, RxNorm not confirmed by a public source [WHO-ATC]")
     assert tracker(["schedules", "show", "nbuvb"]).stdout.splitlines()[1].startswith(
         "Codes: no ATC code: a procedure (narrowband UVB light), not a medicinal product")
 
@@ -96,9 +114,10 @@ def test_codes_do_not_change_a_protocols_content_hash():
     """Adding a drug code (and the source it was read from) changes no plan: courses stay on their content."""
     data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
     with_codes = Protocol.model_validate(data)
-    for key in ("atc", "code_sources"):
+    for key in ("atc", "snomed", "rxnorm", "code_sources"):
         data.pop(key)
-    data["sources"].pop("WHO-ATC")
+    for key in ("WHO-ATC", "CPIC-DRUGS", "SNOMED-CH-TERM"):
+        data["sources"].pop(key)
     assert protocol_hash(with_codes) == protocol_hash(Protocol.model_validate(data))
 
 
@@ -134,7 +153,43 @@ def test_validate_fails_on_a_malformed_atc_and_warns_on_a_missing_one(tracker, t
 
     (tmp_path / "clinicdrug.yaml").write_text(drug.replace("atc: L04X\ncode_sources: [LOCAL]\n", ""))
     result = tracker(["schedules", "validate", str(tmp_path / "clinicdrug.yaml")])
-    assert result.stderr.splitlines() == [f"warning: {tmp_path / 'clinicdrug.yaml'}:1: atc: missing"]
+    assert result.stderr.splitlines() == [f"warning: {tmp_path / 'clinicdrug.yaml'}:1: {field}: missing"
+                                          for field in ("atc", "snomed", "rxnorm")]
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("snomed", '"387467009"', "'387467009': wrong check digit (SNOMED CT identifiers end in a Verhoeff check digit)"),
+    ("snomed", '"38746"', "'38746' is not a SNOMED CT identifier (6 to 18 digits)"),
+    ("snomed", '"1234567013"', "'1234567013' is not a SNOMED CT concept identifier (partition 01, not 00 or 10)"),
+    ("rxnorm", '"68a51"', "'68a51' is not an RxNorm concept id (digits)"),
+    ("rxnorm", '"06851"', "'06851' is not an RxNorm concept id (digits)"),
+])
+def test_validate_fails_on_a_malformed_snomed_or_rxnorm_code_naming_field_and_value(tracker, tmp_path, field, value, why):
+    (tmp_path / "clinicdrug.yaml").write_text(textwrap.dedent(
+        f"""\
+        id: clinicdrug
+        version: 1
+        name: Clinic drug
+        class: biologic
+        atc: L04AX03
+        {field}: {value}
+        code_sources: [LOCAL]
+        sources:
+          LOCAL:
+            citation: Our clinic's protocol
+        """))
+    result = tracker(["schedules", "validate", str(tmp_path / "clinicdrug.yaml")], ok=False)
+    assert result.exit_code == ProtocolError.exit_code
+    assert f"{field}: {why}" in result.stderr
+
+
+def test_a_procedure_without_atc_is_not_reported_missing_snomed_or_rxnorm():
+    """Phototherapy states why it has no ATC code; RxNorm and SNOMED CT product codes do not apply either."""
+    data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
+    stated = Protocol.model_validate({**data, "atc": None, "snomed": None, "rxnorm": None, "code_sources": [],
+                                      "no_atc": "a procedure"})
+    assert stated.missing_codes() == []
+    assert Protocol.model_validate(data).missing_codes() == []  # methotrexate: ATC, SNOMED CT and RxNorm
 
 
 def test_validate_refuses_a_ucum_unit_that_is_not_the_tests_unit(tracker, tmp_path):
@@ -176,9 +231,11 @@ def test_a_stated_reason_for_no_loinc_is_not_reported_missing_and_never_stands_b
 
 def test_a_stated_reason_for_no_atc_is_not_reported_missing_and_leaves_the_content_hash():
     data = yaml.safe_load((schedules_dir() / "methotrexate.yaml").read_text())
-    plain = Protocol.model_validate({**data, "atc": None, "code_sources": []})
-    stated = Protocol.model_validate({**data, "atc": None, "code_sources": [], "no_atc": "a procedure"})
-    assert plain.missing_codes() == ["atc: missing"] and stated.missing_codes() == []
+    plain = Protocol.model_validate({**data, "atc": None, "snomed": None, "rxnorm": None, "code_sources": []})
+    stated = Protocol.model_validate({**data, "atc": None, "snomed": None, "rxnorm": None, "code_sources": [],
+                                      "no_atc": "a procedure"})
+    assert plain.missing_codes() == ["atc: missing", "snomed: missing", "rxnorm: missing"]
+    assert stated.missing_codes() == []
     assert protocol_hash(plain) == protocol_hash(stated)
     with pytest.raises(ValueError, match="no_atc"):
         Protocol.model_validate({**data, "no_atc": "a procedure"})  # beside its ATC code

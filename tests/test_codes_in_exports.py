@@ -175,8 +175,72 @@ def test_codings_give_a_panels_order_code_then_its_analytes_and_never_invent_a_c
     cmp = coded.test_codings(["cmp"], vocabulary)
     assert all(c.panel == "cmp" for c in cmp) and {c.loinc for c in cmp} >= {CREATININE[0], "1742-6"}
     assert [c.loinc for c in coded.test_codings(["lipids", "bp"], vocabulary) if c.panel is None] == ["24331-1", "85354-9"]
-    assert coded.test_codings(["cxr", "tpmt"], vocabulary) == ()  # no LOINC in the vocabulary: none shown
+    assert coded.test_codings(["cxr", "nudt15"], vocabulary) == ()  # no LOINC in the vocabulary: none shown
+    assert [c.loinc for c in coded.test_codings(["tpmt"], vocabulary)] == ["79713-4"]  # its own code, not also_loinc
     assert coded.test_codings(["hb", "cbc"], vocabulary)[0].panel is None  # planned as itself first; each code once
     assert len([c for c in coded.test_codings(["hb", "cbc"], vocabulary) if c.loinc == HB[0]]) == 1
     assert coded.codes_json((), ["nosuchdrug"], vocabulary, {}) == {
         "tests": [], "drugs": [{"drug": "nosuchdrug", "atc": None, "snomed": None, "rxnorm": None}]}
+
+
+# Ciclosporin carries every drug standard tracker knows (schedules/ciclosporin.yaml): ATC, SNOMED CT, RxNorm.
+CSA = {"atc": "L04AD01", "snomed": "387467008", "rxnorm": "3008"}
+CSA_SYSTEMS = [("http://www.whocc.no/atc", CSA["atc"]), ("http://snomed.info/sct", CSA["snomed"]),
+               ("http://www.nlm.nih.gov/research/umls/rxnorm", CSA["rxnorm"]), ("urn:tracker:drug", "ciclosporin")]
+
+
+@pytest.fixture
+def ciclosporin_patient(tracker):
+    with freeze_time("2026-01-05 09:00:00"):
+        tracker("patient add P009 --name 'Cy Dee' --dob 1980-02-03 --sex m")
+        tracker("therapy start P009 ciclosporin --on 2026-01-05 --dose '200 mg daily'")
+    return tracker
+
+
+def test_a_drug_with_snomed_and_rxnorm_shows_all_its_codes_in_the_fhir_bundle(ciclosporin_patient):
+    from fhir.resources.R4B.bundle import Bundle
+
+    bundle = json.loads(run(ciclosporin_patient, ["export", "fhir", "--patient", "P009"]).stdout)
+    Bundle.model_validate(bundle)  # every resource by the R4B models
+    [statement] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationStatement"]
+    coding = statement["medicationCodeableConcept"]["coding"]
+    assert [(c["system"], c["code"]) for c in coding] == CSA_SYSTEMS  # the standards first, tracker's id last
+    assert {c["display"] for c in coding} == {"Ciclosporin"}
+    # The planned draws are requested under their LOINC codes (creatinine's SI code among them).
+    requested = {c["code"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"
+                 for c in e["resource"]["code"]["coding"] if c["system"] == LOINC_SYSTEM}
+    assert CREATININE[0] in requested
+
+
+def test_a_drug_with_snomed_and_rxnorm_shows_them_in_its_plan_definition(tracker):
+    from fhir.resources.R4B.plandefinition import PlanDefinition
+
+    data = json.loads(tracker(["schedules", "export-fhir", "ciclosporin"]).stdout)
+    PlanDefinition.model_validate(data)
+    [focus] = [u["valueCodeableConcept"] for u in data["useContext"] if u["code"]["code"] == "focus"]
+    assert [(c["system"], c["code"]) for c in focus["coding"]] == CSA_SYSTEMS
+    [start] = [a for a in data["action"] if a["id"] == "start"]
+    assert [(c["system"], c["code"]) for c in start["code"][0]["coding"]] == CSA_SYSTEMS
+
+
+def test_a_drug_with_snomed_and_rxnorm_shows_them_in_ics_and_json_listings(ciclosporin_patient):
+    staff = run(ciclosporin_patient, ["export", "ics", "--patient", "P009", *RANGE]).stdout_bytes
+    events = list(Calendar.from_ical(staff).walk("VEVENT"))
+    assert events
+    for event in events:
+        assert (str(event["X-TRACKER-ATC"]), str(event["X-TRACKER-SNOMED"]), str(event["X-TRACKER-RXNORM"])) == (
+            CSA["atc"], CSA["snomed"], CSA["rxnorm"])
+        description = str(event["DESCRIPTION"])
+        assert all(line in description for line in (
+            f"ATC {CSA['atc']} Ciclosporin", f"SNOMED CT {CSA['snomed']} Ciclosporin", f"RxNorm {CSA['rxnorm']} Ciclosporin"))
+    patient = run(ciclosporin_patient, ["export", "ics", "--patient", "P009", "--audience", "patient", *RANGE])
+    assert_patient_calendar_plain(patient.stdout_bytes)
+    assert b"SNOMED" not in patient.stdout_bytes and b"RxNorm" not in patient.stdout_bytes
+
+    for row in json_of(ciclosporin_patient, ["calendar", "P009", "--all"]):
+        assert row["codes"]["drugs"] == [{"drug": "ciclosporin", **CSA}]
+    shown = json_of(ciclosporin_patient, ["schedules", "show", "ciclosporin"])
+    assert shown["codes"]["drugs"] == [{"drug": "ciclosporin", **CSA}]
+    assert ciclosporin_patient(["schedules", "show", "ciclosporin"]).stdout.splitlines()[1] == (
+        "Codes: ATC L04AD01; SNOMED CT 387467008; RxNorm 3008 "
+        "[WHO-ATC, RXNORM-IN, RXNORM-PDDI, SNOMED-CH-TERM, SNOMED-PROTECT-CHILD]")

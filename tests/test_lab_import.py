@@ -267,3 +267,18 @@ def test_labs_config_is_validated_and_shown(tracker, tmp_path):
         config.write_text(text)
         result = tracker(["--config", str(config), "config", "show"], ok=False)
         assert error in result.stderr, result.stderr
+
+
+@freeze_time("2026-01-20")
+def test_a_tpmt_result_coded_by_either_loinc_code_is_recorded_as_tpmt(tracker, tmp_path):
+    """79713-4, the metabolizer interpretation term, and 62365-2, the code one laboratory sends its TPMT
+    interpretation under (schedules/vocabulary.yaml `also_loinc`), both land on tracker's tpmt test."""
+    tracker("patient add T1 --name 'Tia Test' --dob 1970-01-01")
+    tracker("patient add T2 --name 'Tom Test' --dob 1970-01-01")
+    first, second = tmp_path / "tpmt1.hl7", tmp_path / "tpmt2.hl7"
+    first.write_text(oru(id="TPMT1", mrn="T1", obx=["OBX|1|ST|79713-4^TPMT phenotype^LN||intermediate||||||F|||20260119"]))
+    second.write_text(oru(id="TPMT2", mrn="T2", obx=["OBX|1|ST|62365-2^TPMT interpretation^LN||normal||||||F|||20260119"]))
+    for path in (first, second):
+        assert "imported 1 result" in tracker(["result", "import", str(path)]).stdout
+    assert [(r["test"], r["value"]) for r in tracker.json(["result", "list", "T1"])] == [("tpmt", "intermediate")]
+    assert [(r["test"], r["value"]) for r in tracker.json(["result", "list", "T2"])] == [("tpmt", "normal")]

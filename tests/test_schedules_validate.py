@@ -63,6 +63,8 @@ def test_broken_file_reports_every_problem_with_its_line(tracker, tmp_path):
     broken = clinic / "broken.yaml"
     assert result.stderr.splitlines() == [
         f"warning: {clinic / 'clinicdrug.yaml'}:1: atc: missing",  # a missing code is reported, not failing
+        f"warning: {clinic / 'clinicdrug.yaml'}:1: snomed: missing",
+        f"warning: {clinic / 'clinicdrug.yaml'}:1: rxnorm: missing",
         f"{broken}:2: version: Input should be a valid integer",  # strict: no strings, no booleans
         f"{broken}:9: baseline[0].tests[1]: unknown test code 'fbcx'",
         f"{broken}:11: baseline[1]: every rule names its source keys (or is marked clinic_default: true)",

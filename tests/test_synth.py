@@ -277,7 +277,7 @@ FINGERPRINT_200 = {
     "item": (2947, "d77e372608744e59"),
     "lab_result": (9565, "f5d217b578ede3db"),
     "assessment": (362, "0fca2a548aa6417e"),
-    "protocol_snapshot": (14, "a1159079a924134e"),  # 71b3169 + the drug codes added since (s8: prednisolone RxNorm; no plan changed)
+    "protocol_snapshot": (14, "bda02146b05cc9b2"),  # 71b3169 + the drug codes added since (s9: SNOMED CT and RxNorm; no plan changed)
 }
 
 

@@ -408,8 +408,12 @@ class Protocol(BaseModel):
         return self
 
     def missing_codes(self) -> list[str]:
-        """Codes the drug lacks (warnings): ATC always; SNOMED CT and RxNorm are optional."""
-        return [] if self.atc or self.no_atc else ["atc: missing"]
+        """Codes the drug lacks (warnings, never errors: a code no public source confirmed is left out): ATC,
+        SNOMED CT and RxNorm. An entry that is no medicinal product (`no_atc`: phototherapy) has none of the
+        three, so none is reported missing."""
+        if self.no_atc:
+            return []
+        return [f"{field}: missing" for field in ("atc", "snomed", "rxnorm") if not getattr(self, field)]
 
     # Filled in by the loader, not part of the file.
     origin: str = Field(default="", exclude=True)
