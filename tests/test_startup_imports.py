@@ -109,6 +109,17 @@ def test_due_json_loads_no_heavy_package(clinic):
         assert "psycopg" not in modules and "sqlalchemy.dialects.postgresql" not in modules
 
 
+def test_due_json_loads_the_planner_only_when_a_plan_falls_short(clinic):
+    """`due --json` asks first (one index seek: services/horizons.py) whether any plan must be rolled forward;
+    the planner (services/plan_sync.py and the core modules only it uses) is loaded only when one must."""
+    db, _ = clinic
+    planner = {"tracker.services.plan_sync", "tracker.core.gates", "tracker.db.snapshots"}
+    # Planned in March (the fixture's frozen day) to 13 months ahead: short of a year from the real today.
+    assert planner <= process(["--db", db, "due", "--json"])["modules"]
+    process(["--db", db, "due"])  # the plain listing keeps the plans it rolled forward
+    assert process(["--db", db, "due", "--json"])["modules"].isdisjoint(planner)
+
+
 def test_the_collector_has_its_usual_thresholds_once_the_clinic_is_open(clinic):
     """tracker.cli.main makes collections rare while modules are imported, until the command opens its
     clinic; from then on (the command's own work) the interpreter's usual thresholds apply."""
