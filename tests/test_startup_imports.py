@@ -134,6 +134,18 @@ def test_patient_show_json_loads_no_heavy_package(clinic):
     assert heavy_in(loaded(["--db", db, "patient", "show", "M1", "--json"])) == []
 
 
+def test_patient_show_loads_neither_the_review_nor_the_result_recording_nor_the_planner(clinic):
+    """`patient show` shapes its alerts and results with services/row_shapes.py: the services that raise,
+    review and record them (and the planner behind recording) are not its start-up."""
+    db, _ = clinic
+    for args in (["patient", "show", "M1", "--json"], ["patient", "show", "M1"]):
+        modules = process(["--db", db, *args])["modules"]
+        assert "tracker.services.row_shapes" in modules, args  # the patient has a result: it was shaped
+        assert modules.isdisjoint({"tracker.services.alerts", "tracker.services.evaluate",
+                                   "tracker.services.review_apply", "tracker.services.results",
+                                   "tracker.services.plan_sync"}), args
+
+
 def test_patient_show_for_people_loads_rich_and_nothing_else_heavy(clinic):
     db, _ = clinic
     modules = loaded(["--db", db, "patient", "show", "M1"])

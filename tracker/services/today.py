@@ -182,7 +182,7 @@ def _partial(session, drug, clinician, windows, vocabulary, item_columns, shaped
 
 def _alerts(session, drug, clinician, page, size) -> Section:
     """Open alerts, most severe first, then the oldest; `rows` carry `patient_id`; counted per severity."""
-    from tracker.services.alerts import alert_row
+    from tracker.services.row_shapes import alert_row
 
     where = [Alert.status == "open"]
     if drug is not None:
