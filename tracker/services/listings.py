@@ -51,10 +51,11 @@ def streamed_due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bo
     (an unknown clinician) come as the block is entered, before any row; a what-if's savepoint is rolled
     back as the block ends."""
     from tracker.services.coded_rows import coded_items
-    from tracker.services.patients import known_clinician
     from tracker.services.worklists import due_rows
 
     if clinician is not None:
+        from tracker.services.patients import known_clinician
+
         clinician = known_clinician(clinic.session, clinician)
     needed = as_of + dt.timedelta(days=days)
     # Usually no plan falls short (the nightly keeps them a year ahead): one index seek, and neither the
