@@ -109,6 +109,17 @@ def test_due_json_loads_no_heavy_package(clinic):
         assert "psycopg" not in modules and "sqlalchemy.dialects.postgresql" not in modules
 
 
+def test_due_json_loads_the_planner_only_when_a_plan_falls_short(clinic):
+    """`due --json` asks first (one index seek: services/horizons.py) whether any plan must be rolled forward;
+    the planner (services/plan_sync.py and the core modules only it uses) is loaded only when one must."""
+    db, _ = clinic
+    planner = {"tracker.services.plan_sync", "tracker.core.gates", "tracker.db.snapshots"}
+    # Planned in March (the fixture's frozen day) to 13 months ahead: short of a year from the real today.
+    assert planner <= process(["--db", db, "due", "--json"])["modules"]
+    process(["--db", db, "due"])  # the plain listing keeps the plans it rolled forward
+    assert process(["--db", db, "due", "--json"])["modules"].isdisjoint(planner)
+
+
 def test_the_collector_has_its_usual_thresholds_once_the_clinic_is_open(clinic):
     """tracker.cli.main makes collections rare while modules are imported, until the command opens its
     clinic; from then on (the command's own work) the interpreter's usual thresholds apply."""
@@ -121,6 +132,18 @@ def test_the_collector_has_its_usual_thresholds_once_the_clinic_is_open(clinic):
 def test_patient_show_json_loads_no_heavy_package(clinic):
     db, _ = clinic
     assert heavy_in(loaded(["--db", db, "patient", "show", "M1", "--json"])) == []
+
+
+def test_patient_show_loads_neither_the_review_nor_the_result_recording_nor_the_planner(clinic):
+    """`patient show` shapes its alerts and results with services/row_shapes.py: the services that raise,
+    review and record them (and the planner behind recording) are not its start-up."""
+    db, _ = clinic
+    for args in (["patient", "show", "M1", "--json"], ["patient", "show", "M1"]):
+        modules = process(["--db", db, *args])["modules"]
+        assert "tracker.services.row_shapes" in modules, args  # the patient has a result: it was shaped
+        assert modules.isdisjoint({"tracker.services.alerts", "tracker.services.evaluate",
+                                   "tracker.services.review_apply", "tracker.services.results",
+                                   "tracker.services.plan_sync"}), args
 
 
 def test_patient_show_for_people_loads_rich_and_nothing_else_heavy(clinic):

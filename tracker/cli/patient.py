@@ -130,7 +130,7 @@ def _show_summary(summary: dict) -> None:
           [[c["drug"], c["status"], c["start"], c["stop"], c["dose"], f"v{c['protocol_version']}"]
            for c in summary["courses"]], title=f"Courses ({len(summary['courses'])})")
     if summary["results"]:
-        from tracker.services.results import as_reported
+        from tracker.services.row_shapes import as_reported
 
         table(["Taken", "Test", "Value", "Unit", "As reported"],
               [[r["taken_on"], r["test"], r["value"], r["unit"], as_reported(r)] for r in summary["results"]],

@@ -36,7 +36,7 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
     with app.clinic() as clinic:
         recorded = record_result(clinic, mrn=mrn, test=test, value=value, taken_on=on, unit=unit,
                                  ref_low=ref_low, ref_high=ref_high)
-    from tracker.services.results import as_reported, result_row
+    from tracker.services.row_shapes import as_reported, result_row
 
     row = result_row(recorded.result)
     if row["unit"] is not None:
@@ -58,7 +58,8 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
 def list_(app, mrn, test, as_json):
     """A patient's results, newest first: the value in the vocabulary's unit and as reported."""
     from tracker.cli.render import emit_json, table
-    from tracker.services.results import as_reported, list_results
+    from tracker.services.results import list_results
+    from tracker.services.row_shapes import as_reported
 
     from tracker.cli.audit import log_access
 

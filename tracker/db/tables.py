@@ -10,6 +10,7 @@ queries stay plain SQL on both databases.
 # start-up).
 import datetime as dt
 
+from pydantic import ConfigDict
 from sqlalchemy import Column, Index, MetaData, Table, Text, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
@@ -65,7 +66,15 @@ def join_codes(items) -> str:
     return " ".join(items)
 
 
-class Patient(SQLModel, table=True):
+class _Table(SQLModel):
+    """The base of every table: pydantic builds a table's validator when one is first needed, not as this
+    module is imported (rows are read and written through SQLAlchemy; a command uses a few of the tables,
+    and building all twenty validators was ~20 ms of every command's start-up)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Patient(_Table, table=True):
     __tablename__ = "patient"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -84,7 +93,7 @@ class Patient(SQLModel, table=True):
     clinician: str | None = Field(default=None, max_length=200, index=True)
 
 
-class Course(SQLModel, table=True):
+class Course(_Table, table=True):
     """One patient on one drug, from start to stop."""
 
     __tablename__ = "course"
@@ -118,7 +127,7 @@ class Course(SQLModel, table=True):
     created_at: dt.datetime
 
 
-class DoseChange(SQLModel, table=True):
+class DoseChange(_Table, table=True):
     __tablename__ = "dose_change"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -129,7 +138,7 @@ class DoseChange(SQLModel, table=True):
     created_at: dt.datetime
 
 
-class CoursePause(SQLModel, table=True):
+class CoursePause(_Table, table=True):
     __tablename__ = "course_pause"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -140,7 +149,7 @@ class CoursePause(SQLModel, table=True):
     resume_reason: str | None = Field(default=None, sa_column=Column(Text))
 
 
-class Item(SQLModel, table=True):
+class Item(_Table, table=True):
     """A scheduled item: baseline test, lab draw, response checkpoint or course limit."""
 
     __tablename__ = "item"
@@ -198,7 +207,7 @@ class Item(SQLModel, table=True):
     last_modified: dt.datetime
 
 
-class LabResult(SQLModel, table=True):
+class LabResult(_Table, table=True):
     __tablename__ = "lab_result"
     __table_args__ = (
         Index("ix_lab_result_patient_test_taken", "patient_id", "test", "taken_on"),
@@ -229,7 +238,7 @@ class LabResult(SQLModel, table=True):
     reported_at: dt.datetime | None = None
 
 
-class ReplacedLabSource(SQLModel, table=True):
+class ReplacedLabSource(_Table, table=True):
     """A source id whose values a correction replaced (an HL7 OBX-11 `C` result in a later message): the
     result now carries the correction's source id, and this one is kept so that the first message, imported
     again, is recognised as on record and changes nothing (migration 0016)."""
@@ -241,7 +250,7 @@ class ReplacedLabSource(SQLModel, table=True):
     replaced_at: dt.datetime
 
 
-class Assessment(SQLModel, table=True):
+class Assessment(_Table, table=True):
     __tablename__ = "assessment"
     __table_args__ = (Index("ix_assessment_patient_on", "patient_id", "assessed_on"),)
 
@@ -256,7 +265,7 @@ class Assessment(SQLModel, table=True):
     created_at: dt.datetime
 
 
-class Alert(SQLModel, table=True):
+class Alert(_Table, table=True):
     """A condition that needs a decision. One condition (condition_key) = at most one live alert."""
 
     __tablename__ = "alert"
@@ -297,7 +306,7 @@ class Alert(SQLModel, table=True):
     updated_at: dt.datetime
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(_Table, table=True):
     __tablename__ = "audit_event"
     __table_args__ = (Index("uq_audit_event_seq", "seq", unique=True),)
 
@@ -317,7 +326,7 @@ class AuditEvent(SQLModel, table=True):
     hash: str | None = Field(default=None, max_length=64)
 
 
-class AuditHead(SQLModel, table=True):
+class AuditHead(_Table, table=True):
     """One row (id 1): where the audit chain ends, so that deleting its newest rows shows (audit verify).
     Writers lock it (PostgreSQL: FOR UPDATE) to append, in one total order."""
 
@@ -328,7 +337,7 @@ class AuditHead(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
-class StaffUser(SQLModel, table=True):
+class StaffUser(_Table, table=True):
     """A person who signs in to the web view (migration 0013). `role`: clinician (may act on alerts) or
     readonly. Only an argon2 hash of the password is kept; a disabled account stays for the audit trail."""
 
@@ -344,7 +353,7 @@ class StaffUser(SQLModel, table=True):
     created_at: dt.datetime
 
 
-class NightlyRun(SQLModel, table=True):
+class NightlyRun(_Table, table=True):
     __tablename__ = "nightly_run"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -357,7 +366,7 @@ class NightlyRun(SQLModel, table=True):
     failures: str | None = Field(default=None, sa_column=Column(Text))
 
 
-class Reminder(SQLModel, table=True):
+class Reminder(_Table, table=True):
     """One reminder, emitted once per condition and day; `dedupe_key` makes re-runs emit nothing new."""
 
     __tablename__ = "reminder"
@@ -376,7 +385,7 @@ class Reminder(SQLModel, table=True):
     created_at: dt.datetime
 
 
-class ReminderDelivery(SQLModel, table=True):
+class ReminderDelivery(_Table, table=True):
     __tablename__ = "reminder_delivery"
     __table_args__ = (
         UniqueConstraint("reminder_id", "channel"),
@@ -392,7 +401,7 @@ class ReminderDelivery(SQLModel, table=True):
     delivered_at: dt.datetime | None = None
 
 
-class Feed(SQLModel, table=True):
+class Feed(_Table, table=True):
     __tablename__ = "feed"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -404,7 +413,7 @@ class Feed(SQLModel, table=True):
     revoked_at: dt.datetime | None = None
 
 
-class ProtocolSnapshot(SQLModel, table=True):
+class ProtocolSnapshot(_Table, table=True):
     """The exact protocol a course was planned with, stored once per content hash, so that editing a
     protocol file never silently rewrites an existing course's calendar."""
 
@@ -418,7 +427,7 @@ class ProtocolSnapshot(SQLModel, table=True):
     created_at: dt.datetime
 
 
-class CalDavObject(SQLModel, table=True):
+class CalDavObject(_Table, table=True):
     """What `tracker calendar push` last put in a CalDAV collection, per event UID (migration 0009)."""
 
     __tablename__ = "caldav_object"
@@ -432,7 +441,7 @@ class CalDavObject(SQLModel, table=True):
     pushed_at: dt.datetime
 
 
-class LabInboxFile(SQLModel, table=True):
+class LabInboxFile(_Table, table=True):
     """A file the lab inbox imported, by the SHA-256 of its bytes (migration 0018): never imported twice."""
 
     __tablename__ = "lab_inbox_file"
@@ -446,7 +455,7 @@ class LabInboxFile(SQLModel, table=True):
     imported_at: dt.datetime
 
 
-class Setting(SQLModel, table=True):
+class Setting(_Table, table=True):
     """Small key/value state (e.g. the last day the nightly job completed)."""
 
     __tablename__ = "setting"

@@ -15,12 +15,13 @@ from tracker.core.protocol import ProtocolLibrary
 from tracker.core.settings import Settings
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.dates import utcnow
-from tracker.db.tables import Alert, AuditEvent, Item, Patient, codes
+from tracker.db.tables import Alert, AuditEvent, Item, Patient
 from tracker.errors import ConflictError, InputError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
 from tracker.services.evaluate import SYSTEM_USER, EvaluationSummary, evaluate
-from tracker.services.review_apply import AUTO, CLEARED_STATE, awaits_acknowledgement, resolve_alert
+from tracker.services.review_apply import AUTO, awaits_acknowledgement, resolve_alert
+from tracker.services.row_shapes import CLEARED_STATE, alert_row
 
 MAX_SNOOZE_DAYS = 30
 LIVE = ("open", "acknowledged", "snoozed")
@@ -127,40 +128,6 @@ def resolve(clinic: Clinic, alert_id: int, reason: str) -> Alert:
 
 # --------------------------------------------------------------------------------------------------------
 # Views
-
-
-def alert_row(row: Alert, mrn: str | None) -> dict:
-    """The stable JSON shape of an alert."""
-    return {
-        "id": row.id,
-        "mrn": mrn,
-        "drug": row.drug,
-        "kind": row.kind,
-        "severity": row.severity,
-        "status": row.status,
-        "raised_on": row.raised_on.isoformat(),
-        "message": row.message,
-        "suggestions": codes(row.suggestions),
-        "sources": codes(row.sources),
-        "value": row.value,
-        "limit": row.limit_text,
-        "note": row.note,
-        "snoozed_until": row.snoozed_until.isoformat() if row.snoozed_until else None,
-        "reopened_on": row.reopened_on.isoformat() if row.reopened_on else None,
-        "resolved_on": row.resolved_on.isoformat() if row.resolved_on else None,
-        "resolution": row.resolution,
-        "cleared_on": row.cleared_on.isoformat() if row.cleared_on else None,
-        "state": alert_state(row.status, row.cleared_on),
-        "condition_key": row.condition_key,
-        "course_id": row.course_id,
-        "item_id": row.item_id,
-        "result_id": row.result_id,
-    }
-
-
-def alert_state(status: str, cleared_on) -> str:
-    """What a listing says of an alert: its status, or "cleared, awaiting acknowledgement"."""
-    return CLEARED_STATE if cleared_on is not None and status != "resolved" else status
 
 
 def list_alerts(session: Session, include_all: bool = False, mrn: str | None = None,

@@ -8,12 +8,14 @@ from contextlib import contextmanager, nullcontext
 
 from tracker.services.coded_rows import alert_codes, item_codes
 from tracker.services.context import Clinic
-from tracker.services.plan_sync import roll_forward
+from tracker.services.horizons import plans_fall_short
 
 
 def refresh(clinic: Clinic, needed: dt.date, *, end_courses: bool = False) -> int:
     """Roll plans forward first if they do not reach the asked-for date yet (`end_courses`: also end the
     courses whose stop date has come, as the nightly does; listings leave that to the nightly)."""
+    from tracker.services.plan_sync import roll_forward  # the planner: loaded only by what may re-plan
+
     return roll_forward(clinic.session, clinic.library, clinic.today, needed, merge_window=clinic.merge_window,
                         childbearing_ages=clinic.childbearing_ages, end_courses=end_courses)
 
@@ -49,13 +51,18 @@ def streamed_due_items(clinic: Clinic, as_of: dt.date, days: int, *, what_if: bo
     (an unknown clinician) come as the block is entered, before any row; a what-if's savepoint is rolled
     back as the block ends."""
     from tracker.services.coded_rows import coded_items
-    from tracker.services.patients import known_clinician
     from tracker.services.worklists import due_rows
 
     if clinician is not None:
+        from tracker.services.patients import known_clinician
+
         clinician = known_clinician(clinic.session, clinician)
-    with rolled_back(clinic.session) if what_if else nullcontext():
-        if refresh(clinic, as_of + dt.timedelta(days=days)) and not what_if:
+    needed = as_of + dt.timedelta(days=days)
+    # Usually no plan falls short (the nightly keeps them a year ahead): one index seek, and neither the
+    # planner nor a what-if's savepoint is needed.
+    short = plans_fall_short(clinic.session, clinic.today, needed)
+    with rolled_back(clinic.session) if what_if and short else nullcontext():
+        if short and refresh(clinic, needed) and not what_if:
             clinic.session.commit()  # plans rolled forward are kept before any row naming their items is shown
         rows = due_rows(clinic.session, as_of, days, clinic.library.vocabulary, clinician)
         try:

@@ -31,7 +31,7 @@ def lab_baselines(clinic: Clinic, patient: Patient, courses) -> list[dict]:
     pre-start readings (`lab_baseline: mean_of`; core: Chart.lab_baseline), e.g. ciclosporin's creatinine."""
     from tracker.core.chart import ChartCourse
     from tracker.db.charts import results_chart
-    from tracker.services.plan_sync import course_protocol
+    from tracker.db.snapshots import course_protocol
 
     rows, chart = [], None
     for course in courses:
@@ -74,8 +74,7 @@ def patient_summary(clinic: Clinic, mrn: str, recent: int = 10, upcoming: int = 
                            .order_by(Course.start_on, Course.id)).all()
     results = session.exec(select(LabResult).where(LabResult.patient_id == patient.id)
                            .order_by(LabResult.taken_on.desc(), LabResult.id.desc()).limit(recent)).all()
-    from tracker.services.alerts import alert_row
-    from tracker.services.results import result_row
+    from tracker.services.row_shapes import alert_row, result_row
 
     alerts = session.exec(select(Alert).where(Alert.patient_id == patient.id, Alert.status != "resolved")
                           .order_by(Alert.raised_on, Alert.id)).all()

@@ -45,11 +45,7 @@ from tracker.core.plan import (
 )
 from tracker.core.protocol import Protocol, ProtocolLibrary
 from tracker.core.worklist import ENDED_UNDONE_NOTE, course_has_ended
-
-# The plan is extended when it reaches less than 12 months ahead, to 13 months, so each course is
-# re-planned about once a month rather than every night.
-KEEP_AHEAD = Duration(12, "m")
-EXTEND_TO = Duration(13, "m")
+from tracker.services.horizons import EXTEND_TO, KEEP_AHEAD  # how far ahead plans are kept
 
 # Fields whose change a calendar subscriber should see (bumps SEQUENCE).
 MATERIAL = ("status", "due", "tests", "title", "detail", "sources", "gate", "measure", "target", "adjusted",

@@ -17,6 +17,7 @@ from tracker.services.context import Clinic
 from tracker.db.snapshots import course_protocol
 from tracker.services.plan_sync import absorbed_into, baseline_satisfied_by
 from tracker.services.patients import get_patient
+from tracker.services.row_shapes import result_row
 from tracker.core.plausibility import implausible_reason, is_plausible
 from tracker.core.vocabulary import TestCode, Vocabulary
 
@@ -177,29 +178,6 @@ def record_result(
 
     evaluation = after_result(session, library, patient, today, user, clinic.settings)
     return RecordedResult(result, patient, completed, evaluation)
-
-
-def result_row(result: LabResult) -> dict:
-    """A result for listings and JSON: the value in the vocabulary's unit and, beside it, as reported."""
-    numeric = result.value_num is not None
-    return {
-        "id": result.id,
-        "taken_on": result.taken_on.isoformat(),
-        "test": result.test,
-        "value": result.value_num if numeric else result.value_text,
-        "unit": result.unit if numeric else None,
-        "reported_value": result.reported_value,
-        "reported_unit": result.reported_unit,
-        "ref_low": result.ref_low,
-        "ref_high": result.ref_high,
-    }
-
-
-def as_reported(row: dict) -> str:
-    """`800 cells/uL` when a result was converted from another unit, else ``."""
-    if row["reported_value"] is None or row["reported_unit"] in (None, row["unit"]):
-        return ""
-    return f"{row['reported_value']:g} {row['reported_unit']}"
 
 
 def list_results(clinic: Clinic, mrn: str, test: str | None = None) -> list[dict]:

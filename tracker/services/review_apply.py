@@ -276,9 +276,6 @@ def _superseded(session, rows, candidates) -> set[int]:
     return {r.id for r in rows if (r.course_id, test_of.get(r.result_id)) in now_alerting}
 
 
-CLEARED_STATE = "cleared, awaiting acknowledgement"
-
-
 def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:
     """Insert new alerts and their `alert.raise` audit events in bulk (tracker.db.bulk); the audit rows are
     what audit.record would write for each. Returns the alerts actually inserted."""

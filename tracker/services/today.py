@@ -18,10 +18,11 @@ from tracker.core.panels import item_state
 from tracker.core.terms import SEVERITY_ORDER
 from tracker.core.today import today_windows
 from tracker.core.worklist import TASK_KINDS, ItemWindow, is_overdue
-from tracker.db.tables import LIVE_COURSE_SQL, PARTIAL_ITEM_SQL, Alert, Course, Item, Patient, codes
+from tracker.db.tables import PARTIAL_ITEM_SQL, Alert, Item, Patient, codes
 from tracker.db.windows import item_where
 from tracker.errors import InputError, NotFoundError
 from tracker.services.context import Clinic
+from tracker.services.horizons import plans_fall_short
 from tracker.services.worklists import ROW_COLUMNS, item_values
 
 PAGE_SIZE = 50
@@ -132,17 +133,6 @@ def today_view(clinic: Clinic, wanted: TodayFilter, pages: dict[str, int], *, ev
             "drugs": drugs, "clinicians": clinicians, "evaluated": last_completed(session)}
 
 
-def plans_fall_short(session, today: dt.date, needed: dt.date) -> bool:
-    """Whether `listings.refresh(clinic, needed)` would extend any plan: a live course planned through less
-    than roll_forward's threshold (one seek of the partial index of migration 0015; the nightly job keeps
-    plans a year ahead, so a page almost never needs to write)."""
-    from tracker.services.plan_sync import KEEP_AHEAD
-
-    threshold = max(KEEP_AHEAD.after(today), needed)
-    return session.execute(select(Course.id).where(text(LIVE_COURSE_SQL), Course.planned_through < threshold)
-                           .limit(1)).first() is not None
-
-
 class _Facts:
     """What the core's predicates read of an item."""
 
@@ -192,7 +182,7 @@ def _partial(session, drug, clinician, windows, vocabulary, item_columns, shaped
 
 def _alerts(session, drug, clinician, page, size) -> Section:
     """Open alerts, most severe first, then the oldest; `rows` carry `patient_id`; counted per severity."""
-    from tracker.services.alerts import alert_row
+    from tracker.services.row_shapes import alert_row
 
     where = [Alert.status == "open"]
     if drug is not None:
