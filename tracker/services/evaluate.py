@@ -132,27 +132,35 @@ def _current_mark(session, library: ProtocolLibrary) -> dict:
     """The highest ids now on record: what this pass will have seen.
 
     On PostgreSQL ids are not committed in order: a transaction that took id 41 may commit after this pass
-    read 42 as the highest. The mark also keeps the oldest transaction still running now (its snapshot's
-    xmin); the next pass also reviews rows written by that transaction or any later one (newer_than_mark)."""
-    mark = {
+    read 42 as the highest. There the mark is this pass's snapshot, taken first: the transactions it did not
+    see (its xmax and up, and those running, its xip), whose rows the next pass reviews (newer_than_mark,
+    through each row's `changed_xid`, migration 0020). Every row this pass reads later is in it or newer."""
+    mark = {}
+    if session.get_bind().dialect.name == "postgresql":
+        xmax, xip = session.execute(text(
+            "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text::bigint ORDER BY 1) "
+            "FROM pg_current_snapshot() s")).one()
+        mark["xmax"], mark["xip"] = int(xmax), list(xip)
+    mark.update({
         "result": session.execute(select(func.max(LabResult.id))).scalar() or 0,
         "assessment": session.execute(select(func.max(Assessment.id))).scalar() or 0,
         "audit": session.execute(select(func.max(AuditEvent.id))).scalar() or 0,
         "library": library_signature(library),
-    }
-    if session.get_bind().dialect.name == "postgresql":
-        oldest = session.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")).scalar()
-        mark["xmin"] = str(int(oldest) % 2 ** 32)  # the 32-bit xid a row's xmin holds
+    })
     return mark
 
 
-def newer_than_mark(column, last_id: int, xmin: str | None):
-    """Rows past the mark: a higher id, or (PostgreSQL) written by a transaction not finished at the mark
-    (age() compares transaction ids across wraparound; frozen rows are the oldest of all)."""
-    if xmin is None:
+def newer_than_mark(column, last_id: int, snapshot: tuple[int, list[int]] | None):
+    """Rows past the mark: a higher id (SQLite), or (PostgreSQL) written by a transaction the mark's
+    snapshot did not see (`changed_xid`, a BRIN index: the tables' tails)."""
+    if snapshot is None:
         return column > last_id
-    return or_(column > last_id, text(f"age({column.table.name}.xmin) <= age(CAST(:mark_xmin AS xid))")
-               .bindparams(mark_xmin=xmin))
+    xmax, xip = snapshot
+    table = column.table.name
+    newer = text(f"{table}.changed_xid >= :mark_xmax").bindparams(mark_xmax=xmax)
+    if not xip:
+        return newer
+    return or_(newer, text(f"{table}.changed_xid = ANY(CAST(:mark_xip AS bigint[]))").bindparams(mark_xip=xip))
 
 
 def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
@@ -165,13 +173,18 @@ def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
         return None
     if mark.get("library") != library_signature(library):
         return None
-    xmin = mark.get("xmin") if session.get_bind().dialect.name == "postgresql" else None
+    snapshot = None
+    if session.get_bind().dialect.name == "postgresql":
+        try:
+            snapshot = int(mark["xmax"]), [int(x) for x in mark["xip"]]
+        except (ValueError, KeyError, TypeError):
+            return None  # a mark of before migration 0020 (rows then had no changed_xid): a full pass
     changed = set(session.execute(select(LabResult.patient_id).where(
-        newer_than_mark(LabResult.id, result, xmin)).distinct()).scalars())
+        newer_than_mark(LabResult.id, result, snapshot)).distinct()).scalars())
     changed.update(session.execute(select(Assessment.patient_id).where(
-        newer_than_mark(Assessment.id, assessment, xmin)).distinct()).scalars())
+        newer_than_mark(Assessment.id, assessment, snapshot)).distinct()).scalars())
     events = select(AuditEvent.entity, AuditEvent.entity_id).where(
-        newer_than_mark(AuditEvent.id, audit, xmin), AuditEvent.entity.in_(CHANGE_ENTITIES),
+        newer_than_mark(AuditEvent.id, audit, snapshot), AuditEvent.entity.in_(CHANGE_ENTITIES),
         AuditEvent.entity_id.is_not(None), ~AuditEvent.action.startswith("access.")).distinct()  # reads change nothing
     courses, patients = set(), set()
     for entity, entity_id in session.execute(events):
