@@ -334,9 +334,10 @@ def test_a_long_transaction_elsewhere_does_not_widen_the_next_incremental_pass(t
 
 
 @pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL: the mark is a snapshot")
-def test_a_mark_of_before_the_change_column_means_a_full_pass(tracker, db_url):
+def test_a_mark_of_before_the_change_column_or_of_another_server_means_a_full_pass(tracker, db_url):
     """A mark stored before migration 0020 (an `xmin`, no snapshot) cannot be compared with `changed_xid`
-    (every row then written has 0): the next pass is a full one, whose mark is of the new kind."""
+    (every row then written has 0): the next pass is a full one, whose mark is of the new kind. Nor can a
+    mark ahead of the server's transaction ids (a database restored into another server)."""
     import json
 
     from sqlalchemy import text as sql
@@ -355,6 +356,12 @@ def test_a_mark_of_before_the_change_column_means_a_full_pass(tracker, db_url):
     with freeze_time("2026-03-02"):
         tracker("nightly")
     assert _changed(db_url) == set()
+    # Restored into another server whose transaction ids are behind the mark's: a full pass again.
+    with engine.begin() as conn:
+        mark = json.loads(conn.execute(sql("SELECT value FROM setting WHERE key = 'alerts.review_mark'")).scalar())
+        ahead = mark | {"xmax": mark["xmax"] + 10 ** 9}
+        conn.execute(sql("UPDATE setting SET value = :v WHERE key = 'alerts.review_mark'"), {"v": json.dumps(ahead)})
+    assert _changed(db_url) is None
     engine.dispose()
 
 

@@ -76,7 +76,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     whole_clinic = patient_ids is None
     mark = _current_mark(session, library) if whole_clinic and write else None
     if whole_clinic:
-        changed = _changed_since(session, library) if incremental else None
+        changed = _changed_since(session, library, mark) if incremental else None
         to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed)
     else:
         to_review = ReviewSet(frozenset(patient_ids))
@@ -163,8 +163,9 @@ def newer_than_mark(column, last_id: int, snapshot: tuple[int, list[int]] | None
     return or_(newer, text(f"{table}.changed_xid = ANY(CAST(:mark_xip AS bigint[]))").bindparams(mark_xip=xip))
 
 
-def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
-    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark."""
+def _changed_since(session, library: ProtocolLibrary, now: dict | None = None) -> set[int] | None:
+    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark.
+    `now`: this pass's own mark, if taken (PostgreSQL: its snapshot's xmax; else it is asked for)."""
     value = setting_value(session, REVIEW_MARK)
     try:
         mark = json.loads(value) if value else None
@@ -179,6 +180,10 @@ def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
             snapshot = int(mark["xmax"]), [int(x) for x in mark["xip"]]
         except (ValueError, KeyError, TypeError):
             return None  # a mark of before migration 0020 (rows then had no changed_xid): a full pass
+        xmax = (now or {}).get("xmax") or int(session.execute(
+            text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")).scalar())
+        if xmax < snapshot[0]:
+            return None  # transaction ids went back: the database was restored into another server
     changed = set(session.execute(select(LabResult.patient_id).where(
         newer_than_mark(LabResult.id, result, snapshot)).distinct()).scalars())
     changed.update(session.execute(select(Assessment.patient_id).where(
