@@ -11,7 +11,8 @@ The nightly job's passes are incremental by change ids, not clocks: a full pass 
 assessment and audit-event ids it has seen (and the protocol library's signature); the next pass reviews
 the patients with a result, an assessment, a course event or a patient change past those ids, plus those
 whose review moves with the date alone (items in a review window, overridden gates). A new protocol library
-or no mark means a full pass.
+or no mark means a full pass. On PostgreSQL, where ids are not committed in order, the mark is the pass's
+snapshot instead, and rows carry their writer's transaction id (`changed_xid`, migration 0020).
 """
 
 from __future__ import annotations
