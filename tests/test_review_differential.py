@@ -257,7 +257,8 @@ def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(befor
 @pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL commits ids out of order")
 def test_an_incremental_pass_reviews_a_result_committed_after_its_mark_under_a_lower_id(tracker, db_url):
     """A slow writer takes result id N, a quick one N+1 and commits, the nightly marks N+1; the slow one then
-    commits: the next night still reviews its patient (the mark keeps the oldest running transaction)."""
+    commits: the next night still reviews its patient (the mark keeps the transactions its snapshot did not
+    see: the slow one was running; its row's `changed_xid` names it)."""
     from sqlalchemy import text as sql
 
     with freeze_time("2026-03-01"):
@@ -284,6 +285,104 @@ def test_an_incremental_pass_reviews_a_result_committed_after_its_mark_under_a_l
                               {"p": ids["M1"]}).scalars().all()
     engine.dispose()
     assert alerts and all("alt" in message for message in alerts)
+
+
+def _changed(db_url) -> set | None:
+    from tracker.protocol_files import library
+    from tracker.services.evaluate import _changed_since
+
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        found = _changed_since(session, library(None))
+    engine.dispose()
+    return found
+
+
+def _mrn_ids(db_url) -> dict[str, int]:
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        ids = {mrn: pid for pid, mrn in session.exec(select(Patient.id, Patient.mrn)).all()}
+    engine.dispose()
+    return ids
+
+
+def test_a_laboratory_correction_after_the_mark_is_reviewed_by_the_next_incremental_pass(tracker, db_url, tmp_path):
+    """A correction rewrites a result in place (same id; on PostgreSQL the same changed_xid): its
+    `result.correct` event makes the next pass review the patient, on both engines."""
+    from tests.test_lab_corrections import ALT_CORRECTED
+    from tests.test_lab_import import oru
+
+    first, correction = tmp_path / "oru1.hl7", tmp_path / "oru2.hl7"
+    first.write_text(oru(alt="130"))
+    correction.write_text(oru(id="MSG00002", obx=[ALT_CORRECTED.format(alt="30")]))
+    with freeze_time("2026-01-20"):
+        for mrn in ("M1", "M2"):
+            tracker(f"patient add {mrn} --name 'Max Test' --dob 1970-01-01 --sex m")
+            tracker(f"therapy start {mrn} methotrexate --on 2026-01-05")
+        tracker(["result", "import", str(first)])
+        tracker("nightly")
+        assert _changed(db_url) == set()
+        assert "1 corrected" in tracker(["result", "import", str(correction)]).stdout
+    assert _changed(db_url) == {_mrn_ids(db_url)["M1"]}
+
+
+@pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL: the mark is a snapshot")
+def test_a_long_transaction_elsewhere_does_not_widen_the_next_incremental_pass(tracker, db_url):
+    """Issue 19: the mark used to keep the server's oldest running transaction, so one left open (by anyone,
+    in any database) made every later pass review all that was written since it began. The mark now keeps
+    only the transactions its snapshot did not see: what was written and committed before it is not
+    reviewed again, a transaction still open elsewhere or not."""
+    from sqlalchemy import text as sql
+
+    with freeze_time("2026-03-01"):
+        for mrn in ("M1", "M2", "M3"):
+            tracker(f"patient add {mrn} --name 'Max Test' --dob 1970-01-01 --sex m")
+            tracker(f"therapy start {mrn} methotrexate --on 2026-01-05")
+        tracker("nightly")  # a full pass: the mark is stored
+    ids = _mrn_ids(db_url)
+    engine = open_engine(db_url)
+    with engine.connect() as idle:
+        idle.execute(sql("SELECT pg_current_xact_id()"))  # an open transaction with an id, writing nothing here
+        with freeze_time("2026-03-02"):
+            tracker("result add M1 alt 30 --on 2026-03-02")
+            tracker("nightly")
+            tracker("result add M2 alt 31 --on 2026-03-02")
+            tracker("assess M3 --on 2026-03-02 --easi 10 --dlqi 5")
+        assert _changed(db_url) == {ids["M2"], ids["M3"]}  # not M1: its result was before the mark
+        idle.rollback()
+    engine.dispose()
+
+
+@pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL: the mark is a snapshot")
+def test_a_mark_of_before_the_change_column_or_of_another_server_means_a_full_pass(tracker, db_url):
+    """A mark stored before migration 0021 (an `xmin`, no snapshot) cannot be compared with `changed_xid`
+    (every row then written has 0): the next pass is a full one, whose mark is of the new kind. Nor can a
+    mark ahead of the server's transaction ids (a database restored into another server)."""
+    import json
+
+    from sqlalchemy import text as sql
+
+    with freeze_time("2026-03-01"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01 --sex m")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")
+        tracker("nightly")
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        mark = json.loads(conn.execute(sql("SELECT value FROM setting WHERE key = 'alerts.review_mark'")).scalar())
+        assert {"xmax", "xip"} <= mark.keys() and "xmin" not in mark
+        old = {k: v for k, v in mark.items() if k not in ("xmax", "xip")} | {"xmin": "745"}
+        conn.execute(sql("UPDATE setting SET value = :v WHERE key = 'alerts.review_mark'"), {"v": json.dumps(old)})
+    assert _changed(db_url) is None
+    with freeze_time("2026-03-02"):
+        tracker("nightly")
+    assert _changed(db_url) == set()
+    # Restored into another server whose transaction ids are behind the mark's: a full pass again.
+    with engine.begin() as conn:
+        mark = json.loads(conn.execute(sql("SELECT value FROM setting WHERE key = 'alerts.review_mark'")).scalar())
+        ahead = mark | {"xmax": mark["xmax"] + 10 ** 9}
+        conn.execute(sql("UPDATE setting SET value = :v WHERE key = 'alerts.review_mark'"), {"v": json.dumps(ahead)})
+    assert _changed(db_url) is None
+    engine.dispose()
 
 
 # --- issue 14 item 2: creatinine clearance read from an estimate when none is on record -----------------

@@ -11,7 +11,8 @@ The nightly job's passes are incremental by change ids, not clocks: a full pass 
 assessment and audit-event ids it has seen (and the protocol library's signature); the next pass reviews
 the patients with a result, an assessment, a course event or a patient change past those ids, plus those
 whose review moves with the date alone (items in a review window, overridden gates). A new protocol library
-or no mark means a full pass.
+or no mark means a full pass. On PostgreSQL, where ids are not committed in order, the mark is the pass's
+snapshot instead, and rows carry their writer's transaction id (`changed_xid`, migration 0021).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 
 from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
 from tracker.core.protocol import ProtocolLibrary
@@ -76,7 +77,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     whole_clinic = patient_ids is None
     mark = _current_mark(session, library) if whole_clinic and write else None
     if whole_clinic:
-        changed = _changed_since(session, library) if incremental else None
+        changed = _changed_since(session, library, mark) if incremental else None
         to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed)
     else:
         to_review = ReviewSet(frozenset(patient_ids))
@@ -132,31 +133,40 @@ def _current_mark(session, library: ProtocolLibrary) -> dict:
     """The highest ids now on record: what this pass will have seen.
 
     On PostgreSQL ids are not committed in order: a transaction that took id 41 may commit after this pass
-    read 42 as the highest. The mark also keeps the oldest transaction still running now (its snapshot's
-    xmin); the next pass also reviews rows written by that transaction or any later one (newer_than_mark)."""
-    mark = {
+    read 42 as the highest. There the mark is this pass's snapshot, taken first: the transactions it did not
+    see (its xmax and up, and those running, its xip), whose rows the next pass reviews (newer_than_mark,
+    through each row's `changed_xid`, migration 0021). Every row this pass reads later is in it or newer."""
+    mark = {}
+    if session.get_bind().dialect.name == "postgresql":
+        xmax, xip = session.execute(text(
+            "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text::bigint ORDER BY 1) "
+            "FROM pg_current_snapshot() s")).one()
+        mark["xmax"], mark["xip"] = int(xmax), list(xip)
+    mark.update({
         "result": session.execute(select(func.max(LabResult.id))).scalar() or 0,
         "assessment": session.execute(select(func.max(Assessment.id))).scalar() or 0,
         "audit": session.execute(select(func.max(AuditEvent.id))).scalar() or 0,
         "library": library_signature(library),
-    }
-    if session.get_bind().dialect.name == "postgresql":
-        oldest = session.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")).scalar()
-        mark["xmin"] = str(int(oldest) % 2 ** 32)  # the 32-bit xid a row's xmin holds
+    })
     return mark
 
 
-def newer_than_mark(column, last_id: int, xmin: str | None):
-    """Rows past the mark: a higher id, or (PostgreSQL) written by a transaction not finished at the mark
-    (age() compares transaction ids across wraparound; frozen rows are the oldest of all)."""
-    if xmin is None:
+def newer_than_mark(column, last_id: int, snapshot: tuple[int, list[int]] | None):
+    """Rows past the mark: a higher id (SQLite), or (PostgreSQL) written by a transaction the mark's
+    snapshot did not see (`changed_xid`, a BRIN index: the tables' tails)."""
+    if snapshot is None:
         return column > last_id
-    return or_(column > last_id, text(f"age({column.table.name}.xmin) <= age(CAST(:mark_xmin AS xid))")
-               .bindparams(mark_xmin=xmin))
+    xmax, xip = snapshot
+    table = column.table.name
+    newer = text(f"{table}.changed_xid >= :mark_xmax").bindparams(mark_xmax=xmax)
+    if not xip:
+        return newer
+    return or_(newer, text(f"{table}.changed_xid = ANY(CAST(:mark_xip AS bigint[]))").bindparams(mark_xip=xip))
 
 
-def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
-    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark."""
+def _changed_since(session, library: ProtocolLibrary, now: dict | None = None) -> set[int] | None:
+    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark.
+    `now`: this pass's own mark, if taken (PostgreSQL: its snapshot's xmax; else it is asked for)."""
     value = setting_value(session, REVIEW_MARK)
     try:
         mark = json.loads(value) if value else None
@@ -165,18 +175,33 @@ def _changed_since(session, library: ProtocolLibrary) -> set[int] | None:
         return None
     if mark.get("library") != library_signature(library):
         return None
-    xmin = mark.get("xmin") if session.get_bind().dialect.name == "postgresql" else None
+    snapshot = None
+    if session.get_bind().dialect.name == "postgresql":
+        try:
+            snapshot = int(mark["xmax"]), [int(x) for x in mark["xip"]]
+        except (ValueError, KeyError, TypeError):
+            return None  # a mark of before migration 0021 (rows then had no changed_xid): a full pass
+        xmax = (now or {}).get("xmax") or int(session.execute(
+            text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")).scalar())
+        if xmax < snapshot[0]:
+            return None  # transaction ids went back: the database was restored into another server
     changed = set(session.execute(select(LabResult.patient_id).where(
-        newer_than_mark(LabResult.id, result, xmin)).distinct()).scalars())
+        newer_than_mark(LabResult.id, result, snapshot)).distinct()).scalars())
     changed.update(session.execute(select(Assessment.patient_id).where(
-        newer_than_mark(Assessment.id, assessment, xmin)).distinct()).scalars())
+        newer_than_mark(Assessment.id, assessment, snapshot)).distinct()).scalars())
+    # A laboratory's correction rewrites a result in place (its id and, on PostgreSQL, its changed_xid stay):
+    # its `result.correct` event names it.
     events = select(AuditEvent.entity, AuditEvent.entity_id).where(
-        newer_than_mark(AuditEvent.id, audit, xmin), AuditEvent.entity.in_(CHANGE_ENTITIES),
+        newer_than_mark(AuditEvent.id, audit, snapshot),
+        or_(AuditEvent.entity.in_(CHANGE_ENTITIES),
+            and_(AuditEvent.entity == "lab_result", AuditEvent.action == "result.correct")),
         AuditEvent.entity_id.is_not(None), ~AuditEvent.action.startswith("access.")).distinct()  # reads change nothing
-    courses, patients = set(), set()
+    courses, patients, results = set(), set(), set()
     for entity, entity_id in session.execute(events):
-        (courses if entity == "course" else patients).add(entity_id)
+        {"course": courses, "lab_result": results}.get(entity, patients).add(entity_id)
     changed |= patients
     if courses:
         changed.update(session.execute(select(Course.patient_id).where(Course.id.in_(sorted(courses)))).scalars())
+    if results:
+        changed.update(session.execute(select(LabResult.patient_id).where(LabResult.id.in_(sorted(results)))).scalars())
     return changed

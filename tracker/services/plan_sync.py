@@ -19,7 +19,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_
+from sqlalchemy import or_, union_all
 from sqlmodel import Session, select
 
 from tracker.core.durations import Duration
@@ -381,13 +381,26 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
         return len(stale)
     # Courses whose announced stop date has come, and stopped courses that still have items planned (stopped
     # before this rule): ended and re-synced once, which cancels those items (core: worklist.course_has_ended).
-    ended = session.exec(
-        select(Course, Patient)
-        .join(Patient, Patient.id == Course.patient_id)
-        .where(Course.stop_on <= today,
-               or_(Course.status != "stopped",
-                   select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists()))
-    ).all()
+    planned = select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists()
+    if session.get_bind().dialect.name != "postgresql":
+        # SQLite: one pass over the course table, probing `item (course_id, status)` for the stopped ones.
+        ended = session.exec(
+            select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+            .where(Course.stop_on <= today, or_(Course.status != "stopped", planned))).all()
+    else:
+        # PostgreSQL: two index-shaped halves (live courses through their partial index; stopped ones through
+        # `course (status, drug)`, probing `item (course_id, status)`), then the few found with their
+        # patients. Written as SQLite's one OR joined to patient, PostgreSQL walked all 100,000 patients
+        # probing course for each (0.3-0.4 s of a next-day nightly; the halves: 0.1 s). On SQLite the halves
+        # take 0.15 s of CPU where its one scan takes 0.04 s.
+        due = select(Course.id).where(Course.status != "stopped", Course.stop_on <= today)
+        left = select(Course.id).where(Course.status == "stopped", Course.stop_on <= today, planned)
+        ended_ids = sorted(session.execute(union_all(due, left)).scalars())
+        from tracker.db.charts import chunks
+
+        ended = [row for chunk in chunks(ended_ids) for row in session.exec(
+            select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+            .where(Course.id.in_(chunk)).order_by(Course.id)).all()]
     for course, patient in ended:
         if course.status != "stopped":
             from tracker.services import audit
