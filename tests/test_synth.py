@@ -341,3 +341,32 @@ def test_only_a_brand_new_file_loads_without_syncs(tmp_path, migrated_template):
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         engine.dispose()
+
+
+# Taken from main at 58e46ee (session 9, before the loader and row builder were reworked for issue 19's
+# 60 s): `synthesise_clinic(300 patients, seed 1, as of 2026-03-02)` with the background builder and small
+# chunks, so the forked path and chunk boundaries are covered too. A faster synth must build this very clinic.
+FINGERPRINT_300 = {
+    "patient": (300, "a6c0717c03414150"),
+    "course": (375, "29856cf189644193"),
+    "dose_change": (29, "cd1d2d7c5d1ffb98"),
+    "course_pause": (9, "078627bdf1d26a46"),
+    "item": (4046, "b97e5db873de50e3"),
+    "lab_result": (12401, "ca8f707ebc6bdcfc"),
+    "assessment": (536, "b387f08245d2320b"),
+    "protocol_snapshot": (14, "a1159079a924134e"),
+}
+
+
+def test_synth_builds_the_300_patient_clinic_it_always_built(db_url):
+    from tracker.core.settings import Settings
+    from tracker.services.context import Clinic
+    from tracker.services.synth import synthesise_clinic
+
+    engine = make_engine(resolve_url(db_url))
+    with Session(engine) as session:
+        clinic = Clinic(session, library(), Settings(), dt.date(2026, 3, 2), "synth")
+        synthesise_clinic(clinic, 300, seed=1, chunk=70, background=True)
+        session.commit()
+    engine.dispose()
+    assert clinic_fingerprint(db_url) == FINGERPRINT_300
