@@ -370,3 +370,30 @@ def test_synth_builds_the_300_patient_clinic_it_always_built(db_url):
         session.commit()
     engine.dispose()
     assert clinic_fingerprint(db_url) == FINGERPRINT_300
+
+
+@pytest.mark.skipif(bool(os.environ.get("TRACKER_TEST_PG")), reason="SQLite's indexes and pragmas")
+def test_sqlite_load_keeps_ordered_and_partial_indexes_live_and_restores_the_connection(tmp_path, migrated_template):
+    """Dropped for the load: the indexes updated at random places; kept: those led by patient_id or course_id
+    (appended to) and the partial ones (nearly empty in a synthetic clinic). The statements for afterwards
+    build the dropped ones with one auxiliary sorter thread, then give the connection its settings back."""
+    from tracker.services.synth.load import _defer_sqlite_indexes
+
+    path = sqlite_copy(migrated_template, tmp_path / "defer.db")
+    engine = make_engine(resolve_url(path))
+    with engine.connect() as conn:
+        cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        statements = _defer_sqlite_indexes(conn)
+        live = {name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"ix_item_partial_due", "ix_item_limit_status", "ix_course_live_planned_through",
+                "ix_item_patient_due", "ix_lab_result_patient_test_taken", "ix_course_patient_id"} <= live
+        assert not {"ix_lab_result_created", "ix_item_kind_due_quality", "ix_patient_mrn"} & live
+        assert statements[:2] == ["PRAGMA cache_size=-65536", "PRAGMA threads=1"]
+        for sql in statements:
+            conn.exec_driver_sql(sql)
+        assert {"ix_lab_result_created", "ix_item_kind_due_quality", "ix_patient_mrn"} <= {
+            name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert conn.exec_driver_sql("PRAGMA threads").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == cache_size
+        conn.rollback()
+    engine.dispose()
