@@ -201,28 +201,47 @@ def synthesise_clinic(clinic: Clinic, patients: int, seed: int = 1, progress=Non
 LOAD_ORDERED = {"patient_id", "course_id"}
 
 
+# SQLite: the sorter memory and auxiliary threads for the index builds after the load. The sorter of a CREATE
+# INDEX may use as much memory as the page cache holds; with 256 MiB most builds sort in one piece, in the
+# loading thread. With 64 MiB the larger ones are sorted in several runs, and with one auxiliary thread a run
+# is sorted and written by it while the loading thread goes on reading the table, and the runs are merged by
+# both. The row builder has finished by then, so its core is free: the loading thread's share of the index
+# builds at 100,000 patients fell from 22.4 s to 14.2-14.4 s of CPU (both threads: 23.1-23.4 s), measured with
+# time.thread_time() on a copy of the loaded tables (see benchmarks/RESULTS.md, session 9).
+INDEX_BUILD_CACHE_KIB = 65536
+INDEX_BUILD_THREADS = 1
+
+
 def _defer_sqlite_indexes(conn) -> list[str]:
     """SQLite bulk load: a large page cache for this connection, and the secondary indexes of the loaded
-    tables that would be updated at random places (not led by a load-ordered column) dropped now and
-    re-created (from their stored SQL) after the load, inside the same transaction: one sorted index build
-    is several times faster than a million random B-tree inserts. Returns the CREATE INDEX statements to
-    run afterwards."""
+    tables that would be updated at random places dropped now and re-created (from their stored SQL) after
+    the load, inside the same transaction: one sorted index build is several times faster than a million
+    random B-tree inserts. Kept live: indexes led by a load-ordered column (appended to), and partial ones
+    (the synthetic clinic puts few or no rows in them: rebuilding one would scan its whole table for them).
+    Returns the statements to run afterwards: the index builds, with a smaller sorter memory and one
+    auxiliary sorter thread (INDEX_BUILD_*), and the connection's settings restored after them."""
+    cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
     conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MiB, this connection only
     # pysqlite opens the transaction at the first DML statement; make sure DDL below is inside it, so a
     # failed synth rolls the dropped indexes back too.
     conn.exec_driver_sql("DELETE FROM patient WHERE 0")
     names = ", ".join(f"'{name}'" for name in FIELDS)
+    ordered = ", ".join(f"'{name}'" for name in sorted(LOAD_ORDERED))
+    # One query: each index's SQL, whether it is partial, and its first column.
     indexes = conn.exec_driver_sql(
-        f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({names})"
+        "SELECT m.name, m.sql FROM sqlite_master m JOIN pragma_index_list(m.tbl_name) l ON l.name = m.name "
+        f"WHERE m.type = 'index' AND m.sql IS NOT NULL AND m.tbl_name IN ({names}) AND NOT l.partial "
+        f"AND COALESCE((SELECT i.name FROM pragma_index_info(m.name) i WHERE i.seqno = 0), '') NOT IN ({ordered}) "
+        "ORDER BY m.rowid"
     ).all()
     deferred = []
     for name, sql in indexes:
-        first = conn.exec_driver_sql(f'PRAGMA index_info("{name}")').first()
-        if first is not None and first[2] in LOAD_ORDERED:
-            continue
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
         deferred.append(sql)
-    return deferred
+    if not deferred:
+        return [f"PRAGMA cache_size={cache_size}"]
+    return [f"PRAGMA cache_size=-{INDEX_BUILD_CACHE_KIB}", f"PRAGMA threads={INDEX_BUILD_THREADS}", *deferred,
+            "PRAGMA threads=0", f"PRAGMA cache_size={cache_size}"]
 
 
 def _defer_postgresql_checks(conn) -> list[str]:
