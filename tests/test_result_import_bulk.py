@@ -87,7 +87,8 @@ def _state(db: str) -> dict:
         text = re.sub(r"result #(\d+)", lambda m: f"result {name[int(m.group(1))]}", str(text))
         return re.sub(r"result(\d+)", lambda m: f"result:{name[int(m.group(1))]}", text)
 
-    skip = {"id", "created_at", "updated_at", "last_modified", "uid"}
+    # changed_xid (PostgreSQL, migration 0021): the writing transaction's id, like created_at a fact of when
+    skip = {"id", "created_at", "updated_at", "last_modified", "uid", "changed_xid"}
     return {
         "results": sorted((tuple((k, v) for k, v in r.items() if k not in skip) for r in results), key=repr),
         # (follow-up items are booked in another order, so under other ids)
