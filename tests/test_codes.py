@@ -63,25 +63,29 @@ def test_drugs_carry_atc_codes_and_the_unconfirmed_are_listed():
     # CPIC's drug table: the RxNorm ingredient beside the same ATC code.
     assert (library.get("methotrexate").rxnorm, library.get("mycophenolate").rxnorm) == ("6851", "7145")
     # SNOMED CT substances from HL7 Switzerland's active-ingredient value set (ciclosporin and mycophenolate
-    # mofetil also as HL7 Europe's PROTECT-CHILD IG maps them).
+    # mofetil also as HL7 Europe's PROTECT-CHILD IG maps them); upadacitinib and apremilast from the German KBV's
+    # published value set and substance-to-ATC map.
     assert {p.id: p.snomed for p in library.protocols.values() if p.snomed} == {
         "azathioprine": "372574004", "ciclosporin": "387467008", "dupilumab": "733487000",
-        "methotrexate": "387381009", "mycophenolate": "386976000", "prednisolone": "116601002"}
-    # No public source read so far states the others (the newer biologics and JAK inhibitors, apremilast): they
-    # are left out, and `schedules validate` lists each as missing.
+        "methotrexate": "387381009", "mycophenolate": "386976000", "prednisolone": "116601002",
+        "upadacitinib": "789397000", "apremilast": "703350008"}
+    # No public source read so far states the others (RxNorm of the newer biologics, JAK inhibitors and
+    # apremilast; SNOMED CT of five of them): they are left out, and `schedules validate` lists each as missing.
     assert sorted(p.id for p in library.protocols.values() if p.rxnorm) == [
         "azathioprine", "ciclosporin", "methotrexate", "mycophenolate", "prednisolone"]
     assert library.get("dupilumab").missing_codes() == ["rxnorm: missing"]
-    assert library.get("upadacitinib").missing_codes() == ["snomed: missing", "rxnorm: missing"]
+    assert library.get("upadacitinib").missing_codes() == ["rxnorm: missing"]
+    assert library.get("baricitinib").missing_codes() == ["snomed: missing", "rxnorm: missing"]
     assert library.get("azathioprine").missing_codes() == []
 
 
 def test_vocabulary_codes_missing_are_only_those_no_public_source_confirmed():
-    """Each test has its LOINC code, a stated reason for none (a review staff record; cmp, a local
-    grouping; the chest imaging summary), or is listed here: NUDT15, whose LOINC number no public source read
-    so far gives (never guessed)."""
+    """Each test has its LOINC code or a stated reason for none (a review staff record; cmp, a local
+    grouping; the chest imaging summary): none is missing."""
     vocabulary = load_vocabulary()
-    assert vocabulary.missing_codes() == ["tests.nudt15.loinc: missing"]
+    assert vocabulary.missing_codes() == []
+    # NUDT15: the metabolizer interpretation, as TPMT's (HL7 Europe's eHDSI laboratory value set).
+    assert vocabulary.get("nudt15").loinc == "93195-6" and vocabulary.by_loinc()["93195-6"] == "nudt15"
     # TPMT: the metabolizer interpretation term, and the code a laboratory sends its interpretation under.
     tpmt = vocabulary.get("tpmt")
     assert (tpmt.loinc, tpmt.also_loinc) == ("79713-4", ("62365-2",))
@@ -105,7 +109,9 @@ def test_schedules_show_names_the_drug_codes_or_why_there_is_none(tracker):
     assert tracker(["schedules", "show", "azathioprine"]).stdout.splitlines()[1] == (
         "Codes: ATC L04AX01; SNOMED CT 372574004; RxNorm 1256 [WHO-ATC, RXNORM-IN, SNOMED-CH-TERM]")
     assert tracker(["schedules", "show", "upadacitinib"]).stdout.splitlines()[1] == (
-        "Codes: ATC L04AF03; SNOMED CT, RxNorm not confirmed by a public source [WHO-ATC]")
+        "Codes: ATC L04AF03; SNOMED CT 789397000; RxNorm not confirmed by a public source [WHO-ATC, SNOMED-KBV-NFD]")
+    assert tracker(["schedules", "show", "baricitinib"]).stdout.splitlines()[1] == (
+        "Codes: ATC L04AF02; SNOMED CT, RxNorm not confirmed by a public source [WHO-ATC]")
     assert tracker(["schedules", "show", "nbuvb"]).stdout.splitlines()[1].startswith(
         "Codes: no ATC code: a procedure (narrowband UVB light), not a medicinal product")
 

@@ -175,7 +175,8 @@ def test_codings_give_a_panels_order_code_then_its_analytes_and_never_invent_a_c
     cmp = coded.test_codings(["cmp"], vocabulary)
     assert all(c.panel == "cmp" for c in cmp) and {c.loinc for c in cmp} >= {CREATININE[0], "1742-6"}
     assert [c.loinc for c in coded.test_codings(["lipids", "bp"], vocabulary) if c.panel is None] == ["24331-1", "85354-9"]
-    assert coded.test_codings(["cxr", "nudt15"], vocabulary) == ()  # no LOINC in the vocabulary: none shown
+    assert coded.test_codings(["cxr"], vocabulary) == ()  # no LOINC applies (a clinician's reading): none shown
+    assert [c.loinc for c in coded.test_codings(["nudt15"], vocabulary)] == ["93195-6"]
     assert [c.loinc for c in coded.test_codings(["tpmt"], vocabulary)] == ["79713-4"]  # its own code, not also_loinc
     assert coded.test_codings(["hb", "cbc"], vocabulary)[0].panel is None  # planned as itself first; each code once
     assert len([c for c in coded.test_codings(["hb", "cbc"], vocabulary) if c.loinc == HB[0]]) == 1

@@ -277,7 +277,7 @@ FINGERPRINT_200 = {
     "item": (2947, "d77e372608744e59"),
     "lab_result": (9565, "f5d217b578ede3db"),
     "assessment": (362, "0fca2a548aa6417e"),
-    "protocol_snapshot": (14, "bda02146b05cc9b2"),  # 71b3169 + the drug codes added since (s9: SNOMED CT and RxNorm; no plan changed)
+    "protocol_snapshot": (14, "2e86575f5d73878b"),  # 71b3169 + the drug codes added since (s9: SNOMED CT and RxNorm; s10: SNOMED CT of upadacitinib, apremilast; no plan changed)
 }
 
 
@@ -365,7 +365,7 @@ FINGERPRINT_300 = {
     "item": (4046, "b97e5db873de50e3"),
     "lab_result": (12401, "ca8f707ebc6bdcfc"),
     "assessment": (536, "b387f08245d2320b"),
-    "protocol_snapshot": (14, "bda02146b05cc9b2"),  # + the drug codes of s9-codes (no plan changed)
+    "protocol_snapshot": (14, "2e86575f5d73878b"),  # + the drug codes of s9-codes and s10 (no plan changed)
 }
 
 
