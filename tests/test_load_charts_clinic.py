@@ -1,6 +1,7 @@
 """A clinic-wide chart load (more than one chunk of patients) reads the windowed items of the whole clinic in
 one query (tracker/db/charts.py: load_charts); a small one reads them per chunk. Both give every patient the
-same chart (a synthetic clinic of 1,200 patients, on SQLite or PostgreSQL)."""
+same chart, results included: the results of the tests the patient's own protocols read, whoever shares the
+chunk (a synthetic clinic of 1,200 patients, on SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ TODAY = dt.date(2026, 11, 2)
 
 
 def _shape(chart) -> tuple:
-    # Results are left out: a chunk holds the tests its patients' protocols read, so a patient loaded with
-    # others may hold more tests than alone (as before; no rule reads a test its protocol does not).
     return (chart.patient_id, tuple(sorted(tuple(item) for item in chart.items)), tuple(c.id for c in chart.courses),
-            tuple(a.id for a in chart.assessments), tuple(c.id for c in chart.stopped_courses))
+            tuple(a.id for a in chart.assessments), tuple(c.id for c in chart.stopped_courses),
+            tuple(sorted((test, tuple(r.id for r in rows)) for test, rows in chart.results.items())))
 
 
 def test_a_clinic_wide_load_gives_every_patient_the_chart_a_load_of_their_own_gives(tracker, db_url):
@@ -35,10 +35,11 @@ def test_a_clinic_wide_load_gives_every_patient_the_chart_a_load_of_their_own_gi
         assert len(ids) > 2 * CHUNK
         protocol_of = ProtocolsOfCourses(session, library)
         clinic = [_shape(chart) for chart in load_charts(session, protocol_of, library.vocabulary, ids, TODAY, settings)]
-        alone = [_shape(chart) for patient_id in ids[::7]
+        alone = [_shape(chart) for patient_id in ids
                  for chart in load_charts(session, protocol_of, library.vocabulary, [patient_id], TODAY, settings)]
     engine.dispose()
     assert sum(1 for shape in clinic if shape[1]) > 100  # many patients have items in a review window
+    assert sum(1 for shape in clinic if shape[5]) > 500  # and results
     by_patient = {shape[0]: shape for shape in clinic}
     assert len(by_patient) == len(ids)
     for shape in alone:
