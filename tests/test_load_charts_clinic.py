@@ -44,3 +44,35 @@ def test_a_clinic_wide_load_gives_every_patient_the_chart_a_load_of_their_own_gi
     assert len(by_patient) == len(ids)
     for shape in alone:
         assert by_patient[shape[0]] == shape
+
+
+def test_the_items_read_once_for_a_clinic_wide_pass_choose_and_fill_the_charts_as_reading_them_again(tracker, db_url):
+    """A clinic-wide pass reads the clinic's items in a review window once (tracker/services/evaluate.py): the
+    same patients to review, full and dated, and the same charts as when each step reads them itself."""
+    from tracker.db.charts import patients_to_review, windowed_items
+
+    with freeze_time(TODAY.isoformat()):
+        tracker("synth --patients 1200 --seed 3")
+    library, settings = load_library(), Settings().alerts
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        protocol_of = ProtocolsOfCourses(session, library)
+        items = windowed_items(session, TODAY, settings)
+        chosen = patients_to_review(session, protocol_of, library.vocabulary, TODAY, settings)
+        assert patients_to_review(session, protocol_of, library.vocabulary, TODAY, settings,
+                                  items_by_patient=items) == chosen
+        changed = set(sorted(chosen.full)[::3])
+        assert patients_to_review(session, protocol_of, library.vocabulary, TODAY, settings, changed=changed,
+                                  items_by_patient=items) == patients_to_review(
+            session, protocol_of, library.vocabulary, TODAY, settings, changed=changed)
+        everyone = session.exec(select(Patient.id)).all()  # more than one chunk
+        for ids, with_results in [(chosen.full, True), (chosen.dated, False), (everyone, True), (everyone, False)]:
+            again = [_shape(chart) for chart in load_charts(session, protocol_of, library.vocabulary, ids, TODAY,
+                                                            settings, with_results=with_results)]
+            once = [_shape(chart) for chart in load_charts(session, protocol_of, library.vocabulary, ids, TODAY,
+                                                           settings, with_results=with_results,
+                                                           items_by_patient=items)]
+            assert once == again and len(once) == len(set(ids))
+    engine.dispose()
+    assert len(chosen.full) > 20 and len(chosen.dated) > 50 and len(everyone) > 2 * CHUNK
+    assert sum(1 for shape in again if shape[1]) > 100

@@ -104,7 +104,8 @@ class ReviewSet:
 
 
 def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, today: dt.date,
-                       settings: AlertSettings, *, changed: set[int] | None = None) -> ReviewSet:
+                       settings: AlertSettings, *, changed: set[int] | None = None,
+                       items_by_patient: dict[int, list] | None = None) -> ReviewSet:
     """Patients whose review may differ from what the alert table holds.
 
     Full pass (`changed` None): on every rule, the patients whose change-driven conditions (threshold, gate:
@@ -114,10 +115,14 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     no live alert, the change-driven rules have nothing to say about them.
     Incremental pass (after a full pass with the same protocols): the changed patients (a result, an
     assessment, a course event) on every rule, and the others with an item in a review window on the dated
-    rules: nothing but a change moves the change-driven ones."""
-    items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
-        C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
-    windowed = set(session.execute(items).scalars())
+    rules: nothing but a change moves the change-driven ones.
+    `items_by_patient`: the clinic's `windowed_items`, if the caller has read them already."""
+    if items_by_patient is not None:
+        windowed = set(items_by_patient)
+    else:
+        items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
+            C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
+        windowed = set(session.execute(items).scalars())
     if changed is not None:
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
     courses = live_course_versions(session)  # the full pass only: a typical night never reads them
@@ -290,12 +295,29 @@ def _uln(vocabulary: Vocabulary, test: str) -> float | None:
 # Charts
 
 
-def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],
-                today: dt.date, settings: AlertSettings, *, with_results: bool = True) -> Iterator[Chart]:
-    """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients; without
-    results if the caller reviews only rules that read none (DATED_KINDS)."""
+def _windowed(today: dt.date, settings: AlertSettings):
+    """The items a chart holds: those of live courses in a review window (core: review_windows)."""
     windows = or_(*(item_where(w, I.c) for w in review_windows(today, settings)))
-    windowed = select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id).where(C.c.status != "stopped", windows)
+    return select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id).where(C.c.status != "stopped", windows)
+
+
+def windowed_items(session, today: dt.date, settings: AlertSettings) -> dict[int, list]:
+    """The items every chart of the clinic holds, by patient, in one query: for a clinic-wide pass, which
+    reads them to choose whom to review (`patients_to_review`) and again for each group's charts
+    (`load_charts`)."""
+    by_patient: dict[int, list] = {}
+    for row in plain_rows(session, _windowed(today, settings)):
+        by_patient.setdefault(row.patient_id, []).append(row)
+    return by_patient
+
+
+def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],
+                today: dt.date, settings: AlertSettings, *, with_results: bool = True,
+                items_by_patient: dict[int, list] | None = None) -> Iterator[Chart]:
+    """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients; without
+    results if the caller reviews only rules that read none (DATED_KINDS). `items_by_patient`: the clinic's
+    `windowed_items`, read by the caller, instead of reading them here again."""
+    windowed = _windowed(today, settings)
     patient_ids = sorted(set(patient_ids))
     tests_of: dict[frozenset, tuple[str, ...]] = {}
 
@@ -306,8 +328,8 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
             tests_of[key] = tuple(sorted(tests_read([c.protocol for c in courses], vocabulary)))
         return tests_of[key]
 
-    clinic_items = None
-    if len(patient_ids) > CHUNK:
+    clinic_items = items_by_patient
+    if clinic_items is None and len(patient_ids) > CHUNK:
         # More than one chunk: the windowed items of the whole clinic in one query, kept for these patients.
         # Per chunk, SQLite answers the windows (an OR of index ranges) before the patient filter, walking
         # every windowed item of the clinic again for each chunk (~45 times in a cold night).

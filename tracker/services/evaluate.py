@@ -29,7 +29,7 @@ from sqlalchemy import and_, func, or_, select, text
 from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
 from tracker.core.protocol import ProtocolLibrary
 from tracker.core.review import Review, review
-from tracker.db.charts import ProtocolsOfCourses, ReviewSet, load_charts, patients_to_review
+from tracker.db.charts import ProtocolsOfCourses, ReviewSet, load_charts, patients_to_review, windowed_items
 from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
 from tracker.protocol_files import load_algorithm
 from tracker.services.audit import SYSTEM_USER  # re-exported: the alert engine's user
@@ -76,9 +76,15 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     algorithm = load_algorithm(schedules_dir)
     whole_clinic = patient_ids is None
     mark = _current_mark(session, library) if whole_clinic and write else None
+    items_by_patient = None
     if whole_clinic:
+        # The clinic's items in a review window, read once: whom to review, then the items of both groups'
+        # charts. The groups hold different patients, so the first group's writes (its follow-ups, its judged
+        # checkpoints) change no item that a chart of the second holds.
+        items_by_patient = windowed_items(session, today, settings)
         changed = _changed_since(session, library, mark) if incremental else None
-        to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed)
+        to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed,
+                                       items_by_patient=items_by_patient)
     else:
         to_review = ReviewSet(frozenset(patient_ids))
     groups = [(to_review.full, tuple(kinds), True),
@@ -90,7 +96,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
             reviews: list[Review] = [
                 review(chart, today, settings, algorithm, library.vocabulary)
                 for chart in load_charts(session, protocol_of, library.vocabulary, ids, today, settings,
-                                         with_results=with_results)]
+                                         with_results=with_results, items_by_patient=items_by_patient)]
         summary.reviewed += len(reviews)
         if not write:
             summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
