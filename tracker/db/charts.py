@@ -120,9 +120,8 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     if items_by_patient is not None:
         windowed = set(items_by_patient)
     else:
-        items = select(I.c.patient_id).join(C, C.c.id == I.c.course_id).where(
-            C.c.status != "stopped", or_(*(item_where(w, I.c) for w in review_windows(today, settings)))).distinct()
-        windowed = set(session.execute(items).scalars())
+        windowed = set(session.execute(_windowed(today, settings).with_only_columns(I.c.patient_id).distinct())
+                       .scalars())
     if changed is not None:
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
     courses = live_course_versions(session)  # the full pass only: a typical night never reads them
