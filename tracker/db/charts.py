@@ -105,7 +105,8 @@ class ReviewSet:
 
 def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, today: dt.date,
                        settings: AlertSettings, *, changed: set[int] | None = None,
-                       items_by_patient: dict[int, list] | None = None) -> ReviewSet:
+                       items_by_patient: dict[int, list] | None = None,
+                       changed_from_baseline=None) -> ReviewSet:
     """Patients whose review may differ from what the alert table holds.
 
     Full pass (`changed` None): on every rule, the patients whose change-driven conditions (threshold, gate:
@@ -116,7 +117,8 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     Incremental pass (after a full pass with the same protocols): the changed patients (a result, an
     assessment, a course event) on every rule, and the others with an item in a review window on the dated
     rules: nothing but a change moves the change-driven ones.
-    `items_by_patient`: the clinic's `windowed_items`, if the caller has read them already."""
+    `items_by_patient`: the clinic's `windowed_items`, if the caller has read them already;
+    `changed_from_baseline`: see `breaching_patients`."""
     if items_by_patient is not None:
         windowed = set(items_by_patient)
     else:
@@ -126,7 +128,7 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
     courses = live_course_versions(session)  # the full pass only: a typical night never reads them
     ids = {c.patient_id for c in courses if c.gate_override}
-    ids.update(breaching_patients(session, courses, protocol_of, vocabulary))
+    ids.update(breaching_patients(session, courses, protocol_of, vocabulary, changed_from_baseline))
     ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())
     return ReviewSet(frozenset(ids), frozenset(windowed - ids))
 
@@ -165,51 +167,83 @@ def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float |
     return or_(*terms) if terms else literal(False)
 
 
-def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary) -> set[int]:
-    """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
-    (core bounds), or on a protocol estimating a clearance from creatinine."""
+def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary) -> list:
+    """The latest results (patient_id, test, value_num, value_text, ref_high) that may breach an absolute
+    bound of `bounds` (the union over the protocols in use): one scan of the clinic's results, the largest
+    read of a full pass."""
+    absolute = {test: b for test, b in bounds.items() if b.absolute}
+    if not absolute:
+        return []
+    r, later = R.alias("r"), R.alias("later")
+    conditions = {test: bounds_condition(r, test, b, _uln(vocabulary, test)) for test, b in sorted(absolute.items())}
+    columns = (r.c.patient_id, r.c.test, r.c.value_num, r.c.value_text, r.c.ref_high)
+    if session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL plans NOT EXISTS as a hash anti-join of every result against the candidates (it
+        # expects a million candidates and finds ~56,000 at 100,000 patients): a hash of all 4.4 million
+        # results spilling to disk. Instead the candidates come from a parallel scan fenced off (OFFSET 0:
+        # planned on its own, not merged into the outer query), and each is kept if its id is its (patient,
+        # test)'s newest: one backward seek on the (patient_id, test, taken_on) index per candidate.
+        admitted = select(r.c.id, *columns).where(case(conditions, value=r.c.test)).offset(0).subquery("s")
+        newest_id = (select(later.c.id).where(later.c.patient_id == admitted.c.patient_id,
+                                              later.c.test == admitted.c.test)
+                     .order_by(later.c.taken_on.desc(), later.c.id.desc()).limit(1).correlate(admitted))
+        query = select(*(admitted.c[c.name] for c in columns)).where(admitted.c.id == newest_id.scalar_subquery())
+    else:
+        # One scan of the results (CASE on the test: cheaper per row than an OR of tests), each candidate
+        # then checked for a later one with a seek on the (patient_id, test, taken_on) index. No DISTINCT
+        # (the caller dedupes): with it SQLite walks the results in the index's order, a random read of the
+        # table per row; without it, one sequential scan (~40% less CPU at 100k patients).
+        newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
+                               or_(later.c.taken_on > r.c.taken_on,
+                                   and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
+        query = select(*columns).where(case(conditions, value=r.c.test), not_(newer))
+    return session.execute(query)
+
+
+def _bounds_in_use(courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary):
+    """The protocol of each (drug, version) among `courses` (one lookup per version in use, not one per
+    course: a whole clinic has ~100,000 live courses), the union of their threshold bounds per test, and
+    each version's own."""
     from tracker.core.prefilter import threshold_bounds
 
-    from tracker.core.renal import estimates_clearance_from_creatinine
-
-    # A course's protocol is a function of its (drug, version): one lookup per version in use, not one per
-    # course (a whole clinic has ~100,000 live courses, and the relative rules below asked again per test).
     versions = {(c.drug, c.protocol_hash): c for c in courses}
     protocols = {key: protocol_of(course) for key, course in versions.items()}
     bounds = threshold_bounds({id(p): p for p in protocols.values()}.values(), vocabulary)
     own = {key: threshold_bounds([protocol], vocabulary) for key, protocol in protocols.items()}
-    r, later = R.alias("r"), R.alias("later")
+    return protocols, bounds, own
+
+
+def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary,
+                       changed_from_baseline=None) -> set[int]:
+    """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
+    (core bounds), or on a protocol estimating a clearance from creatinine. `changed_from_baseline`: a
+    callable giving `changed_from_baseline_patients` if another connection asked (None if it could not),
+    called after this connection's own queries."""
+    from tracker.core.renal import estimates_clearance_from_creatinine
+
+    protocols, bounds, own = _bounds_in_use(courses, protocol_of, vocabulary)
     # A Cockcroft-Gault clearance depends on age, weight and sex, not on a bound of one result: every patient
     # on such a protocol may breach (few: baricitinib and apremilast courses).
     clearance = {key for key, protocol in protocols.items() if estimates_clearance_from_creatinine(protocol)}
     out: set[int] = {c.patient_id for c in courses if (c.drug, c.protocol_hash) in clearance} if clearance else set()
-    absolute = {test: b for test, b in bounds.items() if b.absolute}
-    if absolute:
-        conditions = {test: bounds_condition(r, test, b, _uln(vocabulary, test))
-                      for test, b in sorted(absolute.items())}
-        # One scan of the results (CASE on the test: cheaper per row than an OR of tests), each candidate
-        # then checked for a later one with a seek on the (patient_id, test, taken_on) index.
-        newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
-                               or_(later.c.taken_on > r.c.taken_on,
-                                   and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
-        columns = (r.c.patient_id, r.c.test, r.c.value_num, r.c.value_text, r.c.ref_high)
-        if session.get_bind().dialect.name == "postgresql":
-            # PostgreSQL plans NOT EXISTS as a hash anti-join of every result against the candidates (it
-            # expects a million candidates and finds ~56,000 at 100,000 patients): a hash of all 4.4 million
-            # results spilling to disk. Instead the candidates come from a parallel scan fenced off (OFFSET 0:
-            # planned on its own, not merged into the outer query), and each is kept if its id is its (patient,
-            # test)'s newest: one backward seek on the (patient_id, test, taken_on) index per candidate.
-            admitted = select(r.c.id, *columns).where(case(conditions, value=r.c.test)).offset(0).subquery("s")
-            newest_id = (select(later.c.id).where(later.c.patient_id == admitted.c.patient_id,
-                                                  later.c.test == admitted.c.test)
-                         .order_by(later.c.taken_on.desc(), later.c.id.desc()).limit(1).correlate(admitted))
-            query = select(*(admitted.c[c.name] for c in columns)).where(admitted.c.id == newest_id.scalar_subquery())
-        else:
-            # No DISTINCT (the set below dedupes): with it SQLite walks the results in the index's order, a
-            # random read of the table per row; without it, one sequential scan (~40% less CPU at 100k patients).
-            query = select(*columns).where(case(conditions, value=r.c.test), not_(newer))
-        out.update(_breaching_on_own_protocols(session.execute(query), courses, own, vocabulary))
-    c = C.alias("c")
+    out |= _breaching_on_own_protocols(latest_breach_candidates(session, bounds, vocabulary), courses, own, vocabulary)
+    changed = changed_from_baseline() if changed_from_baseline is not None else None
+    return out | (changed if changed is not None else _changed_from_baseline(session, bounds, own, protocols))
+
+
+def changed_from_baseline_patients(session, courses, protocol_of: ProtocolsOfCourses,
+                                   vocabulary: Vocabulary) -> set[int]:
+    """`breaching_patients`' second part, on a connection of its own (a review worker's): the patients whose
+    latest result of a test may have moved from their course's baseline past a relative bound."""
+    protocols, bounds, own = _bounds_in_use(courses, protocol_of, vocabulary)
+    return _changed_from_baseline(session, bounds, own, protocols)
+
+
+def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) -> set[int]:
+    """Patients of a live course whose latest result of a test may have risen or fallen from the course's
+    baseline past a relative bound of the protocols in use."""
+    out: set[int] = set()
+    c, r = C.alias("c"), R.alias("r")
     postgresql = session.get_bind().dialect.name == "postgresql"
     for test, b in sorted(bounds.items()):
         if not b.relative:

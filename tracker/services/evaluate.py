@@ -51,6 +51,7 @@ class EvaluationSummary:
     would_open: list[AlertCandidate] = field(default_factory=list)  # what-ifs: the alerts that should be open
     would_clear: list = field(default_factory=list)  # what-ifs: checkpoint failures settled (FailuresCleared)
     reviewed: int = 0  # patients reviewed
+    worker: str | None = None  # a review worker's part (services/review_worker.py): "ok", or why it failed
 
 
 
@@ -66,50 +67,84 @@ def library_signature(library: ProtocolLibrary) -> str:
 
 def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertSettings, *,
              patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, write: bool = True,
-             incremental: bool = False, schedules_dir: str | None = None) -> EvaluationSummary:
+             incremental: bool = False, schedules_dir: str | None = None,
+             review_worker: int | None = None) -> EvaluationSummary:
     """Review the patients of `patient_ids` (None: whoever the clinic-wide pass needs) as of `today`, and
-    apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some)."""
+    apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some).
+    `review_worker`: a full clinic-wide pass of a clinic of at least this many patients shares its work with
+    a second process (services/review_worker.py); the caller has committed its own writes and holds the
+    write lock."""
     from tracker.services.review_apply import apply_reviews
+    from tracker.services.review_worker import ReviewWorker
 
     summary = EvaluationSummary()
     protocol_of = ProtocolsOfCourses(session, library)
     algorithm = load_algorithm(schedules_dir)
     whole_clinic = patient_ids is None
     mark = _current_mark(session, library) if whole_clinic and write else None
-    items_by_patient = None
-    if whole_clinic:
-        # The clinic's items in a review window, read once: whom to review, then the items of both groups'
-        # charts. The groups hold different patients, so the first group's writes (its follow-ups, its judged
-        # checkpoints) change no item that a chart of the second holds.
-        items_by_patient = windowed_items(session, today, settings)
-        changed = _changed_since(session, library, mark) if incremental else None
-        to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings, changed=changed,
-                                       items_by_patient=items_by_patient)
-    else:
-        to_review = ReviewSet(frozenset(patient_ids))
-    groups = [(to_review.full, tuple(kinds), True),
-              (to_review.dated, tuple(k for k in kinds if k in DATED_KINDS), False)]
-    for ids, group_kinds, with_results in groups:
-        if not group_kinds or (not ids and not whole_clinic):
-            continue  # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
-        with collector_paused():
-            reviews: list[Review] = [
-                review(chart, today, settings, algorithm, library.vocabulary)
-                for chart in load_charts(session, protocol_of, library.vocabulary, ids, today, settings,
-                                         with_results=with_results, items_by_patient=items_by_patient)]
-        summary.reviewed += len(reviews)
-        if not write:
-            summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
-            if "checkpoint_failed" in group_kinds:
-                summary.would_clear += [c for r in reviews for c in r.cleared]
-            continue
-        apply_reviews(session, reviews, ids, today, group_kinds, user, summary, whole_clinic=whole_clinic)
-        whole_clinic = False  # the clinic-wide part (ended snoozes) once
+    items_by_patient, worker = None, None
+    try:
+        if whole_clinic:
+            changed = _changed_since(session, library, mark) if incremental else None
+            if review_worker is not None and write and changed is None:
+                worker = ReviewWorker.start(session, library, algorithm, today, settings, review_worker)
+            # The clinic's items in a review window, read once: whom to review, then the items of both groups'
+            # charts. The groups hold different patients, so the first group's writes (its follow-ups, its
+            # judged checkpoints) change no item that a chart of the second holds.
+            items_by_patient = windowed_items(session, today, settings)
+            to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings,
+                                           changed=changed, items_by_patient=items_by_patient,
+                                           changed_from_baseline=worker.changed_from_baseline if worker else None)
+        else:
+            to_review = ReviewSet(frozenset(patient_ids))
+        groups = [(sorted(to_review.full), tuple(kinds), True),
+                  (sorted(to_review.dated), tuple(k for k in kinds if k in DATED_KINDS), False)]
+        # With a worker: the full group's second half is its, then the whole dated group (while this process
+        # applies the full group's reviews). Each group's reviews in patient order, as one process gives them.
+        theirs = [ids[len(ids) // 2:] if with_results else ids if group_kinds else []
+                  for ids, group_kinds, with_results in groups] if worker else [[], []]
+        if worker:
+            worker.review(*theirs)
+        for (ids, group_kinds, with_results), their_ids in zip(groups, theirs):
+            if not group_kinds or (not ids and not whole_clinic):
+                continue  # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
+            mine = ids[:len(ids) - len(their_ids)]
+            reviews = review_charts(session, protocol_of, library, mine, today, settings, algorithm,
+                                    with_results=with_results, items_by_patient=items_by_patient)
+            if their_ids:
+                theirs_reviewed = worker.reviews(protocol_of)
+                if theirs_reviewed is None:  # the worker failed: this part here
+                    theirs_reviewed = review_charts(session, protocol_of, library, their_ids, today, settings,
+                                                    algorithm, with_results=with_results,
+                                                    items_by_patient=items_by_patient)
+                reviews += theirs_reviewed
+            summary.reviewed += len(reviews)
+            if not write:
+                summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
+                if "checkpoint_failed" in group_kinds:
+                    summary.would_clear += [c for r in reviews for c in r.cleared]
+                continue
+            apply_reviews(session, reviews, ids, today, group_kinds, user, summary, whole_clinic=whole_clinic)
+            whole_clinic = False  # the clinic-wide part (ended snoozes) once
+    finally:
+        if worker is not None:
+            worker.close()
+            summary.worker = f"failed: {worker.failure}" if worker.failure else "ok"
     if not write:
         return summary
     if mark is not None:
         store_setting(session, REVIEW_MARK, json.dumps({**mark, "on": today.isoformat()}))
     return summary
+
+
+def review_charts(session, protocol_of: ProtocolsOfCourses, library: ProtocolLibrary, patient_ids, today: dt.date,
+                  settings: AlertSettings, algorithm, *, with_results: bool, items_by_patient=None) -> list[Review]:
+    """The core's review of each patient's chart, in patient order (the main process's share of a pass, or a
+    review worker's)."""
+    with collector_paused():
+        return [review(chart, today, settings, algorithm, library.vocabulary)
+                for chart in load_charts(session, protocol_of, library.vocabulary, patient_ids, today, settings,
+                                         with_results=with_results, items_by_patient=items_by_patient)]
 
 
 def last_reviewed_on(session) -> dt.date | None:

@@ -5,9 +5,10 @@ since then in one digest, and `reminder.dedupe_key` (unique) means a condition i
 
 Crash safety (why the job commits in several steps instead of one command transaction):
   1. a `nightly_run` row is committed first, so `nightly status` shows a run that was killed;
-  2. new reminders, their pending deliveries (one per channel) and the new last-completed day are
+  2. the calendars' roll forward is committed on its own (planning again plans the same items);
+  3. new reminders, their pending deliveries (one per channel) and the new last-completed day are
      committed together, so a re-run either redoes all of it or none of it;
-  3. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent in
+  4. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent in
      small committed batches. Batched channels are exactly-once (jsonl skips ids already in the file;
      webhook sends an Idempotency-Key); stdout is resent only if killed in the instant between writing
      and marking; e-mail keeps one delivery row per recipient (`email:<hash>`), sends each recipient its
@@ -45,6 +46,7 @@ from tracker.services.delivery import (
     undelivered,
 )
 from tracker.services.reminders import emit_reminders
+from tracker.services.review_worker import MIN_PATIENTS as REVIEW_WORKER_MIN_PATIENTS
 
 LAST_COMPLETED = "nightly.last_completed"
 
@@ -155,11 +157,19 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                         session, library, as_of, as_of + dt.timedelta(days=settings.lead_days),
                         merge_window=site.calendar.merge_window_days,
                         childbearing_ages=site.alerts.childbearing_ages)
+                    # Committed before the alerts are evaluated (a re-run plans the same items again), so
+                    # that a review worker's connection reads the calendar this one does; the write lock is
+                    # taken again at once, before either reads.
+                    session.commit()
+                    session.connection()
                     step_done()
-                    summary = evaluate_clinic(session, library, as_of, site, incremental=True)
+                    summary = evaluate_clinic(session, library, as_of, site, incremental=True,
+                                              review_worker=REVIEW_WORKER_MIN_PATIENTS)
                     step_done()
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))
+                    if summary.worker is not None:
+                        extra["review_worker"] = summary.worker
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
                                                     site.privacy.patient_label, delivery_keys,

@@ -1,0 +1,78 @@
+"""A full clinic-wide pass with a review worker (tracker/services/review_worker.py: a second process finding
+the patients whose results moved from baseline, and loading and reviewing half of the charts) writes what a
+pass alone writes: the same alerts, follow-up items and judged checkpoints, in the same order. If the worker
+fails, the pass does its part itself and says so (a synthetic clinic of 1,200 patients, SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+from freezegun import freeze_time
+from sqlalchemy import text
+from sqlmodel import Session
+
+from tracker.core.settings import Settings
+from tracker.db.engine import for_writing, open_engine
+from tracker.protocol_files import load_library
+from tracker.services.alerts import evaluate_clinic
+
+TODAY = dt.date(2026, 11, 2)
+# What a pass writes, without ids and clocks: alerts, the items it adds or marks (follow-ups, judged checkpoints).
+WRITTEN = {
+    "alert": "SELECT condition_key, patient_id, course_id, item_id, result_id, drug, kind, severity, status, "
+             "raised_on, message, suggestions, sources, value, limit_text FROM alert ORDER BY id",
+    "item": "SELECT course_id, patient_id, kind, due, tests, title, status, done_on, done_note, origin FROM item "
+            "WHERE origin <> 'protocol' OR status <> 'planned' ORDER BY id",
+}
+
+
+def _full_pass(db_url: str, review_worker: int | None) -> tuple[dict, dict]:
+    """A full pass (no review mark yet) on the clinic as committed, its writes read back and then undone."""
+    library, settings = load_library(), Settings()
+    engine = open_engine(db_url)
+    with Session(for_writing(engine)) as session:
+        session.connection()  # the write lock first, as the nightly holds it
+        summary = evaluate_clinic(session, library, TODAY, settings, review_worker=review_worker)
+        session.flush()
+        written = {table: [tuple(row) for row in session.connection().execute(text(sql))]
+                   for table, sql in WRITTEN.items()}
+        session.rollback()
+    engine.dispose()
+    said = {"raised": len(summary.raised), "resolved": len(summary.resolved), "outcomes": summary.outcomes,
+            "follow_ups": len(summary.follow_ups), "reviewed": summary.reviewed}
+    return written, {**said, "worker": summary.worker}
+
+
+def _clinic(tracker) -> None:
+    with freeze_time(TODAY.isoformat()):
+        tracker("synth --patients 1200 --seed 3")
+
+
+def test_a_pass_with_a_review_worker_writes_what_a_pass_alone_writes(tracker, db_url):
+    _clinic(tracker)
+    alone, alone_said = _full_pass(db_url, None)
+    shared, shared_said = _full_pass(db_url, 0)
+    assert alone_said.pop("worker") is None
+    assert shared_said.pop("worker") == "ok"
+    assert len(alone["alert"]) > 100 and alone_said["follow_ups"] > 0 and alone_said["outcomes"]
+    assert shared == alone
+    assert shared_said == alone_said
+
+
+def test_a_clinic_under_the_threshold_gets_no_worker(tracker, db_url):
+    _clinic(tracker)
+    _, said = _full_pass(db_url, 1201)
+    assert said["worker"] is None
+
+
+def test_a_worker_that_fails_leaves_its_part_to_the_pass(tracker, db_url, monkeypatch):
+    """The worker's program exits at once (as if killed): the pass scans and reviews everything itself."""
+    _clinic(tracker)
+    alone, alone_said = _full_pass(db_url, None)
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    failed, failed_said = _full_pass(db_url, 0)
+    assert failed_said.pop("worker").startswith("failed: ")
+    alone_said.pop("worker")
+    assert failed == alone
+    assert failed_said == alone_said

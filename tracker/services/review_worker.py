@@ -1,0 +1,192 @@
+"""A second process for a full clinic-wide pass: half of its work on the machine's other core.
+
+A full pass (a cold night, a new protocol library) spends most of its time in Python: scanning every latest
+result for a possible breach, loading some 18,000 charts at 100,000 patients and reviewing them, one core
+busy and the other idle (threads would not help: the GIL). The worker is started as the pass begins, so
+that its start-up overlaps the pass's first queries; on its own connection it then
+
+  1. finds the patients whose latest results moved from their course's baseline past a relative bound
+     (`changed_from_baseline_patients`, a few seeks per live course), while the main process scans every
+     latest result against the absolute bounds;
+  2. loads and reviews the second half of the full group's charts while the main process does the first,
+     then the whole dated group while the main process applies the full group's reviews.
+
+It reads and decides, never writes: its reviews are sent back (pickled, those that say something; protocol
+versions by key, not by value) and applied by the main process in the order a pass alone would have applied
+them, so the alerts, follow-ups and reminders are the same, row for row. It must read what the main process
+reads: the caller has committed its own writes before the pass (the nightly commits its roll forward first)
+and holds the write lock, so no one else writes meanwhile (SQLite); on PostgreSQL other writers' commits may
+land between two reads as they may between two statements of one pass (READ COMMITTED), and the pass's mark
+was taken before either. If the worker fails anywhere, the main process does that part itself: a worker can
+make a pass faster, never different or failed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+
+from sqlalchemy import func, select
+
+# Below this many patients a full pass takes about a second or less: a process's start-up is not worth it.
+MIN_PATIENTS = 20_000
+
+
+class _Version:
+    """A course's (drug, protocol version): what `ProtocolsOfCourses` reads of a course."""
+
+    def __init__(self, drug: str, protocol_hash: str):
+        self.drug, self.protocol_hash = drug, protocol_hash
+
+
+def _portable(reviews: list) -> tuple[list[int], list]:
+    """The patients reviewed, and the reviews that say something (most say nothing), the course of each
+    follow-up with its protocol as (drug, version): a protocol is large, and the receiver has it."""
+    said = []
+    for r in reviews:
+        if r.follow_ups:
+            r = replace(r, follow_ups=tuple(
+                (replace(course, protocol=(course.protocol.id, course.protocol.content_hash)), follow)
+                for course, follow in r.follow_ups))
+        if r.alerts or r.follow_ups or r.judged or r.cleared:
+            said.append(r)
+    return [r.patient_id for r in reviews], said
+
+
+def _restored(portable: tuple[list[int], list], protocol_of) -> list:
+    """`_portable`'s reviews again, every patient's, their protocols those of `protocol_of`."""
+    from tracker.core.review import Review
+
+    patient_ids, said = portable
+    by_patient = {}
+    for r in said:
+        if r.follow_ups:
+            r = replace(r, follow_ups=tuple((replace(course, protocol=protocol_of(_Version(*course.protocol))), follow)
+                                            for course, follow in r.follow_ups))
+        by_patient[r.patient_id] = r
+    return [by_patient.get(patient_id) or Review(patient_id) for patient_id in patient_ids]
+
+
+class ReviewWorker:
+    """The main process's end. Every method returning data returns None once the worker has failed."""
+
+    def __init__(self, url: str, library, algorithm, today, settings):
+        self.failure: str | None = None
+        self._process = subprocess.Popen([sys.executable, "-m", "tracker.services.review_worker"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._send((url, library, algorithm, today, settings))
+
+    @classmethod
+    def start(cls, session, library, algorithm, today, settings, min_patients: int = MIN_PATIENTS):
+        """A worker for this pass, or None: one core, a database only this process can open (SQLite in
+        memory), or a clinic under `min_patients`."""
+        from tracker.db.tables import Patient
+
+        url = session.get_bind().url
+        if (os.cpu_count() or 1) < 2 or (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")):
+            return None
+        if session.execute(select(func.count()).select_from(Patient)).scalar() < min_patients:
+            return None
+        return cls(url.render_as_string(hide_password=False), library, algorithm, today, settings)
+
+    def _send(self, message) -> None:
+        if self.failure is not None:
+            return
+        try:
+            pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.flush()
+        except OSError as exc:  # the worker died: its pipe is closed
+            self._fail(f"could not send: {exc}")
+
+    def _receive(self, kind: str):
+        if self.failure is not None:
+            return None
+        try:
+            got, value = pickle.load(self._process.stdout)
+        except Exception as exc:  # EOF (it died), a torn message
+            self._fail(f"no {kind}: {type(exc).__name__}")
+            return None
+        if got != kind:
+            self._fail(value if got == "error" else f"sent {got}, not {kind}")
+            return None
+        return value
+
+    def _fail(self, why: str) -> None:
+        self.failure = why
+        self.close()
+
+    def changed_from_baseline(self) -> set[int] | None:
+        """`changed_from_baseline_patients`, asked by the worker."""
+        return self._receive("changed_from_baseline")
+
+    def review(self, full_ids, dated_ids) -> None:
+        """Ask for the reviews of `full_ids` (every rule) and then `dated_ids` (the dated rules' charts)."""
+        self._send(("review", sorted(full_ids), sorted(dated_ids)))
+
+    def reviews(self, protocol_of) -> list | None:
+        """The next group's reviews, their protocols those of `protocol_of`."""
+        portable = self._receive("reviews")
+        return None if portable is None else _restored(portable, protocol_of)
+
+    def close(self) -> None:
+        """Stop the worker (done or not) and wait for it."""
+        process = self._process
+        if process.poll() is None:
+            try:
+                process.stdin.close()  # it stops at its next read
+            except OSError:
+                pass
+            if self.failure is not None:
+                process.kill()  # a failed worker may be anywhere: not waited for to finish its work
+        process.wait()
+        process.stdout.close()
+
+
+def main() -> None:
+    """The worker's end: read the pass's parameters, scan, then review what it is asked to."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, not into the replies
+    inp = sys.stdin.buffer
+
+    def send(kind: str, value) -> None:
+        pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+    try:
+        url, library, algorithm, today, settings = pickle.load(inp)
+        from sqlmodel import Session
+
+        from tracker.db.charts import (ProtocolsOfCourses, changed_from_baseline_patients, live_course_versions,
+                                       windowed_items)
+        from tracker.db.engine import make_engine
+        from tracker.services.evaluate import collector_paused, review_charts
+
+        engine = make_engine(url)
+        with Session(engine) as session, collector_paused():
+            protocol_of = ProtocolsOfCourses(session, library)
+            send("changed_from_baseline", changed_from_baseline_patients(
+                session, live_course_versions(session), protocol_of, library.vocabulary))
+            items_by_patient = windowed_items(session, today, settings)
+            try:
+                _, full_ids, dated_ids = pickle.load(inp)
+            except EOFError:
+                return  # not needed after all
+            for ids, with_results in ((full_ids, True), (dated_ids, False)):
+                reviews = review_charts(session, protocol_of, library, ids, today, settings, algorithm,
+                                        with_results=with_results, items_by_patient=items_by_patient)
+                send("reviews", _portable(reviews))
+        engine.dispose()
+    except BrokenPipeError:
+        return  # the main process is gone or stopped listening
+    except BaseException as exc:  # reported, then the main process does this part itself
+        try:
+            send("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()
