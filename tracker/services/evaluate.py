@@ -18,21 +18,19 @@ snapshot instead, and rows carry their writer's transaction id (`changed_xid`, m
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, func, or_, select, text
 
 from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
 from tracker.core.protocol import ProtocolLibrary
-from tracker.core.review import Review, review
-from tracker.db.charts import ProtocolsOfCourses, ReviewSet, load_charts, patients_to_review, windowed_items
+from tracker.db.charts import ProtocolsOfCourses, ReviewSet, patients_to_review, windowed_items
 from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
 from tracker.protocol_files import load_algorithm
 from tracker.services.audit import SYSTEM_USER  # re-exported: the alert engine's user
+from tracker.services.chart_reviews import review_charts
 
 # The change ids the last full-or-incremental clinic-wide pass had seen (see the module docstring).
 REVIEW_MARK = "alerts.review_mark"
@@ -137,16 +135,6 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     return summary
 
 
-def review_charts(session, protocol_of: ProtocolsOfCourses, library: ProtocolLibrary, patient_ids, today: dt.date,
-                  settings: AlertSettings, algorithm, *, with_results: bool, items_by_patient=None) -> list[Review]:
-    """The core's review of each patient's chart, in patient order (the main process's share of a pass, or a
-    review worker's)."""
-    with collector_paused():
-        return [review(chart, today, settings, algorithm, library.vocabulary)
-                for chart in load_charts(session, protocol_of, library.vocabulary, patient_ids, today, settings,
-                                         with_results=with_results, items_by_patient=items_by_patient)]
-
-
 def last_reviewed_on(session) -> dt.date | None:
     """The day the last whole-clinic pass (nightly or `tracker evaluate`) reviewed, or None."""
     value = setting_value(session, REVIEW_MARK)
@@ -154,20 +142,6 @@ def last_reviewed_on(session) -> dt.date | None:
         return dt.date.fromisoformat(json.loads(value)["on"]) if value else None
     except (ValueError, KeyError, TypeError):
         return None  # a mark written before the day was kept
-
-
-@contextmanager
-def collector_paused():
-    """Python's cycle collector paused while charts load: a whole-clinic pass creates a million result
-    rows, all kept until the reviews are applied, and each full collection would walk them all again (a
-    fifth of the pass). Charts and reviews are immutable data without reference cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _current_mark(session, library: ProtocolLibrary) -> dict:

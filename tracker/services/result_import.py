@@ -148,7 +148,7 @@ def import_results(clinic: Clinic, path: str, *, skip_bad: bool, rejects: str | 
                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Check every row, then record the good ones (all, or none when a row is bad and not `skip_bad`).
     `progress(done, total)` is called as rows are recorded."""
-    from tracker.services.evaluate import collector_paused
+    from tracker.services.chart_reviews import collector_paused
 
     source = Path(path)
     target = rejects_target(source, rejects)

@@ -162,7 +162,7 @@ def main() -> None:
         from tracker.db.charts import (ProtocolsOfCourses, changed_from_baseline_patients, live_course_versions,
                                        windowed_items)
         from tracker.db.engine import make_engine
-        from tracker.services.evaluate import collector_paused, review_charts
+        from tracker.services.chart_reviews import collector_paused, review_charts
 
         engine = make_engine(url)
         with Session(engine) as session, collector_paused():

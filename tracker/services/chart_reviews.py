@@ -1,0 +1,37 @@
+"""Charts loaded and reviewed by the core: the work of a clinic-wide pass that a review worker shares
+(services/evaluate.py, services/review_worker.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+from contextlib import contextmanager
+
+from tracker.core.alerts import AlertSettings
+from tracker.core.protocol import ProtocolLibrary
+from tracker.core.review import Review, review
+from tracker.db.charts import ProtocolsOfCourses, load_charts
+
+
+def review_charts(session, protocol_of: ProtocolsOfCourses, library: ProtocolLibrary, patient_ids, today: dt.date,
+                  settings: AlertSettings, algorithm, *, with_results: bool, items_by_patient=None) -> list[Review]:
+    """The core's review of each patient's chart, in patient order (the main process's share of a pass, or a
+    review worker's)."""
+    with collector_paused():
+        return [review(chart, today, settings, algorithm, library.vocabulary)
+                for chart in load_charts(session, protocol_of, library.vocabulary, patient_ids, today, settings,
+                                         with_results=with_results, items_by_patient=items_by_patient)]
+
+
+@contextmanager
+def collector_paused():
+    """Python's cycle collector paused while charts load: a whole-clinic pass creates a million result
+    rows, all kept until the reviews are applied, and each full collection would walk them all again (a
+    fifth of the pass). Charts and reviews are immutable data without reference cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
