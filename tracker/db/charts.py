@@ -105,8 +105,7 @@ class ReviewSet:
 
 def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, today: dt.date,
                        settings: AlertSettings, *, changed: set[int] | None = None,
-                       items_by_patient: dict[int, list] | None = None,
-                       changed_from_baseline=None) -> ReviewSet:
+                       items_by_patient: dict[int, list] | None = None, helper=None) -> ReviewSet:
     """Patients whose review may differ from what the alert table holds.
 
     Full pass (`changed` None): on every rule, the patients whose change-driven conditions (threshold, gate:
@@ -118,7 +117,7 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     assessment, a course event) on every rule, and the others with an item in a review window on the dated
     rules: nothing but a change moves the change-driven ones.
     `items_by_patient`: the clinic's `windowed_items`, if the caller has read them already;
-    `changed_from_baseline`: see `breaching_patients`."""
+    `helper`: see `breaching_patients`."""
     if items_by_patient is not None:
         windowed = set(items_by_patient)
     else:
@@ -128,7 +127,7 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
     courses = live_course_versions(session)  # the full pass only: a typical night never reads them
     ids = {c.patient_id for c in courses if c.gate_override}
-    ids.update(breaching_patients(session, courses, protocol_of, vocabulary, changed_from_baseline))
+    ids.update(breaching_patients(session, courses, protocol_of, vocabulary, helper))
     ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())
     return ReviewSet(frozenset(ids), frozenset(windowed - ids))
 
@@ -167,10 +166,12 @@ def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float |
     return or_(*terms) if terms else literal(False)
 
 
-def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary) -> list:
+def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary, *, after_id: int | None = None,
+                             up_to_id: int | None = None):
     """The latest results (patient_id, test, value_num, value_text, ref_high) that may breach an absolute
     bound of `bounds` (the union over the protocols in use): one scan of the clinic's results, the largest
-    read of a full pass."""
+    read of a full pass; of the results with an id in (`after_id`, `up_to_id`] if given (a share of the scan:
+    whether a result is its test's latest is still asked of all of the patient's results)."""
     absolute = {test: b for test, b in bounds.items() if b.absolute}
     if not absolute:
         return []
@@ -183,7 +184,8 @@ def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary) -> l
         # results spilling to disk. Instead the candidates come from a parallel scan fenced off (OFFSET 0:
         # planned on its own, not merged into the outer query), and each is kept if its id is its (patient,
         # test)'s newest: one backward seek on the (patient_id, test, taken_on) index per candidate.
-        admitted = select(r.c.id, *columns).where(case(conditions, value=r.c.test)).offset(0).subquery("s")
+        admitted = (select(r.c.id, *columns).where(case(conditions, value=r.c.test), *_id_range(r, after_id, up_to_id))
+                    .offset(0).subquery("s"))
         newest_id = (select(later.c.id).where(later.c.patient_id == admitted.c.patient_id,
                                               later.c.test == admitted.c.test)
                      .order_by(later.c.taken_on.desc(), later.c.id.desc()).limit(1).correlate(admitted))
@@ -196,14 +198,19 @@ def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary) -> l
         newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
                                or_(later.c.taken_on > r.c.taken_on,
                                    and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
-        query = select(*columns).where(case(conditions, value=r.c.test), not_(newer))
+        query = select(*columns).where(case(conditions, value=r.c.test), not_(newer), *_id_range(r, after_id, up_to_id))
     return session.execute(query)
 
 
+def _id_range(table, after_id: int | None, up_to_id: int | None) -> list:
+    return ([table.c.id > after_id] if after_id is not None else []) + (
+        [table.c.id <= up_to_id] if up_to_id is not None else [])
+
+
 def _bounds_in_use(courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary):
-    """The protocol of each (drug, version) among `courses` (one lookup per version in use, not one per
-    course: a whole clinic has ~100,000 live courses), the union of their threshold bounds per test, and
-    each version's own."""
+    """The protocol of each (drug, version) among `courses` (or `versions_in_use`: one lookup per version, not
+    one per course: a whole clinic has ~100,000 live courses), the union of their threshold bounds per test,
+    and each version's own."""
     from tracker.core.prefilter import threshold_bounds
 
     versions = {(c.drug, c.protocol_hash): c for c in courses}
@@ -214,11 +221,11 @@ def _bounds_in_use(courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabul
 
 
 def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary,
-                       changed_from_baseline=None) -> set[int]:
+                       helper=None) -> set[int]:
     """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
-    (core bounds), or on a protocol estimating a clearance from creatinine. `changed_from_baseline`: a
-    callable giving `changed_from_baseline_patients` if another connection asked (None if it could not),
-    called after this connection's own queries."""
+    (core bounds), or on a protocol estimating a clearance from creatinine. `helper` (a review worker) does
+    `prefilter_share` on a connection of its own: this connection scans the results up to its `split_at`, then
+    takes `helper.prefilter_share()`, or does that share itself if the helper could not (None)."""
     from tracker.core.renal import estimates_clearance_from_creatinine
 
     protocols, bounds, own = _bounds_in_use(courses, protocol_of, vocabulary)
@@ -226,17 +233,31 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
     # on such a protocol may breach (few: baricitinib and apremilast courses).
     clearance = {key for key, protocol in protocols.items() if estimates_clearance_from_creatinine(protocol)}
     out: set[int] = {c.patient_id for c in courses if (c.drug, c.protocol_hash) in clearance} if clearance else set()
-    out |= _breaching_on_own_protocols(latest_breach_candidates(session, bounds, vocabulary), courses, own, vocabulary)
-    changed = changed_from_baseline() if changed_from_baseline is not None else None
-    return out | (changed if changed is not None else _changed_from_baseline(session, bounds, own, protocols))
+    split_at = helper.split_at if helper is not None else None
+    candidates = list(latest_breach_candidates(session, bounds, vocabulary, up_to_id=split_at))
+    share = helper.prefilter_share() if helper is not None else None
+    if share is None:
+        share = (_changed_from_baseline(session, bounds, own, protocols),
+                 latest_breach_candidates(session, bounds, vocabulary, after_id=split_at) if split_at is not None
+                 else [])
+    changed, rest = share
+    candidates += rest
+    return out | _breaching_on_own_protocols(candidates, courses, own, vocabulary) | changed
 
 
-def changed_from_baseline_patients(session, courses, protocol_of: ProtocolsOfCourses,
-                                   vocabulary: Vocabulary) -> set[int]:
-    """`breaching_patients`' second part, on a connection of its own (a review worker's): the patients whose
-    latest result of a test may have moved from their course's baseline past a relative bound."""
-    protocols, bounds, own = _bounds_in_use(courses, protocol_of, vocabulary)
-    return _changed_from_baseline(session, bounds, own, protocols)
+def versions_in_use(session) -> list:
+    """The (drug, protocol_hash) of the live courses, each once."""
+    return plain_rows(session, select(C.c.drug, C.c.protocol_hash).where(C.c.status != "stopped").distinct())
+
+
+def prefilter_share(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, after_id: int | None):
+    """What a review worker does of `breaching_patients` (services/review_worker.py): the patients whose latest
+    result of a test may have moved from their course's baseline past a relative bound (a few seeks per live
+    course), and the scan of the results with an id past `after_id` (none if None)."""
+    protocols, bounds, own = _bounds_in_use(versions_in_use(session), protocol_of, vocabulary)
+    rest = (list(latest_breach_candidates(session, bounds, vocabulary, after_id=after_id))
+            if after_id is not None else [])
+    return _changed_from_baseline(session, bounds, own, protocols), [tuple(row) for row in rest]
 
 
 def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) -> set[int]:

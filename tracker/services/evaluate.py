@@ -92,7 +92,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
             items_by_patient = windowed_items(session, today, settings)
             to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings,
                                            changed=changed, items_by_patient=items_by_patient,
-                                           changed_from_baseline=worker.changed_from_baseline if worker else None)
+                                           helper=worker)
         else:
             to_review = ReviewSet(frozenset(patient_ids))
         groups = [(sorted(to_review.full), tuple(kinds), True),

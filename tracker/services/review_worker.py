@@ -5,9 +5,9 @@ result for a possible breach, loading some 18,000 charts at 100,000 patients and
 busy and the other idle (threads would not help: the GIL). The worker is started as the pass begins, so
 that its start-up overlaps the pass's first queries; on its own connection it then
 
-  1. finds the patients whose latest results moved from their course's baseline past a relative bound
-     (`changed_from_baseline_patients`, a few seeks per live course), while the main process scans every
-     latest result against the absolute bounds;
+  1. finds the patients whose latest results moved from their course's baseline past a relative bound (a
+     few seeks per live course) and scans the last third of the results against the absolute bounds
+     (`prefilter_share`), while the main process scans the rest and reads the live courses;
   2. loads and reviews the second half of the full group's charts while the main process does the first,
      then the whole dated group while the main process applies the full group's reviews.
 
@@ -28,11 +28,16 @@ import pickle
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from sqlalchemy import func, select
 
+import tracker
+
 # Below this many patients a full pass takes about a second or less: a process's start-up is not worth it.
 MIN_PATIENTS = 20_000
+# The worker's share of the scan of results: it starts later (its own start-up) but reads no live courses.
+SCAN_SHARE = 1 / 3
 
 
 class _Version:
@@ -73,24 +78,31 @@ def _restored(portable: tuple[list[int], list], protocol_of) -> list:
 class ReviewWorker:
     """The main process's end. Every method returning data returns None once the worker has failed."""
 
-    def __init__(self, url: str, library, algorithm, today, settings):
+    def __init__(self, url: str, library, algorithm, today, settings, split_at: int | None):
         self.failure: str | None = None
-        self._process = subprocess.Popen([sys.executable, "-m", "tracker.services.review_worker"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self._send((url, library, algorithm, today, settings))
+        self.split_at = split_at  # the results past this id are the worker's to scan
+        # The same tracker as this process's, wherever the command runs from (-P: not the working directory's).
+        here = str(Path(tracker.__file__).resolve().parent.parent)
+        path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+        self._process = subprocess.Popen([sys.executable, "-P", "-m", "tracker.services.review_worker"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         env={**os.environ, "PYTHONPATH": path})
+        self._send((url, library, algorithm, today, settings, split_at))
 
     @classmethod
     def start(cls, session, library, algorithm, today, settings, min_patients: int = MIN_PATIENTS):
         """A worker for this pass, or None: one core, a database only this process can open (SQLite in
         memory), or a clinic under `min_patients`."""
-        from tracker.db.tables import Patient
+        from tracker.db.tables import LabResult, Patient
 
         url = session.get_bind().url
         if (os.cpu_count() or 1) < 2 or (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")):
             return None
         if session.execute(select(func.count()).select_from(Patient)).scalar() < min_patients:
             return None
-        return cls(url.render_as_string(hide_password=False), library, algorithm, today, settings)
+        last = session.execute(select(func.max(LabResult.id))).scalar()
+        split_at = int(last * (1 - SCAN_SHARE)) if last else None
+        return cls(url.render_as_string(hide_password=False), library, algorithm, today, settings, split_at)
 
     def _send(self, message) -> None:
         if self.failure is not None:
@@ -118,9 +130,10 @@ class ReviewWorker:
         self.failure = why
         self.close()
 
-    def changed_from_baseline(self) -> set[int] | None:
-        """`changed_from_baseline_patients`, asked by the worker."""
-        return self._receive("changed_from_baseline")
+    def prefilter_share(self) -> tuple[set[int], list] | None:
+        """The worker's `prefilter_share`: the patients whose results moved from baseline, and the scan's
+        candidates past `split_at`."""
+        return self._receive("prefilter")
 
     def review(self, full_ids, dated_ids) -> None:
         """Ask for the reviews of `full_ids` (every rule) and then `dated_ids` (the dated rules' charts)."""
@@ -156,19 +169,17 @@ def main() -> None:
         out.flush()
 
     try:
-        url, library, algorithm, today, settings = pickle.load(inp)
+        url, library, algorithm, today, settings, split_at = pickle.load(inp)
         from sqlmodel import Session
 
-        from tracker.db.charts import (ProtocolsOfCourses, changed_from_baseline_patients, live_course_versions,
-                                       windowed_items)
+        from tracker.db.charts import ProtocolsOfCourses, prefilter_share, windowed_items
         from tracker.db.engine import make_engine
         from tracker.services.chart_reviews import collector_paused, review_charts
 
         engine = make_engine(url)
         with Session(engine) as session, collector_paused():
             protocol_of = ProtocolsOfCourses(session, library)
-            send("changed_from_baseline", changed_from_baseline_patients(
-                session, live_course_versions(session), protocol_of, library.vocabulary))
+            send("prefilter", prefilter_share(session, protocol_of, library.vocabulary, split_at))
             items_by_patient = windowed_items(session, today, settings)
             try:
                 _, full_ids, dated_ids = pickle.load(inp)
