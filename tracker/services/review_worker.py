@@ -6,8 +6,8 @@ busy and the other idle (threads would not help: the GIL). The worker is started
 that its start-up overlaps the pass's first queries; on its own connection it then
 
   1. finds the patients whose latest results moved from their course's baseline past a relative bound (a
-     few seeks per live course) and scans the last third of the results against the absolute bounds
-     (`prefilter_share`), while the main process scans the rest and reads the live courses;
+     few seeks per live course) and, on SQLite, scans the last third of the results against the absolute
+     bounds (`prefilter_share`), while the main process scans the rest and reads the live courses;
   2. loads and reviews the second half of the full group's charts while the main process does the first,
      then the whole dated group while the main process applies the full group's reviews.
 
@@ -36,7 +36,8 @@ import tracker
 
 # Below this many patients a full pass takes about a second or less: a process's start-up is not worth it.
 MIN_PATIENTS = 20_000
-# The worker's share of the scan of results: it starts later (its own start-up) but reads no live courses.
+# The worker's share of the scan of results (SQLite): it starts later (its own start-up) but reads no live
+# courses.
 SCAN_SHARE = 1 / 3
 
 
@@ -100,7 +101,9 @@ class ReviewWorker:
             return None
         if session.execute(select(func.count()).select_from(Patient)).scalar() < min_patients:
             return None
-        last = session.execute(select(func.max(LabResult.id))).scalar()
+        # SQLite reads a range of ids alone; PostgreSQL would scan the whole table for each share (a parallel
+        # scan already, on both cores): there the main process scans it all.
+        last = session.execute(select(func.max(LabResult.id))).scalar() if url.get_backend_name() == "sqlite" else None
         split_at = int(last * (1 - SCAN_SHARE)) if last else None
         return cls(url.render_as_string(hide_password=False), library, algorithm, today, settings, split_at)
 
