@@ -26,7 +26,7 @@ from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import course_is_live
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
-from tracker.db.rows import plain_rows
+from tracker.db.rows import among, plain_rows
 from tracker.db.snapshots import course_protocol
 from tracker.db.windows import item_where
 
@@ -57,7 +57,8 @@ def live_courses(session, patient_ids=None) -> list:
     query = select(*COURSE_COLUMNS).where(C.c.status != "stopped")
     if patient_ids is None:
         return plain_rows(session, query)
-    return [row for chunk in chunks(patient_ids) for row in plain_rows(session, query.where(C.c.patient_id.in_(chunk)))]
+    return [row for chunk in chunks(patient_ids)
+            for row in plain_rows(session, query.where(among(session, C.c.patient_id, chunk)))]
 
 
 def live_course_versions(session) -> list:
@@ -399,7 +400,8 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         failed: dict[int, set] = {}
         adverse: dict[int, set] = {}
         stopped: dict[int, list] = {}
-        for row in plain_rows(session, select(*COURSE_COLUMNS, C.c.stop_category).where(C.c.patient_id.in_(chunk))):
+        for row in plain_rows(session, select(*COURSE_COLUMNS, C.c.stop_category)
+                              .where(among(session, C.c.patient_id, chunk))):
             if course_is_live(row.status, row.stop_on, today):
                 courses.setdefault(row.patient_id, []).append(ChartCourse(
                     row.id, row.patient_id, row.drug, row.status, row.start_on, protocol_of(row),
@@ -416,7 +418,7 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         if clinic_items is not None:
             items = {p: clinic_items[p] for p in chunk if p in clinic_items}
         else:
-            for row in plain_rows(session, windowed.where(I.c.patient_id.in_(chunk))):
+            for row in plain_rows(session, windowed.where(among(session, I.c.patient_id, chunk))):
                 items.setdefault(row.patient_id, []).append(row)
         ended = {c.id for cs in stopped.values() for c in cs if c.status != "stopped"}
         if ended:  # courses whose announced stop came before the nightly marked them: not their items either
@@ -436,17 +438,18 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
             for tests, patients in by_tests.items():
                 # In the index's order (no sort on SQLite), so grouping and build_results' sort are cheap.
                 rows = plain_rows(session, select(*RESULT_COLUMNS)
-                                  .where(R.c.patient_id.in_(patients), R.c.test.in_(tests))
+                                  .where(among(session, R.c.patient_id, patients), R.c.test.in_(tests))
                                   .order_by(R.c.patient_id, R.c.test, R.c.taken_on, R.c.id))
                 results.update((patient_id, list(group))
                                for patient_id, group in groupby(rows, key=attrgetter("patient_id")))
         assessed = sorted({p for p, rows in items.items() if any(i.kind == "checkpoint" for i in rows)})
         assessments: dict[int, list] = {}
         if assessed:
-            for row in session.execute(select(Assessment).where(Assessment.patient_id.in_(assessed))).scalars():
+            query = select(Assessment).where(among(session, Assessment.patient_id, assessed))
+            for row in session.execute(query).scalars():
                 assessments.setdefault(row.patient_id, []).append(row)
         patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing,
-                                          Patient.dob).where(Patient.id.in_(chunk)))
+                                          Patient.dob).where(among(session, Patient.id, chunk)))
         for patient_id, mrn, sex, childbearing, dob in sorted(patients):
             yield Chart(patient_id, mrn, sex, childbearing, dob, tuple(courses.get(patient_id, ())),
                         tuple(items.get(patient_id, ())), build_results(results.get(patient_id, ())),

@@ -1,5 +1,6 @@
 """Delivering reminders: each channel takes what is pending or failed for it (from any run) and marks
-only what it delivered, in small committed batches. Step 3 of the nightly job (tracker/services/nightly.py)."""
+only what it delivered: batched channels in small committed batches, a digest as one. Step 4 of the nightly
+job (tracker/services/nightly.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlmodel import Session
 
 from tracker.core.terms import SEVERITY_ORDER as SEVERITY_RANK
 from tracker.dates import utcnow
+from tracker.db.rows import among, value_sets
 from tracker.db.tables import (
     Patient,
     Reminder,
@@ -63,10 +65,9 @@ def _mark(engine: Engine, channel: str, reminder_ids: list[int], *, error: str |
     else:
         values.update(state="failed", last_error=error[:2000])
     with Session(engine) as session:
-        for start in range(0, len(reminder_ids), 900):  # stay under bound-parameter limits
-            chunk = reminder_ids[start:start + 900]
+        for ids in value_sets(session, reminder_ids):  # PostgreSQL: one statement; else under parameter limits
             session.connection().execute(
-                update(D).where(D.c.channel == channel, D.c.reminder_id.in_(chunk)).values(**values))
+                update(D).where(D.c.channel == channel, among(session, D.c.reminder_id, ids)).values(**values))
         if extra:
             extra(session)
         session.commit()
@@ -76,7 +77,9 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
-def deliver_digest(engine: Engine, channel, as_of, from_day, batch_size: int) -> tuple[int, str | None]:
+def deliver_digest(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None]:
+    """The pending reminders as one digest, marked sent together once it is out (one message: a run killed
+    before the mark sends it again whole, never a part of it)."""
     with engine.connect() as conn:
         count = conn.execute(select(func.count()).select_from(D).where(_pending(channel.name))).scalar()
         if count == 0 and channel.name != "stdout":
@@ -96,8 +99,7 @@ def deliver_digest(engine: Engine, channel, as_of, from_day, batch_size: int) ->
             conn.rollback()
             _mark(engine, channel.name, failed, error=error)
             return 0, error
-    for start in range(0, len(sent_ids), batch_size):
-        _mark(engine, channel.name, sent_ids[start:start + batch_size])
+    _mark(engine, channel.name, sent_ids)
     return len(sent_ids), None
 
 

@@ -8,10 +8,10 @@ Crash safety (why the job commits in several steps instead of one command transa
   2. the calendars' roll forward is committed on its own (planning again plans the same items);
   3. new reminders, their pending deliveries (one per channel) and the new last-completed day are
      committed together, so a re-run either redoes all of it or none of it;
-  4. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent in
-     small committed batches. Batched channels are exactly-once (jsonl skips ids already in the file;
-     webhook sends an Idempotency-Key); stdout is resent only if killed in the instant between writing
-     and marking; e-mail keeps one delivery row per recipient (`email:<hash>`), sends each recipient its
+  4. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent:
+     batched channels in small committed batches, exactly-once (jsonl skips ids already in the file;
+     webhook sends an Idempotency-Key); a digest (stdout) as one, resent whole only if killed in the instant
+     between writing and marking; e-mail keeps one delivery row per recipient (`email:<hash>`), sends each recipient its
      own digest and marks it in the same breath, so a kill re-sends one message to one recipient and a
      refused recipient is retried alone.
 A failing channel is recorded and skipped; the others carry on, and its reminders are retried next run.
@@ -184,7 +184,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                 if getattr(channel, "per_recipient", False):
                     sent, error = deliver_email(engine, channel, as_of, from_day)
                 elif channel.digest:
-                    sent, error = deliver_digest(engine, channel, as_of, from_day, settings.batch_size)
+                    sent, error = deliver_digest(engine, channel, as_of, from_day)
                 else:
                     sent, error = deliver_batches(engine, channel, settings.batch_size)
                 report.delivered[channel.name] = sent

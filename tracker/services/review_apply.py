@@ -21,7 +21,8 @@ from tracker.core.audit_chain import reusable_encoder
 from tracker.core.review import Review
 from tracker.dates import utcnow
 from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
-from tracker.db.charts import LIVE_ALERT, chunks
+from tracker.db.charts import LIVE_ALERT
+from tracker.db.rows import among, value_sets
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
 from tracker.services.review_writes import AlertChanges, AuditRows, mark_judged, resolved_values
@@ -60,12 +61,13 @@ class RaisedAlert:
     message: str
 
 def _in_chunks(session, make_query, ids) -> list:
-    return [row for chunk in chunks(ids) for row in session.execute(make_query(chunk))]
+    """The rows of `make_query(values)` for `ids` in `value_sets` (PostgreSQL: one statement, an array)."""
+    return [row for values in value_sets(session, ids) for row in session.execute(make_query(values))]
 
 
 def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, kinds, user: str, summary, *,
                   whole_clinic: bool = False) -> None:
-    mrns = dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)),
+    mrns = dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(among(session, Patient.id, c)),
                            patient_ids))
     # Changes to existing rows are written set-shaped and audited together at the end (review_writes.py).
     audit_rows = AuditRows(user, utcnow())
@@ -90,7 +92,8 @@ def _clear_failures(session, reviews, wanted: set[str], today, summary, mrns, au
         return
     query = (select(A.c.id, Item.week).join(Item, Item.id == A.c.item_id)
              .where(A.c.kind == "checkpoint_failed", A.c.status.in_(LIVE_ALERT)))
-    live = _in_chunks(session, lambda c: query.where(A.c.course_id.in_(c)), [c.course_id for _, c in cleared])
+    live = _in_chunks(session, lambda c: query.where(among(session, A.c.course_id, c)),
+                      [c.course_id for _, c in cleared])
     changes = AlertChanges(session, audit_rows)
     rows = changes.load([alert_id for alert_id, _ in live])
     for alert_id, week in live:
@@ -112,7 +115,7 @@ def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
         return []
     existing = {tuple(row) for row in _in_chunks(  # (course, origin, kind, due, tests): one item
         session, lambda c: select(Item.course_id, Item.origin, Item.kind, Item.due, Item.tests)
-        .where(Item.course_id.in_(c), Item.origin.in_(("threshold", "partial"))),
+        .where(among(session, Item.course_id, c), Item.origin.in_(("threshold", "partial"))),
         {course.id for course, _ in wanted})}
     now, rows = utcnow(), []
     for course, follow in wanted:
@@ -150,7 +153,7 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     wanted = {c.condition_key: c for c in candidates}
     scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.result_id, A.c.kind,
                    A.c.status, A.c.snoozed_until, A.c.message, A.c.severity, A.c.cleared_on).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
-    live_rows = _in_chunks(session, lambda c: scope.where(A.c.patient_id.in_(c)), patient_ids)
+    live_rows = _in_chunks(session, lambda c: scope.where(among(session, A.c.patient_id, c)), patient_ids)
     if whole_clinic:  # every snooze that ended re-opens, reviewed or not
         seen = {row.id for row in live_rows}
         live_rows += [row for row in session.execute(scope.where(A.c.status == "snoozed",
@@ -161,13 +164,15 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     unseen = [k for k in wanted if k not in live]
     previous: dict[str, tuple] = {}  # condition key -> (id, resolution) of its newest alert
     for alert_id, key, resolution in _in_chunks(
-            session, lambda c: select(A.c.id, A.c.condition_key, A.c.resolution).where(A.c.condition_key.in_(c)),
+            session,
+            lambda c: select(A.c.id, A.c.condition_key, A.c.resolution).where(among(session, A.c.condition_key, c)),
             unseen):
         if key not in previous or alert_id > previous[key][0]:
             previous[key] = (alert_id, resolution)
     missing = {r.patient_id for r in live_rows} - set(mrns)
     if missing:
-        mrns.update(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(Patient.id.in_(c)), missing))
+        mrns.update(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(among(session, Patient.id, c)),
+                               missing))
     now = utcnow()
 
     new_rows, reopen, back = [], [], []
@@ -218,7 +223,7 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     waiting = {r.id for r in gone if awaits_acknowledgement(r)}
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
     stopped = {row[0] for row in _in_chunks(
-        session, lambda c: select(Course.id).where(Course.id.in_(c), Course.status == "stopped"),
+        session, lambda c: select(Course.id).where(among(session, Course.id, c), Course.status == "stopped"),
         {r.course_id for r in [*failed_rows, *(r for r in gone if r.id in waiting)] if r.course_id})}
     superseded = _superseded(session, [r for r in gone if r.id in waiting], candidates)
     changed = []  # (row, what)
@@ -270,8 +275,8 @@ def _superseded(session, rows, candidates) -> set[int]:
     if not rows or not alerting:
         return set()
     ids = {r.result_id for r in rows if r.result_id} | {c.result_id for c in alerting}
-    test_of = dict(_in_chunks(session, lambda c: select(LabResult.id, LabResult.test).where(LabResult.id.in_(c)),
-                              ids))
+    test_of = dict(_in_chunks(
+        session, lambda c: select(LabResult.id, LabResult.test).where(among(session, LabResult.id, c)), ids))
     now_alerting = {(c.course_id, test_of.get(c.result_id)) for c in alerting}
     return {r.id for r in rows if (r.course_id, test_of.get(r.result_id)) in now_alerting}
 
