@@ -76,3 +76,26 @@ def test_a_worker_that_fails_leaves_its_part_to_the_pass(tracker, db_url, monkey
     alone_said.pop("worker")
     assert failed == alone
     assert failed_said == alone_said
+
+
+def test_a_pass_that_stops_listening_stops_its_worker(tracker, db_url):
+    """A pass that raised after asking for reviews closes its worker without reading them: the worker is
+    stopped, not left blocked on a reply nobody reads (nor waited for)."""
+    from sqlmodel import select
+
+    from tracker.db.tables import Patient
+    from tracker.protocol_files import load_algorithm
+    from tracker.services.review_worker import ReviewWorker
+
+    _clinic(tracker)
+    library, settings = load_library(), Settings()
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        ids = session.exec(select(Patient.id)).all()
+        worker = ReviewWorker.start(session, library, load_algorithm(None), TODAY, settings.alerts, min_patients=0)
+        assert worker.prefilter_share() is not None
+        worker.review(ids, ids)
+        worker.close()
+    engine.dispose()
+    assert worker._process.returncode is not None
+    assert worker.failure is None

@@ -82,6 +82,7 @@ class ReviewWorker:
     def __init__(self, url: str, library, algorithm, today, settings, split_at: int | None):
         self.failure: str | None = None
         self.split_at = split_at  # the results past this id are the worker's to scan
+        self._awaited = 1  # replies still to come: the prefilter's share, then a group's reviews each
         # The same tracker as this process's, wherever the command runs from (-P: not the working directory's).
         here = str(Path(tracker.__file__).resolve().parent.parent)
         path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -127,6 +128,7 @@ class ReviewWorker:
         if got != kind:
             self._fail(value if got == "error" else f"sent {got}, not {kind}")
             return None
+        self._awaited -= 1
         return value
 
     def _fail(self, why: str) -> None:
@@ -141,6 +143,7 @@ class ReviewWorker:
     def review(self, full_ids, dated_ids) -> None:
         """Ask for the reviews of `full_ids` (every rule) and then `dated_ids` (the dated rules' charts)."""
         self._send(("review", sorted(full_ids), sorted(dated_ids)))
+        self._awaited += 2
 
     def reviews(self, protocol_of) -> list | None:
         """The next group's reviews, their protocols those of `protocol_of`."""
@@ -155,8 +158,10 @@ class ReviewWorker:
                 process.stdin.close()  # it stops at its next read
             except OSError:
                 pass
-            if self.failure is not None:
-                process.kill()  # a failed worker may be anywhere: not waited for to finish its work
+            if self.failure is not None or self._awaited:
+                # Failed, or still working for a pass that has stopped listening (it raised): killed, as it
+                # would otherwise block on a reply nobody reads. It only reads, so nothing is left half done.
+                process.kill()
         process.wait()
         process.stdout.close()
 
