@@ -26,7 +26,7 @@ from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import course_is_live
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
-from tracker.db.rows import among, plain_rows
+from tracker.db.rows import among, plain_rows, value_sets
 from tracker.db.snapshots import course_protocol
 from tracker.db.windows import item_where
 
@@ -59,22 +59,6 @@ def live_courses(session, patient_ids=None) -> list:
         return plain_rows(session, query)
     return [row for chunk in chunks(patient_ids)
             for row in plain_rows(session, query.where(among(session, C.c.patient_id, chunk)))]
-
-
-def live_course_versions(session) -> list:
-    """The whole clinic's live courses as (patient_id, drug, protocol_hash, gate_override) plain rows: all that
-    choosing whom to review reads of them. They are held through the prefilter (about 890,000 at 1,000,000
-    patients), so each distinct drug and protocol hash is one string shared by its rows, not one per row
-    (whole `live_courses` rows: ~750 bytes a course; the choice's peak at 100,000 patients +71 -> +39 MiB)."""
-    rows = plain_rows(session, select(C.c.patient_id, C.c.drug, C.c.protocol_hash, C.c.gate_override)
-                      .where(C.c.status != "stopped"))
-    shared: dict[str, str] = {}
-    new = tuple.__new__
-    for i, row in enumerate(rows):
-        patient_id, drug, protocol_hash, gate_override = row
-        rows[i] = new(type(row), (patient_id, shared.setdefault(drug, drug),
-                                  shared.setdefault(protocol_hash, protocol_hash), gate_override))
-    return rows
 
 
 class ProtocolsOfCourses:
@@ -126,9 +110,11 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
                        .scalars())
     if changed is not None:
         return ReviewSet(frozenset(changed), frozenset(windowed - changed))
-    courses = live_course_versions(session)  # the full pass only: a typical night never reads them
-    ids = {c.patient_id for c in courses if c.gate_override}
-    ids.update(breaching_patients(session, courses, protocol_of, vocabulary, helper))
+    # The full pass only (a typical night reads none of this): the live courses' versions, each once, and the
+    # few courses of interest, not every live course (a row each: ~890,000 at 1,000,000 patients).
+    ids = set(session.execute(select(C.c.patient_id).where(C.c.status != "stopped", C.c.gate_override.is_not(None)))
+              .scalars())
+    ids.update(breaching_patients(session, versions_in_use(session), protocol_of, vocabulary, helper))
     ids.update(session.execute(select(Alert.patient_id).where(Alert.status.in_(LIVE_ALERT)).distinct()).scalars())
     return ReviewSet(frozenset(ids), frozenset(windowed - ids))
 
@@ -221,19 +207,25 @@ def _bounds_in_use(courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabul
     return protocols, bounds, own
 
 
-def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary,
+def breaching_patients(session, versions, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary,
                        helper=None) -> set[int]:
     """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
-    (core bounds), or on a protocol estimating a clearance from creatinine. `helper` (a review worker) does
+    (core bounds), or on a protocol estimating a clearance from creatinine. `versions`: the (drug,
+    protocol_hash) of every live course (`versions_in_use`, or the courses themselves). `helper` (a review worker) does
     `prefilter_share` on a connection of its own: this connection scans the results up to its `split_at`, then
     takes `helper.prefilter_share()`, or does that share itself if the helper could not (None)."""
     from tracker.core.renal import estimates_clearance_from_creatinine
 
-    protocols, bounds, own = _bounds_in_use(courses, protocol_of, vocabulary)
+    protocols, bounds, own = _bounds_in_use(versions, protocol_of, vocabulary)
     # A Cockcroft-Gault clearance depends on age, weight and sex, not on a bound of one result: every patient
     # on such a protocol may breach (few: baricitinib and apremilast courses).
     clearance = {key for key, protocol in protocols.items() if estimates_clearance_from_creatinine(protocol)}
-    out: set[int] = {c.patient_id for c in courses if (c.drug, c.protocol_hash) in clearance} if clearance else set()
+    out: set[int] = set()
+    if clearance:
+        out.update(patient_id for patient_id, drug, protocol_hash in session.execute(
+            select(C.c.patient_id, C.c.drug, C.c.protocol_hash)
+            .where(C.c.status != "stopped", C.c.drug.in_(sorted({drug for drug, _ in clearance}))))
+            if (drug, protocol_hash) in clearance)
     split_at = helper.split_at if helper is not None else None
     candidates = list(latest_breach_candidates(session, bounds, vocabulary, up_to_id=split_at))
     share = helper.prefilter_share() if helper is not None else None
@@ -243,7 +235,7 @@ def breaching_patients(session, courses, protocol_of: ProtocolsOfCourses, vocabu
                  else [])
     changed, rest = share
     candidates += rest
-    return out | _breaching_on_own_protocols(candidates, courses, own, vocabulary) | changed
+    return out | _breaching_on_own_protocols(session, candidates, own, vocabulary) | changed
 
 
 def versions_in_use(session) -> list:
@@ -306,21 +298,20 @@ def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) ->
     return out
 
 
-def _breaching_on_own_protocols(candidates, courses, own: dict, vocabulary: Vocabulary) -> set[int]:
+def _breaching_on_own_protocols(session, candidates, own: dict, vocabulary: Vocabulary) -> set[int]:
     """The patients of `candidates` (latest results admitted by the bounds of every protocol in use: patient_id,
     test, value_num, value_text, ref_high) whose result may breach the bounds (`own`: per (drug, version)) of
     a protocol of one of their own live courses (core: `ThresholdBounds.may_breach`). The SQL's union of
     bounds admits, say, an ALT over the ULN for a dupilumab patient because methotrexate's rules read ALT:
     about a third of a cold night's candidates at 100,000 patients, each a chart loaded and reviewed for
     nothing."""
-    # The candidates are few: their patients' versions only, not a set per patient of the clinic (~250 bytes
-    # each, a quarter of a GiB at 1,000,000 patients).
+    # The candidates are few: their patients' live courses only.
     candidates = list(candidates)
-    wanted = {row[0] for row in candidates}
     versions_of: dict[int, set] = {}
-    for c in courses:
-        if c.patient_id in wanted:
-            versions_of.setdefault(c.patient_id, set()).add((c.drug, c.protocol_hash))
+    query = select(C.c.patient_id, C.c.drug, C.c.protocol_hash).where(C.c.status != "stopped")
+    for values in value_sets(session, {row[0] for row in candidates}):
+        for patient_id, drug, protocol_hash in session.execute(query.where(among(session, C.c.patient_id, values))):
+            versions_of.setdefault(patient_id, set()).add((drug, protocol_hash))
     out: set[int] = set()
     for patient_id, test, value_num, value_text, ref_high in candidates:
         if patient_id in out:
