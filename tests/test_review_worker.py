@@ -99,3 +99,54 @@ def test_a_pass_that_stops_listening_stops_its_worker(tracker, db_url):
     engine.dispose()
     assert worker._process.returncode is not None
     assert worker.failure is None
+
+
+def _second_database(tmp_path, migrated_template) -> str:
+    import os
+    import shutil
+
+    if os.environ.get("TRACKER_TEST_PG"):
+        from tests.pg import fresh_database
+
+        return fresh_database()
+    path = tmp_path / "second.db"
+    shutil.copyfile(migrated_template, path)
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def _written(db: str) -> dict:
+    """What a nightly run wrote, without ids or clocks: alerts, items, reminders (their epoch aside)."""
+    import re
+
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(db))
+    queries = {**WRITTEN, "reminder": "SELECT dedupe_key, kind, severity, patient_id, payload FROM reminder ORDER BY id"}
+    with engine.connect() as conn:
+        out = {table: [tuple(re.sub(r'"epoch": "[^"]*"', "", str(v)) for v in row) for row in conn.execute(text(sql))]
+               for table, sql in queries.items()}
+    engine.dispose()
+    return out
+
+
+def test_the_nightly_spawns_its_worker_before_the_roll_forward_and_writes_what_it_writes_alone(
+        tracker, tmp_path, migrated_template, monkeypatch):
+    """A cold night of a clinic past the worker's threshold: the worker is spawned first, and the night writes
+    the alerts, items and reminders the same night writes without one (the same synthetic clinic twice)."""
+    from tests.conftest import Tracker
+    from tracker.services import review_worker
+
+    alone = Tracker(_second_database(tmp_path, migrated_template))
+    for clinic in (tracker, alone):
+        _clinic(clinic)
+    monkeypatch.setattr(review_worker, "MIN_PATIENTS", 1000)
+    with freeze_time(TODAY.isoformat()):
+        tracker(f"nightly --as-of {TODAY.isoformat()}")
+        status = tracker.json("nightly status --json")
+        monkeypatch.setattr(review_worker, "MIN_PATIENTS", 1201)
+        alone(f"nightly --as-of {TODAY.isoformat()}")
+        alone_status = alone.json("nightly status --json")
+    assert status[0]["counts"]["review_worker"] == "ok"
+    assert "review_worker" not in alone_status[0]["counts"]
+    assert _written(tracker.db) == _written(alone.db)

@@ -66,12 +66,12 @@ def library_signature(library: ProtocolLibrary) -> str:
 def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertSettings, *,
              patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, write: bool = True,
              incremental: bool = False, schedules_dir: str | None = None,
-             review_worker: int | None = None) -> EvaluationSummary:
+             review_worker=None) -> EvaluationSummary:
     """Review the patients of `patient_ids` (None: whoever the clinic-wide pass needs) as of `today`, and
     apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some).
     `review_worker`: a full clinic-wide pass of a clinic of at least this many patients shares its work with
-    a second process (services/review_worker.py); the caller has committed its own writes and holds the
-    write lock."""
+    a second process (services/review_worker.py), or with this `ReviewWorker` the caller spawned (and
+    closes); the caller has committed its own writes and holds the write lock."""
     from tracker.services.review_apply import apply_reviews
     from tracker.services.review_worker import ReviewWorker
 
@@ -84,7 +84,10 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     try:
         if whole_clinic:
             changed = _changed_since(session, library, mark) if incremental else None
-            if review_worker is not None and write and changed is None:
+            if isinstance(review_worker, ReviewWorker) and write and changed is None:
+                worker = review_worker
+                worker.begin(session, library, algorithm, today, settings)
+            elif isinstance(review_worker, int) and write and changed is None:
                 worker = ReviewWorker.start(session, library, algorithm, today, settings, review_worker)
             # The clinic's items in a review window, read once: whom to review, then the items of both groups'
             # charts. The groups hold different patients, so the first group's writes (its follow-ups, its
@@ -179,17 +182,30 @@ def newer_than_mark(column, last_id: int, snapshot: tuple[int, list[int]] | None
     return or_(newer, text(f"{table}.changed_xid = ANY(CAST(:mark_xip AS bigint[]))").bindparams(mark_xip=xip))
 
 
-def _changed_since(session, library: ProtocolLibrary, now: dict | None = None) -> set[int] | None:
-    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark.
-    `now`: this pass's own mark, if taken (PostgreSQL: its snapshot's xmax; else it is asked for)."""
+def _usable_mark(session, library: ProtocolLibrary) -> dict | None:
+    """The last pass's mark, if an incremental pass can start from it: well formed, of this protocol library."""
     value = setting_value(session, REVIEW_MARK)
     try:
         mark = json.loads(value) if value else None
-        result, assessment, audit = int(mark["result"]), int(mark["assessment"]), int(mark["audit"])
+        int(mark["result"]), int(mark["assessment"]), int(mark["audit"])
     except (ValueError, KeyError, TypeError):
         return None
-    if mark.get("library") != library_signature(library):
+    return mark if mark.get("library") == library_signature(library) else None
+
+
+def full_pass_due(session, library: ProtocolLibrary) -> bool:
+    """Whether the next incremental clinic-wide pass will review the whole clinic (no usable mark: a cold
+    start, a new protocol library). PostgreSQL may also find a mark unusable only then (see `_changed_since`)."""
+    return _usable_mark(session, library) is None
+
+
+def _changed_since(session, library: ProtocolLibrary, now: dict | None = None) -> set[int] | None:
+    """Patients with a change past the last pass's mark, or None (a full pass) without a usable mark.
+    `now`: this pass's own mark, if taken (PostgreSQL: its snapshot's xmax; else it is asked for)."""
+    mark = _usable_mark(session, library)
+    if mark is None:
         return None
+    result, assessment, audit = int(mark["result"]), int(mark["assessment"]), int(mark["audit"])
     snapshot = None
     if session.get_bind().dialect.name == "postgresql":
         try:

@@ -46,7 +46,7 @@ from tracker.services.delivery import (
     undelivered,
 )
 from tracker.services.reminders import emit_reminders
-from tracker.services.review_worker import MIN_PATIENTS as REVIEW_WORKER_MIN_PATIENTS
+from tracker.services import review_worker
 
 LAST_COMPLETED = "nightly.last_completed"
 
@@ -119,6 +119,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     from tracker.db.engine import for_writing
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
+    from tracker.services.evaluate import full_pass_due
     from tracker.services.plan_sync import roll_forward
 
     settings = site.reminders
@@ -138,6 +139,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
         run_id, from_day, new = _start(engine, as_of)
         report = NightlyReport(run_id=run_id, from_day=from_day, as_of=as_of)
         extra: dict = {}
+        worker = None
         try:
             if site.labs.inbox is not None:
                 # First, so the results the laboratory dropped complete their draws before tonight's
@@ -150,6 +152,11 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                     report.failures["inbox"] = str(exc)
             if new:
                 report.new_days = (as_of - from_day).days + 1
+                # A full pass ahead (a cold start, new protocols) on a large clinic: its review worker is
+                # spawned now, so that its start-up overlaps the roll forward.
+                with Session(engine) as session:
+                    if full_pass_due(session, library) and review_worker.ReviewWorker.worth_it(session):
+                        worker = review_worker.ReviewWorker()
                 # The write lock up front: a concurrent `tracker alerts` evaluates before or after, never
                 # in between (its alerts would otherwise be raised twice).
                 with Session(for_writing(engine)) as session:
@@ -164,7 +171,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                     session.connection()
                     step_done()
                     summary = evaluate_clinic(session, library, as_of, site, incremental=True,
-                                              review_worker=REVIEW_WORKER_MIN_PATIENTS)
+                                              review_worker=worker or review_worker.MIN_PATIENTS)
                     step_done()
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))
@@ -205,6 +212,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
         except BaseException as exc:
             _finish(engine, run_id, report, extra, error=error_text(exc))
             raise
+        finally:
+            if worker is not None:
+                worker.close()
         _finish(engine, run_id, report, extra)
     if report.failures:
         detail = "; ".join(f"{name}: {error}" for name, error in report.failures.items())

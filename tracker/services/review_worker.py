@@ -23,10 +23,12 @@ make a pass faster, never different or failed.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,43 +81,72 @@ def _restored(portable: tuple[list[int], list], protocol_of) -> list:
 class ReviewWorker:
     """The main process's end. Every method returning data returns None once the worker has failed."""
 
-    def __init__(self, url: str, library, algorithm, today, settings, split_at: int | None):
+    def __init__(self):
+        """Spawn the worker: it imports what it needs, then waits for `begin` (or is closed unused)."""
         self.failure: str | None = None
-        self.split_at = split_at  # the results past this id are the worker's to scan
-        self._awaited = 1  # replies still to come: the prefilter's share, then a group's reviews each
+        self.split_at: int | None = None  # the results past this id are the worker's to scan
+        self._begun = False
+        self._writer: threading.Thread | None = None
+        self._awaited = 0  # replies still to come: the prefilter's share, then a group's reviews each
         # The same tracker as this process's, wherever the command runs from (-P: not the working directory's).
         here = str(Path(tracker.__file__).resolve().parent.parent)
         path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
         self._process = subprocess.Popen([sys.executable, "-P", "-m", "tracker.services.review_worker"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          env={**os.environ, "PYTHONPATH": path})
-        self._send((url, library, algorithm, today, settings, split_at))
 
-    @classmethod
-    def start(cls, session, library, algorithm, today, settings, min_patients: int = MIN_PATIENTS):
-        """A worker for this pass, or None: one core, a database only this process can open (SQLite in
-        memory), or a clinic under `min_patients`."""
-        from tracker.db.tables import LabResult, Patient
+    @staticmethod
+    def worth_it(session, min_patients: int | None = None) -> bool:
+        """Whether a full pass of this clinic gets a worker: not with one core, a database only this process
+        can open (SQLite in memory), or a clinic under `min_patients` (MIN_PATIENTS)."""
+        from tracker.db.tables import Patient
 
+        min_patients = MIN_PATIENTS if min_patients is None else min_patients
         url = session.get_bind().url
         if (os.cpu_count() or 1) < 2 or (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")):
+            return False
+        return session.execute(select(func.count()).select_from(Patient)).scalar() >= min_patients
+
+    @classmethod
+    def start(cls, session, library, algorithm, today, settings, min_patients: int | None = None):
+        """A worker begun for this pass, or None if not `worth_it`."""
+        if not cls.worth_it(session, min_patients):
             return None
-        if session.execute(select(func.count()).select_from(Patient)).scalar() < min_patients:
-            return None
+        worker = cls()
+        worker.begin(session, library, algorithm, today, settings)
+        return worker
+
+    def begin(self, session, library, algorithm, today, settings) -> None:
+        """Give the worker its pass: the database (as `session` reads it) and the pass's parameters."""
+        from tracker.db.tables import LabResult
+
+        url = session.get_bind().url
         # SQLite reads a range of ids alone; PostgreSQL would scan the whole table for each share (a parallel
         # scan already, on both cores): there the main process scans it all.
         last = session.execute(select(func.max(LabResult.id))).scalar() if url.get_backend_name() == "sqlite" else None
-        split_at = int(last * (1 - SCAN_SHARE)) if last else None
-        return cls(url.render_as_string(hide_password=False), library, algorithm, today, settings, split_at)
+        self.split_at = int(last * (1 - SCAN_SHARE)) if last else None
+        self._begun, self._awaited = True, 1
+        self._send((url.render_as_string(hide_password=False), library, algorithm, today, settings, self.split_at))
 
     def _send(self, message) -> None:
+        """Write `message` without waiting for the worker to read it: the pass's parameters (the protocol
+        library: ~100 KB, over a pipe's buffer) reach a worker still importing, which reads them only then.
+        A thread writes; the next message is written after it."""
         if self.failure is not None:
             return
-        try:
-            pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._process.stdin.flush()
-        except OSError as exc:  # the worker died: its pipe is closed
-            self._fail(f"could not send: {exc}")
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._writer is not None:
+            self._writer.join()
+
+        def write() -> None:
+            try:
+                self._process.stdin.write(data)
+                self._process.stdin.flush()
+            except (OSError, ValueError):  # the worker died (its pipe is closed), or was closed meanwhile:
+                pass  # the replies it owes then never come, and the pass does that part itself
+
+        self._writer = threading.Thread(target=write, name="review-worker-send", daemon=True)
+        self._writer.start()
 
     def _receive(self, kind: str):
         if self.failure is not None:
@@ -153,21 +184,24 @@ class ReviewWorker:
     def close(self) -> None:
         """Stop the worker (done or not) and wait for it."""
         process = self._process
-        if process.poll() is None:
-            try:
-                process.stdin.close()  # it stops at its next read
-            except OSError:
-                pass
-            if self.failure is not None or self._awaited:
-                # Failed, or still working for a pass that has stopped listening (it raised): killed, as it
-                # would otherwise block on a reply nobody reads. It only reads, so nothing is left half done.
-                process.kill()
+        if process.poll() is None and (self.failure is not None or self._awaited or not self._begun):
+            # Failed, still working for a pass that has stopped listening (it raised: the worker would block on
+            # a reply nobody reads), or never needed: killed. It only reads: nothing is left half done.
+            process.kill()
+        if self._writer is not None:
+            self._writer.join()  # done, or failed on the closed pipe
+        try:
+            process.stdin.close()  # a worker that is done stops at its next read
+        except OSError:
+            pass
         process.wait()
         process.stdout.close()
 
 
 def main() -> None:
     """The worker's end: read the pass's parameters, scan, then review what it is asked to."""
+    # No cycle collection in this short life: it would walk every result row loaded, for nothing to free.
+    gc.disable()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the replies
     inp = sys.stdin.buffer
@@ -177,12 +211,17 @@ def main() -> None:
         out.flush()
 
     try:
-        url, library, algorithm, today, settings, split_at = pickle.load(inp)
+        # Imported before the pass's parameters come: a worker spawned early is ready when they do.
         from sqlmodel import Session
 
         from tracker.db.charts import ProtocolsOfCourses, prefilter_share, windowed_items
         from tracker.db.engine import make_engine
         from tracker.services.chart_reviews import collector_paused, review_charts
+
+        try:
+            url, library, algorithm, today, settings, split_at = pickle.load(inp)
+        except EOFError:
+            return  # closed unused
 
         engine = make_engine(url)
         with Session(engine) as session, collector_paused():
