@@ -2,12 +2,13 @@
 
 A full pass (a cold night, a new protocol library) spends most of its time in Python: scanning every latest
 result for a possible breach, loading some 18,000 charts at 100,000 patients and reviewing them, one core
-busy and the other idle (threads would not help: the GIL). The worker is started as the pass begins, so
-that its start-up overlaps the pass's first queries; on its own connection it then
+busy and the other idle (threads would not help: the GIL). The worker is spawned as the nightly run begins
+(or as the pass does), so that its start-up overlaps the roll forward and the pass's first queries; given the
+pass (`begin`), on its own connection it then
 
   1. finds the patients whose latest results moved from their course's baseline past a relative bound (a
      few seeks per live course) and, on SQLite, scans the last third of the results against the absolute
-     bounds (`prefilter_share`), while the main process scans the rest and reads the live courses;
+     bounds (`prefilter_share`), while the main process scans the rest;
   2. loads and reviews the second half of the full group's charts while the main process does the first,
      then the whole dated group while the main process applies the full group's reviews.
 
@@ -38,8 +39,8 @@ import tracker
 
 # Below this many patients a full pass takes about a second or less: a process's start-up is not worth it.
 MIN_PATIENTS = 20_000
-# The worker's share of the scan of results (SQLite): it starts later (its own start-up) but reads no live
-# courses.
+# The worker's share of the scan of results (SQLite): a third, as it starts later (its own start-up) and
+# also asks the changes from baseline.
 SCAN_SHARE = 1 / 3
 
 
