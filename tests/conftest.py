@@ -39,16 +39,22 @@ def migrated_template(tmp_path_factory) -> str:
 
 @pytest.fixture
 def db_url(tmp_path, migrated_template) -> str:
-    """A fresh database at the current schema for this test (a path or URL, as given to --db).
+    """A fresh database at the current schema for this test (a path or URL, as given to --db)."""
+    return fresh_db(tmp_path, migrated_template)
 
-    SQLite: a copy of a file migrated once per session by the real migrations (test_migrations.py
-    migrates from empty itself). PostgreSQL (TRACKER_TEST_PG): a new database on a real server.
+
+def fresh_db(tmp_path, migrated_template, name: str = "tracker.db") -> str:
+    """A fresh database at the current schema (a test's own, or a second one beside it).
+
+    SQLite: a copy named `name` of a file migrated once per session by the real migrations
+    (test_migrations.py migrates from empty itself). PostgreSQL (TRACKER_TEST_PG): a new database on a real
+    server.
     """
     if os.environ.get("TRACKER_TEST_PG"):
         from tests.pg import fresh_database
 
         return fresh_database()
-    path = tmp_path / "tracker.db"
+    path = tmp_path / name
     shutil.copyfile(migrated_template, path)
     os.chmod(path, 0o600)  # as tracker creates it (copyfile uses the umask; others' access is warned about)
     return str(path)

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
-import shutil
 
 from freezegun import freeze_time
 from sqlalchemy import MetaData, select
 
-from tests.conftest import Tracker
+from tests.conftest import Tracker, fresh_db
 
 HEADER = ["mrn", "test", "value", "unit", "taken_on", "ref_low", "ref_high"]
 ROWS = [
@@ -52,17 +50,6 @@ def _clinic(db: str) -> Tracker:
     tracker("therapy start M1 methotrexate --on 2026-01-05")
     tracker("therapy start M3 methotrexate --on 2026-02-02")
     return tracker
-
-
-def _second_database(tmp_path, migrated_template) -> str:
-    if os.environ.get("TRACKER_TEST_PG"):
-        from tests.pg import fresh_database
-
-        return fresh_database()
-    path = tmp_path / "one-by-one.db"
-    shutil.copyfile(migrated_template, path)
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 def _state(db: str) -> dict:
@@ -108,7 +95,7 @@ def test_an_import_leaves_the_clinic_as_result_add_row_by_row_would(db_url, tmp_
     out = imported(["result", "import", str(path)]).stdout
     assert f"imported {len(ROWS)} results" in out
 
-    one_by_one = _clinic(_second_database(tmp_path, migrated_template))
+    one_by_one = _clinic(fresh_db(tmp_path, migrated_template, "one-by-one.db"))
     # In the import's order: oldest first, then as in the file.
     for _, row in sorted(enumerate(ROWS), key=lambda r: (r[1][4], r[0])):
         mrn, test, value, unit, taken_on, ref_low, ref_high = row

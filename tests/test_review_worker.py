@@ -101,20 +101,6 @@ def test_a_pass_that_stops_listening_stops_its_worker(tracker, db_url):
     assert worker.failure is None
 
 
-def _second_database(tmp_path, migrated_template) -> str:
-    import os
-    import shutil
-
-    if os.environ.get("TRACKER_TEST_PG"):
-        from tests.pg import fresh_database
-
-        return fresh_database()
-    path = tmp_path / "second.db"
-    shutil.copyfile(migrated_template, path)
-    os.chmod(path, 0o600)
-    return str(path)
-
-
 def _written(db: str) -> dict:
     """What a nightly run wrote, without ids or clocks: alerts, items, reminders (their epoch aside)."""
     import re
@@ -134,10 +120,10 @@ def test_the_nightly_spawns_its_worker_before_the_roll_forward_and_writes_what_i
         tracker, tmp_path, migrated_template, monkeypatch):
     """A cold night of a clinic past the worker's threshold: the worker is spawned first, and the night writes
     the alerts, items and reminders the same night writes without one (the same synthetic clinic twice)."""
-    from tests.conftest import Tracker
+    from tests.conftest import Tracker, fresh_db
     from tracker.services import review_worker
 
-    alone = Tracker(_second_database(tmp_path, migrated_template))
+    alone = Tracker(fresh_db(tmp_path, migrated_template, "second.db"))
     for clinic in (tracker, alone):
         _clinic(clinic)
     monkeypatch.setattr(review_worker, "MIN_PATIENTS", 1000)
