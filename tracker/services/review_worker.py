@@ -79,6 +79,18 @@ def _restored(portable: tuple[list[int], list], protocol_of) -> list:
     return [by_patient.get(patient_id) or Review(patient_id) for patient_id in patient_ids]
 
 
+_WORKER_MAIN = ("import sys\n"
+                "if sys.argv[1] not in sys.path:\n"
+                "    sys.path.insert(0, sys.argv[1])\n"
+                "from tracker.services.review_worker import main\n"
+                "main()\n")
+
+
+def _package_root() -> str:
+    """The directory this process imported tracker from."""
+    return str(Path(tracker.__file__).resolve().parent.parent)
+
+
 class ReviewWorker:
     """The main process's end. Every method returning data returns None once the worker has failed."""
 
@@ -89,12 +101,10 @@ class ReviewWorker:
         self._begun = False
         self._writer: threading.Thread | None = None
         self._awaited = 0  # replies still to come: the prefilter's share, then a group's reviews each
-        # The same tracker as this process's, wherever the command runs from (-P: not the working directory's).
-        here = str(Path(tracker.__file__).resolve().parent.parent)
-        path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
-        self._process = subprocess.Popen([sys.executable, "-P", "-m", "tracker.services.review_worker"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         env={**os.environ, "PYTHONPATH": path})
+        # The same tracker as this process's, wherever the command runs from: -P keeps the working directory off
+        # the path, and this tracker's directory goes first if it is not on the path already (a source tree).
+        self._process = subprocess.Popen([sys.executable, "-P", "-c", _WORKER_MAIN, _package_root()],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     @staticmethod
     def worth_it(session, min_patients: int | None = None) -> bool:
