@@ -216,10 +216,12 @@ def _changed_since(session, library: ProtocolLibrary, now: dict | None = None) -
             text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")).scalar())
         if xmax < snapshot[0]:
             return None  # transaction ids went back: the database was restored into another server
+    # No DISTINCT (the set dedupes): with it SQLite walks the (patient_id, ...) index of every result in the
+    # clinic (0.15 s a night at 100,000 patients) instead of seeking the ids past the mark.
     changed = set(session.execute(select(LabResult.patient_id).where(
-        newer_than_mark(LabResult.id, result, snapshot)).distinct()).scalars())
+        newer_than_mark(LabResult.id, result, snapshot))).scalars())
     changed.update(session.execute(select(Assessment.patient_id).where(
-        newer_than_mark(Assessment.id, assessment, snapshot)).distinct()).scalars())
+        newer_than_mark(Assessment.id, assessment, snapshot))).scalars())
     # A laboratory's correction rewrites a result in place (its id and, on PostgreSQL, its changed_xid stay):
     # its `result.correct` event names it.
     events = select(AuditEvent.entity, AuditEvent.entity_id).where(
