@@ -136,3 +136,35 @@ def test_the_nightly_spawns_its_worker_before_the_roll_forward_and_writes_what_i
     assert status[0]["counts"]["review_worker"] == "ok"
     assert "review_worker" not in alone_status[0]["counts"]
     assert _written(tracker.db) == _written(alone.db)
+
+
+def test_a_worker_with_no_one_in_the_full_group_replies_for_each_group_in_turn(tracker, db_url):
+    """A full pass whose full group is empty (no result that may breach, no override, no live alert): the
+    worker's empty reply for it is not taken for the dated group's, which still gets its overdue alerts."""
+    from tests.nightly_support import small_clinic
+    from tracker.db.charts import ProtocolsOfCourses, patients_to_review, windowed_items
+
+    small_clinic(tracker)
+    day = dt.date(2026, 3, 2)  # the early labs are overdue
+    library, settings = load_library(), Settings()
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        items = windowed_items(session, day, settings.alerts)
+        chosen = patients_to_review(session, ProtocolsOfCourses(session, library), library.vocabulary, day,
+                                    settings.alerts, items_by_patient=items)
+    engine.dispose()
+    assert not chosen.full and chosen.dated
+    results = {}
+    for review_worker in (None, 0):
+        engine = open_engine(db_url)
+        with Session(for_writing(engine)) as session:
+            session.connection()
+            summary = evaluate_clinic(session, library, day, settings, review_worker=review_worker)
+            session.flush()
+            results[review_worker] = ([tuple(row) for row in session.connection().execute(text(WRITTEN["alert"]))],
+                                      summary.worker)
+            session.rollback()
+        engine.dispose()
+    assert results[0][1] == "ok"
+    assert results[0][0] == results[None][0]
+    assert any(row[6] == "overdue" for row in results[None][0])

@@ -102,23 +102,27 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
                   (sorted(to_review.dated), tuple(k for k in kinds if k in DATED_KINDS), False)]
         # With a worker: the full group's second half is its, then the whole dated group (while this process
         # applies the full group's reviews). Each group's reviews in patient order, as one process gives them.
-        theirs = [ids[len(ids) // 2:] if with_results else ids if group_kinds else []
+        theirs = [([] if not group_kinds else ids[len(ids) // 2:] if with_results else ids)
                   for ids, group_kinds, with_results in groups] if worker else [[], []]
         if worker:
             worker.review(*theirs)
         for (ids, group_kinds, with_results), their_ids in zip(groups, theirs):
-            if not group_kinds or (not ids and not whole_clinic):
-                continue  # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
-            mine = ids[:len(ids) - len(their_ids)]
-            reviews = review_charts(session, protocol_of, library, mine, today, settings, algorithm,
-                                    with_results=with_results, items_by_patient=items_by_patient)
-            if their_ids:
+            # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
+            skipped = not group_kinds or (not ids and not whole_clinic)
+            reviews = [] if skipped else review_charts(
+                session, protocol_of, library, ids[:len(ids) - len(their_ids)], today, settings, algorithm,
+                with_results=with_results, items_by_patient=items_by_patient)
+            if worker:
+                # The worker replies once per group, however few its patients (none too): always read here,
+                # so that each reply is taken for its own group.
                 theirs_reviewed = worker.reviews(protocol_of)
-                if theirs_reviewed is None:  # the worker failed: this part here
+                if theirs_reviewed is None and their_ids and not skipped:  # the worker failed: this part here
                     theirs_reviewed = review_charts(session, protocol_of, library, their_ids, today, settings,
                                                     algorithm, with_results=with_results,
                                                     items_by_patient=items_by_patient)
-                reviews += theirs_reviewed
+                reviews += theirs_reviewed or []
+            if skipped:
+                continue
             summary.reviewed += len(reviews)
             if not write:
                 summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
