@@ -26,7 +26,7 @@ from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import course_is_live
 from tracker.db.tables import Alert, Assessment, Course, Item, LabResult, Patient
-from tracker.db.rows import among, plain_rows, value_sets
+from tracker.db.rows import among, chunks, narrowed, plain_rows
 from tracker.db.snapshots import course_protocol
 from tracker.db.windows import item_where
 
@@ -46,19 +46,13 @@ COURSE_COLUMNS = (C.c.id, C.c.patient_id, C.c.drug, C.c.status, C.c.start_on, C.
 StoppedCourse = namedtuple("StoppedCourse", "patient_id drug start_on stop_on stop_category id status")
 
 
-def chunks(values: Iterable, size: int = CHUNK) -> Iterator[list]:
-    values = sorted(set(values))
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
 def live_courses(session, patient_ids=None) -> list:
     """Live (not stopped) courses as plain rows, of `patient_ids` or of the whole clinic."""
     query = select(*COURSE_COLUMNS).where(C.c.status != "stopped")
     if patient_ids is None:
         return plain_rows(session, query)
-    return [row for chunk in chunks(patient_ids)
-            for row in plain_rows(session, query.where(among(session, C.c.patient_id, chunk)))]
+    return [row for narrow in narrowed(session, query, C.c.patient_id, patient_ids)
+            for row in plain_rows(session, narrow)]
 
 
 class ProtocolsOfCourses:
@@ -230,9 +224,7 @@ def breaching_patients(session, versions, protocol_of: ProtocolsOfCourses, vocab
     candidates = list(latest_breach_candidates(session, bounds, vocabulary, up_to_id=split_at))
     share = helper.prefilter_share() if helper is not None else None
     if share is None:
-        share = (_changed_from_baseline(session, bounds, own, protocols),
-                 latest_breach_candidates(session, bounds, vocabulary, after_id=split_at) if split_at is not None
-                 else [])
+        share = _share(session, protocols, bounds, own, vocabulary, split_at)
     changed, rest = share
     candidates += rest
     return out | _breaching_on_own_protocols(session, candidates, own, vocabulary) | changed
@@ -247,10 +239,16 @@ def prefilter_share(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabu
     """What a review worker does of `breaching_patients` (services/review_worker.py): the patients whose latest
     result of a test may have moved from their course's baseline past a relative bound (a few seeks per live
     course), and the scan of the results with an id past `after_id` (none if None)."""
-    protocols, bounds, own = _bounds_in_use(versions_in_use(session), protocol_of, vocabulary)
-    rest = (list(latest_breach_candidates(session, bounds, vocabulary, after_id=after_id))
+    return _share(session, *_bounds_in_use(versions_in_use(session), protocol_of, vocabulary), vocabulary, after_id)
+
+
+def _share(session, protocols: dict, bounds: dict, own: dict, vocabulary: Vocabulary, after_id: int | None):
+    """`prefilter_share` given the versions' protocols and bounds: (patients changed from baseline, the scan's
+    candidates past `after_id` as tuples, none if None)."""
+    changed = _changed_from_baseline(session, bounds, own, protocols)
+    rest = ([tuple(row) for row in latest_breach_candidates(session, bounds, vocabulary, after_id=after_id)]
             if after_id is not None else [])
-    return _changed_from_baseline(session, bounds, own, protocols), [tuple(row) for row in rest]
+    return changed, rest
 
 
 def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) -> set[int]:
@@ -309,8 +307,8 @@ def _breaching_on_own_protocols(session, candidates, own: dict, vocabulary: Voca
     candidates = list(candidates)
     versions_of: dict[int, set] = {}
     query = select(C.c.patient_id, C.c.drug, C.c.protocol_hash).where(C.c.status != "stopped")
-    for values in value_sets(session, {row[0] for row in candidates}):
-        for patient_id, drug, protocol_hash in session.execute(query.where(among(session, C.c.patient_id, values))):
+    for narrow in narrowed(session, query, C.c.patient_id, {row[0] for row in candidates}):
+        for patient_id, drug, protocol_hash in session.execute(narrow):
             versions_of.setdefault(patient_id, set()).add((drug, protocol_hash))
     out: set[int] = set()
     for patient_id, test, value_num, value_text, ref_high in candidates:
@@ -384,7 +382,7 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         for row in plain_rows(session, windowed):
             if row.patient_id in wanted:
                 clinic_items.setdefault(row.patient_id, []).append(row)
-    for chunk in chunks(patient_ids):
+    for chunk in chunks(patient_ids, CHUNK):
         # Every course of the chunk in one query, live and stopped apart in Python: a `status = 'stopped'`
         # filter makes SQLite walk the status index through every stopped course of the clinic per chunk.
         courses: dict[int, list] = {}

@@ -10,6 +10,7 @@ DATE comes back as a `datetime.date`, exactly as through Core). Compiling and bi
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 from sqlalchemy import any_, literal
@@ -77,18 +78,26 @@ IN_LIST = 500
 def among(session, column, values):
     """`column IN values` for a set of ids or keys. PostgreSQL: `column = ANY(:array)`, one parameter however
     many values (an IN list binds, casts and renders one parameter per value: about 0.1 s of the client's per
-    10,000 ids, several times a cold night). Elsewhere an IN list (see `value_sets`)."""
+    10,000 ids, several times a cold night). Elsewhere an IN list (see `narrowed`)."""
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(literal(list(values), ARRAY(column.type)))
     return column.in_(values)
 
 
-def value_sets(session, values) -> list[list]:
-    """`values` sorted, in the sets one statement's `among` takes: all of them on PostgreSQL (one array),
-    else lists of IN_LIST."""
+def chunks(values: Iterable, size: int = IN_LIST) -> Iterator[list]:
+    """`values` sorted, each once, in lists of `size`."""
     values = sorted(set(values))
-    if not values:
-        return []
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def narrowed(session, query, column, values) -> Iterator:
+    """`query` with `column` `among` `values`, as the statements that together ask for all of them: one on
+    PostgreSQL (one array), one per IN list of IN_LIST values elsewhere; none for no values."""
     if session.get_bind().dialect.name == "postgresql":
-        return [values]
-    return [values[i:i + IN_LIST] for i in range(0, len(values), IN_LIST)]
+        values = sorted(set(values))
+        sets = [values] if values else []
+    else:
+        sets = chunks(values)
+    for subset in sets:
+        yield query.where(among(session, column, subset))

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from tracker.core.terms import SEVERITY_ORDER as SEVERITY_RANK
 from tracker.dates import utcnow
-from tracker.db.rows import among, value_sets
+from tracker.db.rows import narrowed
 from tracker.db.tables import (
     Patient,
     Reminder,
@@ -65,9 +65,9 @@ def _mark(engine: Engine, channel: str, reminder_ids: list[int], *, error: str |
     else:
         values.update(state="failed", last_error=error[:2000])
     with Session(engine) as session:
-        for ids in value_sets(session, reminder_ids):  # PostgreSQL: one statement; else under parameter limits
-            session.connection().execute(
-                update(D).where(D.c.channel == channel, among(session, D.c.reminder_id, ids)).values(**values))
+        for narrow in narrowed(session, update(D).where(D.c.channel == channel).values(**values), D.c.reminder_id,
+                               reminder_ids):  # PostgreSQL: one statement; else under parameter limits
+            session.connection().execute(narrow)
         if extra:
             extra(session)
         session.commit()

@@ -396,7 +396,7 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
         due = select(Course.id).where(Course.status != "stopped", Course.stop_on <= today)
         left = select(Course.id).where(Course.status == "stopped", Course.stop_on <= today, planned)
         ended_ids = sorted(session.execute(union_all(due, left)).scalars())
-        from tracker.db.charts import chunks
+        from tracker.db.rows import chunks
 
         ended = [row for chunk in chunks(ended_ids) for row in session.exec(
             select(Course, Patient).join(Patient, Patient.id == Course.patient_id)

@@ -22,7 +22,7 @@ from tracker.core.review import Review
 from tracker.dates import utcnow
 from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
 from tracker.db.charts import LIVE_ALERT
-from tracker.db.rows import among, value_sets
+from tracker.db.rows import narrowed
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
 from tracker.services import audit
 from tracker.services.review_writes import AlertChanges, AuditRows, mark_judged, resolved_values
@@ -60,15 +60,14 @@ class RaisedAlert:
     severity: str
     message: str
 
-def _in_chunks(session, make_query, ids) -> list:
-    """The rows of `make_query(values)` for `ids` in `value_sets` (PostgreSQL: one statement, an array)."""
-    return [row for values in value_sets(session, ids) for row in session.execute(make_query(values))]
+def _in_chunks(session, query, column, ids) -> list:
+    """The rows of `query` with `column` among `ids` (`narrowed`: PostgreSQL one statement, an array)."""
+    return [row for narrow in narrowed(session, query, column, ids) for row in session.execute(narrow)]
 
 
 def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, kinds, user: str, summary, *,
                   whole_clinic: bool = False) -> None:
-    mrns = dict(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(among(session, Patient.id, c)),
-                           patient_ids))
+    mrns = dict(_in_chunks(session, select(Patient.id, Patient.mrn), Patient.id, patient_ids))
     # Changes to existing rows are written set-shaped and audited together at the end (review_writes.py).
     audit_rows = AuditRows(user, utcnow())
     if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
@@ -92,8 +91,7 @@ def _clear_failures(session, reviews, wanted: set[str], today, summary, mrns, au
         return
     query = (select(A.c.id, Item.week).join(Item, Item.id == A.c.item_id)
              .where(A.c.kind == "checkpoint_failed", A.c.status.in_(LIVE_ALERT)))
-    live = _in_chunks(session, lambda c: query.where(among(session, A.c.course_id, c)),
-                      [c.course_id for _, c in cleared])
+    live = _in_chunks(session, query, A.c.course_id, [c.course_id for _, c in cleared])
     changes = AlertChanges(session, audit_rows)
     rows = changes.load([alert_id for alert_id, _ in live])
     for alert_id, week in live:
@@ -114,9 +112,8 @@ def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
     if not wanted:
         return []
     existing = {tuple(row) for row in _in_chunks(  # (course, origin, kind, due, tests): one item
-        session, lambda c: select(Item.course_id, Item.origin, Item.kind, Item.due, Item.tests)
-        .where(among(session, Item.course_id, c), Item.origin.in_(("threshold", "partial"))),
-        {course.id for course, _ in wanted})}
+        session, select(Item.course_id, Item.origin, Item.kind, Item.due, Item.tests)
+        .where(Item.origin.in_(("threshold", "partial"))), Item.course_id, {course.id for course, _ in wanted})}
     now, rows = utcnow(), []
     for course, follow in wanted:
         tests = join_codes(follow.tests)
@@ -153,7 +150,7 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     wanted = {c.condition_key: c for c in candidates}
     scope = select(A.c.id, A.c.condition_key, A.c.patient_id, A.c.course_id, A.c.result_id, A.c.kind,
                    A.c.status, A.c.snoozed_until, A.c.message, A.c.severity, A.c.cleared_on).where(A.c.kind.in_(kinds), A.c.status.in_(LIVE_ALERT))
-    live_rows = _in_chunks(session, lambda c: scope.where(among(session, A.c.patient_id, c)), patient_ids)
+    live_rows = _in_chunks(session, scope, A.c.patient_id, patient_ids)
     if whole_clinic:  # every snooze that ended re-opens, reviewed or not
         seen = {row.id for row in live_rows}
         live_rows += [row for row in session.execute(scope.where(A.c.status == "snoozed",
@@ -164,15 +161,12 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     unseen = [k for k in wanted if k not in live]
     previous: dict[str, tuple] = {}  # condition key -> (id, resolution) of its newest alert
     for alert_id, key, resolution in _in_chunks(
-            session,
-            lambda c: select(A.c.id, A.c.condition_key, A.c.resolution).where(among(session, A.c.condition_key, c)),
-            unseen):
+            session, select(A.c.id, A.c.condition_key, A.c.resolution), A.c.condition_key, unseen):
         if key not in previous or alert_id > previous[key][0]:
             previous[key] = (alert_id, resolution)
     missing = {r.patient_id for r in live_rows} - set(mrns)
     if missing:
-        mrns.update(_in_chunks(session, lambda c: select(Patient.id, Patient.mrn).where(among(session, Patient.id, c)),
-                               missing))
+        mrns.update(_in_chunks(session, select(Patient.id, Patient.mrn), Patient.id, missing))
     now = utcnow()
 
     new_rows, reopen, back = [], [], []
@@ -223,7 +217,7 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     waiting = {r.id for r in gone if awaits_acknowledgement(r)}
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
     stopped = {row[0] for row in _in_chunks(
-        session, lambda c: select(Course.id).where(among(session, Course.id, c), Course.status == "stopped"),
+        session, select(Course.id).where(Course.status == "stopped"), Course.id,
         {r.course_id for r in [*failed_rows, *(r for r in gone if r.id in waiting)] if r.course_id})}
     superseded = _superseded(session, [r for r in gone if r.id in waiting], candidates)
     changed = []  # (row, what)
@@ -275,8 +269,7 @@ def _superseded(session, rows, candidates) -> set[int]:
     if not rows or not alerting:
         return set()
     ids = {r.result_id for r in rows if r.result_id} | {c.result_id for c in alerting}
-    test_of = dict(_in_chunks(
-        session, lambda c: select(LabResult.id, LabResult.test).where(among(session, LabResult.id, c)), ids))
+    test_of = dict(_in_chunks(session, select(LabResult.id, LabResult.test), LabResult.id, ids))
     now_alerting = {(c.course_id, test_of.get(c.result_id)) for c in alerting}
     return {r.id for r in rows if (r.course_id, test_of.get(r.result_id)) in now_alerting}
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from sqlalchemy import select
 
 from tracker.db.bulk import update_rows
-from tracker.db.rows import among, value_sets
+from tracker.db.rows import narrowed
 from tracker.db.tables import Alert, Item
 from tracker.services import audit
 
@@ -62,10 +62,10 @@ def _expire_loaded(session, model, ids) -> None:
             session.expire(loaded)
 
 
-def _plain(session, query_of, ids) -> list[dict]:
+def _plain(session, query, column, ids) -> list[dict]:
     session.flush()
     conn = session.connection()
-    return [dict(row) for values in value_sets(session, ids) for row in conn.execute(query_of(values)).mappings()]
+    return [dict(row) for narrow in narrowed(session, query, column, ids) for row in conn.execute(narrow).mappings()]
 
 
 # --- checkpoints judged ----------------------------------------------------------------------------------
@@ -77,8 +77,8 @@ def mark_judged(session, judged: list, audit_rows: AuditRows, mrns: dict, outcom
     if not judged:
         return
     items = {row["id"]: row for row in _plain(
-        session, lambda c: select(I.c.id, I.c.drug, I.c.sequence, *(I.c[f] for f in JUDGED_FIELDS))
-        .where(among(session, I.c.id, c)), {j.item_id for _, j in judged})}
+        session, select(I.c.id, I.c.drug, I.c.sequence, *(I.c[f] for f in JUDGED_FIELDS)), I.c.id,
+        {j.item_id for _, j in judged})}
     changed: dict[int, dict] = {}
     for r, j in judged:
         item = items[j.item_id]
@@ -117,8 +117,7 @@ class AlertChanges:
     def load(self, ids) -> dict[int, dict]:
         """The alerts of `ids` as plain rows (every column), as changed so far by this run."""
         wanted = [i for i in dict.fromkeys(ids) if i not in self.changed]
-        loaded = {row["id"]: row for row in _plain(
-            self.session, lambda c: select(A).where(among(self.session, A.c.id, c)), wanted)}
+        loaded = {row["id"]: row for row in _plain(self.session, select(A), A.c.id, wanted)}
         return {i: self.changed.get(i) or loaded[i] for i in ids}
 
     def change(self, row: dict, action: str, mrn: str | None, values: dict, why: str | None = None) -> WrittenAlert:
