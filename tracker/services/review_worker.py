@@ -227,7 +227,7 @@ def main() -> None:
 
         from tracker.db.charts import ProtocolsOfCourses, prefilter_share, windowed_items
         from tracker.db.engine import make_engine
-        from tracker.services.chart_reviews import collector_paused, review_charts
+        from tracker.services.chart_reviews import review_charts
 
         try:
             url, library, algorithm, today, settings, split_at = pickle.load(inp)
@@ -235,7 +235,7 @@ def main() -> None:
             return  # closed unused
 
         engine = make_engine(url)
-        with Session(engine) as session, collector_paused():
+        with Session(engine) as session:
             protocol_of = ProtocolsOfCourses(session, library)
             send("prefilter", prefilter_share(session, protocol_of, library.vocabulary, split_at))
             items_by_patient = windowed_items(session, today, settings)
