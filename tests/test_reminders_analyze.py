@@ -53,3 +53,31 @@ def test_only_a_table_changed_by_over_half_its_counted_rows_is_analyzed():
             assert _counted(conn) == 2700
     finally:
         engine.dispose()
+
+
+def test_a_table_analyzed_in_this_transaction_counts_its_changes_from_that_analyze():
+    """A cold night analyzes its alerts after each review group: the reminders' check, with no alert added since,
+    does not analyze them a third time (the transaction's counts run from its start, the rule from the last
+    ANALYZE of the table it ran)."""
+    from tests.pg import fresh_database
+
+    engine = create_engine(fresh_database(), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE patient SET (autovacuum_enabled = false)")
+        with engine.begin() as conn:
+            _add_patients(conn, 1, 1500)
+            analyze_if_outdated(conn, ("patient",))
+            assert _counted(conn) == 1500
+            _add_patients(conn, 1501, 800)  # 2,300 since the transaction began, 800 since its ANALYZE: left
+            analyze_if_outdated(conn, ("patient",))
+            assert _counted(conn) == 1500
+            _add_patients(conn, 2301, 700)  # 1,500 since its ANALYZE, over half the 1,500 counted: analyzed
+            analyze_if_outdated(conn, ("patient",))
+            assert _counted(conn) == 3000
+        with engine.begin() as conn:  # a new transaction starts from its own counts again
+            _add_patients(conn, 3001, 1600)
+            analyze_if_outdated(conn, ("patient",))
+            assert _counted(conn) == 4600
+    finally:
+        engine.dispose()

@@ -281,15 +281,25 @@ def bulk_insert_new(conn, table: Table, rows: list[dict], key: str) -> list[tupl
 
 
 def analyze_if_outdated(conn, tables: tuple[str, ...]) -> None:
-    """PostgreSQL: ANALYZE those of `tables` that this transaction has changed by at least 1,000 rows and by
-    more than half the rows their statistics count (a cold night's alerts into an empty table). A typical night
-    adds a few percent, which moves no plan; its ANALYZE sampled 30,000 rows of an ever-growing reminder table
-    each night for nothing (autovacuum analyzes after the commit as usual). The view also holds the counts of
-    the backend's earlier transactions it has not yet reported (PostgreSQL 15 reports at most once a second):
-    at worst an ANALYZE more, as before, never one less."""
-    outdated = [name for name, changed, counted in conn.exec_driver_sql(
-        "SELECT c.relname, s.n_tup_ins + s.n_tup_upd + s.n_tup_del, c.reltuples FROM pg_class c "
-        "JOIN pg_stat_xact_user_tables s ON s.relid = c.oid WHERE c.oid = ANY(%s::regclass[])", (list(tables),))
-        if changed >= 1000 and changed > max(counted, 0) / 2]
+    """PostgreSQL: ANALYZE those of `tables` that this transaction has changed, since it last analyzed them
+    here, by at least 1,000 rows and by more than half the rows their statistics count (a cold night's alerts
+    into an empty table). A typical night adds a few percent, which moves no plan; its ANALYZE sampled 30,000
+    rows of an ever-growing reminder table each night for nothing (autovacuum analyzes after the commit as
+    usual). The view also holds the counts of the backend's earlier transactions it has not yet reported
+    (PostgreSQL 15 reports at most once a second): at worst an ANALYZE more, never one less. The counts
+    are the transaction's since it began: what it had changed at its own last ANALYZE of a table is kept
+    (`conn.info`), so that a table analyzed after its last insert is not analyzed again (a cold night's
+    alerts: once after each review group, not a third time before the reminders)."""
+    rows = conn.exec_driver_sql(
+        "SELECT c.relname, s.n_tup_ins + s.n_tup_upd + s.n_tup_del, c.reltuples, "
+        "pg_current_xact_id_if_assigned()::text FROM pg_class c "
+        "JOIN pg_stat_xact_user_tables s ON s.relid = c.oid WHERE c.oid = ANY(%s::regclass[])", (list(tables),)).all()
+    xact = rows[0][3] if rows else None
+    seen = {key: n for key, n in conn.info.get("analyzed_in_xact", {}).items() if key[0] == xact and xact}
+    outdated = [(name, changed) for name, changed, counted, _ in rows
+                if changed - seen.get((xact, name), 0) >= 1000
+                and changed - seen.get((xact, name), 0) > max(counted, 0) / 2]
     if outdated:
-        conn.exec_driver_sql(f"ANALYZE {', '.join(outdated)}")
+        conn.exec_driver_sql(f"ANALYZE {', '.join(name for name, _ in outdated)}")
+        seen.update(((xact, name), changed) for name, changed in outdated)
+    conn.info["analyzed_in_xact"] = seen
