@@ -21,7 +21,7 @@ from tracker.core.alerts import AlertSettings
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.prefilter import ThresholdBounds
 from tracker.core.protocol import Protocol
-from tracker.core.review import review_windows, tests_read
+from tracker.core.review import Review, reads_draws_only, review_of_draws, review_windows, tests_read
 from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import course_is_live
@@ -40,6 +40,9 @@ RESULT_COLUMNS = (R.c.id, R.c.patient_id, R.c.test, R.c.value_num, R.c.value_tex
                   R.c.ref_high, R.c.reported_value, R.c.reported_unit)
 ITEM_COLUMNS = (I.c.id, I.c.course_id, I.c.patient_id, I.c.drug, I.c.kind, I.c.due, I.c.status, I.c.week,
                 I.c.origin, I.c.title, I.c.sources, I.c.tests, I.c.received)
+# Read with each windowed item: its course's version (the protocol's name) and whether it is live today.
+WINDOWED_COURSE_COLUMNS = (C.c.drug.label("course_drug"), C.c.protocol_hash.label("course_protocol_hash"),
+                           C.c.status.label("course_status"), C.c.stop_on.label("course_stop_on"))
 COURSE_COLUMNS = (C.c.id, C.c.patient_id, C.c.drug, C.c.status, C.c.start_on, C.c.stop_on, C.c.gate_override,
                   C.c.protocol_hash)
 # A stopped course as a chart holds it (Chart.stopped_courses: what continuous runs and failures read).
@@ -340,9 +343,11 @@ def _uln(vocabulary: Vocabulary, test: str) -> float | None:
 
 
 def _windowed(today: dt.date, settings: AlertSettings):
-    """The items a chart holds: those of live courses in a review window (core: review_windows)."""
+    """The items a chart holds: those of live courses in a review window (core: review_windows), each with
+    what a review of draws alone reads of its course (`draws_reviews`)."""
     windows = or_(*(item_where(w, I.c) for w in review_windows(today, settings)))
-    return select(*ITEM_COLUMNS).join(C, C.c.id == I.c.course_id).where(C.c.status != "stopped", windows)
+    return (select(*ITEM_COLUMNS, *WINDOWED_COURSE_COLUMNS).join(C, C.c.id == I.c.course_id)
+            .where(C.c.status != "stopped", windows))
 
 
 def windowed_items(session, today: dt.date, settings: AlertSettings) -> dict[int, list]:
@@ -353,6 +358,26 @@ def windowed_items(session, today: dt.date, settings: AlertSettings) -> dict[int
     for row in plain_rows(session, _windowed(today, settings)):
         by_patient.setdefault(row.patient_id, []).append(row)
     return by_patient
+
+
+def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, list], patient_ids, today: dt.date,
+                  settings: AlertSettings, vocabulary: Vocabulary) -> dict[int, Review]:
+    """The reviews on the dated rules of those of `patient_ids` whose windowed items (`windowed_items`) are
+    draws alone (core: `reads_draws_only`, `review_of_draws`), from those items and their courses' columns: no
+    chart to load. The items of a course whose announced stop has come are left out, as `load_charts` leaves
+    them (and the course) out of a chart."""
+    out: dict[int, Review] = {}
+    for patient_id in sorted(set(patient_ids)):  # in patient order, as load_charts gives the others
+        items = items_by_patient.get(patient_id)
+        if not items or not reads_draws_only(items):
+            continue
+        names = {item.course_id: protocol_of(_CourseVersion(item.course_drug, item.course_protocol_hash)).name
+                 for item in items if course_is_live(item.course_status, item.course_stop_on, today)}
+        out[patient_id] = review_of_draws(patient_id, items, names, today, settings, vocabulary)
+    return out
+
+
+_CourseVersion = namedtuple("_CourseVersion", "drug protocol_hash")  # what ProtocolsOfCourses reads of a course
 
 
 def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],

@@ -1,0 +1,116 @@
+"""A chart whose items in the review windows are all planned lab draws and baseline tests is reviewed on the
+dated rules from those items alone (tracker/core/review.py `review_of_draws`): the same overdue alerts,
+and nothing else of those kinds, as `review` of the whole chart without results gives (hypothesis, over the
+protocol library's courses); and a pass's reviews of its dated group, drawn from the windowed items where it
+may, are those of the charts loaded (a synthetic clinic, SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import namedtuple
+
+from freezegun import freeze_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session
+
+from tracker.core.alerts import DATED_KINDS
+from tracker.core.chart import Chart, ChartCourse
+from tracker.core.review import reads_draws_only, review, review_of_draws
+from tracker.core.settings import AlertSettings
+from tracker.db.charts import StoppedCourse
+from tracker.protocol_files import load_algorithm, load_library
+
+LIBRARY = load_library()
+ALGORITHM = load_algorithm(None)
+DRUGS = sorted(LIBRARY.protocols)
+TODAY = dt.date(2026, 11, 2)
+TESTS = sorted(LIBRARY.vocabulary.tests)
+Item = namedtuple("Item", "id course_id patient_id drug kind due status week origin title sources tests received")
+
+
+@st.composite
+def draw_charts(draw):
+    """A patient's live courses, some stopped ones, and windowed items that are draws alone (of a live
+    course, or of one that is not: a chart leaves those out), as of `today`."""
+    today = TODAY + dt.timedelta(days=draw(st.integers(0, 400)))
+    courses = []
+    for course_id in range(1, draw(st.integers(1, 3)) + 1):
+        drug = draw(st.sampled_from(DRUGS))
+        start = today - dt.timedelta(days=draw(st.integers(0, 500)))
+        stop = draw(st.one_of(st.none(), st.integers(1, 200).map(lambda d: today + dt.timedelta(days=d))))
+        courses.append(ChartCourse(course_id, 1, drug, draw(st.sampled_from(["active", "paused"])), start,
+                                   LIBRARY.get(drug), draw(st.sampled_from([None, "screen pending"])), stop))
+    stopped = tuple(StoppedCourse(1, draw(st.sampled_from(DRUGS)), today - dt.timedelta(days=300),
+                                  today - dt.timedelta(days=d), "failure", 50 + d, "stopped")
+                    for d in draw(st.lists(st.integers(10, 200), max_size=2, unique=True)))
+    items = []
+    for item_id in range(1, draw(st.integers(0, 8)) + 1):
+        course_id = draw(st.sampled_from([c.id for c in courses] + [99]))
+        drug = next((c.drug for c in courses if c.id == course_id), "methotrexate")
+        tests = draw(st.lists(st.sampled_from(TESTS), min_size=1, max_size=3, unique=True))
+        received = draw(st.one_of(st.none(), st.lists(st.sampled_from(TESTS), min_size=1, max_size=4, unique=True)))
+        due = today - dt.timedelta(days=draw(st.integers(0, 120)))
+        items.append(Item(item_id, course_id, 1, drug, draw(st.sampled_from(["baseline", "lab"])), due, "planned",
+                          None, "protocol", f"{drug} monitoring: {' '.join(tests)}", "bad-2017",
+                          " ".join(tests), " ".join(received) if received else None))
+    chart = Chart(1, "M1", draw(st.sampled_from(["f", "m", None])), draw(st.sampled_from(["yes", "no", "unknown"])),
+                  draw(st.one_of(st.none(), st.dates(dt.date(1940, 1, 1), dt.date(2012, 1, 1)))), tuple(courses),
+                  tuple(items), failed_drugs=frozenset(s[1] for s in stopped), stopped_courses=stopped)
+    grace = draw(st.integers(0, 21))
+    return chart, today, AlertSettings(overdue_grace_days=grace)
+
+
+@settings(max_examples=300, deadline=None)
+@given(draw_charts())
+def test_a_review_of_draws_is_the_charts_review_on_the_dated_rules(case):
+    chart, today, alert_settings = case
+    assert reads_draws_only(chart.items)
+    whole = review(chart, today, alert_settings, ALGORITHM, LIBRARY.vocabulary)
+    drawn = review_of_draws(chart.patient_id, chart.items, {c.id: c.protocol.name for c in chart.courses}, today,
+                            alert_settings, LIBRARY.vocabulary)
+    assert drawn.alerts == tuple(a for a in whole.alerts if a.kind in DATED_KINDS)
+    assert (whole.judged, whole.cleared, whole.follow_ups) == ((), (), ())
+    assert (drawn.judged, drawn.cleared, drawn.follow_ups) == ((), (), ())
+
+
+def test_a_checkpoint_a_limit_or_a_done_item_is_not_draws_only():
+    def item(kind, status="planned"):
+        return Item(1, 1, 1, "methotrexate", kind, TODAY, status, None, "protocol", "t", "", "cbc", None)
+
+    assert reads_draws_only([item("lab"), item("baseline")])
+    assert reads_draws_only([])
+    for other in (item("checkpoint"), item("limit"), item("lab", "done"), item("checkpoint", "done")):
+        assert not reads_draws_only([item("lab"), other])
+
+
+def test_a_passs_dated_group_drawn_from_its_windowed_items_is_reviewed_as_its_charts(tracker, db_url):
+    """On a synthetic clinic, a pass's reviews of its dated group (the shortcut for draws alone) are, patient for
+    patient, the core's reviews of the charts loaded, on the dated rules; most of the group is drawn."""
+    from tracker.db.charts import ProtocolsOfCourses, draws_reviews, load_charts, windowed_items
+    from tracker.db.engine import open_engine
+    from tracker.services.chart_reviews import review_charts
+
+    with freeze_time(TODAY.isoformat()):
+        tracker("synth --patients 600 --seed 7")
+    day = TODAY + dt.timedelta(days=1)
+    alert_settings = AlertSettings()
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        protocol_of = ProtocolsOfCourses(session, LIBRARY)
+        items = windowed_items(session, day, alert_settings)
+        ids = sorted(items)
+        drawn = draws_reviews(protocol_of, items, ids, day, alert_settings, LIBRARY.vocabulary)
+        shared = review_charts(session, protocol_of, LIBRARY, ids, day, alert_settings, ALGORITHM,
+                               with_results=False, items_by_patient=items)
+        charts = [review(chart, day, alert_settings, ALGORITHM, LIBRARY.vocabulary)
+                  for chart in load_charts(session, protocol_of, LIBRARY.vocabulary, ids, day, alert_settings,
+                                           with_results=False, items_by_patient=items)]
+    engine.dispose()
+    assert len(drawn) > len(ids) / 2 and len(ids) - len(drawn) > 10
+    assert any(r.alerts for r in drawn.values())
+
+    def dated(r):
+        return r.patient_id, tuple(a for a in r.alerts if a.kind in DATED_KINDS), r.judged, r.cleared, r.follow_ups
+
+    assert [dated(r) for r in shared] == [dated(r) for r in charts]
