@@ -58,6 +58,11 @@ def live_courses(session, patient_ids=None) -> list:
             for row in plain_rows(session, narrow)]
 
 
+# A course's (drug, protocol version): all that ProtocolsOfCourses reads of a course, where no course row is at
+# hand (a windowed item's course, a review worker's follow-up).
+CourseVersion = namedtuple("CourseVersion", "drug protocol_hash")
+
+
 class ProtocolsOfCourses:
     """The protocol each course was planned with, looked up once per (drug, version)."""
 
@@ -371,13 +376,10 @@ def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, l
         items = items_by_patient.get(patient_id)
         if not items or not reads_draws_only(items):
             continue
-        names = {item.course_id: protocol_of(_CourseVersion(item.course_drug, item.course_protocol_hash)).name
+        names = {item.course_id: protocol_of(CourseVersion(item.course_drug, item.course_protocol_hash)).name
                  for item in items if course_is_live(item.course_status, item.course_stop_on, today)}
         out[patient_id] = review_of_draws(patient_id, items, names, today, settings, vocabulary)
     return out
-
-
-_CourseVersion = namedtuple("_CourseVersion", "drug protocol_hash")  # what ProtocolsOfCourses reads of a course
 
 
 def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],

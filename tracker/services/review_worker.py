@@ -44,13 +44,6 @@ MIN_PATIENTS = 20_000
 SCAN_SHARE = 1 / 3
 
 
-class _Version:
-    """A course's (drug, protocol version): what `ProtocolsOfCourses` reads of a course."""
-
-    def __init__(self, drug: str, protocol_hash: str):
-        self.drug, self.protocol_hash = drug, protocol_hash
-
-
 def _portable(reviews: list) -> tuple[list[int], list]:
     """The patients reviewed, and the reviews that say something (most say nothing), the course of each
     follow-up with its protocol as (drug, version): a protocol is large, and the receiver has it."""
@@ -68,13 +61,15 @@ def _portable(reviews: list) -> tuple[list[int], list]:
 def _restored(portable: tuple[list[int], list], protocol_of) -> list:
     """`_portable`'s reviews again, every patient's, their protocols those of `protocol_of`."""
     from tracker.core.review import Review
+    from tracker.db.charts import CourseVersion
 
     patient_ids, said = portable
     by_patient = {}
     for r in said:
         if r.follow_ups:
-            r = replace(r, follow_ups=tuple((replace(course, protocol=protocol_of(_Version(*course.protocol))), follow)
-                                            for course, follow in r.follow_ups))
+            r = replace(r, follow_ups=tuple(
+                (replace(course, protocol=protocol_of(CourseVersion(*course.protocol))), follow)
+                for course, follow in r.follow_ups))
         by_patient[r.patient_id] = r
     return [by_patient.get(patient_id) or Review(patient_id) for patient_id in patient_ids]
 
