@@ -296,9 +296,11 @@ def analyze_if_outdated(conn, tables: tuple[str, ...]) -> None:
         "JOIN pg_stat_xact_user_tables s ON s.relid = c.oid WHERE c.oid = ANY(%s::regclass[])", (list(tables),)).all()
     xact = rows[0][3] if rows else None
     seen = {key: n for key, n in conn.info.get("analyzed_in_xact", {}).items() if key[0] == xact and xact}
-    outdated = [(name, changed) for name, changed, counted, _ in rows
-                if changed - seen.get((xact, name), 0) >= 1000
-                and changed - seen.get((xact, name), 0) > max(counted, 0) / 2]
+    outdated = []
+    for name, changed, counted, _ in rows:
+        since = changed - seen.get((xact, name), 0)  # rows changed since this transaction's ANALYZE of it
+        if since >= 1000 and since > max(counted, 0) / 2:
+            outdated.append((name, changed))
     if outdated:
         conn.exec_driver_sql(f"ANALYZE {', '.join(name for name, _ in outdated)}")
         seen.update(((xact, name), changed) for name, changed in outdated)
