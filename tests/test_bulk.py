@@ -79,6 +79,37 @@ def test_bulk_insert_new_skips_conditions_already_live_and_returns_the_right_ids
     engine.dispose()
 
 
+def test_bulk_insert_new_twice_in_one_transaction_keeps_order_text_and_stored_values(tracker):
+    """Issue 19: on PostgreSQL the rows pass through a temporary table (one binary COPY): a second call in the
+    same transaction (a cold night's two review groups) works, the ids follow the rows' order, and text,
+    NULLs, dates and timestamps are stored as the ORM stores them."""
+    from tracker.db.bulk import bulk_insert_new
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    awkward = "tab\there\nnewline \\N backslash 'quote' \"double\" \\. end"
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        session.add(Alert(**_alert_values("orm", patient_id)))
+        session.flush()
+        conn = session.connection()
+        first = bulk_insert_new(conn, A, [_alert_values(f"first:{n}", patient_id) for n in (3, 1, 2)],
+                                key="condition_key")
+        second = bulk_insert_new(conn, A, [{**_alert_values(f"second:{n}", patient_id), "message": awkward,
+                                            "value": None} for n in range(1200)], key="condition_key")
+        session.commit()
+        conn = session.connection()
+        assert [row["condition_key"] for _, row in first] == ["first:3", "first:1", "first:2"]
+        ids = [row_id for row_id, _ in first + second]
+        assert ids == sorted(ids) and len(set(ids)) == 1203  # in the rows' order
+        stored = dict(conn.execute(select(A.c.condition_key, A.c.id)).all())
+        assert all(stored[row["condition_key"]] == row_id for row_id, row in first + second)
+        assert _stored(conn, "first:1") == _stored(conn, "orm")
+        message, value = conn.execute(select(A.c.message, A.c.value).where(A.c.condition_key == "second:7")).one()
+        assert (message, value) == (awkward, None)
+    engine.dispose()
+
+
 def test_bulk_insert_and_update_rows_keep_awkward_text_and_nulls(tracker):
     """Issue 19: on PostgreSQL bulk_insert is a COPY and update_rows an UPDATE ... FROM unnest(arrays); text
     with tabs, newlines, backslashes and quotes, NULLs and timestamps arrive as given, and only the keyed
