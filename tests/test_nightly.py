@@ -160,3 +160,45 @@ def test_demo_then_nightly_prints_a_believable_morning_digest(tracker):
     names = json.loads(tracker("patient list --json").stdout)
     assert not any(p["name"] in out for p in names)
     assert "new reminders" in result.stderr
+
+
+def test_each_night_gives_each_of_its_reminders_one_delivery_per_channel(tracker, tmp_path):
+    """Issue 19: a night's pending deliveries are made for its own reminders through a range of their ids,
+    not a scan of every reminder ever emitted (the table grows every night); the nights before keep theirs."""
+    from sqlalchemy import create_engine
+
+    from tracker.db.engine import resolve_url
+
+    small_clinic(tracker)
+    _config(tmp_path)
+    tracker("nightly --as-of 2026-01-16")
+    tracker("nightly --as-of 2026-01-30")
+    engine = create_engine(resolve_url(tracker.db))
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT r.run_id, r.id, d.channel FROM reminder r JOIN reminder_delivery d ON d.reminder_id = r.id").all()
+        reminders = conn.exec_driver_sql("SELECT id, run_id FROM reminder").all()
+    engine.dispose()
+    assert len({run for _, run in reminders}) == 2  # both nights reminded of something
+    assert sorted((reminder_id, channel) for _, reminder_id, channel in rows) == sorted(
+        (reminder_id, channel) for reminder_id, _ in reminders for channel in ("jsonl", "stdout"))
+
+
+def test_a_nights_deliveries_read_its_reminders_by_id_range(tracker):
+    """The SQLite plan of the deliveries' insert: a search of the primary key, not a scan of the reminders."""
+    import pytest
+
+    from tracker.db.engine import open_engine
+    from tracker.services.reminders import deliveries_of_run
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")  # a migrated database
+    engine = open_engine(tracker.db)
+    if engine.dialect.name != "sqlite":
+        engine.dispose()
+        pytest.skip("a SQLite query plan")
+    statement = deliveries_of_run("stdout", 7, 1000).compile(engine)
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(statement), tuple(statement.params[k] for k in statement.positiontup)))
+    engine.dispose()
+    assert "SEARCH reminder USING INTEGER PRIMARY KEY" in plan, plan

@@ -200,6 +200,8 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
     session.flush()
     conn = session.connection()
     postgresql = conn.dialect.name == "postgresql"
+    # This run's reminders get ids above those on record (the nightly lock: no other run emits meanwhile).
+    newest_before = conn.execute(select(func.max(R.c.id))).scalar() or 0
     if postgresql:
         # The anti-joins below are planned on the statistics of before this run: on a cold night `alert`
         # and `reminder` were empty then, though this transaction has just filled `alert`, and PostgreSQL
@@ -227,11 +229,14 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
         alert_rows.append(_alert_payload(row, label_style))
     counts["alert"] = _insert_reminders(conn, alert_rows, run_id, as_of, patient_ids, epoch)
     for channel in channels:
-        conn.execute(
-            insert(D).from_select(
-                ["reminder_id", "channel", "state", "attempts"],
-                select(R.c.id, literal(channel, String), literal("pending", String), literal(0))
-                .where(R.c.run_id == run_id),
-            )
-        )
+        conn.execute(deliveries_of_run(channel, run_id, newest_before))
     return counts
+
+
+def deliveries_of_run(channel: str, run_id: int, newest_before: int):
+    """A pending delivery on `channel` for each reminder of run `run_id`, whose ids are above `newest_before`:
+    a range of the primary key, not a scan of every reminder ever emitted (the table grows every night)."""
+    return insert(D).from_select(
+        ["reminder_id", "channel", "state", "attempts"],
+        select(R.c.id, literal(channel, String), literal("pending", String), literal(0))
+        .where(R.c.id > newest_before, R.c.run_id == run_id))
