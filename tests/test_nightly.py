@@ -184,21 +184,46 @@ def test_each_night_gives_each_of_its_reminders_one_delivery_per_channel(tracker
         (reminder_id, channel) for reminder_id, _ in reminders for channel in ("jsonl", "stdout"))
 
 
-def test_a_nights_deliveries_read_its_reminders_by_id_range(tracker):
-    """The SQLite plan of the deliveries' insert: a search of the primary key, not a scan of the reminders."""
+def _sqlite_plans(tracker, *statements) -> list[str]:
+    """SQLite's query plan of each statement, on a migrated database (skips on PostgreSQL)."""
     import pytest
 
     from tracker.db.engine import open_engine
-    from tracker.services.reminders import deliveries_of_run
 
-    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")  # a migrated database
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
     engine = open_engine(tracker.db)
     if engine.dialect.name != "sqlite":
         engine.dispose()
         pytest.skip("a SQLite query plan")
-    statement = deliveries_of_run("stdout", 7, 1000).compile(engine)
+    plans = []
     with engine.connect() as conn:
-        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + str(statement), tuple(statement.params[k] for k in statement.positiontup)))
+        for statement in statements:
+            compiled = statement.compile(engine)
+            plans.append(" ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + str(compiled), tuple(compiled.params[k] for k in compiled.positiontup))))
     engine.dispose()
+    return plans
+
+
+def test_a_nights_deliveries_read_its_reminders_by_id_range(tracker):
+    """The SQLite plan of the deliveries' insert: a search of the primary key, not a scan of the reminders."""
+    from tracker.services.reminders import deliveries_of_run
+
+    [plan] = _sqlite_plans(tracker, deliveries_of_run("stdout", 7, 1000))
     assert "SEARCH reminder USING INTEGER PRIMARY KEY" in plan, plan
+
+
+def test_deliveries_still_to_send_are_read_through_their_partial_index(tracker):
+    """Issue 19, migration 0022: the digest and the counts of what is left to send read the unsent deliveries
+    through their partial index, not every delivery ever made (an index on `state` cannot answer `<>`)."""
+    from sqlalchemy import func, select
+
+    from tracker.db.tables import ReminderDelivery, unsent_delivery
+    from tracker.services.delivery import _digest_query, _pending
+
+    D = ReminderDelivery.__table__
+    plans = _sqlite_plans(tracker, _digest_query("stdout"), select(func.count()).where(_pending("jsonl")),
+                          select(D.c.channel, func.count()).where(unsent_delivery()).group_by(D.c.channel))
+    for plan in plans:  # its one read of the table goes through the index (the whole of it: only unsent rows)
+        reads = re.findall(r"reminder_delivery(?: USING (?:COVERING )?INDEX (\w+))?", plan)
+        assert reads == ["ix_reminder_delivery_unsent"], plan

@@ -11,7 +11,7 @@ queries stay plain SQL on both databases.
 import datetime as dt
 
 from pydantic import ConfigDict
-from sqlalchemy import Column, Index, MetaData, Table, Text, UniqueConstraint, event, text
+from sqlalchemy import Column, Index, MetaData, Table, Text, UniqueConstraint, event, literal_column, text
 from sqlmodel import Field, SQLModel
 
 # Named constraints, so Alembic batch mode on SQLite can alter them later.
@@ -33,6 +33,8 @@ LIVE_COURSE_SQL = "status != 'stopped'"
 PARTIAL_ITEM_SQL = "received IS NOT NULL AND status NOT IN ('done', 'cancelled')"
 # The course-limit items' partial index (migration 0019, same text).
 LIMIT_ITEM_SQL = "kind = 'limit'"
+# The deliveries not yet sent (pending or failed): migration 0022's partial index, same text.
+UNSENT_SQL = "state <> 'sent'"
 
 
 # The key of a partial index's condition in `Index.info` (see partial_index).
@@ -389,7 +391,7 @@ class ReminderDelivery(_Table, table=True):
     __tablename__ = "reminder_delivery"
     __table_args__ = (
         UniqueConstraint("reminder_id", "channel"),
-        Index("ix_reminder_delivery_state", "state"),
+        partial_index("ix_reminder_delivery_unsent", "channel", "reminder_id", where=UNSENT_SQL),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -399,6 +401,12 @@ class ReminderDelivery(_Table, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     delivered_at: dt.datetime | None = None
+
+
+def unsent_delivery():
+    """The deliveries not yet sent (UNSENT_SQL) as a condition that reaches their partial index: 'sent' as a
+    literal, since SQLite uses a partial index only when the query's own terms imply its condition."""
+    return ReminderDelivery.__table__.c.state != literal_column("'sent'")
 
 
 class Feed(_Table, table=True):

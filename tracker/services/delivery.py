@@ -19,6 +19,7 @@ from tracker.db.tables import (
     ReminderDelivery,
     setting_value,
     store_setting,
+    unsent_delivery,
 )
 
 JSONL_MARK = "nightly.jsonl_marked"  # {"path": ..., "size": ...}: every line before `size` is marked sent
@@ -32,7 +33,7 @@ D = ReminderDelivery.__table__
 
 
 def _pending(channel: str):
-    return and_(D.c.channel == channel, D.c.state != "sent")
+    return and_(D.c.channel == channel, unsent_delivery())
 
 
 def _digest_query(channel: str):
@@ -213,7 +214,7 @@ def undelivered(engine: Engine, channel) -> int:
     keys = getattr(channel, "delivery_keys", [channel.name])
     with engine.connect() as conn:
         return conn.execute(select(func.count(func.distinct(D.c.reminder_id)))
-                            .where(D.c.channel.in_(keys), D.c.state != "sent")).scalar()
+                            .where(D.c.channel.in_(keys), unsent_delivery())).scalar()
 
 
 # --- the run ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from tracker.db.tables import (
     ReminderDelivery,
     setting_value,
     store_setting,
+    unsent_delivery,
 )
 from tracker.errors import ConfigError, DeliveryError, InputError, LockedError
 from tracker.locks import nightly_lock
@@ -244,6 +245,6 @@ def pending_deliveries(session: Session) -> dict:
     recipients still wait for it."""
     channel = case((D.c.channel.like("email:%"), literal("email", String)), else_=D.c.channel)
     rows = session.execute(
-        select(channel, func.count(func.distinct(D.c.reminder_id))).where(D.c.state != "sent")
+        select(channel, func.count(func.distinct(D.c.reminder_id))).where(unsent_delivery())
         .group_by(channel)).all()
     return {name: count for name, count in rows}
