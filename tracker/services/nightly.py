@@ -117,7 +117,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     DeliveryError (after recording everything) if a channel failed. `progress(done, total)` is called as
     its steps end (roll forward, evaluate, remind, each channel)."""
     from tracker.channels import build_channels
-    from tracker.db.engine import for_writing
+    from tracker.db.engine import commit_beside_checkpoint, for_writing
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
     from tracker.services.evaluate import full_pass_due
@@ -140,7 +140,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
         run_id, from_day, new = _start(engine, as_of)
         report = NightlyReport(run_id=run_id, from_day=from_day, as_of=as_of)
         extra: dict = {}
-        worker = None
+        worker = checkpoint = None
         try:
             if site.labs.inbox is not None:
                 # First, so the results the laboratory dropped complete their draws before tonight's
@@ -186,7 +186,8 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
                                  {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),
                                   **report.created, **extra})
-                    session.commit()
+                    # SQLite: the log is checkpointed on a thread while the channels deliver.
+                    checkpoint = commit_beside_checkpoint(session)
             step = 3
             for channel in channels:
                 if getattr(channel, "per_recipient", False):
@@ -211,11 +212,15 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                     # file unreadable, a `calendar push` by hand running: the next push resumes
                     report.failures["caldav"] = str(exc)
         except BaseException as exc:
+            if checkpoint is not None:
+                checkpoint.join()
             _finish(engine, run_id, report, extra, error=error_text(exc))
             raise
         finally:
             if worker is not None:
                 worker.close()
+        if checkpoint is not None:
+            checkpoint.join()
         _finish(engine, run_id, report, extra)
     if report.failures:
         detail = "; ".join(f"{name}: {error}" for name, error in report.failures.items())
