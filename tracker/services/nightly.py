@@ -117,7 +117,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     DeliveryError (after recording everything) if a channel failed. `progress(done, total)` is called as
     its steps end (roll forward, evaluate, remind, each channel)."""
     from tracker.channels import build_channels
-    from tracker.db.engine import commit_beside_checkpoint, for_writing
+    from tracker.db.engine import commit_without_checkpoint, for_writing
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
     from tracker.services.evaluate import full_pass_due
@@ -187,7 +187,10 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                                  {"from_day": from_day.isoformat(), "as_of": as_of.isoformat(),
                                   **report.created, **extra})
                     # SQLite: the log is checkpointed on a thread while the channels deliver.
-                    checkpoint = commit_beside_checkpoint(session)
+                    pending = commit_without_checkpoint(session)
+                    if pending is not None:
+                        pending.start()
+                        checkpoint = pending
             step = 3
             for channel in channels:
                 if getattr(channel, "per_recipient", False):
