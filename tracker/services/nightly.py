@@ -7,7 +7,8 @@ Crash safety (why the job commits in several steps instead of one command transa
   1. a `nightly_run` row is committed first, so `nightly status` shows a run that was killed;
   2. the calendars' roll forward is committed on its own (planning again plans the same items);
   3. new reminders, their pending deliveries (one per channel) and the new last-completed day are
-     committed together, so a re-run either redoes all of it or none of it;
+     committed together, so a re-run either redoes all of it or none of it (SQLite: the log's checkpoint
+     then runs on a thread while the channels deliver, db/engine.py `commit_without_checkpoint`);
   4. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent:
      batched channels in small committed batches, exactly-once (jsonl skips ids already in the file;
      webhook sends an Idempotency-Key); a digest (stdout) as one, resent whole only if killed in the instant
