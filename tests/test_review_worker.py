@@ -27,13 +27,13 @@ WRITTEN = {
 }
 
 
-def _full_pass(db_url: str, review_worker: int | None) -> tuple[dict, dict]:
+def _full_pass(db_url: str, worker_min_patients: int | None) -> tuple[dict, dict]:
     """A full pass (no review mark yet) on the clinic as committed, its writes read back and then undone."""
     library, settings = load_library(), Settings()
     engine = open_engine(db_url)
     with Session(for_writing(engine)) as session:
         session.connection()  # the write lock first, as the nightly holds it
-        summary = evaluate_clinic(session, library, TODAY, settings, review_worker=review_worker)
+        summary = evaluate_clinic(session, library, TODAY, settings, worker_min_patients=worker_min_patients)
         session.flush()
         written = {table: [tuple(row) for row in session.connection().execute(text(sql))]
                    for table, sql in WRITTEN.items()}
@@ -159,7 +159,7 @@ def test_a_worker_with_no_one_in_the_full_group_replies_for_each_group_in_turn(t
         engine = open_engine(db_url)
         with Session(for_writing(engine)) as session:
             session.connection()
-            summary = evaluate_clinic(session, library, day, settings, review_worker=review_worker)
+            summary = evaluate_clinic(session, library, day, settings, worker_min_patients=review_worker)
             session.flush()
             results[review_worker] = ([tuple(row) for row in session.connection().execute(text(WRITTEN["alert"]))],
                                       summary.worker)

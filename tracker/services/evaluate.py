@@ -66,12 +66,13 @@ def library_signature(library: ProtocolLibrary) -> str:
 def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertSettings, *,
              patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, write: bool = True,
              incremental: bool = False, schedules_dir: str | None = None,
-             review_worker=None) -> EvaluationSummary:
+             review_worker=None, worker_min_patients: int | None = None) -> EvaluationSummary:
     """Review the patients of `patient_ids` (None: whoever the clinic-wide pass needs) as of `today`, and
     apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some).
-    `review_worker`: a full clinic-wide pass of a clinic of at least this many patients shares its work with
-    a second process (services/review_worker.py), or with this `ReviewWorker` the caller spawned (and
-    closes); the caller has committed its own writes and holds the write lock."""
+    A full clinic-wide pass shares its work with a second process (services/review_worker.py): the
+    `review_worker` the caller spawned (and closes, if the pass does not use it), or else one spawned here
+    for a clinic of at least `worker_min_patients` patients (None: none). The caller has committed its own
+    writes and holds the write lock."""
     from tracker.services.review_apply import apply_reviews
     from tracker.services.review_worker import ReviewWorker
 
@@ -84,11 +85,11 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     try:
         if whole_clinic:
             changed = _changed_since(session, library, mark) if incremental else None
-            if isinstance(review_worker, ReviewWorker) and write and changed is None:
+            if review_worker is not None and write and changed is None:
                 worker = review_worker
                 worker.begin(session, library, algorithm, today, settings)
-            elif isinstance(review_worker, int) and write and changed is None:
-                worker = ReviewWorker.start(session, library, algorithm, today, settings, review_worker)
+            elif worker_min_patients is not None and write and changed is None:
+                worker = ReviewWorker.start(session, library, algorithm, today, settings, worker_min_patients)
             # The clinic's items in a review window, read once: whom to review, then the items of both groups'
             # charts. The groups hold different patients, so the first group's writes (its follow-ups, its
             # judged checkpoints) change no item that a chart of the second holds.
