@@ -216,15 +216,13 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                     # file unreadable, a `calendar push` by hand running: the next push resumes
                     report.failures["caldav"] = str(exc)
         except BaseException as exc:
-            if checkpoint is not None:
-                checkpoint.join()
             _finish(engine, run_id, report, extra, error=error_text(exc))
             raise
         finally:
             if worker is not None:
                 worker.close()
-        if checkpoint is not None:
-            checkpoint.join()
+            if checkpoint is not None:
+                checkpoint.join()
         _finish(engine, run_id, report, extra)
     if report.failures:
         detail = "; ".join(f"{name}: {error}" for name, error in report.failures.items())
