@@ -41,8 +41,9 @@ def test_the_scan_of_results_alone_runs_with_cheap_rows_from_workers(tracker, db
         assert chosen  # synth's clinic has out-of-range results
         after = session.execute(text("SHOW parallel_tuple_cost")).scalar_one()
     engine.dispose()
-    scans = [cost for statement, cost in seen if "OFFSET" in statement and "CASE" in statement]
-    others = [cost for statement, cost in seen if not ("OFFSET" in statement and "CASE" in statement)]
+    scans, others = [], []
+    for statement, cost in seen:
+        (scans if "OFFSET" in statement and "CASE" in statement else others).append(cost)
     assert scans == [SCAN_PARALLEL_TUPLE_COST]
     assert others and set(others) == {"0.2"}
     assert after == "0.2"
