@@ -63,7 +63,13 @@ def resolve_url(db: str | None, *, create: bool = True) -> str:
     return f"sqlite:///{path}"
 
 
+# Whether this process has opened a SQLite connection (the CLI's exit collects cycles for it: `_before_exit`).
+sqlite_opened = False
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    global sqlite_opened
+    sqlite_opened = True
     # foreign_keys is per connection; journal_mode=WAL persists in the file but must be set outside a
     # transaction, which a fresh DBAPI connection is.
     cursor = dbapi_connection.cursor()
