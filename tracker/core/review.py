@@ -280,8 +280,8 @@ def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabula
     first = missed[0]
     names: dict[str, int] = {}
     for item in missed:
+        received = (getattr(item, "received", None) or "").split()  # once per item: most have none
         for test in (item.tests or "").split():
-            received = (getattr(item, "received", None) or "").split()
             needs = missing([test], received, vocabulary) if received and vocabulary else ()
             shown = display_code(test) + (f" (partial: missing {describe_missing(needs, vocabulary)})" if needs else "")
             names[shown] = names.get(shown, 0) + 1
