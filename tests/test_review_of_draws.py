@@ -16,7 +16,14 @@ from sqlmodel import Session
 
 from tracker.core.alerts import DATED_KINDS
 from tracker.core.chart import Chart, ChartCourse
-from tracker.core.review import reads_draws_only, review, review_of_draws
+from tracker.core.review import (
+    draws_alert_keys,
+    draws_alerts_settled,
+    partial_note,
+    reads_draws_only,
+    review,
+    review_of_draws,
+)
 from tracker.core.settings import AlertSettings
 from tracker.db.charts import StoppedCourse
 from tracker.protocol_files import load_algorithm, load_library
@@ -72,6 +79,62 @@ def test_a_review_of_draws_is_the_charts_review_on_the_dated_rules(case):
     assert drawn.alerts == tuple(a for a in whole.alerts if a.kind in DATED_KINDS)
     assert (whole.judged, whole.cleared, whole.follow_ups) == ((), (), ())
     assert (drawn.judged, drawn.cleared, drawn.follow_ups) == ((), (), ())
+
+
+@settings(max_examples=300, deadline=None)
+@given(draw_charts())
+def test_the_keys_of_a_review_of_draws_are_those_of_its_alerts(case):
+    chart, today, alert_settings = case
+    names = {c.id: c.protocol.name for c in chart.courses}
+    drawn = review_of_draws(chart.patient_id, chart.items, names, today, alert_settings, LIBRARY.vocabulary)
+    assert draws_alert_keys(chart.items, names, today, alert_settings.overdue_grace_days) == {
+        a.condition_key for a in drawn.alerts}
+
+
+@settings(max_examples=300, deadline=None)
+@given(draw_charts(), st.integers(0, 30), st.booleans(), st.booleans())
+def test_draws_are_settled_only_when_reconciling_their_alerts_would_change_nothing(case, days_since, cleared,
+                                                                                    received_since):
+    """The live alerts are those a review of the same draws raised `days_since` days ago (one of them
+    cleared, awaiting acknowledgement, with `cleared`; before any code was received, with `received_since`).
+    Settled means what services/review_apply.py `_reconcile` would find nothing to do about: the same keys,
+    none cleared, each live text naming what is missing as today's alert would. With nothing received, none
+    cleared and no day passed, they are."""
+    chart, today, alert_settings = case
+    names = {c.id: c.protocol.name for c in chart.courses}
+    before = [item._replace(received=None) for item in chart.items] if received_since else chart.items
+    then = review_of_draws(chart.patient_id, before, names, today - dt.timedelta(days=days_since),
+                           alert_settings, LIBRARY.vocabulary)
+    live = [(a.condition_key, today if cleared and n == 0 else None, a.message) for n, a in enumerate(then.alerts)]
+    now = review_of_draws(chart.patient_id, chart.items, names, today, alert_settings, LIBRARY.vocabulary).alerts
+
+    settled = draws_alerts_settled(chart.items, names, today, alert_settings, live, LIBRARY.vocabulary)
+
+    if settled:
+        texts = {key: message for key, _, message in live}
+        assert {a.condition_key for a in now} == set(texts)
+        assert all(cleared_on is None for _, cleared_on, _ in live)
+        assert all(partial_note(texts[a.condition_key]) == partial_note(a.message) for a in now)
+    if days_since == 0 and not (cleared and live) and not any(item.received for item in chart.items):
+        assert settled
+
+
+def test_a_baseline_set_with_one_more_test_past_its_grace_period_is_not_settled():
+    """Its key is the course's, as yesterday, but its text now lists two tests: the live alert's is rewritten."""
+    def baseline(item_id, due, tests):
+        return Item(item_id, 1, 1, "methotrexate", "baseline", due, "planned", None, "protocol", "t", "", tests, None)
+
+    items = [baseline(1, TODAY - dt.timedelta(days=20), "cbc"), baseline(2, TODAY - dt.timedelta(days=8), "hbv")]
+    names, grace = {1: "Methotrexate"}, AlertSettings(overdue_grace_days=7)
+    yesterday = review_of_draws(1, items, names, TODAY - dt.timedelta(days=1), grace, LIBRARY.vocabulary).alerts
+    live = [(a.condition_key, None, a.message) for a in yesterday]
+    assert [partial_note(message) for _, _, message in live] == ["CBC"]
+
+    assert not draws_alerts_settled(items, names, TODAY, grace, live, LIBRARY.vocabulary)
+    today = [(a.condition_key, None, a.message) for a in
+             review_of_draws(1, items, names, TODAY, grace, LIBRARY.vocabulary).alerts]
+    assert [partial_note(message) for _, _, message in today] == ["CBC, HBV"]
+    assert draws_alerts_settled(items, names, TODAY, grace, today, LIBRARY.vocabulary)
 
 
 def test_a_checkpoint_a_limit_or_a_done_item_is_not_draws_only():

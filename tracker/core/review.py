@@ -238,7 +238,7 @@ def overdue_candidate(item, today: dt.date, grace_days: int,
     needs = missing((item.tests or "").split(), received, vocabulary) if received and vocabulary else ()
     partial = f" (partial: missing {describe_missing(needs, vocabulary)})" if needs else ""
     return AlertCandidate(
-        condition_key=f"overdue:item{item.id}", kind="overdue", severity="warning",
+        condition_key=overdue_item_key(item.id), kind="overdue", severity="warning",
         message=f"{item.title} was due {item.due} and is {late} days overdue{partial}",
         patient_id=item.patient_id, drug=item.drug, course_id=item.course_id, item_id=item.id,
         value=f"{late} days overdue", limit_text=f"grace {grace_days} days ({CLINIC_DEFAULT})",
@@ -265,6 +265,56 @@ def overdue_candidates(items, today: dt.date, grace_days: int, vocabulary: Vocab
     return alerts
 
 
+def overdue_item_key(item_id: int) -> str:
+    return f"overdue:item{item_id}"
+
+
+def draws_alert_keys(items, live_courses, today: dt.date, grace_days: int) -> frozenset[str]:
+    """The condition keys of the alerts `review_of_draws` gives for `items` (those of `live_courses`, a
+    collection of course ids), without making the alerts: one per overdue draw, one per course's overdue
+    baseline set (`overdue_candidates`)."""
+    return frozenset(
+        baseline_overdue_key(item.course_id) if item.kind == "baseline" else overdue_item_key(item.id)
+        for item in items if item.course_id in live_courses and needs_overdue_alert(item, today, grace_days))
+
+
+def partial_note(message: str | None) -> str:
+    """What an overdue alert's text says is missing: the `(partial: missing ...)` part of a draw's text, or
+    the list of a baseline set's tests after `days): `; else ''. A live alert's text is rewritten when this
+    part changes (services/review_apply.py), never for its count of days."""
+    text = message or ""
+    at = text.find(" days): ")
+    if at >= 0:
+        return text[at + len(" days): "):]
+    at = text.find(" (partial: ")
+    return text[at:] if at >= 0 else ""
+
+
+def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSettings, live,
+                         vocabulary: Vocabulary | None = None) -> bool:
+    """Whether the patient's live alerts on the dated rules (`live`: (condition_key, cleared_on, message) of
+    each) already are what `review_of_draws` of its windowed `items` (draws alone: `reads_draws_only`) asks
+    for, so that reconciling the two would change nothing (services/review_apply.py `_reconcile`): the same
+    condition keys (no alert to raise, re-open or resolve), none cleared and awaiting acknowledgement (it
+    would come back), and no text to rewrite: no draw with codes received (its text names what is missing,
+    which results change), and each live alert's list of what is missing (`partial_note`) as the review's
+    alert would have it (a baseline set's lists its overdue tests, one more as each passes its grace
+    period). A typical night's dated group is mostly such patients: nothing changed for them but the day."""
+    if any((item.received or "").strip() for item in items):
+        return False
+    grace = settings.overdue_grace_days
+    if ({key for key, _, _ in live} != draws_alert_keys(items, live_courses, today, grace)
+            or any(cleared_on is not None for _, cleared_on, _ in live)):
+        return False
+    sets: dict[int, list] = {}
+    for item in items:
+        if item.kind == "baseline" and item.course_id in live_courses and needs_overdue_alert(item, today, grace):
+            sets.setdefault(item.course_id, []).append(item)
+    notes = {baseline_overdue_key(course_id): baseline_overdue_listing(missed, vocabulary)
+             for course_id, missed in sets.items()}
+    return all(partial_note(message) == notes.get(key, "") for key, _, message in live)
+
+
 BASELINE_OVERDUE_KEY = ("overdue:course", ":baseline")  # around the course id (the reminder query builds it in SQL)
 
 
@@ -278,6 +328,26 @@ def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabula
     period, earliest first): "Methotrexate baseline: 3 tests overdue (due 2026-01-05, 20 days): CBC, HBV, HCV"."""
     missed = sorted(missed, key=lambda i: (i.due, i.id))
     first = missed[0]
+    names = _baseline_names(missed, vocabulary)
+    count = sum(names.values())
+    due = f"due {first.due}" if first.due == missed[-1].due else f"due {first.due} to {missed[-1].due}"
+    late = days_overdue(first, today)
+    what = f"{course_name} baseline" if course_name else "Baseline"
+    return AlertCandidate(
+        condition_key=baseline_overdue_key(first.course_id), kind="overdue", severity="warning",
+        message=f"{what}: {count} test{'s' if count != 1 else ''} overdue ({due}, {late} days): {_listed(names)}",
+        patient_id=first.patient_id, drug=first.drug, course_id=first.course_id, item_id=first.id,
+        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
+        sources=tuple(dict.fromkeys(s for i in missed for s in (i.sources or "").split())))
+
+
+def baseline_overdue_listing(missed, vocabulary: Vocabulary | None = None) -> str:
+    """What `baseline_overdue_candidate`'s text lists after `days): ` (its `partial_note`), alone."""
+    return _listed(_baseline_names(sorted(missed, key=lambda i: (i.due, i.id)), vocabulary))
+
+
+def _baseline_names(missed, vocabulary: Vocabulary | None) -> dict[str, int]:
+    """Each overdue test of a baseline set (`missed`, in order) as shown, with how many items ask for it."""
     names: dict[str, int] = {}
     for item in missed:
         received = (getattr(item, "received", None) or "").split()  # once per item: most have none
@@ -285,17 +355,11 @@ def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabula
             needs = missing([test], received, vocabulary) if received and vocabulary else ()
             shown = display_code(test) + (f" (partial: missing {describe_missing(needs, vocabulary)})" if needs else "")
             names[shown] = names.get(shown, 0) + 1
-    listed = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in names.items())
-    count = sum(names.values())
-    due = f"due {first.due}" if first.due == missed[-1].due else f"due {first.due} to {missed[-1].due}"
-    late = days_overdue(first, today)
-    what = f"{course_name} baseline" if course_name else "Baseline"
-    return AlertCandidate(
-        condition_key=baseline_overdue_key(first.course_id), kind="overdue", severity="warning",
-        message=f"{what}: {count} test{'s' if count != 1 else ''} overdue ({due}, {late} days): {listed}",
-        patient_id=first.patient_id, drug=first.drug, course_id=first.course_id, item_id=first.id,
-        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
-        sources=tuple(dict.fromkeys(s for i in missed for s in (i.sources or "").split())))
+    return names
+
+
+def _listed(names: dict[str, int]) -> str:
+    return ", ".join(f"{name} x{count}" if count > 1 else name for name, count in names.items())
 
 
 def tests_read(protocols, vocabulary: Vocabulary) -> set[str]:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from tracker.core.alerts import DERIVED_KINDS
 from tracker.core.audit_chain import reusable_encoder
-from tracker.core.review import Review
+from tracker.core.review import Review, partial_note
 from tracker.dates import utcnow
 from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
 from tracker.db.charts import LIVE_ALERT
@@ -132,17 +132,6 @@ def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
     return [BookedItem(row_id, row["patient_id"], row["due"], row["title"]) for row_id, row in zip(ids, rows)]
 
 
-def _partial_note(message: str | None) -> str:
-    """What an overdue alert says is missing (tracker/core/review.py): the `(partial: missing ...)` part of a
-    draw's text, or the list of a baseline set's tests after `days): `; else ''."""
-    text = message or ""
-    at = text.find(" days): ")
-    if at >= 0:
-        return text[at + len(" days): "):]
-    at = text.find(" (partial: ")
-    return text[at:] if at >= 0 else ""
-
-
 def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic,
                audit_rows) -> None:
     from tracker.db.tables import Course
@@ -209,7 +198,7 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     update_rows(session.connection(), A, [
         {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
         if (row := live.get(key)) is not None and cand.kind == "overdue"
-        and _partial_note(row.message) != _partial_note(cand.message)])
+        and partial_note(row.message) != partial_note(cand.message)])
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
