@@ -22,7 +22,14 @@ from tracker.core.alerts import AlertSettings
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.prefilter import ThresholdBounds
 from tracker.core.protocol import Protocol
-from tracker.core.review import Review, reads_draws_only, review_of_draws, review_windows, tests_read
+from tracker.core.review import (
+    Review,
+    draws_alerts_settled,
+    reads_draws_only,
+    review_of_draws,
+    review_windows,
+    tests_read,
+)
 from tracker.core.terms import FAILED_STOP_CATEGORIES
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import course_is_live
@@ -404,6 +411,29 @@ def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, l
                  for item in items if course_is_live(item.course_status, item.course_stop_on, today)}
         out[patient_id] = review_of_draws(patient_id, items, names, today, settings, vocabulary)
     return out
+
+
+def settled_by_draws(session, items_by_patient: dict[int, list], patient_ids, today: dt.date,
+                     settings: AlertSettings, kinds, vocabulary: Vocabulary) -> set[int]:
+    """Those of `patient_ids` whose windowed items (`windowed_items`) are draws alone and whose live alerts
+    on `kinds` (the dated rules) are already what a review of those draws asks for (core:
+    `draws_alerts_settled`): their reviews would raise, resolve and rewrite nothing. One read of those
+    patients' live alerts, their keys and texts."""
+    drawn = [p for p in sorted(set(patient_ids)) if (items := items_by_patient.get(p)) and reads_draws_only(items)]
+    live: dict[int, list] = {}
+    query = select(Alert.patient_id, Alert.condition_key, Alert.cleared_on, Alert.message).where(
+        Alert.kind.in_(kinds), Alert.status.in_(LIVE_ALERT))
+    for narrow in narrowed(session, query, Alert.patient_id, drawn):
+        for patient_id, key, cleared_on, message in session.execute(narrow):
+            live.setdefault(patient_id, []).append((key, cleared_on, message))
+    settled = set()
+    for patient_id in drawn:
+        items = items_by_patient[patient_id]
+        live_courses = {item.course_id for item in items
+                        if course_is_live(item.course_status, item.course_stop_on, today)}
+        if draws_alerts_settled(items, live_courses, today, settings, live.get(patient_id, ()), vocabulary):
+            settled.add(patient_id)
+    return settled
 
 
 def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],

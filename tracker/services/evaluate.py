@@ -26,7 +26,13 @@ from sqlalchemy import and_, func, or_, select, text
 
 from tracker.core.alerts import ALL_KINDS, DATED_KINDS, AlertCandidate, AlertSettings
 from tracker.core.protocol import ProtocolLibrary
-from tracker.db.charts import ProtocolsOfCourses, ReviewSet, patients_to_review, windowed_items
+from tracker.db.charts import (
+    ProtocolsOfCourses,
+    ReviewSet,
+    patients_to_review,
+    settled_by_draws,
+    windowed_items,
+)
 from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
 from tracker.protocol_files import load_algorithm
 from tracker.services.audit import SYSTEM_USER  # re-exported: the alert engine's user
@@ -48,6 +54,7 @@ class EvaluationSummary:
     follow_ups: list = field(default_factory=list)  # Item rows added (repeat labs, partial re-checks)
     would_open: list[AlertCandidate] = field(default_factory=list)  # what-ifs: the alerts that should be open
     would_clear: list = field(default_factory=list)  # what-ifs: checkpoint failures settled (FailuresCleared)
+    settled: int = 0  # reviewed from their draws, already alerted as those ask: nothing to apply (in `reviewed`)
     reviewed: int = 0  # patients reviewed
     worker: str | None = None  # a review worker's part (services/review_worker.py): "ok", or why it failed
 
@@ -108,6 +115,14 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
         if worker:
             worker.review(*theirs)
         for (ids, group_kinds, with_results), their_ids in zip(groups, theirs):
+            if write and group_kinds and not with_results and not their_ids and items_by_patient is not None:
+                # Patients reviewed from their draws whose live alerts already are what those ask for (most
+                # of a typical night's dated group): their reviews would apply nothing, so none is made.
+                settled = settled_by_draws(session, items_by_patient, ids, today, settings, group_kinds,
+                                           library.vocabulary)
+                ids = [p for p in ids if p not in settled]
+                summary.reviewed += len(settled)
+                summary.settled += len(settled)
             # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
             skipped = not group_kinds or (not ids and not whole_clinic)
             reviews = [] if skipped else review_charts(
