@@ -417,15 +417,15 @@ def settled_by_draws(session, items_by_patient: dict[int, list], patient_ids, to
                      settings: AlertSettings, kinds, vocabulary: Vocabulary) -> set[int]:
     """Those of `patient_ids` whose windowed items (`windowed_items`) are draws alone and whose live alerts
     on `kinds` (the dated rules) are already what a review of those draws asks for (core:
-    `draws_alerts_settled`): their reviews would raise, resolve and rewrite nothing. One read of those
-    patients' live alerts, their keys and texts."""
+    `draws_alerts_settled`): their reviews would raise, resolve and rewrite nothing. One read of the live
+    alerts on `kinds`, their keys and texts: the clinic's, nearly all of them those patients' (asked for by
+    an array of some 11,000 patients at 100,000, PostgreSQL took twice as long)."""
     drawn = [p for p in sorted(set(patient_ids)) if (items := items_by_patient.get(p)) and reads_draws_only(items)]
     live: dict[int, list] = {}
-    query = select(Alert.patient_id, Alert.condition_key, Alert.cleared_on, Alert.message).where(
-        Alert.kind.in_(kinds), Alert.status.in_(LIVE_ALERT))
-    for narrow in narrowed(session, query, Alert.patient_id, drawn):
-        for patient_id, key, cleared_on, message in session.execute(narrow):
-            live.setdefault(patient_id, []).append((key, cleared_on, message))
+    for patient_id, key, cleared_on, message in session.execute(
+            select(Alert.patient_id, Alert.condition_key, Alert.cleared_on, Alert.message)
+            .where(Alert.kind.in_(kinds), Alert.status.in_(LIVE_ALERT))):
+        live.setdefault(patient_id, []).append((key, cleared_on, message))
     settled = set()
     for patient_id in drawn:
         items = items_by_patient[patient_id]
