@@ -300,7 +300,7 @@ def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSet
     which results change), and each live alert's list of what is missing (`partial_note`) as the review's
     alert would have it (a baseline set's lists its overdue tests, one more as each passes its grace
     period). A typical night's dated group is mostly such patients: nothing changed for them but the day."""
-    if any((item.received or "").strip() for item in items):
+    if any((getattr(item, "received", None) or "").strip() for item in items):
         return False
     grace = settings.overdue_grace_days
     if ({key for key, _, _ in live} != draws_alert_keys(items, live_courses, today, grace)
