@@ -290,21 +290,31 @@ def partial_note(message: str | None) -> str:
     return text[at:] if at >= 0 else ""
 
 
+# What `partial_note` looks for in an alert's text: a draw's title holding one would make its text's note.
+PARTIAL_MARKERS = (" days): ", " (partial: ")
+
+
 def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSettings, live,
                          vocabulary: Vocabulary | None = None) -> bool:
-    """Whether the patient's live alerts on the dated rules (`live`: (condition_key, cleared_on, message) of
-    each) already are what `review_of_draws` of its windowed `items` (draws alone: `reads_draws_only`) asks
-    for, so that reconciling the two would change nothing (services/review_apply.py `_reconcile`): the same
-    condition keys (no alert to raise, re-open or resolve), none cleared and awaiting acknowledgement (it
-    would come back), and no text to rewrite: no draw with codes received (its text names what is missing,
-    which results change), and each live alert's list of what is missing (`partial_note`) as the review's
-    alert would have it (a baseline set's lists its overdue tests, one more as each passes its grace
-    period). A typical night's dated group is mostly such patients: nothing changed for them but the day."""
-    if any((getattr(item, "received", None) or "").strip() for item in items):
+    """Whether the patient's live alerts on the dated rules (`live`: (condition_key, status, snoozed_until,
+    cleared_on, message) of each) already are what `review_of_draws` of its windowed `items` asks for, so
+    that reconciling the two would change nothing (services/review_apply.py `_reconcile`): windowed items
+    that are draws alone (`reads_draws_only`: no checkpoint to judge, no limit); the same condition keys (no
+    alert to raise, re-open or resolve); none cleared and awaiting acknowledgement (it would come back), none
+    snoozed past its end (it would re-open); and no text to rewrite: no draw with codes received (its text
+    names what is missing, which results change) nor a title holding what `partial_note` looks for, and each
+    live alert's list of what is missing (`partial_note`) as the review's alert would have it (a baseline
+    set's lists its overdue tests, one more as each passes its grace period). A typical night's dated group is
+    mostly such patients: nothing changed for them but the day."""
+    if not reads_draws_only(items) or any(
+            (getattr(item, "received", None) or "").strip() or any(m in (item.title or "") for m in PARTIAL_MARKERS)
+            for item in items):
         return False
     grace = settings.overdue_grace_days
-    if ({key for key, _, _ in live} != draws_alert_keys(items, live_courses, today, grace)
-            or any(cleared_on is not None for _, cleared_on, _ in live)):
+    if {row[0] for row in live} != draws_alert_keys(items, live_courses, today, grace):
+        return False
+    if any(cleared_on is not None or (status == "snoozed" and snoozed_until is not None and snoozed_until <= today)
+           for _, status, snoozed_until, cleared_on, _ in live):
         return False
     sets: dict[int, list] = {}
     for item in items:
@@ -312,7 +322,7 @@ def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSet
             sets.setdefault(item.course_id, []).append(item)
     notes = {baseline_overdue_key(course_id): baseline_overdue_listing(missed, vocabulary)
              for course_id, missed in sets.items()}
-    return all(partial_note(message) == notes.get(key, "") for key, _, message in live)
+    return all(partial_note(message) == notes.get(key, "") for key, _, _, _, message in live)
 
 
 BASELINE_OVERDUE_KEY = ("overdue:course", ":baseline")  # around the course id (the reminder query builds it in SQL)

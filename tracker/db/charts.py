@@ -416,19 +416,20 @@ def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, l
 def settled_by_draws(session, items_by_patient: dict[int, list], patient_ids, today: dt.date,
                      settings: AlertSettings, kinds, vocabulary: Vocabulary) -> set[int]:
     """Those of `patient_ids` whose windowed items (`windowed_items`) are draws alone and whose live alerts
-    on `kinds` (the dated rules) are already what a review of those draws asks for (core:
-    `draws_alerts_settled`): their reviews would raise, resolve and rewrite nothing. One read of the live
-    alerts on `kinds`, their keys and texts: the clinic's, nearly all of them those patients' (asked for by
-    an array of some 11,000 patients at 100,000, PostgreSQL took twice as long)."""
-    drawn = [p for p in sorted(set(patient_ids)) if (items := items_by_patient.get(p)) and reads_draws_only(items)]
+    on `kinds` (the dated rules) already are what a review of those draws asks for (core:
+    `draws_alerts_settled`): reviewing and reconciling them would write nothing. One read of the live alerts
+    on `kinds`: the clinic's, nearly all of them those patients' (asked for by an array of some 11,000
+    patients at 100,000, PostgreSQL took twice as long)."""
     live: dict[int, list] = {}
-    for patient_id, key, cleared_on, message in session.execute(
-            select(Alert.patient_id, Alert.condition_key, Alert.cleared_on, Alert.message)
-            .where(Alert.kind.in_(kinds), Alert.status.in_(LIVE_ALERT))):
-        live.setdefault(patient_id, []).append((key, cleared_on, message))
+    for patient_id, *row in session.execute(
+            select(Alert.patient_id, Alert.condition_key, Alert.status, Alert.snoozed_until, Alert.cleared_on,
+                   Alert.message).where(Alert.kind.in_(kinds), Alert.status.in_(LIVE_ALERT))):
+        live.setdefault(patient_id, []).append(row)
     settled = set()
-    for patient_id in drawn:
-        items = items_by_patient[patient_id]
+    for patient_id in sorted(set(patient_ids)):
+        items = items_by_patient.get(patient_id)
+        if not items:
+            continue
         live_courses = {item.course_id for item in items
                         if course_is_live(item.course_status, item.course_stop_on, today)}
         if draws_alerts_settled(items, live_courses, today, settings, live.get(patient_id, ()), vocabulary):

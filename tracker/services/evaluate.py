@@ -99,7 +99,9 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
                 worker = ReviewWorker.start(session, library, algorithm, today, settings, worker_min_patients)
             # The clinic's items in a review window, read once: whom to review, then the items of both groups'
             # charts. The groups hold different patients, so the first group's writes (its follow-ups, its
-            # judged checkpoints) change no item that a chart of the second holds.
+            # judged checkpoints) change no item that a chart of the second holds. (Its clinic-wide part
+            # does change alerts of the second group's patients: ended snoozes re-open, failures on stopped
+            # courses resolve; the second group reads them after.)
             items_by_patient = windowed_items(session, today, settings)
             to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings,
                                            changed=changed, items_by_patient=items_by_patient,
