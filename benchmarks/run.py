@@ -159,13 +159,13 @@ def raw_floor(url: str, as_of: dt.date, lead_days: int) -> dict:
 def autovacuum_due(url: str) -> dict:
     """PostgreSQL: what autovacuum would do within its first minute (after the clinic is loaded; after the
     cold night, as a typical night comes a day later), done now: VACUUM and/or ANALYZE each table past
-    autovacuum's own thresholds (the
-    server's settings: dead rows or rows inserted since the last vacuum, rows changed since the last
-    analyze; a table never analyzed counts as empty, as autovacuum counts it). Run at once rather than
-    waited for, so that no figure races autovacuum on the same cores: without it the next night ANALYZEs
-    `reminder` itself (its statistics still say empty) and reads tables whose new rows no vacuum has marked
-    visible, and autovacuum of the loaded results and items ran beside the floor and the nights.
-    Returns {table: "VACUUM ANALYZE" | "VACUUM" | "ANALYZE"} and the seconds it took (not in any figure)."""
+    autovacuum's own thresholds, the server's settings (dead rows or rows inserted since the last vacuum,
+    rows changed since the last analyze; a table never analyzed counts as empty, as autovacuum counts it).
+    Run at once rather than waited for, so that no figure races autovacuum on the same cores: without it
+    the next night ANALYZEd `reminder` itself (its statistics still said empty) and read tables whose new
+    rows no vacuum had marked visible, and autovacuum of the loaded results and items ran beside the floor
+    and the nights. Returns {"tables": {table: "VACUUM ANALYZE" | "VACUUM" | "ANALYZE"}, "s": the seconds it
+    took (in no figure)}."""
     from sqlalchemy import create_engine
 
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
