@@ -250,32 +250,46 @@ def overdue_candidates(items, today: dt.date, grace_days: int, vocabulary: Vocab
     """One overdue alert per problem: one per lab draw (a merged draw is one item, its host), and one per
     course for its whole overdue baseline set, listing the missing tests (key `overdue:courseC:baseline`,
     its item the earliest missing one)."""
-    alerts: list[AlertCandidate] = []
-    baseline: dict[int, list] = {}
-    for item in items:
-        if not needs_overdue_alert(item, today, grace_days):
-            continue
-        if item.kind == "baseline":
-            baseline.setdefault(item.course_id, []).append(item)
-        else:
-            alerts.append(overdue_candidate(item, today, grace_days, vocabulary))
+    draws, baseline = _overdue(items, today, grace_days)
+    alerts = [overdue_candidate(item, today, grace_days, vocabulary) for item in draws]
     for course_id, missed in baseline.items():
         alerts.append(baseline_overdue_candidate(missed, today, grace_days, vocabulary,
                                                  (course_names or {}).get(course_id)))
     return alerts
 
 
+def _overdue(items, today: dt.date, grace_days: int) -> tuple[list, dict[int, list]]:
+    """What raises overdue alerts among `items`: the lab draws past the grace period, and the baseline tests
+    past it by course (one alert per draw, one per course's set)."""
+    draws: list = []
+    baseline: dict[int, list] = {}
+    for item in items:
+        if needs_overdue_alert(item, today, grace_days):
+            if item.kind == "baseline":
+                baseline.setdefault(item.course_id, []).append(item)
+            else:
+                draws.append(item)
+    return draws, baseline
+
+
 def overdue_item_key(item_id: int) -> str:
     return f"overdue:item{item_id}"
 
 
+def _overdue_keys(draws, baseline: dict[int, list]) -> frozenset[str]:
+    return frozenset([*(overdue_item_key(item.id) for item in draws), *map(baseline_overdue_key, baseline)])
+
+
 def draws_alert_keys(items, live_courses, today: dt.date, grace_days: int) -> frozenset[str]:
     """The condition keys of the alerts `review_of_draws` gives for `items` (those of `live_courses`, a
-    collection of course ids), without making the alerts: one per overdue draw, one per course's overdue
-    baseline set (`overdue_candidates`)."""
-    return frozenset(
-        baseline_overdue_key(item.course_id) if item.kind == "baseline" else overdue_item_key(item.id)
-        for item in items if item.course_id in live_courses and needs_overdue_alert(item, today, grace_days))
+    collection of course ids), without making the alerts (`overdue_candidates`)."""
+    return _overdue_keys(*_overdue([i for i in items if i.course_id in live_courses], today, grace_days))
+
+
+# Where an overdue alert's text names what is missing: after a baseline set's "days): ", or a draw's
+# "(partial: " (`partial_note`); a draw's title holding one would make its text's note.
+BASELINE_NOTE, DRAW_NOTE = " days): ", " (partial: "
+PARTIAL_MARKERS = (BASELINE_NOTE, DRAW_NOTE)
 
 
 def partial_note(message: str | None) -> str:
@@ -283,15 +297,11 @@ def partial_note(message: str | None) -> str:
     the list of a baseline set's tests after `days): `; else ''. A live alert's text is rewritten when this
     part changes (services/review_apply.py), never for its count of days."""
     text = message or ""
-    at = text.find(" days): ")
+    at = text.find(BASELINE_NOTE)
     if at >= 0:
-        return text[at + len(" days): "):]
-    at = text.find(" (partial: ")
+        return text[at + len(BASELINE_NOTE):]
+    at = text.find(DRAW_NOTE)
     return text[at:] if at >= 0 else ""
-
-
-# What `partial_note` looks for in an alert's text: a draw's title holding one would make its text's note.
-PARTIAL_MARKERS = (" days): ", " (partial: ")
 
 
 def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSettings, live,
@@ -310,16 +320,12 @@ def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSet
             (getattr(item, "received", None) or "").strip() or any(m in (item.title or "") for m in PARTIAL_MARKERS)
             for item in items):
         return False
-    grace = settings.overdue_grace_days
-    if {row[0] for row in live} != draws_alert_keys(items, live_courses, today, grace):
+    draws, sets = _overdue([i for i in items if i.course_id in live_courses], today, settings.overdue_grace_days)
+    if {row[0] for row in live} != _overdue_keys(draws, sets):
         return False
     if any(cleared_on is not None or (status == "snoozed" and snoozed_until is not None and snoozed_until <= today)
            for _, status, snoozed_until, cleared_on, _ in live):
         return False
-    sets: dict[int, list] = {}
-    for item in items:
-        if item.kind == "baseline" and item.course_id in live_courses and needs_overdue_alert(item, today, grace):
-            sets.setdefault(item.course_id, []).append(item)
     notes = {baseline_overdue_key(course_id): baseline_overdue_listing(missed, vocabulary)
              for course_id, missed in sets.items()}
     return all(partial_note(message) == notes.get(key, "") for key, _, _, _, message in live)
