@@ -213,17 +213,41 @@ def test_incremental_nightly_reviews_a_course_replanned_onto_a_stricter_protocol
 
 
 readings = st.floats(20, 400, allow_nan=False)
+_MEAN_BASELINE_ENGINES: dict = {}
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(readings, min_size=1, max_size=4), st.lists(readings, min_size=1, max_size=3),
-       st.sampled_from(["ciclosporin", "methotrexate"]), st.sampled_from(["creatinine", "egfr"]))
-def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(before, after, drug, test):
-    """tracker/db/charts.py's relative-rule SQL averages the latest N pre-start readings as the core does
-    (Chart.lab_baseline, `lab_baseline: mean_of: N`): it never misses a patient the core alerts on."""
+def _mean_baseline_engine(name: str):
+    """One engine per test process and engine name, its tables emptied by each example: SQLite in memory
+    (the tables from the models), and, when TRACKER_TEST_PG is set, a PostgreSQL database through the real
+    migrations (its own SQL: one LATERAL per test for every baseline count)."""
     from sqlalchemy import create_engine
     from sqlmodel import SQLModel
 
+    if name not in _MEAN_BASELINE_ENGINES:
+        if name == "sqlite":
+            engine = create_engine("sqlite://")
+            SQLModel.metadata.create_all(engine)
+        else:
+            from tests.pg import fresh_database
+
+            engine = open_engine(fresh_database())
+        _MEAN_BASELINE_ENGINES[name] = engine
+    return _MEAN_BASELINE_ENGINES[name]
+
+
+MEAN_BASELINE_ENGINES = ["sqlite"] + (["postgresql"] if os.environ.get("TRACKER_TEST_PG") else [])
+COURSE_READINGS = st.tuples(st.lists(readings, min_size=1, max_size=4), st.lists(readings, min_size=1, max_size=3))
+
+
+@pytest.mark.parametrize("engine_name", MEAN_BASELINE_ENGINES)
+@settings(max_examples=80, deadline=None)
+@given(st.lists(COURSE_READINGS, min_size=1, max_size=3), st.sampled_from(["creatinine", "egfr"]))
+def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(engine_name, courses, test):
+    """tracker/db/charts.py's relative-rule SQL averages the latest N pre-start readings as the core does
+    (Chart.lab_baseline, `lab_baseline: mean_of: N`): it never misses a patient the core alerts on. The
+    patients alternate between ciclosporin (its baseline: the mean of two readings) and methotrexate (the
+    latest reading), so that one query reads both counts. On PostgreSQL (its own SQL) the patients chosen
+    are also exactly those SQLite's SQL chooses."""
     import tracker.db.tables as tables
     from tracker.core.algorithm import Algorithm
     from tracker.core.chart import Chart, ChartCourse, build_results
@@ -231,31 +255,49 @@ def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(befor
     from tracker.db.charts import breaching_patients, live_courses
 
     library = load_library()
-    protocol = library.get(drug)
     start = dt.date(2026, 1, 5)
     stamp = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    rows = [Result(i + 1, test, v, None, None, start - dt.timedelta(days=10 * (len(before) - i)), None)
-            for i, v in enumerate(before)]
-    rows += [Result(len(before) + i + 1, test, v, None, None, start + dt.timedelta(days=14 * (i + 1)), None)
-             for i, v in enumerate(after)]
-    engine = create_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
-    with Session(engine) as session:
-        session.add(tables.Patient(id=1, mrn="P1", name="P", dob=dt.date(1970, 1, 1), created_at=stamp,
-                                   updated_at=stamp))
-        session.add(tables.Course(id=1, patient_id=1, drug=drug, start_on=start, protocol_version=protocol.version,
-                                  protocol_hash=protocol.content_hash, created_at=stamp))
-        session.add_all(tables.LabResult(id=r.id, patient_id=1, test=test, value_num=r.value_num, unit=None,
-                                         taken_on=r.taken_on, created_at=stamp) for r in rows)
-        session.commit()
-        chosen = breaching_patients(session, live_courses(session), lambda course: protocol, library.vocabulary)
-    course = ChartCourse(1, 1, drug, "active", start, protocol)
-    chart = Chart(1, "P1", "m", courses=(course,), results=build_results(rows))
-    alerts = review(chart, start + dt.timedelta(days=60), AlertSettings(), Algorithm(), library.vocabulary).alerts
-    relative = [a for a in alerts if a.kind == "threshold" and ("+" in a.condition_key.split(":")[2]
-                                                                or "-" in a.condition_key.split(":")[2])]
-    if relative:
-        assert chosen == {1}, [a.message for a in relative]
+    patients, next_id = [], 1
+    for number, (before, after) in enumerate(courses, start=1):
+        drug = ("ciclosporin", "methotrexate")[number % 2]
+        rows = [Result(next_id + i, test, v, None, None, start - dt.timedelta(days=10 * (len(before) - i)), None)
+                for i, v in enumerate(before)]
+        rows += [Result(next_id + len(before) + i, test, v, None, None, start + dt.timedelta(days=14 * (i + 1)),
+                        None) for i, v in enumerate(after)]
+        next_id += len(rows)
+        patients.append((number, library.get(drug), rows))
+
+    def chosen_by(name: str) -> set[int]:
+        engine = _mean_baseline_engine(name)
+        with Session(engine) as session:
+            for table in ("lab_result", "course", "patient"):
+                session.connection().exec_driver_sql(f"DELETE FROM {table}")
+            for number, protocol, rows in patients:
+                session.add(tables.Patient(id=number, mrn=f"P{number}", name="P", dob=dt.date(1970, 1, 1),
+                                           created_at=stamp, updated_at=stamp))
+                session.flush()
+                session.add(tables.Course(id=number, patient_id=number, drug=protocol.id, start_on=start,
+                                          protocol_version=protocol.version, protocol_hash=protocol.content_hash,
+                                          created_at=stamp))
+                session.add_all(tables.LabResult(id=r.id, patient_id=number, test=test, value_num=r.value_num,
+                                                 unit=None, taken_on=r.taken_on, created_at=stamp) for r in rows)
+                session.flush()
+            session.commit()
+            by_course = {number: protocol for number, protocol, _ in patients}
+            return breaching_patients(session, live_courses(session), lambda course: by_course[course.id],
+                                      library.vocabulary)
+
+    chosen = chosen_by(engine_name)
+    for number, protocol, rows in patients:
+        course = ChartCourse(number, number, protocol.id, "active", start, protocol)
+        chart = Chart(number, f"P{number}", "m", courses=(course,), results=build_results(rows))
+        alerts = review(chart, start + dt.timedelta(days=60), AlertSettings(), Algorithm(), library.vocabulary).alerts
+        relative = [a for a in alerts if a.kind == "threshold" and ("+" in a.condition_key.split(":")[2]
+                                                                    or "-" in a.condition_key.split(":")[2])]
+        if relative:
+            assert number in chosen, [a.message for a in relative]
+    if engine_name != "sqlite":
+        assert chosen == chosen_by("sqlite")
 
 
 @pytest.mark.skipif(not os.environ.get("TRACKER_TEST_PG"), reason="PostgreSQL commits ids out of order")

@@ -311,21 +311,30 @@ def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) ->
         # Only the courses of a drug with a version whose own rules read a change of this test: the two
         # seeks per course are the query's cost, and most courses (dupilumab's) have no such rule.
         drugs = sorted({key[0] for key, b in own.items() if test in b and b[test].relative})
-        baselines = {n: _baseline_value(c, test, n) for n in counts}
         if postgresql:
             # PostgreSQL hashes the whole result table to join `r.id = (newest id)` (seconds at 100,000
             # patients); as a LATERAL subquery the newest result is the one seek per course intended.
             latest = newest.lateral("r")
             joined = c.join(latest, literal(True))
-            # Each baseline as a LATERAL value of its own, fenced (OFFSET 0) so that it is not inlined: the
-            # change's numerator and denominator then read one computed baseline instead of a subplan each.
-            for n in counts:
-                value = select(baselines[n].label("v")).offset(0).lateral(f"baseline_{n}")
-                joined = joined.join(value, literal(True))
-                baselines[n] = value.c.v
+            # Every baseline of the test from one LATERAL: one seek for the course's latest pre-start
+            # readings (as many as the largest count), each count's mean over the first of them (the mean
+            # of one reading is that reading). One LATERAL a count sought the same readings again (a seek
+            # per course each); a LATERAL, not a scalar subquery, so that the change's numerator and
+            # denominator read one computed baseline instead of a subplan each.
+            pre = R.alias("b")
+            order = (pre.c.taken_on.desc(), pre.c.id.desc())
+            readings = (select(pre.c.value_num.label("v"), func.row_number().over(order_by=order).label("n"))
+                        .where(pre.c.patient_id == c.c.patient_id, pre.c.test == test,
+                               pre.c.taken_on <= c.c.start_on, pre.c.value_num.is_not(None))
+                        .order_by(*order).limit(max(counts)).correlate(c).subquery("readings"))
+            means = select(*(func.avg(readings.c.v).filter(readings.c.n <= n).label(f"v{n}")
+                             for n in counts)).lateral("baseline")
+            joined = joined.join(means, literal(True))
+            baselines = {n: means.c[f"v{n}"] for n in counts}
         else:
             latest = r
             joined = c.join(r, r.c.id == newest.with_only_columns(x.c.id).scalar_subquery())
+            baselines = {n: _baseline_value(c, test, n) for n in counts}
         query = (select(c.c.patient_id).select_from(joined)
                  .where(c.c.status != "stopped", c.c.drug.in_(drugs), latest.c.taken_on > c.c.start_on,
                         or_(*(bounds_condition(latest, test, relative if n == 1 else _loosened(relative), None,
