@@ -176,6 +176,12 @@ def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary, *, a
     conditions = {test: bounds_condition(r, test, b, _uln(vocabulary, test)) for test, b in sorted(absolute.items())}
     columns = (r.c.patient_id, r.c.test, r.c.value_num, r.c.value_text, r.c.ref_high)
     if session.get_bind().dialect.name == "postgresql":
+        # The CASE compares a result's test with each WHEN in turn until one matches: most of the scan's CPU
+        # (a count of the table with it: 1.4 s in one process at 100,000 patients; with a plain numeric
+        # filter: 0.35 s). With the commonest tests first (the server's own statistics of the column) a
+        # result takes about half as many comparisons. The order changes no result: the WHENs are distinct.
+        common = _test_frequencies(session)
+        conditions = {test: conditions[test] for test in sorted(conditions, key=lambda t: -common.get(t, 0.0))}
         # PostgreSQL plans NOT EXISTS as a hash anti-join of every result against the candidates (it
         # expects a million candidates and finds ~56,000 at 100,000 patients): a hash of all 4.4 million
         # results spilling to disk. Instead the candidates come from a parallel scan fenced off (OFFSET 0:
@@ -199,6 +205,15 @@ def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary, *, a
                                    and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
         query = select(*columns).where(case(conditions, value=r.c.test), not_(newer), *_id_range(r, after_id, up_to_id))
     return session.execute(query)
+
+
+def _test_frequencies(session) -> dict[str, float]:
+    """PostgreSQL: the share of the clinic's results each of its commonest tests has, as ANALYZE last counted
+    them (`pg_stats`; empty before any ANALYZE)."""
+    row = session.execute(text(
+        "SELECT most_common_vals::text::text[], most_common_freqs FROM pg_stats "
+        "WHERE schemaname = current_schema() AND tablename = 'lab_result' AND attname = 'test'")).first()
+    return dict(zip(row[0], row[1])) if row and row[0] is not None else {}
 
 
 # The cost PostgreSQL's planner gives moving a row from a parallel worker to the process that runs the query
