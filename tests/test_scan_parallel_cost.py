@@ -1,8 +1,7 @@
 """The scan of every result (a full pass's prefilter, tracker/db/charts.py latest_breach_candidates) is planned
 on PostgreSQL with rows from parallel workers costed cheap, and only it: the planner takes the scan's CASE of
 bounds for half the table, and at 1,000,000 patients that made one process scan alone (benchmarks/RESULTS.md,
-session 14). The setting is in force for that statement, and the transaction's own value is back after it.
-Its CASE of bounds asks about the clinic's commonest tests first."""
+session 14). The setting is in force for that statement, and the transaction's own value is back after it."""
 
 from __future__ import annotations
 
@@ -48,33 +47,3 @@ def test_the_scan_of_results_alone_runs_with_cheap_rows_from_workers(tracker, db
     assert scans == [SCAN_PARALLEL_TUPLE_COST]
     assert others and set(others) == {"0.2"}
     assert after == "0.2"
-
-
-def test_the_scan_asks_a_result_about_the_commonest_tests_first(tracker, db_url):
-    """The CASE of bounds compares a result's test with each WHEN in turn: its WHENs come in the order of the
-    clinic's own statistics (pg_stats, commonest first; ties and tests ANALYZE did not list alphabetically)."""
-    import re
-
-    with freeze_time(TODAY.isoformat()):
-        tracker("synth --patients 200 --seed 5")
-    library = load_library()
-    engine = open_engine(db_url)
-    with engine.connect() as conn:
-        conn.execute(text("ANALYZE lab_result"))
-        conn.commit()
-        vals, freqs = conn.execute(text("SELECT most_common_vals::text::text[], most_common_freqs FROM pg_stats "
-                                        "WHERE tablename = 'lab_result' AND attname = 'test'")).one()
-    share = dict(zip(vals, freqs))
-    scans = []
-
-    @event.listens_for(engine, "after_cursor_execute")
-    def scan_seen(conn, cursor, statement, parameters, context, executemany):
-        if "CASE r.test" in statement:
-            scans.append([parameters[name] for name in re.findall(r"WHEN %\((\w+)\)s::VARCHAR THEN", statement)])
-
-    with Session(engine) as session:
-        breaching_patients(session, versions_in_use(session), ProtocolsOfCourses(session, library), library.vocabulary)
-    engine.dispose()
-    [order] = scans
-    assert len(order) > 10 and order == sorted(order, key=lambda test: (-share.get(test, 0.0), test))
-    assert share[order[0]] == max(share[test] for test in order if test in share)
