@@ -236,7 +236,12 @@ def _mean_baseline_engine(name: str):
 
 
 MEAN_BASELINE_ENGINES = ["sqlite"] + (["postgresql"] if os.environ.get("TRACKER_TEST_PG") else [])
-COURSE_READINGS = st.tuples(st.lists(readings, min_size=1, max_size=4), st.lists(readings, min_size=1, max_size=3))
+# A reading: its value (or none: a result without a number) and how many days before (0: on) or after the
+# course's start it was taken; days repeat (two results on one day: the higher id is the later result), and
+# ids need not follow the days.
+VALUE = st.one_of(st.none(), readings, readings)
+COURSE_READINGS = st.tuples(st.lists(st.tuples(VALUE, st.integers(0, 8)), min_size=1, max_size=4),
+                            st.lists(st.tuples(VALUE, st.integers(1, 8)), min_size=1, max_size=3))
 
 
 @pytest.mark.parametrize("engine_name", MEAN_BASELINE_ENGINES)
@@ -246,8 +251,8 @@ def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(engin
     """tracker/db/charts.py's relative-rule SQL averages the latest N pre-start readings as the core does
     (Chart.lab_baseline, `lab_baseline: mean_of: N`): it never misses a patient the core alerts on. The
     patients alternate between ciclosporin (its baseline: the mean of two readings) and methotrexate (the
-    latest reading), so that one query reads both counts. On PostgreSQL (its own SQL) the patients chosen
-    are also exactly those SQLite's SQL chooses."""
+    latest reading), so that one query reads both counts; readings share days, lack values, come in any
+    order of ids. On PostgreSQL (its own SQL) the patients chosen are also exactly those SQLite's SQL chooses."""
     import tracker.db.tables as tables
     from tracker.core.algorithm import Algorithm
     from tracker.core.chart import Chart, ChartCourse, build_results
@@ -260,10 +265,10 @@ def test_prefilter_sql_admits_every_patient_a_mean_baseline_rule_alerts_on(engin
     patients, next_id = [], 1
     for number, (before, after) in enumerate(courses, start=1):
         drug = ("ciclosporin", "methotrexate")[number % 2]
-        rows = [Result(next_id + i, test, v, None, None, start - dt.timedelta(days=10 * (len(before) - i)), None)
-                for i, v in enumerate(before)]
-        rows += [Result(next_id + len(before) + i, test, v, None, None, start + dt.timedelta(days=14 * (i + 1)),
-                        None) for i, v in enumerate(after)]
+        rows = [Result(next_id + i, test, v, None, None, start - dt.timedelta(days=days), None)
+                for i, (v, days) in enumerate(before)]
+        rows += [Result(next_id + len(before) + i, test, v, None, None, start + dt.timedelta(days=days), None)
+                 for i, (v, days) in enumerate(after)]
         next_id += len(rows)
         patients.append((number, library.get(drug), rows))
 
