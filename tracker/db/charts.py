@@ -215,7 +215,7 @@ def _test_frequencies(session) -> Counter:
     """How many results each test has among TEST_SAMPLE of the clinic's, evenly spread from the lowest id to the
     highest (one probe of the primary key each): enough to rank the commonest tests, at 100,000 patients a
     tenth of all results each (the blood count's five, ALT, creatinine, albumin), the others about a
-    fiftieth or less. A count of every result would cost as much as the scan it orders."""
+    fiftieth or less. Counting every result would cost more than the scan it orders (SQLite: 1.6 s)."""
     # Each alone in its subquery: SQLite finds a lone min() or max() in the primary key, but scans the table
     # for both in one (0.4 s at 100,000 patients).
     low, high = session.execute(select(select(func.min(R.c.id)).scalar_subquery(),
