@@ -223,7 +223,7 @@ def _test_frequencies(session) -> Counter:
     counts: Counter = Counter()
     if low is None:
         return counts
-    sample = range(low, high + 1, max(1, (high - low) // TEST_SAMPLE))
+    sample = range(low, high + 1, -(-(high - low + 1) // TEST_SAMPLE))  # the step rounded up: at most TEST_SAMPLE
     for query in narrowed(session, select(R.c.test), R.c.id, sample):
         counts.update(session.execute(query).scalars())
     return counts
