@@ -129,14 +129,24 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     return ReviewSet(frozenset(ids), frozenset(windowed - ids))
 
 
+def _pre_start_readings(course, test: str, readings: int, *, numbered: bool = False):
+    """The latest `readings` numeric `test` results on or before a course's start, newest first, correlated on
+    the course alias (core: Chart.lab_baseline's readings): their values `v` and, if `numbered`, their places
+    `n` (1: the latest); a seek on the (patient_id, test, taken_on) index."""
+    b = R.alias("b")
+    order = (b.c.taken_on.desc(), b.c.id.desc())
+    columns = [b.c.value_num.label("v")]
+    if numbered:
+        columns.append(func.row_number().over(order_by=order).label("n"))
+    return (select(*columns).where(b.c.patient_id == course.c.patient_id, b.c.test == test,
+                                   b.c.taken_on <= course.c.start_on, b.c.value_num.is_not(None))
+            .order_by(*order).limit(readings).correlate(course))
+
+
 def _baseline_value(course, test: str, readings: int = 1):
     """A course's baseline for change rules, correlated on the course alias (core: Chart.lab_baseline):
-    the mean of the latest `readings` numeric `test` results on or before the start (one: the latest), a
-    seek on the (patient_id, test, taken_on) index."""
-    b = R.alias("b")
-    latest = (select(b.c.value_num.label("v")).where(b.c.patient_id == course.c.patient_id, b.c.test == test,
-                                                     b.c.taken_on <= course.c.start_on, b.c.value_num.is_not(None))
-              .order_by(b.c.taken_on.desc(), b.c.id.desc()).limit(readings).correlate(course))
+    the mean of its `readings` latest pre-start readings (one: the latest)."""
+    latest = _pre_start_readings(course, test, readings)
     if readings == 1:
         return latest.scalar_subquery()
     rows = latest.subquery()
@@ -349,12 +359,7 @@ def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) ->
             # of one reading is that reading). One LATERAL a count sought the same readings again (a seek
             # per course each); a LATERAL, not a scalar subquery, so that the change's numerator and
             # denominator read one computed baseline instead of a subplan each.
-            pre = R.alias("b")
-            order = (pre.c.taken_on.desc(), pre.c.id.desc())
-            readings = (select(pre.c.value_num.label("v"), func.row_number().over(order_by=order).label("n"))
-                        .where(pre.c.patient_id == c.c.patient_id, pre.c.test == test,
-                               pre.c.taken_on <= c.c.start_on, pre.c.value_num.is_not(None))
-                        .order_by(*order).limit(max(counts)).correlate(c).subquery("readings"))
+            readings = _pre_start_readings(c, test, max(counts), numbered=True).subquery("readings")
             means = select(*(func.avg(readings.c.v).filter(readings.c.n <= n).label(f"v{n}")
                              for n in counts)).lateral("baseline")
             joined = joined.join(means, literal(True))
