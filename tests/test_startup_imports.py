@@ -222,8 +222,9 @@ def test_partial_indexes_keep_their_condition_on_both_engines_without_loading_po
 
     partial = {index.name: index.info[tables.WHERE] for table in SQLModel.metadata.tables.values()
                for index in table.indexes if tables.WHERE in index.info}
-    assert sorted(partial) == ["ix_course_live_planned_through", "ix_item_limit_status", "ix_item_partial_due",
-                               "ix_reminder_delivery_unsent", "uq_alert_live_condition", "uq_course_live_patient_drug"]
+    assert sorted(partial) == ["ix_course_live_planned_through", "ix_course_live_stop_on", "ix_item_limit_status",
+                               "ix_item_partial_due", "ix_reminder_delivery_unsent", "uq_alert_live_condition",
+                               "uq_course_live_patient_drug"]
     for url in ("sqlite://", "postgresql+psycopg://"):
         statements: list[str] = []
         engine = create_mock_engine(url, lambda sql, *_, **__: statements.append(

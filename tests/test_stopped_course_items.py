@@ -128,3 +128,36 @@ def test_a_what_if_past_an_announced_stop_sees_the_course_stopped(tracker):
         before = tracker.json("alerts --as-of 2026-12-05")
         assert any(a["kind"] == "overdue" for a in before)  # on the drug then, its baseline 34 days late
         assert [a for a in tracker.json("alerts --as-of 2026-12-20") if a["drug"] == "dupilumab"] == []
+
+
+def test_the_night_seeks_the_live_courses_whose_announced_stop_has_come(tracker, db_url):
+    """Issue 19, migration 0023: the courses the nightly ends (PostgreSQL's two halves, `courses_to_end`): a
+    live one whose announced stop has come, not one announced for later nor one without a stop; the live
+    half seeks the partial index of announced stops, not every live course's row (88,902 at 100,000
+    patients) for its stop date."""
+    from sqlalchemy import text
+
+    from tracker.db.engine import open_engine
+    from tracker.db.tables import Course
+    from tracker.services.plan_sync import courses_to_end
+
+    with freeze_time("2026-11-01"):
+        for mrn, drug in (("M1", "dupilumab"), ("M2", "dupilumab"), ("M3", "methotrexate")):
+            tracker(f"patient add {mrn} --name 'Ann Test' --dob 1980-01-01 --sex m")
+            tracker(f"therapy start {mrn} {drug} --on 2026-11-01")
+    with freeze_time("2026-12-03"):
+        tracker("therapy stop M1 dupilumab --on 2026-12-10 --reason 'moving away'")
+        tracker("therapy stop M2 dupilumab --on 2026-12-20 --reason 'moving away'")
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        ids = dict(session.exec(select(Course.stop_on, Course.id).where(Course.stop_on.is_not(None))).all())
+        assert sorted(session.execute(courses_to_end(dt.date(2026, 12, 10))).scalars()) == [ids[dt.date(2026, 12, 10)]]
+        assert list(session.execute(courses_to_end(dt.date(2026, 12, 9))).scalars()) == []
+        if engine.dialect.name == "postgresql":
+            session.execute(text("SET LOCAL enable_seqscan = off"))  # three courses: a scan would do
+            compiled = courses_to_end(dt.date(2026, 12, 10)).compile(dialect=engine.dialect)
+            plan = "\n".join(session.connection().exec_driver_sql("EXPLAIN " + str(compiled),
+                                                                    compiled.params).scalars())
+            live_half = plan.split("Index Cond: ((status)::text = 'stopped'")[0]
+            assert "ix_course_live_stop_on" in live_half, plan
+    engine.dispose()

@@ -28,6 +28,8 @@ metadata: MetaData = SQLModel.metadata
 # The partial unique indexes' conditions (migration 0007 creates them with the same text).
 LIVE_ALERT_SQL = "status IN ('open', 'acknowledged', 'snoozed')"
 LIVE_COURSE_SQL = "status != 'stopped'"
+# Live courses with a stop date announced (migration 0023): the nightly ends them when it comes.
+ANNOUNCED_STOP_SQL = "status != 'stopped' AND stop_on IS NOT NULL"
 # Planned items that received part of what they need, and (as a superset) any other status but done and
 # cancelled: the partial index of migration 0015 (see there why not `status = 'planned'`).
 PARTIAL_ITEM_SQL = "received IS NOT NULL AND status NOT IN ('done', 'cancelled')"
@@ -103,6 +105,8 @@ class Course(_Table, table=True):
         Index("ix_course_status_drug", "status", "drug"),
         # Whether any live course's plan falls short of a date (the web view's Today page; migration 0015).
         partial_index("ix_course_live_planned_through", "planned_through", where=LIVE_COURSE_SQL),
+        # The live courses whose announced stop has come, which the nightly ends (migration 0023).
+        partial_index("ix_course_live_stop_on", "stop_on", where=ANNOUNCED_STOP_SQL),
         # One live (active or paused) course per patient and drug, held by the database (migration 0007).
         partial_index("uq_course_live_patient_drug", "patient_id", "drug", unique=True, where=LIVE_COURSE_SQL),
     )

@@ -381,21 +381,18 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
         return len(stale)
     # Courses whose announced stop date has come, and stopped courses that still have items planned (stopped
     # before this rule): ended and re-synced once, which cancels those items (core: worklist.course_has_ended).
-    planned = select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists()
     if session.get_bind().dialect.name != "postgresql":
         # SQLite: one pass over the course table, probing `item (course_id, status)` for the stopped ones.
+        planned = select(Item.id).where(Item.course_id == Course.id, Item.status == "planned").exists()
         ended = session.exec(
             select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
             .where(Course.stop_on <= today, or_(Course.status != "stopped", planned))).all()
     else:
-        # PostgreSQL: two index-shaped halves (live courses through their partial index; stopped ones through
-        # `course (status, drug)`, probing `item (course_id, status)`), then the few found with their
-        # patients. Written as SQLite's one OR joined to patient, PostgreSQL walked all 100,000 patients
-        # probing course for each (0.3-0.4 s of a next-day nightly; the halves: 0.1 s). On SQLite the halves
-        # take 0.15 s of CPU where its one scan takes 0.04 s.
-        due = select(Course.id).where(Course.status != "stopped", Course.stop_on <= today)
-        left = select(Course.id).where(Course.status == "stopped", Course.stop_on <= today, planned)
-        ended_ids = sorted(session.execute(union_all(due, left)).scalars())
+        # PostgreSQL: two index-shaped halves, then the few found with their patients. Written as SQLite's
+        # one OR joined to patient, PostgreSQL walked all 100,000 patients probing course for each (0.3-0.4 s
+        # of a next-day nightly; the halves: 0.1 s). On SQLite the halves take 0.15 s of CPU where its one
+        # scan takes 0.04 s.
+        ended_ids = sorted(session.execute(courses_to_end(today)).scalars())
         from tracker.db.rows import chunks
 
         ended = [row for chunk in chunks(ended_ids) for row in session.exec(
@@ -414,6 +411,17 @@ def roll_forward(session: Session, library: ProtocolLibrary, today: dt.date, nee
     return len(stale) + len(ended)
 
 
+def courses_to_end(today: dt.date):
+    """PostgreSQL's two halves of the courses `roll_forward` ends (ids): the live courses whose announced stop
+    date has come, sought in their partial index by stop date (migration 0023: before it, every live course's
+    row was read for its stop date), and the stopped courses that still have items planned, through `course
+    (status, drug)`, probing `item (course_id, status)` for each."""
+    due = select(Course.id).where(Course.status != "stopped", Course.stop_on <= today)
+    left = select(Course.id).where(Course.status == "stopped", Course.stop_on <= today, select(Item.id).where(
+        Item.course_id == Course.id, Item.status == "planned").exists())
+    return union_all(due, left)
+
+
 def end_course(session: Session, course: Course) -> None:
     """Mark a course stopped on its stop date: a pause still open ends with it."""
     pause = session.exec(select(CoursePause).where(CoursePause.course_id == course.id,
@@ -425,5 +433,5 @@ def end_course(session: Session, course: Course) -> None:
     session.add(course)
 
 
-__all__ = ["sync_course", "roll_forward", "end_course", "course_facts", "SyncResult", "bump", "merge_patient_draws",
-           "absorbed_into"]
+__all__ = ["sync_course", "roll_forward", "courses_to_end", "end_course", "course_facts", "SyncResult", "bump",
+           "merge_patient_draws", "absorbed_into"]
