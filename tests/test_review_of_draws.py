@@ -1,8 +1,10 @@
 """A chart whose items in the review windows are all planned lab draws and baseline tests is reviewed on the
 dated rules from those items alone (tracker/core/review.py `review_of_draws`): the same overdue alerts,
 and nothing else of those kinds, as `review` of the whole chart without results gives (hypothesis, over the
-protocol library's courses); and a pass's reviews of its dated group, drawn from the windowed items where it
-may, are those of the charts loaded (a synthetic clinic, SQLite or PostgreSQL)."""
+protocol library's courses); a review on the dated rules alone (`change_driven=False`, as a pass reviews its
+dated group) is the dated part of the whole review, whatever the chart holds; and a pass's reviews of its
+dated group, drawn from the windowed items where it may, are those of the charts loaded (a synthetic clinic,
+SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,82 @@ def draw_charts(draw):
                   tuple(items), failed_drugs=frozenset(s[1] for s in stopped), stopped_courses=stopped)
     grace = draw(st.integers(0, 21))
     return chart, today, AlertSettings(overdue_grace_days=grace)
+
+
+Result = namedtuple("Result", "id test value_num value_text unit taken_on ref_high")
+Assessment = namedtuple("Assessment", "id assessed_on easi iga itch_nrs dlqi poem")
+THRESHOLD_TESTS = sorted({t.analyte for p in LIBRARY.protocols.values() for t in p.thresholds} & set(TESTS))
+
+
+@st.composite
+def whole_charts(draw):
+    """A chart as a full pass loads it: live courses (gates overridden or not), their checkpoints (planned,
+    judged, partial re-checks), limits, draws, assessments and results (tests the thresholds read), and
+    stopped courses, some stopped for failure or an adverse event, as of `today`."""
+    today = TODAY + dt.timedelta(days=draw(st.integers(0, 400)))
+    courses, items = [], []
+    for course_id in range(1, draw(st.integers(1, 3)) + 1):
+        drug = draw(st.sampled_from(DRUGS))
+        protocol = LIBRARY.get(drug)
+        start = today - dt.timedelta(days=draw(st.integers(0, 700)))
+        stop = draw(st.one_of(st.none(), st.integers(1, 200).map(lambda d: today + dt.timedelta(days=d))))
+        courses.append(ChartCourse(course_id, 1, drug, draw(st.sampled_from(["active", "paused"])), start, protocol,
+                                   draw(st.sampled_from([None, "screen pending"])), stop))
+        for checkpoint in protocol.checkpoints:
+            weeks = [(checkpoint.week, "plan")]
+            if checkpoint.partial is not None:
+                weeks.append((checkpoint.partial.recheck_week, "partial"))
+            for week, origin in weeks:
+                if draw(st.booleans()):
+                    items.append(Item(len(items) + 1, course_id, 1, drug, "checkpoint",
+                                      start + dt.timedelta(weeks=week), draw(st.sampled_from(["planned", "done"])),
+                                      week, origin, f"week {week}", "src", None, None))
+        if protocol.limits is not None and draw(st.booleans()):
+            items.append(Item(len(items) + 1, course_id, 1, drug, "limit",
+                              today + dt.timedelta(days=draw(st.integers(-60, 60))), "planned", None, "plan",
+                              "limit", "src", None, None))
+        for _ in range(draw(st.integers(0, 3))):
+            tests = draw(st.lists(st.sampled_from(TESTS), min_size=1, max_size=3, unique=True))
+            items.append(Item(len(items) + 1, course_id, 1, drug, draw(st.sampled_from(["baseline", "lab"])),
+                              today - dt.timedelta(days=draw(st.integers(0, 120))), "planned", None, "protocol",
+                              "draw", "src", " ".join(tests), None))
+    # Assessments on random days, and near the courses' starts and the checkpoints' due dates (to judge them).
+    days = [today - dt.timedelta(days=draw(st.integers(0, 720))) for _ in range(draw(st.integers(0, 2)))]
+    days += [c.start_on - dt.timedelta(days=draw(st.integers(0, 20))) for c in courses if draw(st.booleans())]
+    days += [i.due + dt.timedelta(days=draw(st.integers(-10, 10))) for i in items
+             if i.kind == "checkpoint" and draw(st.booleans())]
+    measures = st.one_of(st.none(), st.integers(0, 30), st.integers(0, 30))
+    assessments = tuple(Assessment(n, day, draw(measures), draw(st.one_of(st.none(), st.integers(0, 4))),
+                                   draw(measures), draw(measures), draw(measures))
+                        for n, day in enumerate(days, start=1))
+    rows = sorted((Result(n, draw(st.sampled_from(THRESHOLD_TESTS)), draw(st.floats(0, 600)), None, None,
+                          today - dt.timedelta(days=draw(st.integers(0, 800))), draw(st.sampled_from([None, 40.0])))
+                   for n in range(1, draw(st.integers(0, 12)) + 1)), key=lambda r: (r.test, r.taken_on, r.id))
+    results = {test: tuple(r for r in rows if r.test == test) for test in {r.test for r in rows}}
+    stopped = tuple(StoppedCourse(1, draw(st.sampled_from(DRUGS)), today - dt.timedelta(days=300),
+                                  today - dt.timedelta(days=d), draw(st.sampled_from(["failure", "adverse_event"])),
+                                  50 + d, "stopped")
+                    for d in draw(st.lists(st.integers(10, 200), max_size=2, unique=True)))
+    chart = Chart(1, "M1", draw(st.sampled_from(["f", "m", None])), draw(st.sampled_from(["yes", "no", "unknown"])),
+                  draw(st.one_of(st.none(), st.dates(dt.date(1940, 1, 1), dt.date(2012, 1, 1)))), tuple(courses),
+                  tuple(items), results, assessments, failed_drugs=frozenset(s[1] for s in stopped),
+                  adverse_event_drugs=frozenset(s[1] for s in stopped if s[4] == "adverse_event"),
+                  stopped_courses=stopped)
+    return chart, today, AlertSettings(overdue_grace_days=draw(st.integers(0, 21)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(whole_charts())
+def test_a_review_on_the_dated_rules_alone_is_the_dated_part_of_the_whole_review(case):
+    """`review(..., change_driven=False)`, as a pass reviews its dated group: the whole review's alerts of the
+    dated kinds, its judgements and cleared failures, and the follow-ups of the dated rules (all but the
+    thresholds' repeat draws), whatever the chart holds (results too)."""
+    chart, today, alert_settings = case
+    whole = review(chart, today, alert_settings, ALGORITHM, LIBRARY.vocabulary)
+    dated = review(chart, today, alert_settings, ALGORITHM, LIBRARY.vocabulary, change_driven=False)
+    assert dated.alerts == tuple(a for a in whole.alerts if a.kind in DATED_KINDS)
+    assert (dated.judged, dated.cleared) == (whole.judged, whole.cleared)
+    assert dated.follow_ups == tuple(f for f in whole.follow_ups if f[1].origin != "threshold")
 
 
 @settings(max_examples=300, deadline=None)
@@ -207,3 +285,4 @@ def test_a_passs_dated_group_drawn_from_its_windowed_items_is_reviewed_as_its_ch
         return r.patient_id, tuple(a for a in r.alerts if a.kind in DATED_KINDS), r.judged, r.cleared, r.follow_ups
 
     assert [dated(r) for r in shared] == [dated(r) for r in charts]
+

@@ -78,21 +78,26 @@ def review_windows(today: dt.date, settings: AlertSettings) -> tuple[ItemWindow,
 
 
 def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Algorithm,
-           vocabulary: Vocabulary) -> Review:
-    """Everything the rules say about `chart` on `today`."""
+           vocabulary: Vocabulary, *, change_driven: bool = True) -> Review:
+    """Everything the rules say about `chart` on `today`. Without `change_driven`, the dated rules alone
+    (DATED_KINDS): the rules that read results (thresholds, gates, screenings: CHANGE_DRIVEN_KINDS) are not
+    asked, so the review holds no alert of their kinds and none of their follow-ups (a chart loaded without
+    results gets neither from them anyway)."""
     alerts: list[AlertCandidate] = []
     follow_ups: list[tuple[ChartCourse, FollowUp]] = []
     judged: list[CheckpointJudged] = []
     courses = {c.id: c for c in chart.courses}
     for course in chart.courses:
         protocol = course.protocol
-        a, f = _thresholds(chart, course, vocabulary, settings.restart_repeat_days)
-        alerts += a
-        follow_ups += [(course, follow) for follow in f]
-        ages = settings.childbearing_ages
-        if course.gate_override:
-            alerts += gate_candidates(protocol, course, open_gate_findings(chart, course, vocabulary, today, ages))
-        alerts += screening_candidates(chart, course, vocabulary, ages)
+        if change_driven:
+            a, f = _thresholds(chart, course, vocabulary, settings.restart_repeat_days)
+            alerts += a
+            follow_ups += [(course, follow) for follow in f]
+            ages = settings.childbearing_ages
+            if course.gate_override:
+                findings = open_gate_findings(chart, course, vocabulary, today, ages)
+                alerts += gate_candidates(protocol, course, findings)
+            alerts += screening_candidates(chart, course, vocabulary, ages)
         limit_items = [i for i in chart.items_of(course.id, "limit") if i.status == "planned"]
         first = min(limit_items, key=lambda i: i.due, default=None)
         alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days,
