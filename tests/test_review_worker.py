@@ -1,7 +1,9 @@
 """A full clinic-wide pass with a review worker (tracker/services/review_worker.py: a second process finding
 the patients whose results moved from baseline, and loading and reviewing half of the charts) writes what a
 pass alone writes: the same alerts, follow-up items and judged checkpoints, in the same order. If the worker
-fails, the pass does its part itself and says so (a synthetic clinic of 1,200 patients, SQLite or PostgreSQL)."""
+fails, the pass does its part itself and says so (a synthetic clinic of 1,200 patients, SQLite or PostgreSQL).
+On PostgreSQL the worker is a fork of the pass's process (which goes on using its connection after it), on
+SQLite a new interpreter."""
 
 from __future__ import annotations
 
@@ -67,10 +69,14 @@ def test_a_clinic_under_the_threshold_gets_no_worker(tracker, db_url):
 
 
 def test_a_worker_that_fails_leaves_its_part_to_the_pass(tracker, db_url, monkeypatch):
-    """The worker's program exits at once (as if killed): the pass scans and reviews everything itself."""
+    """The worker's program exits at once (as if killed; spawned or forked): the pass scans and reviews
+    everything itself."""
+    from tracker.services import review_worker
+
     _clinic(tracker)
     alone, alone_said = _full_pass(db_url, None)
     monkeypatch.setattr(sys, "executable", "/bin/false")
+    monkeypatch.setattr(review_worker, "main", lambda *streams: None)
     failed, failed_said = _full_pass(db_url, 0)
     assert failed_said.pop("worker").startswith("failed: ")
     alone_said.pop("worker")
@@ -168,3 +174,63 @@ def test_a_worker_with_no_one_in_the_full_group_replies_for_each_group_in_turn(t
     assert results[0][1] == "ok"
     assert results[0][0] == results[None][0]
     assert any(row[6] == "overdue" for row in results[None][0])
+
+
+def test_the_worker_is_forked_on_postgresql_alone_and_never_beside_another_thread(db_url):
+    """Forked (ready at once) only for a PostgreSQL database and when no other thread runs; else spawned.
+    Unused, either is closed at once, and the forked one leaves this process's connections working."""
+    import threading
+
+    from tracker.services.review_worker import ReviewWorker, _ForkedWorker
+
+    engine = open_engine(db_url)
+    with engine.connect() as conn:  # held open across the fork: the child closes its copy unused
+        worker = ReviewWorker(engine)
+        forked = isinstance(worker._process, _ForkedWorker)
+        worker.close()
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    assert forked == (engine.dialect.name == "postgresql")
+    assert worker._process.returncode is not None
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        worker = ReviewWorker(engine)
+        assert not isinstance(worker._process, _ForkedWorker)
+        worker.close()
+    finally:
+        release.set()
+        other.join()
+    engine.dispose()
+
+
+def test_a_forked_worker_keeps_its_pipes_and_standard_streams_and_closes_the_rest():
+    """`_close_all_but` in a child: the kept descriptors work (0 among them: os.closerange(0, 0) would close
+    everything), any other is closed."""
+    import os
+
+    from tracker.services.review_worker import _close_all_but
+
+    def is_open(fd: int) -> bool:
+        try:
+            os.fstat(fd)
+            return True
+        except OSError:
+            return False
+
+    read, write = os.pipe()
+    other, other_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _close_all_but(0, 1, 2, write)
+            right = all(map(is_open, (0, 1, 2))) and not is_open(other) and not is_open(read)
+            os.write(write, b"ok" if right else b"wrong")
+        finally:
+            os._exit(0)
+    os.close(write)
+    got = os.read(read, 100)
+    os.waitpid(pid, 0)
+    for fd in (read, other, other_write):
+        os.close(fd)
+    assert got == b"ok"

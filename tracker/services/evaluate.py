@@ -77,7 +77,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     """Review the patients of `patient_ids` (None: whoever the clinic-wide pass needs) as of `today`, and
     apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some).
     A full clinic-wide pass shares its work with a second process (services/review_worker.py): the
-    `review_worker` the caller spawned (and closes, if the pass does not use it), or else one spawned here
+    `review_worker` the caller started (and closes, if the pass does not use it), or else one started here
     for a clinic of at least `worker_min_patients` patients (None: none). The caller has committed its own
     writes and holds the write lock."""
     from tracker.services.review_apply import apply_reviews

@@ -155,10 +155,10 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
             if new:
                 report.new_days = (as_of - from_day).days + 1
                 # A full pass ahead (a cold start, new protocols) on a large clinic: its review worker is
-                # spawned now, so that its start-up overlaps the roll forward.
+                # started now, so that its start-up overlaps the roll forward.
                 with Session(engine) as session:
                     if full_pass_due(session, library) and review_worker.ReviewWorker.worth_it(session):
-                        worker = review_worker.ReviewWorker()
+                        worker = review_worker.ReviewWorker(engine)
                 # The write lock up front: a concurrent `tracker alerts` evaluates before or after, never
                 # in between (its alerts would otherwise be raised twice).
                 with Session(for_writing(engine)) as session:

@@ -2,9 +2,10 @@
 
 A full pass (a cold night, a new protocol library) spends most of its time in Python: scanning every latest
 result for a possible breach, loading some 18,000 charts at 100,000 patients and reviewing them, one core
-busy and the other idle (threads would not help: the GIL). The worker is spawned as the nightly run begins
-(or as the pass does), so that its start-up overlaps the roll forward and the pass's first queries; given the
-pass (`begin`), on its own connection it then
+busy and the other idle (threads would not help: the GIL). The worker is started as the nightly run begins
+(or as the pass does), so that its start-up overlaps the roll forward and the pass's first queries: on
+PostgreSQL forked from this process (`_ForkedWorker`: ready at once), else spawned (a new interpreter, which
+imports what it needs first: half a second of CPU). Given the pass (`begin`), on its own connection it then
 
   1. finds the patients whose latest results moved from their course's baseline past a relative bound (a
      few seeks per live course) and, on SQLite, scans the last third of the results against the absolute
@@ -27,6 +28,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -89,13 +91,17 @@ def _package_root() -> str:
 class ReviewWorker:
     """The main process's end. Every method returning data returns None once the worker has failed."""
 
-    def __init__(self):
-        """Spawn the worker: it imports what it needs, then waits for `begin` (or is closed unused)."""
+    def __init__(self, engine=None):
+        """Start the worker for a pass on `engine`'s database: forked if it may be (`forkable`), else
+        spawned; it then waits for `begin` (or is closed unused)."""
         self.failure: str | None = None
         self.split_at: int | None = None  # the results past this id are the worker's to scan
         self._begun = False
         self._writer: threading.Thread | None = None
         self._awaited = 0  # replies still to come: the prefilter's share, then a group's reviews each
+        if engine is not None and forkable(engine):
+            self._process = _ForkedWorker()
+            return
         # The same tracker as this process's, wherever the command runs from: -P keeps the working directory off
         # the path, and this tracker's directory goes first if it is not on the path already (a source tree).
         self._process = subprocess.Popen([sys.executable, "-P", "-c", _WORKER_MAIN, _package_root()],
@@ -118,7 +124,7 @@ class ReviewWorker:
         """A worker begun for this pass, or None if not `worth_it`."""
         if not cls.worth_it(session, min_patients):
             return None
-        worker = cls()
+        worker = cls(session.get_bind())
         worker.begin(session, library, algorithm, today, settings)
         return worker
 
@@ -204,20 +210,93 @@ class ReviewWorker:
         process.stdout.close()
 
 
-def main() -> None:
-    """The worker's end: read the pass's parameters, scan, then review what it is asked to."""
+def forkable(engine) -> bool:
+    """Whether a worker for a pass on `engine`'s database may be forked from this process: PostgreSQL (a
+    session is the server's: the child holds this process's connections as bare descriptors and closes them
+    unused; SQLite keeps state of each open database in the process, which a child must not inherit:
+    sqlite.org/howtocorrupt.html, 2.6), on Linux, with no other thread running (a lock held by another
+    thread at the fork would stay held in the child for ever: a long-running scheduler spawns its workers)."""
+    return (engine.dialect.name == "postgresql" and sys.platform.startswith("linux")
+            and threading.active_count() == 1)
+
+
+class _ForkedWorker:
+    """The worker as a fork of this process, with `subprocess.Popen`'s part that `ReviewWorker` uses (pipes
+    as `stdin` and `stdout`, `poll`, `kill`, `wait`). What the worker needs is imported already, so it is
+    ready at once, where a spawned one first spends half a second of CPU importing (in a pass that keeps both
+    cores busy). The child keeps only its two pipes and the standard streams, runs `main` and ends with
+    `os._exit`: it never returns into this process's code, runs none of its exit handlers, flushes none of
+    its buffers and closes none of its connections (a connection's close would end this process's session)."""
+
+    def __init__(self):
+        to_worker, from_pass = os.pipe()
+        from_worker, to_pass = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # else what this process has buffered would be written twice
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a scheduler's handlers are not the worker's
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                _close_all_but(0, 1, 2, to_worker, to_pass)
+                main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb"))
+                code = 0
+            finally:
+                try:
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(to_worker)
+        os.close(to_pass)
+        self.pid, self.returncode = pid, None
+        self.stdin = os.fdopen(from_pass, "wb")
+        self.stdout = os.fdopen(from_worker, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _close_all_but(*keep: int) -> None:
+    """Close every file descriptor of this process but `keep` (the kernel's copies: no data is sent)."""
+    low = 0
+    for fd in sorted(set(keep)):
+        if fd > low:  # no empty range: os.closerange(0, 0) closes every descriptor (Python 3.11, Linux)
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def main(inp=None, out=None) -> None:
+    """The worker's end: read the pass's parameters, scan, then review what it is asked to. `inp` and `out`:
+    its pipes (a forked worker's), else standard input and output (a spawned one's)."""
     # No cycle collection in this short life: it would walk every result row loaded, for nothing to free.
     gc.disable()
-    out = os.fdopen(os.dup(1), "wb")
+    out = out or os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the replies
-    inp = sys.stdin.buffer
+    inp = inp or sys.stdin.buffer
 
     def send(kind: str, value) -> None:
         pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
 
     try:
-        # Imported before the pass's parameters come: a worker spawned early is ready when they do.
+        # Imported before the pass's parameters come (a forked worker has them already): a worker spawned
+        # early is ready when they do.
         from sqlmodel import Session
 
         from tracker.db.charts import ProtocolsOfCourses, prefilter_share, windowed_items
