@@ -234,3 +234,90 @@ def test_a_forked_worker_keeps_its_pipes_and_standard_streams_and_closes_the_res
     for fd in (read, other, other_write):
         os.close(fd)
     assert got == b"ok"
+
+
+def _incremental_pass(db_url: str, forked_min_charts: int | None) -> tuple[dict, dict]:
+    """An incremental pass a month on (the full one committed before), its writes read back and undone."""
+    library, settings = load_library(), Settings()
+    engine = open_engine(db_url)
+    with Session(for_writing(engine)) as session:
+        session.connection()
+        summary = evaluate_clinic(session, library, TODAY + dt.timedelta(days=30), settings, incremental=True,
+                                  forked_min_charts=forked_min_charts)
+        session.flush()
+        written = {table: [tuple(row) for row in session.connection().execute(text(sql))]
+                   for table, sql in WRITTEN.items()}
+        session.rollback()
+    engine.dispose()
+    said = {"raised": len(summary.raised), "resolved": len(summary.resolved), "outcomes": summary.outcomes,
+            "follow_ups": len(summary.follow_ups), "reviewed": summary.reviewed, "settled": summary.settled}
+    return written, {**said, "worker": summary.worker}
+
+
+def _full_pass_committed(db_url: str) -> None:
+    library, settings = load_library(), Settings()
+    engine = open_engine(db_url)
+    with Session(for_writing(engine)) as session:
+        session.connection()
+        evaluate_clinic(session, library, TODAY, settings, incremental=True)
+        session.commit()
+    engine.dispose()
+
+
+def test_an_incremental_pass_with_its_charts_reviewed_in_a_fork_writes_what_it_writes_alone(
+        tracker, db_url, monkeypatch):
+    """A typical night's dated group: its charts (patients with a checkpoint or a limit in a window) reviewed
+    in a fork on PostgreSQL (`ForkedChartReviews`), the draws here: the same alerts, items and counts as the
+    pass alone; a fork that fails leaves its charts to the pass. SQLite never forks."""
+    from tracker.services import review_worker
+
+    _clinic(tracker)
+    _full_pass_committed(db_url)
+    alone, alone_said = _incremental_pass(db_url, None)
+    shared, shared_said = _incremental_pass(db_url, 1)
+    assert alone_said.pop("worker") is None
+    postgresql = db_url.startswith("postgresql")
+    assert shared_said.pop("worker") == ("ok" if postgresql else None)
+    assert len(alone["alert"]) > 100 and alone_said["reviewed"] > alone_said["settled"] > 0
+    assert alone_said["raised"] > 50  # new alerts, of charts and of draws
+    assert shared == alone
+    assert shared_said == alone_said
+
+    def fails(*args):
+        raise RuntimeError("no connection")
+
+    monkeypatch.setattr(review_worker, "_review_charts_apart", fails)
+    failed, failed_said = _incremental_pass(db_url, 1)
+    assert failed_said.pop("worker") == ("failed: RuntimeError: no connection" if postgresql else None)
+    assert (failed, failed_said) == (alone, alone_said)
+
+
+def test_a_fork_for_charts_the_pass_stops_listening_to_is_stopped(tracker, db_url):
+    """Closed before its reviews are read (the pass raised): the fork is stopped and reaped."""
+    import os
+
+    from sqlmodel import select
+
+    from tracker.db.tables import Patient
+    from tracker.protocol_files import load_algorithm
+    from tracker.services.review_worker import ForkedChartReviews
+
+    _clinic(tracker)
+    library, settings = load_library(), Settings()
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        ids = session.exec(select(Patient.id)).all()
+        forked = ForkedChartReviews.start(session, library, load_algorithm(None), ids, TODAY, settings.alerts,
+                                          {}, min_charts=1)
+        if engine.dialect.name != "postgresql":
+            assert forked is None
+        else:
+            pid = forked.pid
+            forked.close()
+            assert forked.pid is None
+            try:
+                os.waitpid(pid, os.WNOHANG)
+                raise AssertionError("the fork was not reaped")
+            except ChildProcessError:
+                pass
+    engine.dispose()

@@ -30,14 +30,15 @@ LIVE = ("open", "acknowledged", "snoozed")
 
 def evaluate_clinic(session: Session, library: ProtocolLibrary, as_of: dt.date, settings: Settings | None = None,
                     *, patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, incremental: bool = False,
-                    write: bool = True, review_worker=None, worker_min_patients: int | None = None
-                    ) -> EvaluationSummary:
+                    write: bool = True, review_worker=None, worker_min_patients: int | None = None,
+                    forked_min_charts: int | None = None) -> EvaluationSummary:
     """Review the clinic (or `patient_ids`) as of `as_of` and apply the alerts of `kinds` (`review_worker`,
-    `worker_min_patients`: see `evaluate`)."""
+    `worker_min_patients`, `forked_min_charts`: see `evaluate`)."""
     settings = settings or Settings()
     return evaluate(session, library, as_of, settings.alerts, patient_ids=patient_ids, kinds=kinds, user=user,
                     write=write, incremental=incremental, schedules_dir=settings.schedules_dir,
-                    review_worker=review_worker, worker_min_patients=worker_min_patients)
+                    review_worker=review_worker, worker_min_patients=worker_min_patients,
+                    forked_min_charts=forked_min_charts)
 
 
 # --------------------------------------------------------------------------------------------------------

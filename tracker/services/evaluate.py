@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 import json
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from sqlalchemy import and_, func, or_, select, text
 
@@ -73,22 +75,24 @@ def library_signature(library: ProtocolLibrary) -> str:
 def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertSettings, *,
              patient_ids=None, kinds=ALL_KINDS, user: str = SYSTEM_USER, write: bool = True,
              incremental: bool = False, schedules_dir: str | None = None,
-             review_worker=None, worker_min_patients: int | None = None) -> EvaluationSummary:
+             review_worker=None, worker_min_patients: int | None = None,
+             forked_min_charts: int | None = None) -> EvaluationSummary:
     """Review the patients of `patient_ids` (None: whoever the clinic-wide pass needs) as of `today`, and
     apply the reviews' alerts of `kinds` (all of them unless a caller only asks for some).
     A full clinic-wide pass shares its work with a second process (services/review_worker.py): the
     `review_worker` the caller started (and closes, if the pass does not use it), or else one started here
-    for a clinic of at least `worker_min_patients` patients (None: none). The caller has committed its own
-    writes and holds the write lock."""
+    for a clinic of at least `worker_min_patients` patients (None: none). An incremental one has its dated
+    group's charts reviewed in a fork if there are at least `forked_min_charts` (None: never;
+    `ForkedChartReviews`). The caller has committed its own writes and holds the write lock."""
     from tracker.services.review_apply import apply_reviews
-    from tracker.services.review_worker import ReviewWorker
+    from tracker.services.review_worker import ForkedChartReviews, ReviewWorker
 
     summary = EvaluationSummary()
     protocol_of = ProtocolsOfCourses(session, library)
     algorithm = load_algorithm(schedules_dir)
     whole_clinic = patient_ids is None
     mark = _current_mark(session, library) if whole_clinic and write else None
-    items_by_patient, worker = None, None
+    items_by_patient, worker, forked = None, None, None
     try:
         if whole_clinic:
             changed = _changed_since(session, library, mark) if incremental else None
@@ -106,6 +110,11 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
             to_review = patients_to_review(session, protocol_of, library.vocabulary, today, settings,
                                            changed=changed, items_by_patient=items_by_patient,
                                            helper=worker)
+            if (forked_min_charts is not None and worker is None and changed is not None
+                    and any(k in DATED_KINDS for k in kinds)):
+                # An incremental pass: its dated group's charts reviewed in a fork meanwhile, if many.
+                forked = ForkedChartReviews.start(session, library, algorithm, sorted(to_review.dated), today,
+                                                  settings, items_by_patient, forked_min_charts)
         else:
             to_review = ReviewSet(frozenset(patient_ids))
         groups = [(sorted(to_review.full), tuple(kinds), True),
@@ -127,9 +136,23 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
                 summary.settled += len(settled)
             # (a clinic-wide pass applies even with no one to review: ended snoozes re-open)
             skipped = not group_kinds or (not ids and not whole_clinic)
+            # The dated group's charts reviewed in a fork meanwhile (`forked`): this process reviews the rest.
+            apart = forked.patient_ids if forked is not None and not with_results else []
+            mine = ids[:len(ids) - len(their_ids)]
+            if apart:
+                elsewhere = set(apart)
+                mine = [p for p in mine if p not in elsewhere]
             reviews = [] if skipped else review_charts(
-                session, protocol_of, library, ids[:len(ids) - len(their_ids)], today, settings, algorithm,
+                session, protocol_of, library, mine, today, settings, algorithm,
                 with_results=with_results, items_by_patient=items_by_patient)
+            if apart:
+                theirs_reviewed = forked.reviews(protocol_of)
+                summary.worker = f"failed: {forked.failure}" if theirs_reviewed is None else "ok"
+                if theirs_reviewed is None:  # the fork failed: its charts here
+                    theirs_reviewed = [] if skipped else review_charts(
+                        session, protocol_of, library, apart, today, settings, algorithm,
+                        with_results=False, items_by_patient=items_by_patient)
+                reviews = list(heapq.merge(reviews, theirs_reviewed, key=attrgetter("patient_id")))
             if worker:
                 # The worker replies once per group, however few its patients (none too): always read here,
                 # so that each reply is taken for its own group.
@@ -153,6 +176,8 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
         if worker is not None:
             worker.close()
             summary.worker = f"failed: {worker.failure}" if worker.failure else "ok"
+        if forked is not None:
+            forked.close()
     if not write:
         return summary
     if mark is not None:

@@ -173,7 +173,8 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                     session.connection()
                     step_done()
                     summary = evaluate_clinic(session, library, as_of, site, incremental=True,
-                                              review_worker=worker, worker_min_patients=review_worker.MIN_PATIENTS)
+                                              review_worker=worker, worker_min_patients=review_worker.MIN_PATIENTS,
+                                              forked_min_charts=review_worker.MIN_FORKED_CHARTS)
                     step_done()
                     extra.update(alerts_raised=len(summary.raised), alerts_reopened=len(summary.reopened),
                                  alerts_resolved=len(summary.resolved))

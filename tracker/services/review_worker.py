@@ -21,6 +21,9 @@ and holds the write lock, so no one else writes meanwhile (SQLite); on PostgreSQ
 land between two reads as they may between two statements of one pass (READ COMMITTED), and the pass's mark
 was taken before either. If the worker fails anywhere, the main process does that part itself: a worker can
 make a pass faster, never different or failed.
+
+An incremental pass (a typical night) on PostgreSQL forks once more, for most of its dated group's charts
+(`ForkedChartReviews`), on the same terms.
 """
 
 from __future__ import annotations
@@ -208,6 +211,111 @@ class ReviewWorker:
             pass
         process.wait()
         process.stdout.close()
+
+
+# An incremental pass's dated group (services/evaluate.py): with at least this many charts to load, most are
+# loaded and reviewed in a fork (`ForkedChartReviews`) while the pass settles and reviews the draws; fewer
+# cost less than the fork and its connection (a typical night at 100,000 patients: 2,939).
+MIN_FORKED_CHARTS = 1000
+# The fork's share of those charts: the pass's own work meanwhile (the settled patients, the draws) is about
+# what a fifth of them cost, so that both end together (a typical night at 100,000 patients).
+FORKED_SHARE = 0.8
+
+
+class ForkedChartReviews:
+    """The charts of an incremental pass's dated group (its patients whose windowed items are more than
+    draws: a checkpoint, a limit) loaded and reviewed on the dated rules in a fork of this process, on a
+    connection of its own, while this process finds the patients settled by their draws and reviews the
+    others' draws (a typical night at 100,000 patients: 0.2 s of CPU there beside 0.17 s here, on the
+    machine's other core). The fork inherits what it reviews with (the library, the windowed items, the
+    settings) and sends back its reviews (`_portable`). It reads what this process would: the pass's own
+    writes before the dated group (the first group's) change no item of a chart of it (evaluate.py), and its
+    other reads are of what the caller committed; it never writes. `reviews` returns None if it failed: the
+    pass then reviews those charts itself."""
+
+    def __init__(self, url: str, library, algorithm, patient_ids, today, settings, items_by_patient):
+        self.patient_ids = patient_ids
+        read, write = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # else what this process has buffered would be written twice
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                _close_all_but(0, 1, 2, write)
+                gc.disable()
+                os.dup2(2, 1)  # anything printed goes to stderr, not into this process's output
+                with os.fdopen(write, "wb") as out:
+                    try:
+                        reply = ("reviews", _review_charts_apart(url, library, algorithm, patient_ids, today,
+                                                                 settings, items_by_patient))
+                    except BaseException as exc:
+                        reply = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                    pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
+            finally:
+                try:
+                    sys.stderr.flush()
+                finally:
+                    os._exit(0)
+        os.close(write)
+        self.pid, self.failure = pid, None
+        self._replies = os.fdopen(read, "rb")
+
+    @classmethod
+    def start(cls, session, library, algorithm, patient_ids, today, settings, items_by_patient,
+              min_charts: int | None = None):
+        """Of `patient_ids` (a dated group) those whose windowed items are more than draws, the first
+        FORKED_SHARE of them, reviewed in a fork; None where there are fewer than `min_charts`
+        (MIN_FORKED_CHARTS) or a fork may not be made here."""
+        from tracker.core.review import reads_draws_only
+
+        engine = session.get_bind()
+        charted = [p for p in patient_ids if not items_by_patient.get(p) or not reads_draws_only(items_by_patient[p])]
+        if len(charted) < (MIN_FORKED_CHARTS if min_charts is None else min_charts) or not forkable(engine):
+            return None
+        return cls(engine.url.render_as_string(hide_password=False), library, algorithm,
+                   charted[:round(len(charted) * FORKED_SHARE)], today, settings, items_by_patient)
+
+    def reviews(self, protocol_of) -> list | None:
+        """The reviews of `patient_ids`, in patient order, their protocols those of `protocol_of`; None (and
+        `failure` says why) if the fork failed."""
+        try:
+            kind, value = pickle.load(self._replies)
+        except Exception as exc:  # EOF (it died), a torn reply
+            kind, value = "error", f"no reviews: {type(exc).__name__}"
+        finally:
+            self.close()
+        if kind != "reviews":
+            self.failure = value
+            return None
+        return _restored(value, protocol_of)
+
+    def close(self) -> None:
+        """Stop the fork if it is still working (the pass stopped listening), and wait for it."""
+        if self.pid is None:
+            return
+        if not self._replies.closed:
+            self._replies.close()
+        pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        if not pid:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        self.pid = None
+
+
+def _review_charts_apart(url, library, algorithm, patient_ids, today, settings, items_by_patient) -> tuple:
+    """`ForkedChartReviews`' work, in the fork: the charts loaded and reviewed on a connection of its own."""
+    from sqlmodel import Session
+
+    from tracker.db.charts import ProtocolsOfCourses
+    from tracker.db.engine import make_engine
+    from tracker.services.chart_reviews import review_charts
+
+    engine = make_engine(url)
+    with Session(engine) as session:
+        return _portable(review_charts(session, ProtocolsOfCourses(session, library), library, patient_ids, today,
+                                       settings, algorithm, with_results=False, items_by_patient=items_by_patient))
 
 
 def forkable(engine) -> bool:
