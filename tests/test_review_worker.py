@@ -29,21 +29,27 @@ WRITTEN = {
 }
 
 
-def _full_pass(db_url: str, worker_min_patients: int | None) -> tuple[dict, dict]:
-    """A full pass (no review mark yet) on the clinic as committed, its writes read back and then undone."""
+def _pass(db_url: str, day: dt.date, **options) -> tuple[dict, dict]:
+    """A pass (`evaluate_clinic` with `options`) on the clinic as committed, its writes read back and then
+    undone."""
     library, settings = load_library(), Settings()
     engine = open_engine(db_url)
     with Session(for_writing(engine)) as session:
         session.connection()  # the write lock first, as the nightly holds it
-        summary = evaluate_clinic(session, library, TODAY, settings, worker_min_patients=worker_min_patients)
+        summary = evaluate_clinic(session, library, day, settings, **options)
         session.flush()
         written = {table: [tuple(row) for row in session.connection().execute(text(sql))]
                    for table, sql in WRITTEN.items()}
         session.rollback()
     engine.dispose()
     said = {"raised": len(summary.raised), "resolved": len(summary.resolved), "outcomes": summary.outcomes,
-            "follow_ups": len(summary.follow_ups), "reviewed": summary.reviewed}
+            "follow_ups": len(summary.follow_ups), "reviewed": summary.reviewed, "settled": summary.settled}
     return written, {**said, "worker": summary.worker}
+
+
+def _full_pass(db_url: str, worker_min_patients: int | None) -> tuple[dict, dict]:
+    """A full pass (no review mark yet)."""
+    return _pass(db_url, TODAY, worker_min_patients=worker_min_patients)
 
 
 def _clinic(tracker) -> None:
@@ -237,21 +243,8 @@ def test_a_forked_worker_keeps_its_pipes_and_standard_streams_and_closes_the_res
 
 
 def _incremental_pass(db_url: str, forked_min_charts: int | None) -> tuple[dict, dict]:
-    """An incremental pass a month on (the full one committed before), its writes read back and undone."""
-    library, settings = load_library(), Settings()
-    engine = open_engine(db_url)
-    with Session(for_writing(engine)) as session:
-        session.connection()
-        summary = evaluate_clinic(session, library, TODAY + dt.timedelta(days=30), settings, incremental=True,
-                                  forked_min_charts=forked_min_charts)
-        session.flush()
-        written = {table: [tuple(row) for row in session.connection().execute(text(sql))]
-                   for table, sql in WRITTEN.items()}
-        session.rollback()
-    engine.dispose()
-    said = {"raised": len(summary.raised), "resolved": len(summary.resolved), "outcomes": summary.outcomes,
-            "follow_ups": len(summary.follow_ups), "reviewed": summary.reviewed, "settled": summary.settled}
-    return written, {**said, "worker": summary.worker}
+    """An incremental pass a month on (the full one committed before)."""
+    return _pass(db_url, TODAY + dt.timedelta(days=30), incremental=True, forked_min_charts=forked_min_charts)
 
 
 def _full_pass_committed(db_url: str) -> None:
