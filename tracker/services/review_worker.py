@@ -236,30 +236,20 @@ class ForkedChartReviews:
     def __init__(self, url: str, library, algorithm, patient_ids, today, settings, items_by_patient):
         self.patient_ids = patient_ids
         read, write = os.pipe()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # else what this process has buffered would be written twice
-        pid = os.fork()
-        if pid == 0:
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                _close_all_but(0, 1, 2, write)
-                gc.disable()
-                os.dup2(2, 1)  # anything printed goes to stderr, not into this process's output
-                with os.fdopen(write, "wb") as out:
-                    try:
-                        reply = ("reviews", _review_charts_apart(url, library, algorithm, patient_ids, today,
-                                                                 settings, items_by_patient))
-                    except BaseException as exc:
-                        reply = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-                    pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
-            finally:
+
+        def reply() -> None:  # in the fork
+            gc.disable()
+            os.dup2(2, 1)  # anything printed goes to stderr, not into this process's output
+            with os.fdopen(write, "wb") as out:
                 try:
-                    sys.stderr.flush()
-                finally:
-                    os._exit(0)
+                    value = ("reviews", _review_charts_apart(url, library, algorithm, patient_ids, today, settings,
+                                                             items_by_patient))
+                except BaseException as exc:
+                    value = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+        self.pid, self.failure = _fork(reply, write), None
         os.close(write)
-        self.pid, self.failure = pid, None
         self._replies = os.fdopen(read, "rb")
 
     @classmethod
@@ -328,33 +318,41 @@ def forkable(engine) -> bool:
             and threading.active_count() == 1)
 
 
+def _fork(child, *keep: int) -> int:
+    """Fork this process (`forkable`) and return the child's pid. The child runs `child()` with only the
+    descriptors `keep` and the standard streams open, then ends with `os._exit`: it never returns into this
+    process's code, runs none of its exit handlers, flushes none of its buffers (flushed before the fork:
+    else written twice) and closes none of its connections (a connection's close would end this process's
+    session; its descriptors are closed unused)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a scheduler's handlers are not the child's
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _close_all_but(0, 1, 2, *keep)
+        child()
+        code = 0
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 class _ForkedWorker:
-    """The worker as a fork of this process, with `subprocess.Popen`'s part that `ReviewWorker` uses (pipes
-    as `stdin` and `stdout`, `poll`, `kill`, `wait`). What the worker needs is imported already, so it is
-    ready at once, where a spawned one first spends half a second of CPU importing (in a pass that keeps both
-    cores busy). The child keeps only its two pipes and the standard streams, runs `main` and ends with
-    `os._exit`: it never returns into this process's code, runs none of its exit handlers, flushes none of
-    its buffers and closes none of its connections (a connection's close would end this process's session)."""
+    """The worker as a fork of this process (`_fork`), with `subprocess.Popen`'s part that `ReviewWorker`
+    uses (pipes as `stdin` and `stdout`, `poll`, `kill`, `wait`). What the worker needs is imported already,
+    so it is ready at once, where a spawned one first spends half a second of CPU importing (in a pass that
+    keeps both cores busy)."""
 
     def __init__(self):
         to_worker, from_pass = os.pipe()
         from_worker, to_pass = os.pipe()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # else what this process has buffered would be written twice
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a scheduler's handlers are not the worker's
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                _close_all_but(0, 1, 2, to_worker, to_pass)
-                main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb"))
-                code = 0
-            finally:
-                try:
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+        pid = _fork(lambda: main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb")), to_worker, to_pass)
         os.close(to_worker)
         os.close(to_pass)
         self.pid, self.returncode = pid, None
