@@ -3,12 +3,18 @@ the patients whose results moved from baseline, and loading and reviewing half o
 pass alone writes: the same alerts, follow-up items and judged checkpoints, in the same order. If the worker
 fails, the pass does its part itself and says so (a synthetic clinic of 1,200 patients, SQLite or PostgreSQL).
 On PostgreSQL the worker is a fork of the pass's process (which goes on using its connection after it), on
-SQLite a new interpreter."""
+SQLite a new interpreter; an incremental pass on PostgreSQL has most of its dated group's charts reviewed in a
+fork. A process forks only with no other thread (a pytest-xdist worker has one): the passes that are to fork run
+in an interpreter of their own (`_apart`), one thread, as a nightly run from cron."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pickle
+import subprocess
 import sys
+from pathlib import Path
 
 from freezegun import freeze_time
 from sqlalchemy import text
@@ -20,6 +26,7 @@ from tracker.protocol_files import load_library
 from tracker.services.alerts import evaluate_clinic
 
 TODAY = dt.date(2026, 11, 2)
+ROOT = Path(__file__).resolve().parent.parent
 # What a pass writes, without ids and clocks: alerts, the items it adds or marks (follow-ups, judged checkpoints).
 WRITTEN = {
     "alert": "SELECT condition_key, patient_id, course_id, item_id, result_id, drug, kind, severity, status, "
@@ -44,12 +51,46 @@ def _pass(db_url: str, day: dt.date, **options) -> tuple[dict, dict]:
     engine.dispose()
     said = {"raised": len(summary.raised), "resolved": len(summary.resolved), "outcomes": summary.outcomes,
             "follow_ups": len(summary.follow_ups), "reviewed": summary.reviewed, "settled": summary.settled}
-    return written, {**said, "worker": summary.worker}
+    return written, {**said, "worker": summary.worker, "chart_fork": summary.chart_fork}
 
 
 def _full_pass(db_url: str, worker_min_patients: int | None) -> tuple[dict, dict]:
     """A full pass (no review mark yet)."""
     return _pass(db_url, TODAY, worker_min_patients=worker_min_patients)
+
+
+def _apart(function: str, **kwargs):
+    """`function` of this module called with `kwargs` in a new interpreter (one thread: it may fork)."""
+    code = ("import pickle, sys; import tests.test_review_worker as t; "
+            f"sys.stdout.buffer.write(pickle.dumps(t.{function}(**pickle.loads(sys.stdin.buffer.read()))))")
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(kwargs), capture_output=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    return pickle.loads(done.stdout)
+
+
+def _pass_apart(db_url: str, day: dt.date, fail: str | None = None, **options) -> tuple[dict, dict, int]:
+    """`_pass` (in `_apart`'s process), and how many processes it forked. `fail`: "fork" (no process can be
+    made), "worker" (the worker exits at once, forked or spawned), "charts" (the charts' fork raises)."""
+    from tracker.services import review_worker
+
+    forks, fork = [], os.fork
+
+    def counted_fork():
+        if fail == "fork":
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        forks.append(1)
+        return fork()
+
+    os.fork = counted_fork
+    if fail == "worker":
+        sys.executable = "/bin/false"
+        review_worker.main = lambda *streams: None
+    if fail == "charts":
+        def no_connection(*args):
+            raise RuntimeError("no connection")
+
+        review_worker._review_charts_apart = no_connection
+    return (*_pass(db_url, day, **options), len(forks))
 
 
 def _clinic(tracker) -> None:
@@ -58,14 +99,17 @@ def _clinic(tracker) -> None:
 
 
 def test_a_pass_with_a_review_worker_writes_what_a_pass_alone_writes(tracker, db_url):
+    """Spawned here (this process has another thread), forked on PostgreSQL in a process of its own."""
     _clinic(tracker)
     alone, alone_said = _full_pass(db_url, None)
     shared, shared_said = _full_pass(db_url, 0)
+    forked, forked_said, forks = _apart("_pass_apart", db_url=db_url, day=TODAY, worker_min_patients=0)
     assert alone_said.pop("worker") is None
-    assert shared_said.pop("worker") == "ok"
+    assert shared_said.pop("worker") == forked_said.pop("worker") == "ok"
+    assert forks == (1 if db_url.startswith("postgresql") else 0)
     assert len(alone["alert"]) > 100 and alone_said["follow_ups"] > 0 and alone_said["outcomes"]
-    assert shared == alone
-    assert shared_said == alone_said
+    assert shared == forked == alone
+    assert shared_said == forked_said == alone_said
 
 
 def test_a_clinic_under_the_threshold_gets_no_worker(tracker, db_url):
@@ -74,20 +118,19 @@ def test_a_clinic_under_the_threshold_gets_no_worker(tracker, db_url):
     assert said["worker"] is None
 
 
-def test_a_worker_that_fails_leaves_its_part_to_the_pass(tracker, db_url, monkeypatch):
-    """The worker's program exits at once (as if killed; spawned or forked): the pass scans and reviews
-    everything itself."""
-    from tracker.services import review_worker
-
+def test_a_worker_that_fails_leaves_its_part_to_the_pass(tracker, db_url):
+    """The worker's program exits at once (as if killed; spawned, or forked on PostgreSQL): the pass scans and
+    reviews everything itself. With no process to be forked (a limit on processes), the worker is spawned."""
     _clinic(tracker)
     alone, alone_said = _full_pass(db_url, None)
-    monkeypatch.setattr(sys, "executable", "/bin/false")
-    monkeypatch.setattr(review_worker, "main", lambda *streams: None)
-    failed, failed_said = _full_pass(db_url, 0)
+    failed, failed_said, _ = _apart("_pass_apart", db_url=db_url, day=TODAY, fail="worker", worker_min_patients=0)
+    spawned, spawned_said, forks = _apart("_pass_apart", db_url=db_url, day=TODAY, fail="fork",
+                                          worker_min_patients=0)
     assert failed_said.pop("worker").startswith("failed: ")
+    assert (spawned_said.pop("worker"), forks) == ("ok", 0)
     alone_said.pop("worker")
-    assert failed == alone
-    assert failed_said == alone_said
+    assert failed == spawned == alone
+    assert failed_said == spawned_said == alone_said
 
 
 def test_a_pass_that_stops_listening_stops_its_worker(tracker, db_url):
@@ -182,56 +225,68 @@ def test_a_worker_with_no_one_in_the_full_group_replies_for_each_group_in_turn(t
     assert any(row[6] == "overdue" for row in results[None][0])
 
 
-def test_the_worker_is_forked_on_postgresql_alone_and_never_beside_another_thread(db_url):
-    """Forked (ready at once) only for a PostgreSQL database and when no other thread runs; else spawned.
-    Unused, either is closed at once, and the forked one leaves this process's connections working."""
+def _forked_or_spawned(db_url: str) -> tuple[bool, bool, int]:
+    """In `_apart`'s process: whether a worker is forked alone and beside another thread; and a connection
+    held open across the fork, queried after the worker is closed."""
     import threading
 
     from tracker.services.review_worker import ReviewWorker, _ForkedWorker
 
     engine = open_engine(db_url)
-    with engine.connect() as conn:  # held open across the fork: the child closes its copy unused
+    with engine.connect() as conn:  # held open across the fork: the child lets its copy go unused
         worker = ReviewWorker(engine)
-        forked = isinstance(worker._process, _ForkedWorker)
+        alone = isinstance(worker._process, _ForkedWorker)
         worker.close()
-        assert conn.execute(text("SELECT 1")).scalar() == 1
-    assert forked == (engine.dialect.name == "postgresql")
-    assert worker._process.returncode is not None
+        assert worker._process.returncode is not None
+        answer = conn.execute(text("SELECT 1")).scalar()
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
     try:
         worker = ReviewWorker(engine)
-        assert not isinstance(worker._process, _ForkedWorker)
+        beside = isinstance(worker._process, _ForkedWorker)
         worker.close()
     finally:
         release.set()
         other.join()
     engine.dispose()
+    return alone, beside, answer
 
 
-def test_a_forked_worker_keeps_its_pipes_and_standard_streams_and_closes_the_rest():
-    """`_close_all_but` in a child: the kept descriptors work (0 among them: os.closerange(0, 0) would close
-    everything), any other is closed."""
-    import os
+def test_the_worker_is_forked_on_postgresql_alone_and_never_beside_another_thread(db_url):
+    """Forked (ready at once) only for a PostgreSQL database and when no other thread runs (this pytest
+    process has one: no fork here); else spawned. Unused, either is closed at once, and the forked one leaves
+    this process's connections working."""
+    from tracker.services.review_worker import ReviewWorker, _ForkedWorker, _one_thread
 
-    from tracker.services.review_worker import _close_all_but
+    postgresql = db_url.startswith("postgresql")
+    assert _apart("_forked_or_spawned", db_url=db_url) == (postgresql, False, 1)
+    if not _one_thread():
+        engine = open_engine(db_url)
+        worker = ReviewWorker(engine)
+        assert not isinstance(worker._process, _ForkedWorker)
+        worker.close()
+        engine.dispose()
 
-    def is_open(fd: int) -> bool:
-        try:
-            os.fstat(fd)
-            return True
-        except OSError:
-            return False
+
+def test_a_fork_lets_go_of_all_but_its_pipes_and_standard_streams():
+    """`_let_go_all_but` in a child: the kept descriptors are as they were (0 among them: os.closerange(0, 0)
+    would close everything), any other now points at /dev/null (its number still taken)."""
+    import stat
+
+    from tracker.services.review_worker import _let_go_all_but
 
     read, write = os.pipe()
     other, other_write = os.pipe()
+    null = os.stat(os.devnull)
     pid = os.fork()
     if pid == 0:
         try:
-            _close_all_but(0, 1, 2, write)
-            right = all(map(is_open, (0, 1, 2))) and not is_open(other) and not is_open(read)
-            os.write(write, b"ok" if right else b"wrong")
+            before = [os.fstat(fd) for fd in (0, 1, 2)]
+            _let_go_all_but(0, 1, 2, write)
+            kept = [os.fstat(fd) for fd in (0, 1, 2)] == before and stat.S_ISFIFO(os.fstat(write).st_mode)
+            gone = all(os.path.samestat(os.fstat(fd), null) for fd in (read, other, other_write))
+            os.write(write, b"ok" if kept and gone else b"wrong")
         finally:
             os._exit(0)
     os.close(write)
@@ -257,60 +312,88 @@ def _full_pass_committed(db_url: str) -> None:
     engine.dispose()
 
 
-def test_an_incremental_pass_with_its_charts_reviewed_in_a_fork_writes_what_it_writes_alone(
-        tracker, db_url, monkeypatch):
+def test_an_incremental_pass_with_its_charts_reviewed_in_a_fork_writes_what_it_writes_alone(tracker, db_url):
     """A typical night's dated group: its charts (patients with a checkpoint or a limit in a window) reviewed
     in a fork on PostgreSQL (`ForkedChartReviews`), the draws here: the same alerts, items and counts as the
-    pass alone; a fork that fails leaves its charts to the pass. SQLite never forks."""
-    from tracker.services import review_worker
-
+    pass alone; a fork that fails, or cannot be made, leaves its charts to the pass. SQLite never forks."""
     _clinic(tracker)
     _full_pass_committed(db_url)
+    day = TODAY + dt.timedelta(days=30)
     alone, alone_said = _incremental_pass(db_url, None)
-    shared, shared_said = _incremental_pass(db_url, 1)
-    assert alone_said.pop("worker") is None
     postgresql = db_url.startswith("postgresql")
-    assert shared_said.pop("worker") == ("ok" if postgresql else None)
+    runs = {fail: _apart("_pass_apart", db_url=db_url, day=day, fail=fail, incremental=True, forked_min_charts=1)
+            for fail in (None, "charts", "fork")}
+    assert alone_said.pop("chart_fork") is None
     assert len(alone["alert"]) > 100 and alone_said["reviewed"] > alone_said["settled"] > 0
     assert alone_said["raised"] > 50  # new alerts, of charts and of draws
-    assert shared == alone
-    assert shared_said == alone_said
-
-    def fails(*args):
-        raise RuntimeError("no connection")
-
-    monkeypatch.setattr(review_worker, "_review_charts_apart", fails)
-    failed, failed_said = _incremental_pass(db_url, 1)
-    assert failed_said.pop("worker") == ("failed: RuntimeError: no connection" if postgresql else None)
-    assert (failed, failed_said) == (alone, alone_said)
+    assert [forks for _, _, forks in runs.values()] == ([1, 1, 0] if postgresql else [0, 0, 0])
+    assert [said.pop("chart_fork") for _, said, _ in runs.values()] == (
+        ["ok", "failed: RuntimeError: no connection", None] if postgresql else [None, None, None])
+    for written, said, _ in runs.values():
+        assert (written, said) == (alone, alone_said)
 
 
-def test_a_fork_for_charts_the_pass_stops_listening_to_is_stopped(tracker, db_url):
-    """Closed before its reviews are read (the pass raised): the fork is stopped and reaped."""
-    import os
-
+def _stopped_unheard(db_url: str) -> tuple[bool, bool]:
+    """In `_apart`'s process: a charts' fork started, then closed unread; whether it was started, and reaped."""
     from sqlmodel import select
 
     from tracker.db.tables import Patient
     from tracker.protocol_files import load_algorithm
     from tracker.services.review_worker import ForkedChartReviews
 
-    _clinic(tracker)
     library, settings = load_library(), Settings()
     engine = open_engine(db_url)
     with Session(engine) as session:
         ids = session.exec(select(Patient.id)).all()
         forked = ForkedChartReviews.start(session, library, load_algorithm(None), ids, TODAY, settings.alerts,
                                           {}, min_charts=1)
-        if engine.dialect.name != "postgresql":
-            assert forked is None
-        else:
-            pid = forked.pid
-            forked.close()
-            assert forked.pid is None
-            try:
-                os.waitpid(pid, os.WNOHANG)
-                raise AssertionError("the fork was not reaped")
-            except ChildProcessError:
-                pass
     engine.dispose()
+    if forked is None:
+        return False, False
+    pid = forked.pid
+    forked.close()
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        return True, False
+    except ChildProcessError:
+        return True, forked.pid is None
+
+
+def test_a_fork_for_charts_the_pass_stops_listening_to_is_stopped(tracker, db_url):
+    """Closed before its reviews are read (the pass raised): the fork is stopped and reaped (PostgreSQL)."""
+    _clinic(tracker)
+    postgresql = db_url.startswith("postgresql")
+    assert _apart("_stopped_unheard", db_url=db_url) == (postgresql, postgresql)
+
+
+def test_an_interrupt_at_the_fork_never_unwinds_this_process_code_in_the_child(monkeypatch):
+    """Ctrl-C reaches the whole process group: an interrupt landing in the child just after the fork is held
+    until the child's own code runs, which then ends it (exit 1) instead of raising into the caller (where it
+    would roll back the caller's transaction on the caller's connection)."""
+    import signal
+
+    from tracker.services import review_worker
+
+    read, write = os.pipe()
+    fork = os.fork
+
+    def interrupted_fork():
+        pid = fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # at once, in the child, before _fork's own code
+        return pid
+
+    monkeypatch.setattr(os, "fork", interrupted_fork)
+    parent = os.getpid()
+    try:
+        pid = review_worker._fork(lambda: os.write(write, b"child ran"), write)
+    except KeyboardInterrupt:
+        if os.getpid() != parent:  # the child, unwinding the caller's code: what must not happen
+            os.write(write, b"escaped")
+            os._exit(3)
+        raise
+    os.close(write)
+    got = os.read(read, 100)
+    _, status = os.waitpid(pid, 0)
+    os.close(read)
+    assert (got, os.waitstatus_to_exitcode(status)) == (b"", 1)

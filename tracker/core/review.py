@@ -81,8 +81,8 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
            vocabulary: Vocabulary, *, change_driven: bool = True) -> Review:
     """Everything the rules say about `chart` on `today`. Without `change_driven`, the dated rules alone
     (DATED_KINDS): the rules that read results (thresholds, gates, screenings: CHANGE_DRIVEN_KINDS) are not
-    asked, so the review holds no alert of their kinds and none of their follow-ups (a chart loaded without
-    results gets neither from them anyway)."""
+    asked, so the review holds no alert of their kinds and none of their follow-ups (the thresholds' repeat
+    draws), which a review on the dated rules drops anyway."""
     alerts: list[AlertCandidate] = []
     follow_ups: list[tuple[ChartCourse, FollowUp]] = []
     judged: list[CheckpointJudged] = []

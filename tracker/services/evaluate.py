@@ -59,6 +59,9 @@ class EvaluationSummary:
     settled: int = 0  # reviewed from their draws, already alerted as those ask: nothing to apply (in `reviewed`)
     reviewed: int = 0  # patients reviewed
     worker: str | None = None  # a review worker's part (services/review_worker.py): "ok", or why it failed
+    # An incremental pass's fork for its dated group's charts (review_worker.ForkedChartReviews): "ok", or why
+    # it failed (the pass then reviewed them itself).
+    chart_fork: str | None = None
 
 
 
@@ -147,7 +150,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
                 with_results=with_results, items_by_patient=items_by_patient)
             if apart:
                 theirs_reviewed = forked.reviews(protocol_of)
-                summary.worker = f"failed: {forked.failure}" if theirs_reviewed is None else "ok"
+                summary.chart_fork = f"failed: {forked.failure}" if theirs_reviewed is None else "ok"
                 if theirs_reviewed is None:  # the fork failed: its charts here
                     theirs_reviewed = [] if skipped else review_charts(
                         session, protocol_of, library, apart, today, settings, algorithm,

@@ -180,6 +180,8 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                                  alerts_resolved=len(summary.resolved))
                     if summary.worker is not None:
                         extra["review_worker"] = summary.worker
+                    if summary.chart_fork is not None:
+                        extra["chart_fork"] = summary.chart_fork
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
                                                     site.privacy.patient_label, delivery_keys,

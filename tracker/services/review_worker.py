@@ -102,13 +102,20 @@ class ReviewWorker:
         self._begun = False
         self._writer: threading.Thread | None = None
         self._awaited = 0  # replies still to come: the prefilter's share, then a group's reviews each
+        self._process = None
         if engine is not None and forkable(engine):
-            self._process = _ForkedWorker()
-            return
-        # The same tracker as this process's, wherever the command runs from: -P keeps the working directory off
-        # the path, and this tracker's directory goes first if it is not on the path already (a source tree).
-        self._process = subprocess.Popen([sys.executable, "-P", "-c", _WORKER_MAIN, _package_root()],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            try:
+                self._process = _ForkedWorker()
+                return
+            except OSError:  # no process could be made (a limit on processes, memory): spawned, or none
+                pass
+        try:
+            # The same tracker as this process's, wherever the command runs from: -P keeps the working directory
+            # off the path, and this tracker's directory goes first if it is not on the path already (a source tree).
+            self._process = subprocess.Popen([sys.executable, "-P", "-c", _WORKER_MAIN, _package_root()],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:  # none: the pass does it all itself
+            self.failure = f"not started: {type(exc).__name__}: {exc}"
 
     @staticmethod
     def worth_it(session, min_patients: int | None = None) -> bool:
@@ -199,6 +206,8 @@ class ReviewWorker:
     def close(self) -> None:
         """Stop the worker (done or not) and wait for it."""
         process = self._process
+        if process is None:  # never started
+            return
         if process.poll() is None and (self.failure is not None or self._awaited or not self._begun):
             # Failed, still working for a pass that has stopped listening (it raised: the worker would block on
             # a reply nobody reads), or never needed: killed. It only reads: nothing is left half done.
@@ -235,7 +244,7 @@ class ForkedChartReviews:
 
     def __init__(self, url: str, library, algorithm, patient_ids, today, settings, items_by_patient):
         self.patient_ids = patient_ids
-        read, write = os.pipe()
+        read, write = os.pipe()  # OSError here or from the fork: `start` gives the charts back to the pass
 
         def reply() -> None:  # in the fork
             gc.disable()
@@ -248,8 +257,13 @@ class ForkedChartReviews:
                     value = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
 
-        self.pid, self.failure = _fork(reply, write), None
-        os.close(write)
+        try:
+            self.pid, self.failure = _fork(reply, write), None
+        except OSError:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
         self._replies = os.fdopen(read, "rb")
 
     @classmethod
@@ -264,8 +278,11 @@ class ForkedChartReviews:
         charted = [p for p in patient_ids if not items_by_patient.get(p) or not reads_draws_only(items_by_patient[p])]
         if len(charted) < (MIN_FORKED_CHARTS if min_charts is None else min_charts) or not forkable(engine):
             return None
-        return cls(engine.url.render_as_string(hide_password=False), library, algorithm,
-                   charted[:round(len(charted) * FORKED_SHARE)], today, settings, items_by_patient)
+        try:
+            return cls(engine.url.render_as_string(hide_password=False), library, algorithm,
+                       charted[:round(len(charted) * FORKED_SHARE)], today, settings, items_by_patient)
+        except OSError:  # no process could be made: the pass reviews them itself
+            return None
 
     def reviews(self, protocol_of) -> list | None:
         """The reviews of `patient_ids`, in patient order, their protocols those of `protocol_of`; None (and
@@ -287,10 +304,12 @@ class ForkedChartReviews:
             return
         if not self._replies.closed:
             self._replies.close()
-        pid, _ = os.waitpid(self.pid, os.WNOHANG)
-        if not pid:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        try:
+            if not os.waitpid(self.pid, os.WNOHANG)[0]:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        except ChildProcessError:  # reaped already (a process that ignores SIGCHLD has its children reaped)
+            pass
         self.pid = None
 
 
@@ -310,30 +329,60 @@ def _review_charts_apart(url, library, algorithm, patient_ids, today, settings, 
 
 def forkable(engine) -> bool:
     """Whether a worker for a pass on `engine`'s database may be forked from this process: PostgreSQL (a
-    session is the server's: the child holds this process's connections as bare descriptors and closes them
+    session is the server's: the child holds this process's connections as bare descriptors and lets them go
     unused; SQLite keeps state of each open database in the process, which a child must not inherit:
-    sqlite.org/howtocorrupt.html, 2.6), on Linux, with no other thread running (a lock held by another
-    thread at the fork would stay held in the child for ever: a long-running scheduler spawns its workers)."""
-    return (engine.dialect.name == "postgresql" and sys.platform.startswith("linux")
-            and threading.active_count() == 1)
+    sqlite.org/howtocorrupt.html, 2.6), on Linux, with no other thread running, however started (a lock held
+    by another thread at the fork would stay held in the child for ever: a long-running scheduler, a progress
+    bar on a terminal, a test runner's I/O thread mean no fork)."""
+    return engine.dialect.name == "postgresql" and sys.platform.startswith("linux") and _one_thread()
+
+
+def _one_thread() -> bool:
+    """No other thread in this process: the kernel's count, which also counts threads started outside
+    `threading`."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _fork(child, *keep: int) -> int:
-    """Fork this process (`forkable`) and return the child's pid. The child runs `child()` with only the
-    descriptors `keep` and the standard streams open, then ends with `os._exit`: it never returns into this
-    process's code, runs none of its exit handlers, flushes none of its buffers (flushed before the fork:
-    else written twice) and closes none of its connections (a connection's close would end this process's
-    session; its descriptors are closed unused)."""
+    """Fork this process (`forkable`) and return the child's pid; OSError if no process can be made. The child
+    runs `child()` with only the descriptors `keep` and the standard streams its own (`_let_go_all_but`),
+    then ends with `os._exit`: it never returns into this process's code, runs none of its exit handlers,
+    flushes none of its buffers (flushed before the fork: else written twice) and closes none of its
+    connections (a connection's close would end this process's session). Interrupts are held off across the
+    fork (a Ctrl-C landing in the child before its `try` would unwind this process's code there: rolling back
+    its transaction on its socket), and so is the cycle collector (no finaliser of an object of this
+    process's runs in the child)."""
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    pid = os.fork()
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    held = (signal.SIGINT, signal.SIGTERM)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        pid = os.fork()
+    except BaseException:
+        pid = -1
+        raise
+    finally:
+        if pid != 0:  # this process: as it was
+            if collecting:
+                gc.enable()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if pid:
         return pid
     code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a scheduler's handlers are not the child's
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _close_all_but(0, 1, 2, *keep)
+        _let_go_all_but(0, 1, 2, *keep)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child()
         code = 0
     finally:
@@ -361,9 +410,7 @@ class _ForkedWorker:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            self._reap(os.WNOHANG)
         return self.returncode
 
     def kill(self) -> None:
@@ -372,19 +419,34 @@ class _ForkedWorker:
 
     def wait(self) -> int:
         if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
+            self._reap(0)
         return self.returncode
 
+    def _reap(self, options: int) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, options)
+        except ChildProcessError:  # reaped already (a process that ignores SIGCHLD has its children reaped)
+            self.returncode = 0
+            return
+        if pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
 
-def _close_all_but(*keep: int) -> None:
-    """Close every file descriptor of this process but `keep` (the kernel's copies: no data is sent)."""
-    low = 0
-    for fd in sorted(set(keep)):
-        if fd > low:  # no empty range: os.closerange(0, 0) closes every descriptor (Python 3.11, Linux)
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+def _let_go_all_but(*keep: int) -> None:
+    """Point every file descriptor of this process but `keep` at /dev/null: the kernel's copies of this
+    process's files and sockets are let go (no data is sent on them), and their numbers stay taken, so that
+    nothing of this process's left holding one can write into a file or connection the child opens later.
+    The descriptors listed, not a range up to the limit (which may be a billion; and os.closerange(0, 0)
+    closes every descriptor on Python 3.11)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd != null and fd not in keep:
+            try:
+                os.dup2(null, fd)
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+    os.close(null)
 
 
 def main(inp=None, out=None) -> None:
