@@ -438,6 +438,12 @@ def windowed_items(session, today: dt.date, settings: AlertSettings) -> dict[int
     return by_patient
 
 
+def drawn(items) -> bool:
+    """Whether a dated group's patient with these windowed items (`windowed_items`) is reviewed from them
+    alone (`draws_reviews`), not from a chart: some, and all draws (core: `reads_draws_only`)."""
+    return bool(items) and reads_draws_only(items)
+
+
 def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, list], patient_ids, today: dt.date,
                   settings: AlertSettings, vocabulary: Vocabulary) -> dict[int, Review]:
     """The reviews on the dated rules of those of `patient_ids` whose windowed items (`windowed_items`) are
@@ -447,7 +453,7 @@ def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, l
     out: dict[int, Review] = {}
     for patient_id in sorted(set(patient_ids)):  # in patient order, as load_charts gives the others
         items = items_by_patient.get(patient_id)
-        if not items or not reads_draws_only(items):
+        if not drawn(items):
             continue
         names = {item.course_id: protocol_of(CourseVersion(item.course_drug, item.course_protocol_hash)).name
                  for item in items if course_is_live(item.course_status, item.course_stop_on, today)}

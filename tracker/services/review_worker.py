@@ -254,7 +254,7 @@ class ForkedChartReviews:
                     value = ("reviews", _review_charts_apart(url, library, algorithm, patient_ids, today, settings,
                                                              items_by_patient))
                 except BaseException as exc:
-                    value = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                    value = ("error", _error_line(exc))
                 pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
 
         try:
@@ -272,10 +272,10 @@ class ForkedChartReviews:
         """Of `patient_ids` (a dated group) those whose windowed items are more than draws, the first
         FORKED_SHARE of them, reviewed in a fork; None where there are fewer than `min_charts`
         (MIN_FORKED_CHARTS) or a fork may not be made here."""
-        from tracker.core.review import reads_draws_only
+        from tracker.db.charts import drawn
 
         engine = session.get_bind()
-        charted = [p for p in patient_ids if not items_by_patient.get(p) or not reads_draws_only(items_by_patient[p])]
+        charted = [p for p in patient_ids if not drawn(items_by_patient.get(p))]
         if len(charted) < (MIN_FORKED_CHARTS if min_charts is None else min_charts) or not forkable(engine):
             return None
         try:
@@ -304,13 +304,15 @@ class ForkedChartReviews:
             return
         if not self._replies.closed:
             self._replies.close()
-        try:
-            if not os.waitpid(self.pid, os.WNOHANG)[0]:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-        except ChildProcessError:  # reaped already (a process that ignores SIGCHLD has its children reaped)
-            pass
+        child = _Child(self.pid)
+        child.kill()  # if it is still working
+        child.wait()
         self.pid = None
+
+
+def _error_line(exc: BaseException) -> str:
+    """A worker's failure as its reply says it: the exception's type and the first line of its text."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _review_charts_apart(url, library, algorithm, patient_ids, today, settings, items_by_patient) -> tuple:
@@ -392,21 +394,11 @@ def _fork(child, *keep: int) -> int:
             os._exit(code)
 
 
-class _ForkedWorker:
-    """The worker as a fork of this process (`_fork`), with `subprocess.Popen`'s part that `ReviewWorker`
-    uses (pipes as `stdin` and `stdout`, `poll`, `kill`, `wait`). What the worker needs is imported already,
-    so it is ready at once, where a spawned one first spends half a second of CPU importing (in a pass that
-    keeps both cores busy)."""
+class _Child:
+    """A forked child as `subprocess.Popen` has one: `poll`, `kill`, `wait`."""
 
-    def __init__(self):
-        to_worker, from_pass = os.pipe()
-        from_worker, to_pass = os.pipe()
-        pid = _fork(lambda: main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb")), to_worker, to_pass)
-        os.close(to_worker)
-        os.close(to_pass)
+    def __init__(self, pid: int):
         self.pid, self.returncode = pid, None
-        self.stdin = os.fdopen(from_pass, "wb")
-        self.stdout = os.fdopen(from_worker, "rb")
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -430,6 +422,23 @@ class _ForkedWorker:
             return
         if pid:
             self.returncode = os.waitstatus_to_exitcode(status)
+
+
+class _ForkedWorker(_Child):
+    """The worker as a fork of this process (`_fork`), with `subprocess.Popen`'s part that `ReviewWorker`
+    uses (pipes as `stdin` and `stdout`, `poll`, `kill`, `wait`). What the worker needs is imported already,
+    so it is ready at once, where a spawned one first spends half a second of CPU importing (in a pass that
+    keeps both cores busy)."""
+
+    def __init__(self):
+        to_worker, from_pass = os.pipe()
+        from_worker, to_pass = os.pipe()
+        pid = _fork(lambda: main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb")), to_worker, to_pass)
+        os.close(to_worker)
+        os.close(to_pass)
+        super().__init__(pid)
+        self.stdin = os.fdopen(from_pass, "wb")
+        self.stdout = os.fdopen(from_worker, "rb")
 
 
 def _let_go_all_but(*keep: int) -> None:
@@ -494,7 +503,7 @@ def main(inp=None, out=None) -> None:
         return  # the main process is gone or stopped listening
     except BaseException as exc:  # reported, then the main process does this part itself
         try:
-            send("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            send("error", _error_line(exc))
         except OSError:
             pass
 
