@@ -136,3 +136,89 @@ def test_bulk_insert_and_update_rows_keep_awkward_text_and_nulls(tracker):
     engine.dispose()
     assert stored == {"k:0": (awkward + " (changed)", None, later), "k:1": (awkward, None, NOW),
                       "k:2": ("plain", None, later)}
+
+
+def test_bulk_insert_new_making_makes_one_thing_per_row_inserted_while_it_streams(tracker):
+    """Issue 19: each inserted row's `make` (a cold night's audit row of each alert) is called with the row's
+    new id; on PostgreSQL while the COPY is still streaming, so that the client's work overlaps the server's.
+    A row a unique index refuses (a writer that skipped the write lock) rolls the fast path back to its
+    savepoint: the transaction's earlier rows stay, the rest go in by ON CONFLICT, and `make` answers once
+    for each row that went in, none for the refused one."""
+    from tracker.db.bulk import bulk_insert_new_making
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        conn = session.connection()
+        postgresql = conn.dialect.name == "postgresql"
+        states = []
+
+        def make(row_id, row):
+            if postgresql:  # the COPY is still open on the connection
+                states.append(conn.connection.driver_connection.pgconn.transaction_status)
+            return f"made {row['condition_key']} as {row_id}"
+
+        streamed = bulk_insert_new_making(conn, A, [_alert_values(f"s:{n}", patient_id) for n in range(3)],
+                                          "condition_key", make)
+        assert [made for _, _, made in streamed] == [f"made s:{n} as {row_id}" for n, (row_id, _, _) in
+                                                     enumerate(streamed)]
+        if postgresql:
+            from psycopg import pq
+
+            assert states == [pq.TransactionStatus.ACTIVE] * 3
+        bulk_insert(conn, A, [{**_alert_values("taken", patient_id), "status": "open"}])
+        states.clear()
+        keys = ["n:0", "taken", "n:2"]
+        again = bulk_insert_new_making(conn, A, [_alert_values(k, patient_id) for k in keys], "condition_key", make)
+        session.commit()
+        conn = session.connection()
+        stored = dict(conn.execute(select(A.c.condition_key, A.c.id)).all())
+        assert sorted(stored) == ["n:0", "n:2", "s:0", "s:1", "s:2", "taken"]
+        assert [(row_id, row["condition_key"], made) for row_id, row, made in again] == [
+            (stored[k], k, f"made {k} as {stored[k]}") for k in ("n:0", "n:2")]
+        assert all(stored[row["condition_key"]] == row_id for row_id, row, _ in streamed)
+    engine.dispose()
+
+
+def test_reminders_are_made_as_their_insert_streams(tracker):
+    """Issue 19: `_insert_reminders` makes each reminder's row (its payload encoded) when the insert asks for
+    it: on PostgreSQL inside one COPY (the server writes the first rows while the client makes the next);
+    elsewhere in chunks. Every payload gets the epoch and its row; none gets a COPY of nothing."""
+    import json
+
+    from tracker.db.tables import NightlyRun, Reminder
+    from tracker.services.reminders import _insert_reminders
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        run = NightlyRun(from_day=dt.date(2026, 11, 22), as_of=dt.date(2026, 11, 22), started_at=NOW)
+        session.add(run)
+        session.flush()
+        conn = session.connection()
+        postgresql = conn.dialect.name == "postgresql"
+        states, patient_ids = [], {}
+
+        def payloads(count):
+            for n in range(count):
+                if postgresql:
+                    states.append(conn.connection.driver_connection.pgconn.transaction_status)
+                key = f"due:{n}:2026-11-22"
+                patient_ids[key] = patient_id  # read by the row made from this payload
+                yield {"dedupe_key": key, "kind": "due", "severity": "info", "item_id": None, "alert_id": None}
+
+        assert _insert_reminders(conn, payloads(0), run.id, dt.date(2026, 11, 22), patient_ids, "ep") == 0
+        assert _insert_reminders(conn, payloads(4), run.id, dt.date(2026, 11, 22), patient_ids, "ep") == 4
+        session.commit()
+        rows = session.execute(select(Reminder.dedupe_key, Reminder.patient_id, Reminder.payload)
+                               .order_by(Reminder.id)).all()
+    engine.dispose()
+    assert [(key, pid, json.loads(payload)["epoch"]) for key, pid, payload in rows] == [
+        (f"due:{n}:2026-11-22", patient_id, "ep") for n in range(4)]
+    if postgresql:
+        from psycopg import pq
+
+        # The first payload is asked for before the COPY opens (none is opened for nothing), the rest inside it.
+        assert states == [pq.TransactionStatus.INTRANS] + [pq.TransactionStatus.ACTIVE] * 3

@@ -6,8 +6,9 @@ tuple converted by the columns' own bind processors (so values are stored exactl
 handed to the driver's executemany.
 
 PostgreSQL gets set-shaped statements instead of a statement per row (issue 19): `bulk_insert` is a COPY
-(`bulk_insert_returning_ids` draws the ids from the sequence first, in one statement), `bulk_insert_new` a
-binary COPY into a temporary table and one `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`,
+(`bulk_insert_returning_ids` draws the ids from the sequence first, in one statement), `bulk_insert_new` the
+same in a savepoint (a row a unique index refuses: a binary COPY into a temporary table and one `INSERT ...
+SELECT ... ON CONFLICT DO NOTHING RETURNING` instead),
 `update_rows` one `UPDATE ... FROM unnest(arrays)` per chunk; each array holds one column's values,
 converted by the column's bind processor and cast to its type. Other databases go through Core as usual.
 """
@@ -257,24 +258,74 @@ def bulk_insert_returning_ids(conn, table: Table, rows: list[dict]) -> list[int]
 
 
 def bulk_insert_new(conn, table: Table, rows: list[dict], key: str) -> list[tuple[int, dict]]:
-    """Insert `rows`, skipping each one a unique index refuses (ON CONFLICT DO NOTHING: another writer
-    already made it); returns (new id, row) for the rows inserted, in order. `key` is a column whose value
-    tells the rows apart (unique within `rows`).
+    """Insert `rows`, skipping each one a unique index refuses (another writer already made it); returns (new
+    id, row) for the rows inserted, in order. `key` is a column whose value tells the rows apart (unique
+    within `rows`). As `bulk_insert_new_making`, making nothing."""
+    return [(row_id, row) for row_id, row, _ in bulk_insert_new_making(conn, table, rows, key, _nothing)]
+
+
+def _nothing(_row_id, _row) -> None:
+    return None
+
+
+def bulk_insert_new_making(conn, table: Table, rows: list[dict], key: str, make) -> list[tuple[int, dict, object]]:
+    """Insert `rows`, skipping each one a unique index refuses (another writer already made it); returns (new
+    id, row, `make(new id, row)`) for the rows inserted, in order. `key` is a column whose value tells the
+    rows apart (unique within `rows`).
 
     SQLite: as `bulk_insert_returning_ids` (the first row that goes in takes the write lock and gives the
-    next ids), then the rows that went in are read back by id. PostgreSQL: the rows staged (`_pg_staged`),
-    then one INSERT of them in their order, ON CONFLICT DO NOTHING, RETURNING the ids and `key`."""
+    next ids), then the rows that went in are read back by id. PostgreSQL: the ids drawn from the sequence,
+    the rows COPied with them in a savepoint, and each row's `make` called as it streams, so that the client
+    makes what follows from the rows while the server writes them (a cold night's 15,064 alerts and their
+    audit rows at 100,000 patients: 1.11-1.15 -> 0.99-1.05 s; the foreign keys are checked after the last
+    row, so only the rows' own writing overlaps). A row a unique index refuses fails the COPY (a writer that skipped the write lock): the savepoint
+    is rolled back, what was made is dropped, and the rows go in again by a staged `INSERT ... SELECT ... ON
+    CONFLICT DO NOTHING RETURNING` (`_pg_staged`), `make` called for those that went in."""
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
         columns, defaults = _columns(table, rows)
+        values = [tuple(row.get(c, defaults.get(c)) for c in columns) for row in rows]
+        made = _pg_copy_new(conn, table, columns, rows, values, make)
+        if made is not None:
+            return made
         quote = conn.dialect.identifier_preparer.quote
         names = ", ".join(quote(c) for c in columns)
-        staged = _pg_staged(conn, table, columns, [tuple(row.get(c, defaults.get(c)) for c in columns) for row in rows])
-        made = dict((value, row_id) for row_id, value in conn.exec_driver_sql(
+        staged = _pg_staged(conn, table, columns, values)
+        ids = dict((value, row_id) for row_id, value in conn.exec_driver_sql(
             f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM {staged} ORDER BY staged_order "
             f"ON CONFLICT DO NOTHING RETURNING id, {quote(key)}"))
-        return [(made[row[key]], row) for row in rows if row[key] in made]
+        return [(ids[row[key]], row, make(ids[row[key]], row)) for row in rows if row[key] in ids]
+    return [(row_id, row, make(row_id, row)) for row_id, row in _sqlite_insert_new(conn, table, rows)]
+
+
+def _pg_copy_new(conn, table: Table, columns: list[str], rows: list[dict], values: list[tuple], make):
+    """PostgreSQL: `rows` (as `values`, tuples in `columns` order) COPied into `table` with ids drawn from
+    its sequence, in a savepoint, `make` called for each as it streams; the (id, row, made) list, or None
+    if a unique index refused a row (the savepoint rolled back)."""
+    import psycopg
+
+    ids = sorted(conn.exec_driver_sql(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+        (table.name, len(rows))).scalars())
+    made = []
+
+    def streamed():
+        for row_id, row, row_values in zip(ids, rows, values):
+            yield (row_id, *row_values)
+            made.append((row_id, row, make(row_id, row)))  # while the server writes the row
+
+    conn.exec_driver_sql("SAVEPOINT bulk_insert_new")
+    try:
+        copy_rows(conn, table, ["id", *columns], streamed(), binary=True)
+    except psycopg.errors.UniqueViolation:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT bulk_insert_new")
+        return None
+    conn.exec_driver_sql("RELEASE SAVEPOINT bulk_insert_new")
+    return made
+
+
+def _sqlite_insert_new(conn, table: Table, rows: list[dict]) -> list[tuple[int, dict]]:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     single = sqlite_insert(table).on_conflict_do_nothing().returning(table.c.id)

@@ -5,6 +5,7 @@ once (`reminder.dedupe_key` is unique), with a pending delivery per channel. Ste
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 from sqlalchemy import String, cast, exists, func, insert, literal, select
@@ -163,33 +164,50 @@ def reminder_uid(reminder_id: int, payload: dict) -> str:
     return f"{epoch}-{reminder_id}" if epoch else str(reminder_id)
 
 
-def _insert_reminders(conn, rows, run_id: int, as_of: dt.date, patient_ids: dict, epoch: str) -> int:
-    from tracker.db.bulk import bulk_insert
+# The columns of a reminder row, in the order `_reminder_rows` gives them.
+_COLUMNS = ["dedupe_key", "run_id", "as_of", "kind", "severity", "patient_id", "item_id", "alert_id", "payload",
+            "created_at"]
 
-    now = utcnow()
+
+def _reminder_rows(payloads, run_id: int, as_of: dt.date, patient_ids: dict, epoch: str):
+    """Each payload's reminder row (a tuple in `_COLUMNS` order), made as it is asked for."""
     from tracker.core.audit_chain import reusable_encoder
 
+    now = utcnow()
     encode = reusable_encoder(json.JSONEncoder(sort_keys=True))  # = json.dumps(..., sort_keys=True), set up once
-    batch, count = [], 0
-    for payload in rows:
+    for payload in payloads:
         payload["epoch"] = epoch
-        batch.append({
-            "dedupe_key": payload["dedupe_key"], "run_id": run_id, "as_of": as_of, "kind": payload["kind"],
-            "severity": payload["severity"], "patient_id": patient_ids[payload["dedupe_key"]],
-            "item_id": payload["item_id"], "alert_id": payload["alert_id"],
-            "payload": encode(payload), "created_at": now,
-        })
-        if len(batch) >= INSERT_CHUNK:
-            bulk_insert(conn, R, batch)
-            count += len(batch)
-            batch = []
-    bulk_insert(conn, R, batch)
-    return count + len(batch)
+        yield (payload["dedupe_key"], run_id, as_of, payload["kind"], payload["severity"],
+               patient_ids[payload["dedupe_key"]], payload["item_id"], payload["alert_id"], encode(payload), now)
 
 
-def _materialise(rows):
-    """Read a select fully before inserting into the table it anti-joins (SQLite cursor stability)."""
-    return list(rows)
+def _insert_reminders(conn, payloads, run_id: int, as_of: dt.date, patient_ids: dict, epoch: str) -> int:
+    """Insert a reminder for each of `payloads`; returns how many. PostgreSQL: one COPY, its rows made while
+    it streams, so that the server writes the first rows while the client makes the next (a cold night's
+    23,059 reminders at 100,000 patients: the step 1.61-1.76 -> 1.40-1.46 s; the foreign keys, two thirds of
+    the server's part, are still checked after the last row); `payloads` may fill `patient_ids` as it goes.
+    Elsewhere in chunks (`bulk_insert`)."""
+    from tracker.db.bulk import bulk_insert, copy_rows
+
+    rows = _reminder_rows(payloads, run_id, as_of, patient_ids, epoch)
+    if conn.dialect.name == "postgresql":
+        first = next(rows, None)
+        if first is None:
+            return 0  # no COPY of nothing
+        made = 0
+
+        def counted():
+            nonlocal made
+            for row in itertools.chain((first,), rows):
+                made += 1
+                yield row
+        copy_rows(conn, R, _COLUMNS, counted(), binary=True)
+        return made
+    count = 0
+    while batch := [dict(zip(_COLUMNS, row)) for row, _ in zip(rows, range(INSERT_CHUNK))]:
+        bulk_insert(conn, R, batch)
+        count += len(batch)
+    return count
 
 
 def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int, label_style: str,
@@ -214,20 +232,27 @@ def emit_reminders(session: Session, run_id: int, as_of: dt.date, lead_days: int
         if postgresql and counts.get("overdue", 0) > 1000:  # the due query anti-joins those just written
             analyze_if_outdated(conn, ("reminder",))
 
-        def rows(kind=kind, patient_ids=patient_ids):
-            for row in conn.execute(_item_query(kind, as_of, lead_days)):
+        # Read whole before the inserts begin: SQLite's cursor would see the rows inserted into the table
+        # the select anti-joins; PostgreSQL's connection is busy with the COPY while the payloads are made.
+        found = conn.execute(_item_query(kind, as_of, lead_days)).all()
+
+        def payloads(kind=kind, found=found, patient_ids=patient_ids):
+            for row in found:
                 if not _reminds(kind, row, as_of, lead_days):
                     continue
                 patient_ids[row.dedupe_key] = row.patient_id
                 yield _item_payload(kind, row, label_style, vocabulary)
 
-        counts[kind] = _insert_reminders(conn, _materialise(rows()), run_id, as_of, patient_ids, epoch)
+        counts[kind] = _insert_reminders(conn, payloads(), run_id, as_of, patient_ids, epoch)
     patient_ids = {}
-    alert_rows = []
-    for row in conn.execute(_alert_query(as_of)):
-        patient_ids[row.dedupe_key] = row.patient_id
-        alert_rows.append(_alert_payload(row, label_style))
-    counts["alert"] = _insert_reminders(conn, alert_rows, run_id, as_of, patient_ids, epoch)
+    found = conn.execute(_alert_query(as_of)).all()
+
+    def alert_payloads():
+        for row in found:
+            patient_ids[row.dedupe_key] = row.patient_id
+            yield _alert_payload(row, label_style)
+
+    counts["alert"] = _insert_reminders(conn, alert_payloads(), run_id, as_of, patient_ids, epoch)
     for channel in channels:
         conn.execute(deliveries_of_run(channel, run_id, newest_before))
     return counts

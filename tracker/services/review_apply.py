@@ -20,7 +20,13 @@ from tracker.core.alerts import DERIVED_KINDS
 from tracker.core.audit_chain import reusable_encoder
 from tracker.core.review import Review, partial_note
 from tracker.dates import utcnow
-from tracker.db.bulk import analyze_if_outdated, bulk_insert, bulk_insert_new, bulk_insert_returning_ids, update_rows
+from tracker.db.bulk import (
+    analyze_if_outdated,
+    bulk_insert,
+    bulk_insert_new_making,
+    bulk_insert_returning_ids,
+    update_rows,
+)
 from tracker.db.charts import LIVE_ALERT
 from tracker.db.rows import narrowed
 from tracker.db.tables import Alert, AuditEvent, Item, Patient, join_codes
@@ -272,23 +278,23 @@ def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.dat
     empty = dict.fromkeys(Alert.model_fields)
     # Dates and timestamps as ISO text; the encoder calls `default` only for values JSON has no form for.
     encode = reusable_encoder(json.JSONEncoder(sort_keys=True, default=audit.json_default))  # (its .encode)
+    def raise_event(alert_id: int, values: dict) -> dict:
+        return {"at": now, "user": user, "action": "alert.raise", "entity": "alert", "entity_id": alert_id,
+                "mrn": mrns.get(values["patient_id"]), "before": None,
+                "after": encode({**empty, **values, "id": alert_id})}
+
     # A condition another writer raised meanwhile is skipped by the database (one live alert per condition,
-    # migration 0007), and gets no second `alert.raise`.
-    inserted = bulk_insert_new(conn, A, rows, key="condition_key")
+    # migration 0007), and gets no second `alert.raise`. Each alert's audit row is made as it is written.
+    inserted = bulk_insert_new_making(conn, A, rows, "condition_key", raise_event)
     if conn.dialect.name == "postgresql":
         # Later lookups of alerts in this transaction (the next review group's earlier alerts by condition
         # key) run a plan cached while the table was empty: a scan of every alert just raised per 500 keys
         # (cold nightly at 1,000,000 patients: ~10 s each, minutes in all). ANALYZE sees the transaction's own
         # rows and invalidates those plans; a typical night's few new alerts move no plan and analyze nothing.
         analyze_if_outdated(conn, ("alert",))
-    events, raised = [], []
-    for alert_id, values in inserted:
-        snapshot = {**empty, **values, "id": alert_id}
-        events.append({"at": now, "user": user, "action": "alert.raise", "entity": "alert",
-                       "entity_id": alert_id, "mrn": mrns.get(values["patient_id"]), "before": None,
-                       "after": encode(snapshot)})
-        raised.append(RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
-                                  values["kind"], values["severity"], values["message"]))
+    events = [event for _, _, event in inserted]
+    raised = [RaisedAlert(alert_id, values["condition_key"], values["patient_id"], values["course_id"],
+                          values["kind"], values["severity"], values["message"]) for alert_id, values, _ in inserted]
     audit.link_rows(conn, events)  # their places in the audit chain
     bulk_insert(conn, AuditEvent.__table__, events)
     return raised
