@@ -23,6 +23,7 @@ from tracker.core.review import (
     draws_alerts_settled,
     partial_note,
     reads_draws_only,
+    reviewed_from_draws,
     review,
     review_of_draws,
 )
@@ -181,8 +182,9 @@ def test_draws_are_settled_only_when_reconciling_their_alerts_would_change_nothi
     """The live alerts are those a review of the same draws raised `days_since` days ago (the first of them
     standing as `first`; raised before any code was received, with `received_since`). Settled means what
     services/review_apply.py `_reconcile` would find nothing to do about: the same keys, none cleared or
-    snoozed past its end, each live text naming what is missing as today's alert would. With nothing
-    received, the first alert open, acknowledged or snoozed until later, and no day passed, they are."""
+    snoozed past its end, each live text naming what is missing as today's alert would. With some items,
+    nothing received, the first alert open, acknowledged or snoozed until later, and no day passed, they
+    are; with no items, never."""
     chart, today, alert_settings = case
     names = {c.id: c.protocol.name for c in chart.courses}
     before = [item._replace(received=None) for item in chart.items] if received_since else chart.items
@@ -203,9 +205,11 @@ def test_draws_are_settled_only_when_reconciling_their_alerts_would_change_nothi
         assert all(cleared_on is None for _, _, _, cleared_on, _ in live)
         assert not any(status == "snoozed" and until <= today for _, status, until, _, _ in live)
         assert all(partial_note(texts[a.condition_key]) == partial_note(a.message) for a in now)
-    if (days_since == 0 and (first in ("open", "acknowledged", "snoozed") or not live)
+    if (days_since == 0 and (first in ("open", "acknowledged", "snoozed") or not live) and chart.items
             and not any(item.received for item in chart.items)):
         assert settled
+    if not chart.items:  # no windowed item: charted (`reviewed_from_draws`), never settled by draws
+        assert not settled
 
 
 def test_a_draw_whose_title_holds_what_a_note_is_read_from_is_never_settled():
@@ -253,6 +257,12 @@ def test_a_checkpoint_a_limit_or_a_done_item_is_not_draws_only():
     assert reads_draws_only([])
     for other in (item("checkpoint"), item("limit"), item("lab", "done"), item("checkpoint", "done")):
         assert not reads_draws_only([item("lab"), other])
+        assert not reviewed_from_draws([item("lab"), other])
+    # Reviewed from its draws: some items, all draws; a patient without any would have its chart loaded, and
+    # is never settled by its draws.
+    assert reviewed_from_draws([item("lab"), item("baseline")])
+    assert not reviewed_from_draws([]) and not reviewed_from_draws(None)
+    assert not draws_alerts_settled([], set(), TODAY, AlertSettings(), [], LIBRARY.vocabulary)
 
 
 def test_a_passs_dated_group_drawn_from_its_windowed_items_is_reviewed_as_its_charts(tracker, db_url):

@@ -141,6 +141,14 @@ def reads_draws_only(items) -> bool:
     return all(item.status == "planned" and item.kind in OVERDUE_ALERT_KINDS for item in items)
 
 
+def reviewed_from_draws(items) -> bool:
+    """Whether a dated group's patient with these windowed items is reviewed from them alone
+    (`review_of_draws`), not from a loaded chart, and may be found settled by them (`draws_alerts_settled`):
+    some items, every one a draw (`reads_draws_only`). The dated group is drawn from the patients with
+    windowed items, so none comes without; one that did would have its chart loaded."""
+    return bool(items) and reads_draws_only(items)
+
+
 def review_of_draws(patient_id: int, items, course_names: dict[int, str], today: dt.date,
                     settings: AlertSettings, vocabulary: Vocabulary) -> Review:
     """`review` on the dated rules (DATED_KINDS) of a chart without results whose items `reads_draws_only`:
@@ -313,15 +321,15 @@ def draws_alerts_settled(items, live_courses, today: dt.date, settings: AlertSet
                          vocabulary: Vocabulary | None = None) -> bool:
     """Whether the patient's live alerts on the dated rules (`live`: (condition_key, status, snoozed_until,
     cleared_on, message) of each) already are what `review_of_draws` of its windowed `items` asks for, so
-    that reconciling the two would change nothing (services/review_apply.py `_reconcile`): windowed items
-    that are draws alone (`reads_draws_only`: no checkpoint to judge, no limit); the same condition keys (no
-    alert to raise, re-open or resolve); none cleared and awaiting acknowledgement (it would come back), none
+    that reconciling the two would change nothing (services/review_apply.py `_reconcile`): windowed items,
+    draws alone (`reviewed_from_draws`: no checkpoint to judge, no limit); the same condition keys (no alert
+    to raise, re-open or resolve); none cleared and awaiting acknowledgement (it would come back), none
     snoozed past its end (it would re-open); and no text to rewrite: no draw with codes received (its text
     names what is missing, which results change) nor a title holding what `partial_note` looks for, and each
     live alert's list of what is missing (`partial_note`) as the review's alert would have it (a baseline
     set's lists its overdue tests, one more as each passes its grace period). A typical night's dated group is
     mostly such patients: nothing changed for them but the day."""
-    if not reads_draws_only(items) or any(
+    if not reviewed_from_draws(items) or any(
             (getattr(item, "received", None) or "").strip() or any(m in (item.title or "") for m in PARTIAL_MARKERS)
             for item in items):
         return False

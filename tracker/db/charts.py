@@ -25,9 +25,9 @@ from tracker.core.protocol import Protocol
 from tracker.core.review import (
     Review,
     draws_alerts_settled,
-    reads_draws_only,
     review_of_draws,
     review_windows,
+    reviewed_from_draws,
     tests_read,
 )
 from tracker.core.terms import FAILED_STOP_CATEGORIES
@@ -438,22 +438,16 @@ def windowed_items(session, today: dt.date, settings: AlertSettings) -> dict[int
     return by_patient
 
 
-def drawn(items) -> bool:
-    """Whether a dated group's patient with these windowed items (`windowed_items`) is reviewed from them
-    alone (`draws_reviews`), not from a chart: some, and all draws (core: `reads_draws_only`)."""
-    return bool(items) and reads_draws_only(items)
-
-
 def draws_reviews(protocol_of: ProtocolsOfCourses, items_by_patient: dict[int, list], patient_ids, today: dt.date,
                   settings: AlertSettings, vocabulary: Vocabulary) -> dict[int, Review]:
     """The reviews on the dated rules of those of `patient_ids` whose windowed items (`windowed_items`) are
-    draws alone (core: `reads_draws_only`, `review_of_draws`), from those items and their courses' columns: no
+    draws alone (core: `reviewed_from_draws`, `review_of_draws`), from those items and their courses' columns: no
     chart to load. The items of a course whose announced stop has come are left out, as `load_charts` leaves
     them (and the course) out of a chart."""
     out: dict[int, Review] = {}
     for patient_id in sorted(set(patient_ids)):  # in patient order, as load_charts gives the others
         items = items_by_patient.get(patient_id)
-        if not drawn(items):
+        if not reviewed_from_draws(items):
             continue
         names = {item.course_id: protocol_of(CourseVersion(item.course_drug, item.course_protocol_hash)).name
                  for item in items if course_is_live(item.course_status, item.course_stop_on, today)}
@@ -475,9 +469,7 @@ def settled_by_draws(session, items_by_patient: dict[int, list], patient_ids, to
         live.setdefault(patient_id, []).append(row)
     settled = set()
     for patient_id in sorted(set(patient_ids)):
-        items = items_by_patient.get(patient_id)
-        if not items:
-            continue
+        items = items_by_patient.get(patient_id, ())
         live_courses = {item.course_id for item in items
                         if course_is_live(item.course_status, item.course_stop_on, today)}
         if draws_alerts_settled(items, live_courses, today, settings, live.get(patient_id, ()), vocabulary):

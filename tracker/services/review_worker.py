@@ -272,10 +272,10 @@ class ForkedChartReviews:
         """Of `patient_ids` (a dated group) those whose windowed items are more than draws, the first
         FORKED_SHARE of them, reviewed in a fork; None where there are fewer than `min_charts`
         (MIN_FORKED_CHARTS) or a fork may not be made here."""
-        from tracker.db.charts import drawn
+        from tracker.core.review import reviewed_from_draws
 
         engine = session.get_bind()
-        charted = [p for p in patient_ids if not drawn(items_by_patient.get(p))]
+        charted = [p for p in patient_ids if not reviewed_from_draws(items_by_patient.get(p))]
         if len(charted) < (MIN_FORKED_CHARTS if min_charts is None else min_charts) or not forkable(engine):
             return None
         try:
