@@ -60,6 +60,15 @@ def fresh_db(tmp_path, migrated_template, name: str = "tracker.db") -> str:
     return str(path)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """PostgreSQL: the databases this test process made are dropped as its session ends (tests/pg.py)."""
+    import sys
+
+    pg = sys.modules.get("tests.pg")
+    if pg is not None:
+        pg.drop_created()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """No test reads the developer's own database, config or clinic protocols."""
