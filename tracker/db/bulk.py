@@ -222,6 +222,12 @@ def bulk_insert(conn, table: Table, rows: list[dict]) -> None:
         conn.exec_driver_sql(sql, list(_tuples(rows[start:start + CHUNK], columns, processors, defaults)))
 
 
+def _drawn_ids(conn, table: Table, count: int) -> list[int]:
+    """PostgreSQL: `count` new ids drawn from `table`'s sequence in one statement, ascending."""
+    return sorted(conn.exec_driver_sql(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", (table.name, count)).scalars())
+
+
 def bulk_insert_returning_ids(conn, table: Table, rows: list[dict]) -> list[int]:
     """Insert `rows` and return their new primary keys (`id`), in order.
 
@@ -235,9 +241,7 @@ def bulk_insert_returning_ids(conn, table: Table, rows: list[dict]) -> list[int]
     if conn.dialect.name == "postgresql":
         # The ids are drawn from the table's sequence in one statement, then the rows are COPied with them:
         # two statements instead of a row each (psycopg's executemany with RETURNING).
-        ids = sorted(conn.exec_driver_sql(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            (table.name, len(rows))).scalars())
+        ids = _drawn_ids(conn, table, len(rows))
         bulk_insert(conn, table, [{**row, "id": row_id} for row, row_id in zip(rows, ids)])
         return ids
     if conn.dialect.name != "sqlite":
@@ -278,9 +282,10 @@ def bulk_insert_new_making(conn, table: Table, rows: list[dict], key: str, make)
     the rows COPied with them in a savepoint, and each row's `make` called as it streams, so that the client
     makes what follows from the rows while the server writes them (a cold night's 15,064 alerts and their
     audit rows at 100,000 patients: 1.11-1.15 -> 0.99-1.05 s; the foreign keys are checked after the last
-    row, so only the rows' own writing overlaps). A row a unique index refuses fails the COPY (a writer that skipped the write lock): the savepoint
-    is rolled back, what was made is dropped, and the rows go in again by a staged `INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING RETURNING` (`_pg_staged`), `make` called for those that went in."""
+    row, so only the rows' own writing overlaps). A row a unique index refuses fails the COPY (a writer that
+    skipped the write lock): the savepoint is rolled back, what was made is dropped, and the rows go in again
+    by a staged `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING` (`_pg_staged`), `make` called for
+    those that went in."""
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
@@ -305,9 +310,7 @@ def _pg_copy_new(conn, table: Table, columns: list[str], rows: list[dict], value
     if a unique index refused a row (the savepoint rolled back)."""
     import psycopg
 
-    ids = sorted(conn.exec_driver_sql(
-        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-        (table.name, len(rows))).scalars())
+    ids = _drawn_ids(conn, table, len(rows))
     made = []
 
     def streamed():
