@@ -181,14 +181,17 @@ def test_bulk_insert_new_making_makes_one_thing_per_row_inserted_while_it_stream
     engine.dispose()
 
 
-def test_reminders_are_made_as_their_insert_streams(tracker):
+def test_reminders_are_made_as_their_insert_streams(tracker, monkeypatch):
     """Issue 19: `_insert_reminders` makes each reminder's row (its payload encoded) when the insert asks for
     it: on PostgreSQL inside one COPY (the server writes the first rows while the client makes the next);
-    elsewhere in chunks. Every payload gets the epoch and its row; none gets a COPY of nothing."""
+    elsewhere in chunks, none lost between two. Every payload gets the epoch and its row; no COPY of nothing."""
     import json
 
     from tracker.db.tables import NightlyRun, Reminder
+    from tracker.services import reminders
     from tracker.services.reminders import _insert_reminders
+
+    monkeypatch.setattr(reminders, "INSERT_CHUNK", 3)  # SQLite's chunks: the fourth payload begins a second
 
     tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
     engine = make_engine(resolve_url(tracker.db))
@@ -210,15 +213,15 @@ def test_reminders_are_made_as_their_insert_streams(tracker):
                 yield {"dedupe_key": key, "kind": "due", "severity": "info", "item_id": None, "alert_id": None}
 
         assert _insert_reminders(conn, payloads(0), run.id, dt.date(2026, 11, 22), patient_ids, "ep") == 0
-        assert _insert_reminders(conn, payloads(4), run.id, dt.date(2026, 11, 22), patient_ids, "ep") == 4
+        assert _insert_reminders(conn, payloads(7), run.id, dt.date(2026, 11, 22), patient_ids, "ep") == 7
         session.commit()
         rows = session.execute(select(Reminder.dedupe_key, Reminder.patient_id, Reminder.payload)
                                .order_by(Reminder.id)).all()
     engine.dispose()
     assert [(key, pid, json.loads(payload)["epoch"]) for key, pid, payload in rows] == [
-        (f"due:{n}:2026-11-22", patient_id, "ep") for n in range(4)]
+        (f"due:{n}:2026-11-22", patient_id, "ep") for n in range(7)]
     if postgresql:
         from psycopg import pq
 
         # The first payload is asked for before the COPY opens (none is opened for nothing), the rest inside it.
-        assert states == [pq.TransactionStatus.INTRANS] + [pq.TransactionStatus.ACTIVE] * 3
+        assert states == [pq.TransactionStatus.INTRANS] + [pq.TransactionStatus.ACTIVE] * 6

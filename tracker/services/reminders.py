@@ -204,7 +204,7 @@ def _insert_reminders(conn, payloads, run_id: int, as_of: dt.date, patient_ids: 
         copy_rows(conn, R, _COLUMNS, counted(), binary=True)
         return made
     count = 0
-    while batch := [dict(zip(_COLUMNS, row)) for row, _ in zip(rows, range(INSERT_CHUNK))]:
+    while batch := [dict(zip(_COLUMNS, row)) for row in itertools.islice(rows, INSERT_CHUNK)]:
         bulk_insert(conn, R, batch)
         count += len(batch)
     return count
