@@ -83,10 +83,11 @@ def drop_created() -> None:
     except Exception:  # the server may already be gone; its data directory is temporary anyway
         return
     with conn:
-        while _CREATED:  # each on its own: one that cannot be dropped leaves the others to drop
-            name = _CREATED.pop()
+        for name in reversed(list(_CREATED)):  # each on its own: one that cannot be dropped leaves the others
             try:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception as exc:
+            except Exception as exc:  # left in the list: tried again at exit
                 print(f"tests/pg.py: database {name} not dropped: {exc}", file=sys.stderr)
+            else:
+                _CREATED.remove(name)
     _TEMPLATE.clear()

@@ -171,6 +171,17 @@ def test_bulk_insert_new_making_makes_one_thing_per_row_inserted_while_it_stream
         states.clear()
         keys = ["n:0", "taken", "n:2"]
         again = bulk_insert_new_making(conn, A, [_alert_values(k, patient_id) for k in keys], "condition_key", make)
+        if postgresql:  # the fallback ended its savepoint: nothing after it runs inside one
+            from sqlalchemy.exc import DBAPIError
+
+            conn.exec_driver_sql("SAVEPOINT probe")
+            try:
+                conn.exec_driver_sql("RELEASE SAVEPOINT bulk_insert_new")
+                left_open = True
+            except DBAPIError:
+                left_open = False
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT probe")
+            assert not left_open
         session.commit()
         conn = session.connection()
         stored = dict(conn.execute(select(A.c.condition_key, A.c.id)).all())
@@ -225,3 +236,28 @@ def test_reminders_are_made_as_their_insert_streams(tracker, monkeypatch):
 
         # The first payload is asked for before the COPY opens (none is opened for nothing), the rest inside it.
         assert states == [pq.TransactionStatus.INTRANS] + [pq.TransactionStatus.ACTIVE] * 6
+
+
+def test_a_copy_refused_is_read_as_any_statement_refused(tracker):
+    """Issue 19: a COPY's failure comes as Core's error (the driver's wrapped), so that the one mapping of
+    database errors reads it: a second live alert for one condition is "already exists", not a traceback."""
+    from sqlalchemy.exc import IntegrityError
+
+    from tracker.db.engine import lock_conflict
+
+    tracker("patient add P1 --name 'Ada Byron' --dob 1980-01-01")
+    engine = make_engine(resolve_url(tracker.db))
+    with Session(engine) as session:
+        patient_id = session.execute(select(Patient.id)).scalar_one()
+        conn = session.connection()
+        bulk_insert(conn, A, [{**_alert_values("k", patient_id), "status": "open"}])
+        try:
+            bulk_insert(conn, A, [{**_alert_values("k", patient_id), "status": "open"}])
+        except IntegrityError as exc:
+            refused = exc
+        else:
+            refused = None
+        session.rollback()
+    engine.dispose()
+    assert refused is not None
+    assert lock_conflict(refused) == "a live alert for this condition already exists (another command made it at the same time)"

@@ -32,9 +32,15 @@ def copy_rows(conn, table: Table, columns: list[str], rows: list[tuple], *, bina
     in the binary format with each column's declared type, so psycopg dumps every value with one known C
     dumper (text COPY looks a dumper up per value) and the server parses no text (synth's millions of rows).
     `into`: the name of a table with `table`'s columns to load instead (`_pg_staged`); `numbered`: each row's
-    position (from 0) goes first, into a column `staged_order`."""
+    position (from 0) goes first, into a column `staged_order`. A failure comes as Core's own would
+    (`sqlalchemy.exc.OperationalError`, `IntegrityError`...: the driver's error wrapped), so that the one
+    mapping of database errors (tracker/db/engine.py `lock_conflict`, the CLI's) reads a COPY's as any
+    statement's: a lock timeout is "database busy", not a traceback."""
     if not rows:
         return
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
     first = 1 if numbered else 0
@@ -60,6 +66,8 @@ def copy_rows(conn, table: Table, columns: list[str], rows: list[tuple], *, bina
                 for i, process in processors:
                     values[i] = process(values[i])
                 write(values)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error, dialect=dialect) from exc
     finally:
         cursor.close()
 
@@ -275,7 +283,8 @@ def _nothing(_row_id, _row) -> None:
 def bulk_insert_new_making(conn, table: Table, rows: list[dict], key: str, make) -> list[tuple[int, dict, object]]:
     """Insert `rows`, skipping each one a unique index refuses (another writer already made it); returns (new
     id, row, `make(new id, row)`) for the rows inserted, in order. `key` is a column whose value tells the
-    rows apart (unique within `rows`).
+    rows apart (unique within `rows`). `make` reads its arguments only (no database: on PostgreSQL it runs
+    while the connection is busy with the COPY) and may be called again for a row (after a fallback, below).
 
     SQLite: as `bulk_insert_returning_ids` (the first row that goes in takes the write lock and gives the
     next ids), then the rows that went in are read back by id. PostgreSQL: the ids drawn from the sequence,
@@ -309,6 +318,7 @@ def _pg_copy_new(conn, table: Table, columns: list[str], rows: list[dict], value
     its sequence, in a savepoint, `make` called for each as it streams; the (id, row, made) list, or None
     if a unique index refused a row (the savepoint rolled back)."""
     import psycopg
+    from sqlalchemy.exc import IntegrityError
 
     ids = _drawn_ids(conn, table, len(rows))
     made = []
@@ -321,8 +331,12 @@ def _pg_copy_new(conn, table: Table, columns: list[str], rows: list[dict], value
     conn.exec_driver_sql("SAVEPOINT bulk_insert_new")
     try:
         copy_rows(conn, table, ["id", *columns], streamed(), binary=True)
-    except psycopg.errors.UniqueViolation:
+    except IntegrityError as exc:
+        if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
+            raise
+        # Undone and ended: what follows in the transaction is not left inside the savepoint.
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT bulk_insert_new")
+        conn.exec_driver_sql("RELEASE SAVEPOINT bulk_insert_new")
         return None
     conn.exec_driver_sql("RELEASE SAVEPOINT bulk_insert_new")
     return made
