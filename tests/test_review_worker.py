@@ -397,3 +397,20 @@ def test_an_interrupt_at_the_fork_never_unwinds_this_process_code_in_the_child(m
     _, status = os.waitpid(pid, 0)
     os.close(read)
     assert (got, os.waitstatus_to_exitcode(status)) == (b"", 1)
+
+
+def test_a_fork_that_cannot_be_made_leaves_no_pipe_open(monkeypatch):
+    """With no process to be made (`os.fork` raising), `_ForkedWorker` raises for `ReviewWorker` to spawn
+    instead, and the four ends of its two pipes are closed, not left to each failed night."""
+    import pytest
+
+    from tracker.services.review_worker import _ForkedWorker
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError):
+        _ForkedWorker()
+    assert sorted(os.listdir("/proc/self/fd")) == before

@@ -433,9 +433,15 @@ class _ForkedWorker(_Child):
     def __init__(self):
         to_worker, from_pass = os.pipe()
         from_worker, to_pass = os.pipe()
-        pid = _fork(lambda: main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb")), to_worker, to_pass)
-        os.close(to_worker)
-        os.close(to_pass)
+        try:
+            pid = _fork(lambda: main(os.fdopen(to_worker, "rb"), os.fdopen(to_pass, "wb")), to_worker, to_pass)
+        except OSError:  # no fork (`ReviewWorker` spawns one instead): this end's pipes closed too
+            os.close(from_pass)
+            os.close(from_worker)
+            raise
+        finally:
+            os.close(to_worker)
+            os.close(to_pass)
         super().__init__(pid)
         self.stdin = os.fdopen(from_pass, "wb")
         self.stdout = os.fdopen(from_worker, "rb")
