@@ -82,3 +82,68 @@ def test_scheduler_run_catches_up_at_start_and_stops_on_sigterm(tracker, tmp_pat
     assert out.startswith("tracker: ")  # the catch-up's digest (stdout channel)
     runs = json.loads(run_cli(tracker.db, "nightly", "status", "--json").stdout)
     assert len(runs) == 1 and runs[0]["status"] == "ok"
+
+
+SCHEDULED_NIGHT = """
+import datetime, json, sys, threading
+from tracker.scheduler import JOB_ID, build_scheduler
+from tracker.services.review_worker import _one_thread
+
+seen = {"threads_before": threading.active_count()}
+
+def job():
+    seen.update(main=threading.current_thread() is threading.main_thread(), alone=_one_thread())
+    scheduler.shutdown(wait=False)
+
+scheduler = build_scheduler(job, at="04:00", timezone="UTC", grace_hours=1)  # as `tracker scheduler run`
+scheduler.modify_job(JOB_ID, next_run_time=datetime.datetime.now(datetime.timezone.utc))  # due at once
+scheduler.start()  # blocks until the job shuts the scheduler down
+json.dump(seen, sys.stdout)
+"""
+
+
+def test_a_scheduled_night_runs_in_the_scheduler_s_own_thread_where_a_run_may_fork():
+    """The nightly job runs in the thread that started the scheduler and no other thread runs beside it, so
+    that a scheduled night, like one from cron, may fork its review worker and its charts' fork
+    (services/review_worker.py: no fork beside another thread). An executor's thread meant a spawned worker
+    and no charts' fork on every night but the catch-up. Run in an interpreter of its own (one thread, as
+    `tracker scheduler run`; a pytest-xdist worker has an I/O thread)."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SCHEDULED_NIGHT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {"threads_before": 1, "main": True, "alone": True}
+
+
+STOPPED_DURING_A_NIGHT = """
+import datetime, json, logging, os, signal, sys
+from tracker.scheduler import JOB_ID, build_scheduler, run_forever
+
+logging.basicConfig(level=logging.INFO)
+
+seen = []
+
+def job():
+    seen.append("night begins")
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in this thread, before the next line
+    seen.append("night ends")
+
+scheduler = build_scheduler(job, at="04:00", timezone="UTC", grace_hours=1)
+scheduler.modify_job(JOB_ID, next_run_time=datetime.datetime.now(datetime.timezone.utc))  # due at once
+run_forever(scheduler, lambda: None)
+json.dump(seen, sys.stdout)
+"""
+
+
+def test_a_stop_asked_during_a_scheduled_night_lets_it_end_then_stops_the_scheduler():
+    """SIGTERM while a scheduled night runs (in the scheduler's thread, so the handler interrupts the night
+    itself): the night goes on to its end, then the scheduler stops, exit 0. Shut down under the running
+    job, APScheduler emptied its job store and then failed to store the job's next run (a traceback)."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STOPPED_DURING_A_NIGHT], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["night begins", "night ends"]
+    assert "received SIGTERM; stopping" in done.stderr and "Traceback" not in done.stderr

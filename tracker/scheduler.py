@@ -1,9 +1,10 @@
-"""The background scheduler: APScheduler 3 `BlockingScheduler` running the nightly job once a day.
+"""The background scheduler: an APScheduler 3 `BlockingScheduler` running the nightly job once a day.
 
 The job itself is idempotent and catches up (tracker.services.nightly), so the scheduler keeps no state:
 a MemoryJobStore, one job with an explicit id, a CronTrigger in the site timezone, a generous misfire
 grace time (a run that starts hours late still runs), coalesce (several missed runs become one) and
-max_instances=1. The catch-up also runs once at start, so a machine that was off at the scheduled time
+max_instances=1. The job runs in the scheduler's own thread, the only one, so that a night may fork as one
+from cron does. The catch-up also runs once at start, so a machine that was off at the scheduled time
 sends the morning's reminders as soon as it is back.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -27,8 +28,33 @@ JOB_ID = "tracker-nightly"
 log = logging.getLogger("tracker.scheduler")
 
 
+class ForegroundScheduler(BlockingScheduler):
+    """`BlockingScheduler` whose `shutdown` asked for while a job runs (the job runs in this thread: a signal
+    handler interrupts it here) takes effect once the job is done. Shut down under a running job, the
+    scheduler would empty its job store and then fail to store that job's next run time."""
+
+    _processing = False
+    _stop_asked = False
+
+    def _process_jobs(self):  # APScheduler's hook for schedulers: runs the due jobs, returns the next wait
+        self._processing = True
+        try:
+            wait_seconds = super()._process_jobs()
+        finally:
+            self._processing = False
+        if self._stop_asked:
+            super().shutdown(wait=False)  # the main loop ends
+        return wait_seconds
+
+    def shutdown(self, wait=True):
+        if self._processing:
+            self._stop_asked = True
+            return
+        super().shutdown(wait)
+
+
 def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_hours: float,
-                    scheduler_class: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
+                    scheduler_class: type[BaseScheduler] = ForegroundScheduler) -> BaseScheduler:
     """A scheduler with the nightly job registered (not started).
 
     `BlockingScheduler.start()` blocks even when paused, so tests and `scheduler show` inspect the same
@@ -37,7 +63,11 @@ def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_
     zone = ZoneInfo(timezone)
     scheduler = scheduler_class(
         jobstores={"default": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(1)},
+        # The job runs in the scheduler's own thread (`BlockingScheduler`: the main thread), not in a pool's:
+        # with no other thread in the process a night may fork its review worker and its charts' fork as a
+        # run from cron does (services/review_worker.py: never beside another thread). One job, max_instances
+        # 1: a pool's thread bought nothing. APScheduler calls this executor "debug"; it runs the job in place.
+        executors={"default": DebugExecutor()},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(grace_hours * 3600)},
         timezone=zone,
     )
@@ -103,8 +133,9 @@ def nightly_job(engine, library, settings, timezone: str, user: str) -> Callable
     return run
 
 
-def run_forever(scheduler: BlockingScheduler, catch_up: Callable[[], None]) -> None:
-    """Catch up once, then block until SIGTERM or SIGINT; a run in progress finishes before exit."""
+def run_forever(scheduler: ForegroundScheduler, catch_up: Callable[[], None]) -> None:
+    """Catch up once, then block until SIGTERM or SIGINT; a run in progress finishes before exit (the signal
+    handler interrupts the run's own thread briefly and returns; ForegroundScheduler stops after the run)."""
     stopping = []
 
     def stop(signum, _frame) -> None:
