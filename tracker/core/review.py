@@ -271,6 +271,16 @@ def overdue_candidates(items, today: dt.date, grace_days: int, vocabulary: Vocab
     return alerts
 
 
+def overdue_follow_ups(items, today: dt.date, grace_days: int,
+                       vocabulary: Vocabulary | None = None) -> list[AlertCandidate]:
+    """The overdue alerts of follow-up items as they are booked (`Review.follow_ups`, now items): a repeat
+    booked after a result that reached tracker late can be overdue already. `review` reads the chart's
+    stored items and so cannot see them; the pass that books them raises these, as the next pass's review
+    would, so that a pass leaves the alerts its rules give for the data it leaves (a second pass the same
+    day changes nothing). Follow-ups are draws or checkpoints, never baseline tests: one alert per draw."""
+    return overdue_candidates(items, today, grace_days, vocabulary)
+
+
 def _overdue(items, today: dt.date, grace_days: int) -> tuple[list, dict[int, list]]:
     """What raises overdue alerts among `items`: the lab draws past the grace period, and the baseline tests
     past it by course (one alert per draw, one per course's set)."""

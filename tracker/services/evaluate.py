@@ -87,7 +87,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     for a clinic of at least `worker_min_patients` patients (None: none). An incremental one has its dated
     group's charts reviewed in a fork if there are at least `forked_min_charts` (None: never;
     `ForkedChartReviews`). The caller has committed its own writes and holds the write lock."""
-    from tracker.services.review_apply import apply_reviews
+    from tracker.services.review_apply import apply_reviews, overdue_if_booked
     from tracker.services.review_worker import ForkedChartReviews, ReviewWorker
 
     summary = EvaluationSummary()
@@ -170,10 +170,13 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
             summary.reviewed += len(reviews)
             if not write:
                 summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
+                summary.would_open += overdue_if_booked(session, reviews, today, group_kinds, settings,
+                                                        library.vocabulary)
                 if "checkpoint_failed" in group_kinds:
                     summary.would_clear += [c for r in reviews for c in r.cleared]
                 continue
-            apply_reviews(session, reviews, ids, today, group_kinds, user, summary, whole_clinic=whole_clinic)
+            apply_reviews(session, reviews, ids, today, group_kinds, user, summary, settings, library.vocabulary,
+                          whole_clinic=whole_clinic)
             whole_clinic = False  # the clinic-wide part (ended snoozes) once
     finally:
         if worker is not None:

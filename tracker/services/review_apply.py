@@ -13,12 +13,14 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
-from tracker.core.alerts import DERIVED_KINDS
+from tracker.core.alerts import DERIVED_KINDS, AlertSettings
 from tracker.core.audit_chain import reusable_encoder
-from tracker.core.review import Review, partial_note
+from tracker.core.review import Review, overdue_follow_ups, partial_note
+from tracker.core.vocabulary import Vocabulary
 from tracker.dates import utcnow
 from tracker.db.bulk import (
     analyze_if_outdated,
@@ -71,17 +73,19 @@ def _in_chunks(session, query, column, ids) -> list:
     return [row for narrow in narrowed(session, query, column, ids) for row in session.execute(narrow)]
 
 
-def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, kinds, user: str, summary, *,
-                  whole_clinic: bool = False) -> None:
+def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, kinds, user: str, summary,
+                  settings: AlertSettings, vocabulary: Vocabulary, *, whole_clinic: bool = False) -> None:
     mrns = dict(_in_chunks(session, select(Patient.id, Patient.mrn), Patient.id, patient_ids))
     # Changes to existing rows are written set-shaped and audited together at the end (review_writes.py).
     audit_rows = AuditRows(user, utcnow())
     if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
         mark_judged(session, [(r, j) for r in reviews for j in r.judged], audit_rows, mrns, summary.outcomes)
-    wanted = [(course, follow) for r in reviews for course, follow in r.follow_ups
-              if ("threshold" if follow.origin == "threshold" else "checkpoint_failed") in kinds]
-    summary.follow_ups.extend(_add_follow_ups(session, wanted))
+    booked = _add_follow_ups(session, _wanted_follow_ups(reviews, kinds))
+    summary.follow_ups.extend(BookedItem(row["id"], row["patient_id"], row["due"], row["title"]) for row in booked)
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
+    if "overdue" in kinds:  # a repeat booked already overdue alerts now, as the next pass would
+        candidates += overdue_follow_ups([SimpleNamespace(**row) for row in booked], today,
+                                         settings.overdue_grace_days, vocabulary)
     _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic, audit_rows)
     if CHECKPOINT_KINDS[0] in kinds:
         _clear_failures(session, reviews, {c.condition_key for c in candidates}, today, summary, mrns, audit_rows)
@@ -111,10 +115,15 @@ def _clear_failures(session, reviews, wanted: set[str], today, summary, mrns, au
     changes.write()
 
 
-def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
-    """Add the rule-made items of `wanted` ((course, FollowUp) pairs) unless the same one exists (same
-    course, origin, kind, due, tests): one query per chunk of courses, one bulk insert (a clinic-wide pass
-    books thousands of repeats; ORM objects cost more than the insert)."""
+def _wanted_follow_ups(reviews: list[Review], kinds) -> list:
+    """The (course, FollowUp) pairs of `reviews` whose rule's kind is among `kinds`."""
+    return [(course, follow) for r in reviews for course, follow in r.follow_ups
+            if ("threshold" if follow.origin == "threshold" else "checkpoint_failed") in kinds]
+
+
+def _follow_up_rows(session, wanted: list) -> list[dict]:
+    """The item rows to book for `wanted` ((course, FollowUp) pairs): each unless the same one exists (same
+    course, origin, kind, due, tests), one query per chunk of courses. Reads only."""
     if not wanted:
         return []
     existing = {tuple(row) for row in _in_chunks(  # (course, origin, kind, due, tests): one item
@@ -133,9 +142,30 @@ def _add_follow_ups(session, wanted: list) -> list[BookedItem]:
                      "sources": join_codes(follow.sources), "week": follow.week, "measure": follow.measure,
                      "target": follow.target, "status": "planned", "origin": follow.origin,
                      "created_at": now, "last_modified": now})
+    return rows
+
+
+def _add_follow_ups(session, wanted: list) -> list[dict]:
+    """Book the rule-made items of `wanted` not booked already (`_follow_up_rows`) in one bulk insert (a
+    clinic-wide pass books thousands of repeats; ORM objects cost more than the insert); returns their rows,
+    each with its `id`."""
+    if not wanted:
+        return []
+    rows = _follow_up_rows(session, wanted)
     session.flush()
     ids = bulk_insert_returning_ids(session.connection(), Item.__table__, rows)
-    return [BookedItem(row_id, row["patient_id"], row["due"], row["title"]) for row_id, row in zip(ids, rows)]
+    return [{**row, "id": row_id} for row_id, row in zip(ids, rows)]
+
+
+def overdue_if_booked(session, reviews: list[Review], today: dt.date, kinds, settings: AlertSettings,
+                      vocabulary: Vocabulary) -> list:
+    """A what-if's share of `apply_reviews`: the overdue alerts of the follow-ups a pass would book that are
+    overdue already (nothing is booked; the alerts name no item)."""
+    if "overdue" not in kinds:
+        return []
+    rows = _follow_up_rows(session, _wanted_follow_ups(reviews, kinds))
+    return overdue_follow_ups([SimpleNamespace(**row, id=None) for row in rows], today,
+                              settings.overdue_grace_days, vocabulary)
 
 
 def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic,

@@ -1,0 +1,74 @@
+"""A follow-up booked already overdue (the repeat after a result that reached tracker late) raises its overdue
+alert in the pass that books it, as the next pass would: a pass leaves the alerts its rules give for the data
+it leaves, so a second pass the same day with nothing new changes nothing, and a what-if shows what a pass
+would store."""
+
+from __future__ import annotations
+
+from freezegun import freeze_time
+from sqlalchemy import text
+
+from tracker.db.engine import make_engine, resolve_url
+
+
+def _stored_overdue_repeats(db: str) -> list[str]:
+    """The live overdue alerts about a repeat, read from the table (listing `alerts` here would evaluate)."""
+    engine = make_engine(resolve_url(db))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT message FROM alert WHERE kind = 'overdue' AND status = 'open' "
+                                 "AND message LIKE 'Repeat %' ORDER BY id")).scalars().all()
+    engine.dispose()
+    return list(rows)
+
+
+def _started(tracker):
+    with freeze_time("2026-01-05"):
+        tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
+        tracker("therapy start C1 ciclosporin --on 2026-01-05")
+
+
+def test_a_result_entered_late_raises_the_overdue_alert_of_the_repeat_it_books(tracker):
+    _started(tracker)
+    with freeze_time("2026-03-02"):
+        # Taken on 20 January, entered on 2 March: its repeat (7 days, clinic default) was due on 27 January.
+        out = tracker("result add C1 neutrophils 1.2 --on 2026-01-20").stdout
+        assert "scheduled: 2026-01-27" in out
+        assert "was due 2026-01-27 and is 34 days overdue" in out  # said at once, not by the next pass
+        [repeat] = _stored_overdue_repeats(tracker.db)
+        assert repeat.startswith("Repeat neutrophils for Ciclosporin before restarting: 1.2 10^9/L on 2026-01-20")
+        tracker("evaluate")  # the whole clinic's rules (a limit, a missed checkpoint): no second word on it
+        assert _stored_overdue_repeats(tracker.db) == [repeat]
+
+
+def test_a_whole_clinic_pass_that_books_a_repeat_overdue_leaves_nothing_for_the_next(tracker):
+    _started(tracker)
+    with freeze_time("2026-03-02"):
+        # A result on record that no review has seen (written as a bulk load would leave it): the first
+        # whole-clinic pass books its repeat, already overdue, and alerts on both.
+        engine = make_engine(resolve_url(tracker.db))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO lab_result (patient_id, test, value_num, unit, taken_on, created_at) "
+                              "SELECT id, 'neutrophils', 1.2, '10^9/L', '2026-01-20', '2026-03-02 09:00' "
+                              "FROM patient"))
+        engine.dispose()
+        first = tracker("evaluate").stdout
+        assert "1 follow-ups booked" in first and "was due 2026-01-27 and is 34 days overdue" in first, first
+        assert len(_stored_overdue_repeats(tracker.db)) == 1
+        again = tracker("evaluate").stdout
+        assert "0 raised, 0 re-opened, 0 resolved, 0 follow-ups booked" in again, again
+
+
+def test_a_what_if_shows_the_overdue_alert_of_a_repeat_a_pass_would_book(tracker):
+    _started(tracker)
+    with freeze_time("2026-03-02"):
+        engine = make_engine(resolve_url(tracker.db))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO lab_result (patient_id, test, value_num, unit, taken_on, created_at) "
+                              "SELECT id, 'neutrophils', 1.2, '10^9/L', '2026-01-20', '2026-03-02 09:00' "
+                              "FROM patient"))
+        engine.dispose()
+        what_if = [a["message"] for a in tracker.json("alerts --as-of 2026-03-02")
+                   if a["kind"] == "overdue" and a["message"].startswith("Repeat ")]
+        assert _stored_overdue_repeats(tracker.db) == []  # a what-if writes nothing
+        tracker("evaluate")
+        assert what_if == _stored_overdue_repeats(tracker.db) and len(what_if) == 1
