@@ -70,6 +70,29 @@ def test_whole_clinic_review_equals_per_patient_reviews(tmp_path, migrated_templ
     assert clinic == patients
 
 
+def test_a_whole_clinic_pass_leaves_nothing_for_a_second_pass_the_same_day(tmp_path, migrated_template):
+    """A pass leaves the alerts its rules give for what it stored: on a synthetic clinic, evaluating again the
+    same day, nothing new, raises, re-opens, resolves and books nothing. (The repeats a pass booked already
+    overdue, after results older than their interval, were alerted only by the next pass.)"""
+    [db] = [str(tmp_path / "clinic.db")]
+    shutil.copyfile(migrated_template, db)
+    with freeze_time(TODAY.isoformat()):
+        Tracker(db)("synth --patients 300 --seed 5")
+    library = load_library()
+    engine = open_engine(db)
+    passes = []
+    for _ in range(2):
+        with freeze_time(TODAY.isoformat()), Session(engine) as session:
+            summary = evaluate(session, library, TODAY, AlertSettings())
+            session.commit()
+        passes.append((summary, _alerts(db)))
+    engine.dispose()
+    (first, after_first), (second, after_second) = passes
+    assert len(first.raised) > 20 and first.follow_ups  # repeats booked, some of them overdue already
+    assert (second.raised, second.reopened, second.resolved, second.follow_ups) == ([], [], [], [])
+    assert after_second == after_first
+
+
 def test_incremental_passes_over_a_week_equal_full_passes(tmp_path, migrated_template):
     """A week of nightly passes, incremental (changed patients on every rule, the others with an item in a
     review window on the dated rules only, those of them whose draws are alerted as they ask already given to
