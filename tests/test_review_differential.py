@@ -28,10 +28,11 @@ from tracker.services.evaluate import evaluate
 TODAY = dt.date(2026, 11, 2)
 
 
-def _alerts(db: str) -> set[tuple]:
+def _alerts(db: str, *, with_kind: bool = False) -> set[tuple]:
     engine = open_engine(db)
     with Session(engine) as session:
-        rows = session.exec(select(Alert.condition_key, Alert.status, Alert.severity, Alert.message)).all()
+        middle = Alert.kind if with_kind else Alert.severity
+        rows = session.exec(select(Alert.condition_key, Alert.status, middle, Alert.message)).all()
     engine.dispose()
     return set(rows)
 
@@ -91,6 +92,30 @@ def test_a_whole_clinic_pass_leaves_nothing_for_a_second_pass_the_same_day(tmp_p
     assert len(first.raised) > 20 and first.follow_ups  # repeats booked, some of them overdue already
     assert (second.raised, second.reopened, second.resolved, second.follow_ups) == ([], [], [], [])
     assert after_second == after_first
+
+
+def test_a_what_if_shows_the_alerts_a_pass_then_stores(tmp_path, migrated_template):
+    """`tracker alerts --as-of` (a review that writes nothing) lists, kind and text, the alerts the pass of that
+    day then stores, on a synthetic clinic (the overdue alerts of the repeats it books included)."""
+    from collections import Counter
+
+    db = str(tmp_path / "clinic.db")
+    shutil.copyfile(migrated_template, db)
+    with freeze_time(TODAY.isoformat()):
+        Tracker(db)("synth --patients 300 --seed 5")
+    library = load_library()
+    engine = open_engine(db)
+    with freeze_time(TODAY.isoformat()), Session(engine) as session:
+        what_if = evaluate(session, library, TODAY, AlertSettings(), write=False)
+        session.rollback()
+    assert _alerts(db) == set()  # the what-if wrote nothing
+    with freeze_time(TODAY.isoformat()), Session(engine) as session:
+        evaluate(session, library, TODAY, AlertSettings())
+        session.commit()
+    engine.dispose()
+    stored = Counter((kind, message) for _, status, kind, message in _alerts(db, with_kind=True) if status == "open")
+    assert Counter((a.kind, a.message) for a in what_if.would_open) == stored
+    assert any(m.startswith("Repeat ") and kind == "overdue" for kind, m in stored)
 
 
 def test_incremental_passes_over_a_week_equal_full_passes(tmp_path, migrated_template):
