@@ -21,6 +21,15 @@ def _stored_overdue_repeats(db: str) -> list[str]:
     return list(rows)
 
 
+def _unreviewed_result(db: str) -> None:
+    """Neutrophils 1.2 taken on 20 January, on record as a bulk load leaves a result: reviewed by nobody."""
+    engine = make_engine(resolve_url(db))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO lab_result (patient_id, test, value_num, unit, taken_on, created_at) "
+                          "SELECT id, 'neutrophils', 1.2, '10^9/L', '2026-01-20', '2026-03-02 09:00' FROM patient"))
+    engine.dispose()
+
+
 def _started(tracker):
     with freeze_time("2026-01-05"):
         tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
@@ -43,14 +52,8 @@ def test_a_result_entered_late_raises_the_overdue_alert_of_the_repeat_it_books(t
 def test_a_whole_clinic_pass_that_books_a_repeat_overdue_leaves_nothing_for_the_next(tracker):
     _started(tracker)
     with freeze_time("2026-03-02"):
-        # A result on record that no review has seen (written as a bulk load would leave it): the first
-        # whole-clinic pass books its repeat, already overdue, and alerts on both.
-        engine = make_engine(resolve_url(tracker.db))
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO lab_result (patient_id, test, value_num, unit, taken_on, created_at) "
-                              "SELECT id, 'neutrophils', 1.2, '10^9/L', '2026-01-20', '2026-03-02 09:00' "
-                              "FROM patient"))
-        engine.dispose()
+        # The first whole-clinic pass after it books its repeat, already overdue, and alerts on both.
+        _unreviewed_result(tracker.db)
         first = tracker("evaluate").stdout
         assert "1 follow-ups booked" in first and "was due 2026-01-27 and is 34 days overdue" in first, first
         assert len(_stored_overdue_repeats(tracker.db)) == 1
@@ -61,12 +64,7 @@ def test_a_whole_clinic_pass_that_books_a_repeat_overdue_leaves_nothing_for_the_
 def test_a_what_if_shows_the_overdue_alert_of_a_repeat_a_pass_would_book(tracker):
     _started(tracker)
     with freeze_time("2026-03-02"):
-        engine = make_engine(resolve_url(tracker.db))
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO lab_result (patient_id, test, value_num, unit, taken_on, created_at) "
-                              "SELECT id, 'neutrophils', 1.2, '10^9/L', '2026-01-20', '2026-03-02 09:00' "
-                              "FROM patient"))
-        engine.dispose()
+        _unreviewed_result(tracker.db)
         what_if = [a["message"] for a in tracker.json("alerts --as-of 2026-03-02")
                    if a["kind"] == "overdue" and a["message"].startswith("Repeat ")]
         assert _stored_overdue_repeats(tracker.db) == []  # a what-if writes nothing
