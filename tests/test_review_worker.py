@@ -35,6 +35,8 @@ WRITTEN = {
             "WHERE origin <> 'protocol' OR status <> 'planned' ORDER BY id",
 }
 
+ITEMS_BOOKED = "SELECT id, course_id, kind, due, tests, origin FROM item WHERE origin <> 'protocol'"
+
 
 def _pass(db_url: str, day: dt.date, **options) -> tuple[dict, dict]:
     """A pass (`evaluate_clinic` with `options`) on the clinic as committed, its writes read back and then
@@ -47,6 +49,13 @@ def _pass(db_url: str, day: dt.date, **options) -> tuple[dict, dict]:
         session.flush()
         written = {table: [tuple(row) for row in session.connection().execute(text(sql))]
                    for table, sql in WRITTEN.items()}
+        # An alert about an item booked by the pass (a repeat overdue already) names it by id, and PostgreSQL
+        # does not give a rolled-back sequence's ids again: the item is named by what it is instead.
+        named = {row.id: (row.course_id, row.kind, str(row.due), row.tests, row.origin)
+                 for row in session.connection().execute(text(ITEMS_BOOKED))}
+        written["alert"] = [(f"overdue:{named[row[3]]}" if row[3] in named and row[0].startswith("overdue:item")
+                             else row[0], *row[1:3], named.get(row[3], row[3]), *row[4:])
+                            for row in written["alert"]]
         session.rollback()
     engine.dispose()
     said = {"raised": len(summary.raised), "resolved": len(summary.resolved), "outcomes": summary.outcomes,
