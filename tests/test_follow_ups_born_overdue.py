@@ -70,3 +70,22 @@ def test_a_what_if_shows_the_overdue_alert_of_a_repeat_a_pass_would_book(tracker
         assert _stored_overdue_repeats(tracker.db) == []  # a what-if writes nothing
         tracker("evaluate")
         assert what_if == _stored_overdue_repeats(tracker.db) and len(what_if) == 1
+
+
+def test_the_night_that_books_a_repeat_overdue_reminds_of_it_once_as_its_alert(tracker):
+    """The digest reminds of an overdue task once: as an OVERDUE line, or, once an alert is about it, as that
+    alert. A repeat the night's pass booked overdue but did not alert on was reminded as an OVERDUE line that
+    night and again as its alert the next."""
+    _started(tracker)
+    with freeze_time("2026-03-02"):
+        _unreviewed_result(tracker.db)
+        tracker("nightly --as-of 2026-03-02")
+    with freeze_time("2026-03-03"):
+        tracker("nightly --as-of 2026-03-03")
+    engine = make_engine(resolve_url(tracker.db))
+    with engine.connect() as conn:
+        reminded = conn.execute(text(
+            "SELECT r.kind, r.as_of FROM reminder r JOIN item i ON i.id = r.item_id "
+            "WHERE i.origin = 'threshold' ORDER BY r.id")).all()
+    engine.dispose()
+    assert [(kind, str(as_of)) for kind, as_of in reminded] == [("alert", "2026-03-02")]
