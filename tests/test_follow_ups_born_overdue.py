@@ -1,7 +1,7 @@
 """A follow-up booked already overdue (the repeat after a result that reached tracker late) raises its overdue
-alert in the pass that books it, as the next pass would: a pass leaves the alerts its rules give for the data
-it leaves, so a second pass the same day with nothing new changes nothing, and a what-if shows what a pass
-would store."""
+alert in the pass that books it, and a re-check booked already due is judged by it, as the next pass would
+do: a pass leaves the alerts its rules give for the data it leaves, so a second pass the same day with nothing
+new changes nothing, and a what-if shows what a pass would store (repeats; not yet re-checks)."""
 
 from __future__ import annotations
 
@@ -89,3 +89,19 @@ def test_the_night_that_books_a_repeat_overdue_reminds_of_it_once_as_its_alert(t
             "WHERE i.origin = 'threshold' ORDER BY r.id")).all()
     engine.dispose()
     assert [(kind, str(as_of)) for kind, as_of in reminded] == [("alert", "2026-03-02")]
+
+
+def test_a_recheck_booked_already_due_is_judged_by_the_evaluation_that_books_it(tracker):
+    """Lebrikizumab's week-16 check judged partial on an assessment entered in December books the week-24
+    re-check (due in June): the same `assess` judges it (missed: no assessment near week 24), not the next
+    evaluation."""
+    with freeze_time("2026-01-01"):
+        tracker("patient add L1 --name 'Le Bri' --dob 1980-01-01")
+        tracker("therapy start L1 lebrikizumab --on 2026-01-01")
+        tracker("assess L1 --on 2026-01-01 --easi 20 --dlqi 15")
+    with freeze_time("2026-12-05"):
+        out = tracker("assess L1 --on 2026-04-23 --easi 9 --dlqi 13").stdout
+        assert "scheduled: 2026-06-18 Week 24 response re-check for Lebrikizumab" in out
+        assert "week 24 response check for Lebrikizumab (due 2026-06-18) missed" in out, out
+        evaluated = tracker("evaluate").stdout
+        assert "week 24" not in evaluated and "0 re-opened, 0 resolved, 0 follow-ups booked" in evaluated, evaluated

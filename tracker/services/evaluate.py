@@ -175,9 +175,12 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
                 if "checkpoint_failed" in group_kinds:
                     summary.would_clear += [c for r in reviews for c in r.cleared]
                 continue
+            first_booked = len(summary.follow_ups)
             apply_reviews(session, reviews, ids, today, group_kinds, user, summary, settings, library.vocabulary,
                           whole_clinic=whole_clinic)
             whole_clinic = False  # the clinic-wide part (ended snoozes) once
+            _judge_rechecks_due(session, protocol_of, library, algorithm, today, settings, group_kinds, user,
+                                summary, summary.follow_ups[first_booked:])
     finally:
         if worker is not None:
             worker.close()
@@ -189,6 +192,23 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     if mark is not None:
         store_setting(session, REVIEW_MARK, json.dumps({**mark, "on": today.isoformat()}))
     return summary
+
+
+def _judge_rechecks_due(session, protocol_of, library: ProtocolLibrary, algorithm, today: dt.date,
+                        settings: AlertSettings, kinds, user: str, summary: EvaluationSummary, booked) -> None:
+    """Judge in this pass the checkpoint re-checks it booked already due (a partial response judged on an
+    assessment entered after the re-check's week), as the next pass would: their patients reviewed again on
+    the checkpoint rules, charts read afresh (the re-check now in them), until none is booked due. (A repeat
+    draw booked overdue alerts at once: `apply_reviews`.)"""
+    from tracker.services.review_apply import CHECKPOINT_KINDS, apply_reviews
+
+    kinds = tuple(k for k in kinds if k in CHECKPOINT_KINDS)
+    while kinds and (again := sorted({b.patient_id for b in booked if b.kind == "checkpoint" and b.due <= today})):
+        reviews = review_charts(session, protocol_of, library, again, today, settings, algorithm,
+                                with_results=False)
+        first_booked = len(summary.follow_ups)
+        apply_reviews(session, reviews, again, today, kinds, user, summary, settings, library.vocabulary)
+        booked = summary.follow_ups[first_booked:]
 
 
 def last_reviewed_on(session) -> dt.date | None:

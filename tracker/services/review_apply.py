@@ -49,6 +49,7 @@ class BookedItem:
     patient_id: int
     due: dt.date
     title: str
+    kind: str  # lab (a repeat draw) or checkpoint (a re-check)
 
 
 # Every column of an item that a follow-up leaves at the model's default (bulk inserts skip the ORM).
@@ -81,7 +82,8 @@ def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, k
     if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
         mark_judged(session, [(r, j) for r in reviews for j in r.judged], audit_rows, mrns, summary.outcomes)
     booked = _add_follow_ups(session, _wanted_follow_ups(reviews, kinds))
-    summary.follow_ups.extend(BookedItem(row["id"], row["patient_id"], row["due"], row["title"]) for row in booked)
+    summary.follow_ups.extend(BookedItem(row["id"], row["patient_id"], row["due"], row["title"], row["kind"])
+                              for row in booked)
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
     if "overdue" in kinds:  # a repeat booked already overdue alerts now, as the next pass would
         candidates += overdue_follow_ups([SimpleNamespace(**row) for row in booked], today,
