@@ -105,3 +105,40 @@ def test_a_recheck_booked_already_due_is_judged_by_the_evaluation_that_books_it(
         assert "week 24 response check for Lebrikizumab (due 2026-06-18) missed" in out, out
         evaluated = tracker("evaluate").stdout
         assert "week 24" not in evaluated and "0 re-opened, 0 resolved, 0 follow-ups booked" in evaluated, evaluated
+
+
+def test_a_what_if_lists_each_repeat_a_pass_would_book_overdue_under_its_own_name(tracker):
+    """Three patients, three repeats overdue as a pass would book them: the what-if lists three alerts, named
+    as not on record yet (no item id), as the pass then stores three. (Named alike, they were one.)"""
+    with freeze_time("2026-01-05"):
+        for mrn in ("C1", "C2", "C3"):
+            tracker(f"patient add {mrn} --name 'Cy Test' --dob 1970-01-01")
+            tracker(f"therapy start {mrn} ciclosporin --on 2026-01-05")
+    with freeze_time("2026-03-02"):
+        _unreviewed_result(tracker.db)  # one late result each
+        what_if = [a for a in tracker.json("alerts --as-of 2026-03-02")
+                   if a["kind"] == "overdue" and a["message"].startswith("Repeat ")]
+        assert sorted(a["mrn"] for a in what_if) == ["C1", "C2", "C3"]
+        assert len({a["condition_key"] for a in what_if}) == 3
+        assert all(a["condition_key"].startswith("overdue:new-item") and a["status"] == "would open"
+                   for a in what_if)
+        tracker("evaluate")
+        assert len(_stored_overdue_repeats(tracker.db)) == 3
+
+
+def test_a_what_if_judges_the_recheck_a_pass_would_book_already_due(tracker):
+    """Lebrikizumab's week 16 judged partial in April books the week-24 re-check; by December the what-if
+    says week 24 was missed, as the pass then stores."""
+    with freeze_time("2026-01-01"):
+        tracker("patient add L1 --name 'Le Bri' --dob 1980-01-01")
+        tracker("therapy start L1 lebrikizumab --on 2026-01-01")
+        tracker("assess L1 --on 2026-01-01 --easi 20 --dlqi 15")
+    with freeze_time("2026-04-16"):
+        # Judged before the check was due (the closest visit in its window), so no re-check booked yet: the
+        # first whole pass after the due date books it, already due.
+        tracker("assess L1 --on 2026-04-16 --easi 9 --dlqi 13")
+    with freeze_time("2026-12-05"):
+        what_if = sorted((a["kind"], a["message"]) for a in tracker.json("alerts --as-of 2026-12-05"))
+        assert any("week 24 response check for Lebrikizumab (due 2026-06-18) missed" in m for _, m in what_if)
+        tracker("evaluate")
+        assert sorted((a["kind"], a["message"]) for a in tracker.json("alerts")) == what_if

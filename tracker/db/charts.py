@@ -479,10 +479,12 @@ def settled_by_draws(session, items_by_patient: dict[int, list], patient_ids, to
 
 def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, patient_ids: Iterable[int],
                 today: dt.date, settings: AlertSettings, *, with_results: bool = True,
-                items_by_patient: dict[int, list] | None = None) -> Iterator[Chart]:
+                items_by_patient: dict[int, list] | None = None,
+                extra_items: dict[int, list] | None = None) -> Iterator[Chart]:
     """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients; without
     results if the caller reviews only rules that read none (DATED_KINDS). `items_by_patient`: the clinic's
-    `windowed_items`, read by the caller, instead of reading them here again."""
+    `windowed_items`, read by the caller, instead of reading them here again. `extra_items`: items not on
+    record added to the charts (a what-if's follow-ups, by patient)."""
     windowed = _windowed(today, settings)
     patient_ids = sorted(set(patient_ids))
     tests_of: dict[frozenset, tuple[str, ...]] = {}
@@ -531,6 +533,9 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         else:
             for row in plain_rows(session, windowed.where(among(session, I.c.patient_id, chunk))):
                 items.setdefault(row.patient_id, []).append(row)
+        for patient_id in chunk:
+            if extra_items and patient_id in extra_items:
+                items[patient_id] = [*items.get(patient_id, ()), *extra_items[patient_id]]
         ended = {c.id for cs in stopped.values() for c in cs if c.status != "stopped"}
         if ended:  # courses whose announced stop came before the nightly marked them: not their items either
             items = {p: [i for i in rows if i.course_id not in ended] for p, rows in items.items()}

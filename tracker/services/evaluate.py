@@ -21,8 +21,9 @@ import datetime as dt
 import hashlib
 import heapq
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
+from types import SimpleNamespace
 
 from sqlalchemy import and_, func, or_, select, text
 
@@ -35,7 +36,7 @@ from tracker.db.charts import (
     settled_by_draws,
     windowed_items,
 )
-from tracker.db.tables import Assessment, AuditEvent, Course, LabResult, setting_value, store_setting
+from tracker.db.tables import Assessment, AuditEvent, Course, Item, LabResult, setting_value, store_setting
 from tracker.protocol_files import load_algorithm
 from tracker.services.audit import SYSTEM_USER  # re-exported: the alert engine's user
 from tracker.services.chart_reviews import review_charts
@@ -87,7 +88,7 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
     for a clinic of at least `worker_min_patients` patients (None: none). An incremental one has its dated
     group's charts reviewed in a fork if there are at least `forked_min_charts` (None: never;
     `ForkedChartReviews`). The caller has committed its own writes and holds the write lock."""
-    from tracker.services.review_apply import apply_reviews, overdue_if_booked
+    from tracker.services.review_apply import apply_reviews
     from tracker.services.review_worker import ForkedChartReviews, ReviewWorker
 
     summary = EvaluationSummary()
@@ -170,10 +171,10 @@ def evaluate(session, library: ProtocolLibrary, today: dt.date, settings: AlertS
             summary.reviewed += len(reviews)
             if not write:
                 summary.would_open += [a for r in reviews for a in r.alerts if a.kind in group_kinds]
-                summary.would_open += overdue_if_booked(session, reviews, today, group_kinds, settings,
-                                                        library.vocabulary)
                 if "checkpoint_failed" in group_kinds:
                     summary.would_clear += [c for r in reviews for c in r.cleared]
+                _follow_ups_if_booked(session, protocol_of, library, algorithm, reviews, today, settings,
+                                      group_kinds, summary)
                 continue
             first_booked = len(summary.follow_ups)
             apply_reviews(session, reviews, ids, today, group_kinds, user, summary, settings, library.vocabulary,
@@ -209,6 +210,39 @@ def _judge_rechecks_due(session, protocol_of, library: ProtocolLibrary, algorith
         first_booked = len(summary.follow_ups)
         apply_reviews(session, reviews, again, today, kinds, user, summary, settings, library.vocabulary)
         booked = summary.follow_ups[first_booked:]
+
+
+def _follow_ups_if_booked(session, protocol_of, library: ProtocolLibrary, algorithm, reviews, today: dt.date,
+                          settings: AlertSettings, kinds, summary: EvaluationSummary) -> None:
+    """A what-if's share of what a pass does with the follow-ups it books (nothing is booked here): the
+    overdue alerts of the repeats overdue already (`apply_reviews`), and the judgements of the re-checks due
+    already (`_judge_rechecks_due`), each from the items the pass would book, named as not on record yet
+    (`new-item1`, ...: no id)."""
+    from tracker.core.review import overdue_follow_ups
+    from tracker.services.review_apply import CHECKPOINT_KINDS, follow_up_rows, wanted_follow_ups
+
+    rows = follow_up_rows(session, wanted_follow_ups(reviews, kinds))
+    if not rows:
+        return
+    # Every column of an item, those the pass would leave empty included; negative ids, none on record.
+    blank = dict.fromkeys(Item.model_fields)
+    items = [SimpleNamespace(**{**blank, **row, "id": -n}) for n, row in enumerate(rows, 1)]
+    found = []
+    if "overdue" in kinds:
+        found += overdue_follow_ups(items, today, settings.overdue_grace_days, library.vocabulary)
+    rechecks = {}
+    for item in items:
+        if item.kind == "checkpoint" and item.due <= today:
+            rechecks.setdefault(item.patient_id, []).append(item)
+    checkpoint_kinds = tuple(k for k in kinds if k in CHECKPOINT_KINDS)
+    if rechecks and checkpoint_kinds:
+        for review in review_charts(session, protocol_of, library, sorted(rechecks), today, settings, algorithm,
+                                    with_results=False, extra_items=rechecks):
+            found += [a for a in review.alerts if a.kind in checkpoint_kinds and (a.item_id or 0) < 0]
+            if "checkpoint_failed" in kinds:  # (the others' judgements are the first review's)
+                summary.would_clear += [c for c in review.cleared if any(i < 0 for i in c.item_ids)]
+    summary.would_open += [replace(a, item_id=None, condition_key=a.condition_key.replace("item-", "new-item"))
+                           for a in found]
 
 
 def last_reviewed_on(session) -> dt.date | None:

@@ -81,7 +81,7 @@ def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, k
     audit_rows = AuditRows(user, utcnow())
     if CHECKPOINT_KINDS[0] in kinds or CHECKPOINT_KINDS[1] in kinds:
         mark_judged(session, [(r, j) for r in reviews for j in r.judged], audit_rows, mrns, summary.outcomes)
-    booked = _add_follow_ups(session, _wanted_follow_ups(reviews, kinds))
+    booked = _add_follow_ups(session, wanted_follow_ups(reviews, kinds))
     summary.follow_ups.extend(BookedItem(row["id"], row["patient_id"], row["due"], row["title"], row["kind"])
                               for row in booked)
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
@@ -117,13 +117,13 @@ def _clear_failures(session, reviews, wanted: set[str], today, summary, mrns, au
     changes.write()
 
 
-def _wanted_follow_ups(reviews: list[Review], kinds) -> list:
+def wanted_follow_ups(reviews: list[Review], kinds) -> list:
     """The (course, FollowUp) pairs of `reviews` whose rule's kind is among `kinds`."""
     return [(course, follow) for r in reviews for course, follow in r.follow_ups
             if ("threshold" if follow.origin == "threshold" else "checkpoint_failed") in kinds]
 
 
-def _follow_up_rows(session, wanted: list) -> list[dict]:
+def follow_up_rows(session, wanted: list) -> list[dict]:
     """The item rows to book for `wanted` ((course, FollowUp) pairs): each unless the same one exists (same
     course, origin, kind, due, tests), one query per chunk of courses. Reads only."""
     if not wanted:
@@ -148,26 +148,15 @@ def _follow_up_rows(session, wanted: list) -> list[dict]:
 
 
 def _add_follow_ups(session, wanted: list) -> list[dict]:
-    """Book the rule-made items of `wanted` not booked already (`_follow_up_rows`) in one bulk insert (a
+    """Book the rule-made items of `wanted` not booked already (`follow_up_rows`) in one bulk insert (a
     clinic-wide pass books thousands of repeats; ORM objects cost more than the insert); returns their rows,
     each with its `id`."""
     if not wanted:
         return []
-    rows = _follow_up_rows(session, wanted)
+    rows = follow_up_rows(session, wanted)
     session.flush()
     ids = bulk_insert_returning_ids(session.connection(), Item.__table__, rows)
     return [{**row, "id": row_id} for row_id, row in zip(ids, rows)]
-
-
-def overdue_if_booked(session, reviews: list[Review], today: dt.date, kinds, settings: AlertSettings,
-                      vocabulary: Vocabulary) -> list:
-    """A what-if's share of `apply_reviews`: the overdue alerts of the follow-ups a pass would book that are
-    overdue already (nothing is booked; the alerts name no item)."""
-    if "overdue" not in kinds:
-        return []
-    rows = _follow_up_rows(session, _wanted_follow_ups(reviews, kinds))
-    return overdue_follow_ups([SimpleNamespace(**row, id=None) for row in rows], today,
-                              settings.overdue_grace_days, vocabulary)
 
 
 def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic,
