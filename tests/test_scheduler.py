@@ -147,3 +147,58 @@ def test_a_stop_asked_during_a_scheduled_night_lets_it_end_then_stops_the_schedu
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["night begins", "night ends"]
     assert "received SIGTERM; stopping" in done.stderr and "Traceback" not in done.stderr
+
+
+STOPPED_IN_THE_SCHEDULER_S_WAIT = """
+import logging, os, signal, sys, threading
+from tracker.scheduler import build_scheduler, run_forever
+
+logging.basicConfig(level=logging.INFO)
+waits = []
+
+def tracer(frame, event, arg):
+    # SIGTERM as the scheduler first waits, inside Event.wait's lock: a handler that set the event would
+    # wait on that lock for ever (this thread holds it).
+    if event == "call" and frame.f_code is threading.Condition.wait.__code__ and not waits:
+        waits.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+scheduler = build_scheduler(lambda: None, at="04:00", timezone="UTC", grace_hours=1)
+sys.settrace(tracer)
+run_forever(scheduler, lambda: None)
+sys.settrace(None)
+print("stopped", len(waits))
+"""
+
+STOPPED_BEFORE_START = """
+import logging
+from tracker.scheduler import build_scheduler
+
+logging.basicConfig(level=logging.INFO)
+scheduler = build_scheduler(lambda: None, at="04:00", timezone="UTC", grace_hours=1)
+scheduler.request_stop()  # as a SIGTERM between the catch-up and start() would
+scheduler.start()  # returns at once
+print("stopped")
+"""
+
+
+def _scripted(script: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_a_signal_while_the_scheduler_waits_stops_it_without_taking_a_lock():
+    """The stop handler sets a flag the loop reads (within STOP_POLL_S): it may interrupt this thread anywhere,
+    inside the scheduler's own wait included (setting its event there deadlocked: the handler waited for the
+    lock its own thread held)."""
+    done = _scripted(STOPPED_IN_THE_SCHEDULER_S_WAIT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped 1" and "scheduler stopped" in done.stderr
+
+
+def test_a_stop_asked_before_the_scheduler_starts_is_not_lost():
+    """A SIGTERM after the catch-up and before `start()` was logged and then ignored: the scheduler ran on."""
+    done = _scripted(STOPPED_BEFORE_START)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"

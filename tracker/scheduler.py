@@ -18,37 +18,51 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from tracker.core.settings import parse_hhmm
 
 JOB_ID = "tracker-nightly"
+# How long a stop asked by a signal may wait for the scheduler to see it, between jobs.
+STOP_POLL_S = 1.0
 log = logging.getLogger("tracker.scheduler")
 
 
 class ForegroundScheduler(BlockingScheduler):
-    """`BlockingScheduler` whose `shutdown` asked for while a job runs (the job runs in this thread: a signal
-    handler interrupts it here) takes effect once the job is done. Shut down under a running job, the
-    scheduler would empty its job store and then fail to store that job's next run time."""
+    """`BlockingScheduler` that a signal handler can stop safely, and only between jobs.
+
+    The job runs in this thread, so a signal handler interrupts it here, possibly inside a lock: the handler
+    only sets a flag (`request_stop`: no lock, no event), which the main loop reads at least every
+    STOP_POLL_S seconds and after each job. A `shutdown` asked for while a job runs takes effect once the
+    job is done: shut down under a running job, the scheduler would empty its job store and then fail to
+    store that job's next run time. A stop asked before `start` is honoured by it."""
 
     _processing = False
     _stop_asked = False
 
-    def _process_jobs(self):  # APScheduler's hook for schedulers: runs the due jobs, returns the next wait
-        self._processing = True
-        try:
-            wait_seconds = super()._process_jobs()
-        finally:
-            self._processing = False
-        if self._stop_asked:
-            super().shutdown(wait=False)  # the main loop ends
-        return wait_seconds
+    def request_stop(self) -> None:
+        self._stop_asked = True
+
+    def _main_loop(self):
+        wait_seconds = None
+        while self.state != STATE_STOPPED and not self._stop_asked:
+            self._event.wait(STOP_POLL_S if wait_seconds is None else min(wait_seconds, STOP_POLL_S))
+            self._event.clear()
+            if self._stop_asked:
+                break
+            self._processing = True
+            try:
+                wait_seconds = self._process_jobs()  # runs the due jobs; the seconds to the next, or None
+            finally:
+                self._processing = False
+        if self.state != STATE_STOPPED:
+            super().shutdown(wait=False)
 
     def shutdown(self, wait=True):
         if self._processing:
-            self._stop_asked = True
+            self.request_stop()
             return
         super().shutdown(wait)
 
@@ -141,8 +155,7 @@ def run_forever(scheduler: ForegroundScheduler, catch_up: Callable[[], None]) ->
     def stop(signum, _frame) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
         stopping.append(signum)
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
+        scheduler.request_stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
