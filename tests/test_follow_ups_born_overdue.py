@@ -142,3 +142,65 @@ def test_a_what_if_judges_the_recheck_a_pass_would_book_already_due(tracker):
         assert any("week 24 response check for Lebrikizumab (due 2026-06-18) missed" in m for _, m in what_if)
         tracker("evaluate")
         assert sorted((a["kind"], a["message"]) for a in tracker.json("alerts")) == what_if
+
+
+def _lebrikizumab_partial_in_april(tracker, mrns=("L1",)):
+    with freeze_time("2026-01-01"):
+        for mrn in mrns:
+            tracker(f"patient add {mrn} --name 'Le Bri' --dob 1980-01-01")
+            tracker(f"therapy start {mrn} lebrikizumab --on 2026-01-01")
+            tracker(f"assess {mrn} --on 2026-01-01 --easi 20 --dlqi 15")
+    with freeze_time("2026-04-16"):
+        for mrn in mrns:
+            tracker(f"assess {mrn} --on 2026-04-16 --easi 9 --dlqi 13")
+
+
+def _sql(db: str, statement: str) -> None:
+    engine = make_engine(resolve_url(db))
+    with engine.begin() as conn:
+        conn.execute(text(statement))
+    engine.dispose()
+
+
+def _listed(alerts) -> list[tuple]:
+    return sorted((a["mrn"], a["kind"], a["message"]) for a in alerts)
+
+
+def test_a_what_if_names_apart_the_items_both_groups_of_a_pass_would_book(tracker):
+    """A whole-clinic pass reviews two groups (whoever a change or a live alert names, then those with only an
+    item in a review window); each may book a re-check already due. Numbered from one in each group, their
+    alerts shared a name and the listing, keyed by it, lost one."""
+    _lebrikizumab_partial_in_april(tracker, ("L1", "L2"))
+    _sql(tracker.db, "INSERT INTO alert (condition_key, patient_id, kind, severity, status, raised_on, message, "
+                     "suggestions, sources, created_at, updated_at) SELECT 'limit:by-hand', id, 'limit', 'warning', "
+                     "'acknowledged', '2026-11-01', 'a live alert', '', '', '2026-11-01 09:00', '2026-11-01 09:00' "
+                     "FROM patient WHERE mrn = 'L2'")  # L2 in the first group, L1 in the second
+    with freeze_time("2026-12-05"):
+        what_if = [a for a in tracker.json("alerts --as-of 2026-12-05") if "week 24" in a["message"]]
+        assert len({a["condition_key"] for a in what_if}) == len(what_if) == 4
+        tracker("evaluate")
+        assert _listed(what_if) == _listed(a for a in tracker.json("alerts") if "week 24" in a["message"])
+
+
+def test_a_what_if_does_not_show_open_a_failure_the_recheck_it_judges_settles(tracker):
+    """Week 16 fails in April (partial: a week-24 re-check booked), the June visit meets week 24: on 1 July a
+    pass raises the week-16 failure and resolves it at once (the re-check met). The what-if showed it open."""
+    _lebrikizumab_partial_in_april(tracker)
+    _sql(tracker.db, "INSERT INTO assessment (patient_id, assessed_on, easi, dlqi, created_at) "
+                     "SELECT id, '2026-06-18', 4, 4, '2026-06-18 09:00' FROM patient")  # on record, unreviewed
+    with freeze_time("2026-07-01"):
+        what_if = tracker.json("alerts --as-of 2026-07-01")
+        assert not [a for a in what_if if a["kind"] == "checkpoint_failed"]
+        tracker("evaluate")
+        assert _listed(tracker.json("alerts")) == _listed(what_if)
+
+
+def test_a_what_if_codes_the_tests_of_a_repeat_it_would_book(tracker):
+    """The alert of a repeat not on record yet carries its test's codes, as the stored alert then does."""
+    _started(tracker)
+    with freeze_time("2026-03-02"):
+        _unreviewed_result(tracker.db)
+        [would] = [a for a in tracker.json("alerts --as-of 2026-03-02") if a["message"].startswith("Repeat ")]
+        tracker("evaluate")
+        [stored] = [a for a in tracker.json("alerts") if a["message"].startswith("Repeat ")]
+    assert would["item_id"] is None and would["codes"]["tests"] and would["codes"] == stored["codes"]

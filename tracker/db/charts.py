@@ -483,9 +483,11 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
                 extra_items: dict[int, list] | None = None) -> Iterator[Chart]:
     """The chart of each patient in `patient_ids` (in id order), loaded per chunk of patients; without
     results if the caller reviews only rules that read none (DATED_KINDS). `items_by_patient`: the clinic's
-    `windowed_items`, read by the caller, instead of reading them here again. `extra_items`: items not on
-    record added to the charts (a what-if's follow-ups, by patient)."""
+    `windowed_items`, read by the caller, instead of reading them here again. `extra_items` (a what-if's, by
+    patient): items as a pass would leave them, each in place of the stored item with its id or else added,
+    kept if a review window admits it (core: review_windows), as this load would keep it."""
     windowed = _windowed(today, settings)
+    windows = review_windows(today, settings)
     patient_ids = sorted(set(patient_ids))
     tests_of: dict[frozenset, tuple[str, ...]] = {}
 
@@ -535,7 +537,10 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
                 items.setdefault(row.patient_id, []).append(row)
         for patient_id in chunk:
             if extra_items and patient_id in extra_items:
-                items[patient_id] = [*items.get(patient_id, ()), *extra_items[patient_id]]
+                extra = extra_items[patient_id]
+                instead = {i.id for i in extra}
+                items[patient_id] = [*(i for i in items.get(patient_id, ()) if i.id not in instead),
+                                     *(i for i in extra if any(w.admits(i) for w in windows))]
         ended = {c.id for cs in stopped.values() for c in cs if c.status != "stopped"}
         if ended:  # courses whose announced stop came before the nightly marked them: not their items either
             items = {p: [i for i in rows if i.course_id not in ended] for p, rows in items.items()}

@@ -166,8 +166,12 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
         from tracker.services.patients import get_patient
 
         patient = get_patient(session, mrn)
+    from tracker.db.tables import codes
+    from tracker.services.coded_rows import codes_of
+
     summary = evaluate_clinic(session, library, as_of, settings,
                               patient_ids=[patient.id] if patient else None, write=False)
+    coded = codes_of(library)
     wanted = {c.condition_key: c for c in summary.would_open}
     query = (select(Alert, Patient.mrn).join(Patient, Patient.id == Alert.patient_id)
              .where(Alert.status.in_(LIVE)))
@@ -211,7 +215,9 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
                      "limit": cand.limit_text, "note": None, "snoozed_until": None, "reopened_on": None,
                      "resolved_on": None, "resolution": None, "cleared_on": None,
                      "state": "would re-open" if old is not None else "would open", "condition_key": key, "course_id": cand.course_id,
-                     "item_id": cand.item_id, "result_id": cand.result_id})
+                     "item_id": cand.item_id if (cand.item_id or 0) > 0 else None, "result_id": cand.result_id})
+        if (cand.item_id or 0) < 0:  # an item the pass would book: its tests from here, as none is on record
+            rows[-1]["codes"] = coded(codes(summary.would_book[cand.item_id].tests), [cand.drug])
     if not include_all:
         rows = [r for r in rows if r["status"] in ("open", "would open", "would re-open")]
     return sorted(rows, key=lambda r: (SEVERITY_ORDER.get(r["severity"], 3), r["mrn"] or "", r["raised_on"],

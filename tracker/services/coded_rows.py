@@ -63,7 +63,8 @@ def course_codes(rows: list[dict], library: ProtocolLibrary) -> list[dict]:
 
 def alert_codes(session, rows: list[dict], library: ProtocolLibrary) -> list[dict]:
     """Alert rows (services/alerts.py: alert_row): the drug's codes, and the test an alert names: the
-    result's test for a result alert (threshold, gate), the item's tests for an item alert (overdue)."""
+    result's test for a result alert (threshold, gate), the item's tests for an item alert (overdue). A row
+    coded already (a what-if's alert about an item not on record) is left as it is."""
     from tracker.db.tables import Item, LabResult, codes
 
     result_ids = {r["result_id"] for r in rows if r.get("result_id")}
@@ -72,6 +73,8 @@ def alert_codes(session, rows: list[dict], library: ProtocolLibrary) -> list[dic
     tests_of_item = _by_id(session, Item.id, Item.tests, item_ids)
     codes_for = codes_of(library)
     for row in rows:
+        if "codes" in row:
+            continue
         if row.get("result_id") in tests_of_result:
             tests = [tests_of_result[row["result_id"]]]
         else:

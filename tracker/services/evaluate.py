@@ -57,6 +57,8 @@ class EvaluationSummary:
     follow_ups: list = field(default_factory=list)  # Item rows added (repeat labs, partial re-checks)
     would_open: list[AlertCandidate] = field(default_factory=list)  # what-ifs: the alerts that should be open
     would_clear: list = field(default_factory=list)  # what-ifs: checkpoint failures settled (FailuresCleared)
+    # What-ifs: the follow-up items a pass would book, by negative id (none on record), as would_open names them.
+    would_book: dict = field(default_factory=dict)
     settled: int = 0  # reviewed from their draws, already alerted as those ask: nothing to apply (in `reviewed`)
     reviewed: int = 0  # patients reviewed
     worker: str | None = None  # a review worker's part (services/review_worker.py): "ok", or why it failed
@@ -215,34 +217,47 @@ def _judge_rechecks_due(session, protocol_of, library: ProtocolLibrary, algorith
 def _follow_ups_if_booked(session, protocol_of, library: ProtocolLibrary, algorithm, reviews, today: dt.date,
                           settings: AlertSettings, kinds, summary: EvaluationSummary) -> None:
     """A what-if's share of what a pass does with the follow-ups it books (nothing is booked here): the
-    overdue alerts of the repeats overdue already (`apply_reviews`), and the judgements of the re-checks due
-    already (`_judge_rechecks_due`), each from the items the pass would book, named as not on record yet
-    (`new-item1`, ...: no id)."""
+    overdue alerts of the repeats overdue already (`apply_reviews`), and the re-checks due already judged
+    (`_judge_rechecks_due`) on charts as the pass would leave them (its judged checkpoints done, the re-checks
+    in them); a failure such a re-check settles is not shown open (`_clear_failures`). The items are kept in
+    `summary.would_book` under negative ids, none on record; their alerts are named `new-item<n>`."""
     from tracker.core.review import overdue_follow_ups
     from tracker.services.review_apply import CHECKPOINT_KINDS, follow_up_rows, wanted_follow_ups
 
     rows = follow_up_rows(session, wanted_follow_ups(reviews, kinds))
     if not rows:
         return
-    # Every column of an item, those the pass would leave empty included; negative ids, none on record.
-    blank = dict.fromkeys(Item.model_fields)
-    items = [SimpleNamespace(**{**blank, **row, "id": -n}) for n, row in enumerate(rows, 1)]
+    # Every column of an item, those the pass would leave empty included; negative ids across the pass's groups.
+    blank, first = dict.fromkeys(Item.model_fields), len(summary.would_book) + 1
+    items = [SimpleNamespace(**{**blank, **row, "id": -n}) for n, row in enumerate(rows, first)]
+    summary.would_book.update((item.id, item) for item in items)
     found = []
     if "overdue" in kinds:
         found += overdue_follow_ups(items, today, settings.overdue_grace_days, library.vocabulary)
-    rechecks = {}
-    for item in items:
-        if item.kind == "checkpoint" and item.due <= today:
-            rechecks.setdefault(item.patient_id, []).append(item)
     checkpoint_kinds = tuple(k for k in kinds if k in CHECKPOINT_KINDS)
-    if rechecks and checkpoint_kinds:
-        for review in review_charts(session, protocol_of, library, sorted(rechecks), today, settings, algorithm,
-                                    with_results=False, extra_items=rechecks):
-            found += [a for a in review.alerts if a.kind in checkpoint_kinds and (a.item_id or 0) < 0]
-            if "checkpoint_failed" in kinds:  # (the others' judgements are the first review's)
-                summary.would_clear += [c for c in review.cleared if any(i < 0 for i in c.item_ids)]
-    summary.would_open += [replace(a, item_id=None, condition_key=a.condition_key.replace("item-", "new-item"))
-                           for a in found]
+    rechecks: dict[int, list] = {}
+    for item in items:
+        if checkpoint_kinds and item.kind == "checkpoint" and item.due <= today:
+            rechecks.setdefault(item.patient_id, []).append(item)
+    if rechecks:
+        judged = {j.item_id: j for r in reviews if r.patient_id in rechecks for j in r.judged}
+        week_of = {}
+        for row in session.execute(select(Item.__table__).where(Item.id.in_(sorted(judged)))).mappings():
+            week_of[row["id"]] = row["week"]
+            rechecks[row["patient_id"]].append(SimpleNamespace(**{**row, "status": "done",
+                                                                  "done_on": judged[row["id"]].done_on}))
+        again = review_charts(session, protocol_of, library, sorted(rechecks), today, settings, algorithm,
+                              with_results=False, extra_items=rechecks)
+        found += [a for r in again for a in r.alerts if a.kind in checkpoint_kinds and (a.item_id or 0) < 0]
+        if "checkpoint_failed" in kinds:
+            still = {a.condition_key for r in again for a in r.alerts}
+            settled = [c for r in again for c in r.cleared if any(i < 0 for i in c.item_ids)]
+            summary.would_clear += settled
+            summary.would_open = [a for a in summary.would_open if not (
+                a.kind == "checkpoint_failed" and a.condition_key not in still
+                and any(a.course_id == c.course_id and (a.item_id in c.item_ids or week_of.get(a.item_id) in c.weeks)
+                        for c in settled))]
+    summary.would_open += [replace(a, condition_key=a.condition_key.replace("item-", "new-item")) for a in found]
 
 
 def last_reviewed_on(session) -> dt.date | None:
