@@ -36,6 +36,15 @@ def _started(tracker):
         tracker("therapy start C1 ciclosporin --on 2026-01-05")
 
 
+def _lebrikizumab_started(tracker, mrns=("L1",)):
+    """Lebrikizumab from 1 January, EASI 20 and DLQI 15 at the start."""
+    with freeze_time("2026-01-01"):
+        for mrn in mrns:
+            tracker(f"patient add {mrn} --name 'Le Bri' --dob 1980-01-01")
+            tracker(f"therapy start {mrn} lebrikizumab --on 2026-01-01")
+            tracker(f"assess {mrn} --on 2026-01-01 --easi 20 --dlqi 15")
+
+
 def test_a_result_entered_late_raises_the_overdue_alert_of_the_repeat_it_books(tracker):
     _started(tracker)
     with freeze_time("2026-03-02"):
@@ -95,10 +104,7 @@ def test_a_recheck_booked_already_due_is_judged_by_the_evaluation_that_books_it(
     """Lebrikizumab's week-16 check judged partial on an assessment entered in December books the week-24
     re-check (due in June): the same `assess` judges it (missed: no assessment near week 24), not the next
     evaluation."""
-    with freeze_time("2026-01-01"):
-        tracker("patient add L1 --name 'Le Bri' --dob 1980-01-01")
-        tracker("therapy start L1 lebrikizumab --on 2026-01-01")
-        tracker("assess L1 --on 2026-01-01 --easi 20 --dlqi 15")
+    _lebrikizumab_started(tracker)
     with freeze_time("2026-12-05"):
         out = tracker("assess L1 --on 2026-04-23 --easi 9 --dlqi 13").stdout
         assert "scheduled: 2026-06-18 Week 24 response re-check for Lebrikizumab" in out
@@ -129,14 +135,9 @@ def test_a_what_if_lists_each_repeat_a_pass_would_book_overdue_under_its_own_nam
 def test_a_what_if_judges_the_recheck_a_pass_would_book_already_due(tracker):
     """Lebrikizumab's week 16 judged partial in April books the week-24 re-check; by December the what-if
     says week 24 was missed, as the pass then stores."""
-    with freeze_time("2026-01-01"):
-        tracker("patient add L1 --name 'Le Bri' --dob 1980-01-01")
-        tracker("therapy start L1 lebrikizumab --on 2026-01-01")
-        tracker("assess L1 --on 2026-01-01 --easi 20 --dlqi 15")
-    with freeze_time("2026-04-16"):
-        # Judged before the check was due (the closest visit in its window), so no re-check booked yet: the
-        # first whole pass after the due date books it, already due.
-        tracker("assess L1 --on 2026-04-16 --easi 9 --dlqi 13")
+    # Judged in April, before the check was due (the closest visit in its window), so no re-check is booked
+    # yet: the first whole pass after the due date books it, already due.
+    _lebrikizumab_partial_in_april(tracker)
     with freeze_time("2026-12-05"):
         what_if = sorted((a["kind"], a["message"]) for a in tracker.json("alerts --as-of 2026-12-05"))
         assert any("week 24 response check for Lebrikizumab (due 2026-06-18) missed" in m for _, m in what_if)
@@ -145,11 +146,7 @@ def test_a_what_if_judges_the_recheck_a_pass_would_book_already_due(tracker):
 
 
 def _lebrikizumab_partial_in_april(tracker, mrns=("L1",)):
-    with freeze_time("2026-01-01"):
-        for mrn in mrns:
-            tracker(f"patient add {mrn} --name 'Le Bri' --dob 1980-01-01")
-            tracker(f"therapy start {mrn} lebrikizumab --on 2026-01-01")
-            tracker(f"assess {mrn} --on 2026-01-01 --easi 20 --dlqi 15")
+    _lebrikizumab_started(tracker, mrns)
     with freeze_time("2026-04-16"):
         for mrn in mrns:
             tracker(f"assess {mrn} --on 2026-04-16 --easi 9 --dlqi 13")
