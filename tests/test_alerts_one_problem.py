@@ -128,3 +128,26 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
     assert len(merged) == 2 and all(a["condition_key"] == key for a in merged)
     assert all(a["resolution"] == f"auto: merged into alert #{alert['id']} (one alert per course's overdue "
                                   "baseline set)" for a in merged)
+
+
+def test_a_critical_alert_that_clears_while_snoozed_comes_back_for_acknowledgement_when_the_snooze_ends(tracker):
+    """Found exploring (older than session 19): cleared while snoozed, a critical alert stayed snoozed for good
+    once its snooze ended (the pass saw its condition gone and cleared already, and never reached the snooze's
+    end), so no person ever saw it again; a what-if showed it back, and so did a nightly that did not review
+    the patient."""
+    with freeze_time("2026-01-06"):
+        tracker("patient add E1 --name 'Ed Test' --dob 1970-01-01")
+        tracker("therapy start E1 methotrexate --on 2026-01-05")
+        tracker("result add E1 alt 150 --on 2026-01-05")
+        [alert] = threshold_alerts(tracker)
+        assert alert["severity"] == "critical"
+        tracker(f"alert snooze {alert['id']} --until 2026-01-10 --reason 'seen, repeat booked'")
+    with freeze_time("2026-01-08"):
+        tracker("result add E1 alt 20 --on 2026-01-08")  # the condition clears while snoozed
+        assert threshold_alerts(tracker) == []  # still snoozed
+    with freeze_time("2026-01-11"):
+        what_if = [a for a in tracker.json("alerts --as-of 2026-01-11") if a["kind"] == "threshold"]
+        [back] = threshold_alerts(tracker)  # evaluates, then lists
+        assert (back["id"], back["status"], back["state"]) == (alert["id"], "open", "cleared, awaiting acknowledgement")
+        assert [(a["id"], a["status"], a["state"]) for a in what_if] == [(back["id"], "open", back["state"])]
+        assert "0 raised, 0 re-opened, 0 resolved" in tracker("evaluate").stdout

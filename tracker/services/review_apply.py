@@ -238,15 +238,18 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     superseded = _superseded(session, [r for r in gone if r.id in waiting], candidates)
     changed = []  # (row, what)
     for row in live_rows:
+        snooze_ended = row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today
         if row.id in gone_ids:
             if row.id in waiting and row.course_id not in stopped and row.id not in superseded:
                 if row.cleared_on is None:
                     changed.append((row, "cleared"))
+                if snooze_ended:  # cleared while snoozed: back in the open list for a person to acknowledge
+                    changed.append((row, "snooze"))
             else:
                 changed.append((row, "gone"))
         elif row.kind == "checkpoint_failed" and row.course_id in stopped:
             changed.append((row, "stopped"))
-        elif row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today:
+        elif snooze_ended:
             changed.append((row, "snooze"))
     loaded = changes.load([row.id for row, _ in changed])
     for plain, what in changed:
