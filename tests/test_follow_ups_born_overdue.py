@@ -201,3 +201,26 @@ def test_a_what_if_codes_the_tests_of_a_repeat_it_would_book(tracker):
         tracker("evaluate")
         [stored] = [a for a in tracker.json("alerts") if a["message"].startswith("Repeat ")]
     assert would["item_id"] is None and would["codes"]["tests"] and would["codes"] == stored["codes"]
+
+
+def test_an_overdue_alert_acknowledged_or_snoozed_is_not_reminded_again_as_an_overdue_line(tracker):
+    """Found exploring (older than session 19): once a person acknowledged or snoozed the alert about an overdue
+    draw, the next night reminded of the draw again, as an OVERDUE line (only an open alert kept it out)."""
+    _started(tracker)
+    with freeze_time("2026-03-02"):
+        tracker("result add C1 neutrophils 1.2 --on 2026-01-20")  # the repeat, overdue, and its alert
+        tracker("nightly --as-of 2026-03-02")
+        alerts = {a["message"].split(":")[0]: a["id"] for a in tracker.json("alerts") if a["kind"] == "overdue"}
+        repeat = alerts.pop("Repeat neutrophils for Ciclosporin before restarting")
+        tracker(f"alert ack {repeat} --note 'drawn on Friday'")
+        other = min(alerts.values())
+        tracker(f"alert snooze {other} --until 2026-03-20 --reason 'patient away'")
+    with freeze_time("2026-03-03"):
+        tracker("nightly --as-of 2026-03-03")
+    engine = make_engine(resolve_url(tracker.db))
+    with engine.connect() as conn:
+        again = conn.execute(text(
+            "SELECT r.kind FROM reminder r JOIN alert a ON a.item_id = r.item_id "
+            "WHERE a.id IN (:one, :two) AND r.as_of = '2026-03-03'"), {"one": repeat, "two": other}).all()
+    engine.dispose()
+    assert again == []

@@ -102,7 +102,8 @@ def overdue_alert_window(today: dt.date, grace_days: int) -> ItemWindow:
     return ItemWindow(OVERDUE_ALERT_KINDS, due_before=today - dt.timedelta(days=grace_days))
 
 
-def reminds_overdue(item, today: dt.date, has_open_alert: bool) -> bool:
-    """The digest reminds of an overdue task once: as an OVERDUE line, or, once an open alert is about the
-    item (past the grace period, checkpoint missed), as that alert."""
-    return is_overdue(item, today) and not has_open_alert
+def reminds_overdue(item, today: dt.date, has_live_alert: bool) -> bool:
+    """The digest reminds of an overdue task once: as an OVERDUE line, or, once a live alert is about the item
+    (past the grace period, checkpoint missed: open, or acknowledged or snoozed by a person), as that alert.
+    An alert acknowledged or snoozed has been seen: its item is not reminded again as an OVERDUE line."""
+    return is_overdue(item, today) and not has_live_alert

@@ -16,6 +16,7 @@ from tracker.core.review import BASELINE_OVERDUE_KEY
 from tracker.core.worklist import due_window, is_due, overdue_window, reminds_overdue
 from tracker.dates import utcnow
 from tracker.db.bulk import analyze_if_outdated
+from tracker.db.charts import LIVE_ALERT
 from tracker.db.tables import (
     Alert,
     Item,
@@ -54,22 +55,22 @@ def _not_reminded(key_sql):
 
 def _item_query(kind: str, as_of: dt.date, lead_days: int):
     """Candidates for the `kind` ("due" or "overdue") reminders not sent yet: the core's window as SQL.
-    For "overdue", the store fact "an open alert is about this item" (overdue past grace, checkpoint
+    For "overdue", the store fact "a live alert is about this item" (overdue past grace, checkpoint
     missed: the item is reminded once, as the alert) stays an anti-join here, so every row returned has no
-    open alert; `_reminds` then asks the core (`reminds_overdue`) with that fact."""
+    live alert; `_reminds` then asks the core (`reminds_overdue`) with that fact."""
     key = _key(f"{kind}:", Item.id, Item.due)
     if kind == "due":
         narrowing = (item_where(due_window(as_of, lead_days)),)
     else:
         narrowing = (item_where(overdue_window(as_of)),
-                     ~exists().where(Alert.item_id == Item.id, Alert.status == "open"),
+                     ~exists().where(Alert.item_id == Item.id, Alert.status.in_(LIVE_ALERT)),
                      # a course's overdue baseline set is one alert (core/review.py), about all its items
                      # (the key built in SQL, core/review.py baseline_overdue_key: one seek on the key's index)
                      ~((Item.kind == "baseline") & exists().where(
                          Alert.condition_key == literal(BASELINE_OVERDUE_KEY[0], String)
                          + cast(Item.course_id, String) + literal(BASELINE_OVERDUE_KEY[1], String),
-                         # status through a function: the planner seeks the key, not every open alert
-                         func.coalesce(Alert.status, "") == "open")))
+                         # status through a function: the planner seeks the key, not every live alert
+                         func.coalesce(Alert.status, "").in_(LIVE_ALERT))))
     return (
         select(Item.id, Item.due, Item.kind, Item.status, Item.drug, Item.merged_drugs, Item.tests, Item.title,
                Item.sources, Item.received, Item.patient_id, Patient.mrn, Patient.name, key.label("dedupe_key"))
@@ -83,7 +84,7 @@ def _reminds(kind: str, row, as_of: dt.date, lead_days: int) -> bool:
     """The core's judgement of one `_item_query` row: the digest reminds of it as `kind`."""
     if kind == "due":
         return is_due(row, as_of, lead_days)
-    return reminds_overdue(row, as_of, has_open_alert=False)  # the query's anti-join kept no alerted item
+    return reminds_overdue(row, as_of, has_live_alert=False)  # the query's anti-join kept no alerted item
 
 
 def _alert_query(as_of: dt.date):
