@@ -151,3 +151,46 @@ def test_a_critical_alert_that_clears_while_snoozed_comes_back_for_acknowledgeme
         assert (back["id"], back["status"], back["state"]) == (alert["id"], "open", "cleared, awaiting acknowledgement")
         assert [(a["id"], a["status"], a["state"]) for a in what_if] == [(back["id"], "open", back["state"])]
         assert "0 raised, 0 re-opened, 0 resolved" in tracker("evaluate").stdout
+
+
+def test_a_what_if_resolves_a_waiting_critical_alert_whose_course_ends_as_the_pass_does(tracker):
+    """Found exploring (older than session 19): a critical alert whose condition is gone waits for a person,
+    unless its course has stopped; on the day a stop announced ahead came, the pass resolved it, while the
+    what-if showed it waiting (it did not count the announced stop as come)."""
+    with freeze_time("2026-01-05"):
+        tracker("patient add H1 --name 'Hal Test' --dob 1970-01-01")
+        tracker("therapy start H1 methotrexate --on 2026-01-05")
+        tracker("result add H1 neutrophils 1.0 --on 2026-01-05")
+        [alert] = threshold_alerts(tracker)
+        assert alert["severity"] == "critical"
+    with freeze_time("2026-01-06"):
+        tracker("therapy stop H1 methotrexate --on 2026-01-20 --reason 'side effects'")
+    with freeze_time("2026-01-20"):
+        assert [a for a in tracker.json("alerts --as-of 2026-01-20") if a["kind"] == "threshold"] == []
+        tracker("evaluate")
+        assert threshold_alerts(tracker) == []
+        assert tracker.json(f"alert show {alert['id']}")["status"] == "resolved"
+
+
+def test_a_what_if_leaves_out_a_waiting_critical_alert_a_newer_alerting_result_carries(tracker):
+    """The pass resolves a cleared critical alert whose test has a newer result alerting on the same course
+    (that alert carries the problem); the what-if showed both."""
+    from sqlalchemy import text
+
+    from tracker.db.engine import make_engine, resolve_url
+
+    with freeze_time("2026-01-20"):
+        tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
+        tracker("therapy start C1 ciclosporin --on 2026-01-05")
+        tracker("result add C1 neutrophils 1.2 --on 2026-01-20")
+        [first] = threshold_alerts(tracker)
+    engine = make_engine(resolve_url(tracker.db))
+    with engine.begin() as conn:  # a newer low count, on record unreviewed
+        conn.execute(text("INSERT INTO lab_result (patient_id, test, value_num, unit, taken_on, created_at) "
+                          "SELECT id, 'neutrophils', 1.1, '10^9/L', '2026-01-22', '2026-01-22 09:00' FROM patient"))
+    engine.dispose()
+    with freeze_time("2026-01-22"):
+        what_if = [(a["id"], a["value"]) for a in tracker.json("alerts --as-of 2026-01-22")
+                   if a["kind"] == "threshold"]
+        stored = sorted((a["id"], a["value"]) for a in threshold_alerts(tracker))
+    assert what_if == [(None, stored[0][1])] and len(stored) == 1 and stored[0][0] != first["id"]

@@ -180,10 +180,13 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
     rows, live_keys = [], set()
     live = session.exec(query).all()
     settled = _settled_failures(session, summary.would_clear, [row for row, _ in live], wanted)
+    resolving = _waiting_yet_resolved(session, [row for row, _ in live if row.kind in DERIVED_KINDS
+                                                and row.condition_key not in wanted and awaits_acknowledgement(row)],
+                                      summary.would_open, as_of)
     for row, row_mrn in live:
         live_keys.add(row.condition_key)
         cleared = row.kind in DERIVED_KINDS and row.condition_key not in wanted
-        if cleared and not awaits_acknowledgement(row):
+        if cleared and (not awaits_acknowledgement(row) or row.id in resolving):
             continue  # would resolve by then
         if row.id in settled:
             continue  # a later checkpoint outcome would settle it
@@ -222,6 +225,22 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
         rows = [r for r in rows if r["status"] in ("open", "would open", "would re-open")]
     return sorted(rows, key=lambda r: (SEVERITY_ORDER.get(r["severity"], 3), r["mrn"] or "", r["raised_on"],
                                        r["id"] or 0, r["condition_key"]))
+
+
+def _waiting_yet_resolved(session: Session, waiting, candidates, as_of: dt.date) -> set[int]:
+    """Ids of `waiting` (critical alerts whose condition is gone, which a pass leaves awaiting
+    acknowledgement) that a pass on `as_of` resolves instead, as review_apply._reconcile does: their course has
+    ended by then (the pass's roll forward marks it stopped first), or a newer result of their test alerts on
+    the same course (`_superseded`)."""
+    from tracker.core.worklist import course_is_live
+    from tracker.db.tables import Course
+    from tracker.services.review_apply import _superseded
+
+    courses = sorted({row.course_id for row in waiting if row.course_id})
+    ended = {course_id for course_id, status, stop_on in session.exec(
+        select(Course.id, Course.status, Course.stop_on).where(Course.id.in_(courses))).all()
+        if not course_is_live(status, stop_on, as_of)} if courses else set()
+    return {row.id for row in waiting if row.course_id in ended} | _superseded(session, waiting, candidates)
 
 
 def _settled_failures(session: Session, cleared, live, wanted) -> set[int]:
