@@ -130,17 +130,24 @@ def test_migration_0008_merges_existing_per_test_baseline_alerts_into_one_per_co
                                   "baseline set)" for a in merged)
 
 
+def _critical_on_methotrexate(tracker, mrn: str, result: str) -> dict:
+    """A patient on methotrexate since 5 January whose `result` (test and value) of that day is a critical
+    threshold alert, returned."""
+    tracker(f"patient add {mrn} --name 'Ed Test' --dob 1970-01-01")
+    tracker(f"therapy start {mrn} methotrexate --on 2026-01-05")
+    tracker(f"result add {mrn} {result} --on 2026-01-05")
+    [alert] = threshold_alerts(tracker)
+    assert alert["severity"] == "critical"
+    return alert
+
+
 def test_a_critical_alert_that_clears_while_snoozed_comes_back_for_acknowledgement_when_the_snooze_ends(tracker):
     """Found exploring (older than session 19): cleared while snoozed, a critical alert stayed snoozed for good
     once its snooze ended (the pass saw its condition gone and cleared already, and never reached the snooze's
     end), so no person ever saw it again; a what-if showed it back, and so did a nightly that did not review
     the patient."""
     with freeze_time("2026-01-06"):
-        tracker("patient add E1 --name 'Ed Test' --dob 1970-01-01")
-        tracker("therapy start E1 methotrexate --on 2026-01-05")
-        tracker("result add E1 alt 150 --on 2026-01-05")
-        [alert] = threshold_alerts(tracker)
-        assert alert["severity"] == "critical"
+        alert = _critical_on_methotrexate(tracker, "E1", "alt 150")
         tracker(f"alert snooze {alert['id']} --until 2026-01-10 --reason 'seen, repeat booked'")
     with freeze_time("2026-01-08"):
         tracker("result add E1 alt 20 --on 2026-01-08")  # the condition clears while snoozed
@@ -158,11 +165,7 @@ def test_a_what_if_resolves_a_waiting_critical_alert_whose_course_ends_as_the_pa
     unless its course has stopped; on the day a stop announced ahead came, the pass resolved it, while the
     what-if showed it waiting (it did not count the announced stop as come)."""
     with freeze_time("2026-01-05"):
-        tracker("patient add H1 --name 'Hal Test' --dob 1970-01-01")
-        tracker("therapy start H1 methotrexate --on 2026-01-05")
-        tracker("result add H1 neutrophils 1.0 --on 2026-01-05")
-        [alert] = threshold_alerts(tracker)
-        assert alert["severity"] == "critical"
+        alert = _critical_on_methotrexate(tracker, "H1", "neutrophils 1.0")
     with freeze_time("2026-01-06"):
         tracker("therapy stop H1 methotrexate --on 2026-01-20 --reason 'side effects'")
     with freeze_time("2026-01-20"):

@@ -30,6 +30,14 @@ def _unreviewed_result(db: str) -> None:
     engine.dispose()
 
 
+def _query(db: str, sql: str) -> list[tuple]:
+    engine = make_engine(resolve_url(db))
+    with engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(text(sql))]
+    engine.dispose()
+    return rows
+
+
 def _started(tracker):
     with freeze_time("2026-01-05"):
         tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
@@ -91,12 +99,8 @@ def test_the_night_that_books_a_repeat_overdue_reminds_of_it_once_as_its_alert(t
         tracker("nightly --as-of 2026-03-02")
     with freeze_time("2026-03-03"):
         tracker("nightly --as-of 2026-03-03")
-    engine = make_engine(resolve_url(tracker.db))
-    with engine.connect() as conn:
-        reminded = conn.execute(text(
-            "SELECT r.kind, r.as_of FROM reminder r JOIN item i ON i.id = r.item_id "
-            "WHERE i.origin = 'threshold' ORDER BY r.id")).all()
-    engine.dispose()
+    reminded = _query(tracker.db, "SELECT r.kind, r.as_of FROM reminder r JOIN item i ON i.id = r.item_id "
+                                  "WHERE i.origin = 'threshold' ORDER BY r.id")
     assert [(kind, str(as_of)) for kind, as_of in reminded] == [("alert", "2026-03-02")]
 
 
@@ -217,10 +221,5 @@ def test_an_overdue_alert_acknowledged_or_snoozed_is_not_reminded_again_as_an_ov
         tracker(f"alert snooze {other} --until 2026-03-20 --reason 'patient away'")
     with freeze_time("2026-03-03"):
         tracker("nightly --as-of 2026-03-03")
-    engine = make_engine(resolve_url(tracker.db))
-    with engine.connect() as conn:
-        again = conn.execute(text(
-            "SELECT r.kind FROM reminder r JOIN alert a ON a.item_id = r.item_id "
-            "WHERE a.id IN (:one, :two) AND r.as_of = '2026-03-03'"), {"one": repeat, "two": other}).all()
-    engine.dispose()
-    assert again == []
+    assert _query(tracker.db, "SELECT r.kind FROM reminder r JOIN alert a ON a.item_id = r.item_id "
+                              f"WHERE a.id IN ({repeat}, {other}) AND r.as_of = '2026-03-03'") == []
