@@ -55,6 +55,11 @@ class FailuresCleared:
     weeks: tuple[int, ...]
     reason: str
 
+    def settles(self, course_id: int | None, item_id: int | None, week: int | None) -> bool:
+        """Whether this outcome settles a `checkpoint_failed` alert of `course_id` about checkpoint item
+        `item_id` at `week`."""
+        return course_id == self.course_id and (item_id in self.item_ids or week in self.weeks)
+
 
 @dataclass(frozen=True)
 class Review:
@@ -269,16 +274,6 @@ def overdue_candidates(items, today: dt.date, grace_days: int, vocabulary: Vocab
         alerts.append(baseline_overdue_candidate(missed, today, grace_days, vocabulary,
                                                  (course_names or {}).get(course_id)))
     return alerts
-
-
-def overdue_follow_ups(items, today: dt.date, grace_days: int,
-                       vocabulary: Vocabulary | None = None) -> list[AlertCandidate]:
-    """The overdue alerts of follow-up items as they are booked (`Review.follow_ups`, now items): a repeat
-    booked after a result that reached tracker late can be overdue already. `review` reads the chart's
-    stored items and so cannot see them; the pass that books them raises these, as the next pass's review
-    would, so that a pass leaves the alerts its rules give for the data it leaves (a second pass the same
-    day changes nothing). Follow-ups are draws or checkpoints, never baseline tests: one alert per draw."""
-    return overdue_candidates(items, today, grace_days, vocabulary)
 
 
 def _overdue(items, today: dt.date, grace_days: int) -> tuple[list, dict[int, list]]:

@@ -535,12 +535,11 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
         else:
             for row in plain_rows(session, windowed.where(among(session, I.c.patient_id, chunk))):
                 items.setdefault(row.patient_id, []).append(row)
-        for patient_id in chunk:
-            if extra_items and patient_id in extra_items:
-                extra = extra_items[patient_id]
-                instead = {i.id for i in extra}
-                items[patient_id] = [*(i for i in items.get(patient_id, ()) if i.id not in instead),
-                                     *(i for i in extra if any(w.admits(i) for w in windows))]
+        for patient_id in [p for p in chunk if p in extra_items] if extra_items else ():
+            extra = extra_items[patient_id]
+            instead = {i.id for i in extra}
+            items[patient_id] = [*(i for i in items.get(patient_id, ()) if i.id not in instead),
+                                 *(i for i in extra if any(w.admits(i) for w in windows))]
         ended = {c.id for cs in stopped.values() for c in cs if c.status != "stopped"}
         if ended:  # courses whose announced stop came before the nightly marked them: not their items either
             items = {p: [i for i in rows if i.course_id not in ended] for p, rows in items.items()}

@@ -252,7 +252,7 @@ def _settled_failures(session: Session, cleared, live, wanted) -> set[int]:
     weeks = dict(session.exec(select(Item.id, Item.week).where(Item.id.in_([r.item_id for r in failed
                                                                              if r.item_id]))).all())
     return {row.id for row in failed for c in cleared
-            if row.course_id == c.course_id and (row.item_id in c.item_ids or weeks.get(row.item_id) in c.weeks)}
+            if c.settles(row.course_id, row.item_id, weeks.get(row.item_id))}
 
 
 def show_alert(session: Session, alert_id: int) -> dict:

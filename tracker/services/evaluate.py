@@ -221,7 +221,7 @@ def _follow_ups_if_booked(session, protocol_of, library: ProtocolLibrary, algori
     (`_judge_rechecks_due`) on charts as the pass would leave them (its judged checkpoints done, the re-checks
     in them); a failure such a re-check settles is not shown open (`_clear_failures`). The items are kept in
     `summary.would_book` under negative ids, none on record; their alerts are named `new-item<n>`."""
-    from tracker.core.review import overdue_follow_ups
+    from tracker.core.review import overdue_candidates
     from tracker.services.review_apply import CHECKPOINT_KINDS, follow_up_rows, wanted_follow_ups
 
     rows = follow_up_rows(session, wanted_follow_ups(reviews, kinds))
@@ -233,7 +233,7 @@ def _follow_ups_if_booked(session, protocol_of, library: ProtocolLibrary, algori
     summary.would_book.update((item.id, item) for item in items)
     found = []
     if "overdue" in kinds:
-        found += overdue_follow_ups(items, today, settings.overdue_grace_days, library.vocabulary)
+        found += overdue_candidates(items, today, settings.overdue_grace_days, library.vocabulary)
     checkpoint_kinds = tuple(k for k in kinds if k in CHECKPOINT_KINDS)
     rechecks: dict[int, list] = {}
     for item in items:
@@ -255,8 +255,7 @@ def _follow_ups_if_booked(session, protocol_of, library: ProtocolLibrary, algori
             summary.would_clear += settled
             summary.would_open = [a for a in summary.would_open if not (
                 a.kind == "checkpoint_failed" and a.condition_key not in still
-                and any(a.course_id == c.course_id and (a.item_id in c.item_ids or week_of.get(a.item_id) in c.weeks)
-                        for c in settled))]
+                and any(c.settles(a.course_id, a.item_id, week_of.get(a.item_id)) for c in settled))]
     summary.would_open += [replace(a, condition_key=a.condition_key.replace("item-", "new-item")) for a in found]
 
 

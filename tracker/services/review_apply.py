@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from tracker.core.alerts import DERIVED_KINDS, AlertSettings
 from tracker.core.audit_chain import reusable_encoder
-from tracker.core.review import Review, overdue_follow_ups, partial_note
+from tracker.core.review import Review, overdue_candidates, partial_note
 from tracker.core.vocabulary import Vocabulary
 from tracker.dates import utcnow
 from tracker.db.bulk import (
@@ -85,8 +85,11 @@ def apply_reviews(session, reviews: list[Review], patient_ids, today: dt.date, k
     summary.follow_ups.extend(BookedItem(row["id"], row["patient_id"], row["due"], row["title"], row["kind"])
                               for row in booked)
     candidates = [a for r in reviews for a in r.alerts if a.kind in kinds]
-    if "overdue" in kinds:  # a repeat booked already overdue alerts now, as the next pass would
-        candidates += overdue_follow_ups([SimpleNamespace(**row) for row in booked], today,
+    if "overdue" in kinds:
+        # A repeat booked already overdue (after a result that reached tracker late) alerts now, as the next
+        # pass's review of the stored item would: the core's overdue rule asked about the booked items (draws
+        # and re-checks, never baseline tests: no course names needed).
+        candidates += overdue_candidates([SimpleNamespace(**row) for row in booked], today,
                                          settings.overdue_grace_days, vocabulary)
     _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mrns, whole_clinic, audit_rows)
     if CHECKPOINT_KINDS[0] in kinds:
@@ -111,7 +114,7 @@ def _clear_failures(session, reviews, wanted: set[str], today, summary, mrns, au
         if alert["condition_key"] in wanted or alert["status"] == "resolved":
             continue
         for r, c in cleared:
-            if alert["course_id"] == c.course_id and (alert["item_id"] in c.item_ids or week in c.weeks):
+            if c.settles(alert["course_id"], alert["item_id"], week):
                 summary.resolved.append(changes.resolve(alert, today, f"{AUTO}{c.reason}", mrns.get(r.patient_id)))
                 break
     changes.write()
