@@ -55,3 +55,20 @@ def test_tls_by_cert_and_key_marks_the_cookie_secure(tracker, tmp_path):
         assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
         assert response.getheader("strict-transport-security")
         conn.close()
+
+
+def test_a_client_cannot_escape_the_address_limit_by_naming_its_own_address(tracker, tmp_path):
+    # Without a proxy in front (no --behind-https) X-Forwarded-For is any client's say-so: ignored, so 20
+    # failures from one address are refused however the header varies (before: uvicorn believed it).
+    import re
+
+    import httpx
+
+    tracker("db init")
+    with tracker_serve(tracker.db, tmp_path) as (_feeds, web):
+        with httpx.Client(base_url=web, timeout=30) as client:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+            statuses = [client.post("/login", data={"csrf_token": token, "name": f"guess{i}", "password": "x"},
+                                    headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+                        for i in range(21)]
+    assert statuses[:20] == [401] * 20 and statuses[20] == 429

@@ -50,14 +50,18 @@ def serve(app, host, port, request_timeout, idle_timeout, max_connections, web_p
     feeds = threading.Thread(target=server.serve_forever, name="feeds", daemon=True)
     feeds.start()
     try:
-        serve_web(app, host, web_port, cert, key, https=bool(cert) or behind_https)
+        serve_web(app, host, web_port, cert, key, https=bool(cert) or behind_https, behind_proxy=behind_https)
     finally:
         server.shutdown()
         server.server_close()
 
 
-def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, https: bool) -> None:
-    """The staff web view under uvicorn on a socket bound here (so port 0's choice can be printed)."""
+def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, https: bool,
+              behind_proxy: bool = False) -> None:
+    """The staff web view under uvicorn on a socket bound here (so port 0's choice can be printed).
+    `behind_proxy` (--behind-https): the client's address is taken from the proxy's X-Forwarded-For (uvicorn
+    trusts it from loopback only); without a proxy the header is ignored, as any local client could set it
+    and so escape the per-address limit on failed sign-ins."""
     import socket
 
     import uvicorn
@@ -80,7 +84,7 @@ def serve_web(app, host: str, port: int, cert: str | None, key: str | None, *, h
                    err=True)
     click.echo(f"serving the web view on {scheme}://{host}:{bound_port}/ (Ctrl-C to stop)", err=True)
     config = uvicorn.Config(web, ssl_certfile=cert, ssl_keyfile=key, log_level="warning", access_log=False,
-                            server_header=False, proxy_headers=True, timeout_keep_alive=5)
+                            server_header=False, proxy_headers=behind_proxy, timeout_keep_alive=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

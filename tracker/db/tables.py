@@ -359,6 +359,19 @@ class StaffUser(_Table, table=True):
     created_at: dt.datetime
 
 
+class WebSession(_Table, table=True):
+    """A signed-in session of the web view (migration 0024). The cookie holds a random session id; only its
+    SHA-256 is kept here. Signing out ends the row, so a copy of the cookie kept from before is refused."""
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sid_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+
+
 class NightlyRun(_Table, table=True):
     __tablename__ = "nightly_run"
 

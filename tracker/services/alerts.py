@@ -76,9 +76,10 @@ def _mrn(session: Session, row: Alert) -> str | None:
 
 
 def _required(name: str, text: str | None) -> str:
-    if text is None or not text.strip():
-        raise InputError(name, text or "", "must not be empty")
-    return text.strip()
+    """A note or reason as every free text is kept: not empty, no invisible or control characters, capped."""
+    from tracker.core.inputs import clean_text
+
+    return clean_text(text, name)
 
 
 def acknowledge(clinic: Clinic, alert_id: int, note: str) -> Alert:

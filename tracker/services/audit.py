@@ -301,9 +301,9 @@ def _spans_of(session, patient_id: int, renames: list[Rename]) -> list[MrnSpan]:
     return mrn_spans(patient_id, mrn_now, renames) if mrn_now is not None else []
 
 
-def _patient_events(session, mrn: str):
+def patient_events(session, mrn: str):
     """The condition on audit events that are the patient's known by `mrn` (mrn_spans); by the MRN alone
-    when no patient is known by it."""
+    when no patient is known by it. `tracker audit --patient` and the web view's patient page both ask it."""
     from sqlalchemy import and_, or_
 
     from tracker.db.tables import Patient
@@ -325,7 +325,7 @@ def list_events(session, query: AuditQuery) -> tuple[list[dict], bool]:
 
     statement = select(AuditEvent)
     if query.mrn is not None:
-        mine = _patient_events(session, query.mrn)
+        mine = patient_events(session, query.mrn)
         if query.include_clinic_reads:
             mine = or_(mine, and_(AuditEvent.action.startswith("access."), AuditEvent.entity == "clinic"))
         statement = statement.where(mine)

@@ -99,6 +99,12 @@ def sign_in(session: Session, name: str, password: str, policy: Lockout, now: dt
             pass
         raise SignInRefused()
     if row.disabled or is_locked(_aware(row.locked_until), now):
+        # The same hashing as any other attempt before refusing: a quick answer would tell which names are
+        # accounts (locked or disabled ones). The outcome is not looked at: a locked account stays locked.
+        try:
+            hasher.verify(row.password_hash, password or "")
+        except (VerificationError, InvalidHashError):
+            pass
         raise SignInRefused()
     try:
         hasher.verify(row.password_hash, password or "")

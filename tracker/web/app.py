@@ -9,11 +9,13 @@ account id, a CSRF token and when it was last used (the idle timeout)."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from contextlib import contextmanager
 from importlib import resources
 
 from sqlmodel import Session, select
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -25,7 +27,7 @@ from starlette.templating import Jinja2Templates
 from tracker.core.accounts import Lockout, may_act
 from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
-from tracker.db.tables import AuditEvent, Patient, StaffUser
+from tracker.db.tables import AuditEvent, Patient, StaffUser, WebSession
 from tracker.errors import TrackerError
 from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_token, idle_expired
 
@@ -72,16 +74,20 @@ def render(request: Request, template: str, status: int = 200, **context) -> Res
 
 
 def signed_in(request: Request):
-    """The signed-in account as (id, name, role), or None (no session, idle too long, disabled since)."""
+    """The signed-in account as (id, name, role), or None (no session, idle too long, signed out, disabled
+    since)."""
     session = request.session
     now = utcnow()
-    if "uid" not in session:
+    if "uid" not in session or not isinstance(session.get("sid"), str):
+        session.clear()
         return None
     if idle_expired(session, now, _web(request).settings.web.idle_timeout_minutes):
         session.clear()
         return None
     with Session(_web(request).engine) as db:
-        row = db.get(StaffUser, session["uid"])
+        row = db.exec(select(StaffUser).join(WebSession, WebSession.user_id == StaffUser.id)
+                      .where(WebSession.sid_hash == sid_hash(session["sid"]), WebSession.ended_at.is_(None),
+                             StaffUser.id == session["uid"])).first()
     if row is None or row.disabled:
         session.clear()
         return None
@@ -144,32 +150,65 @@ async def login(request: Request):
 
         with Session(for_writing(web.engine), expire_on_commit=False) as session:
             try:
-                return sign_in(session, name, password, web.lockout, now)
+                row = sign_in(session, name, password, web.lockout, now)
             except SignInRefused:
-                return None
-            finally:
                 session.commit()  # a failure's count, a lockout and their audit rows are kept
+                return None
+            sid = secrets.token_urlsafe(32)
+            session.add(WebSession(sid_hash=sid_hash(sid), user_id=row.id, started_at=now))
+            session.commit()
+            return row.id, sid
 
     from starlette.concurrency import run_in_threadpool
 
-    row = await run_in_threadpool(attempt)
-    if row is None:
+    signed = await run_in_threadpool(attempt)
+    if signed is None:
         web.limiter.failed(address, now)
         # One message for every refusal, so the page does not tell which names exist or are locked.
         return render(request, "login.html", status=401,
                       error="Sign-in failed: wrong name or password, or the account is locked or disabled.")
     request.session.clear()  # a fresh session (and CSRF token) on sign-in: no session fixation
-    request.session.update({"uid": row.id, "seen": int(now.timestamp())})
+    request.session.update({"uid": signed[0], "sid": signed[1], "seen": int(now.timestamp())})
     csrf_token(request.session)
     return RedirectResponse("/today", status_code=303)
 
 
 async def logout(request: Request):
+    from starlette.concurrency import run_in_threadpool
+
     form = await _form(request)
     if form is None:
         return refused(request, 403, "The form had expired or did not come from this site; reload the page.")
-    request.session.clear()
+    sid = request.session.get("sid")
+    request.session.clear()  # this browser's copy, whatever follows
+    if isinstance(sid, str):
+        await run_in_threadpool(end_session, _web(request).engine, sid)
     return RedirectResponse("/login", status_code=303)
+
+
+def end_session(engine, sid: str) -> None:
+    """Sign out: the session's row ends, so any copy of its cookie is refused from now on (audited)."""
+    from sqlalchemy import update
+
+    from tracker.db.engine import for_writing
+    from tracker.services import audit
+
+    with Session(for_writing(engine)) as db:
+        row = db.exec(select(WebSession.id, StaffUser.id, StaffUser.name)
+                      .join(StaffUser, StaffUser.id == WebSession.user_id)
+                      .where(WebSession.sid_hash == sid_hash(sid), WebSession.ended_at.is_(None))).first()
+        if row is None:
+            return  # ended already (signed out in another tab)
+        db.execute(update(WebSession).where(WebSession.id == row[0]).values(ended_at=utcnow()))
+        audit.record(db, row[2], "user.logout", "staff_user", row[1])
+        db.commit()
+
+
+def sid_hash(sid: str) -> str:
+    """What is kept of a session id: its SHA-256 (a copy of the table opens no session)."""
+    import hashlib
+
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def home(request: Request):
@@ -253,6 +292,8 @@ async def alert_action(request: Request):
     if not user["may_act"]:
         return refused(request, 403, f"{user['name']} has read-only access: alerts cannot be changed.")
     action, alert_id = request.path_params["action"], request.path_params["alert_id"]
+    if action not in ACTIONS:  # before anything is read or changed
+        return refused(request, 404, "No such action on an alert.")
     web = _web(request)
 
     def act():
@@ -262,7 +303,9 @@ async def alert_action(request: Request):
             if action == "snooze":
                 return service.snooze(clinic, alert_id, form_date(form.get("until", ""), "until"),
                                       form.get("reason", ""))
-            return service.resolve(clinic, alert_id, form.get("reason", ""))
+            if action == "resolve":
+                return service.resolve(clinic, alert_id, form.get("reason", ""))
+            raise AssertionError(action)  # ACTIONS is checked above
 
     try:
         await run_in_threadpool(act)
@@ -282,6 +325,7 @@ def form_date(value: str, field: str) -> dt.date:
 
 
 def patient_page(request: Request):
+    from tracker.services.audit import patient_events
     from tracker.services.listings import patient_calendar
     from tracker.services.patient_view import patient_summary
     from tracker.web.charts import response_charts, trend_charts
@@ -295,8 +339,11 @@ def patient_page(request: Request):
         calendar = patient_calendar(clinic, patient.mrn, None, None)
         charts = trend_charts(clinic, patient, summary["results"], summary["courses"])
         responses = response_charts(clinic, patient, summary["courses"], calendar)
+        # The patient's own events, as `tracker audit --patient` picks them: by the MRN each was recorded
+        # under and when, since an MRN given up may since belong to another patient.
         trail = clinic.session.exec(select(AuditEvent.at, AuditEvent.user, AuditEvent.action, AuditEvent.entity,
-                                           AuditEvent.entity_id).where(AuditEvent.mrn == patient.mrn)
+                                           AuditEvent.entity_id)
+                                    .where(patient_events(clinic.session, patient.mrn))
                                     .order_by(AuditEvent.id.desc()).limit(AUDIT_SHOWN)).all()
         today = clinic.today
     _log_access(request, "access.web.patient", patient_id=patient.id, detail={"page": "patient"})
@@ -310,6 +357,8 @@ def _log_access(request: Request, action: str, *, patient_id: int | None = None,
     the page is still shown, as the CLI only warns."""
     from tracker.services.access import record_access
 
+    if request.method == "HEAD":  # headers only: nothing was shown (the feed server records no HEAD either)
+        return
     problem = record_access(_web(request).engine, request.state.user["name"], action, patient_id=patient_id,
                             detail=detail)
     if problem:
@@ -354,6 +403,33 @@ def quality_page(request: Request):
     return render(request, "quality.html", status=status, **context)
 
 
+class RowId(Convertor):
+    """A row id in a path: digits that fit the databases' 64-bit integers (longer is no row: 404, not a
+    driver's overflow)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", RowId())
+
+
+def database_refused(request: Request, exc: Exception) -> Response:
+    """Another writer held the database too long, or got there first: the CLI's one-line refusal (503, 409)
+    instead of a server error. Any other database error stays one (logged, 500)."""
+    from tracker.db.engine import lock_conflict
+
+    reason = lock_conflict(exc)
+    if reason is None:
+        raise exc
+    return refused(request, 503 if reason.startswith("database busy") else 409, reason)
+
+
 def create_app(engine, library, settings, secret: str, *, https: bool = False) -> Starlette:
     """The web app over `engine`; `secret` signs the session cookies; `https`: cookies marked Secure (and
     HSTS sent), for TLS served by uvicorn or a reverse proxy in front."""
@@ -365,8 +441,8 @@ def create_app(engine, library, settings, secret: str, *, https: bool = False) -
         Route("/logout", logout, methods=["POST"]),
         Route("/today", page(today_page)),
         Route("/alerts", page(alerts_page)),
-        Route("/alerts/{alert_id:int}/{action:str}", page(alert_action), methods=["POST"]),
-        Route("/patients/{patient_id:int}", page(patient_page)),
+        Route("/alerts/{alert_id:id}/{action:str}", page(alert_action), methods=["POST"]),
+        Route("/patients/{patient_id:id}", page(patient_page)),
         Route("/protocols", page(protocols_page)),
         Route("/protocols/{drug:str}", page(protocol_page)),
         Route("/quality", page(quality_page)),
@@ -377,6 +453,9 @@ def create_app(engine, library, settings, secret: str, *, https: bool = False) -
         Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE, max_age=idle,
                    same_site="strict", https_only=https),
     ]
-    app = Starlette(routes=routes, middleware=middleware)
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={OperationalError: database_refused, IntegrityError: database_refused})
     app.state.web = WebApp(engine, library, settings)
     return app
