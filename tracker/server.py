@@ -48,6 +48,15 @@ def redact(text: str) -> str:
     return text
 
 
+# Control characters of a request line as the log shows them (\xNN): an ESC or CR sent by a client would
+# otherwise rewrite the operator's terminal or forge a line of the log (as http.server escapes them).
+_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def loggable(text: str) -> str:
+    return text.translate(_LOG_ESCAPES)
+
+
 def accepts_gzip(header: str) -> bool:
     """Whether an Accept-Encoding header accepts gzip (RFC 9110 12.5.3): named, or `*`, with q > 0."""
     accepted = {}
@@ -274,7 +283,7 @@ class FeedHandler(BaseHTTPRequestHandler):
     def log_request(self, code="-", size="-") -> None:
         code = code.value if isinstance(code, HTTPStatus) else code
         self.server.log.write(f'{self.address_string()} - [{self.log_date_time_string()}] '
-                              f'"{redact(self.requestline)}" {code}\n')
+                              f'"{loggable(redact(self.requestline))}" {code}\n')
         self.server.log.flush()
 
     def log_error(self, format, *args) -> None:
@@ -282,7 +291,7 @@ class FeedHandler(BaseHTTPRequestHandler):
         pass
 
     def log_message(self, format, *args) -> None:
-        self.server.log.write(redact(format % args) + "\n")
+        self.server.log.write(loggable(redact(format % args)) + "\n")
         self.server.log.flush()
 
 

@@ -150,12 +150,15 @@ class FeedVersion:
     last_modified: dt.datetime  # the latest change shown (whole seconds, UTC): Last-Modified and DTSTAMP
     last_item: int  # the highest item id in scope
     window_start: dt.date  # the window moves daily
+    # The latest change to the microsecond: the ETag's, so that two changes within one second are two
+    # versions (HTTP dates, and so Last-Modified, have whole seconds only).
+    changed_exact: dt.datetime | None = None
 
     def etag(self, feed: Feed, generation: str, encoding: str | None = None) -> str:
         """A strong validator of the body: `generation` stands for what is fixed while a server runs (its
         protocols and settings), so a restart with other protocols changes every ETag; a gzip body is another
         representation, so another ETag."""
-        basis = (f"{feed.id}|{feed.audience}|{self.last_modified.isoformat()}|{self.last_item}|"
+        basis = (f"{feed.id}|{feed.audience}|{(self.changed_exact or self.last_modified).isoformat()}|{self.last_item}|"
                  f"{self.window_start.isoformat()}|{generation}")
         tag = hashlib.sha256(basis.encode()).hexdigest()[:32]
         return f'"{tag}-{encoding}"' if encoding else f'"{tag}"'
@@ -167,13 +170,12 @@ def feed_version(session: Session, feed: Feed, window: FeedWindow) -> FeedVersio
 
     from tracker.exporters.collect import latest_change
 
-    changed = latest_change(session, feed.patient_id) or feed.created_at
-    changed = (changed if changed.tzinfo else changed.replace(tzinfo=dt.timezone.utc)).replace(microsecond=0)
-    changed = max(changed, window.day_began)
+    exact = latest_change(session, feed.patient_id) or feed.created_at
+    exact = max(exact if exact.tzinfo else exact.replace(tzinfo=dt.timezone.utc), window.day_began)
     last_item = select(func.max(Item.id))
     if feed.patient_id is not None:
         last_item = last_item.where(Item.patient_id == feed.patient_id)
-    return FeedVersion(changed, session.exec(last_item).one() or 0, window.start)
+    return FeedVersion(exact.replace(microsecond=0), session.exec(last_item).one() or 0, window.start, exact)
 
 
 def clinic_feed_window(clinic: Clinic) -> FeedWindow:
