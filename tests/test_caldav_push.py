@@ -290,3 +290,61 @@ def test_a_second_push_while_one_runs_refuses_and_the_collection_stays_whole(cli
     expected = staff_calendar(clinic, site)
     assert collection(radicale) == expected
     assert push(clinic, site)["unchanged"] == len(expected)
+
+
+@pytest.fixture
+def redirecting(tmp_path):
+    """Two loopback servers: the first answers every request with 307 to the second, which records what
+    reaches it. Yields (the first's collection URL, the second's received request lines)."""
+    import http.server
+    import threading
+
+    received: list[str] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def _any(self):
+            received.append(self.requestline)
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_PUT = do_PROPFIND = do_DELETE = _any
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def _any(self):
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_address[1]}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_PUT = do_PROPFIND = do_DELETE = _any
+
+        def log_message(self, *args):
+            pass
+
+    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (first, other):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{first.server_address[1]}/dav/tracker/staff/", received
+    for server in (first, other):
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_is_a_failure_and_nothing_reaches_where_it_points(clinic, redirecting, tmp_path):
+    # Patient data goes to the configured collection only (as the webhook's: redirects are not followed).
+    url, received = redirecting
+    config = tmp_path / "redirect.toml"
+    config.write_text(f'[caldav]\nurl = "{url}"\ntimeout_s = 10\n')
+    before = dump_database(clinic.db)
+    result = push(clinic, str(config), ok=False)
+    assert result.exit_code == 10 and result.stderr.count("\n") == 1
+    assert "307" in result.stderr and "redirects are not followed" in result.stderr
+    assert received == []  # before: every event PUT there, and "pushed" with exit 0
+    assert dump_database(clinic.db) == before
+

@@ -164,6 +164,9 @@ def _push(engine: Engine, library, settings: Settings, today: dt.date, *, dry_ru
 
 
 def _reason(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if type(exc).__name__ == "TooManyRedirects" and response is not None:  # _client follows none
+        return f"the server answered {response.status_code} (redirects are not followed)"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -173,8 +176,14 @@ def _client(caldav: CalDavSettings):
 
     from tracker.config import caldav_password
 
-    return caldav_library.DAVClient(url=caldav.url, username=caldav.username, password=caldav_password(caldav),
-                                    timeout=caldav.timeout_s, enable_rfc6764=False)
+    client = caldav_library.DAVClient(url=caldav.url, username=caldav.username, password=caldav_password(caldav),
+                                      timeout=caldav.timeout_s, enable_rfc6764=False)
+    # Patient data goes to the configured collection only: a redirect is a failure, not followed to another
+    # host or scheme (which would also escape the plaintext rule of `[caldav] url`), and the environment's
+    # proxy variables and .netrc are not read, as for the webhook.
+    client.session.max_redirects = 0
+    client.session.trust_env = False
+    return client
 
 
 def _check(response, what: str, href: str, ok: tuple[int, ...]) -> None:
