@@ -1,0 +1,48 @@
+"""Lab values from the laboratory's interfaces read as the laboratory meant them (session 20 findings B1, B2,
+B9, B10, B11): a number in a unit is no factor, a FHIR reference range is in its own unit, an interface
+result without a unit is refused, a plain structured numeric is a value, and an ACK to an LF-separated
+message is well formed. Through the real CLI on a migrated database."""
+
+from __future__ import annotations
+
+from freezegun import freeze_time
+
+from tests.conftest import dump_database
+
+MSH = "MSH|^~\\&|LAB|CITYLAB|TRK|DERM|20261204153000||ORU^R01^ORU_R01|{id}|P|2.5.1"
+PID = "PID|1||{mrn}^^^DERM^MR"
+OBR = "OBR|1|O1|F1|58410-2^CBC^LN|||20261204083000"
+
+
+def oru(control_id: str, mrn: str, *obx: str, separator: str = "\r") -> str:
+    return separator.join([MSH.format(id=control_id), PID.format(mrn=mrn), OBR, *obx]) + separator
+
+
+def patients(tracker):
+    tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+    tracker("therapy start M1 methotrexate --on 2026-11-01")
+    tracker("patient add M2 --name 'Mia Two' --dob 1975-01-01")
+    tracker("therapy start M2 methotrexate --on 2026-11-01")
+
+
+@freeze_time("2026-12-05")
+def test_hl7_counts_with_a_number_read_as_a_factor_are_refused_and_nothing_is_stored(tracker, tmp_path):
+    """B1: `x10(9)/L` and `10 9/L` were read as 90 per litre: platelets 250 stored as 2.25e-05 10^9/L, and
+    two critical alerts."""
+    patients(tracker)
+    before = dump_database(tracker.db)
+    message = tmp_path / "f1.hl7"
+    message.write_text(oru("U1", "M1", "OBX|1|NM|26515-7^Platelets^LN||250|x10(9)/L|150-400|N|||F",
+                           "OBX|2|NM|26499-4^Neutrophils^LN||3.2|10 9/L|2.0-7.5|N|||F"))
+    result = tracker(["result", "import", str(message)], ok=False)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert "2 of 2 results rejected, nothing imported" in lines[0]
+    assert lines[1].startswith("message U1 OBX[1]: unit: 'x10(9)/L': platelets 250 'x10(9)/L' on 2026-12-04: ")
+    assert lines[2].startswith("message U1 OBX[2]: unit: '10 9/L': neutrophils 3.2 '10 9/L' on 2026-12-04: ")
+    assert all("not a power of ten" in line for line in lines[1:])
+    assert dump_database(tracker.db) == before
+    message.write_text(oru("U2", "M1", "OBX|1|NM|26515-7^Platelets^LN||250|x10E9/L|150-400|N|||F",
+                           "OBX|2|NM|26499-4^Neutrophils^LN||3.2|10*9/L|2.0-7.5|N|||F"))
+    tracker(["result", "import", str(message)])
+    assert sorted(r["value"] for r in tracker.json(["result", "list", "M1"])) == [3.2, 250]
