@@ -5,6 +5,8 @@ message is well formed. Through the real CLI on a migrated database."""
 
 from __future__ import annotations
 
+import json
+
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
@@ -46,3 +48,54 @@ def test_hl7_counts_with_a_number_read_as_a_factor_are_refused_and_nothing_is_st
                            "OBX|2|NM|26499-4^Neutrophils^LN||3.2|10*9/L|2.0-7.5|N|||F"))
     tracker(["result", "import", str(message)])
     assert sorted(r["value"] for r in tracker.json(["result", "list", "M1"])) == [3.2, 250]
+
+
+def alt_observation(oid: str, mrn: str, value: float, unit: str, high: dict | None) -> dict:
+    observation = {
+        "resourceType": "Observation", "id": oid, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+        "subject": {"identifier": {"value": mrn}}, "effectiveDateTime": "2026-12-04",
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+    if high is not None:
+        observation["referenceRange"] = [{"high": high}]
+    return observation
+
+
+def ucum(value: float, unit: str) -> dict:
+    return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+
+@freeze_time("2026-12-05")
+def test_a_fhir_reference_range_is_converted_from_its_own_unit(tracker, tmp_path):
+    """B2: ALT 1 ukat/L (60 U/L) with the laboratory's ULN 40 U/L was stored with a ULN of 2400 U/L (40 read
+    as ukat/L), which hid the > 1 x ULN alert. A limit without a unit is still in the value's unit."""
+    patients(tracker)
+    path = tmp_path / "obs.json"
+    for observation in (alt_observation("alt-a", "M1", 1.0, "ukat/L", ucum(40, "U/L")),
+                        alt_observation("alt-b", "M2", 60, "U/L", ucum(40, "U/L"))):
+        path.write_text(json.dumps(observation))
+        tracker(["result", "import", str(path)])
+    for mrn in ("M1", "M2"):
+        [row] = tracker.json(["result", "list", mrn])
+        assert (row["value"], row["ref_high"]) == (60, 40), row
+    warned = sorted(a["mrn"] for a in tracker.json(["alerts"]) if a["kind"] == "threshold")
+    assert warned == ["M1", "M2"]
+    tracker("patient add M3 --name 'Mo Three' --dob 1970-01-01")
+    path.write_text(json.dumps(alt_observation("alt-c", "M3", 1.0, "ukat/L", {"value": 0.5})))
+    tracker(["result", "import", str(path)])
+    [row] = tracker.json(["result", "list", "M3"])
+    assert (row["value"], row["ref_high"]) == (60, 30)
+
+
+@freeze_time("2026-12-05")
+def test_a_fhir_reference_range_in_a_unit_that_cannot_be_converted_refuses_the_observation(tracker, tmp_path):
+    patients(tracker)
+    before = dump_database(tracker.db)
+    path = tmp_path / "obs.json"
+    path.write_text(json.dumps(alt_observation("alt-d", "M1", 60, "U/L", ucum(40, "mg/dL"))))
+    result = tracker(["result", "import", str(path)], ok=False)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[1] == (
+        "Observation/alt-d Observation[1] (alt-d): ref_high: '40 mg/dL': alt 60 'U/L' on 2026-12-04: the "
+        "reference limit's unit cannot be converted to U/L")
+    assert dump_database(tracker.db) == before

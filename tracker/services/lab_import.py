@@ -208,7 +208,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             taken_on = parse_date(row.taken_on, "taken_on")
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
-            checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit)
+            checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit, row.ref_units)
             result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at)
             if isinstance(stored, _Stored):  # the same Observation again, amended or corrected
                 correction = _amending(stored, result, vocabulary)
