@@ -99,3 +99,27 @@ def test_a_fhir_reference_range_in_a_unit_that_cannot_be_converted_refuses_the_o
         "Observation/alt-d Observation[1] (alt-d): ref_high: '40 mg/dL': alt 60 'U/L' on 2026-12-04: the "
         "reference limit's unit cannot be converted to U/L")
     assert dump_database(tracker.db) == before
+
+
+@freeze_time("2026-12-05")
+def test_a_numeric_result_from_the_laboratory_without_a_unit_is_refused(tracker, tmp_path):
+    """B9: glucose 95 under LOINC 2345-7 (mass/volume, mg/dL) with an empty OBX-6 was stored as 95 mmol/L;
+    a FHIR valueQuantity without unit took the same path. `result add` keeps its documented default unit."""
+    patients(tracker)
+    before = dump_database(tracker.db)
+    message = tmp_path / "gl.hl7"
+    message.write_text(oru("GL1", "M2", "OBX|1|NM|2345-7^Glucose [Mass/volume] in Serum or Plasma^LN||95||70-99|N|||F"))
+    result = tracker(["result", "import", str(message)], ok=False)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[1] == ("message GL1 OBX[1]: unit: '': glucose 95 on 2026-12-04: a numeric "
+                                             "result from the laboratory without its unit (OBX-6) is not read")
+    observation = alt_observation("alt-n", "M2", 60, "U/L", None)
+    del observation["valueQuantity"]["unit"], observation["valueQuantity"]["code"], observation["valueQuantity"]["system"]
+    path = tmp_path / "obs.json"
+    path.write_text(json.dumps(observation))
+    result = tracker(["result", "import", str(path)], ok=False)
+    assert result.exit_code == 2 and "alt 60 on 2026-12-04: a numeric result from the laboratory without its " \
+                                     "unit (valueQuantity.code) is not read" in result.stderr
+    assert dump_database(tracker.db) == before
+    tracker("result add M2 glucose 5.2 --on 2026-12-04")  # by hand: the vocabulary's unit, as documented
+    assert [(r["value"], r["unit"]) for r in tracker.json(["result", "list", "M2"])] == [(5.2, "mmol/L")]
