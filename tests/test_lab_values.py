@@ -123,3 +123,21 @@ def test_a_numeric_result_from_the_laboratory_without_a_unit_is_refused(tracker,
     assert dump_database(tracker.db) == before
     tracker("result add M2 glucose 5.2 --on 2026-12-04")  # by hand: the vocabulary's unit, as documented
     assert [(r["value"], r["unit"]) for r in tracker.json(["result", "list", "M2"])] == [(5.2, "mmol/L")]
+
+
+@freeze_time("2026-12-05")
+def test_a_plain_structured_numeric_is_its_number_and_a_comparator_range_or_ratio_is_refused(tracker, tmp_path):
+    """B10: `OBX-2 SN` with `^32` (no comparator) or `=^32` means exactly 32; it refused the whole message."""
+    patients(tracker)
+    message = tmp_path / "sn.hl7"
+    message.write_text(oru("SN1", "M2", "OBX|1|SN|1742-6^ALT^LN||^32|U/L|0-40|N|||F",
+                           "OBX|2|SN|1920-8^AST^LN||=^28|U/L|0-40|N|||F"))
+    assert "imported 2 results" in tracker(["result", "import", str(message)]).stdout
+    assert sorted((r["test"], r["value"]) for r in tracker.json(["result", "list", "M2"])) == [("alt", 32), ("ast", 28)]
+    before = dump_database(tracker.db)
+    for number, value in enumerate(["<^5", "^10^-^20", "^1^:^128", ">=^5"]):
+        message.write_text(oru(f"SN-{number}", "M2", f"OBX|1|SN|1742-6^ALT^LN||{value}|U/L|0-40|N|||F"))
+        result = tracker(["result", "import", str(message)], ok=False)
+        assert result.exit_code == 2
+        assert f"OBX-2 SN (structured numeric) {value!r} is not a plain value" in result.stderr
+    assert dump_database(tracker.db) == before
