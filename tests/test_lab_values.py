@@ -5,8 +5,10 @@ message is well formed. Through the real CLI on a migrated database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
+import pytest
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
@@ -141,3 +143,15 @@ def test_a_plain_structured_numeric_is_its_number_and_a_comparator_range_or_rati
         assert result.exit_code == 2
         assert f"OBX-2 SN (structured numeric) {value!r} is not a plain value" in result.stderr
     assert dump_database(tracker.db) == before
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r\n", "\r"])
+def test_the_ack_to_a_message_of_lf_separated_segments_is_well_formed(separator):
+    """B11: the listener's ACK to a message whose segments end in LF carried the rest of the message in its
+    MSH-12 (`...|P|2.5.1\\nPID`)."""
+    from tracker.labs.mllp import ack
+
+    received = oru("LF1", "M1", "OBX|1|NM|1742-6^ALT^LN||30|U/L|0-40|N|||F", separator=separator).encode()
+    answer = ack(received, "AA", "imported 1 results", now=dt.datetime(2026, 12, 5, 9, 0))
+    assert answer.decode() == ("MSH|^~\\&|TRK|DERM|LAB|CITYLAB|20261205090000||ACK^R01^ACK|ACKLF1|P|2.5.1\r"
+                               "MSA|AA|LF1|imported 1 results\r")
