@@ -83,9 +83,13 @@ def test_eosinophils_and_mcv_are_optional_in_a_cbc_and_alone_complete_nothing():
     assert is_complete(["cbc"], ["wbc", "neutrophils", "lymphocytes", "platelets", "hb"], VOCABULARY)
 
 
-def test_single_tests_need_themselves_and_a_panel_report_completes_its_panel():
+def test_single_tests_need_themselves_and_a_note_under_a_panels_own_code_completes_nothing():
     assert [n.text() for n in missing(["cbc", "alt", "ast"], ["alt"], VOCABULARY)][-1] == "ast"
-    assert is_complete(["cbc"], ["cbc"], VOCABULARY)  # `result add X cbc normal`: the whole panel reported
+    # `result add X cbc normal` (or `cbc banana`) is a note, no count (finding B8): every analyte still missing.
+    assert not is_complete(["cbc"], ["cbc"], VOCABULARY) and not is_complete(["cmp"], ["cmp"], VOCABULARY)
+    assert [n.text() for n in missing(["cbc"], ["cbc"], VOCABULARY)] == [
+        "cbc: wbc", "cbc: neutrophils", "cbc: lymphocytes", "cbc: platelets", "cbc: hb"]
+    assert is_complete(["cbc"], ["cbc", "wbc", "neutrophils", "lymphocytes", "platelets", "hb"], VOCABULARY)
     assert missing(["tpmt"], [], VOCABULARY) == (Requirement("tpmt", ("tpmt",)),)
 
 
@@ -93,7 +97,7 @@ def test_item_state_is_partial_only_for_a_planned_item_with_something_received()
     assert item_state("planned", ["cbc"], [], VOCABULARY) == "planned"
     assert item_state("planned", ["cbc"], ["wbc"], VOCABULARY) == "partial"
     assert item_state("done", ["cbc"], ["wbc"], VOCABULARY) == "done"
-    assert item_state("planned", ["cbc"], ["cbc"], VOCABULARY) == "planned"
+    assert item_state("planned", ["cbc"], ["cbc"], VOCABULARY) == "partial"  # a panel note only
 
 
 def test_a_panel_without_required_needs_every_analyte_and_required_must_name_its_analytes():

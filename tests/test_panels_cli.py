@@ -164,3 +164,24 @@ def test_migration_0005_keeps_every_item_and_adds_empty_columns(tracker, db_url)
         assert conn.execute(f"SELECT {columns} FROM item ORDER BY id").fetchall() == before
         assert conn.execute("SELECT count(*) FROM item WHERE received IS NOT NULL OR reading IS NOT NULL"
                             ).fetchone()[0] == 0
+
+
+def test_a_note_under_a_panels_own_code_completes_neither_a_draw_nor_a_baseline(tracker):
+    """Finding B8: `result add M1 cbc banana` and `cmp banana` marked the methotrexate draw "CBC, CMP" done
+    and completed the baseline CBC and CMP with no count or enzyme on record. The note is kept and the items
+    show it as received, partial, with every analyte missing; the analytes complete them as before."""
+    with freeze_time("2026-11-01"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("therapy start M1 methotrexate --on 2026-11-01")
+    with freeze_time("2026-12-05"):
+        for panel in ("cbc", "cmp"):
+            assert "completed" not in tracker(f"result add M1 {panel} banana --on 2026-11-29").stdout
+        rows = tracker.json("calendar M1 --all")
+        draw = lab(rows, "2026-11-29")
+        assert (draw["status"], draw["received"]) == ("partial", ["cbc", "cmp"])
+        assert draw["missing"] == MISSING[:5] + ["cmp: alt or ast", *MISSING[5:]]
+        baseline = {r["tests"][0]: r for r in rows if r["kind"] == "baseline" and r["tests"][0] in ("cbc", "cmp")}
+        assert {code: r["status"] for code, r in baseline.items()} == {"cbc": "partial", "cmp": "partial"}
+        outs = record_panels(tracker, "M1", "2026-11-29", "cbc", "cmp")
+        assert "completed: 2026-11-29 Methotrexate monitoring: CBC, CMP" in "".join(outs)
+        assert lab(tracker.json("calendar M1 --all"), "2026-11-29")["status"] == "done"

@@ -148,7 +148,7 @@ def test_due_and_overdue_worklists(tracker):
         add_patient(tracker, "P002")
         tracker("therapy start P001 methotrexate --on 2024-01-01")
         tracker("therapy start P002 dupilumab --on 2024-01-01")
-        tracker("result add P001 cbc normal --on 2023-12-28")
+        record_panels(tracker, "P001", "2023-12-28", "cbc")
     with freeze_time("2024-01-25"):
         due = tracker.json("due --days 7")
         assert [(r["mrn"], r["due"], r["kind"]) for r in due] == [("P001", "2024-01-29", "lab")]

@@ -46,6 +46,35 @@ def test_pint_converts_lab_units(value, unit, target, molar_mass, expected):
     assert convert(value, unit, target, molar_mass) == pytest.approx(expected, rel=2e-3)
 
 
+@pytest.mark.parametrize("value,unit,target,expected", [
+    # Every power-of-ten spelling laboratories use, and the 1.73 m2 of body surface, are still read.
+    (250, "10*9/L", "10^9/L", 250),
+    (250, "x10E9/L", "10^9/L", 250),
+    (250, "x 10^9/L", "10^9/L", 250),
+    (250, "10⁹/L", "10^9/L", 250),
+    (250, "10^3/uL", "10^9/L", 250),
+    (250, "x10E3/uL", "10^9/L", 250),
+    (250, "10^3/mcL", "10^9/L", 250),
+    (250, "10*3{cells}/uL", "10^9/L", 250),       # an annotation after a power is not a digit of it
+    (800, "cells/uL", "10^9/L", 0.8),
+    (800, "1/uL", "10^9/L", 0.8),
+    (1.5, "mL/s/1.73m2", "mL/min/1.73m2", 90),
+    (90, "mL/min/1.73 m2", "mL/min/1.73m2", 90),
+    (2, "mg/{total}dL", "g/L", 0.02),
+])
+def test_powers_of_ten_and_body_surface_are_read(value, unit, target, expected):
+    assert convert(value, unit, target) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("unit", ["x10(9)/L", "10(9)/L", "10 9/L", "x 10 9/L", "109/L", "10.E9/L", "2/uL",
+                                  "1 9/L", "110^9/L"])
+def test_a_number_in_a_unit_that_is_no_power_of_ten_is_refused_not_read_as_a_factor(unit):
+    """Finding B1: pint reads `10(9)` as 10 x 9 and `109` as 109, so 250 x10(9)/L was stored as 2.25e-05
+    10^9/L. The only numbers a unit may hold are powers of ten, powers of a unit and the 1.73 of eGFR."""
+    with pytest.raises(UnitProblem, match="not a power of ten"):
+        convert(250, unit, "10^9/L")
+
+
 @pytest.mark.parametrize("unit,target,molar_mass", [
     ("%", "10^9/L", None),                   # a differential percentage is not a count
     ("mg/dL", "umol/L", None),               # mass to substance needs a molar mass
@@ -235,6 +264,8 @@ BAD_VALUES = [
     ("neutrophils nan --on 2026-12-02", ["value: 'nan'", "neutrophils on 2026-12-02 is numeric"]),
     ("neutrophils low --on 2026-12-02", ["value: 'low'", "neutrophils on 2026-12-02 is numeric (10^9/L)"]),
     ("tb negative --unit mg --on 2026-12-02", ["unit: 'mg'", "tb negative on 2026-12-02", "takes no unit"]),
+    ("platelets 250 --unit 109/L --on 2026-12-02",
+     ["unit: '109/L'", "platelets 250 '109/L' on 2026-12-02", "not a power of ten"]),
     ("tb negative --unit " + "u" * 10_000 + " --on 2026-12-02", ["unit: ", "tb negative on 2026-12-02", "takes no unit"]),
 ]
 

@@ -4,7 +4,8 @@ Unit strings are UCUM-style as laboratories write them (`10*9/L`, `10^9/L`, `x10
 `cells/mm3`, `/uL`, `g/dL`, `mg/dL`, `umol/L`, `mm[Hg]`, `mL/min/{1.73_m2}`); they are rewritten into
 pint's syntax and pint does every conversion. Conversions between mass and amount of substance
 (creatinine mg/dL <-> umol/L) go through pint's `chemistry` context with the analyte's molar mass from
-the vocabulary. There is no table of factors here.
+the vocabulary. There is no table of factors here. A unit may hold no number but a power of ten, a unit's
+power and eGFR's 1.73 m2: pint would read any other as a factor (`10(9)/L` as 90 per litre).
 
 pint reads its definition files when a registry is made (a fraction of a second; kept parsed in a disk cache,
 `_new_registry`), so it is imported only when a result is recorded or imported, and one registry is kept per
@@ -19,9 +20,20 @@ import re
 # UCUM annotations and lab spellings that pint cannot read as written, rewritten before parsing.
 _BSA = re.compile(r"\{1\.73_?m2\}|1\.73\s*m(?:\^|\*\*)?2")      # eGFR per 1.73 m2 of body surface
 _TIMES_TEN = re.compile(r"^[x×]\s*(?=10)")                      # x10^9/L
-_POWER_OF_TEN = re.compile(r"10(?:\*|\^|[eE])([-+]?\d+)")       # 10*9 (UCUM), 10^9, 10E9: all mean 10 ** 9
+_POWER_OF_TEN = re.compile(r"10(?:\*|\s*\^\s*|[eE])([-+]?\d+)")  # 10*9 (UCUM), 10^9, 10E9: all mean 10 ** 9
 _ANNOTATION = re.compile(r"\{[^{}]*\}")                          # {cells}/uL: an annotation counts as 1
 _UNIT_POWER = re.compile(r"(?<=[A-Za-zµ])([23])(?![\d.])")        # mm3, m2
+_SUPERSCRIPT = re.compile(r"[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+")                   # 10⁹/L, m²: a power written raised
+_RAISED = str.maketrans("⁺⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "+-0123456789")
+# The only numbers a unit may hold once rewritten (B1: pint reads any other number as a factor, so that
+# `x10(9)/L` would be 90 per litre, `10 9/L` 90 and `109/L` 109, a count stored a billion times too small):
+# a power of ten (10**9, written 10*9, 10^9 or 10E9), a unit's power (mm**3), and a factor 1 (/uL, {cells}).
+_NUMBERS_ALLOWED = (
+    re.compile(r"(?<![\w.])10\*\*[-+]?\d+(?![\w.])"),
+    re.compile(r"(?<=[A-Za-zµ_\])])(?:\*\*|\^)[-+]?\d+(?![\w.])"),
+    re.compile(r"(?<![\w.])1(?![\w.])"),
+)
+_DIGIT = re.compile(r"\d")
 _ALLOWED = re.compile(r"^[\w µ×/*^.\-+(){}\[\]%]+$")
 _BIG_EXPONENT = re.compile(r"\*\*\s*[-+]?\d{3,}")                # 10**999999 would take pint a while
 
@@ -102,9 +114,10 @@ def to_pint(unit: str) -> str:
     text = unit.strip()
     if not text or len(text) > MAX_UNIT_LENGTH or not _ALLOWED.match(text):
         raise UnitProblem("is not a unit")
+    text = _SUPERSCRIPT.sub(lambda m: "^" + m.group().translate(_RAISED), text)
     text = _BSA.sub("standard_body_surface", text)
     text = _TIMES_TEN.sub("", text)
-    text = _ANNOTATION.sub("1", text)
+    text = _ANNOTATION.sub(_annotation, text)
     text = _POWER_OF_TEN.sub(r"10**\1", text)
     text = text.replace("[Hg]", "_Hg").replace("×", "*")
     text = _UNIT_POWER.sub(r"**\1", text)
@@ -112,7 +125,21 @@ def to_pint(unit: str) -> str:
         text = "1" + text
     if _BIG_EXPONENT.search(text):
         raise UnitProblem("is not a unit")
+    rest = text
+    for allowed in _NUMBERS_ALLOWED:
+        rest = allowed.sub("", rest)
+    if _DIGIT.search(rest):
+        raise UnitProblem("holds a number that is not a power of ten (10^9, 10*9, x10E9) or a unit's power: "
+                          "it would be read as a factor")
     return text
+
+
+def _annotation(match: re.Match) -> str:
+    """A UCUM annotation counts as 1: a factor 1 where it stands alone as a term (`{cells}/uL`), nothing where
+    it is attached to a unit or a power of ten (`10*3{cells}/uL` is 10^3/uL, not 10^31/uL)."""
+    before, after = match.string[:match.start()].rstrip(), match.string[match.end():].lstrip()
+    alone = (not before or before[-1] in "/(*") and (not after or after[0] in "/)*")
+    return "1" if alone else ""
 
 
 def quantity(unit: str):

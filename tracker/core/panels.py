@@ -4,7 +4,9 @@
 A draw asks for tests (`cbc`, `cmp`, `creatinine`). A single test is satisfied by a result for it. A panel is
 satisfied when each of its `required` entries (schedules/vocabulary.yaml, clinic defaults) has a result:
 CBC needs wbc, neutrophils, lymphocytes, platelets and hb; CMP needs ALT or AST, creatinine or eGFR, and
-albumin. A result recorded under the panel's own code is a report on the whole panel and satisfies it.
+albumin. A result recorded under the panel's own code (`result add X cbc normal`, free text) is a note on
+the panel, no value of any analyte: it counts as received (the item shows partial) but completes nothing
+(finding B8: `cbc banana` completed a methotrexate draw and its baseline CBC).
 
 Results for one draw may arrive on different days. Each result counts for one lab draw per course: the one
 `nearest_draw` picks (the open draw whose due date is nearest to the day the result was taken, among those
@@ -54,9 +56,8 @@ def missing(tests: Iterable[str], received: Iterable[str], vocabulary: Vocabular
     have = set(received)
     out = []
     for test in tests:
-        if test in have:
-            continue  # a single test's result, or a report on the whole panel
         spec = vocabulary.tests.get(test)
+        # A single test requires itself; a panel its analytes, whatever note is recorded under its own code.
         groups = spec.required_groups if spec is not None else ((test,),)
         out += [Requirement(test, group) for group in groups if not have.intersection(group)]
     return tuple(out)

@@ -30,6 +30,9 @@ class LabRow:
     # When the laboratory reported it (HL7 OBR-22 or MSH-7; FHIR issued or meta.lastUpdated), in UTC (as written
     # where the laboratory gave no offset): orders corrections of one result (tracker/core/lab_corrections.py).
     reported_at: dt.datetime | None = None
+    # The units of ref_low and ref_high where the laboratory gave them apart from the value's (a FHIR
+    # referenceRange's own Quantity units); None: in the value's unit, as HL7 OBX-7 and CSV ranges are.
+    ref_units: tuple[str | None, str | None] = (None, None)
 
     @property
     def code_text(self) -> str:

@@ -137,14 +137,17 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
     if effective is None and report is not None:
         effective = report.effectiveDateTime or (report.effectivePeriod.start if report.effectivePeriod else None)
     taken_on = _date(effective)
-    low = high = None
+    low = high = low_unit = high_unit = None
     if observation.referenceRange:
         first = observation.referenceRange[0]
-        low = _number(first.low.value) if first.low is not None and first.low.value is not None else None
-        high = _number(first.high.value) if first.high is not None and first.high.value is not None else None
+        if first.low is not None and first.low.value is not None:
+            low, low_unit = _number(first.low.value), _unit(first.low)
+        if first.high is not None and first.high.value is not None:
+            high, high_unit = _number(first.high.value), _unit(first.high)
     return LabRow(where=where, source_id=source_id, mrn=mrn, codes=codes, value=value, unit=unit,
                   taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
-                  corrects=observation.status in CORRECTION_STATUSES, reported_at=_reported_at(observation, report))
+                  corrects=observation.status in CORRECTION_STATUSES, reported_at=_reported_at(observation, report),
+                  ref_units=(low_unit, high_unit))
 
 
 def _reported_at(observation, report) -> dt.datetime | None:
@@ -167,9 +170,7 @@ def _value(observation) -> tuple[str, str | None, str | None]:
             return "", None, "valueQuantity without a value"
         if quantity.comparator:
             return _number(quantity.value), None, f"valueQuantity comparator {quantity.comparator!r} is not a plain value"
-        unit = quantity.code if quantity.code and (quantity.system or "") == "http://unitsofmeasure.org" \
-            else (quantity.unit or quantity.code)
-        return _number(quantity.value), unit, None
+        return _number(quantity.value), _unit(quantity), None
     concept = observation.valueCodeableConcept
     if concept is not None:
         text = concept.text or next((c.display or c.code for c in concept.coding or [] if c.display or c.code), "")
@@ -179,6 +180,13 @@ def _value(observation) -> tuple[str, str | None, str | None]:
     if observation.dataAbsentReason is not None:
         return "", None, "no value (dataAbsentReason)"
     return "", None, "no value (valueQuantity, valueCodeableConcept or valueString)"
+
+
+def _unit(quantity) -> str | None:
+    """A Quantity's unit: its UCUM code, else its unit as written (else its code); None without either."""
+    if quantity.code and (quantity.system or "") == "http://unitsofmeasure.org":
+        return quantity.code
+    return quantity.unit or quantity.code or None
 
 
 def _number(value) -> str:

@@ -209,9 +209,15 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     codes.sort(key=lambda pair: pair[0] not in ("LN", "LOINC"))
     value_type = field(2).strip().upper()
     raw_value = field(5)
+    plain_number = True
     if value_type in ("CE", "CWE", "CNE"):
         parts = raw_value.split(components)
         value = parts[1] if len(parts) > 1 and parts[1].strip() else parts[0]
+    elif value_type == "SN":  # <comparator>^<num1>^<separator/suffix>^<num2>: plain when `^32` or `=^32`
+        parts = [unescape(part).strip() for part in raw_value.split(components)]
+        comparator, number, *rest = [*parts, "", ""][:2] + [p for p in parts[2:] if p]
+        plain_number = len(parts) > 1 and comparator in ("", "=") and bool(number) and not rest
+        value = number if plain_number else raw_value
     else:
         value = raw_value
     value = unescape(value).strip()
@@ -219,8 +225,9 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     low, high = _reference_range(unescape(field(7)).strip())
     status = field(11).strip().upper()
     problem = None
-    if value_type == "SN":
-        problem = "OBX-2 SN (structured numeric, e.g. <5) is not a plain value; enter it by hand"
+    if not plain_number:
+        problem = (f"OBX-2 SN (structured numeric) {value!r} is not a plain value (a comparator such as <5, a "
+                   f"range or a ratio); enter it by hand")
     elif status not in ACCEPTED_STATUS:
         problem = (f"OBX-11 status {status!r}: only final (F) and corrected (C) results are recorded"
                    if status else "OBX-11 status missing: only final (F) and corrected (C) results are recorded")

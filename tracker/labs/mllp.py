@@ -7,6 +7,7 @@ transaction, and the database's write lock serialises them anyway."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socketserver
 
 START, END = b"\x0b", b"\x1c\x0d"
@@ -51,7 +52,9 @@ def _escape(text: str) -> str:
 def ack(message: bytes, code: str, text: str, now: dt.datetime | None = None) -> bytes:
     """An ACK (MSA-1 AA, AE or AR) to `message`, echoing its control id (MSA-2) and swapping its sender and
     receiver. A message too broken to read a header from still gets one (MSA-2 empty)."""
-    header = message.split(b"\r", 1)[0].decode("latin-1")
+    # The first segment, whichever end of line the laboratory used (HL7 says CR; some send LF or CR LF):
+    # split on CR only, an LF-separated message's MSH-12 held the next segments (finding B11).
+    header = re.split(rb"[\r\n]", message.lstrip(b"\xef\xbb\xbf \t\r\n"), maxsplit=1)[0].decode("latin-1")
     fields = header.split("|") if header.startswith("MSH|") else ["MSH", "^~\\&"]
 
     def field(n: int) -> str:  # MSH-n

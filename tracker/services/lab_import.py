@@ -35,6 +35,9 @@ from tracker.services.context import Clinic
 from tracker.services.result_import import IN_CHUNK, ImportRejected, read_bounded
 
 
+UNIT_FIELD = {"hl7": "OBX-6", "fhir": "valueQuantity.code"}  # where a laboratory's result carries its unit
+
+
 @dataclass
 class LabImportReport:
     format: str
@@ -206,9 +209,14 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             if patient is None:
                 raise InputError("mrn", row.mrn, "no such patient in tracker")
             taken_on = parse_date(row.taken_on, "taken_on")
+            if row.unit is None and vocabulary.get(test).is_numeric:
+                # B9: a laboratory interface's number without its unit could be in any unit (glucose 95 under
+                # 2345-7 is mg/dL, not the vocabulary's mmol/L); only `result add` and CSV assume the unit.
+                raise InputError("unit", "", f"{test} {row.value} on {taken_on}: a numeric result from the "
+                                             f"laboratory without its unit ({UNIT_FIELD.get(kind, 'unit')}) is not read")
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
-            checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit)
+            checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit, row.ref_units)
             result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at)
             if isinstance(stored, _Stored):  # the same Observation again, amended or corrected
                 correction = _amending(stored, result, vocabulary)

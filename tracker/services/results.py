@@ -47,7 +47,9 @@ class CheckedResult:
 
 def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.date, patient: Patient,
                     today: dt.date, ref_low: float | None = None, ref_high: float | None = None,
-                    unit: str | None = None) -> CheckedResult:
+                    unit: str | None = None, ref_units: tuple[str | None, str | None] = (None, None)) -> CheckedResult:
+    """A result checked and its value (and reference range) converted to the vocabulary's unit. The range is
+    in the value's unit unless `ref_units` gives a limit's own unit (a FHIR referenceRange's)."""
     code = vocabulary.get(test).code
     value_num, value_text = vocabulary.check_value(code, value, taken_on)
     if taken_on > today:
@@ -62,7 +64,7 @@ def validate_result(vocabulary: Vocabulary, test: str, value: str, taken_on: dt.
         if unit is not None:
             raise InputError("unit", _clipped(unit), f"{code} {value_text} on {taken_on}: {code} takes no unit")
         return CheckedResult(code, None, value_text, None, ref_low=ref_low, ref_high=ref_high)
-    return convert_numeric(vocabulary.get(code), value_num, unit, taken_on, ref_low, ref_high)
+    return convert_numeric(vocabulary.get(code), value_num, unit, taken_on, ref_low, ref_high, ref_units)
 
 
 class RowValidator:
@@ -76,13 +78,14 @@ class RowValidator:
         self.accepted: dict[tuple, CheckedResult] = {}
 
     def __call__(self, test: str, value: str, taken_on: dt.date, patient, ref_low: float | None = None,
-                 ref_high: float | None = None, unit: str | None = None) -> CheckedResult:
-        key = (test, value, unit, _exact(ref_low), _exact(ref_high))
+                 ref_high: float | None = None, unit: str | None = None,
+                 ref_units: tuple[str | None, str | None] = (None, None)) -> CheckedResult:
+        key = (test, value, unit, _exact(ref_low), _exact(ref_high), ref_units)
         checked = self.accepted.get(key)
         if checked is None or taken_on > self.today or taken_on < patient.dob:
             # (a day refused below: validate_result names it in the same words as for any row)
             checked = validate_result(self.vocabulary, test, value, taken_on, patient, self.today, ref_low, ref_high,
-                                      unit)
+                                      unit, ref_units)
             self.accepted[key] = checked
         return checked
 
@@ -93,9 +96,12 @@ def _exact(number: float | None) -> str | None:
 
 
 def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt.date,
-                    ref_low: float | None, ref_high: float | None) -> CheckedResult:
+                    ref_low: float | None, ref_high: float | None,
+                    ref_units: tuple[str | None, str | None] = (None, None)) -> CheckedResult:
     """The value (and the laboratory's reference range) in the vocabulary's unit, refused when the unit
-    cannot be converted or the converted value is implausible (tracker.core.plausibility)."""
+    cannot be converted or the converted value is implausible (tracker.core.plausibility). A limit is in the
+    value's unit unless `ref_units` names its own (a FHIR referenceRange Quantity's), converted from that one;
+    a limit's unit that cannot be converted refuses the result."""
     from tracker.units import UnitProblem, convert, same_unit
 
     reported_unit = unit or test.unit
@@ -121,7 +127,9 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
                 continue  # a vocabulary unit pint cannot read: tests/test_units.py keeps the file free of these
         raise InputError("value", f"{value:g}", implausible_reason(test, converted, value, reported_unit, taken_on,
                                                                    readings))
-    low, high = (None if limit is None else in_vocabulary_unit(limit, reported_unit) for limit in (ref_low, ref_high))
+    low, high = (None if limit is None else _limit(limit, (limit_unit or "").strip() or reported_unit, name, test,
+                                                    value, reported_unit, taken_on, in_vocabulary_unit)
+                 for limit, limit_unit, name in ((ref_low, ref_units[0], "ref_low"), (ref_high, ref_units[1], "ref_high")))
     # A limit given alone must still make a range with the vocabulary's other limit (review row
     # rs-ref-only-low-above: ALT --ref-low 500 alone against a ULN of 40).
     if low is not None and high is None and test.ref_high is not None and low >= test.ref_high:
@@ -131,6 +139,19 @@ def convert_numeric(test: TestCode, value: float, unit: str | None, taken_on: dt
         raise InputError("ref_high", f"{ref_high:g}", f"must be above the lower limit {test.ref_low:g} {test.unit} "
                                                       "(give --ref-low too)")
     return CheckedResult(test.code, converted, None, test.unit, value, reported_unit, low, high)
+
+
+def _limit(limit: float, limit_unit: str, name: str, test: TestCode, value: float, reported_unit: str,
+           taken_on: dt.date, in_vocabulary_unit) -> float:
+    """A reference limit given in `limit_unit`, in the vocabulary's unit; refused by name when not convertible."""
+    from tracker.units import UnitProblem
+
+    try:
+        return in_vocabulary_unit(limit, limit_unit)
+    except UnitProblem as problem:
+        shown = _clipped(limit_unit)
+        raise InputError(name, f"{limit:g} {shown}", f"{test.code} {value:g} {_clipped(reported_unit)!r} on "
+                                                     f"{taken_on}: the reference limit's unit {problem}") from None
 
 
 def _clipped(unit: str) -> str:
