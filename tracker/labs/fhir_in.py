@@ -36,6 +36,8 @@ def parse_fhir(data: bytes, name: str) -> list[LabRow]:
         raise InputError("file", name, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError("file", name, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError("file", name, "JSON nested too deep to read") from None
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         raise InputError("file", name, "not a FHIR resource (no resourceType)")
     kind = document["resourceType"]
@@ -49,11 +51,33 @@ def parse_fhir(data: bytes, name: str) -> list[LabRow]:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
         raise ResourceError(label, f"invalid FHIR R4 at {path}: {first['msg']}") from None
+    except _MODEL_FAULTS as exc:
+        # fhir.resources fails outside pydantic on some documents: a resourceType it has no model for
+        # (KeyError 'R4.ObsrvationType'), one that is not a string (TypeError), nesting past the stack
+        # (RecursionError). The document's fault, refused like any invalid resource.
+        raise ResourceError(label, f"not FHIR R4 fhir.resources can read ({_model_fault(exc)})") from None
     if kind == "Bundle":
         resources = [(entry.fullUrl, entry.resource) for entry in resource.entry or [] if entry.resource is not None]
     else:
         resources = [(None, resource)]
     return _rows(resources, label)
+
+
+# What fhir.resources raises besides pydantic's ValidationError on a document it cannot read (see parse_fhir).
+_MODEL_FAULTS = (KeyError, TypeError, ValueError, AttributeError, ImportError, RecursionError)
+
+
+def _model_fault(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        key = str(exc.args[0]) if exc.args else ""
+        # fhir_core's lookup key is '<release>.<resourceType>Type': name the resourceType as written.
+        if key.endswith("Type") and "." in key:
+            return f"unknown resourceType {key.split('.', 1)[1][:-4]!r}"
+        return f"unknown {key!r}"
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _models():
@@ -127,7 +151,9 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
                 raise ResourceError(where, f"subject {subject.reference!r}: no Patient with an identifier in the bundle")
     if not mrn:
         raise ResourceError(where, "no subject: the Observation names no patient")
-    codes = tuple((c.system or "", c.code) for c in (observation.code.coding or []) if c.code)
+    # `code` is required, but fhir.resources lets an explicit null through: no code, refused by test_code_for.
+    coding = observation.code.coding if observation.code is not None else None
+    codes = tuple((c.system or "", c.code) for c in (coding or []) if c.code)
     codes = tuple(sorted(codes, key=lambda pair: pair[0] != "http://loinc.org"))
     value, unit, problem = _value(observation)
     if observation.status not in RESULT_STATUSES:
