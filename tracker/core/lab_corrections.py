@@ -81,3 +81,31 @@ def latest_report(reported_at: dt.datetime | None, on_record: dt.datetime | None
 def same_values(stored: dict, checked: dict) -> bool:
     """Whether a correction sent again carries the values already stored (then it is on record)."""
     return all(stored.get(name) == value for name, value in checked.items())
+
+
+@dataclass(frozen=True)
+class ResultIdentity:
+    """What makes a result the result it is: the patient, the test, the day the sample was taken and its value
+    as the laboratory reported it (a number, or the text a categorical or free-text result holds)."""
+
+    patient_id: int
+    test: str
+    taken_on: dt.date
+    value: float | str | None
+
+
+def identity_differences(stored: ResultIdentity, incoming: ResultIdentity, *, value: bool = True) -> tuple[str, ...]:
+    """What tells a result on record from one sent under the same source id ((), the same result: it is on
+    record). A laboratory that reuses an id (a FHIR Observation id, an HL7 message control id) for another
+    result sends another patient, test, day or value under it. `value=False` where the values on record may
+    rightly differ: they are a correction's (the first version of a corrected result sent again)."""
+    out = []
+    if stored.patient_id != incoming.patient_id:
+        out.append("patient")
+    if stored.test != incoming.test:
+        out.append("test")
+    if stored.taken_on != incoming.taken_on:
+        out.append("day")
+    if value and stored.value != incoming.value:
+        out.append("value")
+    return tuple(out)

@@ -30,6 +30,10 @@ class LabRow:
     # When the laboratory reported it (HL7 OBR-22 or MSH-7; FHIR issued or meta.lastUpdated), in UTC (as written
     # where the laboratory gave no offset): orders corrections of one result (tracker/core/lab_corrections.py).
     reported_at: dt.datetime | None = None
+    # The source id this result was stored under before ids local to their container were qualified (a FHIR
+    # contained Observation's bare id; an HL7 OBX-1 that restarts under each OBR): a result on record under
+    # it is this one only when it is the same result (patient, test, day, value: services/lab_import.py).
+    legacy_source_id: str | None = None
 
     @property
     def code_text(self) -> str:

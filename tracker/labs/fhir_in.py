@@ -5,7 +5,9 @@ document first; a resource it refuses is named with the path of the problem.
 
 The patient is the subject's identifier (`subject.identifier.value`) or the identifier of the Patient the
 subject references in the same bundle (the one typed MR, else the first). The source id is the
-Observation's `id` (else its first identifier), so the same Observation sent again is recognised.
+Observation's `id` (else its first identifier), so the same Observation sent again is recognised; an
+Observation contained in a DiagnosticReport has an id local to that report (`#1`), so its source id is the
+report's and its own (`fhir:DiagnosticReport/<id>#<contained id>`).
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def _models():
 
 
 def _rows(resources: list, label: str) -> list[LabRow]:
-    patients: dict[str, str] = {}  # reference (Patient/x, fullUrl, #x) -> MRN
-    observations = []
+    patients: dict[str, str] = {}  # reference (Patient/x, fullUrl) -> MRN
+    observations = []  # (fullUrl, Observation, the DiagnosticReport containing it or None)
     report_of: dict[str, object] = {}  # observation reference -> its DiagnosticReport
+    local_patients: dict[int, dict[str, str]] = {}  # id(report) -> its contained Patients (#x -> MRN)
     for full_url, resource in resources:
         kind = resource.get_resource_type()
         if kind == "Patient":
@@ -101,26 +104,31 @@ def _rows(resources: list, label: str) -> list[LabRow]:
                     if key:
                         patients[key] = mrn
         elif kind == "Observation":
-            observations.append((full_url, resource))
+            observations.append((full_url, resource, None))
         elif kind == "DiagnosticReport":
+            # A contained resource's id is local to its container (`#1` in two reports are two resources):
+            # it is resolved within its report, never across the bundle.
             for contained in resource.contained or []:
                 if contained.get_resource_type() == "Observation":
-                    observations.append((f"#{contained.id}", contained))
-                    report_of[f"#{contained.id}"] = resource
+                    observations.append((None, contained, resource))
                 elif contained.get_resource_type() == "Patient":
                     mrn = _patient_mrn(contained)
                     if mrn:
-                        patients[f"#{contained.id}"] = mrn
+                        local_patients.setdefault(id(resource), {})[f"#{contained.id}"] = mrn
             for reference in resource.result or []:
-                if reference.reference:
+                if reference.reference and not reference.reference.startswith("#"):
                     report_of[reference.reference] = resource
     if not observations:
         raise ResourceError(label, "carries no Observation")
     rows = []
-    for number, (full_url, observation) in enumerate(observations, start=1):
-        keys = [k for k in (full_url, f"Observation/{observation.id}" if observation.id else None) if k]
-        report = next((report_of[k] for k in keys if k in report_of), None)
-        rows.append(_row(observation, report, patients, f"{label} Observation[{number}]"))
+    for number, (full_url, observation, container) in enumerate(observations, start=1):
+        if container is not None:
+            report, known = container, {**patients, **local_patients.get(id(container), {})}
+        else:
+            keys = [k for k in (full_url, f"Observation/{observation.id}" if observation.id else None) if k]
+            report = next((report_of[k] for k in keys if k in report_of), None)
+            known = {**patients, **local_patients.get(id(report), {})} if report is not None else patients
+        rows.append(_row(observation, report, known, f"{label} Observation[{number}]", contained=container is not None))
     return rows
 
 
@@ -131,8 +139,16 @@ def _patient_mrn(patient) -> str | None:
     return chosen.value.strip() if chosen is not None else None
 
 
-def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
-    if observation.id:
+def _row(observation, report, patients: dict[str, str], where: str, *, contained: bool = False) -> LabRow:
+    legacy_source_id = None
+    if contained and observation.id:
+        # Its id is local to the report containing it: the report's identity qualifies it. Before, it was
+        # stored as `fhir:Observation/<id>` (kept as the legacy id: such a result on record is still
+        # recognised when the same report is sent again).
+        where = f"{where} ({observation.id})"
+        source_id = f"{_container_id(report, where)}#{observation.id}"
+        legacy_source_id = f"fhir:Observation/{observation.id}"
+    elif observation.id:
         where = f"{where} ({observation.id})"
         source_id = f"fhir:Observation/{observation.id}"
     elif observation.identifier and observation.identifier[0].value:
@@ -168,9 +184,20 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
         first = observation.referenceRange[0]
         low = _number(first.low.value) if first.low is not None and first.low.value is not None else None
         high = _number(first.high.value) if first.high is not None and first.high.value is not None else None
-    return LabRow(where=where, source_id=source_id, mrn=mrn, codes=codes, value=value, unit=unit,
+    return LabRow(where=where, source_id=source_id, legacy_source_id=legacy_source_id, mrn=mrn, codes=codes, value=value, unit=unit,
                   taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
                   corrects=observation.status in CORRECTION_STATUSES, reported_at=_reported_at(observation, report))
+
+
+def _container_id(report, where: str) -> str:
+    """The identity of the DiagnosticReport a contained Observation is in: its id, else its first identifier."""
+    if report.id:
+        return f"fhir:DiagnosticReport/{report.id}"
+    if report.identifier and report.identifier[0].value:
+        first = report.identifier[0]
+        return f"fhir:DiagnosticReport:{first.system or ''}|{first.value}"
+    raise ResourceError(where, "a contained Observation of a DiagnosticReport without id or identifier cannot be "
+                               "recognised when sent again (its id is local to the report)")
 
 
 def _reported_at(observation, report) -> dt.datetime | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from dataclasses import replace
 
 from tracker.errors import InputError
 from tracker.labs import LabRow
@@ -142,7 +143,16 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
         raise MessageError(control_id, "PID[1]", "missing: the message names no patient")
     if not rows:
         raise MessageError(control_id, "OBX[1]", "missing: the message carries no result")
+    if not (len(fields) > 9 and fields[9].strip()):
+        # Without MSH-10 a result has no identity to be recognised by when sent again (the `#<n>` standing in
+        # for it is the message's place in its file: every id-less message's first result would be `#1|1`).
+        # Refused, unless the very same result is on record under that id (imported before this rule).
+        rows = [replace(row, problem=row.problem or NO_CONTROL_ID) for row in rows]
     return rows
+
+
+NO_CONTROL_ID = ("MSH-10 message control id missing: tracker cannot tell this message's results from another "
+                 "message's; the laboratory must send MSH-10")
 
 
 @functools.lru_cache(maxsize=64)

@@ -26,7 +26,8 @@ from sqlalchemy import select
 
 from tracker.core.durations import parse_date
 from tracker.core.inputs import finite_number
-from tracker.core.lab_corrections import Candidate, hl7_corrected, latest_report, same_values, superseded
+from tracker.core.lab_corrections import (Candidate, ResultIdentity, hl7_corrected, identity_differences, latest_report,
+                                          same_values, superseded)
 from tracker.db.tables import LabResult, ReplacedLabSource
 from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
@@ -114,36 +115,74 @@ def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str],
 
 @dataclass(frozen=True)
 class _Stored:
-    """A result on record carrying a source id of this file: what a correction sent again is compared with."""
+    """A result on record carrying a source id of this file: what a result sent again is compared with.
+    `replaced`: the source id is one a later correction replaced (replaced_lab_source); the result (`id`) now
+    holds the correction's values."""
 
     id: int
     patient_id: int
+    mrn: str
     test: str
     taken_on: dt.date
     values: dict
     reported_at: dt.datetime | None = None
+    replaced: bool = False
+
+    @property
+    def identity(self) -> ResultIdentity:
+        number = self.values.get("reported_value")
+        if number is None:
+            number = self.values.get("value_num")
+        return ResultIdentity(self.patient_id, self.test, self.taken_on,
+                              number if number is not None else self.values.get("value_text"))
+
+    def described(self) -> str:
+        """`#12 (alt 30 U/L on 2026-11-20, patient M1)`: the result on record, for a refusal."""
+        number, text = self.values.get("reported_value"), self.values.get("value_text")
+        unit = self.values.get("reported_unit") or self.values.get("unit")
+        if number is None:
+            number = self.values.get("value_num")
+        value = f"{number:g}{' ' + unit if unit else ''}" if number is not None else repr(text)
+        return f"#{self.id} ({self.test} {value} on {self.taken_on}, patient {self.mrn})"
 
 
-_REPLACED = object()  # a source id whose values a later correction replaced (replaced_lab_source)
-
-
-def _on_record(session, source_ids: list[str]) -> dict[str, object]:
-    """The source ids already on record: each mapped to its result (`_Stored`), or `_REPLACED`."""
+def _on_record(session, source_ids: list[str]) -> dict[str, _Stored]:
+    """The source ids already on record, each mapped to its result (`_Stored`; `replaced` for an id a later
+    correction replaced: replaced_lab_source)."""
+    from tracker.db.tables import Patient
     from tracker.services.results_bulk import CORRECTED_FIELDS
 
-    R, X = LabResult.__table__, ReplacedLabSource.__table__
-    found: dict[str, object] = {}
+    R, X, P = LabResult.__table__, ReplacedLabSource.__table__, Patient.__table__
+    found: dict[str, _Stored] = {}
     wanted = sorted(set(source_ids))
+    columns = (R.c.id, R.c.patient_id, P.c.mrn, R.c.test, R.c.taken_on, R.c.reported_at,
+               *(R.c[name] for name in CORRECTED_FIELDS))
+
+    def stored(row, replaced: bool = False) -> _Stored:
+        result_id, patient_id, mrn, test, taken_on, reported_at, *values = row
+        return _Stored(result_id, patient_id, mrn, test, taken_on, dict(zip(CORRECTED_FIELDS, values)), reported_at,
+                       replaced)
+
     for start in range(0, len(wanted), IN_CHUNK):
         chunk = wanted[start:start + IN_CHUNK]
-        query = select(R.c.source_id, R.c.id, R.c.patient_id, R.c.test, R.c.taken_on, R.c.reported_at,
-                       *(R.c[name] for name in CORRECTED_FIELDS)).where(R.c.source_id.in_(chunk))
-        for source_id, result_id, patient_id, test, taken_on, reported_at, *values in session.execute(query):
-            found[source_id] = _Stored(result_id, patient_id, test, taken_on, dict(zip(CORRECTED_FIELDS, values)),
-                                       reported_at)
-        found.update((source_id, _REPLACED) for source_id in
-                     session.execute(select(X.c.source_id).where(X.c.source_id.in_(chunk))).scalars())
+        query = select(R.c.source_id, *columns).join(P, P.c.id == R.c.patient_id).where(R.c.source_id.in_(chunk))
+        for source_id, *row in session.execute(query):
+            found[source_id] = stored(row)
+        query = (select(X.c.source_id, *columns).join(R, R.c.id == X.c.result_id).join(P, P.c.id == R.c.patient_id)
+                 .where(X.c.source_id.in_(chunk)))
+        for source_id, *row in session.execute(query):
+            found[source_id] = stored(row, replaced=True)
     return found
+
+
+def _corrected(session, result_id: int, mrn: str) -> bool:
+    """Whether the values of result `result_id` are a correction's (a `result.correct` audited on it): then a
+    first version sent again rightly carries other values."""
+    from tracker.db.tables import AuditEvent
+
+    query = select(AuditEvent.id).where(AuditEvent.mrn == mrn, AuditEvent.entity == "lab_result",
+                                        AuditEvent.entity_id == result_id, AuditEvent.action == "result.correct")
+    return session.execute(query.limit(1)).first() is not None
 
 
 def _hl7_candidates(session, patient_id: int, test: str, taken_on: dt.date) -> list[Candidate]:
@@ -166,7 +205,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     session, vocabulary = clinic.session, clinic.library.vocabulary
     by_loinc, panels = vocabulary.by_loinc(), vocabulary.panel_by_loinc()
     local = dict(clinic.settings.labs.codes)
-    on_record = _on_record(session, [r.source_id for r in rows])
+    on_record = _on_record(session, [sid for r in rows for sid in (r.source_id, r.legacy_source_id) if sid])
     patients = _patients(session, {r.mrn for r in rows})
     validate = RowValidator(vocabulary, clinic.today)
     seen: set[str] = set()
@@ -188,12 +227,55 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         reported[key] = latest_report(row.reported_at, current)
         return False
 
+    def identity(row: LabRow) -> ResultIdentity:
+        """The row's patient, test, day and value, read as validation reads them (its errors are the row's)."""
+        patient = patients.get(row.mrn)
+        if patient is None:
+            raise InputError("mrn", row.mrn, "no such patient in tracker")
+        test = test_code_for(row, by_loinc, local, panels)
+        taken_on = parse_date(row.taken_on, "taken_on")
+        number, text = vocabulary.check_value(test, row.value, taken_on)
+        return ResultIdentity(patient.id, test, taken_on, number if number is not None else text)
+
+    def differences(stored: _Stored, row: LabRow, *, value: bool = True) -> tuple[str, ...]:
+        """What tells the result on record under the row's source id from the row (() when it is the row)."""
+        differ = identity_differences(stored.identity, identity(row), value=value and not stored.replaced)
+        if differ == ("value",) and _corrected(session, stored.id, stored.mrn):
+            return ()  # its first version, sent again after a correction replaced its values
+        return differ
+
+    def former(row: LabRow) -> _Stored | None:
+        """The result on record under the row's legacy source id when it is this result (for a correction: the
+        same patient, test and day); None when there is none, or it is another result (the id was local)."""
+        stored = on_record.get(row.legacy_source_id) if row.legacy_source_id else None
+        if stored is None:
+            return None
+        try:
+            return None if differences(stored, row, value=not row.corrects) else stored
+        except TrackerError:
+            return None
+
     for number, row in enumerate(rows):
         stored = on_record.get(row.source_id)
-        if stored is not None and not (row.corrects and isinstance(stored, _Stored)):
-            report.already += 1
-            continue
         try:
+            if stored is None:
+                stored = former(row)
+            if stored is not None and not (row.corrects and not stored.replaced):
+                try:
+                    differ = differences(stored, row)
+                except TrackerError:
+                    if row.problem:
+                        raise InputError("result", row.code_text, row.problem) from None
+                    raise
+                if not differ:
+                    report.already += 1
+                    continue
+                if row.problem:
+                    raise InputError("result", row.code_text, row.problem)
+                raise InputError("result", row.source_id,
+                                 f"this source id is on record for another result, {stored.described()} "
+                                 f"({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}): the laboratory "
+                                 f"reused the id; nothing stored")
             if row.problem:
                 raise InputError("result", row.code_text, row.problem)
             if row.source_id in seen:
@@ -210,7 +292,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
             checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit)
             result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at)
-            if isinstance(stored, _Stored):  # the same Observation again, amended or corrected
+            if stored is not None:  # the same Observation again, amended or corrected
                 correction = _amending(stored, result, vocabulary)
                 if correction is None:
                     report.already += 1

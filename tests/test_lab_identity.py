@@ -1,0 +1,179 @@
+"""Which result a laboratory's source id names (findings B3-B6 of session 20): "already on record" only for the
+very same result (patient, test, day, value); an id reused for another result is refused naming the stored
+one; ids local to their container (a FHIR contained Observation's `#1`, an HL7 OBX-1 that restarts under each
+OBR) are qualified by it, while results stored under the former ids are still recognised. Real CLI, real
+parsers, migrations."""
+
+from __future__ import annotations
+
+import json
+
+from freezegun import freeze_time
+
+from tests.conftest import dump_database
+from tests.test_lab_import import fhir_bundle, methotrexate_patient, oru
+
+
+def report(report_id: str, mrn: str, day: str, alt: float, contained_id: str = "1") -> dict:
+    """A DiagnosticReport carrying its ALT as a contained Observation (ids local to the report)."""
+    return {"resourceType": "DiagnosticReport", "id": report_id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "24323-8"}]},
+            "subject": {"identifier": {"value": mrn}}, "effectiveDateTime": day,
+            "contained": [{"resourceType": "Observation", "id": contained_id, "status": "final",
+                           "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+                           "valueQuantity": {"value": alt, "unit": "U/L", "system": "http://unitsofmeasure.org",
+                                             "code": "U/L"}}],
+            "result": [{"reference": f"#{contained_id}"}]}
+
+
+def observation(obs_id: str, mrn: str, alt: float, status: str = "final") -> dict:
+    return {"resourceType": "Observation", "id": obs_id, "status": status,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+            "subject": {"identifier": {"value": mrn}}, "effectiveDateTime": "2026-01-19",
+            "valueQuantity": {"value": alt, "unit": "U/L", "system": "http://unitsofmeasure.org", "code": "U/L"}}
+
+
+def write(path, document) -> str:
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return str(path)
+
+
+def results(tracker, mrn: str) -> list[tuple]:
+    return sorted((r["test"], r["value"], r["taken_on"]) for r in tracker.json(["result", "list", mrn]))
+
+
+def source_ids(db: str) -> list[str]:
+    from sqlalchemy import text
+
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(db))
+    with engine.connect() as conn:
+        out = sorted(conn.execute(text("SELECT source_id FROM lab_result WHERE source_id IS NOT NULL")).scalars())
+    engine.dispose()
+    return out
+
+
+def store_as_before(db: str, renamed: dict[str, str]) -> None:
+    """Results on record as tracker stored them before this change (their former source ids)."""
+    from sqlalchemy import text
+
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(db))
+    with engine.begin() as conn:
+        for new, old in renamed.items():
+            assert conn.execute(text("UPDATE lab_result SET source_id = :old WHERE source_id = :new"),
+                                {"old": old, "new": new}).rowcount == 1
+    engine.dispose()
+
+
+@freeze_time("2026-01-20")
+def test_contained_observation_ids_are_local_to_their_report(tracker, tmp_path):
+    """Two DiagnosticReports each carrying a contained Observation `#1`: two results (before, the second was
+    "already on record", exit 0, and lost). In one bundle, each keeps its own report's patient."""
+    methotrexate_patient(tracker, "M1")
+    methotrexate_patient(tracker, "M2")
+    first = write(tmp_path / "a.json", report("rep-A", "M1", "2026-01-10", 30))
+    second = write(tmp_path / "b.json", report("rep-B", "M2", "2026-01-19", 250))
+    assert "imported 1 results" in tracker(["result", "import", first]).stdout
+    assert "imported 1 results" in tracker(["result", "import", second]).stdout
+    assert results(tracker, "M2") == [("alt", 250, "2026-01-19")]
+    assert source_ids(tracker.db) == ["fhir:DiagnosticReport/rep-A#1", "fhir:DiagnosticReport/rep-B#1"]
+    before = dump_database(tracker.db)
+    for path in (first, second):
+        assert "(1 already on record)" in tracker(["result", "import", path]).stdout
+    assert dump_database(tracker.db) == before
+
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": report("rep-C", "M1", "2026-01-18", 31)}, {"resource": report("rep-D", "M2", "2026-01-18", 32)}]}
+    assert "imported 2 results" in tracker(["result", "import", write(tmp_path / "c.json", bundle)]).stdout
+    assert ("alt", 31, "2026-01-18") in results(tracker, "M1") and ("alt", 32, "2026-01-18") in results(tracker, "M2")
+
+
+@freeze_time("2026-01-20")
+def test_an_observation_id_reused_for_another_result_is_refused_naming_the_stored_one(tracker, tmp_path):
+    methotrexate_patient(tracker, "M1")
+    methotrexate_patient(tracker, "M2")
+    tracker(["result", "import", write(tmp_path / "one.json", observation("1", "M1", 30))])
+    before = dump_database(tracker.db)
+
+    path = write(tmp_path / "two.json", observation("1", "M2", 250))
+    refused = tracker(["result", "import", path], ok=False)
+
+    assert refused.exit_code == 2, refused.stdout
+    assert refused.stderr.splitlines()[1] == (
+        "Observation/1 Observation[1] (1): result: 'fhir:Observation/1': this source id is on record for another "
+        "result, #1 (alt 30 U/L on 2026-01-19, patient M1) (patient, value differ): the laboratory reused the "
+        "id; nothing stored")
+    assert dump_database(tracker.db) == before
+    # The same result again is on record, as before.
+    assert "(1 already on record)" in tracker(["result", "import", str(tmp_path / "one.json")]).stdout
+
+
+@freeze_time("2026-01-20")
+def test_an_hl7_message_without_a_control_id_is_refused(tracker, tmp_path):
+    """Without MSH-10 every such message's first result had the id `#1|1`: the second patient's was "already on
+    record" (exit 0) and lost. Now refused, naming MSH-10."""
+    methotrexate_patient(tracker, "M1")
+    before = dump_database(tracker.db)
+    path = write(tmp_path / "noid.hl7", oru(id="", alt="30"))
+    refused = tracker(["result", "import", path], ok=False)
+    assert refused.exit_code == 2
+    assert ("message #1 OBX[1]: result: 'LN:26464-8': MSH-10 message control id missing: tracker cannot tell "
+            "this message's results from another message's; the laboratory must send MSH-10") in refused.stderr
+    assert dump_database(tracker.db) == before
+
+
+@freeze_time("2026-01-20")
+def test_results_stored_under_their_former_source_ids_are_still_on_record(tracker, tmp_path):
+    """Stored source ids are data: a report or message imported before this change (contained Observation as
+    `fhir:Observation/1`; an HL7 message without MSH-10 as `#1`) sent again is on record and changes nothing,
+    while another report's contained `#1` is stored as the new result it is."""
+    methotrexate_patient(tracker, "M1")
+    methotrexate_patient(tracker, "M2")
+    old_report = write(tmp_path / "a.json", report("rep-A", "M1", "2026-01-10", 30))
+    tracker(["result", "import", old_report])
+    old_message = write(tmp_path / "noid.hl7", oru(id="", alt="30"))
+    tracker(["result", "import", write(tmp_path / "withid.hl7", oru(id="X", alt="30"))])
+    store_as_before(tracker.db, {"fhir:DiagnosticReport/rep-A#1": "fhir:Observation/1",
+                                 **{f"hl7:CITYLAB|X|{n}": f"hl7:CITYLAB|#1|{n}" for n in range(1, 9)}})
+    before = dump_database(tracker.db)
+
+    assert "(1 already on record)" in tracker(["result", "import", old_report]).stdout
+    assert "(8 already on record)" in tracker(["result", "import", old_message]).stdout
+    assert dump_database(tracker.db) == before
+
+    new_report = write(tmp_path / "b.json", report("rep-B", "M2", "2026-01-19", 250))
+    assert "imported 1 results" in tracker(["result", "import", new_report]).stdout
+    assert results(tracker, "M2") == [("alt", 250, "2026-01-19")]
+    # An id-less message for another patient is refused (not "already on record" under the other's `#1`).
+    refused = tracker(["result", "import", write(tmp_path / "noid2.hl7", oru(id="", mrn="M2", alt="31"))], ok=False)
+    assert refused.exit_code == 2 and "MSH-10 message control id missing" in refused.stderr
+
+
+@freeze_time("2026-01-20")
+def test_an_amended_contained_observation_stored_under_its_former_id_is_corrected(tracker, tmp_path):
+    methotrexate_patient(tracker, "M1")
+    tracker(["result", "import", write(tmp_path / "a.json", report("rep-A", "M1", "2026-01-10", 130))])
+    store_as_before(tracker.db, {"fhir:DiagnosticReport/rep-A#1": "fhir:Observation/1"})
+    amended = report("rep-A", "M1", "2026-01-10", 35)
+    amended["contained"][0]["status"] = "amended"
+
+    out = tracker(["result", "import", write(tmp_path / "amended.json", amended)]).stdout
+
+    assert "1 corrected" in out
+    assert results(tracker, "M1") == [("alt", 35, "2026-01-10")]
+    assert source_ids(tracker.db) == ["fhir:DiagnosticReport/rep-A#1"]
+
+
+@freeze_time("2026-01-20")
+def test_the_first_version_of_an_amended_observation_sent_again_is_on_record(tracker, tmp_path):
+    """Its value differs from the one on record, rightly: a correction replaced it (audited result.correct)."""
+    methotrexate_patient(tracker)
+    original = write(tmp_path / "bundle.json", fhir_bundle(value=130))
+    tracker(["result", "import", original])
+    tracker(["result", "import", write(tmp_path / "amended.json", fhir_bundle(status="amended", value=35))])
+    before = dump_database(tracker.db)
+    assert "(2 already on record)" in tracker(["result", "import", original]).stdout
+    assert dump_database(tracker.db) == before
