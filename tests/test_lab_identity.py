@@ -177,3 +177,48 @@ def test_the_first_version_of_an_amended_observation_sent_again_is_on_record(tra
     before = dump_database(tracker.db)
     assert "(2 already on record)" in tracker(["result", "import", original]).stdout
     assert dump_database(tracker.db) == before
+
+
+RESTARTING = [  # OBX-1 restarts at 1 under each OBR (common HL7 practice)
+    "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20260119083000",
+    "OBX|1|NM|26499-4^Neutrophils^LN||3.2|10*9/L|2.0-7.5|N|||F",
+    "OBX|2|NM|26515-7^Platelets^LN||250|10*9/L|150-400|N|||F",
+    "OBR|2|ORD2|FIL2|24323-8^CMP^LN|||20260119083000",
+    "OBX|1|NM|1742-6^ALT^LN||130|U/L|0-40|H|||F",
+    "OBX|2|NM|2160-0^Creatinine^LN||0.9|mg/dL|0.6-1.2|N|||F",
+]
+
+
+@freeze_time("2026-01-20")
+def test_obx_set_ids_restarting_under_each_obr_are_qualified_by_the_obr(tracker, tmp_path):
+    """Before: refused (`repeats an earlier result of this file`), and `labs listen` answered AE forever."""
+    methotrexate_patient(tracker)
+    path = write(tmp_path / "restart.hl7", oru(id="RST1", obx=RESTARTING))
+
+    assert "imported 4 results" in tracker(["result", "import", path]).stdout
+
+    assert source_ids(tracker.db) == ["hl7:CITYLAB|RST1|OBR1|1", "hl7:CITYLAB|RST1|OBR1|2",
+                                      "hl7:CITYLAB|RST1|OBR2|1", "hl7:CITYLAB|RST1|OBR2|2"]
+    assert {r[0] for r in results(tracker, "M1")} == {"neutrophils", "platelets", "alt", "creatinine"}
+    assert "(4 already on record)" in tracker(["result", "import", path]).stdout
+    # A message whose OBX-1 are unique keeps the ids it always had.
+    tracker(["result", "import", write(tmp_path / "unique.hl7", oru(id="U1", alt="30"))])
+    assert [s for s in source_ids(tracker.db) if "|U1|" in s] == [f"hl7:CITYLAB|U1|{n}" for n in range(1, 9)]
+
+
+@freeze_time("2026-01-20")
+def test_results_skipped_before_from_a_restarting_message_can_still_be_imported(tracker, tmp_path):
+    """Before this change, `--skip-bad` stored the first OBR's results under `...|RST1|1` and `|2` and refused
+    the second's as repeats, which a re-import then called "already on record" for good. Now the first two
+    are recognised under their former ids and the other two are stored."""
+    methotrexate_patient(tracker)
+    tracker(["result", "import", write(tmp_path / "first.hl7", oru(id="RST1", obx=RESTARTING[:3]))])
+    assert source_ids(tracker.db) == ["hl7:CITYLAB|RST1|1", "hl7:CITYLAB|RST1|2"]  # as the old import left them
+    path = write(tmp_path / "restart.hl7", oru(id="RST1", obx=RESTARTING))
+
+    assert "imported 2 results from" in tracker(["result", "import", path]).stdout
+
+    assert {r[0] for r in results(tracker, "M1")} == {"neutrophils", "platelets", "alt", "creatinine"}
+    before = dump_database(tracker.db)
+    assert "(4 already on record)" in tracker(["result", "import", path]).stdout
+    assert dump_database(tracker.db) == before
