@@ -222,3 +222,22 @@ def test_results_skipped_before_from_a_restarting_message_can_still_be_imported(
     before = dump_database(tracker.db)
     assert "(4 already on record)" in tracker(["result", "import", path]).stdout
     assert dump_database(tracker.db) == before
+
+
+@freeze_time("2026-01-20")
+def test_an_entered_in_error_observation_is_refused_naming_the_result_on_record(tracker, tmp_path):
+    """tracker has no way to withdraw a result: the retraction is refused loudly (before: "1 already on
+    record", exit 0, and the retracted ALT 130 and its critical alert stayed with nobody told)."""
+    methotrexate_patient(tracker)
+    tracker(["result", "import", write(tmp_path / "final.json", observation("alt-9", "M1", 130))])
+    before = dump_database(tracker.db)
+
+    path = write(tmp_path / "eie.json", observation("alt-9", "M1", 130, status="entered-in-error"))
+    refused = tracker(["result", "import", path], ok=False)
+
+    assert refused.exit_code == 2 and "already on record" not in refused.stdout
+    assert refused.stderr.splitlines()[1] == (
+        "Observation/alt-9 Observation[1] (alt-9): result: 'fhir:Observation/alt-9': entered-in-error: the "
+        "laboratory withdrew this result, on record as #1 (alt 130 U/L on 2026-01-19, patient M1); tracker cannot "
+        "withdraw a result: have #1 removed from the record by hand and review the alerts it raised")
+    assert dump_database(tracker.db) == before

@@ -21,6 +21,7 @@ from tracker.labs import LabRow
 
 RESULT_STATUSES = {"final", "amended", "corrected"}
 CORRECTION_STATUSES = {"amended", "corrected"}  # the same Observation sent again with new values
+WITHDRAWN = "entered-in-error"  # the Observation sent before was a mistake: the laboratory retracts it
 MR_TYPE = "MR"
 
 
@@ -186,7 +187,8 @@ def _row(observation, report, patients: dict[str, str], where: str, *, contained
         high = _number(first.high.value) if first.high is not None and first.high.value is not None else None
     return LabRow(where=where, source_id=source_id, legacy_source_id=legacy_source_id, mrn=mrn, codes=codes, value=value, unit=unit,
                   taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
-                  corrects=observation.status in CORRECTION_STATUSES, reported_at=_reported_at(observation, report))
+                  corrects=observation.status in CORRECTION_STATUSES, withdrawn=observation.status == WITHDRAWN,
+                  reported_at=_reported_at(observation, report))
 
 
 def _container_id(report, where: str) -> str:

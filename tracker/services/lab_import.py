@@ -251,7 +251,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         if stored is None:
             return None
         try:
-            return None if differences(stored, row, value=not row.corrects) else stored
+            return None if differences(stored, row, value=not (row.corrects or row.withdrawn)) else stored
         except TrackerError:
             return None
 
@@ -260,6 +260,13 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         try:
             if stored is None:
                 stored = former(row)
+            if row.withdrawn and stored is not None:
+                # tracker has no way to withdraw a result (nothing deletes one, nor marks it void): the
+                # retraction is refused loudly, never counted as on record, so that someone removes it.
+                raise InputError("result", row.source_id,
+                                 f"entered-in-error: the laboratory withdrew this result, on record as "
+                                 f"{stored.described()}; tracker cannot withdraw a result: have #{stored.id} removed "
+                                 f"from the record by hand and review the alerts it raised")
             if stored is not None and not (row.corrects and not stored.replaced):
                 try:
                     differ = differences(stored, row)
