@@ -241,3 +241,79 @@ def test_an_entered_in_error_observation_is_refused_naming_the_result_on_record(
         "laboratory withdrew this result, on record as #1 (alt 130 U/L on 2026-01-19, patient M1); tracker cannot "
         "withdraw a result: have #1 removed from the record by hand and review the alerts it raised")
     assert dump_database(tracker.db) == before
+
+
+# --- an original that arrives after its correction (B5) ----------------------------------------------------
+
+ALT_ORIGINAL = "OBX|1|NM|1742-6^ALT^LN||130|U/L|0-40|H|||F|||20260119083000"
+ALT_CORRECTION = "OBX|1|NM|1742-6^ALT^LN||{alt}|U/L|0-40|N|||C|||20260119083000"
+
+
+def alt_state(tracker) -> tuple[list, list]:
+    alt = [(r["value"], r["taken_on"]) for r in tracker.json(["result", "list", "M1", "--test", "alt"])]
+    critical = [a for a in tracker.json(["alerts"]) if a["kind"] == "threshold" and a["severity"] == "critical"]
+    return alt, critical
+
+
+def late_original_files(tmp_path):
+    from tests.test_lab_corrections import sent_at
+
+    original = sent_at(oru(id="ORIG", obx=[ALT_ORIGINAL]), "20260119100000")
+    correction = sent_at(oru(id="CORR", obx=[ALT_CORRECTION.format(alt="35")]), "20260119150000")
+    second = sent_at(oru(id="CORR2", obx=[ALT_CORRECTION.format(alt="36")]), "20260119160000")
+    return original, correction, second
+
+
+@freeze_time("2026-01-20")
+def test_an_original_arriving_after_its_correction_is_not_stored_beside_it(tracker, tmp_path):
+    """Before: the late original ALT 130 (MSH-7 10:00) was stored beside its correction 35 (15:00), raised a
+    critical alert, and the next correction was refused as ambiguous."""
+    methotrexate_patient(tracker)
+    original, correction, second = late_original_files(tmp_path)
+    tracker(["result", "import", write(tmp_path / "corr.hl7", correction)])
+
+    out = tracker(["result", "import", write(tmp_path / "orig.hl7", original)]).stdout
+
+    assert out.splitlines()[0] == (f"imported 0 results from {tmp_path / 'orig.hl7'} (hl7), 1 original not stored "
+                                   f"(reported before its correction)")
+    assert alt_state(tracker) == ([(35, "2026-01-19")], [])
+    # Recorded as replaced, as if it had come first: sent again, it is on record and changes nothing.
+    before = dump_database(tracker.db)
+    assert "(1 already on record)" in tracker(["result", "import", str(tmp_path / "orig.hl7")]).stdout
+    assert dump_database(tracker.db) == before
+    assert "1 corrected" in tracker(["result", "import", write(tmp_path / "corr2.hl7", second)]).stdout
+    assert alt_state(tracker)[0] == [(36, "2026-01-19")]
+
+
+@freeze_time("2026-01-20")
+def test_an_original_after_its_correction_in_one_file_whichever_order(tracker, tmp_path):
+    methotrexate_patient(tracker)
+    original, correction, second = late_original_files(tmp_path)
+    path = write(tmp_path / "both.hl7", correction + original)
+
+    out = tracker(["result", "import", path]).stdout
+
+    assert "imported 1 results" in out and "1 original not stored (reported before its correction)" in out
+    assert alt_state(tracker) == ([(35, "2026-01-19")], [])
+    assert "(2 already on record)" in tracker(["result", "import", path]).stdout
+    assert "1 corrected" in tracker(["result", "import", write(tmp_path / "corr2.hl7", second)]).stdout
+    # The other order, the original first, is the correction replacing it: the same end.
+    tracker("patient add M2 --name 'Mia Two' --dob 1975-01-01")
+    other = write(tmp_path / "other.hl7", (original + correction).replace("|M1^", "|M2^").replace("|ORIG|", "|O2|")
+                  .replace("|CORR|", "|C2|"))
+    assert "1 corrected" in tracker(["result", "import", other]).stdout
+    assert [r["value"] for r in tracker.json(["result", "list", "M2", "--test", "alt"])] == [35]
+
+
+@freeze_time("2026-01-20")
+def test_two_originals_of_one_day_are_both_stored_whichever_order(tracker, tmp_path):
+    """Only a correction supersedes an original: two final results of one test and day (two draws) arriving
+    newest first are both stored, as they are oldest first."""
+    from tests.test_lab_corrections import sent_at
+
+    methotrexate_patient(tracker)
+    newer = sent_at(oru(id="F2", obx=[ALT_ORIGINAL.replace("||130|", "||50|")]), "20260119150000")
+    older = sent_at(oru(id="F1", obx=[ALT_ORIGINAL.replace("||130|", "||45|")]), "20260119100000")
+    tracker(["result", "import", write(tmp_path / "f2.hl7", newer)])
+    assert "imported 1 results" in tracker(["result", "import", write(tmp_path / "f1.hl7", older)]).stdout
+    assert sorted(alt_state(tracker)[0]) == [(45, "2026-01-19"), (50, "2026-01-19")]

@@ -34,6 +34,7 @@ class Candidate:
     result_id: int | None = None
     row: int | None = None
     reported_at: dt.datetime | None = None
+    correction: bool = False  # its values are a correction's (OBX-11 C): an original older than it is superseded
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,20 @@ def hl7_corrected(source_id: str, test: str, taken_on: dt.date, candidates: Iter
     if len(fits) == 1:
         return Target(fits[0])
     return Target(None, fits if len(fits) > 1 else ())
+
+
+def newer_corrections(source_id: str, reported_at: dt.datetime | None,
+                      candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
+    """The corrections of the result an HL7 original (OBX-11 F, source id `source_id`, reported at `reported_at`)
+    reports that were reported after it, among the patient's results of its test that day (`candidates`,
+    same laboratory as for `hl7_corrected`). Any: the original arrived after its correction and is superseded,
+    never stored beside it as a second current value, whichever order the two arrive in (a correction arriving
+    after its original replaces it). Only when both report times are known, as for `superseded`."""
+    lab = sender(source_id)
+    if lab is None:
+        return ()
+    return tuple(c for c in candidates
+                 if c.correction and sender(c.source_id) == lab and superseded(reported_at, c.reported_at))
 
 
 def superseded(reported_at: dt.datetime | None, on_record: dt.datetime | None) -> bool:

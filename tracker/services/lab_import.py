@@ -19,7 +19,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import select
@@ -27,7 +28,8 @@ from sqlalchemy import select
 from tracker.core.durations import parse_date
 from tracker.core.inputs import finite_number
 from tracker.core.lab_corrections import (Candidate, ResultIdentity, hl7_corrected, identity_differences, latest_report,
-                                          same_values, superseded)
+                                          newer_corrections, same_values, superseded)
+from tracker.dates import utcnow
 from tracker.db.tables import LabResult, ReplacedLabSource
 from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
@@ -44,6 +46,7 @@ class LabImportReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     corrected: int = 0  # results on record whose values a correction of this file replaced
     superseded: int = 0  # corrections reported before the values on record: not applied (lab_corrections)
+    late_originals: int = 0  # originals reported before a correction of theirs on record or in the file: not stored
     evaluations: list = field(default_factory=list)  # EvaluationSummary per batch evaluated (services.alerts)
 
     def counts(self) -> str:
@@ -51,8 +54,10 @@ class LabImportReport:
         corrected = f", {self.corrected} corrected" if self.corrected else ""
         older = (f", {self.superseded} correction{'s' if self.superseded > 1 else ''} not applied (reported "
                  f"before the values on record)") if self.superseded else ""
+        late = (f", {self.late_originals} original{'s' if self.late_originals > 1 else ''} not stored (reported "
+                f"before its correction)") if self.late_originals else ""
         already = f" ({self.already} already on record)" if self.already else ""
-        return corrected + older + already
+        return corrected + older + late + already
 
     @property
     def evaluation(self):
@@ -298,7 +303,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
             checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit)
-            result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at)
+            result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at, row.corrects)
             if stored is not None:  # the same Observation again, amended or corrected
                 correction = _amending(stored, result, vocabulary)
                 if correction is None:
@@ -333,16 +338,81 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     if report.rejected and not skip_bad:
         raise ImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected],
                              "results")
+    late = _late_originals(session, good)
+    if late:
+        good = [r for r in good if r.line not in late]
+        report.late_originals = len(late)
     good.sort(key=lambda r: (r.taken_on, r.line))  # oldest first: baselines first, as one by one
     done = record_in_bulk(clinic, good) if good else BulkRecorded()
     replace_results(clinic, corrections, done)
+    now = None
+    for line, target in late.items():
+        if target is not None:  # kept as a replaced source id: sent again, it is on record (as if it came first)
+            now = now or utcnow()
+            result_id = target.result_id if target.result_id is not None else done.ids[target.row]
+            session.add(ReplacedLabSource(source_id=rows[line].source_id, result_id=result_id, replaced_at=now))
     report.imported, report.corrected, report.evaluations = good, done.corrected, done.evaluations
-    if report.imported or report.corrected or report.rejected:
+    if report.imported or report.corrected or report.rejected or report.late_originals:
         audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
                      {"file": name, "format": kind, "imported": len(report.imported), "corrected": report.corrected,
-                      "superseded": report.superseded,
+                      "superseded": report.superseded, "late_originals": report.late_originals,
                       "already": report.already, "rejected": len(report.rejected)})
     return report
+
+
+def _late_originals(session, good: list) -> dict[int, Candidate | None]:
+    """The HL7 originals (OBX-11 F) among `good` reported before a correction of the same result, on record or
+    stored as new from this file (core lab_corrections.newer_corrections): by their line, the correction (None
+    when several)."""
+    from tracker.db.tables import AuditEvent
+
+    originals = [r for r in good if not r.corrects and r.reported_at is not None and r.source_id.startswith("hl7:")]
+    if not originals:
+        return {}
+
+    def key_of(r) -> tuple:
+        return r.patient.id, r.checked.code, r.taken_on
+
+    keys = {key_of(r) for r in originals}
+    R = LabResult.__table__
+    patient_ids, tests = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
+    first, last = min(k[2] for k in keys), max(k[2] for k in keys)
+    on_record: dict[tuple, list[Candidate]] = {}
+    for start in range(0, len(patient_ids), IN_CHUNK):
+        query = select(R.c.id, R.c.patient_id, R.c.test, R.c.taken_on, R.c.source_id, R.c.reported_at).where(
+            R.c.patient_id.in_(patient_ids[start:start + IN_CHUNK]), R.c.test.in_(tests),
+            R.c.taken_on.between(first, last), R.c.source_id.like("hl7:%"), R.c.reported_at.is_not(None))
+        for result_id, patient_id, test, taken_on, source_id, reported_at in session.execute(query):
+            if (patient_id, test, taken_on) in keys:
+                on_record.setdefault((patient_id, test, taken_on), []).append(
+                    Candidate(source_id, test, taken_on, result_id=result_id, reported_at=reported_at))
+    # Whether a result on record holds a correction's values: audited `result.correct` (a correction replaced
+    # its values) or `result.add` with "corrects" (a correction stored as new). Asked only of the results
+    # reported after an original of their own test and day (rare), by the patients' MRNs (indexed).
+    later = {c.result_id: r.patient.mrn for r in originals for c in on_record.get(key_of(r), ())
+             if superseded(r.reported_at, c.reported_at)}
+    corrected: set[int] = set()
+    if later:
+        A = AuditEvent.__table__
+        query = select(A.c.entity_id, A.c.action, A.c.after).where(
+            A.c.mrn.in_(sorted(set(later.values()))), A.c.entity == "lab_result", A.c.entity_id.in_(sorted(later)),
+            A.c.action.in_(("result.correct", "result.add")))
+        for result_id, action, after in session.execute(query):
+            if action == "result.correct" or json.loads(after or "{}").get("corrects") is True:
+                corrected.add(result_id)
+    in_file: dict[tuple, list[Candidate]] = {}
+    for r in good:
+        if r.corrects and r.source_id.startswith("hl7:"):
+            in_file.setdefault(key_of(r), []).append(Candidate(r.source_id, r.checked.code, r.taken_on, row=r.line,
+                                                               reported_at=r.reported_at, correction=True))
+    out: dict[int, Candidate | None] = {}
+    for r in originals:
+        candidates = [*(replace(c, correction=c.result_id in corrected) for c in on_record.get(key_of(r), ())),
+                      *in_file.get(key_of(r), ())]
+        newer = newer_corrections(r.source_id, r.reported_at, candidates)
+        if newer:
+            out[r.line] = newer[0] if len(newer) == 1 else None
+    return out
 
 
 def _amending(stored: _Stored, result, vocabulary):
