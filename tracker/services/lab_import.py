@@ -10,7 +10,11 @@
 - Idempotent: each result carries its source id (message control id + OBX set id, or Observation id;
   lab_result.source_id, unique; replaced_lab_source for the ids a correction replaced). A result already on
   record is skipped, so importing the same message again stores nothing and writes nothing (not even an
-  audit row).
+  audit row). "Already on record" is the same result (patient, test, day, value): a source id on record for
+  another result is refused, naming it; a row's legacy id (the form an id local to its container had before
+  it was qualified) finds a result stored under it only when it is the same result.
+- An HL7 original reported before a correction of its result on record (or in the file) is not stored; a
+  FHIR entered-in-error retraction of a result on record is refused (tracker cannot withdraw a result).
 - Corrections (HL7 OBX-11 `C` in a later message; a FHIR Observation sent again as amended or corrected)
   replace the result they correct (tracker/core/lab_corrections.py says which), audited as `result.correct`
   with before and after, and the patient is evaluated again.
