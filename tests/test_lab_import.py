@@ -282,3 +282,32 @@ def test_a_tpmt_result_coded_by_either_loinc_code_is_recorded_as_tpmt(tracker, t
         assert "imported 1 result" in tracker(["result", "import", str(path)]).stdout
     assert [(r["test"], r["value"]) for r in tracker.json(["result", "list", "T1"])] == [("tpmt", "intermediate")]
     assert [(r["test"], r["value"]) for r in tracker.json(["result", "list", "T2"])] == [("tpmt", "normal")]
+
+
+@freeze_time("2026-01-20")
+def test_fhir_documents_the_fhir_library_fails_on_are_one_line_errors(tracker, tmp_path):
+    """fhir.resources raises outside pydantic's ValidationError on some documents (an unknown or non-string
+    resourceType: KeyError, TypeError; nesting past the stack: RecursionError) and lets an explicit null
+    through for a required element: each is one line, exit 2, the database unchanged (before: tracebacks)."""
+    methotrexate_patient(tracker)
+    before = dump_database(tracker.db)
+    null_code = fhir_bundle()
+    null_code["entry"][2]["resource"]["code"] = None
+    path = tmp_path / "bad.json"
+    cases = [
+        ({"resourceType": "Bundle", "type": "collection",
+          "entry": [{"resource": {"resourceType": "Obsrvation", "id": "x"}}]},
+         "error: resource: 'Bundle': not FHIR R4 fhir.resources can read (unknown resourceType 'Obsrvation')"),
+        ({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": 5}}]},
+         "error: resource: 'Bundle': not FHIR R4 fhir.resources can read (TypeError: "),
+        ('{"resourceType": "Bundle", "x": ' + "[" * 100000 + "]" * 100000 + "}",
+         f"error: file: {str(path)!r}: JSON nested too deep to read"),
+        (null_code, f"error: file: {str(path)!r}: 1 of 2 results rejected, nothing imported\n"
+                    "Bundle/lab-20260119 Observation[1] (o1): code: '(none)': no tracker test has this code"),
+    ]
+    for document, start in cases:
+        path.write_text(document if isinstance(document, str) else json.dumps(document))
+        result = tracker(["result", "import", str(path)], ok=False)
+        assert result.exit_code == 2 and result.stderr.startswith(start), result.stderr
+        assert "Traceback" not in result.stderr
+    assert dump_database(tracker.db) == before

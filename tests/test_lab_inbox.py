@@ -159,3 +159,28 @@ def test_no_inbox_configured_or_missing_folder_is_one_line_naming_the_setting(tr
 def test_config_show_lists_the_inbox(tracker, inbox, tmp_path):
     shown = tracker.json(["config", "show"])
     assert shown["labs"]["inbox"] == str(tmp_path / "inbox")
+
+
+TYPO = json.dumps({"resourceType": "Bundle", "type": "collection",
+                   "entry": [{"resource": {"resourceType": "Obsrvation", "id": "x"}}]})
+DEEP = '{"resourceType": "Bundle", "x": ' + "[" * 100000 + "]" * 100000 + "}"
+
+
+def test_files_the_fhir_reader_cannot_read_are_rejected_and_the_nightly_run_goes_on(tracker, inbox):
+    """A misspelled resourceType (fhir.resources fails with KeyError 'R4.ObsrvationType') and JSON nested
+    past the stack (RecursionError) are the file's fault: each goes to rejected/ with a one-line reason, the
+    good file is imported and the run ends ok (before: a traceback, the run failed every night)."""
+    drop(inbox, "a-typo.json", TYPO)
+    drop(inbox, "b-deep.json", DEEP)
+    drop(inbox, "c-good.hl7", oru(id="MSG10", alt="30"))
+    with freeze_time(NOW):
+        tracker(["nightly", "--as-of", "2026-01-20"])
+        run = tracker.json(["nightly", "status"])[0]
+    assert run["status"] == "ok" and not run.get("failures"), run
+    assert run["counts"]["inbox"] == {"imported": 1, "already": 0, "rejected": 2, "waiting": 0}
+    assert listing(inbox) == {"done": ["c-good.hl7"], "inbox": [], "rejected": [
+        "a-typo.json", "a-typo.json.reason.txt", "b-deep.json", "b-deep.json.reason.txt"]}
+    typo = (inbox / "rejected" / "a-typo.json.reason.txt").read_text()
+    assert typo == "resource: 'Bundle': not FHIR R4 fhir.resources can read (unknown resourceType 'Obsrvation')\n"
+    deep = (inbox / "rejected" / "b-deep.json.reason.txt").read_text()
+    assert deep.count("\n") == 1 and "JSON nested too deep to read" in deep

@@ -30,11 +30,12 @@ def upgrade() -> None:
     sa.Column('ended_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['staff_user.id'], name=op.f('fk_web_session_user_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_web_session')),
-    sa.UniqueConstraint('sid_hash', name=op.f('uq_web_session_sid_hash'))
+    sa.UniqueConstraint('sid_hash', name=op.f('uq_web_session_sid_hash')),
+    if_not_exists=True,  # tests that rewind a database's stamp to an older revision replay this on it
     )
-    op.create_index(op.f('ix_web_session_user_id'), 'web_session', ['user_id'], unique=False)
+    op.create_index(op.f('ix_web_session_user_id'), 'web_session', ['user_id'], unique=False, if_not_exists=True)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_web_session_user_id'), table_name='web_session')
-    op.drop_table('web_session')
+    op.drop_index(op.f('ix_web_session_user_id'), table_name='web_session', if_exists=True)
+    op.drop_table('web_session', if_exists=True)

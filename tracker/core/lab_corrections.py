@@ -34,6 +34,7 @@ class Candidate:
     result_id: int | None = None
     row: int | None = None
     reported_at: dt.datetime | None = None
+    correction: bool = False  # its values are a correction's (OBX-11 C): an original older than it is superseded
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,20 @@ def hl7_corrected(source_id: str, test: str, taken_on: dt.date, candidates: Iter
     return Target(None, fits if len(fits) > 1 else ())
 
 
+def newer_corrections(source_id: str, reported_at: dt.datetime | None,
+                      candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
+    """The corrections of the result an HL7 original (OBX-11 F, source id `source_id`, reported at `reported_at`)
+    reports that were reported after it, among the patient's results of its test that day (`candidates`,
+    same laboratory as for `hl7_corrected`). Any: the original arrived after its correction and is superseded,
+    never stored beside it as a second current value, whichever order the two arrive in (a correction arriving
+    after its original replaces it). Only when both report times are known, as for `superseded`."""
+    lab = sender(source_id)
+    if lab is None:
+        return ()
+    return tuple(c for c in candidates
+                 if c.correction and sender(c.source_id) == lab and superseded(reported_at, c.reported_at))
+
+
 def superseded(reported_at: dt.datetime | None, on_record: dt.datetime | None) -> bool:
     """Whether a correction reported at `reported_at` is older than the values on record (reported at
     `on_record`), and so must not replace them. Only when both times are known: a tie, or a time the
@@ -81,3 +96,31 @@ def latest_report(reported_at: dt.datetime | None, on_record: dt.datetime | None
 def same_values(stored: dict, checked: dict) -> bool:
     """Whether a correction sent again carries the values already stored (then it is on record)."""
     return all(stored.get(name) == value for name, value in checked.items())
+
+
+@dataclass(frozen=True)
+class ResultIdentity:
+    """What makes a result the result it is: the patient, the test, the day the sample was taken and its value
+    as the laboratory reported it (a number, or the text a categorical or free-text result holds)."""
+
+    patient_id: int
+    test: str
+    taken_on: dt.date
+    value: float | str | None
+
+
+def identity_differences(stored: ResultIdentity, incoming: ResultIdentity, *, value: bool = True) -> tuple[str, ...]:
+    """What tells a result on record from one sent under the same source id ((), the same result: it is on
+    record). A laboratory that reuses an id (a FHIR Observation id, an HL7 message control id) for another
+    result sends another patient, test, day or value under it. `value=False` where the values on record may
+    rightly differ: they are a correction's (the first version of a corrected result sent again)."""
+    out = []
+    if stored.patient_id != incoming.patient_id:
+        out.append("patient")
+    if stored.test != incoming.test:
+        out.append("test")
+    if stored.taken_on != incoming.taken_on:
+        out.append("day")
+    if value and stored.value != incoming.value:
+        out.append("value")
+    return tuple(out)

@@ -27,12 +27,17 @@ class LabRow:
     ref_high: str | None = None
     problem: str | None = None  # a result the parser already refuses (e.g. a preliminary one), with why
     corrects: bool = False  # a correction of a result sent before (HL7 OBX-11 C; FHIR amended, corrected)
+    withdrawn: bool = False  # the laboratory retracts the result sent before under this id (FHIR entered-in-error)
     # When the laboratory reported it (HL7 OBR-22 or MSH-7; FHIR issued or meta.lastUpdated), in UTC (as written
     # where the laboratory gave no offset): orders corrections of one result (tracker/core/lab_corrections.py).
     reported_at: dt.datetime | None = None
     # The units of ref_low and ref_high where the laboratory gave them apart from the value's (a FHIR
     # referenceRange's own Quantity units); None: in the value's unit, as HL7 OBX-7 and CSV ranges are.
     ref_units: tuple[str | None, str | None] = (None, None)
+    # The source id this result was stored under before ids local to their container were qualified (a FHIR
+    # contained Observation's bare id; an HL7 OBX-1 that restarts under each OBR): a result on record under
+    # it is this one only when it is the same result (patient, test, day, value: services/lab_import.py).
+    legacy_source_id: str | None = None
 
     @property
     def code_text(self) -> str:

@@ -5,7 +5,9 @@ document first; a resource it refuses is named with the path of the problem.
 
 The patient is the subject's identifier (`subject.identifier.value`) or the identifier of the Patient the
 subject references in the same bundle (the one typed MR, else the first). The source id is the
-Observation's `id` (else its first identifier), so the same Observation sent again is recognised.
+Observation's `id` (else its first identifier), so the same Observation sent again is recognised; an
+Observation contained in a DiagnosticReport has an id local to that report (`#1`), so its source id is the
+report's and its own (`fhir:DiagnosticReport/<id>#<contained id>`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tracker.labs import LabRow
 
 RESULT_STATUSES = {"final", "amended", "corrected"}
 CORRECTION_STATUSES = {"amended", "corrected"}  # the same Observation sent again with new values
+WITHDRAWN = "entered-in-error"  # the Observation sent before was a mistake: the laboratory retracts it
 MR_TYPE = "MR"
 
 
@@ -36,6 +39,8 @@ def parse_fhir(data: bytes, name: str) -> list[LabRow]:
         raise InputError("file", name, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError("file", name, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError("file", name, "JSON nested too deep to read") from None
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         raise InputError("file", name, "not a FHIR resource (no resourceType)")
     kind = document["resourceType"]
@@ -49,11 +54,33 @@ def parse_fhir(data: bytes, name: str) -> list[LabRow]:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
         raise ResourceError(label, f"invalid FHIR R4 at {path}: {first['msg']}") from None
+    except _MODEL_FAULTS as exc:
+        # fhir.resources fails outside pydantic on some documents: a resourceType it has no model for
+        # (KeyError 'R4.ObsrvationType'), one that is not a string (TypeError), nesting past the stack
+        # (RecursionError). The document's fault, refused like any invalid resource.
+        raise ResourceError(label, f"not FHIR R4 fhir.resources can read ({_model_fault(exc)})") from None
     if kind == "Bundle":
         resources = [(entry.fullUrl, entry.resource) for entry in resource.entry or [] if entry.resource is not None]
     else:
         resources = [(None, resource)]
     return _rows(resources, label)
+
+
+# What fhir.resources raises besides pydantic's ValidationError on a document it cannot read (see parse_fhir).
+_MODEL_FAULTS = (KeyError, TypeError, ValueError, AttributeError, ImportError, RecursionError)
+
+
+def _model_fault(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        key = str(exc.args[0]) if exc.args else ""
+        # fhir_core's lookup key is '<release>.<resourceType>Type': name the resourceType as written.
+        if key.endswith("Type") and "." in key:
+            return f"unknown resourceType {key.split('.', 1)[1][:-4]!r}"
+        return f"unknown {key!r}"
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _models():
@@ -65,9 +92,10 @@ def _models():
 
 
 def _rows(resources: list, label: str) -> list[LabRow]:
-    patients: dict[str, str] = {}  # reference (Patient/x, fullUrl, #x) -> MRN
-    observations = []
+    patients: dict[str, str] = {}  # reference (Patient/x, fullUrl) -> MRN
+    observations = []  # (fullUrl, Observation, the DiagnosticReport containing it or None)
     report_of: dict[str, object] = {}  # observation reference -> its DiagnosticReport
+    local_patients: dict[int, dict[str, str]] = {}  # id(report) -> its contained Patients (#x -> MRN)
     for full_url, resource in resources:
         kind = resource.get_resource_type()
         if kind == "Patient":
@@ -77,26 +105,31 @@ def _rows(resources: list, label: str) -> list[LabRow]:
                     if key:
                         patients[key] = mrn
         elif kind == "Observation":
-            observations.append((full_url, resource))
+            observations.append((full_url, resource, None))
         elif kind == "DiagnosticReport":
+            # A contained resource's id is local to its container (`#1` in two reports are two resources):
+            # it is resolved within its report, never across the bundle.
             for contained in resource.contained or []:
                 if contained.get_resource_type() == "Observation":
-                    observations.append((f"#{contained.id}", contained))
-                    report_of[f"#{contained.id}"] = resource
+                    observations.append((None, contained, resource))
                 elif contained.get_resource_type() == "Patient":
                     mrn = _patient_mrn(contained)
                     if mrn:
-                        patients[f"#{contained.id}"] = mrn
+                        local_patients.setdefault(id(resource), {})[f"#{contained.id}"] = mrn
             for reference in resource.result or []:
-                if reference.reference:
+                if reference.reference and not reference.reference.startswith("#"):
                     report_of[reference.reference] = resource
     if not observations:
         raise ResourceError(label, "carries no Observation")
     rows = []
-    for number, (full_url, observation) in enumerate(observations, start=1):
-        keys = [k for k in (full_url, f"Observation/{observation.id}" if observation.id else None) if k]
-        report = next((report_of[k] for k in keys if k in report_of), None)
-        rows.append(_row(observation, report, patients, f"{label} Observation[{number}]"))
+    for number, (full_url, observation, container) in enumerate(observations, start=1):
+        if container is not None:
+            report, known = container, {**patients, **local_patients.get(id(container), {})}
+        else:
+            keys = [k for k in (full_url, f"Observation/{observation.id}" if observation.id else None) if k]
+            report = next((report_of[k] for k in keys if k in report_of), None)
+            known = {**patients, **local_patients.get(id(report), {})} if report is not None else patients
+        rows.append(_row(observation, report, known, f"{label} Observation[{number}]", contained=container is not None))
     return rows
 
 
@@ -107,8 +140,16 @@ def _patient_mrn(patient) -> str | None:
     return chosen.value.strip() if chosen is not None else None
 
 
-def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
-    if observation.id:
+def _row(observation, report, patients: dict[str, str], where: str, *, contained: bool = False) -> LabRow:
+    legacy_source_id = None
+    if contained and observation.id:
+        # Its id is local to the report containing it: the report's identity qualifies it. Before, it was
+        # stored as `fhir:Observation/<id>` (kept as the legacy id: such a result on record is still
+        # recognised when the same report is sent again).
+        where = f"{where} ({observation.id})"
+        source_id = f"{_container_id(report, where)}#{observation.id}"
+        legacy_source_id = f"fhir:Observation/{observation.id}"
+    elif observation.id:
         where = f"{where} ({observation.id})"
         source_id = f"fhir:Observation/{observation.id}"
     elif observation.identifier and observation.identifier[0].value:
@@ -127,7 +168,9 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
                 raise ResourceError(where, f"subject {subject.reference!r}: no Patient with an identifier in the bundle")
     if not mrn:
         raise ResourceError(where, "no subject: the Observation names no patient")
-    codes = tuple((c.system or "", c.code) for c in (observation.code.coding or []) if c.code)
+    # `code` is required, but fhir.resources lets an explicit null through: no code, refused by test_code_for.
+    coding = observation.code.coding if observation.code is not None else None
+    codes = tuple((c.system or "", c.code) for c in (coding or []) if c.code)
     codes = tuple(sorted(codes, key=lambda pair: pair[0] != "http://loinc.org"))
     value, unit, problem = _value(observation)
     if observation.status not in RESULT_STATUSES:
@@ -144,10 +187,21 @@ def _row(observation, report, patients: dict[str, str], where: str) -> LabRow:
             low, low_unit = _number(first.low.value), _unit(first.low)
         if first.high is not None and first.high.value is not None:
             high, high_unit = _number(first.high.value), _unit(first.high)
-    return LabRow(where=where, source_id=source_id, mrn=mrn, codes=codes, value=value, unit=unit,
-                  taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
-                  corrects=observation.status in CORRECTION_STATUSES, reported_at=_reported_at(observation, report),
-                  ref_units=(low_unit, high_unit))
+    return LabRow(where=where, source_id=source_id, legacy_source_id=legacy_source_id, mrn=mrn, codes=codes,
+                  value=value, unit=unit, taken_on=taken_on, ref_low=low, ref_high=high, problem=problem,
+                  corrects=observation.status in CORRECTION_STATUSES, withdrawn=observation.status == WITHDRAWN,
+                  reported_at=_reported_at(observation, report), ref_units=(low_unit, high_unit))
+
+
+def _container_id(report, where: str) -> str:
+    """The identity of the DiagnosticReport a contained Observation is in: its id, else its first identifier."""
+    if report.id:
+        return f"fhir:DiagnosticReport/{report.id}"
+    if report.identifier and report.identifier[0].value:
+        first = report.identifier[0]
+        return f"fhir:DiagnosticReport:{first.system or ''}|{first.value}"
+    raise ResourceError(where, "a contained Observation of a DiagnosticReport without id or identifier cannot be "
+                               "recognised when sent again (its id is local to the report)")
 
 
 def _reported_at(observation, report) -> dt.datetime | None:

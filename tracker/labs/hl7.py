@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from dataclasses import replace
 
 from tracker.errors import InputError
 from tracker.labs import LabRow
@@ -113,7 +114,8 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
     sent_at = _hl7_timestamp(fields[6].split(encoding_chars[0])[0]) if len(fields) > 6 else None  # MSH-7
     reported_at = sent_at
     rows: list[LabRow] = []
-    obx_count = 0
+    under: list[int] = []  # each row's OBR: its place among the message's OBRs (0: before any)
+    obx_count = obr_count = 0
     seen_pid = False
     for number, text in enumerate(texts[1:], start=1):
         kind = text[:3]
@@ -127,6 +129,7 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
             seen_pid = True
             mrn = _patient_id(text.split("|"), components, repetition, unescape, control_id, label)
         elif kind == "OBR":
+            obr_count += 1
             obr = text.split("|")
             collected = obr[7].split(components)[0] if len(obr) > 7 else ""
             # OBR-22, when the results were reported or their status last changed: what orders two
@@ -138,11 +141,29 @@ def parse_message(segments: list[bytes], index: int = 1) -> list[LabRow]:
                 raise MessageError(control_id, label, "a result before the patient (PID)")
             rows.append(_obx_row(text.split("|"), components, unescape, control_id, facility, obx_count, mrn,
                                  collected, reported_at))
+            under.append(obr_count)
     if not seen_pid:
         raise MessageError(control_id, "PID[1]", "missing: the message names no patient")
     if not rows:
         raise MessageError(control_id, "OBX[1]", "missing: the message carries no result")
+    set_ids = [row.source_id.rsplit("|", 1)[1] for row in rows]
+    if len(set(set_ids)) < len(set_ids):
+        # OBX-1 restarts under each OBR (common practice): the result's identity is its OBR's place and its
+        # OBX-1 (`hl7:<facility>|<MSH-10>|OBR2|1`). A message whose OBX-1 are unique keeps the id it always had
+        # (`...|<MSH-10>|<OBX-1>`), so earlier imports are recognised; that form is kept as the legacy id.
+        prefix = f"hl7:{facility}|{control_id}|"
+        rows = [replace(row, source_id=f"{prefix}OBR{obr}|{set_id}", legacy_source_id=row.source_id)
+                for row, obr, set_id in zip(rows, under, set_ids)]
+    if not (len(fields) > 9 and fields[9].strip()):
+        # Without MSH-10 a result has no identity to be recognised by when sent again (the `#<n>` standing in
+        # for it is the message's place in its file: every id-less message's first result would be `#1|1`).
+        # Refused, unless the very same result is on record under that id (imported before this rule).
+        rows = [replace(row, problem=row.problem or NO_CONTROL_ID) for row in rows]
     return rows
+
+
+NO_CONTROL_ID = ("MSH-10 message control id missing: tracker cannot tell this message's results from another "
+                 "message's; the laboratory must send MSH-10")
 
 
 @functools.lru_cache(maxsize=64)

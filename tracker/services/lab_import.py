@@ -10,7 +10,11 @@
 - Idempotent: each result carries its source id (message control id + OBX set id, or Observation id;
   lab_result.source_id, unique; replaced_lab_source for the ids a correction replaced). A result already on
   record is skipped, so importing the same message again stores nothing and writes nothing (not even an
-  audit row).
+  audit row). "Already on record" is the same result (patient, test, day, value): a source id on record for
+  another result is refused, naming it; a row's legacy id (the form an id local to its container had before
+  it was qualified) finds a result stored under it only when it is the same result.
+- An HL7 original reported before a correction of its result on record (or in the file) is not stored; a
+  FHIR entered-in-error retraction of a result on record is refused (tracker cannot withdraw a result).
 - Corrections (HL7 OBX-11 `C` in a later message; a FHIR Observation sent again as amended or corrected)
   replace the result they correct (tracker/core/lab_corrections.py says which), audited as `result.correct`
   with before and after, and the patient is evaluated again.
@@ -19,14 +23,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import select
 
 from tracker.core.durations import parse_date
 from tracker.core.inputs import finite_number
-from tracker.core.lab_corrections import Candidate, hl7_corrected, latest_report, same_values, superseded
+from tracker.core.lab_corrections import (Candidate, ResultIdentity, hl7_corrected, identity_differences, latest_report,
+                                          newer_corrections, same_values, superseded)
+from tracker.dates import utcnow
 from tracker.db.tables import LabResult, ReplacedLabSource
 from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
@@ -46,6 +53,7 @@ class LabImportReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     corrected: int = 0  # results on record whose values a correction of this file replaced
     superseded: int = 0  # corrections reported before the values on record: not applied (lab_corrections)
+    late_originals: int = 0  # originals reported before a correction of theirs on record or in the file: not stored
     evaluations: list = field(default_factory=list)  # EvaluationSummary per batch evaluated (services.alerts)
 
     def counts(self) -> str:
@@ -53,8 +61,10 @@ class LabImportReport:
         corrected = f", {self.corrected} corrected" if self.corrected else ""
         older = (f", {self.superseded} correction{'s' if self.superseded > 1 else ''} not applied (reported "
                  f"before the values on record)") if self.superseded else ""
+        late = (f", {self.late_originals} original{'s' if self.late_originals > 1 else ''} not stored (reported "
+                f"before its correction)") if self.late_originals else ""
         already = f" ({self.already} already on record)" if self.already else ""
-        return corrected + older + already
+        return corrected + older + late + already
 
     @property
     def evaluation(self):
@@ -117,36 +127,74 @@ def test_code_for(row: LabRow, by_loinc: dict[str, str], local: dict[str, str],
 
 @dataclass(frozen=True)
 class _Stored:
-    """A result on record carrying a source id of this file: what a correction sent again is compared with."""
+    """A result on record carrying a source id of this file: what a result sent again is compared with.
+    `replaced`: the source id is one a later correction replaced (replaced_lab_source); the result (`id`) now
+    holds the correction's values."""
 
     id: int
     patient_id: int
+    mrn: str
     test: str
     taken_on: dt.date
     values: dict
     reported_at: dt.datetime | None = None
+    replaced: bool = False
+
+    @property
+    def identity(self) -> ResultIdentity:
+        number = self.values.get("reported_value")
+        if number is None:
+            number = self.values.get("value_num")
+        return ResultIdentity(self.patient_id, self.test, self.taken_on,
+                              number if number is not None else self.values.get("value_text"))
+
+    def described(self) -> str:
+        """`#12 (alt 30 U/L on 2026-11-20, patient M1)`: the result on record, for a refusal."""
+        number, text = self.values.get("reported_value"), self.values.get("value_text")
+        unit = self.values.get("reported_unit") or self.values.get("unit")
+        if number is None:
+            number = self.values.get("value_num")
+        value = f"{number:g}{' ' + unit if unit else ''}" if number is not None else repr(text)
+        return f"#{self.id} ({self.test} {value} on {self.taken_on}, patient {self.mrn})"
 
 
-_REPLACED = object()  # a source id whose values a later correction replaced (replaced_lab_source)
-
-
-def _on_record(session, source_ids: list[str]) -> dict[str, object]:
-    """The source ids already on record: each mapped to its result (`_Stored`), or `_REPLACED`."""
+def _on_record(session, source_ids: list[str]) -> dict[str, _Stored]:
+    """The source ids already on record, each mapped to its result (`_Stored`; `replaced` for an id a later
+    correction replaced: replaced_lab_source)."""
+    from tracker.db.tables import Patient
     from tracker.services.results_bulk import CORRECTED_FIELDS
 
-    R, X = LabResult.__table__, ReplacedLabSource.__table__
-    found: dict[str, object] = {}
+    R, X, P = LabResult.__table__, ReplacedLabSource.__table__, Patient.__table__
+    found: dict[str, _Stored] = {}
     wanted = sorted(set(source_ids))
+    columns = (R.c.id, R.c.patient_id, P.c.mrn, R.c.test, R.c.taken_on, R.c.reported_at,
+               *(R.c[name] for name in CORRECTED_FIELDS))
+
+    def stored(row, replaced: bool = False) -> _Stored:
+        result_id, patient_id, mrn, test, taken_on, reported_at, *values = row
+        return _Stored(result_id, patient_id, mrn, test, taken_on, dict(zip(CORRECTED_FIELDS, values)), reported_at,
+                       replaced)
+
     for start in range(0, len(wanted), IN_CHUNK):
         chunk = wanted[start:start + IN_CHUNK]
-        query = select(R.c.source_id, R.c.id, R.c.patient_id, R.c.test, R.c.taken_on, R.c.reported_at,
-                       *(R.c[name] for name in CORRECTED_FIELDS)).where(R.c.source_id.in_(chunk))
-        for source_id, result_id, patient_id, test, taken_on, reported_at, *values in session.execute(query):
-            found[source_id] = _Stored(result_id, patient_id, test, taken_on, dict(zip(CORRECTED_FIELDS, values)),
-                                       reported_at)
-        found.update((source_id, _REPLACED) for source_id in
-                     session.execute(select(X.c.source_id).where(X.c.source_id.in_(chunk))).scalars())
+        query = select(R.c.source_id, *columns).join(P, P.c.id == R.c.patient_id).where(R.c.source_id.in_(chunk))
+        for source_id, *row in session.execute(query):
+            found[source_id] = stored(row)
+        query = (select(X.c.source_id, *columns).join(R, R.c.id == X.c.result_id).join(P, P.c.id == R.c.patient_id)
+                 .where(X.c.source_id.in_(chunk)))
+        for source_id, *row in session.execute(query):
+            found[source_id] = stored(row, replaced=True)
     return found
+
+
+def _corrected(session, result_id: int, mrn: str) -> bool:
+    """Whether the values of result `result_id` are a correction's (a `result.correct` audited on it): then a
+    first version sent again rightly carries other values."""
+    from tracker.db.tables import AuditEvent
+
+    query = select(AuditEvent.id).where(AuditEvent.mrn == mrn, AuditEvent.entity == "lab_result",
+                                        AuditEvent.entity_id == result_id, AuditEvent.action == "result.correct")
+    return session.execute(query.limit(1)).first() is not None
 
 
 def _hl7_candidates(session, patient_id: int, test: str, taken_on: dt.date) -> list[Candidate]:
@@ -169,7 +217,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     session, vocabulary = clinic.session, clinic.library.vocabulary
     by_loinc, panels = vocabulary.by_loinc(), vocabulary.panel_by_loinc()
     local = dict(clinic.settings.labs.codes)
-    on_record = _on_record(session, [r.source_id for r in rows])
+    on_record = _on_record(session, [sid for r in rows for sid in (r.source_id, r.legacy_source_id) if sid])
     patients = _patients(session, {r.mrn for r in rows})
     validate = RowValidator(vocabulary, clinic.today)
     seen: set[str] = set()
@@ -191,12 +239,62 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         reported[key] = latest_report(row.reported_at, current)
         return False
 
+    def identity(row: LabRow) -> ResultIdentity:
+        """The row's patient, test, day and value, read as validation reads them (its errors are the row's)."""
+        patient = patients.get(row.mrn)
+        if patient is None:
+            raise InputError("mrn", row.mrn, "no such patient in tracker")
+        test = test_code_for(row, by_loinc, local, panels)
+        taken_on = parse_date(row.taken_on, "taken_on")
+        number, text = vocabulary.check_value(test, row.value, taken_on)
+        return ResultIdentity(patient.id, test, taken_on, number if number is not None else text)
+
+    def differences(stored: _Stored, row: LabRow, *, value: bool = True) -> tuple[str, ...]:
+        """What tells the result on record under the row's source id from the row (() when it is the row)."""
+        differ = identity_differences(stored.identity, identity(row), value=value and not stored.replaced)
+        if differ == ("value",) and _corrected(session, stored.id, stored.mrn):
+            return ()  # its first version, sent again after a correction replaced its values
+        return differ
+
+    def former(row: LabRow) -> _Stored | None:
+        """The result on record under the row's legacy source id when it is this result (for a correction: the
+        same patient, test and day); None when there is none, or it is another result (the id was local)."""
+        stored = on_record.get(row.legacy_source_id) if row.legacy_source_id else None
+        if stored is None:
+            return None
+        try:
+            return None if differences(stored, row, value=not (row.corrects or row.withdrawn)) else stored
+        except TrackerError:
+            return None
+
     for number, row in enumerate(rows):
         stored = on_record.get(row.source_id)
-        if stored is not None and not (row.corrects and isinstance(stored, _Stored)):
-            report.already += 1
-            continue
         try:
+            if stored is None:
+                stored = former(row)
+            if row.withdrawn and stored is not None:
+                # tracker has no way to withdraw a result (nothing deletes one, nor marks it void): the
+                # retraction is refused loudly, never counted as on record, so that someone removes it.
+                raise InputError("result", row.source_id,
+                                 f"entered-in-error: the laboratory withdrew this result, on record as "
+                                 f"{stored.described()}; tracker cannot withdraw a result: have #{stored.id} removed "
+                                 f"from the record by hand and review the alerts it raised")
+            if stored is not None and not (row.corrects and not stored.replaced):
+                try:
+                    differ = differences(stored, row)
+                except TrackerError:
+                    if row.problem:
+                        raise InputError("result", row.code_text, row.problem) from None
+                    raise
+                if not differ:
+                    report.already += 1
+                    continue
+                if row.problem:
+                    raise InputError("result", row.code_text, row.problem)
+                raise InputError("result", row.source_id,
+                                 f"this source id is on record for another result, {stored.described()} "
+                                 f"({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}): the laboratory "
+                                 f"reused the id; nothing stored")
             if row.problem:
                 raise InputError("result", row.code_text, row.problem)
             if row.source_id in seen:
@@ -217,8 +315,8 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             ref_low = finite_number(row.ref_low, "ref_low") if row.ref_low else None
             ref_high = finite_number(row.ref_high, "ref_high") if row.ref_high else None
             checked = validate(test, row.value, taken_on, patient, ref_low, ref_high, row.unit, row.ref_units)
-            result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at)
-            if isinstance(stored, _Stored):  # the same Observation again, amended or corrected
+            result = ResultToRecord(number, patient, checked, taken_on, row.source_id, row.reported_at, row.corrects)
+            if stored is not None:  # the same Observation again, amended or corrected
                 correction = _amending(stored, result, vocabulary)
                 if correction is None:
                     report.already += 1
@@ -252,16 +350,81 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     if report.rejected and not skip_bad:
         raise ImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected],
                              "results")
+    late = _late_originals(session, good)
+    if late:
+        good = [r for r in good if r.line not in late]
+        report.late_originals = len(late)
     good.sort(key=lambda r: (r.taken_on, r.line))  # oldest first: baselines first, as one by one
     done = record_in_bulk(clinic, good) if good else BulkRecorded()
     replace_results(clinic, corrections, done)
+    now = None
+    for line, target in late.items():
+        if target is not None:  # kept as a replaced source id: sent again, it is on record (as if it came first)
+            now = now or utcnow()
+            result_id = target.result_id if target.result_id is not None else done.ids[target.row]
+            session.add(ReplacedLabSource(source_id=rows[line].source_id, result_id=result_id, replaced_at=now))
     report.imported, report.corrected, report.evaluations = good, done.corrected, done.evaluations
-    if report.imported or report.corrected or report.rejected:
+    if report.imported or report.corrected or report.rejected or report.late_originals:
         audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
                      {"file": name, "format": kind, "imported": len(report.imported), "corrected": report.corrected,
-                      "superseded": report.superseded,
+                      "superseded": report.superseded, "late_originals": report.late_originals,
                       "already": report.already, "rejected": len(report.rejected)})
     return report
+
+
+def _late_originals(session, good: list) -> dict[int, Candidate | None]:
+    """The HL7 originals (OBX-11 F) among `good` reported before a correction of the same result, on record or
+    stored as new from this file (core lab_corrections.newer_corrections): by their line, the correction (None
+    when several)."""
+    from tracker.db.tables import AuditEvent
+
+    originals = [r for r in good if not r.corrects and r.reported_at is not None and r.source_id.startswith("hl7:")]
+    if not originals:
+        return {}
+
+    def key_of(r) -> tuple:
+        return r.patient.id, r.checked.code, r.taken_on
+
+    keys = {key_of(r) for r in originals}
+    R = LabResult.__table__
+    patient_ids, tests = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
+    first, last = min(k[2] for k in keys), max(k[2] for k in keys)
+    on_record: dict[tuple, list[Candidate]] = {}
+    for start in range(0, len(patient_ids), IN_CHUNK):
+        query = select(R.c.id, R.c.patient_id, R.c.test, R.c.taken_on, R.c.source_id, R.c.reported_at).where(
+            R.c.patient_id.in_(patient_ids[start:start + IN_CHUNK]), R.c.test.in_(tests),
+            R.c.taken_on.between(first, last), R.c.source_id.like("hl7:%"), R.c.reported_at.is_not(None))
+        for result_id, patient_id, test, taken_on, source_id, reported_at in session.execute(query):
+            if (patient_id, test, taken_on) in keys:
+                on_record.setdefault((patient_id, test, taken_on), []).append(
+                    Candidate(source_id, test, taken_on, result_id=result_id, reported_at=reported_at))
+    # Whether a result on record holds a correction's values: audited `result.correct` (a correction replaced
+    # its values) or `result.add` with "corrects" (a correction stored as new). Asked only of the results
+    # reported after an original of their own test and day (rare), by the patients' MRNs (indexed).
+    later = {c.result_id: r.patient.mrn for r in originals for c in on_record.get(key_of(r), ())
+             if superseded(r.reported_at, c.reported_at)}
+    corrected: set[int] = set()
+    if later:
+        A = AuditEvent.__table__
+        query = select(A.c.entity_id, A.c.action, A.c.after).where(
+            A.c.mrn.in_(sorted(set(later.values()))), A.c.entity == "lab_result", A.c.entity_id.in_(sorted(later)),
+            A.c.action.in_(("result.correct", "result.add")))
+        for result_id, action, after in session.execute(query):
+            if action == "result.correct" or json.loads(after or "{}").get("corrects") is True:
+                corrected.add(result_id)
+    in_file: dict[tuple, list[Candidate]] = {}
+    for r in good:
+        if r.corrects and r.source_id.startswith("hl7:"):
+            in_file.setdefault(key_of(r), []).append(Candidate(r.source_id, r.checked.code, r.taken_on, row=r.line,
+                                                               reported_at=r.reported_at, correction=True))
+    out: dict[int, Candidate | None] = {}
+    for r in originals:
+        candidates = [*(replace(c, correction=c.result_id in corrected) for c in on_record.get(key_of(r), ())),
+                      *in_file.get(key_of(r), ())]
+        newer = newer_corrections(r.source_id, r.reported_at, candidates)
+        if newer:
+            out[r.line] = newer[0] if len(newer) == 1 else None
+    return out
 
 
 def _amending(stored: _Stored, result, vocabulary):

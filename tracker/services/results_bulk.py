@@ -55,6 +55,9 @@ class ResultToRecord:
     taken_on: dt.date
     source_id: str | None = None  # the HL7 message result or FHIR Observation it came from (lab_result.source_id)
     reported_at: dt.datetime | None = None  # when the laboratory reported it (lab_result.reported_at)
+    # A laboratory's correction of a result tracker never had (HL7 OBX-11 C), stored as new: its `result.add`
+    # audit says so (`"corrects": true`), so that its original arriving later is known as superseded.
+    corrects: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,8 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
                        "entity_id": result_id, "mrn": row.patient.mrn, "before": None,
                        "after": encode({**empty, **result, "id": result_id, "created_at": created_at,
                                         "taken_on": days.get(taken) or days.setdefault(taken, taken.isoformat()),
-                                        "completed_items": [i.id for i in completed]})})
+                                        "completed_items": [i.id for i in completed],
+                                        **({"corrects": True} if row.corrects else {})})})
     # One UPDATE ... FROM unnest(...) on PostgreSQL, an executemany elsewhere (tracker/db/bulk.py).
     update_rows(conn, Item.__table__, [{"id": i.id, **{name: getattr(i, name) for name in CHANGED}}
                                        for i in changed.values()])
