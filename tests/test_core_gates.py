@@ -306,3 +306,22 @@ def test_pregnancy_during_treatment_is_read_only_for_those_who_may_conceive(lib)
     course = ChartCourse(9, 1, "abrocitinib", "active", START, lib.get("abrocitinib"))
     c = chart(res("pregnancy", "positive", "2026-05-01"), sex="f", childbearing="no", courses=[course])
     assert screening_candidates(c, course, lib.vocabulary) == []
+
+
+# --- one gate reading: initiation limits, same-day conflicts, overrides and screens (session 20 findings) ---
+
+
+def test_an_overridden_cbc_gate_reads_the_initiation_limits_as_the_start_does(lib):
+    # A2: the start refuses platelets 120 for abrocitinib; the overridden gate's alert accepted them.
+    protocol = lib.get("abrocitinib")
+    course = overridden(protocol)
+    cbc = [res("wbc", 6, "2026-03-01"), *jak_cbc("2026-03-01")]
+    low = chart(*screens("2026-02-25"), *cbc, res("platelets", 120, "2026-03-01"), courses=[course])
+    [reason] = refusing_results(low, protocol, START, lib.vocabulary)
+    [at_start] = gate_findings(low, protocol, START, lib.vocabulary)
+    [finding] = open_gate_findings(low, course, lib.vocabulary, dt.date(2026, 3, 20))
+    assert finding.status == at_start.status == "fail" and finding.why == at_start.why == reason
+    assert reason.startswith("platelets 120 10^9/L on 2026-03-01 (< 150 10^9/L): Do not initiate")
+    recovered = chart(*screens("2026-02-25"), *cbc, res("platelets", 120, "2026-03-01"),
+                      *jak_cbc("2026-03-10"), res("platelets", 210, "2026-03-10"), courses=[course])
+    assert open_gate_findings(recovered, course, lib.vocabulary, dt.date(2026, 3, 20)) == []

@@ -246,3 +246,27 @@ def test_the_refusal_names_each_code_to_record_a_panel_by_its_analytes(tracker):
     tracker("result add J1 neutrophils 3.1 --on 2026-02-25")
     line = refused(tracker, "therapy start J1 upadacitinib --on 2026-03-02")
     assert "(record it with `tracker result add J1 lymphocytes VALUE --on DATE`, or give" in line
+
+
+def _alerts_of(tracker, mrn: str, kind: str = "gate") -> list[dict]:
+    return [a for a in tracker.json(f"alerts --mrn {mrn} --all") if a["kind"] == kind]
+
+
+def test_an_overridden_abrocitinib_cbc_gate_stays_open_on_platelets_below_the_initiation_limit(tracker):
+    # A2: a pre-start CBC with platelets 120 (a normal start refuses them) closed the override alert.
+    with freeze_time("2026-11-05"):
+        tracker("patient add L2 --name 'L two' --dob 1970-01-01 --sex m --childbearing-potential no")
+        for value in ("tb negative", "hbv negative", "hcv negative"):
+            tracker(f"result add L2 {value} --on 2026-11-01")
+        tracker("therapy start L2 abrocitinib --on 2026-11-05 --override-gate 'bloods drawn, results pending'")
+    with freeze_time("2026-11-06"):
+        for value in ("wbc 6", "neutrophils 3", "lymphocytes 1.5", "platelets 120", "hb 140"):
+            tracker(f"result add L2 {value} --on 2026-11-04")
+        tracker("evaluate")
+        [gate] = _alerts_of(tracker, "L2")
+        assert gate["status"] == "open" and "platelets 120 10^9/L on 2026-11-04 (< 150 10^9/L)" in gate["message"]
+    with freeze_time("2026-11-13"):
+        for value in ("wbc 6", "neutrophils 3", "lymphocytes 1.5", "platelets 190", "hb 140"):
+            tracker(f"result add L2 {value} --on 2026-11-12")
+        [gate] = _alerts_of(tracker, "L2")
+        assert gate["status"] == "resolved"

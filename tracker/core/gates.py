@@ -7,7 +7,9 @@ critical alert), and by plan sync's "baseline satisfied by a result".
 A hard gate is met on a start date when, for each of its tests:
 - a result was taken on or before the start and within the rule's `valid_for` (older results are named:
   "tb negative on 2019-05-01 is older than 3 months");
-- the result passes (the vocabulary's `passes` values; `repeat_or_refer` values ask to repeat or refer);
+- the result passes (`read_result`, the one rule every gate reading uses: the vocabulary's `passes` values,
+  `repeat_or_refer` values ask to repeat or refer, and a value beyond one of the protocol's initiation
+  limits, `action: refuse`, fails: TPMT absent, abrocitinib platelets < 150);
 - `times: N` results on different days exist, spaced `min_gap`..`max_gap`, the last within `last_within`
   of the start;
 - a panel has every analyte the protocol's initiation (`refuse`) limits read (one MCV is no blood count).
@@ -101,13 +103,89 @@ def _up_to(chart: Chart, codes, on: dt.date) -> list:
     return sorted((r for code in codes for r in chart.results_of(code) if r.taken_on <= on), key=result_order)
 
 
+READING_RANK = {"pass": 0, "repeat": 1, "fail": 2}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a gate reads one result (or one day's results of a test): `status` pass | repeat | fail; `why`
+    the clause naming test, value and date ("tb positive on 2026-02-25 does not pass (passes: negative)");
+    `limit` the initiation limit breached, if that is why it fails."""
+
+    status: str
+    result: Any
+    why: str
+    sources: tuple[str, ...] = ()
+    limit: bool = False
+
+
+def initiation_limits(protocol: Protocol, test: str) -> list:
+    """The protocol's initiation limits (`action: refuse`) on `test` that a single result can breach
+    (change-from-baseline rules cannot apply before a start: there is no baseline yet)."""
+    return [t for t in protocol.thresholds
+            if t.action == "refuse" and t.analyte == test and not t.rise_pct and not t.fall_pct]
+
+
+def initiation_breaches(protocol: Protocol, result, vocabulary: Vocabulary) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The initiation limits `result` breaches, each as (what, why, sources), what + why reading
+    "platelets 120 10^9/L on 2026-02-25" + " (< 150 10^9/L): Do not initiate: ... [CIBINQO-US-DOSE]". Judged
+    by the same `breach` as the alerts; a rule that cannot be judged (x ULN without a range) is left out."""
+    out = []
+    ref_high = vocabulary.tests[result.test].ref_high if result.test in vocabulary else None
+    for threshold in initiation_limits(protocol, result.test):
+        hit, shown, limit = breach(threshold, result, None, uln_of(result, ref_high))
+        if hit:
+            out.append((f"{threshold.analyte} {shown} on {result.taken_on}",
+                        f" ({limit}): {threshold.message or 'do not initiate'} [{', '.join(threshold.sources)}]",
+                        tuple(threshold.sources)))
+    return out
+
+
+def read_result(protocol: Protocol, result, vocabulary: Vocabulary) -> Reading:
+    """How a gate of `protocol` reads one result: the one rule used at `therapy start` and by an
+    overridden gate's alert. A value beyond an initiation limit fails (TPMT
+    absent; platelets < 150 for abrocitinib); a screen passes only with a `passes` value, and one in
+    `repeat_or_refer` asks to repeat or refer; a test with neither reads as passing."""
+    breaches = initiation_breaches(protocol, result, vocabulary)
+    if breaches:
+        return Reading("fail", result, "; ".join(what + why for what, why, _ in breaches),
+                       tuple(dict.fromkeys(s for _, _, sources in breaches for s in sources)), limit=True)
+    reading = vocabulary.gate_reading(result.test, result.value_text)
+    if reading == "fail":
+        return Reading("fail", result, f"{_label(result)} does not pass "
+                                       f"(passes: {', '.join(vocabulary.tests[result.test].passes)})")
+    if reading == "repeat":
+        return Reading("repeat", result, f"{_label(result)}: repeat or refer")
+    return Reading("pass", result, _label(result))
+
+
+def read_day(protocol: Protocol, results, vocabulary: Vocabulary) -> Reading:
+    """How a gate reads one day's results of one test: the one recorded last."""
+    return read_result(protocol, max(results, key=result_order), vocabulary)
+
+
+def _by_day(results) -> dict[dt.date, list]:
+    days: dict[dt.date, list] = {}
+    for result in results:
+        days.setdefault(result.taken_on, []).append(result)
+    return days
+
+
+def _latest_day(chart: Chart, test: str, on: dt.date | None) -> list:
+    """The results of `test` on its latest day on or before `on` (every day if None)."""
+    latest = chart.latest(test, on=on)
+    if latest is None:
+        return []
+    return [r for r in chart.results_of(test) if r.taken_on == latest.taken_on]
+
+
 def judge_gate_test(chart: Chart, protocol: Protocol, rule: BaselineTest, test: str, on: dt.date,
                     vocabulary: Vocabulary) -> GateFinding | None:
     """None when `test` of hard-gate `rule` is met for a start on `on`; else why not."""
     sources = tuple(rule.sources)
     required = required_members(protocol, test, vocabulary)
     if required:
-        return _judge_panel(chart, rule, test, required, on, sources)
+        return _judge_panel(chart, protocol, rule, test, required, on, sources, vocabulary)
     results = _up_to(chart, sorted(vocabulary.members(test)), on)
     if not results:
         return GateFinding(test, "missing", f"no {test} result on record", sources=sources)
@@ -116,19 +194,14 @@ def judge_gate_test(chart: Chart, protocol: Protocol, rule: BaselineTest, test: 
         latest = results[-1]
         return GateFinding(test, "stale", f"{_label(latest)} is older than {_validity(rule)}", latest, sources)
     # The latest result of each day counts; a test that does not pass refuses whatever else is on record.
-    by_day: dict[dt.date, Any] = {}
-    for result in fresh:
-        by_day[result.taken_on] = result
+    by_day = _by_day(fresh)
     days = sorted(by_day)
     for day in reversed(days[-rule.times:]):
-        result = by_day[day]
-        reading = vocabulary.gate_reading(result.test, result.value_text)
-        if reading == "fail":
-            return GateFinding(test, "fail", f"{_label(result)} does not pass "
-                               f"(passes: {', '.join(vocabulary.tests[result.test].passes)})", result, sources)
-        if reading == "repeat":
-            return GateFinding(test, "repeat", f"{_label(result)}: repeat or refer", result, sources)
-    latest = by_day[days[-1]]
+        reading = read_day(protocol, by_day[day], vocabulary)
+        if reading.status != "pass":
+            return GateFinding(test, reading.status, reading.why, reading.result,
+                               tuple(dict.fromkeys((*sources, *reading.sources))))
+    latest = by_day[days[-1]][-1]
     if rule.last_within is not None and rule.last_within.after(latest.taken_on) < on:
         return GateFinding(test, "spacing", f"{_label(latest)} is more than {rule.last_within.words()} before "
                            f"the start on {on} (the last {test} must be within {rule.last_within.words()})",
@@ -170,8 +243,8 @@ def _spaced_chain(days: list[dt.date], rule: BaselineTest) -> list[dt.date]:
     return chain
 
 
-def _judge_panel(chart: Chart, rule: BaselineTest, test: str, required: list[str], on: dt.date,
-                 sources: tuple) -> GateFinding | None:
+def _judge_panel(chart: Chart, protocol: Protocol, rule: BaselineTest, test: str, required: list[str],
+                 on: dt.date, sources: tuple, vocabulary: Vocabulary) -> GateFinding | None:
     absent, stale = [], []
     for analyte in required:
         results = _up_to(chart, [analyte], on)
@@ -180,7 +253,14 @@ def _judge_panel(chart: Chart, rule: BaselineTest, test: str, required: list[str
         elif not _fresh(rule, results[-1].taken_on, on):
             stale.append(results[-1])
     if not absent and not stale:
-        return None
+        # Complete and recent: each analyte's latest day is read against the initiation limits (the same
+        # reading that refuses a start: platelets 120 do not meet abrocitinib's gate, overridden or not).
+        failing = [reading for analyte in required
+                   if (reading := read_day(protocol, _latest_day(chart, analyte, on), vocabulary)).status != "pass"]
+        if not failing:
+            return None
+        return GateFinding(test, "fail", "; ".join(r.why for r in failing), failing[0].result,
+                           tuple(dict.fromkeys((*sources, *(s for r in failing for s in r.sources)))))
     parts = []
     if absent:
         parts.append(f"no {', '.join(absent)} result")
@@ -244,24 +324,19 @@ def refusal_line(protocol: Protocol, findings: list[GateFinding], mrn: str) -> s
 
 def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocabulary: Vocabulary) -> list[str]:
     """Results on record that a protocol's initiation limit (`action: refuse`) says forbid starting the
-    drug: each rule judged by the same `breach` as the alerts, on the latest result on or before the start,
-    and within the validity of the hard gate that asks for the test, if any (an old value neither meets
-    nor refuses a start). Change-from-baseline rules cannot apply before a start (there is no baseline
-    yet); a rule that cannot be judged (x ULN without a range) is left out."""
+    drug: each test's latest day on or before the start read by `read_day` (the result recorded last
+    that day), within the validity of the hard gate that asks for the test, if any (an old
+    value neither meets nor refuses a start)."""
     reasons = []
     gate_rules = {code: rule for rule in protocol.baseline if rule.gate == "hard"
                   for test in rule.tests for code in vocabulary.members(test)}
-    for threshold in protocol.thresholds:
-        if threshold.action != "refuse" or threshold.rise_pct or threshold.fall_pct:
+    for analyte in dict.fromkeys(t.analyte for t in protocol.thresholds if t.action == "refuse"):
+        day = _latest_day(chart, analyte, on)
+        if not day or (on is not None and not _fresh(gate_rules.get(analyte), day[0].taken_on, on)):
             continue
-        latest = chart.latest(threshold.analyte, on=on)
-        if latest is None or (on is not None and not _fresh(gate_rules.get(threshold.analyte), latest.taken_on, on)):
-            continue
-        ref_high = vocabulary.tests[latest.test].ref_high if latest.test in vocabulary else None
-        hit, shown, limit = breach(threshold, latest, None, uln_of(latest, ref_high))
-        if hit:
-            reasons.append(f"{threshold.analyte} {shown} on {latest.taken_on} ({limit}): "
-                           f"{threshold.message or 'do not initiate'} [{', '.join(threshold.sources)}]")
+        reading = read_day(protocol, day, vocabulary)
+        if reading.limit:
+            reasons.append(reading.why)
     return reasons
 
 
