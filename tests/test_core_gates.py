@@ -19,6 +19,7 @@ from tracker.core.gates import (
     required_members,
     screening_candidates,
 )
+from tracker.core.prefilter import threshold_bounds
 from tracker.core.protocol import BaselineTest
 from tracker.core.thresholds import threshold_candidates
 from tracker.protocol_files import load_library
@@ -325,3 +326,23 @@ def test_an_overridden_cbc_gate_reads_the_initiation_limits_as_the_start_does(li
     recovered = chart(*screens("2026-02-25"), *cbc, res("platelets", 120, "2026-03-01"),
                       *jak_cbc("2026-03-10"), res("platelets", 210, "2026-03-10"), courses=[course])
     assert open_gate_findings(recovered, course, lib.vocabulary, dt.date(2026, 3, 20)) == []
+
+
+def test_an_absent_tpmt_keeps_the_overridden_gate_open_and_alerts_during_a_course(lib):
+    # A1: "Absent TPMT activity: should not receive thiopurines" [SPS-AZA], whenever it is recorded.
+    protocol = lib.get("azathioprine")
+    course = overridden(protocol)
+    absent = chart(res("tpmt", "absent", "2026-03-20"), courses=[course])
+    [finding] = open_gate_findings(absent, course, lib.vocabulary, dt.date(2026, 3, 21))
+    assert finding.status == "fail" and "tpmt absent on 2026-03-20" in finding.why
+    assert "should not receive thiopurines" in finding.why
+    plain = ChartCourse(6, 1, "azathioprine", "active", START, protocol)
+    later = chart(res("tpmt", "normal", "2026-02-01"), res("tpmt", "absent", "2026-03-20"), courses=[plain])
+    [alert] = screening_candidates(later, plain, lib.vocabulary)
+    assert alert.severity == "critical" and alert.kind == "gate"
+    assert "tpmt absent on 2026-03-20 during treatment" in alert.message
+    assert "should not receive thiopurines" in alert.message
+    # Reduced activity is dosing guidance (a threshold warning), not a screen that fails.
+    assert screening_candidates(chart(res("tpmt", "low", "2026-03-20")), plain, lib.vocabulary) == []
+    # The whole-clinic prefilter admits the result.
+    assert threshold_bounds([protocol], lib.vocabulary)["tpmt"].may_breach(None, "absent", None)

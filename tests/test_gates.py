@@ -270,3 +270,23 @@ def test_an_overridden_abrocitinib_cbc_gate_stays_open_on_platelets_below_the_in
             tracker(f"result add L2 {value} --on 2026-11-12")
         [gate] = _alerts_of(tracker, "L2")
         assert gate["status"] == "resolved"
+
+
+def test_an_absent_tpmt_after_an_azathioprine_start_is_a_critical_alert(tracker):
+    # A1: recorded after an overridden start it closed the gate alert; after a passed gate it raised nothing.
+    with freeze_time("2026-11-05"):
+        tracker("patient add T1 --name 'T one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        tracker("therapy start T1 azathioprine --on 2026-11-05 --override-gate 'TPMT sent, urgent start'")
+        tracker("patient add T3 --name 'T three' --dob 1970-01-01 --sex m --childbearing-potential no")
+        tracker("result add T3 tpmt normal --on 2026-10-01")
+        tracker("therapy start T3 azathioprine --on 2026-11-05")
+    with freeze_time("2026-11-21"):
+        tracker("result add T1 tpmt absent --on 2026-11-20")
+        tracker("result add T3 tpmt absent --on 2026-11-20")
+        tracker("evaluate")
+        [gate] = [a for a in _alerts_of(tracker, "T1") if a["condition_key"].startswith("gate:")]
+        assert gate["status"] == "open" and gate["severity"] == "critical"
+        assert "tpmt absent on 2026-11-20" in gate["message"] and "should not receive thiopurines" in gate["message"]
+        [screen] = _alerts_of(tracker, "T3")
+        assert screen["status"] == "open" and screen["severity"] == "critical"
+        assert "tpmt absent on 2026-11-20 during treatment" in screen["message"]

@@ -117,6 +117,7 @@ class Reading:
     why: str
     sources: tuple[str, ...] = ()
     limit: bool = False
+    during: str = ""  # `why` for a result during a course: "tpmt absent on D during treatment (...): ..."
 
 
 def initiation_limits(protocol: Protocol, test: str) -> list:
@@ -124,6 +125,12 @@ def initiation_limits(protocol: Protocol, test: str) -> list:
     (change-from-baseline rules cannot apply before a start: there is no baseline yet)."""
     return [t for t in protocol.thresholds
             if t.action == "refuse" and t.analyte == test and not t.rise_pct and not t.fall_pct]
+
+
+def categorical_initiation_tests(protocol: Protocol) -> set[str]:
+    """Tests whose initiation limit reads a category (TPMT absent): a screen's reading, which describes the
+    patient rather than a count that moves on the drug, so it is read during a course too."""
+    return {t.analyte for t in protocol.thresholds if t.action == "refuse" and t.equals is not None}
 
 
 def initiation_breaches(protocol: Protocol, result, vocabulary: Vocabulary) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -142,14 +149,15 @@ def initiation_breaches(protocol: Protocol, result, vocabulary: Vocabulary) -> l
 
 
 def read_result(protocol: Protocol, result, vocabulary: Vocabulary) -> Reading:
-    """How a gate of `protocol` reads one result: the one rule used at `therapy start` and by an
-    overridden gate's alert. A value beyond an initiation limit fails (TPMT
+    """How a gate of `protocol` reads one result: the one rule used at `therapy start`, by an overridden
+    gate's alert and by the screens read during a course. A value beyond an initiation limit fails (TPMT
     absent; platelets < 150 for abrocitinib); a screen passes only with a `passes` value, and one in
     `repeat_or_refer` asks to repeat or refer; a test with neither reads as passing."""
     breaches = initiation_breaches(protocol, result, vocabulary)
     if breaches:
         return Reading("fail", result, "; ".join(what + why for what, why, _ in breaches),
-                       tuple(dict.fromkeys(s for _, _, sources in breaches for s in sources)), limit=True)
+                       tuple(dict.fromkeys(s for _, _, sources in breaches for s in sources)), limit=True,
+                       during="; ".join(f"{what} during treatment{why}" for what, why, _ in breaches))
     reading = vocabulary.gate_reading(result.test, result.value_text)
     if reading == "fail":
         return Reading("fail", result, f"{_label(result)} does not pass "
@@ -358,36 +366,44 @@ def gate_candidates(protocol: Protocol, course, findings: list[GateFinding]) -> 
 
 def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabulary) -> dict[str, Rule]:
     """Tests read during treatment, by the rule that asks for them: the applicable baseline screens (hard or
-    advisory) and `during_treatment` tests whose results a gate reads (vocabulary `passes`)."""
+    advisory) and `during_treatment` tests whose results a gate reads by value: the vocabulary's `passes`,
+    or a categorical initiation limit (TPMT absent: `categorical_initiation_tests`). Numeric initiation
+    limits (abrocitinib platelets < 150) are not read during a course: the label's own limits act there."""
     applies, _ = applicable_baseline(protocol, facts)
     watched = [rule for rule in protocol.during_treatment
                if not (rule.when == "childbearing_potential" and not facts.childbearing_potential)
                and not (rule.when == "female" and facts.sex != "f")]
+    categorical = categorical_initiation_tests(protocol)
     return {test: rule for rule in [*applies, *watched] for test in rule.tests
-            if test in vocabulary and vocabulary.tests[test].passes}
+            if (test in vocabulary and vocabulary.tests[test].passes) or test in categorical}
 
 
 def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
                          ages: tuple[int, int] = CHILDBEARING_AGES) -> list[AlertCandidate]:
     """A screen taken after a course started that does not pass (a positive IGRA on a JAK inhibitor, a
-    positive pregnancy test on methotrexate): one critical alert per result, while it is the latest."""
+    positive pregnancy test on methotrexate, an absent TPMT on azathioprine): one critical alert per result,
+    while it is the latest."""
     out = []
     facts = patient_facts(chart, course.start_on, ages)
     for test, rule in sorted(screened_tests(course.protocol, facts, vocabulary).items()):
         latest = chart.latest(test)
         if latest is None or latest.taken_on <= course.start_on:
             continue
-        reading = vocabulary.gate_reading(test, latest.value_text)
-        if reading == "pass":
+        reading = read_result(course.protocol, latest, vocabulary)
+        if reading.status == "pass":
             continue
-        what = "repeat or refer" if reading == "repeat" else "review whether to continue"
+        latest = reading.result
+        what = "repeat or refer" if reading.status == "repeat" else "review whether to continue"
+        spec = vocabulary.tests.get(test)
+        expected = f" ({', '.join(spec.passes)} expected)" if spec is not None and spec.passes else ""
+        text = reading.during if reading.limit else f"{_label(latest)} during treatment does not pass{expected}"
         out.append(AlertCandidate(
             condition_key=f"screen:course{course.id}:{test}:result{latest.id}", kind="gate", severity="critical",
-            message=f"{course.protocol.name} (started {course.start_on}): {_label(latest)} during treatment "
-                    f"does not pass ({', '.join(vocabulary.tests[test].passes)} expected): {what}",
+            message=f"{course.protocol.name} (started {course.start_on}): {text}: {what}",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=latest.id,
-            value=_shown(latest)[:100], limit_text=f"{test}: {', '.join(vocabulary.tests[test].passes)}",
-            sources=tuple(rule.sources)))
+            value=_shown(latest)[:100],
+            limit_text=(f"{test}: {', '.join(spec.passes)}" if expected else f"{test}: initiation limit")[:200],
+            sources=tuple(dict.fromkeys((*rule.sources, *reading.sources)))))
     return out
 
 
