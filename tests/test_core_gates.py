@@ -346,3 +346,41 @@ def test_an_absent_tpmt_keeps_the_overridden_gate_open_and_alerts_during_a_cours
     assert screening_candidates(chart(res("tpmt", "low", "2026-03-20")), plain, lib.vocabulary) == []
     # The whole-clinic prefilter admits the result.
     assert threshold_bounds([protocol], lib.vocabulary)["tpmt"].may_breach(None, "absent", None)
+
+
+@pytest.mark.parametrize("order", ["positive first", "negative first"])
+def test_same_day_conflicting_screens_are_read_on_the_worst_whatever_the_entry_order(lib, order):
+    # A4: a negative IGRA entered after a positive one the same day hid it.
+    protocol = lib.get("upadacitinib")
+    tb = [res("tb", "positive", "2026-02-25"), res("tb", "negative", "2026-02-25")]
+    if order == "negative first":
+        tb.reverse()
+    c = chart(*tb, *screens("2026-02-25")[1:], *jak_cbc("2026-02-25"))
+    [finding] = gate_findings(c, protocol, START, lib.vocabulary)
+    assert finding.status == "fail" and finding.why == (
+        "tb positive on 2026-02-25 does not pass (passes: negative) (same day also: tb negative; conflicting "
+        "results, the worst counts)")
+
+
+@pytest.mark.parametrize("values", [(0.8, 3), (3, 0.8)])
+def test_same_day_conflicting_counts_refuse_on_the_worst(lib, values):
+    protocol = lib.get("upadacitinib")
+    c = chart(*[res("neutrophils", v, "2026-02-25") for v in values])
+    [reason] = refusing_results(c, protocol, START, lib.vocabulary)
+    assert reason.startswith("neutrophils 0.8 10^9/L on 2026-02-25 (< 1 10^9/L)")
+    assert reason.endswith("(same day also: neutrophils 3; conflicting results, the worst counts)")
+
+
+def test_same_day_absent_and_normal_tpmt_refuse_azathioprine(lib):
+    protocol = lib.get("azathioprine")
+    c = chart(res("tpmt", "absent", "2026-02-25"), res("tpmt", "normal", "2026-02-25"))
+    [reason] = refusing_results(c, protocol, START, lib.vocabulary)
+    assert reason.startswith("tpmt absent on 2026-02-25") and "same day also: tpmt normal" in reason
+
+
+def test_same_day_conflicting_screens_during_a_course_alert_on_the_worst(lib):
+    course = ChartCourse(9, 1, "upadacitinib", "active", START, lib.get("upadacitinib"))
+    c = chart(res("tb", "positive", "2026-05-01"), res("tb", "negative", "2026-05-01"), courses=[course])
+    [alert] = screening_candidates(c, course, lib.vocabulary)
+    assert "tb positive on 2026-05-01 (same day also: tb negative; conflicting results, the worst counts) during " \
+           "treatment does not pass" in alert.message

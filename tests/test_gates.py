@@ -290,3 +290,27 @@ def test_an_absent_tpmt_after_an_azathioprine_start_is_a_critical_alert(tracker)
         [screen] = _alerts_of(tracker, "T3")
         assert screen["status"] == "open" and screen["severity"] == "critical"
         assert "tpmt absent on 2026-11-20 during treatment" in screen["message"]
+
+
+@freeze_time("2026-09-10")
+def test_conflicting_same_day_screens_refuse_a_start_whatever_the_entry_order(tracker):
+    # A4: a negative IGRA entered after a positive one the same day let upadacitinib start, no alert.
+    for mrn, order in (("U1", ("positive", "negative")), ("U2", ("negative", "positive"))):
+        tracker(f"patient add {mrn} --name 'U one' --dob 1980-01-01 --sex m --childbearing-potential no")
+        for value in order:
+            tracker(f"result add {mrn} tb {value} --on 2026-09-01")
+        jak_ready(tracker, mrn, "2026-09-01", tb="negative")  # a third, negative, the same day: still refused
+        line = refused(tracker, f"therapy start {mrn} upadacitinib --on 2026-09-10")
+        assert "tb positive on 2026-09-01 does not pass (passes: negative) (same day also: tb negative; " \
+               "conflicting results, the worst counts)" in line
+    tracker("patient add U3 --name 'U three' --dob 1980-01-01 --sex m --childbearing-potential no")
+    jak_ready(tracker, "U3", "2026-09-01")
+    tracker("result add U3 neutrophils 0.8 --on 2026-09-01")
+    tracker("result add U3 neutrophils 3 --on 2026-09-01")
+    line = refused(tracker, "therapy start U3 upadacitinib --on 2026-09-10 --override-gate 'lab error'")
+    assert "neutrophils 0.8 10^9/L on 2026-09-01" in line and "same day also: neutrophils 3.1 10^9/L, 3 10^9/L" in line
+    tracker("patient add U4 --name 'U four' --dob 1980-01-01 --sex m --childbearing-potential no")
+    tracker("result add U4 tpmt absent --on 2026-09-01")
+    tracker("result add U4 tpmt normal --on 2026-09-01")
+    line = refused(tracker, "therapy start U4 azathioprine --on 2026-09-10")
+    assert "tpmt absent on 2026-09-01" in line and "same day also: tpmt normal" in line

@@ -9,7 +9,8 @@ A hard gate is met on a start date when, for each of its tests:
   "tb negative on 2019-05-01 is older than 3 months");
 - the result passes (`read_result`, the one rule every gate reading uses: the vocabulary's `passes` values,
   `repeat_or_refer` values ask to repeat or refer, and a value beyond one of the protocol's initiation
-  limits, `action: refuse`, fails: TPMT absent, abrocitinib platelets < 150);
+  limits, `action: refuse`, fails: TPMT absent, abrocitinib platelets < 150); of several results of one test
+  on one day the worst counts (`read_day`), never the one entered last;
 - `times: N` results on different days exist, spaced `min_gap`..`max_gap`, the last within `last_within`
   of the start;
 - a panel has every analyte the protocol's initiation (`refuse`) limits read (one MCV is no blood count).
@@ -117,6 +118,7 @@ class Reading:
     why: str
     sources: tuple[str, ...] = ()
     limit: bool = False
+    note: str = ""  # the same day's other values, when they disagree (already in `why`)
     during: str = ""  # `why` for a result during a course: "tpmt absent on D during treatment (...): ..."
 
 
@@ -168,8 +170,20 @@ def read_result(protocol: Protocol, result, vocabulary: Vocabulary) -> Reading:
 
 
 def read_day(protocol: Protocol, results, vocabulary: Vocabulary) -> Reading:
-    """How a gate reads one day's results of one test: the one recorded last."""
-    return read_result(protocol, max(results, key=result_order), vocabulary)
+    """How a gate reads one day's results of one test: the worst of them (a day with a positive and a
+    negative IGRA, or neutrophils 0.8 and 3, does not pass whichever was entered last), naming the day's
+    other values when they disagree ("same day also: tb negative; conflicting results, the worst counts")."""
+    readings = [read_result(protocol, r, vocabulary) for r in sorted(results, key=result_order)]
+    worst = max(readings, key=lambda r: READING_RANK[r.status])  # the first of the worst: recorded first
+    if worst.status == "pass":
+        return readings[-1]
+    others = list(dict.fromkeys(_shown(r.result) for r in readings
+                                if r is not worst and _shown(r.result) != _shown(worst.result)))
+    if not others:
+        return worst
+    note = f" (same day also: {worst.result.test} {', '.join(others)}; conflicting results, the worst counts)"
+    return Reading(worst.status, worst.result, worst.why + note, worst.sources, worst.limit, note,
+                   worst.during + note if worst.during else "")
 
 
 def _by_day(results) -> dict[dt.date, list]:
@@ -201,7 +215,8 @@ def judge_gate_test(chart: Chart, protocol: Protocol, rule: BaselineTest, test: 
     if not fresh:
         latest = results[-1]
         return GateFinding(test, "stale", f"{_label(latest)} is older than {_validity(rule)}", latest, sources)
-    # The latest result of each day counts; a test that does not pass refuses whatever else is on record.
+    # The worst result of each day counts (never the one entered last); a day that does not pass refuses
+    # whatever else is on record.
     by_day = _by_day(fresh)
     days = sorted(by_day)
     for day in reversed(days[-rule.times:]):
@@ -332,8 +347,8 @@ def refusal_line(protocol: Protocol, findings: list[GateFinding], mrn: str) -> s
 
 def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocabulary: Vocabulary) -> list[str]:
     """Results on record that a protocol's initiation limit (`action: refuse`) says forbid starting the
-    drug: each test's latest day on or before the start read by `read_day` (the result recorded last
-    that day), within the validity of the hard gate that asks for the test, if any (an old
+    drug: each test's latest day on or before the start read by `read_day` (the worst result of that day
+    counts, the others named), within the validity of the hard gate that asks for the test, if any (an old
     value neither meets nor refuses a start)."""
     reasons = []
     gate_rules = {code: rule for rule in protocol.baseline if rule.gate == "hard"
@@ -389,14 +404,14 @@ def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
         latest = chart.latest(test)
         if latest is None or latest.taken_on <= course.start_on:
             continue
-        reading = read_result(course.protocol, latest, vocabulary)
+        reading = read_day(course.protocol, _latest_day(chart, test, None), vocabulary)
         if reading.status == "pass":
             continue
         latest = reading.result
         what = "repeat or refer" if reading.status == "repeat" else "review whether to continue"
         spec = vocabulary.tests.get(test)
         expected = f" ({', '.join(spec.passes)} expected)" if spec is not None and spec.passes else ""
-        text = reading.during if reading.limit else f"{_label(latest)} during treatment does not pass{expected}"
+        text = reading.during if reading.limit else f"{_label(latest)}{reading.note} during treatment does not pass{expected}"
         out.append(AlertCandidate(
             condition_key=f"screen:course{course.id}:{test}:result{latest.id}", kind="gate", severity="critical",
             message=f"{course.protocol.name} (started {course.start_on}): {text}: {what}",
