@@ -384,3 +384,23 @@ def test_same_day_conflicting_screens_during_a_course_alert_on_the_worst(lib):
     [alert] = screening_candidates(c, course, lib.vocabulary)
     assert "tb positive on 2026-05-01 (same day also: tb negative; conflicting results, the worst counts) during " \
            "treatment does not pass" in alert.message
+
+
+def test_a_screen_alert_lasts_until_a_passing_result_an_indeterminate_does_not_end_it(lib):
+    # A7: a later indeterminate IGRA resolved the positive's alert.
+    protocol = lib.get("upadacitinib")
+    course = ChartCourse(9, 1, "upadacitinib", "active", START, protocol)
+    positive = res("tb", "positive", "2026-05-01")
+    c = chart(positive, res("tb", "indeterminate", "2026-05-10"), courses=[course])
+    [alert] = screening_candidates(c, course, lib.vocabulary)
+    assert alert.condition_key == f"screen:course9:tb:result{positive.id}" and alert.result_id == positive.id
+    assert alert.message == ("Upadacitinib (started 2026-03-02): tb positive on 2026-05-01 during treatment does "
+                             "not pass (negative expected): review whether to continue; not passed either: tb "
+                             "indeterminate on 2026-05-10: repeat or refer")
+    cleared = chart(positive, res("tb", "indeterminate", "2026-05-10"), res("tb", "negative", "2026-05-20"),
+                    courses=[course])
+    assert screening_candidates(cleared, course, lib.vocabulary) == []
+    again = res("tb", "positive", "2026-06-01")  # a new run: a new alert
+    c = chart(positive, res("tb", "negative", "2026-05-20"), again, courses=[course])
+    [alert] = screening_candidates(c, course, lib.vocabulary)
+    assert alert.condition_key == f"screen:course9:tb:result{again.id}"

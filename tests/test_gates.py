@@ -314,3 +314,25 @@ def test_conflicting_same_day_screens_refuse_a_start_whatever_the_entry_order(tr
     tracker("result add U4 tpmt normal --on 2026-09-01")
     line = refused(tracker, "therapy start U4 azathioprine --on 2026-09-10")
     assert "tpmt absent on 2026-09-01" in line and "same day also: tpmt normal" in line
+
+
+def test_a_positive_igra_during_treatment_stays_alerted_after_a_later_indeterminate(tracker):
+    # A7: the indeterminate resolved the positive's alert.
+    with freeze_time("2026-10-05"):
+        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        jak_ready(tracker, "J1", "2026-10-01")
+        tracker("therapy start J1 upadacitinib --on 2026-10-05")
+    with freeze_time("2026-11-02"):
+        tracker("result add J1 tb positive --on 2026-11-01")
+        [first] = _alerts_of(tracker, "J1")
+    with freeze_time("2026-11-11"):
+        tracker("result add J1 tb indeterminate --on 2026-11-10")
+        tracker("evaluate")
+        [alert] = _alerts_of(tracker, "J1")
+        assert alert["id"] == first["id"] and alert["status"] == "open"
+        assert "tb positive on 2026-11-01 during treatment" in alert["message"]
+        assert "not passed either: tb indeterminate on 2026-11-10: repeat or refer" in alert["message"]
+    with freeze_time("2026-11-21"):
+        tracker("result add J1 tb negative --on 2026-11-20")
+        [alert] = _alerts_of(tracker, "J1")
+        assert alert["status"] == "resolved"

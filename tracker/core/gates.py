@@ -393,32 +393,69 @@ def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabula
             if (test in vocabulary and vocabulary.tests[test].passes) or test in categorical}
 
 
-def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
-                         ages: tuple[int, int] = CHILDBEARING_AGES) -> list[AlertCandidate]:
-    """A screen taken after a course started that does not pass (a positive IGRA on a JAK inhibitor, a
-    positive pregnancy test on methotrexate, an absent TPMT on azathioprine): one critical alert per result,
-    while it is the latest."""
-    out = []
+@dataclass(frozen=True)
+class ScreenEpisode:
+    """A screen's results during a course since its last passing day, that do not pass (each day read by
+    `read_day`), oldest first; `lead` the worst (a positive before a later indeterminate)."""
+
+    test: str
+    readings: tuple[Reading, ...]
+    lead: Reading
+    action: str
+    sources: tuple[str, ...]
+
+
+def screen_episodes(chart: Chart, course, vocabulary: Vocabulary,
+                    ages: tuple[int, int] = CHILDBEARING_AGES) -> dict[str, ScreenEpisode]:
+    """Per screened test, the results taken after the course started that do not pass and have no passing
+    result on a later day: a result that does not pass (an indeterminate after a positive) never ends it."""
+    out = {}
     facts = patient_facts(chart, course.start_on, ages)
     for test, rule in sorted(screened_tests(course.protocol, facts, vocabulary).items()):
-        latest = chart.latest(test)
-        if latest is None or latest.taken_on <= course.start_on:
+        days = _by_day(r for r in chart.results_of(test) if r.taken_on > course.start_on)
+        open_run: list[Reading] = []
+        for day in sorted(days):
+            reading = read_day(course.protocol, days[day], vocabulary)
+            open_run = [] if reading.status == "pass" else [*open_run, reading]
+        if not open_run:
             continue
-        reading = read_day(course.protocol, _latest_day(chart, test, None), vocabulary)
-        if reading.status == "pass":
-            continue
-        latest = reading.result
-        what = "repeat or refer" if reading.status == "repeat" else "review whether to continue"
+        lead = max(reversed(open_run), key=lambda r: READING_RANK[r.status])  # the worst, the latest of equals
+        action = "repeat or refer" if lead.status == "repeat" else "review whether to continue"
+        out[test] = ScreenEpisode(test, tuple(open_run), lead, action,
+                                  tuple(dict.fromkeys((*rule.sources, *(s for r in open_run for s in r.sources)))))
+    return out
+
+
+def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
+                         ages: tuple[int, int] = CHILDBEARING_AGES,
+                         episodes: dict[str, ScreenEpisode] | None = None) -> list[AlertCandidate]:
+    """A screen taken after a course started that does not pass (a positive IGRA on a JAK inhibitor, a
+    positive pregnancy test on methotrexate, an absent TPMT on azathioprine): one critical alert per run of
+    such results, until a passing result on a later day. The key names the run's first result, so a later
+    result that does not pass either (an indeterminate after a positive) keeps the alert, which names both
+    and leads with the worst."""
+    out = []
+    if episodes is None:
+        episodes = screen_episodes(chart, course, vocabulary, ages)
+    for test, episode in episodes.items():
+        lead, first = episode.lead, episode.readings[0]
         spec = vocabulary.tests.get(test)
         expected = f" ({', '.join(spec.passes)} expected)" if spec is not None and spec.passes else ""
-        text = reading.during if reading.limit else f"{_label(latest)}{reading.note} during treatment does not pass{expected}"
+        if lead.limit:
+            text = lead.during
+        else:
+            text = f"{_label(lead.result)}{lead.note} during treatment does not pass{expected}"
+        text += f": {episode.action}"
+        others = [r for r in episode.readings if r is not lead]
+        if others:
+            text += f"; not passed either: {'; '.join(r.why for r in others)}"
         out.append(AlertCandidate(
-            condition_key=f"screen:course{course.id}:{test}:result{latest.id}", kind="gate", severity="critical",
-            message=f"{course.protocol.name} (started {course.start_on}): {text}: {what}",
-            patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=latest.id,
-            value=_shown(latest)[:100],
+            condition_key=f"screen:course{course.id}:{test}:result{first.result.id}", kind="gate",
+            severity="critical", message=f"{course.protocol.name} (started {course.start_on}): {text}",
+            patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=lead.result.id,
+            value=_shown(lead.result)[:100],
             limit_text=(f"{test}: {', '.join(spec.passes)}" if expected else f"{test}: initiation limit")[:200],
-            sources=tuple(dict.fromkeys((*rule.sources, *reading.sources)))))
+            sources=episode.sources))
     return out
 
 
