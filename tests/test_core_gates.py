@@ -12,6 +12,7 @@ import pytest
 
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.gates import (
+    course_gate_candidates,
     gate_findings,
     may_conceive,
     open_gate_findings,
@@ -336,6 +337,8 @@ def test_an_absent_tpmt_keeps_the_overridden_gate_open_and_alerts_during_a_cours
     [finding] = open_gate_findings(absent, course, lib.vocabulary, dt.date(2026, 3, 21))
     assert finding.status == "fail" and "tpmt absent on 2026-03-20" in finding.why
     assert "should not receive thiopurines" in finding.why
+    [alert] = course_gate_candidates(absent, course, lib.vocabulary, dt.date(2026, 3, 21))
+    assert alert.condition_key == "gate:course5:tpmt" and alert.severity == "critical"
     plain = ChartCourse(6, 1, "azathioprine", "active", START, protocol)
     later = chart(res("tpmt", "normal", "2026-02-01"), res("tpmt", "absent", "2026-03-20"), courses=[plain])
     [alert] = screening_candidates(later, plain, lib.vocabulary)
@@ -404,3 +407,15 @@ def test_a_screen_alert_lasts_until_a_passing_result_an_indeterminate_does_not_e
     c = chart(positive, res("tb", "negative", "2026-05-20"), again, courses=[course])
     [alert] = screening_candidates(c, course, lib.vocabulary)
     assert alert.condition_key == f"screen:course9:tb:result{again.id}"
+
+
+def test_an_overridden_gate_and_a_screen_of_the_same_test_are_one_alert(lib):
+    # A6: the override alert kept "no tb result on record" beside a second critical alert for the positive.
+    protocol = lib.get("upadacitinib")
+    course = overridden(protocol)
+    pre = [*screens("2026-02-25")[1:], *jak_cbc("2026-02-25")]
+    c = chart(*pre, res("tb", "positive", "2026-03-10"), courses=[course])
+    [alert] = course_gate_candidates(c, course, lib.vocabulary, dt.date(2026, 3, 20))
+    assert alert.condition_key == "gate:course5:tb" and alert.severity == "critical"
+    assert "tb positive on 2026-03-10 does not pass (passes: negative); during treatment: review whether to " \
+           "continue" in alert.message and "no tb result" not in alert.message

@@ -118,10 +118,11 @@ def test_an_override_keeps_a_critical_gate_alert_until_a_passing_result_and_a_po
         assert start["gate_override"] == "IGRA repeat pending"
     with freeze_time("2026-03-12"):
         tracker("result add P1 tb positive --on 2026-03-11")
-        live = {a["condition_key"].split(":")[0]: a for a in tracker.json("alerts")}
-        assert live["gate"]["id"] == gate["id"] and live["gate"]["status"] == "open"  # never resolved by it
-        assert live["screen"]["severity"] == "critical"
-        assert "tb positive on 2026-03-11 during treatment" in live["screen"]["message"]
+        # One problem, one alert: the positive is told in the open gate alert, which now names it.
+        [live] = [a for a in tracker.json("alerts") if a["kind"] == "gate"]
+        assert live["id"] == gate["id"] and live["status"] == "open"  # never resolved by it
+        assert "tb positive on 2026-03-11 does not pass (passes: negative); during treatment: review whether " \
+               "to continue" in live["message"] and "indeterminate" not in live["message"]
     with freeze_time("2026-03-20"):
         tracker("result add P1 tb negative --on 2026-03-19")
         assert [a for a in tracker.json("alerts") if a["kind"] == "gate"] == []
@@ -284,7 +285,7 @@ def test_an_absent_tpmt_after_an_azathioprine_start_is_a_critical_alert(tracker)
         tracker("result add T1 tpmt absent --on 2026-11-20")
         tracker("result add T3 tpmt absent --on 2026-11-20")
         tracker("evaluate")
-        [gate] = [a for a in _alerts_of(tracker, "T1") if a["condition_key"].startswith("gate:")]
+        [gate] = _alerts_of(tracker, "T1")
         assert gate["status"] == "open" and gate["severity"] == "critical"
         assert "tpmt absent on 2026-11-20" in gate["message"] and "should not receive thiopurines" in gate["message"]
         [screen] = _alerts_of(tracker, "T3")
@@ -335,4 +336,26 @@ def test_a_positive_igra_during_treatment_stays_alerted_after_a_later_indetermin
     with freeze_time("2026-11-21"):
         tracker("result add J1 tb negative --on 2026-11-20")
         [alert] = _alerts_of(tracker, "J1")
+        assert alert["status"] == "resolved"
+
+
+def test_an_overridden_tb_gate_and_a_positive_igra_are_one_alert_with_current_text(tracker):
+    # A6: the override alert kept saying "no tb result on record" beside a second critical alert.
+    with freeze_time("2026-10-05"):
+        tracker("patient add J3 --name 'J three' --dob 1970-01-01 --sex m --childbearing-potential no")
+        for value in ("hbv negative", "hcv negative", "neutrophils 3", "lymphocytes 1.5", "hb 140"):
+            tracker(f"result add J3 {value} --on 2026-10-01")
+        tracker("result add J3 tb negative --on 2025-01-01")  # too old to count
+        tracker("therapy start J3 upadacitinib --on 2026-10-05 --override-gate 'TB test pending'")
+        [gate] = _alerts_of(tracker, "J3")
+    with freeze_time("2026-10-21"):
+        tracker("result add J3 tb positive --on 2026-10-20")
+        tracker("evaluate")
+        [alert] = _alerts_of(tracker, "J3")
+        assert alert["id"] == gate["id"] and alert["status"] == "open" and alert["severity"] == "critical"
+        assert "tb positive on 2026-10-20 does not pass" in alert["message"]
+        assert "older than" not in alert["message"] and alert["value"] == "positive"
+    with freeze_time("2026-10-29"):
+        tracker("result add J3 tb negative --on 2026-10-28")
+        [alert] = _alerts_of(tracker, "J3")
         assert alert["status"] == "resolved"

@@ -363,19 +363,31 @@ def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocab
     return reasons
 
 
-def gate_candidates(protocol: Protocol, course, findings: list[GateFinding]) -> list[AlertCandidate]:
+def gate_candidates(protocol: Protocol, course, findings: list[GateFinding],
+                    screens: dict[str, ScreenEpisode] | None = None) -> list[AlertCandidate]:
     """A course started with an overridden hard gate: one critical alert per test still unmet, until a
-    passing result arrives. The key names the test only, so the alert stays one alert as results come."""
+    passing result arrives. The key names the test only, so the alert stays one alert as results come, its
+    text saying what the latest results are. A screen of the same test that does not pass during the course
+    (`screens`) is the same problem: it is told in this alert, not in one of its own."""
     out = []
     for finding in findings:
+        why = finding.why
+        sources = finding.sources
+        episode = (screens or {}).get(finding.test)
+        if episode is not None:
+            later = [r for r in episode.readings if r.result is not finding.result]
+            why += f"; during treatment: {episode.action}"
+            if later:
+                why += f"; not passed either: {'; '.join(r.why for r in later)}"
+            sources = tuple(dict.fromkeys((*sources, *episode.sources)))
         out.append(AlertCandidate(
             condition_key=f"gate:course{course.id}:{finding.test}", kind="gate", severity="critical",
             message=f"{protocol.name} started {course.start_on} with its {finding.test} gate overridden "
-                    f"({course.gate_override}): {finding.why}; record a passing result with `tracker result add`",
+                    f"({course.gate_override}): {why}; record a passing result with `tracker result add`",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id,
             result_id=finding.result.id if finding.result is not None else None,
             value=_shown(finding.result)[:100] if finding.result is not None else None,
-            limit_text=f"{finding.test} required", sources=finding.sources))
+            limit_text=f"{finding.test} required", sources=sources))
     return out
 
 
@@ -457,6 +469,19 @@ def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
             limit_text=(f"{test}: {', '.join(spec.passes)}" if expected else f"{test}: initiation limit")[:200],
             sources=episode.sources))
     return out
+
+
+def course_gate_candidates(chart: Chart, course, vocabulary: Vocabulary, today: dt.date,
+                           ages: tuple[int, int] = CHILDBEARING_AGES) -> list[AlertCandidate]:
+    """Every `gate` alert of one course: its overridden gates still unmet and its screens during treatment
+    that do not pass. One problem is one alert: a screen of a test whose overridden gate is still open is
+    told in the gate's alert (with the gate's key, its text the latest results)."""
+    episodes = screen_episodes(chart, course, vocabulary, ages)
+    findings = open_gate_findings(chart, course, vocabulary, today, ages) if course.gate_override else []
+    held = {f.test for f in findings}
+    return [*gate_candidates(course.protocol, course, findings, episodes),
+            *screening_candidates(chart, course, vocabulary, ages,
+                                  {t: e for t, e in episodes.items() if t not in held})]
 
 
 def counting_results(chart: Chart, rule, tests, due: dt.date, vocabulary: Vocabulary) -> list:
