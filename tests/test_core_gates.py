@@ -12,6 +12,7 @@ import pytest
 
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.gates import (
+    course_gate_candidates,
     gate_findings,
     may_conceive,
     open_gate_findings,
@@ -19,6 +20,7 @@ from tracker.core.gates import (
     required_members,
     screening_candidates,
 )
+from tracker.core.prefilter import threshold_bounds
 from tracker.core.protocol import BaselineTest
 from tracker.core.thresholds import threshold_candidates
 from tracker.protocol_files import load_library
@@ -306,3 +308,114 @@ def test_pregnancy_during_treatment_is_read_only_for_those_who_may_conceive(lib)
     course = ChartCourse(9, 1, "abrocitinib", "active", START, lib.get("abrocitinib"))
     c = chart(res("pregnancy", "positive", "2026-05-01"), sex="f", childbearing="no", courses=[course])
     assert screening_candidates(c, course, lib.vocabulary) == []
+
+
+# --- one gate reading: initiation limits, same-day conflicts, overrides and screens (session 20 findings) ---
+
+
+def test_an_overridden_cbc_gate_reads_the_initiation_limits_as_the_start_does(lib):
+    # A2: the start refuses platelets 120 for abrocitinib; the overridden gate's alert accepted them.
+    protocol = lib.get("abrocitinib")
+    course = overridden(protocol)
+    cbc = [res("wbc", 6, "2026-03-01"), *jak_cbc("2026-03-01")]
+    low = chart(*screens("2026-02-25"), *cbc, res("platelets", 120, "2026-03-01"), courses=[course])
+    [reason] = refusing_results(low, protocol, START, lib.vocabulary)
+    [at_start] = gate_findings(low, protocol, START, lib.vocabulary)
+    [finding] = open_gate_findings(low, course, lib.vocabulary, dt.date(2026, 3, 20))
+    assert finding.status == at_start.status == "fail" and finding.why == at_start.why == reason
+    assert reason.startswith("platelets 120 10^9/L on 2026-03-01 (< 150 10^9/L): Do not initiate")
+    recovered = chart(*screens("2026-02-25"), *cbc, res("platelets", 120, "2026-03-01"),
+                      *jak_cbc("2026-03-10"), res("platelets", 210, "2026-03-10"), courses=[course])
+    assert open_gate_findings(recovered, course, lib.vocabulary, dt.date(2026, 3, 20)) == []
+
+
+def test_an_absent_tpmt_keeps_the_overridden_gate_open_and_alerts_during_a_course(lib):
+    # A1: "Absent TPMT activity: should not receive thiopurines" [SPS-AZA], whenever it is recorded.
+    protocol = lib.get("azathioprine")
+    course = overridden(protocol)
+    absent = chart(res("tpmt", "absent", "2026-03-20"), courses=[course])
+    [finding] = open_gate_findings(absent, course, lib.vocabulary, dt.date(2026, 3, 21))
+    assert finding.status == "fail" and "tpmt absent on 2026-03-20" in finding.why
+    assert "should not receive thiopurines" in finding.why
+    [alert] = course_gate_candidates(absent, course, lib.vocabulary, dt.date(2026, 3, 21))
+    assert alert.condition_key == "gate:course5:tpmt" and alert.severity == "critical"
+    plain = ChartCourse(6, 1, "azathioprine", "active", START, protocol)
+    later = chart(res("tpmt", "normal", "2026-02-01"), res("tpmt", "absent", "2026-03-20"), courses=[plain])
+    [alert] = screening_candidates(later, plain, lib.vocabulary)
+    assert alert.severity == "critical" and alert.kind == "gate"
+    assert "tpmt absent on 2026-03-20 during treatment" in alert.message
+    assert "should not receive thiopurines" in alert.message
+    # Reduced activity is dosing guidance (a threshold warning), not a screen that fails.
+    assert screening_candidates(chart(res("tpmt", "low", "2026-03-20")), plain, lib.vocabulary) == []
+    # The whole-clinic prefilter admits the result.
+    assert threshold_bounds([protocol], lib.vocabulary)["tpmt"].may_breach(None, "absent", None)
+
+
+@pytest.mark.parametrize("order", ["positive first", "negative first"])
+def test_same_day_conflicting_screens_are_read_on_the_worst_whatever_the_entry_order(lib, order):
+    # A4: a negative IGRA entered after a positive one the same day hid it.
+    protocol = lib.get("upadacitinib")
+    tb = [res("tb", "positive", "2026-02-25"), res("tb", "negative", "2026-02-25")]
+    if order == "negative first":
+        tb.reverse()
+    c = chart(*tb, *screens("2026-02-25")[1:], *jak_cbc("2026-02-25"))
+    [finding] = gate_findings(c, protocol, START, lib.vocabulary)
+    assert finding.status == "fail" and finding.why == (
+        "tb positive on 2026-02-25 does not pass (passes: negative) (same day also: tb negative; conflicting "
+        "results, the worst counts)")
+
+
+@pytest.mark.parametrize("values", [(0.8, 3), (3, 0.8)])
+def test_same_day_conflicting_counts_refuse_on_the_worst(lib, values):
+    protocol = lib.get("upadacitinib")
+    c = chart(*[res("neutrophils", v, "2026-02-25") for v in values])
+    [reason] = refusing_results(c, protocol, START, lib.vocabulary)
+    assert reason.startswith("neutrophils 0.8 10^9/L on 2026-02-25 (< 1 10^9/L)")
+    assert reason.endswith("(same day also: neutrophils 3; conflicting results, the worst counts)")
+
+
+def test_same_day_absent_and_normal_tpmt_refuse_azathioprine(lib):
+    protocol = lib.get("azathioprine")
+    c = chart(res("tpmt", "absent", "2026-02-25"), res("tpmt", "normal", "2026-02-25"))
+    [reason] = refusing_results(c, protocol, START, lib.vocabulary)
+    assert reason.startswith("tpmt absent on 2026-02-25") and "same day also: tpmt normal" in reason
+
+
+def test_same_day_conflicting_screens_during_a_course_alert_on_the_worst(lib):
+    course = ChartCourse(9, 1, "upadacitinib", "active", START, lib.get("upadacitinib"))
+    c = chart(res("tb", "positive", "2026-05-01"), res("tb", "negative", "2026-05-01"), courses=[course])
+    [alert] = screening_candidates(c, course, lib.vocabulary)
+    assert "tb positive on 2026-05-01 (same day also: tb negative; conflicting results, the worst counts) during " \
+           "treatment does not pass" in alert.message
+
+
+def test_a_screen_alert_lasts_until_a_passing_result_an_indeterminate_does_not_end_it(lib):
+    # A7: a later indeterminate IGRA resolved the positive's alert.
+    protocol = lib.get("upadacitinib")
+    course = ChartCourse(9, 1, "upadacitinib", "active", START, protocol)
+    positive = res("tb", "positive", "2026-05-01")
+    c = chart(positive, res("tb", "indeterminate", "2026-05-10"), courses=[course])
+    [alert] = screening_candidates(c, course, lib.vocabulary)
+    assert alert.condition_key == f"screen:course9:tb:result{positive.id}" and alert.result_id == positive.id
+    assert alert.message == ("Upadacitinib (started 2026-03-02): tb positive on 2026-05-01 during treatment does "
+                             "not pass (negative expected): review whether to continue; not passed either: tb "
+                             "indeterminate on 2026-05-10: repeat or refer")
+    cleared = chart(positive, res("tb", "indeterminate", "2026-05-10"), res("tb", "negative", "2026-05-20"),
+                    courses=[course])
+    assert screening_candidates(cleared, course, lib.vocabulary) == []
+    again = res("tb", "positive", "2026-06-01")  # a new run: a new alert
+    c = chart(positive, res("tb", "negative", "2026-05-20"), again, courses=[course])
+    [alert] = screening_candidates(c, course, lib.vocabulary)
+    assert alert.condition_key == f"screen:course9:tb:result{again.id}"
+
+
+def test_an_overridden_gate_and_a_screen_of_the_same_test_are_one_alert(lib):
+    # A6: the override alert kept "no tb result on record" beside a second critical alert for the positive.
+    protocol = lib.get("upadacitinib")
+    course = overridden(protocol)
+    pre = [*screens("2026-02-25")[1:], *jak_cbc("2026-02-25")]
+    c = chart(*pre, res("tb", "positive", "2026-03-10"), courses=[course])
+    [alert] = course_gate_candidates(c, course, lib.vocabulary, dt.date(2026, 3, 20))
+    assert alert.condition_key == "gate:course5:tb" and alert.severity == "critical"
+    assert "tb positive on 2026-03-10 does not pass (passes: negative); during treatment: review whether to " \
+           "continue" in alert.message and "no tb result" not in alert.message

@@ -118,10 +118,11 @@ def test_an_override_keeps_a_critical_gate_alert_until_a_passing_result_and_a_po
         assert start["gate_override"] == "IGRA repeat pending"
     with freeze_time("2026-03-12"):
         tracker("result add P1 tb positive --on 2026-03-11")
-        live = {a["condition_key"].split(":")[0]: a for a in tracker.json("alerts")}
-        assert live["gate"]["id"] == gate["id"] and live["gate"]["status"] == "open"  # never resolved by it
-        assert live["screen"]["severity"] == "critical"
-        assert "tb positive on 2026-03-11 during treatment" in live["screen"]["message"]
+        # One problem, one alert: the positive is told in the open gate alert, which now names it.
+        [live] = [a for a in tracker.json("alerts") if a["kind"] == "gate"]
+        assert live["id"] == gate["id"] and live["status"] == "open"  # never resolved by it
+        assert "tb positive on 2026-03-11 does not pass (passes: negative); during treatment: review whether " \
+               "to continue" in live["message"] and "indeterminate" not in live["message"]
     with freeze_time("2026-03-20"):
         tracker("result add P1 tb negative --on 2026-03-19")
         assert [a for a in tracker.json("alerts") if a["kind"] == "gate"] == []
@@ -246,3 +247,115 @@ def test_the_refusal_names_each_code_to_record_a_panel_by_its_analytes(tracker):
     tracker("result add J1 neutrophils 3.1 --on 2026-02-25")
     line = refused(tracker, "therapy start J1 upadacitinib --on 2026-03-02")
     assert "(record it with `tracker result add J1 lymphocytes VALUE --on DATE`, or give" in line
+
+
+def _alerts_of(tracker, mrn: str, kind: str = "gate") -> list[dict]:
+    return [a for a in tracker.json(f"alerts --mrn {mrn} --all") if a["kind"] == kind]
+
+
+def test_an_overridden_abrocitinib_cbc_gate_stays_open_on_platelets_below_the_initiation_limit(tracker):
+    # A2: a pre-start CBC with platelets 120 (a normal start refuses them) closed the override alert.
+    with freeze_time("2026-11-05"):
+        tracker("patient add L2 --name 'L two' --dob 1970-01-01 --sex m --childbearing-potential no")
+        for value in ("tb negative", "hbv negative", "hcv negative"):
+            tracker(f"result add L2 {value} --on 2026-11-01")
+        tracker("therapy start L2 abrocitinib --on 2026-11-05 --override-gate 'bloods drawn, results pending'")
+    with freeze_time("2026-11-06"):
+        for value in ("wbc 6", "neutrophils 3", "lymphocytes 1.5", "platelets 120", "hb 140"):
+            tracker(f"result add L2 {value} --on 2026-11-04")
+        tracker("evaluate")
+        [gate] = _alerts_of(tracker, "L2")
+        assert gate["status"] == "open" and "platelets 120 10^9/L on 2026-11-04 (< 150 10^9/L)" in gate["message"]
+    with freeze_time("2026-11-13"):
+        for value in ("wbc 6", "neutrophils 3", "lymphocytes 1.5", "platelets 190", "hb 140"):
+            tracker(f"result add L2 {value} --on 2026-11-12")
+        [gate] = _alerts_of(tracker, "L2")
+        assert gate["status"] == "resolved"
+
+
+def test_an_absent_tpmt_after_an_azathioprine_start_is_a_critical_alert(tracker):
+    # A1: recorded after an overridden start it closed the gate alert; after a passed gate it raised nothing.
+    with freeze_time("2026-11-05"):
+        tracker("patient add T1 --name 'T one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        tracker("therapy start T1 azathioprine --on 2026-11-05 --override-gate 'TPMT sent, urgent start'")
+        tracker("patient add T3 --name 'T three' --dob 1970-01-01 --sex m --childbearing-potential no")
+        tracker("result add T3 tpmt normal --on 2026-10-01")
+        tracker("therapy start T3 azathioprine --on 2026-11-05")
+    with freeze_time("2026-11-21"):
+        tracker("result add T1 tpmt absent --on 2026-11-20")
+        tracker("result add T3 tpmt absent --on 2026-11-20")
+        tracker("evaluate")
+        [gate] = _alerts_of(tracker, "T1")
+        assert gate["status"] == "open" and gate["severity"] == "critical"
+        assert "tpmt absent on 2026-11-20" in gate["message"] and "should not receive thiopurines" in gate["message"]
+        [screen] = _alerts_of(tracker, "T3")
+        assert screen["status"] == "open" and screen["severity"] == "critical"
+        assert "tpmt absent on 2026-11-20 during treatment" in screen["message"]
+
+
+@freeze_time("2026-09-10")
+def test_conflicting_same_day_screens_refuse_a_start_whatever_the_entry_order(tracker):
+    # A4: a negative IGRA entered after a positive one the same day let upadacitinib start, no alert.
+    for mrn, order in (("U1", ("positive", "negative")), ("U2", ("negative", "positive"))):
+        tracker(f"patient add {mrn} --name 'U one' --dob 1980-01-01 --sex m --childbearing-potential no")
+        for value in order:
+            tracker(f"result add {mrn} tb {value} --on 2026-09-01")
+        jak_ready(tracker, mrn, "2026-09-01", tb="negative")  # a third, negative, the same day: still refused
+        line = refused(tracker, f"therapy start {mrn} upadacitinib --on 2026-09-10")
+        assert "tb positive on 2026-09-01 does not pass (passes: negative) (same day also: tb negative; " \
+               "conflicting results, the worst counts)" in line
+    tracker("patient add U3 --name 'U three' --dob 1980-01-01 --sex m --childbearing-potential no")
+    jak_ready(tracker, "U3", "2026-09-01")
+    tracker("result add U3 neutrophils 0.8 --on 2026-09-01")
+    tracker("result add U3 neutrophils 3 --on 2026-09-01")
+    line = refused(tracker, "therapy start U3 upadacitinib --on 2026-09-10 --override-gate 'lab error'")
+    assert "neutrophils 0.8 10^9/L on 2026-09-01" in line and "same day also: neutrophils 3.1 10^9/L, 3 10^9/L" in line
+    tracker("patient add U4 --name 'U four' --dob 1980-01-01 --sex m --childbearing-potential no")
+    tracker("result add U4 tpmt absent --on 2026-09-01")
+    tracker("result add U4 tpmt normal --on 2026-09-01")
+    line = refused(tracker, "therapy start U4 azathioprine --on 2026-09-10")
+    assert "tpmt absent on 2026-09-01" in line and "same day also: tpmt normal" in line
+
+
+def test_a_positive_igra_during_treatment_stays_alerted_after_a_later_indeterminate(tracker):
+    # A7: the indeterminate resolved the positive's alert.
+    with freeze_time("2026-10-05"):
+        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        jak_ready(tracker, "J1", "2026-10-01")
+        tracker("therapy start J1 upadacitinib --on 2026-10-05")
+    with freeze_time("2026-11-02"):
+        tracker("result add J1 tb positive --on 2026-11-01")
+        [first] = _alerts_of(tracker, "J1")
+    with freeze_time("2026-11-11"):
+        tracker("result add J1 tb indeterminate --on 2026-11-10")
+        tracker("evaluate")
+        [alert] = _alerts_of(tracker, "J1")
+        assert alert["id"] == first["id"] and alert["status"] == "open"
+        assert "tb positive on 2026-11-01 during treatment" in alert["message"]
+        assert "not passed either: tb indeterminate on 2026-11-10: repeat or refer" in alert["message"]
+    with freeze_time("2026-11-21"):
+        tracker("result add J1 tb negative --on 2026-11-20")
+        [alert] = _alerts_of(tracker, "J1")
+        assert alert["status"] == "resolved"
+
+
+def test_an_overridden_tb_gate_and_a_positive_igra_are_one_alert_with_current_text(tracker):
+    # A6: the override alert kept saying "no tb result on record" beside a second critical alert.
+    with freeze_time("2026-10-05"):
+        tracker("patient add J3 --name 'J three' --dob 1970-01-01 --sex m --childbearing-potential no")
+        for value in ("hbv negative", "hcv negative", "neutrophils 3", "lymphocytes 1.5", "hb 140"):
+            tracker(f"result add J3 {value} --on 2026-10-01")
+        tracker("result add J3 tb negative --on 2025-01-01")  # too old to count
+        tracker("therapy start J3 upadacitinib --on 2026-10-05 --override-gate 'TB test pending'")
+        [gate] = _alerts_of(tracker, "J3")
+    with freeze_time("2026-10-21"):
+        tracker("result add J3 tb positive --on 2026-10-20")
+        tracker("evaluate")
+        [alert] = _alerts_of(tracker, "J3")
+        assert alert["id"] == gate["id"] and alert["status"] == "open" and alert["severity"] == "critical"
+        assert "tb positive on 2026-10-20 does not pass" in alert["message"]
+        assert "older than" not in alert["message"] and alert["value"] == "positive"
+    with freeze_time("2026-10-29"):
+        tracker("result add J3 tb negative --on 2026-10-28")
+        [alert] = _alerts_of(tracker, "J3")
+        assert alert["status"] == "resolved"

@@ -56,8 +56,8 @@ class ThresholdBounds:
 
 def threshold_bounds(protocols, vocabulary=None) -> dict[str, ThresholdBounds]:
     """Bounds per test over every threshold of `protocols` that can alert during a course (initiation
-    limits cannot), and, given the vocabulary, the screening values that do not pass a gate (a positive
-    test during a course alerts: core/gates.py screening_candidates)."""
+    limits cannot, but for categorical ones: TPMT absent), and, given the vocabulary, the screening values
+    that do not pass a gate (a positive test during a course alerts: core/gates.py screening_candidates)."""
     bounds: dict[str, ThresholdBounds] = {}
     for protocol in protocols:
         if vocabulary is not None:
@@ -69,6 +69,10 @@ def threshold_bounds(protocols, vocabulary=None) -> dict[str, ThresholdBounds]:
                             v for v in spec.values if v not in spec.passes)
         for t in protocol.thresholds:
             if t.action == "refuse":
+                # A categorical initiation limit (TPMT absent) is read during a course as a screen
+                # (core/gates.py screened_tests); numeric ones act at a start only.
+                if t.equals is not None:
+                    bounds.setdefault(t.analyte, ThresholdBounds()).equals.update(t.equals)
                 continue
             _widen(bounds.setdefault(t.analyte, ThresholdBounds()), t)
             if t.analyte == "crcl" and protocol.clearance is not None and "egfr" in protocol.clearance.estimate:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tracker.core.alerts import AlertCandidate, AlertSettings, FollowUp
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse
-from tracker.core.gates import gate_candidates, open_gate_findings, screening_candidates
+from tracker.core.gates import course_gate_candidates
 from tracker.core.panels import describe_missing, missing
 from tracker.core.plan import display_code
 from tracker.core.protocol import Protocol
@@ -98,11 +98,7 @@ def review(chart: Chart, today: dt.date, settings: AlertSettings, algorithm: Alg
             a, f = _thresholds(chart, course, vocabulary, settings.restart_repeat_days)
             alerts += a
             follow_ups += [(course, follow) for follow in f]
-            ages = settings.childbearing_ages
-            if course.gate_override:
-                findings = open_gate_findings(chart, course, vocabulary, today, ages)
-                alerts += gate_candidates(protocol, course, findings)
-            alerts += screening_candidates(chart, course, vocabulary, ages)
+            alerts += course_gate_candidates(chart, course, vocabulary, today, settings.childbearing_ages)
         limit_items = [i for i in chart.items_of(course.id, "limit") if i.status == "planned"]
         first = min(limit_items, key=lambda i: i.due, default=None)
         alerts += limit_candidates(protocol, course, first, today, settings.limit_lead_days,

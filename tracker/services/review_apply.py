@@ -229,6 +229,12 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
         if (row := live.get(key)) is not None and cand.kind == "overdue"
         and partial_note(row.message) != partial_note(cand.message)])
+    # A live gate alert (an overridden gate, a screen during treatment) says what the latest results are:
+    # "no tb result on record" becomes "tb positive on ..." when one arrives (one problem, one alert).
+    update_rows(session.connection(), A, [
+        {"id": row.id, "message": cand.message, "value": cand.value, "result_id": cand.result_id,
+         "updated_at": now} for key, cand in wanted.items()
+        if (row := live.get(key)) is not None and cand.kind == "gate" and row.message != cand.message])
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
