@@ -15,7 +15,7 @@ from tracker.core import review as review_module
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.protocol import Threshold
-from tracker.core.renal import clearance_result, cockcroft_gault, rule_applies
+from tracker.core.renal import clearance_result, clearance_weight, cockcroft_gault, rule_applies
 from tracker.core.review import review
 from tracker.core.settings import AlertSettings
 from tracker.protocol_files import load_library
@@ -119,6 +119,26 @@ def test_baricitinib_reads_a_cockcroft_gault_estimate_when_no_clearance_is_on_re
     assert stop.severity == "critical" and "26.1 mL/min" in stop.message
     assert "estimated: Cockcroft-Gault from creatinine 120 umol/L" in stop.message and "age 80" in stop.message
     assert stop.result_id == 2  # the creatinine result it rests on
+
+
+def test_baricitinib_reads_the_weight_on_the_patient_record_without_a_weight_result(library):
+    """Found exploring (A3): the estimate read weight RESULTS only, so `patient add --weight-kg 50` with a
+    creatinine of 120 at 80 gave no estimate and a CrCl of 26.1 went silent. The record's weight is undated:
+    a weight result, when there is one, is read instead."""
+    protocol = library.get("baricitinib")
+    course = ChartCourse(1, 1, protocol.id, "active", START, protocol)
+    creatinine = Result(1, "creatinine", 120, D(2026, 3, 2))
+    chart = Chart(1, "P1", "f", dob=D(1946, 1, 1), courses=(course,), results=build_results([creatinine]),
+                  weight_kg=50)
+    rev = review(chart, D(2026, 4, 1), AlertSettings(), Algorithm(), library.vocabulary)
+    [stop] = _threshold_alerts(rev)
+    assert "crcl<30" in stop.condition_key and "26.1 mL/min" in stop.message
+    assert "weight 50 kg (patient record)" in stop.message
+    heavier = Result(2, "weight", 80, D(2025, 6, 1))  # a weight result, even an older one, is read instead
+    chart = Chart(1, "P1", "f", dob=D(1946, 1, 1), courses=(course,),
+                  results=build_results([creatinine, heavier]), weight_kg=50)
+    assert clearance_weight(chart, D(2026, 3, 2)) == (80, "2025-06-01")
+    assert clearance_result(chart, protocol).value_num == 41.7  # 60 x 80 / (72 x 1.357) x 0.85
 
 
 def test_baricitinib_falls_back_to_egfr_without_weight(library):

@@ -67,7 +67,7 @@ class Chart:
     """One patient's snapshot. `results` maps a test code to its results in `result_order`; `items` are the
     live courses' planned items; `failed_drugs` the drugs stopped for failure or an adverse event
     (`adverse_event_drugs` those stopped for an adverse event); `stopped_courses` the patient's stopped courses
-    (continuous days across back-to-back courses)."""
+    (continuous days across back-to-back courses); `weight_kg` the weight on the patient record."""
 
     patient_id: int
     mrn: str | None = None
@@ -82,6 +82,9 @@ class Chart:
     failed_drugs: frozenset[str] = frozenset()
     adverse_event_drugs: frozenset[str] = frozenset()  # drugs stopped for an adverse event
     stopped_courses: tuple[Any, ...] = ()  # stopped courses: `drug, start_on, stop_on`
+    # The body weight on the patient record (`patient add/update --weight-kg`), undated: a weight result is
+    # preferred where there is one (core/renal.py).
+    weight_kg: float | None = None
 
     def age_on(self, day: dt.date) -> int | None:
         """Age in whole years on `day` (None without a date of birth)."""
