@@ -1,6 +1,6 @@
 """A patient's chart: a frozen snapshot of what the clinical rules read about one patient.
 
-The only definitions of "latest result", "previous result", "a course's lab baseline" (the mean of the latest
+The only definitions of "latest result", "previous result", "the result of an earlier day", "a course's lab baseline" (the mean of the latest
 N pre-start results when the protocol asks for `lab_baseline: mean_of: N`) and "results since a day" are
 here. Rows are duck-typed: the shell passes database rows (tracker/db/charts.py), tests pass small
 dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high` (and may have
@@ -111,6 +111,15 @@ class Chart:
             if candidate.id == result.id:
                 return before
             before = candidate
+        return None
+
+    def earlier_day(self, result):
+        """The latest result of the same test taken on a day before `result`'s, or None: what a repeat or a
+        confirmation reads. A second result the same day (a duplicate, or a draw the day alone cannot tell
+        from one) is not the repeat that "repeat in 1 week" or "confirmed" asks for [MTX-2009-recs]."""
+        for candidate in reversed(self.results_of(result.test)):
+            if candidate.taken_on < result.taken_on:
+                return candidate
         return None
 
     def lab_baseline(self, course: ChartCourse, test: str) -> LabBaseline | None:

@@ -1,8 +1,8 @@
 """Renal decline is never silent: which renal rules act on a result, and the creatinine clearance a
 protocol's `crcl` rules read when no clearance is on record. Pure.
 
-- A rule with `after_repeat_below` acts on a repeat only: this result and the one before it of the same
-  test are both below the value (BSR csDMARD set: "eGFR < 60, repeat in 1 week; if still > 30 % from
+- A rule with `after_repeat_below` acts on a repeat only: this result and the latest one of the same test
+  taken on an earlier day (a same-day result is not the repeat) are both below the value (BSR csDMARD set: "eGFR < 60, repeat in 1 week; if still > 30 % from
   baseline, withhold and discuss" [SPS-MMF] [DG-DMARD]).
 - A rule with `without_baseline` acts only when the course has no pre-start value of its test (ciclosporin's
   change rules cannot judge a course started without renal baselines).

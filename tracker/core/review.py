@@ -169,7 +169,8 @@ def review_of_draws(patient_id: int, items, course_names: dict[int, str], today:
 
 def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary, restart_repeat_days: int | None = None):
     """The course's thresholds against the latest result of each test they read: at most one alert per
-    result (core/thresholds.py)."""
+    result (core/thresholds.py). Repeat-only and `confirmed` rules compare it with the latest result of an
+    earlier day (Chart.earlier_day): a same-day duplicate neither confirms nor repeats."""
     alerts, follow_ups = [], []
     for test in dict.fromkeys(t.analyte for t in course.protocol.thresholds):
         # crcl: recorded, else estimated as the protocol says (core/renal.py)
@@ -180,7 +181,7 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary, resta
         ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
         a, f = threshold_candidates(course.protocol, course, result,
                                     baseline.value_num if baseline is not None else None, ref_high,
-                                    chart.previous(result), baseline.describe() if baseline is not None else None,
+                                    chart.earlier_day(result), baseline.describe() if baseline is not None else None,
                                     restart_repeat_days)
         alerts += with_basis(a, result)
         follow_ups += f
