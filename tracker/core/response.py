@@ -205,8 +205,8 @@ def _evaluate(protocol, checkpoint, recheck, item, course, assessments, today, s
             condition_key=f"checkpoint_unevaluable:item{item.id}", kind="checkpoint_missed", severity="warning",
             message=f"unevaluable: {', '.join(why)}: {what} cannot be judged on the {when} ({detail}); record "
                     f"the missing measure at a visit between {start} and {end}, or judge it yourself (baseline ="
-                    f" latest assessment within {settings.baseline_window_days} days before the start "
-                    f"{course.start_on})",
+                    f" latest assessment within {settings.baseline_window_days} days ({CLINIC_DEFAULT}) before the"
+                    f" start {course.start_on})",
             value=detail, limit_text=target, **base_key))
     note = f" (not recorded: {', '.join(missing)})" if missing else ""
     if met:

@@ -372,7 +372,7 @@ def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabula
         condition_key=baseline_overdue_key(first.course_id), kind="overdue", severity="warning",
         message=f"{what}: {count} test{'s' if count != 1 else ''} overdue ({due}, {late} days): {_listed(names)}",
         patient_id=first.patient_id, drug=first.drug, course_id=first.course_id, item_id=first.id,
-        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
+        value=f"{late} days overdue", limit_text=f"grace {grace_days} days ({CLINIC_DEFAULT})",
         sources=tuple(dict.fromkeys(s for i in missed for s in (i.sources or "").split())))
 
 
