@@ -51,6 +51,16 @@ def test_still_low_repeat_more_than_30_pct_below_baseline_withholds(library, dru
     assert [f.tests for _, f in rev.follow_ups] == [("egfr",)]  # and the repeat rule keeps booking repeats
 
 
+def test_a_same_day_second_low_egfr_is_not_the_repeat(library):
+    """A8: "repeat in 1 week; if still ..." asks for another occasion; a second result the same day (a
+    duplicate, or a draw the day cannot tell from one) neither withholds nor stops the repeat being asked."""
+    day = D(2026, 3, 2)
+    rev = _review(library, "methotrexate", [("egfr", 80, START - dt.timedelta(days=7)), ("egfr", 50, day),
+                                            ("egfr", 48, day)])
+    assert _threshold_alerts(rev, "egfr") == []
+    assert [f.due for _, f in rev.follow_ups] == [D(2026, 3, 9)]
+
+
 @pytest.mark.parametrize("drug", ["methotrexate", "mycophenolate", "azathioprine"])
 def test_first_low_egfr_only_books_the_repeat(library, drug):
     rev = _review(library, drug, [("egfr", 80, START - dt.timedelta(days=7)), ("egfr", 50, D(2026, 3, 2))])
