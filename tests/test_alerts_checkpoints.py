@@ -105,3 +105,29 @@ checkpoints:
         tracker("assess L1 --on 2026-06-22 --easi 18")  # still not EASI-50 at week 24: switch alert
         failed = open_alerts(tracker, "2026-06-22", "checkpoint_failed")
     assert len(failed) == 1 and "week 24" in failed[0]["message"]
+
+
+def test_a_near_miss_is_shown_as_a_miss_and_the_listing_names_the_options_once(tracker):
+    """Found exploring (A11): EASI 20 -> 10.1 (49.5 %) read "(50% improvement, 0 percentage points short)",
+    and the `alerts` listing printed "consider: ..." twice (the message names the options already)."""
+    start_dupilumab(tracker, baseline_easi="20")
+    with freeze_time("2026-04-27"):
+        out = tracker("assess D1 --on 2026-04-27 --easi 10.1 --dlqi 5").stdout
+        assert "49.5% better" in out and "EASI-50" not in out.split("better")[1].split(")")[0]
+        [alert] = open_alerts(tracker, "2026-04-27", "checkpoint_failed")
+        assert "(49.5% improvement, 0.5 percentage points short)" in alert["message"]
+        listing = " ".join(tracker("alerts --mrn D1").stdout.split())
+        assert listing.count("consider: tralokinumab") == 1
+        assert alert["message"].count("consider: ") == 1
+
+
+def test_percentages_keep_a_miss_visible():
+    from types import SimpleNamespace
+
+    from tracker.core.response import improvement, places_keeping_side
+
+    assert places_keeping_side(49.5, (50,)) == 1 and places_keeping_side(49.96, (50,)) == 2
+    assert places_keeping_side(33.3, (50,)) == 0 and places_keeping_side(50.0, (50,)) == 0
+    # EASI 25 -> 12.51: 49.96 % is not EASI-50, and is not shown as 50.0
+    change = improvement(SimpleNamespace(easi=25.0, dlqi=None), SimpleNamespace(easi=12.51, dlqi=None))["easi"]
+    assert change["improvement_pct"] == 49.96 and change["reached"] == []

@@ -104,11 +104,36 @@ def test_a_what_if_as_of_a_later_date_stores_nothing(tracker, db_url):
         assert dump_database(db_url) == before
         assert {r["status"] for r in future} <= {"open", "would open", "would re-open"}
         assert any(r["kind"] == "overdue" and r["id"] is None for r in future)  # a year of missed draws
-        assert [r for r in future if r["id"] is not None] == [r for r in today if r["kind"] != "overdue"
-                                                            or r["condition_key"] in
-                                                            {f["condition_key"] for f in future}]
+        # The stored alerts that would still hold, with their texts as of that day (A9: day counts).
+        def as_stored(row):
+            return {k: v for k, v in row.items() if k not in ("message", "value")}
+
+        assert [as_stored(r) for r in future if r["id"] is not None] == [
+            as_stored(r) for r in today
+            if r["kind"] != "overdue" or r["condition_key"] in {f["condition_key"] for f in future}]
         assert alerts(tracker) == today  # nothing to undo
         assert dump_database(db_url)["audit_event"] == before["audit_event"]
+
+
+def test_a_what_if_counts_days_as_of_its_day_for_stored_alerts_too(tracker, db_url):
+    """Found exploring (A9): `alerts --as-of` showed a stored alert's text with the day counts of the day
+    it was raised ("(due 2026-08-10, 117 days)" on any day asked), while a would-be alert's were right."""
+    with freeze_time("2026-12-05"):
+        tracker("patient add X1 --name 'X one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        tracker("therapy start X1 methotrexate --on 2026-08-10")
+        stored = {r["condition_key"]: r for r in alerts(tracker, kind="overdue")}
+        assert "(due 2026-08-10, 117 days)" in stored["overdue:course1:baseline"]["message"]
+        before = dump_database(db_url)
+        for day, late in (("2026-08-25", 15), ("2027-02-01", 175)):
+            [row] = [r for r in alerts(tracker, "--as-of", day, kind="overdue")
+                     if r["condition_key"] == "overdue:course1:baseline"]
+            assert row["id"] == stored["overdue:course1:baseline"]["id"]
+            assert f"(due 2026-08-10, {late} days)" in row["message"] and row["value"] == f"{late} days overdue"
+        draws = [r for r in alerts(tracker, "--as-of", "2027-02-01", kind="overdue")
+                 if r["id"] is not None and r["condition_key"] != "overdue:course1:baseline"]
+        assert draws and all(r["message"] != stored[r["condition_key"]]["message"] for r in draws)
+        assert any("was due 2026-08-24 and is 161 days overdue" in r["message"] for r in draws)
+        assert dump_database(db_url) == before  # a what-if writes nothing
 
 
 def test_lifecycle_ack_snooze_resolve_with_audit(tracker, db_url):

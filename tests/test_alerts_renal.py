@@ -56,3 +56,20 @@ def test_baricitinib_estimates_clearance_in_the_nightly_and_for_one_patient(trac
         keys = sorted(r["condition_key"].split(":")[2] for r in threshold_alerts(tracker))
         assert keys == ["crcl<30"]  # one result, one problem: the < 60 rule is named inside it
         assert "Also breached: < 60" in threshold_alerts(tracker)[0]["message"]
+
+
+def test_baricitinib_estimate_reads_the_weight_given_with_patient_add(tracker):
+    """Found exploring (A3): `--weight-kg 50` on the patient record was not read, so an 80-year-old woman's
+    creatinine of 120 (CrCl 26.1 mL/min, < 30: not recommended [OLU-MIMS-HK]) raised nothing."""
+    with freeze_time("2026-01-05"):
+        tracker("patient add B1 --name 'Bea Test' --dob 1946-01-01 --sex f --childbearing-potential no "
+                "--weight-kg 50")
+        tracker("therapy start B1 baricitinib --on 2026-01-05 --override-gate 'screens on paper'")
+    with freeze_time("2026-03-02"):
+        tracker("result add B1 creatinine 120 --on 2026-03-02")
+        [alert] = threshold_alerts(tracker)
+        assert alert["severity"] == "critical" and "crcl 26.1 mL/min" in alert["message"]
+        assert "weight 50 kg (patient record)" in alert["message"]
+    with freeze_time("2026-03-03"):
+        tracker("nightly")  # the whole-clinic pass loads the record's weight too and keeps the alert
+        assert [r["condition_key"].split(":")[2] for r in threshold_alerts(tracker)] == ["crcl<30"]

@@ -15,7 +15,7 @@ from tracker.core import review as review_module
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.protocol import Threshold
-from tracker.core.renal import clearance_result, cockcroft_gault, rule_applies
+from tracker.core.renal import clearance_result, clearance_weight, cockcroft_gault, rule_applies
 from tracker.core.review import review
 from tracker.core.settings import AlertSettings
 from tracker.protocol_files import load_library
@@ -49,6 +49,16 @@ def test_still_low_repeat_more_than_30_pct_below_baseline_withholds(library, dru
     assert alert.severity == "critical" and "withhold and discuss" in alert.message
     assert "egfr-30%!repeat<60" in alert.condition_key and "still < 60" in alert.message
     assert [f.tests for _, f in rev.follow_ups] == [("egfr",)]  # and the repeat rule keeps booking repeats
+
+
+def test_a_same_day_second_low_egfr_is_not_the_repeat(library):
+    """A8: "repeat in 1 week; if still ..." asks for another occasion; a second result the same day (a
+    duplicate, or a draw the day cannot tell from one) neither withholds nor stops the repeat being asked."""
+    day = D(2026, 3, 2)
+    rev = _review(library, "methotrexate", [("egfr", 80, START - dt.timedelta(days=7)), ("egfr", 50, day),
+                                            ("egfr", 48, day)])
+    assert _threshold_alerts(rev, "egfr") == []
+    assert [f.due for _, f in rev.follow_ups] == [D(2026, 3, 9)]
 
 
 @pytest.mark.parametrize("drug", ["methotrexate", "mycophenolate", "azathioprine"])
@@ -119,6 +129,26 @@ def test_baricitinib_reads_a_cockcroft_gault_estimate_when_no_clearance_is_on_re
     assert stop.severity == "critical" and "26.1 mL/min" in stop.message
     assert "estimated: Cockcroft-Gault from creatinine 120 umol/L" in stop.message and "age 80" in stop.message
     assert stop.result_id == 2  # the creatinine result it rests on
+
+
+def test_baricitinib_reads_the_weight_on_the_patient_record_without_a_weight_result(library):
+    """Found exploring (A3): the estimate read weight RESULTS only, so `patient add --weight-kg 50` with a
+    creatinine of 120 at 80 gave no estimate and a CrCl of 26.1 went silent. The record's weight is undated:
+    a weight result, when there is one, is read instead."""
+    protocol = library.get("baricitinib")
+    course = ChartCourse(1, 1, protocol.id, "active", START, protocol)
+    creatinine = Result(1, "creatinine", 120, D(2026, 3, 2))
+    chart = Chart(1, "P1", "f", dob=D(1946, 1, 1), courses=(course,), results=build_results([creatinine]),
+                  weight_kg=50)
+    rev = review(chart, D(2026, 4, 1), AlertSettings(), Algorithm(), library.vocabulary)
+    [stop] = _threshold_alerts(rev)
+    assert "crcl<30" in stop.condition_key and "26.1 mL/min" in stop.message
+    assert "weight 50 kg (patient record)" in stop.message
+    heavier = Result(2, "weight", 80, D(2025, 6, 1))  # a weight result, even an older one, is read instead
+    chart = Chart(1, "P1", "f", dob=D(1946, 1, 1), courses=(course,),
+                  results=build_results([creatinine, heavier]), weight_kg=50)
+    assert clearance_weight(chart, D(2026, 3, 2)) == (80, "2025-06-01")
+    assert clearance_result(chart, protocol).value_num == 41.7  # 60 x 80 / (72 x 1.357) x 0.85
 
 
 def test_baricitinib_falls_back_to_egfr_without_weight(library):

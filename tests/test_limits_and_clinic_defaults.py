@@ -83,3 +83,25 @@ def test_schedules_show_marks_clinic_defaults(tracker):
     assert limit["clinic_default"] == ["maximum 8 weeks"] and limit["sources"] == []
     text = tracker("schedules show nbuvb").stdout
     assert "clinic default" in text  # in the Rule and Sources columns of the table
+
+
+def test_every_clinic_default_number_shown_says_so(tracker):
+    """Found exploring (A10): the baseline-set overdue alert's limit read "grace 7 days", `config show` gave
+    overdue_grace_days and restart_repeat_days unmarked, and the unevaluable checkpoint text gave the 28-day
+    baseline window unmarked; the reference gives none of them."""
+    with freeze_time("2026-01-20"):
+        tracker("patient add X1 --name 'X one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        tracker("therapy start X1 methotrexate --on 2026-01-05")
+        [baseline] = [a for a in tracker.json("alerts --mrn X1") if a["condition_key"].endswith(":baseline")]
+        assert baseline["limit"] == "grace 7 days (clinic default)"
+        assert tracker.json(f"alert show {baseline['id']}")["limit"] == "grace 7 days (clinic default)"
+    shown = tracker("config show").stdout
+    for key in ("overdue_grace_days", "restart_repeat_days", "baseline_window_days"):
+        [line] = [line for line in shown.splitlines() if line.startswith(f"{key} =")]
+        assert line.endswith("# clinic default"), line
+    with freeze_time("2026-04-27"):  # dupilumab week 16, no assessment before the start
+        tracker("patient add D1 --name 'Dee Test' --dob 1985-03-01")
+        tracker("therapy start D1 dupilumab --on 2026-01-05")
+        tracker("assess D1 --on 2026-04-27 --easi 9 --dlqi 5")
+        [alert] = [a for a in tracker.json("alerts --mrn D1") if a["kind"] == "checkpoint_missed"]
+        assert "within 28 days (clinic default) before the start 2026-01-05" in alert["message"]

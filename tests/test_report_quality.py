@@ -57,7 +57,8 @@ def test_draws_checkpoints_and_forecast_worked_out_by_hand(clinic):
     data = report(clinic)
     assert data["from"] == "2024-01-01" and data["to"] == "2024-03-31" and data["drug"] is None
     assert data["windows"] == {"overdue_grace_days": 7, "checkpoint_window_days": 14, "ack_within_days": 2,
-                               "clinic_default": ["checkpoint_window_days", "ack_within_days"]}
+                               # the grace period too: no source gives one (A10)
+                               "clinic_default": ["overdue_grace_days", "checkpoint_window_days", "ack_within_days"]}
     draws = data["clinic"]["draws"]
     # P001: 01-15 and 02-12 on time, 03-12 late (13 days), 01-29 open (62 days on 03-31);
     # P002: 01-15, 01-29, 02-12 open (76, 62, 48 days); its 03-12 draw was cancelled by the stop.

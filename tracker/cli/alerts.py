@@ -48,8 +48,10 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
 
 
 def _alert_text(row: dict) -> str:
-    """An alert's message and, when there are any, the drugs to consider instead."""
-    return row["message"] + (f"; consider: {', '.join(row['suggestions'])}" if row["suggestions"] else "")
+    """An alert's message and, when there are any, the drugs to consider instead (named once)."""
+    from tracker.services.row_shapes import alert_text
+
+    return alert_text(row)
 
 
 @click.group()

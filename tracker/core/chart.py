@@ -1,6 +1,6 @@
 """A patient's chart: a frozen snapshot of what the clinical rules read about one patient.
 
-The only definitions of "latest result", "previous result", "a course's lab baseline" (the mean of the latest
+The only definitions of "latest result", "previous result", "the result of an earlier day", "a course's lab baseline" (the mean of the latest
 N pre-start results when the protocol asks for `lab_baseline: mean_of: N`) and "results since a day" are
 here. Rows are duck-typed: the shell passes database rows (tracker/db/charts.py), tests pass small
 dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high` (and may have
@@ -67,7 +67,7 @@ class Chart:
     """One patient's snapshot. `results` maps a test code to its results in `result_order`; `items` are the
     live courses' planned items; `failed_drugs` the drugs stopped for failure or an adverse event
     (`adverse_event_drugs` those stopped for an adverse event); `stopped_courses` the patient's stopped courses
-    (continuous days across back-to-back courses)."""
+    (continuous days across back-to-back courses); `weight_kg` the weight on the patient record."""
 
     patient_id: int
     mrn: str | None = None
@@ -82,6 +82,9 @@ class Chart:
     failed_drugs: frozenset[str] = frozenset()
     adverse_event_drugs: frozenset[str] = frozenset()  # drugs stopped for an adverse event
     stopped_courses: tuple[Any, ...] = ()  # stopped courses: `drug, start_on, stop_on`
+    # The body weight on the patient record (`patient add/update --weight-kg`), undated: a weight result is
+    # preferred where there is one (core/renal.py).
+    weight_kg: float | None = None
 
     def age_on(self, day: dt.date) -> int | None:
         """Age in whole years on `day` (None without a date of birth)."""
@@ -108,6 +111,15 @@ class Chart:
             if candidate.id == result.id:
                 return before
             before = candidate
+        return None
+
+    def earlier_day(self, result):
+        """The latest result of the same test taken on a day before `result`'s, or None: what a repeat or a
+        confirmation reads. A second result the same day (a duplicate, or a draw the day alone cannot tell
+        from one) is not the repeat that "repeat in 1 week" or "confirmed" asks for [MTX-2009-recs]."""
+        for candidate in reversed(self.results_of(result.test)):
+            if candidate.taken_on < result.taken_on:
+                return candidate
         return None
 
     def lab_baseline(self, course: ChartCourse, test: str) -> LabBaseline | None:

@@ -11,7 +11,8 @@ the panel, no value of any analyte: it counts as received (the item shows partia
 Results for one draw may arrive on different days. Each result counts for one lab draw per course: the one
 `nearest_draw` picks (the open draw whose due date is nearest to the day the result was taken, among those
 due at most LAB_EARLY_DAYS after it). What a draw has received accumulates until it is complete; until then
-it stays planned, is `partial` once something has arrived, and becomes overdue like a missed draw.
+it stays planned, is `partial` once something has arrived, and becomes overdue like a missed draw. A repeat
+booked after a result (`answers_repeat`) counts only results taken on a later day than that result.
 """
 
 from __future__ import annotations
@@ -95,6 +96,19 @@ def nearest_draw(draws: Iterable, taken_on: dt.date):
     most LAB_EARLY_DAYS after it, the one whose due date is nearest (ties: the earlier). None if none."""
     window_open = [d for d in draws if d.due <= taken_on + dt.timedelta(days=LAB_EARLY_DAYS)]
     return min(window_open, key=lambda d: (abs((d.due - taken_on).days), d.due, d.id or 0), default=None)
+
+
+def answers_repeat(item, taken_on: dt.date, latest_other: dt.date | None) -> bool:
+    """Whether a result taken on `taken_on` may count for `item`. A repeat a result booked (origin
+    `threshold`: "repeat in 1 week", "repeat before restarting") is answered only by a result taken on a later
+    day than the result that booked it. Items do not record that result, but it was the latest of its test
+    when it booked the repeat, so the rule reads `latest_other`, the latest day of the other results of the
+    item's tests on record: a result of that day or earlier is not the repeat. A second result the same day
+    is a duplicate or a same-day draw, which the day alone (all a result carries) cannot tell apart; neither
+    is the later occasion a repeat asks for. Other items: any result counts."""
+    if getattr(item, "origin", "plan") != "threshold" or latest_other is None:
+        return True
+    return taken_on > latest_other
 
 
 def complete_days(results: Iterable, tests: Iterable[str], vocabulary: Vocabulary) -> list[dt.date]:

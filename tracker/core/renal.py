@@ -1,15 +1,18 @@
 """Renal decline is never silent: which renal rules act on a result, and the creatinine clearance a
 protocol's `crcl` rules read when no clearance is on record. Pure.
 
-- A rule with `after_repeat_below` acts on a repeat only: this result and the one before it of the same
-  test are both below the value (BSR csDMARD set: "eGFR < 60, repeat in 1 week; if still > 30 % from
+- A rule with `after_repeat_below` acts on a repeat only: this result and the latest one of the same test
+  taken on an earlier day (a same-day result is not the repeat) are both below the value (BSR csDMARD set: "eGFR < 60, repeat in 1 week; if still > 30 % from
   baseline, withhold and discuss" [SPS-MMF] [DG-DMARD]).
 - A rule with `without_baseline` acts only when the course has no pre-start value of its test (ciclosporin's
   change rules cannot judge a course started without renal baselines).
 - Creatinine clearance (baricitinib, apremilast labels dose by it; labs rarely report it): a recorded CrCl
   at least as recent as the latest creatinine and eGFR, else the protocol's `clearance.estimate` in order:
   Cockcroft-Gault from the latest creatinine, age, weight and sex [CG-TABERS] [CG-MEDALG], then the
-  latest eGFR standing in for CrCl.
+  latest eGFR standing in for CrCl. The weight is a weight result (the latest taken on or before the
+  creatinine, else the latest) when there is one, else the weight on the patient record: the record's weight
+  carries no date of its own (the patient row's `updated_at` moves with any change), so a dated result is
+  preferred to it.
 """
 
 from __future__ import annotations
@@ -92,17 +95,32 @@ def clearance_result(chart, protocol, test: str = "crcl"):
     return recorded
 
 
+def clearance_weight(chart, on: dt.date) -> tuple[float, str] | None:
+    """The body weight a Cockcroft-Gault estimate on `on` reads, and where it comes from: the latest weight
+    result taken on or before `on`, else the latest weight result, else the weight on the patient record
+    (undated, so any weight result is preferred to it); None without any."""
+    results = [r for r in chart.results_of("weight") if r.value_num is not None]
+    if results:
+        weight = next((r for r in reversed(results) if r.taken_on <= on), results[-1])
+        return weight.value_num, str(weight.taken_on)
+    recorded = getattr(chart, "weight_kg", None)
+    if recorded is not None and recorded > 0:
+        return recorded, "patient record"
+    return None
+
+
 def _cockcroft_gault_result(chart, creatinine):
-    weight = chart.latest("weight", on=creatinine.taken_on) or chart.latest("weight")
+    weight = clearance_weight(chart, creatinine.taken_on)
     age = chart.age_on(creatinine.taken_on)
-    if weight is None or weight.value_num is None or age is None or chart.sex not in ("f", "m"):
+    if weight is None or age is None or chart.sex not in ("f", "m"):
         return None
-    value = cockcroft_gault(creatinine.value_num, age, weight.value_num, chart.sex == "f")
+    kg, where = weight
+    value = cockcroft_gault(creatinine.value_num, age, kg, chart.sex == "f")
     if value is None:
         return None
     sex = "female" if chart.sex == "f" else "male"
     basis = (f"Cockcroft-Gault from creatinine {creatinine.value_num:g} umol/L of {creatinine.taken_on}, "
-             f"age {age}, weight {weight.value_num:g} kg ({weight.taken_on}), {sex}")
+             f"age {age}, weight {kg:g} kg ({where}), {sex}")
     return EstimatedClearance(creatinine.id, round(value, 1), creatinine.taken_on, basis)
 
 

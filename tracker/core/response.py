@@ -14,8 +14,23 @@ from tracker.core.terms import CLINIC_DEFAULT, MEASURE_NAMES
 
 
 
+EASI_STEPS = (50, 75, 90)
+
+
+def places_keeping_side(value: float, limits, least: int = 0) -> int:
+    """The fewest decimal places (from `least`) at which `value` rounds to the same side of every limit in
+    `limits` as it lies: 49.5 % is shown as 49.5, never as 50 against a target of 50 (a miss stays visible)."""
+    for places in range(least, 7):
+        shown = float(f"{value:.{places}f}")
+        if all((shown >= limit) == (value >= limit) for limit in limits):
+            return places
+    return 7
+
+
 def improvement(baseline, current) -> dict:
-    """Change from baseline per measure: EASI % improvement (EASI-50/75/90 reached), point changes."""
+    """Change from baseline per measure: EASI % improvement (EASI-50/75/90 reached), point changes. The %
+    improvement is rounded to one decimal, or more where one would put it on the other side of an EASI step
+    (49.96 is not 50.0)."""
     out: dict = {}
     for measure in MEASURE_RANGES:
         before = getattr(baseline, measure, None) if baseline is not None else None
@@ -24,11 +39,11 @@ def improvement(baseline, current) -> dict:
             continue
         entry = {"baseline": before, "current": now, "change": now - before}
         if before > 0:
-            entry["improvement_pct"] = round((before - now) / before * 100, 1)
+            pct = (before - now) / before * 100
+            entry["improvement_pct"] = round(pct, places_keeping_side(pct, EASI_STEPS, least=1))
+            if measure == "easi":
+                entry["reached"] = [f"EASI-{n}" for n in EASI_STEPS if pct >= n]
         out[measure] = entry
-    easi = out.get("easi")
-    if easi and "improvement_pct" in easi:
-        easi["reached"] = [f"EASI-{n}" for n in (50, 75, 90) if easi["improvement_pct"] >= n]
     return out
 
 
@@ -64,10 +79,14 @@ def judge_criterion(criterion: Criterion, baseline, current) -> CriterionResult:
         if before <= 0:
             return CriterionResult(criterion, None, f"{label}: baseline {name} is 0, no % improvement")
         pct = (before - now) / before * 100
-        met = pct >= criterion.improvement_pct
-        short = "" if met else f", {criterion.improvement_pct - pct:.0f} percentage points short"
+        target = criterion.improvement_pct
+        met = pct >= target
+        # Whole percentages, with decimals where rounding would show a miss as the target reached.
+        places = places_keeping_side(pct, (target,))
+        shown = f"{pct:.{places}f}"
+        short = "" if met else f", {target - float(shown):.{places}f} percentage points short"
         return CriterionResult(criterion, met,
-                               f"{label}: {name} {_fmt(before)} -> {_fmt(now)} ({pct:.0f}% improvement{short})")
+                               f"{label}: {name} {_fmt(before)} -> {_fmt(now)} ({shown}% improvement{short})")
     reduced = before - now
     met = reduced >= criterion.reduction
     short = "" if met else f", {_fmt(criterion.reduction - reduced)} points short"
@@ -205,8 +224,8 @@ def _evaluate(protocol, checkpoint, recheck, item, course, assessments, today, s
             condition_key=f"checkpoint_unevaluable:item{item.id}", kind="checkpoint_missed", severity="warning",
             message=f"unevaluable: {', '.join(why)}: {what} cannot be judged on the {when} ({detail}); record "
                     f"the missing measure at a visit between {start} and {end}, or judge it yourself (baseline ="
-                    f" latest assessment within {settings.baseline_window_days} days before the start "
-                    f"{course.start_on})",
+                    f" latest assessment within {settings.baseline_window_days} days ({CLINIC_DEFAULT}) before the"
+                    f" start {course.start_on})",
             value=detail, limit_text=target, **base_key))
     note = f" (not recorded: {', '.join(missing)})" if missing else ""
     if met:

@@ -165,7 +165,8 @@ def review_of_draws(patient_id: int, items, course_names: dict[int, str], today:
 
 def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary, restart_repeat_days: int | None = None):
     """The course's thresholds against the latest result of each test they read: at most one alert per
-    result (core/thresholds.py)."""
+    result (core/thresholds.py). Repeat-only and `confirmed` rules compare it with the latest result of an
+    earlier day (Chart.earlier_day): a same-day duplicate neither confirms nor repeats."""
     alerts, follow_ups = [], []
     for test in dict.fromkeys(t.analyte for t in course.protocol.thresholds):
         # crcl: recorded, else estimated as the protocol says (core/renal.py)
@@ -176,7 +177,7 @@ def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary, resta
         ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
         a, f = threshold_candidates(course.protocol, course, result,
                                     baseline.value_num if baseline is not None else None, ref_high,
-                                    chart.previous(result), baseline.describe() if baseline is not None else None,
+                                    chart.earlier_day(result), baseline.describe() if baseline is not None else None,
                                     restart_repeat_days)
         alerts += with_basis(a, result)
         follow_ups += f
@@ -367,7 +368,7 @@ def baseline_overdue_candidate(missed, today: dt.date, grace_days: int, vocabula
         condition_key=baseline_overdue_key(first.course_id), kind="overdue", severity="warning",
         message=f"{what}: {count} test{'s' if count != 1 else ''} overdue ({due}, {late} days): {_listed(names)}",
         patient_id=first.patient_id, drug=first.drug, course_id=first.course_id, item_id=first.id,
-        value=f"{late} days overdue", limit_text=f"grace {grace_days} days",
+        value=f"{late} days overdue", limit_text=f"grace {grace_days} days ({CLINIC_DEFAULT})",
         sources=tuple(dict.fromkeys(s for i in missed for s in (i.sources or "").split())))
 
 

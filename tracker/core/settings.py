@@ -42,7 +42,7 @@ class AlertSettings:
 
     baseline_window_days: int = 28  # clinic_default: how old a pre-start assessment may be to count
     checkpoint_window_days: int = 14  # clinic_default: an assessment this many days either side counts
-    overdue_grace_days: int = 7  # issue 4 default
+    overdue_grace_days: int = 7  # clinic_default (issue 4): the reference gives no grace period
     # clinic_default: warning lead before a course limit when the protocol gives no `warn_before`
     # (never more than a quarter of the maximum, so a 7-day steroid limit warns one day ahead).
     limit_lead_days: int = 14
@@ -253,7 +253,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
-    "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.limit_lead_days",
+    "alerts.baseline_window_days", "alerts.checkpoint_window_days", "alerts.overdue_grace_days",
+    "alerts.limit_lead_days", "alerts.restart_repeat_days",
     "alerts.childbearing_age_from", "alerts.childbearing_age_to", "alerts.ack_within_days",
     "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",

@@ -98,8 +98,9 @@ def threshold_candidates(protocol: Protocol, course, result, baseline_value: flo
     its limit and action. The key is the leading rule's (`threshold:courseC:<rule id>:resultR`), so a new
     breaching result is a new condition and a result dealt with by hand stays dealt with; the shell
     resolves an alert when its result is no longer the latest for that test.
-    A rule marked `confirmed` acts once the previous result of the test breached it too; a first breach
-    still alerts (with the rule's severity), asking for the confirming repeat.
+    A rule marked `confirmed` acts once `previous` (the latest result of the test taken on an earlier day:
+    core/chart.py earlier_day) breached it too; a first breach, or one with only a same-day result before
+    it, still alerts (with the rule's severity), asking for the confirming repeat.
     An interrupt or withhold alert books a repeat of the test `restart_repeat_days` after the result (a
     clinic default: the reference says "restart when recovered" without an interval).
     """

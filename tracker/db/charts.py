@@ -569,14 +569,14 @@ def load_charts(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary
             for row in session.execute(query).scalars():
                 assessments.setdefault(row.patient_id, []).append(row)
         patients = session.execute(select(Patient.id, Patient.mrn, Patient.sex, Patient.childbearing,
-                                          Patient.dob).where(among(session, Patient.id, chunk)))
-        for patient_id, mrn, sex, childbearing, dob in sorted(patients):
+                                          Patient.dob, Patient.weight_kg).where(among(session, Patient.id, chunk)))
+        for patient_id, mrn, sex, childbearing, dob, weight_kg in sorted(patients):
             yield Chart(patient_id, mrn, sex, childbearing, dob, tuple(courses.get(patient_id, ())),
                         tuple(items.get(patient_id, ())), build_results(results.get(patient_id, ())),
                         tuple(sorted(assessments.get(patient_id, ()), key=lambda a: (a.assessed_on, a.id))),
                         frozenset(failed.get(patient_id, ())),
                         adverse_event_drugs=frozenset(adverse.get(patient_id, ())),
-                        stopped_courses=tuple(stopped.get(patient_id, ())))
+                        stopped_courses=tuple(stopped.get(patient_id, ())), weight_kg=weight_kg)
 
 
 def results_chart(session, patient) -> Chart:

@@ -157,8 +157,9 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
                  mrn: str | None = None, include_all: bool = False) -> list[dict]:
     """What-if: the alerts that would be open on `as_of`, computed without writing anything.
 
-    Live alerts whose condition would still hold (and checkpoint_failed decisions) are shown as they stand
-    (a snooze ending by then as open); a condition that would be raised has no id and the status `would
+    Live alerts whose condition would still hold are shown with their rule's text on `as_of` (day counts as
+    of that day, as for a would-be alert), checkpoint_failed decisions as they stand (a snooze ending by
+    then as open); a condition that would be raised has no id and the status `would
     open` (`would re-open` when it had cleared by itself); a condition resolved by hand stays resolved."""
     from tracker.core.alerts import DERIVED_KINDS
 
@@ -192,6 +193,11 @@ def alerts_as_of(session: Session, library: ProtocolLibrary, as_of: dt.date, set
         if row.id in settled:
             continue  # a later checkpoint outcome would settle it
         shown = alert_row(row, row_mrn)
+        if not cleared and row.kind in DERIVED_KINDS and row.condition_key in wanted:
+            # Its rule's text on `as_of`, as a would-be alert's: the day counts ("due ..., N days", "is N days
+            # overdue", "on day N") are those of that day, not of the day it was raised.
+            cand = wanted[row.condition_key]
+            shown.update(message=cand.message, value=cand.value, limit=cand.limit_text)
         if row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= as_of:
             shown["status"] = "open"
         if cleared:  # a critical alert nobody acknowledged waits for a person

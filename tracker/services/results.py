@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from tracker.dates import utcnow
 from tracker.db.tables import Course, Item, LabResult, Patient, codes, join_codes
 from tracker.errors import InputError
-from tracker.core.panels import LAB_EARLY_DAYS, counts_towards, is_complete, nearest_draw
+from tracker.core.panels import LAB_EARLY_DAYS, answers_repeat, counts_towards, is_complete, nearest_draw
 from tracker.core.protocol import ProtocolLibrary
 from tracker.services import audit
 from tracker.services.context import Clinic
@@ -243,7 +244,9 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
         protocol = course_protocol(session, library, session.get(Course, item.course_id))
         return baseline_satisfied_by(session, patient, protocol, item, vocabulary) is not None
 
-    completed, done_labs, touched = items_answered(open_items, result.test, taken, vocabulary, baseline_complete)
+    completed, done_labs, touched = items_answered(
+        open_items, result.test, taken, vocabulary, baseline_complete,
+        lambda tests: latest_other_day(session, patient.id, result.id, tests, vocabulary))
     # A merged draw answers every course whose draw was absorbed into it (tracker/core/merge.py).
     completed += done_labs + absorbed_into(session, [i.id for i in done_labs])
     mark_answered(result.id, result.test, taken, completed, touched, utcnow())
@@ -252,17 +255,31 @@ def complete_items(session: Session, library: ProtocolLibrary, patient: Patient,
     return completed
 
 
-def items_answered(open_items, code: str, taken: dt.date, vocabulary: Vocabulary, baseline_complete):
+def latest_other_day(session, patient_id: int, result_id: int, tests, vocabulary: Vocabulary) -> dt.date | None:
+    """The latest day of the patient's results counting towards `tests`, other than `result_id` (what
+    core/panels.py answers_repeat reads)."""
+    wanted = sorted(set().union(*(vocabulary.members(t) for t in tests)))
+    return session.execute(select(func.max(LabResult.taken_on)).where(
+        LabResult.patient_id == patient_id, LabResult.test.in_(wanted), LabResult.id != result_id)).scalar()
+
+
+def items_answered(open_items, code: str, taken: dt.date, vocabulary: Vocabulary, baseline_complete,
+                   latest_other=None):
     """What a result for `code` taken on `taken` answers among a patient's `open_items` (planned baseline
     and lab items due by `taken` + LAB_EARLY_DAYS): (baseline items it completes, lab draws it completes,
     items it counts for). `baseline_complete(item)` says whether a baseline item is now complete (the
-    gate's rule, read on the patient's results with this one). Used by `result add` and by the import."""
+    gate's rule, read on the patient's results with this one); `latest_other(tests)` the latest day of the
+    patient's other results for those tests, read for a repeat a result booked (core: answers_repeat; None:
+    not asked). Used by `result add` and by the import."""
     completed: list = []
     labs: dict[int, list] = {}
     touched: list = []
     for item in open_items:
         if not counts_towards(codes(item.tests), code, vocabulary):
             continue
+        if (latest_other is not None and getattr(item, "origin", "plan") == "threshold"
+                and not answers_repeat(item, taken, latest_other(codes(item.tests)))):
+            continue  # the same day as (or before) the result that booked the repeat
         if item.kind == "baseline":
             if item.reading is None:  # a later reading waits for a day of its own, not for analytes
                 touched.append(item)

@@ -35,12 +35,12 @@ from tracker.db.rows import plain_rows
 from tracker.db.tables import AuditEvent, Course, Item, LabResult, codes
 from tracker.services import audit
 from tracker.services.context import Clinic
-from tracker.services.results import CheckedResult, items_answered, mark_answered
+from tracker.services.results import CheckedResult, items_answered, latest_other_day, mark_answered
 
 PATIENTS_PER_CHUNK = 2000  # patients recorded and evaluated together (evaluate loads charts per 500)
 IN_CHUNK = 900  # ids per IN (...) (SQLite's variable limit on old builds is 999)
 ITEM_COLUMNS = ("id", "patient_id", "course_id", "kind", "tests", "received", "reading", "due", "status",
-                "sequence", "merged_into_id", "done_on", "done_note", "last_modified")
+                "sequence", "merged_into_id", "done_on", "done_note", "last_modified", "origin")
 CHANGED = ("received", "status", "done_on", "done_note", "sequence", "last_modified")
 EVALUATED_KINDS = ("threshold", "gate", "overdue")  # what a landing result moves (services/alerts.after_result)
 
@@ -89,6 +89,7 @@ class OpenItem:
     done_on: dt.date | None
     done_note: str | None
     last_modified: dt.datetime | None
+    origin: str = "plan"  # plan | threshold | partial (a repeat a result booked: core/panels.py answers_repeat)
 
 
 @dataclass
@@ -165,7 +166,9 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
             if open_items:
                 completed, done_labs, touched = items_answered(
                     open_items, code, taken, vocabulary,
-                    lambda item, row=row, result_id=result_id: baseline_check(row.patient, item, result_id))
+                    lambda item, row=row, result_id=result_id: baseline_check(row.patient, item, result_id),
+                    lambda tests, row=row, result_id=result_id: latest_other_day(
+                        session, row.patient.id, result_id, tests, vocabulary))
                 completed += done_labs + [a for lab in done_labs for a in absorbed.get(lab.id, ())
                                           if a.status == "cancelled"]
                 mark_answered(result_id, code, taken, completed, touched, now)

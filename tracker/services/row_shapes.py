@@ -10,6 +10,15 @@ from tracker.db.tables import codes
 CLEARED_STATE = "cleared, awaiting acknowledgement"
 
 
+def alert_text(row: dict) -> str:
+    """An alert's message (an `alert_row`) with the drugs it suggests considering, named once: a checkpoint
+    failure's message names them already ("; consider: ..."), another gets them added the same way."""
+    named = ", ".join(row["suggestions"])
+    if not named or f"consider: {named}" in row["message"]:
+        return row["message"]
+    return f"{row['message']}; consider: {named}"
+
+
 def alert_row(row, mrn: str | None) -> dict:
     """The stable JSON shape of an alert."""
     return {

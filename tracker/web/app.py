@@ -45,6 +45,9 @@ class WebApp:
         env_dir = resources.files("tracker.web") / "templates"
         self.templates = Jinja2Templates(directory=str(env_dir))
         self.templates.env.autoescape = True  # stored text is always shown as text, never as markup
+        from tracker.services.row_shapes import alert_text
+
+        self.templates.env.globals["alert_text"] = alert_text  # a message with its suggestions named once
 
     @contextmanager
     def clinic(self, user: str, *, write: bool):

@@ -55,11 +55,12 @@ def on_time_chart(report: dict) -> str:
         f"{'whole clinic' if g['name'] == 'clinic' else g['name']} {_percent(g['draws']['on_time_share'])}"
         for g in groups)
     title = f"Draws done within their window, {report['from']} to {report['to']}"
+    grace_default = " (clinic default)" if "overdue_grace_days" in report["windows"]["clinic_default"] else ""
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}" role="img" aria-labelledby="share-title share-desc" class="quality-chart">'
             f'<title id="share-title">{escape(title)}</title>'
             f'<desc id="share-desc">Share of draws done within due date plus {report["windows"]["overdue_grace_days"]} '
-            f'days grace, per drug: {escape(summary)}</desc>{"".join(parts)}</svg>')
+            f'days grace{grace_default}, per drug: {escape(summary)}</desc>{"".join(parts)}</svg>')
 
 
 def forecast_chart(report: dict) -> str:
