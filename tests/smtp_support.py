@@ -33,7 +33,12 @@ class ScriptedSMTP:
         self._threads[0].start()
 
     def close(self) -> None:
+        """Stop listening (a new connection is refused) and end any drip."""
         self.stop.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone would not)
+        except OSError:
+            pass
         self._listener.close()
 
     def _accept(self) -> None:

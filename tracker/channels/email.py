@@ -9,7 +9,8 @@ carries only the count and date, never patient or diagnosis text.
 `timeout_s` bounds each exchange with the server as a whole, not each read: connecting (greeting, EHLO,
 STARTTLS, login), each recipient's message, and QUIT. A server that drips its replies (a tarpit) is cut off
 when one passes (tracker/channels/deadline.py), so an e-mail delivery takes at most (recipients + 2) x
-`timeout_s`, and a channel after it is not held up.
+`timeout_s`, and a channel after it is not held up. A failure at QUIT, once every message was answered,
+delivers or loses nothing: it is a warning, not a failed delivery.
 
 STARTTLS and TLS always verify the server's certificate and host name: against the system's trust store,
 or against `reminders.email.ca_file` when set (a clinic's own CA or a self-signed server certificate).
@@ -106,18 +107,27 @@ class EmailChannel:
 
     @contextmanager
     def session(self):
-        """One SMTP connection (logged in when configured) for the digests of every recipient, closed with
-        QUIT (within its own `timeout_s`)."""
+        """One SMTP connection (logged in when configured) for the digests of every recipient. It is
+        closed on the way out; say goodbye with `quit` after the last message."""
         smtp = self._connect()
         try:
             yield smtp
-            with self._within(smtp, "QUIT"):
-                code, reply = smtp.docmd("QUIT")
-            if code != 221:
-                raise smtplib.SMTPResponseException(code, reply)
         finally:
             smtp.close()
             smtp.deadline.close()
+
+    def quit(self, smtp: smtplib.SMTP) -> str | None:
+        """QUIT after the last message (within its own `timeout_s`). Every message was accepted or refused by
+        then, so a failure here (an answer other than 221, a dropped connection, the deadline) delivers or
+        loses nothing: it is returned as a warning, not raised."""
+        try:
+            with self._within(smtp, "QUIT"):
+                code, reply = smtp.docmd("QUIT")
+        except (OSError, smtplib.SMTPException) as exc:
+            return f"every message was answered, but QUIT failed ({type(exc).__name__}: {exc})"
+        if code != 221:
+            return f"every message was answered, but QUIT was answered {code} {reply.decode(errors='replace')!r}"
+        return None
 
     def send_to(self, smtp: smtplib.SMTP, address: str, rows, count, as_of, from_day=None) -> None:
         """One digest to one recipient; raises RecipientRefused if the server refuses that address (the

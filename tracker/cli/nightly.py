@@ -18,7 +18,7 @@ def nightly(ctx, as_of):
     Channels, lead time and privacy come from the site config ([reminders], [privacy]). --as-of may catch up
     to a past day, never run ahead of today (a what-if is `tracker alerts --as-of`). Exits 2 for a future
     --as-of, 9 if another nightly run is in progress, 10 if a channel or the CalDAV push failed (its reminders
-    are retried on the next run)."""
+    are retried on the next run), 8 if only the [labs] inbox could not be read (not a folder)."""
     if ctx.invoked_subcommand is not None:
         return
     from tracker.cli import AppContext
@@ -46,7 +46,8 @@ def summary_line(report) -> str:
             if report.new_days else "already done; retrying undelivered only")
     created = ", ".join(f"{report.created.get(k, 0)} {k}" for k in ("due", "overdue", "alert"))
     sent = ", ".join(f"{name} {count}" for name, count in report.delivered.items()) or "none"
-    return f"nightly {report.as_of} ({days}): {report.reminders} new reminders ({created}); sent: {sent}"
+    warnings = "".join(f"; warning: {name}: {text}" for name, text in report.warnings.items())
+    return f"nightly {report.as_of} ({days}): {report.reminders} new reminders ({created}); sent: {sent}{warnings}"
 
 
 @nightly.command("status")

@@ -123,10 +123,11 @@ def _adopt_legacy_email_rows(engine: Engine, channel) -> None:
         session.commit()
 
 
-def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None]:
+def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None, str | None]:
     """Each configured recipient gets its own pending reminders as one message, marked sent right after
     the server accepted it. A refused recipient is marked failed and the others carry on; a broken
-    connection marks every recipient still waiting failed."""
+    connection marks every recipient still waiting failed. Returns (sent, error, warning): the warning is a
+    failure after every message was answered (QUIT), which leaves nothing to deliver again."""
     from tracker.channels.email import RecipientRefused
 
     _adopt_legacy_email_rows(engine, channel)
@@ -137,9 +138,10 @@ def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | 
             if ids:
                 waiting[key] = (address, ids)
     if not waiting:
-        return 0, None  # no empty e-mails
+        return 0, None, None  # no empty e-mails
     sent: set[int] = set()
     errors: list[str] = []
+    warning = None
     try:
         with channel.session() as smtp:
             for key, (address, ids) in list(waiting.items()):
@@ -154,11 +156,12 @@ def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | 
                     _mark(engine, key, [row["reminder_id"] for row in rows])  # at once: a kill re-sends one
                     sent.update(row["reminder_id"] for row in rows)
                 del waiting[key]
+            warning = channel.quit(smtp)
     except Exception as exc:
         errors.append(error_text(exc))
         for key, (_address, ids) in waiting.items():
             _mark(engine, key, ids, error=errors[-1])
-    return len(sent), "; ".join(errors) or None
+    return len(sent), "; ".join(errors) or None, warning
 
 
 def _jsonl_mark_reader(engine: Engine, path: str) -> int:

@@ -64,7 +64,8 @@ class NightlyReport:
     created: dict = field(default_factory=dict)  # kind -> count of new reminders
     delivered: dict = field(default_factory=dict)  # channel -> count sent this run
     undelivered: dict = field(default_factory=dict)  # channel -> count still pending/failed
-    failures: dict = field(default_factory=dict)  # channel -> error text
+    failures: dict = field(default_factory=dict)  # channel (or "inbox", "caldav") -> error text
+    warnings: dict = field(default_factory=dict)  # channel -> a problem that delivered or lost nothing
 
     @property
     def reminders(self) -> int:
@@ -105,7 +106,7 @@ def _finish(engine: Engine, run_id: int, report: NightlyReport, extra_counts: di
         run.counts = json.dumps({
             "days": report.new_days, **{k: report.created.get(k, 0) for k in ("due", "overdue", "alert")},
             "reminders": report.reminders, "delivered": report.delivered, "undelivered": report.undelivered,
-            **extra_counts,
+            **({"warnings": report.warnings} if report.warnings else {}), **extra_counts,
         }, sort_keys=True)
         run.failures = json.dumps(failures, sort_keys=True) if failures else None
         session.add(run)
@@ -150,7 +151,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
 
                 try:
                     extra["inbox"] = import_inbox(engine, library, site, as_of, user, started=started).counts()
-                except InputError as exc:  # the folder is missing: reported like a channel's failure
+                except InputError as exc:  # the folder is missing: recorded, the run goes on (exit 8)
                     report.failures["inbox"] = str(exc)
             if new:
                 report.new_days = (as_of - from_day).days + 1
@@ -198,7 +199,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
             step = 3
             for channel in channels:
                 if getattr(channel, "per_recipient", False):
-                    sent, error = deliver_email(engine, channel, as_of, from_day)
+                    sent, error, warning = deliver_email(engine, channel, as_of, from_day)
+                    if warning:
+                        report.warnings[channel.name] = warning
                 elif channel.digest:
                     sent, error = deliver_digest(engine, channel, as_of, from_day)
                 else:
@@ -227,10 +230,32 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
             if checkpoint is not None:
                 checkpoint.join()
         _finish(engine, run_id, report, extra)
-    if report.failures:
-        detail = "; ".join(f"{name}: {error}" for name, error in report.failures.items())
-        raise DeliveryError(f"nightly {as_of}: channel failed ({detail}); its reminders are kept for the next run")
+    raise_failures(report)
     return report
+
+
+def raise_failures(report: NightlyReport) -> None:
+    """A run that recorded failures ends in one error naming each as what it is: a channel (exit 10, its
+    reminders kept for the next run), the CalDAV push (exit 10), the lab inbox (exit 8 when nothing else
+    failed: a `[labs] inbox` that is not a folder is a configuration problem; every channel delivered)."""
+    failures = dict(report.failures)
+    inbox = failures.pop("inbox", None)
+    caldav = failures.pop("caldav", None)
+    parts = []
+    if failures:
+        detail = "; ".join(f"{name}: {error}" for name, error in failures.items())
+        parts.append(f"channel failed ({detail}); its reminders are kept for the next run")
+    if caldav:
+        parts.append(f"calendar push failed (caldav: {caldav}); the next push resumes")
+    if inbox:
+        parts.append(f"lab inbox not read ({inbox}); no results were imported"
+                     + ("" if failures else ", the reminders were sent"))
+    if not parts:
+        return
+    message = f"nightly {report.as_of}: " + "; ".join(parts)
+    if failures or caldav:
+        raise DeliveryError(message)
+    raise ConfigError(message)
 
 
 def recent_runs(session: Session, limit: int = 10) -> list[dict]:
