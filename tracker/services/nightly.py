@@ -11,7 +11,8 @@ Crash safety (why the job commits in several steps instead of one command transa
      then runs on a thread while the channels deliver, db/engine.py `commit_without_checkpoint`);
   4. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent:
      batched channels in small committed batches, exactly-once (jsonl skips ids already in the file;
-     webhook sends an Idempotency-Key); a digest (stdout) as one, resent whole only if killed in the instant
+     the webhook records each batch before POSTing it and sends a batch not answered 2xx again unchanged,
+     same Idempotency-Key, before any other reminder); a digest (stdout) as one, resent whole only if killed in the instant
      between writing and marking; e-mail keeps one delivery row per recipient (`email:<hash>`), sends each
      recipient its own digest and marks it in the same breath, so a kill re-sends one message to one
      recipient and a refused recipient is retried alone.
