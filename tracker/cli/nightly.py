@@ -55,13 +55,21 @@ def summary_line(report) -> str:
 @json_option
 @pass_app
 def status(app, limit, as_json):
-    """Recent nightly runs: as-of day, started, finished, counts, failures."""
+    """Recent nightly runs: as-of day, started, finished, counts, failures; then the reminders not yet
+    delivered to the channels and e-mail recipients in the config, and apart, those waiting for a channel or
+    recipient no longer configured."""
+    from tracker.channels import build_channels, delivery_keys
     from tracker.cli.render import emit_json, say, table
+    from tracker.errors import ConfigError
     from tracker.services.nightly import pending_deliveries, recent_runs
 
+    try:  # what a run delivers to: the channels and e-mail recipients in the config
+        configured = delivery_keys(build_channels(app.settings.reminders))
+    except ConfigError:
+        configured = None  # unreadable here: every undelivered reminder is listed as undelivered
     with app.session(write=False) as session:
         runs = recent_runs(session, limit)
-        pending = pending_deliveries(session)
+        pending, orphaned = pending_deliveries(session, configured)
     if as_json:
         emit_json(runs)
         return
@@ -80,6 +88,9 @@ def status(app, limit, as_json):
           f"Nightly runs (latest {len(rows)})", message="reminders")
     if pending:
         say("Undelivered: " + ", ".join(f"{channel} {count}" for channel, count in sorted(pending.items())))
+    if orphaned:
+        say("Not configured any more (sent if configured again): "
+            + ", ".join(f"{channel} {count}" for channel, count in sorted(orphaned.items())))
 
 
 COMMANDS = [nightly]

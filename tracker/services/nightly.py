@@ -119,7 +119,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     """One nightly run under the single-runner lock. Raises LockedError if another run holds it and
     DeliveryError (after recording everything) if a channel failed. `progress(done, total)` is called as
     its steps end (roll forward, evaluate, remind, each channel)."""
-    from tracker.channels import build_channels
+    from tracker.channels import build_channels, delivery_keys
     from tracker.db.engine import commit_without_checkpoint, for_writing
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
@@ -128,8 +128,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
 
     settings = site.reminders
     channels = build_channels(settings, out)
-    # A delivery row per channel, and per recipient for e-mail.
-    delivery_keys = [key for channel in channels for key in getattr(channel, "delivery_keys", [channel.name])]
+    keys = delivery_keys(channels)  # a delivery row per channel, and per recipient for e-mail
     steps, step = 3 + len(channels), 0
 
     def step_done() -> None:
@@ -186,7 +185,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                         extra["chart_fork"] = summary.chart_fork
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
-                                                    site.privacy.patient_label, delivery_keys,
+                                                    site.privacy.patient_label, keys,
                                                     library.vocabulary)
                     store_setting(session, LAST_COMPLETED, as_of.isoformat())
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
@@ -276,11 +275,16 @@ def recent_runs(session: Session, limit: int = 10) -> list[dict]:
     ]
 
 
-def pending_deliveries(session: Session) -> dict:
-    """Undelivered reminders per channel (pending or failed); e-mail counts a reminder once however many
-    recipients still wait for it."""
+def pending_deliveries(session: Session, configured: list[str] | None = None) -> tuple[dict, dict]:
+    """Undelivered reminders per channel (pending or failed; e-mail counts a reminder once however many
+    recipients still wait for it), as two dicts: for the delivery keys `configured` (those a run delivers
+    to: tracker.channels.delivery_keys; None: all), and for channels or e-mail recipients no longer
+    configured, which no run counts or sends until they are configured again."""
     channel = case((D.c.channel.like("email:%"), literal("email", String)), else_=D.c.channel)
+    current = D.c.channel.in_(configured) if configured is not None else D.c.id.isnot(None)  # (not a constant:
+    # SQLite would read GROUP BY 1 as the first column)
     rows = session.execute(
-        select(channel, func.count(func.distinct(D.c.reminder_id))).where(unsent_delivery())
-        .group_by(channel)).all()
-    return {name: count for name, count in rows}
+        select(channel, current, func.count(func.distinct(D.c.reminder_id))).where(unsent_delivery())
+        .group_by(channel, current)).all()
+    return ({name: count for name, now, count in rows if now},
+            {name: count for name, now, count in rows if not now})
