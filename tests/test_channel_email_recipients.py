@@ -149,3 +149,30 @@ def test_deliveries_kept_under_the_old_single_email_channel_reach_every_recipien
     assert {int(m["Subject"].split()[1]) for _, m in inbox.accepted} == {waiting}
     with sqlite3.connect(tracker.db) as conn:
         assert conn.execute("SELECT count(*) FROM reminder_delivery WHERE channel = 'email'").fetchone() == (0,)
+
+
+def test_a_recipient_removed_from_the_config_is_not_counted_as_undelivered(tracker, tmp_path, smtp):
+    """Reliability minor finding (c): a refused recipient then taken out of `to` left `nightly status`
+    saying "Undelivered: email N" for ever, while every run recorded 0. Now status counts what a run
+    delivers to, and lists apart what waits for a recipient no longer configured (sent if it comes back)."""
+    small_clinic(tracker)
+    inbox = Inbox(refuse={DOCTOR})
+    server = smtp(inbox)
+    _config(tmp_path, server.port)
+    tracker("nightly --as-of 2026-01-16", ok=False)  # the doctor's mailbox refuses
+    count = int(inbox.accepted[0][1]["Subject"].split()[1])
+    assert tracker("nightly status").stdout.splitlines()[-1] == f"Undelivered: email {count}"
+
+    _config(tmp_path, server.port)
+    (tmp_path / "site.toml").write_text((tmp_path / "site.toml").read_text().replace(f', "{DOCTOR}"', ""))
+    tracker("nightly --as-of 2026-01-16")  # the doctor is no longer configured
+    status = tracker("nightly status").stdout
+    assert "Undelivered" not in status and tracker.json("nightly status")[0]["counts"]["undelivered"]["email"] == 0
+    assert status.splitlines()[-1] == f"Not configured any more (sent if configured again): email {count}"
+
+    inbox.refuse.clear()
+    _config(tmp_path, server.port)  # back in `to`, the mailbox works again: it gets what waited for it
+    tracker("nightly --as-of 2026-01-16")
+    assert inbox.per_recipient() == {NURSES: 1, DOCTOR: 1}
+    status = tracker("nightly status").stdout
+    assert "Undelivered" not in status and "Not configured" not in status

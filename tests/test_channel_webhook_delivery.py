@@ -27,6 +27,9 @@ class Recorder(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    def answer(self, handler) -> None:
+        """Called before each answer is sent."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: Recorder
@@ -36,6 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.posts.append((self.path, dict(self.headers), body))
             status = self.server.statuses.pop(0) if self.server.statuses else 200
+        self.server.answer(self)
         self.send_response(status)
         if self.server.location:
             self.send_header("Location", self.server.location)
@@ -199,3 +203,47 @@ def test_bad_webhook_settings_are_one_line_errors(tracker, tmp_path):
     _config(tmp_path, "http://127.0.0.1:9/r", "attempts = 0")
     bad = tracker("config show", ok=False)
     assert bad.exit_code == 8 and "reminders.webhook.attempts: 0" in bad.stderr
+
+
+class Holder(Recorder):
+    """Records each POST; holds its answer to the first until `release` is set (the client gave up long
+    before), then answers 200 into the closed connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def answer(self, handler) -> None:
+        if len(self.posts) == 1:
+            self.held.set()
+            self.release.wait(60)  # a failure guard: the test sets it as soon as the run is over
+
+
+def test_a_batch_that_may_have_arrived_is_resent_unchanged_before_new_reminders(tracker, tmp_path, servers):
+    """Reliability finding D5: night 1's POST reached the receiver but its answer came after timeout_s, so
+    nothing was marked sent. Night 2 first sends that batch again, byte for byte under the same
+    Idempotency-Key, then its new reminders in a batch of their own: a receiver dropping keys it already has
+    gets every reminder exactly once."""
+    hook = servers(Holder())
+    small_clinic(tracker)
+    _config(tmp_path, f"{hook.url}/reminders", "attempts = 1", timeout_s=0.2)
+    try:
+        failed = tracker("nightly --as-of 2026-01-09", ok=False)
+    finally:
+        hook.release.set()
+    assert failed.exit_code == 10 and hook.held.is_set()
+    first = hook.posts[0][2]["reminders"]
+    assert _undelivered(tracker) == len(first) > 0
+
+    tracker("nightly --as-of 2026-01-16")  # new reminders since
+    assert len(hook.posts) == 3
+    (_, key1, body1), (_, key2, body2), (_, key3, body3) = [
+        (target, headers["Idempotency-Key"], body) for target, headers, body in hook.posts]
+    assert (key2, body2) == (key1, body1)  # the same batch, as it was
+    assert key3 != key1 and body3["reminders"]
+    uids = [r["reminder_uid"] for r in body3["reminders"]]
+    assert not set(uids) & {r["reminder_uid"] for r in first}  # new reminders only
+    by_key = {key: body for key, body in ((key1, body1), (key3, body3))}  # what a deduping receiver keeps
+    kept = [r["reminder_uid"] for body in by_key.values() for r in body["reminders"]]
+    assert len(kept) == len(set(kept)) and _undelivered(tracker) == 0

@@ -34,3 +34,9 @@ def build_channels(settings: ReminderSettings, out: TextIO | None = None) -> lis
 
             channels.append(WebhookChannel(settings.webhook))
     return channels
+
+
+def delivery_keys(channels: list) -> list[str]:
+    """The `channel` values of these channels' delivery rows: the channel's name, or one per recipient for
+    e-mail (`email:<hash>`)."""
+    return [key for channel in channels for key in getattr(channel, "delivery_keys", [channel.name])]

@@ -1,7 +1,11 @@
 """webhook: an HTTP POST of JSON per batch (http.client), delivered only on a 2xx answer.
 
-Body: {"reminders": [...], "count": n}. Each reminder carries `reminder_id`, and the request carries an
-Idempotency-Key, so a receiver can drop a batch it already has (a crash between POST and mark resends it).
+Body: {"reminders": [...], "count": n}. Each reminder carries `reminder_id`, `reminder_uid` (unique across
+a restore) and `dedupe_key` (the condition it reminds of). The request carries an Idempotency-Key derived
+from the batch's reminder uids, so one key always carries the same reminders. A batch is recorded (its
+reminders and key) before it is POSTed, and a batch not answered 2xx (a timeout, a kill, a 5xx) is sent
+again unchanged, same body and key, before any other reminder (tracker/services/delivery.py): a receiver
+can drop a request whose key it already has, and loses nothing and doubles nothing.
 
 Only a 2xx from the configured URL is delivery:
 - redirects are not followed (a 3xx is a failure): following one would send the body, and the Bearer
@@ -17,6 +21,7 @@ Only a 2xx from the configured URL is delivery:
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
@@ -53,12 +58,18 @@ class WebhookChannel:
     def __init__(self, settings: WebhookSettings):
         self.settings = settings
 
-    def send(self, rows: list[dict]) -> None:
+    @staticmethod
+    def batch_key(rows: list[dict]) -> str:
+        """The Idempotency-Key of a batch: a digest of its reminders' uids (the same key, the same reminders)."""
+        digest = hashlib.sha256("\n".join(_uid(row) for row in rows).encode()).hexdigest()
+        return f"tracker-reminders-{digest[:32]}"
+
+    def send(self, rows: list[dict], key: str | None = None) -> None:
         body = json.dumps({"count": len(rows), "reminders": rows}, sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "tracker-nightly",
-            "Idempotency-Key": f"tracker-reminders-{_uid(rows[0])}-{_uid(rows[-1])}",
+            "Idempotency-Key": key or self.batch_key(rows),
         }
         token = secret(self.settings.token_env)
         if token:

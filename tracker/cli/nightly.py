@@ -18,7 +18,7 @@ def nightly(ctx, as_of):
     Channels, lead time and privacy come from the site config ([reminders], [privacy]). --as-of may catch up
     to a past day, never run ahead of today (a what-if is `tracker alerts --as-of`). Exits 2 for a future
     --as-of, 9 if another nightly run is in progress, 10 if a channel or the CalDAV push failed (its reminders
-    are retried on the next run)."""
+    are retried on the next run), 8 if only the [labs] inbox could not be read (not a folder)."""
     if ctx.invoked_subcommand is not None:
         return
     from tracker.cli import AppContext
@@ -46,7 +46,8 @@ def summary_line(report) -> str:
             if report.new_days else "already done; retrying undelivered only")
     created = ", ".join(f"{report.created.get(k, 0)} {k}" for k in ("due", "overdue", "alert"))
     sent = ", ".join(f"{name} {count}" for name, count in report.delivered.items()) or "none"
-    return f"nightly {report.as_of} ({days}): {report.reminders} new reminders ({created}); sent: {sent}"
+    warnings = "".join(f"; warning: {name}: {text}" for name, text in report.warnings.items())
+    return f"nightly {report.as_of} ({days}): {report.reminders} new reminders ({created}); sent: {sent}{warnings}"
 
 
 @nightly.command("status")
@@ -54,13 +55,21 @@ def summary_line(report) -> str:
 @json_option
 @pass_app
 def status(app, limit, as_json):
-    """Recent nightly runs: as-of day, started, finished, counts, failures."""
+    """Recent nightly runs: as-of day, started, finished, counts, failures; then the reminders not yet
+    delivered to the channels and e-mail recipients in the config, and apart, those waiting for a channel or
+    recipient no longer configured."""
+    from tracker.channels import build_channels, delivery_keys
     from tracker.cli.render import emit_json, say, table
+    from tracker.errors import ConfigError
     from tracker.services.nightly import pending_deliveries, recent_runs
 
+    try:  # what a run delivers to: the channels and e-mail recipients in the config
+        configured = delivery_keys(build_channels(app.settings.reminders))
+    except ConfigError:
+        configured = None  # unreadable here: every undelivered reminder is listed as undelivered
     with app.session(write=False) as session:
         runs = recent_runs(session, limit)
-        pending = pending_deliveries(session)
+        pending, orphaned = pending_deliveries(session, configured)
     if as_json:
         emit_json(runs)
         return
@@ -79,6 +88,9 @@ def status(app, limit, as_json):
           f"Nightly runs (latest {len(rows)})", message="reminders")
     if pending:
         say("Undelivered: " + ", ".join(f"{channel} {count}" for channel, count in sorted(pending.items())))
+    if orphaned:
+        say("Not configured any more (sent if configured again): "
+            + ", ".join(f"{channel} {count}" for channel, count in sorted(orphaned.items())))
 
 
 COMMANDS = [nightly]

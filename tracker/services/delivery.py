@@ -17,12 +17,16 @@ from tracker.db.tables import (
     Patient,
     Reminder,
     ReminderDelivery,
+    Setting,
     setting_value,
     store_setting,
     unsent_delivery,
 )
 
 JSONL_MARK = "nightly.jsonl_marked"  # {"path": ..., "size": ...}: every line before `size` is marked sent
+# {"key": ..., "ids": [[first, last], ...]}: the webhook batch last POSTed (or about to be) and not known
+# delivered; the next run sends it again, unchanged, before anything else.
+WEBHOOK_BATCH = "nightly.webhook_batch"
 KIND_RANK = {"alert": 0, "overdue": 1, "due": 2}
 
 R = Reminder.__table__
@@ -123,10 +127,11 @@ def _adopt_legacy_email_rows(engine: Engine, channel) -> None:
         session.commit()
 
 
-def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None]:
+def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | None, str | None]:
     """Each configured recipient gets its own pending reminders as one message, marked sent right after
     the server accepted it. A refused recipient is marked failed and the others carry on; a broken
-    connection marks every recipient still waiting failed."""
+    connection marks every recipient still waiting failed. Returns (sent, error, warning): the warning is a
+    failure after every message was answered (QUIT), which leaves nothing to deliver again."""
     from tracker.channels.email import RecipientRefused
 
     _adopt_legacy_email_rows(engine, channel)
@@ -137,9 +142,10 @@ def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | 
             if ids:
                 waiting[key] = (address, ids)
     if not waiting:
-        return 0, None  # no empty e-mails
+        return 0, None, None  # no empty e-mails
     sent: set[int] = set()
     errors: list[str] = []
+    warning = None
     try:
         with channel.session() as smtp:
             for key, (address, ids) in list(waiting.items()):
@@ -154,11 +160,12 @@ def deliver_email(engine: Engine, channel, as_of, from_day) -> tuple[int, str | 
                     _mark(engine, key, [row["reminder_id"] for row in rows])  # at once: a kill re-sends one
                     sent.update(row["reminder_id"] for row in rows)
                 del waiting[key]
+            warning = channel.quit(smtp)
     except Exception as exc:
         errors.append(error_text(exc))
         for key, (_address, ids) in waiting.items():
             _mark(engine, key, ids, error=errors[-1])
-    return len(sent), "; ".join(errors) or None
+    return len(sent), "; ".join(errors) or None, warning
 
 
 def _jsonl_mark_reader(engine: Engine, path: str) -> int:
@@ -176,14 +183,79 @@ def _jsonl_mark_writer(path: str, size: int):
     return write
 
 
+def _id_ranges(ids: list[int]) -> list[list[int]]:
+    ranges: list[list[int]] = []
+    for reminder_id in sorted(ids):
+        if ranges and reminder_id == ranges[-1][1] + 1:
+            ranges[-1][1] = reminder_id
+        else:
+            ranges.append([reminder_id, reminder_id])
+    return ranges
+
+
+def _webhook_batch(engine: Engine) -> tuple[str, list[int]] | None:
+    with Session(engine) as session:
+        value = setting_value(session, WEBHOOK_BATCH)
+    if value is None:
+        return None
+    batch = json.loads(value)
+    return batch["key"], [i for first, last in batch["ids"] for i in range(first, last + 1)]
+
+
+def _store_webhook_batch(engine: Engine, key: str, ids: list[int]) -> None:
+    """Committed before the POST: from then on the batch may reach the receiver."""
+    with Session(engine) as session:
+        store_setting(session, WEBHOOK_BATCH, json.dumps({"key": key, "ids": _id_ranges(ids)}))
+        session.commit()
+
+
+def _forget_webhook_batch(session: Session) -> None:
+    """In the transaction that marks the batch sent."""
+    row = session.get(Setting, WEBHOOK_BATCH)
+    if row is not None:
+        session.delete(row)
+
+
+def _replay_webhook_batch(engine: Engine, channel) -> tuple[int, str | None]:
+    """The batch a run POSTed without seeing its 2xx (a timeout, a kill, a 5xx after the receiver stored it)
+    may have reached the receiver: it is sent again as it was (the same reminders, the same Idempotency-Key)
+    before any other reminder, so a receiver that drops a key it already has loses nothing and doubles
+    nothing."""
+    batch = _webhook_batch(engine)
+    if batch is None:
+        return 0, None
+    key, ids = batch
+    with Session(engine) as session:
+        found = [row for narrow in narrowed(session, select(R.c.id, R.c.payload), R.c.id, ids)
+                 for row in session.connection().execute(narrow)]
+    rows = [_row(reminder_id, payload) for reminder_id, payload in sorted(found)]
+    try:
+        if rows:
+            channel.send(rows, key=key)
+    except Exception as exc:
+        error = error_text(exc)
+        _mark(engine, channel.name, ids, error=error)
+        return 0, error
+    _mark(engine, channel.name, ids, extra=_forget_webhook_batch)
+    return len(rows), None
+
+
 def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str | None]:
+    """Pending reminders in batches of `batch_size` by id, each marked sent once delivered. jsonl skips the
+    lines a killed run wrote but did not mark; the webhook first re-sends, unchanged, a batch that may have
+    reached its receiver, and records each batch (its reminders and Idempotency-Key) before POSTing it."""
+    webhook = channel.name == "webhook"
+    sent = 0
+    if webhook:
+        sent, error = _replay_webhook_batch(engine, channel)
+        if error:
+            return sent, error
     already: set[str] = set()
     if channel.name == "jsonl":
         since = _jsonl_mark_reader(engine, channel.path)
         if since > channel.size():  # the file was rotated or truncated: scan it all
             since = 0
         already = channel.written_ids(since)
-    sent = 0
     last_id = 0
     while True:
         with engine.connect() as conn:
@@ -198,13 +270,18 @@ def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str 
         rows = [row for row in (_row(reminder_id, payload) for reminder_id, payload in batch)
                 if row["reminder_uid"] not in already]  # by uid: a restored database reuses row ids
         try:
-            if rows:
+            if webhook:
+                key = channel.batch_key(rows)
+                _store_webhook_batch(engine, key, ids)
+                channel.send(rows, key=key)
+            elif rows:
                 channel.send(rows)
         except Exception as exc:
             error = error_text(exc)
             _mark(engine, channel.name, ids, error=error)
             return sent, error
-        extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" else None
+        extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" \
+            else _forget_webhook_batch if webhook else None
         _mark(engine, channel.name, ids, extra=extra)
         sent += len(rows)
 

@@ -11,7 +11,8 @@ Crash safety (why the job commits in several steps instead of one command transa
      then runs on a thread while the channels deliver, db/engine.py `commit_without_checkpoint`);
   4. each channel then delivers whatever is pending or failed for it (from any run) and marks it sent:
      batched channels in small committed batches, exactly-once (jsonl skips ids already in the file;
-     webhook sends an Idempotency-Key); a digest (stdout) as one, resent whole only if killed in the instant
+     the webhook records each batch before POSTing it and sends a batch not answered 2xx again unchanged,
+     same Idempotency-Key, before any other reminder); a digest (stdout) as one, resent whole only if killed in the instant
      between writing and marking; e-mail keeps one delivery row per recipient (`email:<hash>`), sends each
      recipient its own digest and marks it in the same breath, so a kill re-sends one message to one
      recipient and a refused recipient is retried alone.
@@ -64,7 +65,8 @@ class NightlyReport:
     created: dict = field(default_factory=dict)  # kind -> count of new reminders
     delivered: dict = field(default_factory=dict)  # channel -> count sent this run
     undelivered: dict = field(default_factory=dict)  # channel -> count still pending/failed
-    failures: dict = field(default_factory=dict)  # channel -> error text
+    failures: dict = field(default_factory=dict)  # channel (or "inbox", "caldav") -> error text
+    warnings: dict = field(default_factory=dict)  # channel -> a problem that delivered or lost nothing
 
     @property
     def reminders(self) -> int:
@@ -105,7 +107,7 @@ def _finish(engine: Engine, run_id: int, report: NightlyReport, extra_counts: di
         run.counts = json.dumps({
             "days": report.new_days, **{k: report.created.get(k, 0) for k in ("due", "overdue", "alert")},
             "reminders": report.reminders, "delivered": report.delivered, "undelivered": report.undelivered,
-            **extra_counts,
+            **({"warnings": report.warnings} if report.warnings else {}), **extra_counts,
         }, sort_keys=True)
         run.failures = json.dumps(failures, sort_keys=True) if failures else None
         session.add(run)
@@ -117,7 +119,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
     """One nightly run under the single-runner lock. Raises LockedError if another run holds it and
     DeliveryError (after recording everything) if a channel failed. `progress(done, total)` is called as
     its steps end (roll forward, evaluate, remind, each channel)."""
-    from tracker.channels import build_channels
+    from tracker.channels import build_channels, delivery_keys
     from tracker.db.engine import commit_without_checkpoint, for_writing
     from tracker.services import audit
     from tracker.services.alerts import evaluate_clinic
@@ -126,8 +128,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
 
     settings = site.reminders
     channels = build_channels(settings, out)
-    # A delivery row per channel, and per recipient for e-mail.
-    delivery_keys = [key for channel in channels for key in getattr(channel, "delivery_keys", [channel.name])]
+    keys = delivery_keys(channels)  # a delivery row per channel, and per recipient for e-mail
     steps, step = 3 + len(channels), 0
 
     def step_done() -> None:
@@ -150,7 +151,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
 
                 try:
                     extra["inbox"] = import_inbox(engine, library, site, as_of, user, started=started).counts()
-                except InputError as exc:  # the folder is missing: reported like a channel's failure
+                except InputError as exc:  # the folder is missing: recorded, the run goes on (exit 8)
                     report.failures["inbox"] = str(exc)
             if new:
                 report.new_days = (as_of - from_day).days + 1
@@ -184,7 +185,7 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
                         extra["chart_fork"] = summary.chart_fork
                     session.flush()
                     report.created = emit_reminders(session, run_id, as_of, settings.lead_days,
-                                                    site.privacy.patient_label, delivery_keys,
+                                                    site.privacy.patient_label, keys,
                                                     library.vocabulary)
                     store_setting(session, LAST_COMPLETED, as_of.isoformat())
                     audit.record(session, user, "nightly.run", "nightly_run", run_id, None, None,
@@ -198,7 +199,9 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
             step = 3
             for channel in channels:
                 if getattr(channel, "per_recipient", False):
-                    sent, error = deliver_email(engine, channel, as_of, from_day)
+                    sent, error, warning = deliver_email(engine, channel, as_of, from_day)
+                    if warning:
+                        report.warnings[channel.name] = warning
                 elif channel.digest:
                     sent, error = deliver_digest(engine, channel, as_of, from_day)
                 else:
@@ -227,10 +230,32 @@ def run_nightly(engine: Engine, library, site: Settings, as_of: dt.date, *, user
             if checkpoint is not None:
                 checkpoint.join()
         _finish(engine, run_id, report, extra)
-    if report.failures:
-        detail = "; ".join(f"{name}: {error}" for name, error in report.failures.items())
-        raise DeliveryError(f"nightly {as_of}: channel failed ({detail}); its reminders are kept for the next run")
+    raise_failures(report)
     return report
+
+
+def raise_failures(report: NightlyReport) -> None:
+    """A run that recorded failures ends in one error naming each as what it is: a channel (exit 10, its
+    reminders kept for the next run), the CalDAV push (exit 10), the lab inbox (exit 8 when nothing else
+    failed: a `[labs] inbox` that is not a folder is a configuration problem; every channel delivered)."""
+    failures = dict(report.failures)
+    inbox = failures.pop("inbox", None)
+    caldav = failures.pop("caldav", None)
+    parts = []
+    if failures:
+        detail = "; ".join(f"{name}: {error}" for name, error in failures.items())
+        parts.append(f"channel failed ({detail}); its reminders are kept for the next run")
+    if caldav:
+        parts.append(f"calendar push failed (caldav: {caldav}); the next push resumes")
+    if inbox:
+        parts.append(f"lab inbox not read ({inbox}); no results were imported"
+                     + ("" if failures else ", the reminders were sent"))
+    if not parts:
+        return
+    message = f"nightly {report.as_of}: " + "; ".join(parts)
+    if failures or caldav:
+        raise DeliveryError(message)
+    raise ConfigError(message)
 
 
 def recent_runs(session: Session, limit: int = 10) -> list[dict]:
@@ -250,11 +275,16 @@ def recent_runs(session: Session, limit: int = 10) -> list[dict]:
     ]
 
 
-def pending_deliveries(session: Session) -> dict:
-    """Undelivered reminders per channel (pending or failed); e-mail counts a reminder once however many
-    recipients still wait for it."""
+def pending_deliveries(session: Session, configured: list[str] | None = None) -> tuple[dict, dict]:
+    """Undelivered reminders per channel (pending or failed; e-mail counts a reminder once however many
+    recipients still wait for it), as two dicts: for the delivery keys `configured` (those a run delivers
+    to: tracker.channels.delivery_keys; None: all), and for channels or e-mail recipients no longer
+    configured, which no run counts or sends until they are configured again."""
     channel = case((D.c.channel.like("email:%"), literal("email", String)), else_=D.c.channel)
+    current = D.c.channel.in_(configured) if configured is not None else D.c.id.isnot(None)  # (not a constant:
+    # SQLite would read GROUP BY 1 as the first column)
     rows = session.execute(
-        select(channel, func.count(func.distinct(D.c.reminder_id))).where(unsent_delivery())
-        .group_by(channel)).all()
-    return {name: count for name, count in rows}
+        select(channel, current, func.count(func.distinct(D.c.reminder_id))).where(unsent_delivery())
+        .group_by(channel, current)).all()
+    return ({name: count for name, now, count in rows if now},
+            {name: count for name, now, count in rows if not now})
