@@ -288,9 +288,7 @@ def upgrade_locked(engine: Engine, target: str = "head", *, user: str | None = N
                    keep: int | None = None, record=None) -> tuple[str | None, str]:
     """`upgrade_schema` for a caller already holding the migration lock (a restore)."""
     before = current_revision(engine)
-    known = known_revisions()
-    if before is not None and before not in known:
-        raise SchemaError(f"database schema {before!r} is newer than this tracker (knows {sorted(known)})")
+    refuse_newer(before)
     wanted = head_revision() if target == "head" else target
     if before == wanted:
         return before, before
@@ -361,6 +359,15 @@ def _os_user() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
 
 
+def refuse_newer(revision: str | None) -> None:
+    """SchemaError (exit 7) for a schema revision this tracker does not know: a newer tracker's database."""
+    if revision is None or revision == SCHEMA_HEAD:
+        return
+    known = known_revisions()
+    if revision not in known:
+        raise SchemaError(f"database schema {revision!r} is newer than this tracker (knows {sorted(known)})")
+
+
 def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
@@ -388,7 +395,10 @@ def _backup_before_migration(engine: Engine, before: str | None, keep: int | Non
 
 
 def schema_status(engine: Engine) -> dict:
+    """Where the database is and its revision; SchemaError for a newer tracker's, as every command refuses
+    it (no upgrade could help)."""
     current = current_revision(engine)
+    refuse_newer(current)
     head = SCHEMA_HEAD
     return {
         "url": engine.url.render_as_string(hide_password=True),
