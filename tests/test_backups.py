@@ -278,3 +278,33 @@ def test_restore_onto_a_new_path_creates_it_and_a_refused_one_leaves_nothing(tra
     tracker.db = str(tmp_path / "typo.db")
     assert tracker(["db", "restore", str(tmp_path / "nothing.db")], ok=False).exit_code == 2
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_backup_refused_as_busy_leaves_no_file_and_rotates_nothing(tracker, tmp_path, monkeypatch):
+    """Before, the backup was written and older ones rotated away, then its audit row waited for the write
+    lock and was refused (exit 4 "database busy ... try again"): each retry added a file, and rotation could
+    drop a good old backup."""
+    from tracker.db import engine as engine_module
+    from tracker.db.backups import backups_dir
+    from tracker.db.engine import for_writing
+
+    monkeypatch.setattr(engine_module, "LOCK_WAIT_S", 0.2)  # wait a moment, not the clinic's 30 s
+    write_config(tmp_path / "site.toml", "[backups]\nkeep = 2\n")
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    for _ in range(2):
+        tracker("db backup")
+    engine = make_engine(resolve_url(tracker.db))
+    folder = backups_dir(engine)
+    kept = sorted(p.name for p in folder.iterdir())
+    out = tmp_path / "mine.backup"
+    with for_writing(engine).connect() as held:
+        held.begin()  # another writer's transaction: it holds the write lock until it ends
+        for args in (["db", "backup"], ["db", "backup", "--out", str(out)]):
+            result = tracker(args, ok=False)
+            assert result.exit_code == 4 and "database busy" in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1
+        held.rollback()
+    engine.dispose()
+    assert sorted(p.name for p in folder.iterdir()) == kept and not out.exists()
+    assert len(_audit(tracker.db, "db.backup")) == 2
+    assert len(tracker.json("db backup")["rotated"]) == 1  # once the lock is free: made, recorded, rotated

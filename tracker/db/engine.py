@@ -74,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # transaction, which a fresh DBAPI connection is.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_S * 1000)}")  # LOCK_WAIT_S, below
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

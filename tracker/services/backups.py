@@ -22,16 +22,29 @@ from tracker.errors import BackupError, InputError, LockedError
 
 
 def backup(engine: Engine, out: str | None, user: str, keep: int | None = None) -> Backup:
-    """A backup of the whole database (see tracker/db/backups.py), recorded as `db.backup` afterwards."""
+    """A backup of the whole database (see tracker/db/backups.py), recorded as `db.backup` afterwards.
+
+    Only a recorded backup is kept: the file is written first (while others keep working), then the audit
+    row is written under the write lock, and only once that commits are older backups rotated away. Refused
+    (the write lock held by another command for over 30 s: "database busy"), it leaves no file and
+    removes none."""
+    from dataclasses import replace
+
     from tracker.db.engine import for_writing
     from tracker.services import audit
 
-    made = backups.make_backup(engine, out, keep=keep or backups.DEFAULT_KEEP)
-    with Session(for_writing(engine)) as session:
-        audit.record(session, user, "db.backup", "database", None, None, None,
-                     {"file": str(made.path), "size": made.size, "rotated": list(made.rotated)})
-        session.commit()
-    return made
+    made = backups.make_backup(engine, out, keep=None)
+    try:
+        with Session(for_writing(engine)) as session:
+            doomed = backups.rotation(engine, keep or backups.DEFAULT_KEEP) if out is None else []
+            names = [p.name for p in doomed if not p.name.endswith(".partial")]
+            audit.record(session, user, "db.backup", "database", None, None, None,
+                         {"file": str(made.path), "size": made.size, "rotated": names})
+            session.commit()
+    except BaseException:
+        made.path.unlink(missing_ok=True)
+        raise
+    return replace(made, rotated=backups.remove(doomed))
 
 
 def record_migration(conn, user: str, before: str, after: str, backup_file: str | None) -> None:
