@@ -108,6 +108,11 @@ def _begin(conn) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})")
 
 
+def busy_reason() -> str:
+    """What a command refused after waiting LOCK_WAIT_S for the write lock says (exit 4)."""
+    return f"database busy: another command held the write lock for over {LOCK_WAIT_S:g} s; try again"
+
+
 def lock_conflict(exc: BaseException) -> str | None:
     """A one-line reason if a database error means another command got there first (a writer held the lock
     too long, or a unique invariant refused a duplicate); None for any other error."""
@@ -115,7 +120,7 @@ def lock_conflict(exc: BaseException) -> str | None:
 
     text_ = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
     if isinstance(exc, OperationalError) and ("database is locked" in text_ or "lock timeout" in text_):
-        return f"database busy: another command held the write lock for over {LOCK_WAIT_S} s; try again"
+        return busy_reason()
     if isinstance(exc, IntegrityError):
         for (index, sqlite_text), what in UNIQUE_LIVE.items():
             if f'"{index}"' in text_ or text_ == f"UNIQUE constraint failed: {sqlite_text}":
