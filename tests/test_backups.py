@@ -12,6 +12,9 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -278,3 +281,137 @@ def test_restore_onto_a_new_path_creates_it_and_a_refused_one_leaves_nothing(tra
     tracker.db = str(tmp_path / "typo.db")
     assert tracker(["db", "restore", str(tmp_path / "nothing.db")], ok=False).exit_code == 2
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_backup_refused_as_busy_leaves_no_file_and_rotates_nothing(tracker, tmp_path, monkeypatch):
+    """Before, the backup was written and older ones rotated away, then its audit row waited for the write
+    lock and was refused (exit 4 "database busy ... try again"): each retry added a file, and rotation could
+    drop a good old backup."""
+    from tracker.db import engine as engine_module
+    from tracker.db.backups import backups_dir
+    from tracker.db.engine import for_writing
+
+    monkeypatch.setattr(engine_module, "LOCK_WAIT_S", 0.2)  # wait a moment, not the clinic's 30 s
+    write_config(tmp_path / "site.toml", "[backups]\nkeep = 2\n")
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    for _ in range(2):
+        tracker("db backup")
+    engine = make_engine(resolve_url(tracker.db))
+    folder = backups_dir(engine)
+    kept = sorted(p.name for p in folder.iterdir())
+    out = tmp_path / "mine.backup"
+    with for_writing(engine).connect() as held:
+        held.begin()  # another writer's transaction: it holds the write lock until it ends
+        for args in (["db", "backup"], ["db", "backup", "--out", str(out)]):
+            result = tracker(args, ok=False)
+            assert result.exit_code == 4 and "database busy" in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1
+        held.rollback()
+    engine.dispose()
+    assert sorted(p.name for p in folder.iterdir()) == kept and not out.exists()
+    assert len(_audit(tracker.db, "db.backup")) == 2
+    assert len(tracker.json("db backup")["rotated"]) == 1  # once the lock is free: made, recorded, rotated
+
+
+# A real `tracker` process that says on stderr when it is about to take the database's write lock (SQLite
+# `BEGIN IMMEDIATE`, PostgreSQL the writers' advisory lock), then runs the command given as usual.
+_ANNOUNCING_WRITER = """
+import sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+@event.listens_for(Engine, "before_cursor_execute")
+def announce(conn, cursor, statement, *args):
+    if statement.startswith(("BEGIN IMMEDIATE", "SELECT pg_advisory_xact_lock")):
+        print("taking the write lock", file=sys.stderr, flush=True)
+
+from tracker.cli import cli
+cli.main(sys.argv[1:], prog_name="tracker")
+"""
+
+
+def _aside_mrns(tracker, aside: Path) -> list[str]:
+    if not ON_PG:
+        with sqlite3.connect(aside) as conn:
+            return sorted(mrn for (mrn,) in conn.execute("SELECT mrn FROM patient"))
+    listed = subprocess.run(["pg_restore", "--data-only", "--table=patient", "--file=-", str(aside)],
+                            capture_output=True, text=True, check=True).stdout
+    rows = listed.split("COPY public.patient ", 1)[1].split("\n\\.\n", 1)[0].splitlines()[1:]
+    mrns = [row.split("\t") for row in rows]
+    header = listed.split("COPY public.patient (", 1)[1].split(")", 1)[0].split(", ")
+    return sorted(row[header.index("mrn")] for row in mrns)
+
+
+def test_a_write_started_while_a_restore_runs_waits_and_lands_in_the_restored_database(tracker, tmp_path):
+    """Finding D2 (session 20): a write that committed after the current database was kept aside and before
+    the backup replaced it was in neither, lost. The restore now holds the database's write lock (the one
+    every writer takes) from before the copy aside until the restored database is in place: a writer
+    started meanwhile waits, then writes into the restored database. The restore is paused at that point
+    (its `on_locked`) while a real writer process starts and reaches the lock; nothing sleeps."""
+    from tracker.services.backups import restore
+
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    backup = tracker.json(["db", "backup", "--out", str(tmp_path / ("clinic.dump" if ON_PG else "clinic.db"))])
+    tracker("patient add P2 --name 'Bo Chan' --dob 1975-05-05")  # after the backup: kept aside only
+    paused, go, done = threading.Event(), threading.Event(), {}
+
+    def hold() -> None:
+        paused.set()
+        assert go.wait(120)
+
+    def run() -> None:
+        try:
+            done["restored"] = restore(make_engine(resolve_url(tracker.db)), backup["file"], "tester",
+                                       on_locked=hold)
+        except BaseException as exc:  # reported by the test below
+            done["error"] = exc
+            paused.set()
+
+    restoring = threading.Thread(target=run)
+    restoring.start()
+    try:
+        assert paused.wait(120) and "error" not in done, done
+        writer = subprocess.Popen([sys.executable, "-c", _ANNOUNCING_WRITER, "--db", tracker.db, "patient", "add",
+                                   "NEW2", "--name", "During Restore", "--dob", "1990-01-01"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert writer.stderr.readline() == "taking the write lock\n"
+        assert writer.poll() is None  # waiting for the restore's lock (before: it wrote at once)
+    finally:
+        go.set()
+        restoring.join()
+    out, err = writer.communicate(timeout=120)
+    assert "error" not in done, done
+    assert writer.returncode == 0 and "added NEW2" in out, err
+    assert _mrns(tracker) == ["NEW2", "P1"]  # written into the restored database, after it was in place
+    assert _aside_mrns(tracker, done["restored"].kept_aside) == ["P1", "P2"]
+
+
+def test_a_restore_waits_for_a_write_in_progress_and_is_refused_busy_leaving_everything_as_it_was(
+        tracker, tmp_path, monkeypatch):
+    """The restore takes the write lock before it keeps anything aside: a writer in the middle of its
+    transaction makes it wait (LOCK_WAIT_S), then refuse like any writer (exit 4 "database busy"), with
+    the database as it was and no copy aside; the writer's row commits. (Before, the restore made its copy
+    aside without the lock and then waited for ever to write.)"""
+    from tracker.db import engine as engine_module
+    from tracker.db.backups import backups_dir
+    from tracker.db.engine import for_writing
+
+    monkeypatch.setattr(engine_module, "LOCK_WAIT_S", 0.2)  # wait a moment, not the clinic's 30 s
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    backup = tracker.json(["db", "backup", "--out", str(tmp_path / ("clinic.dump" if ON_PG else "clinic.db"))])
+    engine = make_engine(resolve_url(tracker.db))
+    before = dump_database(tracker.db)
+    with for_writing(engine).connect() as held:
+        held.begin()  # another writer's transaction, not yet committed
+        held.exec_driver_sql("INSERT INTO patient (mrn, name, dob, childbearing, created_at, updated_at) "
+                             "VALUES ('W1', 'Wen Li', '1980-01-01', 'unknown', '2026-01-01', '2026-01-01')")
+        result = tracker(["db", "restore", backup["file"]], ok=False)
+        assert result.exit_code == 4 and "database busy" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+        held.commit()
+    engine.dispose()
+    after = dump_database(tracker.db)
+    assert sorted(after["patient"]) != sorted(before["patient"]) and _mrns(tracker) == ["P1", "W1"]
+    assert {k: v for k, v in after.items() if k != "patient"} == {k: v for k, v in before.items() if k != "patient"}
+    folder = tmp_path if not ON_PG else backups_dir(make_engine(resolve_url(tracker.db)))
+    assert not [p for p in folder.iterdir() if "before-restore" in p.name or ".restoring-" in p.name]

@@ -151,3 +151,17 @@ def test_0003_existing_patients_become_unknown_unless_flagged_yes(tracker, tmp_p
     with sqlite3.connect(db) as conn:
         back = dict(conn.execute("SELECT mrn, childbearing_potential FROM patient"))
     assert back == {"Y1": 1, "N1": 0, "M1": 0}
+
+
+def test_db_status_on_a_database_a_newer_tracker_wrote_says_so_and_exits_7(tracker):
+    """Before, `db status` said "needs upgrade: run `tracker db upgrade`" and exited 0, and the upgrade it
+    advised then refused (exit 7). Now it refuses like every other command: exit 7, one line."""
+    engine = make_engine(resolve_url(tracker.db))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))  # a later tracker's migration
+    engine.dispose()
+    for command in ("db status", "db status --json", "db upgrade", "patient list"):
+        result = tracker(command, ok=False)
+        assert result.exit_code == 7, (command, result.stdout, result.stderr)
+        assert result.stdout == "" and result.stderr.count("\n") == 1
+        assert "database schema '9999' is newer than this tracker" in result.stderr

@@ -84,7 +84,8 @@ def backup(app, out, as_json):
 @pass_app
 def restore(app, file, as_json):
     """Replace the database with a backup (refused while a nightly run is in progress). The current
-    database is kept aside; the restored one is brought to the current schema."""
+    database is kept aside; the restored one is brought to the current schema. Commands that write wait
+    meanwhile (the write lock is held from the copy aside until the restored database is in place)."""
     from tracker.cli.render import emit_json
     from tracker.db.engine import make_engine, resolve_url
     from tracker.services.backups import restore as put_back

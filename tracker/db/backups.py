@@ -79,21 +79,31 @@ def _new_name(engine: Engine, why: str) -> Path:
     return candidate
 
 
-def rotate(engine: Engine, keep: int) -> tuple[str, ...]:
-    """Remove all but the newest `keep` backups of this database in its backups folder (and any partial
-    file a killed backup left); the names removed."""
+def rotation(engine: Engine, keep: int) -> list[Path]:
+    """The files `rotate` would remove: all but the newest `keep` backups of this database in its backups
+    folder, and any partial file a killed backup left."""
     folder = backups_dir(engine)
     if not folder.is_dir():
-        return ()
+        return []
     pattern = re.compile(re.escape(_stem(engine)) + r"-\d{8}T\d{6}Z-[a-z0-9.-]+\.(db|dump)(\.partial)?$")
     ours = [p for p in folder.iterdir() if p.is_file() and pattern.fullmatch(p.name)]
     removed = [p for p in ours if p.name.endswith(".partial")]
     whole = sorted((p for p in ours if not p.name.endswith(".partial")),
                    key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
-    removed += whole[max(keep, 1):]
-    for path in removed:
+    return removed + whole[max(keep, 1):]
+
+
+def remove(paths: list[Path]) -> tuple[str, ...]:
+    """Remove `rotation`'s files; the names of the whole backups among them."""
+    for path in paths:
         path.unlink(missing_ok=True)
-    return tuple(p.name for p in removed if not p.name.endswith(".partial"))
+    return tuple(p.name for p in paths if not p.name.endswith(".partial"))
+
+
+def rotate(engine: Engine, keep: int) -> tuple[str, ...]:
+    """Remove all but the newest `keep` backups of this database in its backups folder (and any partial
+    file a killed backup left); the names removed."""
+    return remove(rotation(engine, keep))
 
 
 # --- SQLite ----------------------------------------------------------------------------------------------
@@ -173,8 +183,9 @@ def _first_line(text: str) -> str:
 
 
 def make_backup(engine: Engine, out: str | Path | None = None, *, why: str = "manual",
-                keep: int = DEFAULT_KEEP) -> Backup:
-    """A backup of the whole database: at `out`, or in the backups folder (then rotated to `keep`)."""
+                keep: int | None = DEFAULT_KEEP) -> Backup:
+    """A backup of the whole database: at `out`, or in the backups folder (then rotated to `keep`; not
+    with `keep=None`: the caller rotates, see tracker/services/backups.py)."""
     if out is not None:
         target = Path(out).expanduser().resolve()
         if not target.parent.is_dir():
@@ -191,7 +202,7 @@ def make_backup(engine: Engine, out: str | Path | None = None, *, why: str = "ma
     else:
         raise BackupError(f"backup: no backup for the {engine.dialect.name} dialect")
     _fsync_file(target)
-    rotated = rotate(engine, keep) if out is None else ()
+    rotated = rotate(engine, keep) if out is None and keep is not None else ()
     return Backup(target, target.stat().st_size, engine.dialect.name, rotated)
 
 

@@ -74,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # transaction, which a fresh DBAPI connection is.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_S * 1000)}")  # LOCK_WAIT_S, below
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -108,6 +108,11 @@ def _begin(conn) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})")
 
 
+def busy_reason() -> str:
+    """What a command refused after waiting LOCK_WAIT_S for the write lock says (exit 4)."""
+    return f"database busy: another command held the write lock for over {LOCK_WAIT_S:g} s; try again"
+
+
 def lock_conflict(exc: BaseException) -> str | None:
     """A one-line reason if a database error means another command got there first (a writer held the lock
     too long, or a unique invariant refused a duplicate); None for any other error."""
@@ -115,7 +120,7 @@ def lock_conflict(exc: BaseException) -> str | None:
 
     text_ = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
     if isinstance(exc, OperationalError) and ("database is locked" in text_ or "lock timeout" in text_):
-        return f"database busy: another command held the write lock for over {LOCK_WAIT_S} s; try again"
+        return busy_reason()
     if isinstance(exc, IntegrityError):
         for (index, sqlite_text), what in UNIQUE_LIVE.items():
             if f'"{index}"' in text_ or text_ == f"UNIQUE constraint failed: {sqlite_text}":
@@ -288,9 +293,7 @@ def upgrade_locked(engine: Engine, target: str = "head", *, user: str | None = N
                    keep: int | None = None, record=None) -> tuple[str | None, str]:
     """`upgrade_schema` for a caller already holding the migration lock (a restore)."""
     before = current_revision(engine)
-    known = known_revisions()
-    if before is not None and before not in known:
-        raise SchemaError(f"database schema {before!r} is newer than this tracker (knows {sorted(known)})")
+    refuse_newer(before)
     wanted = head_revision() if target == "head" else target
     if before == wanted:
         return before, before
@@ -361,6 +364,15 @@ def _os_user() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
 
 
+def refuse_newer(revision: str | None) -> None:
+    """SchemaError (exit 7) for a schema revision this tracker does not know: a newer tracker's database."""
+    if revision is None or revision == SCHEMA_HEAD:
+        return
+    known = known_revisions()
+    if revision not in known:
+        raise SchemaError(f"database schema {revision!r} is newer than this tracker (knows {sorted(known)})")
+
+
 def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
@@ -388,7 +400,10 @@ def _backup_before_migration(engine: Engine, before: str | None, keep: int | Non
 
 
 def schema_status(engine: Engine) -> dict:
+    """Where the database is and its revision; SchemaError for a newer tracker's, as every command refuses
+    it (no upgrade could help)."""
     current = current_revision(engine)
+    refuse_newer(current)
     head = SCHEMA_HEAD
     return {
         "url": engine.url.render_as_string(hide_password=True),

@@ -2,14 +2,16 @@
 
 A restore is refused while a nightly run holds its lock (and holds that lock itself, so no run starts
 half-way), checks the file is a tracker database, keeps the current database aside, brings the restored one
-to the current schema and records `db.restore` in it. It also draws a new reminder epoch
-(tracker/services/reminders.py): reminders emitted from now on are named apart from those the undone run
-delivered, whose row ids the restored database will hand out again.
+to the current schema and records `db.restore` in it, holding the database's write lock from before the copy
+aside until the restored database is in place (a concurrent write is in one or the other). It also draws a
+new reminder epoch (tracker/services/reminders.py): reminders emitted from now on are named apart from those
+the undone run delivered, whose row ids the restored database will hand out again.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +24,29 @@ from tracker.errors import BackupError, InputError, LockedError
 
 
 def backup(engine: Engine, out: str | None, user: str, keep: int | None = None) -> Backup:
-    """A backup of the whole database (see tracker/db/backups.py), recorded as `db.backup` afterwards."""
+    """A backup of the whole database (see tracker/db/backups.py), recorded as `db.backup` afterwards.
+
+    Only a recorded backup is kept: the file is written first (while others keep working), then the audit
+    row is written under the write lock, and only once that commits are older backups rotated away. Refused
+    (the write lock held by another command for over 30 s: "database busy"), it leaves no file and
+    removes none."""
+    from dataclasses import replace
+
     from tracker.db.engine import for_writing
     from tracker.services import audit
 
-    made = backups.make_backup(engine, out, keep=keep or backups.DEFAULT_KEEP)
-    with Session(for_writing(engine)) as session:
-        audit.record(session, user, "db.backup", "database", None, None, None,
-                     {"file": str(made.path), "size": made.size, "rotated": list(made.rotated)})
-        session.commit()
-    return made
+    made = backups.make_backup(engine, out, keep=None)
+    try:
+        with Session(for_writing(engine)) as session:
+            doomed = backups.rotation(engine, keep or backups.DEFAULT_KEEP) if out is None else []
+            names = [p.name for p in doomed if not p.name.endswith(".partial")]
+            audit.record(session, user, "db.backup", "database", None, None, None,
+                         {"file": str(made.path), "size": made.size, "rotated": names})
+            session.commit()
+    except BaseException:
+        made.path.unlink(missing_ok=True)
+        raise
+    return replace(made, rotated=backups.remove(doomed))
 
 
 def record_migration(conn, user: str, before: str, after: str, backup_file: str | None) -> None:
@@ -53,7 +68,11 @@ class Restored:
     kept_aside: Path | None  # the database as it was before the restore (None: it was empty)
 
 
-def restore(engine: Engine, file: str, user: str) -> Restored:
+def restore(engine: Engine, file: str, user: str, *, on_locked=None) -> Restored:
+    """Replace the database with the backup `file`, keeping the current one aside. From before the copy
+    aside until the restored database is in place the restore holds the database's write lock, so no write
+    falls between them (see `_replace_sqlite`, `_restore_postgres`). `on_locked()`, if given, is called at
+    that point, the lock held (tests pause there)."""
     from tracker.locks import nightly_lock
 
     path = Path(file).expanduser().resolve()
@@ -67,9 +86,9 @@ def restore(engine: Engine, file: str, user: str) -> Restored:
                           "restore when it has finished") from None
     try:
         if engine.dialect.name == "sqlite":
-            return _restore_sqlite(engine, path, user)
+            return _restore_sqlite(engine, path, user, on_locked)
         if engine.dialect.name == "postgresql":
-            return _restore_postgres(engine, path, user)
+            return _restore_postgres(engine, path, user, on_locked)
         raise BackupError(f"restore: no restore for the {engine.dialect.name} dialect")
     finally:
         lock.__exit__(None, None, None)
@@ -91,7 +110,7 @@ def _record(session: Session, user: str, path: Path, revision: str, after: str, 
                   "kept_aside": str(aside) if aside else None})
 
 
-def _restore_sqlite(engine: Engine, path: Path, user: str) -> Restored:
+def _restore_sqlite(engine: Engine, path: Path, user: str, on_locked=None) -> Restored:
     from tracker.db.engine import known_revisions, make_engine, migration_lock, upgrade_schema
 
     live = backups.sqlite_path(engine)
@@ -118,26 +137,69 @@ def _restore_sqlite(engine: Engine, path: Path, user: str) -> Restored:
         finally:
             staged.dispose()
         with migration_lock(engine):  # nobody migrates the database while it is replaced
-            kept = None
-            if _has_tables(live):
-                backups.sqlite_copy(live, aside)
-                kept = aside
-            # Into the live file with the online backup API (not a rename): processes that have it open
-            # see the restored pages, and its -wal and -shm stay consistent.
-            source = sqlite3.connect(str(staging))
-            try:
-                target = sqlite3.connect(str(live), timeout=30)
-                try:
-                    source.backup(target)
-                finally:
-                    target.close()
-            finally:
-                source.close()
+            kept = _replace_sqlite(live, staging, aside, on_locked)
     finally:
         for leftover in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm"), Path(f"{staging}.migrate.lock"),
                          Path(f"{staging}.partial")):
             leftover.unlink(missing_ok=True)
     return Restored(path, revision, after, kept)
+
+
+def _replace_sqlite(live: Path, staging: Path, aside: Path, on_locked) -> Path | None:
+    """Keep the live database aside (if it has tables) and copy `staging` into it, all under its write
+    lock; the copy kept aside (None: there was nothing to keep).
+
+    Into the live file with the online backup API (not a rename): processes that have it open see the
+    restored pages, and its -wal and -shm stay consistent. The backup holds a write transaction on the live
+    file (the write lock every writer takes with BEGIN IMMEDIATE) from its first step to its last, so it is
+    made in two: the first step takes the lock (waiting LOCK_WAIT_S for a writer, then "database busy") and
+    copies all pages but one, uncommitted; between the steps the live database as last committed is copied
+    aside by another connection (WAL: a reader goes on beside a writer); the second step copies the last
+    page and commits. A writer that committed before the lock is in the copy kept aside; one that starts
+    later waits for the lock and writes into the restored database (or is refused "database busy")."""
+    from tracker.db.engine import LOCK_WAIT_S, busy_reason
+    from tracker.errors import ConflictError
+
+    kept: list[Path | None] = []  # [the copy aside] once the first step holds the lock
+
+    def between(status: int, _remaining: int, _total: int) -> None:
+        if kept:  # the second step
+            return
+        if status in (_SQLITE_BUSY, _SQLITE_LOCKED):  # a writer held the lock for LOCK_WAIT_S
+            raise ConflictError(busy_reason())
+        if status != _SQLITE_OK:  # copied in one step: never, see `pages` below
+            raise BackupError(f"restore: the backup step answered {status} before the database was kept aside")
+        if _has_tables(live):
+            backups.sqlite_copy(live, aside)
+            kept.append(aside)
+        else:
+            kept.append(None)
+        if on_locked:  # tests pause here, with the write lock held
+            on_locked()
+
+    source = sqlite3.connect(str(staging))
+    try:
+        (pages,) = source.execute("PRAGMA page_count").fetchone()
+        if pages < 2:  # the first step must leave a page for the second (a tracker database has dozens)
+            raise BackupError(f"restore: {staging}: {pages} page(s), not a tracker database")
+        target = sqlite3.connect(str(live), timeout=LOCK_WAIT_S)
+        try:
+            target.execute("PRAGMA journal_mode=WAL")  # as tracker opens it: the copy aside reads beside
+            try:
+                source.backup(target, pages=pages - 1, progress=between)
+            except BaseException:
+                if kept and kept[0] is not None:
+                    aside.unlink(missing_ok=True)  # the database is as it was
+                raise
+        finally:
+            target.close()
+    finally:
+        source.close()
+    return kept[0] if kept else None
+
+
+# sqlite3_backup_step's answers, as the progress callback of sqlite3.Connection.backup gets them.
+_SQLITE_OK, _SQLITE_BUSY, _SQLITE_LOCKED = 0, 5, 6
 
 
 def _has_tables(live: Path) -> bool:
@@ -150,7 +212,25 @@ def _has_tables(live: Path) -> bool:
         conn.close()
 
 
-def _restore_postgres(engine: Engine, path: Path, user: str) -> Restored:
+@contextmanager
+def _write_locked(engine: Engine):
+    """A connection in a transaction holding the database's write lock (as `for_writing` takes it: a writer
+    holding it for over LOCK_WAIT_S makes this "database busy"), for a restore that replaces every table on
+    other connections meanwhile; it holds no lock on any table (pg_restore drops them). Rolled back on
+    error; the caller commits."""
+    from tracker.db.engine import for_writing
+
+    with for_writing(engine).connect() as conn:
+        conn.begin()  # the begin listener takes the advisory lock
+        yield conn
+
+
+def _restore_postgres(engine: Engine, path: Path, user: str, on_locked=None) -> Restored:
+    """The current database is dumped aside and the backup restored into the same database (pg_restore
+    --clean, one transaction), then migrated and recorded: all under the writers' advisory lock, held on a
+    connection of its own from before the dump until the audit row of the restore commits. A writer that
+    committed before is in the dump kept aside; one that starts later waits and writes into the restored
+    database (or is refused "database busy" after LOCK_WAIT_S)."""
     from tracker.db.engine import current_revision, migration_lock, upgrade_locked
 
     backups.pg_check_dump(path)
@@ -159,13 +239,17 @@ def _restore_postgres(engine: Engine, path: Path, user: str) -> Restored:
 
     private_dir(folder)
     aside = folder / f"{engine.url.database}.before-restore-{_stamp()}.dump"
-    with migration_lock(engine):
+    with migration_lock(engine), _write_locked(engine) as locked:
         backups.pg_dump(engine, aside)  # refused without pg_dump: nothing is restored unkept
+        if on_locked:  # tests pause here, with the write lock held
+            on_locked()
         engine.dispose()  # pooled sessions would hold locks on the tables pg_restore drops
         backups.pg_restore(engine, path)
         revision = current_revision(engine)
         _, after = upgrade_locked(engine, user=user, backup=False, record=record_migration)
-        with Session(engine) as session:
-            _record(session, user, path, revision or "?", after, aside)
-            session.commit()
+        session = Session(bind=locked)  # in the locked transaction: committing it releases the lock
+        _record(session, user, path, revision or "?", after, aside)
+        session.flush()
+        session.close()
+        locked.commit()
     return Restored(path, revision or "?", after, aside)
