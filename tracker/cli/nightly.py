@@ -54,13 +54,15 @@ def summary_line(report) -> str:
 @json_option
 @pass_app
 def status(app, limit, as_json):
-    """Recent nightly runs: as-of day, started, finished, counts, failures."""
+    """Recent nightly runs: as-of day, started, finished, counts, failures. A run marked running whose
+    process no longer holds the nightly lock (killed) is shown interrupted."""
     from tracker.cli.render import emit_json, say, table
-    from tracker.services.nightly import pending_deliveries, recent_runs
+    from tracker.services.nightly import pending_deliveries, recent_runs, show_dead_runs_interrupted
 
     with app.session(write=False) as session:
         runs = recent_runs(session, limit)
         pending = pending_deliveries(session)
+    runs = show_dead_runs_interrupted(app.engine, runs)
     if as_json:
         emit_json(runs)
         return
