@@ -202,3 +202,102 @@ def test_a_stop_asked_before_the_scheduler_starts_is_not_lost():
     done = _scripted(STOPPED_BEFORE_START)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped"
+
+
+# --- which day a run is for; the catch-up at start (findings D4, D7) ---------------------------------------
+
+FROZEN_SCHEDULER = """
+import sys
+from freezegun import freeze_time
+from tracker.cli import main
+
+frozen, sys.argv = sys.argv[1], ["tracker", *sys.argv[2:]]
+with freeze_time(frozen):
+    main()
+"""
+
+
+def _frozen_scheduler_run(tracker, tmp_path, frozen: str, *args: str) -> str:
+    """`tracker scheduler run ARGS` in a process of its own with the clock frozen at `frozen` (ISO): its
+    catch-up at start runs, then SIGTERM once it says it started. Returns its log."""
+    import sys
+
+    log_file = tmp_path / "frozen-scheduler.log"
+    with open(log_file, "w") as err:
+        process = subprocess.Popen([sys.executable, "-c", FROZEN_SCHEDULER, frozen, "--db", tracker.db,
+                                    "scheduler", "run", *args],
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while "scheduler started" not in log_file.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, log_file.read_text()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    log = log_file.read_text()
+    assert process.returncode == 0, log
+    return log
+
+
+def _jsonl_config(tmp_path, zone: str):
+    from tests.nightly_support import write_config
+
+    return write_config(tmp_path / "site.toml", f'timezone = "{zone}"\n[reminders]\nchannels = ["jsonl"]\n'
+                        f'[reminders.jsonl]\npath = "{tmp_path / "reminders.jsonl"}"\n')
+
+
+def test_the_day_a_run_is_for_is_the_clinics_whatever_zone_the_trigger_fires_in(tracker, tmp_path):
+    """D4: `scheduler run --timezone Z` took "today" in Z: at 20:00 UTC it ran and stored 2026-01-17 (the
+    day in Kiritimati) for a clinic in Pago Pago, where it was 09:00 on the 16th; the real run of the 17th
+    then said "already done". --timezone only says when to fire: 06:00 in Kiritimati is 05:00 in Pago
+    Pago, so this start catches up the clinic's 16th."""
+    from tests.nightly_support import small_clinic
+
+    small_clinic(tracker)
+    _jsonl_config(tmp_path, "Pacific/Pago_Pago")
+    log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T20:00:00Z", "--at", "06:00",
+                                "--timezone", "Pacific/Kiritimati")
+    assert "nightly run for 2026-01-16 starting" in log, log
+    assert [run["as_of"] for run in tracker.json("nightly status")] == ["2026-01-16"]
+
+
+def test_the_catch_up_at_start_runs_only_the_days_whose_time_has_passed(tracker, tmp_path):
+    """D7: started at 05:58 with --at 06:00, the catch-up ran the 16th at once, so the 06:00 run found it
+    "already done" (a critical result recorded at 05:59 waited a day). Now it catches up the 15th, and the
+    16th runs once its 06:00 has passed."""
+    from tests.nightly_support import small_clinic
+
+    small_clinic(tracker)
+    _jsonl_config(tmp_path, "Europe/London")
+    log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T05:58:00Z", "--at", "06:00")
+    assert "nightly run for 2026-01-15 starting" in log, log
+    assert [run["as_of"] for run in tracker.json("nightly status")] == ["2026-01-15"]
+    log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T06:00:30Z", "--at", "06:00")
+    assert "nightly run for 2026-01-16 starting" in log, log
+    runs = tracker.json("nightly status")
+    assert [(run["as_of"], run["from_day"]) for run in runs] == [("2026-01-16", "2026-01-16"),
+                                                                 ("2026-01-15", "2026-01-15")]
+    assert runs[0]["counts"]["days"] == 1  # the 16th itself, not "already done"
+
+
+def test_night_for_is_the_clinics_day_of_the_latest_scheduled_time_passed():
+    from tracker.scheduler import daily_trigger, night_for
+
+    london = ZoneInfo("Europe/London")
+    six = daily_trigger("06:00", "Europe/London")
+
+    def at(*args, zone=london):
+        return dt.datetime(*args, tzinfo=zone)
+
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 5, 59, 59)) == dt.date(2026, 1, 15)
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 6, 0)) == dt.date(2026, 1, 16)
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 23, 59)) == dt.date(2026, 1, 16)
+    # Woken from a sleep that began on the 14th: the latest run due is the 15th's (then the 16th's at 06:00).
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 5, 0)) == dt.date(2026, 1, 15)
+    # The clocks go forward on 2026-03-29: 05:30 BST is before that day's 06:00 BST.
+    assert night_for(six, "Europe/London", at(2026, 3, 29, 5, 30)) == dt.date(2026, 3, 28)
+    # A trigger in another zone never runs the clinic ahead of its today (Pago Pago is 25 h behind
+    # Kiritimati): at 23:30 in Pago Pago on the 16th, 06:00 in Kiritimati (05:00 in Pago Pago) has passed.
+    kiritimati = daily_trigger("06:00", "Pacific/Kiritimati")
+    pago = ZoneInfo("Pacific/Pago_Pago")
+    assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 23, 30, zone=pago)) == dt.date(2026, 1, 16)
+    assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 4, 59, zone=pago)) == dt.date(2026, 1, 15)

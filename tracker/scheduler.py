@@ -1,15 +1,20 @@
 """The background scheduler: an APScheduler 3 `BlockingScheduler` running the nightly job once a day.
 
 The job itself is idempotent and catches up (tracker.services.nightly), so the scheduler keeps no state:
-a MemoryJobStore, one job with an explicit id, a CronTrigger in the site timezone, a generous misfire
-grace time (a run that starts hours late still runs), coalesce (several missed runs become one) and
-max_instances=1. The job runs in the scheduler's own thread, the only one, so that a night may fork as one
-from cron does. The catch-up also runs once at start, so a machine that was off at the scheduled time
-sends the morning's reminders as soon as it is back.
+a MemoryJobStore, one job with an explicit id, a CronTrigger at `--at` in `--timezone` (by default the
+clinic's), a generous misfire grace time (a run that starts hours late still runs), coalesce (several
+missed runs become one) and max_instances=1. The job runs in the scheduler's own thread, the only one, so
+that a night may fork as one from cron does. The catch-up also runs once at start, so a machine that was
+off at the scheduled time sends the morning's reminders as soon as it is back.
+
+Which day a run is for (`night_for`): the clinic's day (config timezone) of the latest scheduled time that
+has passed. So the catch-up at start runs the days whose time has come, never today's before `--at`, and
+never a day after the clinic's today whatever zone `--timezone` fires in.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 from collections.abc import Callable
@@ -23,6 +28,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from tracker.core.settings import parse_hhmm
+from tracker.dates import utcnow
 
 JOB_ID = "tracker-nightly"
 # How long a stop asked by a signal may wait for the scheduler to see it, between jobs.
@@ -67,13 +73,30 @@ class ForegroundScheduler(BlockingScheduler):
         super().shutdown(wait)
 
 
+def daily_trigger(at: str, timezone: str) -> CronTrigger:
+    hour, minute = parse_hhmm(at, "--at")
+    return CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(timezone))
+
+
+def night_for(trigger: CronTrigger, clinic_zone: str, now: dt.datetime) -> dt.date:
+    """The day a run started at `now` is for: the clinic's day (in `clinic_zone`, the config's timezone) at
+    the latest time `trigger` fired at or before `now`. Before today's scheduled time that is yesterday
+    (its run is the one due, today's is not yet), so a catch-up at start or on waking never runs today
+    early; and it is never after the clinic's today, whatever zone the trigger fires in."""
+    fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=3))
+    last = None
+    while fire is not None and fire <= now:
+        last = fire
+        fire = trigger.get_next_fire_time(None, fire + dt.timedelta(seconds=1))
+    return (last or now).astimezone(ZoneInfo(clinic_zone)).date()
+
+
 def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_hours: float,
                     scheduler_class: type[BaseScheduler] = ForegroundScheduler) -> BaseScheduler:
     """A scheduler with the nightly job registered (not started).
 
     `BlockingScheduler.start()` blocks even when paused, so tests and `scheduler show` inspect the same
     configuration with `scheduler_class=BackgroundScheduler` and `start(paused=True)`."""
-    hour, minute = parse_hhmm(at, "--at")
     zone = ZoneInfo(timezone)
     scheduler = scheduler_class(
         jobstores={"default": MemoryJobStore()},
@@ -87,7 +110,7 @@ def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_
     )
     scheduler.add_job(
         job,
-        CronTrigger(hour=hour, minute=minute, timezone=zone),
+        daily_trigger(at, timezone),
         id=JOB_ID,
         name="tracker nightly",
         replace_existing=True,
@@ -122,15 +145,17 @@ def describe(scheduler: BaseScheduler) -> dict:
     }
 
 
-def nightly_job(engine, library, settings, timezone: str, user: str) -> Callable[[], None]:
-    """The job: one nightly run for today in the site timezone. It logs problems rather than raising, so a
-    failed channel or a concurrent run never stops the scheduler."""
-    from tracker.dates import today
+def nightly_job(engine, library, settings, user: str, *, at: str, timezone: str) -> Callable[[], None]:
+    """The job: one nightly run for the clinic's day of the latest scheduled time passed (`night_for`: the
+    trigger at `at` in `timezone`; the day in the config's timezone). It logs problems rather than raising,
+    so a failed channel or a concurrent run never stops the scheduler."""
     from tracker.errors import DeliveryError, LockedError
     from tracker.services.nightly import run_nightly
 
+    trigger = daily_trigger(at, timezone)
+
     def run() -> None:
-        as_of = today(timezone)
+        as_of = night_for(trigger, settings.timezone, utcnow())
         log.info("nightly run for %s starting", as_of)
         try:
             report = run_nightly(engine, library, settings, as_of, user=user)
