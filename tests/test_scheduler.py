@@ -301,3 +301,76 @@ def test_night_for_is_the_clinics_day_of_the_latest_scheduled_time_passed():
     pago = ZoneInfo("Pacific/Pago_Pago")
     assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 23, 30, zone=pago)) == dt.date(2026, 1, 16)
     assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 4, 59, zone=pago)) == dt.date(2026, 1, 15)
+
+
+# --- a run refused by the nightly lock (finding D3 a) ------------------------------------------------------
+
+REFUSED_BY_THE_LOCK = """
+import json, logging, sys
+from tracker.errors import LockedError
+from tracker.scheduler import build_scheduler, run_forever, run_now
+
+logging.basicConfig(level=logging.INFO)
+calls = []
+
+def job():
+    calls.append(len(calls) + 1)
+    if len(calls) < 3:  # the catch-up and the first retry meet the lock; the second retry runs
+        raise LockedError("nightly: another nightly run holds the lock (pid 1); not starting a second one")
+    scheduler.shutdown(wait=False)
+
+# --at 04:00 UTC: the retries must come before the next scheduled run; they are 0.05 s apart here.
+scheduler = build_scheduler(job, at="04:00", timezone="UTC", grace_hours=1, lock_retry_s=0.05)
+run_forever(scheduler, lambda: run_now(scheduler))
+json.dump(calls, sys.stdout)
+"""
+
+
+def test_a_run_refused_by_the_lock_is_tried_again_until_it_runs():
+    """D3a: a run refused by the nightly lock (a `db restore`, an inbox import by hand) was dropped until
+    the next day. Now it is tried again after `lock_retry_s` (LOCK_RETRY_S, 10 minutes, by default), in the
+    running scheduler, until it runs; the catch-up at start is retried the same way."""
+    from tracker.scheduler import LOCK_RETRY_S
+
+    done = _scripted(REFUSED_BY_THE_LOCK)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [1, 2, 3]
+    assert done.stderr.count("trying again at") == 2 and "Traceback" not in done.stderr
+    assert LOCK_RETRY_S == 600
+
+
+def test_the_lock_retry_is_the_days_run_and_stops_at_the_next_scheduled_run(tracker, tmp_path):
+    """The real nightly job under a held lock (as a `db restore` holds it): no run, a retry 10 minutes on;
+    the retry, once the lock is free, runs the same day. A retry that would come after the next scheduled
+    run is left to that run."""
+    from freezegun import freeze_time
+
+    from tests.nightly_support import small_clinic
+    from tracker.cli import AppContext
+    from tracker.locks import nightly_lock
+    from tracker.scheduler import RETRY_PREFIX, nightly_job, run_now
+
+    small_clinic(tracker)
+    _jsonl_config(tmp_path, "Europe/London")
+    app = AppContext(tracker.db, "tester", None)
+    job = nightly_job(app.engine, app.library, app.settings, app.user, at="06:00", timezone="Europe/London")
+    sched = build_scheduler(job, at="06:00", timezone="Europe/London", grace_hours=6,
+                            scheduler_class=BackgroundScheduler)
+    sched.start(paused=True)
+    try:
+        with freeze_time("2026-01-16T05:55:00Z"), nightly_lock(app.engine):
+            run_now(sched)  # held: the 06:00 run, in 5 minutes, will run the day
+        assert [job.id for job in sched.get_jobs()] == [JOB_ID]
+        with freeze_time("2026-01-16T09:00:00Z"):
+            with nightly_lock(app.engine):
+                run_now(sched)
+            retries = [job for job in sched.get_jobs() if job.id.startswith(RETRY_PREFIX)]
+            assert len(retries) == 1
+            assert retries[0].next_run_time == dt.datetime(2026, 1, 16, 9, 10, tzinfo=dt.timezone.utc)
+        assert tracker.json("nightly status") == []
+        with freeze_time("2026-01-16T09:10:00Z"):
+            retries[0].func(**retries[0].kwargs)  # as the scheduler runs it
+        assert [run["as_of"] for run in tracker.json("nightly status")] == ["2026-01-16"]
+    finally:
+        sched.shutdown(wait=False)
+        app.close()

@@ -10,11 +10,15 @@ off at the scheduled time sends the morning's reminders as soon as it is back.
 Which day a run is for (`night_for`): the clinic's day (config timezone) of the latest scheduled time that
 has passed. So the catch-up at start runs the days whose time has come, never today's before `--at`, and
 never a day after the clinic's today whatever zone `--timezone` fires in.
+
+A run the nightly lock refuses (a `db restore`, a `labs import-inbox` or a `tracker nightly` by hand) is
+tried again every LOCK_RETRY_S until it runs, as long as that comes before the next scheduled run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import signal
 from collections.abc import Callable
@@ -26,13 +30,20 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 
 from tracker.core.settings import parse_hhmm
 from tracker.dates import utcnow
+from tracker.errors import LockedError
 
 JOB_ID = "tracker-nightly"
+RETRY_PREFIX = "tracker-nightly-retry-"  # one-off retries of a day the nightly lock refused
 # How long a stop asked by a signal may wait for the scheduler to see it, between jobs.
 STOP_POLL_S = 1.0
+# How soon a day's run that the nightly lock refused is tried again (and again, until it runs or the next
+# scheduled run comes first). CLINIC DEFAULT (no reference gives one): a `db restore` or an inbox import by
+# hand takes minutes, and reminders sent within the hour are still that morning's.
+LOCK_RETRY_S = 600
 log = logging.getLogger("tracker.scheduler")
 
 
@@ -92,12 +103,18 @@ def night_for(trigger: CronTrigger, clinic_zone: str, now: dt.datetime) -> dt.da
 
 
 def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_hours: float,
+                    lock_retry_s: float = LOCK_RETRY_S,
                     scheduler_class: type[BaseScheduler] = ForegroundScheduler) -> BaseScheduler:
     """A scheduler with the nightly job registered (not started).
+
+    When `job` raises LockedError (another process holds the nightly lock) it is tried again `lock_retry_s`
+    later, and again, until it runs or the next scheduled run comes first. `run_now` runs the job as the
+    scheduler does (the catch-up at start).
 
     `BlockingScheduler.start()` blocks even when paused, so tests and `scheduler show` inspect the same
     configuration with `scheduler_class=BackgroundScheduler` and `start(paused=True)`."""
     zone = ZoneInfo(timezone)
+    trigger = daily_trigger(at, timezone)
     scheduler = scheduler_class(
         jobstores={"default": MemoryJobStore()},
         # The job runs in the scheduler's own thread (`BlockingScheduler`: the main thread), not in a pool's:
@@ -108,9 +125,17 @@ def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(grace_hours * 3600)},
         timezone=zone,
     )
+    serial = itertools.count(1)
+
+    def fire(retry_id: str | None = None) -> None:
+        try:
+            job()
+        except LockedError as exc:
+            _retry_later(scheduler, fire, trigger, exc, lock_retry_s, retry_id, next(serial))
+
     scheduler.add_job(
-        job,
-        daily_trigger(at, timezone),
+        fire,
+        trigger,
         id=JOB_ID,
         name="tracker nightly",
         replace_existing=True,
@@ -131,6 +156,34 @@ def _log_event(event) -> None:
         log.info("nightly run scheduled for %s finished", event.scheduled_run_time)
 
 
+def _retry_later(scheduler: BaseScheduler, fire: Callable, trigger: CronTrigger, exc: LockedError,
+                 lock_retry_s: float, retry_id: str | None, serial: int) -> None:
+    """The day's run was refused by the nightly lock: try again in `lock_retry_s`, unless the next scheduled
+    run comes first (it runs the day then). At most one retry is pending. Adds a one-off job and removes
+    none: a job removed while the scheduler processes its due jobs would still run, then fail to be
+    updated."""
+    now = utcnow()
+    when = now + dt.timedelta(seconds=lock_retry_s)
+    regular = trigger.get_next_fire_time(None, now)
+    if regular is not None and when >= regular:
+        log.warning("%s; the run at %s will catch up", exc, regular.isoformat(timespec="minutes"))
+        return
+    if any(job.id.startswith(RETRY_PREFIX) and job.id != retry_id for job in scheduler.get_jobs()):
+        log.warning("%s; a retry is already due", exc)
+        return
+    job_id = f"{RETRY_PREFIX}{serial}"
+    scheduler.add_job(fire, DateTrigger(run_date=when), id=job_id, name="tracker nightly (retry)",
+                      kwargs={"retry_id": job_id}, coalesce=True, max_instances=1)
+    log.warning("%s; trying again at %s (every %g min until it runs)", exc,
+                when.astimezone(trigger.timezone).isoformat(timespec="seconds"), lock_retry_s / 60)
+
+
+def run_now(scheduler: BaseScheduler) -> None:
+    """Run the nightly job now as the scheduler would (a refusal by the lock schedules a retry): the
+    catch-up at start. Works before `start()`."""
+    scheduler.get_job(JOB_ID).func()
+
+
 def describe(scheduler: BaseScheduler) -> dict:
     """The registered job, as `tracker scheduler show` prints it (start the scheduler paused first)."""
     job = scheduler.get_job(JOB_ID)
@@ -148,8 +201,9 @@ def describe(scheduler: BaseScheduler) -> dict:
 def nightly_job(engine, library, settings, user: str, *, at: str, timezone: str) -> Callable[[], None]:
     """The job: one nightly run for the clinic's day of the latest scheduled time passed (`night_for`: the
     trigger at `at` in `timezone`; the day in the config's timezone). It logs problems rather than raising,
-    so a failed channel or a concurrent run never stops the scheduler."""
-    from tracker.errors import DeliveryError, LockedError
+    so a failed channel never stops the scheduler; LockedError (another process holds the nightly lock) is
+    raised for the scheduler to try again (build_scheduler)."""
+    from tracker.errors import DeliveryError
     from tracker.services.nightly import run_nightly
 
     trigger = daily_trigger(at, timezone)
@@ -159,8 +213,8 @@ def nightly_job(engine, library, settings, user: str, *, at: str, timezone: str)
         log.info("nightly run for %s starting", as_of)
         try:
             report = run_nightly(engine, library, settings, as_of, user=user)
-        except LockedError as exc:
-            log.warning("%s", exc)
+        except LockedError:
+            raise
         except DeliveryError as exc:
             log.error("%s", exc)
         except Exception:

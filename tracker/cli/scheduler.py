@@ -45,16 +45,18 @@ def scheduler() -> None:
 @pass_app
 def run(app, at, timezone):
     """Catch up now (every day whose --at has passed), then run `tracker nightly` daily at --at for the
-    clinic's day. Stops cleanly on SIGTERM/SIGINT."""
+    clinic's day; a run refused by the nightly lock is tried again every 10 minutes that day. Stops cleanly
+    on SIGTERM/SIGINT."""
     import logging
 
-    from tracker.scheduler import build_scheduler, nightly_job, run_forever
+    from tracker.scheduler import build_scheduler, nightly_job, run_forever, run_now
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     at, zone, grace = _settings(app, at, timezone)
     job = nightly_job(app.engine, app.library, app.settings, app.user, at=at, timezone=zone)
-    run_forever(build_scheduler(job, at=at, timezone=zone, grace_hours=grace), job)
+    sched = build_scheduler(job, at=at, timezone=zone, grace_hours=grace)
+    run_forever(sched, lambda: run_now(sched))
 
 
 @scheduler.command("show")
