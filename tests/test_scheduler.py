@@ -28,7 +28,7 @@ def test_registered_job_has_the_trigger_timezone_and_grace_time_asked_for():
         job = sched.get_job(JOB_ID)
         assert isinstance(job.trigger, CronTrigger)
         assert str(job.trigger.timezone) == "Europe/London"
-        assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (6 * 3600, True, 1)
+        assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (None, True, 1)
         assert type(sched._lookup_jobstore("default")).__name__ == "MemoryJobStore"
         london = ZoneInfo("Europe/London")
         # The clocks go forward on Sunday 2026-03-29: the run stays at 05:30 local time (BST).
@@ -47,7 +47,7 @@ def test_scheduler_show_reports_the_job_from_config_and_options(tracker, tmp_pat
     (tmp_path / "site.toml").write_text('timezone = "America/New_York"\n[scheduler]\nat = "04:15"\n'
                                         'grace_hours = 3\n')
     info = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show")
-    assert info == {**info, "id": JOB_ID, "timezone": "America/New_York", "misfire_grace_time_s": 3 * 3600,
+    assert info == {**info, "id": JOB_ID, "timezone": "America/New_York", "misfire_grace_time_s": None,
                     "coalesce": True, "max_instances": 1}
     assert info["trigger"] == "cron[hour='4', minute='15']"
     other = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show --at 06:45 --timezone Asia/Tokyo")
@@ -303,7 +303,7 @@ def test_night_for_is_the_clinics_day_of_the_latest_scheduled_time_passed():
     assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 4, 59, zone=pago)) == dt.date(2026, 1, 15)
 
 
-# --- a run refused by the nightly lock (finding D3 a) ------------------------------------------------------
+# --- a run refused by the nightly lock; a run missed while the machine slept (findings D3 a, b) ------------
 
 REFUSED_BY_THE_LOCK = """
 import json, logging, sys
@@ -374,3 +374,40 @@ def test_the_lock_retry_is_the_days_run_and_stops_at_the_next_scheduled_run(trac
     finally:
         sched.shutdown(wait=False)
         app.close()
+
+
+SLEPT_THROUGH_THE_RUN = """
+import datetime, json, logging, sys
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from tracker.scheduler import JOB_ID, build_scheduler
+
+logging.basicConfig(level=logging.INFO)
+seen = []
+
+def job():
+    seen.append("ran")
+
+def done(event):
+    if event.code == EVENT_JOB_MISSED:
+        seen.append("missed")
+    scheduler.shutdown(wait=False)  # the loop stops once the due runs are processed
+
+scheduler = build_scheduler(job, at="04:00", timezone="UTC", grace_hours=1)
+scheduler.add_listener(done, EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+# As a machine that slept for three days finds it on waking: the run was due three days ago, and every day
+# since (the scheduler's wait is in slices of at most STOP_POLL_S, so it looks within a second of waking).
+now = datetime.datetime.now(datetime.timezone.utc)
+scheduler.modify_job(JOB_ID, next_run_time=now - datetime.timedelta(days=3))
+scheduler.start()
+json.dump(seen, sys.stdout)
+"""
+
+
+def test_a_run_missed_while_the_machine_slept_runs_once_on_waking():
+    """D3b: a run due while the machine slept longer than grace_hours was "missed (beyond the grace time)"
+    and the day waited for the next day's run. Now it runs on waking, once for all the missed days (the
+    job catches up every day since the last), and is logged as late."""
+    done = _scripted(SLEPT_THROUGH_THE_RUN)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["ran"]
+    assert "ran late" in done.stderr

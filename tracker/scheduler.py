@@ -1,15 +1,15 @@
 """The background scheduler: an APScheduler 3 `BlockingScheduler` running the nightly job once a day.
 
 The job itself is idempotent and catches up (tracker.services.nightly), so the scheduler keeps no state:
-a MemoryJobStore, one job with an explicit id, a CronTrigger at `--at` in `--timezone` (by default the
-clinic's), a generous misfire grace time (a run that starts hours late still runs), coalesce (several
-missed runs become one) and max_instances=1. The job runs in the scheduler's own thread, the only one, so
-that a night may fork as one from cron does. The catch-up also runs once at start, so a machine that was
-off at the scheduled time sends the morning's reminders as soon as it is back.
+a MemoryJobStore, one job with an explicit id, a CronTrigger at `--at` (in `--timezone`, by default the
+clinic's), no misfire limit (a run missed while the machine slept runs when it wakes, however late),
+coalesce (several missed runs become one) and max_instances=1. The job runs in the scheduler's own thread,
+the only one, so that a night may fork as one from cron does. The catch-up also runs once at start, so a
+machine that was off at the scheduled time sends the morning's reminders as soon as it is back.
 
 Which day a run is for (`night_for`): the clinic's day (config timezone) of the latest scheduled time that
-has passed. So the catch-up at start runs the days whose time has come, never today's before `--at`, and
-never a day after the clinic's today whatever zone `--timezone` fires in.
+has passed. So the catch-up at start, a run on waking and a retry run the days whose time has come, never
+today's before `--at`, and never a day after the clinic's today whatever zone `--timezone` fires in.
 
 A run the nightly lock refuses (a `db restore`, a `labs import-inbox` or a `tracker nightly` by hand) is
 tried again every LOCK_RETRY_S until it runs, as long as that comes before the next scheduled run.
@@ -24,7 +24,7 @@ import signal
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
@@ -108,8 +108,9 @@ def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_
     """A scheduler with the nightly job registered (not started).
 
     When `job` raises LockedError (another process holds the nightly lock) it is tried again `lock_retry_s`
-    later, and again, until it runs or the next scheduled run comes first. `run_now` runs the job as the
-    scheduler does (the catch-up at start).
+    later, and again, until it runs or the next scheduled run comes first. A run due while the machine
+    slept runs when it wakes, once; one finishing more than `grace_hours` after its time is logged as late.
+    `run_now` runs the job as the scheduler does (the catch-up at start).
 
     `BlockingScheduler.start()` blocks even when paused, so tests and `scheduler show` inspect the same
     configuration with `scheduler_class=BackgroundScheduler` and `start(paused=True)`."""
@@ -122,7 +123,9 @@ def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_
         # run from cron does (services/review_worker.py: never beside another thread). One job, max_instances
         # 1: a pool's thread bought nothing. APScheduler calls this executor "debug"; it runs the job in place.
         executors={"default": DebugExecutor()},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(grace_hours * 3600)},
+        # No misfire limit: a run due while the machine slept runs when it wakes, however late, and once
+        # (coalesce). With a grace time, a later run was dropped and the day waited for the next one.
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=zone,
     )
     serial = itertools.count(1)
@@ -141,19 +144,23 @@ def build_scheduler(job: Callable[[], object], *, at: str, timezone: str, grace_
         replace_existing=True,
         coalesce=True,
         max_instances=1,
-        misfire_grace_time=int(grace_hours * 3600),
+        misfire_grace_time=None,
     )
-    scheduler.add_listener(_log_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    late_after = dt.timedelta(hours=grace_hours)
+
+    def log_event(event) -> None:
+        if event.exception is not None:
+            log.error("nightly run scheduled for %s failed: %s", event.scheduled_run_time, event.exception)
+            return
+        late = utcnow() - event.scheduled_run_time
+        if late > late_after:
+            log.warning("nightly run due at %s ran late, finishing %s after its time (the machine asleep or "
+                        "off?)", event.scheduled_run_time, str(late).split(".")[0])
+        else:
+            log.info("nightly run scheduled for %s finished", event.scheduled_run_time)
+
+    scheduler.add_listener(log_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     return scheduler
-
-
-def _log_event(event) -> None:
-    if event.code == EVENT_JOB_MISSED:
-        log.warning("nightly run due at %s was missed (beyond the grace time)", event.scheduled_run_time)
-    elif event.exception is not None:
-        log.error("nightly run scheduled for %s failed: %s", event.scheduled_run_time, event.exception)
-    else:
-        log.info("nightly run scheduled for %s finished", event.scheduled_run_time)
 
 
 def _retry_later(scheduler: BaseScheduler, fire: Callable, trigger: CronTrigger, exc: LockedError,
@@ -173,7 +180,7 @@ def _retry_later(scheduler: BaseScheduler, fire: Callable, trigger: CronTrigger,
         return
     job_id = f"{RETRY_PREFIX}{serial}"
     scheduler.add_job(fire, DateTrigger(run_date=when), id=job_id, name="tracker nightly (retry)",
-                      kwargs={"retry_id": job_id}, coalesce=True, max_instances=1)
+                      kwargs={"retry_id": job_id}, coalesce=True, max_instances=1, misfire_grace_time=None)
     log.warning("%s; trying again at %s (every %g min until it runs)", exc,
                 when.astimezone(trigger.timezone).isoformat(timespec="seconds"), lock_retry_s / 60)
 
@@ -191,7 +198,7 @@ def describe(scheduler: BaseScheduler) -> dict:
         "id": job.id,
         "trigger": str(job.trigger),
         "timezone": str(job.trigger.timezone),
-        "misfire_grace_time_s": job.misfire_grace_time,
+        "misfire_grace_time_s": job.misfire_grace_time,  # None: a missed run runs on waking, however late
         "coalesce": job.coalesce,
         "max_instances": job.max_instances,
         "next_run": job.next_run_time.isoformat() if job.next_run_time else None,
@@ -242,8 +249,7 @@ def run_forever(scheduler: ForegroundScheduler, catch_up: Callable[[], None]) ->
         if stopping:
             return
         job = scheduler.get_job(JOB_ID)
-        log.info("scheduler started: %s (%s), grace %ss", job.trigger, job.trigger.timezone,
-                 job.misfire_grace_time)
+        log.info("scheduler started: %s (%s); a missed run runs on waking", job.trigger, job.trigger.timezone)
         scheduler.start()
         log.info("scheduler stopped")
     finally:

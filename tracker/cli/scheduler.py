@@ -45,8 +45,8 @@ def scheduler() -> None:
 @pass_app
 def run(app, at, timezone):
     """Catch up now (every day whose --at has passed), then run `tracker nightly` daily at --at for the
-    clinic's day; a run refused by the nightly lock is tried again every 10 minutes that day. Stops cleanly
-    on SIGTERM/SIGINT."""
+    clinic's day; a run missed while the machine slept runs on waking; a run refused by the nightly lock is
+    tried again every 10 minutes that day. Stops cleanly on SIGTERM/SIGINT."""
     import logging
 
     from tracker.scheduler import build_scheduler, nightly_job, run_forever, run_now
