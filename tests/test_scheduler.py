@@ -28,7 +28,7 @@ def test_registered_job_has_the_trigger_timezone_and_grace_time_asked_for():
         job = sched.get_job(JOB_ID)
         assert isinstance(job.trigger, CronTrigger)
         assert str(job.trigger.timezone) == "Europe/London"
-        assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (6 * 3600, True, 1)
+        assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (None, True, 1)
         assert type(sched._lookup_jobstore("default")).__name__ == "MemoryJobStore"
         london = ZoneInfo("Europe/London")
         # The clocks go forward on Sunday 2026-03-29: the run stays at 05:30 local time (BST).
@@ -47,7 +47,7 @@ def test_scheduler_show_reports_the_job_from_config_and_options(tracker, tmp_pat
     (tmp_path / "site.toml").write_text('timezone = "America/New_York"\n[scheduler]\nat = "04:15"\n'
                                         'grace_hours = 3\n')
     info = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show")
-    assert info == {**info, "id": JOB_ID, "timezone": "America/New_York", "misfire_grace_time_s": 3 * 3600,
+    assert info == {**info, "id": JOB_ID, "timezone": "America/New_York", "misfire_grace_time_s": None,
                     "coalesce": True, "max_instances": 1}
     assert info["trigger"] == "cron[hour='4', minute='15']"
     other = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show --at 06:45 --timezone Asia/Tokyo")
@@ -202,3 +202,239 @@ def test_a_stop_asked_before_the_scheduler_starts_is_not_lost():
     done = _scripted(STOPPED_BEFORE_START)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped"
+
+
+# --- which day a run is for; the catch-up at start (findings D4, D7) ---------------------------------------
+
+FROZEN_SCHEDULER = """
+import sys
+from freezegun import freeze_time
+from tracker.cli import main
+
+frozen, sys.argv = sys.argv[1], ["tracker", *sys.argv[2:]]
+with freeze_time(frozen):
+    main()
+"""
+
+
+def _frozen_scheduler_run(tracker, tmp_path, frozen: str, *args: str) -> str:
+    """`tracker scheduler run ARGS` in a process of its own with the clock frozen at `frozen` (ISO): its
+    catch-up at start runs, then SIGTERM once it says it started. Returns its log."""
+    import sys
+
+    log_file = tmp_path / "frozen-scheduler.log"
+    with open(log_file, "w") as err:
+        process = subprocess.Popen([sys.executable, "-c", FROZEN_SCHEDULER, frozen, "--db", tracker.db,
+                                    "scheduler", "run", *args],
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while "scheduler started" not in log_file.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, log_file.read_text()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    log = log_file.read_text()
+    assert process.returncode == 0, log
+    return log
+
+
+def _jsonl_config(tmp_path, zone: str):
+    from tests.nightly_support import write_config
+
+    return write_config(tmp_path / "site.toml", f'timezone = "{zone}"\n[reminders]\nchannels = ["jsonl"]\n'
+                        f'[reminders.jsonl]\npath = "{tmp_path / "reminders.jsonl"}"\n')
+
+
+def test_the_day_a_run_is_for_is_the_clinics_whatever_zone_the_trigger_fires_in(tracker, tmp_path):
+    """D4: `scheduler run --timezone Z` took "today" in Z: at 20:00 UTC it ran and stored 2026-01-17 (the
+    day in Kiritimati) for a clinic in Pago Pago, where it was 09:00 on the 16th; the real run of the 17th
+    then said "already done". --timezone only says when to fire: 06:00 in Kiritimati is 05:00 in Pago
+    Pago, so this start catches up the clinic's 16th."""
+    from tests.nightly_support import small_clinic
+
+    small_clinic(tracker)
+    _jsonl_config(tmp_path, "Pacific/Pago_Pago")
+    log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T20:00:00Z", "--at", "06:00",
+                                "--timezone", "Pacific/Kiritimati")
+    assert "nightly run for 2026-01-16 starting" in log, log
+    assert [run["as_of"] for run in tracker.json("nightly status")] == ["2026-01-16"]
+
+
+def test_the_catch_up_at_start_runs_only_the_days_whose_time_has_passed(tracker, tmp_path):
+    """D7: started at 05:58 with --at 06:00, the catch-up ran the 16th at once, so the 06:00 run found it
+    "already done" (a critical result recorded at 05:59 waited a day). Now it catches up the 15th, and the
+    16th runs once its 06:00 has passed."""
+    from tests.nightly_support import small_clinic
+
+    small_clinic(tracker)
+    _jsonl_config(tmp_path, "Europe/London")
+    log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T05:58:00Z", "--at", "06:00")
+    assert "nightly run for 2026-01-15 starting" in log, log
+    assert [run["as_of"] for run in tracker.json("nightly status")] == ["2026-01-15"]
+    log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T06:00:30Z", "--at", "06:00")
+    assert "nightly run for 2026-01-16 starting" in log, log
+    runs = tracker.json("nightly status")
+    assert [(run["as_of"], run["from_day"]) for run in runs] == [("2026-01-16", "2026-01-16"),
+                                                                 ("2026-01-15", "2026-01-15")]
+    assert runs[0]["counts"]["days"] == 1  # the 16th itself, not "already done"
+
+
+def test_night_for_is_the_clinics_day_of_the_latest_scheduled_time_passed():
+    from tracker.scheduler import daily_trigger, night_for
+
+    london = ZoneInfo("Europe/London")
+    six = daily_trigger("06:00", "Europe/London")
+
+    def at(*args, zone=london):
+        return dt.datetime(*args, tzinfo=zone)
+
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 5, 59, 59)) == dt.date(2026, 1, 15)
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 6, 0)) == dt.date(2026, 1, 16)
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 23, 59)) == dt.date(2026, 1, 16)
+    # Woken from a sleep that began on the 14th: the latest run due is the 15th's (then the 16th's at 06:00).
+    assert night_for(six, "Europe/London", at(2026, 1, 16, 5, 0)) == dt.date(2026, 1, 15)
+    # The clocks go forward on 2026-03-29: 05:30 BST is before that day's 06:00 BST.
+    assert night_for(six, "Europe/London", at(2026, 3, 29, 5, 30)) == dt.date(2026, 3, 28)
+    # A trigger in another zone never runs the clinic ahead of its today (Pago Pago is 25 h behind
+    # Kiritimati): at 23:30 in Pago Pago on the 16th, 06:00 in Kiritimati (05:00 in Pago Pago) has passed.
+    kiritimati = daily_trigger("06:00", "Pacific/Kiritimati")
+    pago = ZoneInfo("Pacific/Pago_Pago")
+    assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 23, 30, zone=pago)) == dt.date(2026, 1, 16)
+    assert night_for(kiritimati, "Pacific/Pago_Pago", at(2026, 1, 16, 4, 59, zone=pago)) == dt.date(2026, 1, 15)
+
+
+# --- a run refused by the nightly lock; a run missed while the machine slept (findings D3 a, b) ------------
+
+REFUSED_BY_THE_LOCK = """
+import json, logging, sys
+from tracker.errors import LockedError
+from tracker.scheduler import build_scheduler, run_forever, run_now
+
+logging.basicConfig(level=logging.INFO)
+calls = []
+
+def job():
+    calls.append(len(calls) + 1)
+    if len(calls) < 3:  # the catch-up and the first retry meet the lock; the second retry runs
+        raise LockedError("nightly: another nightly run holds the lock (pid 1); not starting a second one")
+    scheduler.shutdown(wait=False)
+
+# --at 04:00 UTC: the retries must come before the next scheduled run; they are 0.05 s apart here.
+scheduler = build_scheduler(job, at="04:00", timezone="UTC", grace_hours=1, lock_retry_s=0.05)
+run_forever(scheduler, lambda: run_now(scheduler))
+json.dump(calls, sys.stdout)
+"""
+
+
+def test_a_run_refused_by_the_lock_is_tried_again_until_it_runs():
+    """D3a: a run refused by the nightly lock (a `db restore`, an inbox import by hand) was dropped until
+    the next day. Now it is tried again after `lock_retry_s` (LOCK_RETRY_S, 10 minutes, by default), in the
+    running scheduler, until it runs; the catch-up at start is retried the same way."""
+    from tracker.scheduler import LOCK_RETRY_S
+
+    done = _scripted(REFUSED_BY_THE_LOCK)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [1, 2, 3]
+    assert done.stderr.count("trying again at") == 2 and "Traceback" not in done.stderr
+    assert LOCK_RETRY_S == 600
+
+
+def test_the_lock_retry_is_the_days_run_and_stops_at_the_next_scheduled_run(tracker, tmp_path):
+    """The real nightly job under a held lock (as a `db restore` holds it): no run, a retry 10 minutes on;
+    the retry, once the lock is free, runs the same day. A retry that would come after the next scheduled
+    run is left to that run."""
+    from freezegun import freeze_time
+
+    from tests.nightly_support import small_clinic
+    from tracker.cli import AppContext
+    from tracker.locks import nightly_lock
+    from tracker.scheduler import RETRY_PREFIX, nightly_job, run_now
+
+    small_clinic(tracker)
+    _jsonl_config(tmp_path, "Europe/London")
+    app = AppContext(tracker.db, "tester", None)
+    job = nightly_job(app.engine, app.library, app.settings, app.user, at="06:00", timezone="Europe/London")
+    sched = build_scheduler(job, at="06:00", timezone="Europe/London", grace_hours=6,
+                            scheduler_class=BackgroundScheduler)
+    sched.start(paused=True)
+    try:
+        with freeze_time("2026-01-16T05:55:00Z"), nightly_lock(app.engine):
+            run_now(sched)  # held: the 06:00 run, in 5 minutes, will run the day
+        assert [job.id for job in sched.get_jobs()] == [JOB_ID]
+        with freeze_time("2026-01-16T09:00:00Z"):
+            with nightly_lock(app.engine):
+                run_now(sched)
+            retries = [job for job in sched.get_jobs() if job.id.startswith(RETRY_PREFIX)]
+            assert len(retries) == 1
+            assert retries[0].next_run_time == dt.datetime(2026, 1, 16, 9, 10, tzinfo=dt.timezone.utc)
+        assert tracker.json("nightly status") == []
+        with freeze_time("2026-01-16T09:10:00Z"):
+            retries[0].func(**retries[0].kwargs)  # as the scheduler runs it
+        assert [run["as_of"] for run in tracker.json("nightly status")] == ["2026-01-16"]
+    finally:
+        sched.shutdown(wait=False)
+        app.close()
+
+
+SLEPT_THROUGH_THE_RUN = """
+import datetime, json, logging, sys
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from tracker.scheduler import JOB_ID, build_scheduler
+
+logging.basicConfig(level=logging.INFO)
+seen = []
+
+def job():
+    seen.append("ran")
+
+def done(event):
+    if event.code == EVENT_JOB_MISSED:
+        seen.append("missed")
+    scheduler.shutdown(wait=False)  # the loop stops once the due runs are processed
+
+scheduler = build_scheduler(job, at="04:00", timezone="UTC", grace_hours=1)
+scheduler.add_listener(done, EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+# As a machine that slept for three days finds it on waking: the run was due three days ago, and every day
+# since (the scheduler's wait is in slices of at most STOP_POLL_S, so it looks within a second of waking).
+now = datetime.datetime.now(datetime.timezone.utc)
+scheduler.modify_job(JOB_ID, next_run_time=now - datetime.timedelta(days=3))
+scheduler.start()
+json.dump(seen, sys.stdout)
+"""
+
+
+def test_a_run_missed_while_the_machine_slept_runs_once_on_waking():
+    """D3b: a run due while the machine slept longer than grace_hours was "missed (beyond the grace time)"
+    and the day waited for the next day's run. Now it runs on waking, once for all the missed days (the
+    job catches up every day since the last), and is logged as late."""
+    done = _scripted(SLEPT_THROUGH_THE_RUN)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["ran"]
+    assert "ran late" in done.stderr
+
+
+def test_a_run_refused_for_a_reason_of_tracker_is_one_log_line(tracker, tmp_path, caplog):
+    """The job logs a tracker error (here the lab inbox that is not a folder: exit 8 from the CLI) in one
+    line, as the CLI says it, not with a traceback."""
+    import logging
+
+    from freezegun import freeze_time
+
+    from tests.nightly_support import small_clinic, write_config
+    from tracker.cli import AppContext
+    from tracker.scheduler import nightly_job
+
+    small_clinic(tracker)
+    write_config(tmp_path / "site.toml", f'timezone = "UTC"\n[reminders]\nchannels = ["jsonl"]\n'
+                 f'[reminders.jsonl]\npath = "{tmp_path / "reminders.jsonl"}"\n'
+                 f'[labs]\ninbox = "{tmp_path / "no-such-inbox"}"\n')
+    app = AppContext(tracker.db, "tester", None)
+    job = nightly_job(app.engine, app.library, app.settings, app.user, at="06:00", timezone="UTC")
+    try:
+        with freeze_time("2026-01-16T09:00:00Z"), caplog.at_level(logging.INFO, logger="tracker.scheduler"):
+            job()
+    finally:
+        app.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None  # before: logged with its traceback
+    assert "lab inbox not read" in errors[0].getMessage()

@@ -57,11 +57,12 @@ def summary_line(report) -> str:
 def status(app, limit, as_json):
     """Recent nightly runs: as-of day, started, finished, counts, failures; then the reminders not yet
     delivered to the channels and e-mail recipients in the config, and apart, those waiting for a channel or
-    recipient no longer configured."""
+    recipient no longer configured. A run marked running whose process no longer holds the nightly lock
+    (killed) is shown interrupted."""
     from tracker.channels import build_channels, delivery_keys
     from tracker.cli.render import emit_json, say, table
     from tracker.errors import ConfigError
-    from tracker.services.nightly import pending_deliveries, recent_runs
+    from tracker.services.nightly import pending_deliveries, recent_runs, show_dead_runs_interrupted
 
     try:  # what a run delivers to: the channels and e-mail recipients in the config
         configured = delivery_keys(build_channels(app.settings.reminders))
@@ -70,6 +71,7 @@ def status(app, limit, as_json):
     with app.session(write=False) as session:
         runs = recent_runs(session, limit)
         pending, orphaned = pending_deliveries(session, configured)
+    runs = show_dead_runs_interrupted(app.engine, runs)
     if as_json:
         emit_json(runs)
         return

@@ -29,7 +29,8 @@ def _settings(app, at, timezone):
 
 
 def _options(fn):
-    fn = click.option("--timezone", metavar="ZONE", help="IANA zone (default: the config's timezone).")(fn)
+    fn = click.option("--timezone", metavar="ZONE", help="IANA zone --at is read in (default: the config's "
+                      "timezone). It only says when to run: the day a run is for is the clinic's.")(fn)
     return click.option("--at", metavar="HH:MM", help="Local time of the daily run (default: [scheduler] at, "
                         "else 06:00).")(fn)
 
@@ -43,16 +44,19 @@ def scheduler() -> None:
 @_options
 @pass_app
 def run(app, at, timezone):
-    """Catch up now, then run `tracker nightly` daily at --at; stops cleanly on SIGTERM/SIGINT."""
+    """Catch up now (every day whose --at has passed), then run `tracker nightly` daily at --at for the
+    clinic's day; a run missed while the machine slept runs on waking; a run refused by the nightly lock is
+    tried again every 10 minutes that day. Stops cleanly on SIGTERM/SIGINT."""
     import logging
 
-    from tracker.scheduler import build_scheduler, nightly_job, run_forever
+    from tracker.scheduler import build_scheduler, nightly_job, run_forever, run_now
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     at, zone, grace = _settings(app, at, timezone)
-    job = nightly_job(app.engine, app.library, app.settings, zone, app.user)
-    run_forever(build_scheduler(job, at=at, timezone=zone, grace_hours=grace), job)
+    job = nightly_job(app.engine, app.library, app.settings, app.user, at=at, timezone=zone)
+    sched = build_scheduler(job, at=at, timezone=zone, grace_hours=grace)
+    run_forever(sched, lambda: run_now(sched))
 
 
 @scheduler.command("show")

@@ -40,7 +40,7 @@ from tracker.db.tables import (
     unsent_delivery,
 )
 from tracker.errors import ConfigError, DeliveryError, InputError, LockedError
-from tracker.locks import nightly_lock
+from tracker.locks import nightly_lock, nightly_lock_held
 from tracker.services.delivery import (
     deliver_batches,
     deliver_digest,
@@ -260,19 +260,44 @@ def raise_failures(report: NightlyReport) -> None:
 
 def recent_runs(session: Session, limit: int = 10) -> list[dict]:
     runs = session.execute(select(NightlyRun).order_by(NightlyRun.id.desc()).limit(limit)).scalars().all()
-    return [
-        {
-            "id": run.id,
-            "from_day": run.from_day.isoformat(),
-            "as_of": run.as_of.isoformat(),
-            "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "status": run.status,
-            "counts": json.loads(run.counts) if run.counts else {},
-            "failures": json.loads(run.failures) if run.failures else {},
-        }
-        for run in runs
-    ]
+    return [_run_dict(run) for run in runs]
+
+
+def _run_dict(run: NightlyRun) -> dict:
+    return {
+        "id": run.id,
+        "from_day": run.from_day.isoformat(),
+        "as_of": run.as_of.isoformat(),
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "status": run.status,
+        "counts": json.loads(run.counts) if run.counts else {},
+        "failures": json.loads(run.failures) if run.failures else {},
+    }
+
+
+def show_dead_runs_interrupted(engine: Engine, runs: list[dict]) -> list[dict]:
+    """`nightly status`'s view of `runs` (as recent_runs read them): a run still marked running whose
+    process no longer holds the nightly lock was killed, and is shown `interrupted` (the next run records it
+    so). Writes nothing. The lock is looked at after the runs were read, and their rows are read again
+    after: a run holds the lock from before its row is written until after it records its end, so a row
+    still `running` once the lock was seen free is a dead run's; one that ended meanwhile shows its end."""
+    running = [run["id"] for run in runs if run["status"] == "running"]
+    if not running or nightly_lock_held(engine):
+        return runs
+    with Session(engine) as session:
+        now = {run.id: run for run in session.execute(
+            select(NightlyRun).where(NightlyRun.id.in_(running))).scalars()}
+        fresh = {run_id: _run_dict(run) for run_id, run in now.items()}
+        session.rollback()
+    shown = []
+    for run in runs:
+        if run["id"] in fresh:
+            run = fresh[run["id"]]
+            if run["status"] == "running":
+                run = {**run, "status": "interrupted"}
+        shown.append(run)
+    return shown
 
 
 def pending_deliveries(session: Session, configured: list[str] | None = None) -> tuple[dict, dict]:
