@@ -1,6 +1,6 @@
 """Two results of one test on one day during a course: the threshold rules read the worst of the latest day,
 never whichever was entered last (neutrophils 0.8 then 3 the same day on upadacitinib is still "interrupt"),
-as the gates do (core/gates.py read_day). Core on plain data and the CLI."""
+as the gates do (core/gates.py read_day). Core on plain data, the CLI, and the whole-clinic prefilter (SQL)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import datetime as dt
 
 import pytest
 from freezegun import freeze_time
+from sqlmodel import Session, select
 
 from tests.core_support import Result
 from tests.test_lab_import import methotrexate_patient, oru
@@ -15,6 +16,7 @@ from tracker.core.alerts import AlertSettings
 from tracker.core.algorithm import Algorithm
 from tracker.core.chart import Chart, ChartCourse, build_results
 from tracker.core.review import review
+from tracker.db.tables import Patient
 from tracker.protocol_files import load_library
 
 D = dt.date
@@ -186,3 +188,32 @@ def test_a_normal_result_entered_after_a_breach_the_same_day_adds_its_value_to_t
     [after] = _threshold_alerts(tracker)
     assert after["id"] == alert["id"] and after["state"] == "open"
     assert f"(same day also: neutrophils 3 10^9/L; {NOTE})" in after["message"]
+
+
+@freeze_time("2026-10-21")
+def test_the_prefilter_admits_a_patient_whose_breach_was_not_the_last_entered(tracker, db_url):
+    from tracker.db.charts import ProtocolsOfCourses, breaching_patients, versions_in_use
+    from tracker.db.engine import open_engine
+
+    for mrn, values in (("U1", ("0.8", "3")), ("U2", ("3", "0.8")), ("U3", ("3", "2.5"))):
+        _upadacitinib_patient(tracker, mrn)
+        for value in values:
+            tracker(f"result add {mrn} neutrophils {value} --on 2026-10-20")
+    # A change from baseline (ciclosporin: creatinine > 30% above the mean of two pre-start readings): 82
+    # then 70 the same day, below the ULN (the relative rules' own SQL).
+    for mrn, values in (("C1", ("82", "70")), ("C2", ("70", "72"))):
+        tracker(f"patient add {mrn} --name 'C {mrn}' --dob 1970-01-01 --sex m --childbearing-potential no")
+        for on in ("2026-08-10", "2026-08-25"):
+            tracker(f"result add {mrn} creatinine 60 --on {on}")
+        tracker(f"therapy start {mrn} ciclosporin --on 2026-09-01 --override-gate 'bloods drawn'")
+        for value in values:
+            tracker(f"result add {mrn} creatinine {value} --on 2026-10-20")
+    assert any("+37%" in a["message"] for a in _threshold_alerts(tracker, "C1"))
+    library = load_library()
+    engine = open_engine(db_url)
+    with Session(engine) as session:
+        ids = dict(session.exec(select(Patient.mrn, Patient.id)).all())
+        chosen = breaching_patients(session, versions_in_use(session), ProtocolsOfCourses(session, library),
+                                    library.vocabulary)
+    engine.dispose()
+    assert {ids["U1"], ids["U2"], ids["C1"]} <= chosen and not {ids["U3"], ids["C2"]} & chosen
