@@ -68,7 +68,8 @@ def test_a_warning_still_resolves_itself(tracker):
         tracker("result add M1 mcv 110 --on 2026-02-02")
         [alert] = threshold_alerts(tracker)
         assert alert["severity"] == "warning"
-        tracker("result add M1 mcv 95 --on 2026-02-02")
+    with freeze_time("2026-02-03"):  # a later day: the same day, the worst of the two counts
+        tracker("result add M1 mcv 95 --on 2026-02-03")
         assert threshold_alerts(tracker) == []
         assert tracker.json(f"alert show {alert['id']}")["resolution"].startswith("auto:")
 

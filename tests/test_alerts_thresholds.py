@@ -17,7 +17,7 @@ def alerts(tracker, kind=None, *extra):
 def test_methotrexate_alt_three_times_uln_raises_a_critical_threshold_alert(tracker):
     tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
     tracker("therapy start M1 methotrexate --on 2026-01-05")
-    out = tracker("result add M1 alt 130 --on 2026-03-02 --ref-high 40").stdout  # 3.25 x the lab's ULN
+    out = tracker("result add M1 alt 130 --on 2026-03-01 --ref-high 40").stdout  # 3.25 x the lab's ULN
     assert "threshold, critical" in out
     # One result, one alert: > 100 U/L (withhold now) leads; the x ULN rules waiting for a confirming
     # repeat are named inside it, the reduce-dose text ("up to 3 x ULN") is not shown.
@@ -31,7 +31,8 @@ def test_methotrexate_alt_three_times_uln_raises_a_critical_threshold_alert(trac
     assert "up to 3 x ULN" not in alert["message"]
     assert "Pause the course in tracker if you withhold." in alert["message"]
     assert {"MTX-2009-recs", "SPS-MMF"} <= set(alert["sources"])
-    # Below 3 x the laboratory's own ULN (50 here, so 150) the critical x ULN rule does not fire.
+    # Below 3 x the laboratory's own ULN (50 here, so 150) the critical x ULN rule does not fire (a later
+    # day: the same day, the worst of the two counts, tests/test_thresholds_same_day.py).
     tracker("result add M1 alt 130 --on 2026-03-02 --ref-high 50 --ref-low 0")
     rows = alerts(tracker, "threshold")
     assert len(rows) == 1 and "> 3 x ULN" not in rows[0]["message"]

@@ -154,6 +154,45 @@ def test_incremental_passes_over_a_week_equal_full_passes(tmp_path, migrated_tem
     assert settled > 100
 
 
+def test_incremental_passes_agree_with_full_passes_on_same_day_results_in_either_order(tmp_path, migrated_template):
+    """Two or three results of one test on one day, the breaching one entered first or last (the core reads the
+    worst of the latest day: tracker/core/thresholds.py day_candidates): incremental passes (the changed
+    patients) and full passes (whose SQL prefilter must admit a breach that is not the last entered) leave the
+    same alerts each day, the open alert naming the day's other values as they arrive."""
+    from tracker.db.tables import LabResult
+
+    inc, full = _twin_clinics(tmp_path, migrated_template, ("incremental", "full"), 200, 7)
+    library = load_library()
+    engines = {db: open_engine(db) for db in (inc, full)}
+    stamp = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    for offset in range(4):
+        day = TODAY + dt.timedelta(days=offset)
+        for db, engine in engines.items():
+            with Session(engine) as session:
+                patient_ids = session.exec(select(Patient.id).order_by(Patient.id)).all()
+                if offset == 1:  # a low count then a normal one, or the other way round, the same day
+                    for n, pid in enumerate(patient_ids[::7]):
+                        values = (0.4, 5.0) if n % 2 else (5.0, 0.4)
+                        session.add_all(LabResult(patient_id=pid, test="neutrophils", value_num=v, unit="10^9/L",
+                                                  taken_on=day, created_at=stamp) for v in values)
+                        session.add_all(LabResult(patient_id=pid, test="alt", value_num=v, unit="U/L", taken_on=day,
+                                                  created_at=stamp) for v in (values[0] * 100, values[1] * 100))
+                if offset == 2:  # a third result of the day before: the open alert names it too
+                    for pid in patient_ids[::14]:
+                        session.add(LabResult(patient_id=pid, test="neutrophils", value_num=4.2, unit="10^9/L",
+                                              taken_on=day - dt.timedelta(days=1), created_at=stamp))
+                session.commit()
+            with freeze_time(day.isoformat()), Session(engine) as session:
+                evaluate(session, library, day, AlertSettings(), incremental=db == inc)
+                session.commit()
+        assert _alerts(inc) == _alerts(full), day
+    for engine in engines.values():
+        engine.dispose()
+    named = [m for _, status, _, m in _alerts(full) if status == "open" and "same day also" in m]
+    assert any("0.4 10^9/L" in m and "5 10^9/L, 4.2 10^9/L" in m for m in named), named
+    assert any("alt 500 U/L" in m and "same day also: alt 40 U/L" in m for m in named), named
+
+
 @dataclass
 class Result:
     id: int

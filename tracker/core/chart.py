@@ -1,6 +1,8 @@
 """A patient's chart: a frozen snapshot of what the clinical rules read about one patient.
 
-The only definitions of "latest result", "previous result", "the result of an earlier day", "a course's lab baseline" (the mean of the latest
+The only definitions of "latest result", "the results of the latest day" (what every rule reading a test's
+current value reads: one day may hold several results of a test, and the worst of them counts, never the one
+entered last), "previous result", "the result of an earlier day", "a course's lab baseline" (the mean of the latest
 N pre-start results when the protocol asks for `lab_baseline: mean_of: N`) and "results since a day" are
 here. Rows are duck-typed: the shell passes database rows (tracker/db/charts.py), tests pass small
 dataclasses; a result has `id, test, value_num, value_text, unit, taken_on, ref_high` (and may have
@@ -103,6 +105,16 @@ class Chart:
                 return result
         return None
 
+    def latest_day(self, test: str, on: dt.date | None = None) -> tuple:
+        """The results of `test` on its latest day (taken on or before `on`, if given), in `result_order`; ()
+        if there is none. A day may hold several (entered twice by hand, two laboratory messages; a
+        correction replaces a result, it is not a second one): the rules read them all and the worst counts
+        (core/gates.py read_day, core/thresholds.py day_candidates), so entry order never hides a breach."""
+        latest = self.latest(test, on)
+        if latest is None:
+            return ()
+        return tuple(r for r in self.results_of(test) if r.taken_on == latest.taken_on)
+
     def previous(self, result):
         """The result of the same test just before `result`, or None."""
         results = self.results_of(result.test)
@@ -122,6 +134,14 @@ class Chart:
                 return candidate
         return None
 
+    def earlier_day_results(self, result) -> tuple:
+        """Every result of the day `earlier_day` reads (the latest day before `result`'s), in `result_order`;
+        () if there is none: a repeat or a confirmation is read from that day's worst, as the latest day's is."""
+        before = self.earlier_day(result)
+        if before is None:
+            return ()
+        return tuple(r for r in self.results_of(result.test) if r.taken_on == before.taken_on)
+
     def lab_baseline(self, course: ChartCourse, test: str) -> LabBaseline | None:
         """A course's baseline for change-from-baseline rules: the mean of the latest N `test` results on or
         before its start, N from the protocol's `lab_baseline: mean_of` (else 1: the latest alone). With fewer
@@ -139,6 +159,37 @@ class Chart:
 
     def items_of(self, course_id: int, *kinds: str) -> list:
         return [i for i in self.items if i.course_id == course_id and (not kinds or i.kind in kinds)]
+
+
+def shown_value(result) -> str:
+    """A result's value as the same-day notes show it: `0.8 10^9/L`, `negative`, `-` without one."""
+    if result.value_num is not None:
+        return f"{result.value_num:g}{' ' + result.unit if result.unit else ''}"
+    return result.value_text or "-"
+
+
+SAME_DAY_NOTE = (" (same day also: ", "; conflicting results, the worst counts)")
+
+
+def same_day_note(worst, results) -> str:
+    """What a rule reading the worst of one day's results (`worst`, one of `results`) says of the others when
+    their values differ: ` (same day also: neutrophils 3 10^9/L; conflicting results, the worst counts)`;
+    '' when there are none."""
+    shown = shown_value(worst)
+    others = list(dict.fromkeys(shown_value(r) for r in results if r is not worst and shown_value(r) != shown))
+    if not others:
+        return ""
+    return f"{SAME_DAY_NOTE[0]}{worst.test} {', '.join(others)}{SAME_DAY_NOTE[1]}"
+
+
+def same_day_part(message: str | None) -> str:
+    """The same-day note (`same_day_note`) of an alert's text, or ''."""
+    text = message or ""
+    start = text.find(SAME_DAY_NOTE[0])
+    if start < 0:
+        return ""
+    end = text.find(SAME_DAY_NOTE[1], start)
+    return text[start:end + len(SAME_DAY_NOTE[1])] if end >= 0 else ""
 
 
 _TEST_THEN_STORED_ORDER = attrgetter("test", "taken_on", "id")

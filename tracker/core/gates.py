@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracker.core.alerts import AlertCandidate
-from tracker.core.chart import Chart, age_on, result_order
+from tracker.core.chart import Chart, age_on, result_order, same_day_note, shown_value
 from tracker.core.panels import complete_days, is_complete
 from tracker.core.plan import PatientFacts, applicable_baseline
 from tracker.core.protocol import BaselineTest, Protocol, Rule
@@ -90,10 +90,7 @@ def _validity(rule: BaselineTest) -> str:
     return f"{words} (clinic default)" if rule.is_clinic_default("valid_for") else words
 
 
-def _shown(result) -> str:
-    if result.value_num is not None:
-        return f"{result.value_num:g}{' ' + result.unit if result.unit else ''}"
-    return result.value_text or "-"
+_shown = shown_value
 
 
 def _label(result) -> str:
@@ -177,11 +174,9 @@ def read_day(protocol: Protocol, results, vocabulary: Vocabulary) -> Reading:
     worst = max(readings, key=lambda r: READING_RANK[r.status])  # the first of the worst: recorded first
     if worst.status == "pass":
         return readings[-1]
-    others = list(dict.fromkeys(_shown(r.result) for r in readings
-                                if r is not worst and _shown(r.result) != _shown(worst.result)))
-    if not others:
+    note = same_day_note(worst.result, [r.result for r in readings])
+    if not note:
         return worst
-    note = f" (same day also: {worst.result.test} {', '.join(others)}; conflicting results, the worst counts)"
     return Reading(worst.status, worst.result, worst.why + note, worst.sources, worst.limit, note,
                    worst.during + note if worst.during else "")
 
@@ -191,14 +186,6 @@ def _by_day(results) -> dict[dt.date, list]:
     for result in results:
         days.setdefault(result.taken_on, []).append(result)
     return days
-
-
-def _latest_day(chart: Chart, test: str, on: dt.date | None) -> list:
-    """The results of `test` on its latest day on or before `on` (every day if None)."""
-    latest = chart.latest(test, on=on)
-    if latest is None:
-        return []
-    return [r for r in chart.results_of(test) if r.taken_on == latest.taken_on]
 
 
 def judge_gate_test(chart: Chart, protocol: Protocol, rule: BaselineTest, test: str, on: dt.date,
@@ -279,7 +266,7 @@ def _judge_panel(chart: Chart, protocol: Protocol, rule: BaselineTest, test: str
         # Complete and recent: each analyte's latest day is read against the initiation limits (the same
         # reading that refuses a start: platelets 120 do not meet abrocitinib's gate, overridden or not).
         failing = [reading for analyte in required
-                   if (reading := read_day(protocol, _latest_day(chart, analyte, on), vocabulary)).status != "pass"]
+                   if (reading := read_day(protocol, chart.latest_day(analyte, on), vocabulary)).status != "pass"]
         if not failing:
             return None
         return GateFinding(test, "fail", "; ".join(r.why for r in failing), failing[0].result,
@@ -354,7 +341,7 @@ def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocab
     gate_rules = {code: rule for rule in protocol.baseline if rule.gate == "hard"
                   for test in rule.tests for code in vocabulary.members(test)}
     for analyte in dict.fromkeys(t.analyte for t in protocol.thresholds if t.action == "refuse"):
-        day = _latest_day(chart, analyte, on)
+        day = chart.latest_day(analyte, on)
         if not day or (on is not None and not _fresh(gate_rules.get(analyte), day[0].taken_on, on)):
             continue
         reading = read_day(protocol, day, vocabulary)

@@ -1,4 +1,5 @@
-"""Which latest results may breach some threshold: the bounds the shell's SQL uses to choose whose charts
+"""Which results of a test's latest day (every one of them: the core reads the day's worst, core/chart.py
+latest_day) may breach some threshold: the bounds the shell's SQL uses to choose whose charts
 a whole-clinic review loads. Derived mechanically from the protocol models, never written per rule.
 
 `ThresholdBounds.may_breach` is the bounds' meaning in Python; tests/test_prefilter.py checks with
@@ -33,7 +34,7 @@ class ThresholdBounds:
         return self.rise_pct is not None or self.fall_pct is not None
 
     def may_breach(self, value_num, value_text, uln, baseline=None) -> bool:
-        """Whether some rule of these bounds could alert on this latest result. `uln`: the result's own
+        """Whether some rule of these bounds could alert on this result of its test's latest day. `uln`: the result's own
         ref_high, else the vocabulary's; `baseline`: the course's baseline value for relative rules."""
         if self.equals and (value_text or "") in self.equals:
             return True

@@ -265,7 +265,7 @@ class Clearance(Rule):
     """How the protocol's creatinine clearance (`crcl`) rules read a chart with no recorded clearance (labs
     report creatinine and eGFR, rarely CrCl): the estimates to use, in order of preference.
     `cockcroft_gault` from the latest creatinine, age, weight and sex; `egfr` the latest eGFR standing in.
-    core/renal.py: clearance_result."""
+    core/renal.py: clearance_day."""
 
     estimate: list[Literal["cockcroft_gault", "egfr"]] = Field(min_length=1)
 

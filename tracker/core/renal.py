@@ -2,7 +2,8 @@
 protocol's `crcl` rules read when no clearance is on record. Pure.
 
 - A rule with `after_repeat_below` acts on a repeat only: this result and the latest one of the same test
-  taken on an earlier day (a same-day result is not the repeat) are both below the value (BSR csDMARD set: "eGFR < 60, repeat in 1 week; if still > 30 % from
+  taken on an earlier day (a same-day result is not the repeat; of several that day, any: the worst counts)
+  are both below the value (BSR csDMARD set: "eGFR < 60, repeat in 1 week; if still > 30 % from
   baseline, withhold and discuss" [SPS-MMF] [DG-DMARD]).
 - A rule with `without_baseline` acts only when the course has no pre-start value of its test (ciclosporin's
   change rules cannot judge a course started without renal baselines).
@@ -71,28 +72,37 @@ class EstimatedClearance:
     ref_high: float | None = None
 
 
-def clearance_result(chart, protocol, test: str = "crcl"):
-    """The clearance `protocol`'s `crcl` rules read on `chart`: the recorded one when it is at least as recent
-    as the latest creatinine and eGFR (or the protocol estimates nothing), else the first estimate its
-    `clearance.estimate` can make; None when there is nothing to read."""
-    recorded = chart.latest(test)
+def clearance_day(chart, protocol, test: str = "crcl") -> tuple:
+    """The clearances `protocol`'s `crcl` rules read on `chart`, one per result of the day they rest on (the
+    rules read the worst of a day: Chart.latest_day): the recorded ones of their latest day when it is at
+    least as recent as the latest creatinine and eGFR (or the protocol estimates nothing), else the first
+    estimate its `clearance.estimate` can make, from each numeric result of the latest creatinine (eGFR) day;
+    () when there is nothing to read."""
+    recorded = chart.latest_day(test)
     rule = protocol.clearance
     if rule is None:
         return recorded
-    creatinine, egfr = chart.latest("creatinine"), chart.latest("egfr")
-    newer = [r.taken_on for r in (creatinine, egfr) if r is not None and r.value_num is not None]
-    if recorded is not None and (not newer or recorded.taken_on >= max(newer)):
+    creatinine, egfr = (tuple(r for r in chart.latest_day(code) if r.value_num is not None)
+                        for code in ("creatinine", "egfr"))
+    newer = [day[0].taken_on for day in (creatinine, egfr) if day]
+    if recorded and (not newer or recorded[0].taken_on >= max(newer)):
         return recorded
     for how in rule.estimate:
-        if how == "cockcroft_gault" and creatinine is not None and creatinine.value_num is not None:
-            estimate = _cockcroft_gault_result(chart, creatinine)
-            if estimate is not None:
-                return estimate
-        if how == "egfr" and egfr is not None and egfr.value_num is not None:
-            return EstimatedClearance(egfr.id, egfr.value_num, egfr.taken_on,
-                                      f"eGFR {egfr.value_num:g} mL/min/1.73m2 of {egfr.taken_on} standing in "
-                                      "for creatinine clearance")
+        if how == "cockcroft_gault" and creatinine:
+            estimates = tuple(e for e in map(lambda r: _cockcroft_gault_result(chart, r), creatinine) if e is not None)
+            if estimates:
+                return estimates
+        if how == "egfr" and egfr:
+            return tuple(EstimatedClearance(r.id, r.value_num, r.taken_on,
+                                            f"eGFR {r.value_num:g} mL/min/1.73m2 of {r.taken_on} standing in "
+                                            "for creatinine clearance") for r in egfr)
     return recorded
+
+
+def clearance_result(chart, protocol, test: str = "crcl"):
+    """The last recorded of `clearance_day`, or None."""
+    day = clearance_day(chart, protocol, test)
+    return day[-1] if day else None
 
 
 def clearance_weight(chart, on: dt.date) -> tuple[float, str] | None:

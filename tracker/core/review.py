@@ -18,10 +18,10 @@ from tracker.core.gates import course_gate_candidates
 from tracker.core.panels import describe_missing, missing
 from tracker.core.plan import display_code
 from tracker.core.protocol import Protocol
-from tracker.core.renal import clearance_result, with_basis
+from tracker.core.renal import clearance_day, with_basis
 from tracker.core.response import evaluate_checkpoint, failures_cleared_by
 from tracker.core.terms import CLINIC_DEFAULT
-from tracker.core.thresholds import threshold_candidates
+from tracker.core.thresholds import day_candidates
 from tracker.core.vocabulary import Vocabulary
 from tracker.core.worklist import (
     OVERDUE_ALERT_KINDS,
@@ -164,22 +164,24 @@ def review_of_draws(patient_id: int, items, course_names: dict[int, str], today:
 
 
 def _thresholds(chart: Chart, course: ChartCourse, vocabulary: Vocabulary, restart_repeat_days: int | None = None):
-    """The course's thresholds against the latest result of each test they read: at most one alert per
-    result (core/thresholds.py). Repeat-only and `confirmed` rules compare it with the latest result of an
-    earlier day (Chart.earlier_day): a same-day duplicate neither confirms nor repeats."""
+    """The course's thresholds against the results of the latest day of each test they read
+    (Chart.latest_day): for each rule the worst of that day's results counts, never the one entered last, and
+    one test's day is at most one alert (core/thresholds.py day_candidates). Repeat-only and `confirmed`
+    rules compare it with the results of the latest earlier day (Chart.earlier_day_results): a same-day
+    duplicate neither confirms nor repeats."""
     alerts, follow_ups = [], []
     for test in dict.fromkeys(t.analyte for t in course.protocol.thresholds):
         # crcl: recorded, else estimated as the protocol says (core/renal.py)
-        result = clearance_result(chart, course.protocol) if test == "crcl" else chart.latest(test)
-        if result is None:
+        day = clearance_day(chart, course.protocol) if test == "crcl" else chart.latest_day(test)
+        if not day:
             continue
         baseline = chart.lab_baseline(course, test)
         ref_high = vocabulary.tests[test].ref_high if test in vocabulary else None
-        a, f = threshold_candidates(course.protocol, course, result,
-                                    baseline.value_num if baseline is not None else None, ref_high,
-                                    chart.earlier_day(result), baseline.describe() if baseline is not None else None,
-                                    restart_repeat_days)
-        alerts += with_basis(a, result)
+        a, f = day_candidates(course.protocol, course, day, baseline.value_num if baseline is not None else None,
+                              ref_high, chart.earlier_day_results(day[0]),
+                              baseline.describe() if baseline is not None else None, restart_repeat_days)
+        alerts += [alert for candidate in a
+                   for alert in with_basis([candidate], next(r for r in day if r.id == candidate.result_id))]
         follow_ups += f
     return alerts, follow_ups
 

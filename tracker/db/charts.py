@@ -1,7 +1,8 @@
 """Loading charts: whose to load for a review, and each patient's Chart (tracker/core/chart.py).
 
 SQL here only narrows which rows to load; every rule is the core's. The narrowings are derived from the
-core: the threshold bounds (tracker/core/prefilter.py) choose the patients whose latest results may breach,
+core: the threshold bounds (tracker/core/prefilter.py) choose the patients whose results of a test's latest day
+(core: Chart.latest_day, the worst of which counts) may breach,
 the review's item windows (tracker/core/review.py) which planned items a chart holds, and the tests the
 patient's protocols read which results it holds. Loading is set-based, in chunks of patients.
 """
@@ -104,8 +105,8 @@ def patients_to_review(session, protocol_of: ProtocolsOfCourses, vocabulary: Voc
     """Patients whose review may differ from what the alert table holds.
 
     Full pass (`changed` None): on every rule, the patients whose change-driven conditions (threshold, gate:
-    core/alerts.py CHANGE_DRIVEN_KINDS) may hold or may have to clear: a latest result that may breach (the
-    core's bounds), an overridden gate, or a live alert. On the dated rules only (no results loaded), the
+    core/alerts.py CHANGE_DRIVEN_KINDS) may hold or may have to clear: a result of a test's latest day that
+    may breach (the core's bounds), an overridden gate, or a live alert. On the dated rules only (no results loaded), the
     others with a planned item in a review window: with no result that may breach, no overridden gate and
     no live alert, the change-driven rules have nothing to say about them.
     Incremental pass (after a full pass with the same protocols): the changed patients (a result, an
@@ -175,10 +176,13 @@ def bounds_condition(r, test: str, bounds: ThresholdBounds, default_uln: float |
 
 def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary, *, after_id: int | None = None,
                              up_to_id: int | None = None):
-    """The latest results (patient_id, test, value_num, value_text, ref_high) that may breach an absolute
-    bound of `bounds` (the union over the protocols in use): one scan of the clinic's results, the largest
-    read of a full pass; of the results with an id in (`after_id`, `up_to_id`] if given (a share of the scan:
-    whether a result is its test's latest is still asked of all of the patient's results)."""
+    """The results of their test's latest day (patient_id, test, value_num, value_text, ref_high) that may
+    breach an absolute bound of `bounds` (the union over the protocols in use): one scan of the clinic's
+    results, the largest read of a full pass; of the results with an id in (`after_id`, `up_to_id`] if given
+    (a share of the scan: whether a result is of its test's latest day is still asked of all of the patient's
+    results). Every result of that day, not only the one entered last: the core reads the worst of the day
+    (Chart.latest_day), so a breaching result entered before a normal one the same day still counts. The
+    same one seek per candidate as for "the latest result" (a later day's result, or the newest day)."""
     absolute = {test: b for test, b in bounds.items() if b.absolute}
     if not absolute:
         return []
@@ -195,24 +199,25 @@ def latest_breach_candidates(session, bounds: dict, vocabulary: Vocabulary, *, a
         # PostgreSQL plans NOT EXISTS as a hash anti-join of every result against the candidates (it
         # expects a million candidates and finds ~56,000 at 100,000 patients): a hash of all 4.4 million
         # results spilling to disk. Instead the candidates come from a parallel scan fenced off (OFFSET 0:
-        # planned on its own, not merged into the outer query), and each is kept if its id is its (patient,
+        # planned on its own, not merged into the outer query), and each is kept if its day is its (patient,
         # test)'s newest: one backward seek on the (patient_id, test, taken_on) index per candidate.
-        admitted = (select(r.c.id, *columns).where(case(conditions, value=r.c.test), *_id_range(r, after_id, up_to_id))
+        admitted = (select(r.c.taken_on, *columns).where(case(conditions, value=r.c.test),
+                                                         *_id_range(r, after_id, up_to_id))
                     .offset(0).subquery("s"))
-        newest_id = (select(later.c.id).where(later.c.patient_id == admitted.c.patient_id,
-                                              later.c.test == admitted.c.test)
-                     .order_by(later.c.taken_on.desc(), later.c.id.desc()).limit(1).correlate(admitted))
-        query = select(*(admitted.c[c.name] for c in columns)).where(admitted.c.id == newest_id.scalar_subquery())
+        newest_day = (select(later.c.taken_on).where(later.c.patient_id == admitted.c.patient_id,
+                                                     later.c.test == admitted.c.test)
+                      .order_by(later.c.taken_on.desc()).limit(1).correlate(admitted))
+        query = select(*(admitted.c[c.name] for c in columns)).where(
+            admitted.c.taken_on == newest_day.scalar_subquery())
         with _cheap_rows_from_workers(session):
             return session.execute(query)  # planned, run and fetched here: psycopg's cursor is client-side
     else:
         # One scan of the results (CASE on the test: cheaper per row than an OR of tests), each candidate
-        # then checked for a later one with a seek on the (patient_id, test, taken_on) index. No DISTINCT
-        # (the caller dedupes): with it SQLite walks the results in the index's order, a random read of the
-        # table per row; without it, one sequential scan (~40% less CPU at 100k patients).
+        # then checked for one of a later day with a seek on the (patient_id, test, taken_on) index. No
+        # DISTINCT (the caller dedupes): with it SQLite walks the results in the index's order, a random read
+        # of the table per row; without it, one sequential scan (~40% less CPU at 100k patients).
         newer = exists().where(later.c.patient_id == r.c.patient_id, later.c.test == r.c.test,
-                               or_(later.c.taken_on > r.c.taken_on,
-                                   and_(later.c.taken_on == r.c.taken_on, later.c.id > r.c.id)))
+                               later.c.taken_on > r.c.taken_on)
         query = select(*columns).where(case(conditions, value=r.c.test), not_(newer), *_id_range(r, after_id, up_to_id))
     return session.execute(query)
 
@@ -280,8 +285,8 @@ def _bounds_in_use(courses, protocol_of: ProtocolsOfCourses, vocabulary: Vocabul
 
 def breaching_patients(session, versions, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary,
                        helper=None) -> set[int]:
-    """Patients with a latest result that may breach a threshold of one of their own live courses' protocols
-    (core bounds), or on a protocol estimating a clearance from creatinine. `versions`: the (drug,
+    """Patients with a result of a test's latest day that may breach a threshold of one of their own live
+    courses' protocols (core bounds), or on a protocol estimating a clearance from creatinine. `versions`: the (drug,
     protocol_hash) of every live course (`versions_in_use`, or the courses themselves). `helper` (a review worker) does
     `prefilter_share` on a connection of its own: this connection scans the results up to its `split_at`, then
     takes `helper.prefilter_share()`, or does that share itself if the helper could not (None)."""
@@ -313,8 +318,8 @@ def versions_in_use(session) -> list:
 
 
 def prefilter_share(session, protocol_of: ProtocolsOfCourses, vocabulary: Vocabulary, after_id: int | None):
-    """What a review worker does of `breaching_patients` (services/review_worker.py): the patients whose latest
-    result of a test may have moved from their course's baseline past a relative bound (a few seeks per live
+    """What a review worker does of `breaching_patients` (services/review_worker.py): the patients with a
+    result of a test's latest day that may have moved from their course's baseline past a relative bound (a few seeks per live
     course), and the scan of the results with an id past `after_id` (none if None)."""
     return _share(session, *_bounds_in_use(versions_in_use(session), protocol_of, vocabulary), vocabulary, after_id)
 
@@ -329,19 +334,22 @@ def _share(session, protocols: dict, bounds: dict, own: dict, vocabulary: Vocabu
 
 
 def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) -> set[int]:
-    """Patients of a live course whose latest result of a test may have risen or fallen from the course's
-    baseline past a relative bound of the protocols in use."""
+    """Patients of a live course with a result of a test's latest day that may have risen or fallen from the
+    course's baseline past a relative bound of the protocols in use."""
     out: set[int] = set()
     c, r = C.alias("c"), R.alias("r")
     postgresql = session.get_bind().dialect.name == "postgresql"
     for test, b in sorted(bounds.items()):
         if not b.relative:
             continue
-        # Per live course (these tests are common): its latest result and its baseline, each one seek.
-        x = R.alias("x")
+        # Per live course (these tests are common): the results of its test's latest day (the core reads the
+        # worst of them: Chart.latest_day), one seek for the day and one for its results, and its baseline.
+        x, y = R.alias("x"), R.alias("y")
+        newest_day = (select(y.c.taken_on).where(y.c.patient_id == c.c.patient_id, y.c.test == test)
+                      .order_by(y.c.taken_on.desc()).limit(1).correlate(c).scalar_subquery())
         newest = (select(x.c.id, x.c.taken_on, x.c.value_num, x.c.value_text, x.c.ref_high)
-                  .where(x.c.patient_id == c.c.patient_id, x.c.test == test)
-                  .order_by(x.c.taken_on.desc(), x.c.id.desc()).limit(1).correlate(c))
+                  .where(x.c.patient_id == c.c.patient_id, x.c.test == test, x.c.taken_on == newest_day)
+                  .correlate(c))
         relative = ThresholdBounds(rise_pct=b.rise_pct, fall_pct=b.fall_pct)
         # Each course's protocol says how many pre-start readings its baseline averages; any of the counts
         # in use may apply (a superset of what the core judges per course).
@@ -351,7 +359,7 @@ def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) ->
         drugs = sorted({key[0] for key, b in own.items() if test in b and b[test].relative})
         if postgresql:
             # PostgreSQL hashes the whole result table to join `r.id = (newest id)` (seconds at 100,000
-            # patients); as a LATERAL subquery the newest result is the one seek per course intended.
+            # patients); as a LATERAL subquery the newest day's results are the seeks per course intended.
             latest = newest.lateral("r")
             joined = c.join(latest, literal(True))
             # Every baseline of the test from one LATERAL: one seek for the course's latest pre-start
@@ -364,12 +372,16 @@ def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) ->
                              for n in counts)).lateral("baseline")
             joined = joined.join(means, literal(True))
             baselines = {n: means.c[f"v{n}"] for n in counts}
+            after_start = latest.c.taken_on > c.c.start_on
         else:
             latest = r
-            joined = c.join(r, r.c.id == newest.with_only_columns(x.c.id).scalar_subquery())
+            joined = c.join(r, and_(r.c.patient_id == c.c.patient_id, r.c.test == test, r.c.taken_on == newest_day))
             baselines = {n: _baseline_value(c, test, n) for n in counts}
+            # On the newest day, not on `r`: SQLite would seek `r` by the range `taken_on > start_on` (every
+            # result since the start, the newest day sought again for each) instead of the newest day alone.
+            after_start = newest_day > c.c.start_on
         query = (select(c.c.patient_id).select_from(joined)
-                 .where(c.c.status != "stopped", c.c.drug.in_(drugs), latest.c.taken_on > c.c.start_on,
+                 .where(c.c.status != "stopped", c.c.drug.in_(drugs), after_start,
                         or_(*(bounds_condition(latest, test, relative if n == 1 else _loosened(relative), None,
                                                baselines[n])
                               for n in counts))).distinct())
@@ -378,7 +390,7 @@ def _changed_from_baseline(session, bounds: dict, own: dict, protocols: dict) ->
 
 
 def _breaching_on_own_protocols(session, candidates, own: dict, vocabulary: Vocabulary) -> set[int]:
-    """The patients of `candidates` (latest results admitted by the bounds of every protocol in use: patient_id,
+    """The patients of `candidates` (results of their test's latest day admitted by the bounds of every protocol in use: patient_id,
     test, value_num, value_text, ref_high) whose result may breach the bounds (`own`: per (drug, version)) of
     a protocol of one of their own live courses (core: `ThresholdBounds.may_breach`). The SQL's union of
     bounds admits, say, an ALT over the ULN for a dupilumab patient because methotrexate's rules read ALT:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from tracker.core.alerts import DERIVED_KINDS, AlertSettings
 from tracker.core.audit_chain import reusable_encoder
+from tracker.core.chart import same_day_part
 from tracker.core.review import Review, overdue_candidates, partial_note
 from tracker.core.vocabulary import Vocabulary
 from tracker.dates import utcnow
@@ -235,6 +236,13 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         {"id": row.id, "message": cand.message, "value": cand.value, "result_id": cand.result_id,
          "updated_at": now} for key, cand in wanted.items()
         if (row := live.get(key)) is not None and cand.kind == "gate" and row.message != cand.message])
+    # A live threshold alert names the other results of its day as they arrive (its worst result still counts,
+    # under the same key: "neutrophils 0.8 ... (same day also: neutrophils 3 10^9/L; conflicting results, the
+    # worst counts)"): its text is rewritten when that note changes, not otherwise.
+    update_rows(session.connection(), A, [
+        {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
+        if (row := live.get(key)) is not None and cand.kind == "threshold"
+        and same_day_part(row.message) != same_day_part(cand.message)])
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]

@@ -7,7 +7,7 @@ busy and the other idle (threads would not help: the GIL). The worker is started
 PostgreSQL forked from this process (`_ForkedWorker`: ready at once), else spawned (a new interpreter, which
 imports what it needs first: half a second of CPU). Given the pass (`begin`), on its own connection it then
 
-  1. finds the patients whose latest results moved from their course's baseline past a relative bound (a
+  1. finds the patients whose results of a test's latest day moved from their course's baseline past a relative bound (a
      few seeks per live course) and, on SQLite, scans the last third of the results against the absolute
      bounds (`prefilter_share`), while the main process scans the rest;
   2. loads and reviews the second half of the full group's charts while the main process does the first,
