@@ -338,7 +338,7 @@ def test_an_absent_tpmt_keeps_the_overridden_gate_open_and_alerts_during_a_cours
     assert finding.status == "fail" and "tpmt absent on 2026-03-20" in finding.why
     assert "should not receive thiopurines" in finding.why
     [alert] = course_gate_candidates(absent, course, lib.vocabulary, dt.date(2026, 3, 21))
-    assert alert.condition_key == "gate:course5:tpmt" and alert.severity == "critical"
+    assert alert.condition_key.startswith("gate:course5:tpmt:result") and alert.severity == "critical"
     plain = ChartCourse(6, 1, "azathioprine", "active", START, protocol)
     later = chart(res("tpmt", "normal", "2026-02-01"), res("tpmt", "absent", "2026-03-20"), courses=[plain])
     [alert] = screening_candidates(later, plain, lib.vocabulary)
@@ -393,10 +393,11 @@ def test_a_screen_alert_lasts_until_a_passing_result_an_indeterminate_does_not_e
     # A7: a later indeterminate IGRA resolved the positive's alert.
     protocol = lib.get("upadacitinib")
     course = ChartCourse(9, 1, "upadacitinib", "active", START, protocol)
-    positive = res("tb", "positive", "2026-05-01")
-    c = chart(positive, res("tb", "indeterminate", "2026-05-10"), courses=[course])
+    positive, indeterminate = res("tb", "positive", "2026-05-01"), res("tb", "indeterminate", "2026-05-10")
+    c = chart(positive, indeterminate, courses=[course])
     [alert] = screening_candidates(c, course, lib.vocabulary)
-    assert alert.condition_key == f"screen:course9:tb:result{positive.id}" and alert.result_id == positive.id
+    # Keyed by the run's latest day (a new alert, so the news reaches a person), led by the worst result.
+    assert alert.condition_key == f"screen:course9:tb:result{indeterminate.id}" and alert.result_id == positive.id
     assert alert.message == ("Upadacitinib (started 2026-03-02): tb positive on 2026-05-01 during treatment does "
                              "not pass (negative expected): review whether to continue; not passed either: tb "
                              "indeterminate on 2026-05-10: repeat or refer")
@@ -416,6 +417,6 @@ def test_an_overridden_gate_and_a_screen_of_the_same_test_are_one_alert(lib):
     pre = [*screens("2026-02-25")[1:], *jak_cbc("2026-02-25")]
     c = chart(*pre, res("tb", "positive", "2026-03-10"), courses=[course])
     [alert] = course_gate_candidates(c, course, lib.vocabulary, dt.date(2026, 3, 20))
-    assert alert.condition_key == "gate:course5:tb" and alert.severity == "critical"
+    assert alert.condition_key.startswith("gate:course5:tb:result") and alert.severity == "critical"
     assert "tb positive on 2026-03-10 does not pass (passes: negative); during treatment: review whether to " \
            "continue" in alert.message and "no tb result" not in alert.message

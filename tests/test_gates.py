@@ -118,9 +118,9 @@ def test_an_override_keeps_a_critical_gate_alert_until_a_passing_result_and_a_po
         assert start["gate_override"] == "IGRA repeat pending"
     with freeze_time("2026-03-12"):
         tracker("result add P1 tb positive --on 2026-03-11")
-        # One problem, one alert: the positive is told in the open gate alert, which now names it.
+        # One problem, one live alert: the positive is the gate's alert now, naming it.
         [live] = [a for a in tracker.json("alerts") if a["kind"] == "gate"]
-        assert live["id"] == gate["id"] and live["status"] == "open"  # never resolved by it
+        assert live["id"] != gate["id"] and live["status"] == "open"  # news: a new alert, the pending one resolved
         assert "tb positive on 2026-03-11 does not pass (passes: negative); during treatment: review whether " \
                "to continue" in live["message"] and "indeterminate" not in live["message"]
     with freeze_time("2026-03-20"):
@@ -253,6 +253,10 @@ def _alerts_of(tracker, mrn: str, kind: str = "gate") -> list[dict]:
     return [a for a in tracker.json(f"alerts --mrn {mrn} --all") if a["kind"] == kind]
 
 
+def _live_of(tracker, mrn: str, kind: str = "gate") -> list[dict]:
+    return [a for a in _alerts_of(tracker, mrn, kind) if a["status"] != "resolved"]
+
+
 def test_an_overridden_abrocitinib_cbc_gate_stays_open_on_platelets_below_the_initiation_limit(tracker):
     # A2: a pre-start CBC with platelets 120 (a normal start refuses them) closed the override alert.
     with freeze_time("2026-11-05"):
@@ -264,13 +268,12 @@ def test_an_overridden_abrocitinib_cbc_gate_stays_open_on_platelets_below_the_in
         for value in ("wbc 6", "neutrophils 3", "lymphocytes 1.5", "platelets 120", "hb 140"):
             tracker(f"result add L2 {value} --on 2026-11-04")
         tracker("evaluate")
-        [gate] = _alerts_of(tracker, "L2")
+        [gate] = _live_of(tracker, "L2")
         assert gate["status"] == "open" and "platelets 120 10^9/L on 2026-11-04 (< 150 10^9/L)" in gate["message"]
     with freeze_time("2026-11-13"):
         for value in ("wbc 6", "neutrophils 3", "lymphocytes 1.5", "platelets 190", "hb 140"):
             tracker(f"result add L2 {value} --on 2026-11-12")
-        [gate] = _alerts_of(tracker, "L2")
-        assert gate["status"] == "resolved"
+        assert _live_of(tracker, "L2") == [] and _alerts_of(tracker, "L2")
 
 
 def test_an_absent_tpmt_after_an_azathioprine_start_is_a_critical_alert(tracker):
@@ -285,7 +288,7 @@ def test_an_absent_tpmt_after_an_azathioprine_start_is_a_critical_alert(tracker)
         tracker("result add T1 tpmt absent --on 2026-11-20")
         tracker("result add T3 tpmt absent --on 2026-11-20")
         tracker("evaluate")
-        [gate] = _alerts_of(tracker, "T1")
+        [gate] = _live_of(tracker, "T1")
         assert gate["status"] == "open" and gate["severity"] == "critical"
         assert "tpmt absent on 2026-11-20" in gate["message"] and "should not receive thiopurines" in gate["message"]
         [screen] = _alerts_of(tracker, "T3")
@@ -318,44 +321,103 @@ def test_conflicting_same_day_screens_refuse_a_start_whatever_the_entry_order(tr
 
 
 def test_a_positive_igra_during_treatment_stays_alerted_after_a_later_indeterminate(tracker):
-    # A7: the indeterminate resolved the positive's alert.
+    # A7: the indeterminate resolved the positive's alert, and the positive was in no open alert. Now the
+    # indeterminate's day is a new alert (news for a person), which leads with the positive.
     with freeze_time("2026-10-05"):
         tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
         jak_ready(tracker, "J1", "2026-10-01")
         tracker("therapy start J1 upadacitinib --on 2026-10-05")
     with freeze_time("2026-11-02"):
         tracker("result add J1 tb positive --on 2026-11-01")
-        [first] = _alerts_of(tracker, "J1")
+        [first] = _live_of(tracker, "J1")
     with freeze_time("2026-11-11"):
         tracker("result add J1 tb indeterminate --on 2026-11-10")
         tracker("evaluate")
-        [alert] = _alerts_of(tracker, "J1")
-        assert alert["id"] == first["id"] and alert["status"] == "open"
+        [alert] = _live_of(tracker, "J1")
+        assert alert["id"] != first["id"] and alert["status"] == "open" and alert["severity"] == "critical"
         assert "tb positive on 2026-11-01 during treatment" in alert["message"]
         assert "not passed either: tb indeterminate on 2026-11-10: repeat or refer" in alert["message"]
     with freeze_time("2026-11-21"):
         tracker("result add J1 tb negative --on 2026-11-20")
-        [alert] = _alerts_of(tracker, "J1")
-        assert alert["status"] == "resolved"
+        assert _live_of(tracker, "J1") == []
 
 
 def test_an_overridden_tb_gate_and_a_positive_igra_are_one_alert_with_current_text(tracker):
-    # A6: the override alert kept saying "no tb result on record" beside a second critical alert.
+    # A6: the override alert kept saying "no tb result on record" beside a second critical alert. Now one live
+    # alert at a time: the positive is a new alert (news for a person), the pending one resolves.
     with freeze_time("2026-10-05"):
         tracker("patient add J3 --name 'J three' --dob 1970-01-01 --sex m --childbearing-potential no")
         for value in ("hbv negative", "hcv negative", "neutrophils 3", "lymphocytes 1.5", "hb 140"):
             tracker(f"result add J3 {value} --on 2026-10-01")
         tracker("result add J3 tb negative --on 2025-01-01")  # too old to count
         tracker("therapy start J3 upadacitinib --on 2026-10-05 --override-gate 'TB test pending'")
-        [gate] = _alerts_of(tracker, "J3")
+        [gate] = _live_of(tracker, "J3")
     with freeze_time("2026-10-21"):
         tracker("result add J3 tb positive --on 2026-10-20")
         tracker("evaluate")
-        [alert] = _alerts_of(tracker, "J3")
-        assert alert["id"] == gate["id"] and alert["status"] == "open" and alert["severity"] == "critical"
+        [alert] = _live_of(tracker, "J3")
+        assert alert["status"] == "open" and alert["severity"] == "critical"
         assert "tb positive on 2026-10-20 does not pass" in alert["message"]
         assert "older than" not in alert["message"] and alert["value"] == "positive"
     with freeze_time("2026-10-29"):
         tracker("result add J3 tb negative --on 2026-10-28")
-        [alert] = _alerts_of(tracker, "J3")
-        assert alert["status"] == "resolved"
+        assert _live_of(tracker, "J3") == []
+
+
+def _acknowledged_then(tracker, mrn: str, note: str) -> dict:
+    [alert] = _live_of(tracker, mrn)
+    tracker(["alert", "ack", str(alert["id"]), "--note", note])
+    return alert
+
+
+def test_a_positive_after_an_acknowledged_override_reaches_a_person(tracker):
+    # Session 20's second reading of A6: the positive was folded into the acknowledged override alert,
+    # its text rewritten unaudited, and no alert was open ("IGRA sent, awaiting result" seemed to ack it).
+    with freeze_time("2026-10-05"):
+        tracker("patient add J3 --name 'J three' --dob 1970-01-01 --sex m --childbearing-potential no")
+        for value in ("hbv negative", "hcv negative", "wbc 6", "neutrophils 3", "lymphocytes 1.5",
+                      "platelets 250", "hb 140"):
+            tracker(f"result add J3 {value} --on 2026-10-01")
+        tracker("therapy start J3 upadacitinib --on 2026-10-05 --override-gate 'TB test pending'")
+        pending = _acknowledged_then(tracker, "J3", "IGRA sent, awaiting result")
+    with freeze_time("2026-11-21"):
+        tracker("result add J3 tb positive --on 2026-11-20")
+        tracker("evaluate")
+        [alert] = _live_of(tracker, "J3")
+        assert alert["status"] == "open" and alert["id"] != pending["id"]
+        assert "tb positive on 2026-11-20 does not pass" in alert["message"]
+
+
+def test_a_later_positive_after_an_acknowledged_screen_alert_reaches_a_person(tracker):
+    # Session 20's second reading of A7: keyed by the run's first result, a positive six weeks on only
+    # rewrote the acknowledged alert.
+    with freeze_time("2026-09-05"):
+        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        jak_ready(tracker, "J1", "2026-09-01")
+        tracker("therapy start J1 upadacitinib --on 2026-09-05")
+    with freeze_time("2026-10-02"):
+        tracker("result add J1 tb positive --on 2026-10-01")
+        first = _acknowledged_then(tracker, "J1", "seen; CXR booked")
+    with freeze_time("2026-11-21"):
+        tracker("result add J1 tb positive --on 2026-11-20")
+        tracker("evaluate")
+        [alert] = _live_of(tracker, "J1")
+        assert alert["status"] == "open" and alert["id"] != first["id"]
+        assert "2026-11-20" in alert["message"]
+
+
+def test_a_screen_dated_earlier_entered_late_keeps_the_acknowledged_alert(tracker):
+    # Session 20's second reading of A7: an older sample entered late changed the run's first result, so
+    # the acknowledged alert was resolved and the same problem raised again, the acknowledgement lost.
+    with freeze_time("2026-09-05"):
+        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        jak_ready(tracker, "J1", "2026-09-01")
+        tracker("therapy start J1 upadacitinib --on 2026-09-05")
+    with freeze_time("2026-11-11"):
+        tracker("result add J1 tb positive --on 2026-11-10")
+        first = _acknowledged_then(tracker, "J1", "seen, chest x-ray booked")
+    with freeze_time("2026-11-12"):
+        tracker("result add J1 tb indeterminate --on 2026-10-20")  # the older sample, entered late
+        tracker("evaluate")
+        [alert] = _live_of(tracker, "J1")
+        assert alert["id"] == first["id"] and alert["status"] == "acknowledged"

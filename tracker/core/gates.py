@@ -353,14 +353,16 @@ def refusing_results(chart: Chart, protocol: Protocol, on: dt.date | None, vocab
 def gate_candidates(protocol: Protocol, course, findings: list[GateFinding],
                     screens: dict[str, ScreenEpisode] | None = None) -> list[AlertCandidate]:
     """A course started with an overridden hard gate: one critical alert per test still unmet, until a
-    passing result arrives. The key names the test only, so the alert stays one alert as results come, its
-    text saying what the latest results are. A screen of the same test that does not pass during the course
-    (`screens`) is the same problem: it is told in this alert, not in one of its own."""
+    passing result arrives. A screen of the same test that does not pass during the course (`screens`) is the
+    same problem: it is told in this alert, not in one of its own. The key names the test, and the latest
+    result judged once there is one (`_judged_key`): a result that does not pass is news for a person even
+    when the pending gate's alert was acknowledged, so it is a new alert (the pending one resolves)."""
     out = []
     for finding in findings:
         why = finding.why
         sources = finding.sources
         episode = (screens or {}).get(finding.test)
+        latest = episode.readings[-1].result if episode is not None else finding.result
         if episode is not None:
             later = [r for r in episode.readings if r.result is not finding.result]
             why += f"; during treatment: {episode.action}"
@@ -368,7 +370,8 @@ def gate_candidates(protocol: Protocol, course, findings: list[GateFinding],
                 why += f"; not passed either: {'; '.join(r.why for r in later)}"
             sources = tuple(dict.fromkeys((*sources, *episode.sources)))
         out.append(AlertCandidate(
-            condition_key=f"gate:course{course.id}:{finding.test}", kind="gate", severity="critical",
+            condition_key=_judged_key(f"gate:course{course.id}:{finding.test}", latest), kind="gate",
+            severity="critical",
             message=f"{protocol.name} started {course.start_on} with its {finding.test} gate overridden "
                     f"({course.gate_override}): {why}; record a passing result with `tracker result add`",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id,
@@ -376,6 +379,11 @@ def gate_candidates(protocol: Protocol, course, findings: list[GateFinding],
             value=_shown(finding.result)[:100] if finding.result is not None else None,
             limit_text=f"{finding.test} required", sources=sources))
     return out
+
+
+def _judged_key(base: str, result) -> str:
+    """A gate or screen alert's condition: `base`, and the result it judges when there is one."""
+    return base if result is None else f"{base}:result{result.id}"
 
 
 def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabulary) -> dict[str, Rule]:
@@ -430,14 +438,17 @@ def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
                          episodes: dict[str, ScreenEpisode] | None = None) -> list[AlertCandidate]:
     """A screen taken after a course started that does not pass (a positive IGRA on a JAK inhibitor, a
     positive pregnancy test on methotrexate, an absent TPMT on azathioprine): one critical alert per run of
-    such results, until a passing result on a later day. The key names the run's first result, so a later
-    result that does not pass either (an indeterminate after a positive) keeps the alert, which names both
-    and leads with the worst."""
+    such results, until a passing result on a later day, leading with the worst of the run and naming the
+    others. The key names the run's latest day's result: each new day that does not pass reaches a person
+    as a new alert (the previous one resolves, its condition gone), even when the previous one was
+    acknowledged or resolved by hand; a result dated earlier, entered late, keeps the alert (session 20's
+    second reading: keyed by the run's first result, a later positive was folded into an acknowledged
+    alert and reached no one)."""
     out = []
     if episodes is None:
         episodes = screen_episodes(chart, course, vocabulary, ages)
     for test, episode in episodes.items():
-        lead, first = episode.lead, episode.readings[0]
+        lead, latest = episode.lead, episode.readings[-1]
         spec = vocabulary.tests.get(test)
         expected = f" ({', '.join(spec.passes)} expected)" if spec is not None and spec.passes else ""
         if lead.limit:
@@ -449,7 +460,7 @@ def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
         if others:
             text += f"; not passed either: {'; '.join(r.why for r in others)}"
         out.append(AlertCandidate(
-            condition_key=f"screen:course{course.id}:{test}:result{first.result.id}", kind="gate",
+            condition_key=_judged_key(f"screen:course{course.id}:{test}", latest.result), kind="gate",
             severity="critical", message=f"{course.protocol.name} (started {course.start_on}): {text}",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=lead.result.id,
             value=_shown(lead.result)[:100],
