@@ -153,18 +153,34 @@ def test_results_stored_under_their_former_source_ids_are_still_on_record(tracke
 
 
 @freeze_time("2026-01-20")
-def test_an_amended_contained_observation_stored_under_its_former_id_is_corrected(tracker, tmp_path):
+def test_an_amendment_matched_only_by_a_former_local_id_is_refused(tracker, tmp_path):
+    """A result stored under `fhir:Observation/1` (an id local to its report, before the ids were qualified)
+    cannot tell which report's result an amendment is about: before, another report's amendment corrected
+    it (session 20's second reading). Refused in one line, nothing changed."""
     methotrexate_patient(tracker, "M1")
     tracker(["result", "import", write(tmp_path / "a.json", report("rep-A", "M1", "2026-01-10", 130))])
     store_as_before(tracker.db, {"fhir:DiagnosticReport/rep-A#1": "fhir:Observation/1"})
-    amended = report("rep-A", "M1", "2026-01-10", 35)
-    amended["contained"][0]["status"] = "amended"
+    before = dump_database(tracker.db)
+    for rep, value, status in (("rep-B", 25, "amended"), ("rep-A", 120, "amended"), ("rep-B", 20, "entered-in-error")):
+        document = report(rep, "M1", "2026-01-10", value)
+        document["contained"][0]["status"] = status
+        result = tracker(["result", "import", write(tmp_path / f"{rep}-{status}.json", document)], ok=False)
+        assert result.exit_code == 2 and "an id local to its report" in result.stderr
+        assert "cannot be told" in result.stderr and "removed" not in result.stderr
+        assert dump_database(tracker.db) == before
 
-    out = tracker(["result", "import", write(tmp_path / "amended.json", amended)]).stdout
 
-    assert "1 corrected" in out
-    assert results(tracker, "M1") == [("alt", 35, "2026-01-10")]
-    assert source_ids(tracker.db) == ["fhir:DiagnosticReport/rep-A#1"]
+@freeze_time("2026-01-20")
+def test_another_reports_result_under_a_former_local_id_is_stored_not_called_on_record(tracker, tmp_path):
+    """Only the whole identity, value included, tells a result under a former local id: a different value is
+    another report's result, stored (before: 'already on record' once a correction had replaced the id)."""
+    methotrexate_patient(tracker, "M1")
+    tracker(["result", "import", write(tmp_path / "a.json", report("rep-A", "M1", "2026-01-10", 130))])
+    store_as_before(tracker.db, {"fhir:DiagnosticReport/rep-A#1": "fhir:Observation/1"})
+    assert "(1 already on record)" in tracker(["result", "import", str(tmp_path / "a.json")]).stdout
+    out = tracker(["result", "import", write(tmp_path / "b.json", report("rep-B", "M1", "2026-01-10", 20))]).stdout
+    assert "already on record" not in out
+    assert results(tracker, "M1") == [("alt", 20, "2026-01-10"), ("alt", 130, "2026-01-10")]
 
 
 @freeze_time("2026-01-20")

@@ -257,15 +257,28 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         return differ
 
     def former(row: LabRow) -> _Stored | None:
-        """The result on record under the row's legacy source id when it is this result (for a correction: the
-        same patient, test and day); None when there is none, or it is another result (the id was local)."""
+        """The result on record under the row's legacy source id when it is this result; None when there is
+        none, or it is another result. A legacy id was local to its report or message, so only the whole
+        identity, value included, tells this result from another report's under the same id (never "its
+        first version, corrected since"). A correction or a withdrawal matched so cannot tell which report's
+        result it is about: refused, to be settled by hand (session 20's second reading: a correction of one
+        report's result corrected another's)."""
         stored = on_record.get(row.legacy_source_id) if row.legacy_source_id else None
         if stored is None:
             return None
         try:
-            return None if differences(stored, row, value=not (row.corrects or row.withdrawn)) else stored
+            theirs, mine = stored.identity, identity(row)
         except TrackerError:
             return None
+        if row.corrects or row.withdrawn:
+            if identity_differences(theirs, mine, value=False):
+                return None  # another patient, test or day: not this result
+            what = "withdrawal" if row.withdrawn else "correction"
+            raise InputError("result", row.source_id,
+                             f"a {what} of a result stored under {row.legacy_source_id!r}, an id local to its "
+                             f"report, as {stored.described()}: which report's result it is cannot be told; "
+                             f"nothing changed: enter the laboratory's {what} by hand and review the alerts")
+        return None if identity_differences(theirs, mine, value=True) else stored
 
     for number, row in enumerate(rows):
         stored = on_record.get(row.source_id)
