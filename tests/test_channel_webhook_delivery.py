@@ -247,3 +247,23 @@ def test_a_batch_that_may_have_arrived_is_resent_unchanged_before_new_reminders(
     by_key = {key: body for key, body in ((key1, body1), (key3, body3))}  # what a deduping receiver keeps
     kept = [r["reminder_uid"] for body in by_key.values() for r in body["reminders"]]
     assert len(kept) == len(set(kept)) and _undelivered(tracker) == 0
+
+
+def test_a_batch_the_receiver_refused_is_not_replayed_for_good(tracker, tmp_path, servers):
+    """Session 20's second reading of D5: a batch the receiver answered 413 (too large) stayed recorded and
+    was replayed, unchanged, ahead of every other reminder each night, so lowering batch_size never helped.
+    A receiver's refusal (a redirect or 4xx) means it did not take the batch: forgotten, the next run
+    batches afresh. (A 5xx or a timeout keeps it: the batch may have been taken.)"""
+    hook = servers(Recorder(statuses=[413]))
+    small_clinic(tracker)
+    _config(tmp_path, f"{hook.url}/reminders", "attempts = 1")
+    refused = tracker("nightly --as-of 2026-01-09", ok=False)
+    assert refused.exit_code == 10 and "HTTP 413" in refused.stderr
+    pending = _undelivered(tracker)
+    assert pending == len(hook.posts[0][2]["reminders"]) > 0
+    write_config(tmp_path / "site.toml", (tmp_path / "site.toml").read_text().replace("batch_size = 50",
+                                                                                       "batch_size = 2"))
+    tracker("nightly --as-of 2026-01-09")  # the same day again: undelivered only, in batches of 2
+    later = [body for _, _, body in hook.posts[1:]]
+    assert all(body["count"] <= 2 for body in later)  # before: the 413'd batch again, whole, and exit 10
+    assert sum(body["count"] for body in later) == pending and _undelivered(tracker) == 0

@@ -40,11 +40,18 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class WebhookError(RuntimeError):
-    """The batch was not delivered; `retry` says whether trying again within the run makes sense."""
+    """The batch was not delivered; `retry` says whether trying again within the run makes sense; `status`
+    the receiver's answer, if it gave one."""
 
-    def __init__(self, message: str, retry: bool):
+    def __init__(self, message: str, retry: bool, status: int | None = None):
         super().__init__(message)
-        self.retry = retry
+        self.retry, self.status = retry, status
+
+    @property
+    def refused(self) -> bool:
+        """The receiver answered and did not take the batch (a redirect or a 4xx): it was not delivered, so it
+        need not be sent again unchanged (a 5xx, a timeout or a lost connection may hide a batch taken)."""
+        return self.status is not None and 300 <= self.status < 500
 
 
 def _uid(row: dict) -> str:
@@ -77,7 +84,9 @@ class WebhookChannel:
         try:
             self._post_with_retries(body, headers)
         except WebhookError as exc:
-            raise RuntimeError(str(exc)) from None
+            failed = RuntimeError(str(exc))  # shown as the run's failure: "RuntimeError: HTTP 500 ..."
+            failed.refused = exc.refused  # read by the delivery (services/delivery.py _refused)
+            raise failed from None
 
     def _post_with_retries(self, body: bytes, headers: dict) -> None:
         s = self.settings
@@ -152,5 +161,5 @@ class WebhookChannel:
             return
         if 300 <= status < 400:
             raise WebhookError(f"HTTP {status} {reason}: redirects are not followed; "
-                               f"set reminders.webhook.url to the final address", retry=False)
-        raise WebhookError(f"HTTP {status} {reason}", retry=status in RETRY_STATUSES)
+                               f"set reminders.webhook.url to the final address", retry=False, status=status)
+        raise WebhookError(f"HTTP {status} {reason}", retry=status in RETRY_STATUSES, status=status)

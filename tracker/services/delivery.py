@@ -234,10 +234,17 @@ def _replay_webhook_batch(engine: Engine, channel) -> tuple[int, str | None]:
             channel.send(rows, key=key)
     except Exception as exc:
         error = error_text(exc)
-        _mark(engine, channel.name, ids, error=error)
+        _mark(engine, channel.name, ids, error=error, extra=_forget_webhook_batch if _refused(exc) else None)
         return 0, error
     _mark(engine, channel.name, ids, extra=_forget_webhook_batch)
     return len(rows), None
+
+
+def _refused(exc: BaseException) -> bool:
+    """The webhook's receiver answered and did not take the batch (tracker/channels/webhook.py): nothing to
+    send again unchanged. Kept, a batch it will never take (413 after `batch_size` was lowered, a new
+    receiver's 400) would be replayed ahead of every other reminder for good (session 20's second reading)."""
+    return bool(getattr(exc, "refused", False))
 
 
 def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str | None]:
@@ -278,7 +285,8 @@ def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str 
                 channel.send(rows)
         except Exception as exc:
             error = error_text(exc)
-            _mark(engine, channel.name, ids, error=error)
+            _mark(engine, channel.name, ids, error=error,
+                  extra=_forget_webhook_batch if webhook and _refused(exc) else None)
             return sent, error
         extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" \
             else _forget_webhook_batch if webhook else None
