@@ -217,3 +217,18 @@ def test_the_prefilter_admits_a_patient_whose_breach_was_not_the_last_entered(tr
                                     library.vocabulary)
     engine.dispose()
     assert {ids["U1"], ids["U2"], ids["C1"]} <= chosen and not {ids["U3"], ids["C2"]} & chosen
+
+
+@freeze_time("2026-12-02")
+def test_a_rule_newly_breached_by_a_same_day_result_reaches_the_stored_alert(tracker):
+    # Session 20's second reading: ALT 110 with ULN 40, then ALT 110 with ULN 30 the same day (3.7 x ULN):
+    # the stored alert kept "Also breached: > 1 x ULN (40 U/L)" (its same-day note, empty both times, did not
+    # change) while a what-if and a fresh evaluation named the 3 x ULN rule.
+    tracker("patient add M1 --name 'M One' --dob 1970-01-01 --sex m --childbearing-potential no")
+    tracker("therapy start M1 methotrexate --on 2026-09-01 --override-gate 'bloods drawn'")
+    tracker("result add M1 alt 110 --on 2026-12-01 --ref-high 40")
+    tracker("result add M1 alt 110 --on 2026-12-01 --ref-high 30")
+    [stored] = _threshold_alerts(tracker, "M1")
+    [what_if] = [a for a in tracker.json("alerts --as-of 2026-12-02") if a["kind"] == "threshold"]
+    assert "3 x ULN" in what_if["message"]
+    assert stored["message"] == what_if["message"]  # before: the stored text lacked the 3 x ULN rule

@@ -19,7 +19,6 @@ from sqlalchemy import select
 
 from tracker.core.alerts import DERIVED_KINDS, AlertSettings
 from tracker.core.audit_chain import reusable_encoder
-from tracker.core.chart import same_day_part
 from tracker.core.review import Review, overdue_candidates, partial_note
 from tracker.core.vocabulary import Vocabulary
 from tracker.dates import utcnow
@@ -236,13 +235,15 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         {"id": row.id, "message": cand.message, "value": cand.value, "result_id": cand.result_id,
          "updated_at": now} for key, cand in wanted.items()
         if (row := live.get(key)) is not None and cand.kind == "gate" and row.message != cand.message])
-    # A live threshold alert names the other results of its day as they arrive (its worst result still counts,
+    # A live threshold alert says what its day's results are as they arrive (its worst result still counts,
     # under the same key: "neutrophils 0.8 ... (same day also: neutrophils 3 10^9/L; conflicting results, the
-    # worst counts)"): its text is rewritten when that note changes, not otherwise.
+    # worst counts)", and the rules another result of the day breaches: "Also breached: > 3 x ULN ..."): its
+    # text is rewritten whenever the review's differs (a threshold text holds no day count), so the stored
+    # alert, a what-if and a fresh evaluation say the same (session 20's second reading: only a change of the
+    # same-day note was written, not a rule newly breached by a same-day result with another ULN).
     update_rows(session.connection(), A, [
         {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind == "threshold"
-        and same_day_part(row.message) != same_day_part(cand.message)])
+        if (row := live.get(key)) is not None and cand.kind == "threshold" and row.message != cand.message])
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
