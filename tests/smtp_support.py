@@ -7,6 +7,8 @@ the client closed a connection the server was dripping into (a write failed or t
 
 from __future__ import annotations
 
+import pytest
+
 import select
 import socket
 import threading
@@ -104,3 +106,17 @@ class ScriptedSMTP:
                     return
                 else:  # RSET, NOOP
                     conn.sendall(b"250 ok\r\n")
+
+
+@pytest.fixture
+def smtp():
+    """Start scripted SMTP servers (`smtp(**ScriptedSMTP kwargs)`), each closed when the test ends."""
+    started = []
+
+    def start(**kwargs) -> ScriptedSMTP:
+        started.append(ScriptedSMTP(**kwargs))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()

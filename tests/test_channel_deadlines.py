@@ -6,26 +6,12 @@ deadline passed (timeout_s = 0.2 s), and waits only on events the servers record
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from tests.nightly_support import jsonl_rows, small_clinic, write_config
-from tests.smtp_support import GUARD_S, ScriptedSMTP
+from tests.smtp_support import GUARD_S, ScriptedSMTP, smtp  # noqa: F401 (smtp: a fixture, found by name)
 
 NURSES, DOCTOR = "nurses@clinic.example", "dr.who@clinic.example"
-
-
-@pytest.fixture
-def smtp():
-    started = []
-
-    def start(**kwargs) -> ScriptedSMTP:
-        started.append(ScriptedSMTP(**kwargs))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def _config(tmp_path, port, to=(NURSES,)):
@@ -60,7 +46,7 @@ def delivery_states(db: str) -> dict[tuple[str, str], int]:
         engine.dispose()
 
 
-def test_an_smtp_tarpit_is_cut_off_and_the_next_channel_delivers(tracker, tmp_path, smtp):
+def test_an_smtp_tarpit_is_cut_off_and_the_next_channel_delivers(tracker, tmp_path, smtp):  # noqa: F811
     from tracker.channels.email import recipient_key
 
     server = smtp(drip="greeting")
@@ -80,7 +66,7 @@ def test_an_smtp_tarpit_is_cut_off_and_the_next_channel_delivers(tracker, tmp_pa
     assert run["counts"]["undelivered"] == {"email": len(rows), "jsonl": 0}
 
 
-def test_a_reply_dripped_to_the_second_recipient_keeps_the_first_recipients_delivery(tracker, tmp_path, smtp):
+def test_a_reply_dripped_to_the_second_recipient_keeps_the_first_recipients_delivery(tracker, tmp_path, smtp):  # noqa: F811
     from tracker.channels.email import recipient_key
 
     server = smtp(drip="data", drip_nth=2)

@@ -8,23 +8,10 @@ from __future__ import annotations
 import pytest
 
 from tests.nightly_support import jsonl_rows, small_clinic, write_config
-from tests.smtp_support import GUARD_S, ScriptedSMTP
+from tests.smtp_support import GUARD_S, ScriptedSMTP, smtp  # noqa: F401 (smtp: a fixture, found by name)
 from tests.test_channel_deadlines import delivery_states
 
 NURSES, DOCTOR = "nurses@clinic.example", "dr.who@clinic.example"
-
-
-@pytest.fixture
-def smtp():
-    started = []
-
-    def start(**kwargs) -> ScriptedSMTP:
-        started.append(ScriptedSMTP(**kwargs))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def _config(tmp_path, port, extra=""):
@@ -48,8 +35,8 @@ timeout_s = 0.2
     ("421 4.4.2 closing", None, "QUIT was answered 421 '4.4.2 closing'"),
     ("221 bye", "quit", "QUIT failed (TimeoutError: 127.0.0.1:"),
 ])
-def test_a_failed_quit_after_every_message_was_accepted_is_a_warning(tracker, tmp_path, smtp, quit_reply, drip,
-                                                                     said):
+def test_a_failed_quit_after_every_message_was_accepted_is_a_warning(
+        tracker, tmp_path, smtp, quit_reply, drip, said):  # noqa: F811 (smtp: the fixture)
     from tracker.channels.email import recipient_key
 
     server = smtp(quit_reply=quit_reply, drip=drip)
@@ -71,7 +58,7 @@ def test_a_failed_quit_after_every_message_was_accepted_is_a_warning(tracker, tm
     assert len(server.accepted) == 2  # nothing was retried
 
 
-def test_a_missing_lab_inbox_is_not_reported_as_a_channel_failure(tracker, tmp_path, smtp):
+def test_a_missing_lab_inbox_is_not_reported_as_a_channel_failure(tracker, tmp_path, smtp):  # noqa: F811
     server = smtp()
     small_clinic(tracker)
     _config(tmp_path, server.port, f'[labs]\ninbox = "{tmp_path / "no-such-inbox"}"')
