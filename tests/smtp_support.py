@@ -120,3 +120,28 @@ def smtp():
     yield start
     for server in started:
         server.close()
+
+
+NURSES, DOCTOR = "nurses@clinic.example", "dr.who@clinic.example"
+
+
+def email_site(tmp_path, port: int, *, channels=("email", "jsonl"), to=(NURSES,), timeout_s=0.2, extra="") -> None:
+    """A site config delivering to `channels`: jsonl into reminders.jsonl, e-mail through the scripted server
+    on `port` to `to` (plaintext, `timeout_s`); `extra` appended."""
+    from tests.nightly_support import write_config
+
+    recipients = ", ".join(f'"{address}"' for address in to)
+    write_config(tmp_path / "site.toml", f"""
+[reminders]
+channels = [{", ".join(f'"{c}"' for c in channels)}]
+[reminders.jsonl]
+path = "reminders.jsonl"
+[reminders.email]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+from = "tracker@clinic.example"
+to = [{recipients}]
+timeout_s = {timeout_s}
+{extra}
+""")

@@ -8,27 +8,14 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from tests.nightly_support import jsonl_rows, small_clinic, write_config
-from tests.smtp_support import GUARD_S, ScriptedSMTP, smtp  # noqa: F401 (smtp: a fixture, found by name)
+from tests.nightly_support import jsonl_rows, small_clinic
+from tests.smtp_support import DOCTOR, GUARD_S, NURSES, email_site
+from tests.smtp_support import smtp  # noqa: F401 (a fixture, found by name)
 
-NURSES, DOCTOR = "nurses@clinic.example", "dr.who@clinic.example"
 
 
 def _config(tmp_path, port, to=(NURSES,)):
-    recipients = ", ".join(f'"{address}"' for address in to)
-    write_config(tmp_path / "site.toml", f"""
-[reminders]
-channels = ["email", "jsonl"]
-[reminders.jsonl]
-path = "reminders.jsonl"
-[reminders.email]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "tracker@clinic.example"
-to = [{recipients}]
-timeout_s = 0.2
-""")
+    email_site(tmp_path, port, to=to)
 
 
 def delivery_states(db: str) -> dict[tuple[str, str], int]:

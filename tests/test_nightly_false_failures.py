@@ -7,28 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nightly_support import jsonl_rows, small_clinic, write_config
-from tests.smtp_support import GUARD_S, ScriptedSMTP, smtp  # noqa: F401 (smtp: a fixture, found by name)
+from tests.nightly_support import jsonl_rows, small_clinic
+from tests.smtp_support import DOCTOR, GUARD_S, NURSES, email_site
+from tests.smtp_support import smtp  # noqa: F401 (a fixture, found by name)
 from tests.test_channel_deadlines import delivery_states
-
-NURSES, DOCTOR = "nurses@clinic.example", "dr.who@clinic.example"
 
 
 def _config(tmp_path, port, extra=""):
-    write_config(tmp_path / "site.toml", f"""
-[reminders]
-channels = ["jsonl", "email"]
-[reminders.jsonl]
-path = "reminders.jsonl"
-[reminders.email]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "tracker@clinic.example"
-to = ["{NURSES}", "{DOCTOR}"]
-timeout_s = 0.2
-{extra}
-""")
+    email_site(tmp_path, port, channels=("jsonl", "email"), to=(NURSES, DOCTOR), extra=extra)
 
 
 @pytest.mark.parametrize("quit_reply, drip, said", [
