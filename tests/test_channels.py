@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.smtp_support import DOCTOR, NURSES, email_site
 from tests.nightly_support import free_port, jsonl_rows, small_clinic, write_config
 
 
@@ -31,20 +32,7 @@ def smtp_port():
 
 
 def _email_config(tmp_path, port, extra=""):
-    write_config(tmp_path / "site.toml", f"""
-[reminders]
-channels = ["stdout", "jsonl", "email"]
-[reminders.jsonl]
-path = "reminders.jsonl"
-[reminders.email]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "tracker@clinic.example"
-to = ["nurses@clinic.example", "dr.who@clinic.example"]
-timeout_s = 5
-{extra}
-""")
+    email_site(tmp_path, port, channels=("stdout", "jsonl", "email"), to=(NURSES, DOCTOR), timeout_s=5, extra=extra)
 
 
 def test_smtp_down_keeps_email_reminders_for_the_next_run_and_other_channels_work(tracker, tmp_path, smtp_port):
