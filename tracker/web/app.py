@@ -4,7 +4,9 @@ every action is audited under it.
 
 Paths carry internal ids, never MRNs or names (URLs end up in logs and browser histories). Sessions live
 in a signed cookie (starlette's SessionMiddleware: HttpOnly, SameSite=Strict, Secure over TLS) holding the
-account id, a CSRF token and when it was last used (the idle timeout)."""
+account id, a random session id, a CSRF token and when it was last used (the idle timeout); the database
+keeps each session (`web_session`, a hash of its id), and signing out ends it there for every copy of the
+cookie."""
 
 from __future__ import annotations
 
