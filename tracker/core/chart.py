@@ -129,18 +129,12 @@ class Chart:
         """The latest result of the same test taken on a day before `result`'s, or None: what a repeat or a
         confirmation reads. A second result the same day (a duplicate, or a draw the day alone cannot tell
         from one) is not the repeat that "repeat in 1 week" or "confirmed" asks for [MTX-2009-recs]."""
-        for candidate in reversed(self.results_of(result.test)):
-            if candidate.taken_on < result.taken_on:
-                return candidate
-        return None
+        return self.latest(result.test, result.taken_on - dt.timedelta(days=1))
 
     def earlier_day_results(self, result) -> tuple:
         """Every result of the day `earlier_day` reads (the latest day before `result`'s), in `result_order`;
         () if there is none: a repeat or a confirmation is read from that day's worst, as the latest day's is."""
-        before = self.earlier_day(result)
-        if before is None:
-            return ()
-        return tuple(r for r in self.results_of(result.test) if r.taken_on == before.taken_on)
+        return self.latest_day(result.test, result.taken_on - dt.timedelta(days=1))
 
     def lab_baseline(self, course: ChartCourse, test: str) -> LabBaseline | None:
         """A course's baseline for change-from-baseline rules: the mean of the latest N `test` results on or
@@ -168,9 +162,6 @@ def shown_value(result) -> str:
     return result.value_text or "-"
 
 
-SAME_DAY_NOTE = (" (same day also: ", "; conflicting results, the worst counts)")
-
-
 def same_day_note(worst, results) -> str:
     """What a rule reading the worst of one day's results (`worst`, one of `results`) says of the others when
     their values differ: ` (same day also: neutrophils 3 10^9/L; conflicting results, the worst counts)`;
@@ -179,17 +170,7 @@ def same_day_note(worst, results) -> str:
     others = list(dict.fromkeys(shown_value(r) for r in results if r is not worst and shown_value(r) != shown))
     if not others:
         return ""
-    return f"{SAME_DAY_NOTE[0]}{worst.test} {', '.join(others)}{SAME_DAY_NOTE[1]}"
-
-
-def same_day_part(message: str | None) -> str:
-    """The same-day note (`same_day_note`) of an alert's text, or ''."""
-    text = message or ""
-    start = text.find(SAME_DAY_NOTE[0])
-    if start < 0:
-        return ""
-    end = text.find(SAME_DAY_NOTE[1], start)
-    return text[start:end + len(SAME_DAY_NOTE[1])] if end >= 0 else ""
+    return f" (same day also: {worst.test} {', '.join(others)}; conflicting results, the worst counts)"
 
 
 _TEST_THEN_STORED_ORDER = attrgetter("test", "taken_on", "id")
