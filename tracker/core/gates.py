@@ -90,11 +90,9 @@ def _validity(rule: BaselineTest) -> str:
     return f"{words} (clinic default)" if rule.is_clinic_default("valid_for") else words
 
 
-_shown = shown_value
-
 
 def _label(result) -> str:
-    return f"{result.test} {_shown(result)} on {result.taken_on}"
+    return f"{result.test} {shown_value(result)} on {result.taken_on}"
 
 
 def _up_to(chart: Chart, codes, on: dt.date) -> list:
@@ -376,7 +374,7 @@ def gate_candidates(protocol: Protocol, course, findings: list[GateFinding],
                     f"({course.gate_override}): {why}; record a passing result with `tracker result add`",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id,
             result_id=finding.result.id if finding.result is not None else None,
-            value=_shown(finding.result)[:100] if finding.result is not None else None,
+            value=shown_value(finding.result)[:100] if finding.result is not None else None,
             limit_text=f"{finding.test} required", sources=sources))
     return out
 
@@ -463,7 +461,7 @@ def screening_candidates(chart: Chart, course, vocabulary: Vocabulary,
             condition_key=_judged_key(f"screen:course{course.id}:{test}", latest.result), kind="gate",
             severity="critical", message=f"{course.protocol.name} (started {course.start_on}): {text}",
             patient_id=course.patient_id, drug=course.drug, course_id=course.id, result_id=lead.result.id,
-            value=_shown(lead.result)[:100],
+            value=shown_value(lead.result)[:100],
             limit_text=(f"{test}: {', '.join(spec.passes)}" if expected else f"{test}: initiation limit")[:200],
             sources=episode.sources))
     return out

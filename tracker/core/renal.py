@@ -89,7 +89,7 @@ def clearance_day(chart, protocol, test: str = "crcl") -> tuple:
         return recorded
     for how in rule.estimate:
         if how == "cockcroft_gault" and creatinine:
-            estimates = tuple(e for e in map(lambda r: _cockcroft_gault_result(chart, r), creatinine) if e is not None)
+            estimates = tuple(e for r in creatinine if (e := _cockcroft_gault_result(chart, r)) is not None)
             if estimates:
                 return estimates
         if how == "egfr" and egfr:

@@ -229,21 +229,16 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
         {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
         if (row := live.get(key)) is not None and cand.kind == "overdue"
         and partial_note(row.message) != partial_note(cand.message)])
-    # A live gate alert (an overridden gate, a screen during treatment) says what the latest results are:
-    # "no tb result on record" becomes "tb positive on ..." when one arrives (one problem, one alert).
+    # A live gate or threshold alert says what its results are as they arrive, under the same key: a gate's
+    # "no tb result on record" becomes "tb positive on ..." (one problem, one alert); a threshold's names the
+    # day's other results ("neutrophils 0.8 ... (same day also: neutrophils 3 10^9/L; conflicting results,
+    # the worst counts)") and the rules they breach ("Also breached: > 3 x ULN ..."). Rewritten whenever the
+    # review's text differs (neither holds a day count), so the stored alert, a what-if and a fresh
+    # evaluation say the same.
     update_rows(session.connection(), A, [
         {"id": row.id, "message": cand.message, "value": cand.value, "result_id": cand.result_id,
          "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind == "gate" and row.message != cand.message])
-    # A live threshold alert says what its day's results are as they arrive (its worst result still counts,
-    # under the same key: "neutrophils 0.8 ... (same day also: neutrophils 3 10^9/L; conflicting results, the
-    # worst counts)", and the rules another result of the day breaches: "Also breached: > 3 x ULN ..."): its
-    # text is rewritten whenever the review's differs (a threshold text holds no day count), so the stored
-    # alert, a what-if and a fresh evaluation say the same (session 20's second reading: only a change of the
-    # same-day note was written, not a rule newly breached by a same-day result with another ULN).
-    update_rows(session.connection(), A, [
-        {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind == "threshold" and row.message != cand.message])
+        if (row := live.get(key)) is not None and cand.kind in ("gate", "threshold") and row.message != cand.message])
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
