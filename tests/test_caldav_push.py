@@ -301,33 +301,29 @@ def redirecting(tmp_path):
 
     received: list[str] = []
 
-    class Elsewhere(http.server.BaseHTTPRequestHandler):
-        def _any(self):
-            received.append(self.requestline)
-            self.send_response(201)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def serving(answer) -> http.server.ThreadingHTTPServer:
+        """A loopback server answering every DAV method with `answer(handler)`: (status, extra headers)."""
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                status, headers = answer(self)
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": "0"}.items():
+                    self.send_header(name, value)
+                self.end_headers()
 
-        do_GET = do_PUT = do_PROPFIND = do_DELETE = _any
+            do_GET = do_PUT = do_PROPFIND = do_DELETE = _any
 
-        def log_message(self, *args):
-            pass
+            def log_message(self, *args):
+                pass
 
-    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+        return http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
-    class Redirect(http.server.BaseHTTPRequestHandler):
-        def _any(self):
-            self.send_response(307)
-            self.send_header("Location", f"http://127.0.0.1:{other.server_address[1]}{self.path}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def record(handler):
+        received.append(handler.requestline)
+        return 201, {}
 
-        do_GET = do_PUT = do_PROPFIND = do_DELETE = _any
-
-        def log_message(self, *args):
-            pass
-
-    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    other = serving(record)
+    first = serving(lambda handler: (307, {"Location": f"http://127.0.0.1:{other.server_address[1]}{handler.path}"}))
     for server in (first, other):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{first.server_address[1]}/dav/tracker/staff/", received
