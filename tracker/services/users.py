@@ -91,30 +91,23 @@ def sign_in(session: Session, name: str, password: str, policy: Lockout, now: dt
     now = now or utcnow()
     hasher = _hasher()
     row = find_user(session, name) if isinstance(name, str) and len(name) <= 64 else None
-    if row is None:
-        # Spend the same time as for a real account, so timing does not tell which names exist.
-        try:
-            hasher.verify(_dummy_hash(), password or "")
-        except (VerificationError, InvalidHashError):
-            pass
-        raise SignInRefused()
-    if row.disabled or is_locked(_aware(row.locked_until), now):
-        # The same hashing as any other attempt before refusing: a quick answer would tell which names are
-        # accounts (locked or disabled ones). The outcome is not looked at: a locked account stays locked.
-        try:
-            hasher.verify(row.password_hash, password or "")
-        except (VerificationError, InvalidHashError):
-            pass
-        raise SignInRefused()
+    # One password hashing for every attempt, before any refusal: an unknown name is checked against a dummy
+    # hash, a locked or disabled account against its own (its outcome unused), so the time taken tells no
+    # names.
     try:
-        hasher.verify(row.password_hash, password or "")
+        hasher.verify(row.password_hash if row is not None else _dummy_hash(), password or "")
+        right = True
     except (VerificationError, InvalidHashError):
+        right = False
+    if row is None or row.disabled or is_locked(_aware(row.locked_until), now):
+        raise SignInRefused()  # a locked account stays locked, whatever the password
+    if not right:
         before = _fields(row)
         row.failed_logins, row.locked_until = after_failure(row.failed_logins, now, policy)
         session.add(row)
         action = "user.lockout" if row.locked_until is not None else "user.login_failed"
         audit.record(session, row.name, action, "staff_user", row.id, before=before, after=_fields(row))
-        raise SignInRefused() from None
+        raise SignInRefused()
     if row.failed_logins or row.locked_until is not None:
         row.failed_logins, row.locked_until = 0, None
     if hasher.check_needs_rehash(row.password_hash):

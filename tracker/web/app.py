@@ -31,6 +31,7 @@ from tracker.dates import today as clinic_today
 from tracker.dates import utcnow
 from tracker.db.tables import AuditEvent, Patient, StaffUser, WebSession
 from tracker.errors import TrackerError
+from tracker.services.feeds import token_hash  # a session id is kept as a feed token is: its SHA-256
 from tracker.web.security import AddressLimiter, SecurityHeaders, csrf_ok, csrf_token, idle_expired
 
 SESSION_COOKIE = "tracker_session"
@@ -91,7 +92,7 @@ def signed_in(request: Request):
         return None
     with Session(_web(request).engine) as db:
         row = db.exec(select(StaffUser).join(WebSession, WebSession.user_id == StaffUser.id)
-                      .where(WebSession.sid_hash == sid_hash(session["sid"]), WebSession.ended_at.is_(None),
+                      .where(WebSession.sid_hash == token_hash(session["sid"]), WebSession.ended_at.is_(None),
                              StaffUser.id == session["uid"])).first()
     if row is None or row.disabled:
         session.clear()
@@ -160,7 +161,7 @@ async def login(request: Request):
                 session.commit()  # a failure's count, a lockout and their audit rows are kept
                 return None
             sid = secrets.token_urlsafe(32)
-            session.add(WebSession(sid_hash=sid_hash(sid), user_id=row.id, started_at=now))
+            session.add(WebSession(sid_hash=token_hash(sid), user_id=row.id, started_at=now))
             session.commit()
             return row.id, sid
 
@@ -201,19 +202,13 @@ def end_session(engine, sid: str) -> None:
     with Session(for_writing(engine)) as db:
         row = db.exec(select(WebSession.id, StaffUser.id, StaffUser.name)
                       .join(StaffUser, StaffUser.id == WebSession.user_id)
-                      .where(WebSession.sid_hash == sid_hash(sid), WebSession.ended_at.is_(None))).first()
+                      .where(WebSession.sid_hash == token_hash(sid), WebSession.ended_at.is_(None))).first()
         if row is None:
             return  # ended already (signed out in another tab)
         db.execute(update(WebSession).where(WebSession.id == row[0]).values(ended_at=utcnow()))
         audit.record(db, row[2], "user.logout", "staff_user", row[1])
         db.commit()
 
-
-def sid_hash(sid: str) -> str:
-    """What is kept of a session id: its SHA-256 (a copy of the table opens no session)."""
-    import hashlib
-
-    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def home(request: Request):
@@ -308,9 +303,7 @@ async def alert_action(request: Request):
             if action == "snooze":
                 return service.snooze(clinic, alert_id, form_date(form.get("until", ""), "until"),
                                       form.get("reason", ""))
-            if action == "resolve":
-                return service.resolve(clinic, alert_id, form.get("reason", ""))
-            raise AssertionError(action)  # ACTIONS is checked above
+            return service.resolve(clinic, alert_id, form.get("reason", ""))
 
     try:
         await run_in_threadpool(act)
