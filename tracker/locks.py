@@ -107,13 +107,11 @@ def nightly_lock_held(engine: Engine) -> bool:
             fd = os.open(lock_path(engine), os.O_RDONLY)
         except FileNotFoundError:
             return False
-        except (OSError, LockedError):
+        except OSError:
             return True
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
+        except OSError:  # held (BlockingIOError), or it cannot tell
             return True
         finally:
             os.close(fd)  # releases the shared lock if taken

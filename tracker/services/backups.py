@@ -46,7 +46,8 @@ def backup(engine: Engine, out: str | None, user: str, keep: int | None = None) 
     except BaseException:
         made.path.unlink(missing_ok=True)
         raise
-    return replace(made, rotated=backups.remove(doomed))
+    backups.remove(doomed)
+    return replace(made, rotated=tuple(names))
 
 
 def record_migration(conn, user: str, before: str, after: str, backup_file: str | None) -> None:

@@ -147,18 +147,22 @@ class FeedVersion:
     cover every change an item can make; a patient's rename bumps their items (plan_sync.bump_patient_items),
     and the patient's own row is read too for a one-patient feed. The window moves daily."""
 
-    last_modified: dt.datetime  # the latest change shown (whole seconds, UTC): Last-Modified and DTSTAMP
+    # The latest change shown, to the microsecond (UTC): the ETag's, so that two changes within one second
+    # are two versions; HTTP dates have whole seconds only (`last_modified`).
+    changed: dt.datetime
     last_item: int  # the highest item id in scope
     window_start: dt.date  # the window moves daily
-    # The latest change to the microsecond: the ETag's, so that two changes within one second are two
-    # versions (HTTP dates, and so Last-Modified, have whole seconds only).
-    changed_exact: dt.datetime | None = None
+
+    @property
+    def last_modified(self) -> dt.datetime:
+        """The latest change in whole seconds: Last-Modified and DTSTAMP."""
+        return self.changed.replace(microsecond=0)
 
     def etag(self, feed: Feed, generation: str, encoding: str | None = None) -> str:
         """A strong validator of the body: `generation` stands for what is fixed while a server runs (its
         protocols and settings), so a restart with other protocols changes every ETag; a gzip body is another
         representation, so another ETag."""
-        basis = (f"{feed.id}|{feed.audience}|{(self.changed_exact or self.last_modified).isoformat()}|{self.last_item}|"
+        basis = (f"{feed.id}|{feed.audience}|{self.changed.isoformat()}|{self.last_item}|"
                  f"{self.window_start.isoformat()}|{generation}")
         tag = hashlib.sha256(basis.encode()).hexdigest()[:32]
         return f'"{tag}-{encoding}"' if encoding else f'"{tag}"'
@@ -175,7 +179,7 @@ def feed_version(session: Session, feed: Feed, window: FeedWindow) -> FeedVersio
     last_item = select(func.max(Item.id))
     if feed.patient_id is not None:
         last_item = last_item.where(Item.patient_id == feed.patient_id)
-    return FeedVersion(exact.replace(microsecond=0), session.exec(last_item).one() or 0, window.start, exact)
+    return FeedVersion(exact, session.exec(last_item).one() or 0, window.start)
 
 
 def clinic_feed_window(clinic: Clinic) -> FeedWindow:
