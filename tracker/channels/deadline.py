@@ -38,12 +38,6 @@ class Deadline:
                 self._shut()
         return sock
 
-    def watching(self, connect):
-        """`connect` (a function returning a connected socket, e.g. socket.create_connection), watched."""
-        def connected(*args, **kwargs):
-            return self.watch(connect(*args, **kwargs))
-        return connected
-
     def _shut(self) -> None:
         if self._sock is not None:
             try:

@@ -229,15 +229,26 @@ def _replay_webhook_batch(engine: Engine, channel) -> tuple[int, str | None]:
         found = [row for narrow in narrowed(session, select(R.c.id, R.c.payload), R.c.id, ids)
                  for row in session.connection().execute(narrow)]
     rows = [_row(reminder_id, payload) for reminder_id, payload in sorted(found)]
+    error = _send_webhook_batch(engine, channel, rows, ids, key)
+    return (0, error) if error else (len(rows), None)
+
+
+def _send_webhook_batch(engine: Engine, channel, rows: list[dict], ids: list[int], key: str, *,
+                        record: bool = False) -> str | None:
+    """POST one webhook batch under `key` (`record`: recorded first, a new batch) and mark its deliveries:
+    sent, the record forgotten; or failed, the record kept unless the receiver refused it. The error, or
+    None."""
     try:
+        if record:
+            _store_webhook_batch(engine, key, ids)
         if rows:
             channel.send(rows, key=key)
     except Exception as exc:
         error = error_text(exc)
         _mark(engine, channel.name, ids, error=error, extra=_forget_webhook_batch if _refused(exc) else None)
-        return 0, error
+        return error
     _mark(engine, channel.name, ids, extra=_forget_webhook_batch)
-    return len(rows), None
+    return None
 
 
 def _refused(exc: BaseException) -> bool:
@@ -276,27 +287,29 @@ def deliver_batches(engine: Engine, channel, batch_size: int) -> tuple[int, str 
         ids = [reminder_id for reminder_id, _ in batch]
         rows = [row for row in (_row(reminder_id, payload) for reminder_id, payload in batch)
                 if row["reminder_uid"] not in already]  # by uid: a restored database reuses row ids
+        if webhook:
+            error = _send_webhook_batch(engine, channel, rows, ids, channel.batch_key(rows), record=True)
+            if error:
+                return sent, error
+            sent += len(rows)
+            continue
         try:
-            if webhook:
-                key = channel.batch_key(rows)
-                _store_webhook_batch(engine, key, ids)
-                channel.send(rows, key=key)
-            elif rows:
+            if rows:
                 channel.send(rows)
         except Exception as exc:
             error = error_text(exc)
-            _mark(engine, channel.name, ids, error=error,
-                  extra=_forget_webhook_batch if webhook and _refused(exc) else None)
+            _mark(engine, channel.name, ids, error=error)
             return sent, error
-        extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" \
-            else _forget_webhook_batch if webhook else None
+        extra = _jsonl_mark_writer(channel.path, channel.size()) if channel.name == "jsonl" else None
         _mark(engine, channel.name, ids, extra=extra)
         sent += len(rows)
 
 
 def undelivered(engine: Engine, channel) -> int:
     """Reminders not yet delivered on a channel (e-mail: to some configured recipient)."""
-    keys = getattr(channel, "delivery_keys", [channel.name])
+    from tracker.channels import delivery_keys
+
+    keys = delivery_keys([channel])
     with engine.connect() as conn:
         return conn.execute(select(func.count(func.distinct(D.c.reminder_id)))
                             .where(D.c.channel.in_(keys), unsent_delivery())).scalar()
