@@ -123,12 +123,12 @@ def _rows(resources: list, label: str) -> list[LabRow]:
         raise ResourceError(label, "carries no Observation")
     rows = []
     for number, (full_url, observation, container) in enumerate(observations, start=1):
-        if container is not None:
-            report, known = container, {**patients, **local_patients.get(id(container), {})}
-        else:
+        report = container
+        if report is None:
             keys = [k for k in (full_url, f"Observation/{observation.id}" if observation.id else None) if k]
             report = next((report_of[k] for k in keys if k in report_of), None)
-            known = {**patients, **local_patients.get(id(report), {})} if report is not None else patients
+        local = local_patients.get(id(report)) if report is not None else None
+        known = {**patients, **local} if local else patients  # the report's contained Patients, if any
         rows.append(_row(observation, report, known, f"{label} Observation[{number}]", contained=container is not None))
     return rows
 

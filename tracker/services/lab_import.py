@@ -283,8 +283,9 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     for number, row in enumerate(rows):
         stored = on_record.get(row.source_id)
         try:
-            if stored is None:
-                stored = former(row)
+            if stored is None and former(row) is not None:  # this very result, under its former id
+                report.already += 1
+                continue
             if row.withdrawn and stored is not None:
                 # tracker has no way to withdraw a result (nothing deletes one, nor marks it void): the
                 # retraction is refused loudly, never counted as on record, so that someone removes it.
