@@ -257,6 +257,14 @@ def _live_of(tracker, mrn: str, kind: str = "gate") -> list[dict]:
     return [a for a in _alerts_of(tracker, mrn, kind) if a["status"] != "resolved"]
 
 
+def _on_upadacitinib(tracker, mrn: str, *, screened_on: str, start: str) -> None:
+    """A patient screened (negative TB and hepatitis, a normal CBC) and started on upadacitinib."""
+    with freeze_time(start):
+        tracker(f"patient add {mrn} --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
+        jak_ready(tracker, mrn, screened_on)
+        tracker(f"therapy start {mrn} upadacitinib --on {start}")
+
+
 def test_an_overridden_abrocitinib_cbc_gate_stays_open_on_platelets_below_the_initiation_limit(tracker):
     # A2: a pre-start CBC with platelets 120 (a normal start refuses them) closed the override alert.
     with freeze_time("2026-11-05"):
@@ -323,10 +331,7 @@ def test_conflicting_same_day_screens_refuse_a_start_whatever_the_entry_order(tr
 def test_a_positive_igra_during_treatment_stays_alerted_after_a_later_indeterminate(tracker):
     # A7: the indeterminate resolved the positive's alert, and the positive was in no open alert. Now the
     # indeterminate's day is a new alert (news for a person), which leads with the positive.
-    with freeze_time("2026-10-05"):
-        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
-        jak_ready(tracker, "J1", "2026-10-01")
-        tracker("therapy start J1 upadacitinib --on 2026-10-05")
+    _on_upadacitinib(tracker, "J1", screened_on="2026-10-01", start="2026-10-05")
     with freeze_time("2026-11-02"):
         tracker("result add J1 tb positive --on 2026-11-01")
         [first] = _live_of(tracker, "J1")
@@ -391,10 +396,7 @@ def test_a_positive_after_an_acknowledged_override_reaches_a_person(tracker):
 def test_a_later_positive_after_an_acknowledged_screen_alert_reaches_a_person(tracker):
     # Session 20's second reading of A7: keyed by the run's first result, a positive six weeks on only
     # rewrote the acknowledged alert.
-    with freeze_time("2026-09-05"):
-        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
-        jak_ready(tracker, "J1", "2026-09-01")
-        tracker("therapy start J1 upadacitinib --on 2026-09-05")
+    _on_upadacitinib(tracker, "J1", screened_on="2026-09-01", start="2026-09-05")
     with freeze_time("2026-10-02"):
         tracker("result add J1 tb positive --on 2026-10-01")
         first = _acknowledged_then(tracker, "J1", "seen; CXR booked")
@@ -409,10 +411,7 @@ def test_a_later_positive_after_an_acknowledged_screen_alert_reaches_a_person(tr
 def test_a_screen_dated_earlier_entered_late_keeps_the_acknowledged_alert(tracker):
     # Session 20's second reading of A7: an older sample entered late changed the run's first result, so
     # the acknowledged alert was resolved and the same problem raised again, the acknowledgement lost.
-    with freeze_time("2026-09-05"):
-        tracker("patient add J1 --name 'J one' --dob 1970-01-01 --sex m --childbearing-potential no")
-        jak_ready(tracker, "J1", "2026-09-01")
-        tracker("therapy start J1 upadacitinib --on 2026-09-05")
+    _on_upadacitinib(tracker, "J1", screened_on="2026-09-01", start="2026-09-05")
     with freeze_time("2026-11-11"):
         tracker("result add J1 tb positive --on 2026-11-10")
         first = _acknowledged_then(tracker, "J1", "seen, chest x-ray booked")
