@@ -242,8 +242,9 @@ def test_results_skipped_before_from_a_restarting_message_can_still_be_imported(
 
 @freeze_time("2026-01-20")
 def test_an_entered_in_error_observation_is_refused_naming_the_result_on_record(tracker, tmp_path):
-    """tracker has no way to withdraw a result: the retraction is refused loudly (before: "1 already on
-    record", exit 0, and the retracted ALT 130 and its critical alert stayed with nobody told)."""
+    """The retraction is refused loudly, naming the command that withdraws the result (before: "1 already on
+    record", exit 0, and the retracted ALT 130 and its critical alert stayed with nobody told); once withdrawn,
+    the file imports as on record (tests/test_result_withdraw.py)."""
     methotrexate_patient(tracker)
     tracker(["result", "import", write(tmp_path / "final.json", observation("alt-9", "M1", 130))])
     before = dump_database(tracker.db)
@@ -254,8 +255,8 @@ def test_an_entered_in_error_observation_is_refused_naming_the_result_on_record(
     assert refused.exit_code == 2 and "already on record" not in refused.stdout
     assert refused.stderr.splitlines()[1] == (
         "Observation/alt-9 Observation[1] (alt-9): result: 'fhir:Observation/alt-9': entered-in-error: the "
-        "laboratory withdrew this result, on record as #1 (alt 130 U/L on 2026-01-19, patient M1); tracker cannot "
-        "withdraw a result: have #1 removed from the record by hand and review the alerts it raised")
+        "laboratory withdrew this result, on record as #1 (alt 130 U/L on 2026-01-19, patient M1); withdraw it with "
+        "`tracker result withdraw 1 --reason REASON`, then import this file again")
     assert dump_database(tracker.db) == before
 
 

@@ -1,4 +1,4 @@
-"""tracker result add|import"""
+"""tracker result add|list|withdraw|import"""
 
 from __future__ import annotations
 
@@ -48,6 +48,30 @@ def add(app, mrn, test, value, on, unit, ref_low, ref_high):
     for item in recorded.completed:
         echo(f"completed: {item.due} {item.title}")
     echo_evaluation(recorded.evaluation)
+
+
+@result.command("withdraw")
+@click.argument("result_id", metavar="ID", type=int)
+@click.option("--reason", required=True, help="Why, as the record keeps it: e.g. 'laboratory: entered in error'.")
+@pass_app
+def withdraw(app, result_id, reason):
+    """Take result ID (`result list` shows it) off the record: the laboratory retracted it. The items it
+    completed are open again unless other results complete them, and the patient's alerts are evaluated
+    again; the result's values and the reason are kept in the audit log."""
+    from tracker.services.result_withdraw import withdraw_result
+
+    from tracker.cli.alerts import echo_evaluation
+
+    with app.clinic() as clinic:
+        done = withdraw_result(clinic, result_id, reason)
+    row = done.withdrawn
+    value = f"{row.value_num:g} {row.unit}" if row.value_num is not None else row.value_text
+    echo(f"withdrew result #{row.id}: {row.test} {value} on {row.taken_on} (patient {done.patient.mrn})")
+    for item in done.reopened:
+        echo(f"open again: {item.due} {item.title}")
+    for item in done.cancelled:
+        echo(f"cancelled: {item.due} {item.title}")
+    echo_evaluation(done.evaluation)
 
 
 @result.command("list")

@@ -313,6 +313,16 @@ def open_gate_findings(chart: Chart, course, vocabulary: Vocabulary, today: dt.d
     return findings
 
 
+def gates_unmet_by_withdrawal(before: Chart, after: Chart, course, vocabulary: Vocabulary, today: dt.date,
+                              ages: tuple[int, int] = CHILDBEARING_AGES) -> list[GateFinding]:
+    """The hard gate tests of a course started on them that a result withdrawn from the record leaves unmet:
+    judged as an overridden gate's are (`open_gate_findings`), on the chart with the result (`before`) and
+    without it (`after`); only the tests the withdrawal changed (one failing on the record as it was is a
+    screen's problem, already alerted on)."""
+    was = {f.test for f in open_gate_findings(before, course, vocabulary, today, ages)}
+    return [f for f in open_gate_findings(after, course, vocabulary, today, ages) if f.test not in was]
+
+
 # Findings a result on record would meet (a failing or repeat-range value needs a new test or a referral).
 RECORDABLE = ("missing", "stale", "incomplete", "spacing")
 

@@ -119,3 +119,44 @@ def complete_days(results: Iterable, tests: Iterable[str], vocabulary: Vocabular
     for result in results:
         by_day.setdefault(result.taken_on, set()).add(result.test)
     return sorted(day for day, codes in by_day.items() if is_complete(tests, codes, vocabulary))
+
+
+@dataclass(frozen=True)
+class UndoneByWithdrawal:
+    """What a result withdrawn from the record may leave undone among a patient's baseline and lab items."""
+
+    completed: tuple  # done items it may have completed: judged again on the remaining results
+    counted: tuple  # planned items it counted for: what they received loses its test (unless supplied again)
+
+
+def undone_by_withdrawal(items: Iterable, result_id: int, code: str, taken_on: dt.date,
+                         vocabulary: Vocabulary) -> UndoneByWithdrawal:
+    """The items (anything with id, kind, status, tests, received, due, done_on, done_note, merged_into_id) a
+    withdrawn result, `result_id` of test `code` taken on `taken_on`, may no longer answer:
+    - done by a result (`result #N` in the done note) and either naming this one, or one it counted towards:
+      a baseline item asking for its test, or a draw that received its test, due within LAB_EARLY_DAYS after
+      it and done on its day or later (a draw's note names the result that completed it, the last to arrive);
+    - a draw merged into such a draw (done with its host);
+    - planned, holding its test among what it received.
+    A checkpoint, a limit and an item done by hand are never a result's. Stored code lists are space-separated
+    (db/tables.py `codes`)."""
+    own = (f"result #{result_id}", f"result #{result_id} (")
+    completed, counted = [], []
+    for item in items:
+        if item.kind not in ("baseline", "lab"):
+            continue
+        note, received = item.done_note or "", (item.received or "").split()
+        towards = counts_towards((item.tests or "").split(), code, vocabulary)
+        if item.status == "done":
+            if note == own[0] or note.startswith(own[1]):
+                completed.append(item)
+            elif (towards and note.startswith("result #") and item.done_on is not None and item.done_on >= taken_on
+                  and (item.kind == "baseline"
+                       or (code in received and item.due <= taken_on + dt.timedelta(days=LAB_EARLY_DAYS)))):
+                completed.append(item)
+        elif item.status == "planned" and towards and code in received:
+            counted.append(item)
+    hosts, taken = {i.id for i in completed if i.kind == "lab"}, {i.id for i in completed}
+    completed += [i for i in items if i.status == "done" and getattr(i, "merged_into_id", None) in hosts
+                  and i.id not in taken]
+    return UndoneByWithdrawal(tuple(completed), tuple(counted))

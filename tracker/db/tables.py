@@ -244,6 +244,42 @@ class LabResult(_Table, table=True):
     reported_at: dt.datetime | None = None
 
 
+class WithdrawnResult(_Table, table=True):
+    """A lab result withdrawn from the record (`tracker result withdraw`: the laboratory retracted it, entered in
+    error): its row as it was, moved out of `lab_result` so that no clinical read (a chart, a gate, the nightly's
+    scan) can meet it again, with who withdrew it, when and why (migration 0025). It keeps the id it had."""
+
+    __tablename__ = "withdrawn_result"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    test: str = Field(max_length=40)
+    value_num: float | None = None
+    value_text: str | None = Field(default=None, max_length=100)
+    unit: str | None = Field(default=None, max_length=40)
+    taken_on: dt.date
+    ref_low: float | None = None
+    ref_high: float | None = None
+    created_at: dt.datetime
+    reported_value: float | None = None
+    reported_unit: str | None = Field(default=None, max_length=40)
+    source_id: str | None = Field(default=None, max_length=200)
+    reported_at: dt.datetime | None = None
+    withdrawn_at: dt.datetime
+    withdrawn_by: str = Field(max_length=100)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class WithdrawnLabSource(_Table, table=True):
+    """Every source id a withdrawn result carried (its own and those its corrections replaced): the message or
+    Observation imported again is recognised as withdrawn, not stored again (migration 0025)."""
+
+    __tablename__ = "withdrawn_lab_source"
+
+    source_id: str = Field(primary_key=True, max_length=200)
+    result_id: int = Field(foreign_key="withdrawn_result.id", index=True)
+
+
 class ReplacedLabSource(_Table, table=True):
     """A source id whose values a correction replaced (an HL7 OBX-11 `C` result in a later message): the
     result now carries the correction's source id, and this one is kept so that the first message, imported

@@ -14,7 +14,9 @@
   another result is refused, naming it; a row's legacy id (the form an id local to its container had before
   it was qualified) finds a result stored under it only when it is the same result.
 - An HL7 original reported before a correction of its result on record (or in the file) is not stored; a
-  FHIR entered-in-error retraction of a result on record is refused (tracker cannot withdraw a result).
+  FHIR entered-in-error retraction of a result on record is refused, naming the `tracker result withdraw`
+  that takes it off the record; once withdrawn, the retraction and the result itself imported again are
+  counted as on record (withdrawn_lab_source), never stored again.
 - Corrections (HL7 OBX-11 `C` in a later message; a FHIR Observation sent again as amended or corrected)
   replace the result they correct (tracker/core/lab_corrections.py says which), audited as `result.correct`
   with before and after, and the patient is evaluated again.
@@ -34,7 +36,7 @@ from tracker.core.inputs import finite_number
 from tracker.core.lab_corrections import (Candidate, ResultIdentity, hl7_corrected, identity_differences, latest_report,
                                           newer_corrections, same_values, superseded)
 from tracker.dates import utcnow
-from tracker.db.tables import LabResult, ReplacedLabSource
+from tracker.db.tables import LabResult, ReplacedLabSource, WithdrawnLabSource, WithdrawnResult
 from tracker.errors import InputError, TrackerError
 from tracker.labs import LOINC_SYSTEMS, LabRow, detect_format
 from tracker.services import audit
@@ -139,6 +141,7 @@ class _Stored:
     values: dict
     reported_at: dt.datetime | None = None
     replaced: bool = False
+    withdrawn: bool = False  # withdrawn from the record (withdrawn_result): values as they were
 
     @property
     def identity(self) -> ResultIdentity:
@@ -184,6 +187,12 @@ def _on_record(session, source_ids: list[str]) -> dict[str, _Stored]:
                  .where(X.c.source_id.in_(chunk)))
         for source_id, *row in session.execute(query):
             found[source_id] = stored(row, replaced=True)
+        W, WS = WithdrawnResult.__table__, WithdrawnLabSource.__table__
+        query = (select(WS.c.source_id, W.c.id, W.c.patient_id, P.c.mrn, W.c.test, W.c.taken_on, W.c.reported_at,
+                        *(W.c[name] for name in CORRECTED_FIELDS), W.c.source_id)
+                 .join(W, W.c.id == WS.c.result_id).join(P, P.c.id == W.c.patient_id).where(WS.c.source_id.in_(chunk)))
+        for source_id, *row, own in session.execute(query):
+            found[source_id] = replace(stored(row, replaced=source_id != own), withdrawn=True)
     return found
 
 
@@ -286,13 +295,21 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
             if stored is None and former(row) is not None:  # this very result, under its former id
                 report.already += 1
                 continue
+            if stored is not None and stored.withdrawn:
+                # Withdrawn from the record already: the retraction sent again, or the result it retracted.
+                if row.withdrawn or not differences(stored, row):
+                    report.already += 1
+                    continue
+                raise InputError("result", row.source_id,
+                                 f"this source id is on record for a result withdrawn from the record, "
+                                 f"{stored.described()}: not stored again")
             if row.withdrawn and stored is not None:
-                # tracker has no way to withdraw a result (nothing deletes one, nor marks it void): the
-                # retraction is refused loudly, never counted as on record, so that someone removes it.
+                # The retraction is refused loudly, never counted as on record, so that a person withdraws the
+                # result (its items and alerts are reviewed as it goes: services/result_withdraw.py).
                 raise InputError("result", row.source_id,
                                  f"entered-in-error: the laboratory withdrew this result, on record as "
-                                 f"{stored.described()}; tracker cannot withdraw a result: have #{stored.id} removed "
-                                 f"from the record by hand and review the alerts it raised")
+                                 f"{stored.described()}; withdraw it with `tracker result withdraw {stored.id} "
+                                 f"--reason REASON`, then import this file again")
             if stored is not None and not (row.corrects and not stored.replaced):
                 try:
                     differ = differences(stored, row)

@@ -1,0 +1,213 @@
+"""`tracker result withdraw`: a result the laboratory retracted (entered in error, the wrong patient) leaves the
+record, and what it answered is undone: its alerts resolve, the items it completed are open again, a course
+started on it has its gate overridden (its critical alert raised), and its message imported again is on
+record, never stored again. Before, tracker had no way to do it: a lab's entered-in-error was refused with the
+advice to remove the result "by hand" (SQL). Real CLI, real parsers, migrations, both engines."""
+
+from __future__ import annotations
+
+import json
+import types
+
+from freezegun import freeze_time
+
+from tests.conftest import dump_database
+from tests.test_lab_identity import observation, write
+from tests.test_lab_import import draw, methotrexate_patient, oru
+
+
+def result_id(tracker, mrn: str, test: str) -> int:
+    (row,) = [r for r in tracker.json(["result", "list", mrn]) if r["test"] == test]
+    return row["id"]
+
+
+def audit_rows(db: str, action: str) -> list[dict]:
+    from sqlalchemy import text
+
+    from tracker.db.engine import make_engine, resolve_url
+
+    engine = make_engine(resolve_url(db))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT entity_id, mrn, before, after FROM audit_event WHERE action = :a ORDER BY id"),
+                            {"a": action}).all()
+    engine.dispose()
+    return [{"entity_id": r[0], "mrn": r[1], "before": json.loads(r[2]) if isinstance(r[2], str) else r[2],
+             "after": json.loads(r[3]) if isinstance(r[3], str) else r[3]} for r in rows]
+
+
+@freeze_time("2026-01-20")
+def test_a_withdrawn_critical_alt_resolves_its_alert_reopens_the_draw_and_stays_off_the_record(tracker, tmp_path):
+    methotrexate_patient(tracker)
+    message = write(tmp_path / "oru.hl7", oru())  # ALT 130 U/L: methotrexate's critical withhold rule
+    tracker(["result", "import", message])
+    assert draw(tracker, "M1", "2026-01-19")["status"] == "done"
+    alt = result_id(tracker, "M1", "alt")
+
+    out = tracker(["result", "withdraw", str(alt), "--reason", "laboratory: entered in error"]).stdout
+
+    assert f"withdrew result #{alt}: alt 130 U/L on 2026-01-19 (patient M1)" in out
+    assert "open again: 2026-01-19 Methotrexate monitoring: CBC, CMP" in out  # the CMP needs ALT or AST
+    assert "open again: 2026-01-05 Baseline CMP before Methotrexate" in out  # completed by the same results
+    # The repeat the critical ALT booked is not wanted without it.
+    assert "cancelled: 2026-01-26 Repeat alt for Methotrexate before restarting: 130 U/L on 2026-01-19" in out
+    row = draw(tracker, "M1", "2026-01-19")
+    assert (row["status"], row["done_on"]) == ("partial", None)
+    assert "cmp: alt or ast" in row["missing"]
+    assert "alt" not in {r["test"] for r in tracker.json(["result", "list", "M1"])}
+    (alert,) = [a for a in tracker.json(["alerts", "--all"]) if a["kind"] == "threshold"]
+    assert (alert["status"], alert["cleared_on"]) == ("open", "2026-01-20")  # critical: awaits acknowledgement
+    assert not [a for a in tracker.json(["alerts"]) if a["kind"] == "overdue" and "Repeat alt" in a["message"]]
+    (audited,) = audit_rows(tracker.db, "result.withdraw")
+    assert audited["entity_id"] == alt and audited["mrn"] == "M1"
+    assert audited["before"]["value_num"] == 130 and audited["before"]["source_id"].startswith("hl7:")
+    assert audited["after"]["reason"] == "laboratory: entered in error"
+    assert row["id"] in audited["after"]["reopened_items"] and len(audited["after"]["reopened_items"]) == 2
+    assert audited["after"]["alerts_unlinked"] == [alert["id"]] and len(audited["after"]["cancelled_repeats"]) == 1
+
+    # The message again: the seven results on record and the withdrawn one are all recognised, nothing stored.
+    before = dump_database(tracker.db)
+    assert "8 already on record" in tracker(["result", "import", message]).stdout
+    assert dump_database(tracker.db) == before
+
+
+@freeze_time("2026-02-01")
+def test_a_draw_open_again_past_its_grace_raises_its_overdue_alert_at_once(tracker, tmp_path):
+    methotrexate_patient(tracker)
+    with freeze_time("2026-01-20"):
+        tracker(["result", "import", write(tmp_path / "oru.hl7", oru(alt="30"))])
+    neutrophils = result_id(tracker, "M1", "neutrophils")
+
+    out = tracker(["result", "withdraw", str(neutrophils), "--reason", "wrong patient"]).stdout
+
+    assert "open again: 2026-01-19" in out
+    assert "(overdue, warning): Methotrexate monitoring: CBC, CMP was due 2026-01-19 and is 13 days overdue" in out
+    assert draw(tracker, "M1", "2026-01-19")["missing"] == ["cbc: neutrophils"]
+
+
+@freeze_time("2026-01-20")
+def test_a_same_day_result_of_the_test_keeps_the_draw_done(tracker, tmp_path):
+    """The draw is open again only if the remaining results leave it incomplete: a second ALT of the day
+    completes it still (and it names that result)."""
+    methotrexate_patient(tracker)
+    tracker(["result", "import", write(tmp_path / "oru.hl7", oru(alt="30"))])
+    tracker("result add M1 alt 28 --on 2026-01-19")
+    first = min(r["id"] for r in tracker.json(["result", "list", "M1"]) if r["test"] == "alt")
+    done_before = draw(tracker, "M1", "2026-01-19")
+
+    out = tracker(["result", "withdraw", str(first), "--reason", "duplicate sent in error"]).stdout
+
+    assert "open again" not in out
+    row = draw(tracker, "M1", "2026-01-19")
+    assert (row["status"], row["done_on"]) == ("done", "2026-01-19") and done_before["status"] == "done"
+
+
+@freeze_time("2026-01-20")
+def test_a_partial_draw_loses_what_the_withdrawn_result_gave_it(tracker):
+    methotrexate_patient(tracker)
+    tracker("result add M1 alt 30 --on 2026-01-19")
+    assert draw(tracker, "M1", "2026-01-19")["received"] == ["alt"]
+
+    tracker(["result", "withdraw", str(result_id(tracker, "M1", "alt")), "--reason", "wrong patient"])
+
+    row = draw(tracker, "M1", "2026-01-19")
+    assert row["status"] == "planned" and row["received"] == []
+
+
+def test_a_course_started_on_a_withdrawn_tpmt_has_its_gate_overridden_until_a_passing_result(tracker):
+    with freeze_time("2026-12-01"):
+        tracker("patient add A1 --name 'Ann Test' --dob 1970-01-01")
+        tracker("result add A1 tpmt normal --on 2026-12-01")
+    with freeze_time("2026-12-03"):
+        tracker("therapy start A1 azathioprine --on 2026-12-03")
+    with freeze_time("2026-12-05"):
+        out = tracker(["result", "withdraw", str(result_id(tracker, "A1", "tpmt")), "--reason",
+                       "laboratory: wrong patient"]).stdout
+        assert "open again: 2026-12-03 Baseline TPMT before Azathioprine (required)" in out
+        assert "(gate, critical): Azathioprine started 2026-12-03 with its tpmt gate overridden" in out
+        (alert,) = tracker.json(["alerts"])
+        assert alert["kind"] == "gate" and alert["severity"] == "critical"
+        assert ("Azathioprine started 2026-12-03 with its tpmt gate overridden (tpmt unmet since result #1 was "
+                "withdrawn: laboratory: wrong patient): no tpmt result on record") in alert["message"]
+        (course,) = tracker.json(["patient", "show", "A1"])["courses"]
+        assert course["gate_override"].startswith("tpmt unmet since result #1 was withdrawn")
+        assert "gate_overridden" in audit_rows(tracker.db, "result.withdraw")[0]["after"]
+    with freeze_time("2026-12-06"):
+        out = tracker("result add A1 tpmt normal --on 2026-12-06").stdout
+        assert "resolved alert" in out
+        assert tracker.json(["alerts"]) == []
+
+
+@freeze_time("2026-01-20")
+def test_refusals_name_the_result_and_change_nothing(tracker):
+    methotrexate_patient(tracker)
+    tracker("result add M1 alt 30 --on 2026-01-19")
+    alt = result_id(tracker, "M1", "alt")
+    before = dump_database(tracker.db)
+    for args, code, error in (
+            ([str(alt + 100), "--reason", "x"], 3, f"error: result: {alt + 100}: not found"),
+            ([str(alt), "--reason", "  "], 2, "error: reason: '  ': must not be empty"),
+            ([str(alt), "--reason", "bad\u200bzero-width"], 2, "error: reason:"),
+            ([str(alt)], 2, "Missing option '--reason'"),
+            (["abc", "--reason", "x"], 2, "'abc' is not a valid integer")):
+        refused = tracker(["result", "withdraw", *args], ok=False)
+        assert refused.exit_code == code and error in refused.stderr, (args, refused.stderr)
+        assert dump_database(tracker.db) == before
+    tracker(["result", "withdraw", str(alt), "--reason", "entered in error"])
+    after = dump_database(tracker.db)
+    again = tracker(["result", "withdraw", str(alt), "--reason", "again"], ok=False)
+    assert again.exit_code == 4 and f"error: result #{alt} was withdrawn already, on 2026-01-20 by" in again.stderr
+    assert dump_database(tracker.db) == after
+
+
+@freeze_time("2026-01-20")
+def test_a_fhir_retraction_once_withdrawn_imports_as_on_record(tracker, tmp_path):
+    methotrexate_patient(tracker)
+    final = write(tmp_path / "final.json", observation("alt-9", "M1", 130))
+    tracker(["result", "import", final])
+    retraction = write(tmp_path / "eie.json", observation("alt-9", "M1", 130, status="entered-in-error"))
+    assert tracker(["result", "import", retraction], ok=False).exit_code == 2
+
+    tracker(["result", "withdraw", "1", "--reason", "laboratory: entered in error"])
+
+    before = dump_database(tracker.db)
+    assert "1 already on record" in tracker(["result", "import", retraction]).stdout
+    assert "1 already on record" in tracker(["result", "import", final]).stdout
+    assert dump_database(tracker.db) == before
+    # The id reused for another result is refused, naming the withdrawn one.
+    other = write(tmp_path / "other.json", observation("alt-9", "M1", 55))
+    refused = tracker(["result", "import", other], ok=False)
+    assert refused.exit_code == 2 and "on record for a result withdrawn from the record, #1 (alt 130 U/L" in refused.stderr
+    assert dump_database(tracker.db) == before
+
+
+def test_core_undone_by_withdrawal_reads_done_notes_and_received_tests():
+    import datetime as dt
+
+    from tracker.core.panels import undone_by_withdrawal
+    from tracker.protocol_files import load_vocabulary
+
+    day = dt.date(2026, 1, 19)
+
+    def item(id, kind="lab", status="done", tests="cbc cmp", received="wbc alt", done_note="result #30 (albumin)",
+             due=day, done_on=day, merged_into_id=None):
+        return types.SimpleNamespace(id=id, kind=kind, status=status, tests=tests, received=received,
+                                     done_note=done_note, due=due, done_on=done_on, merged_into_id=merged_into_id)
+
+    items = [item(1, done_note="result #12 (alt)"),  # names it
+             item(2),  # completed by another analyte of the day, having received alt
+             item(3, kind="baseline", tests="cmp", received=None, done_note="result #30"),  # a baseline asking for it
+             item(4, received="wbc"),  # received no alt
+             item(5, done_on=day - dt.timedelta(days=1)),  # completed before the result was taken
+             item(6, due=day + dt.timedelta(days=8)),  # due too late for the result to count
+             item(7, done_note="done by hand"), item(8, kind="checkpoint", done_note="result #12"),
+             item(9, tests="lipids", received="hdl", done_note="result #12 (hdl)"),  # names it: whatever it asks
+             item(10, tests="lipids", received="hdl", merged_into_id=2, done_note="result #30 (albumin)"),  # host 2
+             item(11, status="planned", received="alt wbc", done_note=None, done_on=None),
+             item(12, status="planned", received="wbc", done_note=None, done_on=None),
+             item(13, status="planned", tests="lipids", received="alt", done_note=None, done_on=None),
+             item(14, status="cancelled", done_note="result #12 (alt)")]
+
+    undone = undone_by_withdrawal(items, 12, "alt", day, load_vocabulary())
+
+    assert [i.id for i in undone.completed] == [1, 2, 3, 9, 10]
+    assert [i.id for i in undone.counted] == [11]  # planned, asking for alt and holding it
