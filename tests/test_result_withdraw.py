@@ -211,3 +211,23 @@ def test_core_undone_by_withdrawal_reads_done_notes_and_received_tests():
 
     assert [i.id for i in undone.completed] == [1, 2, 3, 9, 10]
     assert [i.id for i in undone.counted] == [11]  # planned, asking for alt and holding it
+
+
+@freeze_time("2026-01-20")
+def test_the_id_of_a_withdrawn_result_is_never_given_to_another(tracker, tmp_path):
+    """SQLite gives a new row the largest id + 1: the newest result, once withdrawn, saw its id go to the next
+    result (the audit's `lab_result` #2 was two results, an alert keyed `result2` met the other's, and
+    withdrawing the new #2 failed on withdrawn_result's key: "database: UNIQUE constraint failed")."""
+    methotrexate_patient(tracker)
+    tracker("result add M1 alt 30 --on 2026-01-19")
+    tracker("result add M1 alt 130 --on 2026-01-19")
+    tracker(["result", "withdraw", "2", "--reason", "laboratory: entered in error"])
+
+    tracker("result add M1 alt 31 --on 2026-01-19")
+    tracker(["result", "import", write(tmp_path / "alt.json", observation("alt-9", "M1", 29))])
+
+    assert sorted(r["id"] for r in tracker.json(["result", "list", "M1"])) == [1, 3, 4]
+    tracker(["result", "withdraw", "4", "--reason", "wrong patient"])
+    tracker("result add M1 alt 32 --on 2026-01-19")
+    assert sorted(r["id"] for r in tracker.json(["result", "list", "M1"])) == [1, 3, 5]
+    assert [r["entity_id"] for r in audit_rows(tracker.db, "result.withdraw")] == [2, 4]

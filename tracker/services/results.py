@@ -177,7 +177,10 @@ def record_result(
     vocabulary = library.vocabulary
     patient = patient or get_patient(session, mrn)
     checked = validate_result(vocabulary, test, value, taken_on, patient, today, ref_low, ref_high, unit)
+    from tracker.db.result_ids import next_result_id
+
     result = LabResult(
+        id=next_result_id(session.connection()),  # never a withdrawn result's (db/result_ids.py)
         patient_id=patient.id,
         test=checked.code,
         value_num=checked.value_num,

@@ -144,6 +144,11 @@ def _record_chunk(clinic: Clinic, rows: list[ResultToRecord], done: BulkRecorded
     conn = session.connection()
     now = utcnow()
     values = [_result_values(row, vocabulary, now) for row in rows]
+    from tracker.db.result_ids import next_result_id
+
+    first = next_result_id(conn)
+    if first is not None:  # never a withdrawn result's id (db/result_ids.py); the others follow it
+        values[0] = {**values[0], "id": first}
     ids = bulk_insert_returning_ids(conn, LabResult.__table__, values)
     patient_ids = sorted({row.patient.id for row in rows})
     items = _open_items(session, patient_ids, max(row.taken_on for row in rows))
