@@ -231,3 +231,23 @@ def test_the_id_of_a_withdrawn_result_is_never_given_to_another(tracker, tmp_pat
     tracker("result add M1 alt 32 --on 2026-01-19")
     assert sorted(r["id"] for r in tracker.json(["result", "list", "M1"])) == [1, 3, 5]
     assert [r["entity_id"] for r in audit_rows(tracker.db, "result.withdraw")] == [2, 4]
+
+
+def test_a_repeat_answered_by_the_withdrawn_result_is_open_again_not_done_by_the_result_that_booked_it(tracker):
+    """ALT 130 on 01-19 books a repeat for 01-26; ALT 35 on 01-26 answers it, then is withdrawn. Before, the
+    repeat was completed again by the ALT 130 itself ("result #N (alt)", done on 01-19): the confirmation the
+    critical value asks for showed as done, with no overdue alert ever."""
+    with freeze_time("2026-01-20"):
+        methotrexate_patient(tracker)
+        tracker("result add M1 alt 130 --on 2026-01-19")
+    with freeze_time("2026-01-27"):
+        assert "completed: 2026-01-26 Repeat alt" in tracker("result add M1 alt 35 --on 2026-01-26").stdout
+        answer = max(r["id"] for r in tracker.json(["result", "list", "M1"]) if r["test"] == "alt")
+
+        out = tracker(["result", "withdraw", str(answer), "--reason", "laboratory: wrong patient"]).stdout
+
+        assert "open again: 2026-01-26 Repeat alt for Methotrexate before restarting: 130 U/L on 2026-01-19" in out
+        repeat = draw(tracker, "M1", "2026-01-26")
+        assert (repeat["status"], repeat["done_on"], repeat["received"]) == ("planned", None, [])
+    with freeze_time("2026-02-10"):
+        assert [a for a in tracker.json(["alerts"]) if a["kind"] == "overdue" and "Repeat alt" in a["message"]]

@@ -111,6 +111,17 @@ def answers_repeat(item, taken_on: dt.date, latest_other: dt.date | None) -> boo
     return taken_on > latest_other
 
 
+def repeat_booked_on(item, results: Iterable) -> dt.date | None:
+    """The day of the result that booked a repeat (origin `threshold`), for judging again which results
+    answer it once one is withdrawn (services/result_withdraw.py): as `answers_repeat` reads it when a result
+    arrives, the latest day among `results` (the patient's results of the item's tests, anything with
+    taken_on and created_at) on record when the repeat was booked (created no later than the item). None for
+    another item, or when no such result is left."""
+    if getattr(item, "origin", "plan") != "threshold":
+        return None
+    return max((r.taken_on for r in results if r.created_at <= item.created_at), default=None)
+
+
 def complete_days(results: Iterable, tests: Iterable[str], vocabulary: Vocabulary) -> list[dt.date]:
     """Days on which the results taken that day complete `tests` (a blood pressure reading needs both
     values the same day): what `times: N` counts as N readings. Sorted."""

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 
 from tracker.core.inputs import clean_text
-from tracker.core.panels import LAB_EARLY_DAYS, members, undone_by_withdrawal
+from tracker.core.panels import (LAB_EARLY_DAYS, answers_repeat, members, repeat_booked_on,
+                                 undone_by_withdrawal)
 from tracker.dates import utcnow
 from tracker.db.charts import results_chart
 from tracker.db.snapshots import course_protocol
@@ -200,6 +201,10 @@ def _reopen(session, library, patient: Patient, withdrawn: WithdrawnResult, undo
             LabResult.patient_id == patient.id, LabResult.test.in_(wanted),
             LabResult.taken_on >= draw.due - dt.timedelta(days=LAB_EARLY_DAYS),
             LabResult.taken_on <= completed_on[draw.id]).order_by(LabResult.taken_on, LabResult.id)).all()
+        if draw.origin == "threshold":  # a repeat: never answered by the result that booked it, nor one before
+            booked = repeat_booked_on(draw, session.exec(select(LabResult).where(
+                LabResult.patient_id == patient.id, LabResult.test.in_(wanted))).all())
+            remaining = [r for r in remaining if answers_repeat(draw, r.taken_on, booked)]
         for result in remaining:
             complete_items(session, library, patient, result, planned=[draw])
     for item in touched:
