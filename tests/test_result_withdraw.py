@@ -251,3 +251,26 @@ def test_a_repeat_answered_by_the_withdrawn_result_is_open_again_not_done_by_the
         assert (repeat["status"], repeat["done_on"], repeat["received"]) == ("planned", None, [])
     with freeze_time("2026-02-10"):
         assert [a for a in tracker.json(["alerts"]) if a["kind"] == "overdue" and "Repeat alt" in a["message"]]
+
+
+@freeze_time("2026-01-20")
+def test_an_original_arriving_after_its_correction_was_withdrawn_is_not_stored(tracker, tmp_path):
+    """The correction (ALT 35, 15:00) came first and was withdrawn; then its original (ALT 130, 10:00) arrives.
+    Had the original come first, it would be a replaced source of the withdrawn result, on record; before, in
+    this order, the retracted result came back with its superseded value, a critical alert and a repeat."""
+    from tests.test_lab_identity import late_original_files
+
+    methotrexate_patient(tracker)
+    original, correction, _ = late_original_files(tmp_path)
+    tracker(["result", "import", write(tmp_path / "corr.hl7", correction)])
+    tracker(["result", "withdraw", "1", "--reason", "laboratory: entered in error"])
+
+    out = tracker(["result", "import", write(tmp_path / "orig.hl7", original)]).stdout
+
+    assert "imported 0 results" in out and "1 original not stored (reported before its correction)" in out
+    assert [r["test"] for r in tracker.json(["result", "list", "M1"])] == []
+    assert not [a for a in tracker.json(["alerts"]) if a["kind"] == "threshold"]
+    # Kept as a source of the withdrawn result: sent again, it is on record and changes nothing.
+    before = dump_database(tracker.db)
+    assert "(1 already on record)" in tracker(["result", "import", str(tmp_path / "orig.hl7")]).stdout
+    assert dump_database(tracker.db) == before

@@ -13,10 +13,10 @@
   audit row). "Already on record" is the same result (patient, test, day, value): a source id on record for
   another result is refused, naming it; a row's legacy id (the form an id local to its container had before
   it was qualified) finds a result stored under it only when it is the same result.
-- An HL7 original reported before a correction of its result on record (or in the file) is not stored; a
-  FHIR entered-in-error retraction of a result on record is refused, naming the `tracker result withdraw`
-  that takes it off the record; once withdrawn, the retraction and the result itself imported again are
-  counted as on record (withdrawn_lab_source), never stored again.
+- An HL7 original reported before a correction of its result on record (or in the file, or withdrawn from
+  the record since) is not stored; a FHIR entered-in-error retraction of a result on record is refused,
+  naming the `tracker result withdraw` that takes it off the record; once withdrawn, the retraction and the
+  result itself imported again are counted as on record (withdrawn_lab_source), never stored again.
 - Corrections (HL7 OBX-11 `C` in a later message; a FHIR Observation sent again as amended or corrected)
   replace the result they correct (tracker/core/lab_corrections.py says which), audited as `result.correct`
   with before and after, and the patient is evaluated again.
@@ -381,7 +381,7 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     if report.rejected and not skip_bad:
         raise ImportRejected(name, len(rows), [f"{where}: {reason}" for where, reason in report.rejected],
                              "results")
-    late = _late_originals(session, good)
+    late, withdrawn = _late_originals(session, good)
     if late:
         good = [r for r in good if r.line not in late]
         report.late_originals = len(late)
@@ -393,7 +393,10 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         if target is not None:  # kept as a replaced source id: sent again, it is on record (as if it came first)
             now = now or utcnow()
             result_id = target.result_id if target.result_id is not None else done.ids[target.row]
-            session.add(ReplacedLabSource(source_id=rows[line].source_id, result_id=result_id, replaced_at=now))
+            if result_id in withdrawn:  # a source of the withdrawn result, as if it had come before the withdrawal
+                session.add(WithdrawnLabSource(source_id=rows[line].source_id, result_id=result_id))
+            else:
+                session.add(ReplacedLabSource(source_id=rows[line].source_id, result_id=result_id, replaced_at=now))
     report.imported, report.corrected, report.evaluations = good, done.corrected, done.evaluations
     if report.imported or report.corrected or report.rejected or report.late_originals:
         audit.record(session, clinic.user, "result.import", "lab_result", None, None, None,
@@ -403,21 +406,23 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
     return report
 
 
-def _late_originals(session, good: list) -> dict[int, Candidate | None]:
-    """The HL7 originals (OBX-11 F) among `good` reported before a correction of the same result, on record or
+def _late_originals(session, good: list) -> tuple[dict[int, Candidate | None], set[int]]:
+    """The HL7 originals (OBX-11 F) among `good` reported before a correction of the same result, on record,
+    withdrawn from the record (withdrawn_result: an older version of a retracted result is retracted too) or
     stored as new from this file (core lab_corrections.newer_corrections): by their line, the correction (None
-    when several)."""
+    when several); and the ids among those corrections of withdrawn results."""
     from tracker.db.tables import AuditEvent
 
     originals = [r for r in good if not r.corrects and r.reported_at is not None and r.source_id.startswith("hl7:")]
     if not originals:
-        return {}
+        return {}, set()
 
     def key_of(r) -> tuple:
         return r.patient.id, r.checked.code, r.taken_on
 
     keys = {key_of(r) for r in originals}
-    R = LabResult.__table__
+    R, W = LabResult.__table__, WithdrawnResult.__table__
+    withdrawn: set[int] = set()
     patient_ids, tests = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
     first, last = min(k[2] for k in keys), max(k[2] for k in keys)
     on_record: dict[tuple, list[Candidate]] = {}
@@ -427,6 +432,14 @@ def _late_originals(session, good: list) -> dict[int, Candidate | None]:
             R.c.taken_on.between(first, last), R.c.source_id.like("hl7:%"), R.c.reported_at.is_not(None))
         for result_id, patient_id, test, taken_on, source_id, reported_at in session.execute(query):
             if (patient_id, test, taken_on) in keys:
+                on_record.setdefault((patient_id, test, taken_on), []).append(
+                    Candidate(source_id, test, taken_on, result_id=result_id, reported_at=reported_at))
+        query = select(W.c.id, W.c.patient_id, W.c.test, W.c.taken_on, W.c.source_id, W.c.reported_at).where(
+            W.c.patient_id.in_(patient_ids[start:start + IN_CHUNK]), W.c.test.in_(tests),
+            W.c.taken_on.between(first, last), W.c.source_id.like("hl7:%"), W.c.reported_at.is_not(None))
+        for result_id, patient_id, test, taken_on, source_id, reported_at in session.execute(query):
+            if (patient_id, test, taken_on) in keys:
+                withdrawn.add(result_id)
                 on_record.setdefault((patient_id, test, taken_on), []).append(
                     Candidate(source_id, test, taken_on, result_id=result_id, reported_at=reported_at))
     # Whether a result on record holds a correction's values: audited `result.correct` (a correction replaced
@@ -455,7 +468,7 @@ def _late_originals(session, good: list) -> dict[int, Candidate | None]:
         newer = newer_corrections(r.source_id, r.reported_at, candidates)
         if newer:
             out[r.line] = newer[0] if len(newer) == 1 else None
-    return out
+    return out, {c.result_id for c in out.values() if c is not None and c.result_id in withdrawn}
 
 
 def _amending(stored: _Stored, result, vocabulary):
