@@ -274,3 +274,22 @@ def test_an_original_arriving_after_its_correction_was_withdrawn_is_not_stored(t
     before = dump_database(tracker.db)
     assert "(1 already on record)" in tracker(["result", "import", str(tmp_path / "orig.hl7")]).stdout
     assert dump_database(tracker.db) == before
+
+
+@freeze_time("2026-01-20")
+def test_an_item_still_done_that_day_keeps_its_calendar_entry(tracker):
+    """A duplicate ALT of the day withdrawn: the draw and the baseline CMP stay done on 01-19. Before, their
+    done note was rewritten (another result of the day named), so their SEQUENCE went up and subscribers
+    were sent an update of an event that had not changed."""
+    from tests.conftest import record_panels
+
+    methotrexate_patient(tracker)
+    record_panels(tracker, "M1", "2026-01-19", "cbc", "cmp")
+    tracker("result add M1 alt 26 --on 2026-01-19")
+    before = tracker(["export", "ics", "--patient", "M1"]).stdout
+    first = min(r["id"] for r in tracker.json(["result", "list", "M1"]) if r["test"] == "alt")
+
+    out = tracker(["result", "withdraw", str(first), "--reason", "duplicate sent in error"]).stdout
+
+    assert "open again" not in out
+    assert tracker(["export", "ics", "--patient", "M1"]).stdout == before

@@ -167,7 +167,8 @@ def _gates_left_unmet(clinic: Clinic, patient: Patient, before, withdrawn: Withd
 
 def _reopen(session, library, patient: Patient, withdrawn: WithdrawnResult, undone, now: dt.datetime) -> list[Item]:
     """Undo what the withdrawn result answered (module docstring); returns the items it had completed that are
-    open now. An item that ends as it was keeps its sequence (its calendar entry did not change)."""
+    open now. An item whose status and day done end as they were keeps its sequence (its calendar entry did
+    not change)."""
     from tracker.services.plan_sync import complete_from_results
     from tracker.services.results import complete_items
 
@@ -208,8 +209,10 @@ def _reopen(session, library, patient: Patient, withdrawn: WithdrawnResult, undo
         for result in remaining:
             complete_items(session, library, patient, result, planned=[draw])
     for item in touched:
-        status, done_on, done_note, received, sequence, modified = was[item.id]
-        if (item.status, item.done_on, item.done_note, item.received) == (status, done_on, done_note, received):
+        status, done_on, _note, _received, sequence, modified = was[item.id]
+        if (item.status, item.done_on) == (status, done_on):
+            # Its calendar entry (status, day done) is as it was, whichever result of the day its note now
+            # names or whatever it now holds: no update for subscribers (as mark_answered bumps only on done).
             item.sequence, item.last_modified = sequence, modified
         else:
             item.sequence, item.last_modified = sequence + 1, now
