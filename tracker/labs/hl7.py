@@ -242,7 +242,11 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     else:
         value = raw_value
     value = unescape(value).strip()
-    unit = unescape(field(6).split(components)[0]).strip() or None
+    # OBX-6 is coded (CE/CWE: identifier^text^system^alternate identifier^...): some laboratories send the unit
+    # as text only (`^mg/dL`) or as the alternate identifier; the first given is the unit (tracker/units.py
+    # reads it or refuses it, as any other spelling).
+    unit_parts = [unescape(part).strip() for part in field(6).split(components)]
+    unit = next((unit_parts[at] for at in (0, 1, 3) if at < len(unit_parts) and unit_parts[at]), None)
     low, high = _reference_range(unescape(field(7)).strip())
     status = field(11).strip().upper()
     problem = None
