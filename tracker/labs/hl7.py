@@ -261,7 +261,7 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     taken = field(14).strip() or collected.strip()
     return LabRow(where=where, source_id=f"hl7:{facility}|{control_id}|{set_id}", mrn=mrn, codes=tuple(codes),
                   value=value, unit=unit, taken_on=_hl7_date(taken), ref_low=low, ref_high=high, problem=problem,
-                  corrects=status == "C", reported_at=reported_at)
+                  corrects=status == "C", withdrawn=status == "W", reported_at=reported_at)
 
 
 def _reference_range(text: str) -> tuple[str | None, str | None]:
