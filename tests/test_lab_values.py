@@ -128,6 +128,20 @@ def test_a_numeric_result_from_the_laboratory_without_a_unit_is_refused(tracker,
 
 
 @freeze_time("2026-12-05")
+def test_a_unit_given_as_text_or_alternate_identifier_in_obx_6_is_read(tracker, tmp_path):
+    """OBX-6 is coded (identifier^text^system^alternate identifier): a unit sent as its text only (`^mg/dL`) or
+    as the alternate identifier was read as no unit, and the result refused as unitless."""
+    patients(tracker)
+    message = tmp_path / "units.hl7"
+    message.write_text(oru("U1", "M2", "OBX|1|NM|2345-7^Glucose^LN||95|^mg/dL|70-99|N|||F",
+                           "OBX|2|NM|1742-6^ALT^LN||32|^^^U/L^^UCUM|0-40|N|||F",
+                           "OBX|3|NM|1920-8^AST^LN||28|U/L^units per litre^UCUM|0-40|N|||F"))
+    assert "imported 3 results" in tracker(["result", "import", str(message)]).stdout
+    got = {r["test"]: (round(r["value"], 2), r["unit"], r["reported_unit"]) for r in tracker.json(["result", "list", "M2"])}
+    assert got == {"glucose": (5.27, "mmol/L", "mg/dL"), "alt": (32, "U/L", "U/L"), "ast": (28, "U/L", "U/L")}
+
+
+@freeze_time("2026-12-05")
 def test_a_plain_structured_numeric_is_its_number_and_a_comparator_range_or_ratio_is_refused(tracker, tmp_path):
     """B10: `OBX-2 SN` with `^32` (no comparator) or `=^32` means exactly 32; it refused the whole message."""
     patients(tracker)

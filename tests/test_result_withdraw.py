@@ -293,3 +293,30 @@ def test_an_item_still_done_that_day_keeps_its_calendar_entry(tracker):
 
     assert "open again" not in out
     assert tracker(["export", "ics", "--patient", "M1"]).stdout == before
+
+
+def test_an_hl7_post_original_as_wrong_names_the_result_and_once_withdrawn_is_on_record(tracker, tmp_path):
+    """HL7 OBX-11 W (post original as wrong) in a later message: before, refused as "only final (F) and corrected
+    (C) results are recorded", never naming the result on record it retracts."""
+    methotrexate_patient(tracker)
+    tracker(["result", "import", write(tmp_path / "oru.hl7", oru())])
+    alt = result_id(tracker, "M1", "alt")
+    retraction = write(tmp_path / "w.hl7", oru(id="MSG00002", obx=["OBR|1|ORD2|FIL2|24323-8^CMP^LN|||20260119083000",
+                                                                      "OBX|1|NM|1742-6^ALT^LN||130|U/L|0-40|H|||W"]))
+    before = dump_database(tracker.db)
+    refused = tracker(["result", "import", retraction], ok=False)
+    assert refused.exit_code == 2 and refused.stderr.splitlines()[1].endswith(
+        f"OBX-11 W: the laboratory withdrew its alt result of 2026-01-19 for patient M1, on record as #{alt}; "
+        f"withdraw it with `tracker result withdraw {alt} --reason REASON`, then import this file again")
+    assert dump_database(tracker.db) == before
+
+    tracker(["result", "withdraw", str(alt), "--reason", "laboratory: posted as wrong"])
+
+    before = dump_database(tracker.db)
+    assert "1 already on record" in tracker(["result", "import", retraction]).stdout
+    assert dump_database(tracker.db) == before
+    # A W for a result tracker never had is refused as before.
+    other = write(tmp_path / "w2.hl7", oru(id="MSG00003", obx=["OBR|1|ORD3|FIL3|24323-8^CMP^LN|||20260119083000",
+                                                                  "OBX|1|NM|1920-8^AST^LN||30|U/L|0-40|N|||W"]))
+    refused = tracker(["result", "import", other], ok=False)
+    assert refused.exit_code == 2 and "OBX-11 status 'W': only final (F) and corrected (C)" in refused.stderr

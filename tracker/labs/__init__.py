@@ -27,7 +27,9 @@ class LabRow:
     ref_high: str | None = None
     problem: str | None = None  # a result the parser already refuses (e.g. a preliminary one), with why
     corrects: bool = False  # a correction of a result sent before (HL7 OBX-11 C; FHIR amended, corrected)
-    withdrawn: bool = False  # the laboratory retracts the result sent before under this id (FHIR entered-in-error)
+    # The laboratory retracts a result it sent: FHIR entered-in-error (the same Observation id), HL7 OBX-11 W
+    # "post original as wrong" (a new message: the result of the same test, patient, day and laboratory).
+    withdrawn: bool = False
     # When the laboratory reported it (HL7 OBR-22 or MSH-7; FHIR issued or meta.lastUpdated), in UTC (as written
     # where the laboratory gave no offset): orders corrections of one result (tracker/core/lab_corrections.py).
     reported_at: dt.datetime | None = None

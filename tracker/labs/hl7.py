@@ -242,7 +242,11 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     else:
         value = raw_value
     value = unescape(value).strip()
-    unit = unescape(field(6).split(components)[0]).strip() or None
+    # OBX-6 is coded (CE/CWE: identifier^text^system^alternate identifier^...): some laboratories send the unit
+    # as text only (`^mg/dL`) or as the alternate identifier; the first given is the unit (tracker/units.py
+    # reads it or refuses it, as any other spelling).
+    unit_parts = [unescape(part).strip() for part in field(6).split(components)]
+    unit = next((unit_parts[at] for at in (0, 1, 3) if at < len(unit_parts) and unit_parts[at]), None)
     low, high = _reference_range(unescape(field(7)).strip())
     status = field(11).strip().upper()
     problem = None
@@ -257,7 +261,7 @@ def _obx_row(fields: list[str], components: str, unescape, control_id: str, faci
     taken = field(14).strip() or collected.strip()
     return LabRow(where=where, source_id=f"hl7:{facility}|{control_id}|{set_id}", mrn=mrn, codes=tuple(codes),
                   value=value, unit=unit, taken_on=_hl7_date(taken), ref_low=low, ref_high=high, problem=problem,
-                  corrects=status == "C", reported_at=reported_at)
+                  corrects=status == "C", withdrawn=status == "W", reported_at=reported_at)
 
 
 def _reference_range(text: str) -> tuple[str | None, str | None]:

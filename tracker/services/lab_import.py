@@ -34,7 +34,7 @@ from sqlalchemy import select
 from tracker.core.durations import parse_date
 from tracker.core.inputs import finite_number
 from tracker.core.lab_corrections import (Candidate, ResultIdentity, hl7_corrected, identity_differences, latest_report,
-                                          newer_corrections, same_values, superseded)
+                                          newer_corrections, same_values, sender, superseded)
 from tracker.dates import utcnow
 from tracker.db.tables import LabResult, ReplacedLabSource, WithdrawnLabSource, WithdrawnResult
 from tracker.errors import InputError, TrackerError
@@ -215,6 +215,30 @@ def _hl7_candidates(session, patient_id: int, test: str, taken_on: dt.date) -> l
             for result_id, source_id, reported_at in session.execute(query)]
 
 
+def _hl7_withdrawal(session, row: LabRow, patient, test: str, taken_on: dt.date) -> None:
+    """An HL7 OBX-11 `W` (post original as wrong) names the result it retracts as a correction does (same test,
+    patient, day and laboratory: core/lab_corrections.py `hl7_corrected`). On record: refused, naming the command
+    that withdraws it (as a FHIR entered-in-error is); withdrawn already: returns (on record); neither: refused
+    as before (only F and C are recorded)."""
+    from tracker.db.tables import WithdrawnResult
+
+    patient_id, mrn = patient.id, patient.mrn
+    target = hl7_corrected(row.source_id, test, taken_on, _hl7_candidates(session, patient_id, test, taken_on))
+    found = target.candidate or (target.ambiguous[0] if target.ambiguous else None)
+    if found is not None:
+        which = ", ".join(f"#{c.result_id}" for c in (target.ambiguous or (found,)))
+        raise InputError("result", row.code_text,
+                         f"OBX-11 W: the laboratory withdrew its {test} result of {taken_on} for patient {mrn}, on "
+                         f"record as {which}; withdraw it with `tracker result withdraw {found.result_id} --reason "
+                         f"REASON`, then import this file again")
+    W = WithdrawnResult.__table__
+    lab = sender(row.source_id)
+    gone = session.execute(select(W.c.source_id).where(W.c.patient_id == patient_id, W.c.test == test,
+                                                       W.c.taken_on == taken_on)).scalars().all()
+    if not any(source and sender(source) == lab for source in gone):
+        raise InputError("result", row.code_text, row.problem or "OBX-11 W: nothing on record to withdraw")
+
+
 def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *, skip_bad: bool) -> LabImportReport:
     """Check every result as the CSV import checks a row, then store them through the same bulk path
     (services/results_bulk.py: items completed, `result.add` audited, patients evaluated), and apply the
@@ -310,6 +334,14 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
                                  f"entered-in-error: the laboratory withdrew this result, on record as "
                                  f"{stored.described()}; withdraw it with `tracker result withdraw {stored.id} "
                                  f"--reason REASON`, then import this file again")
+            if row.withdrawn and stored is None and row.source_id.startswith("hl7:"):
+                patient = patients.get(row.mrn)
+                if patient is None:
+                    raise InputError("mrn", row.mrn, "no such patient in tracker")
+                _hl7_withdrawal(session, row, patient, test_code_for(row, by_loinc, local, panels),
+                                parse_date(row.taken_on, "taken_on"))  # refused unless withdrawn already
+                report.already += 1
+                continue
             if stored is not None and not (row.corrects and not stored.replaced):
                 try:
                     differ = differences(stored, row)
