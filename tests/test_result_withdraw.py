@@ -55,7 +55,8 @@ def test_a_withdrawn_critical_alt_resolves_its_alert_reopens_the_draw_and_stays_
     assert "cmp: alt or ast" in row["missing"]
     assert "alt" not in {r["test"] for r in tracker.json(["result", "list", "M1"])}
     (alert,) = [a for a in tracker.json(["alerts", "--all"]) if a["kind"] == "threshold"]
-    assert (alert["status"], alert["cleared_on"]) == ("open", "2026-01-20")  # critical: awaits acknowledgement
+    assert (alert["status"], alert["resolution"]) == ("resolved", f"result #{alt} withdrawn: laboratory: entered in error")
+    assert f"resolved alert #{alert['id']} (threshold): result #{alt} withdrawn: laboratory: entered in error" in out
     assert not [a for a in tracker.json(["alerts"]) if a["kind"] == "overdue" and "Repeat alt" in a["message"]]
     (audited,) = audit_rows(tracker.db, "result.withdraw")
     assert audited["entity_id"] == alt and audited["mrn"] == "M1"
@@ -320,3 +321,23 @@ def test_an_hl7_post_original_as_wrong_names_the_result_and_once_withdrawn_is_on
                                                                   "OBX|1|NM|1920-8^AST^LN||30|U/L|0-40|N|||W"]))
     refused = tracker(["result", "import", other], ok=False)
     assert refused.exit_code == 2 and "OBX-11 status 'W': only final (F) and corrected (C)" in refused.stderr
+
+
+@freeze_time("2026-01-20")
+def test_a_same_day_result_that_still_breaches_keeps_one_alert_for_the_one_problem(tracker, tmp_path):
+    """Two ALTs of one day over 100 U/L: withdrawing the leading one left its critical alert waiting for an
+    acknowledgement beside the new alert the other raised (two alerts for one problem). The withdrawn one's
+    alert is resolved by the withdrawal; the remaining value's alert stands."""
+    methotrexate_patient(tracker)
+    tracker("result add M1 alt 110 --on 2026-01-19")
+    tracker("result add M1 alt 150 --on 2026-01-19")
+    (lead,) = [a for a in tracker.json(["alerts"]) if a["kind"] == "threshold"]
+    assert "alt 150 U/L on 2026-01-19" in lead["message"]
+    worst = max((r for r in tracker.json(["result", "list", "M1"]) if r["test"] == "alt"), key=lambda r: r["value"])
+
+    tracker(["result", "withdraw", str(worst["id"]), "--reason", "wrong patient"])
+
+    live = [a for a in tracker.json(["alerts", "--all"]) if a["kind"] == "threshold" and a["status"] != "resolved"]
+    assert len(live) == 1 and "alt 110 U/L on 2026-01-19" in live[0]["message"] and live[0]["severity"] == "critical"
+    gone = next(a for a in tracker.json(["alerts", "--all"]) if a["id"] == lead["id"])
+    assert gone["status"] == "resolved" and gone["resolution"] == f"result #{worst['id']} withdrawn: wrong patient"

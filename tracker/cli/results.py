@@ -71,6 +71,8 @@ def withdraw(app, result_id, reason):
         echo(f"open again: {item.due} {item.title}")
     for item in done.cancelled:
         echo(f"cancelled: {item.due} {item.title}")
+    for alert in done.resolved:
+        echo(f"resolved alert #{alert.id} ({alert.kind}): {alert.resolution}")
     echo_evaluation(done.evaluation)
 
 

@@ -4,12 +4,13 @@ error, sent for the wrong patient), so nothing may read it again.
 The result's row moves to `withdrawn_result` (its values, who withdrew it, when and why) and leaves
 `lab_result`: every clinical read (charts, gates, the nightly's scan, worklists) sees the record without it. The
 source ids it carried (its own and those its corrections replaced) move to `withdrawn_lab_source`, so that its
-message imported again is recognised, not stored again. Alerts that named it keep their text but no longer point
-at it (the audit row lists them). The items it completed are open again unless the patient's remaining results
+message imported again is recognised, not stored again. Its live alerts are resolved by the withdrawal ("result
+#N withdrawn: REASON", by whoever withdrew it): their condition was this result, which nothing reads again. Alerts
+that named it keep their text but no longer point at it (the audit row lists them). The items it completed are open again unless the patient's remaining results
 complete them (core/panels.py `undone_by_withdrawal` says which): a baseline item as its gate reads the remaining
 results; a lab draw as the remaining results taken up to the withdrawn result's day answer it (a later result
 counted for a later draw). A planned draw it counted for loses its test unless another result supplies it. The
-patient is then evaluated at once, as after a new result: an alert it raised is resolved, a gate it satisfied
+patient is then evaluated at once, as after a new result: a gate it satisfied
 reads the record without it, a draw open again past its grace raises an overdue alert. A repeat draw the
 threshold rules booked on it alone (wanted on the record with it, not without it) is cancelled. A live course
 started on the result (a hard gate it met, now unmet: core/gates.py `gates_unmet_by_withdrawal`) is marked as
@@ -48,6 +49,7 @@ class Withdrawal:
     patient: Patient
     reopened: list[Item] = field(default_factory=list)  # items the result had completed, open again
     cancelled: list[Item] = field(default_factory=list)  # repeats booked on the result, not wanted without it
+    resolved: list[Alert] = field(default_factory=list)  # its live alerts, resolved by the withdrawal
     evaluation: object | None = None  # alerts raised/resolved as the record lost the result (services.alerts)
 
 
@@ -76,8 +78,17 @@ def withdraw_result(clinic: Clinic, result_id: int, reason: str) -> Withdrawal:
     withdrawn = WithdrawnResult(**{name: getattr(result, name) for name in KEPT}, withdrawn_at=now,
                                 withdrawn_by=user, reason=reason)
     session.add(withdrawn)
+    from tracker.services.review_apply import resolve_alert
+
+    closed = []
     for alert in alerts:
         alert.result_id = None
+        if alert.status != "resolved":
+            # Its condition was this result, which no rule can read again: resolved by the person who withdrew it,
+            # not left to clear (a critical alert would wait for an acknowledgement of a value that never was,
+            # beside the alert a remaining result of the day raises: two alerts for one problem).
+            resolve_alert(session, alert, clinic.today, f"result #{result.id} withdrawn: {reason}", user, patient.mrn)
+            closed.append(alert)
         session.add(alert)
     for row in replaced:
         session.delete(row)
@@ -95,13 +106,13 @@ def withdraw_result(clinic: Clinic, result_id: int, reason: str) -> Withdrawal:
                   "still_done_items": [i.id for i in undone.completed if i.status == "done"],
                   "counted_items": [i.id for i in undone.counted],
                   "cancelled_repeats": [i.id for i in cancelled],
-                  "alerts_unlinked": [a.id for a in alerts],
+                  "alerts_unlinked": [a.id for a in alerts], "alerts_resolved": [a.id for a in closed],
                   "gate_overridden": {str(c.id): c.gate_override for c in overridden}})
     session.flush()
     from tracker.services.alerts import after_result
 
     evaluation = after_result(session, library, patient, clinic.today, user, clinic.settings)
-    return Withdrawal(withdrawn, patient, reopened, cancelled, evaluation)
+    return Withdrawal(withdrawn, patient, reopened, cancelled, closed, evaluation)
 
 
 def _repeats_booked(clinic: Clinic, patient: Patient) -> set[tuple]:
