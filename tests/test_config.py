@@ -72,6 +72,7 @@ url = "https://hook:pw@hooks.clinic.example/r?token=SECRET"
     ('[reminders]\nchannels = ["webhook"]\n[reminders.webhook]\nurl = "ftp://x"', "reminders.webhook.url"),
     ('[privacy]\npatient_label = "full"', "privacy.patient_label: 'full'"),
     ('[scheduler]\nat = "6am"', "scheduler.at: '6am'"),
+    ('[web]\nsession_max_hours = 0', "web.session_max_hours: 0"),
     ('timezone = "Nowhere/City"', "timezone: 'Nowhere/City'"),
 ])
 def test_invalid_config_is_one_line_naming_the_key_and_nightly_changes_nothing(tracker, tmp_path, body, key):

@@ -195,6 +195,7 @@ class WebSettings:
     """`[web]`: the staff web view's sessions and sign-in lockout (no source gives these: clinic defaults)."""
 
     idle_timeout_minutes: int = 15  # clinic_default: a session unused this long must sign in again
+    session_max_hours: int = 12  # clinic_default: a session this old must sign in again, however much used
     lockout_failures: int = 5  # clinic_default: failed sign-ins in a row that lock an account
     lockout_minutes: int = 15  # clinic_default: how long a locked account stays locked
     secret_file: str | None = None  # the session-signing key; default: web-secret beside the database
@@ -249,7 +250,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
     "backups": ("keep",),
     "import": ("max_mb",),
-    "web": ("idle_timeout_minutes", "lockout_failures", "lockout_minutes", "secret_file"),
+    "web": ("idle_timeout_minutes", "session_max_hours", "lockout_failures", "lockout_minutes", "secret_file"),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
@@ -259,7 +260,7 @@ CLINIC_DEFAULT_KEYS = frozenset({
     "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",
     "feeds.days_back", "feeds.days_ahead", "feeds.cancelled_grace_days",
-    "web.idle_timeout_minutes", "web.lockout_failures", "web.lockout_minutes",
+    "web.idle_timeout_minutes", "web.session_max_hours", "web.lockout_failures", "web.lockout_minutes",
 })
 
 
@@ -590,6 +591,8 @@ def parse_web(table: dict) -> WebSettings:
     return WebSettings(
         idle_timeout_minutes=_int(table, "idle_timeout_minutes", "web.idle_timeout_minutes",
                                   default.idle_timeout_minutes, 1, 24 * 60),
+        session_max_hours=_int(table, "session_max_hours", "web.session_max_hours", default.session_max_hours,
+                               1, 7 * 24),
         lockout_failures=_int(table, "lockout_failures", "web.lockout_failures", default.lockout_failures, 1, 100),
         lockout_minutes=_int(table, "lockout_minutes", "web.lockout_minutes", default.lockout_minutes, 1, 24 * 60),
         secret_file=secret,
