@@ -25,6 +25,10 @@ DEFAULT_LEAD_DAYS = 3
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering notes, APScheduler)
 DEFAULT_GRACE_HOURS = 6
+# How soon a day's run that the nightly lock refused is tried again by `scheduler run` (and again, until it
+# runs or the next scheduled run comes first). CLINIC DEFAULT (no reference gives one): a `db restore` or an
+# inbox import by hand takes minutes, and reminders sent within the hour are still that morning's.
+DEFAULT_LOCK_RETRY_MINUTES = 10
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_FEED_DAYS_BACK = 30
 DEFAULT_FEED_DAYS_AHEAD = 180
@@ -123,6 +127,7 @@ class ExportSettings:
 class SchedulerSettings:
     at: str = DEFAULT_SCHEDULER_AT
     grace_hours: float = DEFAULT_GRACE_HOURS
+    lock_retry_minutes: int = DEFAULT_LOCK_RETRY_MINUTES  # clinic_default
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
                         "timeout_s", "ca_file", "allow_plaintext"),
     "reminders.webhook": ("url", "timeout_s", "token_env", "attempts", "backoff_s", "proxy"),
     "privacy": ("patient_label",),
-    "scheduler": ("at", "grace_hours"),
+    "scheduler": ("at", "grace_hours", "lock_retry_minutes"),
     "alerts": (*ALERT_WINDOWS, "childbearing_age_from", "childbearing_age_to"),
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
     "feeds": ("base_url", "days_back", "days_ahead", "cancelled_grace_days"),
@@ -260,7 +265,7 @@ CLINIC_DEFAULT_KEYS = frozenset({
     "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",
     "feeds.days_back", "feeds.days_ahead", "feeds.cancelled_grace_days",
-    "web.idle_timeout_minutes", "web.session_max_hours", "web.lockout_failures", "web.lockout_minutes",
+    "scheduler.lock_retry_minutes", "web.idle_timeout_minutes", "web.session_max_hours", "web.lockout_failures", "web.lockout_minutes",
 })
 
 
@@ -500,7 +505,8 @@ def parse_scheduler(table: dict) -> SchedulerSettings:
     at = table.get("at", DEFAULT_SCHEDULER_AT)
     parse_hhmm(at, "scheduler.at")
     grace = _number(table, "grace_hours", "scheduler.grace_hours", DEFAULT_GRACE_HOURS, 0.01, 48)
-    return SchedulerSettings(at=at, grace_hours=grace)
+    retry = _int(table, "lock_retry_minutes", "scheduler.lock_retry_minutes", DEFAULT_LOCK_RETRY_MINUTES, 1, 24 * 60)
+    return SchedulerSettings(at=at, grace_hours=grace, lock_retry_minutes=retry)
 
 
 def parse_feeds(table: dict) -> FeedSettings:
