@@ -313,6 +313,70 @@ def test_a_backup_refused_as_busy_leaves_no_file_and_rotates_nothing(tracker, tm
     assert len(tracker.json("db backup")["rotated"]) == 1  # once the lock is free: made, recorded, rotated
 
 
+def _whole(engine, path: Path) -> None:
+    """`path` is a whole backup of a tracker database (SQLite: integrity_check and a known revision;
+    PostgreSQL: a custom-format dump that pg_restore lists)."""
+    from tracker.db.backups import pg_check_dump, sqlite_revision
+    from tracker.db.engine import known_revisions
+
+    if engine.dialect.name == "sqlite":
+        assert sqlite_revision(path, known_revisions()) == SCHEMA_HEAD
+    else:
+        pg_check_dump(path)
+
+
+@pytest.mark.parametrize("second_at", ["2026-12-03T12:34:56Z", "2026-12-03T12:34:57Z"], ids=["same-second", "next"])
+def test_two_backups_at_once_each_keep_their_own_partial_and_file(tracker, second_at):
+    """Two `tracker db backup`s at once: the second runs whole while the first's file is written but not
+    yet renamed (the first's `on_written`: no sleeps). Before, both wrote `<name>.partial`: the second
+    removed the first's (in the same second it unlinked it to write its own under that name; a second later
+    its rotation took it for a killed backup's), so the first failed with FileNotFoundError after the second
+    was recorded. Now each has a partial of its own, and both are whole, named apart and recorded."""
+    from tracker.db.backups import backups_dir
+    from tracker.services.backups import backup
+
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    engine = make_engine(resolve_url(tracker.db))
+    seconds = []
+
+    def run_second(partial: Path) -> None:
+        with freeze_time(second_at):
+            seconds.append(backup(engine, None, "tester"))
+        assert partial.exists() and partial.name not in {p.name for p in seconds[0].rotated}
+
+    try:
+        with freeze_time("2026-12-03T12:34:56Z"):
+            first = backup(engine, None, "tester", on_written=run_second)
+        (second,) = seconds
+        assert first.path != second.path
+        assert sorted(backups_dir(engine).iterdir()) == sorted([first.path, second.path])  # no partial left
+        for made in (first, second):
+            _whole(engine, made.path)
+    finally:
+        engine.dispose()
+    assert [e["file"] for e in _audit(tracker.db, "db.backup")] == [str(second.path), str(first.path)]
+
+
+def test_partials_left_by_killed_backups_are_removed_by_the_next_backup(tracker):
+    """A partial no process holds (a backup killed half-way: the kernel dropped its lock) is removed by the
+    next backup's rotation, in today's naming and in the former `<name>.partial`."""
+    from tracker.db.backups import _stem, backups_dir
+
+    engine = make_engine(resolve_url(tracker.db))
+    try:
+        folder, ext = backups_dir(engine), "db" if engine.dialect.name == "sqlite" else "dump"
+        folder.mkdir(parents=True, exist_ok=True)
+        left = [folder / f"{_stem(engine)}-20261203T010203Z-manual.{ext}.4242-0a1b2c3d.partial",
+                folder / f"{_stem(engine)}-20261203T010204Z-manual.{ext}.partial"]
+        for path in left:
+            path.write_bytes(b"half a backup")
+        made = tracker.json("db backup")
+        assert sorted(folder.iterdir()) == [Path(made["file"])]
+        assert made["rotated"] == []  # partials are not backups: not listed as rotated
+    finally:
+        engine.dispose()
+
+
 # A real `tracker` process that says on stderr when it is about to take the database's write lock (SQLite
 # `BEGIN IMMEDIATE`, PostgreSQL the writers' advisory lock), then runs the command given as usual.
 _ANNOUNCING_WRITER = """

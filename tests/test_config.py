@@ -12,7 +12,7 @@ def test_defaults_without_a_file(tracker):
     info = tracker.json("config show")
     assert info["reminders"] == {"lead_days": 3, "channels": ["stdout"], "batch_size": 500}
     assert info["privacy"] == {"patient_label": "mrn_initials"}
-    assert info["scheduler"] == {"at": "06:00", "grace_hours": 6.0}
+    assert info["scheduler"] == {"at": "06:00", "grace_hours": 6.0, "lock_retry_minutes": 10}
 
 
 def test_xdg_file_then_env_then_option(tracker, tmp_path, monkeypatch):
@@ -72,6 +72,9 @@ url = "https://hook:pw@hooks.clinic.example/r?token=SECRET"
     ('[reminders]\nchannels = ["webhook"]\n[reminders.webhook]\nurl = "ftp://x"', "reminders.webhook.url"),
     ('[privacy]\npatient_label = "full"', "privacy.patient_label: 'full'"),
     ('[scheduler]\nat = "6am"', "scheduler.at: '6am'"),
+    ('[web]\nsession_max_hours = 0', "web.session_max_hours: 0"),
+    ('[scheduler]\nlock_retry_minutes = 0', "scheduler.lock_retry_minutes: 0"),
+    ('[scheduler]\nlock_retry_minutes = "ten"', "scheduler.lock_retry_minutes: 'ten'"),
     ('timezone = "Nowhere/City"', "timezone: 'Nowhere/City'"),
 ])
 def test_invalid_config_is_one_line_naming_the_key_and_nightly_changes_nothing(tracker, tmp_path, body, key):

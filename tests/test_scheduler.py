@@ -328,15 +328,37 @@ json.dump(calls, sys.stdout)
 
 def test_a_run_refused_by_the_lock_is_tried_again_until_it_runs():
     """D3a: a run refused by the nightly lock (a `db restore`, an inbox import by hand) was dropped until
-    the next day. Now it is tried again after `lock_retry_s` (LOCK_RETRY_S, 10 minutes, by default), in the
+    the next day. Now it is tried again after `lock_retry_s` (`[scheduler] lock_retry_minutes`, 10 by default), in the
     running scheduler, until it runs; the catch-up at start is retried the same way."""
+    from tracker.core.settings import SchedulerSettings
     from tracker.scheduler import LOCK_RETRY_S
 
     done = _scripted(REFUSED_BY_THE_LOCK)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [1, 2, 3]
     assert done.stderr.count("trying again at") == 2 and "Traceback" not in done.stderr
-    assert LOCK_RETRY_S == 600
+    assert LOCK_RETRY_S == 600 and SchedulerSettings().lock_retry_minutes == 10
+
+
+def test_the_lock_retry_is_the_configured_lock_retry_minutes(tracker, tmp_path):
+    """`tracker scheduler run` (a process of its own, its clock frozen at 09:00) meets the nightly lock held
+    here in its catch-up at start: the retry comes `[scheduler] lock_retry_minutes` later, 3 here (before, a
+    constant 10 minutes, and the key was refused as unknown)."""
+    from tests.nightly_support import small_clinic
+    from tracker.db.engine import make_engine, resolve_url
+    from tracker.locks import nightly_lock
+
+    small_clinic(tracker)
+    config = _jsonl_config(tmp_path, "Europe/London")
+    config.write_text(config.read_text() + "[scheduler]\nlock_retry_minutes = 3\n")
+    engine = make_engine(resolve_url(tracker.db))
+    try:
+        with nightly_lock(engine):
+            log = _frozen_scheduler_run(tracker, tmp_path, "2026-01-16T09:00:00Z", "--at", "06:00")
+    finally:
+        engine.dispose()
+    assert "trying again at 2026-01-16T09:03:00+00:00 (every 3 min until it runs)" in log, log
+    assert tracker.json("nightly status") == []  # refused by the lock: nothing ran
 
 
 def test_the_lock_retry_is_the_days_run_and_stops_at_the_next_scheduled_run(tracker, tmp_path):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from freezegun import freeze_time
 
-from tests.test_web import csrf_of, dump_but_reads, make_client, open_alert_ids, sign_in, utc_today
+from tests.test_web import add_user, csrf_of, dump_but_reads, make_client, open_alert_ids, sign_in, utc_today
 from tests.web_clinic import PASSWORD, copy_of, demo_clinic, query  # noqa: F401 (demo_clinic: a fixture)
 
 pytest.importorskip("starlette.testclient")
@@ -189,3 +190,45 @@ def test_a_head_request_shows_nothing_and_records_no_access(clinic_db):
     assert client.head("/today").status_code == 200
     assert query(clinic_db, "SELECT count(*) FROM audit_event WHERE id > :b AND action LIKE 'access.%'",
                  b=before)[0][0] == 0  # before: access.web.patient and access.web.today
+
+
+def session_rows(db: str, *names: str) -> list[str]:
+    """The accounts of the `web_session` rows kept for these accounts, one entry a row."""
+    rows = query(db, "SELECT u.name FROM web_session s JOIN staff_user u ON u.id = s.user_id")
+    return sorted(name for (name,) in rows if name in names)
+
+
+def test_a_sign_in_prunes_ended_and_outlived_sessions_and_keeps_live_ones(clinic_db, tracker):
+    names = ("prune-old", "prune-out", "prune-young", "prune-live", "prune-next")
+    for name in names:
+        add_user(tracker, clinic_db, name)
+    with freeze_time("2026-03-01T08:00:00Z"):
+        assert sign_in(make_client(clinic_db), "prune-old").status_code == 303  # never signs out
+    with freeze_time("2026-03-01T08:05:00Z"):
+        out = make_client(clinic_db)
+        sign_in(out, "prune-out")
+        out.post("/logout", data={"csrf_token": csrf_of(out.get("/alerts").text)})
+        assert session_rows(clinic_db, *names) == ["prune-old", "prune-out"]
+    with freeze_time("2026-03-01T08:10:00Z"):
+        assert sign_in(make_client(clinic_db), "prune-young").status_code == 303
+        # The ended row is gone at once (before: kept); the unended ones stay.
+        assert session_rows(clinic_db, *names) == ["prune-old", "prune-young"]
+    with freeze_time("2026-03-03T09:00:00Z"):  # 49 h later: past session_max_hours (12) and a day's margin
+        live = make_client(clinic_db)
+        assert sign_in(live, "prune-live").status_code == 303
+        assert session_rows(clinic_db, *names) == ["prune-live"]  # before: every row stayed
+    with freeze_time("2026-03-03T09:05:00Z"):
+        assert sign_in(make_client(clinic_db), "prune-next").status_code == 303
+        assert session_rows(clinic_db, *names) == ["prune-live", "prune-next"]
+        assert live.get("/today").url.path == "/today"  # the live session still serves pages
+
+
+def test_a_session_ends_after_session_max_hours_however_much_it_is_used(clinic_db):
+    client = make_client(clinic_db, idle_timeout_minutes=15, session_max_hours=1)
+    with freeze_time("2026-03-02T09:00:00Z"):
+        assert sign_in(client).status_code == 303
+    for used in ("09:14", "09:28", "09:42", "09:56"):
+        with freeze_time(f"2026-03-02T{used}:00Z"):
+            assert client.get("/today").url.path == "/today"
+    with freeze_time("2026-03-02T10:00:01Z"):
+        assert client.get("/today").url.path == "/login"  # used 4 minutes ago, but started over an hour ago

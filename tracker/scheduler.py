@@ -12,7 +12,8 @@ has passed. So the catch-up at start, a run on waking and a retry run the days w
 today's before `--at`, and never a day after the clinic's today whatever zone `--timezone` fires in.
 
 A run the nightly lock refuses (a `db restore`, a `labs import-inbox` or a `tracker nightly` by hand) is
-tried again every LOCK_RETRY_S until it runs, as long as that comes before the next scheduled run.
+tried again every `[scheduler] lock_retry_minutes` (10, a clinic default) until it runs, as long as that
+comes before the next scheduled run.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
-from tracker.core.settings import parse_hhmm
+from tracker.core.settings import DEFAULT_LOCK_RETRY_MINUTES, parse_hhmm
 from tracker.dates import utcnow
 from tracker.errors import LockedError
 
@@ -40,10 +41,9 @@ JOB_ID = "tracker-nightly"
 RETRY_PREFIX = "tracker-nightly-retry-"  # one-off retries of a day the nightly lock refused
 # How long a stop asked by a signal may wait for the scheduler to see it, between jobs.
 STOP_POLL_S = 1.0
-# How soon a day's run that the nightly lock refused is tried again (and again, until it runs or the next
-# scheduled run comes first). CLINIC DEFAULT (no reference gives one): a `db restore` or an inbox import by
-# hand takes minutes, and reminders sent within the hour are still that morning's.
-LOCK_RETRY_S = 600
+# How soon a day's run that the nightly lock refused is tried again, unless configured: `[scheduler]
+# lock_retry_minutes` (tracker/core/settings.py says why 10).
+LOCK_RETRY_S = DEFAULT_LOCK_RETRY_MINUTES * 60
 log = logging.getLogger("tracker.scheduler")
 
 

@@ -25,7 +25,7 @@ def _settings(app, at, timezone):
         zoneinfo.ZoneInfo(zone)
     except Exception:
         raise InputError("timezone", zone, "unknown time zone") from None
-    return at or settings.at, zone, settings.grace_hours
+    return at or settings.at, zone, settings.grace_hours, settings.lock_retry_minutes * 60
 
 
 def _options(fn):
@@ -46,16 +46,16 @@ def scheduler() -> None:
 def run(app, at, timezone):
     """Catch up now (every day whose --at has passed), then run `tracker nightly` daily at --at for the
     clinic's day; a run missed while the machine slept runs on waking; a run refused by the nightly lock is
-    tried again every 10 minutes that day. Stops cleanly on SIGTERM/SIGINT."""
+    tried again every [scheduler] lock_retry_minutes (10) that day. Stops cleanly on SIGTERM/SIGINT."""
     import logging
 
     from tracker.scheduler import build_scheduler, nightly_job, run_forever, run_now
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    at, zone, grace = _settings(app, at, timezone)
+    at, zone, grace, retry_s = _settings(app, at, timezone)
     job = nightly_job(app.engine, app.library, app.settings, app.user, at=at, timezone=zone)
-    sched = build_scheduler(job, at=at, timezone=zone, grace_hours=grace)
+    sched = build_scheduler(job, at=at, timezone=zone, grace_hours=grace, lock_retry_s=retry_s)
     run_forever(sched, lambda: run_now(sched))
 
 
@@ -70,8 +70,8 @@ def show(app, at, timezone, as_json):
 
     from tracker.scheduler import build_scheduler, describe
 
-    at, zone, grace = _settings(app, at, timezone)
-    sched = build_scheduler(lambda: None, at=at, timezone=zone, grace_hours=grace,
+    at, zone, grace, retry_s = _settings(app, at, timezone)
+    sched = build_scheduler(lambda: None, at=at, timezone=zone, grace_hours=grace, lock_retry_s=retry_s,
                             scheduler_class=BackgroundScheduler)
     sched.start(paused=True)
     try:

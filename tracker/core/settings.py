@@ -25,6 +25,10 @@ DEFAULT_LEAD_DAYS = 3
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_SCHEDULER_AT = "06:00"  # outside the 02:00-03:00 DST gap (engineering notes, APScheduler)
 DEFAULT_GRACE_HOURS = 6
+# How soon a day's run that the nightly lock refused is tried again by `scheduler run` (and again, until it
+# runs or the next scheduled run comes first). CLINIC DEFAULT (no reference gives one): a `db restore` or an
+# inbox import by hand takes minutes, and reminders sent within the hour are still that morning's.
+DEFAULT_LOCK_RETRY_MINUTES = 10
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_FEED_DAYS_BACK = 30
 DEFAULT_FEED_DAYS_AHEAD = 180
@@ -123,6 +127,7 @@ class ExportSettings:
 class SchedulerSettings:
     at: str = DEFAULT_SCHEDULER_AT
     grace_hours: float = DEFAULT_GRACE_HOURS
+    lock_retry_minutes: int = DEFAULT_LOCK_RETRY_MINUTES  # clinic_default
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,7 @@ class WebSettings:
     """`[web]`: the staff web view's sessions and sign-in lockout (no source gives these: clinic defaults)."""
 
     idle_timeout_minutes: int = 15  # clinic_default: a session unused this long must sign in again
+    session_max_hours: int = 12  # clinic_default: a session this old must sign in again, however much used
     lockout_failures: int = 5  # clinic_default: failed sign-ins in a row that lock an account
     lockout_minutes: int = 15  # clinic_default: how long a locked account stays locked
     secret_file: str | None = None  # the session-signing key; default: web-secret beside the database
@@ -240,7 +246,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
                         "timeout_s", "ca_file", "allow_plaintext"),
     "reminders.webhook": ("url", "timeout_s", "token_env", "attempts", "backoff_s", "proxy"),
     "privacy": ("patient_label",),
-    "scheduler": ("at", "grace_hours"),
+    "scheduler": ("at", "grace_hours", "lock_retry_minutes"),
     "alerts": (*ALERT_WINDOWS, "childbearing_age_from", "childbearing_age_to"),
     "calendar": ("merge_window_days", "alarm_lead_hours", "name"),
     "feeds": ("base_url", "days_back", "days_ahead", "cancelled_grace_days"),
@@ -249,7 +255,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "caldav": ("url", "username", "password", "password_env", "password_file", "timeout_s", "allow_plaintext"),
     "backups": ("keep",),
     "import": ("max_mb",),
-    "web": ("idle_timeout_minutes", "lockout_failures", "lockout_minutes", "secret_file"),
+    "web": ("idle_timeout_minutes", "session_max_hours", "lockout_failures", "lockout_minutes", "secret_file"),
 }
 # The settings no clinical source gives, shown as "clinic default" by `tracker config show`.
 CLINIC_DEFAULT_KEYS = frozenset({
@@ -259,7 +265,7 @@ CLINIC_DEFAULT_KEYS = frozenset({
     "calendar.merge_window_days",
     "dates.max_ahead_days", "dates.earliest_start", "dates.warn_back_days", "backups.keep", "import.max_mb",
     "feeds.days_back", "feeds.days_ahead", "feeds.cancelled_grace_days",
-    "web.idle_timeout_minutes", "web.lockout_failures", "web.lockout_minutes",
+    "scheduler.lock_retry_minutes", "web.idle_timeout_minutes", "web.session_max_hours", "web.lockout_failures", "web.lockout_minutes",
 })
 
 
@@ -499,7 +505,8 @@ def parse_scheduler(table: dict) -> SchedulerSettings:
     at = table.get("at", DEFAULT_SCHEDULER_AT)
     parse_hhmm(at, "scheduler.at")
     grace = _number(table, "grace_hours", "scheduler.grace_hours", DEFAULT_GRACE_HOURS, 0.01, 48)
-    return SchedulerSettings(at=at, grace_hours=grace)
+    retry = _int(table, "lock_retry_minutes", "scheduler.lock_retry_minutes", DEFAULT_LOCK_RETRY_MINUTES, 1, 24 * 60)
+    return SchedulerSettings(at=at, grace_hours=grace, lock_retry_minutes=retry)
 
 
 def parse_feeds(table: dict) -> FeedSettings:
@@ -590,6 +597,8 @@ def parse_web(table: dict) -> WebSettings:
     return WebSettings(
         idle_timeout_minutes=_int(table, "idle_timeout_minutes", "web.idle_timeout_minutes",
                                   default.idle_timeout_minutes, 1, 24 * 60),
+        session_max_hours=_int(table, "session_max_hours", "web.session_max_hours", default.session_max_hours,
+                               1, 7 * 24),
         lockout_failures=_int(table, "lockout_failures", "web.lockout_failures", default.lockout_failures, 1, 100),
         lockout_minutes=_int(table, "lockout_minutes", "web.lockout_minutes", default.lockout_minutes, 1, 24 * 60),
         secret_file=secret,

@@ -23,23 +23,24 @@ from tracker.db.backups import Backup
 from tracker.errors import BackupError, InputError, LockedError
 
 
-def backup(engine: Engine, out: str | None, user: str, keep: int | None = None) -> Backup:
+def backup(engine: Engine, out: str | None, user: str, keep: int | None = None, *, on_written=None) -> Backup:
     """A backup of the whole database (see tracker/db/backups.py), recorded as `db.backup` afterwards.
 
     Only a recorded backup is kept: the file is written first (while others keep working), then the audit
     row is written under the write lock, and only once that commits are older backups rotated away. Refused
     (the write lock held by another command for over 30 s: "database busy"), it leaves no file and
-    removes none."""
+    removes none. `on_written(partial)`, if given, is called once the file is whole under its partial name
+    (tests run a second backup there)."""
     from dataclasses import replace
 
     from tracker.db.engine import for_writing
     from tracker.services import audit
 
-    made = backups.make_backup(engine, out, keep=None)
+    made = backups.make_backup(engine, out, keep=None, on_written=on_written)
     try:
         with Session(for_writing(engine)) as session:
             doomed = backups.rotation(engine, keep or backups.DEFAULT_KEEP) if out is None else []
-            names = [p.name for p in doomed if not p.name.endswith(".partial")]
+            names = [p.name for p in doomed if not p.name.endswith(backups.PARTIAL)]
             audit.record(session, user, "db.backup", "database", None, None, None,
                          {"file": str(made.path), "size": made.size, "rotated": names})
             session.commit()
@@ -140,8 +141,7 @@ def _restore_sqlite(engine: Engine, path: Path, user: str, on_locked=None) -> Re
         with migration_lock(engine):  # nobody migrates the database while it is replaced
             kept = _replace_sqlite(live, staging, aside, on_locked)
     finally:
-        for leftover in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm"), Path(f"{staging}.migrate.lock"),
-                         Path(f"{staging}.partial")):
+        for leftover in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm"), Path(f"{staging}.migrate.lock")):
             leftover.unlink(missing_ok=True)
     return Restored(path, revision, after, kept)
 

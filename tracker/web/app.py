@@ -5,8 +5,9 @@ every action is audited under it.
 Paths carry internal ids, never MRNs or names (URLs end up in logs and browser histories). Sessions live
 in a signed cookie (starlette's SessionMiddleware: HttpOnly, SameSite=Strict, Secure over TLS) holding the
 account id, a random session id, a CSRF token and when it was last used (the idle timeout); the database
-keeps each session (`web_session`, a hash of its id), and signing out ends it there for every copy of the
-cookie."""
+keeps each session (`web_session`, a hash of its id, when it began), and signing out ends it there for every
+copy of the cookie; a session lasts at most `[web] session_max_hours`, and each sign-in prunes the rows no
+request can use again."""
 
 from __future__ import annotations
 
@@ -79,9 +80,33 @@ def render(request: Request, template: str, status: int = 200, **context) -> Res
     return web.templates.TemplateResponse(request, template, context, status_code=status)
 
 
+def session_lifetime(settings) -> dt.timedelta:
+    """The longest a session lasts however much it is used (`[web] session_max_hours`)."""
+    return dt.timedelta(hours=settings.web.session_max_hours)
+
+
+# Rows are pruned only this long after no request can use them: the web servers of a multi-workstation
+# clinic (one database) need not agree on the time to the second.
+PRUNE_MARGIN = dt.timedelta(days=1)
+PRUNE_AT_ONCE = 1000  # rows removed by one sign-in at most (the first sign-in after an upgrade finds many)
+
+
+def prune_sessions(db: Session, settings, now: dt.datetime) -> None:
+    """Delete the `web_session` rows no request can use again: ended (signed out) or started longer ago than
+    a session lasts (and PRUNE_MARGIN). One statement; run at each sign-in, so the table holds about the
+    sessions of the last `session_max_hours`."""
+    from sqlalchemy import delete, or_
+
+    dead = (select(WebSession.id)
+            .where(or_(WebSession.ended_at.is_not(None),
+                       WebSession.started_at < now - session_lifetime(settings) - PRUNE_MARGIN))
+            .limit(PRUNE_AT_ONCE))
+    db.execute(delete(WebSession).where(WebSession.id.in_(dead.scalar_subquery())))
+
+
 def signed_in(request: Request):
-    """The signed-in account as (id, name, role), or None (no session, idle too long, signed out, disabled
-    since)."""
+    """The signed-in account as (id, name, role), or None (no session, idle too long, older than
+    `session_max_hours`, signed out, disabled since)."""
     session = request.session
     now = utcnow()
     if "uid" not in session or not isinstance(session.get("sid"), str):
@@ -90,9 +115,11 @@ def signed_in(request: Request):
     if idle_expired(session, now, _web(request).settings.web.idle_timeout_minutes):
         session.clear()
         return None
-    with Session(_web(request).engine) as db:
+    web = _web(request)
+    with Session(web.engine) as db:
         row = db.exec(select(StaffUser).join(WebSession, WebSession.user_id == StaffUser.id)
                       .where(WebSession.sid_hash == token_hash(session["sid"]), WebSession.ended_at.is_(None),
+                             WebSession.started_at > now - session_lifetime(web.settings),
                              StaffUser.id == session["uid"])).first()
     if row is None or row.disabled:
         session.clear()
@@ -161,6 +188,7 @@ async def login(request: Request):
                 session.commit()  # a failure's count, a lockout and their audit rows are kept
                 return None
             sid = secrets.token_urlsafe(32)
+            prune_sessions(session, web.settings, now)
             session.add(WebSession(sid_hash=token_hash(sid), user_id=row.id, started_at=now))
             session.commit()
             return row.id, sid
