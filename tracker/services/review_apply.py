@@ -27,7 +27,6 @@ from tracker.db.bulk import (
     bulk_insert,
     bulk_insert_new_making,
     bulk_insert_returning_ids,
-    update_rows,
 )
 from tracker.db.charts import LIVE_ALERT
 from tracker.db.rows import narrowed
@@ -223,22 +222,20 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
                                                    why="condition back before acknowledgement"))
     if new_rows:
         summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
-    # A live overdue alert about a partial draw keeps naming what is still missing as results arrive (its
-    # day count is left as raised, so an unchanged draw writes nothing).
-    update_rows(session.connection(), A, [
-        {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind == "overdue"
-        and partial_note(row.message) != partial_note(cand.message)])
-    # A live gate or threshold alert says what its results are as they arrive, under the same key: a gate's
-    # "no tb result on record" becomes "tb positive on ..." (one problem, one alert); a threshold's names the
-    # day's other results ("neutrophils 0.8 ... (same day also: neutrophils 3 10^9/L; conflicting results,
-    # the worst counts)") and the rules they breach ("Also breached: > 3 x ULN ..."). Rewritten whenever the
-    # review's text differs (neither holds a day count), so the stored alert, a what-if and a fresh
-    # evaluation say the same.
-    update_rows(session.connection(), A, [
-        {"id": row.id, "message": cand.message, "value": cand.value, "result_id": cand.result_id,
-         "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind in ("gate", "threshold") and row.message != cand.message])
+    # A live alert's text is rewritten, under the same key, when what it says changes; each rewrite is audited
+    # (`alert.update`, the text before and after), as every other change of an alert is. Gate and threshold
+    # alerts say what their results are as they arrive: a gate's "no tb result on record" becomes "tb positive
+    # on ..." (one problem, one alert); a threshold's names the day's other results ("neutrophils 0.8 ...
+    # (same day also: neutrophils 3 10^9/L; conflicting results, the worst counts)") and the rules they breach
+    # ("Also breached: > 3 x ULN ..."): rewritten whenever the review's text differs (neither holds a day
+    # count), so the stored alert, a what-if and a fresh evaluation say the same. An overdue alert keeps naming
+    # what is still missing as results arrive (`partial_note`), and only then is rewritten: its count of days
+    # is left as raised, never rewritten alone, so an unchanged draw writes nothing and a day passing adds no
+    # audit row per overdue alert (a clinic's overdue alerts would flood the log with "N+1 days" every night;
+    # a what-if shows the day's count).
+    rewrites = [(row, cand) for key, cand in wanted.items() if (row := live.get(key)) is not None
+                and ((cand.kind == "overdue" and partial_note(row.message) != partial_note(cand.message))
+                     or (cand.kind in ("gate", "threshold") and row.message != cand.message))]
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
@@ -264,7 +261,14 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             changed.append((row, "stopped"))
         elif snooze_ended:
             changed.append((row, "snooze"))
-    loaded = changes.load([row.id for row, _ in changed])
+    loaded = changes.load([*(row.id for row, _ in rewrites), *(row.id for row, _ in changed)])
+    for plain, cand in rewrites:
+        row = loaded[plain.id]
+        values = {"message": cand.message} if cand.kind == "overdue" else {
+            "message": cand.message, "value": cand.value, "result_id": cand.result_id}
+        changes.change(row, "alert.update", mrns.get(row["patient_id"]), values,
+                       why="what is still missing changed" if cand.kind == "overdue"
+                       else "its text as the rules now read its results")
     for plain, what in changed:
         row = loaded[plain.id]
         mrn = mrns.get(row["patient_id"])
