@@ -389,9 +389,25 @@ def gate_candidates(protocol: Protocol, course, findings: list[GateFinding],
     return out
 
 
+JUDGED = ":result"  # what `_judged_key` adds to a gate or screen alert's condition, before the result's id
+
+
 def _judged_key(base: str, result) -> str:
     """A gate or screen alert's condition: `base`, and the result it judges when there is one."""
-    return base if result is None else f"{base}:result{result.id}"
+    return base if result is None else f"{base}{JUDGED}{result.id}"
+
+
+def judged_base(key: str) -> str:
+    """A gate or screen alert's condition without the result it judges (`_judged_key`'s `base`): its course's
+    test ("gate:course5:tb", "screen:course9:tb"). Two alerts of one base are one problem judged on different
+    results: the newer carries it, the older is superseded (services/review_apply.py)."""
+    head, _, tail = key.rpartition(JUDGED)
+    return head if head and tail.isdigit() else key
+
+
+def judged_test(key: str) -> str:
+    """The test a gate or screen alert's condition names (`judged_base`'s last part)."""
+    return judged_base(key).split(":", 2)[-1]
 
 
 def screened_tests(protocol: Protocol, facts: PatientFacts, vocabulary: Vocabulary) -> dict[str, Rule]:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from tracker.core.alerts import DERIVED_KINDS, AlertSettings
 from tracker.core.audit_chain import reusable_encoder
+from tracker.core.gates import judged_base, judged_test
 from tracker.core.review import Review, overdue_candidates, partial_note
 from tracker.core.vocabulary import Vocabulary
 from tracker.dates import utcnow
@@ -27,7 +28,6 @@ from tracker.db.bulk import (
     bulk_insert,
     bulk_insert_new_making,
     bulk_insert_returning_ids,
-    update_rows,
 )
 from tracker.db.charts import LIVE_ALERT
 from tracker.db.rows import narrowed
@@ -221,24 +221,22 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             summary.reopened.append(changes.change(old, "alert.condition_back", mrns.get(old["patient_id"]),
                                                    {"cleared_on": None},
                                                    why="condition back before acknowledgement"))
-    if new_rows:
-        summary.raised.extend(_insert_alerts(session, new_rows, user, mrns, now))
-    # A live overdue alert about a partial draw keeps naming what is still missing as results arrive (its
-    # day count is left as raised, so an unchanged draw writes nothing).
-    update_rows(session.connection(), A, [
-        {"id": row.id, "message": cand.message, "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind == "overdue"
-        and partial_note(row.message) != partial_note(cand.message)])
-    # A live gate or threshold alert says what its results are as they arrive, under the same key: a gate's
-    # "no tb result on record" becomes "tb positive on ..." (one problem, one alert); a threshold's names the
-    # day's other results ("neutrophils 0.8 ... (same day also: neutrophils 3 10^9/L; conflicting results,
-    # the worst counts)") and the rules they breach ("Also breached: > 3 x ULN ..."). Rewritten whenever the
-    # review's text differs (neither holds a day count), so the stored alert, a what-if and a fresh
-    # evaluation say the same.
-    update_rows(session.connection(), A, [
-        {"id": row.id, "message": cand.message, "value": cand.value, "result_id": cand.result_id,
-         "updated_at": now} for key, cand in wanted.items()
-        if (row := live.get(key)) is not None and cand.kind in ("gate", "threshold") and row.message != cand.message])
+    raised = _insert_alerts(session, new_rows, user, mrns, now) if new_rows else []
+    summary.raised.extend(raised)
+    # A live alert's text is rewritten, under the same key, when what it says changes; each rewrite is audited
+    # (`alert.update`, the text before and after), as every other change of an alert is. Gate and threshold
+    # alerts say what their results are as they arrive: a gate's "no tb result on record" becomes "tb positive
+    # on ..." (one problem, one alert); a threshold's names the day's other results ("neutrophils 0.8 ...
+    # (same day also: neutrophils 3 10^9/L; conflicting results, the worst counts)") and the rules they breach
+    # ("Also breached: > 3 x ULN ..."): rewritten whenever the review's text differs (neither holds a day
+    # count), so the stored alert, a what-if and a fresh evaluation say the same. An overdue alert keeps naming
+    # what is still missing as results arrive (`partial_note`), and only then is rewritten: its count of days
+    # is left as raised, never rewritten alone, so an unchanged draw writes nothing and a day passing adds no
+    # audit row per overdue alert (a clinic's overdue alerts would flood the log with "N+1 days" every night;
+    # a what-if shows the day's count).
+    rewrites = [(row, cand) for key, cand in wanted.items() if (row := live.get(key)) is not None
+                and ((cand.kind == "overdue" and partial_note(row.message) != partial_note(cand.message))
+                     or (cand.kind in ("gate", "threshold") and row.message != cand.message))]
 
     gone = [r for r in live_rows
             if r.kind in DERIVED_KINDS and r.condition_key not in wanted and r.patient_id in reviewed]
@@ -248,12 +246,14 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     stopped = {row[0] for row in _in_chunks(
         session, select(Course.id).where(Course.status == "stopped"), Course.id,
         {r.course_id for r in [*failed_rows, *(r for r in gone if r.id in waiting)] if r.course_id})}
-    superseded = _superseded(session, [r for r in gone if r.id in waiting], candidates)
+    superseding = _superseding(session, gone, candidates)  # gone alerts whose problem a candidate carries
+    carriers = _carriers(session, {cand.condition_key for cand, _ in superseding.values()}, live, reopen, raised,
+                         previous)
     changed = []  # (row, what)
     for row in live_rows:
         snooze_ended = row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today
         if row.id in gone_ids:
-            if row.id in waiting and row.course_id not in stopped and row.id not in superseded:
+            if row.id in waiting and row.course_id not in stopped and row.id not in superseding:
                 if row.cleared_on is None:
                     changed.append((row, "cleared"))
                 if snooze_ended:  # cleared while snoozed: back in the open list for a person to acknowledge
@@ -264,11 +264,24 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
             changed.append((row, "stopped"))
         elif snooze_ended:
             changed.append((row, "snooze"))
-    loaded = changes.load([row.id for row, _ in changed])
+    loaded = changes.load([*(row.id for row, _ in rewrites), *(row.id for row, _ in changed)])
+    for plain, cand in rewrites:
+        row = loaded[plain.id]
+        values = {"message": cand.message} if cand.kind == "overdue" else {
+            "message": cand.message, "value": cand.value, "result_id": cand.result_id}
+        changes.change(row, "alert.update", mrns.get(row["patient_id"]), values,
+                       why="what is still missing changed" if cand.kind == "overdue"
+                       else "its text as the rules now read its results")
     for plain, what in changed:
         row = loaded[plain.id]
         mrn = mrns.get(row["patient_id"])
-        if what == "gone":
+        if what == "gone" and row["id"] in superseding:  # the condition is present, on a newer alert
+            cand, detail = superseding[row["id"]]
+            carrier = carriers.get(cand.condition_key)  # (none only if another writer resolved it meanwhile)
+            by = f"alert #{carrier}" if carrier is not None else "a newer alert"
+            summary.resolved.append(changes.resolve(row, today, f"{AUTO}superseded by {by} as of {today} ({detail})",
+                                                    mrn))
+        elif what == "gone":
             summary.resolved.append(changes.resolve(row, today, f"{AUTO}condition no longer present as of {today}",
                                                     mrn))
         elif what == "cleared":
@@ -294,16 +307,63 @@ def awaits_acknowledgement(row) -> bool:
 
 
 def _superseded(session, rows, candidates) -> set[int]:
-    """Ids of `rows` (threshold alerts gone) whose test has a threshold candidate on the same course."""
+    """Ids of `rows` (alerts gone) whose problem a candidate carries (`_superseding`)."""
+    return set(_superseding(session, rows, candidates))
+
+
+def _superseding(session, rows, candidates) -> dict[int, tuple]:
+    """Of `rows` (alerts whose condition the review no longer gives), those whose problem a candidate carries
+    on, by id: (the candidate, what it judges, for the resolution's text). A gate or screen alert: a gate
+    candidate of the same course and test (`judged_base`: its key names another result judged, a new day
+    that does not pass); a threshold alert: a threshold candidate on the same course for a result of the same
+    test (the rules read each test's latest day: the newer result's alert carries the problem). Their
+    condition is not gone; they resolve as superseded. Reads the tests of the threshold results only when a
+    gone threshold alert's course has a threshold candidate."""
     from tracker.db.tables import LabResult
 
+    out: dict[int, tuple] = {}
+    gates = {judged_base(c.condition_key): c for c in candidates if c.kind == "gate"}
+    for r in rows:
+        cand = gates.get(judged_base(r.condition_key)) if r.kind == "gate" else None
+        if cand is not None:
+            out[r.id] = (cand, f"{judged_test(cand.condition_key)}: its latest result judged")
     alerting = [c for c in candidates if c.kind == "threshold" and c.result_id is not None]
-    if not rows or not alerting:
-        return set()
-    ids = {r.result_id for r in rows if r.result_id} | {c.result_id for c in alerting}
-    test_of = dict(_in_chunks(session, select(LabResult.id, LabResult.test), LabResult.id, ids))
-    now_alerting = {(c.course_id, test_of.get(c.result_id)) for c in alerting}
-    return {r.id for r in rows if (r.course_id, test_of.get(r.result_id)) in now_alerting}
+    courses = {c.course_id for c in alerting}
+    rows = [r for r in rows if r.kind == "threshold" and r.result_id and r.course_id in courses]
+    if not rows:
+        return out
+    alerting = [c for c in alerting if c.course_id in {r.course_id for r in rows}]
+    results = {row.id: row for row in _in_chunks(
+        session, select(LabResult.id, LabResult.test, LabResult.taken_on), LabResult.id,
+        {r.result_id for r in rows} | {c.result_id for c in alerting})}
+    now_alerting = {}  # (course, test) -> its candidate (the newest result's, should there be two)
+    for c in sorted(alerting, key=lambda c: c.result_id):
+        if (result := results.get(c.result_id)) is not None:
+            now_alerting[(c.course_id, result.test)] = (c, result)
+    for r in rows:
+        found = now_alerting.get((r.course_id, getattr(results.get(r.result_id), "test", None)))
+        if found is not None:
+            cand, result = found
+            what = " ".join(part for part in (result.test, cand.value) if part)
+            out[r.id] = (cand, f"{what} on {result.taken_on}")
+    return out
+
+
+def _carriers(session, keys: set[str], live: dict, reopen: list, raised: list, previous: dict) -> dict[str, int]:
+    """The id of the alert of each condition of `keys` after this pass's inserts and re-openings: live
+    already, re-opened, just raised, or resolved by hand before (that alert still names the problem). A
+    condition another writer raised meanwhile (its insert skipped here) is looked up: one query, rarely."""
+    if not keys:
+        return {}
+    found = {key: previous[key][0] for key in keys if key in previous}
+    found.update((key, row.id) for key, row in live.items() if key in keys)
+    found.update((cand.condition_key, alert_id) for alert_id, cand in reopen if cand.condition_key in keys)
+    found.update((alert.condition_key, alert.id) for alert in raised if alert.condition_key in keys)
+    missing = keys - found.keys()
+    if missing:
+        found.update(_in_chunks(session, select(A.c.condition_key, A.c.id).where(A.c.status.in_(LIVE_ALERT)),
+                                A.c.condition_key, missing))
+    return found
 
 
 def _insert_alerts(session, rows: list[dict], user: str, mrns: dict, now: dt.datetime) -> list:

@@ -1,5 +1,5 @@
 """Set-shaped writes of what a review changes in rows that exist (issue 19): checkpoint items judged, alerts
-resolved, cleared or re-opened, each with its audit row.
+resolved, cleared, re-opened or rewritten, each with its audit row.
 
 The rows are read as plain rows, changed as dicts, written back with one UPDATE per chunk
 (`db/bulk.py: update_rows`; PostgreSQL `UPDATE ... FROM unnest(...)`), and their audit rows are chained in
@@ -24,8 +24,8 @@ A = Alert.__table__
 I = Item.__table__
 ALERT_FIELDS = tuple(Alert.model_fields)  # what an alert's audit snapshot holds (audit.snapshot's fields)
 # The columns the nightly's review may change on a live alert; written back whole, under the write lock.
-ALERT_CHANGEABLE = ("status", "message", "value", "snoozed_until", "reopened_on", "resolved_on", "resolution",
-                    "cleared_on", "updated_at")
+ALERT_CHANGEABLE = ("status", "message", "value", "result_id", "snoozed_until", "reopened_on", "resolved_on",
+                    "resolution", "cleared_on", "updated_at")
 JUDGED_FIELDS = ("status", "done_on", "done_note")  # what a checkpoint's audit row shows before and after
 
 
