@@ -12,7 +12,7 @@ import types
 from freezegun import freeze_time
 
 from tests.conftest import dump_database
-from tests.test_lab_identity import observation, write
+from tests.test_lab_identity import observation, report, store_as_before, write
 from tests.test_lab_import import draw, methotrexate_patient, oru
 
 
@@ -341,3 +341,25 @@ def test_a_same_day_result_that_still_breaches_keeps_one_alert_for_the_one_probl
     assert len(live) == 1 and "alt 110 U/L on 2026-01-19" in live[0]["message"] and live[0]["severity"] == "critical"
     gone = next(a for a in tracker.json(["alerts", "--all"]) if a["id"] == lead["id"])
     assert gone["status"] == "resolved" and gone["resolution"] == f"result #{worst['id']} withdrawn: wrong patient"
+
+
+@freeze_time("2026-01-20")
+def test_a_retraction_matched_by_a_former_local_id_names_the_command_and_once_withdrawn_is_on_record(tracker, tmp_path):
+    """A result stored under `fhir:Observation/1` (an id local to its report, before ids were qualified): a
+    retraction matching it cannot tell which report's result it is about, and is refused; it said "enter the
+    laboratory's withdrawal by hand", which nothing did, and after the withdrawal it was still refused."""
+    methotrexate_patient(tracker, "M1")
+    tracker(["result", "import", write(tmp_path / "a.json", report("rep-A", "M1", "2026-01-10", 130))])
+    store_as_before(tracker.db, {"fhir:DiagnosticReport/rep-A#1": "fhir:Observation/1"})
+    document = report("rep-A", "M1", "2026-01-10", 130)
+    document["contained"][0]["status"] = "entered-in-error"
+    retraction = write(tmp_path / "eie.json", document)
+    refused = tracker(["result", "import", retraction], ok=False)
+    assert refused.exit_code == 2 and "cannot be told" in refused.stderr
+    assert "if it is #1, withdraw it with `tracker result withdraw 1 --reason REASON`" in refused.stderr
+
+    tracker(["result", "withdraw", "1", "--reason", "laboratory: entered in error"])
+
+    before = dump_database(tracker.db)
+    assert "1 already on record" in tracker(["result", "import", retraction]).stdout
+    assert dump_database(tracker.db) == before

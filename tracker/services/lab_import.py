@@ -306,11 +306,15 @@ def import_lab_rows(clinic: Clinic, rows: list[LabRow], name: str, kind: str, *,
         if row.corrects or row.withdrawn:
             if identity_differences(theirs, mine, value=False):
                 return None  # another patient, test or day: not this result
+            if row.withdrawn and stored.withdrawn:
+                return stored  # the result it could retract is off the record already: nothing left to do
             what = "withdrawal" if row.withdrawn else "correction"
+            todo = (f"if it is #{stored.id}, withdraw it with `tracker result withdraw {stored.id} --reason REASON`"
+                    if row.withdrawn else "enter the laboratory's correction by hand and review the alerts")
             raise InputError("result", row.source_id,
                              f"a {what} of a result stored under {row.legacy_source_id!r}, an id local to its "
                              f"report, as {stored.described()}: which report's result it is cannot be told; "
-                             f"nothing changed: enter the laboratory's {what} by hand and review the alerts")
+                             f"nothing changed: {todo}")
         return None if identity_differences(theirs, mine, value=True) else stored
 
     for number, row in enumerate(rows):
