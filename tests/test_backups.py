@@ -377,6 +377,40 @@ def test_partials_left_by_killed_backups_are_removed_by_the_next_backup(tracker)
         engine.dispose()
 
 
+
+# A real backup process killed (SIGKILL) once its partial file is whole, before it takes its name: what a
+# backup killed half-way leaves (a partial no process holds).
+_KILLED_BACKUP = """
+import os, signal, sys
+from tracker.db.backups import make_backup
+from tracker.db.engine import make_engine, resolve_url
+
+make_backup(make_engine(resolve_url(sys.argv[1])), sys.argv[2],
+            on_written=lambda partial: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_a_killed_out_backups_partial_is_removed_by_the_next_backup_to_that_file(tracker, tmp_path):
+    """`db backup --out FILE` killed half-way leaves `FILE.<pid>-<random>.partial` (the patients' data)
+    beside FILE, outside backups/ where rotation looks. Before, the next `--out FILE` (the same command run
+    again) left it there for ever (the former single `FILE.partial` was reused, so removed); now the
+    next backup to FILE removes the partials no process holds (either naming), and only those."""
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    out = tmp_path / "usb" / "clinic backup.db"
+    out.parent.mkdir()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BACKUP, tracker.db, str(out)],
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = out.parent.iterdir()
+    assert re.fullmatch(re.escape(out.name) + r"\.\d+-[0-9a-f]+\.partial", left.name) and left.stat().st_size > 0
+    former = out.with_name(out.name + ".partial")  # a killed backup's partial in the former naming
+    former.write_bytes(b"half a backup")
+    other = out.with_name("other.db.4242-0a1b2c3d.partial")  # another file's: not this backup's business
+    other.write_bytes(b"half a backup")
+    made = tracker.json(["db", "backup", "--out", str(out)])
+    assert made["file"] == str(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, other.name])  # before: and `left`, `former`
+
 # A real `tracker` process that says on stderr when it is about to take the database's write lock (SQLite
 # `BEGIN IMMEDIATE`, PostgreSQL the writers' advisory lock), then runs the command given as usual.
 _ANNOUNCING_WRITER = """

@@ -176,6 +176,16 @@ def _stale(partial: Path, *, remove: bool = False) -> bool:
         os.close(fd)
 
 
+def _remove_stale_partials_of(target: Path) -> None:
+    """Remove the partial files beside `target` written for its name that no process holds (killed
+    backups to the same `--out` file; also the former `<name>.partial`): outside backups/, rotation never
+    sees them."""
+    pattern = re.compile(re.escape(target.name) + r"(\.\d+-[0-9a-f]+)?" + re.escape(PARTIAL))
+    for path in target.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_file():
+            _stale(path, remove=True)
+
+
 def rotation(engine: Engine, keep: int) -> list[Path]:
     """The files `rotate` would remove: all but the newest `keep` backups of this database in its backups
     folder, and the partial files killed backups left (a partial a backup is writing is never listed)."""
@@ -310,6 +320,8 @@ def make_backup(engine: Engine, out: str | Path | None = None, *, why: str = "ma
     except FileExistsError:  # `out` made by someone else meanwhile: never overwritten
         raise InputError("out", str(out), "already exists; choose a new file name") from None
     _fsync_file(target)
+    if out is not None:
+        _remove_stale_partials_of(target)  # a killed earlier attempt at this file left one
     rotated = rotate(engine, keep) if out is None and keep is not None else ()
     return Backup(target, target.stat().st_size, engine.dialect.name, rotated)
 
