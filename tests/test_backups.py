@@ -411,6 +411,34 @@ def test_a_killed_out_backups_partial_is_removed_by_the_next_backup_to_that_file
     assert made["file"] == str(out)
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, other.name])  # before: and `left`, `former`
 
+
+def _file_size_limit(limit: int):
+    def limit_writes() -> None:  # a full disk, for this process alone: writes past `limit` bytes fail (EFBIG)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+@sqlite_only
+def test_a_sqlite_backup_onto_a_full_disk_is_refused_in_one_line_and_leaves_nothing(tracker, tmp_path):
+    """A SQLite backup whose file cannot be written whole (a full USB stick; here a real `tracker` process
+    that may write no file past 64 KiB, the database being larger) is refused in one line, exit 11, as
+    pg_dump's failure is, leaving no file and no partial. Before: a traceback (sqlite3.OperationalError:
+    disk I/O error)."""
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    assert Path(tracker.db).stat().st_size > 64 * 1024
+    out = tmp_path / "stick" / "clinic.db"
+    out.parent.mkdir()
+    for args in (["--out", str(out)], []):
+        done = subprocess.run([sys.executable, "-m", "tracker", "--db", tracker.db, "db", "backup", *args],
+                              capture_output=True, text=True, preexec_fn=_file_size_limit(64 * 1024))
+        assert done.returncode == 11 and done.stderr.startswith("error: backup: "), done.stderr
+        assert done.stderr.count("\n") == 1 and "could not be written" in done.stderr, done.stderr  # before: a traceback
+    assert list(out.parent.iterdir()) == [] and list((tmp_path / "backups").iterdir()) == []
+    assert _audit(tracker.db, "db.backup") == []
+
 # A real `tracker` process that says on stderr when it is about to take the database's write lock (SQLite
 # `BEGIN IMMEDIATE`, PostgreSQL the writers' advisory lock), then runs the command given as usual.
 _ANNOUNCING_WRITER = """

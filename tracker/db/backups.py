@@ -228,17 +228,20 @@ def sqlite_copy(source: Path | str, target: Path, *, names: Iterable[Path] = (),
     given."""
 
     def write(partial: Path) -> None:
-        src = sqlite3.connect(str(source), timeout=30)
         try:
-            dst = sqlite3.connect(str(partial))  # the partial exists, 0600: SQLite keeps the mode it finds
+            src = sqlite3.connect(str(source), timeout=30)
             try:
-                src.backup(dst)  # all pages in one step: a consistent snapshot under a read lock
-                # The copy keeps the source's WAL flag; checkpointed and back to a single file.
-                dst.execute("PRAGMA journal_mode=DELETE")
+                dst = sqlite3.connect(str(partial))  # the partial exists, 0600: SQLite keeps the mode it finds
+                try:
+                    src.backup(dst)  # all pages in one step: a consistent snapshot under a read lock
+                    # The copy keeps the source's WAL flag; checkpointed and back to a single file.
+                    dst.execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    dst.close()
             finally:
-                dst.close()
-        finally:
-            src.close()
+                src.close()
+        except sqlite3.Error as exc:  # a full disk, an I/O error: one line, as pg_dump's failure (the partial goes)
+            raise BackupError(f"backup: {target} could not be written: {exc}") from None
 
     return _write(write, itertools.chain([target], names), on_written)
 
