@@ -378,6 +378,30 @@ def test_partials_left_by_killed_backups_are_removed_by_the_next_backup(tracker)
 
 
 
+
+@sqlite_only
+def test_a_killed_sqlite_backups_journal_goes_with_its_partial(tracker):
+    """A SQLite backup killed while copying leaves its partial and SQLite's rollback journal of it
+    (`<partial>-journal`; `-wal`/`-shm` if killed while going back to one file). The next backup removes
+    the partial and, before, left the journal for ever; now it goes with its partial. A partial a backup is
+    writing keeps its journal."""
+    from tracker.db.backups import _new_partial, backups_dir
+
+    folder = backups_dir(make_engine(resolve_url(tracker.db)))
+    folder.mkdir(parents=True, exist_ok=True)
+    left = folder / "tracker-20261203T010203Z-manual.db.4242-0a1b2c3d.partial"
+    sidecars = [Path(f"{left}{suffix}") for suffix in ("-journal", "-wal", "-shm")]
+    for path in (left, *sidecars):
+        path.write_bytes(b"half a backup")
+    writing, fd = _new_partial(folder / "tracker-20261203T010205Z-manual.db")  # held: a backup at work
+    try:
+        Path(f"{writing}-journal").write_bytes(b"its journal")
+        made = tracker.json("db backup")
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [Path(made["file"]).name, writing.name, f"{writing.name}-journal"])  # before: and the 3 sidecars
+    finally:
+        os.close(fd)
+
 # A real backup process killed (SIGKILL) once its partial file is whole, before it takes its name: what a
 # backup killed half-way leaves (a partial no process holds).
 _KILLED_BACKUP = """

@@ -91,6 +91,9 @@ def _names(engine: Engine, why: str) -> Iterator[Path]:
 # left: the kernel dropped its lock).
 
 PARTIAL = ".partial"
+# What SQLite writes beside a file it fills (the rollback journal of the copy; the WAL while it goes back to
+# one file): a backup killed while copying leaves them beside its partial, and they go with it.
+SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 
 def _new_partial(target: Path) -> tuple[Path, int]:
@@ -152,8 +155,8 @@ def _write(write: Callable[[Path], None], targets: Iterable[Path],
 
 def _stale(partial: Path, *, remove: bool = False) -> bool:
     """Whether no process holds `partial`'s flock (a killed backup left it), taking the lock for an instant;
-    with `remove`, such a partial is removed while the lock is held (a backup that created it and has not
-    yet locked it then finds it gone, and makes another: `_new_partial`)."""
+    with `remove`, such a partial (and SQLite's journal of it) is removed while the lock is held (a backup
+    that created it and has not yet locked it then finds it gone, and makes another: `_new_partial`)."""
     import fcntl
 
     try:
@@ -169,6 +172,8 @@ def _stale(partial: Path, *, remove: bool = False) -> bool:
             return False
         if remove:
             partial.unlink()
+            for suffix in SQLITE_SIDECARS:
+                Path(f"{partial}{suffix}").unlink(missing_ok=True)
         return True
     except FileNotFoundError:
         return False
