@@ -377,6 +377,92 @@ def test_partials_left_by_killed_backups_are_removed_by_the_next_backup(tracker)
         engine.dispose()
 
 
+
+
+@sqlite_only
+def test_a_killed_sqlite_backups_journal_goes_with_its_partial(tracker):
+    """A SQLite backup killed while copying leaves its partial and SQLite's rollback journal of it
+    (`<partial>-journal`; `-wal`/`-shm` if killed while going back to one file). The next backup removes
+    the partial and, before, left the journal for ever; now it goes with its partial. A partial a backup is
+    writing keeps its journal."""
+    from tracker.db.backups import _new_partial, backups_dir
+
+    folder = backups_dir(make_engine(resolve_url(tracker.db)))
+    folder.mkdir(parents=True, exist_ok=True)
+    left = folder / "tracker-20261203T010203Z-manual.db.4242-0a1b2c3d.partial"
+    sidecars = [Path(f"{left}{suffix}") for suffix in ("-journal", "-wal", "-shm")]
+    for path in (left, *sidecars):
+        path.write_bytes(b"half a backup")
+    writing, fd = _new_partial(folder / "tracker-20261203T010205Z-manual.db")  # held: a backup at work
+    try:
+        Path(f"{writing}-journal").write_bytes(b"its journal")
+        made = tracker.json("db backup")
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [Path(made["file"]).name, writing.name, f"{writing.name}-journal"])  # before: and the 3 sidecars
+    finally:
+        os.close(fd)
+
+# A real backup process killed (SIGKILL) once its partial file is whole, before it takes its name: what a
+# backup killed half-way leaves (a partial no process holds).
+_KILLED_BACKUP = """
+import os, signal, sys
+from tracker.db.backups import make_backup
+from tracker.db.engine import make_engine, resolve_url
+
+make_backup(make_engine(resolve_url(sys.argv[1])), sys.argv[2],
+            on_written=lambda partial: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_a_killed_out_backups_partial_is_removed_by_the_next_backup_to_that_file(tracker, tmp_path):
+    """`db backup --out FILE` killed half-way leaves `FILE.<pid>-<random>.partial` (the patients' data)
+    beside FILE, outside backups/ where rotation looks. Before, the next `--out FILE` (the same command run
+    again) left it there for ever (the former single `FILE.partial` was reused, so removed); now the
+    next backup to FILE removes the partials no process holds (either naming), and only those."""
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    out = tmp_path / "usb" / "clinic backup.db"
+    out.parent.mkdir()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BACKUP, tracker.db, str(out)],
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = out.parent.iterdir()
+    assert re.fullmatch(re.escape(out.name) + r"\.\d+-[0-9a-f]+\.partial", left.name) and left.stat().st_size > 0
+    former = out.with_name(out.name + ".partial")  # a killed backup's partial in the former naming
+    former.write_bytes(b"half a backup")
+    other = out.with_name("other.db.4242-0a1b2c3d.partial")  # another file's: not this backup's business
+    other.write_bytes(b"half a backup")
+    made = tracker.json(["db", "backup", "--out", str(out)])
+    assert made["file"] == str(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, other.name])  # before: and `left`, `former`
+
+
+def _file_size_limit(limit: int):
+    def limit_writes() -> None:  # a full disk, for this process alone: writes past `limit` bytes fail (EFBIG)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+@sqlite_only
+def test_a_sqlite_backup_onto_a_full_disk_is_refused_in_one_line_and_leaves_nothing(tracker, tmp_path):
+    """A SQLite backup whose file cannot be written whole (a full USB stick; here a real `tracker` process
+    that may write no file past 64 KiB, the database being larger) is refused in one line, exit 11, as
+    pg_dump's failure is, leaving no file and no partial. Before: a traceback (sqlite3.OperationalError:
+    disk I/O error)."""
+    tracker("patient add P1 --name 'Ann Lee' --dob 1980-01-01")
+    assert Path(tracker.db).stat().st_size > 64 * 1024
+    out = tmp_path / "stick" / "clinic.db"
+    out.parent.mkdir()
+    for args in (["--out", str(out)], []):
+        done = subprocess.run([sys.executable, "-m", "tracker", "--db", tracker.db, "db", "backup", *args],
+                              capture_output=True, text=True, preexec_fn=_file_size_limit(64 * 1024))
+        assert done.returncode == 11 and done.stderr.startswith("error: backup: "), done.stderr
+        assert done.stderr.count("\n") == 1 and "could not be written" in done.stderr, done.stderr  # before: a traceback
+    assert list(out.parent.iterdir()) == [] and list((tmp_path / "backups").iterdir()) == []
+    assert _audit(tracker.db, "db.backup") == []
+
 # A real `tracker` process that says on stderr when it is about to take the database's write lock (SQLite
 # `BEGIN IMMEDIATE`, PostgreSQL the writers' advisory lock), then runs the command given as usual.
 _ANNOUNCING_WRITER = """

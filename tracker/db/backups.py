@@ -91,6 +91,9 @@ def _names(engine: Engine, why: str) -> Iterator[Path]:
 # left: the kernel dropped its lock).
 
 PARTIAL = ".partial"
+# What SQLite writes beside a file it fills (the rollback journal of the copy; the WAL while it goes back to
+# one file): a backup killed while copying leaves them beside its partial, and they go with it.
+SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 
 def _new_partial(target: Path) -> tuple[Path, int]:
@@ -152,8 +155,8 @@ def _write(write: Callable[[Path], None], targets: Iterable[Path],
 
 def _stale(partial: Path, *, remove: bool = False) -> bool:
     """Whether no process holds `partial`'s flock (a killed backup left it), taking the lock for an instant;
-    with `remove`, such a partial is removed while the lock is held (a backup that created it and has not
-    yet locked it then finds it gone, and makes another: `_new_partial`)."""
+    with `remove`, such a partial (and SQLite's journal of it) is removed while the lock is held (a backup
+    that created it and has not yet locked it then finds it gone, and makes another: `_new_partial`)."""
     import fcntl
 
     try:
@@ -169,11 +172,23 @@ def _stale(partial: Path, *, remove: bool = False) -> bool:
             return False
         if remove:
             partial.unlink()
+            for suffix in SQLITE_SIDECARS:
+                Path(f"{partial}{suffix}").unlink(missing_ok=True)
         return True
     except FileNotFoundError:
         return False
     finally:
         os.close(fd)
+
+
+def _remove_stale_partials_of(target: Path) -> None:
+    """Remove the partial files beside `target` written for its name that no process holds (killed
+    backups to the same `--out` file; also the former `<name>.partial`): outside backups/, rotation never
+    sees them."""
+    pattern = re.compile(re.escape(target.name) + r"(\.\d+-[0-9a-f]+)?" + re.escape(PARTIAL))
+    for path in target.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_file():
+            _stale(path, remove=True)
 
 
 def rotation(engine: Engine, keep: int) -> list[Path]:
@@ -218,17 +233,20 @@ def sqlite_copy(source: Path | str, target: Path, *, names: Iterable[Path] = (),
     given."""
 
     def write(partial: Path) -> None:
-        src = sqlite3.connect(str(source), timeout=30)
         try:
-            dst = sqlite3.connect(str(partial))  # the partial exists, 0600: SQLite keeps the mode it finds
+            src = sqlite3.connect(str(source), timeout=30)
             try:
-                src.backup(dst)  # all pages in one step: a consistent snapshot under a read lock
-                # The copy keeps the source's WAL flag; checkpointed and back to a single file.
-                dst.execute("PRAGMA journal_mode=DELETE")
+                dst = sqlite3.connect(str(partial))  # the partial exists, 0600: SQLite keeps the mode it finds
+                try:
+                    src.backup(dst)  # all pages in one step: a consistent snapshot under a read lock
+                    # The copy keeps the source's WAL flag; checkpointed and back to a single file.
+                    dst.execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    dst.close()
             finally:
-                dst.close()
-        finally:
-            src.close()
+                src.close()
+        except sqlite3.Error as exc:  # a full disk, an I/O error: one line, as pg_dump's failure (the partial goes)
+            raise BackupError(f"backup: {target} could not be written: {exc}") from None
 
     return _write(write, itertools.chain([target], names), on_written)
 
@@ -310,6 +328,8 @@ def make_backup(engine: Engine, out: str | Path | None = None, *, why: str = "ma
     except FileExistsError:  # `out` made by someone else meanwhile: never overwritten
         raise InputError("out", str(out), "already exists; choose a new file name") from None
     _fsync_file(target)
+    if out is not None:
+        _remove_stale_partials_of(target)  # a killed earlier attempt at this file left one
     rotated = rotate(engine, keep) if out is None and keep is not None else ()
     return Backup(target, target.stat().st_size, engine.dialect.name, rotated)
 
