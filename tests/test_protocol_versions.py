@@ -56,11 +56,12 @@ def audit_events(db: str, action: str) -> list[dict]:
 
     engine = make_engine(resolve_url(db))
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT \"user\", before, after FROM audit_event WHERE action = :a ORDER BY id"),
-                            {"a": action}).all()
+        rows = conn.execute(text("SELECT \"user\", before, after, entity_id, mrn FROM audit_event WHERE action = :a "
+                                 "ORDER BY id"), {"a": action}).all()
     engine.dispose()
-    return [{"user": u, "before": json.loads(b) if b else None, "after": json.loads(a) if a else None}
-            for u, b, a in rows]
+    return [{"user": u, "before": json.loads(b) if b else None, "after": json.loads(a) if a else None,
+             "entity_id": entity_id, "mrn": mrn}
+            for u, b, a, entity_id, mrn in rows]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ advice to remove the result "by hand" (SQL). Real CLI, real parsers, migrations,
 
 from __future__ import annotations
 
-import json
 import types
 
 from freezegun import freeze_time
@@ -14,25 +13,12 @@ from freezegun import freeze_time
 from tests.conftest import dump_database
 from tests.test_lab_identity import observation, report, store_as_before, write
 from tests.test_lab_import import draw, methotrexate_patient, oru
+from tests.test_protocol_versions import audit_events as audit_rows
 
 
 def result_id(tracker, mrn: str, test: str) -> int:
     (row,) = [r for r in tracker.json(["result", "list", mrn]) if r["test"] == test]
     return row["id"]
-
-
-def audit_rows(db: str, action: str) -> list[dict]:
-    from sqlalchemy import text
-
-    from tracker.db.engine import make_engine, resolve_url
-
-    engine = make_engine(resolve_url(db))
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT entity_id, mrn, before, after FROM audit_event WHERE action = :a ORDER BY id"),
-                            {"a": action}).all()
-    engine.dispose()
-    return [{"entity_id": r[0], "mrn": r[1], "before": json.loads(r[2]) if isinstance(r[2], str) else r[2],
-             "after": json.loads(r[3]) if isinstance(r[3], str) else r[3]} for r in rows]
 
 
 @freeze_time("2026-01-20")
