@@ -302,3 +302,22 @@ def test_the_percent_change_rules_use_the_mean_and_say_so():
     rise = [a for a in alerts if "creatinine+30%" in a.condition_key]
     assert len(rise) == 1
     assert "+31% vs baseline 80 (mean of 2 readings: 2025-12-20, 2026-01-04)" in rise[0].message
+
+
+def test_counted_for_asks_nearest_draw_among_the_draws_open_when_the_result_came():
+    import types
+
+    from tracker.core.panels import counted_for
+
+    day, booked = dt.date(2026, 1, 26), dt.datetime(2026, 1, 5)
+
+    def draw(id, due, status="planned", done_on=None, created_at=booked):
+        return types.SimpleNamespace(id=id, due=dt.date.fromisoformat(due), status=status,
+                                     done_on=dt.date.fromisoformat(done_on) if done_on else None, created_at=created_at)
+
+    first, second = draw(1, "2026-01-19", "done", "2026-01-26"), draw(2, "2026-02-02")
+    arrived = dt.datetime(2026, 1, 26, 9)
+    assert not counted_for(second, day, arrived, [first, second])  # a tie, to the earlier draw open then
+    assert counted_for(second, day, arrived, [draw(1, "2026-01-19", "done", "2026-01-20"), second])  # done before
+    assert counted_for(second, day, arrived, [draw(1, "2026-01-19", created_at=dt.datetime(2026, 1, 27)), second])
+    assert not counted_for(second, dt.date(2026, 1, 20), arrived, [second])  # due too late for it

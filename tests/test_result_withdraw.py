@@ -349,3 +349,28 @@ def test_a_retraction_matched_by_a_former_local_id_names_the_command_and_once_wi
     before = dump_database(tracker.db)
     assert "1 already on record" in tracker(["result", "import", retraction]).stdout
     assert dump_database(tracker.db) == before
+
+
+def test_a_result_an_earlier_draw_took_does_not_complete_the_reopened_draw_a_second_time(tracker):
+    """A full panel taken on 01-26, a week from both draws (due 01-19 and 02-02), went to the earlier; another on
+    02-02 completed the second. Withdrawing the 02-02 ALT made the 02-02 draw done again by the 01-26 ALT, which
+    the 01-19 draw had already taken (second reading: results counted twice)."""
+    from tests.conftest import record_panels
+
+    with freeze_time("2026-01-05"):
+        methotrexate_patient(tracker)
+    with freeze_time("2026-01-26"):
+        record_panels(tracker, "M1", "2026-01-26", "cbc", "cmp")
+        assert draw(tracker, "M1", "2026-01-19")["done_on"] == "2026-01-26"
+        assert draw(tracker, "M1", "2026-02-02")["status"] == "planned"
+    with freeze_time("2026-02-02"):
+        record_panels(tracker, "M1", "2026-02-02", "cbc", "cmp")
+        assert draw(tracker, "M1", "2026-02-02")["done_on"] == "2026-02-02"
+        alt = max(r["id"] for r in tracker.json(["result", "list", "M1"]) if r["test"] == "alt")
+
+        out = tracker(["result", "withdraw", str(alt), "--reason", "laboratory: entered in error"]).stdout
+
+        assert "open again: 2026-02-02" in out
+        row = draw(tracker, "M1", "2026-02-02")
+        assert row["status"] == "partial" and row["missing"] == ["cmp: alt or ast"]
+        assert draw(tracker, "M1", "2026-01-19")["done_on"] == "2026-01-26"

@@ -98,6 +98,19 @@ def nearest_draw(draws: Iterable, taken_on: dt.date):
     return min(window_open, key=lambda d: (abs((d.due - taken_on).days), d.due, d.id or 0), default=None)
 
 
+def counted_for(draw, taken_on: dt.date, arrived, draws: Iterable) -> bool:
+    """Whether a result taken on `taken_on` (stored at `arrived`) counted for `draw` when it came, as
+    `nearest_draw` chose among the draws of its course open then (anything with id, due, status, done_on,
+    created_at): `draw`, and those booked before the result that are planned now or were done on its day or
+    later (a draw done earlier was no longer open). Asked when a withdrawal re-opens `draw`: a result another
+    draw took does not count for this one a second time."""
+    open_then = [d for d in draws if d.id == draw.id or (
+        d.created_at <= arrived and (d.status == "planned" or (d.status == "done" and d.done_on is not None
+                                                              and d.done_on >= taken_on)))]
+    chosen = nearest_draw(open_then, taken_on)
+    return chosen is not None and chosen.id == draw.id
+
+
 def answers_repeat(item, taken_on: dt.date, latest_other: dt.date | None) -> bool:
     """Whether a result taken on `taken_on` may count for `item`. A repeat a result booked (origin
     `threshold`: "repeat in 1 week", "repeat before restarting") is answered only by a result taken on a later

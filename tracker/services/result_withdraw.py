@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 
 from tracker.core.inputs import clean_text
-from tracker.core.panels import (LAB_EARLY_DAYS, answers_repeat, members, repeat_booked_on,
+from tracker.core.panels import (LAB_EARLY_DAYS, answers_repeat, counted_for, members, repeat_booked_on,
                                  undone_by_withdrawal)
 from tracker.dates import utcnow
 from tracker.db.charts import results_chart
@@ -207,12 +207,15 @@ def _reopen(session, library, patient: Patient, withdrawn: WithdrawnResult, undo
         complete_from_results(session, patient.id, [i for i in baseline if i.course_id == course_id], protocol)
     for draw in [i for i in undone.completed if i.kind == "lab" and i.merged_into_id is None]:
         # What the remaining results taken up to the day it was completed give it (a later result counted for a
-        # later draw); its merged draws complete with it again (complete_items: absorbed_into).
+        # later draw), of those that counted for it when they came (not for an earlier draw: core counted_for);
+        # its merged draws complete with it again (complete_items: absorbed_into).
         wanted = sorted(set().union(*(members(t, vocabulary) for t in codes(draw.tests))))
         remaining = session.exec(select(LabResult).where(
             LabResult.patient_id == patient.id, LabResult.test.in_(wanted),
             LabResult.taken_on >= draw.due - dt.timedelta(days=LAB_EARLY_DAYS),
             LabResult.taken_on <= completed_on[draw.id]).order_by(LabResult.taken_on, LabResult.id)).all()
+        course_draws = session.exec(select(Item).where(Item.course_id == draw.course_id, Item.kind == "lab")).all()
+        remaining = [r for r in remaining if counted_for(draw, r.taken_on, r.created_at, course_draws)]
         if draw.origin == "threshold":  # a repeat: never answered by the result that booked it, nor one before
             booked = repeat_booked_on(draw, session.exec(select(LabResult).where(
                 LabResult.patient_id == patient.id, LabResult.test.in_(wanted))).all())
