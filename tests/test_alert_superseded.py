@@ -56,40 +56,38 @@ def test_a_screen_alert_is_superseded_by_the_alert_on_a_later_day_that_does_not_
         assert GONE not in resolution
 
 
-def test_a_critical_threshold_alert_is_superseded_by_a_newer_alerting_result_of_its_test(tracker):
-    with freeze_time("2026-01-05"):
-        tracker("patient add C1 --name 'Cy Test' --dob 1970-01-01")
-        tracker("therapy start C1 ciclosporin --on 2026-01-05")
-    with freeze_time("2026-01-20"):
-        tracker("result add C1 platelets 120 --on 2026-01-20")
+def _superseded_by_a_newer_result(tracker, drug: str, start: str, test: str, values: tuple, days: tuple,
+                                  severity: str) -> tuple[dict, dict]:
+    """A patient on `drug` from `start` with two alerting results of `test` on two days: the first day's alert
+    resolves as superseded by the second's, named (both alerts returned)."""
+    with freeze_time(start):
+        tracker("patient add P1 --name 'Pat Test' --dob 1970-01-01")
+        tracker(f"therapy start P1 {drug} --on {start}")
+    with freeze_time(days[0]):
+        tracker(f"result add P1 {test} {values[0]} --on {days[0]}")
         [first] = _threshold_alerts(tracker)
-        assert first["severity"] == "critical"
-    with freeze_time("2026-01-21"):
-        tracker("result add C1 platelets 100 --on 2026-01-21")
+        assert first["severity"] == severity
+    with freeze_time(days[1]):
+        tracker(f"result add P1 {test} {values[1]} --on {days[1]}")  # still alerting: the newer alert carries it
         [second] = _threshold_alerts(tracker)
         assert second["id"] != first["id"]
         old = _shown(tracker, first["id"])
         assert old["status"] == "resolved"
-        assert old["resolution"] == f"auto: superseded by alert #{second['id']} as of 2026-01-21 " \
-                                    f"(platelets {second['value']} on 2026-01-21)"
+        assert old["resolution"] == f"auto: superseded by alert #{second['id']} as of {days[1]} " \
+                                    f"({test} {second['value']} on {days[1]})"
+    return first, second
+
+
+def test_a_critical_threshold_alert_is_superseded_by_a_newer_alerting_result_of_its_test(tracker):
+    _superseded_by_a_newer_result(tracker, "ciclosporin", "2026-01-05", "platelets", (120, 100),
+                                  ("2026-01-20", "2026-01-21"), "critical")
 
 
 def test_a_warning_is_superseded_by_a_newer_alerting_result_and_resolves_as_gone_on_a_normal_one(tracker):
-    with freeze_time("2026-01-05"):
-        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
-        tracker("therapy start M1 methotrexate --on 2026-01-05")
-    with freeze_time("2026-02-02"):
-        tracker("result add M1 mcv 110 --on 2026-02-02")
-        [first] = _threshold_alerts(tracker)
-        assert first["severity"] == "warning"
-    with freeze_time("2026-02-03"):
-        tracker("result add M1 mcv 112 --on 2026-02-03")  # still high: the newer result's alert carries it
-        [second] = _threshold_alerts(tracker)
-        assert second["id"] != first["id"]
-        assert _shown(tracker, first["id"])["resolution"] == \
-            f"auto: superseded by alert #{second['id']} as of 2026-02-03 (mcv {second['value']} on 2026-02-03)"
+    _, second = _superseded_by_a_newer_result(tracker, "methotrexate", "2026-01-05", "mcv", (110, 112),
+                                              ("2026-02-02", "2026-02-03"), "warning")
     with freeze_time("2026-02-04"):
-        tracker("result add M1 mcv 95 --on 2026-02-04")  # normal: the condition is gone
+        tracker("result add P1 mcv 95 --on 2026-02-04")  # normal: the condition is gone
         assert _threshold_alerts(tracker) == []
         assert _shown(tracker, second["id"])["resolution"] == f"auto: {GONE} as of 2026-02-04"
     assert tracker.json("audit verify")["ok"] is True
