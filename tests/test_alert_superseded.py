@@ -100,3 +100,22 @@ def test_a_gate_or_screen_keys_base_is_its_course_and_test():
     assert judged_base("screen:course9:pregnancy:result3") == "screen:course9:pregnancy"
     assert judged_test("screen:course9:pregnancy:result3") == judged_test("gate:course5:pregnancy") == "pregnancy"
     assert judged_base("gate:course5:tb:resultx") == "gate:course5:tb:resultx"  # not a result's id
+
+
+def test_alerts_gone_because_their_course_stopped_say_so(tracker):
+    """An alert of a stopped course resolved as "condition no longer present" (a critical one too, no longer
+    waiting for an acknowledgement), which says nothing of why: its course stopped."""
+    with freeze_time("2026-01-05"):
+        tracker("patient add M1 --name 'Max Test' --dob 1970-01-01")
+        tracker("therapy start M1 methotrexate --on 2026-01-05")
+    with freeze_time("2026-02-02"):
+        tracker("result add M1 mcv 110 --on 2026-02-02")
+        tracker("result add M1 alt 130 --on 2026-02-02")
+        alerts = {a["severity"]: a for a in _threshold_alerts(tracker)}
+        assert set(alerts) == {"warning", "critical"}
+    with freeze_time("2026-02-03"):
+        tracker("therapy stop M1 methotrexate --on 2026-02-03 --reason 'liver' --category adverse_event")
+        assert _threshold_alerts(tracker) == []
+        for alert in alerts.values():
+            shown = _shown(tracker, alert["id"])
+            assert (shown["status"], shown["resolution"]) == ("resolved", "auto: course stopped"), shown

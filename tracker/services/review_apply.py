@@ -243,9 +243,11 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     gone_ids = {r.id for r in gone}
     waiting = {r.id for r in gone if awaits_acknowledgement(r)}
     failed_rows = [r for r in live_rows if r.kind == "checkpoint_failed" and r.course_id]
+    # The courses stopped among those of the gone alerts (and failed checkpoints): an alert gone because its
+    # course stopped says so, not "condition no longer present" (nor waits for an acknowledgement).
     stopped = {row[0] for row in _in_chunks(
         session, select(Course.id).where(Course.status == "stopped"), Course.id,
-        {r.course_id for r in [*failed_rows, *(r for r in gone if r.id in waiting)] if r.course_id})}
+        {r.course_id for r in [*failed_rows, *gone] if r.course_id})}
     superseding = _superseding(session, gone, candidates)  # gone alerts whose problem a candidate carries
     carriers = _carriers(session, {cand.condition_key for cand, _ in superseding.values()}, live, reopen, raised,
                          previous)
@@ -253,7 +255,9 @@ def _reconcile(session, candidates, patient_ids, today, kinds, user, summary, mr
     for row in live_rows:
         snooze_ended = row.status == "snoozed" and row.snoozed_until is not None and row.snoozed_until <= today
         if row.id in gone_ids:
-            if row.id in waiting and row.course_id not in stopped and row.id not in superseding:
+            if row.course_id in stopped and row.id not in superseding:
+                changed.append((row, "stopped"))
+            elif row.id in waiting and row.id not in superseding:
                 if row.cleared_on is None:
                     changed.append((row, "cleared"))
                 if snooze_ended:  # cleared while snoozed: back in the open list for a person to acknowledge
