@@ -45,10 +45,12 @@ def test_registered_job_has_the_trigger_timezone_and_grace_time_asked_for():
 
 def test_scheduler_show_reports_the_job_from_config_and_options(tracker, tmp_path):
     (tmp_path / "site.toml").write_text('timezone = "America/New_York"\n[scheduler]\nat = "04:15"\n'
-                                        'grace_hours = 3\n')
+                                        'grace_hours = 3\nlock_retry_minutes = 4\n')
     info = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show")
     assert info == {**info, "id": JOB_ID, "timezone": "America/New_York", "misfire_grace_time_s": None,
-                    "coalesce": True, "max_instances": 1}
+                    "coalesce": True, "max_instances": 1, "lock_retry_minutes": 4}
+    assert tracker.json("scheduler show")["lock_retry_minutes"] == 10  # the default
+    assert "lock_retry_minutes: 4" in tracker(f"--config {tmp_path / 'site.toml'} scheduler show").stdout
     assert info["trigger"] == "cron[hour='4', minute='15']"
     other = tracker.json(f"--config {tmp_path / 'site.toml'} scheduler show --at 06:45 --timezone Asia/Tokyo")
     assert other["trigger"] == "cron[hour='6', minute='45']" and other["timezone"] == "Asia/Tokyo"

@@ -64,7 +64,7 @@ def run(app, at, timezone):
 @json_object_option
 @pass_app
 def show(app, at, timezone, as_json):
-    """The job `scheduler run` would register: trigger, timezone, grace time, next run."""
+    """The job `scheduler run` would register: trigger, timezone, grace time, next run, lock retry."""
     from tracker.cli.render import emit_json
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -78,6 +78,7 @@ def show(app, at, timezone, as_json):
         info = describe(sched)
     finally:
         sched.shutdown(wait=False)
+    info["lock_retry_minutes"] = retry_s // 60  # a night the nightly lock refused is tried again after this
     if as_json:
         emit_json(info)
         return
