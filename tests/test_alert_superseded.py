@@ -119,3 +119,19 @@ def test_alerts_gone_because_their_course_stopped_say_so(tracker):
         for alert in alerts.values():
             shown = _shown(tracker, alert["id"])
             assert (shown["status"], shown["resolution"]) == ("resolved", "auto: course stopped"), shown
+
+
+def test_a_near_limit_alert_is_superseded_by_the_past_limit_alert(tracker):
+    """A course near its maximum duration, then past it: the warning resolved as "condition no longer present"
+    although the problem had grown (left open by the first fix)."""
+    with freeze_time("2026-03-01"):
+        tracker("patient add S1 --name 'Sam Test' --dob 1970-01-01")
+        tracker("therapy start S1 prednisolone --on 2026-03-01")  # at most 7 days (clinic default)
+    with freeze_time("2026-03-07"):  # a day before its maximum is reached
+        [near] = [a for a in tracker.json("alerts --mrn S1") if a["kind"] == "limit"]
+        assert near["severity"] == "warning" and "reaches its maximum" in near["message"]
+    with freeze_time("2026-03-08"):
+        [past] = [a for a in tracker.json("alerts --mrn S1") if a["kind"] == "limit"]
+        assert past["id"] != near["id"] and "past its maximum" in past["message"]
+        assert _shown(tracker, near["id"])["resolution"] == \
+            f"auto: superseded by alert #{past['id']} as of 2026-03-08 (day 8, past its maximum)"

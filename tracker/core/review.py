@@ -244,6 +244,14 @@ def limit_candidates(protocol: Protocol, course, limit_item, today: dt.date,
     return []
 
 
+def past_limit_key(condition_key: str) -> str | None:
+    """The condition that carries a near-limit alert's problem once its course is past the limit
+    (`limit:course7:near` -> `limit:course7:past`, as `limit_candidates` keys them); None for any other key."""
+    if condition_key.startswith("limit:") and condition_key.endswith(":near"):
+        return condition_key[:-len("near")] + "past"
+    return None
+
+
 def overdue_candidate(item, today: dt.date, grace_days: int,
                       vocabulary: Vocabulary | None = None) -> AlertCandidate | None:
     """A lab draw or baseline test overdue past the grace period (core/worklist.py defines overdue); a

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tracker.core.alerts import DERIVED_KINDS, AlertSettings
 from tracker.core.audit_chain import reusable_encoder
 from tracker.core.gates import judged_base, judged_test
-from tracker.core.review import Review, overdue_candidates, partial_note
+from tracker.core.review import Review, overdue_candidates, partial_note, past_limit_key
 from tracker.core.vocabulary import Vocabulary
 from tracker.dates import utcnow
 from tracker.db.bulk import (
@@ -331,6 +331,11 @@ def _superseding(session, rows, candidates) -> dict[int, tuple]:
         cand = gates.get(judged_base(r.condition_key)) if r.kind == "gate" else None
         if cand is not None:
             out[r.id] = (cand, f"{judged_test(cand.condition_key)}: its latest result judged")
+    limits = {c.condition_key: c for c in candidates if c.kind == "limit"}
+    for r in rows:  # a course near its limit, now past it: the past-limit alert carries the problem
+        cand = limits.get(past_limit_key(r.condition_key)) if r.kind == "limit" else None
+        if cand is not None:
+            out[r.id] = (cand, f"{cand.value}, past its maximum")
     alerting = [c for c in candidates if c.kind == "threshold" and c.result_id is not None]
     courses = {c.course_id for c in alerting}
     rows = [r for r in rows if r.kind == "threshold" and r.result_id and r.course_id in courses]
