@@ -374,3 +374,11 @@ def test_a_result_an_earlier_draw_took_does_not_complete_the_reopened_draw_a_sec
         row = draw(tracker, "M1", "2026-02-02")
         assert row["status"] == "partial" and row["missing"] == ["cmp: alt or ast"]
         assert draw(tracker, "M1", "2026-01-19")["done_on"] == "2026-01-26"
+
+
+def test_a_withdrawn_result_keeps_every_column_a_result_has():
+    """withdrawn_result is lab_result's row as it was: a column added to lab_result needs its twin there."""
+    from tracker.db.tables import LabResult, WithdrawnResult
+
+    kept = {c.name: str(c.type) for c in WithdrawnResult.__table__.columns}
+    assert {c.name: str(c.type) for c in LabResult.__table__.columns}.items() <= kept.items()

@@ -220,8 +220,6 @@ def _hl7_withdrawal(session, row: LabRow, patient, test: str, taken_on: dt.date)
     patient, day and laboratory: core/lab_corrections.py `hl7_corrected`). On record: refused, naming the command
     that withdraws it (as a FHIR entered-in-error is); withdrawn already: returns (on record); neither: refused
     as before (only F and C are recorded)."""
-    from tracker.db.tables import WithdrawnResult
-
     patient_id, mrn = patient.id, patient.mrn
     target = hl7_corrected(row.source_id, test, taken_on, _hl7_candidates(session, patient_id, test, taken_on))
     found = target.candidate or (target.ambiguous[0] if target.ambiguous else None)

@@ -5,18 +5,18 @@ The result's row moves to `withdrawn_result` (its values, who withdrew it, when 
 `lab_result`: every clinical read (charts, gates, the nightly's scan, worklists) sees the record without it. The
 source ids it carried (its own and those its corrections replaced) move to `withdrawn_lab_source`, so that its
 message imported again is recognised, not stored again. Its live alerts are resolved by the withdrawal ("result
-#N withdrawn: REASON", by whoever withdrew it): their condition was this result, which nothing reads again. Alerts
-that named it keep their text but no longer point at it (the audit row lists them). The items it completed are open again unless the patient's remaining results
-complete them (core/panels.py `undone_by_withdrawal` says which): a baseline item as its gate reads the remaining
-results; a lab draw as the remaining results taken up to the withdrawn result's day answer it (a later result
-counted for a later draw). A planned draw it counted for loses its test unless another result supplies it. The
-patient is then evaluated at once, as after a new result: a gate it satisfied
-reads the record without it, a draw open again past its grace raises an overdue alert. A repeat draw the
-threshold rules booked on it alone (wanted on the record with it, not without it) is cancelled. A live course
-started on the result (a hard gate it met, now unmet: core/gates.py `gates_unmet_by_withdrawal`) is marked as
-started with its gate overridden, naming the withdrawal, so that the overridden gate's critical alert is raised
-until a passing result is recorded, as for any course started without its gate. Audited as `result.withdraw`,
-with the result's row before and what changed after.
+#N withdrawn: REASON", by whoever withdrew it): their condition was this result, which nothing reads again.
+Alerts that named it keep their text but no longer point at it (the audit row lists them). The items it
+completed are open again unless the patient's remaining results complete them (core/panels.py
+`undone_by_withdrawal` says which): a baseline item as its gate reads the remaining results; a lab draw as the
+remaining results that counted for it when they came (core `counted_for`), taken up to the day it was
+completed, answer it. A planned draw it counted for loses its test unless another result supplies it. A repeat
+draw the threshold rules booked on it alone (wanted on the record with it, not without it) is cancelled. A live
+course started on the result (a hard gate it met, now unmet: core/gates.py `gates_unmet_by_withdrawal`) is
+marked as started with its gate overridden, naming the withdrawal, so that the overridden gate's critical alert
+is raised until a passing result is recorded, as for any course started without its gate. The patient is then
+evaluated at once, as after a new result: a draw open again past its grace raises an overdue alert. Audited as
+`result.withdraw`, with the result's row before and what changed after.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from tracker.errors import ConflictError, NotFoundError
 from tracker.services import audit
 from tracker.services.context import Clinic
 
-# The columns a withdrawn result keeps, as lab_result has them.
-KEPT = ("id", "patient_id", "test", "value_num", "value_text", "unit", "taken_on", "ref_low", "ref_high", "created_at",
-        "reported_value", "reported_unit", "source_id", "reported_at")
+# A withdrawn result keeps every column lab_result has (withdrawn_result has them all, and who, when and why).
+KEPT = tuple(column.name for column in LabResult.__table__.columns)
 
 
 @dataclass
@@ -185,7 +184,7 @@ def _reopen(session, library, patient: Patient, withdrawn: WithdrawnResult, undo
 
     vocabulary = library.vocabulary
     touched = (*undone.completed, *undone.counted)
-    was = {i.id: (i.status, i.done_on, i.done_note, i.received, i.sequence, i.last_modified) for i in touched}
+    was = {i.id: (i.status, i.done_on, i.sequence, i.last_modified) for i in touched}
     completed_on = {i.id: i.done_on for i in undone.completed}
     for item in undone.completed:
         # A draw merged into a completed host went back to being merged (cancelled), as before its host was done.
@@ -223,7 +222,7 @@ def _reopen(session, library, patient: Patient, withdrawn: WithdrawnResult, undo
         for result in remaining:
             complete_items(session, library, patient, result, planned=[draw])
     for item in touched:
-        status, done_on, _note, _received, sequence, modified = was[item.id]
+        status, done_on, sequence, modified = was[item.id]
         if (item.status, item.done_on) == (status, done_on):
             # Its calendar entry (status, day done) is as it was, whichever result of the day its note now
             # names or whatever it now holds: no update for subscribers (as mark_answered bumps only on done).
